@@ -1,0 +1,29 @@
+# The two set-up-and-go commands of the README are `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= out
+
+.PHONY: install install-test run test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip==25.3"
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
+
+run: install
+	$(BIN)/cms-anomaly generate wjets zjets ttbar --events 200 --seed 1 --out $(OUT)/cocktail
+
+test: install-test
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/cms-anomaly bench generate --events 300
+
+clean:
+	rm -rf $(OUT)

@@ -1,0 +1,1 @@
+"""Anomaly-detection models (PyTorch -> TorchScript) and XGBoost baselines."""

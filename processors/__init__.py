@@ -1,0 +1,1 @@
+"""Columnar objects, features, selections, the coffea processor, statistics and the CLI."""

@@ -1,0 +1,58 @@
+"""The ``cms-anomaly`` console command.
+
+Each subcommand lives in the module that owns it; that module exposes
+``register(subparsers)`` which adds an ``argparse`` sub-parser and sets
+``func`` (a callable taking the parsed namespace and returning an exit code).
+Registration modules import only ``argparse`` at module level so that
+``cms-anomaly --help`` stays fast; heavy imports happen inside ``func``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+#: modules providing ``register(subparsers)``, in the order shown by ``--help``
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "cms_anomaly.datasets.cli",
+)
+
+#: modules providing ``register_bench(bench_subparsers)`` for ``cms-anomaly bench TARGET``
+BENCH_MODULES: tuple[str, ...] = (
+    "cms_anomaly.datasets.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cms-anomaly",
+        description="Columnar anomaly detection on CMS (Open Data) NanoAOD.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    bench = subparsers.add_parser(
+        "bench",
+        help="benchmarks that print rates and ratios measured in one run",
+        description="Benchmarks: each prints events/s and ratios to a baseline measured in the same run.",
+    )
+    bench_targets = bench.add_subparsers(dest="target", metavar="TARGET")
+    bench_targets.required = True
+    for name in BENCH_MODULES:
+        importlib.import_module(name).register_bench(bench_targets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose + 1, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
