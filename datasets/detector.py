@@ -1,0 +1,795 @@
+"""A parametric CMS-like detector response, columnar over batches of Pythia events.
+
+Input: one batch of events from ``Pythia.nextBatch`` (awkward, full event record) and the charge
+of every particle. Output: NanoAOD collections (awkward records with NanoAOD field names and types)
+ready for :mod:`cms_anomaly.datasets.nanoaod`.
+
+Chain, all on flat numpy arrays of the final-state particles of the whole batch:
+
+1. **Tracking** of charged particles (|eta| < 2.5) with pT- and eta-dependent efficiency and
+   relative pT resolution; untracked charged hadrons are seen by the calorimeters.
+2. **Calorimetry**: photons and untracked electrons in the ECAL (|eta| < 3.0; HF up to 5.0),
+   neutral and untracked charged hadrons in the HCAL (|eta| < 5.0), stochastic/noise/constant
+   energy resolution, energy thresholds.
+3. **Particle flow candidates** (``PFCands``): charged hadrons (pdgId +-211), electrons (+-11),
+   muons (+-13), photons (22), neutral hadrons (130), pT-ordered per event.
+4. **Leptons and photons**: identification efficiency on the PF leptons/photons; isolation sums
+   of PF candidates in dR < 0.3 (and 0.4) split into charged-hadron, neutral-hadron and photon parts.
+5. **Jets**: anti-kT R = 0.4 (``Jet``, pT > 15 GeV) and R = 1.0 (``FatJet``, pT > 150 GeV) with
+   fastjet on all PF candidates; hadron flavour from B/C-hadron association (dR < R); a
+   ``btagDeepFlavB``-like score drawn from flavour-dependent logit-normal distributions tuned to the
+   DeepJet working points; N-subjettiness tau1..tau3 (exclusive-kT axes, beta = 1) and soft-drop mass
+   (beta = 0, z_cut = 0.1) for large-R jets.
+6. **MET** = -sum of the PF-candidate transverse momenta; ``sumEt`` = scalar sum.
+
+Every parameter is a field of :class:`DetectorConfig` with its source. No pile-up is simulated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import awkward as ak
+import fastjet
+import numba
+import numpy as np
+
+PION_MASS = 0.13957
+ELECTRON_MASS = 0.000511
+MUON_MASS = 0.10566
+INVISIBLE_IDS = (12, 14, 16, 1000012, 1000014, 1000016, 1000022, 1000039)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Parameters of the detector response.
+
+    Sources: the Delphes 3 CMS card (``cards/delphes_card_CMS.tcl``: tracking efficiencies and
+    momentum resolutions, ECAL/HCAL/HF resolutions, identification efficiencies, EFlow
+    thresholds), CMS DeepJet working points (BTV, 2018 UL: loose 0.0490, medium 0.2783, tight
+    0.7100) and the CMS b-tagging performance (JINST 13 (2018) P05011: ~70 % b, ~12 % c, ~1 %
+    light at the medium working point).
+    """
+
+    # --- tracking (Delphes CMS ChargedHadron/Electron/MuonTrackingEfficiency) ---
+    tracker_abs_eta: float = 2.5
+    track_pt_min: float = 0.1
+    #: efficiency for (pT 0.1-1 GeV, pT > 1 GeV) x (|eta| < 1.5, 1.5-2.5)
+    eff_track_hadron: tuple[tuple[float, float], tuple[float, float]] = ((0.70, 0.95), (0.60, 0.85))
+    eff_track_electron: tuple[tuple[float, float], tuple[float, float]] = ((0.73, 0.95), (0.50, 0.85))
+    eff_track_muon: tuple[tuple[float, float], tuple[float, float]] = ((0.75, 0.99), (0.70, 0.98))
+    #: relative pT resolution sqrt(a^2 + (b pT)^2) in |eta| bins [0, 0.5, 1.5, 2.5] (Delphes CMS)
+    res_track_hadron: tuple[tuple[float, float], ...] = ((0.06, 1.3e-3), (0.10, 1.7e-3), (0.25, 3.1e-3))
+    res_track_muon: tuple[tuple[float, float], ...] = ((0.01, 1.0e-4), (0.015, 1.5e-4), (0.025, 3.5e-4))
+    # --- calorimeters: sigma(E) = sqrt((c E)^2 + s^2 E + n^2) ---
+    ecal_abs_eta: float = 3.0
+    hf_abs_eta: float = 5.0
+    ecal_res: tuple[float, float, float] = (0.007, 0.07, 0.35)  # Delphes CMS ECAL, |eta| < 3
+    hf_em_res: tuple[float, float, float] = (0.107, 2.08, 0.0)  # Delphes CMS HF, EM part
+    hcal_res: tuple[float, float, float] = (0.050, 1.50, 0.0)  # Delphes CMS HCAL, |eta| < 3
+    hf_had_res: tuple[float, float, float] = (0.130, 2.70, 0.0)  # Delphes CMS HF, |eta| 3-5
+    photon_e_min: float = 0.5  # Delphes CMS ECAL EFlow threshold (GeV)
+    neutral_hadron_e_min: float = 1.0  # Delphes CMS HCAL EFlow threshold (GeV)
+    # --- identification (Delphes CMS Muon/Electron/PhotonEfficiency, with a low-pT turn-on) ---
+    muon_abs_eta: float = 2.4
+    muon_pt_min: float = 3.0
+    eff_id_muon: tuple[float, float, float] = (0.80, 0.95, 0.95)  # (3-10 GeV, >10 barrel, >10 endcap)
+    electron_pt_min: float = 5.0
+    eff_id_electron: tuple[float, float, float] = (0.70, 0.95, 0.85)  # (5-10 GeV, >10 |eta|<1.5, 1.5-2.5)
+    photon_pt_min: float = 5.0
+    eff_id_photon: tuple[float, float] = (0.95, 0.85)  # (|eta| < 1.5, 1.5-2.5)
+    #: tight / medium given loose identification (CMS muon POG, JINST 13 (2018) P06015)
+    eff_muon_tight: float = 0.96
+    eff_muon_medium: float = 0.98
+    # --- jets ---
+    jet_r: float = 0.4
+    jet_pt_min: float = 15.0
+    fatjet_r: float = 1.0
+    fatjet_pt_min: float = 150.0
+    softdrop_zcut: float = 0.1
+    softdrop_beta: float = 0.0
+    # --- b tagging: logit(score) ~ Normal(mu, sigma) per hadron flavour (b, c, light); solved so
+    # that P(score > 0.2783) = 0.70 / 0.12 / 0.01 and P(score > 0.0490) = 0.90 / 0.40 / 0.10 ---
+    btag_logit_b: tuple[float, float] = (0.441, 2.659)
+    btag_logit_c: tuple[float, float] = (-3.518, 2.183)
+    btag_logit_light: tuple[float, float] = (-5.435, 1.927)
+    # --- impact-parameter resolution (cm), CMS tracker ~20 um (transverse) and ~40 um (longitudinal)
+    dxy_res_cm: float = 0.0020
+    dz_res_cm: float = 0.0040
+
+
+# ----------------------------------------------------------------------------------------------
+# small vectorised helpers
+# ----------------------------------------------------------------------------------------------
+def kinematics(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pT, eta, phi) from Cartesian momenta; eta of a particle along the beam is +-20."""
+    pt = np.hypot(px, py)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eta = np.where(pt > 0, np.arcsinh(pz / np.where(pt > 0, pt, 1.0)), np.sign(pz) * 20.0)
+    return pt, eta, np.arctan2(py, px)
+
+
+def delta_phi(a, b):  # noqa: ANN001, ANN201 - numpy or awkward
+    """phi_a - phi_b wrapped into [-pi, pi)."""
+    return (a - b + np.pi) % (2 * np.pi) - np.pi
+
+
+def _binned_eff(pt: np.ndarray, abs_eta: np.ndarray, table, *, eta_edge: float = 1.5, pt_edge: float = 1.0) -> np.ndarray:
+    """Efficiency from a 2x2 table [(low pT, high pT) for |eta| < edge, (...) for |eta| > edge]."""
+    central = abs_eta < eta_edge
+    high = pt > pt_edge
+    (c_lo, c_hi), (f_lo, f_hi) = table
+    return np.where(central, np.where(high, c_hi, c_lo), np.where(high, f_hi, f_lo))
+
+
+def _track_resolution(pt: np.ndarray, abs_eta: np.ndarray, table) -> np.ndarray:
+    """Relative pT resolution sqrt(a^2 + (b pT)^2) with (a, b) per |eta| bin [0, 0.5, 1.5, 2.5]."""
+    idx = np.digitize(abs_eta, (0.5, 1.5)).clip(0, len(table) - 1)
+    a = np.asarray([t[0] for t in table])[idx]
+    b = np.asarray([t[1] for t in table])[idx]
+    return np.sqrt(a**2 + (b * pt) ** 2)
+
+
+def _calo_sigma(energy: np.ndarray, params: tuple[float, float, float]) -> np.ndarray:
+    c, s, n = params
+    return np.sqrt((c * energy) ** 2 + s**2 * energy + n**2)
+
+
+def _smear_positive(value: np.ndarray, sigma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian smearing, redrawn (by reflection) to stay positive."""
+    out = value + sigma * rng.standard_normal(value.shape)
+    return np.abs(out)
+
+
+def btag_score(hadron_flavour: np.ndarray, abs_eta: np.ndarray, rng: np.random.Generator, config: DetectorConfig) -> np.ndarray:
+    """A DeepJet-like b-tag score in (0, 1): sigmoid of a flavour-dependent normal logit; -1 outside the tracker."""
+    mu = np.select([hadron_flavour == 5, hadron_flavour == 4], [config.btag_logit_b[0], config.btag_logit_c[0]], config.btag_logit_light[0])
+    sigma = np.select([hadron_flavour == 5, hadron_flavour == 4], [config.btag_logit_b[1], config.btag_logit_c[1]], config.btag_logit_light[1])
+    logit = mu + sigma * rng.standard_normal(hadron_flavour.shape)
+    score = 1.0 / (1.0 + np.exp(-logit))
+    return np.where(abs_eta < config.tracker_abs_eta, score, -1.0).astype(np.float32)
+
+
+def _has_quark(abs_id: np.ndarray, quark: int) -> np.ndarray:
+    """Hadrons (|id| > 100, not diquarks) containing quark ``quark`` (5 = b, 4 = c)."""
+    hadron = (abs_id > 100) & (abs_id < 1_000_000) & ((abs_id // 10) % 10 != 0)
+    return hadron & (((abs_id // 100) % 10 == quark) | ((abs_id // 1000) % 10 == quark))
+
+
+def _unflatten(flat: dict[str, np.ndarray], counts: np.ndarray) -> ak.Array:
+    return ak.unflatten(ak.zip(flat, depth_limit=1), counts)
+
+
+def _group_sum(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    return np.bincount(group, weights=values, minlength=n_groups)
+
+
+@numba.njit(cache=True)
+def _cone_sums(c_eta, c_phi, c_self, c_evt, o_eta, o_phi, o_pt, o_code, o_offsets, radius2, n_codes):  # noqa: ANN001, ANN202
+    """sum of ``o_pt`` per (centre, category code) for "others" of the same event within dR^2 < radius2.
+
+    ``c_self`` is the index of the centre among the others (excluded), or -1.
+    """
+    out = np.zeros((len(c_eta), n_codes))
+    for i in range(len(c_eta)):
+        ev = c_evt[i]
+        for j in range(o_offsets[ev], o_offsets[ev + 1]):
+            if j == c_self[i]:
+                continue
+            dphi = (c_phi[i] - o_phi[j] + np.pi) % (2 * np.pi) - np.pi
+            deta = c_eta[i] - o_eta[j]
+            if deta * deta + dphi * dphi < radius2:
+                out[i, o_code[j]] += o_pt[j]
+    return out
+
+
+@numba.njit(cache=True)
+def _nearest_in_cone(c_eta, c_phi, c_evt, o_eta, o_phi, o_pt, o_offsets, radius2):  # noqa: ANN001, ANN202
+    """Per centre: number of others within dR^2 < radius2 and the index of the hardest of them (-1 if none)."""
+    count = np.zeros(len(c_eta), dtype=np.int64)
+    best = np.full(len(c_eta), -1, dtype=np.int64)
+    for i in range(len(c_eta)):
+        ev = c_evt[i]
+        best_pt = -1.0
+        for j in range(o_offsets[ev], o_offsets[ev + 1]):
+            dphi = (c_phi[i] - o_phi[j] + np.pi) % (2 * np.pi) - np.pi
+            deta = c_eta[i] - o_eta[j]
+            if deta * deta + dphi * dphi < radius2:
+                count[i] += 1
+                if o_pt[j] > best_pt:
+                    best_pt = o_pt[j]
+                    best[i] = j
+    return count, best
+
+
+@numba.njit(cache=True)
+def _tau_n(c_pt, c_eta, c_phi, c_offsets, a_eta, a_phi, a_offsets, r0):  # noqa: ANN001, ANN202
+    """N-subjettiness (beta = 1) per jet from flat constituents and flat axes with per-jet offsets."""
+    n_jets = len(c_offsets) - 1
+    tau = np.zeros(n_jets)
+    for k in range(n_jets):
+        num = 0.0
+        den = 0.0
+        for i in range(c_offsets[k], c_offsets[k + 1]):
+            dmin = 1e9
+            for a in range(a_offsets[k], a_offsets[k + 1]):
+                dphi = (c_phi[i] - a_phi[a] + np.pi) % (2 * np.pi) - np.pi
+                deta = c_eta[i] - a_eta[a]
+                d = np.sqrt(deta * deta + dphi * dphi)
+                if d < dmin:
+                    dmin = d
+            num += c_pt[i] * dmin
+            den += c_pt[i]
+        tau[k] = num / (den * r0) if den > 0 else 0.0
+    return tau
+
+
+# ----------------------------------------------------------------------------------------------
+# the response
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class _Flat:
+    """Flat per-particle arrays of one batch plus the event index of each particle."""
+
+    evt: np.ndarray
+    n_events: int
+
+    def counts(self, mask: np.ndarray | None = None) -> np.ndarray:
+        evt = self.evt if mask is None else self.evt[mask]
+        return np.bincount(evt, minlength=self.n_events)
+
+
+def simulate(batch: ak.Array, charges: ak.Array, *, rng: np.random.Generator, config: DetectorConfig = DetectorConfig()) -> dict[str, ak.Array]:
+    """Detector response for one batch of Pythia events.
+
+    Parameters
+    ----------
+    batch : ak.Array
+        Output of ``Pythia.nextBatch`` (``batch.prt`` = event record).
+    charges : ak.Array
+        Electric charge of every particle of ``batch.prt`` (same jagged structure).
+    rng : numpy.random.Generator
+        Source of every random number (efficiencies, smearing, b-tag scores).
+    config : DetectorConfig
+
+    Returns
+    -------
+    dict
+        NanoAOD collections: ``PFCands``, ``Muon``, ``Electron``, ``Photon``, ``Jet``,
+        ``JetPFCands``, ``FatJet``, ``GenPart`` (jagged records) and the flat ``MET`` record.
+    """
+    prt = batch.prt
+    n_events = len(prt)
+    counts_all = ak.to_numpy(ak.num(prt, axis=1))
+    offsets = np.concatenate([[0], np.cumsum(counts_all)])
+    flat = ak.flatten(prt)
+    pid = ak.to_numpy(flat.id).astype(np.int64)
+    status = ak.to_numpy(flat.status)
+    px, py, pz, e = (ak.to_numpy(flat.p[c]) for c in ("px", "py", "pz", "e"))
+    charge = ak.to_numpy(ak.flatten(charges))
+    evt_all = np.repeat(np.arange(n_events), counts_all)
+    vprod = flat.vProd
+    vx = ak.to_numpy(ak.fill_none(vprod.px, 0.0)) * 0.1  # mm -> cm
+    vy = ak.to_numpy(ak.fill_none(vprod.py, 0.0)) * 0.1
+    vz = ak.to_numpy(ak.fill_none(vprod.pz, 0.0)) * 0.1
+
+    abs_id = np.abs(pid)
+    final = (status > 0) & ~np.isin(abs_id, INVISIBLE_IDS)
+    gidx = np.flatnonzero(final)  # global index into the event record of each final particle
+    fs = _Flat(evt=evt_all[gidx], n_events=n_events)
+    f_px, f_py, f_pz, f_e = px[gidx], py[gidx], pz[gidx], e[gidx]
+    f_pt, f_eta, f_phi = kinematics(f_px, f_py, f_pz)
+    f_abs_eta = np.abs(f_eta)
+    f_id, f_abs, f_q = pid[gidx], abs_id[gidx], charge[gidx]
+
+    is_mu, is_ele, is_pho = f_abs == 13, f_abs == 11, f_abs == 22
+    is_charged = (f_q != 0) & ~is_mu & ~is_ele
+    is_neutral = (f_q == 0) & ~is_pho
+
+    # 1. tracking ------------------------------------------------------------------------------
+    in_tracker = (f_abs_eta < config.tracker_abs_eta) & (f_pt > config.track_pt_min)
+    eff_track = np.select(
+        [is_mu, is_ele, is_charged],
+        [
+            _binned_eff(f_pt, f_abs_eta, config.eff_track_muon),
+            _binned_eff(f_pt, f_abs_eta, config.eff_track_electron),
+            _binned_eff(f_pt, f_abs_eta, config.eff_track_hadron),
+        ],
+        0.0,
+    )
+    tracked = in_tracker & (rng.random(len(f_pt)) < eff_track)
+    rel_res = np.where(
+        is_mu,
+        _track_resolution(f_pt, f_abs_eta, config.res_track_muon),
+        _track_resolution(f_pt, f_abs_eta, config.res_track_hadron),
+    )
+    pt_track = _smear_positive(f_pt, rel_res * f_pt, rng)
+
+    # 2. calorimetry -------------------------------------------------------------------------------
+    em_like = is_pho | (is_ele & ~tracked)
+    had_like = is_neutral | (is_charged & ~tracked)
+    ecal = f_abs_eta < config.ecal_abs_eta
+    in_hf = (f_abs_eta >= config.ecal_abs_eta) & (f_abs_eta < config.hf_abs_eta)
+    sigma_em = np.where(ecal, _calo_sigma(f_e, config.ecal_res), _calo_sigma(f_e, config.hf_em_res))
+    sigma_had = np.where(ecal, _calo_sigma(f_e, config.hcal_res), _calo_sigma(f_e, config.hf_had_res))
+    e_calo = _smear_positive(f_e, np.where(em_like, sigma_em, sigma_had), rng)
+    em_seen = em_like & (ecal | in_hf) & (e_calo > config.photon_e_min)
+    had_seen = had_like & (f_abs_eta < config.hf_abs_eta) & (e_calo > config.neutral_hadron_e_min)
+    # electrons: direction from the track, energy from the ECAL (|eta| < 2.5 always inside the ECAL)
+    ele_pf = is_ele & tracked
+    mu_pf = is_mu & tracked
+    ch_pf = is_charged & tracked
+
+    pf_mask = ele_pf | mu_pf | ch_pf | em_seen | had_seen
+    pf_pt = np.select(
+        [ele_pf, mu_pf | ch_pf, em_seen | had_seen],
+        [_smear_positive(f_pt, _calo_sigma(f_e, config.ecal_res) / np.cosh(f_eta), rng), pt_track, e_calo / np.cosh(f_eta)],
+        0.0,
+    )
+    pf_pdg = np.select(
+        [ele_pf | mu_pf, ch_pf, em_seen, had_seen],
+        [f_id, np.sign(f_q).astype(np.int64) * 211, np.full_like(f_id, 22), np.full_like(f_id, 130)],
+        0,
+    )
+    pf_charge = np.where(ele_pf | mu_pf | ch_pf, np.sign(f_q), 0).astype(np.int32)
+    pf_mass = np.select([ele_pf, mu_pf, ch_pf], [ELECTRON_MASS, MUON_MASS, PION_MASS], 0.0)
+
+    # keep PF candidates, pT-ordered within each event
+    sel = np.flatnonzero(pf_mask)
+    order = np.lexsort((-pf_pt[sel], fs.evt[sel]))
+    sel = sel[order]
+    pf = {
+        "pt": pf_pt[sel].astype(np.float32),
+        "eta": f_eta[sel].astype(np.float32),
+        "phi": f_phi[sel].astype(np.float32),
+        "mass": pf_mass[sel].astype(np.float32),
+        "charge": pf_charge[sel],
+        "pdgId": pf_pdg[sel].astype(np.int32),
+    }
+    pf_evt = fs.evt[sel]
+    pf_counts = np.bincount(pf_evt, minlength=n_events)
+    pf_offsets = np.concatenate([[0], np.cumsum(pf_counts)])
+    pf_truth = gidx[sel]  # global event-record index of the particle behind each PF candidate
+    # impact parameters of charged candidates (straight-line approximation from the production vertex)
+    t_vx, t_vy, t_vz = vx[pf_truth], vy[pf_truth], vz[pf_truth]
+    t_px, t_py, t_pz = px[pf_truth], py[pf_truth], pz[pf_truth]
+    t_pt = np.maximum(np.hypot(t_px, t_py), 1e-9)
+    dxy = (t_vx * t_py - t_vy * t_px) / t_pt + config.dxy_res_cm * rng.standard_normal(len(sel))
+    dz = t_vz - (t_vx * t_px + t_vy * t_py) / t_pt * (t_pz / t_pt) + config.dz_res_cm * rng.standard_normal(len(sel))
+    is_trk = pf["charge"] != 0
+    pf["d0"] = np.where(is_trk, dxy, 0.0).astype(np.float32)
+    pf["dz"] = np.where(is_trk, dz, 0.0).astype(np.float32)
+
+    pf_px = pf["pt"] * np.cos(pf["phi"])
+    pf_py = pf["pt"] * np.sin(pf["phi"])
+
+    # 6. MET ---------------------------------------------------------------------------------------
+    met_x = -_group_sum(pf_px.astype(np.float64), pf_evt, n_events)
+    met_y = -_group_sum(pf_py.astype(np.float64), pf_evt, n_events)
+    met = {
+        "pt": np.hypot(met_x, met_y).astype(np.float32),
+        "phi": np.arctan2(met_y, met_x).astype(np.float32),
+        "sumEt": _group_sum(pf["pt"].astype(np.float64), pf_evt, n_events).astype(np.float32),
+    }
+
+    pf_arr = _unflatten({k: v for k, v in pf.items()}, pf_counts)
+
+    # 5. jets (before leptons: leptons need the jet index) -------------------------------------------
+    mother1 = ak.to_numpy(flat.mother1)
+    truth = _truth_record(pid=pid, status=status, mother1=mother1, px=px, py=py, pz=pz, e=e, evt=evt_all, offsets=offsets, n_events=n_events)
+    jets, jet_pf, pf_jet_idx = _cluster_jets(pf, pf_counts, pf_offsets, truth=truth, rng=rng, config=config)
+    fatjets = _cluster_fatjets(pf, pf_counts, truth=truth, config=config)
+
+    # 4. leptons and photons ------------------------------------------------------------------------
+    pf_abs = np.abs(pf["pdgId"])
+    lep_common = dict(pf=pf, pf_evt=pf_evt, pf_jet_idx=pf_jet_idx, truth=truth, pf_truth=pf_truth, n_events=n_events)
+    mu_sel = np.flatnonzero(
+        (pf_abs == 13)
+        & (np.abs(pf["eta"]) < config.muon_abs_eta)
+        & (pf["pt"] > config.muon_pt_min)
+        & (rng.random(len(pf_abs)) < np.where(pf["pt"] < 10, config.eff_id_muon[0], np.where(np.abs(pf["eta"]) < 1.5, config.eff_id_muon[1], config.eff_id_muon[2])))
+    )
+    muons = _lepton_collection(mu_sel, **lep_common)
+    tight = rng.random(len(mu_sel)) < config.eff_muon_tight
+    muons["tightId"] = tight
+    muons["mediumId"] = tight | (rng.random(len(mu_sel)) < config.eff_muon_medium)
+    muons["looseId"] = np.ones(len(mu_sel), dtype=bool)
+    ele_sel = np.flatnonzero(
+        (pf_abs == 11)
+        & (np.abs(pf["eta"]) < config.tracker_abs_eta)
+        & (pf["pt"] > config.electron_pt_min)
+        & (rng.random(len(pf_abs)) < np.where(pf["pt"] < 10, config.eff_id_electron[0], np.where(np.abs(pf["eta"]) < 1.5, config.eff_id_electron[1], config.eff_id_electron[2])))
+    )
+    electrons = _lepton_collection(ele_sel, **lep_common)
+    # cut-based id (0 fail, 1 veto, 2 loose, 3 medium, 4 tight) from the relative isolation, the
+    # variable that separates prompt from non-prompt electrons in this simulation
+    electrons["cutBased"] = (4 - np.digitize(electrons["pfRelIso03_all"], (0.06, 0.10, 0.15, 0.25))).astype(np.int32)
+    electrons["photonIdx"] = np.full(len(ele_sel), -1, dtype=np.int32)
+    pho_sel = np.flatnonzero(
+        (pf_abs == 22)
+        & (np.abs(pf["eta"]) < config.tracker_abs_eta)
+        & (pf["pt"] > config.photon_pt_min)
+        & (rng.random(len(pf_abs)) < np.where(np.abs(pf["eta"]) < 1.5, config.eff_id_photon[0], config.eff_id_photon[1]))
+    )
+    photons = _lepton_collection(pho_sel, **lep_common)
+    for key in ("dxy", "dz", "pfRelIso04_all"):
+        photons.pop(key)
+    photons["cutBased"] = (3 - np.digitize(photons["pfRelIso03_all"], (0.10, 0.20, 0.30))).astype(np.int32)
+    photons["electronIdx"] = np.full(len(pho_sel), -1, dtype=np.int32)
+
+    jet_counts = ak.to_numpy(ak.num(jets, axis=1))
+    for name, sel in (("muon", mu_sel), ("electron", ele_sel)):
+        idx1, idx2, n_in_jet = _jet_lepton_refs(pf_evt[sel], pf_jet_idx[sel], jet_counts)
+        jets = ak.with_field(jets, ak.unflatten(idx1, jet_counts), f"{name}Idx1")
+        jets = ak.with_field(jets, ak.unflatten(idx2, jet_counts), f"{name}Idx2")
+        jets = ak.with_field(jets, ak.unflatten(n_in_jet, jet_counts), f"n{name.capitalize()}s")
+
+    out = {
+        "PFCands": pf_arr,
+        "Muon": _unflatten(muons, np.bincount(pf_evt[mu_sel], minlength=n_events)),
+        "Electron": _unflatten(electrons, np.bincount(pf_evt[ele_sel], minlength=n_events)),
+        "Photon": _unflatten(photons, np.bincount(pf_evt[pho_sel], minlength=n_events)),
+        "Jet": jets,
+        "JetPFCands": jet_pf,
+        "FatJet": fatjets,
+        "GenPart": truth.genpart,
+        "MET": ak.zip(met),
+    }
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# truth record
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class _Truth:
+    genpart: ak.Array  # pruned GenPart collection (NanoAOD fields)
+    new_index: np.ndarray  # global event-record index -> local GenPart index (-1 if pruned)
+    flav: np.ndarray  # global index -> NanoAOD genPartFlav of a kept particle (0 otherwise)
+    bhad: ak.Array  # weakly decaying B hadrons (eta, phi) per event
+    chad: ak.Array  # weakly decaying C hadrons (eta, phi) per event
+    partons: ak.Array  # hard-process outgoing quarks and gluons (eta, phi, pdgId) per event
+
+
+def _truth_record(*, pid, status, mother1, px, py, pz, e, evt, offsets, n_events) -> _Truth:  # noqa: ANN001
+    """Prune the Pythia record to a NanoAOD-like ``GenPart``: hard process, leptons, taus, B/C hadrons.
+
+    Kept: the hard process (|status| 21-29, incl. resonance decays), final-state e/mu/neutrinos with
+    pT > 1 GeV, last-copy taus, and weakly decaying B and C hadrons. Mother indices point to the
+    nearest kept ancestor (following ``mother1``). ``status`` is 1 (final), 2 (decayed) or the Pythia
+    hard-process code; ``statusFlags`` bits: 0 isPrompt (no hadron among the ancestors),
+    2 isTauDecayProduct, 7 isHardProcess, 8 fromHardProcess, 12 isFirstCopy, 13 isLastCopy.
+    """
+    abs_id = np.abs(pid)
+    n = len(pid)
+    pt, eta, phi = kinematics(px, py, pz)
+    mass = np.sqrt(np.maximum(e**2 - px**2 - py**2 - pz**2, 0.0))
+    abs_status = np.abs(status)
+    local_mother = np.asarray(mother1, dtype=np.int64)
+    has_mother = local_mother > 0
+    mother_g = np.where(has_mother, offsets[evt] + local_mother, -1)
+
+    is_b, is_c = _has_quark(abs_id, 5), _has_quark(abs_id, 4)
+    # a B (C) hadron is "weakly decaying" when no B (C) hadron has it as mother
+    parent_of_b = np.zeros(n, dtype=bool)
+    parent_of_b[mother_g[is_b & has_mother]] = True
+    parent_of_c = np.zeros(n, dtype=bool)
+    parent_of_c[mother_g[is_c & has_mother]] = True
+    weak_b = is_b & ~parent_of_b
+    weak_c = is_c & ~parent_of_c
+    is_tau = abs_id == 15
+    parent_of_tau = np.zeros(n, dtype=bool)
+    parent_of_tau[mother_g[is_tau & has_mother]] = True
+    last_tau = is_tau & ~parent_of_tau
+    hard = (abs_status >= 21) & (abs_status <= 29)
+    light_lep = (status > 0) & np.isin(abs_id, (11, 12, 13, 14, 16)) & (pt > 1.0)
+    keep = hard | light_lep | last_tau | weak_b | weak_c
+
+    # nearest kept ancestor of every kept particle, and whether a hadron was crossed on the way
+    kept = np.flatnonzero(keep)
+    kept_counts = np.bincount(evt[kept], minlength=n_events)
+    kept_offsets = np.concatenate([[0], np.cumsum(kept_counts)])
+    new_index = np.full(n, -1, dtype=np.int64)
+    new_index[kept] = np.arange(len(kept)) - kept_offsets[evt[kept]]
+    is_hadron = (abs_id > 100) & (abs_id < 1_000_000)
+    parent = np.full(len(kept), -1, dtype=np.int64)
+    via_hadron = np.zeros(len(kept), dtype=bool)
+    cur = mother_g[kept].copy()
+    active = np.flatnonzero(cur >= 0)
+    for _ in range(10_000):  # bounded by the depth of the event record, not by the number of events
+        if active.size == 0:
+            break
+        c = cur[active]
+        found = keep[c]
+        parent[active[found]] = c[found]
+        via_hadron[active] |= is_hadron[c] & ~found
+        cur[active] = mother_g[c]
+        active = active[~found & (mother_g[c] >= 0)]
+    parent_abs = np.where(parent >= 0, abs_id[np.maximum(parent, 0)], 0)
+    parent_hadron = np.where(parent >= 0, is_hadron[np.maximum(parent, 0)], False)
+    prompt = ~via_hadron & ~parent_hadron
+    from_tau = parent_abs == 15
+    k_hard = hard[kept]
+    k_final = status[kept] > 0
+    last_copy = k_final | weak_b[kept] | weak_c[kept] | last_tau[kept]
+    flags = (
+        (prompt.astype(np.int32) << 0)
+        | (from_tau.astype(np.int32) << 2)
+        | (k_hard.astype(np.int32) << 7)
+        | ((k_hard | (prompt & ~from_tau & (parent >= 0) & np.where(parent >= 0, hard[np.maximum(parent, 0)], False))).astype(np.int32) << 8)
+        | (k_hard.astype(np.int32) << 12)
+        | (last_copy.astype(np.int32) << 13)
+    )
+    nano_status = np.where(k_final, 1, np.where(k_hard, abs_status[kept], 2)).astype(np.int32)
+    genpart = {
+        "pt": pt[kept].astype(np.float32),
+        "eta": eta[kept].astype(np.float32),
+        "phi": phi[kept].astype(np.float32),
+        "mass": mass[kept].astype(np.float32),
+        "pdgId": pid[kept].astype(np.int32),
+        "status": nano_status,
+        "statusFlags": flags.astype(np.int32),
+        "genPartIdxMother": np.where(parent >= 0, new_index[np.maximum(parent, 0)], -1).astype(np.int32),
+    }
+    # NanoAOD genPartFlav: 1 prompt, 15 from a prompt tau, 5 from b, 4 from c, 3 light/unknown hadron
+    parent_is_b = np.where(parent >= 0, is_b[np.maximum(parent, 0)], False)
+    parent_is_c = np.where(parent >= 0, is_c[np.maximum(parent, 0)], False)
+    parent_prompt = np.zeros(len(kept), dtype=bool)
+    has_parent = parent >= 0
+    kept_pos = np.full(n, -1, dtype=np.int64)
+    kept_pos[kept] = np.arange(len(kept))
+    parent_prompt[has_parent] = prompt[kept_pos[parent[has_parent]]]
+    flav_kept = np.select(
+        [from_tau & parent_prompt, from_tau, parent_is_b, parent_is_c, prompt],
+        [15, 3, 5, 4, 1],
+        3,
+    )
+    flav = np.zeros(n, dtype=np.uint8)
+    flav[kept] = flav_kept
+
+    def per_event(mask: np.ndarray, fields: dict[str, np.ndarray]) -> ak.Array:
+        idx = np.flatnonzero(mask)
+        return _unflatten({k: v[idx] for k, v in fields.items()}, np.bincount(evt[idx], minlength=n_events))
+
+    parton = (abs_status == 23) & ((abs_id <= 5) | (abs_id == 21))
+    return _Truth(
+        genpart=_unflatten(genpart, kept_counts),
+        new_index=new_index,
+        flav=flav,
+        bhad=per_event(weak_b, {"eta": eta, "phi": phi}),
+        chad=per_event(weak_c, {"eta": eta, "phi": phi}),
+        partons=per_event(parton, {"eta": eta, "phi": phi, "pt": pt, "pdgId": pid}),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# isolation and lepton/photon collections
+# ----------------------------------------------------------------------------------------------
+def _isolation(pf: dict[str, np.ndarray], pf_evt: np.ndarray, cand: np.ndarray, n_events: int) -> dict[str, np.ndarray]:
+    """Isolation sums around PF candidates ``cand`` (global PF indices, event-ordered).
+
+    Returns absolute sums (GeV) of charged hadrons, neutral hadrons and photons within dR < 0.3,
+    and of all three within dR < 0.4, excluding the candidate itself.
+    """
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(pf_evt, minlength=n_events))])
+    pdg = np.abs(pf["pdgId"])
+    code = np.select([pdg == 211, pdg == 130, pdg == 22], [0, 1, 2], 3)
+    args = (pf["eta"][cand], pf["phi"][cand], cand, pf_evt[cand], pf["eta"], pf["phi"], pf["pt"].astype(np.float64), code, offsets)
+    s03 = _cone_sums(*args, 0.09, 4)
+    s04 = _cone_sums(*args, 0.16, 4)
+    return {"ch": s03[:, 0], "neu": s03[:, 1], "pho": s03[:, 2], "all04": s04[:, :3].sum(axis=1)}
+
+
+def _lepton_collection(sel: np.ndarray, *, pf, pf_evt, pf_jet_idx, truth, pf_truth, n_events) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """NanoAOD fields of the PF candidates ``sel`` promoted to muons/electrons/photons."""
+    iso = _isolation(pf, pf_evt, sel, n_events)
+    pt = pf["pt"][sel].astype(np.float64)
+    safe = np.maximum(pt, 1e-6)
+    g = pf_truth[sel]
+    return {
+        "pt": pf["pt"][sel],
+        "eta": pf["eta"][sel],
+        "phi": pf["phi"][sel],
+        "mass": pf["mass"][sel],
+        "charge": pf["charge"][sel],
+        "pdgId": pf["pdgId"][sel],
+        "pfRelIso03_all": ((iso["ch"] + iso["neu"] + iso["pho"]) / safe).astype(np.float32),
+        "pfRelIso03_chg": (iso["ch"] / safe).astype(np.float32),
+        "pfRelIso04_all": (iso["all04"] / safe).astype(np.float32),
+        "dxy": pf["d0"][sel],
+        "dz": pf["dz"][sel],
+        "jetIdx": pf_jet_idx[sel].astype(np.int32),
+        "genPartIdx": truth.new_index[g].astype(np.int32),
+        "genPartFlav": np.where(truth.new_index[g] >= 0, truth.flav[g], 0).astype(np.uint8),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# jets
+# ----------------------------------------------------------------------------------------------
+def _jet_lepton_refs(lep_evt: np.ndarray, lep_jet: np.ndarray, jet_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NanoAOD ``Jet_<lepton>Idx1/2`` and ``Jet_n<Lepton>s`` from each lepton's jet index.
+
+    Parameters
+    ----------
+    lep_evt, lep_jet : np.ndarray
+        Event index and local jet index (-1: in no jet) of every lepton, event-ordered, pT-ordered.
+    jet_counts : np.ndarray
+        Jets per event.
+    """
+    n_events = len(jet_counts)
+    lep_counts = np.bincount(lep_evt, minlength=n_events)
+    lep_local = np.arange(len(lep_evt)) - np.concatenate([[0], np.cumsum(lep_counts)])[lep_evt]
+    jet_offsets = np.concatenate([[0], np.cumsum(jet_counts)])
+    n_jets = int(jet_offsets[-1])
+    idx1 = np.full(n_jets, -1, dtype=np.int32)
+    idx2 = np.full(n_jets, -1, dtype=np.int32)
+    in_jet = lep_jet >= 0
+    jet_global = jet_offsets[lep_evt[in_jet]] + lep_jet[in_jet]
+    local = lep_local[in_jet]
+    order = np.lexsort((local, jet_global))  # by jet, then by lepton pT rank
+    jet_global, local = jet_global[order], local[order]
+    first = np.ones(len(jet_global), dtype=bool)
+    first[1:] = jet_global[1:] != jet_global[:-1]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(first)), 0))
+    rank = np.arange(len(first)) - start
+    idx1[jet_global[rank == 0]] = local[rank == 0]
+    idx2[jet_global[rank == 1]] = local[rank == 1]
+    count = np.bincount(jet_global, minlength=n_jets).astype(np.int32)
+    return idx1, idx2, count
+
+
+def _pf_vectors(pf: dict[str, np.ndarray], pf_counts: np.ndarray) -> ak.Array:
+    pt, eta, phi, m = (pf[k].astype(np.float64) for k in ("pt", "eta", "phi", "mass"))
+    pz = pt * np.sinh(eta)
+    energy = np.sqrt((pt * np.cosh(eta)) ** 2 + m**2)
+    return ak.to_packed(_unflatten({"px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pz, "E": energy}, pf_counts))
+
+
+def _jet_kinematics(jets: ak.Array) -> dict[str, ak.Array]:
+    pt = np.hypot(jets.px, jets.py)
+    eta = np.arcsinh(jets.pz / np.maximum(pt, 1e-9))
+    mass = np.sqrt(np.maximum(jets.E**2 - jets.px**2 - jets.py**2 - jets.pz**2, 0.0))
+    return {"pt": pt, "eta": eta, "phi": np.arctan2(jets.py, jets.px), "mass": mass}
+
+
+def _flavours(kin: dict[str, ak.Array], truth: _Truth, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Flat per-jet (hadronFlavour, partonFlavour, number of B hadrons, number of C hadrons) within dR < radius."""
+    n_jets = ak.to_numpy(ak.num(kin["pt"], axis=1))
+    evt = np.repeat(np.arange(len(n_jets)), n_jets)
+    eta = ak.to_numpy(ak.flatten(kin["eta"])).astype(np.float64)
+    phi = ak.to_numpy(ak.flatten(kin["phi"])).astype(np.float64)
+    r2 = radius**2
+
+    def match(targets: ak.Array) -> tuple[np.ndarray, np.ndarray]:
+        offsets = np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(targets, axis=1)))])
+        t_eta = ak.to_numpy(ak.flatten(targets.eta)).astype(np.float64)
+        t_phi = ak.to_numpy(ak.flatten(targets.phi)).astype(np.float64)
+        t_pt = ak.to_numpy(ak.flatten(targets.pt)).astype(np.float64) if "pt" in targets.fields else np.ones(len(t_eta))
+        return _nearest_in_cone(eta, phi, evt, t_eta, t_phi, t_pt, offsets, r2)
+
+    n_b, _ = match(truth.bhad)
+    n_c, _ = match(truth.chad)
+    _, best = match(truth.partons)
+    parton_ids = ak.to_numpy(ak.flatten(truth.partons.pdgId))
+    parton_flavour = np.where(best >= 0, parton_ids[np.maximum(best, 0)] if len(parton_ids) else 0, 0)
+    hadron_flavour = np.where(n_b > 0, 5, np.where(n_c > 0, 4, 0))
+    return hadron_flavour.astype(np.int32), parton_flavour.astype(np.int32), n_b, n_c
+
+
+def _cluster_jets(pf, pf_counts, pf_offsets, *, truth: _Truth, rng: np.random.Generator, config: DetectorConfig):  # noqa: ANN001, ANN202
+    """anti-kT R = 0.4 jets, their constituents (``JetPFCands``) and the jet index of every PF candidate."""
+    n_events = len(pf_counts)
+    vectors = _pf_vectors(pf, pf_counts)
+    cs = fastjet.ClusterSequence(vectors, fastjet.JetDefinition(fastjet.antikt_algorithm, config.jet_r))
+    jets = cs.inclusive_jets(min_pt=config.jet_pt_min)
+    cidx = cs.constituent_index(min_pt=config.jet_pt_min)
+    kin = _jet_kinematics(jets)
+    order = ak.argsort(kin["pt"], axis=1, ascending=False)
+    kin = {k: v[order] for k, v in kin.items()}
+    cidx = cidx[order]
+
+    n_jets = ak.to_numpy(ak.num(kin["pt"], axis=1))
+    jet_evt = np.repeat(np.arange(n_events), n_jets)
+    n_const = ak.to_numpy(ak.flatten(ak.num(cidx, axis=2)))
+    const_local = ak.to_numpy(ak.flatten(cidx, axis=None)).astype(np.int64)
+    const_jet = np.repeat(np.arange(len(n_const)), n_const)  # global jet index of each constituent
+    const_global = const_local + pf_offsets[jet_evt[const_jet]]
+    jet_offsets = np.concatenate([[0], np.cumsum(n_jets)])
+    jet_local = np.arange(len(jet_evt)) - jet_offsets[jet_evt]
+    pf_jet_idx = np.full(len(pf["pt"]), -1, dtype=np.int64)
+    pf_jet_idx[const_global] = jet_local[const_jet]
+
+    # energy fractions of the constituents
+    c_pt, c_eta, c_m = pf["pt"][const_global].astype(np.float64), pf["eta"][const_global], pf["mass"][const_global]
+    c_e = np.sqrt((c_pt * np.cosh(c_eta)) ** 2 + c_m.astype(np.float64) ** 2)
+    c_pdg = np.abs(pf["pdgId"][const_global])
+    n_all = len(n_const)
+    e_tot = np.maximum(_group_sum(c_e, const_jet, n_all), 1e-9)
+    frac = {
+        name: (_group_sum(np.where(c_pdg == code, c_e, 0.0), const_jet, n_all) / e_tot).astype(np.float32)
+        for name, code in (("chHEF", 211), ("neHEF", 130), ("chEmEF", 11), ("neEmEF", 22), ("muEF", 13))
+    }
+    flat_eta = ak.to_numpy(ak.flatten(kin["eta"]))
+    tight = (frac["neHEF"] < 0.90) & (frac["neEmEF"] < 0.90) & (n_const > 1) & ((np.abs(flat_eta) > 2.4) | ((frac["chHEF"] > 0) & (frac["chEmEF"] < 0.80)))
+    lepveto = tight & (frac["muEF"] < 0.80) & (frac["chEmEF"] < 0.80)
+
+    hflav, parton_flavour, _, _ = _flavours(kin, truth, config.jet_r)
+    jet_fields = {
+        **{k: ak.to_numpy(ak.flatten(v)).astype(np.float32) for k, v in kin.items()},
+        "btagDeepFlavB": btag_score(hflav, np.abs(flat_eta), rng, config),
+        "hadronFlavour": hflav,
+        "partonFlavour": parton_flavour,
+        "jetId": (2 * tight + 4 * lepveto).astype(np.int32),
+        "nConstituents": n_const.astype(np.int32),
+        **frac,
+    }
+    jets_out = _unflatten(jet_fields, n_jets)
+    jet_pf = _unflatten(
+        {"jetIdx": jet_local[const_jet].astype(np.int32), "pFCandsIdx": const_local.astype(np.int32)},
+        np.bincount(jet_evt[const_jet], minlength=n_events) if len(const_jet) else np.zeros(n_events, dtype=np.int64),
+    )
+    return jets_out, jet_pf, pf_jet_idx
+
+
+def nsubjettiness(constituents: ak.Array, axes: ak.Array, r0: float) -> np.ndarray:
+    """N-subjettiness tau_N = sum_k pT_k min_j dR(k, a_j) / (sum_k pT_k R0), beta = 1.
+
+    Parameters
+    ----------
+    constituents, axes : ak.Array
+        (jets, particles) and (jets, N) arrays with ``px, py, pz`` fields.
+    r0 : float
+        The jet radius.
+    """
+
+    def flat(v: ak.Array) -> tuple[np.ndarray, ...]:
+        px, py, pz = (ak.to_numpy(ak.flatten(v[c])).astype(np.float64) for c in ("px", "py", "pz"))
+        pt, eta, phi = kinematics(px, py, pz)
+        return pt, eta, phi, np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(v, axis=1)))])
+
+    c_pt, c_eta, c_phi, c_off = flat(constituents)
+    _, a_eta, a_phi, a_off = flat(axes)
+    return _tau_n(c_pt, c_eta, c_phi, c_off, a_eta, a_phi, a_off, r0)
+
+
+def _cluster_fatjets(pf, pf_counts, *, truth: _Truth, config: DetectorConfig) -> ak.Array:  # noqa: ANN001
+    """anti-kT R = 1.0 jets with N-subjettiness and soft-drop mass."""
+    n_events = len(pf_counts)
+    vectors = _pf_vectors(pf, pf_counts)
+    cs = fastjet.ClusterSequence(vectors, fastjet.JetDefinition(fastjet.antikt_algorithm, config.fatjet_r))
+    jets = cs.inclusive_jets(min_pt=config.fatjet_pt_min)
+    consts = cs.constituents(min_pt=config.fatjet_pt_min)
+    kin = _jet_kinematics(jets)
+    order = ak.argsort(kin["pt"], axis=1, ascending=False)
+    kin = {k: v[order] for k, v in kin.items()}
+    consts = consts[order]
+    n_jets = ak.to_numpy(ak.num(kin["pt"], axis=1))
+    flat_consts = ak.to_packed(ak.zip({c: ak.flatten(consts[c], axis=1) for c in ("px", "py", "pz", "E")}))
+    n_const = ak.to_numpy(ak.num(flat_consts, axis=1))
+    n_total = len(n_const)
+    taus = {f"tau{n}": np.zeros(n_total, dtype=np.float32) for n in (1, 2, 3)}
+    msd = np.zeros(n_total, dtype=np.float32)
+    if n_total:
+        ok = np.flatnonzero(n_const >= 3)
+        if ok.size:
+            sub = ak.to_packed(flat_consts[ok])
+            kt = fastjet.ClusterSequence(sub, fastjet.JetDefinition(fastjet.kt_algorithm, config.fatjet_r))
+            for n in (1, 2, 3):
+                taus[f"tau{n}"][ok] = nsubjettiness(sub, kt.exclusive_jets(n_jets=n), config.fatjet_r)
+        ca = fastjet.ClusterSequence(flat_consts, fastjet.JetDefinition(fastjet.cambridge_algorithm, config.fatjet_r))
+        groomed = ca.exclusive_jets_softdrop_grooming(
+            njets=1, beta=config.softdrop_beta, symmetry_cut=config.softdrop_zcut, R0=config.fatjet_r
+        )
+        msd = ak.to_numpy(groomed.msoftdrop).astype(np.float32)
+    hadron_flavour, _, n_b, n_c = _flavours(kin, truth, config.fatjet_r)
+    fields = {
+        **{k: ak.to_numpy(ak.flatten(v)).astype(np.float32) for k, v in kin.items()},
+        "msoftdrop": msd,
+        **taus,
+        "hadronFlavour": hadron_flavour,
+        "nBHadrons": np.minimum(n_b, 255).astype(np.uint8),
+        "nCHadrons": np.minimum(n_c, 255).astype(np.uint8),
+        "nConstituents": np.minimum(n_const, 255).astype(np.uint8),
+        "jetId": np.full(n_total, 6, dtype=np.int32),
+    }
+    return _unflatten(fields, n_jets)

@@ -1,0 +1,167 @@
+"""Pythia 8 event generation (``pythia8mc``), columnar: batches of events as awkward arrays.
+
+:class:`PythiaGenerator` configures Pythia from a :class:`~cms_anomaly.datasets.cards.ProcessCard`
+plus the settings every process shares (beam energy, seed, quiet printing, CMS-like stable-particle
+definition) and yields batches of *accepted* events from ``Pythia.nextBatch`` (an awkward array with
+the full event record: ``prt.{id, status, mother1, daughter1, p, m, vProd, ...}``). The card's
+lepton filter is applied columnarly; the generator counts tried and accepted events so that the
+cross section after the filter is ``sigma_gen * n_accepted / n_tried``.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import awkward as ak
+import numpy as np
+
+from cms_anomaly.datasets.cards import LeptonFilter, ProcessCard
+
+log = logging.getLogger(__name__)
+
+#: Pythia's seed range is [0, 900000000]; 0 would mean "seed from the clock".
+MAX_PYTHIA_SEED = 900_000_000
+MB_TO_PB = 1.0e9
+
+#: settings shared by every process. ``ParticleDecays:limitTau0/tau0Max = 10 mm`` is the CMS
+#: generator-level definition of stable particles (K0S, Lambda, ... are stable), as in the CMS
+#: Pythia 8 fragments; the default Monash 2013 tune is used (CMS uses CP5, a Monash derivative).
+COMMON_SETTINGS: tuple[str, ...] = (
+    "Next:numberCount = 0",
+    "Next:numberShowEvent = 0",
+    "Next:numberShowInfo = 0",
+    "Next:numberShowProcess = 0",
+    "Init:showProcesses = off",
+    "Init:showChangedSettings = off",
+    "Init:showChangedParticleData = off",
+    "Init:showMultipartonInteractions = off",
+    "Print:quiet = on",
+    "ParticleDecays:limitTau0 = on",
+    "ParticleDecays:tau0Max = 10.",
+    "Random:setSeed = on",
+)
+
+
+class GeneratorError(RuntimeError):
+    """Pythia failed to initialise or to produce events; the message names the process and seed."""
+
+
+def derive_seed(*parts: object) -> int:
+    """A deterministic Pythia seed in [1, 900000000] derived from ``parts`` (process, seed, file index)."""
+    ss = np.random.SeedSequence([abs(hash_str(str(p))) for p in parts])
+    return int(ss.generate_state(1, dtype=np.uint64)[0] % (MAX_PYTHIA_SEED - 1)) + 1
+
+
+def hash_str(text: str) -> int:
+    """A stable (process-independent) 63-bit hash of a string (Python's ``hash`` is salted)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def lepton_filter_mask(prt: ak.Array, filt: LeptonFilter) -> np.ndarray:
+    """Events with at least ``filt.min_leptons`` final-state e/mu above the filter thresholds.
+
+    Parameters
+    ----------
+    prt : ak.Array
+        ``batch.prt`` from ``Pythia.nextBatch`` (events x particles).
+    filt : LeptonFilter
+    """
+    px, py, pz = prt.p.px, prt.p.py, prt.p.pz
+    pt = np.hypot(px, py)
+    eta = np.arcsinh(pz / np.maximum(pt, 1e-9))
+    abs_id = abs(prt.id)
+    lep = (prt.status > 0) & ((abs_id == 11) | (abs_id == 13))
+    passing = lep & (pt > filt.lepton_pt_min) & (abs(eta) < filt.lepton_abs_eta_max)
+    return ak.to_numpy(ak.sum(passing, axis=1) >= filt.min_leptons)
+
+
+class PythiaGenerator:
+    """Pythia 8 for one process card and one seed.
+
+    Parameters
+    ----------
+    card : ProcessCard
+    seed : int
+        Pythia seed in [1, 900000000].
+    sqrt_s : float
+        Centre-of-mass energy in GeV.
+    """
+
+    def __init__(self, card: ProcessCard, *, seed: int, sqrt_s: float = 13000.0) -> None:
+        import pythia8mc
+
+        if not 1 <= seed <= MAX_PYTHIA_SEED:
+            raise GeneratorError(f"{card.name}: seed {seed} outside Pythia's range [1, {MAX_PYTHIA_SEED}]")
+        self.card = card
+        self.seed = seed
+        self.sqrt_s = sqrt_s
+        self.n_tried = 0
+        self.n_accepted = 0
+        self._pythia = pythia8mc.Pythia("", False)
+        settings = (f"Beams:eCM = {sqrt_s}", *COMMON_SETTINGS, f"Random:seed = {seed}", *card.settings)
+        for setting in settings:
+            if not self._pythia.readString(setting):
+                raise GeneratorError(f"{card.path or card.name}: Pythia rejected setting {setting!r}")
+        if not self._pythia.init():
+            raise GeneratorError(
+                f"{card.path or card.name}: Pythia initialisation failed (seed {seed}); check the card's settings"
+            )
+        self._charge_cache: dict[int, float] = {}
+
+    @property
+    def pythia(self):  # noqa: ANN201 - the pythia8mc object
+        return self._pythia
+
+    @property
+    def sigma_gen_pb(self) -> float:
+        """Pythia's estimate of the generated cross section (before the filter), in pb."""
+        return float(self._pythia.infoPython().sigmaGen()) * MB_TO_PB
+
+    @property
+    def sigma_err_pb(self) -> float:
+        return float(self._pythia.infoPython().sigmaErr()) * MB_TO_PB
+
+    @property
+    def filter_efficiency(self) -> float:
+        return self.n_accepted / self.n_tried if self.n_tried else float("nan")
+
+    def charges(self, ids: np.ndarray) -> np.ndarray:
+        """Electric charge for an array of PDG ids, from Pythia's particle data (cached per id)."""
+        unique, inverse = np.unique(ids, return_inverse=True)
+        pdata = self._pythia.particleData
+        table = np.empty(len(unique), dtype=np.float32)
+        for k, pid in enumerate(unique.tolist()):
+            charge = self._charge_cache.get(pid)
+            if charge is None:
+                charge = self._charge_cache[pid] = float(pdata.charge(pid))
+            table[k] = charge
+        return table[inverse].reshape(ids.shape)
+
+    def batches(self, n_events: int, *, batch_size: int = 200) -> Iterator[ak.Array]:
+        """Yield batches of accepted events until ``n_events`` have been produced."""
+        remaining = n_events
+        max_tries = 1000 * n_events + 10_000
+        while remaining > 0:
+            request = batch_size if self.card.filter is None else max(batch_size, 4 * remaining)
+            request = min(request, 4 * batch_size) if self.card.filter is not None else min(request, remaining)
+            batch = self._pythia.nextBatch(request, "skip")
+            if len(batch) == 0:
+                raise GeneratorError(f"{self.card.name}: Pythia produced no event in a batch of {request} (seed {self.seed})")
+            self.n_tried += len(batch)
+            if self.card.filter is not None:
+                batch = batch[lepton_filter_mask(batch.prt, self.card.filter)]
+            batch = batch[:remaining]
+            self.n_accepted += len(batch)
+            remaining -= len(batch)
+            if self.n_tried > max_tries:
+                raise GeneratorError(
+                    f"{self.card.name}: filter accepted {self.n_accepted} of {self.n_tried} events; giving up"
+                )
+            if len(batch):
+                yield batch
+
+    def next_bare(self) -> bool:
+        """One bare ``Pythia.next()`` (used by the benchmark as the reference rate)."""
+        return bool(self._pythia.next())

@@ -1,0 +1,299 @@
+"""Sample production: Pythia 8 -> detector response -> NanoAOD files + a coffea fileset, on Dask.
+
+A production is split into file jobs (process, file index). Each job has its own Pythia seed,
+derived from (process, base seed, file index), and its own detector random stream, so a file's
+content depends only on those three numbers: the same seed gives the same events whatever the
+number of workers. A finished job leaves ``<process>_s<seed>_<index>.root`` and a JSON sidecar
+with its bookkeeping (cross section, filter efficiency, events); both are written atomically, and
+a job whose sidecar matches its configuration is skipped, so a killed production resumes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+
+from cms_anomaly.datasets.cards import ProcessCard, load_card
+from cms_anomaly.datasets.detector import DetectorConfig, simulate
+from cms_anomaly.datasets.generator import PythiaGenerator, derive_seed
+from cms_anomaly.datasets.nanoaod import event_branches, write_nanoaod
+
+log = logging.getLogger(__name__)
+
+#: bump when the detector response or the file layout changes: old files are then regenerated
+FORMAT_VERSION = 1
+DEFAULT_EVENTS_PER_FILE = 5000
+BATCH_SIZE = 250
+SQRT_S = 13000.0
+
+
+class ProductionError(RuntimeError):
+    """One or more file jobs failed; finished files are kept and a rerun resumes."""
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One output file: ``n_events`` events of ``card`` with file index ``index``."""
+
+    card: ProcessCard
+    index: int
+    n_events: int
+    base_seed: int
+    out_dir: str
+    first_event: int
+
+    @property
+    def path(self) -> Path:
+        return Path(self.out_dir) / self.card.name / f"{self.card.name}_s{self.base_seed}_{self.index:04d}.root"
+
+    @property
+    def sidecar(self) -> Path:
+        return self.path.with_suffix(".json")
+
+    @property
+    def pythia_seed(self) -> int:
+        return derive_seed(self.card.name, self.base_seed, self.index)
+
+    def identity(self) -> dict:
+        """Everything that determines the file content (compared when resuming)."""
+        return {
+            "process": self.card.name,
+            "card_digest": self.card.digest,
+            "index": self.index,
+            "n_events": self.n_events,
+            "base_seed": self.base_seed,
+            "pythia_seed": self.pythia_seed,
+            "first_event": self.first_event,
+            "format_version": FORMAT_VERSION,
+        }
+
+
+def plan_jobs(cards: Sequence[ProcessCard], *, events: int, events_per_file: int | None, seed: int, out: str | os.PathLike) -> list[FileJob]:
+    """Split ``events`` per process into file jobs of at most ``events_per_file`` events."""
+    if events <= 0:
+        raise ValueError(f"--events must be positive, got {events}")
+    per_file = events_per_file or min(events, DEFAULT_EVENTS_PER_FILE)
+    if per_file <= 0:
+        raise ValueError(f"--events-per-file must be positive, got {per_file}")
+    jobs = []
+    for card in cards:
+        n_files = -(-events // per_file)
+        for index in range(n_files):
+            n = min(per_file, events - index * per_file)
+            jobs.append(FileJob(card=card, index=index, n_events=n, base_seed=seed, out_dir=str(Path(out).resolve()), first_event=index * per_file + 1))
+    return jobs
+
+
+def finished(job: FileJob) -> dict | None:
+    """The sidecar of a finished job, or None if the job must (re)run."""
+    if not (job.path.is_file() and job.sidecar.is_file()):
+        return None
+    try:
+        info = json.loads(job.sidecar.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if {k: info.get(k) for k in job.identity()} != job.identity():
+        log.warning("%s: exists with a different configuration; regenerating", job.path)
+        return None
+    return info
+
+
+def _write_json_atomic(path: Path, payload: object) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _event_batches(job: FileJob, generator: PythiaGenerator, config: DetectorConfig, timings: dict[str, float]) -> Iterator[dict]:
+    rng = np.random.default_rng([job.pythia_seed, FORMAT_VERSION])
+    next_event = job.first_event
+    it = generator.batches(job.n_events, batch_size=BATCH_SIZE)
+    while True:
+        t0 = time.perf_counter()
+        batch = next(it, None)
+        t1 = time.perf_counter()
+        timings["pythia"] += t1 - t0
+        if batch is None:
+            return
+        ids = ak.to_numpy(ak.flatten(batch.prt.id))
+        charges = ak.unflatten(generator.charges(ids), ak.num(batch.prt, axis=1))
+        collections = simulate(batch, charges, rng=rng, config=config)
+        n = len(batch)
+        branches = event_branches(
+            run=np.ones(n),
+            lumi=np.full(n, job.index + 1),
+            event=np.arange(next_event, next_event + n),
+            weight=np.ones(n),
+            collections=collections,
+        )
+        next_event += n
+        t2 = time.perf_counter()
+        timings["detector"] += t2 - t1
+        yield branches
+
+
+def run_job(job: FileJob, config: DetectorConfig = DetectorConfig()) -> dict:
+    """Produce one file (or return the bookkeeping of the finished file). Runs on a Dask worker."""
+    done = finished(job)
+    if done is not None:
+        return {**done, "skipped": True}
+    job.path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    timings = {"pythia": 0.0, "detector": 0.0}
+    generator = PythiaGenerator(job.card, seed=job.pythia_seed, sqrt_s=SQRT_S)
+    timings["init"] = time.perf_counter() - start
+
+    def runs() -> dict:
+        n = generator.n_accepted
+        return {
+            "run": np.array([1], dtype=np.uint32),
+            "genEventCount": np.array([n], dtype=np.int64),
+            "genEventSumw": np.array([float(n)]),
+            "genEventSumw2": np.array([float(n)]),
+        }
+
+    n_written = write_nanoaod(job.path, _event_batches(job, generator, config, timings), runs=runs)
+    total = time.perf_counter() - start
+    info = {
+        **job.identity(),
+        "path": str(job.path),
+        "events": n_written,
+        "sumw": float(n_written),
+        "n_tried": generator.n_tried,
+        "n_accepted": generator.n_accepted,
+        "filter_efficiency": generator.filter_efficiency,
+        "sigma_gen_pb": generator.sigma_gen_pb,
+        "sigma_gen_err_pb": generator.sigma_err_pb,
+        "xsec_pb": generator.sigma_gen_pb * generator.filter_efficiency,
+        "is_signal": job.card.is_signal,
+        "description": job.card.description,
+        "detector": asdict(config),
+        "seconds": {**timings, "write": total - sum(timings.values()), "total": total},
+    }
+    _write_json_atomic(job.sidecar, info)
+    log.info("%s: %d events in %.1f s", job.path.name, n_written, total)
+    return {**info, "skipped": False}
+
+
+def build_fileset(results: Sequence[dict], *, seed: int) -> dict:
+    """coffea fileset ``{dataset: {"files": {path: "Events"}, "metadata": {...}}}`` from job results."""
+    fileset: dict[str, dict] = {}
+    for process in sorted({r["process"] for r in results}):
+        rows = sorted((r for r in results if r["process"] == process), key=lambda r: r["index"])
+        tried = sum(r["n_tried"] for r in rows)
+        accepted = sum(r["n_accepted"] for r in rows)
+        sigma_gen = sum(r["sigma_gen_pb"] * r["n_tried"] for r in rows) / tried
+        efficiency = accepted / tried
+        fileset[process] = {
+            "files": {r["path"]: "Events" for r in rows},
+            "metadata": {
+                "process": process,
+                "description": rows[0]["description"],
+                "xsec_pb": sigma_gen * efficiency,
+                "sigma_gen_pb": sigma_gen,
+                "filter_efficiency": efficiency,
+                "nevents": sum(r["events"] for r in rows),
+                "sumw": sum(r["sumw"] for r in rows),
+                "is_signal": bool(rows[0]["is_signal"]),
+                "is_data": False,
+                "seed": seed,
+                "sqrt_s": SQRT_S,
+                "generator": "pythia8mc 8.317.2, Monash tune",
+            },
+        }
+    return fileset
+
+
+def _run_on_dask(jobs: Sequence[FileJob], *, scheduler: str | None, workers: int | None) -> tuple[list[dict], list[str]]:
+    from dask.distributed import Client, LocalCluster, as_completed
+    from tqdm import tqdm
+
+    if scheduler:
+        client = Client(scheduler)
+        cluster = None
+    else:
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
+        client = Client(cluster)
+    results, errors = [], []
+    try:
+        futures = client.map(run_job, list(jobs), pure=False, key=[f"generate-{j.path.stem}" for j in jobs])
+        for future in tqdm(as_completed(futures), total=len(futures), desc="generate", unit="file"):
+            try:
+                results.append(future.result())
+            except Exception as err:  # noqa: BLE001 - collected and re-raised below with the file name
+                errors.append(f"{future.key}: {type(err).__name__}: {err}")
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return results, errors
+
+
+def produce(
+    processes: Sequence[str],
+    *,
+    out: str | os.PathLike,
+    events: int,
+    events_per_file: int | None = None,
+    seed: int = 1,
+    executor: str = "dask",
+    scheduler: str | None = None,
+    workers: int | None = None,
+) -> dict:
+    """Generate ``events`` events of every process into ``out`` and write ``out/fileset.json``.
+
+    Returns
+    -------
+    dict
+        ``{"fileset": path, "datasets": fileset, "results": per-file bookkeeping}``.
+    """
+    cards = [load_card(p) for p in processes]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = plan_jobs(cards, events=events, events_per_file=events_per_file, seed=seed, out=out)
+    log.info("%d file jobs for %s", len(jobs), ", ".join(c.name for c in cards))
+    if executor == "local":
+        from tqdm import tqdm
+
+        results, errors = [], []
+        for job in tqdm(jobs, desc="generate", unit="file"):
+            try:
+                results.append(run_job(job))
+            except Exception as err:  # noqa: BLE001
+                errors.append(f"{job.path.name}: {type(err).__name__}: {err}")
+    elif executor == "dask":
+        results, errors = _run_on_dask(jobs, scheduler=scheduler, workers=workers)
+    else:
+        raise ValueError(f"unknown executor {executor!r}: use 'dask' or 'local'")
+    if errors:
+        raise ProductionError(f"{len(errors)} of {len(jobs)} file jobs failed (finished files are kept; rerun to resume):\n  " + "\n  ".join(errors))
+    fileset_path = out / "fileset.json"
+    fileset = json.loads(fileset_path.read_text()) if fileset_path.is_file() else {}
+    fileset.update(build_fileset(results, seed=seed))
+    _write_json_atomic(fileset_path, fileset)
+    return {"fileset": str(fileset_path), "datasets": fileset, "results": results}
+
+
+def summarise(result: dict) -> str:
+    """A one-screen table of what a production wrote."""
+    lines = [f"fileset: {result['fileset']}", f"{'dataset':14s} {'files':>5s} {'events':>8s} {'xsec [pb]':>12s} {'filter eff':>10s} {'ev/s':>7s}  type"]
+    for name, entry in sorted(result["datasets"].items()):
+        meta = entry["metadata"]
+        rows = [r for r in result["results"] if r["process"] == name and not r.get("skipped")]
+        secs = sum(r["seconds"]["total"] for r in rows)
+        rate = f"{sum(r['events'] for r in rows) / secs:7.1f}" if secs else "   (cached)"
+        kind = "BSM" if meta["is_signal"] else "SM"
+        lines.append(f"{name:14s} {len(entry['files']):5d} {meta['nevents']:8d} {meta['xsec_pb']:12.4g} {meta['filter_efficiency']:10.3g} {rate}  {kind}")
+    return "\n".join(lines)
