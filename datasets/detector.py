@@ -26,6 +26,7 @@ Every parameter is a field of :class:`DetectorConfig` with its source. No pile-u
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import awkward as ak
@@ -400,6 +401,7 @@ def simulate(batch: ak.Array, charges: ak.Array, *, rng: np.random.Generator, co
         & (rng.random(len(pf_abs)) < np.where(pf["pt"] < 10, config.eff_id_electron[0], np.where(np.abs(pf["eta"]) < 1.5, config.eff_id_electron[1], config.eff_id_electron[2])))
     )
     electrons = _lepton_collection(ele_sel, **lep_common)
+    electrons.pop("pfRelIso04_all")  # NanoAOD electrons carry dR = 0.3 isolation only
     # cut-based id (0 fail, 1 veto, 2 loose, 3 medium, 4 tight) from the relative isolation, the
     # variable that separates prompt from non-prompt electrons in this simulation
     electrons["cutBased"] = (4 - np.digitize(electrons["pfRelIso03_all"], (0.06, 0.10, 0.15, 0.25))).astype(np.int32)
@@ -777,9 +779,12 @@ def _cluster_fatjets(pf, pf_counts, *, truth: _Truth, config: DetectorConfig) ->
             for n in (1, 2, 3):
                 taus[f"tau{n}"][ok] = nsubjettiness(sub, kt.exclusive_jets(n_jets=n), config.fatjet_r)
         ca = fastjet.ClusterSequence(flat_consts, fastjet.JetDefinition(fastjet.cambridge_algorithm, config.fatjet_r))
-        groomed = ca.exclusive_jets_softdrop_grooming(
-            njets=1, beta=config.softdrop_beta, symmetry_cut=config.softdrop_zcut, R0=config.fatjet_r
-        )
+        with warnings.catch_warnings():
+            # fastjet warns about exclusive jets for every algorithm here, C/A included
+            warnings.filterwarnings("ignore", message="dcut and exclusive jets")
+            groomed = ca.exclusive_jets_softdrop_grooming(
+                njets=1, beta=config.softdrop_beta, symmetry_cut=config.softdrop_zcut, R0=config.fatjet_r
+            )
         msd = ak.to_numpy(groomed.msoftdrop).astype(np.float32)
     hadron_flavour, _, n_b, n_c = _flavours(kin, truth, config.fatjet_r)
     fields = {

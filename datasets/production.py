@@ -28,7 +28,7 @@ from cms_anomaly.datasets.nanoaod import event_branches, write_nanoaod
 log = logging.getLogger(__name__)
 
 #: bump when the detector response or the file layout changes: old files are then regenerated
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_EVENTS_PER_FILE = 5000
 BATCH_SIZE = 250
 SQRT_S = 13000.0

@@ -1,0 +1,177 @@
+"""Generated NanoAOD: schema conformance with real CMS files, and physics sanity per process."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+from conftest import COCKTAIL_EVENTS, COCKTAIL_SEED
+
+MEDIUM_WP = 0.2783  # DeepJet medium working point
+
+
+def _events(cocktail, process):
+    fileset = json.loads((cocktail / "fileset.json").read_text())
+    files = {path: "Events" for path in fileset[process]["files"]}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        events = NanoEventsFactory.from_root(files, schemaclass=NanoAODSchema, mode="eager").events()
+    return events, [str(w.message) for w in caught]
+
+
+def test_fileset_metadata(generated_cocktail):
+    fileset = json.loads((generated_cocktail / "fileset.json").read_text())
+    assert set(fileset) == set(COCKTAIL_EVENTS)
+    for name, entry in fileset.items():
+        meta = entry["metadata"]
+        assert meta["process"] == name
+        assert meta["nevents"] == COCKTAIL_EVENTS[name] == meta["sumw"]
+        assert meta["seed"] == COCKTAIL_SEED and meta["is_data"] is False
+        assert meta["xsec_pb"] > 0 and 0 < meta["filter_efficiency"] <= 1
+        assert meta["xsec_pb"] == pytest.approx(meta["sigma_gen_pb"] * meta["filter_efficiency"])
+        for path, tree in entry["files"].items():
+            assert tree == "Events" and path.endswith(".root")
+            with uproot.open(path) as f:
+                assert f["Events"].num_entries == meta["nevents"] or len(entry["files"]) > 1
+                runs = f["Runs"].arrays(library="np")
+                assert runs["genEventCount"].sum() == f["Events"].num_entries
+    assert fileset["qcd"]["metadata"]["filter_efficiency"] < 0.5  # the lepton filter is active
+    assert fileset["wjets"]["metadata"]["filter_efficiency"] == 1.0
+    # LO Pythia: sigma(W -> l nu) x 3 flavours ~ 50 nb, sigma(Z/gamma* -> ll, m > 50) x 3 ~ 5 nb
+    assert 2e4 < fileset["wjets"]["metadata"]["xsec_pb"] < 1e5
+    assert 2e3 < fileset["zjets"]["metadata"]["xsec_pb"] < 1e4
+    assert 300 < fileset["ttbar"]["metadata"]["xsec_pb"] < 1000
+
+
+@pytest.mark.parametrize("process", sorted(COCKTAIL_EVENTS))
+def test_nanoaod_schema_opens_without_missing_targets(generated_cocktail, process):
+    events, messages = _events(generated_cocktail, process)
+    assert len(events) == COCKTAIL_EVENTS[process]
+    assert not [m for m in messages if "cross-reference target" in m], messages
+    for collection in ("Muon", "Electron", "Photon", "Jet", "FatJet", "PFCands", "GenPart", "MET", "JetPFCands"):
+        assert collection in events.fields
+    # cross-references resolve to the right objects
+    muons = ak.flatten(events.Muon)
+    matched = muons[muons.genPartIdx >= 0]
+    gen = ak.flatten(events.Muon.matched_gen[events.Muon.genPartIdx >= 0])
+    assert ak.all(abs(gen.pdgId) == 13)
+    assert ak.all(abs(matched.pt / gen.pt - 1) < 0.5)
+    jets_with_mu = ak.flatten(events.Muon.matched_jet[events.Muon.jetIdx >= 0].pt)
+    assert ak.all(jets_with_mu > 0)
+    # jet constituents: JetPFCands point into PFCands, one entry per constituent
+    assert ak.all(ak.sum(events.Jet.nConstituents, axis=1) == ak.num(events.JetPFCands))
+
+
+def test_branch_types_match_real_nanoaod(generated_cocktail, real_nanoaod_files):
+    fileset = json.loads((generated_cocktail / "fileset.json").read_text())
+    ours = uproot.open(next(iter(fileset["ttbar"]["files"])))["Events"]
+    reference: dict[str, str] = {}
+    for path in real_nanoaod_files.values():
+        with uproot.open(path) as f:
+            for name, branch in f["Events"].items():
+                reference.setdefault(name, branch.typename)
+    shared = [b for b in ours.keys() if b in reference and not b.startswith("n")]
+    assert len(shared) > 80
+    mismatched = {b: (ours[b].typename, reference[b]) for b in shared if ours[b].typename != reference[b]}
+    # nConstituents is uint8 in the 2015 Open Data file and int32 in v9 NanoAOD; we follow v9
+    mismatched.pop("Jet_nConstituents", None)
+    assert not mismatched
+    ours_only = sorted(b for b in ours.keys() if b not in reference and not b.startswith("n"))
+    assert ours_only == []  # every branch we write exists, with this name, in real (PF)NanoAOD
+
+
+def _leptons(events):
+    mu = events.Muon[(events.Muon.pt > 10) & (abs(events.Muon.eta) < 2.4)]
+    el = events.Electron[(events.Electron.pt > 10) & (abs(events.Electron.eta) < 2.5)]
+    return mu, el
+
+
+def test_z_peak(generated_cocktail):
+    events, _ = _events(generated_cocktail, "zjets")
+    mu, el = _leptons(events)
+    masses = []
+    for lep in (mu, el):
+        two = lep[(ak.num(lep) >= 2)]
+        two = two[two[:, 0].charge != two[:, 1].charge]
+        masses.append(ak.to_numpy((two[:, 0] + two[:, 1]).mass))
+    mll = np.concatenate(masses)
+    assert len(mll) > 60
+    counts, edges = np.histogram(mll, bins=np.arange(60, 122, 2.0))
+    peak = edges[np.argmax(counts)] + 1.0
+    assert 88 <= peak <= 94
+    assert 88 <= np.median(mll[(mll > 70) & (mll < 110)]) <= 94
+
+
+def test_w_transverse_mass_edge(generated_cocktail):
+    events, _ = _events(generated_cocktail, "wjets")
+    mu, el = _leptons(events)
+    lep = ak.concatenate([mu, el], axis=1)
+    lep = lep[ak.argsort(lep.pt, ascending=False)]
+    one = events[ak.num(lep) >= 1]
+    l1 = lep[ak.num(lep) >= 1][:, 0]
+    mt = np.sqrt(2 * l1.pt * one.MET.pt * (1 - np.cos(l1.phi - one.MET.phi)))
+    mt = ak.to_numpy(mt)
+    assert len(mt) > 100
+    # Jacobian edge: the distribution piles up just below m_W and falls off above it
+    assert 55 < np.percentile(mt, 75) < 90
+    assert np.mean(mt > 100) < 0.1
+    assert np.mean((mt > 50) & (mt < 90)) > 0.4
+
+
+def test_ttbar_jets_and_btags(generated_cocktail):
+    events, _ = _events(generated_cocktail, "ttbar")
+    jets = events.Jet[(events.Jet.pt > 30) & (abs(events.Jet.eta) < 2.4)]
+    n_jets = ak.num(jets)
+    n_b = ak.sum(jets.btagDeepFlavB > MEDIUM_WP, axis=1)
+    assert np.mean(n_jets >= 4) > 0.5
+    assert np.mean(n_b >= 2) > 0.25
+    assert np.mean(n_b >= 1) > 0.7
+    flat = ak.flatten(jets)
+    b_eff = np.mean(ak.to_numpy(flat.btagDeepFlavB[flat.hadronFlavour == 5] > MEDIUM_WP))
+    light_eff = np.mean(ak.to_numpy(flat.btagDeepFlavB[flat.hadronFlavour == 0] > MEDIUM_WP))
+    assert 0.6 < b_eff < 0.8
+    assert light_eff < 0.04
+    assert np.mean(ak.to_numpy(flat.hadronFlavour == 5)) > 0.2  # two b jets among ~5-6 jets
+
+
+def test_ato4l_has_four_leptons(generated_cocktail):
+    events, _ = _events(generated_cocktail, "ato4l")
+    gen = events.GenPart
+    prompt = gen[(gen.status == 1) & ((abs(gen.pdgId) == 11) | (abs(gen.pdgId) == 13)) & gen.hasFlags(["isPrompt"])]
+    assert np.mean(ak.num(prompt) == 4) > 0.95  # A -> Z Z* -> 4 l at generator level
+    # m_A = 50 GeV makes the leptons soft (median pT ~ 10 GeV): the detector sees fewer of them
+    n_lep = ak.num(events.Muon) + ak.num(events.Electron)
+    in_acceptance = ak.num(prompt[(prompt.pt > 5) & (abs(prompt.eta) < 2.4)])
+    assert np.mean(n_lep >= 4) > 0.08
+    assert np.mean(n_lep >= 3) > 0.35
+    assert np.mean(n_lep >= 4) <= np.mean(in_acceptance >= 4) + 0.05
+
+
+def test_zprime_dijet_mass(generated_cocktail):
+    events, _ = _events(generated_cocktail, "zprime_xy")
+    fat = events.FatJet[ak.num(events.FatJet) >= 2]
+    fat = fat[fat[:, 0].pt > 1200]  # the LHCO dijet selection
+    assert len(fat) > 0.4 * COCKTAIL_EVENTS["zprime_xy"]
+    mjj = ak.to_numpy((fat[:, 0] + fat[:, 1]).mass)
+    assert 3000 < np.median(mjj) < 3700
+    heavier = np.maximum(ak.to_numpy(fat[:, 0].mass), ak.to_numpy(fat[:, 1].mass))
+    lighter = np.minimum(ak.to_numpy(fat[:, 0].mass), ak.to_numpy(fat[:, 1].mass))
+    assert 420 < np.median(heavier) < 580  # X (500 GeV)
+    assert 70 < np.median(lighter) < 170  # Y (100 GeV) plus radiation in R = 1.0
+    flat = ak.flatten(events.FatJet)
+    assert ak.all(flat.msoftdrop <= flat.mass * 1.001 + 0.5)  # grooming only removes radiation
+    tau21 = ak.to_numpy(fat[:, 0].tau2 / fat[:, 0].tau1)
+    assert 0 < np.median(tau21) < 0.7  # two-prong substructure
+
+
+def test_met_balances_visible_momentum(generated_cocktail):
+    events, _ = _events(generated_cocktail, "zjets")
+    pf = events.PFCands
+    px = ak.sum(pf.pt * np.cos(pf.phi), axis=1)
+    py = ak.sum(pf.pt * np.sin(pf.phi), axis=1)
+    np.testing.assert_allclose(ak.to_numpy(events.MET.pt), ak.to_numpy(np.hypot(px, py)), rtol=1e-3, atol=0.05)
