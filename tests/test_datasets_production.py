@@ -165,7 +165,8 @@ def test_zprime_dijet_mass(generated_cocktail):
     assert 70 < np.median(lighter) < 170  # Y (100 GeV) plus radiation in R = 1.0
     flat = ak.flatten(events.FatJet)
     assert ak.all(flat.msoftdrop <= flat.mass * 1.001 + 0.5)  # grooming only removes radiation
-    tau21 = ak.to_numpy(fat[:, 0].tau2 / fat[:, 0].tau1)
+    # ["tau2"], not .tau2: on Lorentz vectors the attribute is vector's tau^2 = m^2, not the field
+    tau21 = ak.to_numpy(fat[:, 0]["tau2"] / fat[:, 0]["tau1"])
     assert 0 < np.median(tau21) < 0.7  # two-prong substructure
 
 
