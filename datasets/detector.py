@@ -777,7 +777,10 @@ def _cluster_fatjets(pf, pf_counts, *, truth: _Truth, config: DetectorConfig) ->
             sub = ak.to_packed(flat_consts[ok])
             kt = fastjet.ClusterSequence(sub, fastjet.JetDefinition(fastjet.kt_algorithm, config.fatjet_r))
             for n in (1, 2, 3):
-                taus[f"tau{n}"][ok] = nsubjettiness(sub, kt.exclusive_jets(n_jets=n), config.fatjet_r)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="dcut and exclusive jets")
+                    axes = kt.exclusive_jets(n_jets=n)
+                taus[f"tau{n}"][ok] = nsubjettiness(sub, axes, config.fatjet_r)
         ca = fastjet.ClusterSequence(flat_consts, fastjet.JetDefinition(fastjet.cambridge_algorithm, config.fatjet_r))
         with warnings.catch_warnings():
             # fastjet warns about exclusive jets for every algorithm here, C/A included

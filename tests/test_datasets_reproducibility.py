@@ -1,0 +1,91 @@
+"""Same seed -> same events; a killed production resumes without partial files."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uproot
+
+from cms_anomaly.datasets import production
+
+BRANCHES = ["event", "nMuon", "Muon_pt", "Jet_pt", "Jet_btagDeepFlavB", "FatJet_tau2", "PFCands_pt", "MET_pt", "GenPart_pdgId"]
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
+    with uproot.open(path) as f:
+        arrays = f["Events"].arrays(BRANCHES, library="ak")
+    return {b: arrays[b] for b in BRANCHES}
+
+
+def test_same_seed_gives_identical_events_and_other_seed_differs(tmp_path):
+    kwargs = dict(events=40, events_per_file=20, executor="local")
+    a = production.produce(["ttbar"], out=tmp_path / "a", seed=5, **kwargs)
+    b = production.produce(["ttbar"], out=tmp_path / "b", seed=5, **kwargs)
+    c = production.produce(["ttbar"], out=tmp_path / "c", seed=6, **kwargs)
+    files = [sorted(r["datasets"]["ttbar"]["files"]) for r in (a, b, c)]
+    assert len(files[0]) == 2
+    for fa, fb in zip(files[0], files[1]):
+        ra, rb = _read(Path(fa)), _read(Path(fb))
+        for branch in BRANCHES:
+            assert ra[branch].tolist() == rb[branch].tolist(), branch
+    assert a["datasets"]["ttbar"]["metadata"]["xsec_pb"] == b["datasets"]["ttbar"]["metadata"]["xsec_pb"]
+    assert _read(Path(files[0][0]))["Muon_pt"].tolist() != _read(Path(files[2][0]))["Muon_pt"].tolist()
+    # the second file continues the event numbering of the first
+    assert _read(Path(files[0][1]))["event"][0] == 21
+
+
+def test_files_do_not_depend_on_the_executor(tmp_path):
+    local = production.produce(["zjets"], out=tmp_path / "local", events=30, seed=9, executor="local")
+    dask = production.produce(["zjets"], out=tmp_path / "dask", events=30, seed=9, executor="dask", workers=2)
+    fa = next(iter(local["datasets"]["zjets"]["files"]))
+    fb = next(iter(dask["datasets"]["zjets"]["files"]))
+    ra, rb = _read(Path(fa)), _read(Path(fb))
+    for branch in BRANCHES:
+        assert ra[branch].tolist() == rb[branch].tolist(), branch
+
+
+def test_killed_production_resumes(tmp_path):
+    out = tmp_path / "prod"
+    cmd = [sys.executable, "-m", "cms_anomaly.processors.cli", "generate", "wjets", "--events", "90",
+           "--events-per-file", "30", "--seed", "3", "--out", str(out), "--executor", "local"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    first = out / "wjets" / "wjets_s3_0000.json"
+    while not first.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert first.exists(), "the first file never finished"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    names = sorted(p.name for p in (out / "wjets").iterdir())
+    finals = [n for n in names if n.endswith(".root")]
+    # nothing half-written carries a final name: a ROOT file exists only with its sidecar
+    assert all((out / "wjets" / n).with_suffix(".json").exists() for n in finals)
+    assert not (out / "fileset.json").exists()
+    mtime = (out / "wjets" / "wjets_s3_0000.root").stat().st_mtime_ns
+
+    result = production.produce(["wjets"], out=out, events=90, events_per_file=30, seed=3, executor="local")
+    skipped = {Path(r["path"]).name: r["skipped"] for r in result["results"]}
+    assert skipped["wjets_s3_0000.root"] is True
+    assert (out / "wjets" / "wjets_s3_0000.root").stat().st_mtime_ns == mtime
+    assert result["datasets"]["wjets"]["metadata"]["nevents"] == 90
+    fileset = json.loads((out / "fileset.json").read_text())
+    assert len(fileset["wjets"]["files"]) == 3
+
+    # a file produced with another configuration is not silently reused
+    changed = production.produce(["wjets"], out=out, events=60, events_per_file=20, seed=3, executor="local")
+    assert not any(r["skipped"] for r in changed["results"])
+
+
+def test_failed_job_names_the_file_and_keeps_the_others(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\ndescription = "typo"\nis_signal = false\nsettings = ["Top:gg2ttbarr = on"]\n')
+    with pytest.raises(production.ProductionError, match=r"bad_s1_0000.root: GeneratorError: .*gg2ttbarr"):
+        production.produce([str(bad), "zjets"], out=tmp_path / "p", events=10, seed=1, executor="local")
+    assert (tmp_path / "p" / "zjets" / "zjets_s1_0000.root").exists()
