@@ -30,6 +30,62 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, e.g. tcp://host:8786")
     p.add_argument("--workers", type=int, default=None, help="local cluster workers (default: number of cores)")
     p.set_defaults(func=_generate)
+    register_opendata(subparsers)
+
+
+def register_opendata(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "opendata",
+        help="CMS Open Data 2012 manifests: list the records, build a coffea fileset",
+        description=(
+            "Real CMS Open Data (2012, 8 TeV) for the top rediscovery. 'list' shows the records and which of "
+            "them are readable (NanoAODRun1) or AOD-only; 'fileset' resolves the readable records' files from "
+            "the CERN Open Data portal (network needed once; lists are cached per record id) and writes a "
+            "coffea fileset JSON."
+        ),
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    p_list = actions.add_parser("list", help="list the records of the manifest")
+    p_list.add_argument("--campaign", default="2012")
+    p_list.set_defaults(func=_opendata_list)
+    p_fs = actions.add_parser("fileset", help="write a coffea fileset of the readable records")
+    p_fs.add_argument("--campaign", default="2012")
+    p_fs.add_argument("--out", default="out/opendata2012/fileset.json", help="fileset JSON to write")
+    p_fs.add_argument("--cache", default=None, help="directory of per-record file lists (default: next to --out)")
+    p_fs.add_argument("--datasets", nargs="*", default=None, help="restrict to these datasets")
+    p_fs.set_defaults(func=_opendata_fileset)
+
+
+def _opendata_list(args: argparse.Namespace) -> int:
+    from cms_anomaly.datasets import opendata
+
+    manifest = opendata.load_manifest(args.campaign)
+    print(f"{manifest.campaign} (sqrt(s) = {manifest.sqrt_s:g} GeV)")
+    print(f"{'dataset':22s} {'recid':>6s} {'format':12s} {'xsec [pb]':>10s} {'lumi [fb-1]':>11s}  usable")
+    for r in manifest.records:
+        usable = "yes" if r.readable else "needs AOD -> NanoAOD (CMSSW_5_3_32)"
+        xsec = f"{r.xsec_pb:10.1f}" if r.xsec_pb is not None else " " * 10
+        lumi = f"{r.lumi_fb:11.3f}" if r.lumi_fb is not None else " " * 11
+        print(f"{r.dataset:22s} {r.recid:6d} {r.format:12s} {xsec} {lumi}  {usable}")
+    return 0
+
+
+def _opendata_fileset(args: argparse.Namespace) -> int:
+    import json
+    import os
+    from pathlib import Path
+
+    from cms_anomaly.datasets import opendata
+
+    out = Path(args.out)
+    fileset = opendata.build_fileset(campaign=args.campaign, cache=args.cache or out.parent / "filelists", datasets=args.datasets)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(fileset, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(f"wrote {out}: " + ", ".join(f"{k} ({len(v['files'])} files)" for k, v in fileset.items()))
+    return 0
 
 
 def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:

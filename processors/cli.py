@@ -46,12 +46,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_project_error(err: BaseException) -> bool:
+    """Errors raised on purpose by this project (bad card, missing branch, no network, ...)."""
+    return type(err).__module__.startswith("cms_anomaly.")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose + 1, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as err:
+        # the project's own errors carry a message naming the file/branch/value: print it, no
+        # traceback (use -vv to get one); anything else is a bug and keeps its traceback
+        if not _is_project_error(err) or args.verbose >= 2:
+            raise
+        print(f"cms-anomaly {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

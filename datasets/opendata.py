@@ -1,0 +1,149 @@
+"""Real CMS Open Data manifests (2012, 8 TeV) as coffea filesets.
+
+The manifest (``manifests/cms2012.toml``) lists the portal records needed for the top-quark
+rediscovery: record id, format, cross section or luminosity. ``NanoAODRun1`` records are readable
+by this project; their file lists are resolved from the CERN Open Data portal (record API) and
+cached as one text file per record id (``<cache>/<recid>.txt``, one URL per line), so a fileset is
+built once with a network and reused without one. ``AOD`` records are listed with the reason they
+cannot be used directly (they need the CMSSW AOD -> NanoAOD step).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MANIFESTS = {"2012": "cms2012.toml"}
+
+
+class OpenDataUnavailableError(RuntimeError):
+    """The CERN Open Data portal cannot be reached (no network) and no cached file list exists."""
+
+
+class ManifestError(ValueError):
+    """A manifest is malformed; the message names the file and the record."""
+
+
+@dataclass(frozen=True)
+class Record:
+    dataset: str
+    process: str
+    recid: int
+    format: str
+    is_data: bool
+    directory: str = ""
+    xsec_pb: float | None = None
+    lumi_fb: float | None = None
+    note: str = ""
+
+    @property
+    def readable(self) -> bool:
+        return self.format == "NanoAODRun1"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    campaign: str
+    sqrt_s: float
+    eos_prefix: str
+    portal: str
+    records: tuple[Record, ...]
+
+
+def load_manifest(campaign: str = "2012") -> Manifest:
+    """Load the packaged manifest of a campaign (``"2012"``)."""
+    if campaign not in MANIFESTS:
+        raise ManifestError(f"unknown campaign {campaign!r}; known: {sorted(MANIFESTS)}")
+    resource = resources.files("cms_anomaly.datasets") / "manifests" / MANIFESTS[campaign]
+    data = tomllib.loads(resource.read_text())
+    records = []
+    for raw in data.get("record", []):
+        try:
+            records.append(Record(**raw))
+        except TypeError as err:
+            raise ManifestError(f"{resource}: record {raw.get('recid', '?')}: {err}") from err
+        rec = records[-1]
+        if rec.format not in ("NanoAODRun1", "AOD"):
+            raise ManifestError(f"{resource}: record {rec.recid}: unknown format {rec.format!r}")
+        if not rec.is_data and rec.xsec_pb is None:
+            raise ManifestError(f"{resource}: MC record {rec.recid} has no xsec_pb")
+    return Manifest(
+        campaign=data["campaign"], sqrt_s=float(data["sqrt_s"]), eos_prefix=data["eos_prefix"], portal=data["portal"], records=tuple(records)
+    )
+
+
+def _root_urls(payload: object) -> list[str]:
+    """Every ``root://...root`` URI anywhere in a portal record's JSON."""
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+        elif isinstance(node, str) and node.startswith("root://") and node.endswith(".root"):
+            found.append(node)
+
+    walk(payload)
+    return sorted(set(found))
+
+
+def resolve_files(record: Record, manifest: Manifest, *, cache: str | os.PathLike, timeout: float = 20.0) -> list[str]:
+    """File URLs of a NanoAODRun1 record: from ``<cache>/<recid>.txt`` or from the portal."""
+    cache = Path(cache)
+    cached = cache / f"{record.recid}.txt"
+    if cached.is_file():
+        return [line.strip() for line in cached.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    url = f"{manifest.portal}/api/records/{record.recid}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - fixed https URL
+            payload = json.load(response)
+    except (urllib.error.URLError, TimeoutError, OSError) as err:
+        raise OpenDataUnavailableError(
+            f"cannot reach the CERN Open Data portal for record {record.recid} ({record.dataset}): {url}: {err}. "
+            f"Without a network, put the record's file URLs (one per line, under {manifest.eos_prefix}/{record.directory}/) "
+            f"into {cached} and run again."
+        ) from err
+    files = [u for u in _root_urls(payload) if record.directory in u]
+    if not files:
+        raise OpenDataUnavailableError(f"record {record.recid} ({record.dataset}): the portal listed no ROOT files under {record.directory}")
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_name(f"{cached.name}.tmp-{os.getpid()}")
+    tmp.write_text(f"# CERN Open Data record {record.recid}: {record.dataset}\n" + "\n".join(files) + "\n")
+    os.replace(tmp, cached)
+    return files
+
+
+def build_fileset(*, campaign: str = "2012", cache: str | os.PathLike, datasets: list[str] | None = None) -> dict:
+    """A coffea fileset of the readable (NanoAODRun1) records, with cross sections and luminosities."""
+    manifest = load_manifest(campaign)
+    wanted = [r for r in manifest.records if r.readable and (datasets is None or r.dataset in datasets)]
+    if datasets is not None:
+        unknown = sorted(set(datasets) - {r.dataset for r in manifest.records})
+        unusable = sorted({r.dataset for r in manifest.records if r.dataset in datasets and not r.readable})
+        if unknown:
+            raise ManifestError(f"unknown dataset(s) {unknown}; known: {[r.dataset for r in manifest.records]}")
+        if unusable:
+            raise ManifestError(f"dataset(s) {unusable} exist only as AOD and need CMSSW's AOD -> NanoAOD step first")
+    fileset = {}
+    for rec in wanted:
+        files = resolve_files(rec, manifest, cache=cache)
+        meta = {"process": rec.process, "recid": rec.recid, "is_data": rec.is_data, "is_signal": False, "sqrt_s": manifest.sqrt_s, "format": rec.format}
+        if rec.xsec_pb is not None:
+            meta["xsec_pb"] = rec.xsec_pb
+        if rec.lumi_fb is not None:
+            meta["lumi_pb"] = rec.lumi_fb * 1000.0
+        if rec.note:
+            meta["note"] = rec.note
+        fileset[rec.dataset] = {"files": {f: "Events" for f in files}, "metadata": meta}
+    return fileset
