@@ -1,0 +1,202 @@
+"""Adversarially Learned Anomaly Detection (Knapp et al., Table 2).
+
+Networks (x = 39-dim encoded HLF-21, z = 16-dim latent):
+
+* E: x -> 64 -> 64 -> z, LeakyReLU(0.2); G: z -> 64 -> 64 -> x, ReLU.
+* D_xz: x-branch Dense 128 + BatchNorm + LeakyReLU; z-branch Dense 128 + LeakyReLU +
+  Dropout 0.5; joint Dense 128 + LeakyReLU + Dropout 0.5 -> 1.
+* D_xx, D_zz: concatenation -> Dense 128 + LeakyReLU + Dropout 0.2 -> 1.
+* spectral norm on every discriminator layer, Xavier init, zero biases;
+  Adam(lr 1e-5, beta1 0.5), batch 50.
+
+Scores (higher = more anomalous): ``logits`` = -log D_xx(x, G(E(x))) (the paper
+writes log D_xx; the sign is flipped so that all four scores rank anomalies high),
+``features`` = L1 distance of the last D_xx hidden layer on (x, x) vs (x, G(E(x))),
+``l1`` and ``l2`` = distance between x and G(E(x)) in the encoded space. ``l1`` is
+the default.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.functional import binary_cross_entropy_with_logits as bce_logits
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
+
+from cms_anomaly.models.base import AnomalyModel, Hyper, seeded_init, xavier_init
+from cms_anomaly.models.feature_sets import ALAD_ONE_HOT
+from cms_anomaly.models.preprocessing import MixedEncoding, fit_mixed_encoding
+
+#: Knapp Table 2 (no early-stopping figure is given; we monitor the validation L1 score)
+ALAD_HYPER = Hyper(batch_size=50, lr=1e-5, betas=(0.5, 0.999), patience=10, max_epochs=100)
+
+ALAD_SCORES = ("l1", "l2", "logits", "features")
+
+
+def _sn(layer: nn.Linear, enabled: bool) -> nn.Module:
+    return spectral_norm(layer) if enabled else layer
+
+
+class DiscriminatorXZ(nn.Module):
+    """D_xz(x, z) -> logit."""
+
+    def __init__(self, x_dim: int, z_dim: int, *, sn: bool = True) -> None:
+        super().__init__()
+        self.x_branch = nn.Sequential(_sn(nn.Linear(x_dim, 128), sn), nn.BatchNorm1d(128), nn.LeakyReLU(0.2))
+        self.z_branch = nn.Sequential(_sn(nn.Linear(z_dim, 128), sn), nn.LeakyReLU(0.2), nn.Dropout(0.5))
+        self.joint = nn.Sequential(_sn(nn.Linear(256, 128), sn), nn.LeakyReLU(0.2), nn.Dropout(0.5))
+        self.out = _sn(nn.Linear(128, 1), sn)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        h = self.joint(torch.cat([self.x_branch(x), self.z_branch(z)], dim=1))
+        return self.out(h).squeeze(1)
+
+
+class PairDiscriminator(nn.Module):
+    """D_xx / D_zz: concat(a, b) -> 128 -> logit; ``features`` gives the hidden layer."""
+
+    def __init__(self, dim: int, *, sn: bool = True) -> None:
+        super().__init__()
+        self.hidden = nn.Sequential(_sn(nn.Linear(2 * dim, 128), sn), nn.LeakyReLU(0.2), nn.Dropout(0.2))
+        self.out = _sn(nn.Linear(128, 1), sn)
+
+    def features(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.hidden(torch.cat([a, b], dim=1))
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.out(self.features(a, b)).squeeze(1)
+
+
+class ALAD(AnomalyModel):
+    """ALAD with fitted input encoding; ``forward(raw) -> (N, 4)`` scores (l1, l2, logits, features)."""
+
+    kind = "alad"
+    output_names = ALAD_SCORES
+
+    def __init__(self, encoding: MixedEncoding, *, latent: int = 16, hidden: int = 64, sn: bool = True) -> None:
+        super().__init__()
+        x_dim = encoding.out_dim
+        self.encoding = encoding
+        self.latent = latent
+        self.encoder = nn.Sequential(nn.Linear(x_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
+                                     nn.LeakyReLU(0.2), nn.Linear(hidden, latent))
+        self.generator = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                       nn.Linear(hidden, x_dim))
+        self.d_xz = DiscriminatorXZ(x_dim, latent, sn=sn)
+        self.d_xx = PairDiscriminator(x_dim, sn=sn)
+        self.d_zz = PairDiscriminator(latent, sn=sn)
+        xavier_init(self)
+        self._arch = {"x_dim": x_dim, "latent": latent, "hidden": hidden, "spectral_norm": sn,
+                      "encoding": {"continuous": int(encoding.continuous.numel()),
+                                   "one_hot": [int(o.categories.shape[0]) for o in encoding.onehots]}}
+
+    def all_scores(self, x_raw: torch.Tensor) -> torch.Tensor:
+        """(N, 4) scores in :data:`ALAD_SCORES` order."""
+        x = self.encoding(x_raw)
+        rec = self.generator(self.encoder(x))
+        diff = x - rec
+        l1 = diff.abs().sum(1)
+        l2 = torch.sqrt((diff * diff).sum(1))
+        logits = nn.functional.softplus(-self.d_xx(x, rec))  # -log sigmoid(logit)
+        feats = (self.d_xx.features(x, x) - self.d_xx.features(x, rec)).abs().sum(1)
+        return torch.stack([l1, l2, logits, feats], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.all_scores(x)
+
+    def _discriminator_params(self) -> list[nn.Parameter]:
+        return [*self.d_xz.parameters(), *self.d_xx.parameters(), *self.d_zz.parameters()]
+
+    def configure_optimizers(self, *, lr: float, betas: tuple[float, float]) -> list[torch.optim.Optimizer]:
+        ge = [*self.encoder.parameters(), *self.generator.parameters()]
+        return [torch.optim.Adam(self._discriminator_params(), lr=lr, betas=betas),
+                torch.optim.Adam(ge, lr=lr, betas=betas)]
+
+    def _adversarial_terms(self, x: torch.Tensor, z: torch.Tensor, *, detach: bool) -> dict[str, torch.Tensor]:
+        ex = self.encoder(x)
+        gz = self.generator(z)
+        rec = self.generator(ex)
+        egz = self.encoder(gz)
+        if detach:
+            ex, gz, rec, egz = ex.detach(), gz.detach(), rec.detach(), egz.detach()
+        return {"xz_real": self.d_xz(x, ex), "xz_fake": self.d_xz(gz, z),
+                "xx_real": self.d_xx(x, x), "xx_fake": self.d_xx(x, rec),
+                "zz_real": self.d_zz(z, z), "zz_fake": self.d_zz(z, egz)}
+
+    @staticmethod
+    def _gan_loss(t: dict[str, torch.Tensor], *, flip: bool) -> torch.Tensor:
+        loss = torch.zeros((), device=t["xz_real"].device)
+        for pair in ("xz", "xx", "zz"):
+            real, fake = t[f"{pair}_real"], t[f"{pair}_fake"]
+            one, zero = torch.ones_like(real), torch.zeros_like(real)
+            loss = loss + bce_logits(real, zero if flip else one) + bce_logits(fake, one if flip else zero)
+        return loss
+
+    def loss(self, x_raw: torch.Tensor) -> torch.Tensor:
+        """Discriminator loss (eq. 6) of a raw batch, with latent samples z ~ N(0, 1)."""
+        x = self.encoding(x_raw)
+        z = torch.randn(x.shape[0], self.latent, device=x.device)
+        return self._gan_loss(self._adversarial_terms(x, z, detach=True), flip=False)
+
+    def validation_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean L1 reconstruction distance (the default score) on a raw batch."""
+        return self.all_scores(x)[:, 0].mean()
+
+    def train_step(self, x_raw: torch.Tensor, optimizers: list[torch.optim.Optimizer]) -> float:
+        """Simultaneous discriminator and encoder/generator updates from one forward pass.
+
+        The discriminators descend eq. (6) with true labels, E and G descend it with
+        flipped labels (the non-saturating form used by ALAD); each gradient is taken
+        only with respect to its own parameter group.
+        """
+        opt_d, opt_ge = optimizers
+        x = self.encoding(x_raw)
+        z = torch.randn(x.shape[0], self.latent, device=x.device)
+        with parametrize.cached():  # one spectral-norm power iteration per layer and step
+            terms = self._adversarial_terms(x, z, detach=False)
+        loss_d = self._gan_loss(terms, flip=False)
+        loss_ge = self._gan_loss(terms, flip=True)
+        d_params = [p for g in opt_d.param_groups for p in g["params"]]
+        ge_params = [p for g in opt_ge.param_groups for p in g["params"]]
+        grads_d = torch.autograd.grad(loss_d, d_params, retain_graph=True, allow_unused=True)
+        grads_ge = torch.autograd.grad(loss_ge, ge_params, allow_unused=True)
+        for params, grads in ((d_params, grads_d), (ge_params, grads_ge)):
+            for p, g in zip(params, grads):
+                p.grad = g
+        opt_d.step()
+        opt_ge.step()
+        return float(loss_d.detach() + loss_ge.detach())
+
+    def export_modules(self) -> dict[str, nn.Module]:
+        """One scriptable module per score, spectral norm frozen into plain weights."""
+        frozen = copy.deepcopy(self).cpu().eval()
+        for m in frozen.modules():
+            if parametrize.is_parametrized(m, "weight"):
+                parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+        return {name: ALADScore(frozen, index=i) for i, name in enumerate(ALAD_SCORES)}
+
+    def architecture(self) -> dict:
+        return dict(self._arch)
+
+
+class ALADScore(nn.Module):
+    """One ALAD score as a (N,) output (a coffea torch_wrapper needs one tensor)."""
+
+    def __init__(self, alad: ALAD, *, index: int) -> None:
+        super().__init__()
+        self.alad = alad
+        self.index = int(index)
+        self.output_names = (ALAD_SCORES[index],)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.alad.all_scores(x)[:, self.index]
+
+
+def build_alad(x_train: np.ndarray, *, feature_names: list[str], seed: int) -> ALAD:
+    """Fit the one-hot + standardisation encoding (Knapp: zero median, unit variance) and build ALAD."""
+    enc = fit_mixed_encoding(x_train, feature_names=feature_names, one_hot=ALAD_ONE_HOT, method="median_std")
+    with seeded_init(seed):
+        return ALAD(enc)

@@ -1,0 +1,162 @@
+"""Reading the processors' parquet feature tables into model inputs.
+
+Layout (written by the processor, issue 3): ``FEATURES/<dataset>/*.parquet`` with one
+column per scalar feature, the list columns ``objects`` (57 floats) and ``rmm``
+(2601 floats), and ``weight``, ``dataset``, ``is_signal``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cms_anomaly.models.errors import FeatureTableError
+from cms_anomaly.models.feature_sets import FeatureSet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The events of one dataset as model inputs.
+
+    Attributes
+    ----------
+    name : str
+        Dataset name (the sub-directory of the feature directory).
+    x : numpy.ndarray
+        float32 array (N, width) of raw features in feature-set order.
+    weight : numpy.ndarray
+        float64 per-event weights (N,).
+    is_signal : bool
+        True for BSM benchmark datasets.
+    """
+
+    name: str
+    x: np.ndarray
+    weight: np.ndarray
+    is_signal: bool
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def list_datasets(features_dir: str | Path) -> list[str]:
+    """Names of the dataset sub-directories holding parquet files, sorted."""
+    root = Path(features_dir)
+    if not root.is_dir():
+        raise FeatureTableError(f"feature directory {root} does not exist")
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*.parquet")))
+    if not names:
+        raise FeatureTableError(f"no <dataset>/*.parquet files under {root}")
+    return names
+
+
+def _column_to_numpy(table, column: str, *, width: int, path: Path) -> np.ndarray:
+    import pyarrow as pa
+
+    if column not in table.column_names:
+        raise FeatureTableError(f"{path}: column {column!r} missing (have {table.column_names})")
+    col = table.column(column).combine_chunks()
+    n = len(col)
+    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type):
+        flat = col.flatten()
+        values = flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        if values.size != n * width:
+            raise FeatureTableError(
+                f"{path}: list column {column!r} has {values.size} values for {n} events, "
+                f"expected {width} per event"
+            )
+        return values.reshape(n, width)
+    if width != 1:
+        raise FeatureTableError(f"{path}: column {column!r} is scalar but {width} floats per event are needed")
+    return col.to_numpy(zero_copy_only=False).astype(np.float32).reshape(n, 1)
+
+
+def read_dataset(
+    features_dir: str | Path, dataset: str, *, feature_set: FeatureSet, max_events: int | None = None
+) -> Sample:
+    """Read one dataset's parquet files into a :class:`Sample`.
+
+    Parameters
+    ----------
+    features_dir : str or Path
+        Directory holding ``<dataset>/*.parquet``.
+    dataset : str
+        Dataset name.
+    feature_set : FeatureSet
+        Which columns to read and how wide the flattened input is.
+    max_events : int, optional
+        Keep only the first ``max_events`` events (files in sorted order).
+
+    Returns
+    -------
+    Sample
+    """
+    import pyarrow.parquet as pq
+
+    files = sorted((Path(features_dir) / dataset).glob("*.parquet"))
+    if not files:
+        raise FeatureTableError(f"no parquet files in {Path(features_dir) / dataset}")
+    per_col_width = feature_set.width // len(feature_set.columns)
+    xs, ws, sig = [], [], []
+    n_read = 0
+    for path in files:
+        table = pq.read_table(path, columns=[*feature_set.columns, "weight", "is_signal"])
+        if table.num_rows == 0:
+            continue
+        xs.append(np.concatenate(
+            [_column_to_numpy(table, c, width=per_col_width, path=path) for c in feature_set.columns], axis=1
+        ))
+        ws.append(table.column("weight").to_numpy().astype(np.float64))
+        sig.append(bool(np.any(table.column("is_signal").to_numpy(zero_copy_only=False))))
+        n_read += table.num_rows
+        if max_events is not None and n_read >= max_events:
+            break
+    if not xs:
+        raise FeatureTableError(f"all parquet files of dataset {dataset!r} in {features_dir} are empty")
+    x = np.concatenate(xs)[:max_events]
+    w = np.concatenate(ws)[:max_events]
+    if not np.all(np.isfinite(x)):
+        bad = np.unique(np.nonzero(~np.isfinite(x))[1])
+        raise FeatureTableError(
+            f"dataset {dataset!r} in {features_dir}: non-finite values in input columns {bad.tolist()}"
+        )
+    log.info("read %d events of %s (%s)", len(x), dataset, feature_set.name)
+    return Sample(name=dataset, x=x, weight=w, is_signal=any(sig))
+
+
+def read_samples(
+    features_dir: str | Path,
+    *,
+    feature_set: FeatureSet,
+    datasets: list[str] | None = None,
+    max_events: int | None = None,
+) -> dict[str, Sample]:
+    """Read several datasets (all sub-directories when ``datasets`` is None)."""
+    names = datasets or list_datasets(features_dir)
+    return {n: read_dataset(features_dir, n, feature_set=feature_set, max_events=max_events) for n in names}
+
+
+def train_val_split(n: int, *, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random split of ``range(n)`` into (train, validation) index arrays."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * val_fraction)))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def sm_cocktail(samples: dict[str, Sample]) -> Sample:
+    """Concatenate the non-signal samples into one SM cocktail (weights kept)."""
+    sm = [s for s in samples.values() if not s.is_signal]
+    if not sm:
+        raise FeatureTableError(f"no SM (is_signal False) dataset among {sorted(samples)}")
+    return Sample(
+        name="+".join(s.name for s in sm),
+        x=np.concatenate([s.x for s in sm]),
+        weight=np.concatenate([s.weight for s in sm]),
+        is_signal=False,
+    )

@@ -1,0 +1,86 @@
+"""Named input feature sets of the models (column names of the processors' feature tables).
+
+The scalar sets list one parquet column per feature, in the order the models use.
+The array sets (``rmm``, ``objects``) are one list-valued column each, flattened
+row-major to ``width`` floats.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Cerri et al. sec. 3, in the paper's order
+HLF21: tuple[str, ...] = (
+    "pt_lep", "iso_ch", "iso_neu", "iso_gamma", "charge_lep", "is_ele", "st", "n_jets",
+    "m_jets", "n_bjets", "met_par", "met_perp", "mt", "n_mu", "m_mu", "pt_tot_mu",
+    "n_ele", "m_ele", "pt_tot_ele", "n_ch_had", "n_neu_had",
+)
+
+#: Knapp et al. appendix A, in the paper's order
+HLF24: tuple[str, ...] = (
+    "ht", "m_jets", "n_jets", "n_bjets", "met", "pt_tot_mu", "m_mu", "n_mu", "pt_tot_ele",
+    "m_ele", "n_ele", "n_neu_had", "n_ch_had", "n_photons", "pt_lep", "eta_lep", "charge_lep",
+    "iso_ch", "iso_neu", "iso_gamma", "iso", "mt", "met_par", "met_perp", "is_ele",
+)
+
+#: discrete features one-hot encoded for ALAD (Knapp sec. 3)
+ALAD_ONE_HOT: tuple[str, ...] = ("charge_lep", "is_ele", "n_mu", "n_ele")
+
+#: per-feature likelihood of the VAE (Cerri sec. 4.1)
+VAE_PDF: dict[str, str] = {
+    **{n: "lognormal" for n in ("st", "m_jets", "pt_tot_mu", "m_mu", "pt_tot_ele", "m_ele",
+                                "pt_lep", "iso_ch", "iso_neu", "iso_gamma")},
+    "met_par": "gaussian", "met_perp": "gaussian",
+    "mt": "truncated_gaussian",
+    **{n: "discrete_truncated_gaussian" for n in ("n_mu", "n_ele", "n_bjets", "n_jets")},
+    "is_ele": "binomial", "charge_lep": "binomial",
+    "n_ch_had": "poisson", "n_neu_had": "poisson",
+    # extra HLF-24 features (our choice, same families as their HLF-21 siblings)
+    "ht": "lognormal", "met": "lognormal", "iso": "lognormal", "eta_lep": "gaussian",
+    "n_photons": "poisson",
+}
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """A named model input.
+
+    Attributes
+    ----------
+    name : str
+        ``hlf21``, ``hlf24``, ``rmm`` or ``objects``.
+    columns : tuple of str
+        Parquet / record-array field names, in model order.
+    width : int
+        Number of floats per event after flattening all columns.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    width: int
+
+    @property
+    def is_array(self) -> bool:
+        """True for the list-valued sets (``rmm``, ``objects``)."""
+        return self.width != len(self.columns)
+
+
+FEATURE_SETS: dict[str, FeatureSet] = {
+    "hlf21": FeatureSet("hlf21", HLF21, len(HLF21)),
+    "hlf24": FeatureSet("hlf24", HLF24, len(HLF24)),
+    "rmm": FeatureSet("rmm", ("rmm",), 51 * 51),
+    "objects": FeatureSet("objects", ("objects",), 19 * 3),
+}
+
+
+def get_feature_set(name: str) -> FeatureSet:
+    """Return the feature set called ``name``.
+
+    Raises
+    ------
+    KeyError
+        With the list of known names when ``name`` is unknown.
+    """
+    try:
+        return FEATURE_SETS[name]
+    except KeyError:
+        raise KeyError(f"unknown feature set {name!r}; known: {sorted(FEATURE_SETS)}") from None

@@ -1,0 +1,254 @@
+"""Train a model on the SM feature tables and export it (TorchScript / XGBoost JSON + model card)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cms_anomaly.models.data import Sample, read_samples, sm_cocktail, train_val_split
+from cms_anomaly.models.errors import TrainingError
+from cms_anomaly.models.feature_sets import FeatureSet, get_feature_set
+
+log = logging.getLogger(__name__)
+
+MODEL_KINDS = ("ae", "vae", "alad", "double-ae", "bdt")
+#: the input each paper uses
+DEFAULT_FEATURE_SET = {"ae": "rmm", "vae": "hlf21", "alad": "hlf21", "double-ae": "objects", "bdt": "hlf21"}
+
+
+@dataclass
+class TrainOptions:
+    """User-facing training options (None = the paper's value).
+
+    Attributes
+    ----------
+    epochs, batch_size, lr : int, int, float or None
+        Override the model's :class:`~cms_anomaly.models.base.Hyper`.
+    patience : int or None
+        Early-stopping patience override.
+    seed : int
+        Seed of the split, the initialisation and the batches.
+    val_fraction : float
+        Fraction of the SM events kept for validation (papers: one half).
+    device : str
+        ``auto``, ``cpu`` or ``cuda``.
+    resume : bool
+        Continue from ``<out>/<name>.ckpt``.
+    lam : float
+        DisCo weight of the double AE.
+    max_steps_per_epoch : int or None
+        Cap on steps per epoch.
+    threads : int or None
+        torch threads.
+    progress : bool
+        tqdm bars.
+    """
+
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    patience: int | None = None
+    seed: int = 1
+    val_fraction: float = 0.5
+    device: str = "auto"
+    resume: bool = False
+    lam: float = 100.0
+    max_steps_per_epoch: int | None = None
+    threads: int | None = None
+    progress: bool = True
+
+
+@dataclass
+class TrainedModel:
+    """Result of :func:`train_and_export`."""
+
+    kind: str
+    paths: list[Path]
+    model: Any
+    cards: list[Any] = field(default_factory=list)
+    train_result: Any = None
+
+
+def split_cocktail(samples: dict[str, Sample], *, val_fraction: float, seed: int) -> tuple[Sample, Sample]:
+    """SM cocktail split into (train, validation) samples with a seeded permutation."""
+    sm = sm_cocktail(samples)
+    tr, va = train_val_split(len(sm), val_fraction=val_fraction, seed=seed)
+    return (Sample(sm.name, sm.x[tr], sm.weight[tr], False), Sample(sm.name, sm.x[va], sm.weight[va], False))
+
+
+def build_model(kind: str, x_train: np.ndarray, *, feature_set: FeatureSet, seed: int, lam: float = 100.0):
+    """Fit preprocessing and build the network of ``kind`` (not ``bdt``); returns ``(model, hyper)``."""
+    names = list(feature_set.columns)
+    if kind == "ae":
+        from cms_anomaly.models.ae import AE_HYPER, build_autoencoder
+        return build_autoencoder(x_train, feature_set=feature_set.name, seed=seed), AE_HYPER
+    if kind == "vae":
+        from cms_anomaly.models.vae import VAE_HYPER, build_vae
+        return build_vae(x_train, feature_names=names, seed=seed), VAE_HYPER
+    if kind == "alad":
+        from cms_anomaly.models.alad import ALAD_HYPER, build_alad
+        return build_alad(x_train, feature_names=names, seed=seed), ALAD_HYPER
+    if kind in ("double-ae", "double_ae"):
+        from cms_anomaly.models.double_ae import DOUBLE_AE_HYPER, build_double_ae
+        return build_double_ae(x_train, seed=seed, lam=lam), DOUBLE_AE_HYPER
+    raise ValueError(f"unknown model kind {kind!r}; choose from {MODEL_KINDS}")
+
+
+def preprocessing_summary(model) -> dict[str, Any]:
+    """Human-readable description of the fitted preprocessing stored inside ``model``."""
+    kind = model.kind
+    if kind == "ae":
+        pre = model.preprocess
+        if hasattr(pre, "indices"):
+            return {"type": "rmm_zero_cell_mask", "n_inputs_raw": pre.n_inputs, "n_kept": int(pre.indices.numel()),
+                    "kept_indices": pre.indices.tolist()}
+        return {"type": "standardise_mean_std", **pre.summary()}
+    if kind == "vae":
+        return {"encoder_input": {"type": "standardise_mean_std", **model.standardize.summary()},
+                "likelihood_scale": model.like_scale.tolist(), "pdfs": model.pdfs}
+    if kind == "alad":
+        enc = model.encoding
+        return {"type": "standardise_median_std + one_hot", "continuous_columns": enc.continuous.tolist(),
+                **enc.standardize.summary(),
+                "one_hot": [{"column": o.column, "categories": o.categories.tolist()} for o in enc.onehots],
+                "out_dim": enc.out_dim}
+    if kind == "double_ae":
+        return {"type": "standardise_mean_std", **model.preprocess.summary()}
+    return {}
+
+
+def train_and_export(
+    kind: str,
+    *,
+    features_dir: str | Path,
+    out_dir: str | Path,
+    feature_set: str | None = None,
+    datasets: list[str] | None = None,
+    options: TrainOptions = TrainOptions(),
+    samples: dict[str, Sample] | None = None,
+    name: str | None = None,
+) -> TrainedModel:
+    """Train ``kind`` on the SM datasets of ``features_dir`` and export it to ``out_dir``.
+
+    Parameters
+    ----------
+    kind : str
+        One of ``ae``, ``vae``, ``alad``, ``double-ae`` (``bdt``: see :func:`train_bdts`).
+    features_dir : str or Path
+        Parquet feature tables ``<dataset>/*.parquet``.
+    out_dir : str or Path
+        Output directory for ``<name>.pt``, ``<name>.card.json`` and the checkpoint.
+    feature_set : str, optional
+        Input set (default: the paper's, :data:`DEFAULT_FEATURE_SET`).
+    datasets : list of str, optional
+        Datasets to read (default: all); only SM ones (is_signal False) are used.
+    options : TrainOptions
+        Epochs, seed, device, resume ...
+    samples : dict, optional
+        Already-read samples (skip reading).
+    name : str, optional
+        Output file stem (default: ``<kind>_<feature_set>``).
+
+    Returns
+    -------
+    TrainedModel
+    """
+    from cms_anomaly.models.export import ModelCard, eager_scores, export_torchscript, thresholds_for
+    from cms_anomaly.models.training import TrainConfig, train
+
+    fs = get_feature_set(feature_set or DEFAULT_FEATURE_SET[kind])
+    samples = samples if samples is not None else read_samples(features_dir, feature_set=fs, datasets=datasets)
+    train_s, val_s = split_cocktail(samples, val_fraction=options.val_fraction, seed=options.seed)
+    if len(train_s) < 10:
+        raise TrainingError(f"{kind}: only {len(train_s)} SM training events in {features_dir}")
+    model, hyper = build_model(kind, train_s.x, feature_set=fs, seed=options.seed, lam=options.lam)
+    overrides = {k: v for k, v in (("batch_size", options.batch_size), ("lr", options.lr),
+                                   ("patience", options.patience)) if v is not None}
+    hyper = replace(hyper, **overrides)
+    out_dir = Path(out_dir)
+    stem = name or f"{kind.replace('-', '_')}_{fs.name}"
+    config = TrainConfig(hyper=hyper, epochs=options.epochs or hyper.max_epochs, seed=options.seed,
+                         device=options.device, max_steps_per_epoch=options.max_steps_per_epoch,
+                         threads=options.threads, progress=options.progress)
+    result = train(model, train_s.x, val_s.x, config=config, checkpoint=out_dir / f"{stem}.ckpt", resume=options.resume)
+    training = {
+        "datasets": sorted(n for n, s in samples.items() if not s.is_signal),
+        "n_train": len(train_s), "n_validation": len(val_s), "seed": options.seed,
+        "val_fraction": options.val_fraction, "hyper": {k: v for k, v in vars(hyper).items()},
+        "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+        "validation_loss": result.best_val_loss, "device": result.device, "seconds": round(result.seconds, 2),
+        "train_events_per_second": round(result.events_per_second, 1),
+        "history": result.history[-50:],
+        "monitored_validation_loss": "mean L1 score" if model.kind == "alad" else "training loss",
+    }
+    val_scores = eager_scores(model, val_s.x)
+    all_thresholds = thresholds_for(val_scores, val_s.weight, model.output_names)
+    paths, cards = [], []
+    check = val_s.x[:256]
+    for suffix, module in model.export_modules().items():
+        outputs = list(getattr(module, "output_names", model.output_names))
+        card = ModelCard(
+            model_type=model.kind, feature_set=fs.name, feature_names=list(fs.columns), n_inputs=fs.width,
+            output_names=outputs, score=(suffix or outputs[0]) if len(outputs) == 1 else ",".join(outputs),
+            preprocessing=preprocessing_summary(model), architecture=model.architecture(), training=training,
+            thresholds={o: all_thresholds[o] for o in outputs},
+        )
+        path = out_dir / (f"{stem}_{suffix}.pt" if suffix else f"{stem}.pt")
+        export_torchscript(module, path, card=card, check_input=check)
+        paths.append(path)
+        cards.append(card)
+    return TrainedModel(kind=kind, paths=paths, model=model, cards=cards, train_result=result)
+
+
+def train_bdts(
+    *,
+    features_dir: str | Path,
+    out_dir: str | Path,
+    feature_set: str = "hlf21",
+    signals: list[str] | None = None,
+    datasets: list[str] | None = None,
+    seed: int = 1,
+    val_fraction: float = 0.5,
+    samples: dict[str, Sample] | None = None,
+) -> list[Path]:
+    """One XGBoost classifier per BSM benchmark vs the SM cocktail, saved as JSON + model card.
+
+    Signal and SM events are both split (``val_fraction`` held out); thresholds on the SM validation half.
+    """
+    from cms_anomaly.models.bdt import BDTParams, predict, save_booster, train_signal_bdt
+    from cms_anomaly.models.export import ModelCard, thresholds_for, write_card
+
+    fs = get_feature_set(feature_set)
+    samples = samples if samples is not None else read_samples(features_dir, feature_set=fs, datasets=datasets)
+    sm_train, sm_val = split_cocktail(samples, val_fraction=val_fraction, seed=seed)
+    sig_names = signals or sorted(n for n, s in samples.items() if s.is_signal)
+    if not sig_names:
+        raise TrainingError(f"no signal (is_signal True) dataset in {features_dir}; give --signal")
+    params = BDTParams()
+    paths = []
+    for sig in sig_names:
+        if sig not in samples:
+            raise TrainingError(f"signal dataset {sig!r} not found in {features_dir} (have {sorted(samples)})")
+        s = samples[sig]
+        tr, _ = train_val_split(len(s), val_fraction=val_fraction, seed=seed)
+        booster, history = train_signal_bdt(sm_train.x, sm_train.weight, s.x[tr], s.weight[tr], seed=seed,
+                                            params=params, feature_names=list(fs.columns))
+        path = save_booster(booster, Path(out_dir) / f"bdt_{sig}_{fs.name}.json")
+        card = ModelCard(
+            model_type="bdt", feature_set=fs.name, feature_names=list(fs.columns), n_inputs=fs.width,
+            output_names=["p_signal"], score="p_signal", preprocessing={"type": "none (raw features)"},
+            architecture={"library": "xgboost", **vars(params)},
+            training={"signal": sig, "background_datasets": sorted(n for n, x in samples.items() if not x.is_signal),
+                      "n_background_train": len(sm_train), "n_signal_train": len(tr), "seed": seed,
+                      "weighting": "SM weights normalised to mean 1; signal up-weighted to the SM sum of weights",
+                      "final_train_logloss": history["train"]["logloss"][-1]},
+            thresholds=thresholds_for(predict(booster, sm_val.x), sm_val.weight, ["p_signal"]),
+        )
+        import xgboost
+        card.framework = {"xgboost": xgboost.__version__}
+        write_card(card, path)
+        paths.append(path)
+    return paths

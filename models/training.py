@@ -1,0 +1,223 @@
+"""Generic mini-batch training loop: validation split, early stopping, LR on plateau, resumable checkpoints."""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cms_anomaly.models.base import AnomalyModel, Hyper
+from cms_anomaly.models.errors import TrainingError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training run settings (defaults come from the model's :class:`Hyper`).
+
+    Attributes
+    ----------
+    hyper : Hyper
+        Batch size, learning rate, early stopping and plateau settings.
+    epochs : int
+        Maximum number of epochs.
+    seed : int
+        Seed of the batch order, dropout and latent sampling.
+    device : str
+        ``cpu``, ``cuda`` or ``auto`` (CUDA when available).
+    max_steps_per_epoch : int, optional
+        Cap on optimisation steps per epoch (quick tests and benchmarks).
+    threads : int, optional
+        torch intra-op threads (None: leave torch's default).
+    progress : bool
+        Show a tqdm progress bar per epoch.
+    """
+
+    hyper: Hyper
+    epochs: int = 100
+    seed: int = 1
+    device: str = "auto"
+    max_steps_per_epoch: int | None = None
+    threads: int | None = None
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: per-epoch history and the best validation loss."""
+
+    history: list[dict] = field(default_factory=list)
+    best_val_loss: float = math.inf
+    best_epoch: int = -1
+    epochs_run: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+    events_per_second: float = 0.0
+    device: str = "cpu"
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def atomic_torch_save(obj: object, path: Path) -> None:
+    """``torch.save`` to ``path.tmp-<pid>`` then ``os.replace`` onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _batched_validation(model: AnomalyModel, x: torch.Tensor, batch_size: int) -> float:
+    model.eval()
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            xb = x[start:start + batch_size]
+            total += float(model.validation_loss(xb)) * len(xb)
+            n += len(xb)
+    return total / max(n, 1)
+
+
+def train(
+    model: AnomalyModel,
+    x_train: np.ndarray,
+    x_val: np.ndarray,
+    *,
+    config: TrainConfig,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Train ``model`` in place on raw features; the best-validation weights are restored at the end.
+
+    Parameters
+    ----------
+    model : AnomalyModel
+        Model with fitted preprocessing.
+    x_train, x_val : numpy.ndarray
+        Raw float32 features (N, d) for training and for the validation loss.
+    config : TrainConfig
+        Settings.
+    checkpoint : str or Path, optional
+        File written atomically after every epoch (model, optimizers, scheduler,
+        RNG state, history, best weights).
+    resume : bool
+        Continue from ``checkpoint`` if it exists.
+
+    Returns
+    -------
+    TrainResult
+    """
+    from tqdm.auto import tqdm
+
+    if len(x_train) == 0 or len(x_val) == 0:
+        raise TrainingError(f"need training and validation events, got {len(x_train)} and {len(x_val)}")
+    hyper = config.hyper
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    model.to(device)
+    xt = torch.as_tensor(np.ascontiguousarray(x_train, np.float32), device=device)
+    xv = torch.as_tensor(np.ascontiguousarray(x_val, np.float32), device=device)
+    optimizers = model.configure_optimizers(lr=hyper.lr, betas=hyper.betas)
+    schedulers = [
+        torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=hyper.lr_factor, patience=hyper.lr_patience,
+                                                   threshold=hyper.lr_min_delta, threshold_mode="abs")
+        for opt in optimizers
+    ] if hyper.lr_patience is not None else []
+    result = TrainResult(device=str(device))
+    best_state = copy.deepcopy(model.state_dict())
+    since_best = 0
+    start_epoch = 0
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        gen = torch.Generator(device="cpu").manual_seed(config.seed)
+        if resume and ckpt_path is not None and ckpt_path.exists():
+            state = torch.load(ckpt_path, map_location=device, weights_only=False)
+            model.load_state_dict(state["model"])
+            for opt, s in zip(optimizers, state["optimizers"]):
+                opt.load_state_dict(s)
+            for sch, s in zip(schedulers, state["schedulers"]):
+                sch.load_state_dict(s)
+            gen.set_state(state["batch_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            best_state = state["best_state"]
+            since_best = state["since_best"]
+            result = TrainResult(**state["result"])
+            start_epoch = result.epochs_run
+            log.info("resumed from %s at epoch %d (best val %.5g)", ckpt_path, start_epoch, result.best_val_loss)
+        t0 = time.perf_counter()
+        n_seen = 0
+        for epoch in range(start_epoch, config.epochs):
+            if result.stopped_early:
+                break
+            model.train()
+            order = torch.randperm(len(xt), generator=gen).to(device)
+            n_steps = math.ceil(len(xt) / hyper.batch_size)
+            if config.max_steps_per_epoch is not None:
+                n_steps = min(n_steps, config.max_steps_per_epoch)
+            running = 0.0
+            bar = tqdm(range(n_steps), desc=f"{model.kind} epoch {epoch + 1}/{config.epochs}", leave=False,
+                       disable=not config.progress, unit="batch")
+            for step in bar:
+                idx = order[step * hyper.batch_size:(step + 1) * hyper.batch_size]
+                if len(idx) < 2:  # BatchNorm / DisCo need >= 2 events
+                    continue
+                loss = model.train_step(xt[idx], optimizers)
+                if not math.isfinite(loss):
+                    raise TrainingError(f"{model.kind}: non-finite training loss at epoch {epoch + 1} step {step}")
+                running += loss
+                n_seen += len(idx)
+                if step % 20 == 0:
+                    bar.set_postfix(loss=f"{loss:.4g}")
+            val = _batched_validation(model, xv, max(hyper.batch_size, 4096))
+            if not math.isfinite(val):
+                raise TrainingError(f"{model.kind}: non-finite validation loss at epoch {epoch + 1}")
+            for sch in schedulers:
+                sch.step(val)
+            lr = optimizers[0].param_groups[0]["lr"]
+            result.history.append({"epoch": epoch + 1, "train_loss": running / max(n_steps, 1), "val_loss": val, "lr": lr})
+            if val < result.best_val_loss - hyper.min_delta:
+                result.best_val_loss, result.best_epoch = val, epoch + 1
+                best_state = copy.deepcopy(model.state_dict())
+                since_best = 0
+            else:
+                since_best += 1
+            result.epochs_run = epoch + 1
+            if since_best >= hyper.patience:
+                result.stopped_early = True
+                log.info("%s: early stop at epoch %d (best %d)", model.kind, epoch + 1, result.best_epoch)
+            log.info("%s epoch %d: train %.5g val %.5g lr %.2g", model.kind, epoch + 1,
+                     result.history[-1]["train_loss"], val, lr)
+            if ckpt_path is not None:
+                atomic_torch_save({
+                    "model": model.state_dict(),
+                    "optimizers": [o.state_dict() for o in optimizers],
+                    "schedulers": [s.state_dict() for s in schedulers],
+                    "batch_rng": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "best_state": best_state,
+                    "since_best": since_best,
+                    "result": asdict(result),
+                }, ckpt_path)
+        elapsed = time.perf_counter() - t0
+    result.seconds += elapsed
+    result.events_per_second = n_seen / elapsed if elapsed > 0 else 0.0
+    model.load_state_dict(best_state)
+    model.cpu().eval()
+    return result

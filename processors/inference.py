@@ -1,0 +1,207 @@
+"""Model scorers for the processor, built on ``coffea.ml_tools`` (TorchScript and XGBoost wrappers).
+
+A scorer is created from a model file plus its ``.card.json`` (written by
+``cms-anomaly train``); it takes the selected events' feature record array (one
+field per feature, list fields for ``rmm`` / ``objects``) and returns a numpy
+array (N,) or (N, k). The model is loaded lazily on first use in each worker
+process, so scorers pickle cleanly for Dask and futures executors. The model
+file must exist under the same path on every worker.
+
+Example
+-------
+>>> scorer = load_scorer("models/vae_hlf21.pt", feature_names=HLF_NAMES)  # doctest: +SKIP
+>>> scores = scorer(features[selected])                                 # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+from coffea.ml_tools.torch_wrapper import torch_wrapper
+from coffea.ml_tools.xgboost_wrapper import xgboost_wrapper
+
+from cms_anomaly.models.errors import FeatureMismatchError, ModelCardError
+from cms_anomaly.models.export import ModelCard, load_card
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FeatureMismatchError", "Scorer", "TorchScorer", "XGBoostScorer", "load_scorer"]
+
+
+def _check_fields(features, card: ModelCard, source: str) -> None:
+    fields = list(ak.fields(features))
+    missing = [n for n in card.feature_names if n not in fields]
+    if missing:
+        raise FeatureMismatchError(expected=card.feature_names, actual=[n for n in card.feature_names if n in fields],
+                                   source=source)
+
+
+def _feature_matrix(features, card: ModelCard, lib) -> Any:
+    """Stack the card's feature fields into a regular float32 (N, n_inputs) awkward array."""
+    cols = []
+    for name in card.feature_names:
+        col = features[name]
+        if col.ndim == 1:
+            cols.append(lib.values_astype(col, np.float32)[:, np.newaxis])
+        else:
+            cols.append(lib.values_astype(lib.to_regular(col, axis=1), np.float32))
+    return cols[0] if len(cols) == 1 else lib.concatenate(cols, axis=1)
+
+
+class _ScorerMixin:
+    """Common ``name`` / ``feature_names`` / ``output_names`` and the numpy-returning call."""
+
+    card: ModelCard
+    path: str
+
+    @property
+    def name(self) -> str:
+        """File stem, e.g. ``alad_hlf21_l1``."""
+        return Path(self.path).name.rsplit(".", 1)[0]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.card.feature_names)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.card.output_names)
+
+    @property
+    def thresholds(self) -> dict[str, Any]:
+        """Score thresholds at the working-point FPRs from the model card."""
+        return self.card.thresholds
+
+    def prepare_awkward(self, features) -> tuple[tuple, dict]:
+        _check_fields(features, self.card, self.path)
+        lib = self.get_awkward_lib(features)
+        return (_feature_matrix(features, self.card, lib),), {}
+
+    def _validate_matrix(self, x: np.ndarray) -> None:
+        if x.ndim != 2 or x.shape[1] != self.card.n_inputs:
+            raise FeatureMismatchError(expected=self.card.feature_names,
+                                       actual=[f"<{x.shape[1] if x.ndim == 2 else x.shape} columns>"],
+                                       source=f"{self.path} (input shape {x.shape}, need (N, {self.card.n_inputs}))")
+        if x.dtype != np.float32:
+            raise TypeError(f"{self.path}: input dtype {x.dtype}, need float32")
+
+    def __call__(self, features):
+        """Scores of the events in ``features`` (awkward record array -> numpy; dask-awkward stays lazy)."""
+        out = super().__call__(features)
+        if isinstance(out, ak.Array):
+            out = ak.to_numpy(out)
+        if isinstance(out, np.ndarray) and out.ndim == 2 and out.shape[1] == 1:
+            out = out[:, 0]
+        return out
+
+
+class TorchScorer(_ScorerMixin, torch_wrapper):
+    """A TorchScript model (raw features in, scores out) as a ``coffea.ml_tools.torch_wrapper``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.pt`` file; its model card must sit next to it.
+    card : ModelCard
+        The model card (read with :func:`cms_anomaly.models.export.load_card`).
+    threads : int, optional
+        torch intra-op threads set when the model is loaded in a worker (pin to the
+        worker's share of cores).
+    """
+
+    def __init__(self, path: str | Path, *, card: ModelCard, threads: int | None = None) -> None:
+        k = len(card.output_names)
+        torch_wrapper.__init__(self, str(path), expected_output_shape=(None,) if k == 1 else (None, k))
+        self.path = str(path)
+        self.card = card
+        self.threads = threads
+
+    def _create_model(self):
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        model = torch.jit.load(self.torch_jit, map_location=self._create_device())
+        model.eval()
+        log.debug("loaded %s", self.torch_jit)
+        return model
+
+    def validate_numpy_input(self, x: np.ndarray) -> None:
+        self._validate_matrix(x)
+
+    def numpy_call(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        if len(x) == 0:
+            return np.zeros((0, *self.expected_output_shape[1:]), np.float32)
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x) if x.flags.writeable else np.array(x))
+            return self.model(t.to(self.device)).cpu().numpy()
+
+
+class XGBoostScorer(_ScorerMixin, xgboost_wrapper):
+    """An XGBoost JSON model as a ``coffea.ml_tools.xgboost_wrapper`` (``inplace_predict``)."""
+
+    def __init__(self, path: str | Path, *, card: ModelCard, threads: int | None = None) -> None:
+        xgboost_wrapper.__init__(self, str(path))
+        self.path = str(path)
+        self.card = card
+        self.threads = threads
+
+    def _create_xgbooster(self):
+        booster = super()._create_xgbooster()
+        if self.threads:
+            booster.set_param({"nthread": self.threads})
+        return booster
+
+    def validate_numpy_input(self, x: np.ndarray) -> None:
+        self._validate_matrix(x)
+        if x.shape[1] != self.xgbooster.num_features():
+            raise ModelCardError(f"{self.path}: booster has {self.xgbooster.num_features()} features, card {x.shape[1]}")
+
+    def numpy_call(self, x: np.ndarray) -> np.ndarray:
+        if len(x) == 0:
+            return np.zeros(0, np.float32)
+        return np.asarray(self.xgbooster.inplace_predict(np.ascontiguousarray(x)), np.float32)
+
+
+Scorer = TorchScorer | XGBoostScorer
+
+
+def load_scorer(path: str | Path, *, feature_names: list[str] | None = None, exact: bool = False,
+                threads: int | None = None) -> Scorer:
+    """Create the scorer of a model file (``.pt`` TorchScript or ``.json`` XGBoost) from its model card.
+
+    Parameters
+    ----------
+    path : str or Path
+        Model file; ``<stem>.card.json`` must be next to it.
+    feature_names : list of str, optional
+        The processor's feature list. Every model feature must be in it, in the
+        same relative order; with ``exact=True`` it must equal the model's list.
+    exact : bool
+        Also reject extra names.
+    threads : int, optional
+        Threads per worker for inference.
+
+    Raises
+    ------
+    FeatureMismatchError
+        Naming the missing / extra / misordered features.
+    ModelCardError
+        If the file or its card is missing or unreadable.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelCardError(f"model file {path} not found")
+    card = load_card(path)
+    if feature_names is not None:
+        card.check_features(feature_names, source=str(path), exact=exact)
+    if path.suffix == ".pt":
+        return TorchScorer(path, card=card, threads=threads)
+    if path.suffix == ".json":
+        return XGBoostScorer(path, card=card, threads=threads)
+    raise ModelCardError(f"{path}: unknown model file type {path.suffix!r} (expected .pt or .json)")

@@ -1,0 +1,184 @@
+"""Models (issue 4): losses go down, TorchScript round trip, DisCo hand values, thresholds, preprocessing."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cms_anomaly.models.data import read_samples
+from cms_anomaly.models.double_ae import distance_correlation_squared
+from cms_anomaly.models.export import export_torchscript, load_card, threshold_at_fpr, ModelCard
+from cms_anomaly.models.feature_sets import HLF21, get_feature_set
+from cms_anomaly.models.pipeline import build_model, split_cocktail
+from cms_anomaly.models.training import TrainConfig, train
+from cms_anomaly.models.vae import VAE, clipped_tanh, p_isrlu
+
+
+@pytest.fixture(scope="module")
+def hlf21_samples(model_feature_tables):
+    return read_samples(model_feature_tables, feature_set=get_feature_set("hlf21"))
+
+
+# ----------------------------------------------------------------------------- DisCo
+def test_distance_correlation_hand_values():
+    # y = |x| on x = (-1, 0, 1): Pearson correlation 0, but dependent. By hand (double-centred
+    # distance matrices): dCov^2 = 8/81, dVar^2(x) = 40/81, dVar^2(y) = 16/81 -> dCor^2 = 1/sqrt(10).
+    x = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
+    assert float(distance_correlation_squared(x, x.abs())) == pytest.approx(1 / math.sqrt(10), rel=1e-12)
+    # any linear relation: exactly 1
+    assert float(distance_correlation_squared(x, 3 * x - 2)) == pytest.approx(1.0, rel=1e-12)
+    # constant weights change nothing
+    w = torch.full((3,), 7.0, dtype=torch.float64)
+    assert float(distance_correlation_squared(x, x.abs(), w)) == pytest.approx(1 / math.sqrt(10), rel=1e-12)
+
+
+def test_distance_correlation_independent_vs_dependent():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2000, generator=g, dtype=torch.float64)
+    y_ind = torch.randn(2000, generator=g, dtype=torch.float64)
+    y_dep = x ** 2 + 0.1 * torch.randn(2000, generator=g, dtype=torch.float64)
+    d_ind = float(distance_correlation_squared(x, y_ind))
+    d_dep = float(distance_correlation_squared(x, y_dep))
+    assert d_ind < 0.01  # V-statistic bias ~ 1/n
+    assert d_dep > 0.2
+    assert abs(float(np.corrcoef(x.numpy(), y_dep.numpy())[0, 1])) < 0.1  # Pearson is blind to it
+
+
+def test_distance_correlation_is_differentiable():
+    x = torch.linspace(-1, 1, 50, dtype=torch.float64, requires_grad=True)
+    y = (x ** 2).detach()
+    d = distance_correlation_squared(x, y)
+    d.backward()
+    assert torch.all(torch.isfinite(x.grad)) and float(x.grad.abs().sum()) > 0
+
+
+# ----------------------------------------------------------------------------- VAE pieces
+def test_vae_activations():
+    x = torch.tensor([-1e6, -1.0, 0.0, 2.0])
+    assert torch.all(p_isrlu(x) > 0)
+    assert float(p_isrlu(torch.tensor(2.0))) == pytest.approx(3.005)
+    assert float(p_isrlu(torch.tensor(-1.0))) == pytest.approx(1.005 - 1 / math.sqrt(2))
+    assert float(clipped_tanh(torch.tensor(0.0))) == pytest.approx(0.5)
+    assert float(clipped_tanh(torch.tensor(1e6))) == pytest.approx(0.9995)
+
+
+def test_vae_likelihoods_hand_values():
+    pdfs = ["lognormal", "gaussian", "truncated_gaussian", "discrete_truncated_gaussian", "binomial", "poisson"]
+    d = len(pdfs)
+    vae = VAE(pdfs=pdfs, center=np.zeros(d), scale=np.ones(d), like_scale=np.ones(d))
+    a1 = torch.tensor([[0.0, 1.0, 0.0, 2.0, 0.0, 0.0]])
+    a2 = torch.tensor([[1.0, 2.0, 1.0, 1.0]])  # lognormal, gaussian, trunc. gaussian, discrete trunc. gaussian
+    a3 = torch.tensor([[0.25]])
+    mu_poisson = float(p_isrlu(torch.tensor(0.0)))
+    x = torch.tensor([[1.0, 1.0, 0.5, 2.0, 1.0, 3.0]])
+    nll = float(vae.nll(x, a1, a2, a3)[0])
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
+    phi = lambda t: 0.5 * (1 + math.erf(t / math.sqrt(2)))  # noqa: E731
+    expected = (
+        -math.log(0.75) + 0.0 + half_log_2pi                                 # log-normal at x=1 (ln x = 0 = mu)
+        + math.log(2.0) + half_log_2pi                                       # Gaussian at its mean, sigma 2
+        + half_log_2pi + 0.5 * 0.25 + math.log(phi(0.0))                     # truncated at mu=0: norm 1/Phi(0)
+        - math.log(phi(0.5) - phi(-0.5)) + math.log(phi(2.5))                # discrete n=2, mu=2
+        - math.log(0.5)                                                      # binomial, p = Ctanh(0)
+        + mu_poisson - 3 * math.log(mu_poisson) + math.log(6.0)              # Poisson n = 3
+    )
+    assert nll == pytest.approx(expected, rel=1e-5)
+    # the delta at zero of the log-normal
+    x0 = x.clone()
+    x0[0, 0] = 0.0
+    delta = -math.log(0.25) - (-math.log(0.75) + half_log_2pi)
+    assert float(vae.nll(x0, a1, a2, a3)[0]) - nll == pytest.approx(delta, rel=1e-5)
+
+
+def test_alad_encoding_is_39_dims_for_hlf21(hlf21_samples):
+    train_s, _ = split_cocktail(hlf21_samples, val_fraction=0.5, seed=1)
+    model, _ = build_model("alad", train_s.x, feature_set=get_feature_set("hlf21"), seed=1)
+    enc = model.encoding
+    n_cat = {int(o.column): int(o.categories.shape[0]) for o in enc.onehots}
+    assert set(n_cat) == {HLF21.index(n) for n in ("charge_lep", "is_ele", "n_mu", "n_ele")}
+    assert enc.continuous.numel() == 17
+    assert enc.out_dim == 17 + sum(n_cat.values())
+    out = enc(torch.as_tensor(train_s.x[:5]))
+    assert out.shape == (5, enc.out_dim)
+    # each one-hot block sums to one
+    blocks = out[:, 17:]
+    assert torch.allclose(blocks.sum(1), torch.full((5,), 4.0))
+
+
+# ----------------------------------------------------------------------------- training
+@pytest.mark.parametrize(
+    ("kind", "fs", "batch", "lr", "steps", "epochs"),
+    [("ae", "rmm", 100, 1e-3, 40, 3), ("vae", "hlf21", 200, 1e-3, 40, 3), ("double-ae", "objects", 500, 1e-3, 8, 3),
+     # adversarial training: the L1 score first fluctuates, a few hundred steps bring it down
+     ("alad", "hlf21", 50, 1e-3, 100, 12)],
+)
+def test_model_trains_and_exports(kind, fs, batch, lr, steps, epochs, model_feature_tables, tmp_path):
+    from dataclasses import replace
+
+    fset = get_feature_set(fs)
+    samples = read_samples(model_feature_tables, feature_set=fset)
+    train_s, val_s = split_cocktail(samples, val_fraction=0.3, seed=2)
+    model, hyper = build_model(kind, train_s.x, feature_set=fset, seed=2, lam=10.0)
+    model.eval()
+    with torch.no_grad():
+        before = float(model.validation_loss(torch.as_tensor(val_s.x)))
+    cfg = TrainConfig(hyper=replace(hyper, batch_size=batch, lr=lr, patience=100), epochs=epochs, seed=2,
+                      progress=False, max_steps_per_epoch=steps, threads=1)
+    result = train(model, train_s.x, val_s.x, config=cfg)
+    assert result.epochs_run == epochs
+    assert result.best_val_loss < before, f"{kind}: validation loss did not go down ({before} -> {result.best_val_loss})"
+    for suffix, module in model.export_modules().items():
+        path = tmp_path / f"{kind}{suffix}.pt"
+        card = ModelCard(model_type=model.kind, feature_set=fs, feature_names=list(fset.columns), n_inputs=fset.width,
+                         output_names=list(getattr(module, "output_names", model.output_names)), score=suffix or "score")
+        export_torchscript(module, path, card=card)
+        loaded = torch.jit.load(str(path))
+        x = torch.as_tensor(val_s.x)
+        with torch.no_grad():
+            eager = module(x).numpy()
+            scripted = loaded(x).numpy()
+        assert np.all(np.isfinite(scripted))
+        np.testing.assert_allclose(scripted, eager, rtol=1e-5, atol=1e-6)
+        expected_shape = (len(x), 2) if kind == "double-ae" else (len(x),)
+        assert scripted.shape == expected_shape
+        assert load_card(path).feature_names == list(fset.columns)
+
+
+def test_training_resumes_from_checkpoint(hlf21_samples, tmp_path):
+    from dataclasses import replace
+
+    fset = get_feature_set("hlf21")
+    train_s, val_s = split_cocktail(hlf21_samples, val_fraction=0.3, seed=4)
+
+    def run(epochs: int, resume: bool, ckpt):
+        model, hyper = build_model("vae", train_s.x, feature_set=fset, seed=4)
+        cfg = TrainConfig(hyper=replace(hyper, batch_size=500), epochs=epochs, seed=4, progress=False, threads=1)
+        return model, train(model, train_s.x, val_s.x, config=cfg, checkpoint=ckpt, resume=resume)
+
+    ref_model, ref = run(3, False, tmp_path / "a.ckpt")
+    run(2, False, tmp_path / "b.ckpt")
+    model, res = run(3, True, tmp_path / "b.ckpt")  # continues at epoch 3
+    assert res.epochs_run == 3 and len(res.history) == 3
+    assert [h["val_loss"] for h in res.history] == pytest.approx([h["val_loss"] for h in ref.history], rel=1e-5)
+    x = torch.as_tensor(val_s.x)
+    with torch.no_grad():
+        np.testing.assert_allclose(model(x).numpy(), ref_model(x).numpy(), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- thresholds
+def test_threshold_empirical_and_extrapolated():
+    rng = np.random.default_rng(5)
+    s = rng.exponential(1.0, 200_000)
+    # empirical: survival of Exp(1) at t is exp(-t)
+    th = threshold_at_fpr(s, fpr=1e-3)
+    assert th["method"] == "empirical"
+    assert th["threshold"] == pytest.approx(-math.log(1e-3), rel=0.05)
+    # too few events for 5.4e-6 -> exponential tail fit, which for Exp(1) is exact in expectation
+    th = threshold_at_fpr(s[:20_000], fpr=5.4e-6)
+    assert th["method"] == "exponential_tail_fit"
+    assert th["threshold"] == pytest.approx(-math.log(5.4e-6), rel=0.1)
+    # weights: doubling the weight of the top half moves the median
+    w = np.where(s > np.median(s), 2.0, 1.0)
+    assert threshold_at_fpr(s, w, fpr=0.5)["threshold"] > np.median(s)
