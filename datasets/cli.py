@@ -98,7 +98,7 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
             "the ratio and the per-stage breakdown."
         ),
     )
-    p.add_argument("processes", nargs="*", default=["wjets"], metavar="PROCESS", help="processes (default: wjets)")
+    p.add_argument("processes", nargs="*", default=["wjets", "zjets", "ttbar", "qcd"], metavar="PROCESS", help="processes (default: the SM cocktail wjets zjets ttbar qcd)")
     p.add_argument("--events", type=int, default=300, help="events per measurement (default: 300)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--cocktail-events", type=float, default=1e6, help="cocktail size for the cost estimate (default: 1e6)")

@@ -756,8 +756,13 @@ def nsubjettiness(constituents: ak.Array, axes: ak.Array, r0: float) -> np.ndarr
 
 def _cluster_fatjets(pf, pf_counts, *, truth: _Truth, config: DetectorConfig) -> ak.Array:  # noqa: ANN001
     """anti-kT R = 1.0 jets with N-subjettiness and soft-drop mass."""
-    n_events = len(pf_counts)
-    vectors = _pf_vectors(pf, pf_counts)
+    # an event whose PF scalar pT sum is below the threshold cannot contain such a jet: cluster only
+    # the others (the empty events keep their place), which skips most W/Z events
+    pf_evt = np.repeat(np.arange(len(pf_counts)), pf_counts)
+    sum_pt = _group_sum(pf["pt"].astype(np.float64), pf_evt, len(pf_counts))
+    candidate = sum_pt >= config.fatjet_pt_min
+    keep = candidate[pf_evt]
+    vectors = _pf_vectors({k: v[keep] for k, v in pf.items()}, np.where(candidate, pf_counts, 0))
     cs = fastjet.ClusterSequence(vectors, fastjet.JetDefinition(fastjet.antikt_algorithm, config.fatjet_r))
     jets = cs.inclusive_jets(min_pt=config.fatjet_pt_min)
     consts = cs.constituents(min_pt=config.fatjet_pt_min)
