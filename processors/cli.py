@@ -16,11 +16,13 @@ import sys
 #: modules providing ``register(subparsers)``, in the order shown by ``--help``
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "cms_anomaly.datasets.cli",
+    "cms_anomaly.models.cli",
 )
 
 #: modules providing ``register_bench(bench_subparsers)`` for ``cms-anomaly bench TARGET``
 BENCH_MODULES: tuple[str, ...] = (
     "cms_anomaly.datasets.cli",
+    "cms_anomaly.models.cli",
 )
 
 

@@ -1,0 +1,174 @@
+"""Benchmarks: scorer throughput inside the processor path and training throughput per device."""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cms_anomaly.models.feature_sets import HLF21, get_feature_set
+
+log = logging.getLogger(__name__)
+
+
+def synthetic_columns(n: int, *, seed: int, with_rmm: bool = False) -> dict[str, np.ndarray]:
+    """Random raw features with the right types and ranges (counts >= 0, charges +-1), for timing only."""
+    rng = np.random.default_rng(seed)
+    cols = {name: rng.lognormal(3.0, 0.7, n).astype(np.float32) for name in HLF21}
+    for name in ("n_jets", "n_bjets", "n_mu", "n_ele", "n_ch_had", "n_neu_had"):
+        cols[name] = rng.poisson(2.0 if name.startswith("n_") and "had" not in name else 50.0, n).astype(np.float32)
+    cols["charge_lep"] = rng.choice(np.array([-1.0, 1.0], np.float32), n)
+    cols["is_ele"] = (rng.random(n) < 0.4).astype(np.float32)
+    cols["met_par"] = rng.normal(0, 30, n).astype(np.float32)
+    cols["met_perp"] = rng.normal(0, 30, n).astype(np.float32)
+    cols["objects"] = np.abs(rng.normal(0, 50, (n, 57))).astype(np.float32)
+    if with_rmm:
+        rmm = np.zeros((n, 2601), np.float32)
+        cells = np.arange(0, 2601, 3)[:750]  # Chekanov keeps ~750 non-zero cells
+        rmm[:, cells] = rng.random((n, cells.size), dtype=np.float32)
+        cols["rmm"] = rmm
+    return cols
+
+
+def _matrix(cols: dict[str, np.ndarray], fs_name: str) -> np.ndarray:
+    fs = get_feature_set(fs_name)
+    if fs.is_array:
+        return cols[fs.columns[0]]
+    return np.stack([cols[c] for c in fs.columns], axis=1)
+
+
+def _record_array(cols: dict[str, np.ndarray]):
+    import awkward as ak
+
+    return ak.zip({k: (ak.from_numpy(v) if v.ndim == 1 else ak.to_regular(ak.from_numpy(v), axis=1))
+                   for k, v in cols.items()}, depth_limit=1)
+
+
+def bench_scoring(*, events: int = 1_000_000, threads: int = 1, repeat: int = 3, rmm_events: int = 50_000) -> str:
+    """Time each exported model through :func:`cms_anomaly.processors.inference.load_scorer`.
+
+    Returns a printable report with events/s per thread for the whole scorer call
+    (awkward record array -> numpy, i.e. what the processor pays) and for the bare
+    TorchScript / XGBoost call on a ready float32 matrix.
+    """
+    import torch
+
+    from cms_anomaly.models.bdt import BDTParams, save_booster, train_signal_bdt
+    from cms_anomaly.models.export import ModelCard, export_torchscript, write_card
+    from cms_anomaly.models.pipeline import build_model
+    from cms_anomaly.processors.inference import load_scorer
+
+    torch.set_num_threads(threads)
+    fit = synthetic_columns(20_000, seed=1, with_rmm=True)
+    data = synthetic_columns(events, seed=2)
+    rmm_data = synthetic_columns(rmm_events, seed=3, with_rmm=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        specs = [("vae", "hlf21"), ("alad", "hlf21"), ("ae", "rmm"), ("double-ae", "objects")]
+        paths = []
+        for kind, fs_name in specs:
+            fs = get_feature_set(fs_name)
+            model, _ = build_model(kind, _matrix(fit, fs_name), feature_set=fs, seed=1)
+            modules = model.export_modules()
+            suffix, module = ("l1", modules["l1"]) if kind == "alad" else next(iter(modules.items()))
+            path = Path(tmp) / f"{kind}_{fs_name}{'_' + suffix if suffix else ''}.pt"
+            card = ModelCard(model_type=model.kind, feature_set=fs_name, feature_names=list(fs.columns),
+                             n_inputs=fs.width, output_names=list(getattr(module, "output_names", model.output_names)),
+                             score=suffix or "score")
+            export_torchscript(module, path, card=card)
+            paths.append((kind, fs_name, path))
+        sm = {k: v[:10_000] for k, v in fit.items()}
+        sig = {k: v[10_000:] * 1.3 for k, v in fit.items()}
+        booster, _ = train_signal_bdt(_matrix(sm, "hlf21"), np.ones(10_000), _matrix(sig, "hlf21"), np.ones(10_000),
+                                      seed=1, params=BDTParams(n_threads=threads))
+        bpath = save_booster(booster, Path(tmp) / "bdt_hlf21.json")
+        write_card(ModelCard(model_type="bdt", feature_set="hlf21", feature_names=list(HLF21), n_inputs=21,
+                             output_names=["p_signal"], score="p_signal"), bpath)
+        paths.append(("bdt", "hlf21", bpath))
+        for kind, fs_name, path in paths:
+            cols = rmm_data if fs_name == "rmm" else data
+            fs = get_feature_set(fs_name)
+            rec = _record_array({c: cols[c] for c in fs.columns})
+            n = len(rec)
+            scorer = load_scorer(path, threads=threads)
+            scorer(rec[:10])  # lazy load + warm-up
+            t_full = min(_timed(lambda: scorer(rec)) for _ in range(repeat))
+            x = _matrix(cols, fs_name)
+            if path.suffix == ".pt":
+                jit = torch.jit.load(str(path))
+                xt = torch.from_numpy(np.ascontiguousarray(x))
+                with torch.inference_mode():
+                    jit(xt[:10])
+                    t_bare = min(_timed(lambda: jit(xt)) for _ in range(repeat))
+            else:
+                t_bare = min(_timed(lambda: booster.inplace_predict(x)) for _ in range(repeat))
+            rows.append((f"{kind} ({fs_name})", n, n / t_full / threads, n / t_bare / threads))
+    lines = [f"scoring benchmark: {threads} thread(s), one whole chunk per call, best of {repeat}",
+             f"{'model':22s} {'events':>9s} {'scorer ev/s/thread':>19s} {'bare call ev/s/thread':>22s} {'scorer/bare':>11s}"]
+    for name, n, full, bare in rows:
+        lines.append(f"{name:22s} {n:9d} {full:19,.0f} {bare:22,.0f} {full / bare:11.2f}")
+    lines.append("target: >= 1,000,000 events/s per core for the VAE-size networks (processor path)")
+    return "\n".join(lines)
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_training(*, steps: int = 100, models: list[str] | None = None, max_seconds: float = 20.0) -> str:
+    """Training events/s of each model at its paper batch size: 1 CPU thread, all CPU cores, CUDA if present."""
+    import torch
+
+    from cms_anomaly.models.pipeline import DEFAULT_FEATURE_SET, build_model
+
+    models = models or ["vae", "alad", "ae", "double-ae"]
+    cols = synthetic_columns(20_000, seed=1, with_rmm=True)
+    n_cores = os.cpu_count() or 1
+    targets = [("cpu", 1), ("cpu", n_cores)]
+    cuda = torch.cuda.is_available()
+    if cuda:
+        targets.append(("cuda", n_cores))
+    lines = [f"training benchmark: up to {steps} steps or {max_seconds:.0f} s per measurement, paper batch sizes"]
+    if not cuda:
+        lines.append("CUDA: skipped (no CUDA device on this machine)")
+    header = f"{'model':12s} {'batch':>6s} " + " ".join(f"{d + '/' + str(t) + 'thr':>14s}" for d, t in targets)
+    if cuda:
+        header += f" {'cuda/1 core':>12s}"
+    lines.append(header + "   (events/s)")
+    for kind in models:
+        fs_name = DEFAULT_FEATURE_SET[kind]
+        x = _matrix(cols, fs_name)
+        rates = []
+        batch = None
+        for device, threads in targets:
+            torch.set_num_threads(threads)
+            model, hyper = build_model(kind, x, feature_set=get_feature_set(fs_name), seed=1)
+            batch = min(hyper.batch_size, len(x))
+            model.to(device).train()
+            opts = model.configure_optimizers(lr=hyper.lr, betas=hyper.betas)
+            xt = torch.as_tensor(x, device=device)
+            g = torch.Generator().manual_seed(1)
+            model.train_step(xt[:batch], opts)  # warm-up
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            done = 0
+            for _ in range(steps):
+                idx = torch.randint(0, len(x), (batch,), generator=g).to(device)
+                model.train_step(xt[idx], opts)
+                done += 1
+                if time.perf_counter() - t0 > max_seconds and done >= 3:
+                    break
+            if device == "cuda":
+                torch.cuda.synchronize()
+            rates.append(done * batch / (time.perf_counter() - t0))
+        line = f"{kind:12s} {batch:6d} " + " ".join(f"{r:14,.0f}" for r in rates)
+        if cuda:
+            line += f" {rates[-1] / rates[0]:11.1f}x"
+        lines.append(line)
+    return "\n".join(lines)

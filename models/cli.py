@@ -1,0 +1,135 @@
+"""``cms-anomaly train``, ``cms-anomaly evaluate``, ``cms-anomaly bench scoring`` and ``bench training``."""
+from __future__ import annotations
+
+import argparse
+
+_KINDS = ("ae", "vae", "alad", "double-ae", "bdt")
+_SETS = ("hlf21", "hlf24", "rmm", "objects")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train an anomaly-detection model (or the BDT baselines) and export it with a model card",
+        description=(
+            "Train a model on the SM datasets (is_signal False) of a directory of processor feature tables "
+            "(FEATURES/<dataset>/*.parquet) and export it as TorchScript (.pt, raw features in, scores out; "
+            "preprocessing fitted on the training data is inside) or XGBoost JSON, each with a <name>.card.json "
+            "model card (features, preprocessing, training data, seed, validation loss, thresholds at SM FPR "
+            "5.4e-6, 1e-5, 1e-3). Defaults follow the papers: AE on the RMM (Chekanov), VAE and ALAD on HLF-21 "
+            "(Cerri, Knapp), double AE on the (19,3) objects (Mikuni), BDT per signal on HLF-21 (Cerri)."
+        ),
+    )
+    p.add_argument("kind", choices=_KINDS, help="model to train")
+    p.add_argument("--features", required=True, help="directory with <dataset>/*.parquet feature tables")
+    p.add_argument("--out", required=True, help="output model directory")
+    p.add_argument("--feature-set", choices=_SETS, default=None, help="input features (default: the paper's)")
+    p.add_argument("--datasets", nargs="+", default=None, help="datasets to read (default: all sub-directories)")
+    p.add_argument("--signal", nargs="+", default=None, help="bdt: signal datasets (default: every is_signal dataset)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=None, help="override the paper's batch size")
+    p.add_argument("--lr", type=float, default=None, help="override the paper's learning rate")
+    p.add_argument("--patience", type=int, default=None, help="override the early-stopping patience")
+    p.add_argument("--lambda", dest="lam", type=float, default=100.0, help="double-ae: DisCo weight (default 100)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument("--val-fraction", type=float, default=0.5, help="SM validation fraction (default 0.5)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/<name>.ckpt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_train)
+
+    e = subparsers.add_parser(
+        "evaluate",
+        help="train all models on SM and tabulate AUC / TPR at FPR 1e-3, 1e-5 per BSM benchmark",
+        description=(
+            "Train VAE, ALAD (4 scores), AE, double AE (lambda 100 and 0) on the SM datasets and one BDT per "
+            "signal, then write OUT/evaluation.md, OUT/evaluation.json and OUT/roc.png with AUC and TPR at "
+            "FPR 1e-3 and 1e-5 per BSM benchmark, and the distance correlation of the double-AE losses."
+        ),
+    )
+    e.add_argument("--features", required=True, help="directory with <dataset>/*.parquet feature tables")
+    e.add_argument("--out", required=True, help="output directory")
+    e.add_argument("--datasets", nargs="+", default=None, help="datasets to use (default: all)")
+    e.add_argument("--seed", type=int, default=1)
+    e.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every model's epoch limit (quick runs)")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=_evaluate)
+
+
+def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
+    s = bench_subparsers.add_parser(
+        "scoring",
+        help="events/s per core of the model scorers inside the processor path",
+        description=(
+            "Builds VAE, ALAD, AE (RMM) and double-AE TorchScript files and an XGBoost BDT on random data "
+            "(architecture and preprocessing as trained), then times the coffea.ml_tools scorer on an awkward "
+            "feature record array of --events events (one whole chunk per call, threads pinned). Prints events/s "
+            "per thread and the ratio to the bare TorchScript call."
+        ),
+    )
+    s.add_argument("--events", type=int, default=1_000_000, help="events per chunk (default 1e6)")
+    s.add_argument("--threads", type=int, default=1, help="threads per worker (default 1)")
+    s.add_argument("--repeat", type=int, default=3, help="timed repetitions, best taken (default 3)")
+    s.set_defaults(func=_bench_scoring)
+    t = bench_subparsers.add_parser(
+        "training",
+        help="training throughput (events/s) of each model on CPU (and CUDA when present)",
+        description=(
+            "Times optimisation steps of each model at its paper batch size on random inputs of the right "
+            "shape: CPU with 1 thread and with all cores, and a CUDA GPU when present (skipped otherwise)."
+        ),
+    )
+    t.add_argument("--steps", type=int, default=100, help="timed steps per model (default 100)")
+    t.add_argument("--models", nargs="+", default=["vae", "alad", "ae", "double-ae"], choices=_KINDS[:-1])
+    t.set_defaults(func=_bench_training)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cms_anomaly.models.pipeline import TrainOptions, train_and_export, train_bdts
+
+    if args.kind == "bdt":
+        paths = train_bdts(features_dir=args.features, out_dir=args.out, feature_set=args.feature_set or "hlf21",
+                           signals=args.signal, datasets=args.datasets, seed=args.seed, val_fraction=args.val_fraction)
+    else:
+        opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+                            seed=args.seed, val_fraction=args.val_fraction, device=args.device, resume=args.resume,
+                            lam=args.lam, threads=args.threads, progress=not args.no_progress)
+        trained = train_and_export(args.kind, features_dir=args.features, out_dir=args.out,
+                                   feature_set=args.feature_set, datasets=args.datasets, options=opts)
+        paths = trained.paths
+        r = trained.train_result
+        print(f"{args.kind}: {r.epochs_run} epochs (best {r.best_epoch}), validation loss {r.best_val_loss:.5g}, "
+              f"{r.events_per_second:.0f} training events/s on {r.device}")
+    from cms_anomaly.models.export import card_path
+
+    for p in paths:
+        print(f"wrote {p}  (+ {card_path(p).name})")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from cms_anomaly.models.evaluate import EvaluateOptions, evaluate, format_markdown
+
+    opts = EvaluateOptions(seed=args.seed, device=args.device, threads=args.threads, progress=not args.no_progress)
+    opts.epochs = {k: max(1, int(round(v * args.epochs_scale))) for k, v in opts.epochs.items()}
+    summary = evaluate(args.features, args.out, options=opts, datasets=args.datasets)
+    print(format_markdown(summary))
+    print(f"wrote {args.out}/evaluation.md, evaluation.json, roc.png and models/")
+    return 0
+
+
+def _bench_scoring(args: argparse.Namespace) -> int:
+    from cms_anomaly.models.benchmark import bench_scoring
+
+    print(bench_scoring(events=args.events, threads=args.threads, repeat=args.repeat))
+    return 0
+
+
+def _bench_training(args: argparse.Namespace) -> int:
+    from cms_anomaly.models.benchmark import bench_training
+
+    print(bench_training(steps=args.steps, models=args.models))
+    return 0
