@@ -273,22 +273,22 @@ def plot_roc(scores, bdt_sm, bdt_sig, w_val, signals, path: Path) -> None:
     for ax, sig in zip(axes.flat, signals):
         curves = {m: (sv, ss[sig]) for m, (sv, ss) in scores.items()}
         curves["BDT (supervised)"] = (bdt_sm[sig], bdt_sig[sig])
-        for m, (sb, st) in curves.items():
-            thr = np.quantile(sb, np.linspace(0.0, 1.0, 400))
+        colors = plt.get_cmap("tab10").colors
+        for i, (m, (sb, st)) in enumerate(curves.items()):
+            thr = np.unique(np.quantile(sb, np.clip(1.0 - np.logspace(-5, 0, 400), 0.0, 1.0)))
             fpr = 1.0 - _weighted_cdf(sb, w_val, thr)
             tpr = np.array([np.mean(st > t) for t in thr])
             ok = fpr > 0
-            ax.plot(fpr[ok], tpr[ok], label=m, lw=1.6)
+            ax.plot(fpr[ok], tpr[ok], label=m, lw=1.8, color=colors[i % 10], ls="-" if i < 7 else "--")
         ax.set_xscale("log")
         ax.set_xlim(1e-4, 1)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("SM false-positive rate")
         ax.set_ylabel("signal efficiency (TPR)")
-        ax.set_title(sig, fontsize=16)
-        ax.legend(fontsize=10, loc="upper left")
+        ax.legend(fontsize=11, loc="upper left", title=f"SM vs {sig}", title_fontsize=12)
+        mplhep.cms.label(ax=ax, data=False, rlabel="13 TeV", fontsize=16)
     for ax in list(axes.flat)[len(signals):]:
         ax.axis("off")
-    mplhep.cms.label(ax=axes.flat[0], data=False, label="Simulation", rlabel="13 TeV")
     fig.tight_layout()
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}.png")
     fig.savefig(tmp, dpi=90)

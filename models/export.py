@@ -72,17 +72,22 @@ class ModelCard:
                        exact: bool = True) -> None:
         """Check a caller's feature list against :attr:`feature_names`.
 
-        Raises :class:`FeatureMismatchError` when a model feature is missing, when the
-        common names appear in a different order, or (``exact=True``) when the caller
-        has extra names.
+        With ``exact=True`` the lists must be identical (missing, extra and misordered
+        names are reported); with ``exact=False`` the caller may offer a superset in any
+        order (inputs are picked by name) and only missing names are an error.
+
+        Raises
+        ------
+        FeatureMismatchError
         """
         names = list(names)
         expected = list(self.feature_names)
-        common = [n for n in names if n in expected]
-        missing = [n for n in expected if n not in names]
-        if missing or common != [n for n in expected if n in names] or (exact and names != expected):
-            shown = names if exact else common
-            raise FeatureMismatchError(expected=expected, actual=shown, source=source or self.file)
+        if exact:
+            if names != expected:
+                raise FeatureMismatchError(expected=expected, actual=names, source=source or self.file)
+        elif any(n not in names for n in expected):
+            raise FeatureMismatchError(expected=expected, actual=[n for n in expected if n in names],
+                                       source=source or self.file)
 
 
 def card_path(model_path: str | Path) -> Path:

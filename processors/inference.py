@@ -180,10 +180,11 @@ def load_scorer(path: str | Path, *, feature_names: list[str] | None = None, exa
     path : str or Path
         Model file; ``<stem>.card.json`` must be next to it.
     feature_names : list of str, optional
-        The processor's feature list. Every model feature must be in it, in the
-        same relative order; with ``exact=True`` it must equal the model's list.
+        The processor's feature list. Every model feature must be in it (inputs are
+        picked by name); with ``exact=True`` it must equal the model's list, order
+        included.
     exact : bool
-        Also reject extra names.
+        Also reject extra and misordered names.
     threads : int, optional
         Threads per worker for inference.
 
