@@ -13,7 +13,8 @@ def test_packaged_cards_cover_the_required_processes():
     names = set(cards.list_processes())
     assert REQUIRED <= names
     signal = {c.name for c in cards.all_cards() if c.is_signal}
-    assert signal == {"ato4l", "lq_btau", "h0_tautau", "hplus_taunu", "zprime_xy", "hplus_t"}
+    assert {"ato4l", "lq_btau", "h0_tautau", "hplus_taunu", "zprime_xy", "hplus_t", "zprime_ssm", "wprime_ssm"} <= signal
+    assert not signal & {"wjets", "zjets", "ttbar", "qcd", "qcd_dijet"}
     assert cards.load_card("qcd").filter == cards.LeptonFilter(min_leptons=1, lepton_pt_min=15.0, lepton_abs_eta_max=2.5)
 
 
