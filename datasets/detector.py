@@ -754,6 +754,27 @@ def nsubjettiness(constituents: ak.Array, axes: ak.Array, r0: float) -> np.ndarr
     return _tau_n(c_pt, c_eta, c_phi, c_off, a_eta, a_phi, a_off, r0)
 
 
+def jet_taus(constituents: ak.Array, r0: float) -> np.ndarray:
+    """tau_1, tau_2, tau_3 (shape (3, n_jets)) of jets given as (jets, particles) ``px, py, pz, E``.
+
+    Axes are the exclusive kT subjets of the constituents; jets with fewer than 3 constituents get 0.
+    """
+    n_const = ak.to_numpy(ak.num(constituents, axis=1))
+    taus = np.zeros((3, len(n_const)))
+    ok = np.flatnonzero(n_const >= 3)
+    if ok.size == 0:
+        return taus
+    sub = ak.to_packed(constituents[ok])
+    kt = fastjet.ClusterSequence(sub, fastjet.JetDefinition(fastjet.kt_algorithm, r0))
+    for n in (1, 2, 3):
+        with warnings.catch_warnings():
+            # fastjet's multi-event interface warns here even for the kT algorithm
+            warnings.filterwarnings("ignore", message="dcut and exclusive jets")
+            axes = kt.exclusive_jets(n_jets=n)
+        taus[n - 1, ok] = nsubjettiness(sub, axes, r0)
+    return taus
+
+
 def _cluster_fatjets(pf, pf_counts, *, truth: _Truth, config: DetectorConfig) -> ak.Array:  # noqa: ANN001
     """anti-kT R = 1.0 jets with N-subjettiness and soft-drop mass."""
     # an event whose PF scalar pT sum is below the threshold cannot contain such a jet: cluster only
@@ -777,15 +798,9 @@ def _cluster_fatjets(pf, pf_counts, *, truth: _Truth, config: DetectorConfig) ->
     taus = {f"tau{n}": np.zeros(n_total, dtype=np.float32) for n in (1, 2, 3)}
     msd = np.zeros(n_total, dtype=np.float32)
     if n_total:
-        ok = np.flatnonzero(n_const >= 3)
-        if ok.size:
-            sub = ak.to_packed(flat_consts[ok])
-            kt = fastjet.ClusterSequence(sub, fastjet.JetDefinition(fastjet.kt_algorithm, config.fatjet_r))
-            for n in (1, 2, 3):
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message="dcut and exclusive jets")
-                    axes = kt.exclusive_jets(n_jets=n)
-                taus[f"tau{n}"][ok] = nsubjettiness(sub, axes, config.fatjet_r)
+        tau_values = jet_taus(flat_consts, config.fatjet_r)
+        for n in (1, 2, 3):
+            taus[f"tau{n}"] = tau_values[n - 1].astype(np.float32)
         ca = fastjet.ClusterSequence(flat_consts, fastjet.JetDefinition(fastjet.cambridge_algorithm, config.fatjet_r))
         with warnings.catch_warnings():
             # fastjet warns about exclusive jets for every algorithm here, C/A included
