@@ -17,12 +17,14 @@ import sys
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "cms_anomaly.datasets.cli",
     "cms_anomaly.models.cli",
+    "cms_anomaly.processors.runner",
 )
 
 #: modules providing ``register_bench(bench_subparsers)`` for ``cms-anomaly bench TARGET``
 BENCH_MODULES: tuple[str, ...] = (
     "cms_anomaly.datasets.cli",
     "cms_anomaly.models.cli",
+    "cms_anomaly.processors.runner",
 )
 
 

@@ -1,0 +1,146 @@
+"""Analysis configuration: object cuts, feature settings and selection thresholds.
+
+One frozen dataclass tree, loadable from TOML. Cross sections, luminosity and
+``is_data`` do not live here: they come from the fileset metadata and the command line.
+
+Example TOML (every key optional; defaults are the values of PHYSICS.md)::
+
+    [objects]
+    jet_pt_min = 30.0
+    jet_eta_max = 2.4
+    btag_wp = 0.2783
+
+    [features]
+    sqrt_s = 13000.0
+
+    [selections]
+    single_lepton_iso_max = 0.45
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid (message names the file and key)."""
+
+
+@dataclass(frozen=True)
+class ObjectConfig:
+    """Object definitions (GeV). See PHYSICS.md, section Objects."""
+
+    #: leptons entering the lepton sums (N, M, pT_TOT) and the isolation
+    lepton_pt_min: float = 0.5
+    #: trigger lepton: highest-pT lepton with pT above this and relative isolation below ``trigger_iso_max``
+    trigger_lepton_pt_min: float = 23.0
+    trigger_iso_max: float = 0.45
+    #: isolation cone and the matching radius used to remove the lepton's own PF candidate
+    iso_cone: float = 0.3
+    iso_self_dr: float = 0.01
+    photon_pt_min: float = 0.5
+    jet_pt_min: float = 30.0
+    jet_eta_max: float = 2.4
+    #: b-tag working point on the schema's b-tag discriminator (DeepJet medium, 2018 UL). For the
+    #: Run-1 CSV discriminator use ``btag_wp_run1``.
+    btag_wp: float = 0.2783
+    btag_wp_run1: float = 0.679
+    btag_wp_csvv2: float = 0.8484
+    fatjet_pt_min: float = 150.0
+    fatjet_eta_max: float = 2.5
+    #: "mass" or "msoftdrop" (falls back to "mass" when the file has no soft-drop mass)
+    fatjet_mass: str = "mass"
+    #: re-cluster R=0.4 jets with fastjet from PFCands instead of using NanoAOD ``Jet``
+    recluster_jets: bool = False
+    recluster_radius: float = 0.4
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Feature settings."""
+
+    sqrt_s: float = 13000.0
+    #: S_T object cuts (Cerri: pT > 30, |eta| < 2.6)
+    st_pt_min: float = 30.0
+    st_eta_max: float = 2.6
+    #: RMM T5N10: objects per type, minimum pT for leptons and photons (jets use the jet cuts)
+    rmm_n_per_type: int = 10
+    rmm_lepton_pt_min: float = 30.0
+    rmm_photon_pt_min: float = 30.0
+    #: ADC2021 (19, 3) array: object cuts of the L1-like objects
+    adc_lepton_pt_min: float = 3.0
+    adc_jet_pt_min: float = 15.0
+    adc_jet_eta_max: float = 4.0
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Thresholds of the named selections (PHYSICS.md, Selections)."""
+
+    single_lepton_pt_min: float = 23.0
+    single_lepton_iso_max: float = 0.45
+    top_muon_pt_min: float = 23.0
+    top_muon_iso_max: float = 0.1
+    top_muon_eta_max: float = 1.4
+    top_min_jets: int = 2
+    rmm_lepton_pt_min: float = 30.0
+    rmm_lepton_iso_max: float = 0.15
+    rmm_min_jets: int = 2
+    dijet_leading_pt_min: float = 1200.0
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """The whole configuration."""
+
+    objects: ObjectConfig = field(default_factory=ObjectConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    selections: SelectionConfig = field(default_factory=SelectionConfig)
+
+    def with_sqrt_s(self, sqrt_s: float) -> AnalysisConfig:
+        """A copy with another centre-of-mass energy (GeV)."""
+        return dataclasses.replace(self, features=dataclasses.replace(self.features, sqrt_s=float(sqrt_s)))
+
+
+def _build(cls: type, values: dict[str, Any], *, source: str, section: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {unknown} in [{section}]; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = getattr(cls(), name)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{source}: [{section}] {name} must be true/false, got {value!r}")
+        elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: [{section}] {name} must be a number, got {value!r}")
+        kwargs[name] = type(default)(value)
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None = None) -> AnalysisConfig:
+    """Load an :class:`AnalysisConfig` from a TOML file (``None``: defaults).
+
+    Raises
+    ------
+    ConfigError
+        Unknown section or key, or a value of the wrong type; the message names the file.
+    """
+    if path is None:
+        return AnalysisConfig()
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read configuration: {err}") from err
+    sections = {"objects": ObjectConfig, "features": FeatureConfig, "selections": SelectionConfig}
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {sorted(sections)}")
+    return AnalysisConfig(**{
+        name: _build(cls, data.get(name, {}), source=str(path), section=name) for name, cls in sections.items()
+    })

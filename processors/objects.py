@@ -1,0 +1,269 @@
+"""Physics objects from NanoEvents: pure columnar functions (awkward in, awkward/numpy out).
+
+:func:`build_objects` reads every branch through the schema map
+(:mod:`cms_anomaly.processors.schema`) and returns an :class:`EventObjects` bundle:
+pT-ordered muons, electrons (with the three isolation components), photons, jets, b-jets,
+the looser ADC2021 objects, large-R jets with N-subjettiness ratios, MET, PF-candidate
+hadron multiplicities and the generator weight.
+
+Isolation of a lepton ``l`` (PHYSICS.md): ``sum_{p != l, dR < 0.3} pT_p / pT_l`` over PF
+candidates, split into charged particles, neutral hadrons and photons. The lepton's own PF
+candidate (same |pdgId|, dR < ``iso_self_dr``) is excluded. Without PF candidates the
+NanoAOD ``pfRelIso03_chg`` and ``pfRelIso03_all - pfRelIso03_chg`` are used (the neutral part
+then holds neutral hadrons and photons together; ``iso_gamma`` = 0), see the schema docstring.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from cms_anomaly.processors import schema
+from cms_anomaly.processors.config import ObjectConfig
+
+log = logging.getLogger(__name__)
+
+MUON_PDGID = 13
+ELECTRON_PDGID = 11
+PHOTON_PDGID = 22
+CHARGED_HADRON_PDGIDS = (211, 321, 2212)
+
+
+@dataclass(frozen=True)
+class EventObjects:
+    """Objects of one chunk of events (all jagged arrays pT-ordered, descending)."""
+
+    variant: str
+    muons: ak.Array
+    electrons: ak.Array
+    photons: ak.Array
+    jets: ak.Array
+    bjets: ak.Array
+    #: all NanoAOD jets (no kinematic cut) for the ADC2021 array
+    all_jets: ak.Array
+    fatjets: ak.Array
+    met_pt: np.ndarray
+    met_phi: np.ndarray
+    #: PF-candidate multiplicities, -1 where the file has no PF candidates
+    n_ch_had: np.ndarray
+    n_neu_had: np.ndarray
+    genweight: np.ndarray
+    has_pfcands: bool
+
+    def __len__(self) -> int:
+        return len(self.met_pt)
+
+
+def delta_phi(a: Any, b: Any) -> Any:
+    """phi_a - phi_b wrapped into [-pi, pi)."""
+    return (a - b + np.pi) % (2 * np.pi) - np.pi
+
+
+def delta_r(eta1: Any, phi1: Any, eta2: Any, phi2: Any) -> Any:
+    """Angular distance sqrt(deta^2 + dphi^2)."""
+    return np.hypot(eta1 - eta2, delta_phi(phi1, phi2))
+
+
+def _sorted_by_pt(coll: ak.Array) -> ak.Array:
+    return coll[ak.argsort(coll.pt, axis=1, ascending=False, stable=True)]
+
+
+def _as_float(arr: Any) -> ak.Array:
+    return ak.values_astype(arr, np.float64)
+
+
+def _collection(events: Any, prefix: str, fields: tuple[str, ...], *, variant: schema.SchemaVariant,
+                feature: str, available: set[str]) -> dict[str, ak.Array]:
+    return {f: schema.get(events, f"{prefix}.{f}", variant=variant, feature=feature, available=available)
+            for f in fields}
+
+
+def pf_isolation(leptons: ak.Array, pfcands: ak.Array, *, pdgid: int, cone: float = 0.3,
+                 self_dr: float = 0.01) -> dict[str, ak.Array]:
+    """Relative PF isolation of each lepton, split in charged / neutral-hadron / photon parts.
+
+    Parameters
+    ----------
+    leptons
+        Jagged records with ``pt, eta, phi``.
+    pfcands
+        Jagged records with ``pt, eta, phi, charge, pdgId``.
+    pdgid
+        |pdgId| of the lepton flavour (its own PF candidate is removed).
+    cone, self_dr
+        Isolation cone and the self-matching radius.
+
+    Returns
+    -------
+    dict
+        ``iso_ch, iso_neu, iso_gamma, iso`` (jagged like ``leptons``).
+    """
+    pairs = ak.cartesian({"l": leptons[["pt", "eta", "phi"]], "p": pfcands[["pt", "eta", "phi", "charge", "pdgId"]]},
+                         axis=1, nested=True)
+    lep, pf = pairs.l, pairs.p
+    dr = delta_r(lep.eta, lep.phi, pf.eta, pf.phi)
+    abs_id = abs(pf.pdgId)
+    is_self = (dr < self_dr) & (abs_id == pdgid)
+    in_cone = (dr < cone) & ~is_self
+    charged = in_cone & (pf.charge != 0)
+    photon = in_cone & (pf.charge == 0) & (abs_id == PHOTON_PDGID)
+    neutral = in_cone & (pf.charge == 0) & (abs_id != PHOTON_PDGID)
+    out = {}
+    for name, mask in (("iso_ch", charged), ("iso_neu", neutral), ("iso_gamma", photon)):
+        out[name] = ak.sum(ak.where(mask, pf.pt, 0.0), axis=2) / leptons.pt
+    out["iso"] = out["iso_ch"] + out["iso_neu"] + out["iso_gamma"]
+    return out
+
+
+def _leptons(events: Any, prefix: str, *, pdgid: int, pfcands: ak.Array | None, variant: schema.SchemaVariant,
+             available: set[str], config: ObjectConfig) -> ak.Array:
+    fields = _collection(events, prefix, ("pt", "eta", "phi", "mass", "charge"), variant=variant,
+                         feature=f"{prefix} kinematics", available=available)
+    coll = ak.zip({k: (_as_float(v) if k != "charge" else ak.values_astype(v, np.int32)) for k, v in fields.items()})
+    coll = coll[coll.pt > config.lepton_pt_min]
+    if pfcands is not None:
+        iso = pf_isolation(coll, pfcands, pdgid=pdgid, cone=config.iso_cone, self_dr=config.iso_self_dr)
+    else:
+        iso_all = schema.get(events, f"{prefix}.iso_all", variant=variant, feature="iso", available=available)
+        iso_chg = schema.get(events, f"{prefix}.iso_chg", variant=variant, feature="iso_ch", available=available)
+        mask = fields["pt"] > config.lepton_pt_min
+        iso_all = _as_float(iso_all)[mask]
+        iso_chg = ak.zeros_like(iso_all) if iso_chg is None else _as_float(iso_chg)[mask]
+        iso = {"iso_ch": iso_chg, "iso_neu": iso_all - iso_chg, "iso_gamma": ak.zeros_like(iso_all), "iso": iso_all}
+    for name, values in iso.items():
+        coll = ak.with_field(coll, values, name)
+    coll = ak.with_field(coll, ak.full_like(coll.charge, pdgid), "flavour")
+    return _sorted_by_pt(coll)
+
+
+def recluster_jets(pfcands: ak.Array, *, radius: float = 0.4, pt_min: float = 15.0) -> ak.Array:
+    """Anti-kT jets clustered with fastjet from PF candidates (multi-event interface).
+
+    Returns jagged records ``pt, eta, phi, mass``, pT-ordered.
+    """
+    import fastjet
+
+    pt, eta, phi, mass = (_as_float(pfcands[k]) for k in ("pt", "eta", "phi", "mass"))
+    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+    energy = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
+    particles = ak.to_packed(ak.zip({"px": px, "py": py, "pz": pz, "E": energy}))
+    jetdef = fastjet.JetDefinition(fastjet.antikt_algorithm, radius)
+    jets = fastjet.ClusterSequence(particles, jetdef).inclusive_jets(min_pt=pt_min)
+    jpt = np.hypot(jets.px, jets.py)
+    jp = np.sqrt(jpt**2 + jets.pz**2)
+    jeta = np.arcsinh(jets.pz / ak.where(jpt > 0, jpt, 1e-12))
+    jphi = np.arctan2(jets.py, jets.px)
+    jmass = np.sqrt(np.maximum(jets.E**2 - jp**2, 0.0))
+    return _sorted_by_pt(ak.zip({"pt": jpt, "eta": jeta, "phi": jphi, "mass": jmass}))
+
+
+def _match_btag(jets: ak.Array, nano_jets: ak.Array, *, max_dr: float = 0.2) -> ak.Array:
+    """b-tag score of the nearest NanoAOD jet within ``max_dr`` (0 if none) for re-clustered jets."""
+    pairs = ak.cartesian({"j": jets[["eta", "phi"]], "n": nano_jets[["eta", "phi", "btag"]]}, axis=1, nested=True)
+    dr = delta_r(pairs.j.eta, pairs.j.phi, pairs.n.eta, pairs.n.phi)
+    best = ak.argmin(dr, axis=2, keepdims=True)
+    best_dr = ak.fill_none(ak.firsts(dr[best], axis=2), np.inf)
+    best_tag = ak.fill_none(ak.firsts(pairs.n.btag[best], axis=2), 0.0)
+    return ak.where(best_dr < max_dr, best_tag, 0.0)
+
+
+def _pf_multiplicities(pfcands: ak.Array | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if pfcands is None:
+        return np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64)
+    abs_id = abs(pfcands.pdgId)
+    charged_had = (pfcands.charge != 0) & (abs_id != MUON_PDGID) & (abs_id != ELECTRON_PDGID)
+    neutral_had = (pfcands.charge == 0) & (abs_id != PHOTON_PDGID)
+    return (ak.to_numpy(ak.sum(charged_had, axis=1)).astype(np.int64),
+            ak.to_numpy(ak.sum(neutral_had, axis=1)).astype(np.int64))
+
+
+def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVariant | None = None,
+                  source: str = "") -> EventObjects:
+    """All analysis objects of a chunk of events.
+
+    Parameters
+    ----------
+    events
+        NanoEvents (or a record array with the NanoAOD collection layout).
+    config
+        Object cuts.
+    variant
+        NanoAOD variant; detected from the branches if not given.
+    source
+        File name for error messages.
+
+    Raises
+    ------
+    cms_anomaly.processors.schema.MissingBranchError
+        A required branch is missing (message names branch and feature).
+    """
+    available = schema.flat_branch_names(events)
+    if variant is None:
+        variant = schema.detect_variant(available, source=source)
+    n = len(events)
+    get = lambda q, feature: schema.get(events, q, variant=variant, feature=feature, available=available, source=source)  # noqa: E731
+
+    pf_fields = {k: get(f"pfcands.{k}", "isolation / hadron multiplicities")
+                 for k in ("pt", "eta", "phi", "mass", "charge", "pdgId")}
+    has_pf = all(v is not None for v in pf_fields.values())
+    pfcands = ak.zip({k: (ak.values_astype(v, np.int32) if k in ("charge", "pdgId") else _as_float(v))
+                      for k, v in pf_fields.items()}) if has_pf else None
+    if not has_pf:
+        log.debug("%s: no PFCands: isolation from pfRelIso03_*, hadron multiplicities set to -1", source or variant.name)
+
+    muons = _leptons(events, "muon", pdgid=MUON_PDGID, pfcands=pfcands, variant=variant, available=available, config=config)
+    electrons = _leptons(events, "electron", pdgid=ELECTRON_PDGID, pfcands=pfcands, variant=variant,
+                         available=available, config=config)
+    photons = ak.zip({k: _as_float(get(f"photon.{k}", "photons")) for k in ("pt", "eta", "phi", "mass")})
+    photons = _sorted_by_pt(photons[photons.pt > config.photon_pt_min])
+
+    nano_jets = ak.zip({k: _as_float(get(f"jet.{k}", "jets")) for k in ("pt", "eta", "phi", "mass")})
+    nano_jets = ak.with_field(nano_jets, _as_float(get("jet.btag", "n_bjets")), "btag")
+    if config.recluster_jets:
+        if pfcands is None:
+            raise schema.MissingBranchError("PFCands_pt", feature="re-clustered jets", variant=variant.name, source=source)
+        all_jets = recluster_jets(pfcands, radius=config.recluster_radius, pt_min=15.0)
+        all_jets = ak.with_field(all_jets, _match_btag(all_jets, nano_jets), "btag")
+    else:
+        all_jets = _sorted_by_pt(nano_jets)
+    jets = all_jets[(all_jets.pt > config.jet_pt_min) & (abs(all_jets.eta) < config.jet_eta_max)]
+    jets = ak.with_field(jets, jets.btag > getattr(config, variant.btag_wp_key), "is_b")
+    bjets = jets[jets.is_b]
+
+    fj = {k: get(f"fatjet.{k}", "large-R jets") for k in ("pt", "eta", "phi", "mass")}
+    soft = get("fatjet.msoftdrop", "mJ1") if config.fatjet_mass == "msoftdrop" else None
+    taus = [get(f"fatjet.tau{i}", f"tau{i}") for i in (1, 2, 3)]
+    fatjets = ak.zip({k: _as_float(v) for k, v in fj.items()})
+    if soft is not None:
+        fatjets = ak.with_field(fatjets, _as_float(soft), "mass")
+    if all(t is not None for t in taus):
+        t1, t2, t3 = (_as_float(t) for t in taus)
+        fatjets = ak.with_field(fatjets, ak.where(t1 > 0, t2 / ak.where(t1 > 0, t1, 1.0), 0.0), "tau21")
+        fatjets = ak.with_field(fatjets, ak.where(t2 > 0, t3 / ak.where(t2 > 0, t2, 1.0), 0.0), "tau32")
+    else:
+        fatjets = ak.with_field(fatjets, ak.full_like(fatjets.pt, -1.0), "tau21")
+        fatjets = ak.with_field(fatjets, ak.full_like(fatjets.pt, -1.0), "tau32")
+    fatjets = _sorted_by_pt(fatjets[(fatjets.pt > config.fatjet_pt_min) & (abs(fatjets.eta) < config.fatjet_eta_max)])
+
+    met_pt = ak.to_numpy(_as_float(get("met.pt", "met"))).astype(np.float64)
+    met_phi = ak.to_numpy(_as_float(get("met.phi", "met_par / met_perp / mt"))).astype(np.float64)
+    gw = get("event.genweight", "weight")
+    genweight = np.ones(n) if gw is None else ak.to_numpy(gw).astype(np.float64)
+    n_ch, n_neu = _pf_multiplicities(pfcands, n)
+    return EventObjects(variant=variant.name, muons=muons, electrons=electrons, photons=photons, jets=jets,
+                        bjets=bjets, all_jets=all_jets, fatjets=fatjets, met_pt=met_pt, met_phi=met_phi,
+                        n_ch_had=n_ch, n_neu_had=n_neu, genweight=genweight, has_pfcands=has_pf)
+
+
+def trigger_lepton(objects: EventObjects, *, config: ObjectConfig) -> ak.Array:
+    """Highest-pT isolated lepton with pT > ``trigger_lepton_pt_min`` (option-type: None if none).
+
+    Fields: ``pt, eta, phi, mass, charge, iso_ch, iso_neu, iso_gamma, iso, flavour``.
+    """
+    leptons = ak.concatenate([objects.muons, objects.electrons], axis=1)
+    good = leptons[(leptons.pt > config.trigger_lepton_pt_min) & (leptons.iso < config.trigger_iso_max)]
+    good = good[ak.argsort(good.pt, axis=1, ascending=False, stable=True)]
+    return ak.firsts(good, axis=1)

@@ -1,0 +1,145 @@
+"""The thin coffea processor: objects -> features -> selection -> scores -> histograms (+ parquet).
+
+``process()`` only wires the pure functions of :mod:`objects`, :mod:`features`,
+:mod:`selections`, :mod:`histograms` and :mod:`feature_io`; nothing is stored on ``self`` while
+processing and empty chunks run through the same path.
+
+Output per dataset::
+
+    {dataset: {"nevents": int, "sumw_gen": float, "cutflow": {"events", "sumw", "first_failed"},
+               "hists": {name: hist.Hist}, "feature_files": [paths]}}
+
+Weights: real data (``is_data``) 1; MC ``genWeight`` (1 if absent) times
+``xsec_pb * lumi_pb / sumw`` when the fileset metadata has ``xsec_pb`` and ``sumw`` and a
+luminosity is given, else the bare ``genWeight``.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import awkward as ak
+import numpy as np
+from coffea import processor
+
+from cms_anomaly.processors import feature_io, histograms, selections
+from cms_anomaly.processors.config import AnalysisConfig
+from cms_anomaly.processors.feature_spec import FEATURES, HISTOGRAMMED
+from cms_anomaly.processors.features import features_from_objects
+from cms_anomaly.processors.objects import build_objects
+
+log = logging.getLogger(__name__)
+
+
+class Scorer(Protocol):
+    """What the processor needs from a model (see :mod:`cms_anomaly.processors.inference`)."""
+
+    name: str
+    feature_names: list[str]
+    output_names: list[str]
+
+    def __call__(self, features: ak.Array) -> np.ndarray: ...
+
+
+def event_weights(genweight: np.ndarray, metadata: Mapping[str, Any], *, lumi_pb: float | None) -> np.ndarray:
+    """Per-event weights from the generator weight and the fileset metadata (see module docstring)."""
+    if metadata.get("is_data", False):
+        return np.ones(len(genweight))
+    xsec, sumw = metadata.get("xsec_pb"), metadata.get("sumw")
+    if lumi_pb is not None and xsec is not None and sumw:
+        return genweight * (float(xsec) * float(lumi_pb) / float(sumw))
+    return np.asarray(genweight, dtype=np.float64)
+
+
+def _scores_2d(scores: np.ndarray, n: int, name: str, k: int) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float64).reshape(n, -1) if n else np.zeros((0, k))
+    if scores.shape[1] != k:
+        raise ValueError(f"scorer {name!r} returned {scores.shape[1]} outputs per event, its output_names has {k}")
+    return scores
+
+
+class AnomalyProcessor(processor.ProcessorABC):
+    """Selection, features, model scores and histograms for every dataset of a fileset.
+
+    Parameters
+    ----------
+    selection
+        Name of a selection in :data:`~cms_anomaly.processors.selections.SELECTIONS`.
+    config
+        Analysis configuration (``sqrt_s`` is taken from the dataset metadata when present).
+    scorers
+        Optional ``{name: Scorer}``; each adds a score histogram (and a 2-D one for two outputs).
+    features_dir
+        If given, write the selected events' feature table per chunk under this directory.
+    lumi_pb
+        Integrated luminosity (pb^-1) to normalise MC to.
+    """
+
+    def __init__(self, *, selection: str = "single_lepton", config: AnalysisConfig | None = None,
+                 scorers: Mapping[str, Scorer] | None = None, features_dir: str | Path | None = None,
+                 lumi_pb: float | None = None) -> None:
+        self.selection = selections.get_selection(selection)
+        self.config = config or AnalysisConfig()
+        self.scorers = dict(scorers or {})
+        self.features_dir = None if features_dir is None else str(features_dir)
+        self.lumi_pb = lumi_pb
+
+    def _new_hists(self) -> dict[str, Any]:
+        hists: dict[str, Any] = {name: histograms.feature_hist(FEATURES[name]) for name in HISTOGRAMMED}
+        hists["rmm_occupancy"] = histograms.rmm_occupancy_hist()
+        hists["cutflow"] = histograms.cutflow_hist(self.selection.cut_names)
+        for name, scorer in self.scorers.items():
+            for out in scorer.output_names:
+                hists[f"score_{name}_{out}"] = histograms.score_hist(name, out)
+            if len(scorer.output_names) == 2:
+                hists[f"score2d_{name}"] = histograms.score2d_hist(name, scorer.output_names)
+        return hists
+
+    def process(self, events: Any) -> dict[str, Any]:
+        meta = events.metadata
+        dataset = meta["dataset"]
+        config = self.config.with_sqrt_s(meta["sqrt_s"]) if "sqrt_s" in meta else self.config
+        objects = build_objects(events, config=config.objects, source=meta.get("filename", ""))
+        features = features_from_objects(objects, config=config)
+        weights = event_weights(objects.genweight, meta, lumi_pb=self.lumi_pb)
+
+        packed = selections.evaluate(self.selection, objects, features, config=config.selections)
+        mask = selections.passing(packed, self.selection, len(objects))
+        flow = selections.cutflow(packed, self.selection, weights=weights)
+        selected, sel_w = features[mask], weights[mask]
+
+        hists = self._new_hists()
+        for name in HISTOGRAMMED:
+            hists[name].fill(dataset=dataset, **{name: ak.to_numpy(selected[name])}, weight=sel_w)
+        histograms.fill_rmm_occupancy(hists["rmm_occupancy"], ak.to_numpy(selected["rmm"]), dataset=dataset, weights=sel_w)
+        names = self.selection.cut_names
+        cum = {"all": np.ones(len(objects), bool)} | {c: np.asarray(packed.all(*names[:k + 1]), bool)
+                                                      for k, c in enumerate(names)}
+        histograms.fill_cutflow(hists["cutflow"], cum, dataset=dataset, weights=weights)
+        for name, scorer in self.scorers.items():
+            outs = scorer.output_names
+            scores = _scores_2d(scorer(selected), len(selected), name, len(outs))
+            for k, out in enumerate(outs):
+                hists[f"score_{name}_{out}"].fill(dataset=dataset, **{out: scores[:, k]}, weight=sel_w)
+            if len(outs) == 2:
+                hists[f"score2d_{name}"].fill(dataset=dataset, **{outs[0]: scores[:, 0], outs[1]: scores[:, 1]},
+                                              weight=sel_w)
+
+        files = []
+        if self.features_dir is not None:
+            file_id = meta.get("fileuuid") or Path(meta.get("filename", "unknown")).stem
+            path = feature_io.table_path(self.features_dir, dataset=dataset, file_id=file_id,
+                                         entrystart=int(meta.get("entrystart", 0)), entrystop=int(meta.get("entrystop", len(events))))
+            get_int = lambda f: np.asarray(ak.to_numpy(events[f]))[mask] if f in events.fields else np.zeros(int(mask.sum()), np.int64)  # noqa: E731
+            feature_io.write_feature_table(selected, path=path, weights=sel_w, run=get_int("run"),
+                                           lumi=get_int("luminosityBlock"), event=get_int("event"), dataset=dataset,
+                                           is_signal=bool(meta.get("is_signal", False)))
+            files.append(str(path))
+        return {dataset: {"nevents": len(objects), "sumw_gen": float(objects.genweight.sum()), "cutflow": flow,
+                          "hists": hists, "feature_files": files}}
+
+    def postprocess(self, accumulator: Any) -> Any:
+        return accumulator
+

@@ -1,0 +1,328 @@
+"""Running the processor over a fileset (``cms-anomaly run``) and its benchmark (``cms-anomaly bench processor``).
+
+Only ``argparse`` is imported at module level; coffea, dask and the processor are imported in
+the command functions.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("dask", "futures", "iterative")
+
+
+class FilesetError(ValueError):
+    """A fileset JSON is unreadable or malformed (message names the file and dataset)."""
+
+
+def load_fileset(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read a coffea fileset JSON: ``{dataset: {"files": {path: treename} | [paths], "metadata": {...}}}``.
+
+    Relative file paths are resolved against the JSON's directory; a list of files gets
+    tree name ``Events``.
+    """
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise FilesetError(f"{path}: cannot read fileset: {err}") from err
+    if not isinstance(raw, dict) or not raw:
+        raise FilesetError(f"{path}: a fileset must be a non-empty JSON object of datasets")
+    out = {}
+    for dataset, entry in raw.items():
+        if isinstance(entry, list):
+            entry = {"files": entry}
+        if not isinstance(entry, dict) or "files" not in entry:
+            raise FilesetError(f"{path}: dataset {dataset!r} has no 'files'")
+        files = entry["files"]
+        if isinstance(files, list):
+            files = {f: "Events" for f in files}
+        resolved = {}
+        for f, tree in files.items():
+            p = f if "://" in f or os.path.isabs(f) else str((path.parent / f).resolve())
+            resolved[p] = tree
+        out[dataset] = {"files": resolved, "metadata": dict(entry.get("metadata", {}))}
+    return out
+
+
+def fileset_from_files(files: list[str], *, dataset: str = "files") -> dict[str, dict[str, Any]]:
+    """A one-dataset fileset from ROOT file paths (``Events`` trees, no metadata)."""
+    return {dataset: {"files": {str(Path(f).resolve()): "Events" for f in files}, "metadata": {}}}
+
+
+@contextmanager
+def make_executor(kind: str, *, scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
+    """A coffea executor; for ``dask`` a LocalCluster (or the ``scheduler`` address), closed on exit."""
+    from coffea import processor
+
+    if kind == "iterative":
+        yield processor.IterativeExecutor()
+    elif kind == "futures":
+        yield processor.FuturesExecutor(workers=workers or os.cpu_count() or 1)
+    elif kind == "dask":
+        from dask.distributed import Client, LocalCluster
+
+        if scheduler:
+            client = Client(scheduler)
+            cluster = None
+        else:
+            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                                   processes=True, dashboard_address=None)
+            client = Client(cluster)
+        try:
+            yield processor.DaskExecutor(client=client, status=False)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    else:
+        raise ValueError(f"unknown executor {kind!r}; choose from {EXECUTORS}")
+
+
+def run_processor(fileset: Mapping[str, Any], proc: Any, *, executor: Any, chunksize: int = 100_000,
+                  maxchunks: int | None = None) -> dict[str, Any]:
+    """Run ``proc`` over ``fileset`` with coffea's Runner (NanoAOD schema, ``Events`` trees)."""
+    import warnings
+
+    from coffea import processor
+    from coffea.nanoevents import NanoAODSchema
+
+    NanoAODSchema.warn_missing_crossrefs = False
+    runner = processor.Runner(executor=executor, schema=NanoAODSchema, chunksize=chunksize, maxchunks=maxchunks,
+                              skipbadfiles=False)
+    with warnings.catch_warnings():
+        # NanoAODSchema warns about the Photon mass/charge it fills in: not actionable here
+        warnings.filterwarnings("ignore", message="Branch Photon_", category=RuntimeWarning)
+        return runner(dict(fileset), processor_instance=proc, treename="Events")
+
+
+def _atomic_path(path: Path) -> Path:
+    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+
+
+def save_outputs(output: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Save histograms with ``coffea.util.save`` (``histograms.coffea``) and to ROOT (``histograms.root``).
+
+    In the ROOT file each histogram sits at ``<dataset>/<name>``, sliced on its dataset axis; the
+    cut-flow is a TH1 whose bins follow ``all`` and the cuts in order.
+    """
+    import numpy as np
+    import uproot
+    from coffea.util import save
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    coffea_path = out_dir / "histograms.coffea"
+    tmp = _atomic_path(coffea_path)
+    save(dict(output), str(tmp))
+    os.replace(tmp, coffea_path)
+
+    root_path = out_dir / "histograms.root"
+    tmp = _atomic_path(root_path)
+    with uproot.recreate(tmp) as fout:
+        for dataset, result in output.items():
+            for name, h in result["hists"].items():
+                if dataset not in h.axes["dataset"]:
+                    continue
+                sliced = h[{"dataset": dataset}]
+                if name == "cutflow":
+                    values = sliced.values()
+                    fout[f"{dataset}/{name}"] = (np.asarray(values, dtype=np.float64),
+                                                 np.arange(len(values) + 1, dtype=np.float64))
+                else:
+                    fout[f"{dataset}/{name}"] = sliced
+    os.replace(tmp, root_path)
+    return {"coffea": coffea_path, "root": root_path}
+
+
+def format_summary(output: Mapping[str, Any], *, selection: str) -> str:
+    """One screen: per dataset the cumulative cut-flow (events and weighted) and where events fail."""
+    lines = [f"selection: {selection}"]
+    for dataset in sorted(output):
+        res = output[dataset]
+        flow = res["cutflow"]
+        lines.append(f"\n{dataset}  ({res['nevents']} events read, {len(res['feature_files'])} feature tables)")
+        lines.append(f"  {'cut':<16}{'events':>10}{'eff':>9}{'weighted':>14}{'failed here':>13}")
+        total = max(flow["events"]["all"], 1)
+        for cut, n in flow["events"].items():
+            failed = flow["first_failed"].get(cut, "")
+            lines.append(f"  {cut:<16}{n:>10d}{n / total:>9.3f}{flow['sumw'][cut]:>14.4g}{failed!s:>13}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- cms-anomaly run
+def _cmd_run(args: argparse.Namespace) -> int:
+    from cms_anomaly.processors.config import load_config
+    from cms_anomaly.processors.processor import AnomalyProcessor
+
+    fileset = load_fileset(args.fileset)
+    scorers = {}
+    for model in args.model or []:
+        from cms_anomaly.processors.inference import load_scorer
+
+        scorer = load_scorer(model)
+        scorers[scorer.name] = scorer
+    out = Path(args.out)
+    proc = AnomalyProcessor(selection=args.selection, config=load_config(args.config), scorers=scorers,
+                            features_dir=out / "features" if args.features else None, lumi_pb=args.lumi)
+    with make_executor(args.executor, scheduler=args.scheduler, workers=args.workers) as executor:
+        output = run_processor(fileset, proc, executor=executor, chunksize=args.chunksize, maxchunks=args.maxchunks)
+    paths = save_outputs(output, out)
+    print(format_summary(output, selection=args.selection))
+    print(f"\nhistograms: {paths['coffea']}  {paths['root']}")
+    if args.features:
+        print(f"feature tables: {out / 'features'}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``cms-anomaly run``."""
+    p = subparsers.add_parser(
+        "run", help="run the anomaly-detection processor over a fileset",
+        description="Apply a named selection to every dataset of a coffea fileset JSON, compute the features "
+                    "(HLF-21/24, m_jj, large-R, ADC2021 objects, RMM), fill weighted histograms (saved as "
+                    "DIR/histograms.coffea and DIR/histograms.root) and print the cut-flow per dataset. "
+                    "MC is normalised to --lumi with the fileset metadata (xsec_pb, sumw); is_data "
+                    "datasets are unweighted.")
+    p.add_argument("fileset", help="coffea fileset JSON ({dataset: {files: {path: tree}, metadata: {...}}})")
+    p.add_argument("--selection", default="single_lepton",
+                   choices=["inclusive", "single_lepton", "top_rediscovery", "rmm_lepton", "dijet"],
+                   help="named selection (default: single_lepton)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--executor", choices=EXECUTORS, default="dask",
+                   help="dask: local Dask cluster or --scheduler (default); futures: process pool; iterative: in-process")
+    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, e.g. tcp://host:8786")
+    p.add_argument("--workers", type=int, default=None, help="local workers (default: number of cores)")
+    p.add_argument("--chunksize", type=int, default=100_000, help="events per chunk (default: 100000)")
+    p.add_argument("--maxchunks", type=int, default=None, help="process at most this many chunks per file")
+    p.add_argument("--features", action="store_true", help="also write per-event parquet tables to DIR/features/")
+    p.add_argument("--lumi", type=float, default=None, help="integrated luminosity in pb^-1 for MC normalisation")
+    p.add_argument("--config", default=None, help="analysis configuration TOML (object cuts, sqrt(s), thresholds)")
+    p.add_argument("--model", action="append", help="model file (.pt / .json with .card.json) to score events; repeatable")
+    p.set_defaults(func=_cmd_run)
+
+
+# --------------------------------------------------------------------------- cms-anomaly bench processor
+def _bench_floor(fileset: Mapping[str, Any]) -> tuple[int, float, list[str]]:
+    """Bare uproot read of exactly the branches the features use: (events, seconds, branches)."""
+    import time
+
+    import uproot
+
+    from cms_anomaly.processors import schema
+
+    n, seconds, used = 0, 0.0, []
+    for entry in fileset.values():
+        for path, tree in entry["files"].items():
+            with uproot.open(path) as f:
+                t = f[tree]
+                variant = schema.detect_variant(t.keys(), source=path)
+                branches = schema.branches_used(variant, t.keys())
+                used = branches
+                start = time.perf_counter()
+                arrays = t.arrays(branches, library="ak")
+                seconds += time.perf_counter() - start
+                n += len(arrays)
+    return n, seconds, used
+
+
+def _bench_rmm(fileset: Mapping[str, Any], *, repeat: int = 3) -> tuple[int, float, float]:
+    """RMM builder alone on the events' objects: (events, kernel seconds, padding+kernel seconds)."""
+    import time
+
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    from cms_anomaly.processors import rmm
+    from cms_anomaly.processors.config import AnalysisConfig
+    from cms_anomaly.processors.features import rmm_collections
+    from cms_anomaly.processors.objects import build_objects
+
+    config = AnalysisConfig()
+    NanoAODSchema.warn_missing_crossrefs = False
+    n, t_kernel, t_full = 0, 0.0, 0.0
+    for entry in fileset.values():
+        for path, tree in entry["files"].items():
+            events = NanoEventsFactory.from_root({path: tree}, schemaclass=NanoAODSchema, mode="eager").events()
+            objs = build_objects(events, config=config.objects, source=path)
+            colls = rmm_collections(objs, config=config)
+            rmm.build_rmm(colls[:1], objs.met_pt[:1], objs.met_phi[:1])  # compile / warm up
+            best_k, best_f = float("inf"), float("inf")
+            for _ in range(repeat):
+                start = time.perf_counter()
+                padded = rmm.pad_objects(colls)
+                mid = time.perf_counter()
+                rmm.rmm_from_padded(padded, objs.met_pt, objs.met_phi)
+                end = time.perf_counter()
+                best_k, best_f = min(best_k, end - mid), min(best_f, end - start)
+            n += len(objs)
+            t_kernel += best_k
+            t_full += best_f
+    return n, t_kernel, t_full
+
+
+def _bench_processor(fileset: Mapping[str, Any], *, workers: int, chunksize: int) -> tuple[int, float]:
+    import time
+
+    from cms_anomaly.processors.processor import AnomalyProcessor
+
+    proc = AnomalyProcessor(selection="inclusive")
+    with make_executor("dask", workers=workers) as executor:
+        # warm-up on one chunk so that worker start-up and numba compilation are not timed
+        run_processor(fileset, proc, executor=executor, chunksize=chunksize, maxchunks=1)
+        start = time.perf_counter()
+        out = run_processor(fileset, proc, executor=executor, chunksize=chunksize)
+        seconds = time.perf_counter() - start
+    return sum(r["nevents"] for r in out.values()), seconds
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    inputs = args.inputs
+    if len(inputs) == 1 and inputs[0].endswith(".json"):
+        fileset = load_fileset(inputs[0])
+    else:
+        fileset = fileset_from_files(inputs)
+    n_floor, t_floor, branches = _bench_floor(fileset)
+    floor = n_floor / t_floor
+    n_rmm, t_kernel, t_rmm = _bench_rmm(fileset)
+    print(f"events: {n_floor} in {sum(len(e['files']) for e in fileset.values())} files; "
+          f"branches read: {len(branches)}")
+    print(f"{'stage':<36}{'events/s':>14}{'ratio':>10}  target")
+    print(f"{'bare uproot read (floor), 1 core':<36}{floor:>14.0f}{1.0:>10.2f}")
+    rmm_rate, rmm_full = n_rmm / t_kernel, n_rmm / t_rmm
+    print(f"{'RMM kernel alone, 1 core':<36}{rmm_rate:>14.0f}{rmm_rate / floor:>10.2f}  >= 200000 ev/s: "
+          f"{'PASS' if rmm_rate >= 2e5 else 'MISS'}")
+    print(f"{'RMM padding + kernel, 1 core':<36}{rmm_full:>14.0f}{rmm_full / floor:>10.2f}")
+    rates = {}
+    for workers in args.workers:
+        n, seconds = _bench_processor(fileset, workers=workers, chunksize=args.chunksize)
+        rates[workers] = n / seconds
+        target = ""
+        if workers == 1:
+            target = f">= 0.5 x floor: {'PASS' if rates[1] >= 0.5 * floor else 'MISS'}"
+        print(f"{f'processor, Dask {workers} worker(s)':<36}{rates[workers]:>14.0f}{rates[workers] / floor:>10.2f}  {target}")
+    if 1 in rates and 2 in rates:
+        scale = rates[2] / rates[1]
+        print(f"{'scaling 2 workers / 1 worker':<36}{scale:>14.2f}{'':>10}  >= 1.8: {'PASS' if scale >= 1.8 else 'MISS'}")
+    return 0
+
+
+def register_bench(bench_subparsers: Any) -> None:
+    """Add ``cms-anomaly bench processor``."""
+    p = bench_subparsers.add_parser(
+        "processor", help="processor vs bare uproot read vs RMM builder, 1 and 2 Dask workers",
+        description="Measure in one run: a bare uproot read of exactly the branches the features use (the "
+                    "floor, one core), the RMM builder alone (one core), and the full processor (inclusive "
+                    "selection) on a local Dask cluster with 1 and 2 workers; print events/s, ratios to the "
+                    "floor and the targets (processor >= 0.5 x floor, RMM >= 200k events/s, 2 workers >= 1.8 x 1).")
+    p.add_argument("inputs", nargs="+", help="a fileset JSON or NanoAOD ROOT files")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Dask worker counts (default: 1 2)")
+    p.add_argument("--chunksize", type=int, default=50_000, help="events per chunk (default: 50000)")
+    p.set_defaults(func=_cmd_bench)

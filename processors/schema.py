@@ -1,0 +1,225 @@
+"""The one schema map for the NanoAOD variants this analysis reads.
+
+Every branch a feature needs is named here once, as a *logical quantity* (``"muon.iso_chg"``)
+mapped to a ``(collection, field)`` pair per variant. Feature code never spells branch names;
+it calls :func:`get` which either returns the column, returns ``None`` for a quantity with a
+documented fallback, or raises :class:`MissingBranchError` naming the branch and the feature.
+
+Variants (detected from the branches present, :func:`detect_variant`):
+
+==================  ===============================================================  ==========================
+name                what                                                             marker
+==================  ===============================================================  ==========================
+``generated``       this project's Pythia 8 + parametric-detector NanoAOD            ``PFCands_pt``, no ``Jet_area``
+``pfnano``          Run-2 PFNano (NanoAOD v9 + ``PFCands_*``)                        ``PFCands_pt`` and ``Jet_area``
+``run2``            Run-2 NanoAOD v6-v9, incl. the 2015 CMS Open Data conversion     ``Jet_btagDeepFlavB``
+``run3``            later NanoAOD (v12-v15): ``PFMET`` / ``PuppiMET``, PNet b-tag     ``Jet_btagPNetB``
+``run1``            2012 CMS Open Data "NanoAODRun1": CSV ``Jet_btag``, AK7 FatJet    ``Jet_btag``
+==================  ===============================================================  ==========================
+
+Documented fallbacks (quantity -> what happens when the file lacks it):
+
+- ``pfcands.*`` (no PF candidates): lepton isolation from ``pfRelIso03_chg`` (charged) and
+  ``pfRelIso03_all - pfRelIso03_chg`` (neutral hadrons and photons together, reported in
+  ``iso_neu``; ``iso_gamma`` = 0); hadron multiplicities ``n_ch_had`` / ``n_neu_had`` = -1.
+- ``muon.iso_chg`` / ``electron.iso_chg`` (Run 1 muons): the whole ``pfRelIso03_all`` is
+  reported as neutral (``iso_ch`` = 0).
+- ``fatjet.msoftdrop``: the plain large-R jet ``mass``.
+- ``fatjet.tau1..3`` (Run-1 AK7 jets): tau21 = tau32 = -1.
+- ``event.genweight`` (data, Run-1 ttbar): weight 1.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import awkward as ak
+
+log = logging.getLogger(__name__)
+
+
+class MissingBranchError(KeyError):
+    """A branch that a feature needs is not in the input file."""
+
+    def __init__(self, branch: str, *, feature: str, variant: str, source: str = "") -> None:
+        self.branch, self.feature, self.variant, self.source = branch, feature, variant, source
+        where = f" in {source}" if source else ""
+        super().__init__(
+            f"branch {branch!r} needed by feature {feature!r} is missing{where} "
+            f"(NanoAOD variant {variant!r}, no fallback)"
+        )
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]
+
+
+#: logical quantity -> (collection, field) for Run-2 NanoAOD; variants override entries
+_RUN2: dict[str, tuple[str, str] | None] = {
+    **{f"muon.{k}": ("Muon", k) for k in ("pt", "eta", "phi", "mass", "charge")},
+    "muon.iso_all": ("Muon", "pfRelIso03_all"),
+    "muon.iso_chg": ("Muon", "pfRelIso03_chg"),
+    **{f"electron.{k}": ("Electron", k) for k in ("pt", "eta", "phi", "mass", "charge")},
+    "electron.iso_all": ("Electron", "pfRelIso03_all"),
+    "electron.iso_chg": ("Electron", "pfRelIso03_chg"),
+    **{f"photon.{k}": ("Photon", k) for k in ("pt", "eta", "phi", "mass")},
+    **{f"jet.{k}": ("Jet", k) for k in ("pt", "eta", "phi", "mass")},
+    "jet.btag": ("Jet", "btagDeepFlavB"),
+    **{f"fatjet.{k}": ("FatJet", k) for k in ("pt", "eta", "phi", "mass", "msoftdrop", "tau1", "tau2", "tau3")},
+    "met.pt": ("MET", "pt"),
+    "met.phi": ("MET", "phi"),
+    **{f"pfcands.{k}": ("PFCands", k) for k in ("pt", "eta", "phi", "mass", "charge", "pdgId")},
+    "event.genweight": ("genWeight", ""),
+    "event.run": ("run", ""),
+    "event.luminosityBlock": ("luminosityBlock", ""),
+    "event.event": ("event", ""),
+}
+
+#: quantities with a documented fallback (see module docstring); all others are required
+OPTIONAL: frozenset[str] = frozenset({
+    *(f"pfcands.{k}" for k in ("pt", "eta", "phi", "mass", "charge", "pdgId")),
+    "muon.iso_chg", "electron.iso_chg", "fatjet.msoftdrop",
+    "fatjet.tau1", "fatjet.tau2", "fatjet.tau3", "event.genweight",
+})
+
+
+@dataclass(frozen=True)
+class SchemaVariant:
+    """One NanoAOD flavour: how to recognise it and where each logical quantity lives."""
+
+    name: str
+    description: str
+    #: flat branch names that must be present / absent for this variant to match
+    present: tuple[str, ...]
+    absent: tuple[str, ...] = ()
+    branches: Mapping[str, tuple[str, str] | None] = field(default_factory=dict)
+    #: which b-tag working point of :class:`~cms_anomaly.processors.config.ObjectConfig` applies
+    btag_wp_key: str = "btag_wp"
+
+    def branch_name(self, quantity: str) -> str | None:
+        """Flat branch name (``Muon_pfRelIso03_chg``) of a logical quantity, ``None`` if absent."""
+        where = self.branches.get(quantity)
+        if where is None:
+            return None
+        coll, fld = where
+        return f"{coll}_{fld}" if fld else coll
+
+
+def _variant(name: str, description: str, *, present: tuple[str, ...], absent: tuple[str, ...] = (),
+             overrides: Mapping[str, tuple[str, str] | None] | None = None, btag_wp_key: str = "btag_wp") -> SchemaVariant:
+    table = dict(_RUN2)
+    table.update(overrides or {})
+    return SchemaVariant(name=name, description=description, present=present, absent=absent,
+                         branches=MappingProxyType(table), btag_wp_key=btag_wp_key)
+
+
+#: order matters: the first variant whose markers match is used
+VARIANTS: tuple[SchemaVariant, ...] = (
+    _variant("run1", "2012 CMS Open Data NanoAODRun1 (CSV b-tag, AK5 jets, AK7 FatJet)",
+             present=("Jet_btag",), absent=("Jet_btagDeepFlavB",),
+             overrides={"jet.btag": ("Jet", "btag"), "muon.iso_chg": None,
+                        "fatjet.tau1": None, "fatjet.tau2": None, "fatjet.tau3": None, "fatjet.msoftdrop": None},
+             btag_wp_key="btag_wp_run1"),
+    _variant("generated", "cms-anomaly generated NanoAOD (Pythia 8 + parametric detector, PFCands)",
+             present=("PFCands_pt", "Jet_btagDeepFlavB"), absent=("Jet_area",)),
+    _variant("pfnano", "Run-2 PFNano (NanoAOD v9 + PFCands)", present=("PFCands_pt", "Jet_area")),
+    _variant("run3", "NanoAOD v12-v15 (PNet b-tag; MET as PFMET in v15)",
+             present=("Jet_btagPNetB",), absent=("MET_pt",),
+             overrides={"met.pt": ("PFMET", "pt"), "met.phi": ("PFMET", "phi")}),
+    _variant("run3_v12", "NanoAOD v12-v14 (MET still called MET)", present=("Jet_btagPNetB", "MET_pt")),
+    _variant("run2", "Run-2 NanoAOD v6-v9 incl. 2015 CMS Open Data (DeepJet b-tag)",
+             present=("Jet_btagDeepFlavB",)),
+    _variant("run2_csv", "older Run-2 NanoAOD with only CSVv2 b-tag", present=("Jet_btagCSVV2",),
+             overrides={"jet.btag": ("Jet", "btagCSVV2")}, btag_wp_key="btag_wp_csvv2"),
+)
+VARIANTS_BY_NAME: Mapping[str, SchemaVariant] = MappingProxyType({v.name: v for v in VARIANTS})
+
+
+class UnknownSchemaError(ValueError):
+    """No variant of the schema map matches the branches of a file."""
+
+
+def flat_branch_names(events: Any) -> set[str]:
+    """Flat branch names (``Muon_pt``, ``genWeight``) of a NanoEvents or plain record array.
+
+    Only field names are inspected: no column is read.
+    """
+    names: set[str] = set()
+    for coll in ak.fields(events):
+        sub = events[coll]
+        inner = ak.fields(sub)
+        if inner:
+            names.update(f"{coll}_{f}" for f in inner)
+        else:
+            names.add(coll)
+    return names
+
+
+def detect_variant(branches: Iterable[str], *, source: str = "") -> SchemaVariant:
+    """The first :data:`VARIANTS` entry whose marker branches match ``branches``.
+
+    Raises
+    ------
+    UnknownSchemaError
+        No variant matches (the message lists the markers looked for).
+    """
+    have = set(branches)
+    for variant in VARIANTS:
+        if all(b in have for b in variant.present) and not any(b in have for b in variant.absent):
+            return variant
+    markers = {v.name: v.present for v in VARIANTS}
+    raise UnknownSchemaError(f"{source or 'input'}: no NanoAOD variant matches; looked for markers {markers}")
+
+
+def get(events: Any, quantity: str, *, variant: SchemaVariant, feature: str,
+        available: set[str] | None = None, source: str = "") -> Any:
+    """Column of a logical quantity, ``None`` for a missing optional one.
+
+    Parameters
+    ----------
+    events
+        NanoEvents (or a record array with the same collection layout).
+    quantity
+        A key of the schema map, e.g. ``"muon.iso_chg"``.
+    variant
+        The variant of the file (:func:`detect_variant`).
+    feature
+        The feature that needs it (named in the error).
+    available
+        Flat branch names of ``events`` (computed if not given).
+
+    Raises
+    ------
+    MissingBranchError
+        A required quantity is absent from the variant or the file.
+    """
+    if available is None:
+        available = flat_branch_names(events)
+    branch = variant.branch_name(quantity)
+    if branch is None or branch not in available:
+        if quantity in OPTIONAL:
+            return None
+        name = branch or f"<{quantity}: not in variant {variant.name}>"
+        raise MissingBranchError(name, feature=feature, variant=variant.name, source=source)
+    coll, fld = variant.branches[quantity]
+    return events[coll][fld] if fld else events[coll]
+
+
+def branches_used(variant: SchemaVariant, available: Iterable[str]) -> list[str]:
+    """The flat branch names the features read for ``variant`` (plus the ``n<Collection>`` counters).
+
+    This is the exact branch list of the benchmark's bare-read floor.
+    """
+    have = set(available)
+    out: set[str] = set()
+    for quantity in variant.branches:
+        branch = variant.branch_name(quantity)
+        if branch is None or branch not in have:
+            continue
+        out.add(branch)
+        coll, fld = variant.branches[quantity]
+        if fld and f"n{coll}" in have:
+            out.add(f"n{coll}")
+    return sorted(out)

@@ -1,0 +1,161 @@
+"""Named event selections as ordered cuts, evaluated with coffea's ``PackedSelection``.
+
+Each selection is a record of cuts; each cut is a pure function
+``(objects, features, config) -> bool ndarray``. Object-level requirements are cumulative
+inside one cut sequence (e.g. ``muon_iso`` asks for one muon passing *both* the pT and the
+isolation cut), so the cut-flow reads like the papers' tables.
+
+=================  ==========================================================================
+``inclusive``      no cut (every event)
+``single_lepton``  Cerri: one lepton with pT > 23 GeV and Iso < 0.45
+``top_rediscovery`` Knapp sec. 4: muon pT > 23, Iso < 0.1, |eta| < 1.4; >= 2 jets (pT > 30, |eta| < 2.4)
+``rmm_lepton``     Chekanov: >= 1 isolated lepton (Iso < 0.15) with pT > 30; >= 2 jets pT > 30
+``dijet``          LHC Olympics: leading R = 1.0 jet pT > 1.2 TeV; two large-R jets for m_JJ
+=================  ==========================================================================
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import awkward as ak
+import numpy as np
+from coffea.analysis_tools import PackedSelection
+
+from cms_anomaly.processors.config import SelectionConfig
+from cms_anomaly.processors.objects import EventObjects
+
+CutFunction = Callable[[EventObjects, ak.Array, SelectionConfig], Any]
+
+
+class UnknownSelectionError(KeyError):
+    """The requested selection name is not defined."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+@dataclass(frozen=True)
+class Cut:
+    """One named event-level requirement."""
+
+    name: str
+    description: str
+    function: CutFunction
+
+
+@dataclass(frozen=True)
+class Selection:
+    """An ordered list of cuts."""
+
+    name: str
+    description: str
+    cuts: tuple[Cut, ...]
+
+    @property
+    def cut_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.cuts)
+
+
+def _any(mask: ak.Array) -> np.ndarray:
+    return np.asarray(ak.to_numpy(ak.any(mask, axis=1)), dtype=bool)
+
+
+def _leptons(objects: EventObjects) -> ak.Array:
+    return ak.concatenate([objects.muons[["pt", "eta", "iso"]], objects.electrons[["pt", "eta", "iso"]]], axis=1)
+
+
+def _leading_fatjet_pt(objects: EventObjects) -> np.ndarray:
+    return np.asarray(ak.to_numpy(ak.fill_none(ak.firsts(objects.fatjets.pt, axis=1), 0.0)), dtype=np.float64)
+
+
+SELECTIONS: Mapping[str, Selection] = MappingProxyType({s.name: s for s in (
+    Selection("inclusive", "all events", ()),
+    Selection("single_lepton", "Cerri et al.: one isolated lepton (pT > 23 GeV, Iso < 0.45)", (
+        Cut("lepton_pt", "a lepton with pT > 23 GeV",
+            lambda o, f, c: _any(_leptons(o).pt > c.single_lepton_pt_min)),
+        Cut("lepton_iso", "... that has Iso < 0.45",
+            lambda o, f, c: _any((_leptons(o).pt > c.single_lepton_pt_min) & (_leptons(o).iso < c.single_lepton_iso_max))),
+    )),
+    Selection("top_rediscovery", "Knapp et al. sec. 4: isolated central muon and >= 2 jets", (
+        Cut("muon_pt", "a muon with pT > 23 GeV", lambda o, f, c: _any(o.muons.pt > c.top_muon_pt_min)),
+        Cut("muon_iso", "... with Iso < 0.1",
+            lambda o, f, c: _any((o.muons.pt > c.top_muon_pt_min) & (o.muons.iso < c.top_muon_iso_max))),
+        Cut("muon_eta", "... and |eta| < 1.4",
+            lambda o, f, c: _any((o.muons.pt > c.top_muon_pt_min) & (o.muons.iso < c.top_muon_iso_max)
+                                 & (abs(o.muons.eta) < c.top_muon_eta_max))),
+        Cut("two_jets", ">= 2 jets with pT > 30 GeV, |eta| < 2.4",
+            lambda o, f, c: np.asarray(f["n_jets"]) >= c.top_min_jets),
+    )),
+    Selection("rmm_lepton", "Chekanov et al.: >= 1 isolated lepton pT > 30 GeV and >= 2 jets", (
+        Cut("lepton_pt", "a lepton with pT > 30 GeV", lambda o, f, c: _any(_leptons(o).pt > c.rmm_lepton_pt_min)),
+        Cut("lepton_iso", "... with Iso < 0.15",
+            lambda o, f, c: _any((_leptons(o).pt > c.rmm_lepton_pt_min) & (_leptons(o).iso < c.rmm_lepton_iso_max))),
+        Cut("two_jets", ">= 2 jets with pT > 30 GeV", lambda o, f, c: np.asarray(f["n_jets"]) >= c.rmm_min_jets),
+    )),
+    Selection("dijet", "LHC Olympics: leading large-R jet pT > 1.2 TeV, two large-R jets", (
+        Cut("fatjet_pt", "leading R=1.0 jet pT > 1.2 TeV",
+            lambda o, f, c: _leading_fatjet_pt(o) > c.dijet_leading_pt_min),
+        Cut("two_fatjets", ">= 2 large-R jets (m_JJ defined)", lambda o, f, c: np.asarray(f["n_fatjets"]) >= 2),
+    )),
+)})
+
+
+def get_selection(name: str) -> Selection:
+    """The :class:`Selection` called ``name`` (raises :class:`UnknownSelectionError`)."""
+    try:
+        return SELECTIONS[name]
+    except KeyError:
+        raise UnknownSelectionError(f"unknown selection {name!r}; known: {sorted(SELECTIONS)}") from None
+
+
+def evaluate(selection: Selection, objects: EventObjects, features: ak.Array, *,
+             config: SelectionConfig) -> PackedSelection:
+    """A ``PackedSelection`` holding every cut of ``selection`` for these events."""
+    packed = PackedSelection()
+    for cut in selection.cuts:
+        mask = np.asarray(cut.function(objects, features, config), dtype=bool)
+        if mask.shape != (len(objects),):
+            raise ValueError(f"cut {cut.name!r} of {selection.name!r} gave shape {mask.shape}, expected ({len(objects)},)")
+        packed.add(cut.name, mask)
+    return packed
+
+
+def passing(packed: PackedSelection, selection: Selection, n_events: int) -> np.ndarray:
+    """Events passing every cut of ``selection`` (all events for a selection without cuts)."""
+    if not selection.cuts:
+        return np.ones(n_events, dtype=bool)
+    return np.asarray(packed.all(*selection.cut_names), dtype=bool)
+
+
+def cutflow(packed: PackedSelection, selection: Selection, *, weights: np.ndarray) -> dict[str, dict[str, float]]:
+    """Cumulative cut-flow and where events fail, as accumulatable dicts.
+
+    Returns
+    -------
+    dict
+        ``events`` / ``sumw``: ``{"all": N, cut1: N after cut1, ...}`` (cumulative);
+        ``first_failed``: ``{cut: number of events whose first failed cut is this one,
+        "passed": events passing all}``; its values add up to ``events["all"]``.
+    """
+    n = len(weights)
+    names = selection.cut_names
+    events = {"all": int(n)}
+    sumw = {"all": float(np.sum(weights))}
+    for k, name in enumerate(names):
+        mask = np.asarray(packed.all(*names[:k + 1]), dtype=bool)
+        events[name] = int(mask.sum())
+        sumw[name] = float(weights[mask].sum())
+    first_failed = {name: 0 for name in names}
+    if names and n:
+        stacked = np.stack([np.asarray(packed.all(name), dtype=bool) for name in names], axis=1)
+        failed_any = ~stacked.all(axis=1)
+        first = np.argmin(stacked, axis=1)[failed_any]
+        counts = np.bincount(first, minlength=len(names))
+        first_failed = {name: int(counts[k]) for k, name in enumerate(names)}
+        first_failed["passed"] = int((~failed_any).sum())
+    else:
+        first_failed["passed"] = int(n)
+    return {"events": events, "sumw": sumw, "first_failed": first_failed}
