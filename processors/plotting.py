@@ -1,0 +1,454 @@
+"""mplhep-styled (CMS) plots for the statistics outputs, saved atomically as PNG.
+
+Every function takes the objects of :mod:`cms_anomaly.processors.statistics` /
+:mod:`cms_anomaly.processors.fits` / :mod:`cms_anomaly.processors.bumphunt` (or ``hist.Hist``),
+draws on a fresh :class:`matplotlib.figure.Figure` (no pyplot global state, safe in workers),
+applies the CMS style locally and writes ``path`` via ``path.tmp-<pid>`` + ``os.replace``.
+
+* :func:`plot_roc` — ROC curves, FPR on a log axis, working points marked (Cerri Fig. 10, Knapp Fig. 4).
+* :func:`plot_data_mc` — data vs stacked MC with a data/MC ratio panel (Knapp Fig. 9).
+* :func:`plot_astf` — ASTF of data (points) vs MC (band) with binomial errors (Knapp Fig. 8).
+* :func:`plot_fit` — spectrum with a dijet-function fit and a pulls panel (Chekanov Fig. 3).
+* :func:`plot_bumphunt` — data vs reference with the BumpHunter window and local significance.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+    from cms_anomaly.processors.bumphunt import BumpHuntResult
+    from cms_anomaly.processors.fits import FitResult
+    from cms_anomaly.processors.statistics import AstfResult, RocCurve
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PlotError", "plot_astf", "plot_bumphunt", "plot_data_mc", "plot_fit", "plot_roc", "save_png"]
+
+#: colour cycle for processes (colour-blind friendly, the CMS "6-colour" palette)
+PROCESS_COLORS: tuple[str, ...] = ("#5790fc", "#f89c20", "#e42536", "#964a8b", "#9c9ca1", "#7a21dd")
+
+
+class PlotError(ValueError):
+    """Invalid input to a plotting function (the message names the argument)."""
+
+
+# ----------------------------------------------------------------------------- infrastructure
+def _style():
+    import matplotlib.style
+    import mplhep as hep
+
+    return matplotlib.style.context(hep.style.CMS)
+
+
+def _figure(*, ratio: bool, share_x: bool = True, figsize: tuple[float, float] = (10.0, 10.0)):
+    """A non-pyplot figure with one axis, or a main axis plus a lower panel sharing x."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)  # an Agg canvas (mplhep measures text extents with its renderer)
+    if not ratio:
+        return fig, fig.add_subplot(1, 1, 1), None
+    gs = fig.add_gridspec(2, 1, height_ratios=(3, 1), hspace=0.06)
+    ax = fig.add_subplot(gs[0])
+    # mplhep.comp blanks the main panel's tick labels with a fixed formatter, which a shared
+    # axis would also inherit: plot_data_mc therefore uses share_x=False and copies the limits
+    rax = fig.add_subplot(gs[1], sharex=ax if share_x else None)
+    ax.tick_params(labelbottom=False)
+    return fig, ax, rax
+
+
+def _cms_label(ax, *, data: bool, text: str | None, lumi: float | None, com: float | str | None) -> None:
+    import mplhep as hep
+
+    if text is None:
+        text = "Open Data" if data else "Private Work"
+    hep.cms.label(text=text, data=data, lumi=lumi, com=com, ax=ax, loc=0)
+
+
+def save_png(fig: Figure, path: str | os.PathLike, *, dpi: int = 100) -> Path:
+    """Save a figure as PNG atomically (``<path>.tmp-<pid>`` then ``os.replace``).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    path : str or path-like
+        Destination; parent directories are created.
+    dpi : int
+        Resolution.
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    try:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    log.info("wrote %s", out)
+    return out
+
+
+def _values_edges(h, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    try:
+        if len(h.axes) != 1:
+            raise PlotError(f"{name} must be a 1-D histogram, got {len(h.axes)} axes")
+        values = np.asarray(h.values(), dtype=np.float64)
+        edges = np.asarray(h.axes[0].edges, dtype=np.float64)
+        label = str(h.axes[0].label or h.axes[0].name or "")
+    except AttributeError as err:
+        raise PlotError(f"{name} must be a hist.Hist, got {type(h).__name__}") from err
+    var = h.variances()
+    return values, edges, values.copy() if var is None else np.asarray(var, dtype=np.float64), label
+
+
+# ----------------------------------------------------------------------------- ROC
+def plot_roc(curves: Mapping[str, RocCurve], path: str | os.PathLike, *,
+             working_points: Sequence[float] = (5.4e-6, 1e-5, 1e-3), min_fpr: float | None = None,
+             text: str | None = None, com: float | str | None = 13, title: str | None = None) -> Path:
+    """ROC curves (TPR vs FPR, log x) with dotted lines at the SM working points.
+
+    Parameters
+    ----------
+    curves : mapping of str to RocCurve
+        Legend label (e.g. ``"ALAD L1, ttbar (AUC 0.91)"``) to curve.
+    path : str or path-like
+        Output PNG.
+    working_points : sequence of float
+        FPR values marked by vertical lines (default 5.4e-6 = ~1000 SM events/month, 1e-5, 1e-3).
+    min_fpr : float, optional
+        Lower x limit; default the smallest non-zero FPR among the curves (at least 1e-7).
+    text : str, optional
+        CMS label text (default "Private Work").
+    com : float or str, optional
+        Centre-of-mass energy in TeV for the label.
+    title : str, optional
+        Extra text in the plot (e.g. the model name).
+
+    Returns
+    -------
+    pathlib.Path
+        The written PNG.
+    """
+    if not curves:
+        raise PlotError("plot_roc: no curves given")
+    with _style():
+        fig, ax, _ = _figure(ratio=False)
+        lowest = 1.0
+        for i, (label, c) in enumerate(curves.items()):
+            pos = c.fpr > 0
+            ax.plot(c.fpr[pos], c.tpr[pos], color=PROCESS_COLORS[i % len(PROCESS_COLORS)], lw=2, label=label)
+            if pos.any():
+                lowest = min(lowest, float(c.fpr[pos].min()))
+        xmin = min_fpr if min_fpr is not None else max(1e-7, lowest)
+        for wp in working_points:
+            if wp >= xmin:
+                ax.axvline(wp, color="grey", ls=":", lw=1.5)
+                ax.text(wp * 1.12, 0.45, f"{wp:.2g}", rotation=90, va="bottom", fontsize=13, color="grey")
+        ax.plot([xmin, 1], [xmin, 1], color="black", ls="--", lw=1, label="Random selection")
+        ax.set_xscale("log")
+        ax.set_xlim(xmin, 1.0)
+        ax.set_ylim(0.0, 1.05)
+        ax.set_xlabel("False positive rate (SM efficiency)")
+        ax.set_ylabel("True positive rate (signal efficiency)")
+        ax.legend(loc="upper left", fontsize=15, title=title, title_fontsize=15)
+        _cms_label(ax, data=False, text=text, lumi=None, com=com)
+        return save_png(fig, path)
+
+
+# ----------------------------------------------------------------------------- data vs MC
+def plot_data_mc(data, mc: Mapping[str, object], path: str | os.PathLike, *, xlabel: str | None = None,
+                 ylabel: str = "Events", logy: bool = True, signals: Mapping[str, object] | None = None,
+                 data_label: str = "Data", text: str | None = None, lumi: float | None = None,
+                 com: float | str | None = 13, is_data: bool = True) -> Path:
+    """Data points over stacked MC with MC statistical band and a data/MC ratio panel.
+
+    Uses :func:`mplhep.comp.data_model` (Poisson intervals for data, MC stat. uncertainty).
+
+    Parameters
+    ----------
+    data : hist.Hist
+        Observed (or pseudo-data) histogram.
+    mc : mapping of str to hist.Hist
+        Background components in stacking order (bottom first); same binning as ``data``.
+    path : str or path-like
+        Output PNG.
+    xlabel : str, optional
+        x-axis label with unit; default the histogram axis label.
+    ylabel : str
+        y-axis label.
+    logy : bool
+        Logarithmic y axis for the main panel.
+    signals : mapping of str to hist.Hist, optional
+        Components drawn unstacked as lines (e.g. ttbar as the "unknown" process).
+    data_label : str
+        Legend label of the data.
+    text, lumi, com : optional
+        CMS label: text, integrated luminosity (fb^-1), centre-of-mass energy (TeV).
+    is_data : bool
+        Whether ``data`` is real data (label without "Simulation").
+
+    Returns
+    -------
+    pathlib.Path
+        The written PNG.
+    """
+    import mplhep as hep
+
+    if not mc:
+        raise PlotError("plot_data_mc: no MC components given")
+    d_vals, d_edges, _, axis_label = _values_edges(data, "data")
+    for name, h in list(mc.items()) + list((signals or {}).items()):
+        _, e, _, _ = _values_edges(h, f"mc[{name!r}]")
+        if e.shape != d_edges.shape or not np.allclose(e, d_edges):
+            raise PlotError(f"plot_data_mc: component {name!r} has a different binning from the data")
+    signals = signals or {}
+    with _style():
+        fig, ax, rax = _figure(ratio=True, share_x=False)
+        hep.comp.data_model(
+            data,
+            stacked_components=list(mc.values()),
+            stacked_labels=list(mc.keys()),
+            stacked_colors=[PROCESS_COLORS[i % len(PROCESS_COLORS)] for i in range(len(mc))],
+            unstacked_components=list(signals.values()) or None,
+            unstacked_labels=list(signals.keys()) or None,
+            unstacked_colors=[PROCESS_COLORS[(len(mc) + i) % len(PROCESS_COLORS)] for i in range(len(signals))] or None,
+            xlabel=xlabel or axis_label, ylabel=ylabel, data_label=data_label,
+            fig=fig, ax_main=ax, ax_comparison=rax, comparison="ratio", flow="none",
+            h1_label="Data", h2_label="MC",
+        )
+        if logy:
+            ax.set_yscale("log")
+            positive = d_vals[d_vals > 0]
+            top = max(float(d_vals.max()) if d_vals.size else 1.0,
+                      float(sum(np.asarray(h.values()) for h in mc.values()).max()))
+            ax.set_ylim(max(0.1, 0.5 * float(positive.min())) if positive.size else 0.1, top * 100)
+        rax.set_ylim(0.0, 2.0)
+        rax.set_xlim(d_edges[0], d_edges[-1])
+        ax.set_xlim(d_edges[0], d_edges[-1])
+        rax.set_ylabel("Data / MC")
+        ax.legend(fontsize=14, ncols=2, loc="upper right")
+        _cms_label(ax, data=is_data, text=text, lumi=lumi, com=com)
+        return save_png(fig, path)
+
+
+# ----------------------------------------------------------------------------- ASTF
+def plot_astf(results: Mapping[str, AstfResult], path: str | os.PathLike, *, reference: str | None = None,
+              xlabel: str | None = None, logy: bool = True, alpha: float | None = None,
+              text: str | None = None, lumi: float | None = None, com: float | str | None = 13,
+              is_data: bool = True) -> Path:
+    """ASTF per bin: the reference (background MC) as a filled band, the others as points.
+
+    As Knapp et al. Fig. 8: "The filled area shows the same ratio computed on simulated
+    background; the uncertainty bands represent the statistical uncertainties".
+
+    Parameters
+    ----------
+    results : mapping of str to AstfResult
+        Legend label to ASTF (same binning), e.g. ``{"Data": ..., "W+Z MC": ...}``.
+    path : str or path-like
+        Output PNG.
+    reference : str, optional
+        Key drawn as the band (default: the last entry).
+    xlabel : str, optional
+        x-axis label with unit; default the histogram axis label.
+    logy : bool
+        Logarithmic y axis.
+    alpha : float, optional
+        Overall anomaly-selection efficiency, drawn as a horizontal line.
+    text, lumi, com, is_data : optional
+        CMS label settings.
+
+    Returns
+    -------
+    pathlib.Path
+        The written PNG.
+    """
+    if not results:
+        raise PlotError("plot_astf: no ASTF results given")
+    ref_key = reference if reference is not None else list(results)[-1]
+    if ref_key not in results:
+        raise PlotError(f"plot_astf: reference {ref_key!r} not among {list(results)}")
+    ref = results[ref_key]
+    edges = ref.edges[0]
+    with _style():
+        fig, ax, _ = _figure(ratio=False)
+        lo = np.nan_to_num(ref.interval.low, nan=0.0)
+        hi = np.nan_to_num(ref.interval.high, nan=0.0)
+        have = np.isfinite(ref.fraction)
+        ax.stairs(np.where(have, hi, 0.0), edges, baseline=np.where(have, lo, 0.0), fill=True,
+                  color=PROCESS_COLORS[0], alpha=0.45, label=f"{ref_key} (stat. unc.)")
+        ax.stairs(np.where(have, ref.fraction, np.nan), edges, color=PROCESS_COLORS[0], lw=1.5)
+        k = 0
+        for label, res in results.items():
+            if label == ref_key:
+                continue
+            k += 1
+            if res.edges[0].shape != edges.shape or not np.allclose(res.edges[0], edges):
+                raise PlotError(f"plot_astf: {label!r} has a different binning from {ref_key!r}")
+            ok = np.isfinite(res.fraction)
+            ax.errorbar(res.centers[ok], res.fraction[ok],
+                        yerr=[res.interval.error_low[ok], res.interval.error_high[ok]],
+                        xerr=0.5 * np.diff(edges)[ok], fmt="o", color="black" if k == 1 else PROCESS_COLORS[k],
+                        ms=6, label=label)
+        if alpha is not None:
+            ax.axhline(alpha, color="grey", ls="--", lw=1.5, label=rf"$\alpha$ = {alpha:g}")
+        if logy:
+            ax.set_yscale("log")
+            allv = np.concatenate([np.asarray(r.interval.high, dtype=float).ravel() for r in results.values()]
+                                  + [np.asarray(r.fraction, dtype=float).ravel() for r in results.values()])
+            pos = allv[np.isfinite(allv) & (allv > 0)]
+            if pos.size:
+                ax.set_ylim(0.3 * pos.min(), min(1.5, 30 * pos.max()))
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_xlabel(xlabel or (ref.axis_labels[0] if ref.axis_labels else ""))
+        ax.set_ylabel("ASTF (accepted fraction)")
+        ax.legend(fontsize=15, loc="upper left")
+        _cms_label(ax, data=is_data, text=text, lumi=lumi, com=com)
+        return save_png(fig, path)
+
+
+# ----------------------------------------------------------------------------- fits
+def plot_fit(fit: FitResult, path: str | os.PathLike, *, xlabel: str = r"$m_{jj}$ [GeV]",
+             data_label: str = "Data", logy: bool = True, text: str | None = None,
+             lumi: float | None = None, com: float | str | None = 13, is_data: bool = False) -> Path:
+    """Spectrum (events per bin width) with the fitted dijet function and a pulls panel.
+
+    Parameters
+    ----------
+    fit : FitResult
+        From :func:`cms_anomaly.processors.fits.fit_dijet`.
+    path : str or path-like
+        Output PNG.
+    xlabel : str
+        x-axis label with unit.
+    data_label : str
+        Legend label of the fitted histogram.
+    logy : bool
+        Logarithmic y axis.
+    text, lumi, com, is_data : optional
+        CMS label settings.
+
+    Returns
+    -------
+    pathlib.Path
+        The written PNG.
+    """
+    edges = fit.edges
+    width = np.diff(edges)
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    with _style():
+        fig, ax, rax = _figure(ratio=True)
+        n, err = fit.observed, np.sqrt(fit.variances)
+        ok = n > 0
+        ax.errorbar(centers[ok], (n / width)[ok], yerr=(err / width)[ok], xerr=0.5 * width[ok], fmt="o",
+                    color="black", ms=5, label=data_label)
+        fine = np.linspace(edges[0], edges[-1], 400)
+        par = ", ".join(f"{k} = {v:.3g}" for k, v in fit.params.items())
+        ax.plot(fine, fit.density(fine), color=PROCESS_COLORS[2], lw=2,
+                label=f"{fit.model} fit ({fit.method}): " + rf"$\chi^2$/ndf = {fit.chi2:.1f}/{fit.ndf}")
+        excluded = ~fit.fit_mask
+        for i in np.flatnonzero(excluded):
+            ax.axvspan(edges[i], edges[i + 1], color="grey", alpha=0.15, lw=0)
+        if excluded.any():
+            ax.plot([], [], color="grey", alpha=0.3, lw=8, label="Excluded from fit")
+        ax.text(0.03, 0.03, par, transform=ax.transAxes, fontsize=11, va="bottom")
+        if logy:
+            ax.set_yscale("log")
+        unit = _unit(xlabel)
+        ax.set_ylabel(f"Events / {unit}" if unit else "Events / bin width")
+        ax.legend(fontsize=14, loc="upper right")
+        pulls = np.nan_to_num(fit.pulls, nan=0.0)
+        rax.bar(centers, pulls, width=width, color=PROCESS_COLORS[0], edgecolor="none")
+        rax.axhline(0, color="black", lw=1)
+        for y in (-2, 2):
+            rax.axhline(y, color="grey", ls=":", lw=1)
+        lim = max(3.0, float(np.nanmax(np.abs(fit.pulls))) * 1.2 if np.isfinite(fit.pulls).any() else 3.0)
+        rax.set_ylim(-lim, lim)
+        rax.set_ylabel("Pull")
+        rax.set_xlabel(xlabel)
+        ax.set_xlim(edges[0], edges[-1])
+        _cms_label(ax, data=is_data, text=text, lumi=lumi, com=com)
+        return save_png(fig, path)
+
+
+def _unit(label: str) -> str:
+    """Unit inside the trailing brackets of an axis label, e.g. 'GeV' from 'm_jj [GeV]'."""
+    if label.endswith("]") and "[" in label:
+        return label[label.rindex("[") + 1:-1]
+    return ""
+
+
+# ----------------------------------------------------------------------------- BumpHunter
+def plot_bumphunt(result: BumpHuntResult, path: str | os.PathLike, *, xlabel: str = r"$m_{jj}$ [GeV]",
+                  data_label: str = "Data", reference_label: str = "Background reference",
+                  logy: bool = True, text: str | None = None, lumi: float | None = None,
+                  com: float | str | None = 13, is_data: bool = False) -> Path:
+    """Data vs reference with the most significant BumpHunter window and a per-bin significance panel.
+
+    Parameters
+    ----------
+    result : BumpHuntResult
+        From :func:`cms_anomaly.processors.bumphunt.bump_hunt`.
+    path : str or path-like
+        Output PNG.
+    xlabel : str
+        x-axis label with unit.
+    data_label, reference_label : str
+        Legend labels.
+    logy : bool
+        Logarithmic y axis.
+    text, lumi, com, is_data : optional
+        CMS label settings.
+
+    Returns
+    -------
+    pathlib.Path
+        The written PNG.
+    """
+    from scipy import stats
+
+    edges, d, r = result.edges, result.data, result.reference
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    with _style():
+        fig, ax, rax = _figure(ratio=True)
+        ax.stairs(r, edges, color=PROCESS_COLORS[0], fill=True, alpha=0.5, label=reference_label)
+        ax.errorbar(centers, d, yerr=np.sqrt(d), fmt="o", color="black", ms=5, label=data_label)
+        gs = f">{result.global_significance:.2f}" if result.global_significance_is_lower_limit \
+            else f"{result.global_significance:.2f}"
+        ax.axvspan(*result.window, color=PROCESS_COLORS[2], alpha=0.25,
+                   label=f"BumpHunter window (local {result.local_significance:.1f}" + r"$\sigma$"
+                         f", global {gs}" + r"$\sigma$)")
+        if logy:
+            ax.set_yscale("log")
+        ax.set_ylabel("Events / bin")
+        ax.legend(fontsize=14, loc="upper right")
+        # per-bin one-sided Poisson significance (excess positive, deficit negative)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p_exc = stats.poisson.sf(d - 1, r)
+            p_def = stats.poisson.cdf(d, r)
+            sig = np.where(d >= r, stats.norm.isf(np.clip(p_exc, 1e-300, 0.5)),
+                           -stats.norm.isf(np.clip(p_def, 1e-300, 0.5)))
+        sig = np.where(r > 0, sig, 0.0)
+        rax.bar(centers, sig, width=np.diff(edges), color=PROCESS_COLORS[2], edgecolor="none")
+        rax.axhline(0, color="black", lw=1)
+        rax.set_ylabel(r"Significance [$\sigma$]")
+        rax.set_xlabel(xlabel)
+        ax.set_xlim(edges[0], edges[-1])
+        _cms_label(ax, data=is_data, text=text, lumi=lumi, com=com)
+        return save_png(fig, path)
