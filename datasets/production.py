@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -75,18 +75,21 @@ class FileJob:
         }
 
 
-def plan_jobs(cards: Sequence[ProcessCard], *, events: int, events_per_file: int | None, seed: int, out: str | os.PathLike) -> list[FileJob]:
-    """Split ``events`` per process into file jobs of at most ``events_per_file`` events."""
-    if events <= 0:
-        raise ValueError(f"--events must be positive, got {events}")
-    per_file = events_per_file or min(events, DEFAULT_EVENTS_PER_FILE)
-    if per_file <= 0:
-        raise ValueError(f"--events-per-file must be positive, got {per_file}")
+def plan_jobs(cards: Sequence[ProcessCard], *, events: int | Mapping[str, int], events_per_file: int | None, seed: int,
+              out: str | os.PathLike) -> list[FileJob]:
+    """Split the events of each process (one number for all, or per process name) into file jobs."""
     jobs = []
     for card in cards:
-        n_files = -(-events // per_file)
+        n_events = events if isinstance(events, int) else events[card.name]
+        if n_events <= 0:
+            raise ValueError(f"{card.name}: the number of events must be positive, got {n_events}")
+        per_file = events_per_file or min(n_events, DEFAULT_EVENTS_PER_FILE)
+        if per_file <= 0:
+            raise ValueError(f"--events-per-file must be positive, got {per_file}")
+        events_for_card = n_events
+        n_files = -(-events_for_card // per_file)
         for index in range(n_files):
-            n = min(per_file, events - index * per_file)
+            n = min(per_file, events_for_card - index * per_file)
             jobs.append(FileJob(card=card, index=index, n_events=n, base_seed=seed, out_dir=str(Path(out).resolve()), first_event=index * per_file + 1))
     return jobs
 
@@ -245,14 +248,14 @@ def produce(
     processes: Sequence[str],
     *,
     out: str | os.PathLike,
-    events: int,
+    events: int | Mapping[str, int],
     events_per_file: int | None = None,
     seed: int = 1,
     executor: str = "dask",
     scheduler: str | None = None,
     workers: int | None = None,
 ) -> dict:
-    """Generate ``events`` events of every process into ``out`` and write ``out/fileset.json``.
+    """Generate ``events`` events of every process (or ``events[name]``) into ``out``; write ``out/fileset.json``.
 
     Returns
     -------
