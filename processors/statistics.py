@@ -202,8 +202,10 @@ def agresti_coull_interval(passed, total, *, cl: float = ONE_SIGMA_CL) -> Binomi
     half = z * np.sqrt(p_t * (1.0 - p_t) / n_t)
     with np.errstate(invalid="ignore", divide="ignore"):
         est = np.where(n > 0, k / np.where(n > 0, n, 1.0), np.nan)
-    return BinomialInterval(estimate=est, center=p_t, low=np.clip(p_t - half, 0.0, 1.0),
-                            high=np.clip(p_t + half, 0.0, 1.0), cl=cl)
+    # n = 0 carries no information: exactly [0, 1] (the formula gives it up to round-off)
+    low = np.where(n > 0, np.clip(p_t - half, 0.0, 1.0), 0.0)
+    high = np.where(n > 0, np.clip(p_t + half, 0.0, 1.0), 1.0)
+    return BinomialInterval(estimate=est, center=p_t, low=low, high=high, cl=cl)
 
 
 def _weighted_efficiency_interval(w_pass: np.ndarray, w_total: np.ndarray, w2_total: np.ndarray,

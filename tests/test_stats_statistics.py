@@ -1,0 +1,319 @@
+"""Statistics library against textbook values and the papers' numbers."""
+from __future__ import annotations
+
+import math
+
+import hist
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from cms_anomaly.processors import statistics as st
+
+
+# ----------------------------------------------------------------------------- ROC / AUC
+@pytest.mark.parametrize("d", [0.5, 1.0, 2.0])
+def test_auc_of_two_gaussians_is_phi_d_over_sqrt2(d):
+    rng = np.random.default_rng(11)
+    b = rng.normal(0.0, 1.0, 150_000)
+    s = rng.normal(d, 1.0, 150_000)
+    expected = norm.cdf(d / math.sqrt(2.0))
+    assert st.auc(b, s) == pytest.approx(expected, abs=0.004)
+
+
+def test_auc_counts_ties_one_half_and_is_weight_consistent():
+    # pairs (s, b): (1,0) > ; (1,1) tie ; (2,0) > ; (2,1) >  -> (3 + 0.5) / 4
+    assert st.auc([0.0, 1.0], [1.0, 2.0]) == pytest.approx(0.875)
+    assert st.auc([3.0, 3.0, 3.0], [3.0, 3.0]) == pytest.approx(0.5)
+    # an integer weight is the same as duplicating the event
+    b, s = np.array([0.1, 0.4, 0.35, 0.8]), np.array([0.9, 0.8, 0.2])
+    dup = st.auc(np.r_[b, b[1]], s)
+    w = st.auc(b, s, bkg_weights=[1, 2, 1, 1])
+    assert w == pytest.approx(dup)
+
+
+def test_roc_points_by_hand():
+    b = [0.1, 0.4, 0.35, 0.8]
+    s = [0.9, 0.8, 0.2]
+    roc = st.roc_curve(b, s)
+    # thresholds (select score > t): 0.9 -> nothing, 0.8 -> {0.9}, 0.4 -> {0.9, 0.8, 0.8}, ...
+    assert roc.thresholds[:4].tolist() == [0.9, 0.8, 0.4, 0.35]
+    assert roc.fpr.tolist() == pytest.approx([0, 0, 0.25, 0.5, 0.75, 0.75, 1.0])
+    assert roc.tpr.tolist() == pytest.approx([0, 1 / 3, 2 / 3, 2 / 3, 2 / 3, 1.0, 1.0])
+    # same AUC as the pair count: s=0.9 beats 4, s=0.8 beats 3 ties 1, s=0.2 beats 1 -> 8.5/12
+    assert roc.auc() == pytest.approx(8.5 / 12)
+    # each point is reproduced by counting with its threshold
+    for t, f, p in zip(roc.thresholds, roc.fpr, roc.tpr):
+        assert f == pytest.approx(np.mean(np.asarray(b) > t))
+        assert p == pytest.approx(np.mean(np.asarray(s) > t))
+
+
+def test_roc_rejects_bad_input():
+    with pytest.raises(st.StatisticsError, match="NaN"):
+        st.roc_curve([0.1, np.nan], [0.3])
+    with pytest.raises(st.StatisticsError, match="both samples"):
+        st.roc_curve([], [0.3])
+    with pytest.raises(st.StatisticsError, match="weights"):
+        st.roc_curve([0.1, 0.2], [0.3], bkg_weights=[1.0])
+
+
+def test_sic_and_lr_plus():
+    assert st.sic(0.5, 0.01) == pytest.approx(5.0)
+    assert st.lr_plus(0.5, 0.01) == pytest.approx(50.0)
+    out = st.sic([0.2, 0.3], [0.0, 0.04])
+    assert np.isnan(out[0]) and out[1] == pytest.approx(1.5)
+
+
+def test_tpr_at_fpr_gaussian_working_point():
+    rng = np.random.default_rng(5)
+    b = rng.normal(0.0, 1.0, 400_000)
+    s = rng.normal(2.0, 1.0, 100_000)
+    wp = st.tpr_at_fpr(b, s, fpr=1e-2)
+    # threshold = Phi^-1(0.99) = 2.326; TPR = Phi(2 - 2.326) = 0.372
+    assert wp.threshold == pytest.approx(norm.isf(0.01), abs=0.02)
+    assert wp.fpr <= 1e-2 and wp.fpr == pytest.approx(1e-2, rel=1e-3)
+    assert wp.tpr == pytest.approx(norm.cdf(2.0 - norm.isf(0.01)), abs=0.008)
+    assert wp.tpr_interval[0] < wp.tpr < wp.tpr_interval[1]
+    assert wp.lr_plus == pytest.approx(wp.tpr / wp.fpr)
+    assert wp.sic == pytest.approx(wp.tpr / math.sqrt(wp.fpr))
+
+
+# ----------------------------------------------------------------------------- Agresti-Coull
+def test_agresti_coull_textbook_numbers():
+    # 95 %: z = 1.959964, n~ = 23.841459, p~ = (7 + 1.920729)/23.841459 = 0.374169,
+    # half width = 1.959964 * sqrt(0.374169 * 0.625831 / 23.841459) = 0.194244
+    ac = st.agresti_coull_interval(7, 20, cl=0.95)
+    assert float(ac.estimate) == pytest.approx(0.35)
+    assert float(ac.center) == pytest.approx(0.374169, abs=1e-6)
+    assert float(ac.low) == pytest.approx(0.179926, abs=1e-6)
+    assert float(ac.high) == pytest.approx(0.568411, abs=1e-6)
+    # z = 2 exactly: "add two successes and two failures" -> p~ = 9/24 = 0.375,
+    # half width = 2 sqrt(0.375 * 0.625 / 24) = 0.197642
+    cl2 = math.erf(2.0 / math.sqrt(2.0))
+    ac2 = st.agresti_coull_interval(7, 20, cl=cl2)
+    assert float(ac2.center) == pytest.approx(0.375, abs=1e-12)
+    assert float(ac2.low) == pytest.approx(0.375 - 0.1976424, abs=1e-6)
+    assert float(ac2.high) == pytest.approx(0.375 + 0.1976424, abs=1e-6)
+    # k = 0: p~ = 2/14, high = 0.142857 + 2 sqrt(0.142857 * 0.857143 / 14) = 0.329901, low clipped
+    ac0 = st.agresti_coull_interval(0, 10, cl=cl2)
+    assert float(ac0.low) == 0.0 and float(ac0.high) == pytest.approx(0.329901, abs=1e-6)
+    # n = 0: no information
+    acn = st.agresti_coull_interval(0, 0, cl=cl2)
+    assert np.isnan(acn.estimate) and float(acn.low) == 0.0 and float(acn.high) == 1.0
+
+
+def test_agresti_coull_coverage_close_to_nominal():
+    rng = np.random.default_rng(2)
+    n, p = 50, 0.1
+    k = rng.binomial(n, p, 20_000)
+    ac = st.agresti_coull_interval(k, np.full_like(k, n), cl=0.95)
+    coverage = np.mean((ac.low <= p) & (p <= ac.high))
+    assert 0.93 < coverage < 0.98
+
+
+def test_agresti_coull_rejects_bad_counts():
+    with pytest.raises(st.StatisticsError, match="exceeds"):
+        st.agresti_coull_interval(5, 3)
+    with pytest.raises(st.StatisticsError, match="cl"):
+        st.agresti_coull_interval(1, 3, cl=1.5)
+
+
+# ----------------------------------------------------------------------------- thresholds
+def test_threshold_keeps_ties_together():
+    s = [1.0, 2.0, 2.0, 2.0, 3.0]
+    assert st.threshold_at_efficiency(s, efficiency=0.2) == 2.0  # keeps {3}
+    assert st.threshold_at_efficiency(s, efficiency=0.5) == 2.0  # cannot split the three 2s
+    assert st.selection_efficiency(s, threshold=2.0) == pytest.approx(0.2)
+    assert st.threshold_at_efficiency(s, efficiency=0.8) == 1.0
+    assert st.threshold_at_efficiency(s, efficiency=0.19) == 3.0  # nothing selected
+    assert st.selection_efficiency(s, threshold=3.0) == 0.0
+    t_all = st.threshold_at_efficiency(s, efficiency=1.0)
+    assert t_all < 1.0 and st.selection_efficiency(s, threshold=t_all) == 1.0
+
+
+def test_threshold_weighted():
+    s, w = [1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 5.0]
+    assert st.threshold_at_efficiency(s, w, efficiency=0.625) == 3.0
+    assert st.selection_efficiency(s, w, threshold=3.0) == pytest.approx(0.625)
+    assert st.threshold_at_efficiency(s, w, efficiency=0.6) == 4.0
+    rng = np.random.default_rng(3)
+    x = rng.exponential(1.0, 100_000)
+    t = st.threshold_at_efficiency(x, efficiency=1e-3)
+    assert t == pytest.approx(-math.log(1e-3), rel=0.05)
+    assert st.selection_efficiency(x, threshold=t) == pytest.approx(1e-3, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- ASTF
+def _hist(values, weights=None, edges=(0.0, 1.0, 2.0, 3.0)):
+    h = hist.Hist(hist.axis.Variable(list(edges), name="ht", label="$H_T$ [GeV]"), storage=hist.storage.Weight())
+    h.fill(np.asarray(values, dtype=float), weight=np.ones(len(values)) if weights is None else weights)
+    return h
+
+
+def test_astf_fractions_and_binomial_errors():
+    all_vals = [0.5] * 10 + [1.5] * 20
+    sel_vals = [0.5] * 1 + [1.5] * 5
+    res = st.astf(_hist(all_vals), _hist(sel_vals), cl=0.95)
+    assert res.fraction[:2].tolist() == pytest.approx([0.1, 0.25])
+    assert np.isnan(res.fraction[2])
+    ref = st.agresti_coull_interval([1, 5], [10, 20], cl=0.95)
+    assert res.interval.low[:2] == pytest.approx(ref.low)
+    assert res.interval.high[:2] == pytest.approx(ref.high)
+    assert res.interval.low[2] == 0.0 and res.interval.high[2] == 1.0
+    assert res.axis_labels == ("$H_T$ [GeV]",)
+    # uniform weight 2: same fractions and same effective entries -> same interval
+    resw = st.astf(_hist(all_vals, np.full(30, 2.0)), _hist(sel_vals, np.full(6, 2.0)), cl=0.95)
+    assert resw.fraction[:2] == pytest.approx(res.fraction[:2])
+    assert resw.n_all_eff[:2] == pytest.approx([10, 20])
+    assert resw.interval.low[:2] == pytest.approx(res.interval.low[:2])
+
+
+def test_astf_ratio_data_over_mc():
+    data = st.astf(_hist([0.5] * 100 + [1.5] * 100), _hist([0.5] * 10 + [1.5] * 40))
+    mc = st.astf(_hist([0.5] * 1000 + [1.5] * 1000), _hist([0.5] * 100 + [1.5] * 200))
+    r, err = data.ratio_to(mc)
+    assert r[:2] == pytest.approx([1.0, 2.0])
+    assert np.all(err[:2] > 0)
+
+
+def test_astf_rejects_mismatch():
+    with pytest.raises(st.StatisticsError, match="binning"):
+        st.astf(_hist([0.5]), _hist([0.5], edges=(0.0, 1.0, 2.0)))
+    with pytest.raises(st.StatisticsError, match="subset"):
+        st.astf(_hist([0.5]), _hist([0.5, 0.5]))
+
+
+# ----------------------------------------------------------------------------- ABCD
+def test_abcd_closes_on_independent_variables():
+    rng = np.random.default_rng(7)
+    x, y = rng.exponential(1.0, 400_000), rng.normal(0.0, 1.0, 400_000)
+    counts = st.abcd_counts(x, y, threshold1=np.quantile(x, 0.9), threshold2=np.quantile(y, 0.9))
+    pred = st.abcd_prediction(counts)
+    assert counts.total == pytest.approx(400_000)
+    assert abs(pred.closure - 1.0) < 3 * pred.closure_error
+    rel = math.sqrt(1 / counts.a + 1 / counts.b + 1 / counts.c + 1 / counts.d)  # four Poisson regions
+    assert pred.closure_error == pytest.approx(pred.closure * rel, rel=1e-9)
+    assert pred.significance < 3.0
+
+
+def test_abcd_fails_to_close_on_correlated_variables():
+    rng = np.random.default_rng(8)
+    x = rng.normal(0.0, 1.0, 400_000)
+    y = 0.5 * x + math.sqrt(1 - 0.25) * rng.normal(0.0, 1.0, 400_000)
+    pred = st.abcd_prediction(st.abcd_counts(x, y, threshold1=1.28, threshold2=1.28))
+    # positive correlation -> the factorised prediction underestimates region A
+    assert pred.closure < 1.0 - 5 * pred.closure_error
+
+
+def test_abcd_significance_by_hand():
+    assert st.abcd_significance(120, 100) == pytest.approx(20 / math.sqrt(120))
+    assert st.abcd_significance(90, 100) == 0.0
+    pred = st.abcd_prediction(st.AbcdCounts.from_counts(a=150, b=400, c=500, d=2000))
+    assert pred.predicted == pytest.approx(100.0)
+    assert pred.closure == pytest.approx(100 / 150)
+    assert pred.significance == pytest.approx(50 / math.sqrt(150))
+
+
+def test_abcd_signal_contamination_correction():
+    # factorising background + a signal that leaks into the control regions
+    bkg = np.array([100.0, 400.0, 500.0, 2000.0])  # 100 = 400 * 500 / 2000
+    sig = np.array([60.0, 30.0, 25.0, 10.0])
+    obs = st.AbcdCounts.from_counts(*(bkg + sig))
+    raw = st.abcd_prediction(obs)
+    corrected = st.abcd_prediction(obs, signal=st.AbcdCounts.from_counts(*sig))
+    assert raw.predicted > 100.0 + 5.0  # contamination inflates the prediction
+    assert corrected.predicted == pytest.approx(100.0)
+    assert corrected.corrected and not raw.corrected
+    assert corrected.significance > raw.significance
+    mu, b_a = st.abcd_signal_strength(obs, signal_template=st.AbcdCounts.from_counts(*(sig / 2.0)))
+    assert mu == pytest.approx(2.0) and b_a == pytest.approx(100.0)
+
+
+def test_diagonal_thresholds_on_independent_scores():
+    rng = np.random.default_rng(9)
+    u1, u2 = rng.uniform(size=200_000), rng.uniform(size=200_000)
+    t1, t2, e = st.diagonal_thresholds(u1, u2, efficiency=0.01)
+    assert e == pytest.approx(0.1, rel=0.05)  # independent: e^2 = 0.01
+    frac = np.mean((u1 > t1) & (u2 > t2))
+    assert 0.009 < frac <= 0.01 + 1e-9
+    assert np.mean(u1 > t1) == pytest.approx(np.mean(u2 > t2), rel=0.01)
+
+
+def test_abcd_trigger_prescales():
+    out = st.abcd_trigger_prescales(st.AbcdCounts.from_counts(a=10, b=90, c=90, d=810))
+    assert (out["b"], out["c"], out["d"]) == (9.0, 9.0, 81.0)
+    assert out["stored_over_a"] == pytest.approx(4.0)
+
+
+# ----------------------------------------------------------------------------- rates
+def test_rate_conversions_by_hand_and_against_cerri_tables():
+    assert st.events_per_month(1.0) == pytest.approx(5000.0)  # 1 pb x 5 fb^-1
+    assert st.events_per_month(2.0, 0.1, lumi_fb=10.0) == pytest.approx(2000.0)
+    # Table 1: W, 58 nb, acceptance 55.6 %, L1 68 % -> 110 M events/month
+    assert st.events_per_month(58e3, 0.556 * 0.68) == pytest.approx(110e6, rel=0.01)
+    # Table 4: 100 events/month at VAE efficiency 2.8e-3 (A->4l) -> 7.1 pb; 6.7e-4 (LQ) -> 30 pb
+    assert st.xsec_for_events_per_month(100, 2.8e-3) == pytest.approx(100 / (5000 * 2.8e-3))
+    assert st.xsec_for_events_per_month(100, 2.8e-3) == pytest.approx(7.1, rel=0.01)
+    assert st.xsec_for_events_per_month(100, 6.7e-4) == pytest.approx(30.0, rel=0.01)
+    # S/B = 1/3 with 1200 SM events/month: 400 / (5000 * 2.8e-3) = 28.57 pb (paper: 27)
+    assert st.xsec_for_signal_to_background(1 / 3, 1200, efficiency=2.8e-3) == pytest.approx(28.571, rel=1e-3)
+    # FPR 5.4e-6 of the SM cocktail (110 + 63 + 12 + 0.6 M/month) is ~1000 events/month
+    assert 5.4e-6 * (110e6 + 63e6 + 12e6 + 0.6e6) == pytest.approx(1000, rel=0.01)
+    assert st.trigger_rate_hz(1.0, inst_lumi_cm2s=1e34) == pytest.approx(0.01)
+    with pytest.raises(st.StatisticsError, match="efficiency"):
+        st.xsec_for_events_per_month(100, 0.0)
+
+
+def test_sbr_ratio_cerri_table5():
+    # eq. 5.1 with Table 5 efficiencies: A->4l 625, LQ->b tau 125 (paper rounds the inputs)
+    a4l = st.sbr_ratio(sm_efficiency=5.3e-6, sm_reference_efficiency=0.6, bsm_efficiency=2.8e-3,
+                       bsm_reference_efficiency=0.5)
+    lq = st.sbr_ratio(sm_efficiency=5.3e-6, sm_reference_efficiency=0.6, bsm_efficiency=6.7e-4,
+                      bsm_reference_efficiency=0.6)
+    assert a4l == pytest.approx((0.6 / 5.3e-6) * (2.8e-3 / 0.5))
+    assert a4l == pytest.approx(625, rel=0.03)
+    assert lq == pytest.approx(125, rel=0.03)
+
+
+# ----------------------------------------------------------------------------- distance correlation
+def _dcor2_bivariate_normal(rho: float) -> float:
+    """Szekely, Rizzo & Bakirov (2007) Theorem 7: dCor^2 of a bivariate normal."""
+    r = abs(rho)
+    num = r * math.asin(r) + math.sqrt(1 - r * r) - r * math.asin(r / 2) - math.sqrt(4 - r * r) + 1
+    return num / (1 + math.pi / 3 - math.sqrt(3))
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.9])
+def test_distance_correlation_bivariate_normal(rho):
+    rng = np.random.default_rng(int(rho * 10) + 1)
+    x = rng.normal(size=3000)
+    y = rho * x + math.sqrt(1 - rho * rho) * rng.normal(size=3000)
+    assert st.distance_correlation(x, y, squared=True) == pytest.approx(_dcor2_bivariate_normal(rho), abs=0.025)
+
+
+def test_distance_correlation_properties():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=1500)
+    assert st.distance_correlation(x, 3.0 * x - 2.0) == pytest.approx(1.0, abs=1e-9)
+    y = x ** 2
+    assert abs(np.corrcoef(x, y)[0, 1]) < 0.1
+    assert st.distance_correlation(x, y) > 0.3  # dependence Pearson cannot see
+    # block size does not matter; integer weights equal duplication
+    z = rng.normal(size=1500)
+    assert st.distance_correlation(x, z, block_size=7) == pytest.approx(st.distance_correlation(x, z), rel=1e-9)
+    w = rng.integers(1, 3, size=300).astype(float)
+    xs, zs = x[:300], z[:300]
+    dup = st.distance_correlation(np.repeat(xs, w.astype(int)), np.repeat(zs, w.astype(int)))
+    assert st.distance_correlation(xs, zs, weights=w) == pytest.approx(dup, rel=1e-9)
+
+
+def test_distance_correlation_matches_disco_training_loss():
+    torch = pytest.importorskip("torch")
+    from cms_anomaly.models.double_ae import distance_correlation_squared
+
+    rng = np.random.default_rng(6)
+    x = rng.exponential(size=800)
+    y = 0.3 * x + rng.normal(size=800)
+    ours = st.distance_correlation(x, y, squared=True)
+    theirs = float(distance_correlation_squared(torch.tensor(x), torch.tensor(y)))
+    assert ours == pytest.approx(theirs, rel=1e-6)
