@@ -172,10 +172,19 @@ class ALAD(AnomalyModel):
 
     def export_modules(self) -> dict[str, nn.Module]:
         """One scriptable module per score, spectral norm frozen into plain weights."""
-        frozen = copy.deepcopy(self).cpu().eval()
-        for m in frozen.modules():
-            if parametrize.is_parametrized(m, "weight"):
-                parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+        was_training = self.training
+        self.eval()  # spectral norm: eval mode uses the stored singular vectors, no power iteration
+        frozen = ALAD(copy.deepcopy(self.encoding).cpu(), latent=self.latent, hidden=self._arch["hidden"], sn=False)
+        src = dict(self.named_modules())
+        with torch.no_grad():
+            for name, dst in frozen.named_modules():
+                if isinstance(dst, nn.Linear):
+                    dst.weight.copy_(src[name].weight.detach().cpu())  # W / sigma(W) for normalised layers
+                    dst.bias.copy_(src[name].bias.detach().cpu())
+                elif isinstance(dst, nn.BatchNorm1d):
+                    dst.load_state_dict({k: v.cpu() for k, v in src[name].state_dict().items()})
+        self.train(was_training)
+        frozen.eval()
         return {name: ALADScore(frozen, index=i) for i, name in enumerate(ALAD_SCORES)}
 
     def architecture(self) -> dict:
@@ -192,7 +201,17 @@ class ALADScore(nn.Module):
         self.output_names = (ALAD_SCORES[index],)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.alad.all_scores(x)[:, self.index]
+        a = self.alad
+        h = a.encoding(x)
+        rec = a.generator(a.encoder(h))
+        if self.index == 0:
+            return (h - rec).abs().sum(1)
+        if self.index == 1:
+            d = h - rec
+            return torch.sqrt((d * d).sum(1))
+        if self.index == 2:
+            return nn.functional.softplus(-a.d_xx(h, rec))
+        return (a.d_xx.features(h, h) - a.d_xx.features(h, rec)).abs().sum(1)
 
 
 def build_alad(x_train: np.ndarray, *, feature_names: list[str], seed: int) -> ALAD:

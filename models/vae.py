@@ -48,6 +48,11 @@ def clipped_tanh(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (1.0 + 0.999 * torch.tanh(x))
 
 
+def _log_phi(t: torch.Tensor) -> torch.Tensor:
+    """log of the standard normal CDF; floor 1e-30 (reached only below t = -11), ~10x faster than log_ndtr."""
+    return torch.log(torch.clamp(torch.special.ndtr(t), min=1e-30))
+
+
 def _gauss_nll(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return torch.log(sigma) + 0.9189385332046727 + 0.5 * ((x - mu) / sigma) ** 2
 
@@ -141,7 +146,7 @@ class VAE(AnomalyModel):
             m = a1.index_select(1, idx)
             s = a2.index_select(1, self.a2pos_truncated_gaussian)
             x = torch.clamp(xs.index_select(1, idx), min=0.0)
-            total = total + (_gauss_nll(x, m, s) + torch.special.log_ndtr(m / s)).sum(1)
+            total = total + (_gauss_nll(x, m, s) + _log_phi(m / s)).sum(1)
         idx = self.idx_discrete_truncated_gaussian
         if idx.numel() > 0:
             m = a1.index_select(1, idx)
@@ -149,10 +154,10 @@ class VAE(AnomalyModel):
             n = torch.clamp(torch.round(x_raw.index_select(1, idx)), min=0.0)
             z_lo = (n - 0.5 - m) / s
             z_hi = (n + 0.5 - m) / s
-            # upper tail computed from the other side so the difference keeps its precision
-            p = torch.where(z_lo > 0, torch.special.ndtr(-z_lo) - torch.special.ndtr(-z_hi),
-                            torch.special.ndtr(z_hi) - torch.special.ndtr(z_lo))
-            total = total + (-torch.log(torch.clamp(p, min=1e-30)) + torch.special.log_ndtr((m + 0.5) / s)).sum(1)
+            # above the mean, mirror (Phi(b) - Phi(a) = Phi(-a) - Phi(-b)) so the difference keeps its precision
+            flip = torch.where(z_lo > 0, -torch.ones_like(z_lo), torch.ones_like(z_lo))
+            p = torch.abs(torch.special.ndtr(flip * z_hi) - torch.special.ndtr(flip * z_lo))
+            total = total + (-torch.log(torch.clamp(p, min=1e-30)) + _log_phi((m + 0.5) / s)).sum(1)
         idx = self.idx_binomial
         if idx.numel() > 0:
             p = clipped_tanh(a1.index_select(1, idx))

@@ -157,3 +157,14 @@ def test_cli_train_and_evaluate(model_feature_tables, tmp_path, capsys):
         assert row["BDT (supervised)"]["auc"] > 0.9
     assert set(summary["double_ae_distance_correlation"]) == {"lambda=100", "lambda=0"}
     assert (tmp_path / "e" / "roc.png").stat().st_size > 10_000
+
+
+def test_scorer_in_dask_awkward_graph(trained_dir, model_feature_tables):
+    import dask_awkward as dak
+
+    fs = get_feature_set("hlf21")
+    rec, _ = _records(read_samples(model_feature_tables, feature_set=fs), list(HLF21), fs=fs)
+    scorer = load_scorer(trained_dir / "vae_hlf21.pt")
+    lazy = scorer(dak.from_awkward(rec, npartitions=3))
+    assert isinstance(lazy, dak.Array)
+    np.testing.assert_allclose(ak.to_numpy(lazy.compute()), scorer(rec), rtol=1e-6)
