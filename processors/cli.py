@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "cms_anomaly.datasets.cli",
     "cms_anomaly.models.cli",
     "cms_anomaly.processors.runner",
+    "cms_anomaly.processors.rediscovery",
 )
 
 #: modules providing ``register_bench(bench_subparsers)`` for ``cms-anomaly bench TARGET``
@@ -58,8 +59,10 @@ def _is_project_error(err: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose + 1, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # our own progress messages at INFO; -v: ours at DEBUG; -vv: everything (dask, coffea) at DEBUG
+    logging.basicConfig(level=logging.DEBUG if args.verbose >= 2 else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("cms_anomaly").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return int(args.func(args) or 0)
     except Exception as err:
