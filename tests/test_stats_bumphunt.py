@@ -80,3 +80,27 @@ def test_rejects_bad_input(reference):
         bumphunt.bump_hunt(reference, reference, seed=1)
     with pytest.raises(bumphunt.BumpHuntError, match="width"):
         bumphunt.bump_hunt(np.round(reference), reference, seed=1, width_min=8, width_max=7)
+
+
+def test_real_lhco_rnd_file_fit_and_bump_hunt():
+    """LHCO R&D (first 1000 events, 93 Z'(3.5 TeV) -> XY): fit the QCD m_JJ, find the Z' on top of it."""
+    from conftest import SHARED_DATA
+
+    from cms_anomaly.datasets.lhco import dijet_features, read_lhco
+    from cms_anomaly.processors import fits
+
+    particles, labels = read_lhco(SHARED_DATA / "lhco" / "events_anomalydetection_tiny.h5")
+    mjj = dijet_features(particles)["mjj"]
+    is_sig = np.asarray(labels).astype(bool)
+    edges = np.geomspace(2632.0, 6000.0, 17)  # the LHCO CWoLa binning (16 log-spaced bins)
+
+    def filled(values):
+        h = hist.Hist(hist.axis.Variable(edges, name="mjj", label="$m_{JJ}$ [GeV]"))
+        h.fill(values)
+        return h
+
+    bkg_fit = fits.fit_dijet(filled(mjj[~is_sig]), model="lhco4")
+    assert bkg_fit.valid and bkg_fit.chi2_ndf < 2.5
+    res = bumphunt.bump_hunt(filled(mjj), bkg_fit.expected, seed=1, npe=1000, width_min=1, width_max=4)
+    assert res.window[0] <= 3500.0 <= res.window[1]
+    assert res.local_significance > 4.0 and res.global_significance_is_lower_limit

@@ -317,3 +317,31 @@ def test_distance_correlation_matches_disco_training_loss():
     ours = st.distance_correlation(x, y, squared=True)
     theirs = float(distance_correlation_squared(torch.tensor(x), torch.tensor(y)))
     assert ours == pytest.approx(theirs, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- helpers for the main job
+def test_roc_from_labels_matches_split_samples():
+    rng = np.random.default_rng(12)
+    scores = rng.normal(size=2000)
+    labels = rng.uniform(size=2000) < 0.2
+    scores[labels] += 1.0
+    w = rng.uniform(0.5, 2.0, size=2000)
+    a = st.roc_from_labels(scores, labels, weights=w)
+    b = st.roc_curve(scores[~labels], scores[labels], bkg_weights=w[~labels], sig_weights=w[labels])
+    assert a.auc() == pytest.approx(b.auc())
+
+
+def test_enrichment_factor_by_hand():
+    # "all": 10 of 10000 selected (1e-3); process: 20 of 1000 selected (2e-2) -> enrichment 20
+    all_pass = np.zeros(10_000, bool)
+    all_pass[:10] = True
+    proc_pass = np.zeros(1000, bool)
+    proc_pass[:20] = True
+    r, err = st.enrichment_factor(proc_pass, all_pass)
+    assert r == pytest.approx(20.0)
+    e_p = st.agresti_coull_interval(20, 1000)
+    e_a = st.agresti_coull_interval(10, 10_000)
+    rel = math.hypot(0.5 * float(e_p.high - e_p.low) / 0.02, 0.5 * float(e_a.high - e_a.low) / 1e-3)
+    assert err == pytest.approx(20.0 * rel)
+    eff = st.weighted_efficiency(all_pass, np.full(10_000, 3.0))
+    assert float(eff.estimate) == pytest.approx(1e-3)
