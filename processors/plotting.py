@@ -71,6 +71,8 @@ def _cms_label(ax, *, data: bool, text: str | None, lumi: float | None, com: flo
 
     if text is None:
         text = "Open Data" if data else "Private Work"
+    if not data and "simulation" in text.lower():
+        data = True  # mplhep prepends "Simulation" for data=False: do not say it twice
     hep.cms.label(text=text, data=data, lumi=lumi, com=com, ax=ax, loc=0)
 
 
@@ -152,7 +154,9 @@ def plot_roc(curves: Mapping[str, RocCurve], path: str | os.PathLike, *,
         lowest = 1.0
         for i, (label, c) in enumerate(curves.items()):
             pos = c.fpr > 0
-            ax.plot(c.fpr[pos], c.tpr[pos], color=PROCESS_COLORS[i % len(PROCESS_COLORS)], lw=2, label=label)
+            style = ("-", "--", "-.", ":")[(i // len(PROCESS_COLORS)) % 4]  # colours repeat after 6 curves
+            ax.plot(c.fpr[pos], c.tpr[pos], color=PROCESS_COLORS[i % len(PROCESS_COLORS)], ls=style, lw=2,
+                    label=label)
             if pos.any():
                 lowest = min(lowest, float(c.fpr[pos].min()))
         xmin = min_fpr if min_fpr is not None else max(1e-7, lowest)
@@ -232,11 +236,11 @@ def plot_data_mc(data, mc: Mapping[str, object], path: str | os.PathLike, *, xla
             fig=fig, ax_main=ax, ax_comparison=rax, comparison="ratio", flow="none",
             h1_label="Data", h2_label="MC",
         )
-        if logy:
+        mc_total = sum(np.asarray(h.values(), dtype=np.float64) for h in mc.values())
+        if logy and (np.any(d_vals > 0) or np.any(mc_total > 0)):  # an empty plot stays linear
             ax.set_yscale("log")
             positive = d_vals[d_vals > 0]
-            top = max(float(d_vals.max()) if d_vals.size else 1.0,
-                      float(sum(np.asarray(h.values()) for h in mc.values()).max()))
+            top = max(1.0, float(d_vals.max()) if d_vals.size else 1.0, float(np.max(mc_total)))
             ax.set_ylim(max(0.1, 0.5 * float(positive.min())) if positive.size else 0.1, top * 100)
         rax.set_ylim(0.0, 2.0)
         rax.set_xlim(d_edges[0], d_edges[-1])
@@ -308,13 +312,13 @@ def plot_astf(results: Mapping[str, AstfResult], path: str | os.PathLike, *, ref
                         ms=6, label=label)
         if alpha is not None:
             ax.axhline(alpha, color="grey", ls="--", lw=1.5, label=rf"$\alpha$ = {alpha:g}")
-        if logy:
+        frac = np.concatenate([np.asarray(r.fraction, dtype=float).ravel() for r in results.values()])
+        pos = frac[np.isfinite(frac) & (frac > 0)]
+        if logy and pos.size:  # without any accepted event the plot stays linear
             ax.set_yscale("log")
-            allv = np.concatenate([np.asarray(r.interval.high, dtype=float).ravel() for r in results.values()]
-                                  + [np.asarray(r.fraction, dtype=float).ravel() for r in results.values()])
-            pos = allv[np.isfinite(allv) & (allv > 0)]
-            if pos.size:
-                ax.set_ylim(0.3 * pos.min(), min(1.5, 30 * pos.max()))
+            highs = np.concatenate([np.asarray(r.interval.high, dtype=float).ravel() for r in results.values()])
+            top = float(np.max(highs[np.isfinite(frac)], initial=pos.max()))  # ignore empty bins' [0, 1]
+            ax.set_ylim(0.3 * pos.min(), min(1.5, 30 * top))
         ax.set_xlim(edges[0], edges[-1])
         ax.set_xlabel(xlabel or (ref.axis_labels[0] if ref.axis_labels else ""))
         ax.set_ylabel("ASTF (accepted fraction)")
