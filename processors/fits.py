@@ -36,6 +36,7 @@ __all__ = [
     "FitError",
     "FitResult",
     "chekanov_dijet",
+    "fisher_f_test",
     "fit_dijet",
     "lhco_dijet",
     "sample_dijet_counts",
@@ -417,6 +418,44 @@ def fit_dijet(h, *, model: str = "chekanov5", method: Literal["poisson", "chi2"]
                      sqrt_s=float(sqrt_s), observed=n, variances=var, expected=expected, fit_mask=mask,
                      pulls=pulls, chi2=chi2, ndf=int(used.sum()) - dm.n_params, fval=float(m.fval),
                      valid=bool(m.valid), _theta=theta)
+
+
+def fisher_f_test(nested: FitResult, extended: FitResult) -> tuple[float, float]:
+    r"""Fisher F-test: does the function with more parameters fit significantly better?
+
+    .. math:: F = \frac{(\chi^2_1 - \chi^2_2)/(n_2 - n_1)}{\chi^2_2 / (N - n_2)}
+
+    with :math:`n_i` parameters and :math:`N` fitted bins (the standard choice of the number of
+    parameters in dijet searches). A small p-value favours ``extended``.
+
+    Parameters
+    ----------
+    nested : FitResult
+        Fit with fewer parameters (e.g. ``chekanov4``).
+    extended : FitResult
+        Fit with more parameters (e.g. ``chekanov5``) to the same histogram and bins.
+
+    Returns
+    -------
+    tuple of float
+        ``(F, p_value)``.
+
+    Raises
+    ------
+    FitError
+        Fits to different bins, or ``extended`` without more parameters.
+    """
+    n1 = len(nested.params)
+    n2 = len(extended.params)
+    if n2 <= n1:
+        raise FitError(f"fisher_f_test: {extended.model} ({n2} parameters) must extend {nested.model} ({n1})")
+    n_bins = extended.ndf + n2
+    if nested.ndf + n1 != n_bins or not np.array_equal(nested.observed, extended.observed):
+        raise FitError(f"fisher_f_test: {nested.model} and {extended.model} were not fitted to the same bins")
+    if extended.ndf <= 0:
+        raise FitError(f"fisher_f_test: {extended.model} has no degrees of freedom left")
+    f = ((nested.chi2 - extended.chi2) / (n2 - n1)) / (extended.chi2 / extended.ndf)
+    return float(f), float(_sps.f.sf(f, n2 - n1, extended.ndf))
 
 
 def _theta_from_params(dm: DijetModel, params: Sequence[float]) -> np.ndarray:

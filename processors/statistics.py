@@ -39,6 +39,7 @@ __all__ = [
     "StatisticsError",
     "WorkingPoint",
     "abcd_counts",
+    "abcd_counts_from_hist",
     "abcd_prediction",
     "abcd_signal_strength",
     "abcd_significance",
@@ -775,6 +776,59 @@ def abcd_counts(score1, score2, *, threshold1: float, threshold2: float, weights
     masks = {"a": hi1 & hi2, "b": hi1 & ~hi2, "c": ~hi1 & hi2, "d": ~hi1 & ~hi2}
     vals = {k: float(w[m].sum()) for k, m in masks.items()}
     vals.update({f"{k}_w2": float((w[m] ** 2).sum()) for k, m in masks.items()})
+    return AbcdCounts(**vals)
+
+
+def abcd_counts_from_hist(h, *, threshold1: float, threshold2: float) -> AbcdCounts:
+    """Fill the ABCD regions from a 2-D histogram of the two scores (e.g. filled by the processor).
+
+    Under/overflow bins are included (overflow counts as "above"). Each threshold must coincide
+    with a bin edge of its axis so that no bin is split.
+
+    Parameters
+    ----------
+    h : hist.Hist
+        2-D histogram, axis 0 = score 1, axis 1 = score 2 (``Weight()`` storage for weighted MC).
+    threshold1, threshold2 : float
+        Thresholds on the two scores (bin edges).
+
+    Returns
+    -------
+    AbcdCounts
+        Yields and sums of squared weights per region.
+
+    Raises
+    ------
+    StatisticsError
+        Not a 2-D histogram, or a threshold that is not a bin edge.
+    """
+    try:
+        if len(h.axes) != 2:
+            raise StatisticsError(f"abcd_counts_from_hist: need a 2-D histogram, got {len(h.axes)} axes")
+        values = np.asarray(h.values(flow=True), dtype=np.float64)
+        var = h.variances(flow=True)
+        edges = [np.asarray(ax.edges, dtype=np.float64) for ax in h.axes]
+        flow = [(int(bool(ax.traits.underflow)), int(bool(ax.traits.overflow))) for ax in h.axes]
+    except AttributeError as err:
+        raise StatisticsError(f"abcd_counts_from_hist: expected a hist.Hist, got {type(h).__name__}") from err
+    var = values if var is None else np.asarray(var, dtype=np.float64)
+    cuts = []
+    for k, (t, e) in enumerate(zip((threshold1, threshold2), edges)):
+        hit = np.flatnonzero(np.isclose(e, t, rtol=1e-12, atol=1e-12 * max(1.0, abs(t))))
+        if hit.size == 0:
+            raise StatisticsError(f"abcd_counts_from_hist: threshold{k + 1} = {t} is not a bin edge of axis "
+                                  f"{h.axes[k].name!r} (edges {e[0]:g} .. {e[-1]:g}, {e.size - 1} bins)")
+        cuts.append(int(hit[0]) + flow[k][0])  # index of the first "above" bin in the flow-including array
+    c1, c2 = cuts
+
+    def region(arr: np.ndarray, hi1: bool, hi2: bool) -> float:
+        s1 = slice(c1, None) if hi1 else slice(None, c1)
+        s2 = slice(c2, None) if hi2 else slice(None, c2)
+        return float(arr[s1, s2].sum())
+
+    keys = {"a": (True, True), "b": (True, False), "c": (False, True), "d": (False, False)}
+    vals = {k: region(values, *sides) for k, sides in keys.items()}
+    vals.update({f"{k}_w2": region(var, *sides) for k, sides in keys.items()})
     return AbcdCounts(**vals)
 
 

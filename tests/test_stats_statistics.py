@@ -345,3 +345,19 @@ def test_enrichment_factor_by_hand():
     assert err == pytest.approx(20.0 * rel)
     eff = st.weighted_efficiency(all_pass, np.full(10_000, 3.0))
     assert float(eff.estimate) == pytest.approx(1e-3)
+
+
+def test_abcd_from_2d_histogram_matches_per_event_counts():
+    rng = np.random.default_rng(13)
+    x, y = rng.exponential(1.0, 20_000), rng.exponential(2.0, 20_000)
+    w = rng.uniform(0.5, 1.5, 20_000)
+    h = hist.Hist(hist.axis.Regular(20, 0.0, 4.0, name="loss1"), hist.axis.Regular(20, 0.0, 8.0, name="loss2"),
+                  storage=hist.storage.Weight())
+    h.fill(x, y, weight=w)  # the tails beyond 4 / 8 land in the overflow bins and count as "above"
+    from_hist = st.abcd_counts_from_hist(h, threshold1=2.0, threshold2=4.0)
+    # bin edges are closed on the left: an event exactly on the edge is "above" in hist, ">" per event
+    per_event = st.abcd_counts(x, y, threshold1=2.0, threshold2=4.0, weights=w)
+    for k in ("a", "b", "c", "d", "a_w2", "d_w2"):
+        assert getattr(from_hist, k) == pytest.approx(getattr(per_event, k), rel=1e-9)
+    with pytest.raises(st.StatisticsError, match="not a bin edge"):
+        st.abcd_counts_from_hist(h, threshold1=2.1, threshold2=4.0)
