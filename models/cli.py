@@ -117,7 +117,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     opts.epochs = {k: max(1, int(round(v * args.epochs_scale))) for k, v in opts.epochs.items()}
     summary = evaluate(args.features, args.out, options=opts, datasets=args.datasets)
     print(format_markdown(summary))
-    print(f"wrote {args.out}/evaluation.md, evaluation.json, roc.png and models/")
+    print(f"wrote {args.out}/evaluation.md, evaluation.json, roc_<signal>.png and models/")
     return 0
 
 

@@ -69,30 +69,19 @@ def _weighted_cdf(ref: np.ndarray, w: np.ndarray, s: np.ndarray) -> np.ndarray:
     return np.where(idx > 0, cw[np.maximum(idx - 1, 0)], 0.0) / cw[-1]
 
 
-def roc_auc(s_bkg: np.ndarray, w_bkg: np.ndarray, s_sig: np.ndarray, w_sig: np.ndarray | None = None) -> float:
-    """Weighted ROC AUC = P(score_signal > score_background), ties counted one half."""
-    w_sig = np.ones_like(s_sig, dtype=np.float64) if w_sig is None else np.asarray(w_sig, np.float64)
-    order = np.argsort(s_bkg)
-    sb, cw = s_bkg[order], np.concatenate([[0.0], np.cumsum(np.asarray(w_bkg, np.float64)[order])])
-    lo = np.searchsorted(sb, s_sig, side="left")
-    hi = np.searchsorted(sb, s_sig, side="right")
-    below = cw[lo] + 0.5 * (cw[hi] - cw[lo])
-    return float(np.sum(w_sig * below) / (w_sig.sum() * cw[-1]))
+def _metrics(s_bkg: np.ndarray, w_bkg: np.ndarray, s_sig: np.ndarray) -> dict[str, Any]:
+    """AUC and TPR at :data:`EVAL_FPRS` (statistics helper; extrapolated thresholds where SM statistics run out)."""
+    from cms_anomaly.processors import statistics
 
-
-def tpr_at_fpr(s_bkg: np.ndarray, w_bkg: np.ndarray, s_sig: np.ndarray, *, fpr: float) -> dict[str, Any]:
-    """Signal efficiency above the SM threshold at ``fpr`` (threshold as in the model cards)."""
-    th = threshold_at_fpr(s_bkg, w_bkg, fpr=fpr)
-    tpr = float(np.mean(s_sig > th["threshold"])) if len(s_sig) else float("nan")
-    return {"tpr": tpr, "threshold": th["threshold"], "method": th["method"]}
-
-
-def _metrics(s_bkg, w_bkg, s_sig) -> dict[str, Any]:
-    out: dict[str, Any] = {"auc": roc_auc(s_bkg, w_bkg, s_sig)}
+    out: dict[str, Any] = {"auc": statistics.auc(s_bkg, s_sig, bkg_weights=w_bkg)}
     for f in EVAL_FPRS:
-        r = tpr_at_fpr(s_bkg, w_bkg, s_sig, fpr=f)
-        out[f"tpr@{f:g}"] = r["tpr"]
-        out[f"method@{f:g}"] = r["method"]
+        th = threshold_at_fpr(s_bkg, w_bkg, fpr=f)
+        if th["method"] == "empirical":
+            wp = statistics.tpr_at_fpr(s_bkg, s_sig, fpr=f, bkg_weights=w_bkg)
+            out[f"tpr@{f:g}"], out[f"tpr_interval@{f:g}"] = wp.tpr, list(wp.tpr_interval)
+        else:  # threshold from the exponential SM tail fit (as in the model cards)
+            out[f"tpr@{f:g}"] = float(np.mean(s_sig > th["threshold"]))
+        out[f"method@{f:g}"] = th["method"]
     return out
 
 
@@ -112,7 +101,7 @@ def evaluate(features_dir: str | Path, out_dir: str | Path, *, options: Evaluate
         Parquet feature tables ``<dataset>/*.parquet``.
     out_dir : str or Path
         Receives ``models/`` (exported models + cards), ``evaluation.md``,
-        ``evaluation.json`` and ``roc.png``.
+        ``evaluation.json`` and ``roc_<signal>.png``.
     options : EvaluateOptions
         Training settings.
     datasets : list of str, optional
@@ -258,39 +247,18 @@ def format_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_roc(scores, bdt_sm, bdt_sig, w_val, signals, path: Path) -> None:
-    """ROC curves (TPR vs SM FPR, log x) per signal for every model, CMS style."""
-    import matplotlib
+def plot_roc(scores, bdt_sm, bdt_sig, w_val, signals, path: Path) -> list[Path]:
+    """One ROC PNG per signal (``roc_<signal>.png`` next to ``path``) with every model, CMS style."""
+    from cms_anomaly.processors import statistics
+    from cms_anomaly.processors.plotting import plot_roc as _plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import mplhep
-
-    plt.style.use(mplhep.style.CMS)
-    ncol = min(len(signals), 3)
-    nrow = int(np.ceil(len(signals) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(7 * ncol, 6.5 * nrow), squeeze=False)
-    for ax, sig in zip(axes.flat, signals):
+    written = []
+    for sig in signals:
         curves = {m: (sv, ss[sig]) for m, (sv, ss) in scores.items()}
         curves["BDT (supervised)"] = (bdt_sm[sig], bdt_sig[sig])
-        colors = plt.get_cmap("tab10").colors
-        for i, (m, (sb, st)) in enumerate(curves.items()):
-            thr = np.unique(np.quantile(sb, np.clip(1.0 - np.logspace(-5, 0, 400), 0.0, 1.0)))
-            fpr = 1.0 - _weighted_cdf(sb, w_val, thr)
-            tpr = np.array([np.mean(st > t) for t in thr])
-            ok = fpr > 0
-            ax.plot(fpr[ok], tpr[ok], label=m, lw=1.8, color=colors[i % 10], ls="-" if i < 7 else "--")
-        ax.set_xscale("log")
-        ax.set_xlim(1e-4, 1)
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel("SM false-positive rate")
-        ax.set_ylabel("signal efficiency (TPR)")
-        ax.legend(fontsize=11, loc="upper left", title=f"SM vs {sig}", title_fontsize=12)
-        mplhep.cms.label(ax=ax, data=False, rlabel="13 TeV", fontsize=16)
-    for ax in list(axes.flat)[len(signals):]:
-        ax.axis("off")
-    fig.tight_layout()
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+        rocs = {}
+        for m, (sb, st) in curves.items():
+            c = statistics.roc_curve(sb, st, bkg_weights=w_val)
+            rocs[f"{m} (AUC {c.auc():.2f})"] = c
+        written.append(_plot(rocs, path.with_name(f"roc_{sig}.png"), title=f"SM vs {sig}", text="Simulation"))
+    return written

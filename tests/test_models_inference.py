@@ -156,7 +156,7 @@ def test_cli_train_and_evaluate(model_feature_tables, tmp_path, capsys):
         # the supervised BDT separates the shifted synthetic signals
         assert row["BDT (supervised)"]["auc"] > 0.9
     assert set(summary["double_ae_distance_correlation"]) == {"lambda=100", "lambda=0"}
-    assert (tmp_path / "e" / "roc.png").stat().st_size > 10_000
+    assert (tmp_path / "e" / "roc_ato4l.png").stat().st_size > 10_000
 
 
 def test_scorer_in_dask_awkward_graph(trained_dir, model_feature_tables):
