@@ -6,6 +6,7 @@ draws on a fresh :class:`matplotlib.figure.Figure` (no pyplot global state, safe
 applies the CMS style locally and writes ``path`` via ``path.tmp-<pid>`` + ``os.replace``.
 
 * :func:`plot_roc` — ROC curves, FPR on a log axis, working points marked (Cerri Fig. 10, Knapp Fig. 4).
+* :func:`plot_sic` — significance improvement vs signal efficiency (Mikuni Fig. 1).
 * :func:`plot_data_mc` — data vs stacked MC with a data/MC ratio panel (Knapp Fig. 9).
 * :func:`plot_astf` — ASTF of data (points) vs MC (band) with binomial errors (Knapp Fig. 8).
 * :func:`plot_fit` — spectrum with a dijet-function fit and a pulls panel (Chekanov Fig. 3).
@@ -30,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PlotError", "plot_astf", "plot_bumphunt", "plot_data_mc", "plot_fit", "plot_roc", "save_png"]
+__all__ = ["PlotError", "plot_astf", "plot_bumphunt", "plot_data_mc", "plot_fit", "plot_roc", "plot_sic", "save_png"]
 
 #: colour cycle for processes (colour-blind friendly, the CMS "6-colour" palette)
 PROCESS_COLORS: tuple[str, ...] = ("#5790fc", "#f89c20", "#e42536", "#964a8b", "#9c9ca1", "#7a21dd")
@@ -171,6 +172,50 @@ def plot_roc(curves: Mapping[str, RocCurve], path: str | os.PathLike, *,
         ax.set_xlabel("False positive rate (SM efficiency)")
         ax.set_ylabel("True positive rate (signal efficiency)")
         ax.legend(loc="upper left", fontsize=15, title=title, title_fontsize=15)
+        _cms_label(ax, data=False, text=text, lumi=None, com=com)
+        return save_png(fig, path)
+
+
+def plot_sic(curves: Mapping[str, RocCurve], path: str | os.PathLike, *, min_bkg_events: float = 10.0,
+             text: str | None = None, com: float | str | None = 13, title: str | None = None) -> Path:
+    """SIC = TPR / sqrt(FPR) against TPR (Mikuni et al. Fig. 1).
+
+    Points with fewer than ``min_bkg_events`` effective background events passing are dropped
+    ("the SIC curves are cut off at lower true positive rates due to low background yields").
+
+    Parameters
+    ----------
+    curves : mapping of str to RocCurve
+        Legend label to curve.
+    path : str or path-like
+        Output PNG.
+    min_bkg_events : float
+        Minimum effective number of selected background events for a point to be drawn.
+    text, com : optional
+        CMS label settings.
+    title : str, optional
+        Legend title.
+
+    Returns
+    -------
+    pathlib.Path
+        The written PNG.
+    """
+    if not curves:
+        raise PlotError("plot_sic: no curves given")
+    with _style():
+        fig, ax, _ = _figure(ratio=False)
+        for i, (label, c) in enumerate(curves.items()):
+            keep = c.fpr * c.n_bkg_eff >= min_bkg_events
+            style = ("-", "--", "-.", ":")[(i // len(PROCESS_COLORS)) % 4]
+            ax.plot(c.tpr[keep], c.sic()[keep], color=PROCESS_COLORS[i % len(PROCESS_COLORS)], ls=style, lw=2,
+                    label=label)
+        ax.axhline(1.0, color="black", ls="--", lw=1, label="No selection")
+        ax.set_xlim(0.0, 1.0)
+        ax.set_ylim(bottom=0.0)
+        ax.set_xlabel("True positive rate (signal efficiency)")
+        ax.set_ylabel(r"SIC = TPR / $\sqrt{\mathrm{FPR}}$")
+        ax.legend(fontsize=15, loc="upper right", title=title, title_fontsize=15)
         _cms_label(ax, data=False, text=text, lumi=None, com=com)
         return save_png(fig, path)
 

@@ -29,6 +29,7 @@ def test_plot_roc(tmp_path, rng):
     b = rng.normal(0, 1, 20_000)
     curves = {f"d = {d}": statistics.roc_curve(b, rng.normal(d, 1, 5000)) for d in (1.0, 2.5)}
     _check_png(plotting.plot_roc(curves, tmp_path / "roc.png"))
+    _check_png(plotting.plot_sic(curves, tmp_path / "sic.png", min_bkg_events=20))
     with pytest.raises(plotting.PlotError):
         plotting.plot_roc({}, tmp_path / "empty.png")
 
