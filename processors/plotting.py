@@ -214,7 +214,7 @@ def plot_sic(curves: Mapping[str, RocCurve], path: str | os.PathLike, *, min_bkg
         ax.set_xlim(0.0, 1.0)
         ax.set_ylim(bottom=0.0)
         ax.set_xlabel("True positive rate (signal efficiency)")
-        ax.set_ylabel(r"SIC = TPR / $\sqrt{\mathrm{FPR}}$")
+        ax.set_ylabel(r"SIC = TPR / FPR$^{1/2}$")  # mathtext sqrt glyphs are missing in the CMS font
         ax.legend(fontsize=15, loc="upper right", title=title, title_fontsize=15)
         _cms_label(ax, data=False, text=text, lumi=None, com=com)
         return save_png(fig, path)
