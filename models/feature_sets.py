@@ -8,19 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Cerri et al. sec. 3, in the paper's order
-HLF21: tuple[str, ...] = (
-    "pt_lep", "iso_ch", "iso_neu", "iso_gamma", "charge_lep", "is_ele", "st", "n_jets",
-    "m_jets", "n_bjets", "met_par", "met_perp", "mt", "n_mu", "m_mu", "pt_tot_mu",
-    "n_ele", "m_ele", "pt_tot_ele", "n_ch_had", "n_neu_had",
-)
-
-#: Knapp et al. appendix A, in the paper's order
-HLF24: tuple[str, ...] = (
-    "ht", "m_jets", "n_jets", "n_bjets", "met", "pt_tot_mu", "m_mu", "n_mu", "pt_tot_ele",
-    "m_ele", "n_ele", "n_neu_had", "n_ch_had", "n_photons", "pt_lep", "eta_lep", "charge_lep",
-    "iso_ch", "iso_neu", "iso_gamma", "iso", "mt", "met_par", "met_perp", "is_ele",
-)
+# HLF-21 (Cerri sec. 3) and HLF-24 (Knapp appendix A; 25 names) in the papers' order: one source of
+# truth with the processor that writes the feature tables
+from cms_anomaly.processors.feature_spec import HLF21, HLF24  # noqa: E402
 
 #: discrete features one-hot encoded for ALAD (Knapp sec. 3)
 ALAD_ONE_HOT: tuple[str, ...] = ("charge_lep", "is_ele", "n_mu", "n_ele")
