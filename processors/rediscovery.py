@@ -100,6 +100,11 @@ def run_pass(fileset: dict, *, out: Path, config: RediscoveryConfig, lumi_pb: fl
     from cms_anomaly.processors.processor import AnomalyProcessor
     from cms_anomaly.processors.runner import make_executor, run_processor, save_outputs
 
+    if features:
+        import shutil
+
+        # tables of an earlier run (other file UUIDs) would be read together with the new ones
+        shutil.rmtree(out / "features", ignore_errors=True)
     proc = AnomalyProcessor(selection="top_rediscovery", scorers=scorers, lumi_pb=lumi_pb,
                             features_dir=str(out / "features") if features else None)
     kind = config.executor if config.executor in ("dask", "futures", "iterative") else "iterative"
@@ -151,7 +156,10 @@ def _hist(name: str, values: np.ndarray, weights: np.ndarray):
     from cms_anomaly.processors.feature_spec import FEATURES
     from cms_anomaly.processors.histograms import feature_axis
 
-    h = hist.Hist(feature_axis(FEATURES[name]), storage=hist.storage.Weight())
+    spec = FEATURES[name]
+    # counts get unit-width Regular bins [n, n+1): plottable by mplhep (Integer axes are not)
+    axis = hist.axis.Regular(int(spec.hi - spec.lo), spec.lo, spec.hi, name=name, label=spec.label) if spec.integer else feature_axis(spec)
+    h = hist.Hist(axis, storage=hist.storage.Weight())
     h.fill(values, weight=weights)
     return h
 
@@ -261,17 +269,17 @@ def make_plots(result: dict, report_dir: Path, *, lumi_pb: float, tables: dict) 
     from cms_anomaly.processors import plotting
     from cms_anomaly.processors.feature_spec import FEATURES
 
-    lumi_fb = lumi_pb / 1000.0
+    lumi_text = f"{lumi_pb:.3g} pb$^{{-1}}$"
     pngs = []
     for name, h in result["_hists"].items():
         label = FEATURES[name].label
-        for stage, text in (("all", "top_rediscovery selection"), ("selected", rf"ALAD L1, $\alpha$ = {result['alpha']:g}")):
+        for stage, text in (("all", "muon + jets"), ("selected", rf"ALAD L1 $\alpha$ = {result['alpha']:g}")):
             mc = {r"W($\mu\nu$)+jets": h[f"wjets_{stage}"], r"Z/$\gamma^*$($\mu\mu$)+jets": h[f"zjets_{stage}"]}
             pngs.append(plotting.plot_data_mc(h[f"data_{stage}"], mc, report_dir / f"{name}_{stage}.png", xlabel=label,
                                               signals={r"$t\bar{t}$ (not in the background)": h[f"ttbar_{stage}"]},
-                                              data_label="Pseudo-data", text=text, lumi=lumi_fb, is_data=False))
+                                              data_label="Pseudo-data", text=f"{text}, {lumi_text}", lumi=None, com=None, is_data=False))
         pngs.append(plotting.plot_astf(result["_astf"][name], report_dir / f"astf_{name}.png", reference="background MC",
-                                       xlabel=label, alpha=result["alpha"], text="ASTF", lumi=lumi_fb, is_data=False))
+                                       xlabel=label, alpha=result["alpha"], text=f"ASTF, {lumi_text}", lumi=None, com=None, is_data=False))
     auc = result["roc_auc_ttbar_vs_background"]
     pngs.append(plotting.plot_roc({rf"ALAD L1: $t\bar{{t}}$ vs W+Z (AUC {auc:.3f})": result["_roc"]}, report_dir / "roc_alad.png",
                                   text="labelled simulation"))
@@ -287,7 +295,7 @@ def make_plots(result: dict, report_dir: Path, *, lumi_pb: float, tables: dict) 
                                       {r"W($\mu\nu$)+jets": score_hist(tables["wjets"]), r"Z/$\gamma^*$($\mu\mu$)+jets": score_hist(tables["zjets"])},
                                       report_dir / "score_alad.png", xlabel="ALAD L1 score",
                                       signals={r"$t\bar{t}$": score_hist(tables["ttbar"])}, data_label="Pseudo-data",
-                                      text=rf"threshold at $\alpha$ = {result['alpha']:g}", lumi=lumi_fb, is_data=False))
+                                      text=rf"threshold at $\alpha$ = {result['alpha']:g}, {lumi_text}", lumi=None, com=None, is_data=False))
     return pngs
 
 
