@@ -15,12 +15,13 @@ import logging
 from typing import Any
 
 import awkward as ak
+import numba
 import numpy as np
 
 from cms_anomaly.processors import rmm as rmm_mod
 from cms_anomaly.processors.config import AnalysisConfig
 from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, SCALAR_FEATURES
-from cms_anomaly.processors.objects import EventObjects, build_objects, trigger_lepton
+from cms_anomaly.processors.objects import EventObjects, build_objects, jagged_parts, trigger_lepton
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,29 @@ def _np(arr: Any, dtype: Any = np.float64) -> np.ndarray:
     return np.asarray(ak.to_numpy(arr), dtype=dtype)
 
 
+@numba.njit(cache=True, nogil=True)
+def _p4_sum_kernel(counts, pt, eta, phi, mass):  # pragma: no cover - compiled
+    out = np.zeros((len(counts), 4))
+    k = 0
+    for ev in range(len(counts)):
+        for _ in range(counts[ev]):
+            px = pt[k] * np.cos(phi[k])
+            py = pt[k] * np.sin(phi[k])
+            pz = pt[k] * np.sinh(eta[k])
+            out[ev, 0] += px
+            out[ev, 1] += py
+            out[ev, 2] += pz
+            out[ev, 3] += np.sqrt(px * px + py * py + pz * pz + mass[k] * mass[k])
+            k += 1
+    return out
+
+
 def four_momentum_sum(coll: ak.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-event (px, py, pz, E) summed over a jagged collection with ``pt, eta, phi, mass``."""
-    px = coll.pt * np.cos(coll.phi)
-    py = coll.pt * np.sin(coll.phi)
-    pz = coll.pt * np.sinh(coll.eta)
-    energy = np.sqrt(px**2 + py**2 + pz**2 + coll.mass**2)
-    return tuple(_np(ak.sum(c, axis=1)) for c in (px, py, pz, energy))  # type: ignore[return-value]
+    counts, pt = jagged_parts(coll.pt)
+    flat = [np.asarray(jagged_parts(coll[f])[1], dtype=np.float64) for f in ("eta", "phi", "mass")]
+    sums = _p4_sum_kernel(counts, np.asarray(pt, dtype=np.float64), *flat)
+    return sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3]
 
 
 def invariant_mass(coll: ak.Array) -> np.ndarray:
@@ -162,24 +179,44 @@ def rmm_collections(objects: EventObjects, *, config: AnalysisConfig) -> list[ak
     return [c[["pt", "eta", "phi", "mass"]] for c in (light, objects.bjets, mu, ele, pho)]
 
 
-def features_from_objects(objects: EventObjects, *, config: AnalysisConfig) -> ak.Array:
-    """The feature record array of :func:`compute_features` from already built objects."""
-    fc = config.features
+#: features computed only from the RMM and object arrays (see :func:`array_features`)
+RMM_DERIVED: tuple[str, ...] = tuple(rmm_mod.M_LEAD_NAMES)
+
+
+def scalar_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str, np.ndarray]:
+    """Every scalar feature except the RMM-derived leading-object masses, plus ``has_lepton``."""
     columns: dict[str, np.ndarray] = {}
     columns.update(lepton_features(objects, config=config))
     columns.update(event_features(objects, config=config))
+    return columns
+
+
+def array_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str, np.ndarray]:
+    """``rmm`` (N, 51, 51), ``objects`` (N, 19, 3), ``m_lead_objects`` (N, 14) and the 14 named masses."""
+    fc = config.features
     rmm = rmm_mod.build_rmm(rmm_collections(objects, config=config), objects.met_pt, objects.met_phi,
                             n_per_type=fc.rmm_n_per_type, sqrt_s=fc.sqrt_s)
     masses = rmm_mod.leading_masses(rmm, n_per_type=fc.rmm_n_per_type, sqrt_s=fc.sqrt_s)
-    for k, name in enumerate(rmm_mod.M_LEAD_NAMES):
-        columns[name] = masses[:, k]
+    out: dict[str, np.ndarray] = {name: masses[:, k] for k, name in enumerate(RMM_DERIVED)}
+    out["m_lead_objects"] = masses.astype(np.float32)
+    out["objects"] = adc_objects(objects, config=config)
+    out["rmm"] = rmm
+    return out
+
+
+def feature_record(scalars: dict[str, np.ndarray], arrays: dict[str, np.ndarray]) -> ak.Array:
+    """Zip scalar and array columns into the feature record (fields in :data:`SCALAR_FEATURES` order)."""
+    columns = {**scalars, **arrays}
     record: dict[str, Any] = {name: columns[name] for name in SCALAR_FEATURES}
     record["has_lepton"] = columns["has_lepton"]
-    record["m_lead_objects"] = ak.from_numpy(masses.astype(np.float32))
-    record["objects"] = ak.from_numpy(adc_objects(objects, config=config))
-    record["rmm"] = ak.from_numpy(rmm)
-    assert set(ARRAY_FEATURES) <= set(record)
+    for name in ARRAY_FEATURES:
+        record[name] = ak.from_numpy(columns[name])
     return ak.zip(record, depth_limit=1)
+
+
+def features_from_objects(objects: EventObjects, *, config: AnalysisConfig) -> ak.Array:
+    """The feature record array of :func:`compute_features` from already built objects."""
+    return feature_record(scalar_features(objects, config=config), array_features(objects, config=config))
 
 
 def compute_features(events: Any, *, config: AnalysisConfig, source: str = "") -> ak.Array:

@@ -1,6 +1,7 @@
 """Histogram factories and columnar fill helpers (``hist``, weighted storage, dataset category axis).
 
-Every histogram has a ``dataset`` StrCat axis first (AGC pattern) and ``Weight`` storage. The
+Every histogram has a ``dataset`` StrCat axis first (AGC pattern; created holding the chunk's
+dataset, so that a histogram with no entries still has its dataset bin) and ``Weight`` storage. The
 processor creates fresh histograms per chunk with these factories and nests them under the
 dataset name; coffea's accumulator adds them.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import hist
+import numba
 import numpy as np
 
 from cms_anomaly.processors.feature_spec import FeatureSpec
@@ -18,8 +20,8 @@ SCORE_RANGE = (1e-6, 1e6)
 SCORE_BINS = 120
 
 
-def _dataset_axis() -> hist.axis.StrCategory:
-    return hist.axis.StrCategory([], name="dataset", label="Dataset", growth=True)
+def _dataset_axis(dataset: str | None = None) -> hist.axis.StrCategory:
+    return hist.axis.StrCategory([] if dataset is None else [dataset], name="dataset", label="Dataset", growth=True)
 
 
 def feature_axis(spec: FeatureSpec) -> hist.axis.AxesMixin:
@@ -29,55 +31,73 @@ def feature_axis(spec: FeatureSpec) -> hist.axis.AxesMixin:
     return hist.axis.Regular(spec.bins, spec.lo, spec.hi, name=spec.name, label=spec.label)
 
 
-def feature_hist(spec: FeatureSpec) -> hist.Hist:
+def feature_hist(spec: FeatureSpec, *, dataset: str | None = None) -> hist.Hist:
     """Weighted 1-D histogram of a scalar feature with a dataset axis."""
-    return hist.Hist(_dataset_axis(), feature_axis(spec), storage=hist.storage.Weight())
+    return hist.Hist(_dataset_axis(dataset), feature_axis(spec), storage=hist.storage.Weight())
 
 
-def rmm_occupancy_hist(size: int = 51) -> hist.Hist:
+def rmm_occupancy_hist(size: int = 51, *, dataset: str | None = None) -> hist.Hist:
     """Sum of event weights for which each RMM cell (row, column) is non-zero."""
     return hist.Hist(
-        _dataset_axis(),
+        _dataset_axis(dataset),
         hist.axis.Integer(0, size, name="row", label="RMM row index"),
         hist.axis.Integer(0, size, name="column", label="RMM column index"),
         storage=hist.storage.Weight(),
     )
 
 
-def cutflow_hist(cut_names: Sequence[str]) -> hist.Hist:
+def cutflow_hist(cut_names: Sequence[str], *, dataset: str | None = None) -> hist.Hist:
     """Weighted cut-flow: bin ``all`` then one bin per cut (cumulative)."""
     return hist.Hist(
-        _dataset_axis(),
+        _dataset_axis(dataset),
         hist.axis.StrCategory(["all", *cut_names], name="cut", label="Cut"),
         storage=hist.storage.Weight(),
     )
 
 
-def score_hist(name: str, output: str) -> hist.Hist:
+def score_hist(name: str, output: str, *, dataset: str | None = None) -> hist.Hist:
     """1-D histogram of one model output (log-spaced bins)."""
     return hist.Hist(
-        _dataset_axis(),
+        _dataset_axis(dataset),
         hist.axis.Regular(SCORE_BINS, *SCORE_RANGE, transform=hist.axis.transform.log, name=output,
                           label=f"{name} {output} (anomaly score)"),
         storage=hist.storage.Weight(),
     )
 
 
-def score2d_hist(name: str, outputs: Sequence[str]) -> hist.Hist:
+def score2d_hist(name: str, outputs: Sequence[str], *, dataset: str | None = None) -> hist.Hist:
     """2-D histogram of the two outputs of a double-scorer (ABCD plane)."""
     a, b = outputs
     return hist.Hist(
-        _dataset_axis(),
+        _dataset_axis(dataset),
         hist.axis.Regular(SCORE_BINS, *SCORE_RANGE, transform=hist.axis.transform.log, name=a, label=f"{name} {a}"),
         hist.axis.Regular(SCORE_BINS, *SCORE_RANGE, transform=hist.axis.transform.log, name=b, label=f"{name} {b}"),
         storage=hist.storage.Weight(),
     )
 
 
+@numba.njit(cache=True, nogil=True)
+def _occupancy_kernel(rmm, weights, sumw, sumw2):  # pragma: no cover - compiled
+    for ev in range(rmm.shape[0]):
+        w = weights[ev]
+        for i in range(rmm.shape[1]):
+            for j in range(rmm.shape[2]):
+                if rmm[ev, i, j] != 0:
+                    sumw[i, j] += w
+                    sumw2[i, j] += w * w
+
+
 def fill_rmm_occupancy(h: hist.Hist, rmm: np.ndarray, *, dataset: str, weights: np.ndarray) -> None:
-    """Fill each non-zero cell of every event's RMM with the event weight (columnar)."""
-    ev, row, col = np.nonzero(rmm)
-    h.fill(dataset=dataset, row=row, column=col, weight=weights[ev])
+    """Add each event's weight to every RMM cell that is non-zero in that event (numba, one pass)."""
+    size = rmm.shape[1]
+    sumw, sumw2 = np.zeros((size, size)), np.zeros((size, size))
+    if len(rmm):
+        _occupancy_kernel(np.ascontiguousarray(rmm), np.asarray(weights, dtype=np.float64), sumw, sumw2)
+    h.fill(dataset=[dataset], row=[0], column=[0], weight=[0.0])  # make sure the dataset bin exists
+    view = h.view(flow=False)
+    i = h.axes["dataset"].index(dataset)
+    view.value[i] += sumw
+    view.variance[i] += sumw2
 
 
 def fill_cutflow(h: hist.Hist, masks: dict[str, np.ndarray], *, dataset: str, weights: np.ndarray) -> None:

@@ -14,11 +14,13 @@ then holds neutral hadrons and photons together; ``iso_gamma`` = 0), see the sch
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import awkward as ak
+import numba
 import numpy as np
 
 from cms_anomaly.processors import schema
@@ -56,6 +58,14 @@ class EventObjects:
     def __len__(self) -> int:
         return len(self.met_pt)
 
+    def subset(self, mask: np.ndarray) -> EventObjects:
+        """The objects of the events where ``mask`` is true."""
+        if bool(np.all(mask)):
+            return self
+        changes = {f.name: getattr(self, f.name)[mask] for f in dataclasses.fields(self)
+                   if f.name not in ("variant", "has_pfcands")}
+        return dataclasses.replace(self, **changes)
+
 
 def delta_phi(a: Any, b: Any) -> Any:
     """phi_a - phi_b wrapped into [-pi, pi)."""
@@ -81,9 +91,49 @@ def _collection(events: Any, prefix: str, fields: tuple[str, ...], *, variant: s
             for f in fields}
 
 
+def jagged_parts(arr: ak.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(counts per event, flat values) of a jagged numeric array, as numpy."""
+    counts = np.asarray(ak.to_numpy(ak.num(arr, axis=1)), dtype=np.int64)
+    values = np.asarray(ak.to_numpy(ak.flatten(arr, axis=1)))
+    return counts, values
+
+
+@numba.njit(cache=True, nogil=True)
+def _iso_kernel(lep_counts, lpt, leta, lphi, pf_counts, ppt, peta, pphi, pcharge, pid, pdgid, cone, self_dr):  # pragma: no cover - compiled
+    out = np.zeros((len(lpt), 3))
+    l0 = 0
+    p0 = 0
+    for ev in range(len(lep_counts)):
+        for a in range(l0, l0 + lep_counts[ev]):
+            for b in range(p0, p0 + pf_counts[ev]):
+                deta = leta[a] - peta[b]
+                dphi = (lphi[a] - pphi[b] + np.pi) % (2 * np.pi) - np.pi
+                dr = np.sqrt(deta * deta + dphi * dphi)
+                if dr >= cone:
+                    continue
+                aid = abs(pid[b])
+                if dr < self_dr and aid == pdgid:
+                    continue
+                if pcharge[b] != 0:
+                    out[a, 0] += ppt[b]
+                elif aid == 22:
+                    out[a, 2] += ppt[b]
+                else:
+                    out[a, 1] += ppt[b]
+            if lpt[a] > 0:
+                out[a, :] /= lpt[a]
+        l0 += lep_counts[ev]
+        p0 += pf_counts[ev]
+    return out
+
+
 def pf_isolation(leptons: ak.Array, pfcands: ak.Array, *, pdgid: int, cone: float = 0.3,
                  self_dr: float = 0.01) -> dict[str, ak.Array]:
     """Relative PF isolation of each lepton, split in charged / neutral-hadron / photon parts.
+
+    Charged: PF candidates with charge != 0; photons: neutral with pdgId 22; neutral hadrons:
+    the other neutral candidates. Computed by a numba kernel over the flat lepton and PF
+    candidate arrays of the chunk (one pass per event over its own candidates).
 
     Parameters
     ----------
@@ -101,31 +151,38 @@ def pf_isolation(leptons: ak.Array, pfcands: ak.Array, *, pdgid: int, cone: floa
     dict
         ``iso_ch, iso_neu, iso_gamma, iso`` (jagged like ``leptons``).
     """
-    pairs = ak.cartesian({"l": leptons[["pt", "eta", "phi"]], "p": pfcands[["pt", "eta", "phi", "charge", "pdgId"]]},
-                         axis=1, nested=True)
-    lep, pf = pairs.l, pairs.p
-    dr = delta_r(lep.eta, lep.phi, pf.eta, pf.phi)
-    abs_id = abs(pf.pdgId)
-    is_self = (dr < self_dr) & (abs_id == pdgid)
-    in_cone = (dr < cone) & ~is_self
-    charged = in_cone & (pf.charge != 0)
-    photon = in_cone & (pf.charge == 0) & (abs_id == PHOTON_PDGID)
-    neutral = in_cone & (pf.charge == 0) & (abs_id != PHOTON_PDGID)
-    out = {}
-    for name, mask in (("iso_ch", charged), ("iso_neu", neutral), ("iso_gamma", photon)):
-        out[name] = ak.sum(ak.where(mask, pf.pt, 0.0), axis=2) / leptons.pt
-    out["iso"] = out["iso_ch"] + out["iso_neu"] + out["iso_gamma"]
+    return _iso_from_flat(leptons, pf_flat(pfcands), pdgid=pdgid, cone=cone, self_dr=self_dr)
+
+
+def pf_flat(pfcands: ak.Array) -> dict[str, np.ndarray]:
+    """Counts and flat numpy arrays of the PF-candidate fields (read once, shared by the kernels)."""
+    counts, pt = jagged_parts(pfcands.pt)
+    out = {"counts": counts, "pt": pt}
+    for f in ("eta", "phi", "mass", "charge", "pdgId"):
+        out[f] = jagged_parts(pfcands[f])[1]
     return out
 
 
-def _leptons(events: Any, prefix: str, *, pdgid: int, pfcands: ak.Array | None, variant: schema.SchemaVariant,
+def _iso_from_flat(leptons: ak.Array, pf: dict[str, np.ndarray], *, pdgid: int, cone: float,
+                   self_dr: float) -> dict[str, ak.Array]:
+    lc, lpt = jagged_parts(leptons.pt)
+    _, leta = jagged_parts(leptons.eta)
+    _, lphi = jagged_parts(leptons.phi)
+    iso = _iso_kernel(lc, lpt, leta, lphi, pf["counts"], pf["pt"], pf["eta"], pf["phi"], pf["charge"], pf["pdgId"],
+                      int(pdgid), float(cone), float(self_dr))
+    out = {name: ak.unflatten(iso[:, k], lc) for k, name in enumerate(("iso_ch", "iso_neu", "iso_gamma"))}
+    out["iso"] = ak.unflatten(iso.sum(axis=1), lc)
+    return out
+
+
+def _leptons(events: Any, prefix: str, *, pdgid: int, pfcands: dict[str, np.ndarray] | None, variant: schema.SchemaVariant,
              available: set[str], config: ObjectConfig) -> ak.Array:
     fields = _collection(events, prefix, ("pt", "eta", "phi", "mass", "charge"), variant=variant,
                          feature=f"{prefix} kinematics", available=available)
     coll = ak.zip({k: (_as_float(v) if k != "charge" else ak.values_astype(v, np.int32)) for k, v in fields.items()})
     coll = coll[coll.pt > config.lepton_pt_min]
     if pfcands is not None:
-        iso = pf_isolation(coll, pfcands, pdgid=pdgid, cone=config.iso_cone, self_dr=config.iso_self_dr)
+        iso = _iso_from_flat(coll, pfcands, pdgid=pdgid, cone=config.iso_cone, self_dr=config.iso_self_dr)
     else:
         iso_all = schema.get(events, f"{prefix}.iso_all", variant=variant, feature="iso", available=available)
         iso_chg = schema.get(events, f"{prefix}.iso_chg", variant=variant, feature="iso_ch", available=available)
@@ -170,14 +227,28 @@ def _match_btag(jets: ak.Array, nano_jets: ak.Array, *, max_dr: float = 0.2) -> 
     return ak.where(best_dr < max_dr, best_tag, 0.0)
 
 
-def _pf_multiplicities(pfcands: ak.Array | None, n: int) -> tuple[np.ndarray, np.ndarray]:
-    if pfcands is None:
+@numba.njit(cache=True, nogil=True)
+def _multiplicity_kernel(counts, charge, pdgid):  # pragma: no cover - compiled
+    n_ch = np.zeros(len(counts), dtype=np.int64)
+    n_neu = np.zeros(len(counts), dtype=np.int64)
+    k = 0
+    for ev in range(len(counts)):
+        for _ in range(counts[ev]):
+            aid = abs(pdgid[k])
+            if charge[k] != 0:
+                if aid != 11 and aid != 13:
+                    n_ch[ev] += 1
+            elif aid != 22:
+                n_neu[ev] += 1
+            k += 1
+    return n_ch, n_neu
+
+
+def _pf_multiplicities(pf: dict[str, np.ndarray] | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Charged hadrons (charged, not e/mu) and neutral hadrons (neutral, not photons) per event; -1 without PF."""
+    if pf is None:
         return np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64)
-    abs_id = abs(pfcands.pdgId)
-    charged_had = (pfcands.charge != 0) & (abs_id != MUON_PDGID) & (abs_id != ELECTRON_PDGID)
-    neutral_had = (pfcands.charge == 0) & (abs_id != PHOTON_PDGID)
-    return (ak.to_numpy(ak.sum(charged_had, axis=1)).astype(np.int64),
-            ak.to_numpy(ak.sum(neutral_had, axis=1)).astype(np.int64))
+    return _multiplicity_kernel(pf["counts"], pf["charge"], pf["pdgId"])
 
 
 def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVariant | None = None,
@@ -209,8 +280,7 @@ def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVa
     pf_fields = {k: get(f"pfcands.{k}", "isolation / hadron multiplicities")
                  for k in ("pt", "eta", "phi", "mass", "charge", "pdgId")}
     has_pf = all(v is not None for v in pf_fields.values())
-    pfcands = ak.zip({k: (ak.values_astype(v, np.int32) if k in ("charge", "pdgId") else _as_float(v))
-                      for k, v in pf_fields.items()}) if has_pf else None
+    pfcands = pf_flat(ak.zip(pf_fields)) if has_pf else None
     if not has_pf:
         log.debug("%s: no PFCands: isolation from pfRelIso03_*, hadron multiplicities set to -1", source or variant.name)
 
@@ -225,7 +295,7 @@ def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVa
     if config.recluster_jets:
         if pfcands is None:
             raise schema.MissingBranchError("PFCands_pt", feature="re-clustered jets", variant=variant.name, source=source)
-        all_jets = recluster_jets(pfcands, radius=config.recluster_radius, pt_min=15.0)
+        all_jets = recluster_jets(ak.zip(pf_fields), radius=config.recluster_radius, pt_min=15.0)
         all_jets = ak.with_field(all_jets, _match_btag(all_jets, nano_jets), "btag")
     else:
         all_jets = _sorted_by_pt(nano_jets)

@@ -27,7 +27,7 @@ from coffea import processor
 from cms_anomaly.processors import feature_io, histograms, selections
 from cms_anomaly.processors.config import AnalysisConfig
 from cms_anomaly.processors.feature_spec import FEATURES, HISTOGRAMMED
-from cms_anomaly.processors.features import features_from_objects
+from cms_anomaly.processors.features import array_features, feature_record, scalar_features
 from cms_anomaly.processors.objects import build_objects
 
 log = logging.getLogger(__name__)
@@ -86,15 +86,15 @@ class AnomalyProcessor(processor.ProcessorABC):
         self.features_dir = None if features_dir is None else str(features_dir)
         self.lumi_pb = lumi_pb
 
-    def _new_hists(self) -> dict[str, Any]:
-        hists: dict[str, Any] = {name: histograms.feature_hist(FEATURES[name]) for name in HISTOGRAMMED}
-        hists["rmm_occupancy"] = histograms.rmm_occupancy_hist()
-        hists["cutflow"] = histograms.cutflow_hist(self.selection.cut_names)
+    def _new_hists(self, dataset: str) -> dict[str, Any]:
+        hists: dict[str, Any] = {name: histograms.feature_hist(FEATURES[name], dataset=dataset) for name in HISTOGRAMMED}
+        hists["rmm_occupancy"] = histograms.rmm_occupancy_hist(dataset=dataset)
+        hists["cutflow"] = histograms.cutflow_hist(self.selection.cut_names, dataset=dataset)
         for name, scorer in self.scorers.items():
             for out in scorer.output_names:
-                hists[f"score_{name}_{out}"] = histograms.score_hist(name, out)
+                hists[f"score_{name}_{out}"] = histograms.score_hist(name, out, dataset=dataset)
             if len(scorer.output_names) == 2:
-                hists[f"score2d_{name}"] = histograms.score2d_hist(name, scorer.output_names)
+                hists[f"score2d_{name}"] = histograms.score2d_hist(name, scorer.output_names, dataset=dataset)
         return hists
 
     def process(self, events: Any) -> dict[str, Any]:
@@ -102,18 +102,22 @@ class AnomalyProcessor(processor.ProcessorABC):
         dataset = meta["dataset"]
         config = self.config.with_sqrt_s(meta["sqrt_s"]) if "sqrt_s" in meta else self.config
         objects = build_objects(events, config=config.objects, source=meta.get("filename", ""))
-        features = features_from_objects(objects, config=config)
+        scalars = scalar_features(objects, config=config)
         weights = event_weights(objects.genweight, meta, lumi_pb=self.lumi_pb)
 
-        packed = selections.evaluate(self.selection, objects, features, config=config.selections)
+        packed = selections.evaluate(self.selection, objects, scalars, config=config.selections)
         mask = selections.passing(packed, self.selection, len(objects))
         flow = selections.cutflow(packed, self.selection, weights=weights)
-        selected, sel_w = features[mask], weights[mask]
+        # the RMM and object arrays are built for the selected events only
+        selected = feature_record({k: v[mask] for k, v in scalars.items()},
+                                  array_features(objects.subset(mask), config=config))
+        sel_w = weights[mask]
 
-        hists = self._new_hists()
+        hists = self._new_hists(dataset)
         for name in HISTOGRAMMED:
             hists[name].fill(dataset=dataset, **{name: ak.to_numpy(selected[name])}, weight=sel_w)
-        histograms.fill_rmm_occupancy(hists["rmm_occupancy"], ak.to_numpy(selected["rmm"]), dataset=dataset, weights=sel_w)
+        histograms.fill_rmm_occupancy(hists["rmm_occupancy"], ak.to_numpy(selected["rmm"]), dataset=dataset,
+                                      weights=sel_w)
         names = self.selection.cut_names
         cum = {"all": np.ones(len(objects), bool)} | {c: np.asarray(packed.all(*names[:k + 1]), bool)
                                                       for k, c in enumerate(names)}

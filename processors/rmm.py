@@ -43,18 +43,32 @@ def rmm_size(n_types: int = len(RMM_TYPES), n_per_type: int = 10) -> int:
     return 1 + n_types * n_per_type
 
 
+@numba.njit(cache=True, nogil=True)
+def _pad_kernel(counts, values, n, out, col0):  # pragma: no cover - compiled
+    k = 0
+    for ev in range(len(counts)):
+        c = counts[ev]
+        for j in range(c):
+            if j < n:
+                out[ev, col0 + j] = values[k + j]
+        k += c
+
+
 def pad_objects(collections: Sequence[ak.Array], *, n_per_type: int = 10) -> dict[str, np.ndarray]:
     """Pad ``T`` jagged collections (fields pt, eta, phi, mass) into (N, T*n) float64 arrays.
 
     Objects beyond ``n_per_type`` are dropped; empty slots have pt = 0. Collections must
     already be pT-ordered.
     """
-    out: dict[str, list[np.ndarray]] = {k: [] for k in ("pt", "eta", "phi", "mass")}
-    for coll in collections:
-        for key in out:
-            col = ak.pad_none(coll[key][:, :n_per_type], n_per_type, axis=1, clip=True)
-            out[key].append(ak.to_numpy(ak.fill_none(col, 0.0)).astype(np.float64, copy=False))
-    return {k: np.ascontiguousarray(np.concatenate(v, axis=1)) if v else np.zeros((0, 0)) for k, v in out.items()}
+    n_events = len(collections[0]) if collections else 0
+    width = len(collections) * n_per_type
+    out = {k: np.zeros((n_events, width)) for k in ("pt", "eta", "phi", "mass")}
+    for t, coll in enumerate(collections):
+        counts = np.asarray(ak.to_numpy(ak.num(coll, axis=1)), dtype=np.int64)
+        for key, arr in out.items():
+            values = np.asarray(ak.to_numpy(ak.flatten(coll[key], axis=1)), dtype=np.float64)
+            _pad_kernel(counts, values, n_per_type, arr, t * n_per_type)
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -146,8 +160,6 @@ def build_rmm(collections: Sequence[ak.Array], met: np.ndarray, met_phi: np.ndar
               n_per_type: int = 10, sqrt_s: float = 13000.0) -> np.ndarray:
     """RMM from the ``T`` pT-ordered jagged collections in :data:`RMM_TYPES` order (N, 51, 51 for T5N10)."""
     padded = pad_objects(collections, n_per_type=n_per_type)
-    if padded["pt"].size == 0 and len(met):
-        padded = {k: np.zeros((len(met), len(collections) * n_per_type)) for k in ("pt", "eta", "phi", "mass")}
     return rmm_from_padded(padded, met, met_phi, n_per_type=n_per_type, sqrt_s=sqrt_s)
 
 

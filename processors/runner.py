@@ -96,8 +96,10 @@ def run_processor(fileset: Mapping[str, Any], proc: Any, *, executor: Any, chunk
     from coffea.nanoevents import NanoAODSchema
 
     NanoAODSchema.warn_missing_crossrefs = False
+    # a fresh metadata cache: coffea's default process-wide cache keys on (dataset, file, tree) and
+    # would hand a later run the user metadata (is_data, xsec) of an earlier one
     runner = processor.Runner(executor=executor, schema=NanoAODSchema, chunksize=chunksize, maxchunks=maxchunks,
-                              skipbadfiles=False)
+                              skipbadfiles=False, metadata_cache={})
     with warnings.catch_warnings():
         # NanoAODSchema warns about the Photon mass/charge it fills in: not actionable here
         warnings.filterwarnings("ignore", message="Branch Photon_", category=RuntimeWarning)

@@ -111,9 +111,12 @@ def get_selection(name: str) -> Selection:
         raise UnknownSelectionError(f"unknown selection {name!r}; known: {sorted(SELECTIONS)}") from None
 
 
-def evaluate(selection: Selection, objects: EventObjects, features: ak.Array, *,
+def evaluate(selection: Selection, objects: EventObjects, features: Any, *,
              config: SelectionConfig) -> PackedSelection:
-    """A ``PackedSelection`` holding every cut of ``selection`` for these events."""
+    """A ``PackedSelection`` holding every cut of ``selection`` for these events.
+
+    ``features`` is the feature record or a ``{name: ndarray}`` mapping of the scalar features.
+    """
     packed = PackedSelection()
     for cut in selection.cuts:
         mask = np.asarray(cut.function(objects, features, config), dtype=bool)
