@@ -17,7 +17,7 @@ install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
 
 run: install
-	$(BIN)/cms-anomaly generate wjets zjets ttbar --events 200 --seed 1 --out $(OUT)/cocktail
+	$(BIN)/cms-anomaly rediscover-top --out $(OUT)/rediscover-top
 
 test: install-test
 	$(BIN)/python -m pytest

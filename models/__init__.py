@@ -1,1 +1,19 @@
-"""Anomaly-detection models (PyTorch -> TorchScript) and XGBoost baselines."""
+"""Anomaly-detection models (PyTorch -> TorchScript) and XGBoost baselines.
+
+Modules
+-------
+``feature_sets``   named inputs (HLF-21, HLF-24, RMM, ADC2021 objects) = feature-table columns
+``data``           parquet feature tables -> float32 matrices, seeded train/validation split
+``preprocessing``  fitted standardisation, one-hot coding, RMM zero-cell mask (torch buffers)
+``ae``, ``vae``, ``alad``, ``double_ae``   the models of Chekanov, Cerri, Knapp, Mikuni et al.
+``training``       mini-batch loop: early stopping, LR on plateau, resumable checkpoints
+``export``         TorchScript + JSON model card, thresholds at SM FPR 5.4e-6 / 1e-5 / 1e-3
+``bdt``            supervised XGBoost per signal, CWoLa k-fold classifier
+``pipeline``       train-and-export drivers used by ``cms-anomaly train``
+``evaluate``       ``cms-anomaly evaluate``: AUC / TPR table for every model and signal
+``benchmark``      ``cms-anomaly bench scoring`` / ``bench training``
+
+Every exported model takes RAW features (float32, (N, n_inputs)) because its fitted
+preprocessing is inside; :func:`cms_anomaly.processors.inference.load_scorer` wraps it
+for the coffea processor.
+"""

@@ -1,0 +1,65 @@
+"""The main job end to end on a tiny configuration: report structure and consistent numbers."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cms_anomaly.processors.rediscovery import ASTF_FEATURES, RediscoveryConfig, run_rediscovery
+
+TINY = RediscoveryConfig(events={"wjets": 1500, "zjets": 200, "ttbar": 150}, epochs=3, ae_epochs=3, alpha=0.05,
+                         executor="iterative", workers=2, seed=3)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rediscover")
+    summary = run_rediscovery(out, TINY)
+    return summary.parent, json.loads((summary.parent / "summary.json").read_text())
+
+
+def test_report_files(report):
+    report_dir, _ = report
+    text = (report_dir / "summary.md").read_text()
+    assert "ttbar enrichment" in text and "Post-processing selection" in text and "alpha = 1e-3" in text
+    html = (report_dir / "index.html").read_text()
+    assert "<table>" in html and "<img" in html
+    pngs = sorted(p.name for p in report_dir.glob("*.png"))
+    for name in ASTF_FEATURES:
+        assert {f"{name}_all.png", f"{name}_selected.png", f"astf_{name}.png"} <= set(pngs)
+    assert {"roc_alad.png", "score_alad.png"} <= set(pngs)
+    assert all((report_dir / p).stat().st_size > 10_000 for p in pngs)
+    assert not list(report_dir.glob("*.tmp-*"))
+
+
+def test_numbers_are_finite_and_consistent(report):
+    _, payload = report
+    r = payload["result"]
+    composition = payload["data_composition"]
+    assert set(composition) == {"wjets", "zjets", "ttbar"}
+    assert composition["wjets"] > composition["zjets"] > 0
+    cutflow = payload["cutflow"]["data"]["events"]
+    assert list(cutflow.values())[-1] == r["n_data"] >= 20
+    assert cutflow["all"] == sum(composition.values())
+    assert 0 < r["n_data_selected"] <= math.ceil(r["alpha"] * r["n_data"])
+    assert math.isfinite(r["threshold"]) and 0 <= r["roc_auc_ttbar_vs_background"] <= 1
+    for alpha, e in r["enrichment"].items():
+        assert e["selected"] <= max(1, math.ceil(float(alpha) * r["n_data"]))
+        assert 0 <= e["ttbar_selected"] <= e["selected"]
+        assert 0 < e["fraction_all"] < 1
+        if e["selected"]:
+            assert e["fraction_selected"] == pytest.approx(e["ttbar_selected"] / e["selected"])
+            assert e["enrichment_low"] <= e["enrichment"] <= e["enrichment_high"]
+    for block in ("pps_after_anomaly_selection", "pps_without_anomaly_selection"):
+        y = r[block]["yields"]
+        assert y["background"]["sumw"] == pytest.approx(y["wjets"]["sumw"] + y["zjets"]["sumw"])
+        assert y["background + ttbar"]["sumw"] == pytest.approx(y["background"]["sumw"] + y["ttbar"]["sumw"])
+        assert y["data"]["sumw"] == y["data"]["entries"]  # data are unweighted
+    after, before = r["pps_after_anomaly_selection"]["yields"], r["pps_without_anomaly_selection"]["yields"]
+    for role in ("data", "wjets", "zjets", "ttbar"):
+        assert after[role]["entries"] <= before[role]["entries"]
+    assert r["anomaly_selected_yields"]["data"]["entries"] == r["n_data_selected"]
+    assert "ae_crosscheck" in r and 0 <= r["ae_crosscheck"]["roc_auc_ttbar_vs_background"] <= 1
+    assert payload["lumi_pb"] > 0 and np.isfinite(list(payload["seconds"].values())).all()
