@@ -24,6 +24,10 @@ test: install-test
 
 bench: install
 	$(BIN)/cms-anomaly bench generate --events 300
+	$(BIN)/cms-anomaly generate wjets zjets ttbar --events 3000 --seed 5 --out $(OUT)/bench-sm
+	$(BIN)/cms-anomaly bench processor $(OUT)/bench-sm/fileset.json --replicate 20
+	$(BIN)/cms-anomaly bench scoring --events 1000000
+	$(BIN)/cms-anomaly bench training
 
 clean:
 	rm -rf $(OUT)

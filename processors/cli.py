@@ -63,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose >= 2 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("cms_anomaly").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    if args.verbose < 2:
+        # distributed installs its own INFO handlers on import (scheduler/worker start-up chatter);
+        # dask reads this before that import, here and in every local worker process it spawns
+        import os
+
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     try:
         return int(args.func(args) or 0)
     except Exception as err:
