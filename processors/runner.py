@@ -90,20 +90,15 @@ def make_executor(kind: str, *, scheduler: str | None = None, workers: int | Non
 def run_processor(fileset: Mapping[str, Any], proc: Any, *, executor: Any, chunksize: int = 100_000,
                   maxchunks: int | None = None) -> dict[str, Any]:
     """Run ``proc`` over ``fileset`` with coffea's Runner (NanoAOD schema, ``Events`` trees)."""
-    import warnings
-
     from coffea import processor
-    from coffea.nanoevents import NanoAODSchema
 
-    NanoAODSchema.warn_missing_crossrefs = False
+    from cms_anomaly.processors.schema import AnalysisNanoAODSchema
+
     # a fresh metadata cache: coffea's default process-wide cache keys on (dataset, file, tree) and
     # would hand a later run the user metadata (is_data, xsec) of an earlier one
-    runner = processor.Runner(executor=executor, schema=NanoAODSchema, chunksize=chunksize, maxchunks=maxchunks,
-                              skipbadfiles=False, metadata_cache={})
-    with warnings.catch_warnings():
-        # NanoAODSchema warns about the Photon mass/charge it fills in: not actionable here
-        warnings.filterwarnings("ignore", message="Branch Photon_", category=RuntimeWarning)
-        return runner(dict(fileset), processor_instance=proc, treename="Events")
+    runner = processor.Runner(executor=executor, schema=AnalysisNanoAODSchema, chunksize=chunksize,
+                              maxchunks=maxchunks, skipbadfiles=False, metadata_cache={})
+    return runner(dict(fileset), processor_instance=proc, treename="Events")
 
 
 def _atomic_path(path: Path) -> Path:
@@ -240,19 +235,19 @@ def _bench_rmm(fileset: Mapping[str, Any], *, repeat: int = 3) -> tuple[int, flo
     """RMM builder alone on the events' objects: (events, kernel seconds, padding+kernel seconds)."""
     import time
 
-    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+    from coffea.nanoevents import NanoEventsFactory
 
-    from cms_anomaly.processors import rmm
+    from cms_anomaly.processors import rmm, schema
     from cms_anomaly.processors.config import AnalysisConfig
     from cms_anomaly.processors.features import rmm_collections
     from cms_anomaly.processors.objects import build_objects
 
     config = AnalysisConfig()
-    NanoAODSchema.warn_missing_crossrefs = False
     n, t_kernel, t_full = 0, 0.0, 0.0
     for entry in fileset.values():
         for path, tree in entry["files"].items():
-            events = NanoEventsFactory.from_root({path: tree}, schemaclass=NanoAODSchema, mode="eager").events()
+            events = NanoEventsFactory.from_root({path: tree}, schemaclass=schema.AnalysisNanoAODSchema,
+                                                  mode="eager").events()
             objs = build_objects(events, config=config.objects, source=path)
             colls = rmm_collections(objs, config=config)
             rmm.build_rmm(colls[:1], objs.met_pt[:1], objs.met_phi[:1])  # compile / warm up

@@ -31,12 +31,14 @@ Documented fallbacks (quantity -> what happens when the file lacks it):
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 import awkward as ak
+from coffea.nanoevents import NanoAODSchema
 
 log = logging.getLogger(__name__)
 
@@ -223,3 +225,21 @@ def branches_used(variant: SchemaVariant, available: Iterable[str]) -> list[str]
         if fld and f"n{coll}" in have:
             out.add(f"n{coll}")
     return sorted(out)
+
+
+# --------------------------------------------------------------------------- coffea schema class
+class AnalysisNanoAODSchema(NanoAODSchema):
+    """``NanoAODSchema`` without two warnings this analysis cannot act on.
+
+    Cross-references to collections the analysis does not read (``FsrPhoton``, ``SubJet``,
+    ``LowPtElectron``, absent from many real files) and the ``Photon_mass``/``charge`` fill-in.
+    Set on the class and in ``__init__`` (not as a client-side filter) so that it holds in every
+    Dask worker process that builds the events.
+    """
+
+    warn_missing_crossrefs = False
+
+    def __init__(self, base_form: Any, *args: Any, **kwargs: Any) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Branch Photon_", category=RuntimeWarning)
+            super().__init__(base_form, *args, **kwargs)

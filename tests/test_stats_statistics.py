@@ -214,6 +214,26 @@ def test_abcd_significance_by_hand():
     assert pred.significance == pytest.approx(50 / math.sqrt(150))
 
 
+def test_on_off_significance_is_the_binomial_tail_and_has_the_poisson_limit():
+    from scipy.stats import binom, poisson
+
+    # definition: P(X >= n_on | X ~ Binomial(n_on + n_off, 1/(1+tau))), computed independently
+    for n_on, n_off, tau in [(140, 100, 1.2), (6, 0, 1.0), (10, 3, 2.5), (1, 7, 0.5)]:
+        p = binom.sf(n_on - 1, n_on + n_off, 1.0 / (1.0 + tau))
+        assert st.on_off_significance(n_on, n_off, tau) == pytest.approx(norm.isf(p), rel=1e-9)
+    # no simulated entry, equal exposures: p = 2^-6 for six observed events
+    assert st.on_off_significance(6, 0, 1.0) == pytest.approx(norm.isf(0.5**6))
+    # a precisely known background (tau -> infinity) gives the Poisson tail P(N >= n | b)
+    b, n = 3.2, 9
+    z = st.on_off_significance(n, b * 1e6, 1e6)
+    assert z == pytest.approx(norm.isf(poisson.sf(n - 1, b)), rel=1e-4)
+    # a deficit is negative, nothing observed is no evidence, bad input is named
+    assert st.on_off_significance(2, 50, 5.0) < 0
+    assert st.on_off_significance(0, 4, 1.0) == 0.0
+    with pytest.raises(st.StatisticsError, match="tau"):
+        st.on_off_significance(3, 1, 0.0)
+
+
 def test_abcd_signal_contamination_correction():
     # factorising background + a signal that leaks into the control regions
     bkg = np.array([100.0, 400.0, 500.0, 2000.0])  # 100 = 400 * 500 / 2000
