@@ -224,7 +224,7 @@ def plot_sic(curves: Mapping[str, RocCurve], path: str | os.PathLike, *, min_bkg
 def plot_data_mc(data, mc: Mapping[str, object], path: str | os.PathLike, *, xlabel: str | None = None,
                  ylabel: str = "Events", logy: bool = True, signals: Mapping[str, object] | None = None,
                  data_label: str = "Data", text: str | None = None, lumi: float | None = None,
-                 com: float | str | None = 13, is_data: bool = True) -> Path:
+                 com: float | str | None = 13, is_data: bool = True, logx: bool = False) -> Path:
     """Data points over stacked MC with MC statistical band and a data/MC ratio panel.
 
     Uses :func:`mplhep.comp.data_model` (Poisson intervals for data, MC stat. uncertainty).
@@ -251,6 +251,8 @@ def plot_data_mc(data, mc: Mapping[str, object], path: str | os.PathLike, *, xla
         CMS label: text, integrated luminosity (fb^-1), centre-of-mass energy (TeV).
     is_data : bool
         Whether ``data`` is real data (label without "Simulation").
+    logx : bool
+        Logarithmic x axis (for log-spaced bins, e.g. anomaly scores spanning decades).
 
     Returns
     -------
@@ -288,6 +290,11 @@ def plot_data_mc(data, mc: Mapping[str, object], path: str | os.PathLike, *, xla
             top = max(1.0, float(d_vals.max()) if d_vals.size else 1.0, float(np.max(mc_total)))
             ax.set_ylim(max(0.1, 0.5 * float(positive.min())) if positive.size else 0.1, top * 100)
         rax.set_ylim(0.0, 2.0)
+        if logx:
+            if d_edges[0] <= 0:
+                raise PlotError(f"plot_data_mc: logx needs positive bin edges, the first is {d_edges[0]}")
+            ax.set_xscale("log")
+            rax.set_xscale("log")
         rax.set_xlim(d_edges[0], d_edges[-1])
         ax.set_xlim(d_edges[0], d_edges[-1])
         rax.set_ylabel("Data / MC")

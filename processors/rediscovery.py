@@ -295,17 +295,25 @@ def make_plots(result: dict, report_dir: Path, *, lumi_pb: float, tables: dict) 
                                   text="labelled simulation"))
     import hist
 
-    score_max = float(np.quantile(tables["data"]["score"], 0.9999)) * 1.05 or 1.0
-    axis = hist.axis.Regular(40, 0.0, score_max, name="score", label="ALAD L1 score")
+    # L1 scores are positive and span decades (outliers reach 1e4-1e5 x the median): log bins from
+    # the smallest to the largest score of any sample, so that no event falls outside the plot
+    all_scores = np.concatenate([t["score"] for t in tables.values()])
+    positive = all_scores[np.isfinite(all_scores) & (all_scores > 0)]
+    lo, hi = (float(positive.min()) * 0.95, float(positive.max()) * 1.05) if positive.size else (1e-3, 1.0)
+    axis = hist.axis.Regular(40, lo, max(hi, 10 * lo), transform=hist.axis.transform.log, name="score",
+                             label="ALAD L1 score")
+
     def score_hist(t):  # noqa: ANN001, ANN202
         h = hist.Hist(axis, storage=hist.storage.Weight())
-        h.fill(np.minimum(t["score"], score_max * 0.9999), weight=t["weight"])
+        h.fill(np.clip(t["score"], lo, hi * 0.9999), weight=t["weight"])
         return h
+
     pngs.append(plotting.plot_data_mc(score_hist(tables["data"]),
                                       {r"W($\mu\nu$)+jets": score_hist(tables["wjets"]), r"Z/$\gamma^*$($\mu\mu$)+jets": score_hist(tables["zjets"])},
                                       report_dir / "score_alad.png", xlabel="ALAD L1 score",
                                       signals={r"$t\bar{t}$": score_hist(tables["ttbar"])}, data_label="Pseudo-data",
-                                      text=rf"threshold at $\alpha$ = {result['alpha']:g}, {lumi_text}", lumi=None, com=None, is_data=False))
+                                      text=rf"all selected events, {lumi_text}", lumi=None, com=None, is_data=False,
+                                      logx=True))
     return pngs
 
 

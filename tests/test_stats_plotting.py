@@ -51,6 +51,12 @@ def test_plot_data_mc(tmp_path, rng):
     other = hist.Hist(hist.axis.Regular(10, 0, 2000, name="ht"))
     with pytest.raises(plotting.PlotError, match="binning"):
         plotting.plot_data_mc(data, {"W+jets": other}, tmp_path / "bad.png")
+    # anomaly scores spanning decades: log-spaced bins on a log x axis; linear bins from 0 are refused
+    log_axis = hist.axis.Regular(30, 0.5, 5e4, transform=hist.axis.transform.log, name="score")
+    scores = {k: hist.Hist(log_axis).fill(rng.lognormal(mu, 1.0, 2000)) for k, mu in (("W", 2.0), ("data", 2.1))}
+    _check_png(plotting.plot_data_mc(scores["data"], {"W": scores["W"]}, tmp_path / "score.png", logx=True))
+    with pytest.raises(plotting.PlotError, match="logx"):
+        plotting.plot_data_mc(data, mc, tmp_path / "bad_log.png", logx=True)
 
 
 def test_plot_astf(tmp_path, rng):
