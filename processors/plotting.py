@@ -165,7 +165,9 @@ def plot_roc(curves: Mapping[str, RocCurve], path: str | os.PathLike, *,
             if wp >= xmin:
                 ax.axvline(wp, color="grey", ls=":", lw=1.5)
                 ax.text(wp * 1.12, 0.45, f"{wp:.2g}", rotation=90, va="bottom", fontsize=13, color="grey")
-        ax.plot([xmin, 1], [xmin, 1], color="black", ls="--", lw=1, label="Random selection")
+        # TPR = FPR is a curve on the log x axis: sample it densely, not as a two-point line
+        diagonal = np.logspace(np.log10(xmin), 0.0, 200)
+        ax.plot(diagonal, diagonal, color="black", ls="--", lw=1, label="Random selection")
         ax.set_xscale("log")
         ax.set_xlim(xmin, 1.0)
         ax.set_ylim(0.0, 1.05)
