@@ -372,7 +372,8 @@ def plot_astf(results: Mapping[str, AstfResult], path: str | os.PathLike, *, ref
             ax.set_yscale("log")
             highs = np.concatenate([np.asarray(r.interval.high, dtype=float).ravel() for r in results.values()])
             top = float(np.max(highs[np.isfinite(frac)], initial=pos.max()))  # ignore empty bins' [0, 1]
-            ax.set_ylim(0.3 * pos.min(), min(1.5, 30 * top))
+            lo, hi = 0.3 * pos.min(), min(1.0, 3 * top)
+            ax.set_ylim(lo, hi * (hi / lo) ** 0.45)  # head-room above the points for the legend
         ax.set_xlim(edges[0], edges[-1])
         ax.set_xlabel(xlabel or (ref.axis_labels[0] if ref.axis_labels else ""))
         ax.set_ylabel("ASTF (accepted fraction)")
