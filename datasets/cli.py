@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, e.g. tcp://host:8786")
     p.add_argument("--workers", type=int, default=None, help="local cluster workers (default: number of cores)")
+    p.add_argument("--sqrt-s", type=float, default=13000.0, help="pp centre-of-mass energy in GeV (default: 13000; 8000 for 2012)")
     p.set_defaults(func=_generate)
     register_opendata(subparsers)
 
@@ -124,6 +125,7 @@ def _generate(args: argparse.Namespace) -> int:
         executor=args.executor,
         scheduler=args.scheduler,
         workers=args.workers,
+        sqrt_s=args.sqrt_s,
     )
     print(production.summarise(result))
     return 0

@@ -48,6 +48,7 @@ class FileJob:
     base_seed: int
     out_dir: str
     first_event: int
+    sqrt_s: float = SQRT_S
 
     @property
     def path(self) -> Path:
@@ -72,11 +73,13 @@ class FileJob:
             "pythia_seed": self.pythia_seed,
             "first_event": self.first_event,
             "format_version": FORMAT_VERSION,
+            # only when not the default, so that finished 13 TeV files of earlier versions still resume
+            **({"sqrt_s": self.sqrt_s} if self.sqrt_s != SQRT_S else {}),
         }
 
 
 def plan_jobs(cards: Sequence[ProcessCard], *, events: int | Mapping[str, int], events_per_file: int | None, seed: int,
-              out: str | os.PathLike) -> list[FileJob]:
+              out: str | os.PathLike, sqrt_s: float = SQRT_S) -> list[FileJob]:
     """Split the events of each process (one number for all, or per process name) into file jobs."""
     jobs = []
     for card in cards:
@@ -90,7 +93,8 @@ def plan_jobs(cards: Sequence[ProcessCard], *, events: int | Mapping[str, int], 
         n_files = -(-events_for_card // per_file)
         for index in range(n_files):
             n = min(per_file, events_for_card - index * per_file)
-            jobs.append(FileJob(card=card, index=index, n_events=n, base_seed=seed, out_dir=str(Path(out).resolve()), first_event=index * per_file + 1))
+            jobs.append(FileJob(card=card, index=index, n_events=n, base_seed=seed, out_dir=str(Path(out).resolve()), first_event=index * per_file + 1,
+                                sqrt_s=float(sqrt_s)))
     return jobs
 
 
@@ -102,7 +106,7 @@ def finished(job: FileJob) -> dict | None:
         info = json.loads(job.sidecar.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    if {k: info.get(k) for k in job.identity()} != job.identity():
+    if {k: info.get(k) for k in job.identity()} != job.identity() or info.get("sqrt_s", SQRT_S) != job.sqrt_s:
         log.warning("%s: exists with a different configuration; regenerating", job.path)
         return None
     return info
@@ -150,7 +154,7 @@ def run_job(job: FileJob, config: DetectorConfig = DetectorConfig()) -> dict:
     job.path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     timings = {"pythia": 0.0, "detector": 0.0}
-    generator = PythiaGenerator(job.card, seed=job.pythia_seed, sqrt_s=SQRT_S)
+    generator = PythiaGenerator(job.card, seed=job.pythia_seed, sqrt_s=job.sqrt_s)
     timings["init"] = time.perf_counter() - start
 
     def runs() -> dict:
@@ -207,7 +211,7 @@ def build_fileset(results: Sequence[dict], *, seed: int) -> dict:
                 "is_signal": bool(rows[0]["is_signal"]),
                 "is_data": False,
                 "seed": seed,
-                "sqrt_s": SQRT_S,
+                "sqrt_s": rows[0].get("sqrt_s", SQRT_S),
                 "generator": "pythia8mc 8.317.2, Monash tune",
             },
         }
@@ -254,8 +258,12 @@ def produce(
     executor: str = "dask",
     scheduler: str | None = None,
     workers: int | None = None,
+    sqrt_s: float = SQRT_S,
 ) -> dict:
     """Generate ``events`` events of every process (or ``events[name]``) into ``out``; write ``out/fileset.json``.
+
+    ``sqrt_s`` is the proton-proton centre-of-mass energy in GeV (13 TeV by default; 8 TeV to
+    compare with the 2012 CMS Open Data).
 
     Returns
     -------
@@ -265,7 +273,7 @@ def produce(
     cards = [load_card(p) for p in processes]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = plan_jobs(cards, events=events, events_per_file=events_per_file, seed=seed, out=out)
+    jobs = plan_jobs(cards, events=events, events_per_file=events_per_file, seed=seed, out=out, sqrt_s=sqrt_s)
     log.info("%d file jobs for %s", len(jobs), ", ".join(c.name for c in cards))
     if executor == "local":
         from tqdm import tqdm

@@ -64,6 +64,10 @@ class RediscoveryConfig:
     chunksize: int = 50_000
     pps_min_jets: int = 6
     pps_min_bjets: int = 2
+    #: a coffea fileset JSON whose ``is_data`` datasets (with ``lumi_pb``) replace the pseudo-data,
+    #: e.g. the 2012 SingleMu records of ``cms-anomaly opendata fileset``; the simulation is then
+    #: generated at the data's sqrt(s) and the ttbar enrichment (which needs labels) is not measured
+    data_fileset: str | None = None
 
     def scaled(self, factor: float) -> RediscoveryConfig:
         """The same job with ``factor`` times more events."""
@@ -72,8 +76,36 @@ class RediscoveryConfig:
 
 
 # ------------------------------------------------------------------------------------- step 1
+def load_data_fileset(path: str | os.PathLike) -> tuple[dict, float, float]:
+    """The ``is_data`` datasets of a fileset JSON merged into one ``data`` entry; (entry, lumi_pb, sqrt_s)."""
+    from cms_anomaly.processors.runner import load_fileset
+
+    fileset = load_fileset(path)
+    data = {name: e for name, e in fileset.items() if e.get("metadata", {}).get("is_data")}
+    if not data:
+        raise RediscoveryError(f"{path}: no dataset with metadata is_data = true (datasets: {sorted(fileset)})")
+    lumi, energies = 0.0, set()
+    for name, entry in data.items():
+        meta = entry["metadata"]
+        if not meta.get("lumi_pb"):
+            raise RediscoveryError(f"{path}: data set {name!r} has no lumi_pb in its metadata")
+        lumi += float(meta["lumi_pb"])
+        energies.add(float(meta.get("sqrt_s", 13000.0)))
+    if len(energies) != 1:
+        raise RediscoveryError(f"{path}: data sets at different sqrt(s) {sorted(energies)}")
+    sqrt_s = energies.pop()
+    files = {f: tree for entry in data.values() for f, tree in entry["files"].items()}
+    entry = {"files": files, "metadata": {"process": "data", "is_data": True, "is_signal": False, "lumi_pb": lumi,
+                                          "sqrt_s": sqrt_s, "datasets": sorted(data)}}
+    return {"data": entry}, lumi, sqrt_s
+
+
 def make_samples(out: Path, config: RediscoveryConfig) -> tuple[dict, dict]:
-    """Generate (or reuse) the two productions; return (simulation fileset, pseudo-data fileset entry)."""
+    """Generate (or reuse) the productions; return (simulation fileset, data fileset entry).
+
+    Without ``config.data_fileset`` two productions: one mixed into pseudo-data, one the
+    simulation; with it, the simulation only, at the data's centre-of-mass energy.
+    """
     from cms_anomaly.datasets import mixture, production
 
     roles = dict(PROCESSES)
@@ -81,13 +113,18 @@ def make_samples(out: Path, config: RediscoveryConfig) -> tuple[dict, dict]:
     if config.with_qcd:
         roles["qcd"] = "qcd"
         events["qcd"] = config.qcd_events
+    real = load_data_fileset(config.data_fileset) if config.data_fileset else None
+    sqrt_s = real[2] if real else production.SQRT_S
+    productions = (("simulation", config.seed + 1000),) if real else (("data", config.seed), ("simulation", config.seed + 1000))
     filesets = {}
-    for label, seed in (("data", config.seed), ("simulation", config.seed + 1000)):
+    for label, seed in productions:
         result = production.produce(list(roles.values()), out=out / "samples" / label,
                                     events={card: events[role] for role, card in roles.items()}, seed=seed,
                                     executor="dask" if config.executor == "dask" else "local",
-                                    scheduler=config.scheduler, workers=config.workers)
+                                    scheduler=config.scheduler, workers=config.workers, sqrt_s=sqrt_s)
         filesets[label] = {role: result["datasets"][card] for role, card in roles.items()}
+    if real:
+        return filesets["simulation"], real[0]
     pool = filesets["data"]
     data = mixture.build_pseudo_data(pool, processes=list(pool), out=out / "samples" / "pseudodata", seed=config.seed)
     return filesets["simulation"], data
@@ -179,14 +216,15 @@ def _enrichment(labels_selected: np.ndarray, labels_all: np.ndarray, process: st
             "enrichment": (k / n) / f_all, "enrichment_low": float(ci.low) / f_all, "enrichment_high": float(ci.high) / f_all}
 
 
-def analyse(tables: dict[str, dict[str, np.ndarray]], *, labels: dict[int, str], alpha: float,
+def analyse(tables: dict[str, dict[str, np.ndarray]], *, labels: dict[int, str] | None, alpha: float,
             config: RediscoveryConfig) -> dict[str, Any]:
     """ASTF, PPS yields, ttbar enrichment and the labelled-simulation ROC from scored tables."""
     from cms_anomaly.processors.statistics import astf, auc, on_off_significance, roc_curve, threshold_at_efficiency
 
     data = tables["data"]
     threshold = threshold_at_efficiency(data["score"], efficiency=alpha)
-    data_labels = np.asarray([labels[int(e)] for e in data["event"]], dtype=object)
+    # the hidden process labels of pseudo-data (None for real data: no enrichment then)
+    data_labels = None if labels is None else np.asarray([labels[int(e)] for e in data["event"]], dtype=object)
 
     def passes(t: dict) -> np.ndarray:
         return t["score"] > threshold
@@ -252,7 +290,7 @@ def analyse(tables: dict[str, dict[str, np.ndarray]], *, labels: dict[int, str],
     bkg_weights = np.concatenate([tables[r]["weight"] for r in bkg_mc])
     roc = roc_curve(bkg_scores, sig["score"], bkg_weights=bkg_weights, sig_weights=sig["weight"])
     enrichment = {}
-    for a in sorted({*REPORT_ALPHAS, alpha}):
+    for a in sorted({*REPORT_ALPHAS, alpha}) if data_labels is not None else ():
         thr = threshold_at_efficiency(data["score"], efficiency=a)
         enrichment[f"{a:g}"] = {"threshold": float(thr), **_enrichment(data_labels[data["score"] > thr], data_labels, "ttbar")}
     return {
@@ -274,7 +312,8 @@ def analyse(tables: dict[str, dict[str, np.ndarray]], *, labels: dict[int, str],
 
 
 # ------------------------------------------------------------------------------------- step 6
-def make_plots(result: dict, report_dir: Path, *, lumi_pb: float, tables: dict) -> list[Path]:
+def make_plots(result: dict, report_dir: Path, *, lumi_pb: float, tables: dict,
+               data_label: str = "Pseudo-data") -> list[Path]:
     """The analogues of Knapp et al. Figs 5-9 as PNGs."""
     from cms_anomaly.processors import plotting
     from cms_anomaly.processors.feature_spec import FEATURES
@@ -287,7 +326,7 @@ def make_plots(result: dict, report_dir: Path, *, lumi_pb: float, tables: dict) 
             mc = {r"W($\mu\nu$)+jets": h[f"wjets_{stage}"], r"Z/$\gamma^*$($\mu\mu$)+jets": h[f"zjets_{stage}"]}
             pngs.append(plotting.plot_data_mc(h[f"data_{stage}"], mc, report_dir / f"{name}_{stage}.png", xlabel=label,
                                               signals={r"$t\bar{t}$ (not in the background)": h[f"ttbar_{stage}"]},
-                                              data_label="Pseudo-data", text=f"{text}, {lumi_text}", lumi=None, com=None, is_data=False))
+                                              data_label=data_label, text=f"{text}, {lumi_text}", lumi=None, com=None, is_data=False))
         pngs.append(plotting.plot_astf(result["_astf"][name], report_dir / f"astf_{name}.png", reference="background MC",
                                        xlabel=label, alpha=result["alpha"], text=f"ASTF, {lumi_text}", lumi=None, com=None, is_data=False))
     auc = result["roc_auc_ttbar_vs_background"]
@@ -311,7 +350,7 @@ def make_plots(result: dict, report_dir: Path, *, lumi_pb: float, tables: dict) 
     pngs.append(plotting.plot_data_mc(score_hist(tables["data"]),
                                       {r"W($\mu\nu$)+jets": score_hist(tables["wjets"]), r"Z/$\gamma^*$($\mu\mu$)+jets": score_hist(tables["zjets"])},
                                       report_dir / "score_alad.png", xlabel="ALAD L1 score",
-                                      signals={r"$t\bar{t}$": score_hist(tables["ttbar"])}, data_label="Pseudo-data",
+                                      signals={r"$t\bar{t}$": score_hist(tables["ttbar"])}, data_label=data_label,
                                       text=rf"all selected events, {lumi_text}", lumi=None, com=None, is_data=False,
                                       logx=True))
     return pngs
@@ -329,36 +368,47 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
     a = f"{public['alpha']:g}"
     pps = public["pps_after_anomaly_selection"]
     pps0 = public["pps_without_anomaly_selection"]
+    sqrt_s = meta.get("sqrt_s", 13000.0) / 1000.0
+    if meta["data_composition"]:
+        data_text = (f"Pseudo-data: {meta['lumi_pb']:.3g} pb^-1 of generated {sqrt_s:g} TeV W(mu nu)+jets, Z/gamma*(mu mu)+jets "
+                     f"and ttbar ({', '.join(f'{k} {v}' for k, v in meta['data_composition'].items())} events before "
+                     f"selection)")
+    else:
+        data_text = f"Data: {meta['lumi_pb']:.4g} pb^-1 of {sqrt_s:g} TeV collisions from `{meta['data_fileset']}`"
     lines = [
         "# Top-quark rediscovery with ALAD (Knapp et al., sec. 4)",
         "",
-        f"Pseudo-data: {meta['lumi_pb']:.3g} pb^-1 of generated 13 TeV W(mu nu)+jets, Z/gamma*(mu mu)+jets and ttbar "
-        f"({', '.join(f'{k} {v}' for k, v in meta['data_composition'].items())} events before selection), "
-        f"{public['n_data']} after the `top_rediscovery` selection. ALAD (L1 score) trained on them without labels; "
-        f"background model: an independent simulation of W and Z, normalised to the same luminosity.",
+        f"{data_text}, {public['n_data']} after the `top_rediscovery` selection. ALAD (L1 score) trained on them "
+        f"without labels; background model: an independent simulation of W and Z, normalised to the same luminosity.",
         "",
         "## ttbar enrichment of the anomaly selection",
         "",
-        "| alpha | threshold | selected | ttbar among selected | ttbar fraction all -> selected | enrichment (68 % CL) |",
-        "| --- | --- | --- | --- | --- | --- |",
     ]
-    for key, e in enr.items():
-        lines.append(f"| {key} | {_fmt(e['threshold'], 4)} | {e['selected']} | {e['ttbar_selected']} | "
-                     f"{_fmt(e['fraction_all'])} -> {_fmt(e['fraction_selected'])} | "
-                     f"x{_fmt(e['enrichment'])} [{_fmt(e['enrichment_low'])}, {_fmt(e['enrichment_high'])}] |")
-    e3 = enr.get("0.001", {})
+    if enr:
+        lines += ["| alpha | threshold | selected | ttbar among selected | ttbar fraction all -> selected | enrichment (68 % CL) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for key, e in enr.items():
+            lines.append(f"| {key} | {_fmt(e['threshold'], 4)} | {e['selected']} | {e['ttbar_selected']} | "
+                         f"{_fmt(e['fraction_all'])} -> {_fmt(e['fraction_selected'])} | "
+                         f"x{_fmt(e['enrichment'])} [{_fmt(e['enrichment_low'])}, {_fmt(e['enrichment_high'])}] |")
+        e3 = enr.get("0.001", {})
+        lines += [
+            "",
+            f"At alpha = 1e-3 the ttbar enrichment is x{_fmt(e3.get('enrichment', float('nan')))} "
+            f"(68 % CL [{_fmt(e3.get('enrichment_low', float('nan')))}, {_fmt(e3.get('enrichment_high', float('nan')))}], "
+            f"{e3.get('selected', 0)} events selected; paper: about x20). At the working alpha = {a}: "
+            f"x{_fmt(enr[a]['enrichment'])} [{_fmt(enr[a]['enrichment_low'])}, {_fmt(enr[a]['enrichment_high'])}].",
+        ]
+    else:
+        lines.append("Not measured: the process of a real-data event is unknown (the enrichment needs the labels of "
+                     "pseudo-data). The PPS comparison below is the measurement on data.")
     lines += [
-        "",
-        f"At alpha = 1e-3 the ttbar enrichment is x{_fmt(e3.get('enrichment', float('nan')))} "
-        f"(68 % CL [{_fmt(e3.get('enrichment_low', float('nan')))}, {_fmt(e3.get('enrichment_high', float('nan')))}], "
-        f"{e3.get('selected', 0)} events selected; paper: about x20). At the working alpha = {a}: "
-        f"x{_fmt(enr[a]['enrichment'])} [{_fmt(enr[a]['enrichment_low'])}, {_fmt(enr[a]['enrichment_high'])}].",
         "",
         f"ROC of the detector on labelled simulation (ttbar vs W+Z): AUC = {public['roc_auc_ttbar_vs_background']:.3f}.",
         "",
         f"## Post-processing selection (N_J >= {meta['pps_min_jets']}, N_b >= {meta['pps_min_bjets']})",
         "",
-        "| | observed (pseudo-data) | background MC (W+Z) | Z_Bi | background + ttbar MC | Z_Bi |",
+        "| | observed | background MC (W+Z) | Z_Bi | background + ttbar MC | Z_Bi |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for label, block in ((f"after the anomaly selection (alpha = {a})", pps), ("without the anomaly selection", pps0)):
@@ -455,8 +505,8 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
     times["generation"] = time.perf_counter() - t0
     data_meta = data["data"]["metadata"]
     lumi = data_meta["lumi_pb"]
-    labels_df = pd.read_parquet(data_meta["labels"])
-    labels = dict(zip(labels_df["event"].astype(int), labels_df["process"].astype(str)))
+    labels_df = pd.read_parquet(data_meta["labels"]) if "labels" in data_meta else None  # pseudo-data only
+    labels = None if labels_df is None else dict(zip(labels_df["event"].astype(int), labels_df["process"].astype(str)))
     fileset = {**data, **simulation}
 
     t = time.perf_counter()
@@ -483,11 +533,13 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
                                "enrichment": ae_result["enrichment"]}
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    pngs = make_plots(result, report_dir, lumi_pb=lumi, tables=tables)
+    pngs = make_plots(result, report_dir, lumi_pb=lumi, tables=tables,
+                      data_label="Pseudo-data" if labels is not None else "Data")
     times["analysis"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
-    composition = dict(labels_df["process"].value_counts().sort_index().items())
-    meta = {"lumi_pb": lumi, "config": asdict(config), "models": {k: str(v) for k, v in models.items()},
+    composition = {} if labels_df is None else dict(labels_df["process"].value_counts().sort_index().items())
+    meta = {"lumi_pb": lumi, "sqrt_s": float(data_meta.get("sqrt_s", 13000.0)), "data_fileset": config.data_fileset,
+            "config": asdict(config), "models": {k: str(v) for k, v in models.items()},
             "data_composition": {str(k): int(v) for k, v in composition.items()}, "seconds": times,
             "pps_min_jets": config.pps_min_jets, "pps_min_bjets": config.pps_min_bjets,
             "cutflow": {ds: res["cutflow"] for ds, res in first.items()}}
@@ -516,13 +568,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
     p.add_argument("--workers", type=int, default=None, help="local Dask workers (default: cores)")
     p.add_argument("--device", default="auto", help="training device: auto, cpu or cuda")
+    p.add_argument("--data-fileset", default=None, metavar="FILESET",
+                   help="real data instead of pseudo-data: a fileset JSON whose is_data datasets carry lumi_pb, e.g. "
+                        "from 'cms-anomaly opendata fileset'; the simulation is generated at its sqrt(s)")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args: Any) -> int:
     config = replace(RediscoveryConfig(), alpha=args.alpha, epochs=args.epochs, ae_epochs=args.epochs, seed=args.seed,
                      with_qcd=args.with_qcd, executor=args.executor, scheduler=args.scheduler, workers=args.workers,
-                     device=args.device).scaled(args.events)
+                     device=args.device, data_fileset=args.data_fileset).scaled(args.events)
     summary = run_rediscovery(args.out, config)
     print(summary.read_text())
     print(f"report: {summary.parent / 'index.html'}")

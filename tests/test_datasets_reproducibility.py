@@ -89,3 +89,14 @@ def test_failed_job_names_the_file_and_keeps_the_others(tmp_path):
     with pytest.raises(production.ProductionError, match=r"bad_s1_0000.root: GeneratorError: .*gg2ttbarr"):
         production.produce([str(bad), "zjets"], out=tmp_path / "p", events=10, seed=1, executor="local")
     assert (tmp_path / "p" / "zjets" / "zjets_s1_0000.root").exists()
+
+
+def test_centre_of_mass_energy_is_part_of_the_configuration(tmp_path):
+    eight = production.produce(["zjets"], out=tmp_path, events=20, seed=4, executor="local", sqrt_s=8000.0)
+    meta8 = eight["datasets"]["zjets"]["metadata"]
+    assert meta8["sqrt_s"] == 8000.0 and not eight["results"][0]["skipped"]
+    # the same production at 13 TeV is a different configuration: regenerated, larger cross section
+    thirteen = production.produce(["zjets"], out=tmp_path, events=20, seed=4, executor="local")
+    meta13 = thirteen["datasets"]["zjets"]["metadata"]
+    assert meta13["sqrt_s"] == 13000.0 and not thirteen["results"][0]["skipped"]
+    assert meta13["sigma_gen_pb"] > 1.2 * meta8["sigma_gen_pb"]

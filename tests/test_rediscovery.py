@@ -63,3 +63,42 @@ def test_numbers_are_finite_and_consistent(report):
     assert r["anomaly_selected_yields"]["data"]["entries"] == r["n_data_selected"]
     assert "ae_crosscheck" in r and 0 <= r["ae_crosscheck"]["roc_auc_ttbar_vs_background"] <= 1
     assert payload["lumi_pb"] > 0 and np.isfinite(list(payload["seconds"].values())).all()
+
+
+def test_external_data_fileset(report, tmp_path):
+    """--data-fileset: real data (here the pseudo-data files, without their labels) replace the mixture."""
+    import shutil
+
+    from dataclasses import replace
+
+    first_dir, payload = report
+    samples = first_dir.parent / "samples"
+    data_files = sorted(str(p) for p in (samples / "pseudodata").glob("*.root"))
+    assert data_files
+    fileset = tmp_path / "data.json"
+    fileset.write_text(json.dumps({"SingleMu": {"files": {f: "Events" for f in data_files},
+                                                "metadata": {"is_data": True, "lumi_pb": payload["lumi_pb"]}}}))
+    out = tmp_path / "real"
+    shutil.copytree(samples / "simulation", out / "samples" / "simulation")  # reused, not regenerated
+    summary = run_rediscovery(out, replace(TINY, data_fileset=str(fileset)))
+    real = json.loads((summary.parent / "summary.json").read_text())
+    assert real["data_fileset"] == str(fileset) and real["data_composition"] == {}
+    assert real["result"]["enrichment"] == {} and "Not measured" in summary.read_text()
+    assert not (out / "samples" / "data").exists()  # no pseudo-data production
+    # the same events pass the same selection whether they come labelled or not
+    assert real["result"]["n_data"] == payload["result"]["n_data"]
+    assert real["lumi_pb"] == pytest.approx(payload["lumi_pb"])
+    y = real["result"]["pps_without_anomaly_selection"]["yields"]
+    assert y["data"]["entries"] == payload["result"]["pps_without_anomaly_selection"]["yields"]["data"]["entries"]
+
+
+def test_data_fileset_errors(tmp_path):
+    from cms_anomaly.processors.rediscovery import RediscoveryError, load_data_fileset
+
+    path = tmp_path / "mc.json"
+    path.write_text(json.dumps({"ttbar": {"files": {"a.root": "Events"}, "metadata": {"is_data": False}}}))
+    with pytest.raises(RediscoveryError, match="is_data"):
+        load_data_fileset(path)
+    path.write_text(json.dumps({"SingleMu": {"files": {"a.root": "Events"}, "metadata": {"is_data": True}}}))
+    with pytest.raises(RediscoveryError, match="lumi_pb"):
+        load_data_fileset(path)
