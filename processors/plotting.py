@@ -246,7 +246,7 @@ def plot_data_mc(data, mc: Mapping[str, object], path: str | os.PathLike, *, xla
     logy : bool
         Logarithmic y axis for the main panel.
     signals : mapping of str to hist.Hist, optional
-        Components drawn unstacked as lines (e.g. ttbar as the "unknown" process).
+        Overlaid as lines, not part of the MC sum or the ratio (e.g. ttbar as the "unknown" process).
     data_label : str
         Legend label of the data.
     text, lumi, com : optional
@@ -278,13 +278,16 @@ def plot_data_mc(data, mc: Mapping[str, object], path: str | os.PathLike, *, xla
             stacked_components=list(mc.values()),
             stacked_labels=list(mc.keys()),
             stacked_colors=[PROCESS_COLORS[i % len(PROCESS_COLORS)] for i in range(len(mc))],
-            unstacked_components=list(signals.values()) or None,
-            unstacked_labels=list(signals.keys()) or None,
-            unstacked_colors=[PROCESS_COLORS[(len(mc) + i) % len(PROCESS_COLORS)] for i in range(len(signals))] or None,
             xlabel=xlabel or axis_label, ylabel=ylabel, data_label=data_label,
             fig=fig, ax_main=ax, ax_comparison=rax, comparison="ratio", flow="none",
             h1_label="Data", h2_label="MC",
         )
+        # signals are overlaid, not part of the model: mplhep's unstacked components would be added
+        # to the "Sum" and to the data/MC ratio, hiding exactly the excess a missing process makes
+        for i, (name, h) in enumerate(signals.items()):
+            _, _, variances, _ = _values_edges(h, name)
+            hep.histplot(h, ax=ax, histtype="step", lw=2, label=name, flow="none", yerr=np.sqrt(variances),
+                         color=PROCESS_COLORS[(len(mc) + i) % len(PROCESS_COLORS)])
         mc_total = sum(np.asarray(h.values(), dtype=np.float64) for h in mc.values())
         if logy and (np.any(d_vals > 0) or np.any(mc_total > 0)):  # an empty plot stays linear
             ax.set_yscale("log")
