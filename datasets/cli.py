@@ -74,17 +74,14 @@ def _opendata_list(args: argparse.Namespace) -> int:
 
 def _opendata_fileset(args: argparse.Namespace) -> int:
     import json
-    import os
     from pathlib import Path
 
     from cms_anomaly.datasets import opendata
+    from cms_anomaly.datasets.atomic import write_text_atomic
 
     out = Path(args.out)
     fileset = opendata.build_fileset(campaign=args.campaign, cache=args.cache or out.parent / "filelists", datasets=args.datasets)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(fileset, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_text_atomic(out, json.dumps(fileset, indent=2) + "\n")
     print(f"wrote {out}: " + ", ".join(f"{k} ({len(v['files'])} files)" for k, v in fileset.items()))
     return 0
 

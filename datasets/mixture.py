@@ -21,6 +21,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from cms_anomaly.datasets.atomic import atomic_output
 from cms_anomaly.datasets.nanoaod import write_nanoaod
 
 log = logging.getLogger(__name__)
@@ -157,9 +158,8 @@ def build_pseudo_data(
     import pandas as pd
 
     label_path = out / f"{name}_labels.parquet"
-    tmp = label_path.with_name(f"{label_path.name}.tmp-{os.getpid()}")
-    pd.DataFrame({"event": np.arange(1, n + 1, dtype=np.uint64), "process": labels.astype(str)}).to_parquet(tmp)
-    os.replace(tmp, label_path)
+    with atomic_output(label_path) as tmp:
+        pd.DataFrame({"event": np.arange(1, n + 1, dtype=np.uint64), "process": labels.astype(str)}).to_parquet(tmp)
     return {
         name: {
             "files": {f: "Events" for f in files},

@@ -18,6 +18,8 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from cms_anomaly.datasets.atomic import atomic_output
+
 #: ZSTD level 5: fast to write and ~2x faster to read than LZMA (PERFORMANCE.md, pitfall 2)
 COMPRESSION = uproot.ZSTD(5)
 
@@ -77,27 +79,21 @@ def write_nanoaod(
         number of events written.
     """
     path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     n_events = 0
-    try:
-        with uproot.recreate(tmp, compression=COMPRESSION) as fout:
-            tree = None
-            for branches in batches:
-                if tree is None:
-                    tree = fout.mktree(
-                        "Events",
-                        _branch_types(branches),
-                        field_name=lambda outer, inner: f"{outer}_{inner}",
-                        counter_name=lambda counted: f"n{counted}",
-                    )
-                tree.extend(dict(branches))
-                n_events += len(branches["event"])
+    with atomic_output(path) as tmp, uproot.recreate(tmp, compression=COMPRESSION) as fout:
+        tree = None
+        for branches in batches:
             if tree is None:
-                raise NanoAODWriteError(f"{path}: no events to write")
-            runs_content = runs() if callable(runs) else runs
-            fout["Runs"] = {key: np.asarray(value) for key, value in runs_content.items()}
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+                tree = fout.mktree(
+                    "Events",
+                    _branch_types(branches),
+                    field_name=lambda outer, inner: f"{outer}_{inner}",
+                    counter_name=lambda counted: f"n{counted}",
+                )
+            tree.extend(dict(branches))
+            n_events += len(branches["event"])
+        if tree is None:
+            raise NanoAODWriteError(f"{path}: no events to write")
+        runs_content = runs() if callable(runs) else runs
+        fout["Runs"] = {key: np.asarray(value) for key, value in runs_content.items()}
     return n_events

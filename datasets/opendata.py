@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from cms_anomaly.datasets.atomic import write_text_atomic
+
 log = logging.getLogger(__name__)
 
 MANIFESTS = {"2012": "cms2012.toml"}
@@ -117,10 +119,7 @@ def resolve_files(record: Record, manifest: Manifest, *, cache: str | os.PathLik
     files = [u for u in _root_urls(payload) if record.directory in u]
     if not files:
         raise OpenDataUnavailableError(f"record {record.recid} ({record.dataset}): the portal listed no ROOT files under {record.directory}")
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(f"{cached.name}.tmp-{os.getpid()}")
-    tmp.write_text(f"# CERN Open Data record {record.recid}: {record.dataset}\n" + "\n".join(files) + "\n")
-    os.replace(tmp, cached)
+    write_text_atomic(cached, f"# CERN Open Data record {record.recid}: {record.dataset}\n" + "\n".join(files) + "\n")
     return files
 
 

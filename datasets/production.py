@@ -20,6 +20,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
+from cms_anomaly.datasets.atomic import write_text_atomic
 from cms_anomaly.datasets.cards import ProcessCard, load_card
 from cms_anomaly.datasets.detector import DetectorConfig, simulate
 from cms_anomaly.datasets.generator import PythiaGenerator, derive_seed
@@ -113,9 +114,7 @@ def finished(job: FileJob) -> dict | None:
 
 
 def _write_json_atomic(path: Path, payload: object) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def _event_batches(job: FileJob, generator: PythiaGenerator, config: DetectorConfig, timings: dict[str, float]) -> Iterator[dict]:

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cms_anomaly.datasets.atomic import atomic_output
 from cms_anomaly.models.errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -96,10 +96,8 @@ def predict(booster, x: np.ndarray) -> np.ndarray:
 def save_booster(booster, path: str | Path) -> Path:
     """Save as XGBoost JSON, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}.json")
-    booster.save_model(str(tmp))
-    os.replace(tmp, path)
+    with atomic_output(path, suffix=".json") as tmp:  # XGBoost picks the format from the extension
+        booster.save_model(str(tmp))
     return path
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cms_anomaly.datasets.atomic import atomic_output, write_text_atomic
 from cms_anomaly.models.errors import FeatureMismatchError, ModelCardError
 
 log = logging.getLogger(__name__)
@@ -97,11 +97,8 @@ def card_path(model_path: str | Path) -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path.tmp-<pid>`` and ``os.replace`` it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` atomically (:func:`cms_anomaly.datasets.atomic.write_text_atomic`)."""
+    write_text_atomic(path, text)
 
 
 def write_card(card: ModelCard, model_path: str | Path) -> Path:
@@ -228,10 +225,8 @@ def export_torchscript(module: nn.Module, path: str | Path, *, card: ModelCard,
     """
     path = Path(path)
     scripted = script_module(module)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    scripted.save(str(tmp))
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        scripted.save(str(tmp))
     card.framework = {"torch": torch.__version__, "numpy": np.__version__}
     write_card(card, path)
     if check_input is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cms_anomaly.datasets.atomic import atomic_output
 from cms_anomaly.models.base import AnomalyModel, Hyper
 from cms_anomaly.models.errors import TrainingError
 
@@ -75,10 +75,8 @@ def resolve_device(device: str) -> torch.device:
 
 def atomic_torch_save(obj: object, path: Path) -> None:
     """``torch.save`` to ``path.tmp-<pid>`` then ``os.replace`` onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _batched_validation(model: AnomalyModel, x: torch.Tensor, batch_size: int) -> float:

@@ -7,7 +7,6 @@ and ``rmm`` (51*51 = 2601, row-major) as fixed-size lists of float32, and ``weig
 """
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from cms_anomaly.datasets.atomic import atomic_output
 from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, SCALAR_FEATURES
 
 
@@ -62,10 +62,8 @@ def write_feature_table(features: ak.Array, *, path: str | Path, weights: np.nda
     data["dataset"] = pa.array([dataset] * n, type=pa.string())
     data["is_signal"] = pa.array(np.full(n, bool(is_signal)))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    pq.write_table(pa.table(data), tmp, compression="zstd")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        pq.write_table(pa.table(data), tmp, compression="zstd")
     return path
 
 

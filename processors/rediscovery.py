@@ -431,11 +431,13 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
     ]
     lines += [f"![{p.stem}]({p.name})" for p in pngs]
     lines += ["", f"Wall time: {meta['seconds']['total']:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in meta['seconds'].items() if k != 'total')})."]
+    from cms_anomaly.datasets.atomic import write_text_atomic
+
     report_dir.mkdir(parents=True, exist_ok=True)
     md = "\n".join(lines) + "\n"
-    _atomic_write(report_dir / "summary.md", md)
-    _atomic_write(report_dir / "summary.json", json.dumps(payload, indent=2, default=_json_default) + "\n")
-    _atomic_write(report_dir / "index.html", _html(md))
+    write_text_atomic(report_dir / "summary.md", md)
+    write_text_atomic(report_dir / "summary.json", json.dumps(payload, indent=2, default=_json_default) + "\n")
+    write_text_atomic(report_dir / "index.html", _html(md))
     return report_dir / "summary.md"
 
 
@@ -483,12 +485,6 @@ def _html(markdown: str) -> str:
     if in_table:
         out.append("</table>")
     return "\n".join(out + ["</body></html>"])
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------------- the job

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cms_anomaly.datasets.atomic import atomic_output
+
 log = logging.getLogger(__name__)
 
 EXECUTORS = ("dask", "futures", "iterative")
@@ -101,10 +103,6 @@ def run_processor(fileset: Mapping[str, Any], proc: Any, *, executor: Any, chunk
     return runner(dict(fileset), processor_instance=proc, treename="Events")
 
 
-def _atomic_path(path: Path) -> Path:
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
-
-
 def save_outputs(output: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Save histograms with ``coffea.util.save`` (``histograms.coffea``) and to ROOT (``histograms.root``).
 
@@ -118,13 +116,11 @@ def save_outputs(output: Mapping[str, Any], out_dir: str | Path) -> dict[str, Pa
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     coffea_path = out_dir / "histograms.coffea"
-    tmp = _atomic_path(coffea_path)
-    save(dict(output), str(tmp))
-    os.replace(tmp, coffea_path)
+    with atomic_output(coffea_path) as tmp:
+        save(dict(output), str(tmp))
 
     root_path = out_dir / "histograms.root"
-    tmp = _atomic_path(root_path)
-    with uproot.recreate(tmp) as fout:
+    with atomic_output(root_path) as tmp, uproot.recreate(tmp) as fout:
         for dataset, result in output.items():
             for name, h in result["hists"].items():
                 if dataset not in h.axes["dataset"]:
@@ -136,7 +132,6 @@ def save_outputs(output: Mapping[str, Any], out_dir: str | Path) -> dict[str, Pa
                                                  np.arange(len(values) + 1, dtype=np.float64))
                 else:
                     fout[f"{dataset}/{name}"] = sliced
-    os.replace(tmp, root_path)
     return {"coffea": coffea_path, "root": root_path}
 
 
@@ -319,8 +314,7 @@ def replicate_events(fileset: Mapping[str, Any], *, copies: int, out_path: str |
             out[name] = merged[name]
     out.update({coll: ak.zip(fields) for coll, fields in groups.items()})
     out_path = Path(out_path)
-    tmp = _atomic_path(out_path)
-    with uproot.recreate(tmp, compression=uproot.ZSTD(5)) as fout:
+    with atomic_output(out_path) as tmp, uproot.recreate(tmp, compression=uproot.ZSTD(5)) as fout:
         tree = fout.mktree("Events", {k: ak.type(v).content
                                       for k, v in out.items()},
                            counter_name=lambda c: f"n{c}", field_name=lambda o, i: f"{o}_{i}")
@@ -329,7 +323,6 @@ def replicate_events(fileset: Mapping[str, Any], *, copies: int, out_path: str |
         n = len(merged)
         for start in range(0, n, REPLICATE_BASKET_EVENTS):
             tree.extend({k: v[start:start + REPLICATE_BASKET_EVENTS] for k, v in out.items()})
-    os.replace(tmp, out_path)
     return out_path
 
 
