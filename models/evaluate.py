@@ -61,13 +61,6 @@ class EvaluateOptions:
 
 
 # ----------------------------------------------------------------------------- metrics
-def _weighted_cdf(ref: np.ndarray, w: np.ndarray, s: np.ndarray) -> np.ndarray:
-    order = np.argsort(ref)
-    rs, cw = ref[order], np.cumsum(w[order])
-    idx = np.searchsorted(rs, s, side="right")
-    return np.where(idx > 0, cw[np.maximum(idx - 1, 0)], 0.0) / cw[-1]
-
-
 def _metrics(s_bkg: np.ndarray, w_bkg: np.ndarray, s_sig: np.ndarray) -> dict[str, Any]:
     """AUC and TPR at :data:`EVAL_FPRS` (statistics helper; extrapolated thresholds where SM statistics run out)."""
     from cms_anomaly.processors import statistics
@@ -114,6 +107,7 @@ def evaluate(features_dir: str | Path, out_dir: str | Path, *, options: Evaluate
     import torch
 
     from cms_anomaly.models.double_ae import distance_correlation_squared
+    from cms_anomaly.processors.statistics import weighted_cdf
 
     out_dir = Path(out_dir)
     model_dir = out_dir / "models"
@@ -158,8 +152,8 @@ def evaluate(features_dir: str | Path, out_dir: str | Path, *, options: Evaluate
         r = torch.as_tensor(sv[pick], dtype=torch.float64)
         dcor[f"{lam:g}"] = float(torch.sqrt(distance_correlation_squared(r[:, 0], r[:, 1])))
         if lam == 100.0:
-            q = lambda v: np.minimum(_weighted_cdf(sv[:, 0], w_val, v[:, 0]),  # noqa: E731
-                                     _weighted_cdf(sv[:, 1], w_val, v[:, 1]))
+            q = lambda v: np.minimum(weighted_cdf(sv[:, 0], w_val, v[:, 0]),  # noqa: E731
+                                     weighted_cdf(sv[:, 1], w_val, v[:, 1]))
             scores["double AE (λ=100)"] = (q(sv), {n: q(v) for n, v in ss.items()})
     info["double_ae_distance_correlation"] = {"lambda=" + k: v for k, v in dcor.items()}
     info["double_ae_distance_correlation_events"] = int(min(options.dcor_events, len(w_val)))

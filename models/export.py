@@ -176,19 +176,68 @@ def threshold_at_fpr(scores: np.ndarray, weights: np.ndarray | None = None, *, f
         i = int(np.searchsorted(surv, fpr, side="left"))
         out.update(threshold=float(s[min(i, s.size - 1)]), method="empirical", n_eff_above=float(fpr * n_eff))
         return out
+    fit = _tail_fit(s, surv, tail_fraction)
+    if isinstance(fit, str):
+        out.update(threshold=float(s[0]), method=f"max_score ({fit})")
+        return out
+    slope, intercept, k, lo, hi = fit
+    out.update(threshold=float((np.log(fpr) - intercept) / slope), method="exponential_tail_fit",
+               tail_events=k, tail_range=[lo, hi], slope=float(slope),
+               note=f"only {fpr * n_eff:.2g} effective SM events expected above; log-survival fitted "
+                    f"linearly over the top {k} scores and extrapolated")
+    return out
+
+
+def _tail_fit(s: np.ndarray, surv: np.ndarray, tail_fraction: float) -> tuple[float, float, int, float, float] | str:
+    """Straight-line fit of ``log S(t)`` over the top ``tail_fraction`` of the scores (at least 50).
+
+    ``s`` and ``surv`` come from :func:`_weighted_survival`. Returns (slope, intercept, events,
+    low, high end of the fitted range) or, when no falling tail can be fitted, the reason.
+    """
     k = max(int(tail_fraction * s.size), min(50, s.size))
     ts, ls = s[:k], np.log(surv[:k])
     if k < 5 or np.ptp(ts) == 0:
-        out.update(threshold=float(s[0]), method="max_score (too few events to extrapolate)")
-        return out
+        return "too few events to extrapolate"
     slope, intercept = np.polyfit(ts, ls, 1)
     if slope >= 0:
-        out.update(threshold=float(s[0]), method="max_score (tail not falling)")
+        return "tail not falling"
+    return float(slope), float(intercept), k, float(ts[-1]), float(ts[0])
+
+
+def efficiency_above(scores: np.ndarray, weights: np.ndarray | None = None, *, threshold: float,
+                     tail_fraction: float = 0.01, cl: float = 0.95) -> dict[str, Any]:
+    """Weighted fraction of events with ``score > threshold``, extrapolated beyond the sample.
+
+    Measured (with an Agresti-Coull interval at ``cl`` on effective counts) when at least
+    :data:`MIN_EVENTS_ABOVE` effective events pass; otherwise read off the same exponential fit
+    of the sample's own survival tail that :func:`threshold_at_fpr` uses (no interval then: the
+    fit's assumption, not counting, dominates).
+    """
+    from cms_anomaly.processors.statistics import weighted_efficiency
+
+    scores = np.asarray(scores, np.float64)
+    w = np.ones_like(scores) if weights is None else np.asarray(weights, np.float64)
+    ok = np.isfinite(scores)
+    scores, w = scores[ok], w[ok]
+    if scores.size == 0:
+        raise ValueError("efficiency_above: no finite scores")
+    n_eff = w.sum() ** 2 / np.sum(w * w)
+    passed = scores > threshold
+    measured = weighted_efficiency(passed, w, cl=cl)
+    out: dict[str, Any] = {"n_events": int(scores.size), "n_eff": float(n_eff), "n_passed": int(passed.sum())}
+    if measured.estimate * n_eff >= MIN_EVENTS_ABOVE:
+        out.update(efficiency=float(measured.estimate), low=float(measured.low), high=float(measured.high),
+                   method="empirical")
         return out
-    out.update(threshold=float((np.log(fpr) - intercept) / slope), method="exponential_tail_fit",
-               tail_events=k, tail_range=[float(ts[-1]), float(ts[0])], slope=float(slope),
-               note=f"only {fpr * n_eff:.2g} effective SM events expected above; log-survival fitted "
-                    f"linearly over the top {k} scores and extrapolated")
+    s, surv = _weighted_survival(scores, w)
+    fit = _tail_fit(s, surv, tail_fraction)
+    if isinstance(fit, str) or threshold <= fit[3]:
+        out.update(efficiency=float(measured.estimate), low=float(measured.low), high=float(measured.high),
+                   method="empirical (few events)" if isinstance(fit, str) else "empirical")
+        return out
+    slope, intercept = fit[0], fit[1]
+    out.update(efficiency=float(np.exp(slope * threshold + intercept)), low=float("nan"), high=float("nan"),
+               method="exponential_tail_fit", upper_limit_empirical=float(measured.high))
     return out
 
 

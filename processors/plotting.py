@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -117,9 +117,18 @@ def _values_edges(h, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str
 
 
 # ----------------------------------------------------------------------------- ROC
+def _line_style(i: int, label: str, styles: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+    """Colour and line style of the i-th curve: colours cycle, the line style changes every cycle;
+    ``styles[label]`` (matplotlib keywords) overrides."""
+    style = {"color": PROCESS_COLORS[i % len(PROCESS_COLORS)], "ls": ("-", "--", "-.", ":")[(i // len(PROCESS_COLORS)) % 4],
+             "lw": 2}
+    return {**style, **(styles or {}).get(label, {})}
+
+
 def plot_roc(curves: Mapping[str, RocCurve], path: str | os.PathLike, *,
              working_points: Sequence[float] = (5.4e-6, 1e-5, 1e-3), min_fpr: float | None = None,
-             text: str | None = None, com: float | str | None = 13, title: str | None = None) -> Path:
+             text: str | None = None, com: float | str | None = 13, title: str | None = None,
+             styles: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
     """ROC curves (TPR vs FPR, log x) with dotted lines at the SM working points.
 
     Parameters
@@ -138,6 +147,8 @@ def plot_roc(curves: Mapping[str, RocCurve], path: str | os.PathLike, *,
         Centre-of-mass energy in TeV for the label.
     title : str, optional
         Extra text in the plot (e.g. the model name).
+    styles : mapping of str to dict, optional
+        Per-label matplotlib line keywords (``color``, ``ls``) replacing the default cycle.
 
     Returns
     -------
@@ -151,9 +162,7 @@ def plot_roc(curves: Mapping[str, RocCurve], path: str | os.PathLike, *,
         lowest = 1.0
         for i, (label, c) in enumerate(curves.items()):
             pos = c.fpr > 0
-            style = ("-", "--", "-.", ":")[(i // len(PROCESS_COLORS)) % 4]  # colours repeat after 6 curves
-            ax.plot(c.fpr[pos], c.tpr[pos], color=PROCESS_COLORS[i % len(PROCESS_COLORS)], ls=style, lw=2,
-                    label=label)
+            ax.plot(c.fpr[pos], c.tpr[pos], label=label, **_line_style(i, label, styles))
             if pos.any():
                 lowest = min(lowest, float(c.fpr[pos].min()))
         xmin = min_fpr if min_fpr is not None else max(1e-7, lowest)
@@ -175,7 +184,8 @@ def plot_roc(curves: Mapping[str, RocCurve], path: str | os.PathLike, *,
 
 
 def plot_sic(curves: Mapping[str, RocCurve], path: str | os.PathLike, *, min_bkg_events: float = 10.0,
-             text: str | None = None, com: float | str | None = 13, title: str | None = None) -> Path:
+             text: str | None = None, com: float | str | None = 13, title: str | None = None,
+             styles: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
     """SIC = TPR / sqrt(FPR) against TPR (Mikuni et al. Fig. 1).
 
     Points with fewer than ``min_bkg_events`` effective background events passing are dropped
@@ -193,6 +203,8 @@ def plot_sic(curves: Mapping[str, RocCurve], path: str | os.PathLike, *, min_bkg
         CMS label settings.
     title : str, optional
         Legend title.
+    styles : mapping of str to dict, optional
+        Per-label matplotlib line keywords, as in :func:`plot_roc`.
 
     Returns
     -------
@@ -205,9 +217,7 @@ def plot_sic(curves: Mapping[str, RocCurve], path: str | os.PathLike, *, min_bkg
         fig, ax, _ = _figure(ratio=False)
         for i, (label, c) in enumerate(curves.items()):
             keep = c.fpr * c.n_bkg_eff >= min_bkg_events
-            style = ("-", "--", "-.", ":")[(i // len(PROCESS_COLORS)) % 4]
-            ax.plot(c.tpr[keep], c.sic()[keep], color=PROCESS_COLORS[i % len(PROCESS_COLORS)], ls=style, lw=2,
-                    label=label)
+            ax.plot(c.tpr[keep], c.sic()[keep], label=label, **_line_style(i, label, styles))
         ax.axhline(1.0, color="black", ls="--", lw=1, label="No selection")
         ax.set_xlim(0.0, 1.0)
         ax.set_ylim(bottom=0.0)
@@ -301,6 +311,130 @@ def plot_data_mc(data, mc: Mapping[str, object], path: str | os.PathLike, *, xla
         rax.set_ylabel("Data / MC")
         ax.legend(fontsize=14, ncols=2, loc="upper right")
         _cms_label(ax, data=is_data, text=text, lumi=lumi, com=com)
+        return save_png(fig, path)
+
+
+# ----------------------------------------------------------------------------- shapes
+def plot_shapes(hists: Mapping[str, object], path: str | os.PathLike, *, xlabel: str | None = None,
+                cuts: Mapping[str, float] | None = None, logy: bool = True, logx: bool = False,
+                text: str | None = None, com: float | str | None = 13,
+                styles: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
+    """Unit-area distributions of one quantity for several samples, with vertical cut lines.
+
+    As Cerri et al. Fig. 7 (the VAE loss of the SM cocktail and the BSM benchmarks with the
+    threshold) and Chekanov et al. Fig. 3 (ln Loss with the outlier-region cut).
+
+    Parameters
+    ----------
+    hists : mapping of str to hist.Hist
+        Legend label to 1-D histogram (same binning); each is drawn divided by its integral.
+    path : str or path-like
+        Output PNG.
+    xlabel : str, optional
+        x-axis label; default the first histogram's axis label.
+    cuts : mapping of str to float, optional
+        Label to x position of a vertical dashed line (e.g. the threshold at 5.4e-6).
+    logy, logx : bool
+        Axis scales.
+    text, com : optional
+        CMS label settings.
+    styles : mapping of str to dict, optional
+        Per-label matplotlib line keywords.
+
+    Returns
+    -------
+    pathlib.Path
+        The written PNG.
+    """
+    import mplhep as hep
+
+    if not hists:
+        raise PlotError("plot_shapes: no histograms given")
+    with _style():
+        fig, ax, _ = _figure(ratio=False)
+        first_label, edges = None, None
+        top, bottom = 0.0, np.inf
+        for i, (label, h) in enumerate(hists.items()):
+            values, e, variances, axis_label = _values_edges(h, label)
+            first_label = first_label or axis_label
+            edges = e if edges is None else edges
+            total = float(values.sum())
+            if total <= 0:
+                continue
+            widths = np.diff(e)
+            density = values / total / widths
+            err = np.sqrt(np.maximum(variances, 0.0)) / total / widths
+            style = _line_style(i, label, styles)
+            hep.histplot(density, e, ax=ax, histtype="step", yerr=err, label=f"{label}", flow="none", **style)
+            top = max(top, float(density.max()))
+            if np.any(density > 0):
+                bottom = min(bottom, float(density[density > 0].min()))
+        for j, (label, x) in enumerate((cuts or {}).items()):
+            ax.axvline(x, color="black", ls=("--", ":", "-.")[j % 3], lw=1.5, label=label)
+        if logx:
+            ax.set_xscale("log")
+        if logy and top > 0:
+            ax.set_yscale("log")
+            ax.set_ylim(max(bottom * 0.5, top * 1e-7), top * 30)
+        elif top > 0:
+            ax.set_ylim(0.0, top * 1.5)
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_xlabel(xlabel or first_label)
+        ax.set_ylabel("Fraction of events / bin width")
+        ax.legend(fontsize=14, loc="upper right", ncols=2)
+        _cms_label(ax, data=False, text=text, lumi=None, com=com)
+        return save_png(fig, path)
+
+
+def plot_lines(series: Mapping[str, tuple], path: str | os.PathLike, *, xlabel: str, ylabel: str,
+               logx: bool = False, logy: bool = False, hline: float | None = None, ylim: tuple[float, float] | None = None,
+               text: str | None = None, com: float | str | None = 13,
+               styles: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
+    """y against x for several series, with error bars where given (Mikuni et al. Figs. 2 and 3).
+
+    Parameters
+    ----------
+    series : mapping of str to tuple
+        Legend label to ``(x, y)`` or ``(x, y, yerr)`` arrays.
+    path : str or path-like
+        Output PNG.
+    xlabel, ylabel : str
+        Axis labels.
+    logx, logy : bool
+        Axis scales.
+    hline : float, optional
+        A horizontal reference line (e.g. closure = 1).
+    ylim : tuple of float, optional
+        y range.
+    text, com, styles : optional
+        CMS label settings and per-label line keywords, as in :func:`plot_roc`.
+
+    Returns
+    -------
+    pathlib.Path
+        The written PNG.
+    """
+    if not series:
+        raise PlotError("plot_lines: no series given")
+    with _style():
+        fig, ax, _ = _figure(ratio=False)
+        for i, (label, data) in enumerate(series.items()):
+            x, y = np.asarray(data[0], dtype=np.float64), np.asarray(data[1], dtype=np.float64)
+            yerr = np.asarray(data[2], dtype=np.float64) if len(data) > 2 and data[2] is not None else None
+            style = _line_style(i, label, styles)
+            ax.errorbar(x, y, yerr=yerr, label=label, **{"marker": "o", "ms": 5, "capsize": 3, **style})
+        if hline is not None:
+            ax.axhline(hline, color="black", ls=":", lw=1)
+        if logx:
+            ax.set_xscale("log")
+        if logy:
+            ax.set_yscale("log")
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=14, loc="best")
+        _cms_label(ax, data=False, text=text, lumi=None, com=com)
         return save_png(fig, path)
 
 

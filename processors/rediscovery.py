@@ -19,7 +19,6 @@ Steps (each a function below; ``run_rediscovery`` wires them):
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -28,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cms_anomaly.processors import analysis
+from cms_anomaly.processors.analysis import fmt
 
 log = logging.getLogger(__name__)
 
@@ -134,21 +136,12 @@ def make_samples(out: Path, config: RediscoveryConfig) -> tuple[dict, dict]:
 def run_pass(fileset: dict, *, out: Path, config: RediscoveryConfig, lumi_pb: float, scorers: dict | None = None,
              features: bool) -> dict:
     """One processor pass with the ``top_rediscovery`` selection; histograms saved under ``out``."""
-    from cms_anomaly.processors.processor import AnomalyProcessor
-    from cms_anomaly.processors.runner import make_executor, run_processor, save_outputs
+    from cms_anomaly.processors.analysis import Execution, processor_pass
 
-    if features:
-        import shutil
-
-        # tables of an earlier run (other file UUIDs) would be read together with the new ones
-        shutil.rmtree(out / "features", ignore_errors=True)
-    proc = AnomalyProcessor(selection="top_rediscovery", scorers=scorers, lumi_pb=lumi_pb,
-                            features_dir=str(out / "features") if features else None)
-    kind = config.executor if config.executor in ("dask", "futures", "iterative") else "iterative"
-    with make_executor(kind, scheduler=config.scheduler, workers=config.workers) as executor:
-        output = run_processor(fileset, proc, executor=executor, chunksize=config.chunksize)
-    save_outputs(output, out)
-    return output
+    execution = Execution(executor=config.executor, scheduler=config.scheduler, workers=config.workers,
+                          chunksize=config.chunksize)
+    return processor_pass(fileset, out=out, selection="top_rediscovery", lumi_pb=lumi_pb, execution=execution,
+                          scorers=scorers, features=features)
 
 
 # ------------------------------------------------------------------------------------- step 3
@@ -356,10 +349,6 @@ def make_plots(result: dict, report_dir: Path, *, lumi_pb: float, tables: dict,
     return pngs
 
 
-def _fmt(x: float, digits: int = 3) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
-
-
 def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: list[Path]) -> Path:
     """``summary.md``, ``summary.json`` and ``index.html`` (numbers, tables, plots)."""
     public = {k: v for k, v in result.items() if not k.startswith("_")}
@@ -388,16 +377,16 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
         lines += ["| alpha | threshold | selected | ttbar among selected | ttbar fraction all -> selected | enrichment (68 % CL) |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for key, e in enr.items():
-            lines.append(f"| {key} | {_fmt(e['threshold'], 4)} | {e['selected']} | {e['ttbar_selected']} | "
-                         f"{_fmt(e['fraction_all'])} -> {_fmt(e['fraction_selected'])} | "
-                         f"x{_fmt(e['enrichment'])} [{_fmt(e['enrichment_low'])}, {_fmt(e['enrichment_high'])}] |")
+            lines.append(f"| {key} | {fmt(e['threshold'], 4)} | {e['selected']} | {e['ttbar_selected']} | "
+                         f"{fmt(e['fraction_all'])} -> {fmt(e['fraction_selected'])} | "
+                         f"x{fmt(e['enrichment'])} [{fmt(e['enrichment_low'])}, {fmt(e['enrichment_high'])}] |")
         e3 = enr.get("0.001", {})
         lines += [
             "",
-            f"At alpha = 1e-3 the ttbar enrichment is x{_fmt(e3.get('enrichment', float('nan')))} "
-            f"(68 % CL [{_fmt(e3.get('enrichment_low', float('nan')))}, {_fmt(e3.get('enrichment_high', float('nan')))}], "
+            f"At alpha = 1e-3 the ttbar enrichment is x{fmt(e3.get('enrichment', float('nan')))} "
+            f"(68 % CL [{fmt(e3.get('enrichment_low', float('nan')))}, {fmt(e3.get('enrichment_high', float('nan')))}], "
             f"{e3.get('selected', 0)} events selected; paper: about x20). At the working alpha = {a}: "
-            f"x{_fmt(enr[a]['enrichment'])} [{_fmt(enr[a]['enrichment_low'])}, {_fmt(enr[a]['enrichment_high'])}].",
+            f"x{fmt(enr[a]['enrichment'])} [{fmt(enr[a]['enrichment_low'])}, {fmt(enr[a]['enrichment_high'])}].",
         ]
     else:
         lines.append("Not measured: the process of a real-data event is unknown (the enrichment needs the labels of "
@@ -414,7 +403,7 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
     for label, block in ((f"after the anomaly selection (alpha = {a})", pps), ("without the anomaly selection", pps0)):
         b, bt = block["vs_background"], block["vs_background_ttbar"]
         lines.append(f"| {label} | {b['observed']:.0f} | {b['expected']:.2f} +- {b['expected_error']:.2f} | "
-                     f"{_fmt(b['significance'])} sigma | {bt['expected']:.2f} +- {bt['expected_error']:.2f} | {_fmt(bt['significance'])} sigma |")
+                     f"{fmt(b['significance'])} sigma | {bt['expected']:.2f} +- {bt['expected_error']:.2f} | {fmt(bt['significance'])} sigma |")
     excess_only_without_ttbar = (pps["vs_background"]["significance"] > 2) and abs(pps["vs_background_ttbar"]["significance"]) < 2
     lines += [
         "",
@@ -431,60 +420,7 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
     ]
     lines += [f"![{p.stem}]({p.name})" for p in pngs]
     lines += ["", f"Wall time: {meta['seconds']['total']:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in meta['seconds'].items() if k != 'total')})."]
-    from cms_anomaly.datasets.atomic import write_text_atomic
-
-    report_dir.mkdir(parents=True, exist_ok=True)
-    md = "\n".join(lines) + "\n"
-    write_text_atomic(report_dir / "summary.md", md)
-    write_text_atomic(report_dir / "summary.json", json.dumps(payload, indent=2, default=_json_default) + "\n")
-    write_text_atomic(report_dir / "index.html", _html(md))
-    return report_dir / "summary.md"
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer, np.floating)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o).__name__)
-
-
-def _html(markdown: str) -> str:
-    """A minimal HTML rendering of the summary (headings, tables, images, paragraphs)."""
-    import html
-
-    out, in_table = ["<!doctype html><html><head><meta charset='utf-8'><title>Top rediscovery</title>"
-                     "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{border:1px solid #999;"
-                     "padding:3px 8px}table{border-collapse:collapse}img{max-width:48%}</style></head><body>"], False
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= {"-", " "}:
-                continue
-            if not in_table:
-                out.append("<table>")
-                in_table = True
-                out.append("<tr>" + "".join(f"<th>{c}</th>" for c in cells) + "</tr>")
-            else:
-                out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            out.append("</table>")
-            in_table = False
-        if line.startswith("# "):
-            out.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("## "):
-            out.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("!["):
-            src = line[line.index("(") + 1 : -1]
-            out.append(f"<img src='{html.escape(src)}'>")
-        elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
-    if in_table:
-        out.append("</table>")
-    return "\n".join(out + ["</body></html>"])
+    return analysis.write_report(report_dir, markdown="\n".join(lines) + "\n", payload=payload, title="Top rediscovery")
 
 
 # ------------------------------------------------------------------------------------- the job

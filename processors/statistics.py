@@ -283,6 +283,17 @@ def enrichment_factor(process_passed, all_passed, *, process_weights=None, all_w
 
 
 # ----------------------------------------------------------------------------- thresholds
+def weighted_cdf(reference, weights, values) -> np.ndarray:
+    """Weighted empirical CDF of ``reference`` evaluated at ``values``: the weighted fraction of
+    reference entries ``<= value`` (e.g. the SM quantile of a signal event's score)."""
+    ref = _as_1d(reference, "reference")
+    w = _weights_for(ref, weights, "weights")
+    order = np.argsort(ref)
+    rs, cw = ref[order], np.cumsum(w[order])
+    idx = np.searchsorted(rs, np.asarray(values, dtype=np.float64), side="right")
+    return np.where(idx > 0, cw[np.maximum(idx - 1, 0)], 0.0) / cw[-1]
+
+
 def threshold_at_efficiency(scores, weights=None, *, efficiency: float) -> float:
     """Score threshold that keeps (weighted) fraction ``<= efficiency`` of a sample.
 
@@ -750,6 +761,11 @@ class AbcdCounts:
     def total(self) -> float:
         """Sum of the four regions."""
         return self.a + self.b + self.c + self.d
+
+    def __add__(self, other: AbcdCounts) -> AbcdCounts:
+        """Yields of the union of two independent samples (e.g. SM + injected signal)."""
+        return AbcdCounts(**{k: getattr(self, k) + getattr(other, k)
+                             for k in ("a", "b", "c", "d", "a_w2", "b_w2", "c_w2", "d_w2")})
 
 
 def abcd_counts(score1, score2, *, threshold1: float, threshold2: float, weights=None) -> AbcdCounts:

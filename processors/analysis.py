@@ -1,0 +1,114 @@
+"""Steps every analysis command shares: a processor pass that writes feature tables, and the report files.
+
+The analysis commands (``rediscover-top``, ``trigger``, ``disco``, ...) differ in their physics; they
+all run the coffea processor over a fileset once (or twice, with scores) and write
+``summary.md``, ``summary.json`` and ``index.html`` next to their PNG plots.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where and how the processor runs (the same fields as ``cms-anomaly run``)."""
+
+    executor: str = "dask"
+    scheduler: str | None = None
+    workers: int | None = None
+    chunksize: int = 50_000
+
+    @property
+    def production_executor(self) -> str:
+        """The event-production executor matching this one (``dask`` or in-process ``local``)."""
+        return "dask" if self.executor == "dask" else "local"
+
+
+def processor_pass(fileset: dict, *, out: Path, selection: str, lumi_pb: float, execution: Execution = Execution(),
+                   scorers: dict | None = None, features: bool) -> dict:
+    """Run :class:`AnomalyProcessor` with ``selection`` over ``fileset``; histograms saved under ``out``.
+
+    With ``features`` the per-event tables go to ``out/features`` (an earlier run's tables there are
+    removed first: their chunk names would differ and both would be read).
+    """
+    from cms_anomaly.processors.processor import AnomalyProcessor
+    from cms_anomaly.processors.runner import make_executor, run_processor, save_outputs
+
+    if features:
+        shutil.rmtree(out / "features", ignore_errors=True)
+    proc = AnomalyProcessor(selection=selection, scorers=scorers, lumi_pb=lumi_pb,
+                            features_dir=str(out / "features") if features else None)
+    kind = execution.executor if execution.executor in ("dask", "futures", "iterative") else "iterative"
+    with make_executor(kind, scheduler=execution.scheduler, workers=execution.workers) as executor:
+        output = run_processor(fileset, proc, executor=executor, chunksize=execution.chunksize)
+    save_outputs(output, out)
+    return output
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    """A number for a report table; ``n/a`` for None and non-finite values."""
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
+
+
+def json_default(o: Any) -> Any:
+    """``json.dumps`` fallback for numpy scalars/arrays and paths."""
+    if isinstance(o, (np.integer, np.floating)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+def html_page(markdown: str, *, title: str) -> str:
+    """A minimal HTML rendering of a report (headings, tables, images, paragraphs)."""
+    import html
+
+    out, in_table = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                     "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{border:1px solid #999;"
+                     "padding:3px 8px}table{border-collapse:collapse}img{max-width:48%}</style></head><body>"], False
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= {"-", " "}:
+                continue
+            if not in_table:
+                out.append("<table>")
+                in_table = True
+                out.append("<tr>" + "".join(f"<th>{c}</th>" for c in cells) + "</tr>")
+            else:
+                out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            out.append("</table>")
+            in_table = False
+        if line.startswith("# "):
+            out.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            out.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("!["):
+            src = line[line.index("(") + 1 : -1]
+            out.append(f"<img src='{html.escape(src)}'>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        out.append("</table>")
+    return "\n".join(out + ["</body></html>"])
+
+
+def write_report(report_dir: Path, *, markdown: str, payload: dict[str, Any], title: str) -> Path:
+    """Write ``summary.md``, ``summary.json`` and ``index.html`` atomically; returns ``summary.md``."""
+    from cms_anomaly.datasets.atomic import write_text_atomic
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(report_dir / "summary.md", markdown)
+    write_text_atomic(report_dir / "summary.json", json.dumps(payload, indent=2, default=json_default) + "\n")
+    write_text_atomic(report_dir / "index.html", html_page(markdown, title=title))
+    return report_dir / "summary.md"
