@@ -19,6 +19,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "cms_anomaly.models.cli",
     "cms_anomaly.processors.runner",
     "cms_anomaly.processors.rediscovery",
+    "cms_anomaly.processors.trigger",
+    "cms_anomaly.processors.disco",
 )
 
 #: modules providing ``register_bench(bench_subparsers)`` for ``cms-anomaly bench TARGET``

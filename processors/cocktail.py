@@ -1,0 +1,122 @@
+"""The single-lepton SM cocktail and the four BSM benchmarks of Cerri et al. (seed 004), shared by
+the VAE trigger study (``cms-anomaly trigger``) and the DisCo ABCD study (``cms-anomaly disco``,
+Mikuni et al. use the same samples, ADC2021).
+
+One production (``generate`` of W, Z, ttbar, heavy-flavour QCD and A->4l, LQ->b tau, h0->tau tau,
+h+- ->tau nu) and one processor pass with the ``single_lepton`` selection writing the feature tables.
+Both are reused when a command is rerun with the same sizes and seed, and both commands share them
+when they point at the same ``--samples`` directory.
+
+**Composition.** Cerri et al. (sec. 2) quote the SM cocktail after the single-lepton selection as
+W 59.2 %, QCD 33.8 %, Z 6.7 %, ttbar 0.3 %. Our QCD is a heavy-flavour, lepton-filtered Pythia sample
+(inclusive QCD passes the filter 0.17 % of the time) and its cross section after the selection is not
+the paper's; with ``composition="paper"`` each SM process is reweighted so that its share of the SM
+rate after the selection is the paper's while the total SM rate (the sum of sigma x efficiency of
+our samples) is kept. ``composition="generated"`` keeps Pythia's cross sections. Training always uses
+the generated events unweighted (the paper's fractions would leave a few hundred QCD events
+duplicated hundreds of times); every efficiency, threshold and rate uses the weights.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from cms_anomaly.processors.analysis import Execution, json_default, processor_pass
+
+log = logging.getLogger(__name__)
+
+SM_PROCESSES = ("wjets", "qcd", "zjets", "ttbar")
+SIGNALS = ("ato4l", "lq_btau", "h0_tautau", "hplus_taunu")
+#: share of each SM process after the single-lepton selection (Cerri et al. sec. 2)
+PAPER_FRACTIONS = {"wjets": 0.592, "qcd": 0.338, "zjets": 0.067, "ttbar": 0.003}
+#: the processor's luminosity for the feature tables: weights then sum to sigma x efficiency in pb
+UNIT_LUMI_PB = 1.0
+
+
+class CocktailError(RuntimeError):
+    """The samples cannot be made or read; the message says which step and why."""
+
+
+@dataclass(frozen=True)
+class CocktailConfig:
+    """Sizes of the production (events per process) and how it runs."""
+
+    events: dict[str, int] = field(default_factory=lambda: {
+        "wjets": 12000, "zjets": 6000, "ttbar": 3000, "qcd": 3000,
+        "ato4l": 3000, "lq_btau": 3000, "h0_tautau": 3000, "hplus_taunu": 20000})
+    seed: int = 1
+    execution: Execution = Execution()
+
+    def scaled(self, factor: float) -> CocktailConfig:
+        """The same production with ``factor`` times the events (at least 1 per process)."""
+        return replace(self, events={k: max(1, int(round(v * factor))) for k, v in self.events.items()})
+
+
+def produce_samples(samples_dir: str | Path, config: CocktailConfig) -> dict:
+    """Generate (or resume) the production; returns its coffea fileset (datasets = process names)."""
+    from cms_anomaly.datasets import production
+
+    result = production.produce(list(config.events), out=samples_dir, events=dict(config.events), seed=config.seed,
+                                 executor=config.execution.production_executor,
+                                 scheduler=config.execution.scheduler, workers=config.execution.workers)
+    return {name: result["datasets"][name] for name in config.events}
+
+
+def feature_tables(samples_dir: str | Path, config: CocktailConfig, *,
+                   selection: str = "single_lepton") -> tuple[Path, dict]:
+    """The feature tables of the production after ``selection``; returns (features dir, fileset).
+
+    The pass is skipped when ``<samples_dir>/<selection>/pass.json`` records the same fileset
+    (files and event counts): a second analysis command on the same samples reads the tables.
+    """
+    from cms_anomaly.datasets.atomic import write_text_atomic
+
+    fileset = produce_samples(samples_dir, config)
+    out = Path(samples_dir) / selection
+    stamp = out / "pass.json"
+    key = {name: {"files": sorted(entry["files"]), "nevents": entry["metadata"].get("nevents")}
+           for name, entry in sorted(fileset.items())}
+    if stamp.is_file() and json.loads(stamp.read_text()).get("fileset") == key and (out / "features").is_dir():
+        log.info("reusing the %s feature tables in %s", selection, out)
+        return out / "features", fileset
+    output = processor_pass(fileset, out=out, selection=selection, lumi_pb=UNIT_LUMI_PB,
+                            execution=config.execution, features=True)
+    cutflows = {ds: res["cutflow"] for ds, res in output.items()}
+    write_text_atomic(stamp, json.dumps({"fileset": key, "cutflow": cutflows}, indent=1, default=json_default) + "\n")
+    return out / "features", fileset
+
+
+def sm_process_weights(weights: dict[str, np.ndarray], *, composition: str) -> dict[str, np.ndarray]:
+    """Per-event SM weights with the requested process composition after the selection.
+
+    ``weights`` maps SM process -> the processor's weights (sigma x efficiency / N in pb at
+    :data:`UNIT_LUMI_PB`). ``paper``: scaled so that each process carries :data:`PAPER_FRACTIONS`
+    of the total (renormalised over the processes present); ``generated``: unchanged.
+    """
+    if composition == "generated":
+        return dict(weights)
+    if composition != "paper":
+        raise ValueError(f"composition must be 'paper' or 'generated', got {composition!r}")
+    missing = [p for p in weights if p not in PAPER_FRACTIONS]
+    if missing:
+        raise CocktailError(f"no paper fraction for SM process(es) {missing}; use composition='generated'")
+    total = sum(float(w.sum()) for w in weights.values())
+    norm = sum(PAPER_FRACTIONS[p] for p in weights)
+    return {p: w * (PAPER_FRACTIONS[p] / norm * total / float(w.sum())) for p, w in weights.items()}
+
+
+def validation_indices(samples: dict, *, seed: int, val_fraction: float) -> dict[str, np.ndarray]:
+    """Per SM dataset, the indices of its events in the validation half that
+    :func:`cms_anomaly.models.pipeline.split_cocktail` makes with the same seed (the process label of
+    every SM validation event, which the concatenated cocktail drops)."""
+    from cms_anomaly.models.data import train_val_split
+
+    sm = [name for name, s in samples.items() if not s.is_signal]
+    owner = np.concatenate([np.full(len(samples[n]), i) for i, n in enumerate(sm)])
+    local = np.concatenate([np.arange(len(samples[n])) for n in sm])
+    _, va = train_val_split(len(owner), val_fraction=val_fraction, seed=seed)
+    return {n: local[va][owner[va] == i] for i, n in enumerate(sm)}
