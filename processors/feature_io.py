@@ -105,11 +105,15 @@ def read_feature_tables(path: str | Path, *, columns: Sequence[str] | None = Non
 
     tables = []
     for f in _files(path):
-        table = pq.read_table(f)
-        if columns is not None:
-            missing = [c for c in columns if c not in table.column_names]
+        if columns is None:
+            table = pq.read_table(f)
+        else:  # read only what is asked for: the rmm column alone is 2601 floats per event
+            names = pq.read_schema(f).names
+            missing = [c for c in columns if c not in names]
             if missing:
                 raise FeatureTableError(f"{f}: missing column(s) {missing}")
+            want = list(dict.fromkeys([*columns, *(["dataset"] if datasets is not None else [])]))
+            table = pq.read_table(f, columns=want)
         if datasets is not None:
             keep = np.isin(np.asarray(table.column("dataset").to_pylist(), dtype=object), list(datasets))
             table = table.filter(pa.array(keep))

@@ -163,20 +163,24 @@ def train_detectors(features_dir: Path, out: Path, config: RediscoveryConfig) ->
 
 
 # ------------------------------------------------------------------------------------- step 5
-def _score_tables(features_dir: Path, scorer, datasets: list[str]) -> dict[str, dict[str, np.ndarray]]:
-    """Per dataset: the features needed downstream, the event weights, event numbers and scores."""
+def _score_tables(features_dir: Path, scorers: list, datasets: list[str]) -> list[dict[str, dict[str, np.ndarray]]]:
+    """Per scorer and dataset: the features needed downstream, the event weights, event numbers and
+    scores (each dataset's tables are read once, with only the columns needed, for all scorers)."""
     import awkward as ak
 
     from cms_anomaly.processors.feature_io import read_feature_tables
 
-    out = {}
+    inputs = list(dict.fromkeys(name for scorer in scorers for name in scorer.feature_names))
+    out: list[dict[str, dict[str, np.ndarray]]] = [{} for _ in scorers]
     for ds in datasets:
-        table = read_feature_tables(features_dir, datasets=[ds], as_numpy=True)
-        record = ak.zip({name: table[name] for name in scorer.feature_names})
-        scores = np.asarray(scorer(record), dtype=np.float64).reshape(len(table["weight"]), -1)[:, 0]
-        out[ds] = {**{k: np.asarray(table[k], dtype=np.float64) for k in ASTF_FEATURES},
-                   "weight": np.asarray(table["weight"], dtype=np.float64), "event": np.asarray(table["event"]),
-                   "score": scores}
+        table = read_feature_tables(features_dir / ds, columns=[*dict.fromkeys([*inputs, *ASTF_FEATURES]), "weight", "event"],
+                                    as_numpy=True)
+        common = {**{k: np.asarray(table[k], dtype=np.float64) for k in ASTF_FEATURES},
+                  "weight": np.asarray(table["weight"], dtype=np.float64), "event": np.asarray(table["event"])}
+        for k, scorer in enumerate(scorers):
+            record = ak.zip({name: table[name] for name in scorer.feature_names})
+            scores = np.asarray(scorer(record), dtype=np.float64).reshape(len(table["weight"]), -1)[:, 0]
+            out[k][ds] = {**common, "score": scores}
     return out
 
 
@@ -457,9 +461,9 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
     times["pass2"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    tables = _score_tables(out / "pass1" / "features", scorer, ["data", *simulation])
+    tables, ae_tables = _score_tables(out / "pass1" / "features", [scorer, load_scorer(models["ae"])],
+                                      ["data", *simulation])
     result = analyse(tables, labels=labels, alpha=config.alpha, config=config)
-    ae_tables = _score_tables(out / "pass1" / "features", load_scorer(models["ae"]), ["data", *simulation])
     ae_result = analyse(ae_tables, labels=labels, alpha=config.alpha, config=config)
     result["ae_crosscheck"] = {"roc_auc_ttbar_vs_background": ae_result["roc_auc_ttbar_vs_background"],
                                "enrichment": ae_result["enrichment"]}
