@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: install install-test run test bench clean
+.PHONY: install install-test run test bench analyses clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ bench: install
 	$(BIN)/cms-anomaly bench processor $(OUT)/bench-sm/fileset.json --replicate 20
 	$(BIN)/cms-anomaly bench scoring --events 1000000
 	$(BIN)/cms-anomaly bench training
+
+analyses: install
+	$(BIN)/cms-anomaly trigger --out $(OUT)/trigger --samples $(OUT)/samples/single-lepton
+	$(BIN)/cms-anomaly disco --out $(OUT)/disco --samples $(OUT)/samples/single-lepton
+	$(BIN)/cms-anomaly outlier --out $(OUT)/outlier --samples $(OUT)/samples/single-lepton
+	$(BIN)/cms-anomaly dijet --out $(OUT)/dijet --samples $(OUT)/samples/dijet
 
 clean:
 	rm -rf $(OUT)

@@ -21,6 +21,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "cms_anomaly.processors.rediscovery",
     "cms_anomaly.processors.trigger",
     "cms_anomaly.processors.disco",
+    "cms_anomaly.processors.outlier",
+    "cms_anomaly.processors.dijet",
 )
 
 #: modules providing ``register_bench(bench_subparsers)`` for ``cms-anomaly bench TARGET``

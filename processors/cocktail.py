@@ -12,8 +12,9 @@ W 59.2 %, QCD 33.8 %, Z 6.7 %, ttbar 0.3 %. Our QCD is a heavy-flavour, lepton-f
 (inclusive QCD passes the filter 0.17 % of the time) and its cross section after the selection is not
 the paper's; with ``composition="paper"`` each SM process is reweighted so that its share of the SM
 rate after the selection is the paper's while the total SM rate (the sum of sigma x efficiency of
-our samples) is kept. ``composition="generated"`` keeps Pythia's cross sections. Training always uses
-the generated events unweighted (the paper's fractions would leave a few hundred QCD events
+our samples) is kept. ``composition="generated"`` keeps Pythia's cross sections, and
+``"unweighted"`` treats the generated events as one sample of unit-weight events. Training always
+uses the generated events unweighted (the paper's fractions would leave a few hundred QCD events
 duplicated hundreds of times); every efficiency, threshold and rate uses the weights.
 """
 from __future__ import annotations
@@ -95,12 +96,15 @@ def sm_process_weights(weights: dict[str, np.ndarray], *, composition: str) -> d
 
     ``weights`` maps SM process -> the processor's weights (sigma x efficiency / N in pb at
     :data:`UNIT_LUMI_PB`). ``paper``: scaled so that each process carries :data:`PAPER_FRACTIONS`
-    of the total (renormalised over the processes present); ``generated``: unchanged.
+    of the total (renormalised over the processes present); ``generated``: unchanged;
+    ``unweighted``: every event weight 1 (the generated events as one fixed sample, like ADC2021).
     """
     if composition == "generated":
         return dict(weights)
+    if composition == "unweighted":
+        return {p: np.full(len(w), 1.0) for p, w in weights.items()}
     if composition != "paper":
-        raise ValueError(f"composition must be 'paper' or 'generated', got {composition!r}")
+        raise ValueError(f"composition must be 'paper', 'generated' or 'unweighted', got {composition!r}")
     missing = [p for p in weights if p not in PAPER_FRACTIONS]
     if missing:
         raise CocktailError(f"no paper fraction for SM process(es) {missing}; use composition='generated'")

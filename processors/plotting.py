@@ -318,8 +318,9 @@ def plot_data_mc(data, mc: Mapping[str, object], path: str | os.PathLike, *, xla
 def plot_shapes(hists: Mapping[str, object], path: str | os.PathLike, *, xlabel: str | None = None,
                 cuts: Mapping[str, float] | None = None, logy: bool = True, logx: bool = False,
                 text: str | None = None, com: float | str | None = 13,
-                styles: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
-    """Unit-area distributions of one quantity for several samples, with vertical cut lines.
+                styles: Mapping[str, Mapping[str, Any]] | None = None, normalise: bool = True,
+                ylabel: str | None = None) -> Path:
+    """Unit-area (or absolute) distributions of one quantity for several samples, with vertical cut lines.
 
     As Cerri et al. Fig. 7 (the VAE loss of the SM cocktail and the BSM benchmarks with the
     threshold) and Chekanov et al. Fig. 3 (ln Loss with the outlier-region cut).
@@ -340,6 +341,10 @@ def plot_shapes(hists: Mapping[str, object], path: str | os.PathLike, *, xlabel:
         CMS label settings.
     styles : mapping of str to dict, optional
         Per-label matplotlib line keywords.
+    normalise : bool
+        Divide each histogram by its integral (shapes); False draws yields per bin width.
+    ylabel : str, optional
+        y-axis label (default from ``normalise``).
 
     Returns
     -------
@@ -358,8 +363,8 @@ def plot_shapes(hists: Mapping[str, object], path: str | os.PathLike, *, xlabel:
             values, e, variances, axis_label = _values_edges(h, label)
             first_label = first_label or axis_label
             edges = e if edges is None else edges
-            total = float(values.sum())
-            if total <= 0:
+            total = float(values.sum()) if normalise else 1.0
+            if values.sum() <= 0:
                 continue
             widths = np.diff(e)
             density = values / total / widths
@@ -380,14 +385,15 @@ def plot_shapes(hists: Mapping[str, object], path: str | os.PathLike, *, xlabel:
             ax.set_ylim(0.0, top * 1.5)
         ax.set_xlim(edges[0], edges[-1])
         ax.set_xlabel(xlabel or first_label)
-        ax.set_ylabel("Fraction of events / bin width")
+        ax.set_ylabel(ylabel or ("Fraction of events / bin width" if normalise else "Events / bin width"))
         ax.legend(fontsize=14, loc="upper right", ncols=2)
         _cms_label(ax, data=False, text=text, lumi=None, com=com)
         return save_png(fig, path)
 
 
 def plot_lines(series: Mapping[str, tuple], path: str | os.PathLike, *, xlabel: str, ylabel: str,
-               logx: bool = False, logy: bool = False, hline: float | None = None, ylim: tuple[float, float] | None = None,
+               logx: bool = False, logy: bool = False, yscale: str | None = None, hline: float | None = None,
+               ylim: tuple[float, float] | None = None,
                text: str | None = None, com: float | str | None = 13,
                styles: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
     """y against x for several series, with error bars where given (Mikuni et al. Figs. 2 and 3).
@@ -402,6 +408,9 @@ def plot_lines(series: Mapping[str, tuple], path: str | os.PathLike, *, xlabel: 
         Axis labels.
     logx, logy : bool
         Axis scales.
+    yscale : str, optional
+        ``"symlog"`` (linear below 1, logarithmic above: zeros and large values together) or any
+        matplotlib scale; overrides ``logy``.
     hline : float, optional
         A horizontal reference line (e.g. closure = 1).
     ylim : tuple of float, optional
@@ -427,7 +436,11 @@ def plot_lines(series: Mapping[str, tuple], path: str | os.PathLike, *, xlabel: 
             ax.axhline(hline, color="black", ls=":", lw=1)
         if logx:
             ax.set_xscale("log")
-        if logy:
+        if yscale == "symlog":
+            ax.set_yscale("symlog", linthresh=1.0)
+        elif yscale is not None:
+            ax.set_yscale(yscale)
+        elif logy:
             ax.set_yscale("log")
         if ylim is not None:
             ax.set_ylim(*ylim)
@@ -518,7 +531,8 @@ def plot_astf(results: Mapping[str, AstfResult], path: str | os.PathLike, *, ref
 # ----------------------------------------------------------------------------- fits
 def plot_fit(fit: FitResult, path: str | os.PathLike, *, xlabel: str = r"$m_{jj}$ [GeV]",
              data_label: str = "Data", logy: bool = True, text: str | None = None,
-             lumi: float | None = None, com: float | str | None = 13, is_data: bool = False) -> Path:
+             lumi: float | None = None, com: float | str | None = 13, is_data: bool = False,
+             overlays: Mapping[str, object] | None = None) -> Path:
     """Spectrum (events per bin width) with the fitted dijet function and a pulls panel.
 
     Parameters
@@ -535,6 +549,8 @@ def plot_fit(fit: FitResult, path: str | os.PathLike, *, xlabel: str = r"$m_{jj}
         Logarithmic y axis.
     text, lumi, com, is_data : optional
         CMS label settings.
+    overlays : mapping of str to hist.Hist, optional
+        Spectra drawn as lines on top (e.g. signals), same binning as the fit; not fitted.
 
     Returns
     -------
@@ -559,6 +575,11 @@ def plot_fit(fit: FitResult, path: str | os.PathLike, *, xlabel: str = r"$m_{jj}
             ax.axvspan(edges[i], edges[i + 1], color="grey", alpha=0.15, lw=0)
         if excluded.any():
             ax.plot([], [], color="grey", alpha=0.3, lw=8, label="Excluded from fit")
+        for i, (name, h) in enumerate((overlays or {}).items()):
+            v, e, _, _ = _values_edges(h, name)
+            if e.shape != edges.shape or not np.allclose(e, edges):
+                raise PlotError(f"plot_fit: overlay {name!r} has a different binning from the fit")
+            ax.stairs(v / width, edges, color=PROCESS_COLORS[(3 + i) % len(PROCESS_COLORS)], lw=2, ls="--", label=name)
         ax.text(0.03, 0.03, par, transform=ax.transAxes, fontsize=11, va="bottom")
         if logy:
             ax.set_yscale("log")

@@ -454,8 +454,9 @@ def register(subparsers: Any) -> None:
 def add_cocktail_arguments(p: Any, *, default_out: str) -> None:
     """Options every command on the single-lepton cocktail shares."""
     p.add_argument("--out", default=default_out, help=f"output directory (default: {default_out})")
-    p.add_argument("--samples", default=None, help="production + feature tables directory (default: OUT/samples); "
-                                                    "point two commands at the same one to share it")
+    p.add_argument("--samples", default="out/samples/single-lepton",
+                   help="production + feature tables directory, shared by trigger, disco and outlier "
+                        "(default: out/samples/single-lepton); finished files and passes are reused")
     p.add_argument("--events", type=float, default=1.0, help="scale factor on the default sample sizes (default: 1)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--executor", choices=("dask", "futures", "iterative"), default="dask")

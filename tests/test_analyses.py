@@ -1,0 +1,208 @@
+"""The building blocks of the seed-analysis commands (trigger, DisCo ABCD) against known answers.
+
+The commands end to end run in ``tests/test_notebooks.py`` (the notebooks call them on small
+productions).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cms_anomaly.models.data import Sample
+from cms_anomaly.models.export import efficiency_above, threshold_at_fpr
+from cms_anomaly.models.pipeline import split_cocktail
+from cms_anomaly.processors import statistics as st
+from cms_anomaly.processors.cocktail import PAPER_FRACTIONS, sm_process_weights, validation_indices
+from cms_anomaly.processors.disco import abcd_study, seed_spread, threshold_pairs
+from cms_anomaly.processors.trigger import TriggerConfig, _Events, analyse
+
+
+def test_efficiency_above_measures_when_it_can_and_extrapolates_an_exponential_tail():
+    rng = np.random.default_rng(3)
+    scores = rng.exponential(1.0, 200_000)
+    # 1e-2 of an exponential lies above ln(100): measured, with an interval that covers the truth
+    e = efficiency_above(scores, threshold=np.log(100.0))
+    assert e["method"] == "empirical"
+    assert e["low"] < 1e-2 < e["high"]
+    # 1e-7 is far beyond 200k events: read off the tail fit; the exponential's own slope gives it back
+    far = efficiency_above(scores, threshold=np.log(1e7))
+    assert far["method"] == "exponential_tail_fit"
+    assert far["efficiency"] == pytest.approx(1e-7, rel=0.5)
+    assert far["upper_limit_empirical"] > far["efficiency"]
+    # consistent with the threshold extrapolation it mirrors
+    th = threshold_at_fpr(scores, fpr=1e-7)
+    assert th["method"] == "exponential_tail_fit"
+    assert efficiency_above(scores, threshold=th["threshold"])["efficiency"] == pytest.approx(1e-7, rel=0.05)
+
+
+def test_paper_composition_keeps_the_total_rate_and_sets_the_shares():
+    rng = np.random.default_rng(1)
+    w = {"wjets": rng.uniform(1, 2, 1000), "qcd": rng.uniform(0, 1, 30), "zjets": rng.uniform(0, 1, 500),
+         "ttbar": rng.uniform(0, 1, 200)}
+    total = sum(v.sum() for v in w.values())
+    out = sm_process_weights(w, composition="paper")
+    assert sum(v.sum() for v in out.values()) == pytest.approx(total)
+    for p, v in out.items():
+        assert v.sum() / total == pytest.approx(PAPER_FRACTIONS[p])
+        assert np.allclose(v / v.sum(), w[p] / w[p].sum())  # shapes within a process untouched
+    assert sm_process_weights(w, composition="generated") == w
+    with pytest.raises(ValueError, match="composition"):
+        sm_process_weights(w, composition="other")
+
+
+def test_validation_indices_label_the_events_of_split_cocktail():
+    rng = np.random.default_rng(2)
+    samples = {n: Sample(n, rng.normal(size=(k, 3)).astype(np.float32), np.ones(k), False)
+               for n, k in (("wjets", 300), ("zjets", 120), ("ttbar", 57))}
+    samples["sig"] = Sample("sig", rng.normal(size=(40, 3)).astype(np.float32), np.ones(40), True)
+    _, val = split_cocktail(samples, val_fraction=0.5, seed=7)
+    idx = validation_indices(samples, seed=7, val_fraction=0.5)
+    assert set(idx) == {"wjets", "zjets", "ttbar"}
+    rebuilt = np.concatenate([samples[n].x[i] for n, i in idx.items()])
+    assert rebuilt.shape == val.x.shape
+    assert {tuple(r) for r in rebuilt.tolist()} == {tuple(r) for r in val.x.tolist()}
+
+
+def test_trigger_tables_from_scores():
+    """Table 3 sums to epsilon_SM x the SM rate (tail composition); Table 5 follows eq. 5.1."""
+    rng = np.random.default_rng(5)
+    cols = ("pt_lep", "iso_ch", "iso_neu", "iso_gamma")
+
+    def events(n: int, scale: float, rate: float, pt: float) -> _Events:
+        x = np.column_stack([rng.uniform(pt - 10, pt + 30, n), rng.uniform(0, 0.1, n), np.zeros(n), np.zeros(n)])
+        return _Events(x=x, weight=np.full(n, rate / n), score=rng.exponential(scale, n))
+
+    sm = {"wjets": events(8000, 1.0, 600.0, 30.0), "zjets": events(2000, 2.0, 60.0, 40.0)}
+    signals = {"sig": events(1000, 6.0, 2.0, 50.0)}
+    scores = np.concatenate([e.score for e in sm.values()])
+    weights = np.concatenate([e.weight for e in sm.values()])
+    config = TriggerConfig()
+    threshold = threshold_at_fpr(scores, weights, fpr=config.epsilon_sm)
+    assert threshold["method"] == "exponential_tail_fit"
+    result = analyse(sm, signals, xsec={"sig": 10.0}, threshold=threshold, columns=cols, config=config)
+    t3 = result["table3"]
+    assert result["sm_events_per_month"] == pytest.approx(st.events_per_month(660.0, config.epsilon_sm))
+    assert sum(r["selected_composition"] for r in t3.values()) == pytest.approx(1.0)
+    # Z has the longer tail: over-represented among the selected events
+    assert t3["zjets"]["selected_composition"] > 60.0 / 660.0
+    assert t3["zjets"]["vae_efficiency"]["efficiency"] > t3["wjets"]["vae_efficiency"]["efficiency"]
+    t4, t5 = result["table4"]["sig"], result["table5"]
+    assert t4["single_lepton_acceptance"] == pytest.approx(0.2)
+    eff = t4["vae_efficiency"]["efficiency"]
+    assert t4["xsec_eff_100_per_month_pb"] == pytest.approx(100.0 / (eff * 5000.0))
+    assert t5["sig"]["slt_efficiency"] == pytest.approx(1.0)  # all signal pT > 40 GeV, Iso < 0.1
+    assert 0.0 < t5["SM"]["slt_efficiency"] < 1.0
+    assert t5["sig"]["sbr_vae_over_sbr_slt"] == pytest.approx(
+        (t5["SM"]["slt_efficiency"] / t5["SM"]["vae_efficiency"]) * (eff / 1.0))
+
+
+def test_abcd_closes_on_independent_scores_and_not_on_correlated_ones():
+    rng = np.random.default_rng(8)
+    n = 200_000
+    independent = rng.exponential(1.0, (n, 2))
+    w = np.full(n, 800_000.0 / n)
+    signal = rng.exponential(4.0, (2000, 2))
+    study = abcd_study(independent, w, {"sig": signal}, efficiencies=(0.01, 0.05), signal_events=800.0)
+    for row in study["rows"]:
+        assert row["sm_only"]["closure"] == pytest.approx(1.0, abs=4 * row["sm_only"]["closure_error"] + 0.02)
+        # region A of the SM sample keeps the requested efficiency for every threshold choice
+        assert row["sm_a"] / 800_000.0 == pytest.approx(row["efficiency"], rel=0.05)
+        sig = row["sig"]
+        # contamination of the control regions inflates the prediction; the correction removes it
+        assert sig["significance_corrected"] >= sig["significance"]
+        assert sig["significance_true"] > 0
+    assert {r["choice"] for r in study["rows"]} >= {"diagonal", "AE1 x0.5", "AE1 x2"}
+    common = rng.exponential(1.0, n)
+    correlated = np.column_stack([common + 0.1 * rng.exponential(1.0, n), common + 0.1 * rng.exponential(1.0, n)])
+    bad = abcd_study(correlated, w, {}, efficiencies=(0.01,), signal_events=0.0)
+    assert bad["rows"][0]["sm_only"]["closure"] < 0.5  # correlated losses: ABCD underpredicts region A
+
+
+def test_threshold_pairs_and_seed_spread():
+    rng = np.random.default_rng(9)
+    r = rng.exponential(1.0, (50_000, 2))
+    w = np.ones(len(r))
+    for choice, c1, c2 in threshold_pairs(r[:, 0], r[:, 1], w, efficiency=0.02):
+        frac = np.mean((r[:, 0] > c1) & (r[:, 1] > c2))
+        assert frac == pytest.approx(0.02, rel=0.05), choice
+    def row(eff: float, closure: float, significance: float) -> dict:
+        return {"choice": "diagonal", "efficiency": eff, "sm_only": {"closure": closure, "closure_error": 0.05},
+                "sig": {"significance": significance}}
+
+    # the second working point of every seed does not close (0.5 +- 0.05): its significance is left out
+    per_seed = {str(s): {"abcd": {"rows": [row(0.01, 1.0 + 0.01 * s, float(s)), row(0.001, 0.5, 50.0)]}} for s in (1, 2, 3)}
+    spread = seed_spread(per_seed, ["sig"])
+    assert spread["sig"]["mean"] == pytest.approx(2.0)
+    assert spread["sig"]["std"] == pytest.approx(1.0)
+    assert spread["validated_efficiencies"]["1"] == [0.01]
+    assert spread["sm_only_max_closure_deviation"]["max"] == pytest.approx(0.5)
+
+
+def test_abcd_counts_add_up():
+    a = st.AbcdCounts.from_counts(1, 2, 3, 4)
+    b = st.AbcdCounts(a=0.5, b=0.5, c=0.5, d=0.5, a_w2=0.25, b_w2=0.25, c_w2=0.25, d_w2=0.25)
+    c = a + b
+    assert (c.a, c.d, c.a_w2, c.d_w2) == (1.5, 4.5, 1.25, 4.25)
+
+
+def test_weighted_cdf():
+    ref = np.array([1.0, 2.0, 3.0, 4.0])
+    w = np.array([1.0, 1.0, 1.0, 5.0])
+    assert st.weighted_cdf(ref, w, [0.0, 1.0, 3.5, 4.0, 9.0]).tolist() == pytest.approx([0.0, 0.125, 0.375, 1.0, 1.0])
+
+
+# ----------------------------------------------------------------------------- CWoLa dijet hunt
+def _dijet_events(rng, n_bkg: int, n_sig: int) -> dict[str, dict[str, np.ndarray]]:
+    from cms_anomaly.processors.dijet import BACKGROUND, SIGNAL
+
+    def block(n: int, signal: bool) -> dict[str, np.ndarray]:
+        if signal:
+            return {"mJJ": rng.normal(3500.0, 120.0, n), "mJ1": rng.normal(500.0, 25.0, n), "mJ2": rng.normal(100.0, 10.0, n),
+                    "tau21_j1": rng.normal(0.3, 0.05, n), "tau21_j2": rng.normal(0.3, 0.05, n),
+                    "tau32_j1": rng.uniform(0.4, 0.9, n), "tau32_j2": rng.uniform(0.4, 0.9, n)}
+        return {"mJJ": 2500.0 * np.exp(rng.exponential(0.2, n)), "mJ1": rng.exponential(120.0, n) + 20.0,
+                "mJ2": rng.exponential(80.0, n) + 10.0, "tau21_j1": rng.uniform(0.2, 0.95, n),
+                "tau21_j2": rng.uniform(0.2, 0.95, n), "tau32_j1": rng.uniform(0.4, 0.95, n),
+                "tau32_j2": rng.uniform(0.4, 0.95, n)}
+
+    return {BACKGROUND: block(n_bkg, False), SIGNAL: block(n_sig, True)}
+
+
+def test_injection_draws_the_requested_number_of_signal_events():
+    from cms_anomaly.processors.dijet import inject
+
+    events = _dijet_events(np.random.default_rng(1), 1000, 50)
+    sample = inject(events, signal_to_background=0.02, seed=3)
+    assert sample["is_signal"].sum() == 20 and len(sample["mJJ"]) == 1020
+    assert np.array_equal(inject(events, signal_to_background=0.02, seed=3)["mJJ"], sample["mJJ"])  # seeded
+    with pytest.raises(ValueError, match="needs 60 signal events"):
+        inject(events, signal_to_background=0.06, seed=3)
+
+
+def test_cwola_hunt_finds_an_injected_resonance_and_nothing_without_it():
+    from dataclasses import replace
+
+    from cms_anomaly.processors.dijet import DijetConfig, inject, scan
+
+    events = _dijet_events(np.random.default_rng(2), 20_000, 300)
+    config = replace(DijetConfig(), k_folds=3, bin_edges=tuple(np.geomspace(2500.0, 6000.0, 11)))
+    found = scan(inject(events, signal_to_background=0.01, seed=1), config=config, seed=1)
+    best = found["best"]
+    assert best["signal_region"][0] < 3500.0 < best["signal_region"][1]
+    assert best["significance"] > 4.0
+    assert best["signal_in_sr_after"] > 0.5 * best["signal_in_sr_before"]  # the classifier keeps the signal
+    empty = scan(inject(events, signal_to_background=0.0, seed=1), config=config, seed=1)
+    assert empty["best"]["significance"] < 3.5
+
+
+def test_signal_to_background_gain():
+    from cms_anomaly.processors.outlier import signal_to_background_gain
+
+    rng = np.random.default_rng(4)
+    sm_m, sig_m = rng.uniform(0, 1000, 10_000), rng.uniform(300, 1000, 1000)
+    sm_pass, sig_pass = rng.uniform(size=10_000) < 0.1, rng.uniform(size=1000) < 0.5
+    g = signal_to_background_gain(sm_m, np.full(10_000, 0.1), sm_pass, sig_m, np.full(1000, 0.01), sig_pass, m_min=400.0)
+    assert g["all"]["gain"] == pytest.approx(5.0, rel=0.15)
+    window = g["m > 400"]
+    assert window["s_over_b_after"] == pytest.approx(window["s_over_b_before"] * window["gain"])
+    assert window["gain_lower_limit"] < window["gain"]
