@@ -136,8 +136,22 @@ def read_samples(
     max_events: int | None = None,
 ) -> dict[str, Sample]:
     """Read several datasets (all sub-directories when ``datasets`` is None)."""
-    names = datasets or list_datasets(features_dir)
+    if datasets is None:
+        # a dataset of which no event passed the selection has only empty tables: nothing to read
+        names = [n for n in list_datasets(features_dir) if _n_rows(Path(features_dir) / n) > 0]
+        skipped = sorted(set(list_datasets(features_dir)) - set(names))
+        if skipped:
+            log.warning("no events in dataset(s) %s of %s: skipped", ", ".join(skipped), features_dir)
+    else:
+        names = list(datasets)
     return {n: read_dataset(features_dir, n, feature_set=feature_set, max_events=max_events) for n in names}
+
+
+def _n_rows(directory: Path) -> int:
+    """Events in a dataset directory's parquet files (from the footers, no data read)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(f).num_rows for f in directory.glob("*.parquet"))
 
 
 def train_val_split(n: int, *, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -130,6 +130,17 @@ def load_card(model_path: str | Path) -> ModelCard:
         raise ModelCardError(f"model card {path} unreadable: {err}") from err
 
 
+def _finite_weighted(scores, weights, where: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """Finite scores with their weights (default 1) and the effective number of entries."""
+    scores = np.asarray(scores, np.float64)
+    w = np.ones_like(scores) if weights is None else np.asarray(weights, np.float64)
+    ok = np.isfinite(scores)
+    scores, w = scores[ok], w[ok]
+    if scores.size == 0:
+        raise ValueError(f"{where}: no finite scores")
+    return scores, w, float(w.sum() ** 2 / np.sum(w * w))
+
+
 def _weighted_survival(scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(scores)[::-1]
     s = scores[order]
@@ -163,13 +174,7 @@ def threshold_at_fpr(scores: np.ndarray, weights: np.ndarray | None = None, *, f
         ``threshold``, ``method`` (``empirical`` or ``exponential_tail_fit``),
         ``n_events``, ``n_eff_above`` and for a fit its slope and range.
     """
-    scores = np.asarray(scores, np.float64)
-    w = np.ones_like(scores) if weights is None else np.asarray(weights, np.float64)
-    ok = np.isfinite(scores)
-    scores, w = scores[ok], w[ok]
-    if scores.size == 0:
-        raise ValueError("threshold_at_fpr: no finite scores")
-    n_eff = w.sum() ** 2 / np.sum(w * w)
+    scores, w, n_eff = _finite_weighted(scores, weights, "threshold_at_fpr")
     s, surv = _weighted_survival(scores, w)
     out: dict[str, Any] = {"fpr": fpr, "n_events": int(scores.size), "n_eff": float(n_eff)}
     if fpr * n_eff >= MIN_EVENTS_ABOVE:
@@ -215,13 +220,7 @@ def efficiency_above(scores: np.ndarray, weights: np.ndarray | None = None, *, t
     """
     from cms_anomaly.processors.statistics import weighted_efficiency
 
-    scores = np.asarray(scores, np.float64)
-    w = np.ones_like(scores) if weights is None else np.asarray(weights, np.float64)
-    ok = np.isfinite(scores)
-    scores, w = scores[ok], w[ok]
-    if scores.size == 0:
-        raise ValueError("efficiency_above: no finite scores")
-    n_eff = w.sum() ** 2 / np.sum(w * w)
+    scores, w, n_eff = _finite_weighted(scores, weights, "efficiency_above")
     passed = scores > threshold
     measured = weighted_efficiency(passed, w, cl=cl)
     out: dict[str, Any] = {"n_events": int(scores.size), "n_eff": float(n_eff), "n_passed": int(passed.sum())}

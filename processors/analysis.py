@@ -103,6 +103,20 @@ def html_page(markdown: str, *, title: str) -> str:
     return "\n".join(out + ["</body></html>"])
 
 
+def report_footer(pngs: list[Path], seconds: dict[str, float]) -> list[str]:
+    """The closing lines every report shares: its plots and where the wall time went."""
+    parts = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total")
+    return ["## Plots", "", *[f"![{p.stem}]({p.name})" for p in pngs], "",
+            f"Wall time: {seconds['total']:.0f} s ({parts})."]
+
+
+def print_report(summary: Path) -> int:
+    """Print a report's ``summary.md`` and where its HTML page is (the analysis commands' output)."""
+    print(summary.read_text())
+    print(f"report: {summary.parent / 'index.html'}")
+    return 0
+
+
 def write_report(report_dir: Path, *, markdown: str, payload: dict[str, Any], title: str) -> Path:
     """Write ``summary.md``, ``summary.json`` and ``index.html`` atomically; returns ``summary.md``."""
     from cms_anomaly.datasets.atomic import write_text_atomic

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from cms_anomaly.processors.analysis import Execution, fmt, write_report
+from cms_anomaly.processors.analysis import Execution, fmt, print_report, report_footer, write_report
 
 log = logging.getLogger(__name__)
 
@@ -198,10 +198,7 @@ def format_report(results: dict[str, dict], meta: dict, pngs: list[Path]) -> str
     lines += ["", "The signal-free row is the false-discovery check: its best signal region is the largest upward "
                   "fluctuation of the scan (look-elsewhere over signal regions not corrected in the local column).", "",
               "Paper (LHCO R&D, 1M QCD events, 1000 signal): CWoLa hunting found the 3.5 TeV resonance; at our "
-              "sample size the injected S/B values are correspondingly larger.", "",
-              "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
-    lines += ["", f"Wall time: {meta['seconds']['total']:.0f} s "
-                  f"({', '.join(f'{k} {v:.0f} s' for k, v in meta['seconds'].items() if k != 'total')})."]
+              "sample size the injected S/B values are correspondingly larger.", "", *report_footer(pngs, meta["seconds"])]
     return "\n".join(lines) + "\n"
 
 
@@ -298,6 +295,4 @@ def _cmd(args: Any) -> int:
     config = replace(DijetConfig(), seed=args.seed, injections=tuple(args.injections), efficiency=args.efficiency,
                      execution=execution).scaled(args.events)
     summary = run_dijet(args.out, config, samples_dir=args.samples)
-    print(summary.read_text())
-    print(f"report: {summary.parent / 'index.html'}")
-    return 0
+    return print_report(summary)

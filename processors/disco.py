@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from cms_anomaly.processors.analysis import fmt, write_report
+from cms_anomaly.processors.analysis import fmt, print_report, report_footer, write_report
 from cms_anomaly.processors.cocktail import CocktailConfig
 from cms_anomaly.processors.trigger import SIGNAL_LABELS, add_cocktail_arguments, cocktail_config
 
@@ -288,10 +288,7 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
         lines.append(f"| {name} | {s['mean']:.2f} +- {fmt(s['std'], 2)} | {fmt(s['std'] / s['mean'] if s['mean'] else np.nan, 2)} | "
                      f"{', '.join(f'{v:.2f}' for v in s['per_seed'])} |")
     lines += ["", "Paper: standard deviation of the average significance below 6 % for all benchmarks (five trainings). "
-                  "Here each seed also draws its own training / validation split.", "",
-              "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
-    lines += ["", f"Wall time: {meta['seconds']['total']:.0f} s "
-                  f"({', '.join(f'{k} {v:.0f} s' for k, v in meta['seconds'].items() if k != 'total')})."]
+                  "Here each seed also draws its own training / validation split.", "", *report_footer(pngs, meta["seconds"])]
     return "\n".join(lines) + "\n"
 
 
@@ -403,6 +400,4 @@ def _cmd(args: Any) -> int:
     config = DiscoConfig(cocktail=cocktail_config(args), seeds=tuple(args.seeds), lam=args.lam, epochs=args.epochs,
                          composition=args.composition, device=args.device)
     summary = run_disco(args.out, config, samples_dir=args.samples)
-    print(summary.read_text())
-    print(f"report: {summary.parent / 'index.html'}")
-    return 0
+    return print_report(summary)

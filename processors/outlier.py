@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from cms_anomaly.processors.analysis import fmt, write_report
+from cms_anomaly.processors.analysis import fmt, print_report, report_footer, write_report
 from cms_anomaly.processors.cocktail import SM_PROCESSES, CocktailConfig
 
 log = logging.getLogger(__name__)
@@ -155,10 +155,7 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
                      f"{r['background_efficiency']:.3g} ({r['background_entries_after']} SM events) | "
                      f"{fmt(r['gain'])} (> {fmt(r['gain_lower_limit'])}) |")
     lines += ["", "Paper (H+- at 0.5 TeV, ln(Loss) > -6): 'the selection cut can significantly increase the "
-                  "signal-over-background ratio; for large m_bb the H+- events dominate'.", "",
-              "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
-    lines += ["", f"Wall time: {meta['seconds']['total']:.0f} s "
-                  f"({', '.join(f'{k} {v:.0f} s' for k, v in meta['seconds'].items() if k != 'total')})."]
+                  "signal-over-background ratio; for large m_bb the H+- events dominate'.", "", *report_footer(pngs, meta["seconds"])]
     return "\n".join(lines) + "\n"
 
 
@@ -311,6 +308,4 @@ def _cmd(args: Any) -> int:
     config = OutlierConfig(cocktail=cocktail, outlier_fraction=args.outlier_fraction, epochs=args.epochs, seed=args.seed,
                            device=args.device)
     summary = run_outlier(args.out, config, samples_dir=args.samples)
-    print(summary.read_text())
-    print(f"report: {summary.parent / 'index.html'}")
-    return 0
+    return print_report(summary)

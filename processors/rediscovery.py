@@ -419,11 +419,8 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
         "Z_Bi: significance of the observed yield over the simulated one, counting the simulation's own "
         "statistical error (on/off binomial test, Cousins, Linnemann, Tucker 2008); negative for a deficit.",
         "",
-        "## Plots",
-        "",
+        *analysis.report_footer(pngs, meta["seconds"]),
     ]
-    lines += [f"![{p.stem}]({p.name})" for p in pngs]
-    lines += ["", f"Wall time: {meta['seconds']['total']:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in meta['seconds'].items() if k != 'total')})."]
     return analysis.write_report(report_dir, markdown="\n".join(lines) + "\n", payload=payload, title="Top rediscovery")
 
 
@@ -514,7 +511,4 @@ def _cmd(args: Any) -> int:
     config = replace(RediscoveryConfig(), alpha=args.alpha, epochs=args.epochs, ae_epochs=args.epochs, seed=args.seed,
                      with_qcd=args.with_qcd, executor=args.executor, scheduler=args.scheduler, workers=args.workers,
                      device=args.device, data_fileset=args.data_fileset).scaled(args.events)
-    summary = run_rediscovery(args.out, config)
-    print(summary.read_text())
-    print(f"report: {summary.parent / 'index.html'}")
-    return 0
+    return analysis.print_report(run_rediscovery(args.out, config))

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from cms_anomaly.processors.analysis import Execution, fmt, write_report
+from cms_anomaly.processors.analysis import Execution, fmt, print_report, report_footer, write_report
 from cms_anomaly.processors.cocktail import CocktailConfig, UNIT_LUMI_PB
 
 log = logging.getLogger(__name__)
@@ -349,9 +349,7 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
               "| benchmark | AUC VAE | AUC BDT |", "| --- | --- | --- |"]
     for sig, r in meta["auc"].items():
         lines.append(f"| {sig} | {r['vae']:.3f} | {r['bdt']:.3f} |")
-    lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
-    lines += ["", f"Wall time: {meta['seconds']['total']:.0f} s "
-                  f"({', '.join(f'{k} {v:.0f} s' for k, v in meta['seconds'].items() if k != 'total')})."]
+    lines += ["", *report_footer(pngs, meta["seconds"])]
     return "\n".join(lines) + "\n"
 
 
@@ -475,6 +473,4 @@ def _cmd(args: Any) -> int:
     config = TriggerConfig(cocktail=cocktail_config(args), epsilon_sm=args.epsilon, epochs=args.epochs,
                            composition=args.composition, seed=args.seed, device=args.device)
     summary = run_trigger(args.out, config, samples_dir=args.samples)
-    print(summary.read_text())
-    print(f"report: {summary.parent / 'index.html'}")
-    return 0
+    return print_report(summary)

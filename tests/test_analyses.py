@@ -206,3 +206,23 @@ def test_signal_to_background_gain():
     window = g["m > 400"]
     assert window["s_over_b_after"] == pytest.approx(window["s_over_b_before"] * window["gain"])
     assert window["gain_lower_limit"] < window["gain"]
+
+
+def test_read_samples_skips_a_dataset_without_selected_events(tmp_path):
+    """A process of which no event passes the selection leaves only empty tables (e.g. QCD after rmm_lepton)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cms_anomaly.models.data import read_samples
+    from cms_anomaly.models.feature_sets import get_feature_set
+
+    fs = get_feature_set("hlf21")
+    for name, n in (("wjets", 5), ("qcd", 0)):
+        (tmp_path / name).mkdir()
+        cols = {c: pa.array(np.ones(n, np.float32)) for c in fs.columns}
+        cols.update(weight=pa.array(np.ones(n)), is_signal=pa.array(np.zeros(n, bool)))
+        pq.write_table(pa.table(cols), tmp_path / name / f"{name}__f__0-{n}.parquet")
+    samples = read_samples(tmp_path, feature_set=fs)
+    assert list(samples) == ["wjets"] and len(samples["wjets"]) == 5
+    with pytest.raises(Exception, match="empty"):
+        read_samples(tmp_path, feature_set=fs, datasets=["qcd"])  # asked for by name: an error that says why
