@@ -883,8 +883,13 @@ class AbcdPrediction:
         return (self.observed - self.predicted) / den if den > 0 else float("nan")
 
 
-def abcd_significance(n_observed: float, n_background: float) -> float:
+def abcd_significance(n_observed: float, n_background: float, background_error: float = 0.0) -> float:
     """Significance ``(N - B)/sqrt(N)`` if ``N > B``, else 0 (Mikuni et al. sec. III).
+
+    With ``background_error`` (the statistical error of the prediction, e.g. of ABCD control
+    regions filled from a simulation smaller than the data) the denominator is
+    ``sqrt(N + sigma_B^2)``; the paper's 800k-event sample makes that term negligible, a small
+    simulation normalised to it does not.
 
     Parameters
     ----------
@@ -892,6 +897,8 @@ def abcd_significance(n_observed: float, n_background: float) -> float:
         Observed yield ``N`` in the signal region.
     n_background : float
         Predicted background ``B``.
+    background_error : float
+        Uncertainty of ``B`` (default 0: the paper's formula).
 
     Returns
     -------
@@ -899,7 +906,7 @@ def abcd_significance(n_observed: float, n_background: float) -> float:
         The significance (never negative).
     """
     n, b = float(n_observed), float(n_background)
-    return (n - b) / math.sqrt(n) if n > b and n > 0 else 0.0
+    return (n - b) / math.sqrt(n + float(background_error) ** 2) if n > b and n > 0 else 0.0
 
 
 def on_off_significance(n_on: float, n_off: float, tau: float) -> float:

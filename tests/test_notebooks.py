@@ -14,9 +14,16 @@ def test_there_are_notebooks():
     assert NOTEBOOKS, "notebooks/ holds no notebook"
 
 
+@pytest.fixture(scope="module")
+def shared_samples(tmp_path_factory):
+    """One small single-lepton production for the notebooks that share it (trigger, DisCo)."""
+    return tmp_path_factory.mktemp("notebook-samples")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes(path, tmp_path, monkeypatch):
+def test_notebook_executes(path, tmp_path, monkeypatch, shared_samples):
     monkeypatch.setenv("CMS_ANOMALY_NOTEBOOK_OUT", str(tmp_path / "out"))
+    monkeypatch.setenv("CMS_ANOMALY_NOTEBOOK_SAMPLES", str(shared_samples))
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
