@@ -1,6 +1,7 @@
 """The single-lepton SM cocktail and the four BSM benchmarks of Cerri et al. (seed 004), shared by
-the VAE trigger study (``cms-anomaly trigger``) and the DisCo ABCD study (``cms-anomaly disco``,
-Mikuni et al. use the same samples, ADC2021).
+the VAE trigger study (``cms-anomaly trigger``), the DisCo ABCD study (``cms-anomaly disco``;
+Mikuni et al. use the same samples, ADC2021) and, with its heavy benchmarks, the RMM outlier study
+(``cms-anomaly outlier``). :func:`feature_tables` also serves the dijet hunt's own production.
 
 One production (``generate`` of W, Z, ttbar, heavy-flavour QCD and A->4l, LQ->b tau, h0->tau tau,
 h+- ->tau nu) and one processor pass with the ``single_lepton`` selection writing the feature tables.
@@ -79,8 +80,12 @@ def feature_tables(samples_dir: str | Path, config: CocktailConfig, *,
     fileset = produce_samples(samples_dir, config)
     out = Path(samples_dir) / selection
     stamp = out / "pass.json"
+    from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, SCALAR_FEATURES
+
+    # the tables are reused only for the same files and the same table layout
     key = {name: {"files": sorted(entry["files"]), "nevents": entry["metadata"].get("nevents")}
            for name, entry in sorted(fileset.items())}
+    key["_columns"] = [*SCALAR_FEATURES, *ARRAY_FEATURES]
     if stamp.is_file() and json.loads(stamp.read_text()).get("fileset") == key and (out / "features").is_dir():
         log.info("reusing the %s feature tables in %s", selection, out)
         return out / "features", fileset

@@ -276,7 +276,7 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
                   f"(mean over seeds of the per-seed maximum {dev['mean']:.1%}); paper: 2.5 %, 'compatible with the "
                   "statistical uncertainty of the sample'. Off-diagonal threshold choices (AE 1 cut at 0.5x and 2x the "
                   "diagonal per-score efficiency) are in `summary.json` and drawn as triangles in closure.png.", "",
-              f"## Significance (N - B)/sqrt(N) (seed {meta['seeds'][0]}, diagonal thresholds)", "",
+              f"## Significance (seed {meta['seeds'][0]}, diagonal thresholds)", "",
               "| SM efficiency | " + " | ".join(f"{s}: ABCD / corrected / true" for s in signals) + " | SM only |",
               "|---|" + "---|" * (len(signals) + 1)]
     for r in rows:
