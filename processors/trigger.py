@@ -360,12 +360,11 @@ def run_trigger(out: str | os.PathLike, config: TriggerConfig = TriggerConfig(),
     import xgboost
 
     from cms_anomaly.models.bdt import predict
-    from cms_anomaly.models.data import Sample, read_samples
+    from cms_anomaly.models.data import Sample, read_samples, train_val_split
     from cms_anomaly.models.export import MIN_EVENTS_ABOVE, eager_scores, threshold_at_fpr
     from cms_anomaly.models.feature_sets import get_feature_set
-    from cms_anomaly.models.pipeline import TrainOptions, split_cocktail, train_and_export, train_bdts
+    from cms_anomaly.models.pipeline import TrainOptions, train_and_export, train_bdts
     from cms_anomaly.processors.cocktail import feature_tables, sm_process_weights, validation_indices
-    from cms_anomaly.processors.statistics import auc
 
     out = Path(out)
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"
@@ -393,23 +392,20 @@ def run_trigger(out: str | os.PathLike, config: TriggerConfig = TriggerConfig(),
     for e in sm.values():
         e.score = eager_scores(vae.model, e.x)
     signals = {n: _Events(s.x, s.weight, eager_scores(vae.model, s.x)) for n, s in samples.items() if s.is_signal}
-    _, sm_val = split_cocktail(samples, val_fraction=options.val_fraction, seed=config.seed)
+    sm_x = np.concatenate([sm[n].x for n in sm])
     sm_scores = np.concatenate([sm[n].score for n in sm])
     sm_weights = np.concatenate([sm[n].weight for n in sm])
     threshold = threshold_at_fpr(sm_scores, sm_weights, fpr=config.epsilon_sm)
     xsec = {n: float(fileset[n]["metadata"]["xsec_pb"]) for n in signals}
     result = analyse(sm, signals, xsec=xsec, threshold=threshold, columns=fs.columns, config=config)
 
-    from cms_anomaly.models.data import train_val_split
-
     test = {n: train_val_split(len(samples[n]), val_fraction=options.val_fraction, seed=config.seed)[1] for n in signals}
-    val_scores = eager_scores(vae.model, sm_val.x)
     bdt_sm, bdt_sig = {}, {}
     for sig, path in zip(sorted(signals), bdt_paths):
         booster = xgboost.Booster(model_file=str(path))
-        bdt_sm[sig] = predict(booster, sm_val.x)
+        bdt_sm[sig] = predict(booster, sm_x)
         bdt_sig[sig] = predict(booster, samples[sig].x[test[sig]])
-    rocs = roc_table(val_scores, sm_val.weight, {n: signals[n].score[test[n]] for n in sorted(signals)}, bdt_sm, bdt_sig)
+    rocs = roc_table(sm_scores, sm_weights, {n: signals[n].score[test[n]] for n in sorted(signals)}, bdt_sm, bdt_sig)
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     pngs = make_plots(sm, signals, rocs, result, report_dir)
@@ -419,10 +415,9 @@ def run_trigger(out: str | os.PathLike, config: TriggerConfig = TriggerConfig(),
     meta = {
         "config": asdict(config), "samples_dir": str(samples_dir), "composition": config.composition,
         "fractions": {n: r / sum(rates.values()) for n, r in rates.items()},
-        "sm_training_events": sum(len(samples[n]) for n in sm_names) - len(sm_val), "sm_validation_events": len(sm_val),
+        "sm_training_events": sum(len(samples[n]) for n in sm_names) - len(sm_scores), "sm_validation_events": len(sm_scores),
         "min_events_above": MIN_EVENTS_ABOVE, "models": [str(p) for p in (*vae.paths, *bdt_paths)],
-        "auc": {s: {"vae": float(auc(val_scores, signals[s].score[test[s]], bkg_weights=sm_val.weight)),
-                    "bdt": float(auc(bdt_sm[s], bdt_sig[s], bkg_weights=sm_val.weight))} for s in sorted(signals)},
+        "auc": {s: {"vae": rocs[s]["vae"].auc(), "bdt": rocs[s]["bdt"].auc()} for s in sorted(signals)},
         "seconds": times, "unit_lumi_pb": UNIT_LUMI_PB,
     }
     markdown = format_report(result, meta, pngs)
