@@ -230,7 +230,7 @@ def make_plots(first: dict, sics: dict, report_dir: Path, *, signals: list[str])
     styles["SM only, ABCD"] = {"color": "black", "ls": "-"}
     pngs.append(plotting.plot_lines(series, report_dir / "significance.png", xlabel="SM efficiency of region A",
                                     ylabel=r"$(N - B)/\sqrt{N}$", logx=True, styles=styles, text="Simulation",
-                                    yscale="symlog"))
+                                    yscale="symlog", ylim=(0.0, None)))
     return pngs
 
 
