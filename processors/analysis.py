@@ -30,6 +30,27 @@ class Execution:
         return "dask" if self.executor == "dask" else "local"
 
 
+def add_production_arguments(p: Any, *, default_out: str, default_samples: str, samples_help: str,
+                             device: bool = True) -> None:
+    """Command-line options of an analysis that generates (or reuses) its samples and runs the processor."""
+    p.add_argument("--out", default=default_out, help=f"output directory (default: {default_out})")
+    p.add_argument("--samples", default=default_samples,
+                   help=f"production + feature tables directory{samples_help} (default: {default_samples}); "
+                        "finished files and passes are reused")
+    p.add_argument("--events", type=float, default=1.0, help="scale factor on the default sample sizes (default: 1)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--executor", choices=("dask", "futures", "iterative"), default="dask")
+    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+    p.add_argument("--workers", type=int, default=None, help="local Dask workers (default: cores)")
+    if device:
+        p.add_argument("--device", default="auto", help="training device: auto, cpu or cuda")
+
+
+def execution_from(args: Any) -> Execution:
+    """The :class:`Execution` of parsed :func:`add_production_arguments` options."""
+    return Execution(executor=args.executor, scheduler=args.scheduler, workers=args.workers)
+
+
 def processor_pass(fileset: dict, *, out: Path, selection: str, lumi_pb: float, execution: Execution = Execution(),
                    scorers: dict | None = None, features: bool) -> dict:
     """Run :class:`AnomalyProcessor` with ``selection`` over ``fileset``; histograms saved under ``out``.

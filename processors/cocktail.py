@@ -24,10 +24,11 @@ import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from cms_anomaly.processors.analysis import Execution, json_default, processor_pass
+from cms_anomaly.processors.analysis import Execution, add_production_arguments, execution_from, json_default, processor_pass
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +130,23 @@ def validation_indices(samples: dict, *, seed: int, val_fraction: float) -> dict
     local = np.concatenate([np.arange(len(samples[n])) for n in sm])
     _, va = train_val_split(len(owner), val_fraction=val_fraction, seed=seed)
     return {n: local[va][owner[va] == i] for i, n in enumerate(sm)}
+
+
+def add_cocktail_arguments(p: Any, *, default_out: str) -> None:
+    """Options every command on the single-lepton cocktail (trigger, disco, outlier) shares."""
+    add_production_arguments(p, default_out=default_out, default_samples="out/samples/single-lepton",
+                             samples_help=", shared by trigger, disco and outlier")
+
+
+def cocktail_config(args: Any, base: CocktailConfig | None = None) -> CocktailConfig:
+    """``base`` (default :class:`CocktailConfig`) with the seed, executor and scale of parsed
+    :func:`add_cocktail_arguments` options."""
+    return replace(base or CocktailConfig(), seed=args.seed, execution=execution_from(args)).scaled(args.events)
+
+
+def reweighted(samples: dict, *, composition: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """``samples`` with the SM weights of :func:`sm_process_weights`; also returns those weights."""
+    from cms_anomaly.models.data import Sample
+
+    weights = sm_process_weights({n: s.weight for n, s in samples.items() if not s.is_signal}, composition=composition)
+    return {n: (Sample(n, s.x, weights[n], False) if n in weights else s) for n, s in samples.items()}, weights

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from cms_anomaly.processors.analysis import Execution, fmt, print_report, report_footer, write_report
+from cms_anomaly.processors.analysis import (Execution, add_production_arguments, execution_from, fmt, print_report,
+                                             report_footer, write_report)
 
 log = logging.getLogger(__name__)
 
@@ -276,23 +277,16 @@ def register(subparsers: Any) -> None:
             "classifier, fit the selected m_JJ spectrum with the 4-parameter function and run BumpHunter. Writes OUT/report."
         ),
     )
-    p.add_argument("--out", default="out/dijet", help="output directory (default: out/dijet)")
-    p.add_argument("--samples", default="out/samples/dijet",
-                   help="production + feature tables directory (default: out/samples/dijet); finished files are reused")
-    p.add_argument("--events", type=float, default=1.0, help="scale factor on the default sample sizes (default: 1)")
-    p.add_argument("--seed", type=int, default=1)
+    add_production_arguments(p, default_out="out/dijet", default_samples="out/samples/dijet", samples_help="",
+                             device=False)
     p.add_argument("--injections", type=float, nargs="+", default=list(DijetConfig.injections),
                    help="signal-to-background ratios to inject (0 = the signal-free check)")
     p.add_argument("--efficiency", type=float, default=DijetConfig.efficiency, help="CWoLa selection efficiency")
-    p.add_argument("--executor", choices=("dask", "futures", "iterative"), default="dask")
-    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
-    p.add_argument("--workers", type=int, default=None, help="local Dask workers (default: cores)")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args: Any) -> int:
-    execution = Execution(executor=args.executor, scheduler=args.scheduler, workers=args.workers)
     config = replace(DijetConfig(), seed=args.seed, injections=tuple(args.injections), efficiency=args.efficiency,
-                     execution=execution).scaled(args.events)
+                     execution=execution_from(args)).scaled(args.events)
     summary = run_dijet(args.out, config, samples_dir=args.samples)
     return print_report(summary)

@@ -32,7 +32,8 @@ import numpy as np
 
 from cms_anomaly.processors.analysis import fmt, print_report, report_footer, write_report
 from cms_anomaly.processors.cocktail import CocktailConfig
-from cms_anomaly.processors.trigger import SIGNAL_LABELS, add_cocktail_arguments, cocktail_config
+from cms_anomaly.processors.cocktail import add_cocktail_arguments, cocktail_config
+from cms_anomaly.processors.trigger import SIGNAL_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -309,14 +310,12 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
 def run_disco(out: str | os.PathLike, config: DiscoConfig = DiscoConfig(), *,
               samples_dir: str | os.PathLike | None = None) -> Path:
     """Run the whole study into ``out`` (samples in ``samples_dir``, default ``out/samples``)."""
-    import torch
-
-    from cms_anomaly.models.data import Sample, read_samples
-    from cms_anomaly.models.double_ae import distance_correlation_squared
+    from cms_anomaly.models.data import read_samples
     from cms_anomaly.models.export import eager_scores
     from cms_anomaly.models.feature_sets import get_feature_set
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export
-    from cms_anomaly.processors.cocktail import feature_tables, sm_process_weights, validation_indices
+    from cms_anomaly.processors.cocktail import feature_tables, reweighted, validation_indices
+    from cms_anomaly.processors.statistics import distance_correlation
 
     out = Path(out)
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"
@@ -327,14 +326,12 @@ def run_disco(out: str | os.PathLike, config: DiscoConfig = DiscoConfig(), *,
     samples = read_samples(features_dir, feature_set=get_feature_set("objects"))
     sm_names = [n for n, s in samples.items() if not s.is_signal]
     signals = sorted(n for n, s in samples.items() if s.is_signal)
-    weights = sm_process_weights({n: samples[n].weight for n in sm_names}, composition=config.composition)
-    samples = {n: (Sample(n, s.x, weights[n], False) if n in weights else s) for n, s in samples.items()}
+    samples, _ = reweighted(samples, composition=config.composition)
     signal_events = config.signal_fraction * config.reference_events
 
     def dcor(r: np.ndarray, seed: int) -> float:
         pick = np.random.default_rng(seed).choice(len(r), size=min(5000, len(r)), replace=False)
-        t = torch.as_tensor(r[pick], dtype=torch.float64)
-        return float(torch.sqrt(distance_correlation_squared(t[:, 0], t[:, 1])))
+        return distance_correlation(r[pick, 0], r[pick, 1])
 
     def scored(seed: int, lam: float) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         options = TrainOptions(epochs=config.epochs, batch_size=config.batch_size, seed=seed, lam=lam,

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from cms_anomaly.processors.analysis import fmt, print_report, report_footer, write_report
-from cms_anomaly.processors.cocktail import SM_PROCESSES, CocktailConfig
+from cms_anomaly.processors.cocktail import SM_PROCESSES, CocktailConfig, add_cocktail_arguments, cocktail_config
 
 log = logging.getLogger(__name__)
 
@@ -281,8 +281,6 @@ def run_outlier(out: str | os.PathLike, config: OutlierConfig = OutlierConfig(),
 
 # ------------------------------------------------------------------------------ CLI
 def register(subparsers: Any) -> None:
-    from cms_anomaly.processors.trigger import add_cocktail_arguments
-
     p = subparsers.add_parser(
         "outlier",
         help="RMM autoencoder: ln(Loss) distributions, dijet fits in the outlier region, S/B gain (Chekanov et al.)",
@@ -301,11 +299,7 @@ def register(subparsers: Any) -> None:
 
 
 def _cmd(args: Any) -> int:
-    from cms_anomaly.processors.analysis import Execution
-
-    execution = Execution(executor=args.executor, scheduler=args.scheduler, workers=args.workers)
-    cocktail = replace(_default_cocktail(), seed=args.seed, execution=execution).scaled(args.events)
-    config = OutlierConfig(cocktail=cocktail, outlier_fraction=args.outlier_fraction, epochs=args.epochs, seed=args.seed,
-                           device=args.device)
+    config = OutlierConfig(cocktail=cocktail_config(args, _default_cocktail()), outlier_fraction=args.outlier_fraction,
+                           epochs=args.epochs, seed=args.seed, device=args.device)
     summary = run_outlier(args.out, config, samples_dir=args.samples)
     return print_report(summary)

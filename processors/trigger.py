@@ -27,14 +27,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cms_anomaly.processors.analysis import Execution, fmt, print_report, report_footer, write_report
-from cms_anomaly.processors.cocktail import CocktailConfig, UNIT_LUMI_PB
+from cms_anomaly.processors.analysis import fmt, print_report, report_footer, write_report
+from cms_anomaly.processors.cocktail import UNIT_LUMI_PB, CocktailConfig, add_cocktail_arguments, cocktail_config
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +81,16 @@ def _slt(x: np.ndarray, columns: tuple[str, ...], config: TriggerConfig) -> np.n
 
 
 # ------------------------------------------------------------------------------ analysis
+#: the efficiency record of a process with no event to measure it on
+_NO_EVENTS = {"efficiency": 0.0, "low": float("nan"), "high": float("nan"), "method": "no events", "n_events": 0}
+
+
 def _efficiency(e: _Events, threshold: float) -> dict[str, Any]:
     """VAE efficiency of one process (95 % CL), or a row saying there is nothing to measure."""
     from cms_anomaly.models.export import efficiency_above
 
     if len(e.score) == 0:
-        return {"efficiency": 0.0, "low": float("nan"), "high": float("nan"), "method": "no events", "n_events": 0}
+        return dict(_NO_EVENTS)
     return efficiency_above(e.score, e.weight, threshold=threshold, cl=0.95)
 
 
@@ -115,7 +119,7 @@ def _tail_ratio_efficiency(e: _Events, sm_weights: np.ndarray, sm_scores: np.nda
     from cms_anomaly.processors.statistics import weighted_efficiency
 
     if len(e.score) == 0:
-        return {"efficiency": 0.0, "low": float("nan"), "high": float("nan"), "method": "no events", "n_events": 0}
+        return dict(_NO_EVENTS)
     lo = threshold["tail_range"][0]
     sm_at_lo = float(sm_weights[sm_scores >= lo].sum() / sm_weights.sum())
     at_lo = weighted_efficiency(e.score >= lo, e.weight, cl=0.95)
@@ -360,11 +364,11 @@ def run_trigger(out: str | os.PathLike, config: TriggerConfig = TriggerConfig(),
     import xgboost
 
     from cms_anomaly.models.bdt import predict
-    from cms_anomaly.models.data import Sample, read_samples, train_val_split
+    from cms_anomaly.models.data import read_samples, train_val_split
     from cms_anomaly.models.export import MIN_EVENTS_ABOVE, eager_scores, threshold_at_fpr
     from cms_anomaly.models.feature_sets import get_feature_set
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export, train_bdts
-    from cms_anomaly.processors.cocktail import feature_tables, sm_process_weights, validation_indices
+    from cms_anomaly.processors.cocktail import feature_tables, reweighted, validation_indices
 
     out = Path(out)
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"
@@ -375,8 +379,7 @@ def run_trigger(out: str | os.PathLike, config: TriggerConfig = TriggerConfig(),
     fs = get_feature_set("hlf21")
     samples = read_samples(features_dir, feature_set=fs)
     sm_names = [n for n, s in samples.items() if not s.is_signal]
-    weights = sm_process_weights({n: samples[n].weight for n in sm_names}, composition=config.composition)
-    samples = {n: (Sample(n, s.x, weights[n], False) if n in weights else s) for n, s in samples.items()}
+    samples, weights = reweighted(samples, composition=config.composition)
 
     t = time.perf_counter()
     options = TrainOptions(epochs=config.epochs, seed=config.seed, device=config.device, progress=False)
@@ -442,26 +445,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--composition", choices=("paper", "generated"), default="paper",
                    help="SM process shares after the selection: the paper's (default) or Pythia's cross sections")
     p.set_defaults(func=_cmd)
-
-
-def add_cocktail_arguments(p: Any, *, default_out: str) -> None:
-    """Options every command on the single-lepton cocktail shares."""
-    p.add_argument("--out", default=default_out, help=f"output directory (default: {default_out})")
-    p.add_argument("--samples", default="out/samples/single-lepton",
-                   help="production + feature tables directory, shared by trigger, disco and outlier "
-                        "(default: out/samples/single-lepton); finished files and passes are reused")
-    p.add_argument("--events", type=float, default=1.0, help="scale factor on the default sample sizes (default: 1)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--executor", choices=("dask", "futures", "iterative"), default="dask")
-    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
-    p.add_argument("--workers", type=int, default=None, help="local Dask workers (default: cores)")
-    p.add_argument("--device", default="auto", help="training device: auto, cpu or cuda")
-
-
-def cocktail_config(args: Any) -> CocktailConfig:
-    """The :class:`CocktailConfig` of parsed :func:`add_cocktail_arguments` options."""
-    execution = Execution(executor=args.executor, scheduler=args.scheduler, workers=args.workers)
-    return replace(CocktailConfig(), seed=args.seed, execution=execution).scaled(args.events)
 
 
 def _cmd(args: Any) -> int:
