@@ -78,6 +78,11 @@ class DetectorConfig:
     eff_id_electron: tuple[float, float, float] = (0.70, 0.95, 0.85)  # (5-10 GeV, >10 |eta|<1.5, 1.5-2.5)
     photon_pt_min: float = 5.0
     eff_id_photon: tuple[float, float] = (0.95, 0.85)  # (|eta| < 1.5, 1.5-2.5)
+    #: photon reconstruction preselection H/E < 0.5 (CMS gedPhoton), with H the pT of the PF hadrons
+    #: (charged and neutral) within dR < 0.15 of the photon (one HCAL cone behind the supercluster):
+    #: a pi0 photon in the core of a jet is not reconstructed as a photon
+    photon_hoe_max: float = 0.5
+    photon_hoe_cone: float = 0.15
     #: tight / medium given loose identification (CMS muon POG, JINST 13 (2018) P06015)
     eff_muon_tight: float = 0.96
     eff_muon_medium: float = 0.98
@@ -394,6 +399,8 @@ def simulate(batch: ak.Array, charges: ak.Array, *, rng: np.random.Generator, co
     muons["tightId"] = tight
     muons["mediumId"] = tight | (rng.random(len(mu_sel)) < config.eff_muon_medium)
     muons["looseId"] = np.ones(len(mu_sel), dtype=bool)
+    for flag in ("isPFcand", "isGlobal", "isTracker"):  # every simulated muon is a PF global+tracker muon
+        muons[flag] = np.ones(len(mu_sel), dtype=bool)
     ele_sel = np.flatnonzero(
         (pf_abs == 11)
         & (np.abs(pf["eta"]) < config.tracker_abs_eta)
@@ -406,13 +413,18 @@ def simulate(batch: ak.Array, charges: ak.Array, *, rng: np.random.Generator, co
     # variable that separates prompt from non-prompt electrons in this simulation
     electrons["cutBased"] = (4 - np.digitize(electrons["pfRelIso03_all"], (0.06, 0.10, 0.15, 0.25))).astype(np.int32)
     electrons["photonIdx"] = np.full(len(ele_sel), -1, dtype=np.int32)
-    pho_sel = np.flatnonzero(
+    # identification without isolation (the ID efficiency above decided which electrons exist)
+    electrons["mvaFall17V2noIso_WPL"] = np.ones(len(ele_sel), dtype=bool)
+    pho_cand = np.flatnonzero(
         (pf_abs == 22)
         & (np.abs(pf["eta"]) < config.tracker_abs_eta)
         & (pf["pt"] > config.photon_pt_min)
         & (rng.random(len(pf_abs)) < np.where(np.abs(pf["eta"]) < 1.5, config.eff_id_photon[0], config.eff_id_photon[1]))
     )
+    hoe = _hadronic_over_em(pf, pf_evt, pho_cand, n_events, cone=config.photon_hoe_cone)
+    pho_sel = pho_cand[hoe < config.photon_hoe_max]
     photons = _lepton_collection(pho_sel, **lep_common)
+    photons["hoe"] = hoe[hoe < config.photon_hoe_max].astype(np.float32)
     for key in ("dxy", "dz", "pfRelIso04_all"):
         photons.pop(key)
     photons["cutBased"] = (3 - np.digitize(photons["pfRelIso03_all"], (0.10, 0.20, 0.30))).astype(np.int32)
@@ -579,6 +591,17 @@ def _isolation(pf: dict[str, np.ndarray], pf_evt: np.ndarray, cand: np.ndarray, 
     s03 = _cone_sums(*args, 0.09, 4)
     s04 = _cone_sums(*args, 0.16, 4)
     return {"ch": s03[:, 0], "neu": s03[:, 1], "pho": s03[:, 2], "all04": s04[:, :3].sum(axis=1)}
+
+
+def _hadronic_over_em(pf: dict[str, np.ndarray], pf_evt: np.ndarray, cand: np.ndarray, n_events: int, *,
+                      cone: float) -> np.ndarray:
+    """H/E of the PF photons ``cand``: pT of the PF hadrons within dR < ``cone`` over the photon pT."""
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(pf_evt, minlength=n_events))])
+    pdg = np.abs(pf["pdgId"])
+    code = np.where((pdg == 211) | (pdg == 130), 0, 1)
+    sums = _cone_sums(pf["eta"][cand], pf["phi"][cand], cand, pf_evt[cand], pf["eta"], pf["phi"],
+                      pf["pt"].astype(np.float64), code, offsets, cone**2, 2)
+    return sums[:, 0] / np.maximum(pf["pt"][cand].astype(np.float64), 1e-6)
 
 
 def _lepton_collection(sel: np.ndarray, *, pf, pf_evt, pf_jet_idx, truth, pf_truth, n_events) -> dict[str, np.ndarray]:  # noqa: ANN001

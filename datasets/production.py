@@ -29,7 +29,7 @@ from cms_anomaly.datasets.nanoaod import event_branches, write_nanoaod
 log = logging.getLogger(__name__)
 
 #: bump when the detector response or the file layout changes: old files are then regenerated
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 DEFAULT_EVENTS_PER_FILE = 5000
 BATCH_SIZE = 250
 SQRT_S = 13000.0

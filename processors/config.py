@@ -29,21 +29,71 @@ class ConfigError(ValueError):
     """A configuration file or value is invalid (message names the file and key)."""
 
 
+#: muon identification working points (``Muon_<wp>Id``)
+MUON_IDS: tuple[str, ...] = ("loose", "medium", "tight")
+#: jet identification levels (bits of ``Jet_jetId``, see :mod:`cms_anomaly.processors.schema`)
+JET_IDS: tuple[str, ...] = ("none", "tight", "tight_lepveto")
+
+
 @dataclass(frozen=True)
 class ObjectConfig:
-    """Object definitions (GeV). See PHYSICS.md, section Objects."""
+    """Object definitions (GeV). See PHYSICS.md, section Objects.
 
-    #: leptons entering the lepton sums (N, M, pT_TOT) and the isolation
+    Objects are disjoint, as in every CMS analysis (and Delphes' UniqueObjectFinder): leptons
+    first, then photons away from them, then jets away from both. Each cut names its source.
+    """
+
+    # --- leptons --------------------------------------------------------------------------------
+    #: leptons entering the lepton sums (N, M, pT_TOT), the RMM and the (19, 3) array (Cerri sec. 3:
+    #: "selected" leptons; NanoAOD itself stores muons above 3 GeV and electrons above 5 GeV)
     lepton_pt_min: float = 0.5
+    #: muon identification without isolation: "loose", "medium" or "tight" (``Muon_<wp>Id``;
+    #: CMS MUO, JINST 13 (2018) P06015); isolation is cut separately below
+    muon_id: str = "loose"
+    #: electron identification without isolation: the loose WP of the isolation-free MVA
+    #: (``Electron_mvaFall17V2noIso_WPL`` in Run 2, CMS EGM, JINST 16 (2021) P05014), so that the
+    #: analysis's own isolation cuts keep their meaning (the cut-based ID includes isolation)
+    electron_id: bool = True
+    #: isolation of every selected lepton: Cerri sec. 3's loose Iso < 0.45, the loosest isolation
+    #: of any selection here (the trigger lepton and the selections tighten it)
+    lepton_iso_max: float = 0.45
     #: trigger lepton: highest-pT lepton with pT above this and relative isolation below ``trigger_iso_max``
     trigger_lepton_pt_min: float = 23.0
     trigger_iso_max: float = 0.45
     #: isolation cone and the matching radius used to remove the lepton's own PF candidate
     iso_cone: float = 0.3
     iso_self_dr: float = 0.01
-    photon_pt_min: float = 0.5
+    # --- photons --------------------------------------------------------------------------------
+    #: photons: NanoAOD ``Photon`` with pT above this (CMS photon analyses start at 15-20 GeV)
+    photon_pt_min: float = 15.0
+    #: photon cut-based ID level: 0 fail, 1 loose, 2 medium, 3 tight (``Photon_cutBased``, CMS EGM
+    #: Fall17V2; the generated files derive it from the PF isolation)
+    photon_id_min: int = 1
+    #: relative PF isolation of photons (dR < 0.3, ``Photon_pfRelIso03_all``): a pi0 photon inside a
+    #: jet fails it; also the photon requirement where a file has no ID branch
+    photon_iso_max: float = 0.3
+    photon_eta_max: float = 2.5
+    # --- overlap removal (objects are disjoint) -------------------------------------------------
+    #: leptons above this pT remove photons and jets near them (CMS: jets are cleaned against the
+    #: analysis's loose leptons with pT > 10 GeV)
+    overlap_lepton_pt_min: float = 10.0
+    #: photons within this dR of a selected lepton are removed (FSR photons, electrons reconstructed
+    #: as photons too)
+    photon_lepton_dr: float = 0.4
+    #: jets within this dR of a selected lepton or photon are removed (CMS AK4 jets cluster all PF
+    #: candidates, leptons and photons included: the standard CMS cone is the jet radius, 0.4)
+    jet_overlap_dr: float = 0.4
+    #: large-R jets: the same with their radius (R = 1.0)
+    fatjet_overlap_dr: float = 1.0
+    # --- jets -----------------------------------------------------------------------------------
     jet_pt_min: float = 30.0
+    #: |eta| < 2.4 (Knapp app. A; the tracker acceptance the b tag needs). Cerri's S_T uses 2.6;
+    #: here N_J, M_J, H_T and the jets of S_T are one collection (see features.event_features)
     jet_eta_max: float = 2.4
+    #: jet identification (``Jet_jetId`` bits, mapped per NanoAOD variant in the schema):
+    #: "tight" (CMS JME recommendation for Run 2 and 3), "tight_lepveto" (the lepton-veto bit as
+    #: well: for analyses with leptons where a lepton misreconstructed as a jet matters) or "none"
+    jet_id: str = "tight"
     #: b-tag working point on the schema's b-tag discriminator (DeepJet medium, 2018 UL). For the
     #: Run-1 CSV discriminator use ``btag_wp_run1``.
     btag_wp: float = 0.2783
@@ -53,9 +103,16 @@ class ObjectConfig:
     fatjet_eta_max: float = 2.5
     #: "mass" or "msoftdrop" (falls back to "mass" when the file has no soft-drop mass)
     fatjet_mass: str = "mass"
-    #: re-cluster R=0.4 jets with fastjet from PFCands instead of using NanoAOD ``Jet``
+    #: re-cluster R=0.4 jets with fastjet from PFCands instead of using NanoAOD ``Jet`` (no jet ID
+    #: exists for them; overlap removal still applies)
     recluster_jets: bool = False
     recluster_radius: float = 0.4
+
+    def __post_init__(self) -> None:
+        if self.muon_id not in MUON_IDS:
+            raise ConfigError(f"[objects] muon_id must be one of {MUON_IDS}, got {self.muon_id!r}")
+        if self.jet_id not in JET_IDS:
+            raise ConfigError(f"[objects] jet_id must be one of {JET_IDS}, got {self.jet_id!r}")
 
 
 @dataclass(frozen=True)
@@ -119,7 +176,10 @@ def _build(cls: type, values: dict[str, Any], *, source: str, section: str) -> A
         elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: [{section}] {name} must be a number, got {value!r}")
         kwargs[name] = type(default)(value)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def load_config(path: str | Path | None = None) -> AnalysisConfig:

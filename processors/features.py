@@ -109,8 +109,13 @@ def lepton_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[st
 def event_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str, np.ndarray]:
     """S_T, H_T, jet and b-jet counts, M_J, lepton sums, multiplicities, m_jj, large-R features."""
     fc = config.features
-    st_pt = 0.0
-    for coll in (objects.jets, objects.muons, objects.electrons, objects.photons):
+    # S_T (Cerri sec. 3): jets, leptons and photons with pT > 30 GeV, |eta| < 2.6, all disjoint
+    # after the overlap removal. Cerri's N_J and M_J are "the jets entering S_T" and Knapp's N_J,
+    # M_J, H_T the jets with pT > 30, |eta| < 2.4: one jet collection (``objects.jets``, |eta| <
+    # 2.4, the tracker acceptance the b tag needs) serves both papers, so N_J, M_J, H_T and the jets
+    # of S_T are the same jets; only the leptons and photons of S_T reach |eta| < 2.6.
+    st_pt = _np(ak.sum(objects.jets.pt[objects.jets.pt > fc.st_pt_min], axis=1))
+    for coll in (objects.muons, objects.electrons, objects.photons):
         sel = (coll.pt > fc.st_pt_min) & (abs(coll.eta) < fc.st_eta_max)
         st_pt = st_pt + _np(ak.sum(coll.pt[sel], axis=1))
     fat = objects.fatjets
@@ -129,7 +134,9 @@ def event_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str
         "pt_tot_ele": vector_pt_sum(objects.electrons),
         "n_ch_had": objects.n_ch_had,
         "n_neu_had": objects.n_neu_had,
-        "n_photons": _np(ak.num(objects.photons, axis=1), np.int64),
+        # Knapp app. A: "the number of all photon PF candidates" (-1 without PF candidates, like
+        # the hadron multiplicities); identified photons enter S_T and the RMM
+        "n_photons": objects.n_pf_photons,
         "mjj": leading_pair_mass(objects.jets),
         "n_fatjets": _np(ak.num(fat, axis=1), np.int64),
         "mJ1": _nth(fat, "mass", 0, 0.0),

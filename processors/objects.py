@@ -6,11 +6,27 @@ pT-ordered muons, electrons (with the three isolation components), photons, jets
 the looser ADC2021 objects, large-R jets with N-subjettiness ratios, MET, PF-candidate
 hadron multiplicities and the generator weight.
 
-Isolation of a lepton ``l`` (PHYSICS.md): ``sum_{p != l, dR < 0.3} pT_p / pT_l`` over PF
-candidates, split into charged particles, neutral hadrons and photons. The lepton's own PF
-candidate (same |pdgId|, dR < ``iso_self_dr``) is excluded. Without PF candidates the
-NanoAOD ``pfRelIso03_chg`` and ``pfRelIso03_all - pfRelIso03_chg`` are used (the neutral part
-then holds neutral hadrons and photons together; ``iso_gamma`` = 0), see the schema docstring.
+Objects are those of a CMS analysis, the same on generated and real NanoAOD (every cut a field of
+:class:`~cms_anomaly.processors.config.ObjectConfig` with its source):
+
+- **leptons**: identification without isolation (the CMS loose muon, the isolation-free electron
+  MVA), pT > ``lepton_pt_min``, relative isolation < ``lepton_iso_max``;
+- **photons**: cut-based ID >= loose and relative PF isolation, pT > ``photon_pt_min``; photons
+  within dR < 0.4 of a selected lepton are removed;
+- **jets**: jet ID (tight by default) and no selected lepton or photon within dR < 0.4 (CMS AK4
+  jets are clustered from all PF candidates, leptons included); b-jets are clean jets above the
+  b-tag working point; large-R jets cleaned the same way within their radius. Objects are thus
+  disjoint, as in Delphes' UniqueObjectFinder that the papers' samples used.
+
+Isolation of a lepton ``l``: ``sum_{p != l, dR < 0.3} pT_p / pT_l`` over PF candidates, split into
+charged hadrons, neutral hadrons and photons: CMS's PF isolation (``pfIsolationR03``,
+``sumChargedHadronPt``, ``sumNeutralHadronEt``, ``sumPhotonEt``), in which other electrons and
+muons enter no sum. The papers (Cerri sec. 3, Knapp app. A) sum "charged particles"; we take the
+CMS definition because it is the one of the NanoAOD ``pfRelIso03_*`` branches, so files with and
+without PF candidates give the same isolation for the same lepton. The lepton's own PF candidate
+(same |pdgId|, dR < ``iso_self_dr``) is excluded. Without PF candidates the NanoAOD
+``pfRelIso03_chg`` and ``pfRelIso03_all - pfRelIso03_chg`` are used (the neutral part then holds
+neutral hadrons and photons together; ``iso_gamma`` = 0), see the schema docstring.
 """
 from __future__ import annotations
 
@@ -44,14 +60,16 @@ class EventObjects:
     photons: ak.Array
     jets: ak.Array
     bjets: ak.Array
-    #: all NanoAOD jets (no kinematic cut) for the ADC2021 array
+    #: jets passing the ID and the overlap removal, no kinematic cut (for the ADC2021 array)
     all_jets: ak.Array
     fatjets: ak.Array
     met_pt: np.ndarray
     met_phi: np.ndarray
-    #: PF-candidate multiplicities, -1 where the file has no PF candidates
+    #: PF-candidate multiplicities (charged hadrons, neutral hadrons, photons), -1 where the file
+    #: has no PF candidates
     n_ch_had: np.ndarray
     n_neu_had: np.ndarray
+    n_pf_photons: np.ndarray
     genweight: np.ndarray
     has_pfcands: bool
 
@@ -114,6 +132,8 @@ def _iso_kernel(lep_counts, lpt, leta, lphi, pf_counts, ppt, peta, pphi, pcharge
                 aid = abs(pid[b])
                 if dr < self_dr and aid == pdgid:
                     continue
+                if aid == 11 or aid == 13:  # CMS PF isolation: other leptons enter no sum
+                    continue
                 if pcharge[b] != 0:
                     out[a, 0] += ppt[b]
                 elif aid == 22:
@@ -131,9 +151,11 @@ def pf_isolation(leptons: ak.Array, pfcands: ak.Array, *, pdgid: int, cone: floa
                  self_dr: float = 0.01) -> dict[str, ak.Array]:
     """Relative PF isolation of each lepton, split in charged / neutral-hadron / photon parts.
 
-    Charged: PF candidates with charge != 0; photons: neutral with pdgId 22; neutral hadrons:
-    the other neutral candidates. Computed by a numba kernel over the flat lepton and PF
-    candidate arrays of the chunk (one pass per event over its own candidates).
+    Charged hadrons: PF candidates with charge != 0 that are not e/mu; photons: neutral with
+    pdgId 22; neutral hadrons: the other neutral candidates; electrons and muons enter no sum
+    (CMS ``pfIsolationR03``, as the NanoAOD ``pfRelIso03_*`` branches). Computed by a numba
+    kernel over the flat lepton and PF candidate arrays of the chunk (one pass per event over its
+    own candidates).
 
     Parameters
     ----------
@@ -175,25 +197,97 @@ def _iso_from_flat(leptons: ak.Array, pf: dict[str, np.ndarray], *, pdgid: int, 
     return out
 
 
+def _lepton_id(events: Any, prefix: str, *, variant: schema.SchemaVariant, available: set[str],
+               config: ObjectConfig) -> ak.Array | None:
+    """Identification (without isolation) of each lepton, ``None`` where the file has no ID branch."""
+    get = lambda q: schema.get(events, q, variant=variant, feature=f"{prefix} identification", available=available)  # noqa: E731
+    if prefix == "muon" and config.muon_id == "loose":
+        # CMS MUO loose muon: a PF muon that is a global or an arbitrated tracker muon
+        parts = [get(f"muon.{k}") for k in ("isPFcand", "isGlobal", "isTracker")]
+        if all(p is not None for p in parts):
+            pf, glb, trk = (ak.values_astype(p, bool) for p in parts)
+            return pf & (glb | trk)
+    quantity = f"muon.{config.muon_id}Id" if prefix == "muon" else ("electron.id" if config.electron_id else None)
+    if quantity is None:
+        return None
+    ident = get(quantity)
+    if ident is None:
+        log.debug("%s: no %s identification branch: isolation only", variant.name, prefix)
+        return None
+    return ak.values_astype(ident, bool)
+
+
 def _leptons(events: Any, prefix: str, *, pdgid: int, pfcands: dict[str, np.ndarray] | None, variant: schema.SchemaVariant,
              available: set[str], config: ObjectConfig) -> ak.Array:
+    """Selected leptons: ID, pT > ``lepton_pt_min``, Iso < ``lepton_iso_max`` (pT-ordered)."""
     fields = _collection(events, prefix, ("pt", "eta", "phi", "mass", "charge"), variant=variant,
                          feature=f"{prefix} kinematics", available=available)
     coll = ak.zip({k: (_as_float(v) if k != "charge" else ak.values_astype(v, np.int32)) for k, v in fields.items()})
-    coll = coll[coll.pt > config.lepton_pt_min]
+    keep = coll.pt > config.lepton_pt_min
+    ident = _lepton_id(events, prefix, variant=variant, available=available, config=config)
+    if ident is not None:
+        keep = keep & ident
+    coll = coll[keep]
     if pfcands is not None:
         iso = _iso_from_flat(coll, pfcands, pdgid=pdgid, cone=config.iso_cone, self_dr=config.iso_self_dr)
     else:
         iso_all = schema.get(events, f"{prefix}.iso_all", variant=variant, feature="iso", available=available)
         iso_chg = schema.get(events, f"{prefix}.iso_chg", variant=variant, feature="iso_ch", available=available)
-        mask = fields["pt"] > config.lepton_pt_min
-        iso_all = _as_float(iso_all)[mask]
-        iso_chg = ak.zeros_like(iso_all) if iso_chg is None else _as_float(iso_chg)[mask]
+        iso_all = _as_float(iso_all)[keep]
+        iso_chg = ak.zeros_like(iso_all) if iso_chg is None else _as_float(iso_chg)[keep]
         iso = {"iso_ch": iso_chg, "iso_neu": iso_all - iso_chg, "iso_gamma": ak.zeros_like(iso_all), "iso": iso_all}
     for name, values in iso.items():
         coll = ak.with_field(coll, values, name)
+    coll = coll[coll.iso < config.lepton_iso_max]
     coll = ak.with_field(coll, ak.full_like(coll.charge, pdgid), "flavour")
     return _sorted_by_pt(coll)
+
+
+def _photons(events: Any, *, variant: schema.SchemaVariant, available: set[str], config: ObjectConfig,
+             source: str) -> ak.Array:
+    """Identified, isolated photons (before the lepton overlap removal), pT-ordered.
+
+    ``Photon_cutBased >= photon_id_min`` (or the loose bit of the older ``cutBasedBitmap``) and
+    ``Photon_pfRelIso03_all < photon_iso_max``: a pi0 photon inside a jet fails both.
+    """
+    get = lambda q, feature: schema.get(events, q, variant=variant, feature=feature, available=available, source=source)  # noqa: E731
+    photons = ak.zip({k: _as_float(get(f"photon.{k}", "photons")) for k in ("pt", "eta", "phi", "mass")})
+    keep = (photons.pt > config.photon_pt_min) & (abs(photons.eta) < config.photon_eta_max)
+    level = get("photon.id", "photon identification")
+    bitmap = get("photon.id_bitmap", "photon identification") if level is None else None
+    if level is not None:
+        keep = keep & (level >= config.photon_id_min)
+    elif bitmap is not None and config.photon_id_min > 0:
+        bit = 1 << (config.photon_id_min - 1)
+        keep = keep & ((bitmap & bit) == bit)
+    iso = get("photon.iso_all", "photon isolation")
+    if iso is not None:
+        keep = keep & (iso < config.photon_iso_max)
+    if level is None and bitmap is None and iso is None:
+        log.debug("%s: photons without ID or isolation branches: kinematic cuts only", source or variant.name)
+    return _sorted_by_pt(photons[keep])
+
+
+def _jet_id(jets: ak.Array, ident: ak.Array | None, level: str, variant: schema.SchemaVariant) -> ak.Array:
+    """Mask of the jets passing the ID ``level`` (all where ``level`` is "none" or the file has no ID)."""
+    if level == "none" or ident is None:
+        return ak.ones_like(jets.pt, dtype=bool)
+    bits = variant.jet_id_bits[level]
+    return (ident & bits) == bits
+
+
+def remove_overlaps(coll: ak.Array, others: list[ak.Array], *, dr: float) -> ak.Array:
+    """The objects of ``coll`` with no object of ``others`` within ``dR < dr`` (same event).
+
+    All arguments are jagged records with ``eta`` and ``phi``; an event without ``others`` keeps
+    every object.
+    """
+    keep = ak.ones_like(coll.eta, dtype=bool)
+    for other in others:
+        pairs = ak.cartesian([coll[["eta", "phi"]], other[["eta", "phi"]]], axis=1, nested=True)
+        a, b = ak.unzip(pairs)
+        keep = keep & ak.all(delta_r(a.eta, a.phi, b.eta, b.phi) >= dr, axis=2)
+    return coll[keep]
 
 
 def recluster_jets(pfcands: ak.Array, *, radius: float = 0.4, pt_min: float = 15.0) -> ak.Array:
@@ -231,6 +325,7 @@ def _match_btag(jets: ak.Array, nano_jets: ak.Array, *, max_dr: float = 0.2) -> 
 def _multiplicity_kernel(counts, charge, pdgid):  # pragma: no cover - compiled
     n_ch = np.zeros(len(counts), dtype=np.int64)
     n_neu = np.zeros(len(counts), dtype=np.int64)
+    n_pho = np.zeros(len(counts), dtype=np.int64)
     k = 0
     for ev in range(len(counts)):
         for _ in range(counts[ev]):
@@ -238,16 +333,18 @@ def _multiplicity_kernel(counts, charge, pdgid):  # pragma: no cover - compiled
             if charge[k] != 0:
                 if aid != 11 and aid != 13:
                     n_ch[ev] += 1
-            elif aid != 22:
+            elif aid == 22:
+                n_pho[ev] += 1
+            else:
                 n_neu[ev] += 1
             k += 1
-    return n_ch, n_neu
+    return n_ch, n_neu, n_pho
 
 
-def _pf_multiplicities(pf: dict[str, np.ndarray] | None, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Charged hadrons (charged, not e/mu) and neutral hadrons (neutral, not photons) per event; -1 without PF."""
+def _pf_multiplicities(pf: dict[str, np.ndarray] | None, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Charged hadrons (charged, not e/mu), neutral hadrons and photons per event; -1 without PF."""
     if pf is None:
-        return np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64)
+        return tuple(np.full(n, -1, dtype=np.int64) for _ in range(3))  # type: ignore[return-value]
     return _multiplicity_kernel(pf["counts"], pf["charge"], pf["pdgId"])
 
 
@@ -287,8 +384,11 @@ def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVa
     muons = _leptons(events, "muon", pdgid=MUON_PDGID, pfcands=pfcands, variant=variant, available=available, config=config)
     electrons = _leptons(events, "electron", pdgid=ELECTRON_PDGID, pfcands=pfcands, variant=variant,
                          available=available, config=config)
-    photons = ak.zip({k: _as_float(get(f"photon.{k}", "photons")) for k in ("pt", "eta", "phi", "mass")})
-    photons = _sorted_by_pt(photons[photons.pt > config.photon_pt_min])
+    # overlap removal: leptons > photons > jets (objects are disjoint)
+    leptons = [c[c.pt > config.overlap_lepton_pt_min][["eta", "phi"]] for c in (muons, electrons)]
+    photons = remove_overlaps(_photons(events, variant=variant, available=available, config=config, source=source),
+                              leptons, dr=config.photon_lepton_dr)
+    cleaners = [*leptons, photons[["eta", "phi"]]]
 
     nano_jets = ak.zip({k: _as_float(get(f"jet.{k}", "jets")) for k in ("pt", "eta", "phi", "mass")})
     nano_jets = ak.with_field(nano_jets, _as_float(get("jet.btag", "n_bjets")), "btag")
@@ -298,7 +398,8 @@ def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVa
         all_jets = recluster_jets(ak.zip(pf_fields), radius=config.recluster_radius, pt_min=15.0)
         all_jets = ak.with_field(all_jets, _match_btag(all_jets, nano_jets), "btag")
     else:
-        all_jets = _sorted_by_pt(nano_jets)
+        all_jets = _sorted_by_pt(nano_jets[_jet_id(nano_jets, get("jet.id", "jet identification"), config.jet_id, variant)])
+    all_jets = remove_overlaps(all_jets, cleaners, dr=config.jet_overlap_dr)
     jets = all_jets[(all_jets.pt > config.jet_pt_min) & (abs(all_jets.eta) < config.jet_eta_max)]
     jets = ak.with_field(jets, jets.btag > getattr(config, variant.btag_wp_key), "is_b")
     bjets = jets[jets.is_b]
@@ -316,16 +417,19 @@ def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVa
     else:
         fatjets = ak.with_field(fatjets, ak.full_like(fatjets.pt, -1.0), "tau21")
         fatjets = ak.with_field(fatjets, ak.full_like(fatjets.pt, -1.0), "tau32")
-    fatjets = _sorted_by_pt(fatjets[(fatjets.pt > config.fatjet_pt_min) & (abs(fatjets.eta) < config.fatjet_eta_max)])
+    fatjet_id = _jet_id(fatjets, get("fatjet.id", "large-R jet identification"),
+                        "tight" if config.jet_id != "none" else "none", variant)
+    fatjets = fatjets[fatjet_id & (fatjets.pt > config.fatjet_pt_min) & (abs(fatjets.eta) < config.fatjet_eta_max)]
+    fatjets = _sorted_by_pt(remove_overlaps(fatjets, cleaners, dr=config.fatjet_overlap_dr))
 
     met_pt = ak.to_numpy(_as_float(get("met.pt", "met"))).astype(np.float64)
     met_phi = ak.to_numpy(_as_float(get("met.phi", "met_par / met_perp / mt"))).astype(np.float64)
     gw = get("event.genweight", "weight")
     genweight = np.ones(n) if gw is None else ak.to_numpy(gw).astype(np.float64)
-    n_ch, n_neu = _pf_multiplicities(pfcands, n)
+    n_ch, n_neu, n_pho = _pf_multiplicities(pfcands, n)
     return EventObjects(variant=variant.name, muons=muons, electrons=electrons, photons=photons, jets=jets,
                         bjets=bjets, all_jets=all_jets, fatjets=fatjets, met_pt=met_pt, met_phi=met_phi,
-                        n_ch_had=n_ch, n_neu_had=n_neu, genweight=genweight, has_pfcands=has_pf)
+                        n_ch_had=n_ch, n_neu_had=n_neu, n_pf_photons=n_pho, genweight=genweight, has_pfcands=has_pf)
 
 
 def trigger_lepton(objects: EventObjects, *, config: ObjectConfig) -> ak.Array:

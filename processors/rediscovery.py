@@ -198,7 +198,7 @@ def _hist(name: str, values: np.ndarray, weights: np.ndarray):
     return h
 
 
-def _enrichment(labels_selected: np.ndarray, labels_all: np.ndarray, process: str) -> dict[str, float]:
+def _purity_ratio(labels_selected: np.ndarray, labels_all: np.ndarray, process: str) -> dict[str, float]:
     """Fraction of ``process`` among the selected events over its fraction among all, with errors."""
     from cms_anomaly.processors.statistics import agresti_coull_interval
 
@@ -208,9 +208,34 @@ def _enrichment(labels_selected: np.ndarray, labels_all: np.ndarray, process: st
     ci = agresti_coull_interval(k, n) if n else None
     if ci is None or not f_all:
         return {"selected": n, "ttbar_selected": k, "fraction_all": f_all, "fraction_selected": float("nan"),
-                "enrichment": float("nan"), "enrichment_low": float("nan"), "enrichment_high": float("nan")}
+                "purity_ratio": float("nan"), "purity_ratio_low": float("nan"), "purity_ratio_high": float("nan")}
     return {"selected": n, "ttbar_selected": k, "fraction_all": f_all, "fraction_selected": k / n,
-            "enrichment": (k / n) / f_all, "enrichment_low": float(ci.low) / f_all, "enrichment_high": float(ci.high) / f_all}
+            "purity_ratio": (k / n) / f_all, "purity_ratio_low": float(ci.low) / f_all, "purity_ratio_high": float(ci.high) / f_all}
+
+
+def _efficiency_ratio(signal: dict[str, np.ndarray], backgrounds: list[dict[str, np.ndarray]], *,
+                      threshold: float) -> dict[str, float]:
+    """eps_ttbar / eps_(W+Z) above ``threshold`` on labelled simulation (LR+ = TPR/FPR), 68 % CL.
+
+    This is Knapp et al.'s "factor 20" (a ratio of selection efficiencies on labelled MC), not the
+    purity ratio of :func:`_purity_ratio`. Each efficiency has its Agresti-Coull interval (effective
+    entries for weighted events); the ratio's bounds combine them conservatively (low / high).
+    """
+    from cms_anomaly.processors.statistics import weighted_efficiency
+
+    e_s = weighted_efficiency(signal["score"] > threshold, signal["weight"])
+    scores = np.concatenate([b["score"] for b in backgrounds])
+    weights = np.concatenate([b["weight"] for b in backgrounds])
+    e_b = weighted_efficiency(scores > threshold, weights)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = float(e_s.estimate / e_b.estimate) if e_b.estimate > 0 else float("inf")
+        high = float(e_s.high / e_b.low) if e_b.low > 0 else float("inf")
+    return {"eps_ttbar": float(e_s.estimate), "eps_ttbar_low": float(e_s.low), "eps_ttbar_high": float(e_s.high),
+            "eps_background": float(e_b.estimate), "eps_background_low": float(e_b.low),
+            "eps_background_high": float(e_b.high), "lr_plus": ratio,
+            "lr_plus_low": float(e_s.low / e_b.high) if e_b.high > 0 else float("nan"), "lr_plus_high": high,
+            "ttbar_passed": int(np.sum(signal["score"] > threshold)),
+            "background_passed": int(np.sum(scores > threshold))}
 
 
 def analyse(tables: dict[str, dict[str, np.ndarray]], *, labels: dict[int, str] | None, alpha: float,
@@ -286,16 +311,23 @@ def analyse(tables: dict[str, dict[str, np.ndarray]], *, labels: dict[int, str] 
     bkg_scores = np.concatenate([tables[r]["score"] for r in bkg_mc])
     bkg_weights = np.concatenate([tables[r]["weight"] for r in bkg_mc])
     roc = roc_curve(bkg_scores, sig["score"], bkg_weights=bkg_weights, sig_weights=sig["weight"])
-    enrichment = {}
+    purity = {}
     for a in sorted({*REPORT_ALPHAS, alpha}) if data_labels is not None else ():
         thr = threshold_at_efficiency(data["score"], efficiency=a)
-        enrichment[f"{a:g}"] = {"threshold": float(thr), **_enrichment(data_labels[data["score"] > thr], data_labels, "ttbar")}
+        purity[f"{a:g}"] = {"threshold": float(thr), **_purity_ratio(data_labels[data["score"] > thr], data_labels, "ttbar")}
+    # the paper's figure of merit: efficiencies on labelled simulation at the data's threshold
+    efficiency_ratio = {}
+    for a in sorted({*REPORT_ALPHAS, alpha}):
+        thr = threshold_at_efficiency(data["score"], efficiency=a)
+        efficiency_ratio[f"{a:g}"] = {"threshold": float(thr),
+                                      **_efficiency_ratio(sig, list(bkg_mc.values()), threshold=thr)}
     return {
         "alpha": alpha,
         "threshold": float(threshold),
         "n_data": int(len(data["score"])),
         "n_data_selected": int(passes(data).sum()),
-        "enrichment": enrichment,
+        "purity_ratio": purity,
+        "efficiency_ratio": efficiency_ratio,
         "pps_after_anomaly_selection": {"yields": pps_after, "vs_background": excess(pps_after, "background"),
                                         "vs_background_ttbar": excess(pps_after, "background + ttbar")},
         "pps_without_anomaly_selection": {"yields": pps_before, "vs_background": excess(pps_before, "background"),
@@ -357,7 +389,7 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
     """``summary.md``, ``summary.json`` and ``index.html`` (numbers, tables, plots)."""
     public = {k: v for k, v in result.items() if not k.startswith("_")}
     payload = {**meta, "result": public}
-    enr = public["enrichment"]
+    enr = public["purity_ratio"]
     a = f"{public['alpha']:g}"
     pps = public["pps_after_anomaly_selection"]
     pps0 = public["pps_without_anomaly_selection"]
@@ -374,27 +406,50 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
         f"{data_text}, {public['n_data']} after the `top_rediscovery` selection. ALAD (L1 score) trained on them "
         f"without labels; background model: an independent simulation of W and Z, normalised to the same luminosity.",
         "",
-        "## ttbar enrichment of the anomaly selection",
+        "## ttbar efficiency ratio on labelled simulation (the paper's figure of merit)",
+        "",
+        "eps_ttbar / eps_(W+Z): the fractions of simulated ttbar and of simulated W+Z events above the threshold "
+        "that selects alpha of the data (LR+ = TPR/FPR; Knapp et al.'s \"factor 20\" is this ratio).",
+        "",
+        "| alpha | threshold | eps_ttbar (68 % CL) | eps_(W+Z) (68 % CL) | eps_ttbar / eps_(W+Z) (68 % CL) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for key, r in public["efficiency_ratio"].items():
+        lines.append(f"| {key} | {fmt(r['threshold'], 4)} | {fmt(r['eps_ttbar'])} [{fmt(r['eps_ttbar_low'])}, "
+                     f"{fmt(r['eps_ttbar_high'])}] ({r['ttbar_passed']} ev.) | {fmt(r['eps_background'])} "
+                     f"[{fmt(r['eps_background_low'])}, {fmt(r['eps_background_high'])}] ({r['background_passed']} ev.) | "
+                     f"x{fmt(r['lr_plus'])} [{fmt(r['lr_plus_low'])}, {fmt(r['lr_plus_high'])}] |")
+    r3, ra = public["efficiency_ratio"].get("0.001", {}), public["efficiency_ratio"][a]
+    lines += [
+        "",
+        f"At alpha = 1e-3: eps_ttbar / eps_(W+Z) = x{fmt(r3.get('lr_plus', float('nan')))} "
+        f"[{fmt(r3.get('lr_plus_low', float('nan')))}, {fmt(r3.get('lr_plus_high', float('nan')))}] (paper: about x20); "
+        f"at the working alpha = {a}: x{fmt(ra['lr_plus'])} [{fmt(ra['lr_plus_low'])}, {fmt(ra['lr_plus_high'])}].",
+        "",
+        "## ttbar purity ratio of the anomaly selection in the (pseudo-)data",
         "",
     ]
     if enr:
-        lines += ["| alpha | threshold | selected | ttbar among selected | ttbar fraction all -> selected | enrichment (68 % CL) |",
+        lines += ["The purity ratio f_ttbar(selected) / f_ttbar(all) of the pseudo-data, from its hidden labels: a "
+                  "different quantity from the efficiency ratio above (it is capped at 1 / f_ttbar(all)).",
+                  "",
+                  "| alpha | threshold | selected | ttbar among selected | ttbar fraction all -> selected | purity ratio (68 % CL) |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for key, e in enr.items():
             lines.append(f"| {key} | {fmt(e['threshold'], 4)} | {e['selected']} | {e['ttbar_selected']} | "
                          f"{fmt(e['fraction_all'])} -> {fmt(e['fraction_selected'])} | "
-                         f"x{fmt(e['enrichment'])} [{fmt(e['enrichment_low'])}, {fmt(e['enrichment_high'])}] |")
+                         f"x{fmt(e['purity_ratio'])} [{fmt(e['purity_ratio_low'])}, {fmt(e['purity_ratio_high'])}] |")
         e3 = enr.get("0.001", {})
         lines += [
             "",
-            f"At alpha = 1e-3 the ttbar enrichment is x{fmt(e3.get('enrichment', float('nan')))} "
-            f"(68 % CL [{fmt(e3.get('enrichment_low', float('nan')))}, {fmt(e3.get('enrichment_high', float('nan')))}], "
-            f"{e3.get('selected', 0)} events selected; paper: about x20). At the working alpha = {a}: "
-            f"x{fmt(enr[a]['enrichment'])} [{fmt(enr[a]['enrichment_low'])}, {fmt(enr[a]['enrichment_high'])}].",
+            f"At alpha = 1e-3 the purity ratio is x{fmt(e3.get('purity_ratio', float('nan')))} "
+            f"(68 % CL [{fmt(e3.get('purity_ratio_low', float('nan')))}, {fmt(e3.get('purity_ratio_high', float('nan')))}], "
+            f"{e3.get('selected', 0)} events selected). At the working alpha = {a}: "
+            f"x{fmt(enr[a]['purity_ratio'])} [{fmt(enr[a]['purity_ratio_low'])}, {fmt(enr[a]['purity_ratio_high'])}].",
         ]
     else:
-        lines.append("Not measured: the process of a real-data event is unknown (the enrichment needs the labels of "
-                     "pseudo-data). The PPS comparison below is the measurement on data.")
+        lines.append("Not measured: the process of a real-data event is unknown (the purity ratio needs the labels of "
+                     "pseudo-data). The efficiency ratio above and the PPS comparison below are the measurements.")
     lines += [
         "",
         f"ROC of the detector on labelled simulation (ttbar vs W+Z): AUC = {public['roc_auc_ttbar_vs_background']:.3f}.",
@@ -463,7 +518,7 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
     result = analyse(tables, labels=labels, alpha=config.alpha, config=config)
     ae_result = analyse(ae_tables, labels=labels, alpha=config.alpha, config=config)
     result["ae_crosscheck"] = {"roc_auc_ttbar_vs_background": ae_result["roc_auc_ttbar_vs_background"],
-                               "enrichment": ae_result["enrichment"]}
+                               "purity_ratio": ae_result["purity_ratio"]}
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     pngs = make_plots(result, report_dir, lumi_pb=lumi, tables=tables,

@@ -27,6 +27,19 @@ Documented fallbacks (quantity -> what happens when the file lacks it):
 - ``fatjet.msoftdrop``: the plain large-R jet ``mass``.
 - ``fatjet.tau1..3`` (Run-1 AK7 jets): tau21 = tau32 = -1.
 - ``event.genweight`` (data, Run-1 ttbar): weight 1.
+- ``muon.<wp>Id`` / ``electron.id`` (lepton identification without isolation): every lepton
+  passes; the isolation cut still applies. The loose muon ID is taken from its CMS definition
+  (a PF muon that is a global or tracker muon: ``isPFcand & (isGlobal | isTracker)``) where those
+  flags exist, ``Muon_looseId`` otherwise: the 2015 CMS Open Data conversion leaves every
+  ``Muon_*Id`` flag false but fills the three ingredients. Electrons: ``mvaFall17V2noIso_WPL`` in Run 2,
+  ``mvaNoIso_WP90`` in Run 3 (no loose point there), none in Run 1 (its ``cutBased`` includes
+  isolation).
+- ``photon.id`` (``Photon_cutBased``, 0 fail / 1 loose / 2 medium / 3 tight): older NanoAOD
+  (v5-v7) has ``Photon_cutBasedBitmap`` (bit 0 loose, 1 medium, 2 tight), read instead; with
+  neither, photons need only the isolation ``photon.iso_all``.
+- ``jet.id`` / ``fatjet.id`` (``Jet_jetId``): every jet passes. The bit meaning is a field of
+  the variant (:attr:`SchemaVariant.jet_id_bits`): in NanoAOD v6-v14 bit 1 (value 2) is tight and
+  bit 2 (value 4) tight-lepton-veto; v15 dropped the branch.
 """
 from __future__ import annotations
 
@@ -66,8 +79,16 @@ _RUN2: dict[str, tuple[str, str] | None] = {
     **{f"electron.{k}": ("Electron", k) for k in ("pt", "eta", "phi", "mass", "charge")},
     "electron.iso_all": ("Electron", "pfRelIso03_all"),
     "electron.iso_chg": ("Electron", "pfRelIso03_chg"),
+    **{f"muon.{wp}Id": ("Muon", f"{wp}Id") for wp in ("loose", "medium", "tight")},
+    **{f"muon.{k}": ("Muon", k) for k in ("isPFcand", "isGlobal", "isTracker")},
+    "electron.id": ("Electron", "mvaFall17V2noIso_WPL"),
     **{f"photon.{k}": ("Photon", k) for k in ("pt", "eta", "phi", "mass")},
+    "photon.id": ("Photon", "cutBased"),
+    "photon.id_bitmap": ("Photon", "cutBasedBitmap"),
+    "photon.iso_all": ("Photon", "pfRelIso03_all"),
     **{f"jet.{k}": ("Jet", k) for k in ("pt", "eta", "phi", "mass")},
+    "jet.id": ("Jet", "jetId"),
+    "fatjet.id": ("FatJet", "jetId"),
     "jet.btag": ("Jet", "btagDeepFlavB"),
     **{f"fatjet.{k}": ("FatJet", k) for k in ("pt", "eta", "phi", "mass", "msoftdrop", "tau1", "tau2", "tau3")},
     "met.pt": ("MET", "pt"),
@@ -83,8 +104,15 @@ _RUN2: dict[str, tuple[str, str] | None] = {
 OPTIONAL: frozenset[str] = frozenset({
     *(f"pfcands.{k}" for k in ("pt", "eta", "phi", "mass", "charge", "pdgId")),
     "muon.iso_chg", "electron.iso_chg", "fatjet.msoftdrop",
+    "muon.looseId", "muon.mediumId", "muon.tightId", "electron.id",
+    "muon.isPFcand", "muon.isGlobal", "muon.isTracker",
+    "photon.id", "photon.id_bitmap", "photon.iso_all", "jet.id", "fatjet.id",
     "fatjet.tau1", "fatjet.tau2", "fatjet.tau3", "event.genweight",
 })
+
+
+#: ``Jet_jetId`` bits per ID level in Run-2 and Run-3 NanoAOD (branch title in every v6-v14 file)
+JET_ID_BITS_RUN2: Mapping[str, int] = MappingProxyType({"tight": 0b010, "tight_lepveto": 0b110})
 
 
 @dataclass(frozen=True)
@@ -99,6 +127,9 @@ class SchemaVariant:
     branches: Mapping[str, tuple[str, str] | None] = field(default_factory=dict)
     #: which b-tag working point of :class:`~cms_anomaly.processors.config.ObjectConfig` applies
     btag_wp_key: str = "btag_wp"
+    #: jet ID level -> bits of ``Jet_jetId`` that must all be set (NanoAOD v6-v14: "bit1 is loose
+    #: (always false in 2017), bit2 is tight, bit3 is tightLepVeto", i.e. values 2 and 4)
+    jet_id_bits: Mapping[str, int] = field(default_factory=lambda: MappingProxyType(JET_ID_BITS_RUN2))
 
     def branch_name(self, quantity: str) -> str | None:
         """Flat branch name (``Muon_pfRelIso03_chg``) of a logical quantity, ``None`` if absent."""
@@ -121,7 +152,7 @@ def _variant(name: str, description: str, *, present: tuple[str, ...], absent: t
 VARIANTS: tuple[SchemaVariant, ...] = (
     _variant("run1", "2012 CMS Open Data NanoAODRun1 (CSV b-tag, AK5 jets, AK7 FatJet)",
              present=("Jet_btag",), absent=("Jet_btagDeepFlavB",),
-             overrides={"jet.btag": ("Jet", "btag"), "muon.iso_chg": None,
+             overrides={"jet.btag": ("Jet", "btag"), "muon.iso_chg": None, "electron.id": None,
                         "fatjet.tau1": None, "fatjet.tau2": None, "fatjet.tau3": None, "fatjet.msoftdrop": None},
              btag_wp_key="btag_wp_run1"),
     _variant("generated", "cms-anomaly generated NanoAOD (Pythia 8 + parametric detector, PFCands)",
@@ -129,8 +160,10 @@ VARIANTS: tuple[SchemaVariant, ...] = (
     _variant("pfnano", "Run-2 PFNano (NanoAOD v9 + PFCands)", present=("PFCands_pt", "Jet_area")),
     _variant("run3", "NanoAOD v12-v15 (PNet b-tag; MET as PFMET in v15)",
              present=("Jet_btagPNetB",), absent=("MET_pt",),
-             overrides={"met.pt": ("PFMET", "pt"), "met.phi": ("PFMET", "phi")}),
-    _variant("run3_v12", "NanoAOD v12-v14 (MET still called MET)", present=("Jet_btagPNetB", "MET_pt")),
+             overrides={"met.pt": ("PFMET", "pt"), "met.phi": ("PFMET", "phi"),
+                        "electron.id": ("Electron", "mvaNoIso_WP90")}),
+    _variant("run3_v12", "NanoAOD v12-v14 (MET still called MET)", present=("Jet_btagPNetB", "MET_pt"),
+             overrides={"electron.id": ("Electron", "mvaNoIso_WP90")}),
     _variant("run2", "Run-2 NanoAOD v6-v9 incl. 2015 CMS Open Data (DeepJet b-tag)",
              present=("Jet_btagDeepFlavB",)),
     _variant("run2_csv", "older Run-2 NanoAOD with only CSVv2 b-tag", present=("Jet_btagCSVV2",),

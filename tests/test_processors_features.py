@@ -1,6 +1,7 @@
 """Features on constructed events with hand-computed expectations (HLF, isolation, ADC2021 array, RMM)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import awkward as ak
@@ -51,7 +52,7 @@ def make_events(*, muons, electrons=None, photons=None, jets=None, fatjets=None,
 
 # two muons with known four-vectors (massless, so the formulas below are exact)
 MU1 = {"pt": 50.0, "eta": 0.0, "phi": 0.0, "mass": 0.0, "charge": -1, "pfRelIso03_all": 0.05, "pfRelIso03_chg": 0.03}
-MU2 = {"pt": 35.0, "eta": 1.0, "phi": math.pi / 2, "mass": 0.0, "charge": 1, "pfRelIso03_all": 0.5, "pfRelIso03_chg": 0.5}
+MU2 = {"pt": 35.0, "eta": 1.0, "phi": math.pi / 2, "mass": 0.0, "charge": 1, "pfRelIso03_all": 0.3, "pfRelIso03_chg": 0.3}
 MET = (20.0, math.pi)
 
 
@@ -76,7 +77,7 @@ def test_dimuon_lepton_sums(dimuon):
 
 
 def test_dimuon_trigger_lepton_and_met(dimuon):
-    # MU2 fails the isolation, so MU1 is the trigger lepton
+    # both muons are selected (Iso < 0.45); the harder one, MU1, is the trigger lepton
     assert dimuon["pt_lep"] == pytest.approx(50)
     assert dimuon["charge_lep"] == -1 and dimuon["is_ele"] == 0
     # isolation from pfRelIso03 (no PFCands): charged 0.03, neutral = all - chg = 0.02, photon 0
@@ -91,6 +92,22 @@ def test_dimuon_trigger_lepton_and_met(dimuon):
     # S_T: both muons have pT > 30 and |eta| < 2.6; no jets
     assert dimuon["st"] == pytest.approx(85) and dimuon["ht"] == 0 and dimuon["n_jets"] == 0
     assert dimuon["n_ch_had"] == -1 and dimuon["n_neu_had"] == -1  # documented fallback without PFCands
+
+
+def test_trigger_lepton_is_the_hardest_isolated_one():
+    # the harder muon (Iso 0.30) fails a trigger isolation of 0.1: the softer isolated one is chosen
+    hard = {**MU1, "pfRelIso03_all": 0.30, "pfRelIso03_chg": 0.2}
+    soft = {**MU2, "pfRelIso03_all": 0.05, "pfRelIso03_chg": 0.05}
+    ev = make_events(muons=[[hard, soft]], met=[MET])
+    cfg = AnalysisConfig(objects=dataclasses.replace(CFG.objects, trigger_iso_max=0.1))
+    f = compute_features(ev, config=cfg)[0]
+    assert f["pt_lep"] == pytest.approx(35) and f["charge_lep"] == 1 and f["iso"] == pytest.approx(0.05)
+    # with the default trigger isolation (0.45) the harder muon is the trigger lepton
+    assert compute_features(ev, config=CFG)[0]["pt_lep"] == pytest.approx(50)
+    # a lepton above the selected-lepton isolation (0.45) is no lepton at all
+    lone = make_events(muons=[[{**MU1, "pfRelIso03_all": 0.46}]], met=[MET])
+    f = compute_features(lone, config=CFG)[0]
+    assert f["n_mu"] == 0 and f["pt_lep"] == 0
 
 
 def test_dimuon_rmm_every_cell_type(dimuon):
@@ -140,7 +157,9 @@ def test_mixed_event_types_positions_and_masses():
         assert r[a, b] == pytest.approx((_v(oa) + _v(ob)).mass / SQRT_S, rel=1e-5)
         assert r[b, a] == pytest.approx(math.cosh((_v(oa).rapidity - _v(ob).rapidity) / 2) - 1, rel=1e-4, abs=1e-9)
     # HLF: jets, b-jets, M_J, m_jj, S_T, photons, HLF-24 H_T
-    assert f["n_jets"] == 2 and f["n_bjets"] == 1 and f["n_photons"] == 1
+    # N_gamma counts photon PF candidates (Knapp app. A): -1 without them; the identified photon
+    # is in S_T and in the RMM above
+    assert f["n_jets"] == 2 and f["n_bjets"] == 1 and f["n_photons"] == -1
     assert f["m_jets"] == pytest.approx((_v(JET) + _v(BJET)).mass, rel=1e-6)
     assert f["mjj"] == pytest.approx((_v(JET) + _v(BJET)).mass, rel=1e-6)
     assert f["ht"] == pytest.approx(160) and f["st"] == pytest.approx(160 + 40 + 45)
@@ -153,7 +172,8 @@ def test_mixed_event_types_positions_and_masses():
 def test_adc_objects_ordering_padding_and_truncation():
     rng = np.random.default_rng(3)
     eles = [{"pt": float(p), "eta": 0.1 * k, "phi": 0.2 * k, "mass": 0.0} for k, p in enumerate(rng.permutation([5, 50, 20, 35, 10, 7]))]
-    jets = [{"pt": float(p), "eta": 0.0, "phi": 0.0, "mass": 1.0} for p in rng.permutation(np.arange(16, 16 + 13 * 5, 5))]
+    # jets far from the electrons (dR > 0.4: the overlap removal keeps them), inside |eta| < 4
+    jets = [{"pt": float(p), "eta": 3.0, "phi": 0.0, "mass": 1.0} for p in rng.permutation(np.arange(16, 16 + 13 * 5, 5))]
     mus = [{"pt": 4.0, "eta": -1.0, "phi": 1.0, "mass": 0.1}, {"pt": 2.0, "eta": 0.0, "phi": 0.0, "mass": 0.1}]
     ev = make_events(muons=[mus, []], electrons=[eles, []], jets=[jets, []], met=[(33.0, -1.5), (0.0, 0.0)])
     objs = ak.to_numpy(compute_features(ev, config=CFG)["objects"])
@@ -175,13 +195,16 @@ def test_pf_isolation_and_multiplicities():
         {"pt": 1.0, "eta": 0.0, "phi": 0.2, "charge": 0, "pdgId": 130},        # dR 0.2: neutral hadron
         {"pt": 0.5, "eta": -0.25, "phi": 0.0, "charge": 0, "pdgId": 22},       # dR 0.25: photon
         {"pt": 5.0, "eta": 0.5, "phi": 0.0, "charge": -1, "pdgId": -211},      # dR 0.5: outside the cone
+        {"pt": 4.0, "eta": 0.0, "phi": -0.15, "charge": -1, "pdgId": 11},      # dR 0.15: an electron, in no sum
+        {"pt": 3.0, "eta": 0.15, "phi": 0.0, "charge": 1, "pdgId": 13},        # dR 0.15: another muon, in no sum
     ]
     ev = make_events(muons=[[mu]], met=[(10.0, 0.0)], pfcands=[pf])
     assert schema.detect_variant(schema.flat_branch_names(ev)).name == "generated"
     f = compute_features(ev, config=CFG)[0]
     assert f["iso_ch"] == pytest.approx(2 / 50) and f["iso_neu"] == pytest.approx(1 / 50)
     assert f["iso_gamma"] == pytest.approx(0.5 / 50) and f["iso"] == pytest.approx(3.5 / 50)
-    assert f["n_ch_had"] == 2 and f["n_neu_had"] == 1
+    # CMS PF isolation (as pfRelIso03_*): other electrons and muons enter neither sum
+    assert f["n_ch_had"] == 2 and f["n_neu_had"] == 1 and f["n_photons"] == 1
 
 
 def test_missing_branch_names_branch_and_feature():

@@ -23,7 +23,7 @@ def report(tmp_path_factory):
 def test_report_files(report):
     report_dir, _ = report
     text = (report_dir / "summary.md").read_text()
-    assert "ttbar enrichment" in text and "Post-processing selection" in text and "alpha = 1e-3" in text
+    assert "purity ratio" in text and "eps_ttbar / eps_(W+Z)" in text and "Post-processing selection" in text and "alpha = 1e-3" in text
     html = (report_dir / "index.html").read_text()
     assert "<table>" in html and "<img" in html
     pngs = sorted(p.name for p in report_dir.glob("*.png"))
@@ -45,13 +45,17 @@ def test_numbers_are_finite_and_consistent(report):
     assert cutflow["all"] == sum(composition.values())
     assert 0 < r["n_data_selected"] <= math.ceil(r["alpha"] * r["n_data"])
     assert math.isfinite(r["threshold"]) and 0 <= r["roc_auc_ttbar_vs_background"] <= 1
-    for alpha, e in r["enrichment"].items():
+    for alpha, e in r["purity_ratio"].items():
         assert e["selected"] <= max(1, math.ceil(float(alpha) * r["n_data"]))
         assert 0 <= e["ttbar_selected"] <= e["selected"]
         assert 0 < e["fraction_all"] < 1
         if e["selected"]:
             assert e["fraction_selected"] == pytest.approx(e["ttbar_selected"] / e["selected"])
-            assert e["enrichment_low"] <= e["enrichment"] <= e["enrichment_high"]
+            assert e["purity_ratio_low"] <= e["purity_ratio"] <= e["purity_ratio_high"]
+    assert set(r["efficiency_ratio"]) == set(r["purity_ratio"])
+    for e in r["efficiency_ratio"].values():
+        assert e["lr_plus"] == pytest.approx(e["eps_ttbar"] / e["eps_background"])
+        assert e["lr_plus_low"] <= e["lr_plus"] <= e["lr_plus_high"]
     for block in ("pps_after_anomaly_selection", "pps_without_anomaly_selection"):
         y = r[block]["yields"]
         assert y["background"]["sumw"] == pytest.approx(y["wjets"]["sumw"] + y["zjets"]["sumw"])
@@ -83,7 +87,7 @@ def test_external_data_fileset(report, tmp_path):
     summary = run_rediscovery(out, replace(TINY, data_fileset=str(fileset)))
     real = json.loads((summary.parent / "summary.json").read_text())
     assert real["data_fileset"] == str(fileset) and real["data_composition"] == {}
-    assert real["result"]["enrichment"] == {} and "Not measured" in summary.read_text()
+    assert real["result"]["purity_ratio"] == {} and "Not measured" in summary.read_text()
     assert not (out / "samples" / "data").exists()  # no pseudo-data production
     # the same events pass the same selection whether they come labelled or not
     assert real["result"]["n_data"] == payload["result"]["n_data"]
@@ -102,3 +106,19 @@ def test_data_fileset_errors(tmp_path):
     path.write_text(json.dumps({"SingleMu": {"files": {"a.root": "Events"}, "metadata": {"is_data": True}}}))
     with pytest.raises(RediscoveryError, match="lumi_pb"):
         load_data_fileset(path)
+
+
+def test_efficiency_ratio_is_lr_plus_of_labelled_simulation():
+    """eps_ttbar / eps_(W+Z) by hand: 3 of 10 ttbar and 5 of 100 (weighted 2 and 1) background events pass."""
+    from cms_anomaly.processors.rediscovery import _efficiency_ratio
+
+    ttbar = {"score": np.arange(10.0), "weight": np.ones(10)}
+    w = {"score": np.r_[np.full(5, 9.0), np.zeros(45)], "weight": np.full(50, 2.0)}
+    z = {"score": np.zeros(50), "weight": np.ones(50)}
+    r = _efficiency_ratio(ttbar, [w, z], threshold=6.5)
+    assert r["ttbar_passed"] == 3 and r["background_passed"] == 5
+    assert r["eps_ttbar"] == pytest.approx(0.3)
+    assert r["eps_background"] == pytest.approx(10.0 / 150.0)
+    assert r["lr_plus"] == pytest.approx(0.3 / (10.0 / 150.0))
+    assert r["eps_ttbar_low"] < 0.3 < r["eps_ttbar_high"]
+    assert r["lr_plus_low"] < r["lr_plus"] < r["lr_plus_high"]
