@@ -110,6 +110,8 @@ def finished(job: FileJob) -> dict | None:
     if {k: info.get(k) for k in job.identity()} != job.identity() or info.get("sqrt_s", SQRT_S) != job.sqrt_s:
         log.warning("%s: exists with a different configuration; regenerating", job.path)
         return None
+    # where the file is now: a production directory that was moved or copied resumes in place
+    info["path"] = str(job.path)
     return info
 
 

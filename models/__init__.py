@@ -14,6 +14,6 @@ Modules
 ``benchmark``      ``cms-anomaly bench scoring`` / ``bench training``
 
 Every exported model takes RAW features (float32, (N, n_inputs)) because its fitted
-preprocessing is inside; :func:`cms_anomaly.processors.inference.load_scorer` wraps it
+preprocessing is inside; :func:`cms_anomaly.models.scorers.load_scorer` wraps it
 for the coffea processor.
 """

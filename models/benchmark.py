@@ -48,7 +48,7 @@ def _record_array(cols: dict[str, np.ndarray]):
 
 
 def bench_scoring(*, events: int = 1_000_000, threads: int = 1, repeat: int = 3, rmm_events: int = 50_000) -> str:
-    """Time each exported model through :func:`cms_anomaly.processors.inference.load_scorer`.
+    """Time each exported model through :func:`cms_anomaly.models.scorers.load_scorer`.
 
     Returns a printable report with events/s per thread for the whole scorer call
     (awkward record array -> numpy, i.e. what the processor pays) and for the bare
@@ -59,7 +59,7 @@ def bench_scoring(*, events: int = 1_000_000, threads: int = 1, repeat: int = 3,
     from cms_anomaly.models.bdt import BDTParams, save_booster, train_signal_bdt
     from cms_anomaly.models.export import ModelCard, export_torchscript, write_card
     from cms_anomaly.models.pipeline import build_model
-    from cms_anomaly.processors.inference import load_scorer
+    from cms_anomaly.models.scorers import load_scorer
 
     torch.set_num_threads(threads)
     fit = synthetic_columns(20_000, seed=1, with_rmm=True)

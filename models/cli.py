@@ -1,4 +1,4 @@
-"""``cms-anomaly train``, ``cms-anomaly evaluate``, ``cms-anomaly bench scoring`` and ``bench training``."""
+"""``cms-anomaly train``, ``cms-anomaly bench scoring`` and ``bench training``."""
 from __future__ import annotations
 
 import argparse
@@ -38,25 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from <out>/<name>.ckpt")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_train)
-
-    e = subparsers.add_parser(
-        "evaluate",
-        help="train all models on SM and tabulate AUC / TPR at FPR 1e-3, 1e-5 per BSM benchmark",
-        description=(
-            "Train VAE, ALAD (4 scores), AE, double AE (lambda 100 and 0) on the SM datasets and one BDT per "
-            "signal, then write OUT/evaluation.md, OUT/evaluation.json and OUT/roc.png with AUC and TPR at "
-            "FPR 1e-3 and 1e-5 per BSM benchmark, and the distance correlation of the double-AE losses."
-        ),
-    )
-    e.add_argument("--features", required=True, help="directory with <dataset>/*.parquet feature tables")
-    e.add_argument("--out", required=True, help="output directory")
-    e.add_argument("--datasets", nargs="+", default=None, help="datasets to use (default: all)")
-    e.add_argument("--seed", type=int, default=1)
-    e.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every model's epoch limit (quick runs)")
-    e.add_argument("--device", default="auto")
-    e.add_argument("--threads", type=int, default=None)
-    e.add_argument("--no-progress", action="store_true")
-    e.set_defaults(func=_evaluate)
 
 
 def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
@@ -107,17 +88,6 @@ def _train(args: argparse.Namespace) -> int:
 
     for p in paths:
         print(f"wrote {p}  (+ {card_path(p).name})")
-    return 0
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from cms_anomaly.models.evaluate import EvaluateOptions, evaluate, format_markdown
-
-    opts = EvaluateOptions(seed=args.seed, device=args.device, threads=args.threads, progress=not args.no_progress)
-    opts.epochs = {k: max(1, int(round(v * args.epochs_scale))) for k, v in opts.epochs.items()}
-    summary = evaluate(args.features, args.out, options=opts, datasets=args.datasets)
-    print(format_markdown(summary))
-    print(f"wrote {args.out}/evaluation.md, evaluation.json, roc_<signal>.png and models/")
     return 0
 
 

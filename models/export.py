@@ -13,14 +13,13 @@ from torch import nn
 
 from cms_anomaly.datasets.atomic import atomic_output, write_text_atomic
 from cms_anomaly.models.errors import FeatureMismatchError, ModelCardError
+from cms_anomaly.stats import SM_WORKING_POINTS, threshold_at_fpr
 
 log = logging.getLogger(__name__)
 
 #: SM false-positive rates of the working points (5.4e-6 = ~1000 SM events / month, Cerri)
-WORKING_POINT_FPRS: tuple[float, ...] = (5.4e-6, 1e-5, 1e-3)
+WORKING_POINT_FPRS: tuple[float, ...] = SM_WORKING_POINTS
 CARD_SUFFIX = ".card.json"
-#: an empirical quantile needs at least this many (effective) SM events above it
-MIN_EVENTS_ABOVE = 10.0
 
 
 @dataclass
@@ -128,116 +127,6 @@ def load_card(model_path: str | Path) -> ModelCard:
         return ModelCard(**data)
     except (json.JSONDecodeError, TypeError) as err:
         raise ModelCardError(f"model card {path} unreadable: {err}") from err
-
-
-def _finite_weighted(scores, weights, where: str) -> tuple[np.ndarray, np.ndarray, float]:
-    """Finite scores with their weights (default 1) and the effective number of entries."""
-    scores = np.asarray(scores, np.float64)
-    w = np.ones_like(scores) if weights is None else np.asarray(weights, np.float64)
-    ok = np.isfinite(scores)
-    scores, w = scores[ok], w[ok]
-    if scores.size == 0:
-        raise ValueError(f"{where}: no finite scores")
-    return scores, w, float(w.sum() ** 2 / np.sum(w * w))
-
-
-def _weighted_survival(scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(scores)[::-1]
-    s = scores[order]
-    cw = np.cumsum(weights[order]) / weights.sum()
-    return s, cw  # fraction of weight with score >= s[i]
-
-
-def threshold_at_fpr(scores: np.ndarray, weights: np.ndarray | None = None, *, fpr: float,
-                     tail_fraction: float = 0.01) -> dict[str, Any]:
-    """Score threshold above which a fraction ``fpr`` of the (weighted) SM events lies.
-
-    When fewer than :data:`MIN_EVENTS_ABOVE` effective events would lie above the
-    empirical threshold, the survival function is extrapolated: ``log S(t)`` is
-    fitted linearly in ``t`` over the top ``tail_fraction`` of the SM scores (an
-    exponential tail) and solved for ``S(t) = fpr``.
-
-    Parameters
-    ----------
-    scores : numpy.ndarray
-        SM validation scores (N,).
-    weights : numpy.ndarray, optional
-        Per-event weights (default 1).
-    fpr : float
-        Target false-positive rate.
-    tail_fraction : float
-        Fraction of the distribution used for the tail fit.
-
-    Returns
-    -------
-    dict
-        ``threshold``, ``method`` (``empirical`` or ``exponential_tail_fit``),
-        ``n_events``, ``n_eff_above`` and for a fit its slope and range.
-    """
-    scores, w, n_eff = _finite_weighted(scores, weights, "threshold_at_fpr")
-    s, surv = _weighted_survival(scores, w)
-    out: dict[str, Any] = {"fpr": fpr, "n_events": int(scores.size), "n_eff": float(n_eff)}
-    if fpr * n_eff >= MIN_EVENTS_ABOVE:
-        i = int(np.searchsorted(surv, fpr, side="left"))
-        out.update(threshold=float(s[min(i, s.size - 1)]), method="empirical", n_eff_above=float(fpr * n_eff))
-        return out
-    fit = _tail_fit(s, surv, tail_fraction)
-    if isinstance(fit, str):
-        out.update(threshold=float(s[0]), method=f"max_score ({fit})")
-        return out
-    slope, intercept, k, lo, hi = fit
-    out.update(threshold=float((np.log(fpr) - intercept) / slope), method="exponential_tail_fit",
-               tail_events=k, tail_range=[lo, hi], slope=float(slope),
-               note=f"only {fpr * n_eff:.2g} effective SM events expected above; log-survival fitted "
-                    f"linearly over the top {k} scores and extrapolated")
-    return out
-
-
-def _tail_fit(s: np.ndarray, surv: np.ndarray, tail_fraction: float) -> tuple[float, float, int, float, float] | str:
-    """Straight-line fit of ``log S(t)`` over the top ``tail_fraction`` of the scores (at least 50).
-
-    ``s`` and ``surv`` come from :func:`_weighted_survival`. Returns (slope, intercept, events,
-    low, high end of the fitted range) or, when no falling tail can be fitted, the reason.
-    """
-    k = max(int(tail_fraction * s.size), min(50, s.size))
-    ts, ls = s[:k], np.log(surv[:k])
-    if k < 5 or np.ptp(ts) == 0:
-        return "too few events to extrapolate"
-    slope, intercept = np.polyfit(ts, ls, 1)
-    if slope >= 0:
-        return "tail not falling"
-    return float(slope), float(intercept), k, float(ts[-1]), float(ts[0])
-
-
-def efficiency_above(scores: np.ndarray, weights: np.ndarray | None = None, *, threshold: float,
-                     tail_fraction: float = 0.01, cl: float = 0.95) -> dict[str, Any]:
-    """Weighted fraction of events with ``score > threshold``, extrapolated beyond the sample.
-
-    Measured (with an Agresti-Coull interval at ``cl`` on effective counts) when at least
-    :data:`MIN_EVENTS_ABOVE` effective events pass; otherwise read off the same exponential fit
-    of the sample's own survival tail that :func:`threshold_at_fpr` uses (no interval then: the
-    fit's assumption, not counting, dominates).
-    """
-    from cms_anomaly.processors.statistics import weighted_efficiency
-
-    scores, w, n_eff = _finite_weighted(scores, weights, "efficiency_above")
-    passed = scores > threshold
-    measured = weighted_efficiency(passed, w, cl=cl)
-    out: dict[str, Any] = {"n_events": int(scores.size), "n_eff": float(n_eff), "n_passed": int(passed.sum())}
-    if measured.estimate * n_eff >= MIN_EVENTS_ABOVE:
-        out.update(efficiency=float(measured.estimate), low=float(measured.low), high=float(measured.high),
-                   method="empirical")
-        return out
-    s, surv = _weighted_survival(scores, w)
-    fit = _tail_fit(s, surv, tail_fraction)
-    if isinstance(fit, str) or threshold <= fit[3]:
-        out.update(efficiency=float(measured.estimate), low=float(measured.low), high=float(measured.high),
-                   method="empirical (few events)" if isinstance(fit, str) else "empirical")
-        return out
-    slope, intercept = fit[0], fit[1]
-    out.update(efficiency=float(np.exp(slope * threshold + intercept)), low=float("nan"), high=float("nan"),
-               method="exponential_tail_fit", upper_limit_empirical=float(measured.high))
-    return out
 
 
 def thresholds_for(scores: np.ndarray, weights: np.ndarray | None, output_names: list[str] | tuple[str, ...],

@@ -24,7 +24,7 @@ import awkward as ak
 import numpy as np
 from coffea import processor
 
-from cms_anomaly.processors import feature_io, histograms, selections
+from cms_anomaly.processors import feature_io, histograms, schema, selections
 from cms_anomaly.processors.config import AnalysisConfig
 from cms_anomaly.processors.feature_spec import FEATURES, HISTOGRAMMED
 from cms_anomaly.processors.features import array_features, feature_record, scalar_features
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class Scorer(Protocol):
-    """What the processor needs from a model (see :mod:`cms_anomaly.processors.inference`)."""
+    """What the processor needs from a model (see :mod:`cms_anomaly.models.scorers`)."""
 
     name: str
     feature_names: list[str]
@@ -51,6 +51,11 @@ def event_weights(genweight: np.ndarray, metadata: Mapping[str, Any], *, lumi_pb
     if lumi_pb is not None and xsec is not None and sumw:
         return genweight * (float(xsec) * float(lumi_pb) / float(sumw))
     return np.asarray(genweight, dtype=np.float64)
+
+
+def _is_dask_collection(events: Any) -> bool:
+    """True for dask-awkward NanoEvents (``apply_to_fileset``), false for eager/virtual arrays."""
+    return type(events).__module__.startswith("dask_awkward")
 
 
 def _scores_2d(scores: np.ndarray, n: int, name: str, k: int) -> np.ndarray:
@@ -97,8 +102,19 @@ class AnomalyProcessor(processor.ProcessorABC):
                 hists[f"score2d_{name}"] = histograms.score2d_hist(name, scorer.output_names, dataset=dataset)
         return hists
 
-    def process(self, events: Any) -> dict[str, Any]:
-        meta = events.metadata
+    def process(self, events: Any) -> Any:
+        """The output of one chunk (see the module docstring).
+
+        ``events`` are eager NanoEvents (``processor.Runner``, virtual arrays) or dask-awkward
+        NanoEvents (``coffea.dataset_tools.apply_to_fileset``): then a dask collection of the same
+        output is returned, to be computed with ``dask.compute``.
+        """
+        if _is_dask_collection(events):
+            return self._process_dask(events)
+        return self.process_chunk(events, dict(events.metadata))
+
+    def process_chunk(self, events: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """The output of one eager chunk of events (any record array with the NanoAOD layout)."""
         dataset = meta["dataset"]
         config = self.config.with_sqrt_s(meta["sqrt_s"]) if "sqrt_s" in meta else self.config
         objects = build_objects(events, config=config.objects, source=meta.get("filename", ""))
@@ -143,6 +159,35 @@ class AnomalyProcessor(processor.ProcessorABC):
             files.append(str(path))
         return {dataset: {"nevents": len(objects), "sumw_gen": float(objects.genweight.sum()), "cutflow": flow,
                           "hists": hists, "feature_files": files}}
+
+    def _process_dask(self, events: Any) -> Any:
+        """dask-awkward NanoEvents -> a ``dask.delayed`` output equal to the Runner's.
+
+        The events are projected onto the branches the features read (the schema map), so only
+        those columns are read; each partition then runs :meth:`process_chunk` (numba kernels and
+        the ``coffea.ml_tools`` scorers work on eager arrays) and the partition outputs are added
+        up in a tree, like the Runner's accumulation. Feature tables are a Runner feature (they
+        need the chunk's entry range for their file name).
+        """
+        import dask
+        import dask_awkward as dak
+        from coffea.processor import accumulate
+
+        if self.features_dir is not None:
+            raise ValueError("feature tables are written by the processor.Runner path; run apply_to_fileset "
+                             "without features_dir")
+        meta = dict(events.metadata)
+        available = schema.flat_branch_names(events)
+        variant = schema.detect_variant(available, source=str(meta.get("dataset", "")))
+        columns = {}
+        for coll, fields in schema.fields_used(variant, available).items():
+            columns[coll] = events[coll] if not fields else dak.zip({f: events[coll][f] for f in fields},
+                                                                    depth_limit=1 if coll == "MET" else None)
+        projected = dak.zip(columns, depth_limit=1)
+        parts = [dask.delayed(self.process_chunk)(part, meta) for part in projected.to_delayed()]
+        while len(parts) > 1:  # pairwise tree reduction
+            parts = [dask.delayed(accumulate)(parts[i:i + 2]) for i in range(0, len(parts), 2)]
+        return parts[0]
 
     def postprocess(self, accumulator: Any) -> Any:
         return accumulator

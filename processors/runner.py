@@ -1,11 +1,11 @@
-"""Running the processor over a fileset (``cms-anomaly run``) and its benchmark (``cms-anomaly bench processor``).
+"""The runner: filesets, executors (iterative, futures, local or remote Dask), running the
+processor and saving its histograms. The command ``cms-anomaly run`` and the processor benchmark
+live in :mod:`cms_anomaly.analyses.run`.
 
-Only ``argparse`` is imported at module level; coffea, dask and the processor are imported in
-the command functions.
+Only the standard library is imported at module level; coffea and dask are imported where used.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -103,6 +103,32 @@ def run_processor(fileset: Mapping[str, Any], proc: Any, *, executor: Any, chunk
     return runner(dict(fileset), processor_instance=proc, treename="Events")
 
 
+def run_graph(fileset: Mapping[str, Any], proc: Any, *, step_size: int = 100_000, client: Any = None) -> dict[str, Any]:
+    """Run ``proc`` in coffea's dask-awkward graph mode; the output equals :func:`run_processor`'s.
+
+    ``coffea.dataset_tools.preprocess`` splits the files into steps of ``step_size`` events,
+    ``apply_to_fileset`` builds one task graph per dataset from dask-awkward NanoEvents, and
+    ``dask.compute`` runs it: on ``client`` (a ``dask.distributed.Client`` of a facility's cluster)
+    when given, else on the current default scheduler.
+    """
+    import dask
+    from coffea.dataset_tools import DataGroupSpec, apply_to_fileset, preprocess
+    from coffea.processor import accumulate
+
+    from cms_anomaly.processors.schema import AnalysisNanoAODSchema
+
+    spec = {name: {"files": entry["files"] if isinstance(entry["files"], dict) else dict.fromkeys(entry["files"], "Events"),
+                   "metadata": dict(entry.get("metadata") or {})}
+            for name, entry in fileset.items()}
+    available, _ = preprocess(DataGroupSpec.model_validate(spec), step_size=step_size, skip_bad_files=False)
+    graphs = apply_to_fileset(proc, available, schemaclass=AnalysisNanoAODSchema)
+    if client is not None:
+        computed = client.compute(graphs, sync=True)
+    else:
+        (computed,) = dask.compute(graphs)
+    return accumulate(computed.values()) if computed else {}
+
+
 def save_outputs(output: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Save histograms with ``coffea.util.save`` (``histograms.coffea``) and to ROOT (``histograms.root``).
 
@@ -148,243 +174,3 @@ def format_summary(output: Mapping[str, Any], *, selection: str) -> str:
             failed = flow["first_failed"].get(cut, "")
             lines.append(f"  {cut:<16}{n:>10d}{n / total:>9.3f}{flow['sumw'][cut]:>14.4g}{failed!s:>13}")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- cms-anomaly run
-def _cmd_run(args: argparse.Namespace) -> int:
-    from cms_anomaly.processors.config import load_config
-    from cms_anomaly.processors.processor import AnomalyProcessor
-
-    fileset = load_fileset(args.fileset)
-    scorers = {}
-    for model in args.model or []:
-        from cms_anomaly.processors.inference import load_scorer
-
-        scorer = load_scorer(model)
-        scorers[scorer.name] = scorer
-    out = Path(args.out)
-    proc = AnomalyProcessor(selection=args.selection, config=load_config(args.config), scorers=scorers,
-                            features_dir=out / "features" if args.features else None, lumi_pb=args.lumi)
-    with make_executor(args.executor, scheduler=args.scheduler, workers=args.workers) as executor:
-        output = run_processor(fileset, proc, executor=executor, chunksize=args.chunksize, maxchunks=args.maxchunks)
-    paths = save_outputs(output, out)
-    print(format_summary(output, selection=args.selection))
-    print(f"\nhistograms: {paths['coffea']}  {paths['root']}")
-    if args.features:
-        print(f"feature tables: {out / 'features'}")
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    """Add ``cms-anomaly run``."""
-    p = subparsers.add_parser(
-        "run", help="run the anomaly-detection processor over a fileset",
-        description="Apply a named selection to every dataset of a coffea fileset JSON, compute the features "
-                    "(HLF-21/24, m_jj, large-R, ADC2021 objects, RMM), fill weighted histograms (saved as "
-                    "DIR/histograms.coffea and DIR/histograms.root) and print the cut-flow per dataset. "
-                    "MC is normalised to --lumi with the fileset metadata (xsec_pb, sumw); is_data "
-                    "datasets are unweighted.")
-    p.add_argument("fileset", help="coffea fileset JSON ({dataset: {files: {path: tree}, metadata: {...}}})")
-    p.add_argument("--selection", default="single_lepton",
-                   choices=["inclusive", "single_lepton", "top_rediscovery", "rmm_lepton", "dijet"],
-                   help="named selection (default: single_lepton)")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--executor", choices=EXECUTORS, default="dask",
-                   help="dask: local Dask cluster or --scheduler (default); futures: process pool; iterative: in-process")
-    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, e.g. tcp://host:8786")
-    p.add_argument("--workers", type=int, default=None, help="local workers (default: number of cores)")
-    p.add_argument("--chunksize", type=int, default=100_000, help="events per chunk (default: 100000)")
-    p.add_argument("--maxchunks", type=int, default=None, help="process at most this many chunks per file")
-    p.add_argument("--features", action="store_true", help="also write per-event parquet tables to DIR/features/")
-    p.add_argument("--lumi", type=float, default=None, help="integrated luminosity in pb^-1 for MC normalisation")
-    p.add_argument("--config", default=None, help="analysis configuration TOML (object cuts, sqrt(s), thresholds)")
-    p.add_argument("--model", action="append", help="model file (.pt / .json with .card.json) to score events; repeatable")
-    p.set_defaults(func=_cmd_run)
-
-
-# --------------------------------------------------------------------------- cms-anomaly bench processor
-def _bench_floor(fileset: Mapping[str, Any]) -> tuple[int, float, list[str]]:
-    """Bare uproot read of exactly the branches the features use: (events, seconds, branches)."""
-    import time
-
-    import uproot
-
-    from cms_anomaly.processors import schema
-
-    n, seconds, used = 0, 0.0, []
-    for entry in fileset.values():
-        for path, tree in entry["files"].items():
-            with uproot.open(path) as f:
-                t = f[tree]
-                variant = schema.detect_variant(t.keys(), source=path)
-                branches = schema.branches_used(variant, t.keys())
-                used = branches
-                start = time.perf_counter()
-                arrays = t.arrays(branches, library="ak")
-                seconds += time.perf_counter() - start
-                n += len(arrays)
-    return n, seconds, used
-
-
-def _bench_rmm(fileset: Mapping[str, Any], *, repeat: int = 3) -> tuple[int, float, float]:
-    """RMM builder alone on the events' objects: (events, kernel seconds, padding+kernel seconds)."""
-    import time
-
-    from coffea.nanoevents import NanoEventsFactory
-
-    from cms_anomaly.processors import rmm, schema
-    from cms_anomaly.processors.config import AnalysisConfig
-    from cms_anomaly.processors.features import rmm_collections
-    from cms_anomaly.processors.objects import build_objects
-
-    config = AnalysisConfig()
-    n, t_kernel, t_full = 0, 0.0, 0.0
-    for entry in fileset.values():
-        for path, tree in entry["files"].items():
-            events = NanoEventsFactory.from_root({path: tree}, schemaclass=schema.AnalysisNanoAODSchema,
-                                                  mode="eager").events()
-            objs = build_objects(events, config=config.objects, source=path)
-            colls = rmm_collections(objs, config=config)
-            rmm.build_rmm(colls[:1], objs.met_pt[:1], objs.met_phi[:1])  # compile / warm up
-            best_k, best_f = float("inf"), float("inf")
-            for _ in range(repeat):
-                start = time.perf_counter()
-                padded = rmm.pad_objects(colls)
-                mid = time.perf_counter()
-                rmm.rmm_from_padded(padded, objs.met_pt, objs.met_phi)
-                end = time.perf_counter()
-                best_k, best_f = min(best_k, end - mid), min(best_f, end - start)
-            n += len(objs)
-            t_kernel += best_k
-            t_full += best_f
-    return n, t_kernel, t_full
-
-
-def _bench_processor(fileset: Mapping[str, Any], *, workers: int, chunksize: int, selection: str) -> tuple[int, float]:
-    import time
-
-    from cms_anomaly.processors.processor import AnomalyProcessor
-
-    proc = AnomalyProcessor(selection=selection)
-    with make_executor("dask", workers=workers) as executor:
-        # warm-up (one chunk per file) so that worker start-up, imports and numba loading are not timed
-        run_processor(fileset, proc, executor=executor, chunksize=chunksize, maxchunks=1)
-        start = time.perf_counter()
-        out = run_processor(fileset, proc, executor=executor, chunksize=chunksize)
-        seconds = time.perf_counter() - start
-    return sum(r["nevents"] for r in out.values()), seconds
-
-
-#: events per basket of the benchmark's replicated file
-REPLICATE_BASKET_EVENTS = 5000
-
-
-def replicate_events(fileset: Mapping[str, Any], *, copies: int, out_path: str | Path) -> Path:
-    """Write the branches the features use, from every file of ``fileset``, ``copies`` times into one file.
-
-    Used by the benchmark to measure at a realistic chunk size (the generated test files hold a
-    few thousand events each, where per-chunk overheads dominate). ZSTD-compressed like the
-    generated files; written atomically.
-    """
-    import awkward as ak
-    import uproot
-
-    from cms_anomaly.processors import schema
-
-    arrays, collections = [], set()
-    for entry in fileset.values():
-        for path, tree in entry["files"].items():
-            with uproot.open(path) as f:
-                t = f[tree]
-                keys = t.keys()
-                variant = schema.detect_variant(keys, source=path)
-                used = [b for b in schema.branches_used(variant, keys) if not (b.startswith("n") and b[1:] in
-                                                                              {k.split("_")[0] for k in keys})]
-                used += [b for b in ("run", "luminosityBlock", "event") if b in keys and b not in used]
-                collections |= {b.split("_", 1)[0] for b in used if f"n{b.split('_', 1)[0]}" in keys}
-                arrays.append(t.arrays(used))
-    merged = ak.concatenate(arrays * copies)
-    out: dict[str, Any] = {}
-    groups: dict[str, dict[str, Any]] = {}
-    for name in ak.fields(merged):
-        coll = name.split("_", 1)[0]
-        if coll in collections:
-            groups.setdefault(coll, {})[name.split("_", 1)[1]] = merged[name]
-        else:
-            out[name] = merged[name]
-    out.update({coll: ak.zip(fields) for coll, fields in groups.items()})
-    out_path = Path(out_path)
-    with atomic_output(out_path) as tmp, uproot.recreate(tmp, compression=uproot.ZSTD(5)) as fout:
-        tree = fout.mktree("Events", {k: ak.type(v).content
-                                      for k, v in out.items()},
-                           counter_name=lambda c: f"n{c}", field_name=lambda o, i: f"{o}_{i}")
-        # one basket per REPLICATE_BASKET_EVENTS events, as in real NanoAOD (a single extend would write
-        # one basket per branch that every chunk has to decompress whole: a benchmark artefact)
-        n = len(merged)
-        for start in range(0, n, REPLICATE_BASKET_EVENTS):
-            tree.extend({k: v[start:start + REPLICATE_BASKET_EVENTS] for k, v in out.items()})
-    return out_path
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    import tempfile
-
-    inputs = args.inputs
-    if len(inputs) == 1 and inputs[0].endswith(".json"):
-        fileset = load_fileset(inputs[0])
-    else:
-        fileset = fileset_from_files(inputs)
-    tmpdir = None
-    if args.replicate > 1:
-        tmpdir = tempfile.TemporaryDirectory(prefix="cms-anomaly-bench-")
-        path = replicate_events(fileset, copies=args.replicate, out_path=Path(tmpdir.name) / "replicated.root")
-        fileset = fileset_from_files([str(path)], dataset="replicated")
-        print(f"input replicated {args.replicate}x into one file: {path}")
-    try:
-        _bench_report(fileset, args)
-    finally:
-        if tmpdir is not None:
-            tmpdir.cleanup()
-    return 0
-
-
-def _bench_report(fileset: Mapping[str, Any], args: argparse.Namespace) -> None:
-    n_floor, t_floor, branches = _bench_floor(fileset)
-    floor = n_floor / t_floor
-    n_rmm, t_kernel, t_rmm = _bench_rmm(fileset)
-    print(f"events: {n_floor} in {sum(len(e['files']) for e in fileset.values())} file(s); branches read: "
-          f"{len(branches)}; chunksize {args.chunksize}; selection {args.selection}")
-    print(f"{'stage':<36}{'events/s':>14}{'ratio':>10}  target")
-    print(f"{'bare uproot read (floor), 1 core':<36}{floor:>14.0f}{1.0:>10.2f}")
-    rmm_rate, rmm_full = n_rmm / t_kernel, n_rmm / t_rmm
-    print(f"{'RMM kernel alone, 1 core':<36}{rmm_rate:>14.0f}{rmm_rate / floor:>10.2f}  >= 200000 ev/s: "
-          f"{'PASS' if rmm_rate >= 2e5 else 'MISS'}")
-    print(f"{'RMM padding + kernel, 1 core':<36}{rmm_full:>14.0f}{rmm_full / floor:>10.2f}  >= 200000 ev/s: "
-          f"{'PASS' if rmm_full >= 2e5 else 'MISS'}")
-    rates = {}
-    for workers in args.workers:
-        n, seconds = _bench_processor(fileset, workers=workers, chunksize=args.chunksize, selection=args.selection)
-        rates[workers] = n / seconds
-        target = f">= 0.5 x floor: {'PASS' if rates[1] >= 0.5 * floor else 'MISS'}" if workers == 1 else ""
-        label = f"processor, Dask {workers} worker(s)"
-        print(f"{label:<36}{rates[workers]:>14.0f}{rates[workers] / floor:>10.2f}  {target}")
-    if 1 in rates and 2 in rates:
-        scale = rates[2] / rates[1]
-        print(f"{'scaling 2 workers / 1 worker':<36}{scale:>14.2f}{'':>10}  >= 1.8: {'PASS' if scale >= 1.8 else 'MISS'}")
-
-
-def register_bench(bench_subparsers: Any) -> None:
-    """Add ``cms-anomaly bench processor``."""
-    p = bench_subparsers.add_parser(
-        "processor", help="processor vs bare uproot read vs RMM builder, 1 and 2 Dask workers",
-        description="Measure in one run: a bare uproot read of exactly the branches the features use (the "
-                    "floor, one core), the RMM builder alone (one core), and the full processor on a local Dask cluster with 1 and 2 workers; print events/s, ratios to the "
-                    "floor and the targets (processor >= 0.5 x floor, RMM >= 200k events/s, 2 workers >= 1.8 x 1).")
-    p.add_argument("inputs", nargs="+", help="a fileset JSON or NanoAOD ROOT files")
-    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Dask worker counts (default: 1 2)")
-    p.add_argument("--chunksize", type=int, default=50_000, help="events per chunk (default: 50000)")
-    p.add_argument("--selection", default="single_lepton", help="selection of the processor run (default: single_lepton)")
-    p.add_argument("--replicate", type=int, default=1,
-                   help="first copy the used branches of all inputs K times into one temporary file, to measure at a "
-                        "realistic chunk size (default: 1, the files as they are)")
-    p.set_defaults(func=_cmd_bench)

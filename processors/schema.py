@@ -260,6 +260,22 @@ def branches_used(variant: SchemaVariant, available: Iterable[str]) -> list[str]
     return sorted(out)
 
 
+def fields_used(variant: SchemaVariant, available: Iterable[str]) -> dict[str, list[str]]:
+    """``{collection: [fields]}`` the features read for ``variant`` (``[]`` for a flat branch such
+    as ``genWeight``): the projection of the events that the dask-awkward path reads."""
+    have = set(available)
+    out: dict[str, set[str]] = {}
+    for quantity in variant.branches:
+        branch = variant.branch_name(quantity)
+        if branch is None or branch not in have:
+            continue
+        coll, fld = variant.branches[quantity]
+        out.setdefault(coll, set())
+        if fld:
+            out[coll].add(fld)
+    return {coll: sorted(fields) for coll, fields in sorted(out.items())}
+
+
 # --------------------------------------------------------------------------- coffea schema class
 class AnalysisNanoAODSchema(NanoAODSchema):
     """``NanoAODSchema`` without two warnings this analysis cannot act on.

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from cms_anomaly.models.data import Sample
-from cms_anomaly.models.export import efficiency_above, threshold_at_fpr
+from cms_anomaly.stats import efficiency_above, threshold_at_fpr
 from cms_anomaly.models.pipeline import split_cocktail
-from cms_anomaly.processors import statistics as st
-from cms_anomaly.processors.cocktail import PAPER_FRACTIONS, sm_process_weights, validation_indices
-from cms_anomaly.processors.disco import abcd_study, seed_spread, threshold_pairs
-from cms_anomaly.processors.trigger import TriggerConfig, _Events, analyse
+from cms_anomaly import stats as st
+from cms_anomaly.analyses.cocktail import PAPER_FRACTIONS, sm_process_weights, validation_indices
+from cms_anomaly.analyses.disco import abcd_study, seed_spread, threshold_pairs
+from cms_anomaly.analyses.trigger import TriggerConfig, _Events, analyse
 
 
 def test_efficiency_above_measures_when_it_can_and_extrapolates_an_exponential_tail():
@@ -153,7 +153,7 @@ def test_weighted_cdf():
 
 # ----------------------------------------------------------------------------- CWoLa dijet hunt
 def _dijet_events(rng, n_bkg: int, n_sig: int) -> dict[str, dict[str, np.ndarray]]:
-    from cms_anomaly.processors.dijet import BACKGROUND, SIGNAL
+    from cms_anomaly.analyses.dijet import BACKGROUND, SIGNAL
 
     def block(n: int, signal: bool) -> dict[str, np.ndarray]:
         if signal:
@@ -169,7 +169,7 @@ def _dijet_events(rng, n_bkg: int, n_sig: int) -> dict[str, dict[str, np.ndarray
 
 
 def test_injection_draws_the_requested_number_of_signal_events():
-    from cms_anomaly.processors.dijet import inject
+    from cms_anomaly.analyses.dijet import inject
 
     events = _dijet_events(np.random.default_rng(1), 1000, 50)
     sample = inject(events, signal_to_background=0.02, seed=3)
@@ -182,7 +182,7 @@ def test_injection_draws_the_requested_number_of_signal_events():
 def test_cwola_hunt_finds_an_injected_resonance_and_nothing_without_it():
     from dataclasses import replace
 
-    from cms_anomaly.processors.dijet import DijetConfig, inject, scan
+    from cms_anomaly.analyses.dijet import DijetConfig, inject, scan
 
     events = _dijet_events(np.random.default_rng(2), 20_000, 300)
     config = replace(DijetConfig(), k_folds=3, bin_edges=tuple(np.geomspace(2500.0, 6000.0, 11)))
@@ -196,7 +196,7 @@ def test_cwola_hunt_finds_an_injected_resonance_and_nothing_without_it():
 
 
 def test_signal_to_background_gain():
-    from cms_anomaly.processors.outlier import signal_to_background_gain
+    from cms_anomaly.analyses.outlier import signal_to_background_gain
 
     rng = np.random.default_rng(4)
     sm_m, sig_m = rng.uniform(0, 1000, 10_000), rng.uniform(300, 1000, 1000)

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from cms_anomaly.datasets import opendata
-from cms_anomaly.processors.cli import main
+from cms_anomaly.analyses.cli import main
 
 
 def test_manifest_has_the_top_rediscovery_records():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,7 +54,7 @@ def test_files_do_not_depend_on_the_executor(tmp_path):
 
 def test_killed_production_resumes(tmp_path):
     out = tmp_path / "prod"
-    cmd = [sys.executable, "-m", "cms_anomaly.processors.cli", "generate", "wjets", "--events", "90",
+    cmd = [sys.executable, "-m", "cms_anomaly.analyses.cli", "generate", "wjets", "--events", "90",
            "--events-per-file", "30", "--seed", "3", "--out", str(out), "--executor", "local"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
@@ -81,6 +82,16 @@ def test_killed_production_resumes(tmp_path):
     # a file produced with another configuration is not silently reused
     changed = production.produce(["wjets"], out=out, events=60, events_per_file=20, seed=3, executor="local")
     assert not any(r["skipped"] for r in changed["results"])
+
+
+def test_moved_production_resumes_in_its_new_place(tmp_path):
+    first = production.produce(["zjets"], out=tmp_path / "old", events=20, seed=4, executor="local")
+    assert not any(r["skipped"] for r in first["results"])
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    again = production.produce(["zjets"], out=tmp_path / "new", events=20, seed=4, executor="local")
+    assert all(r["skipped"] for r in again["results"])
+    files = list(json.loads((tmp_path / "new" / "fileset.json").read_text())["zjets"]["files"])
+    assert files and all(Path(f).is_file() and Path(f).is_relative_to(tmp_path / "new") for f in files)
 
 
 def test_failed_job_names_the_file_and_keeps_the_others(tmp_path):

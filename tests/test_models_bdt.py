@@ -26,7 +26,7 @@ def test_signal_bdt_separates_shifted_gaussians():
                                      params=BDTParams(n_estimators=30, n_threads=1))
     assert booster.num_boosted_rounds() == 30
     assert hist["train"]["logloss"][-1] < hist["train"]["logloss"][0]
-    from cms_anomaly.processors.statistics import auc
+    from cms_anomaly.stats import auc
     test_b = rng.normal(0, 1, (4000, 3)).astype(np.float32)
     test_s = rng.normal([1.5, 0, 0], 1, (4000, 3)).astype(np.float32)
     # optimal AUC for a 1.5 sigma shift in one variable: Phi(1.5/sqrt 2) = 0.856

@@ -9,7 +9,8 @@ import torch
 
 from cms_anomaly.models.data import read_samples
 from cms_anomaly.models.double_ae import distance_correlation_squared
-from cms_anomaly.models.export import export_torchscript, load_card, threshold_at_fpr, ModelCard
+from cms_anomaly.models.export import ModelCard, export_torchscript, load_card
+from cms_anomaly.stats import threshold_at_fpr
 from cms_anomaly.models.feature_sets import HLF21, get_feature_set
 from cms_anomaly.models.pipeline import build_model, split_cocktail
 from cms_anomaly.models.training import TrainConfig, train

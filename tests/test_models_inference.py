@@ -14,7 +14,7 @@ from cms_anomaly.models.errors import FeatureMismatchError, ModelCardError
 from cms_anomaly.models.export import load_card
 from cms_anomaly.models.feature_sets import HLF21, HLF24, get_feature_set
 from cms_anomaly.models.pipeline import TrainOptions, train_and_export, train_bdts
-from cms_anomaly.processors.inference import TorchScorer, XGBoostScorer, load_scorer
+from cms_anomaly.models.scorers import TorchScorer, XGBoostScorer, load_scorer
 
 
 def _records(samples, names, *, fs):
@@ -138,7 +138,7 @@ def test_missing_card_is_an_error(trained_dir, tmp_path):
 
 
 def test_cli_train_and_evaluate(model_feature_tables, tmp_path, capsys):
-    from cms_anomaly.processors.cli import main
+    from cms_anomaly.analyses.cli import main
 
     assert main(["train", "vae", "--features", str(model_feature_tables), "--out", str(tmp_path / "m"),
                  "--epochs", "2", "--no-progress", "--threads", "1"]) == 0

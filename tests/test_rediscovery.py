@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cms_anomaly.processors.rediscovery import ASTF_FEATURES, RediscoveryConfig, run_rediscovery
+from cms_anomaly.analyses.rediscovery import ASTF_FEATURES, RediscoveryConfig, run_rediscovery
 
 TINY = RediscoveryConfig(events={"wjets": 1500, "zjets": 200, "ttbar": 150}, epochs=3, ae_epochs=3, alpha=0.05,
                          executor="iterative", workers=2, seed=3)
@@ -97,7 +97,7 @@ def test_external_data_fileset(report, tmp_path):
 
 
 def test_data_fileset_errors(tmp_path):
-    from cms_anomaly.processors.rediscovery import RediscoveryError, load_data_fileset
+    from cms_anomaly.analyses.rediscovery import RediscoveryError, load_data_fileset
 
     path = tmp_path / "mc.json"
     path.write_text(json.dumps({"ttbar": {"files": {"a.root": "Events"}, "metadata": {"is_data": False}}}))
@@ -110,7 +110,7 @@ def test_data_fileset_errors(tmp_path):
 
 def test_efficiency_ratio_is_lr_plus_of_labelled_simulation():
     """eps_ttbar / eps_(W+Z) by hand: 3 of 10 ttbar and 5 of 100 (weighted 2 and 1) background events pass."""
-    from cms_anomaly.processors.rediscovery import _efficiency_ratio
+    from cms_anomaly.analyses.rediscovery import _efficiency_ratio
 
     ttbar = {"score": np.arange(10.0), "weight": np.ones(10)}
     w = {"score": np.r_[np.full(5, 9.0), np.zeros(45)], "weight": np.full(50, 2.0)}

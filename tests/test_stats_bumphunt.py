@@ -7,8 +7,8 @@ import hist
 import numpy as np
 import pytest
 
-from cms_anomaly.processors import bumphunt
-from cms_anomaly.processors.fits import sample_dijet_counts
+from cms_anomaly.stats import bumphunt
+from cms_anomaly.stats.fits import sample_dijet_counts
 
 EDGES = np.linspace(1500.0, 5500.0, 41)  # 40 bins of 100 GeV, as in the LHCO BumpHunter setup
 
@@ -53,7 +53,7 @@ def test_reproducible_and_leaves_global_rng_alone(reference, caplog):
     np.random.seed(123)
     before = np.random.random(3)
     np.random.seed(123)
-    with caplog.at_level(logging.DEBUG, logger="cms_anomaly.processors.bumphunt"):
+    with caplog.at_level(logging.DEBUG, logger="cms_anomaly.stats.bumphunt"):
         a = bumphunt.bump_hunt(data, reference, seed=5, npe=300)
     after = np.random.random(3)
     assert after == pytest.approx(before)  # the caller's global NumPy stream is untouched
@@ -87,7 +87,7 @@ def test_real_lhco_rnd_file_fit_and_bump_hunt():
     from conftest import SHARED_DATA
 
     from cms_anomaly.datasets.lhco import dijet_features, read_lhco
-    from cms_anomaly.processors import fits
+    from cms_anomaly.stats import fits
 
     particles, labels = read_lhco(SHARED_DATA / "lhco" / "events_anomalydetection_tiny.h5")
     mjj = dijet_features(particles)["mjj"]

@@ -7,7 +7,7 @@ import hist
 import numpy as np
 import pytest
 
-from cms_anomaly.processors import fits
+from cms_anomaly.stats import fits
 
 EDGES = np.linspace(1500.0, 6500.0, 51)
 CHEKANOV_SHAPE = [1.0, 10.0, -5.0, -0.3, -0.02]

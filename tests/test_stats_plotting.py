@@ -7,7 +7,9 @@ import hist
 import numpy as np
 import pytest
 
-from cms_anomaly.processors import bumphunt, fits, plotting, statistics
+from cms_anomaly import stats as statistics
+from cms_anomaly.analyses import plotting
+from cms_anomaly.stats import bumphunt, fits
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from cms_anomaly.processors import statistics as st
+from cms_anomaly import stats as st
 
 
 # ----------------------------------------------------------------------------- ROC / AUC

@@ -1,7 +1,7 @@
 """mplhep-styled (CMS) plots for the statistics outputs, saved atomically as PNG.
 
-Every function takes the objects of :mod:`cms_anomaly.processors.statistics` /
-:mod:`cms_anomaly.processors.fits` / :mod:`cms_anomaly.processors.bumphunt` (or ``hist.Hist``),
+Every function takes the objects of :mod:`cms_anomaly.stats` /
+:mod:`cms_anomaly.stats.fits` / :mod:`cms_anomaly.stats.bumphunt` (or ``hist.Hist``),
 draws on a fresh :class:`matplotlib.figure.Figure` (no pyplot global state, safe in workers),
 applies the CMS style locally and writes ``path`` via ``path.tmp-<pid>`` + ``os.replace``.
 
@@ -27,9 +27,9 @@ from cms_anomaly.datasets.atomic import atomic_output
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from cms_anomaly.processors.bumphunt import BumpHuntResult
-    from cms_anomaly.processors.fits import FitResult
-    from cms_anomaly.processors.statistics import AstfResult, RocCurve
+    from cms_anomaly.stats.bumphunt import BumpHuntResult
+    from cms_anomaly.stats.fits import FitResult
+    from cms_anomaly.stats import AstfResult, RocCurve
 
 log = logging.getLogger(__name__)
 
@@ -538,7 +538,7 @@ def plot_fit(fit: FitResult, path: str | os.PathLike, *, xlabel: str = r"$m_{jj}
     Parameters
     ----------
     fit : FitResult
-        From :func:`cms_anomaly.processors.fits.fit_dijet`.
+        From :func:`cms_anomaly.stats.fits.fit_dijet`.
     path : str or path-like
         Output PNG.
     xlabel : str
@@ -617,7 +617,7 @@ def plot_bumphunt(result: BumpHuntResult, path: str | os.PathLike, *, xlabel: st
     Parameters
     ----------
     result : BumpHuntResult
-        From :func:`cms_anomaly.processors.bumphunt.bump_hunt`.
+        From :func:`cms_anomaly.stats.bumphunt.bump_hunt`.
     path : str or path-like
         Output PNG.
     xlabel : str

@@ -2,14 +2,14 @@
 
 ``cms-anomaly trigger`` (:func:`run_trigger`):
 
-1. the single-lepton SM cocktail and the four BSM benchmarks (:mod:`~cms_anomaly.processors.cocktail`),
+1. the single-lepton SM cocktail and the four BSM benchmarks (:mod:`~cms_anomaly.analyses.cocktail`),
    feature tables of the ``single_lepton`` selection (HLF-21);
 2. a VAE trained on half of the SM events (unweighted), one BDT per BSM benchmark (supervised bound);
 3. the VAE threshold at the SM efficiency epsilon_SM = 5.4e-6 (about 1000 SM events per month at
    5 fb^-1) on the SM validation half, weighted to the cocktail composition. An empirical quantile
    needs ``MIN_EVENTS_ABOVE / epsilon`` effective SM events (1.85e6 for 10 events above it); with
    fewer the survival function of the SM loss is extrapolated with an exponential fitted to its top
-   1 % (:func:`~cms_anomaly.models.export.threshold_at_fpr`), and so are the per-process efficiencies;
+   1 % (:func:`~cms_anomaly.stats.threshold_at_fpr`), and so are the per-process efficiencies;
 4. the tables of Cerri et al. Tables 3-5: per-SM-process efficiency, composition and events/month
    after the VAE; per BSM benchmark the efficiency, the cross section for 100 selected events per
    month and for S/B = 1/3; the single-lepton trigger (SLT: pT > 27 GeV, Iso < 0.25) efficiencies
@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from cms_anomaly.processors.analysis import fmt, print_report, report_footer, write_report
-from cms_anomaly.processors.cocktail import UNIT_LUMI_PB, CocktailConfig, add_cocktail_arguments, cocktail_config
+from cms_anomaly.analyses.analysis import fmt, print_report, report_footer, write_report
+from cms_anomaly.analyses.cocktail import UNIT_LUMI_PB, CocktailConfig, add_cocktail_arguments, cocktail_config
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ _NO_EVENTS = {"efficiency": 0.0, "low": float("nan"), "high": float("nan"), "met
 
 def _efficiency(e: _Events, threshold: float) -> dict[str, Any]:
     """VAE efficiency of one process (95 % CL), or a row saying there is nothing to measure."""
-    from cms_anomaly.models.export import efficiency_above
+    from cms_anomaly.stats import efficiency_above
 
     if len(e.score) == 0:
         return dict(_NO_EVENTS)
@@ -97,7 +97,7 @@ def _efficiency(e: _Events, threshold: float) -> dict[str, Any]:
 def _tail_composition(sm: dict[str, _Events], threshold: dict) -> dict[str, dict[str, float]]:
     """Share of each SM process among the SM events in the tail the threshold was extrapolated from
     (weighted, 95 % CL Agresti-Coull on effective counts)."""
-    from cms_anomaly.processors.statistics import weighted_efficiency
+    from cms_anomaly.stats import weighted_efficiency
 
     lo = threshold["tail_range"][0]
     scores = np.concatenate([e.score for e in sm.values()])
@@ -116,7 +116,7 @@ def _tail_ratio_efficiency(e: _Events, sm_weights: np.ndarray, sm_scores: np.nda
     tail fit (measured, 95 % CL) times the SM efficiency ratio between the threshold and that edge,
     i.e. the likelihood ratio LR+ = eps_S / eps_SM is taken as constant beyond the measured range.
     Anomaly scores usually have an LR+ that still grows there, so this tends to underestimate."""
-    from cms_anomaly.processors.statistics import weighted_efficiency
+    from cms_anomaly.stats import weighted_efficiency
 
     if len(e.score) == 0:
         return dict(_NO_EVENTS)
@@ -136,8 +136,8 @@ def analyse(sm: dict[str, _Events], signals: dict[str, _Events], *, xsec: dict[s
     ``sm`` weights are rates after the ``single_lepton`` selection (pb; already in the cocktail
     composition), ``signals`` weights likewise; ``xsec`` the generated cross sections (pb).
     """
-    from cms_anomaly.models.export import MIN_EVENTS_ABOVE
-    from cms_anomaly.processors import statistics
+    from cms_anomaly.stats import MIN_EVENTS_ABOVE
+    from cms_anomaly import stats as statistics
 
     t = threshold["threshold"]
     lumi = statistics.LUMI_PER_MONTH_FB
@@ -200,7 +200,7 @@ def analyse(sm: dict[str, _Events], signals: dict[str, _Events], *, xsec: dict[s
 def roc_table(sm_scores: np.ndarray, sm_weights: np.ndarray, vae: dict[str, np.ndarray], bdt_sm: dict[str, np.ndarray],
               bdt_sig: dict[str, np.ndarray]) -> dict[str, Any]:
     """ROC curves and AUCs of the VAE and the BDT per benchmark (signal test halves)."""
-    from cms_anomaly.processors.statistics import roc_curve
+    from cms_anomaly.stats import roc_curve
 
     out = {}
     for sig in vae:
@@ -216,8 +216,8 @@ def make_plots(sm: dict[str, _Events], signals: dict[str, _Events], rocs: dict, 
     """Fig. 7 (VAE loss with the threshold), Fig. 10 (ROC VAE vs BDT; SM p-values)."""
     import hist
 
-    from cms_anomaly.models.export import _weighted_survival
-    from cms_anomaly.processors import plotting
+    from cms_anomaly.stats.thresholds import weighted_survival
+    from cms_anomaly.analyses import plotting
 
     pngs = []
     scores = np.concatenate([e.score for e in (*sm.values(), *signals.values())])
@@ -252,7 +252,7 @@ def make_plots(sm: dict[str, _Events], signals: dict[str, _Events], rocs: dict, 
     # p-value of an event: the SM survival function at its loss (flat for SM by construction)
     sm_scores = np.concatenate([e.score for e in sm.values()])
     sm_w = np.concatenate([e.weight for e in sm.values()])
-    s_desc, surv = _weighted_survival(sm_scores, sm_w)
+    s_desc, surv = weighted_survival(sm_scores, sm_w)
     s_asc, surv_asc = s_desc[::-1], surv[::-1]
 
     def pvalue(v: np.ndarray) -> np.ndarray:
@@ -365,10 +365,11 @@ def run_trigger(out: str | os.PathLike, config: TriggerConfig = TriggerConfig(),
 
     from cms_anomaly.models.bdt import predict
     from cms_anomaly.models.data import read_samples, train_val_split
-    from cms_anomaly.models.export import MIN_EVENTS_ABOVE, eager_scores, threshold_at_fpr
+    from cms_anomaly.models.export import eager_scores
+    from cms_anomaly.stats import MIN_EVENTS_ABOVE, threshold_at_fpr
     from cms_anomaly.models.feature_sets import get_feature_set
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export, train_bdts
-    from cms_anomaly.processors.cocktail import feature_tables, reweighted, validation_indices
+    from cms_anomaly.analyses.cocktail import feature_tables, reweighted, validation_indices
 
     out = Path(out)
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from cms_anomaly.processors.analysis import fmt, print_report, report_footer, write_report
-from cms_anomaly.processors.cocktail import SM_PROCESSES, CocktailConfig, add_cocktail_arguments, cocktail_config
+from cms_anomaly.analyses.analysis import fmt, print_report, report_footer, write_report
+from cms_anomaly.analyses.cocktail import SM_PROCESSES, CocktailConfig, add_cocktail_arguments, cocktail_config
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _mass_hist(values: np.ndarray, weights: np.ndarray, edges: tuple[float, ...]
 def fit_outlier_mass(h, *, name: str) -> dict[str, Any]:
     """5-parameter fit from the spectrum's maximum (the jet-pT turn-on lies below) to its last
     populated bin; chi2 with the bin variances (weighted simulation)."""
-    from cms_anomaly.processors.fits import FitError, fit_dijet
+    from cms_anomaly.stats.fits import FitError, fit_dijet
 
     values = h.values()
     edges = h.axes[0].edges
@@ -92,7 +92,7 @@ def fit_outlier_mass(h, *, name: str) -> dict[str, Any]:
 def signal_to_background_gain(sm_m: np.ndarray, sm_w: np.ndarray, sm_pass: np.ndarray, sig_m: np.ndarray,
                               sig_w: np.ndarray, sig_pass: np.ndarray, *, m_min: float) -> dict[str, float]:
     """S/B before and after the outlier cut for m > m_min (and for all m): the gain is eps_S / eps_B."""
-    from cms_anomaly.processors.statistics import weighted_efficiency
+    from cms_anomaly.stats import weighted_efficiency
 
     out = {}
     for label, lo in (("all", -np.inf), (f"m > {m_min:g}", m_min)):
@@ -168,11 +168,11 @@ def run_outlier(out: str | os.PathLike, config: OutlierConfig = OutlierConfig(),
     from cms_anomaly.models.export import eager_scores
     from cms_anomaly.models.feature_sets import get_feature_set
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export
-    from cms_anomaly.processors import plotting
-    from cms_anomaly.processors.cocktail import feature_tables, validation_indices
+    from cms_anomaly.analyses import plotting
+    from cms_anomaly.analyses.cocktail import feature_tables, validation_indices
     from cms_anomaly.processors.feature_io import read_feature_tables
     from cms_anomaly.processors.rmm import M_LEAD_NAMES
-    from cms_anomaly.processors.statistics import threshold_at_efficiency
+    from cms_anomaly.stats import threshold_at_efficiency
 
     out = Path(out)
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"

@@ -3,7 +3,7 @@
 ``cms-anomaly disco`` (:func:`run_disco`):
 
 1. the single-lepton SM cocktail and the four BSM benchmarks (the ADC2021 processes;
-   :mod:`~cms_anomaly.processors.cocktail`), ADC2021 object arrays (MET, 4 e, 4 mu, 10 jets x
+   :mod:`~cms_anomaly.analyses.cocktail`), ADC2021 object arrays (MET, 4 e, 4 mu, 10 jets x
    (pT, eta, phi)) of the ``single_lepton`` selection;
 2. per seed, a double autoencoder (two AEs, encoder 256-128-64-32-5, loss R1 + R2 + lambda DisCo^2,
    lambda = 100) trained on half of the SM events; a lambda = 0 model of the first seed stands for the
@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from cms_anomaly.processors.analysis import fmt, print_report, report_footer, write_report
-from cms_anomaly.processors.cocktail import CocktailConfig
-from cms_anomaly.processors.cocktail import add_cocktail_arguments, cocktail_config
-from cms_anomaly.processors.trigger import SIGNAL_LABELS
+from cms_anomaly.analyses.analysis import fmt, print_report, report_footer, write_report
+from cms_anomaly.analyses.cocktail import CocktailConfig
+from cms_anomaly.analyses.cocktail import add_cocktail_arguments, cocktail_config
+from cms_anomaly.analyses.trigger import SIGNAL_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def threshold_pairs(r1: np.ndarray, r2: np.ndarray, w: np.ndarray, *, efficiency
     """Threshold pairs (c1, c2) whose region A keeps ``efficiency`` of the SM: the diagonal one and
     the :data:`OFF_DIAGONAL` choices (AE 1 cut at x times the diagonal per-score efficiency, AE 2 cut
     to restore the region-A efficiency); the multiple entries of Mikuni et al. Fig. 2."""
-    from cms_anomaly.processors.statistics import StatisticsError, diagonal_thresholds, threshold_at_efficiency
+    from cms_anomaly.stats import StatisticsError, diagonal_thresholds, threshold_at_efficiency
 
     t1, t2, e = diagonal_thresholds(r1, r2, efficiency=efficiency, weights=w)
     pairs = [("diagonal", t1, t2)]
@@ -97,7 +97,7 @@ def abcd_study(sm: np.ndarray, sm_w: np.ndarray, signals: dict[str, np.ndarray],
     counts), ``significance_paper`` = (N - B)/sqrt(N), ``significance_corrected`` with the signal
     subtracted from the control regions, ``significance_true`` with the true SM yield in region A.
     """
-    from cms_anomaly.processors.statistics import StatisticsError, abcd_counts, abcd_prediction, abcd_significance
+    from cms_anomaly.stats import StatisticsError, abcd_counts, abcd_prediction, abcd_significance
 
     rows = []
     for eff in efficiencies:
@@ -134,7 +134,7 @@ def abcd_study(sm: np.ndarray, sm_w: np.ndarray, signals: dict[str, np.ndarray],
 def sic_curves(sm: np.ndarray, sm_w: np.ndarray, signals: dict[str, np.ndarray], *, single: tuple | None = None) -> dict:
     """ROC curves (for SIC) of R1, R2 and the diagonal combination per signal; with ``single``
     = (SM scores, {signal: scores}) of a lambda = 0 model, its R1 as the single autoencoder."""
-    from cms_anomaly.processors.statistics import roc_curve, weighted_cdf
+    from cms_anomaly.stats import roc_curve, weighted_cdf
 
     def diagonal(v: np.ndarray) -> np.ndarray:
         # the diagonal cut at per-score SM efficiency e keeps events whose SM survival fractions are
@@ -179,7 +179,7 @@ def seed_spread(per_seed: dict[int, dict], signals: list[str]) -> dict[str, Any]
 # ------------------------------------------------------------------------------ plots
 def make_plots(first: dict, sics: dict, report_dir: Path, *, signals: list[str]) -> list[Path]:
     """Mikuni et al. Fig. 1 (SIC), Fig. 2 (closure) and Fig. 3 (significance), for the first seed."""
-    from cms_anomaly.processors import plotting
+    from cms_anomaly.analyses import plotting
 
     pngs = []
     styles = {}
@@ -314,8 +314,8 @@ def run_disco(out: str | os.PathLike, config: DiscoConfig = DiscoConfig(), *,
     from cms_anomaly.models.export import eager_scores
     from cms_anomaly.models.feature_sets import get_feature_set
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export
-    from cms_anomaly.processors.cocktail import feature_tables, reweighted, validation_indices
-    from cms_anomaly.processors.statistics import distance_correlation
+    from cms_anomaly.analyses.cocktail import feature_tables, reweighted, validation_indices
+    from cms_anomaly.stats import distance_correlation
 
     out = Path(out)
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"

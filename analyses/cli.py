@@ -17,19 +17,20 @@ import sys
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "cms_anomaly.datasets.cli",
     "cms_anomaly.models.cli",
-    "cms_anomaly.processors.runner",
-    "cms_anomaly.processors.rediscovery",
-    "cms_anomaly.processors.trigger",
-    "cms_anomaly.processors.disco",
-    "cms_anomaly.processors.outlier",
-    "cms_anomaly.processors.dijet",
+    "cms_anomaly.analyses.evaluate",
+    "cms_anomaly.analyses.run",
+    "cms_anomaly.analyses.rediscovery",
+    "cms_anomaly.analyses.trigger",
+    "cms_anomaly.analyses.disco",
+    "cms_anomaly.analyses.outlier",
+    "cms_anomaly.analyses.dijet",
 )
 
 #: modules providing ``register_bench(bench_subparsers)`` for ``cms-anomaly bench TARGET``
 BENCH_MODULES: tuple[str, ...] = (
     "cms_anomaly.datasets.cli",
     "cms_anomaly.models.cli",
-    "cms_anomaly.processors.runner",
+    "cms_anomaly.analyses.run",
 )
 
 

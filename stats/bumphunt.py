@@ -121,7 +121,7 @@ def bump_hunt(data, reference, *, seed: int, width_min: int = 2, width_max: int 
         Observed counts (integers; a weighted data histogram is not a Poisson count).
     reference : hist.Hist or array_like
         Expected background per bin: weighted MC, or a fit expectation such as
-        :meth:`cms_anomaly.processors.fits.FitResult.expected`. Same binning as ``data``.
+        :meth:`cms_anomaly.stats.fits.FitResult.expected`. Same binning as ``data``.
     seed : int
         Seed of the pseudo-experiments (required: results are reproducible).
     width_min, width_max, width_step : int

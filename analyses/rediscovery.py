@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from cms_anomaly.processors import analysis
-from cms_anomaly.processors.analysis import fmt
+from cms_anomaly.analyses import analysis
+from cms_anomaly.analyses.analysis import fmt
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def make_samples(out: Path, config: RediscoveryConfig) -> tuple[dict, dict]:
 def run_pass(fileset: dict, *, out: Path, config: RediscoveryConfig, lumi_pb: float, scorers: dict | None = None,
              features: bool) -> dict:
     """One processor pass with the ``top_rediscovery`` selection; histograms saved under ``out``."""
-    from cms_anomaly.processors.analysis import Execution, processor_pass
+    from cms_anomaly.analyses.analysis import Execution, processor_pass
 
     execution = Execution(executor=config.executor, scheduler=config.scheduler, workers=config.workers,
                           chunksize=config.chunksize)
@@ -200,7 +200,7 @@ def _hist(name: str, values: np.ndarray, weights: np.ndarray):
 
 def _purity_ratio(labels_selected: np.ndarray, labels_all: np.ndarray, process: str) -> dict[str, float]:
     """Fraction of ``process`` among the selected events over its fraction among all, with errors."""
-    from cms_anomaly.processors.statistics import agresti_coull_interval
+    from cms_anomaly.stats import agresti_coull_interval
 
     k, n = int(np.sum(labels_selected == process)), int(len(labels_selected))
     k0, n0 = int(np.sum(labels_all == process)), int(len(labels_all))
@@ -221,7 +221,7 @@ def _efficiency_ratio(signal: dict[str, np.ndarray], backgrounds: list[dict[str,
     purity ratio of :func:`_purity_ratio`. Each efficiency has its Agresti-Coull interval (effective
     entries for weighted events); the ratio's bounds combine them conservatively (low / high).
     """
-    from cms_anomaly.processors.statistics import weighted_efficiency
+    from cms_anomaly.stats import weighted_efficiency
 
     e_s = weighted_efficiency(signal["score"] > threshold, signal["weight"])
     scores = np.concatenate([b["score"] for b in backgrounds])
@@ -241,7 +241,7 @@ def _efficiency_ratio(signal: dict[str, np.ndarray], backgrounds: list[dict[str,
 def analyse(tables: dict[str, dict[str, np.ndarray]], *, labels: dict[int, str] | None, alpha: float,
             config: RediscoveryConfig) -> dict[str, Any]:
     """ASTF, PPS yields, ttbar enrichment and the labelled-simulation ROC from scored tables."""
-    from cms_anomaly.processors.statistics import astf, auc, on_off_significance, roc_curve, threshold_at_efficiency
+    from cms_anomaly.stats import astf, auc, on_off_significance, roc_curve, threshold_at_efficiency
 
     data = tables["data"]
     threshold = threshold_at_efficiency(data["score"], efficiency=alpha)
@@ -344,7 +344,7 @@ def analyse(tables: dict[str, dict[str, np.ndarray]], *, labels: dict[int, str] 
 def make_plots(result: dict, report_dir: Path, *, lumi_pb: float, tables: dict,
                data_label: str = "Pseudo-data") -> list[Path]:
     """The analogues of Knapp et al. Figs 5-9 as PNGs."""
-    from cms_anomaly.processors import plotting
+    from cms_anomaly.analyses import plotting
     from cms_anomaly.processors.feature_spec import FEATURES
 
     lumi_text = f"{lumi_pb:.3g} pb$^{{-1}}$"
@@ -484,7 +484,7 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
     """Run the whole analysis into ``out``; returns the path of ``report/summary.md``."""
     import pandas as pd
 
-    from cms_anomaly.processors.inference import load_scorer
+    from cms_anomaly.models.scorers import load_scorer
 
     out = Path(out)
     times: dict[str, float] = {}

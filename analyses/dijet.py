@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from cms_anomaly.processors.analysis import (Execution, add_production_arguments, execution_from, fmt, print_report,
+from cms_anomaly.analyses.analysis import (Execution, add_production_arguments, execution_from, fmt, print_report,
                                              report_footer, write_report)
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def scan(sample: dict[str, np.ndarray], *, config: DijetConfig, seed: int) -> di
     import hist
 
     from cms_anomaly.models.bdt import cwola_features, cwola_labels, train_cwola
-    from cms_anomaly.processors.fits import FitError, fit_dijet
+    from cms_anomaly.stats.fits import FitError, fit_dijet
 
     edges = np.asarray(config.bin_edges)
     mjj = sample["mJJ"]
@@ -142,7 +142,7 @@ def scan(sample: dict[str, np.ndarray], *, config: DijetConfig, seed: int) -> di
 
 def hunt(sample: dict[str, np.ndarray], *, config: DijetConfig, seed: int) -> dict[str, Any]:
     """The scan and BumpHunter's global p-value for the most significant signal region's selection."""
-    from cms_anomaly.processors.bumphunt import bump_hunt
+    from cms_anomaly.stats.bumphunt import bump_hunt
 
     result = scan(sample, config=config, seed=seed)
     best = result["best"]
@@ -205,7 +205,7 @@ def format_report(results: dict[str, dict], meta: dict, pngs: list[Path]) -> str
 
 def make_plots(results: dict[str, dict], report_dir: Path, *, config: DijetConfig) -> list[Path]:
     """Local significance per signal region for every injection; the fit and BumpHunter of the largest one."""
-    from cms_anomaly.processors import plotting
+    from cms_anomaly.analyses import plotting
 
     pngs = []
     series = {}
@@ -232,7 +232,7 @@ def make_plots(results: dict[str, dict], report_dir: Path, *, config: DijetConfi
 def run_dijet(out: str | os.PathLike, config: DijetConfig = DijetConfig(), *,
               samples_dir: str | os.PathLike | None = None) -> Path:
     """Run the whole study into ``out`` (samples in ``samples_dir``, default ``out/samples``)."""
-    from cms_anomaly.processors.cocktail import CocktailConfig, feature_tables
+    from cms_anomaly.analyses.cocktail import CocktailConfig, feature_tables
 
     out = Path(out)
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"

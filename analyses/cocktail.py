@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from cms_anomaly.processors.analysis import Execution, add_production_arguments, execution_from, json_default, processor_pass
+from cms_anomaly.analyses.analysis import Execution, add_production_arguments, execution_from, json_default, processor_pass
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from cms_anomaly.models.data import Sample, read_samples, train_val_split
-from cms_anomaly.models.export import atomic_write_text, eager_scores, threshold_at_fpr
-from cms_anomaly.models.feature_sets import get_feature_set
-from cms_anomaly.models.pipeline import TrainOptions, split_cocktail, train_and_export, train_bdts
+if TYPE_CHECKING:
+    import argparse
+
+    from cms_anomaly.models.data import Sample
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +64,10 @@ class EvaluateOptions:
 
 # ----------------------------------------------------------------------------- metrics
 def _metrics(s_bkg: np.ndarray, w_bkg: np.ndarray, s_sig: np.ndarray) -> dict[str, Any]:
+    from cms_anomaly.stats import threshold_at_fpr
+
     """AUC and TPR at :data:`EVAL_FPRS` (statistics helper; extrapolated thresholds where SM statistics run out)."""
-    from cms_anomaly.processors import statistics
+    from cms_anomaly import stats as statistics
 
     out: dict[str, Any] = {"auc": statistics.auc(s_bkg, s_sig, bkg_weights=w_bkg)}
     for f in EVAL_FPRS:
@@ -79,6 +83,8 @@ def _metrics(s_bkg: np.ndarray, w_bkg: np.ndarray, s_sig: np.ndarray) -> dict[st
 
 # ----------------------------------------------------------------------------- driver
 def _signal_test(samples: dict[str, Sample], seed: int) -> dict[str, np.ndarray]:
+    from cms_anomaly.models.data import train_val_split
+
     return {n: samples[n].x[train_val_split(len(samples[n]), val_fraction=0.5, seed=seed)[1]]
             for n, s in samples.items() if s.is_signal}
 
@@ -106,8 +112,12 @@ def evaluate(features_dir: str | Path, out_dir: str | Path, *, options: Evaluate
     """
     import torch
 
+    from cms_anomaly.models.data import read_samples
     from cms_anomaly.models.double_ae import distance_correlation_squared
-    from cms_anomaly.processors.statistics import weighted_cdf
+    from cms_anomaly.models.export import atomic_write_text, eager_scores
+    from cms_anomaly.models.feature_sets import get_feature_set
+    from cms_anomaly.models.pipeline import TrainOptions, split_cocktail, train_and_export, train_bdts
+    from cms_anomaly.stats import weighted_cdf
 
     out_dir = Path(out_dir)
     model_dir = out_dir / "models"
@@ -242,8 +252,8 @@ def format_markdown(summary: dict[str, Any]) -> str:
 
 def plot_roc(scores, bdt_sm, bdt_sig, w_val, signals, path: Path) -> list[Path]:
     """One ROC PNG per signal (``roc_<signal>.png`` next to ``path``) with every model, CMS style."""
-    from cms_anomaly.processors import statistics
-    from cms_anomaly.processors.plotting import plot_roc as _plot
+    from cms_anomaly import stats as statistics
+    from cms_anomaly.analyses.plotting import plot_roc as _plot
 
     written = []
     for sig in signals:
@@ -255,3 +265,35 @@ def plot_roc(scores, bdt_sm, bdt_sig, w_val, signals, path: Path) -> list[Path]:
             rocs[f"{m} (AUC {c.auc():.2f})"] = c
         written.append(_plot(rocs, path.with_name(f"roc_{sig}.png"), title=f"SM vs {sig}", text="Simulation"))
     return written
+
+
+# ----------------------------------------------------------------------------- cms-anomaly evaluate
+def register(subparsers: Any) -> None:
+    """Add ``cms-anomaly evaluate``."""
+    e = subparsers.add_parser(
+        "evaluate",
+        help="train all models on SM and tabulate AUC / TPR at FPR 1e-3, 1e-5 per BSM benchmark",
+        description=(
+            "Train VAE, ALAD (4 scores), AE, double AE (lambda 100 and 0) on the SM datasets and one BDT per "
+            "signal, then write OUT/evaluation.md, OUT/evaluation.json and OUT/roc.png with AUC and TPR at "
+            "FPR 1e-3 and 1e-5 per BSM benchmark, and the distance correlation of the double-AE losses."
+        ),
+    )
+    e.add_argument("--features", required=True, help="directory with <dataset>/*.parquet feature tables")
+    e.add_argument("--out", required=True, help="output directory")
+    e.add_argument("--datasets", nargs="+", default=None, help="datasets to use (default: all)")
+    e.add_argument("--seed", type=int, default=1)
+    e.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every model's epoch limit (quick runs)")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    opts = EvaluateOptions(seed=args.seed, device=args.device, threads=args.threads, progress=not args.no_progress)
+    opts.epochs = {k: max(1, int(round(v * args.epochs_scale))) for k, v in opts.epochs.items()}
+    summary = evaluate(args.features, args.out, options=opts, datasets=args.datasets)
+    print(format_markdown(summary))
+    print(f"wrote {args.out}/evaluation.md, evaluation.json, roc_<signal>.png and models/")
+    return 0

@@ -1,0 +1,132 @@
+"""Statistics of the analysis: pure functions on numpy arrays and ``hist`` objects.
+
+No files, no plots, no other package of this project. One topic per module:
+
+================  ==================================================================
+``intervals``     Agresti-Coull intervals, weighted efficiencies, ratio uncertainties
+``thresholds``    thresholds at an efficiency (empirical or from an exponential tail fit)
+``roc``           ROC, AUC, LR+, SIC, TPR at fixed FPR
+``astf``          anomaly-selection transfer functions (Knapp et al.)
+``abcd``          ABCD counts, prediction, closure, diagonal thresholds (Mikuni et al.)
+``significance``  significance of a yield over an estimate (with its error), Z_Bi
+``rates``         events per month, trigger rates, SBR (Cerri et al.)
+``dcor``          distance correlation
+``fits``          dijet fit functions with iminuit (Chekanov eq. 1, LHCO)
+``bumphunt``      BumpHunter scans through pyBumpHunter
+================  ==================================================================
+
+Score convention: larger = more anomalous; an event is selected when ``score > threshold``.
+Everything but ``fits`` and ``bumphunt`` (which load iminuit and pyBumpHunter) is importable
+from here directly.
+"""
+from __future__ import annotations
+
+from cms_anomaly.stats._common import (
+    LUMI_PER_MONTH_FB,
+    ONE_SIGMA_CL,
+    SM_WORKING_POINTS,
+    StatisticsError,
+    effective_entries,
+)
+from cms_anomaly.stats.abcd import (
+    AbcdCounts,
+    AbcdPrediction,
+    abcd_counts,
+    abcd_counts_from_hist,
+    abcd_prediction,
+    abcd_signal_strength,
+    abcd_trigger_prescales,
+    diagonal_thresholds,
+)
+from cms_anomaly.stats.astf import (
+    AstfResult,
+    astf,
+)
+from cms_anomaly.stats.dcor import (
+    distance_correlation,
+)
+from cms_anomaly.stats.intervals import (
+    BinomialInterval,
+    agresti_coull_interval,
+    enrichment_factor,
+    ratio_uncertainty,
+    weighted_efficiency,
+)
+from cms_anomaly.stats.rates import (
+    events_per_month,
+    sbr_ratio,
+    trigger_rate_hz,
+    xsec_for_events_per_month,
+    xsec_for_signal_to_background,
+)
+from cms_anomaly.stats.roc import (
+    RocCurve,
+    WorkingPoint,
+    auc,
+    lr_plus,
+    roc_curve,
+    roc_from_labels,
+    sic,
+    tpr_at_fpr,
+)
+from cms_anomaly.stats.significance import (
+    abcd_significance,
+    on_off_significance,
+)
+from cms_anomaly.stats.thresholds import (
+    MIN_EVENTS_ABOVE,
+    efficiency_above,
+    selection_efficiency,
+    threshold_at_efficiency,
+    threshold_at_fpr,
+    weighted_cdf,
+)
+
+__all__ = [
+    "AbcdCounts",
+    "AbcdPrediction",
+    "AstfResult",
+    "BinomialInterval",
+    "LUMI_PER_MONTH_FB",
+    "MIN_EVENTS_ABOVE",
+    "ONE_SIGMA_CL",
+    "RocCurve",
+    "SM_WORKING_POINTS",
+    "StatisticsError",
+    "WorkingPoint",
+    "abcd_counts",
+    "abcd_counts_from_hist",
+    "abcd_prediction",
+    "abcd_signal_strength",
+    "abcd_significance",
+    "abcd_trigger_prescales",
+    "agresti_coull_interval",
+    "astf",
+    "auc",
+    "diagonal_thresholds",
+    "distance_correlation",
+    "effective_entries",
+    "efficiency_above",
+    "enrichment_factor",
+    "events_per_month",
+    "lr_plus",
+    "on_off_significance",
+    "ratio_uncertainty",
+    "roc_curve",
+    "roc_from_labels",
+    "sbr_ratio",
+    "selection_efficiency",
+    "sic",
+    "threshold_at_efficiency",
+    "threshold_at_fpr",
+    "tpr_at_fpr",
+    "trigger_rate_hz",
+    "weighted_cdf",
+    "weighted_efficiency",
+    "xsec_for_events_per_month",
+    "xsec_for_signal_to_background",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__

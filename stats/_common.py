@@ -1,0 +1,71 @@
+"""Constants, the error class and input checks shared by the statistics modules."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+#: integrated luminosity per month of LHC running (Cerri et al. sec. 1: ~40 fb^-1 in 8 months)
+LUMI_PER_MONTH_FB: float = 5.0
+#: confidence level of a +-1 sigma Gaussian interval
+ONE_SIGMA_CL: float = 0.6826894921370859
+#: SM false-positive-rate working points: ~1000 SM events/month (Cerri Table 2), 1e-5 (Knapp), 1e-3
+SM_WORKING_POINTS: tuple[float, ...] = (5.4e-6, 1e-5, 1e-3)
+_PB_PER_INV_FB = 1000.0  # 1 fb^-1 = 1000 pb^-1
+
+
+class StatisticsError(ValueError):
+    """Invalid input to a statistics function (the message names the argument and value)."""
+
+
+# ----------------------------------------------------------------------------- input checks
+def _as_1d(values, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise StatisticsError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    return arr
+
+
+def _weights_for(scores: np.ndarray, weights, name: str) -> np.ndarray:
+    if weights is None:
+        return np.ones_like(scores)
+    w = _as_1d(weights, name)
+    if w.shape != scores.shape:
+        raise StatisticsError(f"{name} has shape {w.shape} but its scores have shape {scores.shape}")
+    if not np.all(np.isfinite(w)):
+        raise StatisticsError(f"{name} contains non-finite values")
+    return w
+
+
+def _finite_scores(scores, weights, name: str) -> tuple[np.ndarray, np.ndarray]:
+    s = _as_1d(scores, name)
+    w = _weights_for(s, weights, f"{name} weights")
+    bad = np.isnan(s)
+    if bad.any():
+        raise StatisticsError(f"{name} contains {int(bad.sum())} NaN scores")
+    return s, w
+
+
+def effective_entries(weights) -> float:
+    """Kish effective number of entries of a weighted sample.
+
+    ``n_eff = (sum_i w_i)^2 / sum_i w_i^2``; equals the number of events for unit weights.
+
+    Parameters
+    ----------
+    weights : array_like
+        Per-event weights.
+
+    Returns
+    -------
+    float
+        The effective number of entries (0 for an empty sample).
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    s2 = float(np.sum(w * w))
+    return float(np.sum(w)) ** 2 / s2 if s2 > 0 else 0.0
+
+

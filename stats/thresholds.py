@@ -1,0 +1,218 @@
+"""Score thresholds at a background efficiency and the efficiency above a threshold.
+
+Pure functions on numpy arrays and :class:`hist.Hist` objects; larger score = more anomalous,
+an event is selected when ``score > threshold``.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from cms_anomaly.stats._common import (
+    StatisticsError,
+    _as_1d,
+    _finite_scores,
+    _weights_for,
+)
+from cms_anomaly.stats.intervals import weighted_efficiency
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- thresholds
+def weighted_cdf(reference, weights, values) -> np.ndarray:
+    """Weighted empirical CDF of ``reference`` evaluated at ``values``: the weighted fraction of
+    reference entries ``<= value`` (e.g. the SM quantile of a signal event's score)."""
+    ref = _as_1d(reference, "reference")
+    w = _weights_for(ref, weights, "weights")
+    order = np.argsort(ref)
+    rs, cw = ref[order], np.cumsum(w[order])
+    idx = np.searchsorted(rs, np.asarray(values, dtype=np.float64), side="right")
+    return np.where(idx > 0, cw[np.maximum(idx - 1, 0)], 0.0) / cw[-1]
+
+
+def threshold_at_efficiency(scores, weights=None, *, efficiency: float) -> float:
+    """Score threshold that keeps (weighted) fraction ``<= efficiency`` of a sample.
+
+    Events are selected by ``score > threshold``. Ties are never split: the threshold is always
+    one of the sample's score values (or lies just below the minimum), so the achieved
+    efficiency is the largest one reachable that does not exceed the request; it can be lower
+    than the request when a block of tied scores straddles it. Use :func:`selection_efficiency`
+    to read the achieved value.
+
+    Parameters
+    ----------
+    scores : array_like
+        Anomaly scores of the reference (SM) sample, shape (N,).
+    weights : array_like, optional
+        Per-event weights, shape (N,); unit weights by default. Must have a positive sum.
+    efficiency : float
+        Requested selected fraction in [0, 1] (e.g. ``5.4e-6`` for ~1000 SM events/month).
+
+    Returns
+    -------
+    float
+        The threshold; ``numpy.inf`` is never returned: for ``efficiency`` smaller than the
+        weight of the highest-score block the maximum score is returned (nothing selected).
+
+    Raises
+    ------
+    StatisticsError
+        Empty sample, NaN scores, non-positive total weight, or ``efficiency`` outside [0, 1].
+    """
+    if not 0.0 <= efficiency <= 1.0:
+        raise StatisticsError(f"threshold_at_efficiency: efficiency must be in [0, 1], got {efficiency}")
+    s, w = _finite_scores(scores, weights, "scores")
+    if s.size == 0:
+        raise StatisticsError("threshold_at_efficiency: empty score array")
+    total = float(w.sum())
+    if not total > 0:
+        raise StatisticsError(f"threshold_at_efficiency: total weight must be positive, got {total}")
+    uniq, inv = np.unique(s, return_inverse=True)          # ascending unique scores
+    w_at = np.bincount(inv, weights=w, minlength=uniq.size)
+    # weight strictly above uniq[j] = sum of blocks j+1..end
+    above = np.concatenate([np.cumsum(w_at[::-1])[::-1][1:], [0.0]]) / total
+    if efficiency >= 1.0:
+        # everything selected: put the threshold just below the minimum score
+        return float(np.nextafter(uniq[0], -np.inf))
+    # smallest candidate threshold whose selected fraction does not exceed the request
+    # (``above`` is non-increasing for non-negative weights; the last entry is 0)
+    j = int(np.flatnonzero(above <= efficiency * (1.0 + 1e-12))[0])
+    return float(uniq[j])
+
+
+def selection_efficiency(scores, weights=None, *, threshold: float) -> float:
+    """Weighted fraction of events with ``score > threshold``.
+
+    Parameters
+    ----------
+    scores : array_like
+        Scores, shape (N,).
+    weights : array_like, optional
+        Per-event weights (unit by default).
+    threshold : float
+        Selection threshold.
+
+    Returns
+    -------
+    float
+        ``sum(w[s > t]) / sum(w)`` (NaN for an empty sample).
+    """
+    s, w = _finite_scores(scores, weights, "scores")
+    total = float(w.sum())
+    return float(w[s > threshold].sum() / total) if total != 0 else float("nan")
+
+
+#: below this many effective events above a threshold, it is extrapolated from the tail (not counted)
+MIN_EVENTS_ABOVE = 10.0
+
+
+def _finite_weighted(scores, weights, where: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """Finite scores with their weights (default 1) and the effective number of entries."""
+    scores = np.asarray(scores, np.float64)
+    w = np.ones_like(scores) if weights is None else np.asarray(weights, np.float64)
+    ok = np.isfinite(scores)
+    scores, w = scores[ok], w[ok]
+    if scores.size == 0:
+        raise ValueError(f"{where}: no finite scores")
+    return scores, w, float(w.sum() ** 2 / np.sum(w * w))
+
+
+def weighted_survival(scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores in descending order and the fraction of the weight at or above each of them."""
+    order = np.argsort(scores)[::-1]
+    s = scores[order]
+    cw = np.cumsum(weights[order]) / weights.sum()
+    return s, cw  # fraction of weight with score >= s[i]
+
+
+def threshold_at_fpr(scores: np.ndarray, weights: np.ndarray | None = None, *, fpr: float,
+                     tail_fraction: float = 0.01) -> dict[str, Any]:
+    """Score threshold above which a fraction ``fpr`` of the (weighted) SM events lies.
+
+    When fewer than :data:`MIN_EVENTS_ABOVE` effective events would lie above the
+    empirical threshold, the survival function is extrapolated: ``log S(t)`` is
+    fitted linearly in ``t`` over the top ``tail_fraction`` of the SM scores (an
+    exponential tail) and solved for ``S(t) = fpr``.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        SM validation scores (N,).
+    weights : numpy.ndarray, optional
+        Per-event weights (default 1).
+    fpr : float
+        Target false-positive rate.
+    tail_fraction : float
+        Fraction of the distribution used for the tail fit.
+
+    Returns
+    -------
+    dict
+        ``threshold``, ``method`` (``empirical`` or ``exponential_tail_fit``),
+        ``n_events``, ``n_eff_above`` and for a fit its slope and range.
+    """
+    scores, w, n_eff = _finite_weighted(scores, weights, "threshold_at_fpr")
+    s, surv = weighted_survival(scores, w)
+    out: dict[str, Any] = {"fpr": fpr, "n_events": int(scores.size), "n_eff": float(n_eff)}
+    if fpr * n_eff >= MIN_EVENTS_ABOVE:
+        out.update(threshold=threshold_at_efficiency(scores, w, efficiency=fpr), method="empirical",
+                   n_eff_above=float(fpr * n_eff))
+        return out
+    fit = _tail_fit(s, surv, tail_fraction)
+    if isinstance(fit, str):
+        out.update(threshold=float(s[0]), method=f"max_score ({fit})")
+        return out
+    slope, intercept, k, lo, hi = fit
+    out.update(threshold=float((np.log(fpr) - intercept) / slope), method="exponential_tail_fit",
+               tail_events=k, tail_range=[lo, hi], slope=float(slope),
+               note=f"only {fpr * n_eff:.2g} effective SM events expected above; log-survival fitted "
+                    f"linearly over the top {k} scores and extrapolated")
+    return out
+
+
+def _tail_fit(s: np.ndarray, surv: np.ndarray, tail_fraction: float) -> tuple[float, float, int, float, float] | str:
+    """Straight-line fit of ``log S(t)`` over the top ``tail_fraction`` of the scores (at least 50).
+
+    ``s`` and ``surv`` come from :func:`weighted_survival`. Returns (slope, intercept, events,
+    low, high end of the fitted range) or, when no falling tail can be fitted, the reason.
+    """
+    k = max(int(tail_fraction * s.size), min(50, s.size))
+    ts, ls = s[:k], np.log(surv[:k])
+    if k < 5 or np.ptp(ts) == 0:
+        return "too few events to extrapolate"
+    slope, intercept = np.polyfit(ts, ls, 1)
+    if slope >= 0:
+        return "tail not falling"
+    return float(slope), float(intercept), k, float(ts[-1]), float(ts[0])
+
+
+def efficiency_above(scores: np.ndarray, weights: np.ndarray | None = None, *, threshold: float,
+                     tail_fraction: float = 0.01, cl: float = 0.95) -> dict[str, Any]:
+    """Weighted fraction of events with ``score > threshold``, extrapolated beyond the sample.
+
+    Measured (with an Agresti-Coull interval at ``cl`` on effective counts) when at least
+    :data:`MIN_EVENTS_ABOVE` effective events pass; otherwise read off the same exponential fit
+    of the sample's own survival tail that :func:`threshold_at_fpr` uses (no interval then: the
+    fit's assumption, not counting, dominates).
+    """
+    scores, w, n_eff = _finite_weighted(scores, weights, "efficiency_above")
+    passed = scores > threshold
+    measured = weighted_efficiency(passed, w, cl=cl)
+    out: dict[str, Any] = {"n_events": int(scores.size), "n_eff": float(n_eff), "n_passed": int(passed.sum())}
+    if measured.estimate * n_eff >= MIN_EVENTS_ABOVE:
+        out.update(efficiency=float(measured.estimate), low=float(measured.low), high=float(measured.high),
+                   method="empirical")
+        return out
+    s, surv = weighted_survival(scores, w)
+    fit = _tail_fit(s, surv, tail_fraction)
+    if isinstance(fit, str) or threshold <= fit[3]:
+        out.update(efficiency=float(measured.estimate), low=float(measured.low), high=float(measured.high),
+                   method="empirical (few events)" if isinstance(fit, str) else "empirical")
+        return out
+    slope, intercept = fit[0], fit[1]
+    out.update(efficiency=float(np.exp(slope * threshold + intercept)), low=float("nan"), high=float("nan"),
+               method="exponential_tail_fit", upper_limit_empirical=float(measured.high))
+    return out

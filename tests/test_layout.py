@@ -1,0 +1,125 @@
+"""The package layout reads as the data flow: no upward and no circular import.
+
+``datasets -> processors -> models -> analyses``; ``stats`` imports no project package, so every
+layer after it may use it (the model cards of ``models`` hold thresholds at SM false-positive
+rates, which are statistics). ``processors`` (what runs on a worker) never imports ``models``:
+the processor takes any scorer satisfying its ``Scorer`` protocol. Every import counts, also the
+ones inside functions.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = {"datasets": "datasets", "processors": "processors", "models": "models", "stats": "stats",
+            "analyses": "analyses", "cms_anomaly": "cms_anomaly"}
+#: package -> the project packages it may import (besides itself)
+ALLOWED: dict[str, set[str]] = {
+    "datasets": set(),
+    "stats": set(),
+    "processors": {"datasets"},
+    "models": {"datasets", "processors", "stats"},
+    "analyses": {"datasets", "processors", "models", "stats"},
+    "cms_anomaly": {"datasets", "processors", "models", "stats", "analyses"},
+}
+
+
+def _imports(path: Path, *, top_level_only: bool = False) -> list[tuple[int, str]]:
+    """(line, imported module) of every ``cms_anomaly`` import of a file."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    out = []
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cms_anomaly"):
+            if node.module == "cms_anomaly":
+                out += [(node.lineno, f"cms_anomaly.{a.name}") for a in node.names]
+            else:
+                out.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names if a.name.startswith("cms_anomaly")]
+    return out
+
+
+def _package_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in PACKAGES else "cms_anomaly"
+
+
+def _sources():
+    for package, folder in PACKAGES.items():
+        for path in sorted((REPO / folder).glob("*.py")):
+            yield package, path
+
+
+def test_every_package_is_found():
+    found = {package for package, _ in _sources()}
+    assert found == set(PACKAGES)
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_no_upward_import(package):
+    bad = []
+    for pkg, path in _sources():
+        if pkg != package:
+            continue
+        for line, module in _imports(path):
+            target = _package_of(module)
+            if target != package and target not in ALLOWED[package]:
+                bad.append(f"{path.relative_to(REPO)}:{line} imports {module} ({package} -> {target})")
+    assert not bad, "upward imports:\n" + "\n".join(bad)
+
+
+def _module_name(package: str, path: Path) -> str:
+    base = "cms_anomaly" if package == "cms_anomaly" else f"cms_anomaly.{package}"
+    return base if path.stem == "__init__" else f"{base}.{path.stem}"
+
+
+def _resolve(module: str, names: list[str]) -> list[str]:
+    """``from pkg import mod`` names the module ``pkg.mod`` where ``mod`` is a file of ``pkg``."""
+    package = _package_of(module)
+    folder = REPO / PACKAGES[package]
+    if module in ("cms_anomaly", f"cms_anomaly.{package}"):
+        subs = [f"cms_anomaly.{package}.{n}" for n in names if (folder / f"{n}.py").exists()]
+        return subs or [module]
+    return [module]
+
+
+def test_no_circular_import_between_modules():
+    """The module graph (every import, deferred ones too) has no cycle."""
+    graph: dict[str, set[str]] = {}
+    for package, path in _sources():
+        name = _module_name(package, path)
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cms_anomaly"):
+                edges.update(_resolve(node.module, [a.name for a in node.names]))
+            elif isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names if a.name.startswith("cms_anomaly"))
+        graph[name] = edges - {name}
+    cycles: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node] & graph.keys()):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join([*stack[stack.index(nxt):], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*stack, nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "circular imports:\n" + "\n".join(cycles)
+
+
+def test_the_layer_test_catches_an_upward_import(tmp_path):
+    """The checker itself: a processors module importing models is reported."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from cms_anomaly.models.scorers import load_scorer\n    return load_scorer\n")
+    assert _imports(bad) == [(2, "cms_anomaly.models.scorers")]
+    assert _package_of("cms_anomaly.models.scorers") not in ALLOWED["processors"]
