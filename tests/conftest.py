@@ -6,22 +6,23 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-CMS_NANOAOD = SHARED_DATA / "cms-nanoaod"
+#: small real samples vendored with their provenance (tests/samples/README.md)
+SAMPLES = REPO_ROOT / "tests" / "samples"
 REAL_NANOAOD_FILES = {
-    "ttbar2015": CMS_NANOAOD / "nanoAOD_2015_CMS_Open_Data_ttbar.root",
-    "dy": CMS_NANOAOD / "nano_dy.root",
-    "dimuon": CMS_NANOAOD / "nano_dimuon.root",
-    "pfnano": CMS_NANOAOD / "pfnano.root",
+    "ttbar2015": SAMPLES / "nanoAOD_2015_CMS_Open_Data_ttbar.root",
+    "dy": SAMPLES / "nano_dy.root",
+    "dimuon": SAMPLES / "nano_dimuon.root",
+    "pfnano": SAMPLES / "pfnano.root",
 }
+LHCO_TINY = SAMPLES / "events_anomalydetection_tiny.h5"
 
 
 @pytest.fixture(scope="session")
 def real_nanoaod_files() -> dict[str, Path]:
-    """The real CMS NanoAOD samples of ``../shared/data/cms-nanoaod``."""
+    """The real CMS NanoAOD samples of ``tests/samples``."""
     missing = [str(p) for p in REAL_NANOAOD_FILES.values() if not p.exists()]
     if missing:
-        pytest.fail(f"real NanoAOD samples missing (expected ../shared next to the repo): {missing}")
+        pytest.fail(f"real NanoAOD samples missing from tests/samples: {missing}")
     return dict(REAL_NANOAOD_FILES)
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from cms_anomaly.datasets import lhco
-from conftest import SHARED_DATA
+from conftest import LHCO_TINY
 
-LHCO_FILE = SHARED_DATA / "lhco" / "events_anomalydetection_tiny.h5"
+LHCO_FILE = LHCO_TINY
 
 
 @pytest.fixture(scope="module")

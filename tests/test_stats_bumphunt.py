@@ -84,12 +84,12 @@ def test_rejects_bad_input(reference):
 
 def test_real_lhco_rnd_file_fit_and_bump_hunt():
     """LHCO R&D (first 1000 events, 93 Z'(3.5 TeV) -> XY): fit the QCD m_JJ, find the Z' on top of it."""
-    from conftest import SHARED_DATA
+    from conftest import LHCO_TINY
 
     from cms_anomaly.datasets.lhco import dijet_features, read_lhco
     from cms_anomaly.stats import fits
 
-    particles, labels = read_lhco(SHARED_DATA / "lhco" / "events_anomalydetection_tiny.h5")
+    particles, labels = read_lhco(LHCO_TINY)
     mjj = dijet_features(particles)["mjj"]
     is_sig = np.asarray(labels).astype(bool)
     edges = np.geomspace(2632.0, 6000.0, 17)  # the LHCO CWoLa binning (16 log-spaced bins)
