@@ -306,12 +306,39 @@ def plot_data_mc(data, mc: Mapping[str, object], path: str | os.PathLike, *, xla
                 raise PlotError(f"plot_data_mc: logx needs positive bin edges, the first is {d_edges[0]}")
             ax.set_xscale("log")
             rax.set_xscale("log")
-        rax.set_xlim(d_edges[0], d_edges[-1])
-        ax.set_xlim(d_edges[0], d_edges[-1])
+        _drop_empty_data_bars((ax, rax), d_vals)
+        lo, hi = _populated_range(d_edges, d_vals, mc_total, *(np.asarray(h.values()) for h in signals.values()))
+        rax.set_xlim(lo, hi)
+        ax.set_xlim(lo, hi)
         rax.set_ylabel("Data / MC")
         ax.legend(fontsize=14, ncols=2, loc="upper right")
         _cms_label(ax, data=is_data, text=text, lumi=lumi, com=com)
         return save_png(fig, path)
+
+
+def _populated_range(edges: np.ndarray, *contents: np.ndarray) -> tuple[float, float]:
+    """x range from the first to the last bin with content in any of ``contents`` (one empty bin
+    of margin on each side), so a few events do not leave an axis of empty bins to its end."""
+    filled = np.flatnonzero(np.any([np.asarray(c) > 0 for c in contents], axis=0)) if contents else np.array([])
+    if filled.size == 0:
+        return float(edges[0]), float(edges[-1])
+    first, last = max(int(filled[0]) - 1, 0), min(int(filled[-1]) + 2, len(edges) - 1)
+    return float(edges[first]), float(edges[last])
+
+
+def _drop_empty_data_bars(axes: Sequence[Any], data: np.ndarray) -> None:
+    """Remove the error bars (Poisson upper limits) that mplhep draws on empty data bins."""
+    from matplotlib.container import ErrorbarContainer
+
+    keep = np.asarray(data) > 0
+    for ax in axes:
+        for container in ax.containers:
+            if not isinstance(container, ErrorbarContainer):
+                continue
+            for collection in container.lines[2]:
+                segments = collection.get_segments()
+                if len(segments) == len(keep):
+                    collection.set_segments([seg for seg, k in zip(segments, keep) if k])
 
 
 # ----------------------------------------------------------------------------- shapes

@@ -86,3 +86,28 @@ def test_plot_fit_and_bumphunt(tmp_path):
     _check_png(plotting.plot_fit(res, tmp_path / "fit.png"))
     bh = bumphunt.bump_hunt(counts, res.expected, seed=1, npe=100)
     _check_png(plotting.plot_bumphunt(bh, tmp_path / "bh.png"))
+
+
+def test_data_mc_axis_follows_the_populated_bins_and_drops_bars_on_empty_data():
+    """Three data events on a 3 TeV axis: no comb of Poisson bars on the empty bins, no empty axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cms_anomaly.analyses.plotting import _drop_empty_data_bars, _populated_range
+
+    edges = np.linspace(0, 3000, 61)
+    data = np.zeros(60)
+    data[[2, 5, 8]] = 1
+    mc = np.zeros(60)
+    mc[:12] = 0.5
+    assert _populated_range(edges, data, mc) == (0.0, 650.0)  # bins 0-11 filled, one bin of margin
+    assert _populated_range(edges, np.zeros(60)) == (0.0, 3000.0)
+    fig, ax = plt.subplots()
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    ax.errorbar(centres, data, yerr=np.where(data > 0, 1.0, 1.84), fmt="o")
+    _drop_empty_data_bars([ax], data)
+    (segments,) = [c.get_segments() for c in ax.containers[0].lines[2]]
+    assert len(segments) == 3
+    plt.close(fig)
