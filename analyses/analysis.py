@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from cms_anomaly.processors.runner import EXECUTORS
+
 
 @dataclass(frozen=True)
 class Execution:
@@ -39,7 +41,7 @@ def add_production_arguments(p: Any, *, default_out: str, default_samples: str, 
                         "finished files and passes are reused")
     p.add_argument("--events", type=float, default=1.0, help="scale factor on the default sample sizes (default: 1)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--executor", choices=("dask", "futures", "iterative"), default="dask")
+    p.add_argument("--executor", choices=EXECUTORS, default="dask")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
     p.add_argument("--workers", type=int, default=None, help="local Dask workers (default: cores)")
     if device:
@@ -65,7 +67,7 @@ def processor_pass(fileset: dict, *, out: Path, selection: str, lumi_pb: float, 
         shutil.rmtree(out / "features", ignore_errors=True)
     proc = AnomalyProcessor(selection=selection, scorers=scorers, lumi_pb=lumi_pb,
                             features_dir=str(out / "features") if features else None)
-    kind = execution.executor if execution.executor in ("dask", "futures", "iterative") else "iterative"
+    kind = execution.executor if execution.executor in EXECUTORS else "iterative"
     with make_executor(kind, scheduler=execution.scheduler, workers=execution.workers) as executor:
         output = run_processor(fileset, proc, executor=executor, chunksize=execution.chunksize)
     save_outputs(output, out)

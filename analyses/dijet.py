@@ -89,20 +89,12 @@ def inject(events: dict[str, dict[str, np.ndarray]], *, signal_to_background: fl
 
 
 # ------------------------------------------------------------------------------ the hunt
-def _poisson_significance(n: float, b: float) -> float:
-    from scipy import stats
-
-    if b <= 0:
-        return float("nan")
-    p = float(stats.poisson.sf(n - 1, b)) if n > 0 else 1.0
-    return float(max(0.0, stats.norm.isf(p))) if p > 0 else 38.0
-
-
 def scan(sample: dict[str, np.ndarray], *, config: DijetConfig, seed: int) -> dict[str, Any]:
     """CWoLa hunting over every signal region that has its sidebands inside the binning."""
     import hist
 
     from cms_anomaly.models.bdt import cwola_features, cwola_labels, train_cwola
+    from cms_anomaly.stats import poisson_significance
     from cms_anomaly.stats.fits import FitError, fit_dijet
 
     edges = np.asarray(config.bin_edges)
@@ -134,7 +126,7 @@ def scan(sample: dict[str, np.ndarray], *, config: DijetConfig, seed: int) -> di
         in_sr = (edges[:-1] >= sr_lo) & (edges[1:] <= sr_hi)
         n_obs, n_exp = float(h.values()[in_sr].sum()), float(fit.expected[in_sr].sum())
         row.update(status="ok", observed=n_obs, expected=n_exp, chi2_ndf_sidebands=fit.chi2_ndf,
-                   significance=_poisson_significance(n_obs, n_exp), _hist=h, _fit=fit)
+                   significance=poisson_significance(n_obs, n_exp), _hist=h, _fit=fit)
         regions.append(row)
     best = max((r for r in regions if r["status"] == "ok"), key=lambda r: r["significance"], default=None)
     return {"regions": regions, "best": best}

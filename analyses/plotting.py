@@ -338,7 +338,8 @@ def _drop_empty_data_bars(axes: Sequence[Any], data: np.ndarray) -> None:
             for collection in container.lines[2]:
                 segments = collection.get_segments()
                 if len(segments) == len(keep):
-                    collection.set_segments([seg for seg, k in zip(segments, keep) if k])
+                    kept = [np.asarray(seg) for seg, k in zip(segments, keep) if k]
+                    collection.set_segments([seg for seg in kept if seg.ndim == 2 and len(seg)])
 
 
 # ----------------------------------------------------------------------------- shapes

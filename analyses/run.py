@@ -69,8 +69,8 @@ def register(subparsers: Any) -> None:
                     "datasets are unweighted.")
     p.add_argument("fileset", help="coffea fileset JSON ({dataset: {files: {path: tree}, metadata: {...}}})")
     p.add_argument("--selection", default="single_lepton",
-                   choices=["inclusive", "single_lepton", "top_rediscovery", "rmm_lepton", "dijet"],
-                   help="named selection (default: single_lepton)")
+                   help="named selection of processors/selections.py: inclusive, single_lepton, top_rediscovery, "
+                        "rmm_lepton, dijet (default: single_lepton)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--mode", choices=("runner", "graph"), default="runner",
                    help="runner: coffea processor.Runner (default); graph: dask-awkward task graph "

@@ -70,8 +70,11 @@ from cms_anomaly.stats.roc import (
     tpr_at_fpr,
 )
 from cms_anomaly.stats.significance import (
+    Z_MAX,
     abcd_significance,
     on_off_significance,
+    poisson_significance,
+    z_from_p,
 )
 from cms_anomaly.stats.thresholds import (
     MIN_EVENTS_ABOVE,
@@ -94,6 +97,7 @@ __all__ = [
     "SM_WORKING_POINTS",
     "StatisticsError",
     "WorkingPoint",
+    "Z_MAX",
     "abcd_counts",
     "abcd_counts_from_hist",
     "abcd_prediction",
@@ -111,6 +115,7 @@ __all__ = [
     "events_per_month",
     "lr_plus",
     "on_off_significance",
+    "poisson_significance",
     "ratio_uncertainty",
     "roc_curve",
     "roc_from_labels",
@@ -125,6 +130,7 @@ __all__ = [
     "weighted_efficiency",
     "xsec_for_events_per_month",
     "xsec_for_signal_to_background",
+    "z_from_p",
 ]
 
 

@@ -23,6 +23,8 @@ from typing import Literal
 import numpy as np
 from scipy import stats as _sps
 
+from cms_anomaly.stats.significance import z_from_p
+
 log = logging.getLogger(__name__)
 
 __all__ = ["BumpHuntError", "BumpHuntResult", "bump_hunt", "bump_hunt_arrays"]
@@ -198,12 +200,12 @@ def bump_hunt(data, reference, *, seed: int, width_min: int = 2, width_max: int 
     elif lower:
         z_global = float(_sps.norm.isf(1.0 / npe))
     else:
-        z_global = max(0.0, float(_sps.norm.isf(p_global)))  # one-sided: p > 0.5 counts as 0 sigma
+        z_global = z_from_p(p_global)  # one-sided: p > 0.5 counts as 0 sigma
     loc, width = int(bh.min_loc_ar[0]), int(bh.min_width_ar[0])
     t = np.asarray(bh.t_ar, dtype=np.float64)
     return BumpHuntResult(edges=edges, data=d, reference=r, window=(float(edges[loc]), float(edges[loc + width])),
                           window_bins=(loc, width), local_p_value=p_local,
-                          local_significance=max(0.0, float(_sps.norm.isf(p_local))),
+                          local_significance=z_from_p(p_local),
                           global_p_value=p_global, global_significance=z_global,
                           global_significance_is_lower_limit=lower, signal_estimate=float(bh.signal_eval),
                           test_statistic=float(t[0]), pseudo_test_statistics=t[1:].copy(), npe=int(npe),

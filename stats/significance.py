@@ -77,6 +77,33 @@ def on_off_significance(n_on: float, n_off: float, tau: float) -> float:
     from scipy.special import betainc
 
     p = float(betainc(n_on, n_off + 1.0, 1.0 / (1.0 + tau)))
-    return float(min(_sps.norm.isf(p), 38.0)) if p > 0 else 38.0
+    return z_from_p(p, one_sided=False)
+
+
+#: the largest significance a double-precision p-value expresses (norm.isf of the smallest double ~ 37.5)
+Z_MAX: float = 38.0
+
+
+def z_from_p(p: float, *, one_sided: bool = True) -> float:
+    """Gaussian significance of a p-value: ``Phi^-1(1 - p)``, capped at :data:`Z_MAX` (also for p = 0).
+
+    ``one_sided``: p > 0.5 (a deficit) counts as 0 sigma; otherwise it gives a negative Z.
+    """
+    p = float(p)
+    if not 0.0 <= p <= 1.0:
+        raise StatisticsError(f"z_from_p: p must be in [0, 1], got {p}")
+    z = float(min(_sps.norm.isf(p), Z_MAX)) if p > 0 else Z_MAX
+    return max(0.0, z) if one_sided else z
+
+
+def poisson_significance(n_observed: float, n_expected: float) -> float:
+    """One-sided significance of ``n_observed`` events over a Poisson mean ``n_expected`` (no error on it).
+
+    ``P(N >= n | b)`` converted with :func:`z_from_p`; NaN without an expectation (b <= 0).
+    """
+    if n_expected <= 0:
+        return float("nan")
+    p = float(_sps.poisson.sf(n_observed - 1, n_expected)) if n_observed > 0 else 1.0
+    return z_from_p(p)
 
 

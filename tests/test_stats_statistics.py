@@ -381,3 +381,15 @@ def test_abcd_from_2d_histogram_matches_per_event_counts():
         assert getattr(from_hist, k) == pytest.approx(getattr(per_event, k), rel=1e-9)
     with pytest.raises(st.StatisticsError, match="not a bin edge"):
         st.abcd_counts_from_hist(h, threshold1=2.1, threshold2=4.0)
+
+
+def test_z_from_p_and_poisson_significance_by_hand():
+    # textbook values: p = 0.02275 is 2 sigma, 2.867e-7 is 5 sigma; a deficit is 0 one-sided
+    assert st.z_from_p(0.0227501319) == pytest.approx(2.0, abs=1e-6)
+    assert st.z_from_p(2.8665157e-7) == pytest.approx(5.0, abs=1e-5)
+    assert st.z_from_p(0.8) == 0.0 and st.z_from_p(0.8, one_sided=False) == pytest.approx(-0.841621, abs=1e-5)
+    assert st.z_from_p(0.0) == st.Z_MAX
+    # P(N >= 3 | b = 0.5) = 1 - e^-0.5 (1 + 0.5 + 0.125)
+    p = 1 - math.exp(-0.5) * (1 + 0.5 + 0.125)
+    assert st.poisson_significance(3, 0.5) == pytest.approx(st.z_from_p(p), rel=1e-12)
+    assert st.poisson_significance(0, 0.5) == 0.0 and math.isnan(st.poisson_significance(3, 0.0))
