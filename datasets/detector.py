@@ -70,7 +70,11 @@ class DetectorConfig:
     hf_had_res: tuple[float, float, float] = (0.130, 2.70, 0.0)  # Delphes CMS HF, |eta| 3-5
     photon_e_min: float = 0.5  # Delphes CMS ECAL EFlow threshold (GeV)
     neutral_hadron_e_min: float = 1.0  # Delphes CMS HCAL EFlow threshold (GeV)
+    #: barrel / endcap boundary of the identification efficiencies (|eta|)
+    barrel_abs_eta: float = 1.5
     # --- identification (Delphes CMS Muon/Electron/PhotonEfficiency, with a low-pT turn-on) ---
+    #: upper edge (GeV) of the low-pT bin of the muon and electron identification efficiencies
+    id_low_pt: float = 10.0
     muon_abs_eta: float = 2.4
     muon_pt_min: float = 3.0
     eff_id_muon: tuple[float, float, float] = (0.80, 0.95, 0.95)  # (3-10 GeV, >10 barrel, >10 endcap)
@@ -86,9 +90,22 @@ class DetectorConfig:
     #: tight / medium given loose identification (CMS muon POG, JINST 13 (2018) P06015)
     eff_muon_tight: float = 0.96
     eff_muon_medium: float = 0.98
+    #: electron ``cutBased`` levels tight / medium / loose / veto from the relative isolation below
+    #: these edges (the variable that separates prompt from non-prompt electrons in this simulation)
+    electron_cut_based_iso: tuple[float, float, float, float] = (0.06, 0.10, 0.15, 0.25)
+    #: photon ``cutBased`` levels tight / medium / loose from the relative isolation below these edges
+    photon_cut_based_iso: tuple[float, float, float] = (0.10, 0.20, 0.30)
     # --- jets ---
     jet_r: float = 0.4
     jet_pt_min: float = 15.0
+    #: jet ID from the constituent energy fractions (CMS JME, 13 TeV PF jet ID): tight needs neutral
+    #: hadron and neutral EM fractions below 0.90, > 1 constituent and, inside the tracker (|eta| <
+    #: 2.4), charged hadrons present and a charged EM fraction below 0.80; tight-lepton-veto also a
+    #: muon fraction below 0.80
+    jet_id_neutral_max: float = 0.90
+    jet_id_charged_em_max: float = 0.80
+    jet_id_muon_max: float = 0.80
+    jet_id_tracker_abs_eta: float = 2.4
     fatjet_r: float = 1.0
     fatjet_pt_min: float = 150.0
     softdrop_zcut: float = 0.1
@@ -233,19 +250,201 @@ def _tau_n(c_pt, c_eta, c_phi, c_offsets, a_eta, a_phi, a_offsets, r0):  # noqa:
 # the response
 # ----------------------------------------------------------------------------------------------
 @dataclass
-class _Flat:
-    """Flat per-particle arrays of one batch plus the event index of each particle."""
+class _Particles:
+    """The final-state visible particles of a batch (flat arrays) and what the truth record needs."""
 
-    evt: np.ndarray
+    evt: np.ndarray  # event index of each particle
+    gidx: np.ndarray  # index into the full event record
+    px: np.ndarray
+    py: np.ndarray
+    pz: np.ndarray
+    e: np.ndarray
+    pt: np.ndarray
+    eta: np.ndarray
+    phi: np.ndarray
+    pid: np.ndarray
+    charge: np.ndarray
     n_events: int
 
-    def counts(self, mask: np.ndarray | None = None) -> np.ndarray:
-        evt = self.evt if mask is None else self.evt[mask]
-        return np.bincount(evt, minlength=self.n_events)
+    @property
+    def abs_id(self) -> np.ndarray:
+        return np.abs(self.pid)
+
+
+def _final_state(batch: ak.Array, charges: ak.Array) -> tuple[_Particles, dict[str, np.ndarray]]:
+    """Visible final-state particles and the flat full event record (for the truth and vertices)."""
+    prt = batch.prt
+    n_events = len(prt)
+    counts_all = ak.to_numpy(ak.num(prt, axis=1))
+    flat = ak.flatten(prt)
+    record = {
+        "pid": ak.to_numpy(flat.id).astype(np.int64),
+        "status": ak.to_numpy(flat.status),
+        **{c: ak.to_numpy(flat.p[c]) for c in ("px", "py", "pz", "e")},
+        "charge": ak.to_numpy(ak.flatten(charges)),
+        "evt": np.repeat(np.arange(n_events), counts_all),
+        "offsets": np.concatenate([[0], np.cumsum(counts_all)]),
+        "mother1": ak.to_numpy(flat.mother1),
+        # production vertex, mm -> cm
+        **{f"v{c[1]}": ak.to_numpy(ak.fill_none(flat.vProd[c], 0.0)) * 0.1 for c in ("px", "py", "pz")},
+    }
+    final = (record["status"] > 0) & ~np.isin(np.abs(record["pid"]), INVISIBLE_IDS)
+    gidx = np.flatnonzero(final)
+    px, py, pz, e = (record[c][gidx] for c in ("px", "py", "pz", "e"))
+    pt, eta, phi = kinematics(px, py, pz)
+    particles = _Particles(evt=record["evt"][gidx], gidx=gidx, px=px, py=py, pz=pz, e=e, pt=pt, eta=eta, phi=phi,
+                           pid=record["pid"][gidx], charge=record["charge"][gidx], n_events=n_events)
+    return particles, record
+
+
+def _tracking(p: _Particles, rng: np.random.Generator, config: DetectorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Step 1: which charged particles have a track, and the smeared track pT."""
+    abs_eta, abs_id = np.abs(p.eta), p.abs_id
+    is_mu, is_ele = abs_id == 13, abs_id == 11
+    is_charged = (p.charge != 0) & ~is_mu & ~is_ele
+    in_tracker = (abs_eta < config.tracker_abs_eta) & (p.pt > config.track_pt_min)
+    eff_track = np.select(
+        [is_mu, is_ele, is_charged],
+        [
+            _binned_eff(p.pt, abs_eta, config.eff_track_muon, eta_edge=config.barrel_abs_eta),
+            _binned_eff(p.pt, abs_eta, config.eff_track_electron, eta_edge=config.barrel_abs_eta),
+            _binned_eff(p.pt, abs_eta, config.eff_track_hadron, eta_edge=config.barrel_abs_eta),
+        ],
+        0.0,
+    )
+    tracked = in_tracker & (rng.random(len(p.pt)) < eff_track)
+    rel_res = np.where(
+        is_mu,
+        _track_resolution(p.pt, abs_eta, config.res_track_muon),
+        _track_resolution(p.pt, abs_eta, config.res_track_hadron),
+    )
+    return tracked, _smear_positive(p.pt, rel_res * p.pt, rng)
+
+
+def _particle_flow(p: _Particles, tracked: np.ndarray, pt_track: np.ndarray, rng: np.random.Generator,
+                   config: DetectorConfig) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Steps 2-3: calorimetry and PF candidates (pT-ordered per event); returns (fields, selected particles)."""
+    abs_eta, abs_id = np.abs(p.eta), p.abs_id
+    is_mu, is_ele, is_pho = abs_id == 13, abs_id == 11, abs_id == 22
+    is_charged = (p.charge != 0) & ~is_mu & ~is_ele
+    is_neutral = (p.charge == 0) & ~is_pho
+    em_like = is_pho | (is_ele & ~tracked)
+    had_like = is_neutral | (is_charged & ~tracked)
+    ecal = abs_eta < config.ecal_abs_eta
+    in_hf = (abs_eta >= config.ecal_abs_eta) & (abs_eta < config.hf_abs_eta)
+    sigma_em = np.where(ecal, _calo_sigma(p.e, config.ecal_res), _calo_sigma(p.e, config.hf_em_res))
+    sigma_had = np.where(ecal, _calo_sigma(p.e, config.hcal_res), _calo_sigma(p.e, config.hf_had_res))
+    e_calo = _smear_positive(p.e, np.where(em_like, sigma_em, sigma_had), rng)
+    em_seen = em_like & (ecal | in_hf) & (e_calo > config.photon_e_min)
+    had_seen = had_like & (abs_eta < config.hf_abs_eta) & (e_calo > config.neutral_hadron_e_min)
+    # electrons: direction from the track, energy from the ECAL (|eta| < 2.5 always inside the ECAL)
+    ele_pf, mu_pf, ch_pf = is_ele & tracked, is_mu & tracked, is_charged & tracked
+    pf_mask = ele_pf | mu_pf | ch_pf | em_seen | had_seen
+    pf_pt = np.select(
+        [ele_pf, mu_pf | ch_pf, em_seen | had_seen],
+        [_smear_positive(p.pt, _calo_sigma(p.e, config.ecal_res) / np.cosh(p.eta), rng), pt_track, e_calo / np.cosh(p.eta)],
+        0.0,
+    )
+    pf_pdg = np.select(
+        [ele_pf | mu_pf, ch_pf, em_seen, had_seen],
+        [p.pid, np.sign(p.charge).astype(np.int64) * 211, np.full_like(p.pid, 22), np.full_like(p.pid, 130)],
+        0,
+    )
+    pf_charge = np.where(ele_pf | mu_pf | ch_pf, np.sign(p.charge), 0).astype(np.int32)
+    pf_mass = np.select([ele_pf, mu_pf, ch_pf], [ELECTRON_MASS, MUON_MASS, PION_MASS], 0.0)
+    sel = np.flatnonzero(pf_mask)
+    sel = sel[np.lexsort((-pf_pt[sel], p.evt[sel]))]
+    pf = {
+        "pt": pf_pt[sel].astype(np.float32),
+        "eta": p.eta[sel].astype(np.float32),
+        "phi": p.phi[sel].astype(np.float32),
+        "mass": pf_mass[sel].astype(np.float32),
+        "charge": pf_charge[sel],
+        "pdgId": pf_pdg[sel].astype(np.int32),
+    }
+    return pf, sel
+
+
+def _impact_parameters(pf: dict[str, np.ndarray], pf_truth: np.ndarray, record: dict[str, np.ndarray],
+                       rng: np.random.Generator, config: DetectorConfig) -> None:
+    """``d0``/``dz`` of charged candidates: straight line from the production vertex plus resolution."""
+    t_vx, t_vy, t_vz = record["vx"][pf_truth], record["vy"][pf_truth], record["vz"][pf_truth]
+    t_px, t_py, t_pz = record["px"][pf_truth], record["py"][pf_truth], record["pz"][pf_truth]
+    t_pt = np.maximum(np.hypot(t_px, t_py), 1e-9)
+    n = len(pf_truth)
+    dxy = (t_vx * t_py - t_vy * t_px) / t_pt + config.dxy_res_cm * rng.standard_normal(n)
+    dz = t_vz - (t_vx * t_px + t_vy * t_py) / t_pt * (t_pz / t_pt) + config.dz_res_cm * rng.standard_normal(n)
+    is_trk = pf["charge"] != 0
+    pf["d0"] = np.where(is_trk, dxy, 0.0).astype(np.float32)
+    pf["dz"] = np.where(is_trk, dz, 0.0).astype(np.float32)
+
+
+def _met(pf: dict[str, np.ndarray], pf_evt: np.ndarray, n_events: int) -> dict[str, np.ndarray]:
+    """Step 6: MET = -sum of the PF transverse momenta; ``sumEt`` their scalar sum."""
+    met_x = -_group_sum((pf["pt"] * np.cos(pf["phi"])).astype(np.float64), pf_evt, n_events)
+    met_y = -_group_sum((pf["pt"] * np.sin(pf["phi"])).astype(np.float64), pf_evt, n_events)
+    return {
+        "pt": np.hypot(met_x, met_y).astype(np.float32),
+        "phi": np.arctan2(met_y, met_x).astype(np.float32),
+        "sumEt": _group_sum(pf["pt"].astype(np.float64), pf_evt, n_events).astype(np.float32),
+    }
+
+
+def _id_passed(pf: dict[str, np.ndarray], pdg: int, *, abs_eta_max: float, pt_min: float, eff: tuple[float, ...],
+               rng: np.random.Generator, config: DetectorConfig) -> np.ndarray:
+    """PF candidates of |pdgId| ``pdg`` identified as such (a random draw against the efficiency).
+
+    ``eff``: (low pT, barrel, endcap) for leptons, (barrel, endcap) for photons.
+    """
+    abs_eta = np.abs(pf["eta"])
+    barrel = abs_eta < config.barrel_abs_eta
+    prob = np.where(barrel, eff[-2], eff[-1])
+    if len(eff) == 3:
+        prob = np.where(pf["pt"] < config.id_low_pt, eff[0], prob)
+    return np.flatnonzero((np.abs(pf["pdgId"]) == pdg) & (abs_eta < abs_eta_max) & (pf["pt"] > pt_min)
+                          & (rng.random(len(abs_eta)) < prob))
+
+
+def _leptons_and_photons(pf: dict[str, np.ndarray], common: dict, rng: np.random.Generator,
+                         config: DetectorConfig) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
+    """Step 4: ``{"Muon"|"Electron"|"Photon": (NanoAOD fields, PF indices)}``."""
+    ones = lambda n: np.ones(n, dtype=bool)  # noqa: E731
+    mu_sel = _id_passed(pf, 13, abs_eta_max=config.muon_abs_eta, pt_min=config.muon_pt_min, eff=config.eff_id_muon,
+                        rng=rng, config=config)
+    muons = _lepton_collection(mu_sel, **common)
+    tight = rng.random(len(mu_sel)) < config.eff_muon_tight
+    muons["tightId"] = tight
+    muons["mediumId"] = tight | (rng.random(len(mu_sel)) < config.eff_muon_medium)
+    muons["looseId"] = ones(len(mu_sel))
+    for flag in ("isPFcand", "isGlobal", "isTracker"):  # every simulated muon is a PF global+tracker muon
+        muons[flag] = ones(len(mu_sel))
+    ele_sel = _id_passed(pf, 11, abs_eta_max=config.tracker_abs_eta, pt_min=config.electron_pt_min,
+                         eff=config.eff_id_electron, rng=rng, config=config)
+    electrons = _lepton_collection(ele_sel, **common)
+    electrons.pop("pfRelIso04_all")  # NanoAOD electrons carry dR = 0.3 isolation only
+    # cut-based id (0 fail, 1 veto, 2 loose, 3 medium, 4 tight) from the relative isolation
+    edges = config.electron_cut_based_iso
+    electrons["cutBased"] = (len(edges) - np.digitize(electrons["pfRelIso03_all"], edges)).astype(np.int32)
+    electrons["photonIdx"] = np.full(len(ele_sel), -1, dtype=np.int32)
+    # identification without isolation (the ID efficiency above decided which electrons exist)
+    electrons["mvaFall17V2noIso_WPL"] = ones(len(ele_sel))
+    pho_cand = _id_passed(pf, 22, abs_eta_max=config.tracker_abs_eta, pt_min=config.photon_pt_min,
+                          eff=config.eff_id_photon, rng=rng, config=config)
+    hoe = _hadronic_over_em(pf, common["pf_evt"], pho_cand, common["n_events"], cone=config.photon_hoe_cone)
+    reconstructed = hoe < config.photon_hoe_max
+    pho_sel = pho_cand[reconstructed]
+    photons = _lepton_collection(pho_sel, **common)
+    photons["hoe"] = hoe[reconstructed].astype(np.float32)
+    for key in ("dxy", "dz", "pfRelIso04_all"):
+        photons.pop(key)
+    edges = config.photon_cut_based_iso
+    photons["cutBased"] = (len(edges) - np.digitize(photons["pfRelIso03_all"], edges)).astype(np.int32)
+    photons["electronIdx"] = np.full(len(pho_sel), -1, dtype=np.int32)
+    return {"Muon": (muons, mu_sel), "Electron": (electrons, ele_sel), "Photon": (photons, pho_sel)}
 
 
 def simulate(batch: ak.Array, charges: ak.Array, *, rng: np.random.Generator, config: DetectorConfig = DetectorConfig()) -> dict[str, ak.Array]:
-    """Detector response for one batch of Pythia events.
+    """Detector response for one batch of Pythia events (the steps of the module docstring).
 
     Parameters
     ----------
@@ -254,8 +453,9 @@ def simulate(batch: ak.Array, charges: ak.Array, *, rng: np.random.Generator, co
     charges : ak.Array
         Electric charge of every particle of ``batch.prt`` (same jagged structure).
     rng : numpy.random.Generator
-        Source of every random number (efficiencies, smearing, b-tag scores).
+        Source of every random number (efficiencies, smearing, b-tag scores), drawn in a fixed order.
     config : DetectorConfig
+        Every number of the response.
 
     Returns
     -------
@@ -263,191 +463,40 @@ def simulate(batch: ak.Array, charges: ak.Array, *, rng: np.random.Generator, co
         NanoAOD collections: ``PFCands``, ``Muon``, ``Electron``, ``Photon``, ``Jet``,
         ``JetPFCands``, ``FatJet``, ``GenPart`` (jagged records) and the flat ``MET`` record.
     """
-    prt = batch.prt
-    n_events = len(prt)
-    counts_all = ak.to_numpy(ak.num(prt, axis=1))
-    offsets = np.concatenate([[0], np.cumsum(counts_all)])
-    flat = ak.flatten(prt)
-    pid = ak.to_numpy(flat.id).astype(np.int64)
-    status = ak.to_numpy(flat.status)
-    px, py, pz, e = (ak.to_numpy(flat.p[c]) for c in ("px", "py", "pz", "e"))
-    charge = ak.to_numpy(ak.flatten(charges))
-    evt_all = np.repeat(np.arange(n_events), counts_all)
-    vprod = flat.vProd
-    vx = ak.to_numpy(ak.fill_none(vprod.px, 0.0)) * 0.1  # mm -> cm
-    vy = ak.to_numpy(ak.fill_none(vprod.py, 0.0)) * 0.1
-    vz = ak.to_numpy(ak.fill_none(vprod.pz, 0.0)) * 0.1
-
-    abs_id = np.abs(pid)
-    final = (status > 0) & ~np.isin(abs_id, INVISIBLE_IDS)
-    gidx = np.flatnonzero(final)  # global index into the event record of each final particle
-    fs = _Flat(evt=evt_all[gidx], n_events=n_events)
-    f_px, f_py, f_pz, f_e = px[gidx], py[gidx], pz[gidx], e[gidx]
-    f_pt, f_eta, f_phi = kinematics(f_px, f_py, f_pz)
-    f_abs_eta = np.abs(f_eta)
-    f_id, f_abs, f_q = pid[gidx], abs_id[gidx], charge[gidx]
-
-    is_mu, is_ele, is_pho = f_abs == 13, f_abs == 11, f_abs == 22
-    is_charged = (f_q != 0) & ~is_mu & ~is_ele
-    is_neutral = (f_q == 0) & ~is_pho
-
-    # 1. tracking ------------------------------------------------------------------------------
-    in_tracker = (f_abs_eta < config.tracker_abs_eta) & (f_pt > config.track_pt_min)
-    eff_track = np.select(
-        [is_mu, is_ele, is_charged],
-        [
-            _binned_eff(f_pt, f_abs_eta, config.eff_track_muon),
-            _binned_eff(f_pt, f_abs_eta, config.eff_track_electron),
-            _binned_eff(f_pt, f_abs_eta, config.eff_track_hadron),
-        ],
-        0.0,
-    )
-    tracked = in_tracker & (rng.random(len(f_pt)) < eff_track)
-    rel_res = np.where(
-        is_mu,
-        _track_resolution(f_pt, f_abs_eta, config.res_track_muon),
-        _track_resolution(f_pt, f_abs_eta, config.res_track_hadron),
-    )
-    pt_track = _smear_positive(f_pt, rel_res * f_pt, rng)
-
-    # 2. calorimetry -------------------------------------------------------------------------------
-    em_like = is_pho | (is_ele & ~tracked)
-    had_like = is_neutral | (is_charged & ~tracked)
-    ecal = f_abs_eta < config.ecal_abs_eta
-    in_hf = (f_abs_eta >= config.ecal_abs_eta) & (f_abs_eta < config.hf_abs_eta)
-    sigma_em = np.where(ecal, _calo_sigma(f_e, config.ecal_res), _calo_sigma(f_e, config.hf_em_res))
-    sigma_had = np.where(ecal, _calo_sigma(f_e, config.hcal_res), _calo_sigma(f_e, config.hf_had_res))
-    e_calo = _smear_positive(f_e, np.where(em_like, sigma_em, sigma_had), rng)
-    em_seen = em_like & (ecal | in_hf) & (e_calo > config.photon_e_min)
-    had_seen = had_like & (f_abs_eta < config.hf_abs_eta) & (e_calo > config.neutral_hadron_e_min)
-    # electrons: direction from the track, energy from the ECAL (|eta| < 2.5 always inside the ECAL)
-    ele_pf = is_ele & tracked
-    mu_pf = is_mu & tracked
-    ch_pf = is_charged & tracked
-
-    pf_mask = ele_pf | mu_pf | ch_pf | em_seen | had_seen
-    pf_pt = np.select(
-        [ele_pf, mu_pf | ch_pf, em_seen | had_seen],
-        [_smear_positive(f_pt, _calo_sigma(f_e, config.ecal_res) / np.cosh(f_eta), rng), pt_track, e_calo / np.cosh(f_eta)],
-        0.0,
-    )
-    pf_pdg = np.select(
-        [ele_pf | mu_pf, ch_pf, em_seen, had_seen],
-        [f_id, np.sign(f_q).astype(np.int64) * 211, np.full_like(f_id, 22), np.full_like(f_id, 130)],
-        0,
-    )
-    pf_charge = np.where(ele_pf | mu_pf | ch_pf, np.sign(f_q), 0).astype(np.int32)
-    pf_mass = np.select([ele_pf, mu_pf, ch_pf], [ELECTRON_MASS, MUON_MASS, PION_MASS], 0.0)
-
-    # keep PF candidates, pT-ordered within each event
-    sel = np.flatnonzero(pf_mask)
-    order = np.lexsort((-pf_pt[sel], fs.evt[sel]))
-    sel = sel[order]
-    pf = {
-        "pt": pf_pt[sel].astype(np.float32),
-        "eta": f_eta[sel].astype(np.float32),
-        "phi": f_phi[sel].astype(np.float32),
-        "mass": pf_mass[sel].astype(np.float32),
-        "charge": pf_charge[sel],
-        "pdgId": pf_pdg[sel].astype(np.int32),
-    }
-    pf_evt = fs.evt[sel]
+    particles, record = _final_state(batch, charges)
+    n_events = particles.n_events
+    tracked, pt_track = _tracking(particles, rng, config)
+    pf, sel = _particle_flow(particles, tracked, pt_track, rng, config)
+    pf_evt = particles.evt[sel]
     pf_counts = np.bincount(pf_evt, minlength=n_events)
     pf_offsets = np.concatenate([[0], np.cumsum(pf_counts)])
-    pf_truth = gidx[sel]  # global event-record index of the particle behind each PF candidate
-    # impact parameters of charged candidates (straight-line approximation from the production vertex)
-    t_vx, t_vy, t_vz = vx[pf_truth], vy[pf_truth], vz[pf_truth]
-    t_px, t_py, t_pz = px[pf_truth], py[pf_truth], pz[pf_truth]
-    t_pt = np.maximum(np.hypot(t_px, t_py), 1e-9)
-    dxy = (t_vx * t_py - t_vy * t_px) / t_pt + config.dxy_res_cm * rng.standard_normal(len(sel))
-    dz = t_vz - (t_vx * t_px + t_vy * t_py) / t_pt * (t_pz / t_pt) + config.dz_res_cm * rng.standard_normal(len(sel))
-    is_trk = pf["charge"] != 0
-    pf["d0"] = np.where(is_trk, dxy, 0.0).astype(np.float32)
-    pf["dz"] = np.where(is_trk, dz, 0.0).astype(np.float32)
+    pf_truth = particles.gidx[sel]  # event-record index of the particle behind each PF candidate
+    _impact_parameters(pf, pf_truth, record, rng, config)
+    met = _met(pf, pf_evt, n_events)
+    pf_arr = _unflatten(dict(pf), pf_counts)
 
-    pf_px = pf["pt"] * np.cos(pf["phi"])
-    pf_py = pf["pt"] * np.sin(pf["phi"])
-
-    # 6. MET ---------------------------------------------------------------------------------------
-    met_x = -_group_sum(pf_px.astype(np.float64), pf_evt, n_events)
-    met_y = -_group_sum(pf_py.astype(np.float64), pf_evt, n_events)
-    met = {
-        "pt": np.hypot(met_x, met_y).astype(np.float32),
-        "phi": np.arctan2(met_y, met_x).astype(np.float32),
-        "sumEt": _group_sum(pf["pt"].astype(np.float64), pf_evt, n_events).astype(np.float32),
-    }
-
-    pf_arr = _unflatten({k: v for k, v in pf.items()}, pf_counts)
-
-    # 5. jets (before leptons: leptons need the jet index) -------------------------------------------
-    mother1 = ak.to_numpy(flat.mother1)
-    truth = _truth_record(pid=pid, status=status, mother1=mother1, px=px, py=py, pz=pz, e=e, evt=evt_all, offsets=offsets, n_events=n_events)
+    # 5. jets (before leptons: leptons need the jet index)
+    truth = _truth_record(pid=record["pid"], status=record["status"], mother1=record["mother1"], px=record["px"],
+                          py=record["py"], pz=record["pz"], e=record["e"], evt=record["evt"],
+                          offsets=record["offsets"], n_events=n_events)
     jets, jet_pf, pf_jet_idx = _cluster_jets(pf, pf_counts, pf_offsets, truth=truth, rng=rng, config=config)
     fatjets = _cluster_fatjets(pf, pf_counts, truth=truth, config=config)
 
-    # 4. leptons and photons ------------------------------------------------------------------------
-    pf_abs = np.abs(pf["pdgId"])
-    lep_common = dict(pf=pf, pf_evt=pf_evt, pf_jet_idx=pf_jet_idx, truth=truth, pf_truth=pf_truth, n_events=n_events)
-    mu_sel = np.flatnonzero(
-        (pf_abs == 13)
-        & (np.abs(pf["eta"]) < config.muon_abs_eta)
-        & (pf["pt"] > config.muon_pt_min)
-        & (rng.random(len(pf_abs)) < np.where(pf["pt"] < 10, config.eff_id_muon[0], np.where(np.abs(pf["eta"]) < 1.5, config.eff_id_muon[1], config.eff_id_muon[2])))
-    )
-    muons = _lepton_collection(mu_sel, **lep_common)
-    tight = rng.random(len(mu_sel)) < config.eff_muon_tight
-    muons["tightId"] = tight
-    muons["mediumId"] = tight | (rng.random(len(mu_sel)) < config.eff_muon_medium)
-    muons["looseId"] = np.ones(len(mu_sel), dtype=bool)
-    for flag in ("isPFcand", "isGlobal", "isTracker"):  # every simulated muon is a PF global+tracker muon
-        muons[flag] = np.ones(len(mu_sel), dtype=bool)
-    ele_sel = np.flatnonzero(
-        (pf_abs == 11)
-        & (np.abs(pf["eta"]) < config.tracker_abs_eta)
-        & (pf["pt"] > config.electron_pt_min)
-        & (rng.random(len(pf_abs)) < np.where(pf["pt"] < 10, config.eff_id_electron[0], np.where(np.abs(pf["eta"]) < 1.5, config.eff_id_electron[1], config.eff_id_electron[2])))
-    )
-    electrons = _lepton_collection(ele_sel, **lep_common)
-    electrons.pop("pfRelIso04_all")  # NanoAOD electrons carry dR = 0.3 isolation only
-    # cut-based id (0 fail, 1 veto, 2 loose, 3 medium, 4 tight) from the relative isolation, the
-    # variable that separates prompt from non-prompt electrons in this simulation
-    electrons["cutBased"] = (4 - np.digitize(electrons["pfRelIso03_all"], (0.06, 0.10, 0.15, 0.25))).astype(np.int32)
-    electrons["photonIdx"] = np.full(len(ele_sel), -1, dtype=np.int32)
-    # identification without isolation (the ID efficiency above decided which electrons exist)
-    electrons["mvaFall17V2noIso_WPL"] = np.ones(len(ele_sel), dtype=bool)
-    pho_cand = np.flatnonzero(
-        (pf_abs == 22)
-        & (np.abs(pf["eta"]) < config.tracker_abs_eta)
-        & (pf["pt"] > config.photon_pt_min)
-        & (rng.random(len(pf_abs)) < np.where(np.abs(pf["eta"]) < 1.5, config.eff_id_photon[0], config.eff_id_photon[1]))
-    )
-    hoe = _hadronic_over_em(pf, pf_evt, pho_cand, n_events, cone=config.photon_hoe_cone)
-    pho_sel = pho_cand[hoe < config.photon_hoe_max]
-    photons = _lepton_collection(pho_sel, **lep_common)
-    photons["hoe"] = hoe[hoe < config.photon_hoe_max].astype(np.float32)
-    for key in ("dxy", "dz", "pfRelIso04_all"):
-        photons.pop(key)
-    photons["cutBased"] = (3 - np.digitize(photons["pfRelIso03_all"], (0.10, 0.20, 0.30))).astype(np.int32)
-    photons["electronIdx"] = np.full(len(pho_sel), -1, dtype=np.int32)
-
+    # 4. leptons and photons, and the jets' references to the leptons inside them
+    common = dict(pf=pf, pf_evt=pf_evt, pf_jet_idx=pf_jet_idx, truth=truth, pf_truth=pf_truth, n_events=n_events)
+    objects = _leptons_and_photons(pf, common, rng, config)
     jet_counts = ak.to_numpy(ak.num(jets, axis=1))
-    for name, sel in (("muon", mu_sel), ("electron", ele_sel)):
-        idx1, idx2, n_in_jet = _jet_lepton_refs(pf_evt[sel], pf_jet_idx[sel], jet_counts)
+    for name, key in (("muon", "Muon"), ("electron", "Electron")):
+        sel_lep = objects[key][1]
+        idx1, idx2, n_in_jet = _jet_lepton_refs(pf_evt[sel_lep], pf_jet_idx[sel_lep], jet_counts)
         jets = ak.with_field(jets, ak.unflatten(idx1, jet_counts), f"{name}Idx1")
         jets = ak.with_field(jets, ak.unflatten(idx2, jet_counts), f"{name}Idx2")
         jets = ak.with_field(jets, ak.unflatten(n_in_jet, jet_counts), f"n{name.capitalize()}s")
 
-    out = {
-        "PFCands": pf_arr,
-        "Muon": _unflatten(muons, np.bincount(pf_evt[mu_sel], minlength=n_events)),
-        "Electron": _unflatten(electrons, np.bincount(pf_evt[ele_sel], minlength=n_events)),
-        "Photon": _unflatten(photons, np.bincount(pf_evt[pho_sel], minlength=n_events)),
-        "Jet": jets,
-        "JetPFCands": jet_pf,
-        "FatJet": fatjets,
-        "GenPart": truth.genpart,
-        "MET": ak.zip(met),
-    }
+    out = {"PFCands": pf_arr}
+    out.update({key: _unflatten(fields, np.bincount(pf_evt[idx], minlength=n_events))
+                for key, (fields, idx) in objects.items()})
+    out.update({"Jet": jets, "JetPFCands": jet_pf, "FatJet": fatjets, "GenPart": truth.genpart, "MET": ak.zip(met)})
     return out
 
 
@@ -735,8 +784,10 @@ def _cluster_jets(pf, pf_counts, pf_offsets, *, truth: _Truth, rng: np.random.Ge
         for name, code in (("chHEF", 211), ("neHEF", 130), ("chEmEF", 11), ("neEmEF", 22), ("muEF", 13))
     }
     flat_eta = ak.to_numpy(ak.flatten(kin["eta"]))
-    tight = (frac["neHEF"] < 0.90) & (frac["neEmEF"] < 0.90) & (n_const > 1) & ((np.abs(flat_eta) > 2.4) | ((frac["chHEF"] > 0) & (frac["chEmEF"] < 0.80)))
-    lepveto = tight & (frac["muEF"] < 0.80) & (frac["chEmEF"] < 0.80)
+    tight = ((frac["neHEF"] < config.jet_id_neutral_max) & (frac["neEmEF"] < config.jet_id_neutral_max) & (n_const > 1)
+             & ((np.abs(flat_eta) > config.jet_id_tracker_abs_eta)
+                | ((frac["chHEF"] > 0) & (frac["chEmEF"] < config.jet_id_charged_em_max))))
+    lepveto = tight & (frac["muEF"] < config.jet_id_muon_max) & (frac["chEmEF"] < config.jet_id_charged_em_max)
 
     hflav, parton_flavour, _, _ = _flavours(kin, truth, config.jet_r)
     jet_fields = {
