@@ -15,7 +15,8 @@ Objects are those of a CMS analysis, the same on generated and real NanoAOD (eve
   within dR < 0.4 of a selected lepton are removed;
 - **jets**: jet ID (tight by default) and no selected lepton or photon within dR < 0.4 (CMS AK4
   jets are clustered from all PF candidates, leptons included); b-jets are clean jets above the
-  b-tag working point; large-R jets cleaned the same way within their radius. Objects are thus
+  b-tag working point; large-R jets removed when a selected lepton or photon within their radius
+  carries most of their pT (the jet is that object). Objects are thus
   disjoint, as in Delphes' UniqueObjectFinder that the papers' samples used.
 
 Isolation of a lepton ``l``: ``sum_{p != l, dR < 0.3} pT_p / pT_l`` over PF candidates, split into
@@ -276,17 +277,22 @@ def _jet_id(jets: ak.Array, ident: ak.Array | None, level: str, variant: schema.
     return (ident & bits) == bits
 
 
-def remove_overlaps(coll: ak.Array, others: list[ak.Array], *, dr: float) -> ak.Array:
+def remove_overlaps(coll: ak.Array, others: list[ak.Array], *, dr: float, min_pt_fraction: float = 0.0) -> ak.Array:
     """The objects of ``coll`` with no object of ``others`` within ``dR < dr`` (same event).
 
-    All arguments are jagged records with ``eta`` and ``phi``; an event without ``others`` keeps
-    every object.
+    All arguments are jagged records with ``eta`` and ``phi`` (and ``pt`` when ``min_pt_fraction``
+    > 0: then only an other object carrying more than that fraction of the object's pT removes it).
+    An event without ``others`` keeps every object.
     """
     keep = ak.ones_like(coll.eta, dtype=bool)
+    fields = ["eta", "phi", "pt"] if min_pt_fraction > 0 else ["eta", "phi"]
     for other in others:
-        pairs = ak.cartesian([coll[["eta", "phi"]], other[["eta", "phi"]]], axis=1, nested=True)
+        pairs = ak.cartesian([coll[fields], other[fields]], axis=1, nested=True)
         a, b = ak.unzip(pairs)
-        keep = keep & ak.all(delta_r(a.eta, a.phi, b.eta, b.phi) >= dr, axis=2)
+        close = delta_r(a.eta, a.phi, b.eta, b.phi) < dr
+        if min_pt_fraction > 0:
+            close = close & (b.pt > min_pt_fraction * a.pt)
+        keep = keep & ~ak.any(close, axis=2)
     return coll[keep]
 
 
@@ -385,10 +391,10 @@ def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVa
     electrons = _leptons(events, "electron", pdgid=ELECTRON_PDGID, pfcands=pfcands, variant=variant,
                          available=available, config=config)
     # overlap removal: leptons > photons > jets (objects are disjoint)
-    leptons = [c[c.pt > config.overlap_lepton_pt_min][["eta", "phi"]] for c in (muons, electrons)]
+    leptons = [c[c.pt > config.overlap_lepton_pt_min][["eta", "phi", "pt"]] for c in (muons, electrons)]
     photons = remove_overlaps(_photons(events, variant=variant, available=available, config=config, source=source),
                               leptons, dr=config.photon_lepton_dr)
-    cleaners = [*leptons, photons[["eta", "phi"]]]
+    cleaners = [*leptons, photons[["eta", "phi", "pt"]]]
 
     nano_jets = ak.zip({k: _as_float(get(f"jet.{k}", "jets")) for k in ("pt", "eta", "phi", "mass")})
     nano_jets = ak.with_field(nano_jets, _as_float(get("jet.btag", "n_bjets")), "btag")
@@ -420,7 +426,8 @@ def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVa
     fatjet_id = _jet_id(fatjets, get("fatjet.id", "large-R jet identification"),
                         "tight" if config.jet_id != "none" else "none", variant)
     fatjets = fatjets[fatjet_id & (fatjets.pt > config.fatjet_pt_min) & (abs(fatjets.eta) < config.fatjet_eta_max)]
-    fatjets = _sorted_by_pt(remove_overlaps(fatjets, cleaners, dr=config.fatjet_overlap_dr))
+    fatjets = _sorted_by_pt(remove_overlaps(fatjets, cleaners, dr=config.fatjet_overlap_dr,
+                                            min_pt_fraction=config.fatjet_overlap_pt_fraction))
 
     met_pt = ak.to_numpy(_as_float(get("met.pt", "met"))).astype(np.float64)
     met_phi = ak.to_numpy(_as_float(get("met.phi", "met_par / met_perp / mt"))).astype(np.float64)

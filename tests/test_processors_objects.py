@@ -109,12 +109,15 @@ def test_isolated_photon_removes_its_jet_and_a_photon_near_a_lepton_is_removed()
     assert ak.to_list(o.jets.pt[0]) == pytest.approx([80.0])     # the photon's own jet is gone
 
 
-def test_fat_jets_are_cleaned_within_their_radius():
+@pytest.mark.parametrize(("muon_pt", "removed"), [(250.0, True), (150.0, False)])
+def test_fat_jets_are_removed_when_a_lepton_inside_carries_most_of_their_pt(muon_pt, removed):
     fat = {"pt": 400.0, "eta": 0.0, "phi": 0.0, "mass": 90.0, "msoftdrop": 85.0, "tau1": 0.3, "tau2": 0.1, "tau3": 0.05,
            "jetId": 6}
     far = {**fat, "eta": 0.0, "phi": math.pi}
-    o = objects(event(muons=[mu(eta=0.9, phi=0.0)], fatjets=[fat, far]))  # dR 0.9 < R = 1.0
-    assert ak.to_list(o.fatjets.phi[0]) == pytest.approx([math.pi])
+    o = objects(event(muons=[mu(pt=muon_pt, eta=0.9, phi=0.0)], fatjets=[fat, far]))  # dR 0.9 < R = 1.0
+    # 250 GeV of a 400 GeV jet: the jet is the muon; 150 GeV: an unrelated muon at its edge
+    expected = [math.pi] if removed else [0.0, math.pi]
+    assert sorted(ak.to_list(o.fatjets.phi[0])) == pytest.approx(expected)
 
 
 def test_no_selected_jet_near_a_selected_lepton_or_photon_by_construction():
@@ -230,7 +233,10 @@ def _assert_disjoint(o, cfg: ObjectConfig) -> None:
     assert _overlaps(o.all_jets, leptons, 0.4) == 0
     assert _overlaps(o.all_jets, o.photons, 0.4) == 0
     assert _overlaps(o.photons, leptons, 0.4) == 0
-    assert _overlaps(o.fatjets, leptons, 1.0) == 0
+    lep_pt = ak.concatenate([o.muons[o.muons.pt > cfg.overlap_lepton_pt_min][["eta", "phi", "pt"]],
+                             o.electrons[o.electrons.pt > cfg.overlap_lepton_pt_min][["eta", "phi", "pt"]]], axis=1)
+    a, b = ak.unzip(ak.cartesian([o.fatjets[["eta", "phi", "pt"]], lep_pt], nested=True))
+    assert ak.sum(ak.any((delta_r(a.eta, a.phi, b.eta, b.phi) < 1.0) & (b.pt > 0.5 * a.pt), axis=2)) == 0
 
 
 @pytest.mark.parametrize("name", ["ttbar2015", "dy", "dimuon", "pfnano"])
