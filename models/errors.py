@@ -1,6 +1,8 @@
 """Exception classes of the models package (messages name the file, column or value)."""
 from __future__ import annotations
 
+from cms_anomaly.processors.feature_io import FeatureTableError as _FeatureTableError
+
 
 class ModelError(Exception):
     """Base class of every error raised by ``cms_anomaly.models``."""
@@ -39,8 +41,12 @@ class FeatureMismatchError(ModelError, ValueError):
         super().__init__(f"feature list does not match model {source}: " + "; ".join(parts))
 
 
-class FeatureTableError(ModelError, ValueError):
-    """A feature table (parquet) is missing, empty or lacks a needed column."""
+class FeatureTableError(ModelError, _FeatureTableError, ValueError):
+    """A feature table (parquet) is missing, empty or lacks a needed column.
+
+    The models' case of :class:`cms_anomaly.processors.feature_io.FeatureTableError` (one concept:
+    ``except feature_io.FeatureTableError`` catches both).
+    """
 
 
 class ModelCardError(ModelError, ValueError):
