@@ -7,12 +7,13 @@ the command functions.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cms_anomaly.datasets.atomic import atomic_output
+from cms_anomaly.datasets.atomic import atomic_output, owned_directory, write_text_atomic
 from cms_anomaly.processors.runner import (
     EXECUTORS,
     fileset_from_files,
@@ -40,19 +41,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     proc = AnomalyProcessor(selection=args.selection, config=load_config(args.config), scorers=scorers,
                             features_dir=out / "features" if args.features else None, lumi_pb=args.lumi)
-    if args.mode == "graph":
-        if args.features:
-            print("cms-anomaly run: error: --features needs --mode runner (feature tables are named by chunk)",
-                  file=sys.stderr)
-            return 2
-        with make_executor("dask", scheduler=args.scheduler, workers=args.workers) as executor:
-            output = run_graph(fileset, proc, step_size=args.chunksize, client=executor.client)
-    else:
-        with make_executor(args.executor, scheduler=args.scheduler, workers=args.workers) as executor:
-            output = run_processor(fileset, proc, executor=executor, chunksize=args.chunksize, maxchunks=args.maxchunks)
-    paths = save_outputs(output, out)
+    if args.mode == "graph" and (args.skip_bad_files or args.features):
+        print("cms-anomaly run: error: --skip-bad-files and --features need --mode runner (feature tables are "
+              "named by chunk)", file=sys.stderr)
+        return 2
+    # the run owns OUT: a concurrent run is refused, an earlier run's outputs are replaced, not mixed
+    with owned_directory(out, replace=("features", "histograms.coffea", "histograms.root", "manifest.json")):
+        if args.mode == "graph":
+            with make_executor("dask", scheduler=args.scheduler, workers=args.workers) as executor:
+                output = run_graph(fileset, proc, step_size=args.chunksize, client=executor.client)
+        else:
+            with make_executor(args.executor, scheduler=args.scheduler, workers=args.workers) as executor:
+                output = run_processor(fileset, proc, executor=executor, chunksize=args.chunksize,
+                                       maxchunks=args.maxchunks, skip_bad_files=args.skip_bad_files)
+        paths = save_outputs(output, out)
+        written = [paths["coffea"], paths["root"]] + sorted(out.glob("features/*/*.parquet"))
+        manifest = {"command": "run", "fileset": str(Path(args.fileset).resolve()), "selection": args.selection,
+                    "mode": args.mode, "files": [str(p.relative_to(out)) for p in written],
+                    "skipped_files": sorted({s for res in output.values() for s in res.get("skipped_files", [])})}
+        write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     print(format_summary(output, selection=args.selection))
-    print(f"\nhistograms: {paths['coffea']}  {paths['root']}")
+    print(f"\nhistograms: {paths['coffea']}  {paths['root']}  (manifest: {out / 'manifest.json'})")
     if args.features:
         print(f"feature tables: {out / 'features'}")
     return 0
@@ -82,6 +91,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--chunksize", type=int, default=100_000, help="events per chunk (default: 100000)")
     p.add_argument("--maxchunks", type=int, default=None, help="process at most this many chunks per file")
     p.add_argument("--features", action="store_true", help="also write per-event parquet tables to DIR/features/")
+    p.add_argument("--skip-bad-files", action="store_true",
+                   help="leave out unreadable input files (listed in the summary and the output) instead of stopping")
     p.add_argument("--lumi", type=float, default=None, help="integrated luminosity in pb^-1 for MC normalisation")
     p.add_argument("--config", default=None, help="analysis configuration TOML (object cuts, sqrt(s), thresholds)")
     p.add_argument("--model", action="append", help="model file (.pt / .json with .card.json) to score events; repeatable")

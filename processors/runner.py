@@ -45,14 +45,83 @@ def load_fileset(path: str | Path) -> dict[str, dict[str, Any]]:
         if not isinstance(entry, dict) or "files" not in entry:
             raise FilesetError(f"{path}: dataset {dataset!r} has no 'files'")
         files = entry["files"]
-        if isinstance(files, list):
-            files = {f: "Events" for f in files}
+        if isinstance(files, list) and all(isinstance(f, str) for f in files):
+            files = dict.fromkeys(files, "Events")
+        if not isinstance(files, dict) or not all(isinstance(f, str) and isinstance(t, str) for f, t in files.items()):
+            raise FilesetError(f"{path}: dataset {dataset!r}: 'files' must be a list of paths or an object "
+                               f"{{path: tree name}}, got {type(entry['files']).__name__}")
+        if not files:
+            raise FilesetError(f"{path}: dataset {dataset!r} has an empty file list")
+        metadata = entry.get("metadata", {})
+        if not isinstance(metadata, dict):
+            raise FilesetError(f"{path}: dataset {dataset!r}: 'metadata' must be an object, got "
+                               f"{type(metadata).__name__}")
         resolved = {}
         for f, tree in files.items():
             p = f if "://" in f or os.path.isabs(f) else str((path.parent / f).resolve())
             resolved[p] = tree
-        out[dataset] = {"files": resolved, "metadata": dict(entry.get("metadata", {}))}
+        out[dataset] = {"files": resolved, "metadata": dict(metadata)}
     return out
+
+
+class InputFileError(OSError):
+    """An input file cannot be read as a ROOT file with the expected tree (message names the file)."""
+
+
+def check_files(fileset: Mapping[str, Any], *, skip_bad_files: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """Open every file of ``fileset`` and read its tree's entry count and first and last event numbers.
+
+    A missing, empty, truncated or non-ROOT file, or one without the tree, raises
+    :class:`InputFileError` with one line naming the file and the problem; with ``skip_bad_files``
+    such files are dropped instead and listed (``"path: problem"``) in the second return value.
+    Remote files (``root://``) are not opened here.
+
+    Returns
+    -------
+    tuple
+        (the fileset without bad files, the list of skipped files with their problem)
+    """
+    import uproot
+
+    good: dict[str, Any] = {}
+    skipped: list[str] = []
+    for dataset, entry in fileset.items():
+        files = {}
+        for f, tree in entry["files"].items():
+            problem = None if "://" in f else _file_problem(uproot, f, tree)
+            if problem is None:
+                files[f] = tree
+            elif skip_bad_files:
+                skipped.append(f"{f}: {problem}")
+            else:
+                raise InputFileError(f"{f} (dataset {dataset!r}): {problem}")
+        if files:
+            good[dataset] = {**entry, "files": files}
+        elif skip_bad_files:
+            skipped.append(f"dataset {dataset!r}: no readable file left")
+    return good, skipped
+
+
+def _file_problem(uproot: Any, path: str, tree: str) -> str | None:
+    """What is wrong with one local input file, ``None`` if it reads."""
+    p = Path(path)
+    if not p.is_file():
+        return "no such file"
+    if p.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    try:
+        with uproot.open(path) as fin:
+            if tree not in fin:
+                return f"no tree {tree!r} (has {sorted(k.split(';')[0] for k in fin.keys())[:8]})"
+            t = fin[tree]
+            n = t.num_entries
+            if n and "event" in t.keys():  # first and last basket: a truncated file fails here
+                t["event"].array(entry_start=0, entry_stop=1, library="np")
+                t["event"].array(entry_start=n - 1, entry_stop=n, library="np")
+    except Exception as err:  # noqa: BLE001 - any reader error means the file is unusable; say which
+        detail = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        return f"not a readable ROOT file: truncated, corrupt or another format ({detail})"
+    return None
 
 
 def fileset_from_files(files: list[str], *, dataset: str = "files") -> dict[str, dict[str, Any]]:
@@ -90,17 +159,29 @@ def make_executor(kind: str, *, scheduler: str | None = None, workers: int | Non
 
 
 def run_processor(fileset: Mapping[str, Any], proc: Any, *, executor: Any, chunksize: int = 100_000,
-                  maxchunks: int | None = None) -> dict[str, Any]:
-    """Run ``proc`` over ``fileset`` with coffea's Runner (NanoAOD schema, ``Events`` trees)."""
+                  maxchunks: int | None = None, skip_bad_files: bool = False) -> dict[str, Any]:
+    """Run ``proc`` over ``fileset`` with coffea's Runner (NanoAOD schema, ``Events`` trees).
+
+    Every local file is checked first (:func:`check_files`): an unreadable one stops the run with
+    one line naming it, or, with ``skip_bad_files``, is left out and listed in each dataset's
+    ``"skipped_files"`` of the output (coffea's ``skipbadfiles`` also skips files failing later).
+    """
     from coffea import processor
 
     from cms_anomaly.processors.schema import AnalysisNanoAODSchema
 
     # a fresh metadata cache: coffea's default process-wide cache keys on (dataset, file, tree) and
     # would hand a later run the user metadata (is_data, xsec) of an earlier one
+    good, skipped = check_files(fileset, skip_bad_files=skip_bad_files)
     runner = processor.Runner(executor=executor, schema=AnalysisNanoAODSchema, chunksize=chunksize,
-                              maxchunks=maxchunks, skipbadfiles=False, metadata_cache={})
-    return runner(dict(fileset), processor_instance=proc, treename="Events")
+                              maxchunks=maxchunks, skipbadfiles=skip_bad_files, metadata_cache={})
+    output = runner(good, processor_instance=proc, treename="Events") if good else {}
+    if skip_bad_files:
+        for dataset in fileset:
+            mine = [s for s in skipped if any(s.startswith(f"{f}:") for f in fileset[dataset]["files"])
+                    or s.startswith(f"dataset {dataset!r}")]
+            output.setdefault(dataset, {})["skipped_files"] = mine
+    return output
 
 
 def run_graph(fileset: Mapping[str, Any], proc: Any, *, step_size: int = 100_000, client: Any = None) -> dict[str, Any]:
@@ -117,6 +198,7 @@ def run_graph(fileset: Mapping[str, Any], proc: Any, *, step_size: int = 100_000
 
     from cms_anomaly.processors.schema import AnalysisNanoAODSchema
 
+    check_files(fileset)  # one clear line for an unreadable file before any graph is built
     spec = {name: {"files": entry["files"] if isinstance(entry["files"], dict) else dict.fromkeys(entry["files"], "Events"),
                    "metadata": dict(entry.get("metadata") or {})}
             for name, entry in fileset.items()}
@@ -148,7 +230,7 @@ def save_outputs(output: Mapping[str, Any], out_dir: str | Path) -> dict[str, Pa
     root_path = out_dir / "histograms.root"
     with atomic_output(root_path) as tmp, uproot.recreate(tmp) as fout:
         for dataset, result in output.items():
-            for name, h in result["hists"].items():
+            for name, h in result.get("hists", {}).items():
                 if dataset not in h.axes["dataset"]:
                     continue
                 sliced = h[{"dataset": dataset}]
@@ -166,6 +248,11 @@ def format_summary(output: Mapping[str, Any], *, selection: str) -> str:
     lines = [f"selection: {selection}"]
     for dataset in sorted(output):
         res = output[dataset]
+        for bad in res.get("skipped_files", []):
+            lines.append(f"\nSKIPPED (--skip-bad-files) {bad}")
+        if "cutflow" not in res:
+            lines.append(f"\n{dataset}: no readable file, nothing processed")
+            continue
         flow = res["cutflow"]
         lines.append(f"\n{dataset}  ({res['nevents']} events read, {len(res['feature_files'])} feature tables)")
         lines.append(f"  {'cut':<16}{'events':>10}{'eff':>9}{'weighted':>14}{'failed here':>13}")

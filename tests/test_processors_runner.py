@@ -1,0 +1,104 @@
+"""Bad input answered in one clear line naming the file; --skip-bad-files keeps the rest."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from cms_anomaly.processors import runner
+from cms_anomaly.processors.processor import AnomalyProcessor
+
+
+@pytest.fixture()
+def files(tmp_path, real_nanoaod_files):
+    good = tmp_path / "good.root"
+    shutil.copy(real_nanoaod_files["dy"], good)
+    data = real_nanoaod_files["ttbar2015"].read_bytes()
+    (tmp_path / "trunc.root").write_bytes(data[: len(data) // 2])  # a copy interrupted half-way
+    (tmp_path / "empty.root").write_bytes(b"")
+    (tmp_path / "text.root").write_text("hello\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize(("name", "problem"), [("trunc.root", "not a readable ROOT file"),
+                                               ("empty.root", "empty file"), ("text.root", "not a readable ROOT file"),
+                                               ("missing.root", "no such file")])
+def test_unreadable_file_is_named_in_one_line(files, name, problem):
+    fs = {"a": {"files": {str(files / "good.root"): "Events", str(files / name): "Events"}, "metadata": {}}}
+    with pytest.raises(runner.InputFileError) as err:
+        runner.check_files(fs)
+    message = str(err.value)
+    assert str(files / name) in message and problem in message and "\n" not in message
+
+
+def test_missing_tree_is_named(files):
+    fs = {"a": {"files": {str(files / "good.root"): "Runs2"}, "metadata": {}}}
+    with pytest.raises(runner.InputFileError, match="no tree 'Runs2'"):
+        runner.check_files(fs)
+
+
+def test_skip_bad_files_processes_the_rest_and_lists_the_skipped(files):
+    fs = {"a": {"files": {str(files / f): "Events" for f in ("good.root", "trunc.root", "text.root")}, "metadata": {}},
+          "b": {"files": {str(files / "empty.root"): "Events"}, "metadata": {}}}
+    with runner.make_executor("iterative") as ex:
+        out = runner.run_processor(fs, AnomalyProcessor(selection="inclusive"), executor=ex, skip_bad_files=True)
+    assert out["a"]["nevents"] == 40  # the good file, whole
+    assert sorted(s.split(":")[0] for s in out["a"]["skipped_files"]) == sorted(str(files / f) for f in ("text.root", "trunc.root"))
+    assert "hists" not in out["b"] and any("empty.root" in s for s in out["b"]["skipped_files"])
+    summary = runner.format_summary(out, selection="inclusive")
+    assert summary.count("SKIPPED") == 4 and "b: no readable file, nothing processed" in summary  # 3 files + dataset b
+    runner.save_outputs(out, files / "out")  # a dataset without histograms is saved without error
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"files": "/abs/a.root"}, "'files' must be a list of paths or an object"),
+    ({"files": ["a.root"], "metadata": [1, 2]}, "'metadata' must be an object"),
+    ({"files": []}, "empty file list"),
+    ({"metadata": {}}, "has no 'files'"),
+])
+def test_malformed_fileset_shapes_name_the_dataset(tmp_path, entry, message):
+    path = tmp_path / "fileset.json"
+    path.write_text(json.dumps({"ttbar": entry}))
+    with pytest.raises(runner.FilesetError, match=message) as err:
+        runner.load_fileset(path)
+    assert "'ttbar'" in str(err.value) and str(path) in str(err.value)
+
+
+def test_cli_exit_status_and_one_line(files, capsys):
+    from cms_anomaly.analyses.cli import main
+
+    fs = files / "fs.json"
+    fs.write_text(json.dumps({"a": {"files": ["good.root", "trunc.root"]}}))
+    rc = main(["run", str(fs), "--out", str(files / "o"), "--executor", "iterative", "--selection", "inclusive"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "trunc.root" in err[0] and "not a readable ROOT file" in err[0]
+
+
+def test_a_run_owns_its_output_directory(files, capsys):
+    """A rerun replaces the earlier feature tables (no double counting); a concurrent run is refused."""
+    import pyarrow.parquet as pq
+
+    from cms_anomaly.analyses.cli import main
+
+    fs = files / "fs.json"
+    fs.write_text(json.dumps({"dy": {"files": ["good.root"]}}))
+    out = files / "o"
+    args = ["run", str(fs), "--out", str(out), "--executor", "iterative", "--selection", "inclusive", "--features"]
+
+    def rows() -> int:
+        return sum(pq.read_metadata(p).num_rows for p in out.glob("features/*/*.parquet"))
+
+    assert main(args) == 0
+    first = rows()
+    assert first == 40
+    assert main([*args[:-1], "--chunksize", "15", "--features"]) == 0  # other chunking: other file names
+    assert rows() == first
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "histograms.coffea" in manifest["files"] and sum(f.endswith(".parquet") for f in manifest["files"]) == 3
+    assert not (out / ".lock").exists()
+    (out / ".lock").write_text("12345")
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "in use by another run" in err[0] and "12345" in err[0]
