@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cms_anomaly.processors.runner import EXECUTORS
+from cms_anomaly.datasets.argtypes import positive_float, positive_int
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,11 @@ def add_production_arguments(p: Any, *, default_out: str, default_samples: str, 
     p.add_argument("--samples", default=default_samples,
                    help=f"production + feature tables directory{samples_help} (default: {default_samples}); "
                         "finished files and passes are reused")
-    p.add_argument("--events", type=float, default=1.0, help="scale factor on the default sample sizes (default: 1)")
+    p.add_argument("--events", type=positive_float, default=1.0, help="scale factor on the default sample sizes (default: 1)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--executor", choices=EXECUTORS, default="dask")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
-    p.add_argument("--workers", type=int, default=None, help="local Dask workers (default: cores)")
+    p.add_argument("--workers", type=positive_int, default=None, help="local Dask workers (default: cores)")
     if device:
         p.add_argument("--device", default="auto", help="training device: auto, cpu or cuda")
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from cms_anomaly.analyses.analysis import (Execution, add_production_arguments, execution_from, fmt, print_report,
                                              report_footer, write_report)
+from cms_anomaly.datasets.argtypes import fraction, non_negative_float
 
 log = logging.getLogger(__name__)
 
@@ -271,9 +272,9 @@ def register(subparsers: Any) -> None:
     )
     add_production_arguments(p, default_out="out/dijet", default_samples="out/samples/dijet", samples_help="",
                              device=False)
-    p.add_argument("--injections", type=float, nargs="+", default=list(DijetConfig.injections),
+    p.add_argument("--injections", type=non_negative_float, nargs="+", default=list(DijetConfig.injections),
                    help="signal-to-background ratios to inject (0 = the signal-free check)")
-    p.add_argument("--efficiency", type=float, default=DijetConfig.efficiency, help="CWoLa selection efficiency")
+    p.add_argument("--efficiency", type=fraction, default=DijetConfig.efficiency, help="CWoLa selection efficiency")
     p.set_defaults(func=_cmd)
 
 

@@ -34,6 +34,7 @@ from cms_anomaly.analyses.analysis import fmt, print_report, report_footer, writ
 from cms_anomaly.analyses.cocktail import CocktailConfig
 from cms_anomaly.analyses.cocktail import add_cocktail_arguments, cocktail_config
 from cms_anomaly.analyses.trigger import SIGNAL_LABELS
+from cms_anomaly.datasets.argtypes import non_negative_float, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -398,8 +399,8 @@ def register(subparsers: Any) -> None:
     )
     add_cocktail_arguments(p, default_out="out/disco")
     p.add_argument("--seeds", type=int, nargs="+", default=list(DiscoConfig.seeds), help="training seeds (default 1-5)")
-    p.add_argument("--lambda", dest="lam", type=float, default=DiscoConfig.lam, help="DisCo weight (default 100)")
-    p.add_argument("--epochs", type=int, default=DiscoConfig.epochs, help="maximum epochs per training")
+    p.add_argument("--lambda", dest="lam", type=non_negative_float, default=DiscoConfig.lam, help="DisCo weight (default 100)")
+    p.add_argument("--epochs", type=positive_int, default=DiscoConfig.epochs, help="maximum epochs per training")
     p.add_argument("--composition", choices=("unweighted", "paper", "generated"), default="unweighted",
                    help="SM sample: the generated events with unit weights (default, the training sample's own "
                         "composition), or reweighted to the paper's shares or to Pythia's cross sections")

@@ -28,6 +28,7 @@ import numpy as np
 
 from cms_anomaly.analyses.analysis import fmt, print_report, report_footer, write_report
 from cms_anomaly.analyses.cocktail import SM_PROCESSES, CocktailConfig, add_cocktail_arguments, cocktail_config
+from cms_anomaly.datasets.argtypes import fraction, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -292,9 +293,9 @@ def register(subparsers: Any) -> None:
         ),
     )
     add_cocktail_arguments(p, default_out="out/outlier")
-    p.add_argument("--outlier-fraction", type=float, default=OutlierConfig.outlier_fraction,
+    p.add_argument("--outlier-fraction", type=fraction, default=OutlierConfig.outlier_fraction,
                    help="fraction of SM events in the outlier region (sets C; default 0.1)")
-    p.add_argument("--epochs", type=int, default=OutlierConfig.epochs, help="maximum AE epochs")
+    p.add_argument("--epochs", type=positive_int, default=OutlierConfig.epochs, help="maximum AE epochs")
     p.set_defaults(func=_cmd)
 
 

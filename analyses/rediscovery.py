@@ -31,6 +31,7 @@ import numpy as np
 from cms_anomaly.processors.runner import EXECUTORS
 from cms_anomaly.analyses import analysis
 from cms_anomaly.analyses.analysis import fmt
+from cms_anomaly.datasets.argtypes import fraction, positive_float, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -557,17 +558,17 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("--out", default="out/rediscover-top", help="output directory (default: out/rediscover-top)")
-    p.add_argument("--events", type=float, default=1.0, help="scale factor on the default sample sizes (default: 1)")
-    p.add_argument("--alpha", type=float, default=RediscoveryConfig.alpha, help="fraction of data selected as anomalous (default: 0.01)")
-    p.add_argument("--epochs", type=int, default=RediscoveryConfig.epochs, help="ALAD and AE training epochs")
+    p.add_argument("--events", type=positive_float, default=1.0, help="scale factor on the default sample sizes (default: 1)")
+    p.add_argument("--alpha", type=fraction, default=RediscoveryConfig.alpha, help="fraction of data selected as anomalous (default: 0.01)")
+    p.add_argument("--epochs", type=positive_int, default=RediscoveryConfig.epochs, help="ALAD and AE training epochs")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--with-qcd", action="store_true", help="add lepton-filtered heavy-flavour QCD to data and simulation")
-    p.add_argument("--ttbar-scale", type=float, default=RediscoveryConfig.ttbar_scale,
+    p.add_argument("--ttbar-scale", type=positive_float, default=RediscoveryConfig.ttbar_scale,
                    help="ttbar cross section of pseudo-data and simulation in units of Pythia's (default: 0.1, a rare "
                         "process as in Knapp et al.; 1 for Pythia's rate)")
     p.add_argument("--executor", choices=EXECUTORS, default="dask")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
-    p.add_argument("--workers", type=int, default=None, help="local Dask workers (default: cores)")
+    p.add_argument("--workers", type=positive_int, default=None, help="local Dask workers (default: cores)")
     p.add_argument("--device", default="auto", help="training device: auto, cpu or cuda")
     p.add_argument("--data-fileset", default=None, metavar="FILESET",
                    help="real data instead of pseudo-data: a fileset JSON whose is_data datasets carry lumi_pb, e.g. "

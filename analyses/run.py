@@ -24,6 +24,7 @@ from cms_anomaly.processors.runner import (
     run_processor,
     save_outputs,
 )
+from cms_anomaly.datasets.argtypes import positive_float, positive_int
 
 
 # --------------------------------------------------------------------------- cms-anomaly run
@@ -32,6 +33,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from cms_anomaly.processors.processor import AnomalyProcessor
 
     fileset = load_fileset(args.fileset)
+    if args.lumi is not None:  # normalising to a luminosity needs the cross section and the sum of weights
+        unnormalisable = [name for name, entry in fileset.items() if not entry["metadata"].get("is_data")
+                          and not (entry["metadata"].get("xsec_pb") and entry["metadata"].get("sumw"))]
+        if unnormalisable:
+            print(f"cms-anomaly run: error: --lumi {args.lumi:g}: simulated dataset(s) {unnormalisable} of "
+                  f"{args.fileset} have no xsec_pb and sumw in their metadata (mark data with is_data: true)",
+                  file=sys.stderr)
+            return 2
     scorers = {}
     for model in args.model or []:
         from cms_anomaly.models.scorers import load_scorer
@@ -87,13 +96,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--executor", choices=EXECUTORS, default="dask",
                    help="dask: local Dask cluster or --scheduler (default); futures: process pool; iterative: in-process")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, e.g. tcp://host:8786")
-    p.add_argument("--workers", type=int, default=None, help="local workers (default: number of cores)")
-    p.add_argument("--chunksize", type=int, default=100_000, help="events per chunk (default: 100000)")
-    p.add_argument("--maxchunks", type=int, default=None, help="process at most this many chunks per file")
+    p.add_argument("--workers", type=positive_int, default=None, help="local workers (default: number of cores)")
+    p.add_argument("--chunksize", type=positive_int, default=100_000, help="events per chunk (default: 100000)")
+    p.add_argument("--maxchunks", type=positive_int, default=None, help="process at most this many chunks per file")
     p.add_argument("--features", action="store_true", help="also write per-event parquet tables to DIR/features/")
     p.add_argument("--skip-bad-files", action="store_true",
                    help="leave out unreadable input files (listed in the summary and the output) instead of stopping")
-    p.add_argument("--lumi", type=float, default=None, help="integrated luminosity in pb^-1 for MC normalisation")
+    p.add_argument("--lumi", type=positive_float, default=None, help="integrated luminosity in pb^-1 for MC normalisation")
     p.add_argument("--config", default=None, help="analysis configuration TOML (object cuts, sqrt(s), thresholds)")
     p.add_argument("--model", action="append", help="model file (.pt / .json with .card.json) to score events; repeatable")
     p.set_defaults(func=_cmd_run)
@@ -278,10 +287,10 @@ def register_bench(bench_subparsers: Any) -> None:
                     "floor, one core), the RMM builder alone (one core), and the full processor on a local Dask cluster with 1 and 2 workers; print events/s, ratios to the "
                     "floor and the targets (processor >= 0.5 x floor, RMM >= 200k events/s, 2 workers >= 1.8 x 1).")
     p.add_argument("inputs", nargs="+", help="a fileset JSON or NanoAOD ROOT files")
-    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Dask worker counts (default: 1 2)")
-    p.add_argument("--chunksize", type=int, default=50_000, help="events per chunk (default: 50000)")
+    p.add_argument("--workers", type=positive_int, nargs="+", default=[1, 2], help="Dask worker counts (default: 1 2)")
+    p.add_argument("--chunksize", type=positive_int, default=50_000, help="events per chunk (default: 50000)")
     p.add_argument("--selection", default="single_lepton", help="selection of the processor run (default: single_lepton)")
-    p.add_argument("--replicate", type=int, default=1,
+    p.add_argument("--replicate", type=positive_int, default=1,
                    help="first copy the used branches of all inputs K times into one temporary file, to measure at a "
                         "realistic chunk size (default: 1, the files as they are)")
     p.set_defaults(func=_cmd_bench)

@@ -35,6 +35,7 @@ import numpy as np
 
 from cms_anomaly.analyses.analysis import fmt, print_report, report_footer, write_report
 from cms_anomaly.analyses.cocktail import UNIT_LUMI_PB, CocktailConfig, add_cocktail_arguments, cocktail_config
+from cms_anomaly.datasets.argtypes import fraction, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -441,8 +442,8 @@ def register(subparsers: Any) -> None:
         ),
     )
     add_cocktail_arguments(p, default_out="out/trigger")
-    p.add_argument("--epsilon", type=float, default=EPSILON_SM, help="SM efficiency of the VAE selection (default 5.4e-6)")
-    p.add_argument("--epochs", type=int, default=TriggerConfig.epochs, help="maximum VAE epochs")
+    p.add_argument("--epsilon", type=fraction, default=EPSILON_SM, help="SM efficiency of the VAE selection (default 5.4e-6)")
+    p.add_argument("--epochs", type=positive_int, default=TriggerConfig.epochs, help="maximum VAE epochs")
     p.add_argument("--composition", choices=("paper", "generated"), default="paper",
                    help="SM process shares after the selection: the paper's (default) or Pythia's cross sections")
     p.set_defaults(func=_cmd)

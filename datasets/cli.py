@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from cms_anomaly.datasets.argtypes import positive_float, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -17,8 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("processes", nargs="*", metavar="PROCESS", help="process names (see --list) or paths to card files")
     p.add_argument("--list", action="store_true", help="list the available process cards and exit")
-    p.add_argument("--events", type=int, default=1000, help="events per process (default: 1000)")
-    p.add_argument("--events-per-file", type=int, default=None, help="events per output file (default: 5000, or --events if smaller)")
+    p.add_argument("--events", type=positive_int, default=1000, help="events per process (default: 1000)")
+    p.add_argument("--events-per-file", type=positive_int, default=None, help="events per output file (default: 5000, or --events if smaller)")
     p.add_argument("--seed", type=int, default=1, help="base random seed (default: 1)")
     p.add_argument("--out", default="out/samples", help="output directory (default: out/samples)")
     p.add_argument(
@@ -28,8 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="dask: local Dask cluster or --scheduler (default); local: in this process, one job at a time",
     )
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, e.g. tcp://host:8786")
-    p.add_argument("--workers", type=int, default=None, help="local cluster workers (default: number of cores)")
-    p.add_argument("--sqrt-s", type=float, default=13000.0, help="pp centre-of-mass energy in GeV (default: 13000; 8000 for 2012)")
+    p.add_argument("--workers", type=positive_int, default=None, help="local cluster workers (default: number of cores)")
+    p.add_argument("--sqrt-s", type=positive_float, default=13000.0, help="pp centre-of-mass energy in GeV (default: 13000; 8000 for 2012)")
     p.set_defaults(func=_generate)
     register_opendata(subparsers)
 
@@ -97,9 +99,9 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("processes", nargs="*", default=["wjets", "zjets", "ttbar", "qcd"], metavar="PROCESS", help="processes (default: the SM cocktail wjets zjets ttbar qcd)")
-    p.add_argument("--events", type=int, default=300, help="events per measurement (default: 300)")
+    p.add_argument("--events", type=positive_int, default=300, help="events per measurement (default: 300)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--cocktail-events", type=float, default=1e6, help="cocktail size for the cost estimate (default: 1e6)")
+    p.add_argument("--cocktail-events", type=positive_float, default=1e6, help="cocktail size for the cost estimate (default: 1e6)")
     p.set_defaults(func=_bench)
 
 

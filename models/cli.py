@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from cms_anomaly.datasets.argtypes import non_negative_float, positive_float, positive_int
+
 _KINDS = ("ae", "vae", "alad", "double-ae", "bdt")
 _SETS = ("hlf21", "hlf24", "rmm", "objects")
 
@@ -26,11 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--feature-set", choices=_SETS, default=None, help="input features (default: the paper's)")
     p.add_argument("--datasets", nargs="+", default=None, help="datasets to read (default: all sub-directories)")
     p.add_argument("--signal", nargs="+", default=None, help="bdt: signal datasets (default: every is_signal dataset)")
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=None, help="override the paper's batch size")
-    p.add_argument("--lr", type=float, default=None, help="override the paper's learning rate")
-    p.add_argument("--patience", type=int, default=None, help="override the early-stopping patience")
-    p.add_argument("--lambda", dest="lam", type=float, default=100.0, help="double-ae: DisCo weight (default 100)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="maximum epochs (default: the model's)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="override the paper's batch size")
+    p.add_argument("--lr", type=positive_float, default=None, help="override the paper's learning rate")
+    p.add_argument("--patience", type=positive_int, default=None, help="override the early-stopping patience")
+    p.add_argument("--lambda", dest="lam", type=non_negative_float, default=100.0, help="double-ae: DisCo weight (default 100)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--val-fraction", type=float, default=0.5, help="SM validation fraction (default 0.5)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")

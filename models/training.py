@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import time
@@ -146,7 +147,12 @@ def train(
         torch.manual_seed(config.seed)
         gen = torch.Generator(device="cpu").manual_seed(config.seed)
         if resume and ckpt_path is not None and ckpt_path.exists():
-            state = torch.load(ckpt_path, map_location=device, weights_only=False)
+            # weights_only: a checkpoint is user-given input and must not run code when loaded
+            try:
+                state = torch.load(ckpt_path, map_location=device, weights_only=True)
+            except Exception as err:  # noqa: BLE001 - unpickling refused or corrupt file: name it
+                raise TrainingError(f"{ckpt_path}: cannot resume from this checkpoint "
+                                    f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})") from err
             model.load_state_dict(state["model"])
             for opt, s in zip(optimizers, state["optimizers"]):
                 opt.load_state_dict(s)
@@ -211,7 +217,8 @@ def train(
                     "torch_rng": torch.get_rng_state(),
                     "best_state": best_state,
                     "since_best": since_best,
-                    "result": asdict(result),
+                    # plain Python numbers only, so that the checkpoint loads with weights_only=True
+                    "result": json.loads(json.dumps(asdict(result), default=float)),
                 }, ckpt_path)
         elapsed = time.perf_counter() - t0
     result.seconds += elapsed

@@ -19,6 +19,7 @@ Example TOML (every key optional; defaults are the values of PHYSICS.md)::
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,10 +115,22 @@ class ObjectConfig:
     recluster_radius: float = 0.4
 
     def __post_init__(self) -> None:
+        _check_numbers(self, section="objects")
         if self.muon_id not in MUON_IDS:
             raise ConfigError(f"[objects] muon_id must be one of {MUON_IDS}, got {self.muon_id!r}")
         if self.jet_id not in JET_IDS:
             raise ConfigError(f"[objects] jet_id must be one of {JET_IDS}, got {self.jet_id!r}")
+
+
+def _check_numbers(config: Any, *, section: str) -> None:
+    """Every number of a config section is finite and >= 0, and every cut named ``*_max`` or ``sqrt_s`` > 0."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value) or value < 0 or (value == 0 and (f.name.endswith("_max") or f.name == "sqrt_s")):
+            need = "> 0" if f.name.endswith("_max") or f.name == "sqrt_s" else ">= 0"
+            raise ConfigError(f"[{section}] {f.name} must be a finite number {need}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -137,6 +150,9 @@ class FeatureConfig:
     adc_jet_pt_min: float = 15.0
     adc_jet_eta_max: float = 4.0
 
+    def __post_init__(self) -> None:
+        _check_numbers(self, section="features")
+
 
 @dataclass(frozen=True)
 class SelectionConfig:
@@ -152,6 +168,9 @@ class SelectionConfig:
     rmm_lepton_iso_max: float = 0.15
     rmm_min_jets: int = 2
     dijet_leading_pt_min: float = 1200.0
+
+    def __post_init__(self) -> None:
+        _check_numbers(self, section="selections")
 
 
 @dataclass(frozen=True)

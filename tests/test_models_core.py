@@ -168,6 +168,31 @@ def test_training_resumes_from_checkpoint(hlf21_samples, tmp_path):
         np.testing.assert_allclose(model(x).numpy(), ref_model(x).numpy(), rtol=1e-5)
 
 
+class _Payload:
+    """A pickle that would create a file when unpickled (a stand-in for arbitrary code)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (type(self.marker).touch, (self.marker,))
+
+
+def test_resume_refuses_a_checkpoint_that_would_run_code(hlf21_samples, tmp_path):
+    from cms_anomaly.models.errors import TrainingError
+
+    fset = get_feature_set("hlf21")
+    train_s, val_s = split_cocktail(hlf21_samples, val_fraction=0.3, seed=4)
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "evil.ckpt"
+    torch.save({"model": _Payload(marker)}, ckpt)
+    model, hyper = build_model("vae", train_s.x, feature_set=fset, seed=4)
+    cfg = TrainConfig(hyper=hyper, epochs=1, seed=4, progress=False, threads=1)
+    with pytest.raises(TrainingError, match="evil.ckpt: cannot resume"):
+        train(model, train_s.x, val_s.x, config=cfg, checkpoint=ckpt, resume=True)
+    assert not marker.exists()
+
+
 # ----------------------------------------------------------------------------- thresholds
 def test_threshold_empirical_and_extrapolated():
     rng = np.random.default_rng(5)

@@ -229,7 +229,7 @@ def test_cli_run_writes_histograms_and_feature_tables(tmp_path, real_nanoaod_fil
     fs_path = tmp_path / "fileset.json"
     fs_path.write_text(json.dumps({
         "dy": {"files": {str(real_nanoaod_files["dy"]): "Events"}, "metadata": {"xsec_pb": 6000.0, "sumw": 40.0}},
-        "ttbar2015": [str(real_nanoaod_files["ttbar2015"])],
+        "ttbar2015": {"files": [str(real_nanoaod_files["ttbar2015"])], "metadata": {"xsec_pb": 830.0, "sumw": 200.0}},
     }))
     out = tmp_path / "out"
     rc = main(["run", str(fs_path), "--selection", "single_lepton", "--out", str(out), "--executor", "iterative",

@@ -102,3 +102,32 @@ def test_a_run_owns_its_output_directory(files, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "in use by another run" in err[0] and "12345" in err[0]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run", "FS", "--out", "O", "--chunksize", "0"], "argument --chunksize: must be a positive integer, got '0'"),
+    (["run", "FS", "--out", "O", "--lumi", "-100"], "argument --lumi: must be a positive number, got '-100'"),
+    (["generate", "wjets", "--events", "-5", "--out", "O"], "argument --events: must be a positive integer"),
+    (["generate", "wjets", "--events", "10", "--events-per-file", "0", "--out", "O"], "argument --events-per-file"),
+    (["rediscover-top", "--alpha", "2"], "argument --alpha: must be in (0, 1]"),
+])
+def test_meaningless_numbers_are_refused_at_the_edge(argv, message, capsys):
+    from cms_anomaly.analyses.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_config_and_lumi_checks_name_the_value(files, tmp_path, capsys):
+    from cms_anomaly.analyses.cli import main
+
+    fs = files / "fs.json"
+    fs.write_text(json.dumps({"dy": {"files": ["good.root"]}}))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[objects]\njet_eta_max = -1\n")
+    assert main(["run", str(fs), "--out", str(tmp_path / "o"), "--executor", "iterative", "--config", str(bad)]) == 2
+    assert "jet_eta_max must be a finite number > 0, got -1.0" in capsys.readouterr().err
+    # simulation without a cross section cannot be normalised to a luminosity
+    assert main(["run", str(fs), "--out", str(tmp_path / "o"), "--executor", "iterative", "--lumi", "1000"]) == 2
+    assert "have no xsec_pb and sumw" in capsys.readouterr().err
