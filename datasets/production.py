@@ -9,6 +9,7 @@ a job whose sidecar matches its configuration is skipped, so a killed production
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -110,9 +111,33 @@ def finished(job: FileJob) -> dict | None:
     if {k: info.get(k) for k in job.identity()} != job.identity() or info.get("sqrt_s", SQRT_S) != job.sqrt_s:
         log.warning("%s: exists with a different configuration; regenerating", job.path)
         return None
+    # the file on disk must be the one the sidecar describes (a copy cut short keeps its sidecar)
+    size = job.path.stat().st_size
+    if info.get("size_bytes") != size or info.get("sha256") != _sha256(job.path):
+        log.warning("%s: differs from its sidecar (%d bytes on disk, %s recorded); regenerating",
+                    job.path, size, info.get("size_bytes"))
+        return None
     # where the file is now: a production directory that was moved or copied resumes in place
     info["path"] = str(job.path)
     return info
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def remove_stale_temporaries(out: Path, processes: Sequence[str]) -> list[Path]:
+    """Delete the ``*.tmp-<pid>`` files a killed production left in ``out/<process>/``; returns them."""
+    stale = [p for name in processes for p in sorted((out / name).glob("*.tmp-*"))]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    if stale:
+        log.info("removed %d stale temporary file(s) of an interrupted production", len(stale))
+    return stale
 
 
 def _write_json_atomic(path: Path, payload: object) -> None:
@@ -172,6 +197,8 @@ def run_job(job: FileJob, config: DetectorConfig = DetectorConfig()) -> dict:
     info = {
         **job.identity(),
         "path": str(job.path),
+        "size_bytes": job.path.stat().st_size,
+        "sha256": _sha256(job.path),
         "events": n_written,
         "sumw": float(n_written),
         "n_tried": generator.n_tried,
@@ -276,6 +303,7 @@ def produce(
     out.mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(cards, events=events, events_per_file=events_per_file, seed=seed, out=out, sqrt_s=sqrt_s)
     log.info("%d file jobs for %s", len(jobs), ", ".join(c.name for c in cards))
+    remove_stale_temporaries(out, [c.name for c in cards])
     if executor == "local":
         from tqdm import tqdm
 
@@ -292,7 +320,14 @@ def produce(
     if errors:
         raise ProductionError(f"{len(errors)} of {len(jobs)} file jobs failed (finished files are kept; rerun to resume):\n  " + "\n  ".join(errors))
     fileset_path = out / "fileset.json"
-    fileset = json.loads(fileset_path.read_text()) if fileset_path.is_file() else {}
+    fileset = {}
+    if fileset_path.is_file():
+        try:
+            fileset = json.loads(fileset_path.read_text())
+        except json.JSONDecodeError as err:
+            log.warning("%s is not valid JSON (%s): rewritten from this production's files only", fileset_path, err)
+        if not isinstance(fileset, dict):
+            fileset = {}
     fileset.update(build_fileset(results, seed=seed))
     _write_json_atomic(fileset_path, fileset)
     return {"fileset": str(fileset_path), "datasets": fileset, "results": results}

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import awkward as ak
 import numpy as np
 import pytest
 import uproot
@@ -111,3 +112,28 @@ def test_centre_of_mass_energy_is_part_of_the_configuration(tmp_path):
     meta13 = thirteen["datasets"]["zjets"]["metadata"]
     assert meta13["sqrt_s"] == 13000.0 and not thirteen["results"][0]["skipped"]
     assert meta13["sigma_gen_pb"] > 1.2 * meta8["sigma_gen_pb"]
+
+
+def test_resume_checks_the_cached_files_and_cleans_up(tmp_path):
+    """A finished file cut short on disk is regenerated, not reused; stale temporaries and a broken
+    fileset.json do not survive a rerun."""
+    out = tmp_path / "p"
+    first = production.produce(["zjets"], out=out, events=20, seed=8, executor="local")
+    path = Path(first["results"][0]["path"])
+    with uproot.open(path) as f:
+        muon_pt = f["Events"]["Muon_pt"].array()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # the sidecar still says "finished"
+    stale = out / "zjets" / "zjets_s8_0001.root.tmp-4242"
+    stale.write_bytes(b"partial")
+    (out / "fileset.json").write_text("{ not json")
+    again = production.produce(["zjets"], out=out, events=20, seed=8, executor="local")
+    assert [r["skipped"] for r in again["results"]] == [False]
+    with uproot.open(path) as f:  # regenerated with the same events (same seed)
+        assert f["Events"].num_entries == 20 and ak.all(f["Events"]["Muon_pt"].array() == muon_pt)
+    assert not stale.exists()
+    fileset = json.loads((out / "fileset.json").read_text())
+    assert fileset["zjets"]["metadata"]["nevents"] == 20
+    # an intact file is reused
+    third = production.produce(["zjets"], out=out, events=20, seed=8, executor="local")
+    assert [r["skipped"] for r in third["results"]] == [True]
