@@ -49,7 +49,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         scorers[scorer.name] = scorer
     out = Path(args.out)
     proc = AnomalyProcessor(selection=args.selection, config=load_config(args.config), scorers=scorers,
-                            features_dir=out / "features" if args.features else None, lumi_pb=args.lumi)
+                            features_dir=out / "features" if args.features else None, lumi_pb=args.lumi,
+                            allow_missing=tuple(c for c in (args.allow_missing or "").split(",") if c))
     if args.mode == "graph" and (args.skip_bad_files or args.features):
         print("cms-anomaly run: error: --skip-bad-files and --features need --mode runner (feature tables are "
               "named by chunk)", file=sys.stderr)
@@ -100,6 +101,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--chunksize", type=positive_int, default=100_000, help="events per chunk (default: 100000)")
     p.add_argument("--maxchunks", type=positive_int, default=None, help="process at most this many chunks per file")
     p.add_argument("--features", action="store_true", help="also write per-event parquet tables to DIR/features/")
+    p.add_argument("--allow-missing", default=None, metavar="COLLECTION[,...]",
+                   help="collections a skimmed file may lack (e.g. Photon): treated as empty, warned once per file "
+                        "and counted in the output (default: a missing collection is an error)")
     p.add_argument("--skip-bad-files", action="store_true",
                    help="leave out unreadable input files (listed in the summary and the output) instead of stopping")
     p.add_argument("--lumi", type=positive_float, default=None, help="integrated luminosity in pb^-1 for MC normalisation")

@@ -110,7 +110,11 @@ def read_dataset(
         xs.append(np.concatenate(
             [_column_to_numpy(table, c, width=per_col_width, path=path) for c in feature_set.columns], axis=1
         ))
-        ws.append(table.column("weight").to_numpy().astype(np.float64))
+        weight = table.column("weight").to_numpy().astype(np.float64)
+        if not np.all(np.isfinite(weight)):
+            raise FeatureTableError(f"{path}: column 'weight' has {int(np.sum(~np.isfinite(weight)))} non-finite "
+                                    f"value(s) (e.g. {weight[~np.isfinite(weight)][0]}): refusing to train on them")
+        ws.append(weight)
         sig.append(bool(np.any(table.column("is_signal").to_numpy(zero_copy_only=False))))
         n_read += table.num_rows
         if max_events is not None and n_read >= max_events:

@@ -138,6 +138,24 @@ def thresholds_for(scores: np.ndarray, weights: np.ndarray | None, output_names:
             for j, name in enumerate(output_names)}
 
 
+class InputWidthGuard(nn.Module):
+    """Wraps an exported model so that a feature matrix of another width is refused, not half-used.
+
+    A model that picks its inputs by column index would otherwise accept a wider matrix (an HLF-24
+    card on an HLF-21 model) and score garbage.
+    """
+
+    def __init__(self, model: nn.Module, n_inputs: int) -> None:
+        super().__init__()
+        self.model = model
+        self.n_inputs = int(n_inputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.n_inputs:
+            raise RuntimeError(f"expected a (N, {self.n_inputs}) feature matrix, got {list(x.shape)}")
+        return self.model(x)
+
+
 def script_module(module: nn.Module) -> torch.jit.ScriptModule:
     """``torch.jit.script`` a CPU eval-mode copy of ``module``."""
     module = module.cpu().eval()
@@ -161,7 +179,7 @@ def export_torchscript(module: nn.Module, path: str | Path, *, card: ModelCard,
         module's output (raises ``ModelCardError`` otherwise).
     """
     path = Path(path)
-    scripted = script_module(module)
+    scripted = script_module(InputWidthGuard(module, card.n_inputs))
     with atomic_output(path) as tmp:
         scripted.save(str(tmp))
     card.framework = {"torch": torch.__version__, "numpy": np.__version__}

@@ -236,8 +236,44 @@ def load_scorer(path: str | Path, *, feature_names: list[str] | None = None, exa
     card = load_card(path)
     if feature_names is not None:
         card.check_features(feature_names, source=str(path), exact=exact)
+    if path.suffix not in (".pt", ".json"):
+        raise ModelCardError(f"{path}: unknown model file type {path.suffix!r} (expected .pt or .json)")
+    check_model_file(path, card)
     if path.suffix == ".pt":
         return TorchScorer(path, card=card, threads=threads)
-    if path.suffix == ".json":
-        return XGBoostScorer(path, card=card, threads=threads)
-    raise ModelCardError(f"{path}: unknown model file type {path.suffix!r} (expected .pt or .json)")
+    return XGBoostScorer(path, card=card, threads=threads)
+
+
+def check_model_file(path: Path, card: Any) -> None:
+    """Load ``path`` once and evaluate it on two rows of zeros of the card's width, before any chunk.
+
+    A truncated ``.pt``, a corrupt XGBoost JSON or a card whose input width or output count does not
+    fit the file raises :class:`ModelCardError` naming the model (the workers would otherwise fail
+    at the first chunk with a message that names only the data file).
+    """
+    n_in, n_out = int(card.n_inputs), len(card.output_names)
+    x = np.zeros((2, n_in), dtype=np.float32)
+    try:
+        if path.suffix == ".pt":
+            import torch
+
+            with torch.no_grad():
+                out = torch.jit.load(str(path), map_location="cpu")(torch.from_numpy(x)).numpy()
+        else:
+            import xgboost
+
+            booster = xgboost.Booster(model_file=str(path))
+            if booster.num_features() != n_in:
+                raise ModelCardError(f"{path}: the booster takes {booster.num_features()} features, its card "
+                                     f"{n_in} ({card.feature_set})")
+            out = booster.inplace_predict(x)
+    except ModelCardError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any loader error means this model cannot be used: name it
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise ModelCardError(f"{path}: cannot load or evaluate the model with its card's {n_in} inputs "
+                             f"({type(err).__name__}: {first})") from err
+    out = np.asarray(out).reshape(2, -1)
+    if out.shape[1] != n_out:
+        raise ModelCardError(f"{path}: the model gives {out.shape[1]} outputs per event, its card names {n_out} "
+                             f"({card.output_names})")

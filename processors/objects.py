@@ -73,6 +73,8 @@ class EventObjects:
     n_pf_photons: np.ndarray
     genweight: np.ndarray
     has_pfcands: bool
+    #: collections absent from the file and treated as empty on request (``allow_missing``)
+    missing_collections: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.met_pt)
@@ -82,7 +84,7 @@ class EventObjects:
         if bool(np.all(mask)):
             return self
         changes = {f.name: getattr(self, f.name)[mask] for f in dataclasses.fields(self)
-                   if f.name not in ("variant", "has_pfcands")}
+                   if f.name not in ("variant", "has_pfcands", "missing_collections")}
         return dataclasses.replace(self, **changes)
 
 
@@ -354,8 +356,18 @@ def _pf_multiplicities(pf: dict[str, np.ndarray] | None, n: int) -> tuple[np.nda
     return _multiplicity_kernel(pf["counts"], pf["charge"], pf["pdgId"])
 
 
+#: (file, message) pairs already logged in this process: a notice once per file, not once per chunk
+_NOTICED: set[tuple[str, str]] = set()
+
+
+def _notice_once(source: str, message: str, *args: Any, level: int = logging.INFO) -> None:
+    if (source, message) not in _NOTICED:
+        _NOTICED.add((source, message))
+        log.log(level, message, *args)
+
+
 def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVariant | None = None,
-                  source: str = "") -> EventObjects:
+                  source: str = "", allow_missing: tuple[str, ...] = ()) -> EventObjects:
     """All analysis objects of a chunk of events.
 
     Parameters
@@ -377,6 +389,14 @@ def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVa
     available = schema.flat_branch_names(events)
     if variant is None:
         variant = schema.detect_variant(available, source=source)
+    missing: list[str] = []
+    if allow_missing:
+        events, missing = schema.with_empty_collections(events, variant=variant, available=available,
+                                                        collections=allow_missing)
+        if missing:
+            available = schema.flat_branch_names(events)
+            _notice_once(source, "%s: no %s collection: treated as empty (--allow-missing)",
+                         source or variant.name, ", ".join(missing), level=logging.WARNING)
     n = len(events)
     get = lambda q, feature: schema.get(events, q, variant=variant, feature=feature, available=available, source=source)  # noqa: E731
 
@@ -385,7 +405,8 @@ def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVa
     has_pf = all(v is not None for v in pf_fields.values())
     pfcands = pf_flat(ak.zip(pf_fields)) if has_pf else None
     if not has_pf:
-        log.debug("%s: no PFCands: isolation from pfRelIso03_*, hadron multiplicities set to -1", source or variant.name)
+        _notice_once(source, "%s: no PFCands: isolation from pfRelIso03_*, PF multiplicities set to -1",
+                     source or variant.name)
 
     muons = _leptons(events, "muon", pdgid=MUON_PDGID, pfcands=pfcands, variant=variant, available=available, config=config)
     electrons = _leptons(events, "electron", pdgid=ELECTRON_PDGID, pfcands=pfcands, variant=variant,
@@ -436,7 +457,8 @@ def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVa
     n_ch, n_neu, n_pho = _pf_multiplicities(pfcands, n)
     return EventObjects(variant=variant.name, muons=muons, electrons=electrons, photons=photons, jets=jets,
                         bjets=bjets, all_jets=all_jets, fatjets=fatjets, met_pt=met_pt, met_phi=met_phi,
-                        n_ch_had=n_ch, n_neu_had=n_neu, n_pf_photons=n_pho, genweight=genweight, has_pfcands=has_pf)
+                        n_ch_had=n_ch, n_neu_had=n_neu, n_pf_photons=n_pho, genweight=genweight, has_pfcands=has_pf,
+                        missing_collections=tuple(missing))
 
 
 def trigger_lepton(objects: EventObjects, *, config: ObjectConfig) -> ak.Array:

@@ -80,12 +80,16 @@ class AnomalyProcessor(processor.ProcessorABC):
         If given, write the selected events' feature table per chunk under this directory.
     lumi_pb
         Integrated luminosity (pb^-1) to normalise MC to.
+    allow_missing
+        Collections (e.g. ``("Photon",)``) that a skimmed file may lack: treated as empty and
+        counted per dataset in the output's ``missing_collections`` ({collection: chunks}).
     """
 
     def __init__(self, *, selection: str = "single_lepton", config: AnalysisConfig | None = None,
                  scorers: Mapping[str, Scorer] | None = None, features_dir: str | Path | None = None,
-                 lumi_pb: float | None = None) -> None:
+                 lumi_pb: float | None = None, allow_missing: tuple[str, ...] = ()) -> None:
         self.selection = selections.get_selection(selection)
+        self.allow_missing = tuple(allow_missing)
         self.config = config or AnalysisConfig()
         self.scorers = dict(scorers or {})
         self.features_dir = None if features_dir is None else str(features_dir)
@@ -117,7 +121,8 @@ class AnomalyProcessor(processor.ProcessorABC):
         """The output of one eager chunk of events (any record array with the NanoAOD layout)."""
         dataset = meta["dataset"]
         config = self.config.with_sqrt_s(meta["sqrt_s"]) if "sqrt_s" in meta else self.config
-        objects = build_objects(events, config=config.objects, source=meta.get("filename", ""))
+        objects = build_objects(events, config=config.objects, source=meta.get("filename", ""),
+                                allow_missing=self.allow_missing)
         scalars = scalar_features(objects, config=config)
         weights = event_weights(objects.genweight, meta, lumi_pb=self.lumi_pb)
 
@@ -158,7 +163,8 @@ class AnomalyProcessor(processor.ProcessorABC):
                                            is_signal=bool(meta.get("is_signal", False)))
             files.append(str(path))
         return {dataset: {"nevents": len(objects), "sumw_gen": float(objects.genweight.sum()), "cutflow": flow,
-                          "hists": hists, "feature_files": files}}
+                          "hists": hists, "feature_files": files,
+                          "missing_collections": dict.fromkeys(objects.missing_collections, 1)}}
 
     def _process_dask(self, events: Any) -> Any:
         """dask-awkward NanoEvents -> a ``dask.delayed`` output equal to the Runner's.

@@ -255,6 +255,8 @@ def format_summary(output: Mapping[str, Any], *, selection: str) -> str:
             continue
         flow = res["cutflow"]
         lines.append(f"\n{dataset}  ({res['nevents']} events read, {len(res['feature_files'])} feature tables)")
+        for coll, chunks in sorted(res.get("missing_collections", {}).items()):
+            lines.append(f"  collection {coll} absent, treated as empty (--allow-missing) in {chunks} chunk(s)")
         lines.append(f"  {'cut':<16}{'events':>10}{'eff':>9}{'weighted':>14}{'failed here':>13}")
         total = max(flow["events"]["all"], 1)
         for cut, n in flow["events"].items():

@@ -51,6 +51,7 @@ from types import MappingProxyType
 from typing import Any
 
 import awkward as ak
+import numpy as np
 from coffea.nanoevents import NanoAODSchema
 
 log = logging.getLogger(__name__)
@@ -258,6 +259,28 @@ def branches_used(variant: SchemaVariant, available: Iterable[str]) -> list[str]
         if fld and f"n{coll}" in have:
             out.add(f"n{coll}")
     return sorted(out)
+
+
+def with_empty_collections(events: Any, *, variant: SchemaVariant, available: set[str],
+                           collections: Iterable[str]) -> tuple[Any, list[str]]:
+    """``events`` with every absent collection of ``collections`` added as empty lists per event.
+
+    For skimmed files analysed on purpose (``--allow-missing Photon``): the fields the schema map
+    reads from such a collection exist and hold no object. Returns (events, the collections added).
+    """
+    added = []
+    n = len(events)
+    for coll in collections:
+        if any(b.startswith(f"{coll}_") for b in available) or coll in ak.fields(events):
+            continue
+        fields = sorted({fld for where in variant.branches.values() if where and where[0] == coll
+                         for fld in [where[1]] if fld})
+        if not fields:
+            continue
+        empty = ak.unflatten(np.zeros(0, np.float32), np.zeros(n, np.int64))
+        events = ak.with_field(events, ak.zip({f: empty for f in fields}), coll)
+        added.append(coll)
+    return events, added
 
 
 def fields_used(variant: SchemaVariant, available: Iterable[str]) -> dict[str, list[str]]:

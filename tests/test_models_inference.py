@@ -137,6 +137,60 @@ def test_missing_card_is_an_error(trained_dir, tmp_path):
         load_scorer(lonely)
 
 
+def _copy_model(trained_dir, tmp_path, name):
+    import shutil
+
+    model = tmp_path / name
+    shutil.copy(trained_dir / name, model)
+    card = name.rsplit(".", 1)[0] + ".card.json"
+    shutil.copy(trained_dir / card, tmp_path / card)
+    return model, tmp_path / card
+
+
+def test_broken_models_are_named_before_any_chunk(trained_dir, tmp_path):
+    """A truncated .pt, a corrupt XGBoost JSON and a card of another width: the model is named."""
+    pt, _ = _copy_model(trained_dir, tmp_path, "vae_hlf21.pt")
+    pt.write_bytes(pt.read_bytes()[:1000])
+    with pytest.raises(ModelCardError, match=r"vae_hlf21.pt: cannot load or evaluate"):
+        load_scorer(pt)
+    bdt_name = next(p.name for p in trained_dir.glob("bdt_*.json") if not p.name.endswith(".card.json"))
+    bdt, _ = _copy_model(trained_dir, tmp_path, bdt_name)
+    bdt.write_text(bdt.read_text()[:200])
+    with pytest.raises(ModelCardError, match=bdt_name):
+        load_scorer(bdt)
+    # an HLF-21 model with an HLF-24 card
+    alad, card = _copy_model(trained_dir, tmp_path, "alad_hlf21_l1.pt")
+    data = json.loads(card.read_text())
+    from cms_anomaly.models.feature_sets import get_feature_set
+
+    data["feature_names"] = list(get_feature_set("hlf24").columns)
+    data["n_inputs"] = len(data["feature_names"])
+    card.write_text(json.dumps(data))
+    with pytest.raises(ModelCardError, match="alad_hlf21_l1.pt"):
+        load_scorer(alad)
+
+
+def test_non_finite_weights_are_refused_with_file_and_column(model_feature_tables, tmp_path):
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cms_anomaly.models.data import read_dataset
+    from cms_anomaly.models.errors import FeatureTableError
+    from cms_anomaly.models.feature_sets import get_feature_set
+
+    name = sorted(p.name for p in model_feature_tables.iterdir() if p.is_dir())[0]
+    shutil.copytree(model_feature_tables / name, tmp_path / name)
+    path = sorted((tmp_path / name).glob("*.parquet"))[0]
+    table = pq.read_table(path)
+    w = table.column("weight").to_numpy().copy()
+    w[3] = np.nan
+    pq.write_table(table.set_column(table.schema.get_field_index("weight"), "weight", pa.array(w)), path)
+    with pytest.raises(FeatureTableError, match=rf"{path.name}: column 'weight' has 1 non-finite"):
+        read_dataset(tmp_path, name, feature_set=get_feature_set("hlf21"))
+
+
 def test_cli_train_and_evaluate(model_feature_tables, tmp_path, capsys):
     from cms_anomaly.analyses.cli import main
 

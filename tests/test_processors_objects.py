@@ -311,3 +311,21 @@ def test_hadronic_over_em_by_hand():
     pf_evt = np.array([0, 0, 0, 0, 0, 1])
     hoe = _hadronic_over_em(pf, pf_evt, np.array([0, 5]), 2, cone=0.15)
     np.testing.assert_allclose(hoe, [(6.0 + 4.0) / 20.0, 0.0])
+
+
+def test_a_skimmed_file_without_photons_is_an_error_unless_allowed(caplog):
+    full = event(muons=[mu()], photons=[pho(eta=1.5, phi=2.0)], jets=[jet(eta=-1.0, phi=-2.0)])
+    skimmed = ak.zip({k: full[k] for k in ak.fields(full) if k != "Photon"}, depth_limit=1)
+    with pytest.raises(schema.MissingBranchError, match="Photon_pt"):
+        objects(skimmed)
+    o = build_objects(skimmed, config=CFG.objects, source="skim.root", allow_missing=("Photon",))
+    assert ak.num(o.photons)[0] == 0 and ak.num(o.jets)[0] == 1 and o.missing_collections == ("Photon",)
+    assert "no Photon collection: treated as empty" in caplog.text
+    # the processor records it per dataset
+    from cms_anomaly.processors.processor import AnomalyProcessor
+
+    out = AnomalyProcessor(selection="inclusive", allow_missing=("Photon",)).process_chunk(
+        skimmed, {"dataset": "skim", "filename": "skim.root"})
+    assert out["skim"]["missing_collections"] == {"Photon": 1} and out["skim"]["nevents"] == 1
+    # a file that has the collection is untouched
+    assert build_objects(full, config=CFG.objects, allow_missing=("Photon",)).missing_collections == ()
