@@ -7,7 +7,11 @@ processing and empty chunks run through the same path.
 Output per dataset::
 
     {dataset: {"nevents": int, "sumw_gen": float, "cutflow": {"events", "sumw", "first_failed"},
-               "hists": {name: hist.Hist}, "feature_files": [paths]}}
+               "hists": {name: hist.Hist}, "feature_files": [paths],
+               "missing_collections": {collection: chunks}}}
+
+(the runner adds ``"skipped_files"`` with ``skip_bad_files``). The same processor runs through
+``processor.Runner`` and, on dask-awkward NanoEvents, through ``dataset_tools.apply_to_fileset``.
 
 Weights: real data (``is_data``) 1; MC ``genWeight`` (1 if absent) times
 ``xsec_pb * lumi_pb / sumw`` when the fileset metadata has ``xsec_pb`` and ``sumw`` and a
