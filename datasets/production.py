@@ -29,8 +29,24 @@ from cms_anomaly.datasets.nanoaod import event_branches, write_nanoaod
 
 log = logging.getLogger(__name__)
 
-#: bump when the detector response or the file layout changes: old files are then regenerated
+#: bump when the file layout changes: old files are then regenerated
 FORMAT_VERSION = 3
+
+
+def _response_digest() -> str:
+    """Digest of what turns a Pythia seed into a file besides the card: the detector configuration,
+    the code of the generator, the detector response and the NanoAOD writer, and Pythia's version.
+    Part of every file's identity, so a changed detector never resumes onto files of the old one."""
+    from importlib import metadata
+
+    digest = hashlib.sha256(json.dumps(asdict(DetectorConfig()), sort_keys=True).encode())
+    for module in ("generator", "detector", "nanoaod"):
+        digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
+    digest.update(metadata.version("pythia8mc").encode())
+    return digest.hexdigest()[:16]
+
+
+RESPONSE_DIGEST = _response_digest()
 DEFAULT_EVENTS_PER_FILE = 5000
 BATCH_SIZE = 250
 SQRT_S = 13000.0
@@ -75,6 +91,7 @@ class FileJob:
             "pythia_seed": self.pythia_seed,
             "first_event": self.first_event,
             "format_version": FORMAT_VERSION,
+            "response_digest": RESPONSE_DIGEST,
             # only when not the default, so that finished 13 TeV files of earlier versions still resume
             **({"sqrt_s": self.sqrt_s} if self.sqrt_s != SQRT_S else {}),
         }

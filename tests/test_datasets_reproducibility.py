@@ -137,3 +137,16 @@ def test_resume_checks_the_cached_files_and_cleans_up(tmp_path):
     # an intact file is reused
     third = production.produce(["zjets"], out=out, events=20, seed=8, executor="local")
     assert [r["skipped"] for r in third["results"]] == [True]
+
+
+def test_files_of_another_detector_response_are_not_resumed(tmp_path, monkeypatch):
+    """The file identity holds a digest of the detector configuration and code: after a change of the
+    response, a rerun regenerates instead of mixing old and new events."""
+    out = tmp_path / "p"
+    first = production.produce(["zjets"], out=out, events=10, seed=2, executor="local")
+    sidecar = json.loads(Path(first["results"][0]["path"]).with_suffix(".json").read_text())
+    assert sidecar["response_digest"] == production.RESPONSE_DIGEST
+    assert production.produce(["zjets"], out=out, events=10, seed=2, executor="local")["results"][0]["skipped"]
+    monkeypatch.setattr(production, "RESPONSE_DIGEST", "another-detector")
+    again = production.produce(["zjets"], out=out, events=10, seed=2, executor="local")
+    assert again["results"][0]["skipped"] is False
