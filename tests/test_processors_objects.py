@@ -256,20 +256,6 @@ def test_generated_photons_pass_the_reconstruction_preselection(generated_cockta
     np.testing.assert_array_equal(ak.to_numpy(cut_based), expected)
 
 
-def test_hadronic_over_em_by_hand():
-    """H/E: pT of the PF hadrons within dR < 0.15 of the photon over its pT (a pi0 photon in a jet core)."""
-    from cms_anomaly.datasets.detector import _hadronic_over_em
-
-    #            photon  pi+ (dR 0.1)  K0L (dR 0.12)  pi- (dR 0.2)  photon (dR 0.05)  | event 2: lone photon
-    pf = {"pt": np.array([20.0, 6.0, 4.0, 50.0, 3.0, 30.0]),
-          "eta": np.array([0.0, 0.1, 0.0, 0.2, 0.05, 1.0]),
-          "phi": np.array([0.0, 0.0, 0.12, 0.0, 0.0, 1.0]),
-          "pdgId": np.array([22, 211, 130, -211, 22, 22])}
-    pf_evt = np.array([0, 0, 0, 0, 0, 1])
-    hoe = _hadronic_over_em(pf, pf_evt, np.array([0, 5]), 2, cone=0.15)
-    np.testing.assert_allclose(hoe, [(6.0 + 4.0) / 20.0, 0.0])
-
-
 def test_a_skimmed_file_without_photons_is_an_error_unless_allowed(caplog):
     full = event(muons=[mu()], photons=[pho(eta=1.5, phi=2.0)], jets=[jet(eta=-1.0, phi=-2.0)])
     skimmed = ak.zip({k: full[k] for k in ak.fields(full) if k != "Photon"}, depth_limit=1)
