@@ -81,7 +81,8 @@ def test_trigger_tables_from_scores():
     assert threshold["method"] == "exponential_tail_fit"
     result = analyse(sm, signals, xsec={"sig": 10.0}, threshold=threshold, columns=cols, config=config)
     t3 = result["table3"]
-    assert result["sm_events_per_month"] == pytest.approx(st.events_per_month(660.0, config.epsilon_sm))
+    # 660 pb x 5.4e-6 x 5 fb^-1 per month (Cerri sec. 1) = 17.82 events
+    assert result["sm_events_per_month"] == pytest.approx(660.0 * 5.4e-6 * 5000.0)
     assert sum(r["selected_composition"] for r in t3.values()) == pytest.approx(1.0)
     # Z has the longer tail: over-represented among the selected events
     assert t3["zjets"]["selected_composition"] > 60.0 / 660.0
@@ -91,7 +92,8 @@ def test_trigger_tables_from_scores():
     eff = t4["vae_efficiency"]["efficiency"]
     assert t4["xsec_eff_100_per_month_pb"] == pytest.approx(100.0 / (eff * 5000.0))
     assert t5["sig"]["slt_efficiency"] == pytest.approx(1.0)  # all signal pT > 40 GeV, Iso < 0.1
-    assert 0.0 < t5["SM"]["slt_efficiency"] < 1.0
+    # SLT pT > 27, Iso < 0.25: W pT uniform in 20-60 passes with 33/40, Z (30-70) always; rates 600 : 60 pb
+    assert t5["SM"]["slt_efficiency"] == pytest.approx((600.0 * 33 / 40 + 60.0) / 660.0, abs=0.01)
     assert t5["sig"]["sbr_vae_over_sbr_slt"] == pytest.approx(
         (t5["SM"]["slt_efficiency"] / t5["SM"]["vae_efficiency"]) * (eff / 1.0))
 

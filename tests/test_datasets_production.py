@@ -42,10 +42,12 @@ def test_fileset_metadata(generated_cocktail):
                 assert runs["genEventCount"].sum() == f["Events"].num_entries
     assert fileset["qcd"]["metadata"]["filter_efficiency"] < 0.5  # the lepton filter is active
     assert fileset["wjets"]["metadata"]["filter_efficiency"] == 1.0
-    # LO Pythia: sigma(W -> l nu) x 3 flavours ~ 50 nb, sigma(Z/gamma* -> ll, m > 50) x 3 ~ 5 nb
-    assert 2e4 < fileset["wjets"]["metadata"]["xsec_pb"] < 1e5
-    assert 2e3 < fileset["zjets"]["metadata"]["xsec_pb"] < 1e4
-    assert 300 < fileset["ttbar"]["metadata"]["xsec_pb"] < 1000
+    # LO Pythia 8.317 at 13 TeV: sigma(W -> l nu, 3 flavours) = 45.3 nb, sigma(Z/gamma* -> ll, m > 50 GeV,
+    # 3 flavours) = 4.67 nb, sigma(ttbar) = 516 pb (measured on 10^4-10^5 tried events; +-20 % leaves room
+    # for the statistical error of Pythia's estimate on a few hundred events, not for a wrong process)
+    assert fileset["wjets"]["metadata"]["xsec_pb"] == pytest.approx(45.3e3, rel=0.2)
+    assert fileset["zjets"]["metadata"]["xsec_pb"] == pytest.approx(4.67e3, rel=0.2)
+    assert fileset["ttbar"]["metadata"]["xsec_pb"] == pytest.approx(516.0, rel=0.2)
 
 
 @pytest.mark.parametrize("process", sorted(COCKTAIL_EVENTS))
@@ -167,7 +169,7 @@ def test_zprime_dijet_mass(generated_cocktail):
     assert ak.all(flat.msoftdrop <= flat.mass * 1.001 + 0.5)  # grooming only removes radiation
     # ["tau2"], not .tau2: on Lorentz vectors the attribute is vector's tau^2 = m^2, not the field
     tau21 = ak.to_numpy(fat[:, 0]["tau2"] / fat[:, 0]["tau1"])
-    assert 0 < np.median(tau21) < 0.7  # two-prong substructure
+    assert 0 < np.median(tau21) < 0.5  # two-prong substructure (measured 0.41; QCD jets: ~0.6-0.7)
 
 
 def test_met_balances_visible_momentum(generated_cocktail):
