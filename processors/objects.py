@@ -279,23 +279,20 @@ def _jet_id(jets: ak.Array, ident: ak.Array | None, level: str, variant: schema.
     return (ident & bits) == bits
 
 
-def remove_overlaps(coll: ak.Array, others: list[ak.Array], *, dr: float, min_pt_fraction: float = 0.0) -> ak.Array:
+def remove_overlaps(coll: ak.Array, others: ak.Array, *, dr: float, min_pt_fraction: float = 0.0) -> ak.Array:
     """The objects of ``coll`` with no object of ``others`` within ``dR < dr`` (same event).
 
-    All arguments are jagged records with ``eta`` and ``phi`` (and ``pt`` when ``min_pt_fraction``
-    > 0: then only an other object carrying more than that fraction of the object's pT removes it).
-    An event without ``others`` keeps every object.
+    Both are jagged records with ``eta`` and ``phi`` (and ``pt`` when ``min_pt_fraction`` > 0:
+    then only an other object carrying more than that fraction of the object's pT removes it).
+    An event without ``others`` keeps every object. One pairing per call: concatenate the kinds of
+    ``others`` first (``ak.concatenate(..., axis=1)``).
     """
-    keep = ak.ones_like(coll.eta, dtype=bool)
     fields = ["eta", "phi", "pt"] if min_pt_fraction > 0 else ["eta", "phi"]
-    for other in others:
-        pairs = ak.cartesian([coll[fields], other[fields]], axis=1, nested=True)
-        a, b = ak.unzip(pairs)
-        close = delta_r(a.eta, a.phi, b.eta, b.phi) < dr
-        if min_pt_fraction > 0:
-            close = close & (b.pt > min_pt_fraction * a.pt)
-        keep = keep & ~ak.any(close, axis=2)
-    return coll[keep]
+    a, b = ak.unzip(ak.cartesian([coll[fields], others[fields]], axis=1, nested=True))
+    close = delta_r(a.eta, a.phi, b.eta, b.phi) < dr
+    if min_pt_fraction > 0:
+        close = close & (b.pt > min_pt_fraction * a.pt)
+    return coll[~ak.any(close, axis=2)]
 
 
 def recluster_jets(pfcands: ak.Array, *, radius: float = 0.4, pt_min: float = 15.0) -> ak.Array:
@@ -412,10 +409,11 @@ def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVa
     electrons = _leptons(events, "electron", pdgid=ELECTRON_PDGID, pfcands=pfcands, variant=variant,
                          available=available, config=config)
     # overlap removal: leptons > photons > jets (objects are disjoint)
-    leptons = [c[c.pt > config.overlap_lepton_pt_min][["eta", "phi", "pt"]] for c in (muons, electrons)]
+    leptons = ak.concatenate([c[c.pt > config.overlap_lepton_pt_min][["eta", "phi", "pt"]] for c in (muons, electrons)],
+                             axis=1)
     photons = remove_overlaps(_photons(events, variant=variant, available=available, config=config, source=source),
                               leptons, dr=config.photon_lepton_dr)
-    cleaners = [*leptons, photons[["eta", "phi", "pt"]]]
+    cleaners = ak.concatenate([leptons, photons[["eta", "phi", "pt"]]], axis=1)
 
     nano_jets = ak.zip({k: _as_float(get(f"jet.{k}", "jets")) for k in ("pt", "eta", "phi", "mass")})
     nano_jets = ak.with_field(nano_jets, _as_float(get("jet.btag", "n_bjets")), "btag")

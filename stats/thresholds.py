@@ -15,6 +15,7 @@ from cms_anomaly.stats._common import (
     _as_1d,
     _finite_scores,
     _weights_for,
+    effective_entries,
 )
 from cms_anomaly.stats.intervals import weighted_efficiency
 
@@ -117,7 +118,7 @@ def _finite_weighted(scores, weights, where: str) -> tuple[np.ndarray, np.ndarra
     scores, w = scores[ok], w[ok]
     if scores.size == 0:
         raise ValueError(f"{where}: no finite scores")
-    return scores, w, float(w.sum() ** 2 / np.sum(w * w))
+    return scores, w, effective_entries(w)
 
 
 def weighted_survival(scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
