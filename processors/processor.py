@@ -191,8 +191,7 @@ class AnomalyProcessor(processor.ProcessorABC):
         variant = schema.detect_variant(available, source=str(meta.get("dataset", "")))
         columns = {}
         for coll, fields in schema.fields_used(variant, available).items():
-            columns[coll] = events[coll] if not fields else dak.zip({f: events[coll][f] for f in fields},
-                                                                    depth_limit=1 if coll == "MET" else None)
+            columns[coll] = events[coll] if not fields else dak.zip({f: events[coll][f] for f in fields})
         projected = dak.zip(columns, depth_limit=1)
         parts = [dask.delayed(self.process_chunk)(part, meta) for part in projected.to_delayed()]
         while len(parts) > 1:  # pairwise tree reduction

@@ -68,37 +68,40 @@ class InputFileError(OSError):
     """An input file cannot be read as a ROOT file with the expected tree (message names the file)."""
 
 
-def check_files(fileset: Mapping[str, Any], *, skip_bad_files: bool = False) -> tuple[dict[str, Any], list[str]]:
+def check_files(fileset: Mapping[str, Any], *, skip_bad_files: bool = False) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """Open every file of ``fileset`` and read its tree's entry count and first and last event numbers.
 
     A missing, empty, truncated or non-ROOT file, or one without the tree, raises
     :class:`InputFileError` with one line naming the file and the problem; with ``skip_bad_files``
-    such files are dropped instead and listed (``"path: problem"``) in the second return value.
-    Remote files (``root://``) are not opened here.
+    such files are dropped instead and listed (``"path: problem"``) per dataset in the second return
+    value. Remote files (``root://``) are not opened here. ``files`` may be ``{path: tree}`` or a list
+    of paths (``Events`` trees); the returned fileset has the mapping form.
 
     Returns
     -------
     tuple
-        (the fileset without bad files, the list of skipped files with their problem)
+        (the fileset without bad files, ``{dataset: [skipped file with its problem, ...]}``)
     """
     import uproot
 
     good: dict[str, Any] = {}
-    skipped: list[str] = []
+    skipped: dict[str, list[str]] = {}
     for dataset, entry in fileset.items():
-        files = {}
-        for f, tree in entry["files"].items():
+        listed = entry["files"] if isinstance(entry["files"], Mapping) else dict.fromkeys(entry["files"], "Events")
+        files, bad = {}, []
+        for f, tree in listed.items():
             problem = None if "://" in f else _file_problem(uproot, f, tree)
             if problem is None:
                 files[f] = tree
             elif skip_bad_files:
-                skipped.append(f"{f}: {problem}")
+                bad.append(f"{f}: {problem}")
             else:
                 raise InputFileError(f"{f} (dataset {dataset!r}): {problem}")
         if files:
             good[dataset] = {**entry, "files": files}
         elif skip_bad_files:
-            skipped.append(f"dataset {dataset!r}: no readable file left")
+            bad.append(f"dataset {dataset!r}: no readable file left")
+        skipped[dataset] = bad
     return good, skipped
 
 
@@ -170,17 +173,15 @@ def run_processor(fileset: Mapping[str, Any], proc: Any, *, executor: Any, chunk
 
     from cms_anomaly.processors.schema import AnalysisNanoAODSchema
 
+    good, skipped = check_files(fileset, skip_bad_files=skip_bad_files)
     # a fresh metadata cache: coffea's default process-wide cache keys on (dataset, file, tree) and
     # would hand a later run the user metadata (is_data, xsec) of an earlier one
-    good, skipped = check_files(fileset, skip_bad_files=skip_bad_files)
     runner = processor.Runner(executor=executor, schema=AnalysisNanoAODSchema, chunksize=chunksize,
                               maxchunks=maxchunks, skipbadfiles=skip_bad_files, metadata_cache={})
     output = runner(good, processor_instance=proc, treename="Events") if good else {}
     if skip_bad_files:
-        for dataset in fileset:
-            mine = [s for s in skipped if any(s.startswith(f"{f}:") for f in fileset[dataset]["files"])
-                    or s.startswith(f"dataset {dataset!r}")]
-            output.setdefault(dataset, {})["skipped_files"] = mine
+        for dataset, bad in skipped.items():
+            output.setdefault(dataset, {})["skipped_files"] = bad
     return output
 
 
@@ -198,10 +199,8 @@ def run_graph(fileset: Mapping[str, Any], proc: Any, *, step_size: int = 100_000
 
     from cms_anomaly.processors.schema import AnalysisNanoAODSchema
 
-    check_files(fileset)  # one clear line for an unreadable file before any graph is built
-    spec = {name: {"files": entry["files"] if isinstance(entry["files"], dict) else dict.fromkeys(entry["files"], "Events"),
-                   "metadata": dict(entry.get("metadata") or {})}
-            for name, entry in fileset.items()}
+    good, _ = check_files(fileset)  # one clear line for an unreadable file before any graph is built
+    spec = {name: {"files": entry["files"], "metadata": dict(entry.get("metadata") or {})} for name, entry in good.items()}
     available, _ = preprocess(DataGroupSpec.model_validate(spec), step_size=step_size, skip_bad_files=False)
     graphs = apply_to_fileset(proc, available, schemaclass=AnalysisNanoAODSchema)
     if client is not None:
