@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,14 +247,12 @@ def _leptons(events: Any, prefix: str, *, pdgid: int, pfcands: dict[str, np.ndar
     return _sorted_by_pt(coll)
 
 
-def _photons(events: Any, *, variant: schema.SchemaVariant, available: set[str], config: ObjectConfig,
-             source: str) -> ak.Array:
+def _photons(get: Callable[[str, str], Any], *, config: ObjectConfig, label: str) -> ak.Array:
     """Identified, isolated photons (before the lepton overlap removal), pT-ordered.
 
     ``Photon_cutBased >= photon_id_min`` (or the loose bit of the older ``cutBasedBitmap``) and
     ``Photon_pfRelIso03_all < photon_iso_max``: a pi0 photon inside a jet fails both.
     """
-    get = lambda q, feature: schema.get(events, q, variant=variant, feature=feature, available=available, source=source)  # noqa: E731
     photons = ak.zip({k: _as_float(get(f"photon.{k}", "photons")) for k in ("pt", "eta", "phi", "mass")})
     keep = (photons.pt > config.photon_pt_min) & (abs(photons.eta) < config.photon_eta_max)
     level = get("photon.id", "photon identification")
@@ -267,7 +266,7 @@ def _photons(events: Any, *, variant: schema.SchemaVariant, available: set[str],
     if iso is not None:
         keep = keep & (iso < config.photon_iso_max)
     if level is None and bitmap is None and iso is None:
-        log.debug("%s: photons without ID or isolation branches: kinematic cuts only", source or variant.name)
+        log.debug("%s: photons without ID or isolation branches: kinematic cuts only", label)
     return _sorted_by_pt(photons[keep])
 
 
@@ -411,8 +410,8 @@ def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVa
     # overlap removal: leptons > photons > jets (objects are disjoint)
     leptons = ak.concatenate([c[c.pt > config.overlap_lepton_pt_min][["eta", "phi", "pt"]] for c in (muons, electrons)],
                              axis=1)
-    photons = remove_overlaps(_photons(events, variant=variant, available=available, config=config, source=source),
-                              leptons, dr=config.photon_lepton_dr)
+    photons = remove_overlaps(_photons(get, config=config, label=source or variant.name), leptons,
+                              dr=config.photon_lepton_dr)
     cleaners = ak.concatenate([leptons, photons[["eta", "phi", "pt"]]], axis=1)
 
     nano_jets = ak.zip({k: _as_float(get(f"jet.{k}", "jets")) for k in ("pt", "eta", "phi", "mass")})
