@@ -67,6 +67,11 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--steps", type=int, default=100, help="timed steps per model (default 100)")
     t.add_argument("--models", nargs="+", default=["vae", "alad", "ae", "double-ae"], choices=_KINDS[:-1])
+    t.add_argument("--batch-size", type=positive_int, default=None,
+                   help="one batch size for every model (default: each model's paper batch size)")
+    t.add_argument("--agreement", action="store_true",
+                   help="also train ALAD and the double AE twice with the same seed per device pair (CPU/CPU, "
+                        "CUDA/CUDA, CPU/CUDA) and compare their scores on held-out events")
     t.set_defaults(func=_bench_training)
 
 
@@ -103,5 +108,9 @@ def _bench_scoring(args: argparse.Namespace) -> int:
 def _bench_training(args: argparse.Namespace) -> int:
     from cms_anomaly.models.benchmark import bench_training
 
-    print(bench_training(steps=args.steps, models=args.models))
+    print(bench_training(steps=args.steps, models=args.models, batch_size=args.batch_size), flush=True)
+    if args.agreement:
+        from cms_anomaly.models.benchmark import bench_agreement
+
+        print(bench_agreement())
     return 0
