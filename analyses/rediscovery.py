@@ -10,8 +10,11 @@ Steps (each a function below; ``run_rediscovery`` wires them):
    histograms and the per-event feature tables.
 3. **Training**: ALAD (Knapp Table 2; L1 score) on the unlabelled pseudo-data features (HLF-24);
    an autoencoder on the same inputs as a cross-check.
-4. **Second processor pass** with the exported TorchScript model (score histograms per dataset).
-5. **Anomaly selection** of the alpha most anomalous data events; H_T, M_J, N_J, N_B before and after,
+4. **Second processor pass** with the exported TorchScript files (ALAD and the AE) applied through
+   ``coffea.ml_tools``: per dataset and true process (pseudo-data labels; never used in training)
+   each score against H_T, M_J, N_J, N_b and N_J x N_b, 50 log bins per score decade.
+5. **Anomaly selection**, read off those histograms only: the score-bin edge that keeps at most
+   alpha of the data; H_T, M_J, N_J, N_B before and after,
    for data and simulation; ASTF data vs background-only simulation; the post-processing
    selection (PPS: N_J >= 6, N_b >= 2) with and without ttbar in the simulation; the ttbar
    enrichment measured with the hidden labels; ROC of the detector on labelled simulation.
@@ -173,47 +176,11 @@ def train_detectors(features_dir: Path, out: Path, config: RediscoveryConfig) ->
 
 
 # ------------------------------------------------------------------------------------- step 5
-def _score_tables(features_dir: Path, scorers: list, datasets: list[str]) -> list[dict[str, dict[str, np.ndarray]]]:
-    """Per scorer and dataset: the features needed downstream, the event weights, event numbers and
-    scores (each dataset's tables are read once, with only the columns needed, for all scorers)."""
-    import awkward as ak
-
-    from cms_anomaly.processors.feature_io import read_feature_tables
-
-    inputs = list(dict.fromkeys(name for scorer in scorers for name in scorer.feature_names))
-    out: list[dict[str, dict[str, np.ndarray]]] = [{} for _ in scorers]
-    for ds in datasets:
-        table = read_feature_tables(features_dir / ds, columns=[*dict.fromkeys([*inputs, *ASTF_FEATURES]), "weight", "event"],
-                                    as_numpy=True)
-        common = {**{k: np.asarray(table[k], dtype=np.float64) for k in ASTF_FEATURES},
-                  "weight": np.asarray(table["weight"], dtype=np.float64), "event": np.asarray(table["event"])}
-        for k, scorer in enumerate(scorers):
-            record = ak.zip({name: table[name] for name in scorer.feature_names})
-            scores = np.asarray(scorer(record), dtype=np.float64).reshape(len(table["weight"]), -1)[:, 0]
-            out[k][ds] = {**common, "score": scores}
-    return out
-
-
-def _hist(name: str, values: np.ndarray, weights: np.ndarray):
-    import hist
-
-    from cms_anomaly.processors.feature_spec import FEATURES
-    from cms_anomaly.processors.histograms import feature_axis
-
-    spec = FEATURES[name]
-    # counts get unit-width Regular bins [n, n+1): plottable by mplhep (Integer axes are not)
-    axis = hist.axis.Regular(int(spec.hi - spec.lo), spec.lo, spec.hi, name=name, label=spec.label) if spec.integer else feature_axis(spec)
-    h = hist.Hist(axis, storage=hist.storage.Weight())
-    h.fill(values, weight=weights)
-    return h
-
-
-def _purity_ratio(labels_selected: np.ndarray, labels_all: np.ndarray, process: str) -> dict[str, float]:
-    """Fraction of ``process`` among the selected events over its fraction among all, with errors."""
+def _purity_ratio(k: int, n: int, k0: int, n0: int) -> dict[str, float]:
+    """Fraction of ttbar among the ``n`` selected data events (``k`` of them ttbar) over its fraction
+    ``k0 / n0`` among all, with the Agresti-Coull interval of the selected fraction (68 % CL)."""
     from cms_anomaly.stats import agresti_coull_interval
 
-    k, n = int(np.sum(labels_selected == process)), int(len(labels_selected))
-    k0, n0 = int(np.sum(labels_all == process)), int(len(labels_all))
     f_all = k0 / n0 if n0 else float("nan")
     ci = agresti_coull_interval(k, n) if n else None
     if ci is None or not f_all:
@@ -223,74 +190,83 @@ def _purity_ratio(labels_selected: np.ndarray, labels_all: np.ndarray, process: 
             "purity_ratio": (k / n) / f_all, "purity_ratio_low": float(ci.low) / f_all, "purity_ratio_high": float(ci.high) / f_all}
 
 
-def _efficiency_ratio(signal: dict[str, np.ndarray], backgrounds: list[dict[str, np.ndarray]], *,
-                      threshold: float) -> dict[str, float]:
-    """eps_ttbar / eps_(W+Z) above ``threshold`` on labelled simulation (LR+ = TPR/FPR), 68 % CL.
+def _efficiency_ratio(signal: tuple[np.ndarray, np.ndarray], background: tuple[np.ndarray, np.ndarray], *,
+                      first_bin: int) -> dict[str, float]:
+    """eps_ttbar / eps_(W+Z) in score bins >= ``first_bin`` of labelled simulation (LR+ = TPR/FPR), 68 % CL.
 
-    This is Knapp et al.'s "factor 20" (a ratio of selection efficiencies on labelled MC), not the
-    purity ratio of :func:`_purity_ratio`. Each efficiency has its Agresti-Coull interval (effective
-    entries for weighted events); the ratio's bounds combine them conservatively (low / high).
+    ``signal`` and ``background`` are (sum w, sum w^2) per score bin. This is Knapp et al.'s
+    "factor 20" (a ratio of selection efficiencies on labelled MC), not the purity ratio of
+    :func:`_purity_ratio`. Each efficiency has its Agresti-Coull interval (effective entries of
+    the weighted sample); the ratio's bounds combine them conservatively (low / high).
     """
-    from cms_anomaly.stats import weighted_efficiency
+    from cms_anomaly.stats import efficiency_from_sums
 
-    e_s = weighted_efficiency(signal["score"] > threshold, signal["weight"])
-    scores = np.concatenate([b["score"] for b in backgrounds])
-    weights = np.concatenate([b["weight"] for b in backgrounds])
-    e_b = weighted_efficiency(scores > threshold, weights)
+    (ws, w2s), (wb, w2b) = signal, background
+    e_s = efficiency_from_sums(ws[first_bin:].sum(), ws.sum(), w2s.sum())
+    e_b = efficiency_from_sums(wb[first_bin:].sum(), wb.sum(), w2b.sum())
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = float(e_s.estimate / e_b.estimate) if e_b.estimate > 0 else float("inf")
         high = float(e_s.high / e_b.low) if e_b.low > 0 else float("inf")
+
+    def entries(w: np.ndarray, w2: np.ndarray) -> float:  # effective entries above the threshold
+        a, a2 = w[first_bin:].sum(), w2[first_bin:].sum()
+        return float(a * a / a2) if a2 > 0 else 0.0
+
     return {"eps_ttbar": float(e_s.estimate), "eps_ttbar_low": float(e_s.low), "eps_ttbar_high": float(e_s.high),
             "eps_background": float(e_b.estimate), "eps_background_low": float(e_b.low),
             "eps_background_high": float(e_b.high), "lr_plus": ratio,
             "lr_plus_low": float(e_s.low / e_b.high) if e_b.high > 0 else float("nan"), "lr_plus_high": high,
-            "ttbar_passed": int(np.sum(signal["score"] > threshold)),
-            "background_passed": int(np.sum(scores > threshold))}
+            "ttbar_passed": round(entries(ws, w2s)), "background_passed": round(entries(wb, w2b))}
 
 
-def analyse(tables: dict[str, dict[str, np.ndarray]], *, labels: dict[int, str] | None, alpha: float,
+def _binned_roc(signal: np.ndarray, background: np.ndarray):
+    """ROC of the score from per-bin weights (bin index as the score: events of one bin are tied)."""
+    from cms_anomaly.stats import roc_curve
+
+    idx = np.arange(len(signal), dtype=np.float64)
+    return roc_curve(idx, idx, bkg_weights=background, sig_weights=signal)
+
+
+def analyse(output: dict[str, Any], *, model: str = "alad", score: str = "l1", alpha: float,
             config: RediscoveryConfig) -> dict[str, Any]:
-    """ASTF, PPS yields, ttbar enrichment and the labelled-simulation ROC from scored tables."""
-    from cms_anomaly.stats import astf, auc, on_off_significance, roc_curve, threshold_at_efficiency
+    """ASTF, PPS yields, ttbar enrichment and the labelled-simulation ROC from the processor's histograms.
 
-    data = tables["data"]
-    threshold = threshold_at_efficiency(data["score"], efficiency=alpha)
-    # the hidden process labels of pseudo-data (None for real data: no enrichment then)
-    data_labels = None if labels is None else np.asarray([labels[int(e)] for e in data["event"]], dtype=object)
+    ``output`` is the second processor pass (``{dataset: {"hists": ...}}``, the ``model`` scorer
+    applied); every number is read off its ``score_<model>_<score>_vs_*`` histograms: the
+    threshold that keeps at most ``alpha`` of the data is a score-bin edge
+    (:func:`~cms_anomaly.stats.threshold_bin_at_efficiency`).
+    """
+    from cms_anomaly.analyses.scorehists import ScoreHists
+    from cms_anomaly.stats import astf, on_off_significance, threshold_bin_at_efficiency
 
-    def passes(t: dict) -> np.ndarray:
-        return t["score"] > threshold
-
-    def pps(t: dict) -> np.ndarray:
-        return (t["n_jets"] >= config.pps_min_jets) & (t["n_bjets"] >= config.pps_min_bjets)
+    sh = ScoreHists(output, model, score)
+    thresholds = sh.thresholds()
+    data_w, _ = sh.score_sums("data")
+    n_data = int(round(data_w.sum()))
+    k_alpha = threshold_bin_at_efficiency(data_w, efficiency=alpha)
+    # the hidden process labels of pseudo-data fill the process axis; real data carry "data"
+    labelled = "ttbar" in sh.processes("data")
+    roles = [r for r in ("data", *PROCESSES) if r in output]
+    bkg_mc = [r for r in BACKGROUNDS if r in output]
 
     hists: dict[str, dict[str, Any]] = {}
     astfs: dict[str, dict[str, Any]] = {}
-    bkg_mc = {k: tables[k] for k in BACKGROUNDS if k in tables}
     for name in ASTF_FEATURES:
-        h = {"data_all": _hist(name, data[name], data["weight"]),
-             "data_selected": _hist(name, data[name][passes(data)], data["weight"][passes(data)])}
-        for role, t in tables.items():
-            if role == "data":
-                continue
-            h[f"{role}_all"] = _hist(name, t[name], t["weight"])
-            h[f"{role}_selected"] = _hist(name, t[name][passes(t)], t["weight"][passes(t)])
-        h["background_all"] = sum((h[f"{r}_all"] for r in bkg_mc), start=_hist(name, np.zeros(0), np.zeros(0)))
-        h["background_selected"] = sum((h[f"{r}_selected"] for r in bkg_mc), start=_hist(name, np.zeros(0), np.zeros(0)))
-        h["with_ttbar_all"] = h["background_all"] + h["ttbar_all"]
-        h["with_ttbar_selected"] = h["background_selected"] + h["ttbar_selected"]
+        h = {}
+        for role in roles:
+            h[f"{role}_all"] = sh.feature(role, name)
+            h[f"{role}_selected"] = sh.feature(role, name, first_bin=k_alpha)
+        for stage in ("all", "selected"):
+            h[f"background_{stage}"] = sum((h[f"{r}_{stage}"] for r in bkg_mc[1:]), start=h[f"{bkg_mc[0]}_{stage}"])
+            h[f"with_ttbar_{stage}"] = h[f"background_{stage}"] + h[f"ttbar_{stage}"]
         hists[name] = h
         astfs[name] = {"data": astf(h["data_all"], h["data_selected"]),
                        "background MC": astf(h["background_all"], h["background_selected"]),
                        "background + ttbar MC": astf(h["with_ttbar_all"], h["with_ttbar_selected"])}
 
-    def yields(mask_fn) -> dict[str, dict[str, float]]:
-        out = {}
-        for role, t in tables.items():
-            m = mask_fn(t)
-            out[role] = {"sumw": float(t["weight"][m].sum()), "error": float(np.sqrt((t["weight"][m] ** 2).sum())),
-                         "entries": int(m.sum())}
-        bkg = [out[r] for r in BACKGROUNDS if r in out]
+    def yields(first_bin: int, min_jets: int = 0, min_bjets: int = 0) -> dict[str, dict[str, float]]:
+        out = {role: sh.count_yield(role, first_bin=first_bin, min_jets=min_jets, min_bjets=min_bjets) for role in roles}
+        bkg = [out[r] for r in bkg_mc]
         out["background"] = {"sumw": sum(b["sumw"] for b in bkg), "error": float(np.sqrt(sum(b["error"] ** 2 for b in bkg))),
                              "entries": sum(b["entries"] for b in bkg)}
         out["background + ttbar"] = {"sumw": out["background"]["sumw"] + out["ttbar"]["sumw"],
@@ -299,8 +275,11 @@ def analyse(tables: dict[str, dict[str, np.ndarray]], *, labels: dict[int, str] 
         return out
 
     # the weight one simulated event carries, per reference: sets the exposure of an empty simulation
-    unit_weight = {role: float(np.mean(t["weight"])) for role, t in tables.items() if role != "data" and len(t["weight"])}
-    unit_weight["background"] = max((unit_weight[r] for r in bkg_mc if r in unit_weight), default=1.0)
+    unit_weight = {}
+    for role in roles[1:]:
+        y = yields(0)[role]
+        unit_weight[role] = y["sumw"] / y["entries"] if y["entries"] else 1.0
+    unit_weight["background"] = max((unit_weight[r] for r in bkg_mc), default=1.0)
     unit_weight["background + ttbar"] = max(unit_weight["background"], unit_weight.get("ttbar", 0.0))
 
     def excess(y: dict, reference: str) -> dict[str, float]:
@@ -314,28 +293,28 @@ def analyse(tables: dict[str, dict[str, np.ndarray]], *, labels: dict[int, str] 
         return {"observed": n, "expected": b, "expected_error": eb, "difference": n - b,
                 "significance": on_off_significance(n, n_off, tau)}
 
-    pps_after = yields(lambda t: passes(t) & pps(t))
-    pps_before = yields(pps)
-    selected_all = yields(passes)
-    sig = tables["ttbar"]
-    bkg_scores = np.concatenate([tables[r]["score"] for r in bkg_mc])
-    bkg_weights = np.concatenate([tables[r]["weight"] for r in bkg_mc])
-    roc = roc_curve(bkg_scores, sig["score"], bkg_weights=bkg_weights, sig_weights=sig["weight"])
-    purity = {}
-    for a in sorted({*REPORT_ALPHAS, alpha}) if data_labels is not None else ():
-        thr = threshold_at_efficiency(data["score"], efficiency=a)
-        purity[f"{a:g}"] = {"threshold": float(thr), **_purity_ratio(data_labels[data["score"] > thr], data_labels, "ttbar")}
-    # the paper's figure of merit: efficiencies on labelled simulation at the data's threshold
-    efficiency_ratio = {}
+    pps_after = yields(k_alpha, config.pps_min_jets, config.pps_min_bjets)
+    pps_before = yields(0, config.pps_min_jets, config.pps_min_bjets)
+    selected_all = yields(k_alpha)
+    sig = sh.score_sums("ttbar")
+    bkg = tuple(np.sum([sh.score_sums(r)[i] for r in bkg_mc], axis=0) for i in (0, 1))
+    roc = _binned_roc(sig[0], bkg[0])
+    purity, efficiency_ratio = {}, {}
+    ttbar_w, _ = sh.score_sums("data", processes=["ttbar"]) if labelled else (None, None)
     for a in sorted({*REPORT_ALPHAS, alpha}):
-        thr = threshold_at_efficiency(data["score"], efficiency=a)
-        efficiency_ratio[f"{a:g}"] = {"threshold": float(thr),
-                                      **_efficiency_ratio(sig, list(bkg_mc.values()), threshold=thr)}
+        k = threshold_bin_at_efficiency(data_w, efficiency=a)
+        thr = float(thresholds[min(k, len(thresholds) - 1)])
+        if labelled:
+            purity[f"{a:g}"] = {"threshold": thr, **_purity_ratio(int(round(ttbar_w[k:].sum())), int(round(data_w[k:].sum())),
+                                                                 int(round(ttbar_w.sum())), n_data)}
+        # the paper's figure of merit: efficiencies on labelled simulation at the data's threshold
+        efficiency_ratio[f"{a:g}"] = {"threshold": thr, "data_fraction": float(data_w[k:].sum() / data_w.sum()),
+                                      **_efficiency_ratio(sig, bkg, first_bin=k)}
     return {
         "alpha": alpha,
-        "threshold": float(threshold),
-        "n_data": int(len(data["score"])),
-        "n_data_selected": int(passes(data).sum()),
+        "threshold": float(thresholds[min(k_alpha, len(thresholds) - 1)]),
+        "n_data": n_data,
+        "n_data_selected": int(round(data_w[k_alpha:].sum())),
         "purity_ratio": purity,
         "efficiency_ratio": efficiency_ratio,
         "pps_after_anomaly_selection": {"yields": pps_after, "vs_background": excess(pps_after, "background"),
@@ -343,7 +322,7 @@ def analyse(tables: dict[str, dict[str, np.ndarray]], *, labels: dict[int, str] 
         "pps_without_anomaly_selection": {"yields": pps_before, "vs_background": excess(pps_before, "background"),
                                           "vs_background_ttbar": excess(pps_before, "background + ttbar")},
         "anomaly_selected_yields": selected_all,
-        "roc_auc_ttbar_vs_background": float(auc(bkg_scores, sig["score"], bkg_weights=bkg_weights, sig_weights=sig["weight"])),
+        "roc_auc_ttbar_vs_background": float(roc.auc()),
         "_hists": hists,
         "_astf": astfs,
         "_roc": roc,
@@ -351,10 +330,11 @@ def analyse(tables: dict[str, dict[str, np.ndarray]], *, labels: dict[int, str] 
 
 
 # ------------------------------------------------------------------------------------- step 6
-def make_plots(result: dict, report_dir: Path, *, lumi_pb: float, tables: dict,
-               data_label: str = "Pseudo-data") -> list[Path]:
-    """The analogues of Knapp et al. Figs 5-9 as PNGs."""
+def make_plots(result: dict, report_dir: Path, *, lumi_pb: float, output: dict, model: str = "alad",
+               score: str = "l1", data_label: str = "Pseudo-data") -> list[Path]:
+    """The analogues of Knapp et al. Figs 5-9 as PNGs, from the processor's histograms."""
     from cms_anomaly.analyses import plotting
+    from cms_anomaly.analyses.scorehists import ScoreHists
     from cms_anomaly.processors.feature_spec import FEATURES
 
     lumi_text = f"{lumi_pb:.3g} pb$^{{-1}}$"
@@ -371,25 +351,18 @@ def make_plots(result: dict, report_dir: Path, *, lumi_pb: float, tables: dict,
     auc = result["roc_auc_ttbar_vs_background"]
     pngs.append(plotting.plot_roc({rf"ALAD L1: $t\bar{{t}}$ vs W+Z (AUC {auc:.3f})": result["_roc"]}, report_dir / "roc_alad.png",
                                   text="labelled simulation"))
-    import hist
+    # the score distributions from the processor's histograms, over the decades the samples fill
+    # (L1 scores span decades: outliers reach 1e4-1e5 x the median), 10 bins per decade
+    sh = ScoreHists(output, model, score)
+    first, last = sh.occupied_range([r for r in ("data", *PROCESSES) if r in output])
 
-    # L1 scores are positive and span decades (outliers reach 1e4-1e5 x the median): log bins from
-    # the smallest to the largest score of any sample, so that no event falls outside the plot
-    all_scores = np.concatenate([t["score"] for t in tables.values()])
-    positive = all_scores[np.isfinite(all_scores) & (all_scores > 0)]
-    lo, hi = (float(positive.min()) * 0.95, float(positive.max()) * 1.05) if positive.size else (1e-3, 1.0)
-    axis = hist.axis.Regular(40, lo, max(hi, 10 * lo), transform=hist.axis.transform.log, name="score",
-                             label="ALAD L1 score")
+    def score_hist(role: str):  # noqa: ANN202
+        return sh.score_hist(role, first=first, last=last, rebin=5)
 
-    def score_hist(t):  # noqa: ANN001, ANN202
-        h = hist.Hist(axis, storage=hist.storage.Weight())
-        h.fill(np.clip(t["score"], lo, hi * 0.9999), weight=t["weight"])
-        return h
-
-    pngs.append(plotting.plot_data_mc(score_hist(tables["data"]),
-                                      {r"W($\mu\nu$)+jets": score_hist(tables["wjets"]), r"Z/$\gamma^*$($\mu\mu$)+jets": score_hist(tables["zjets"])},
+    pngs.append(plotting.plot_data_mc(score_hist("data"),
+                                      {r"W($\mu\nu$)+jets": score_hist("wjets"), r"Z/$\gamma^*$($\mu\mu$)+jets": score_hist("zjets")},
                                       report_dir / "score_alad.png", xlabel="ALAD L1 score",
-                                      signals={r"$t\bar{t}$": score_hist(tables["ttbar"])}, data_label=data_label,
+                                      signals={r"$t\bar{t}$": score_hist("ttbar")}, data_label=data_label,
                                       text=rf"all selected events, {lumi_text}", lumi=None, com=None, is_data=False,
                                       logx=True))
     return pngs
@@ -505,7 +478,6 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
     data_meta = data["data"]["metadata"]
     lumi = data_meta["lumi_pb"]
     labels_df = pd.read_parquet(data_meta["labels"]) if "labels" in data_meta else None  # pseudo-data only
-    labels = None if labels_df is None else dict(zip(labels_df["event"].astype(int), labels_df["process"].astype(str)))
     fileset = {**data, **simulation}
 
     t = time.perf_counter()
@@ -519,21 +491,24 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
     times["training"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    scorer = load_scorer(models["alad"])
-    run_pass(fileset, out=out / "pass2", config=config, lumi_pb=lumi, scorers={"alad": scorer}, features=False)
+    # the exported TorchScript files, applied inside the processor through coffea.ml_tools: every
+    # number and plot of the report is read off this pass's histograms (saved in pass2/)
+    scorers = {"alad": load_scorer(models["alad"]), "ae": load_scorer(models["ae"])}
+    second = run_pass(fileset, out=out / "pass2", config=config, lumi_pb=lumi, scorers=scorers, features=False)
     times["pass2"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    tables, ae_tables = _score_tables(out / "pass1" / "features", [scorer, load_scorer(models["ae"])],
-                                      ["data", *simulation])
-    result = analyse(tables, labels=labels, alpha=config.alpha, config=config)
-    ae_result = analyse(ae_tables, labels=labels, alpha=config.alpha, config=config)
+    alad_score, ae_score = scorers["alad"].output_names[0], scorers["ae"].output_names[0]
+    result = analyse(second, model="alad", score=alad_score, alpha=config.alpha, config=config)
+    ae_result = analyse(second, model="ae", score=ae_score, alpha=config.alpha, config=config)
     result["ae_crosscheck"] = {"roc_auc_ttbar_vs_background": ae_result["roc_auc_ttbar_vs_background"],
                                "purity_ratio": ae_result["purity_ratio"]}
+    result["histograms"] = {"file": str(out / "pass2" / "histograms.coffea"), "model": "alad", "score": alad_score,
+                            "crosscheck_model": "ae", "crosscheck_score": ae_score}
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    pngs = make_plots(result, report_dir, lumi_pb=lumi, tables=tables,
-                      data_label="Pseudo-data" if labels is not None else "Data")
+    pngs = make_plots(result, report_dir, lumi_pb=lumi, output=second, model="alad", score=alad_score,
+                      data_label="Pseudo-data" if labels_df is not None else "Data")
     times["analysis"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     composition = {} if labels_df is None else dict(labels_df["process"].value_counts().sort_index().items())

@@ -76,6 +76,37 @@ def score2d_hist(name: str, outputs: Sequence[str], *, dataset: str | None = Non
     )
 
 
+#: fine score binning of the histograms that thresholds are read from (50 log bins per decade:
+#: a threshold at a bin edge selects a fraction within 4.7 % (relative) of the score of any alpha)
+SCORE_FINE_BINS = 50 * 12
+
+#: the features histogrammed against every model output (Knapp et al. sec. 4: the ASTF variables
+#: H_T, M_J, N_J, N_b); with N_J x N_b also jointly, for post-processing selections on them
+SCORE_VS_FEATURES: tuple[str, ...] = ("ht", "m_jets", "n_jets", "n_bjets")
+
+
+def _process_axis() -> hist.axis.StrCategory:
+    return hist.axis.StrCategory([], name="process", label="Process (generator truth; 'data' for data)", growth=True)
+
+
+def _fine_score_axis(name: str, output: str) -> hist.axis.Regular:
+    return hist.axis.Regular(SCORE_FINE_BINS, *SCORE_RANGE, transform=hist.axis.transform.log, name="score",
+                             label=f"{name} {output} (anomaly score)")
+
+
+def score_feature_hist(name: str, output: str, spec: FeatureSpec, *, dataset: str | None = None) -> hist.Hist:
+    """(dataset, process, score, feature): any anomaly selection's ASTF, read off at any threshold."""
+    return hist.Hist(_dataset_axis(dataset), _process_axis(), _fine_score_axis(name, output), feature_axis(spec),
+                     storage=hist.storage.Weight())
+
+
+def score_counts_hist(name: str, output: str, n_jets: FeatureSpec, n_bjets: FeatureSpec, *,
+                      dataset: str | None = None) -> hist.Hist:
+    """(dataset, process, score, N_J, N_b): yields of object-count selections after any threshold."""
+    return hist.Hist(_dataset_axis(dataset), _process_axis(), _fine_score_axis(name, output), feature_axis(n_jets),
+                     feature_axis(n_bjets), storage=hist.storage.Weight())
+
+
 @numba.njit(cache=True, nogil=True)
 def _occupancy_kernel(rmm, weights, sumw, sumw2):  # pragma: no cover - compiled
     for ev in range(rmm.shape[0]):

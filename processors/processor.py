@@ -19,6 +19,7 @@ luminosity is given, else the bare ``genWeight``.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,6 +56,37 @@ def event_weights(genweight: np.ndarray, metadata: Mapping[str, Any], *, lumi_pb
     if lumi_pb is not None and xsec is not None and sumw:
         return genweight * (float(xsec) * float(lumi_pb) / float(sumw))
     return np.asarray(genweight, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=8)
+def _label_table(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted event numbers, their process) of a pseudo-data ``labels.parquet`` (read once per worker)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=["event", "process"])
+    events = np.asarray(table["event"].to_numpy(), dtype=np.uint64)
+    order = np.argsort(events, kind="stable")
+    return events[order], np.asarray(table["process"].to_numpy(zero_copy_only=False), dtype=object)[order]
+
+
+def event_processes(metadata: Mapping[str, Any], event_numbers: np.ndarray) -> np.ndarray:
+    """The true process of each event, for the ``process`` axis of the score histograms.
+
+    Pseudo-data (metadata ``labels``: the mixture's ``event -> process`` table, which no
+    training reads) get each event's hidden process, ``unknown`` where the table lacks it; real
+    data ``data``; simulation its metadata ``process`` (else the dataset name).
+    """
+    n = len(event_numbers)
+    if metadata.get("labels"):
+        events, processes = _label_table(str(metadata["labels"]))
+        if not len(events):
+            return np.full(n, "unknown")
+        ev = np.asarray(event_numbers, dtype=np.uint64)
+        idx = np.minimum(np.searchsorted(events, ev), len(events) - 1)
+        return np.where(events[idx] == ev, processes[idx], "unknown").astype(str)
+    if metadata.get("is_data", False):
+        return np.full(n, "data")
+    return np.full(n, str(metadata.get("process", metadata.get("dataset", "unknown"))))
 
 
 def _is_dask_collection(events: Any) -> bool:
@@ -108,6 +140,12 @@ class AnomalyProcessor(processor.ProcessorABC):
                 hists[f"score_{name}_{out}"] = histograms.score_hist(name, out, dataset=dataset)
             if len(scorer.output_names) == 2:
                 hists[f"score2d_{name}"] = histograms.score2d_hist(name, scorer.output_names, dataset=dataset)
+            for out in scorer.output_names:
+                for feat in histograms.SCORE_VS_FEATURES:
+                    hists[f"score_{name}_{out}_vs_{feat}"] = histograms.score_feature_hist(name, out, FEATURES[feat],
+                                                                                          dataset=dataset)
+                hists[f"score_{name}_{out}_vs_counts"] = histograms.score_counts_hist(
+                    name, out, FEATURES["n_jets"], FEATURES["n_bjets"], dataset=dataset)
         return hists
 
     def process(self, events: Any) -> Any:
@@ -147,11 +185,21 @@ class AnomalyProcessor(processor.ProcessorABC):
         cum = {"all": np.ones(len(objects), bool)} | {c: np.asarray(packed.all(*names[:k + 1]), bool)
                                                       for k, c in enumerate(names)}
         histograms.fill_cutflow(hists["cutflow"], cum, dataset=dataset, weights=weights)
+        get_int = lambda f: np.asarray(ak.to_numpy(events[f]))[mask] if f in events.fields else np.zeros(int(mask.sum()), np.int64)  # noqa: E731
+        if self.scorers:
+            process = event_processes(meta, get_int("event"))
+            counts = {f: ak.to_numpy(selected[f]) for f in histograms.SCORE_VS_FEATURES}
         for name, scorer in self.scorers.items():
             outs = scorer.output_names
             scores = _scores_2d(scorer(selected), len(selected), name, len(outs))
             for k, out in enumerate(outs):
                 hists[f"score_{name}_{out}"].fill(dataset=dataset, **{out: scores[:, k]}, weight=sel_w)
+                for feat in histograms.SCORE_VS_FEATURES:
+                    hists[f"score_{name}_{out}_vs_{feat}"].fill(dataset=dataset, process=process, score=scores[:, k],
+                                                                **{feat: counts[feat]}, weight=sel_w)
+                hists[f"score_{name}_{out}_vs_counts"].fill(dataset=dataset, process=process, score=scores[:, k],
+                                                            n_jets=counts["n_jets"], n_bjets=counts["n_bjets"],
+                                                            weight=sel_w)
             if len(outs) == 2:
                 hists[f"score2d_{name}"].fill(dataset=dataset, **{outs[0]: scores[:, 0], outs[1]: scores[:, 1]},
                                               weight=sel_w)
@@ -161,7 +209,6 @@ class AnomalyProcessor(processor.ProcessorABC):
             file_id = meta.get("fileuuid") or Path(meta.get("filename", "unknown")).stem
             path = feature_io.table_path(self.features_dir, dataset=dataset, file_id=file_id,
                                          entrystart=int(meta.get("entrystart", 0)), entrystop=int(meta.get("entrystop", len(events))))
-            get_int = lambda f: np.asarray(ak.to_numpy(events[f]))[mask] if f in events.fields else np.zeros(int(mask.sum()), np.int64)  # noqa: E731
             feature_io.write_feature_table(selected, path=path, weights=sel_w, run=get_int("run"),
                                            lumi=get_int("luminosityBlock"), event=get_int("event"), dataset=dataset,
                                            is_signal=bool(meta.get("is_signal", False)))

@@ -237,6 +237,9 @@ def save_outputs(output: Mapping[str, Any], out_dir: str | Path) -> dict[str, Pa
                     values = sliced.values()
                     fout[f"{dataset}/{name}"] = (np.asarray(values, dtype=np.float64),
                                                  np.arange(len(values) + 1, dtype=np.float64))
+                elif "process" in sliced.axes.name:  # ROOT has no string axes: one histogram per process
+                    for process in sliced.axes["process"]:
+                        fout[f"{dataset}/{name}/{process}"] = sliced[{"process": process}]
                 else:
                     fout[f"{dataset}/{name}"] = sliced
     return {"coffea": coffea_path, "root": root_path}

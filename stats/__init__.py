@@ -48,6 +48,7 @@ from cms_anomaly.stats.dcor import (
 from cms_anomaly.stats.intervals import (
     BinomialInterval,
     agresti_coull_interval,
+    efficiency_from_sums,
     enrichment_factor,
     ratio_uncertainty,
     weighted_efficiency,
@@ -82,6 +83,7 @@ from cms_anomaly.stats.thresholds import (
     selection_efficiency,
     threshold_at_efficiency,
     threshold_at_fpr,
+    threshold_bin_at_efficiency,
     weighted_cdf,
 )
 
@@ -111,6 +113,7 @@ __all__ = [
     "distance_correlation",
     "effective_entries",
     "efficiency_above",
+    "efficiency_from_sums",
     "enrichment_factor",
     "events_per_month",
     "lr_plus",
@@ -124,6 +127,7 @@ __all__ = [
     "sic",
     "threshold_at_efficiency",
     "threshold_at_fpr",
+    "threshold_bin_at_efficiency",
     "tpr_at_fpr",
     "trigger_rate_hz",
     "weighted_cdf",

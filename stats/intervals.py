@@ -114,6 +114,12 @@ def _weighted_efficiency_interval(w_pass: np.ndarray, w_total: np.ndarray, w2_to
     return BinomialInterval(estimate=p, center=ac.center, low=ac.low, high=ac.high, cl=cl)
 
 
+def efficiency_from_sums(w_pass, w_total, w2_total, *, cl: float = ONE_SIGMA_CL) -> BinomialInterval:
+    """Efficiency ``w_pass / w_total`` of a weighted selection from its sums (e.g. histogram bins
+    with ``Weight`` storage), with the Agresti-Coull interval in effective entries of the total."""
+    return _weighted_efficiency_interval(w_pass, w_total, w2_total, cl=cl)
+
+
 def weighted_efficiency(passed, weights=None, *, cl: float = ONE_SIGMA_CL) -> BinomialInterval:
     """Efficiency of a selection on a (weighted) sample with its Agresti-Coull interval.
 

@@ -217,3 +217,25 @@ def efficiency_above(scores: np.ndarray, weights: np.ndarray | None = None, *, t
     out.update(efficiency=float(np.exp(slope * threshold + intercept)), low=float("nan"), high=float("nan"),
                method="exponential_tail_fit", upper_limit_empirical=float(measured.high))
     return out
+
+
+def threshold_bin_at_efficiency(sumw: np.ndarray, *, efficiency: float) -> int:
+    """First bin of a binned score distribution whose upper tail holds at most ``efficiency``.
+
+    ``sumw`` are the bin contents in score order (flow bins included, as ``hist``'s
+    ``view(flow=True)``). Returns the smallest index ``k`` with
+    ``sum(sumw[k:]) <= efficiency * sum(sumw)``: selecting every event in bins ``k, k+1, ...``
+    is the largest selection at a bin edge that keeps no more than the requested fraction (the
+    fraction actually selected is ``sum(sumw[k:]) / sum(sumw)``; ``len(sumw)`` selects nothing).
+    """
+    w = np.asarray(sumw, dtype=np.float64)
+    if w.ndim != 1 or not np.all(np.isfinite(w)):
+        raise StatisticsError(f"threshold_bin_at_efficiency: need a finite 1-D array, got shape {w.shape}")
+    if not 0 < efficiency <= 1:
+        raise StatisticsError(f"threshold_bin_at_efficiency: efficiency must be in (0, 1], got {efficiency}")
+    total = float(w.sum())
+    if total <= 0:
+        raise StatisticsError("threshold_bin_at_efficiency: the histogram is empty")
+    tail = np.concatenate([np.cumsum(w[::-1])[::-1], [0.0]])  # tail[k] = sum(w[k:])
+    ok = np.flatnonzero(tail <= efficiency * total * (1 + 1e-12))
+    return int(ok[0])

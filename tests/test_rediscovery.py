@@ -43,7 +43,7 @@ def test_numbers_are_finite_and_consistent(report):
     cutflow = payload["cutflow"]["data"]["events"]
     assert list(cutflow.values())[-1] == r["n_data"] >= 20
     assert cutflow["all"] == sum(composition.values())
-    assert 0 < r["n_data_selected"] <= math.ceil(r["alpha"] * r["n_data"])
+    assert 0 < r["n_data_selected"] <= r["alpha"] * r["n_data"]  # the bin edge keeps at most alpha
     assert math.isfinite(r["threshold"]) and 0 <= r["roc_auc_ttbar_vs_background"] <= 1
     for alpha, e in r["purity_ratio"].items():
         assert e["selected"] <= max(1, math.ceil(float(alpha) * r["n_data"]))
@@ -112,13 +112,56 @@ def test_efficiency_ratio_is_lr_plus_of_labelled_simulation():
     """eps_ttbar / eps_(W+Z) by hand: 3 of 10 ttbar and 5 of 100 (weighted 2 and 1) background events pass."""
     from cms_anomaly.analyses.rediscovery import _efficiency_ratio
 
-    ttbar = {"score": np.arange(10.0), "weight": np.ones(10)}
-    w = {"score": np.r_[np.full(5, 9.0), np.zeros(45)], "weight": np.full(50, 2.0)}
-    z = {"score": np.zeros(50), "weight": np.ones(50)}
-    r = _efficiency_ratio(ttbar, [w, z], threshold=6.5)
+    # per score bin (sum w, sum w^2): ttbar one unit-weight event in each of bins 0..9; background
+    # 45 W events (w = 2) and 50 Z events (w = 1) in bin 0, 5 W events in bin 9; selection: bins >= 7
+    ttbar = (np.ones(10), np.ones(10))
+    bkg_w = np.zeros(10)
+    bkg_w[0], bkg_w[9] = 45 * 2.0 + 50, 5 * 2.0
+    bkg_w2 = np.zeros(10)
+    bkg_w2[0], bkg_w2[9] = 45 * 4.0 + 50, 5 * 4.0
+    r = _efficiency_ratio(ttbar, (bkg_w, bkg_w2), first_bin=7)
     assert r["ttbar_passed"] == 3 and r["background_passed"] == 5
     assert r["eps_ttbar"] == pytest.approx(0.3)
     assert r["eps_background"] == pytest.approx(10.0 / 150.0)
     assert r["lr_plus"] == pytest.approx(0.3 / (10.0 / 150.0))
     assert r["eps_ttbar_low"] < 0.3 < r["eps_ttbar_high"]
     assert r["lr_plus_low"] < r["lr_plus"] < r["lr_plus_high"]
+
+
+def test_report_numbers_equal_the_saved_histograms(report):
+    """Every report number is read off pass2/histograms.coffea: recompute a few with plain numpy and
+    sklearn from the saved file (the threshold from the data's score counts, the selected and PPS
+    yields, the ttbar purity from the process axis, the AUC of labelled simulation)."""
+    from coffea.util import load
+
+    report_dir, payload = report
+    r = payload["result"]
+    saved = load(r["histograms"]["file"])
+    name = f"score_alad_{r['histograms']['score']}_vs_counts"
+
+    def view(ds):  # (process, score, n_jets, n_bjets) sum w with flow bins
+        h = saved[ds]["hists"][name]
+        return h.view(flow=True)["value"][h.axes["dataset"].index(ds)], list(h.axes["process"]), h
+
+    data, processes, h = view("data")
+    per_score = data.sum(axis=(0, 2, 3))
+    n = per_score.sum()
+    tail = np.cumsum(per_score[::-1])[::-1]
+    k = int(np.argmax(tail <= r["alpha"] * n))  # first bin whose tail holds at most alpha
+    assert r["n_data"] == round(n)
+    assert r["n_data_selected"] == round(tail[k]) > 0
+    assert r["threshold"] == pytest.approx(np.concatenate([[0.0], h.axes["score"].edges])[k])
+    nj = 6 - int(h.axes["n_jets"].edges[0]) + 1
+    nb = 2 - int(h.axes["n_bjets"].edges[0]) + 1
+    assert r["pps_after_anomaly_selection"]["vs_background"]["observed"] == pytest.approx(data[:, k:, nj:, nb:].sum())
+    assert r["pps_without_anomaly_selection"]["vs_background"]["observed"] == pytest.approx(data[:, :, nj:, nb:].sum())
+    a = f"{r['alpha']:g}"
+    ttbar = data[processes.index("ttbar")].sum(axis=(1, 2))
+    assert r["purity_ratio"][a]["ttbar_selected"] == round(ttbar[k:].sum())
+    assert r["purity_ratio"][a]["fraction_all"] == pytest.approx(ttbar.sum() / n)
+    # AUC of ttbar vs W+Z simulation = P(s_ttbar > s_bkg) + P(tie) / 2, events of one score bin tied
+    sig = view("ttbar")[0].sum(axis=(0, 2, 3))
+    bkg = view("wjets")[0].sum(axis=(0, 2, 3)) + view("zjets")[0].sum(axis=(0, 2, 3))
+    below = np.concatenate([[0.0], np.cumsum(bkg)[:-1]])
+    auc = float(np.sum(sig * (below + 0.5 * bkg)) / (sig.sum() * bkg.sum()))
+    assert r["roc_auc_ttbar_vs_background"] == pytest.approx(auc, abs=1e-9)
