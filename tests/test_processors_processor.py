@@ -267,3 +267,18 @@ def test_empty_chunk_runs_through_the_same_path(real_nanoaod_files):
     out = AnomalyProcessor(selection="dijet").process(events)["empty"]
     assert out["nevents"] == 0 and out["cutflow"]["events"] == {"all": 0, "fatjet_pt": 0, "two_fatjets": 0}
     assert out["hists"]["mJJ"].values(flow=True).sum() == 0
+
+
+def test_event_processes_from_labels_data_and_simulation(tmp_path):
+    """The process axis: pseudo-data events get their hidden label (unknown if absent), data 'data',
+    simulation its metadata process."""
+    import pandas as pd
+
+    from cms_anomaly.processors.processor import event_processes
+
+    path = tmp_path / "labels.parquet"
+    pd.DataFrame({"event": np.array([3, 1, 2], np.uint64), "process": ["ttbar", "wjets", "zjets"]}).to_parquet(path)
+    got = event_processes({"labels": str(path)}, np.array([1, 2, 5, 3]))
+    assert got.tolist() == ["wjets", "zjets", "unknown", "ttbar"]
+    assert event_processes({"is_data": True}, np.arange(2)).tolist() == ["data", "data"]
+    assert event_processes({"process": "ttbar", "dataset": "tt"}, np.arange(1)).tolist() == ["ttbar"]

@@ -394,3 +394,18 @@ def test_z_from_p_and_poisson_significance_by_hand():
     p = 1 - math.exp(-0.5) * (1 + 0.5 + 0.125)
     assert st.poisson_significance(3, 0.5) == pytest.approx(st.z_from_p(p), rel=1e-12)
     assert st.poisson_significance(0, 0.5) == 0.0 and math.isnan(st.poisson_significance(3, 0.0))
+
+
+def test_threshold_bin_at_efficiency_by_hand():
+    """Bins (underflow, 3 bins, overflow) = 0, 5, 3, 1, 1 of 10 events: tails 10, 10, 5, 2, 1, 0."""
+    from cms_anomaly.stats import StatisticsError, threshold_bin_at_efficiency
+
+    counts = np.array([0.0, 5.0, 3.0, 1.0, 1.0])
+    assert threshold_bin_at_efficiency(counts, efficiency=0.2) == 3  # 2 events: the largest tail <= 20 %
+    assert threshold_bin_at_efficiency(counts, efficiency=0.15) == 4  # 1.5 allowed: only the overflow
+    assert threshold_bin_at_efficiency(counts, efficiency=0.05) == 5  # nothing fits: select nothing
+    assert threshold_bin_at_efficiency(counts, efficiency=1.0) == 0
+    with pytest.raises(StatisticsError, match="empty"):
+        threshold_bin_at_efficiency(np.zeros(4), efficiency=0.1)
+    with pytest.raises(StatisticsError, match="efficiency"):
+        threshold_bin_at_efficiency(counts, efficiency=0.0)
