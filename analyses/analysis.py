@@ -55,11 +55,12 @@ def execution_from(args: Any) -> Execution:
 
 
 def processor_pass(fileset: dict, *, out: Path, selection: str, lumi_pb: float, execution: Execution = Execution(),
-                   scorers: dict | None = None, features: bool) -> dict:
+                   scorers: dict | None = None, features: bool, **options: Any) -> dict:
     """Run :class:`AnomalyProcessor` with ``selection`` over ``fileset``; histograms saved under ``out``.
 
     With ``features`` the per-event tables go to ``out/features`` (an earlier run's tables there are
-    removed first: their chunk names would differ and both would be read).
+    removed first: their chunk names would differ and both would be read). ``options`` go to the
+    processor (``score_features``, ``split``).
     """
     from cms_anomaly.processors.processor import AnomalyProcessor
     from cms_anomaly.processors.runner import make_executor, run_processor, save_outputs
@@ -67,7 +68,7 @@ def processor_pass(fileset: dict, *, out: Path, selection: str, lumi_pb: float, 
     if features:
         shutil.rmtree(out / "features", ignore_errors=True)
     proc = AnomalyProcessor(selection=selection, scorers=scorers, lumi_pb=lumi_pb,
-                            features_dir=str(out / "features") if features else None)
+                            features_dir=str(out / "features") if features else None, **options)
     kind = execution.executor if execution.executor in EXECUTORS else "iterative"
     with make_executor(kind, scheduler=execution.scheduler, workers=execution.workers) as executor:
         output = run_processor(fileset, proc, executor=executor, chunksize=execution.chunksize)

@@ -120,16 +120,16 @@ def sm_process_weights(weights: dict[str, np.ndarray], *, composition: str) -> d
 
 
 def validation_indices(samples: dict, *, seed: int, val_fraction: float) -> dict[str, np.ndarray]:
-    """Per SM dataset, the indices of its events in the validation half that
+    """Per SM dataset, the indices of its events in the validation part that
     :func:`cms_anomaly.models.pipeline.split_cocktail` makes with the same seed (the process label of
     every SM validation event, which the concatenated cocktail drops)."""
-    from cms_anomaly.models.data import train_val_split
+    from cms_anomaly.models.data import sm_cocktail, validation_mask
 
     sm = [name for name, s in samples.items() if not s.is_signal]
     owner = np.concatenate([np.full(len(samples[n]), i) for i, n in enumerate(sm)])
     local = np.concatenate([np.arange(len(samples[n])) for n in sm])
-    _, va = train_val_split(len(owner), val_fraction=val_fraction, seed=seed)
-    return {n: local[va][owner[va] == i] for i, n in enumerate(sm)}
+    va = validation_mask(sm_cocktail(samples), val_fraction=val_fraction, seed=seed)
+    return {n: local[va & (owner == i)] for i, n in enumerate(sm)}
 
 
 def add_cocktail_arguments(p: Any, *, default_out: str) -> None:
@@ -146,7 +146,5 @@ def cocktail_config(args: Any, base: CocktailConfig | None = None) -> CocktailCo
 
 def reweighted(samples: dict, *, composition: str) -> tuple[dict, dict[str, np.ndarray]]:
     """``samples`` with the SM weights of :func:`sm_process_weights`; also returns those weights."""
-    from cms_anomaly.models.data import Sample
-
     weights = sm_process_weights({n: s.weight for n, s in samples.items() if not s.is_signal}, composition=composition)
-    return {n: (Sample(n, s.x, weights[n], False) if n in weights else s) for n, s in samples.items()}, weights
+    return {n: (replace(s, weight=weights[n]) if n in weights else s) for n, s in samples.items()}, weights

@@ -83,10 +83,9 @@ def _metrics(s_bkg: np.ndarray, w_bkg: np.ndarray, s_sig: np.ndarray) -> dict[st
 
 # ----------------------------------------------------------------------------- driver
 def _signal_test(samples: dict[str, Sample], seed: int) -> dict[str, np.ndarray]:
-    from cms_anomaly.models.data import train_val_split
+    from cms_anomaly.models.data import validation_mask
 
-    return {n: samples[n].x[train_val_split(len(samples[n]), val_fraction=0.5, seed=seed)[1]]
-            for n, s in samples.items() if s.is_signal}
+    return {n: s.x[validation_mask(s, val_fraction=0.5, seed=seed)] for n, s in samples.items() if s.is_signal}
 
 
 def evaluate(features_dir: str | Path, out_dir: str | Path, *, options: EvaluateOptions = EvaluateOptions(),

@@ -55,16 +55,8 @@ class OutlierConfig:
     #: the charged-Higgs window for the S/B gain: m_bb above this fraction of m(H+-)
     hplus_mass: float = 1000.0
     hplus_window_fraction: float = 0.4
-    mass_edges: tuple[float, ...] = tuple(float(x) for x in np.round(np.geomspace(60.0, 4000.0, 31), 0))
-
-
-def _mass_hist(values: np.ndarray, weights: np.ndarray, edges: tuple[float, ...], label: str):
-    import hist
-
-    h = hist.Hist(hist.axis.Variable(edges, name="m", label=label), storage=hist.storage.Weight())
-    ok = values > 0  # 0: an object of the pair is missing
-    h.fill(values[ok], weight=weights[ok])
-    return h
+    #: the processor's 60 log bins of m_x_y (60 GeV - 4 TeV) merged this many at a time for the fits
+    mass_rebin: int = 2
 
 
 def fit_outlier_mass(h, *, name: str) -> dict[str, Any]:
@@ -90,29 +82,39 @@ def fit_outlier_mass(h, *, name: str) -> dict[str, Any]:
             "fit_range": [float(edges[start]), float(edges[last + 1])], "valid": fit.valid, "_fit": fit}
 
 
-def signal_to_background_gain(sm_m: np.ndarray, sm_w: np.ndarray, sm_pass: np.ndarray, sig_m: np.ndarray,
-                              sig_w: np.ndarray, sig_pass: np.ndarray, *, m_min: float) -> dict[str, float]:
-    """S/B before and after the outlier cut for m > m_min (and for all m): the gain is eps_S / eps_B."""
-    from cms_anomaly.stats import weighted_efficiency
+def signal_to_background_gain(sm_all, sm_pass, sig_all, sig_pass, *, m_min: float) -> dict[str, dict[str, float]]:
+    """S/B before and after the outlier cut, for all events and for m at or above the first bin edge
+    >= ``m_min``; the gain is eps_S / eps_B (95 % CL lower limit from eps_B's Agresti-Coull upper bound).
 
+    The arguments are 1-D weighted mass histograms (``Weight`` storage, one binning): SM and signal
+    before (``*_all``) and after (``*_pass``) the cut; flow bins count (``all`` includes events
+    without the object pair, filled below the axis).
+    """
+    from cms_anomaly.stats import efficiency_from_sums
+
+    edges = sm_all.axes[0].edges
+    first = int(np.searchsorted(edges, m_min * (1 - 1e-9)))  # first bin whose lower edge >= m_min
     out = {}
-    for label, lo in (("all", -np.inf), (f"m > {m_min:g}", m_min)):
-        b_in, s_in = sm_m > lo, sig_m > lo
-        b0, s0 = float(sm_w[b_in].sum()), float(sig_w[s_in].sum())
-        b1, s1 = float(sm_w[b_in & sm_pass].sum()), float(sig_w[s_in & sig_pass].sum())
-        eb = weighted_efficiency(sm_pass[b_in], sm_w[b_in]) if b_in.any() else None
-        out[label] = {"background_before_pb": b0, "signal_before_pb": s0, "background_after_pb": b1, "signal_after_pb": s1,
-                      "s_over_b_before": s0 / b0 if b0 > 0 else float("inf"),
-                      "s_over_b_after": s1 / b1 if b1 > 0 else float("inf"),
-                      "signal_efficiency": s1 / s0 if s0 > 0 else float("nan"),
-                      "background_efficiency": b1 / b0 if b0 > 0 else float("nan"),
-                      "background_efficiency_high": float(eb.high) if eb is not None else float("nan"),
-                      "background_entries_after": int((b_in & sm_pass).sum())}
-        r = out[label]
+    for label, start in (("all", 0), (f"m > {edges[min(first, len(edges) - 1)]:.0f}", first + 1)):
+        def tot(h, what: str = "value") -> float:  # noqa: ANN001 - flow-inclusive sum from index start
+            return float(np.asarray(h.view(flow=True)[what])[start:].sum())
+
+        b0, s0, b1, s1 = tot(sm_all), tot(sig_all), tot(sm_pass), tot(sig_pass)
+        eb = efficiency_from_sums(b1, b0, tot(sm_all, "variance"), cl=0.95) if b0 > 0 else None
+        w2_b1 = tot(sm_pass, "variance")
+        r = {"m_min": float(edges[min(first, len(edges) - 1)]) if start else float("-inf"),
+             "background_before_pb": b0, "signal_before_pb": s0, "background_after_pb": b1, "signal_after_pb": s1,
+             "s_over_b_before": s0 / b0 if b0 > 0 else float("inf"),
+             "s_over_b_after": s1 / b1 if b1 > 0 else float("inf"),
+             "signal_efficiency": s1 / s0 if s0 > 0 else float("nan"),
+             "background_efficiency": b1 / b0 if b0 > 0 else float("nan"),
+             "background_efficiency_high": float(eb.high) if eb is not None else float("nan"),
+             "background_entries_after": round(b1 * b1 / w2_b1) if w2_b1 > 0 else 0}
         r["gain"] = (r["signal_efficiency"] / r["background_efficiency"]
                      if r["background_efficiency"] > 0 else float("inf"))
         r["gain_lower_limit"] = (r["signal_efficiency"] / r["background_efficiency_high"]
                                  if r["background_efficiency_high"] > 0 else float("nan"))
+        out[label] = r
     return out
 
 
@@ -122,12 +124,14 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
         "",
         f"`rmm_lepton` selection (isolated lepton pT > 30 GeV, >= 2 jets pT > 30 GeV): SM "
         f"{', '.join(f'{k} {v}' for k, v in meta['sm_events'].items())} events (half for training, "
-        f"{meta['n_train']} events; the other half below), signals "
+        f"{meta['n_train']} events, split by event identity; the other half below), signals "
         f"{', '.join(f'{k} {v}' for k, v in meta['signal_events'].items())}. The autoencoder keeps "
         f"{meta['kept_cells']} of 2601 RMM cells. Weights: Pythia cross sections.",
         "",
-        f"Outlier region: ln(Loss) > C = {result['ln_loss_cut']:.3f}, keeping {meta['outlier_fraction']:.0%} of the SM "
-        f"(paper: C in (-6.5, -6) on its own loss scale).",
+        f"Outlier region: ln(Loss) > C = {result['ln_loss_cut']:.3f}, the loss-bin edge (25 per unit of ln) that keeps "
+        f"at most {meta['outlier_fraction']:.0%} of the SM: {result['sm_efficiency']:.1%} of the SM validation events "
+        f"(paper: C in (-6.5, -6) on its own loss scale). Every number and plot here is read off the second processor "
+        f"pass's histograms (`pass2/histograms.coffea`), which applied the exported AE file.",
         "",
         "## Efficiency of ln(Loss) > C",
         "",
@@ -162,24 +166,32 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
 
 def run_outlier(out: str | os.PathLike, config: OutlierConfig = OutlierConfig(), *,
                 samples_dir: str | os.PathLike | None = None) -> Path:
-    """Run the whole study into ``out`` (samples in ``samples_dir``, default ``out/samples``)."""
+    """Run the whole study into ``out`` (samples in ``samples_dir``, default ``out/samples``).
+
+    The AE is trained on the training part of the SM events (:class:`EventSplit` by event
+    identity); the exported TorchScript file is then applied inside a second processor pass
+    (``OUT/pass2/histograms.*``), which histograms the loss against m_jj and m_bb per dataset and
+    split. Every number and plot below is read off those histograms: SM from the validation part
+    (weights / its fraction), signals from all their events (never trained on).
+    """
     import hist
 
+    from cms_anomaly.analyses import plotting
+    from cms_anomaly.analyses.analysis import processor_pass
+    from cms_anomaly.analyses.cocktail import UNIT_LUMI_PB, feature_tables
+    from cms_anomaly.analyses.scorehists import ScoreHists
     from cms_anomaly.models.data import read_samples
-    from cms_anomaly.models.export import eager_scores
     from cms_anomaly.models.feature_sets import get_feature_set
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export
-    from cms_anomaly.analyses import plotting
-    from cms_anomaly.analyses.cocktail import feature_tables, validation_indices
-    from cms_anomaly.processors.feature_io import read_feature_tables
-    from cms_anomaly.processors.rmm import M_LEAD_NAMES
-    from cms_anomaly.stats import threshold_at_efficiency
+    from cms_anomaly.models.scorers import load_scorer
+    from cms_anomaly.processors.folds import EventSplit
+    from cms_anomaly.stats import threshold_bin_at_efficiency
 
     out = Path(out)
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    features_dir, _ = feature_tables(samples_dir, config.cocktail, selection="rmm_lepton")
+    features_dir, fileset = feature_tables(samples_dir, config.cocktail, selection="rmm_lepton")
     times["samples"] = time.perf_counter() - t0
     t = time.perf_counter()
     samples = read_samples(features_dir, feature_set=get_feature_set("rmm"))
@@ -188,94 +200,106 @@ def run_outlier(out: str | os.PathLike, config: OutlierConfig = OutlierConfig(),
                           samples=samples)
     times["training"] = time.perf_counter() - t
     t = time.perf_counter()
-    idx = validation_indices(samples, seed=config.seed, val_fraction=options.val_fraction)
-    masses = {}
-    for name in samples:
-        table = read_feature_tables(features_dir / name, columns=["m_lead_objects"], as_numpy=True)
-        m = np.asarray(table["m_lead_objects"], dtype=np.float64).reshape(len(samples[name]), -1)
-        masses[name] = {k: m[:, M_LEAD_NAMES.index(k)] for k in MASSES}
-    sm, sig = {}, {}
-    for name, s in samples.items():
-        rows = idx[name] if name in idx else np.arange(len(s))
-        # SM: the validation half (weights x 2 for the full rate); signals: all events (never trained on)
-        w = s.weight[rows] / (options.val_fraction if name in idx else 1.0)
-        entry = {"ln_loss": np.log(np.maximum(eager_scores(ae.model, s.x[rows]), 1e-30)), "weight": w,
-                 **{k: v[rows] for k, v in masses[name].items()}}
-        (sm if name in idx else sig)[name] = entry
-    sm_ln = np.concatenate([e["ln_loss"] for e in sm.values()])
-    sm_w = np.concatenate([e["weight"] for e in sm.values()])
-    cut = float(threshold_at_efficiency(sm_ln, sm_w, efficiency=config.outlier_fraction))
+    scorer = load_scorer(ae.paths[0])
+    output = processor_pass({n: fileset[n] for n in samples}, out=out / "pass2", selection="rmm_lepton",
+                            lumi_pb=UNIT_LUMI_PB, execution=config.cocktail.execution, scorers={"ae": scorer}, features=False,
+                            score_features=tuple(MASSES), split=EventSplit(options.val_fraction, config.seed))
+    times["pass2"] = time.perf_counter() - t
+    t = time.perf_counter()
+    sm_names = [n for n, s in samples.items() if not s.is_signal]
+    sig_names = [n for n, s in samples.items() if s.is_signal]
+    loss = scorer.output_names[0]
+    sm_h = ScoreHists(output, "ae", loss, split="validation")  # SM: the events the AE did not see
+    all_h = ScoreHists(output, "ae", loss)  # signals: every event
+    scale = 1.0 / options.val_fraction  # the validation part stands for the whole SM rate
+
+    def hists_of(name: str) -> ScoreHists:
+        return sm_h if name in sm_names else all_h
+
+    sm_w = sum(sm_h.score_sums(n)[0] for n in sm_names)
+    k = threshold_bin_at_efficiency(sm_w, efficiency=config.outlier_fraction)
+    thresholds = all_h.thresholds()
+    cut = float(np.log(thresholds[min(k, len(thresholds) - 1)]))
     eff = {}
-    for name, e in {**sm, **sig}.items():
-        passed = e["ln_loss"] > cut
-        eff[name] = {"efficiency": float(e["weight"][passed].sum() / e["weight"].sum()), "entries": int(passed.sum())}
-    sm_all = {k: np.concatenate([e[k] for e in sm.values()]) for k in MASSES}
-    sm_pass = sm_ln > cut
+    for name in [*sm_names, *sig_names]:
+        w, w2 = hists_of(name).score_sums(name)
+        # entries: effective entries in the outlier region (the events there for unit weights)
+        eff[name] = {"efficiency": float(w[k:].sum() / w.sum()) if w.sum() > 0 else float("nan"),
+                     "entries": round(float(w[k:].sum() ** 2 / w2[k:].sum())) if w2[k:].sum() > 0 else 0}
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     pngs: list[Path] = []
-    # ln(Loss) distributions (Chekanov Fig. 2)
-    all_ln = np.concatenate([e["ln_loss"] for e in {**sm, **sig}.values()])
-    lo, hi = float(np.quantile(all_ln, 1e-3)), float(all_ln.max()) + 0.5
-    axis = hist.axis.Regular(50, lo, hi, name="lnloss", label="ln(Loss)")
+    # ln(Loss) distributions (Chekanov Fig. 2): the loss histograms in ln units
+    first, last = all_h.occupied_range([*sm_names, *sig_names])
 
-    def h_ln(e: dict):  # noqa: ANN202
-        h = hist.Hist(axis, storage=hist.storage.Weight())
-        h.fill(np.clip(e["ln_loss"], lo, hi - 1e-9), weight=e["weight"])
-        return h
+    def h_ln(name: str):  # noqa: ANN202
+        h = hists_of(name).score_hist(name, first=first, last=last, rebin=4)
+        out_h = hist.Hist(hist.axis.Variable(np.log(h.axes[0].edges), name="lnloss", label="ln(Loss)"),
+                          storage=hist.storage.Weight())
+        out_h.view(flow=False)[...] = h.view(flow=False)
+        return out_h
 
-    shapes = {f"SM {n}": h_ln(e) for n, e in sm.items()}
-    shapes.update({SIGNAL_LABELS.get(n, n): h_ln(e) for n, e in sig.items()})
-    styles = {SIGNAL_LABELS.get(n, n): {"ls": "--"} for n in sig}
+    shapes = {f"SM {n}": h_ln(n) for n in sm_names}
+    shapes.update({SIGNAL_LABELS.get(n, n): h_ln(n) for n in sig_names})
+    styles = {SIGNAL_LABELS.get(n, n): {"ls": "--"} for n in sig_names}
     pngs.append(plotting.plot_shapes(shapes, report_dir / "ln_loss.png", styles=styles, text="Simulation",
                                      cuts={f"C = {cut:.2f} ({config.outlier_fraction:.0%} of SM)": cut}))
+
+    def mass(name: str, key: str, first_bin: int = 0):  # noqa: ANN202 - one dataset's m_key, rebinned
+        h = hists_of(name).feature(name, key, first_bin=first_bin)[::hist.rebin(config.mass_rebin)]
+        return h * scale if name in sm_names else h
+
+    def sm_mass(key: str, first_bin: int = 0):  # noqa: ANN202
+        return sum((mass(n, key, first_bin) for n in sm_names[1:]), start=mass(sm_names[0], key, first_bin))
+
     fits = {}
     for key, label in MASSES.items():
-        h = _mass_hist(sm_all[key][sm_pass], sm_w[sm_pass], config.mass_edges, label)
+        h = sm_mass(key, k)
+        h.axes[0].label = label
         fits[key] = fit_outlier_mass(h, name=key)
         # the benchmarks' Pythia cross sections are 1e-5 to 1e-9 of the SM here: drawn as shapes with the
         # SM outlier-region yield, so that where they would sit is visible
         sm_yield = float(h.values().sum())
         overlays = {}
-        for n, e in sig.items():
-            passed = e["ln_loss"] > cut
-            hs = _mass_hist(e[key][passed], e["weight"][passed], config.mass_edges, label)
+        for n in sig_names:
+            hs = mass(n, key, k)
             if hs.values().sum() > 0:
                 overlays[f"{SIGNAL_LABELS.get(n, n)} (shape)"] = hs * (sm_yield / float(hs.values().sum()))
         if fits[key]["status"] == "ok":
             pngs.append(plotting.plot_fit(fits[key]["_fit"], report_dir / f"{key}_outlier_fit.png", xlabel=label,
                                           data_label=f"SM MC, ln(Loss) > {cut:.2f}", text="Simulation",
                                           overlays=overlays))
-    hplus = sig.get("hplus_t")
     gain = {}
-    if hplus is not None:
+    if "hplus_t" in sig_names:
         m_min = config.hplus_window_fraction * config.hplus_mass
-        gain = signal_to_background_gain(sm_all["m_b_b"], sm_w, sm_pass, hplus["m_b_b"], hplus["weight"],
-                                         hplus["ln_loss"] > cut, m_min=m_min)
+        sm_all, sm_pass = sm_mass("m_b_b"), sm_mass("m_b_b", k)
+        hp_all, hp_pass = mass("hplus_t", "m_b_b"), mass("hplus_t", "m_b_b", k)
+        gain = signal_to_background_gain(sm_all, sm_pass, hp_all, hp_pass, m_min=m_min)
         # H+- t normalised to 1 % of the SM rate before the cut (its Pythia cross section is ~1e-9 of it);
         # the gain eps_S / eps_B does not depend on this
-        k = 0.01 * float(sm_w.sum()) / float(hplus["weight"].sum())
-        h_label = f"{SIGNAL_LABELS['hplus_t']} x {k:.2g}"
-        before_after = {"SM MC": _mass_hist(sm_all["m_b_b"], sm_w, config.mass_edges, MASSES["m_b_b"]),
-                        f"SM MC, ln(Loss) > {cut:.2f}": _mass_hist(sm_all["m_b_b"][sm_pass], sm_w[sm_pass], config.mass_edges, MASSES["m_b_b"]),
-                        h_label: _mass_hist(hplus["m_b_b"], hplus["weight"] * k, config.mass_edges, MASSES["m_b_b"]),
-                        f"{h_label}, ln(Loss) > {cut:.2f}": _mass_hist(
-                            hplus["m_b_b"][hplus["ln_loss"] > cut], hplus["weight"][hplus["ln_loss"] > cut] * k,
-                            config.mass_edges, MASSES["m_b_b"])}
+        norm = 0.01 * float(sm_all.sum(flow=True).value) / float(hp_all.sum(flow=True).value)
+        h_label = f"{SIGNAL_LABELS['hplus_t']} x {norm:.2g}"
+        before_after = {"SM MC": sm_all, f"SM MC, ln(Loss) > {cut:.2f}": sm_pass,
+                        h_label: hp_all * norm, f"{h_label}, ln(Loss) > {cut:.2f}": hp_pass * norm}
+        for h in before_after.values():
+            h.axes[0].label = MASSES["m_b_b"]
+        m_edge = next(r["m_min"] for label, r in gain.items() if label != "all")
         styles = {"SM MC": {"color": "black", "ls": ":"}, f"SM MC, ln(Loss) > {cut:.2f}": {"color": "black", "ls": "-"},
                   h_label: {"color": plotting.PROCESS_COLORS[2], "ls": ":"},
                   f"{h_label}, ln(Loss) > {cut:.2f}": {"color": plotting.PROCESS_COLORS[2], "ls": "-"}}
         pngs.append(plotting.plot_shapes(before_after, report_dir / "m_b_b_hplus.png", normalise=False, logx=True,
                                          styles=styles, ylabel="Cross section / bin width [pb / GeV]",
-                                         cuts={f"m_bb > {m_min:g} GeV": m_min}, text="Simulation"))
+                                         cuts={f"m_bb > {m_edge:.0f} GeV": m_edge}, text="Simulation"))
     times["analysis"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
+    n_validation = {n: float(sm_h.score_sums(n)[0].sum()) for n in sm_names}
     result = {"ln_loss_cut": cut, "efficiencies": eff, "fits": {k: {a: b for a, b in f.items() if a != "_fit"} for k, f in fits.items()},
-              "hplus_gain": gain}
+              "sm_efficiency": float(sm_w[k:].sum() / sm_w.sum()), "hplus_gain": gain, "histograms": {"file": str(out / "pass2" / "histograms.coffea"), "model": "ae",
+                                                 "score": loss, "threshold_bin": k}}
     meta = {"config": asdict(config), "samples_dir": str(samples_dir), "outlier_fraction": config.outlier_fraction,
-            "sm_events": {n: len(samples[n]) for n in idx}, "signal_events": {n: len(samples[n]) for n in sig},
-            "n_train": sum(len(samples[n]) for n in idx) - len(sm_ln), "kept_cells": int(ae.model.preprocess.indices.numel()),
-            "model": str(ae.paths[0]), "seconds": times}
+            "sm_events": {n: len(samples[n]) for n in sm_names}, "signal_events": {n: len(samples[n]) for n in sig_names},
+            "n_train": ae.cards[0].training["n_train"], "kept_cells": int(ae.model.preprocess.indices.numel()),
+            "sm_validation_sumw_pb": n_validation, "model": str(ae.paths[0]), "seconds": times}
     markdown = format_report(result, meta, pngs)
     return write_report(report_dir, markdown=markdown, payload={**meta, "result": result}, title="RMM outlier region")
 

@@ -1,8 +1,8 @@
 """Reading anomaly selections off the processor's score histograms.
 
 The processor fills, for every scorer output, ``score_<model>_<output>_vs_<feature>``
-(dataset, process, score, feature) and ``score_<model>_<output>_vs_counts`` (dataset, process,
-score, N_J, N_b) with 50 log bins per score decade (:mod:`cms_anomaly.processors.histograms`).
+(dataset, split, process, score, feature) and ``score_<model>_<output>_vs_counts`` (dataset,
+split, process, score, N_J, N_b) with 50 log bins per score decade (:mod:`cms_anomaly.processors.histograms`).
 An anomaly selection is then a first score bin ``k`` (flow bins included, so that no event is
 lost): everything in bins ``k, k+1, ...`` is selected and the threshold is the lower edge of bin
 ``k``. These helpers slice those histograms; the statistics are in :mod:`cms_anomaly.stats`.
@@ -33,14 +33,20 @@ class ScoreHists:
             raise KeyError(f"dataset {dataset!r} has no histogram {name!r}: was the processor run with the "
                            f"{self.model!r} scorer?") from None
 
+    #: the split (training / validation of :class:`~cms_anomaly.processors.folds.EventSplit`) to
+    #: read; None: all events
+    split: str | None = None
+
     def _view(self, dataset: str, what: str, processes: Iterable[str] | None) -> Any:
-        """Weight view of (score, ...) with flow bins, summed over the selected processes."""
+        """Weight view of (score, ...) with flow bins, summed over the selected processes (and the
+        split ``self.split``, or all)."""
         h = self._hist(dataset, what)
         view = h.view(flow=True)[h.axes["dataset"].index(dataset)]
-        cats = list(h.axes["process"])
-        keep = [cats.index(p) for p in (cats if processes is None else processes) if p in cats]
-        value = view["value"][keep].sum(axis=0)
-        variance = view["variance"][keep].sum(axis=0)
+        splits, cats = list(h.axes["split"]), list(h.axes["process"])
+        s = [splits.index(x) for x in (splits if self.split is None else [self.split]) if x in splits]
+        p = [cats.index(x) for x in (cats if processes is None else processes) if x in cats]
+        value = np.asarray(view["value"])[s][:, p].sum(axis=(0, 1))
+        variance = np.asarray(view["variance"])[s][:, p].sum(axis=(0, 1))
         return value, variance
 
     def thresholds(self) -> np.ndarray:

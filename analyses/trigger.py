@@ -365,7 +365,7 @@ def run_trigger(out: str | os.PathLike, config: TriggerConfig = TriggerConfig(),
     import xgboost
 
     from cms_anomaly.models.bdt import predict
-    from cms_anomaly.models.data import read_samples, train_val_split
+    from cms_anomaly.models.data import read_samples, validation_mask
     from cms_anomaly.models.export import eager_scores
     from cms_anomaly.stats import MIN_EVENTS_ABOVE, threshold_at_fpr
     from cms_anomaly.models.feature_sets import get_feature_set
@@ -404,7 +404,8 @@ def run_trigger(out: str | os.PathLike, config: TriggerConfig = TriggerConfig(),
     xsec = {n: float(fileset[n]["metadata"]["xsec_pb"]) for n in signals}
     result = analyse(sm, signals, xsec=xsec, threshold=threshold, columns=fs.columns, config=config)
 
-    test = {n: train_val_split(len(samples[n]), val_fraction=options.val_fraction, seed=config.seed)[1] for n in signals}
+    test = {n: np.flatnonzero(validation_mask(samples[n], val_fraction=options.val_fraction, seed=config.seed))
+            for n in signals}
     bdt_sm, bdt_sig = {}, {}
     for sig, path in zip(sorted(signals), bdt_paths):
         booster = xgboost.Booster(model_file=str(path))

@@ -32,12 +32,22 @@ class Sample:
         float64 per-event weights (N,).
     is_signal : bool
         True for BSM benchmark datasets.
+    run, event : numpy.ndarray, optional
+        Event identity (the tables' ``run`` and ``event`` columns): what the training / validation
+        split of :class:`~cms_anomaly.processors.folds.EventSplit` is computed from.
     """
 
     name: str
     x: np.ndarray
     weight: np.ndarray
     is_signal: bool
+    run: np.ndarray | None = None
+    event: np.ndarray | None = None
+
+    def subset(self, rows: np.ndarray) -> Sample:
+        """The events ``rows`` (indices or a mask) of this sample."""
+        pick = (lambda a: None if a is None else a[rows])  # noqa: E731
+        return Sample(self.name, self.x[rows], self.weight[rows], self.is_signal, pick(self.run), pick(self.event))
 
     def __len__(self) -> int:
         return len(self.x)
@@ -101,10 +111,12 @@ def read_dataset(
     if not files:
         raise FeatureTableError(f"no parquet files in {Path(features_dir) / dataset}")
     per_col_width = feature_set.width // len(feature_set.columns)
-    xs, ws, sig = [], [], []
+    xs, ws, sig, runs, evs = [], [], [], [], []
     n_read = 0
     for path in files:
-        table = pq.read_table(path, columns=[*feature_set.columns, "weight", "is_signal"])
+        names = pq.read_schema(path).names
+        ids = [c for c in ("run", "event") if c in names]
+        table = pq.read_table(path, columns=[*feature_set.columns, "weight", "is_signal", *ids])
         if table.num_rows == 0:
             continue
         xs.append(np.concatenate(
@@ -116,6 +128,9 @@ def read_dataset(
                                     f"value(s) (e.g. {weight[~np.isfinite(weight)][0]}): refusing to train on them")
         ws.append(weight)
         sig.append(bool(np.any(table.column("is_signal").to_numpy(zero_copy_only=False))))
+        if len(ids) == 2:
+            runs.append(table.column("run").to_numpy().astype(np.uint64))
+            evs.append(table.column("event").to_numpy().astype(np.uint64))
         n_read += table.num_rows
         if max_events is not None and n_read >= max_events:
             break
@@ -129,7 +144,10 @@ def read_dataset(
             f"dataset {dataset!r} in {features_dir}: non-finite values in input columns {bad.tolist()}"
         )
     log.info("read %d events of %s (%s)", len(x), dataset, feature_set.name)
-    return Sample(name=dataset, x=x, weight=w, is_signal=any(sig))
+    has_ids = len(runs) == len(xs)  # every table carries the event identity
+    return Sample(name=dataset, x=x, weight=w, is_signal=any(sig),
+                  run=np.concatenate(runs)[:max_events] if has_ids else None,
+                  event=np.concatenate(evs)[:max_events] if has_ids else None)
 
 
 def read_samples(
@@ -167,14 +185,33 @@ def train_val_split(n: int, *, val_fraction: float, seed: int) -> tuple[np.ndarr
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def validation_mask(sample: Sample, *, val_fraction: float, seed: int) -> np.ndarray:
+    """Which events of ``sample`` are validation events.
+
+    With the event identity (tables written by the processor): :class:`EventSplit`, the split the
+    processor's ``split`` axis reproduces on any worker. Without it (arrays made in memory): a
+    seeded random permutation (:func:`train_val_split`).
+    """
+    from cms_anomaly.processors.folds import EventSplit
+
+    if sample.run is not None and sample.event is not None:
+        return EventSplit(val_fraction, seed).is_validation(sample.run, sample.event)
+    mask = np.zeros(len(sample), bool)
+    mask[train_val_split(len(sample), val_fraction=val_fraction, seed=seed)[1]] = True
+    return mask
+
+
 def sm_cocktail(samples: dict[str, Sample]) -> Sample:
-    """Concatenate the non-signal samples into one SM cocktail (weights kept)."""
+    """Concatenate the non-signal samples into one SM cocktail (weights and event identities kept)."""
     sm = [s for s in samples.values() if not s.is_signal]
     if not sm:
         raise FeatureTableError(f"no SM (is_signal False) dataset among {sorted(samples)}")
+    ids = all(s.run is not None and s.event is not None for s in sm)
     return Sample(
         name="+".join(s.name for s in sm),
         x=np.concatenate([s.x for s in sm]),
         weight=np.concatenate([s.weight for s in sm]),
         is_signal=False,
+        run=np.concatenate([s.run for s in sm]) if ids else None,
+        event=np.concatenate([s.event for s in sm]) if ids else None,
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from cms_anomaly.models.data import Sample, read_samples, sm_cocktail, train_val_split
+from cms_anomaly.models.data import Sample, read_samples, sm_cocktail, validation_mask
 from cms_anomaly.models.errors import TrainingError
 from cms_anomaly.models.feature_sets import FeatureSet, get_feature_set
 
@@ -73,10 +73,11 @@ class TrainedModel:
 
 
 def split_cocktail(samples: dict[str, Sample], *, val_fraction: float, seed: int) -> tuple[Sample, Sample]:
-    """SM cocktail split into (train, validation) samples with a seeded permutation."""
+    """SM cocktail split into (train, validation) samples (:func:`~cms_anomaly.models.data.validation_mask`:
+    by event identity where the tables carry it, so the processor knows each event's role)."""
     sm = sm_cocktail(samples)
-    tr, va = train_val_split(len(sm), val_fraction=val_fraction, seed=seed)
-    return (Sample(sm.name, sm.x[tr], sm.weight[tr], False), Sample(sm.name, sm.x[va], sm.weight[va], False))
+    val = validation_mask(sm, val_fraction=val_fraction, seed=seed)
+    return sm.subset(~val), sm.subset(val)
 
 
 def build_model(kind: str, x_train: np.ndarray, *, feature_set: FeatureSet, seed: int, lam: float = 100.0):
@@ -233,7 +234,7 @@ def train_bdts(
         if sig not in samples:
             raise TrainingError(f"signal dataset {sig!r} not found in {features_dir} (have {sorted(samples)})")
         s = samples[sig]
-        tr, _ = train_val_split(len(s), val_fraction=val_fraction, seed=seed)
+        tr = ~validation_mask(s, val_fraction=val_fraction, seed=seed)
         booster, history = train_signal_bdt(sm_train.x, sm_train.weight, s.x[tr], s.weight[tr], seed=seed,
                                             params=params, feature_names=list(fs.columns))
         path = save_booster(booster, Path(out_dir) / f"bdt_{sig}_{fs.name}.json")

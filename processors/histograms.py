@@ -13,7 +13,8 @@ import hist
 import numba
 import numpy as np
 
-from cms_anomaly.processors.feature_spec import FeatureSpec
+from cms_anomaly.processors.feature_spec import FEATURES, FeatureSpec
+from cms_anomaly.processors.rmm import M_LEAD_NAMES
 
 #: log-spaced axis range of model scores (losses, distances, probabilities are all positive)
 SCORE_RANGE = (1e-6, 1e6)
@@ -85,6 +86,25 @@ SCORE_FINE_BINS = 50 * 12
 SCORE_VS_FEATURES: tuple[str, ...] = ("ht", "m_jets", "n_jets", "n_bjets")
 
 
+#: binning of the leading-object masses against a score: log bins from 60 GeV to 4 TeV, for the
+#: dijet-function fits of the outlier region (Chekanov et al.; 60 bins, any rebinning by 2 or 3)
+LEAD_MASS_AXIS = (60, 60.0, 4000.0)
+
+
+def score_feature_axis(name: str) -> hist.axis.AxesMixin:
+    """The axis of a feature histogrammed against a score (:func:`feature_axis`, but log-binned
+    60 GeV - 4 TeV for the leading-object masses m_x_y)."""
+    spec = FEATURES[name]
+    if name in M_LEAD_NAMES:
+        return hist.axis.Regular(*LEAD_MASS_AXIS, transform=hist.axis.transform.log, name=name, label=spec.label)
+    return feature_axis(spec)
+
+
+def _split_axis() -> hist.axis.StrCategory:
+    return hist.axis.StrCategory([], name="split", label="Training / validation (EventSplit; 'all' without)",
+                                 growth=True)
+
+
 def _process_axis() -> hist.axis.StrCategory:
     return hist.axis.StrCategory([], name="process", label="Process (generator truth; 'data' for data)", growth=True)
 
@@ -94,17 +114,16 @@ def _fine_score_axis(name: str, output: str) -> hist.axis.Regular:
                              label=f"{name} {output} (anomaly score)")
 
 
-def score_feature_hist(name: str, output: str, spec: FeatureSpec, *, dataset: str | None = None) -> hist.Hist:
-    """(dataset, process, score, feature): any anomaly selection's ASTF, read off at any threshold."""
-    return hist.Hist(_dataset_axis(dataset), _process_axis(), _fine_score_axis(name, output), feature_axis(spec),
-                     storage=hist.storage.Weight())
+def score_feature_hist(name: str, output: str, feature: str, *, dataset: str | None = None) -> hist.Hist:
+    """(dataset, split, process, score, feature): any anomaly selection's ASTF, read off at any threshold."""
+    return hist.Hist(_dataset_axis(dataset), _split_axis(), _process_axis(), _fine_score_axis(name, output),
+                     score_feature_axis(feature), storage=hist.storage.Weight())
 
 
-def score_counts_hist(name: str, output: str, n_jets: FeatureSpec, n_bjets: FeatureSpec, *,
-                      dataset: str | None = None) -> hist.Hist:
-    """(dataset, process, score, N_J, N_b): yields of object-count selections after any threshold."""
-    return hist.Hist(_dataset_axis(dataset), _process_axis(), _fine_score_axis(name, output), feature_axis(n_jets),
-                     feature_axis(n_bjets), storage=hist.storage.Weight())
+def score_counts_hist(name: str, output: str, *, dataset: str | None = None) -> hist.Hist:
+    """(dataset, split, process, score, N_J, N_b): yields of object-count selections after any threshold."""
+    return hist.Hist(_dataset_axis(dataset), _split_axis(), _process_axis(), _fine_score_axis(name, output),
+                     feature_axis(FEATURES["n_jets"]), feature_axis(FEATURES["n_bjets"]), storage=hist.storage.Weight())
 
 
 @numba.njit(cache=True, nogil=True)

@@ -33,6 +33,7 @@ from cms_anomaly.processors import feature_io, histograms, schema, selections
 from cms_anomaly.processors.config import AnalysisConfig
 from cms_anomaly.processors.feature_spec import FEATURES, HISTOGRAMMED
 from cms_anomaly.processors.features import array_features, feature_record, scalar_features
+from cms_anomaly.processors.folds import EventSplit
 from cms_anomaly.processors.objects import build_objects
 
 log = logging.getLogger(__name__)
@@ -119,17 +120,30 @@ class AnomalyProcessor(processor.ProcessorABC):
     allow_missing
         Collections (e.g. ``("Photon",)``) that a skimmed file may lack: treated as empty and
         counted per dataset in the output's ``missing_collections`` ({collection: chunks}).
+    score_features
+        Features histogrammed against every score, ``score_<model>_<output>_vs_<feature>``
+        (dataset, split, process, score, feature); N_J x N_b always (``..._vs_counts``).
+    split
+        The training / validation split of the models' training (:class:`EventSplit`): fills the
+        ``split`` axis, so that a model's own training events are not counted as its evaluation
+        sample (``all`` without a split).
     """
 
     def __init__(self, *, selection: str = "single_lepton", config: AnalysisConfig | None = None,
                  scorers: Mapping[str, Scorer] | None = None, features_dir: str | Path | None = None,
-                 lumi_pb: float | None = None, allow_missing: tuple[str, ...] = ()) -> None:
+                 lumi_pb: float | None = None, allow_missing: tuple[str, ...] = (),
+                 score_features: tuple[str, ...] = histograms.SCORE_VS_FEATURES, split: EventSplit | None = None) -> None:
         self.selection = selections.get_selection(selection)
         self.allow_missing = tuple(allow_missing)
         self.config = config or AnalysisConfig()
         self.scorers = dict(scorers or {})
         self.features_dir = None if features_dir is None else str(features_dir)
         self.lumi_pb = lumi_pb
+        unknown = [f for f in score_features if f not in FEATURES]
+        if unknown:
+            raise ValueError(f"score_features {unknown} are not scalar features (see processors/feature_spec.py)")
+        self.score_features = tuple(score_features)
+        self.split = split
 
     def _new_hists(self, dataset: str) -> dict[str, Any]:
         hists: dict[str, Any] = {name: histograms.feature_hist(FEATURES[name], dataset=dataset) for name in HISTOGRAMMED}
@@ -141,11 +155,10 @@ class AnomalyProcessor(processor.ProcessorABC):
             if len(scorer.output_names) == 2:
                 hists[f"score2d_{name}"] = histograms.score2d_hist(name, scorer.output_names, dataset=dataset)
             for out in scorer.output_names:
-                for feat in histograms.SCORE_VS_FEATURES:
-                    hists[f"score_{name}_{out}_vs_{feat}"] = histograms.score_feature_hist(name, out, FEATURES[feat],
+                for feat in self.score_features:
+                    hists[f"score_{name}_{out}_vs_{feat}"] = histograms.score_feature_hist(name, out, feat,
                                                                                           dataset=dataset)
-                hists[f"score_{name}_{out}_vs_counts"] = histograms.score_counts_hist(
-                    name, out, FEATURES["n_jets"], FEATURES["n_bjets"], dataset=dataset)
+                hists[f"score_{name}_{out}_vs_counts"] = histograms.score_counts_hist(name, out, dataset=dataset)
         return hists
 
     def process(self, events: Any) -> Any:
@@ -188,18 +201,20 @@ class AnomalyProcessor(processor.ProcessorABC):
         get_int = lambda f: np.asarray(ak.to_numpy(events[f]))[mask] if f in events.fields else np.zeros(int(mask.sum()), np.int64)  # noqa: E731
         if self.scorers:
             process = event_processes(meta, get_int("event"))
-            counts = {f: ak.to_numpy(selected[f]) for f in histograms.SCORE_VS_FEATURES}
+            split = (self.split.labels(get_int("run"), get_int("event")) if self.split is not None
+                     else np.full(len(selected), "all"))
+            values = {f: ak.to_numpy(selected[f]) for f in {*self.score_features, "n_jets", "n_bjets"}}
         for name, scorer in self.scorers.items():
             outs = scorer.output_names
             scores = _scores_2d(scorer(selected), len(selected), name, len(outs))
             for k, out in enumerate(outs):
                 hists[f"score_{name}_{out}"].fill(dataset=dataset, **{out: scores[:, k]}, weight=sel_w)
-                for feat in histograms.SCORE_VS_FEATURES:
-                    hists[f"score_{name}_{out}_vs_{feat}"].fill(dataset=dataset, process=process, score=scores[:, k],
-                                                                **{feat: counts[feat]}, weight=sel_w)
-                hists[f"score_{name}_{out}_vs_counts"].fill(dataset=dataset, process=process, score=scores[:, k],
-                                                            n_jets=counts["n_jets"], n_bjets=counts["n_bjets"],
-                                                            weight=sel_w)
+                for feat in self.score_features:
+                    hists[f"score_{name}_{out}_vs_{feat}"].fill(dataset=dataset, split=split, process=process,
+                                                                score=scores[:, k], **{feat: values[feat]}, weight=sel_w)
+                hists[f"score_{name}_{out}_vs_counts"].fill(dataset=dataset, split=split, process=process,
+                                                            score=scores[:, k], n_jets=values["n_jets"],
+                                                            n_bjets=values["n_bjets"], weight=sel_w)
             if len(outs) == 2:
                 hists[f"score2d_{name}"].fill(dataset=dataset, **{outs[0]: scores[:, 0], outs[1]: scores[:, 1]},
                                               weight=sel_w)

@@ -216,6 +216,9 @@ def save_outputs(output: Mapping[str, Any], out_dir: str | Path) -> dict[str, Pa
     In the ROOT file each histogram sits at ``<dataset>/<name>``, sliced on its dataset axis; the
     cut-flow is a TH1 whose bins follow ``all`` and the cuts in order.
     """
+    import itertools
+
+    import hist
     import numpy as np
     import uproot
     from coffea.util import save
@@ -237,9 +240,12 @@ def save_outputs(output: Mapping[str, Any], out_dir: str | Path) -> dict[str, Pa
                     values = sliced.values()
                     fout[f"{dataset}/{name}"] = (np.asarray(values, dtype=np.float64),
                                                  np.arange(len(values) + 1, dtype=np.float64))
-                elif "process" in sliced.axes.name:  # ROOT has no string axes: one histogram per process
-                    for process in sliced.axes["process"]:
-                        fout[f"{dataset}/{name}/{process}"] = sliced[{"process": process}]
+                elif any(isinstance(ax, hist.axis.StrCategory) for ax in sliced.axes):
+                    # ROOT has no string axes: one histogram per combination of their categories
+                    cats = [ax for ax in sliced.axes if isinstance(ax, hist.axis.StrCategory)]
+                    for combo in itertools.product(*(list(ax) for ax in cats)):
+                        key = "/".join(f"{ax.name}_{c}" for ax, c in zip(cats, combo))
+                        fout[f"{dataset}/{name}/{key}"] = sliced[{ax.name: c for ax, c in zip(cats, combo)}]
                 else:
                     fout[f"{dataset}/{name}"] = sliced
     return {"coffea": coffea_path, "root": root_path}

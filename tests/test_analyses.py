@@ -200,12 +200,28 @@ def test_cwola_hunt_finds_an_injected_resonance_and_nothing_without_it():
 def test_signal_to_background_gain():
     from cms_anomaly.analyses.outlier import signal_to_background_gain
 
+    import hist
+
     rng = np.random.default_rng(4)
     sm_m, sig_m = rng.uniform(0, 1000, 10_000), rng.uniform(300, 1000, 1000)
     sm_pass, sig_pass = rng.uniform(size=10_000) < 0.1, rng.uniform(size=1000) < 0.5
-    g = signal_to_background_gain(sm_m, np.full(10_000, 0.1), sm_pass, sig_m, np.full(1000, 0.01), sig_pass, m_min=400.0)
+
+    def h(m, w):  # noqa: ANN001, ANN202
+        out = hist.Hist(hist.axis.Variable([50, 200, 400, 700, 1000], name="m"), storage=hist.storage.Weight())
+        out.fill(m, weight=w)
+        return out
+
+    g = signal_to_background_gain(h(sm_m, np.full(10_000, 0.1)), h(sm_m[sm_pass], np.full(sm_pass.sum(), 0.1)),
+                                  h(sig_m, np.full(1000, 0.01)), h(sig_m[sig_pass], np.full(sig_pass.sum(), 0.01)),
+                                  m_min=400.0)
+    # by hand from the events: the window starts at the bin edge 400 (flow bins count in "all")
+    assert g["all"]["gain"] == pytest.approx((sig_pass.mean()) / (sm_pass.mean()))
     assert g["all"]["gain"] == pytest.approx(5.0, rel=0.15)
     window = g["m > 400"]
+    b_in, s_in = sm_m >= 400, sig_m >= 400
+    assert window["s_over_b_before"] == pytest.approx(0.01 * s_in.sum() / (0.1 * b_in.sum()))
+    assert window["s_over_b_after"] == pytest.approx(0.01 * (s_in & sig_pass).sum() / (0.1 * (b_in & sm_pass).sum()))
+    assert window["background_entries_after"] == (b_in & sm_pass).sum()
     assert window["s_over_b_after"] == pytest.approx(window["s_over_b_before"] * window["gain"])
     assert window["gain_lower_limit"] < window["gain"]
 

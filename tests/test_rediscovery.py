@@ -139,9 +139,10 @@ def test_report_numbers_equal_the_saved_histograms(report):
     saved = load(r["histograms"]["file"])
     name = f"score_alad_{r['histograms']['score']}_vs_counts"
 
-    def view(ds):  # (process, score, n_jets, n_bjets) sum w with flow bins
+    def view(ds):  # (process, score, n_jets, n_bjets) sum w with flow bins, all splits
         h = saved[ds]["hists"][name]
-        return h.view(flow=True)["value"][h.axes["dataset"].index(ds)], list(h.axes["process"]), h
+        assert list(h.axes["split"]) == ["all"]  # no training / validation split in this job
+        return h.view(flow=True)["value"][h.axes["dataset"].index(ds)].sum(axis=0), list(h.axes["process"]), h
 
     data, processes, h = view("data")
     per_score = data.sum(axis=(0, 2, 3))
