@@ -34,6 +34,8 @@ import fastjet
 import numba
 import numpy as np
 
+from cms_anomaly.datasets.fourvectors import to_cartesian
+
 PION_MASS = 0.13957
 ELECTRON_MASS = 0.000511
 MUON_MASS = 0.10566
@@ -129,11 +131,6 @@ def kinematics(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarr
     with np.errstate(divide="ignore", invalid="ignore"):
         eta = np.where(pt > 0, np.arcsinh(pz / np.where(pt > 0, pt, 1.0)), np.sign(pz) * 20.0)
     return pt, eta, np.arctan2(py, px)
-
-
-def delta_phi(a, b):  # noqa: ANN001, ANN201 - numpy or awkward
-    """phi_a - phi_b wrapped into [-pi, pi)."""
-    return (a - b + np.pi) % (2 * np.pi) - np.pi
 
 
 def _binned_eff(pt: np.ndarray, abs_eta: np.ndarray, table, *, eta_edge: float = 1.5, pt_edge: float = 1.0) -> np.ndarray:
@@ -714,9 +711,7 @@ def _jet_lepton_refs(lep_evt: np.ndarray, lep_jet: np.ndarray, jet_counts: np.nd
 
 def _pf_vectors(pf: dict[str, np.ndarray], pf_counts: np.ndarray) -> ak.Array:
     pt, eta, phi, m = (pf[k].astype(np.float64) for k in ("pt", "eta", "phi", "mass"))
-    pz = pt * np.sinh(eta)
-    energy = np.sqrt((pt * np.cosh(eta)) ** 2 + m**2)
-    return ak.to_packed(_unflatten({"px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pz, "E": energy}, pf_counts))
+    return ak.to_packed(_unflatten(to_cartesian(pt, eta, phi, m), pf_counts))
 
 
 def _jet_kinematics(jets: ak.Array) -> dict[str, ak.Array]:

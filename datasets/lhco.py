@@ -18,6 +18,8 @@ import awkward as ak
 import fastjet
 import numpy as np
 
+from cms_anomaly.datasets.fourvectors import to_cartesian
+
 from cms_anomaly.datasets.detector import jet_taus
 
 LHCO_MAX_PARTICLES = 700
@@ -59,7 +61,7 @@ def dijet_features(particles: ak.Array, *, radius: float = 1.0) -> dict[str, np.
         anti-kT distance parameter.
     """
     pt, eta, phi = particles.pt, particles.eta, particles.phi
-    vectors = ak.to_packed(ak.zip({"px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pt * np.sinh(eta), "E": pt * np.cosh(eta)}))
+    vectors = ak.to_packed(ak.zip(to_cartesian(pt, eta, phi)))
     cs = fastjet.ClusterSequence(vectors, fastjet.JetDefinition(fastjet.antikt_algorithm, radius))
     jets = cs.inclusive_jets(min_pt=20.0)
     consts = cs.constituents(min_pt=20.0)

@@ -40,7 +40,7 @@ def _response_digest() -> str:
     from importlib import metadata
 
     digest = hashlib.sha256(json.dumps(asdict(DetectorConfig()), sort_keys=True).encode())
-    for module in ("generator", "detector", "nanoaod"):
+    for module in ("generator", "detector", "fourvectors", "nanoaod"):
         digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
     digest.update(metadata.version("pythia8mc").encode())
     return digest.hexdigest()[:16]

@@ -301,10 +301,10 @@ def recluster_jets(pfcands: ak.Array, *, radius: float = 0.4, pt_min: float = 15
     """
     import fastjet
 
+    from cms_anomaly.datasets.fourvectors import to_cartesian
+
     pt, eta, phi, mass = (_as_float(pfcands[k]) for k in ("pt", "eta", "phi", "mass"))
-    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
-    energy = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
-    particles = ak.to_packed(ak.zip({"px": px, "py": py, "pz": pz, "E": energy}))
+    particles = ak.to_packed(ak.zip(to_cartesian(pt, eta, phi, mass)))
     jetdef = fastjet.JetDefinition(fastjet.antikt_algorithm, radius)
     jets = fastjet.ClusterSequence(particles, jetdef).inclusive_jets(min_pt=pt_min)
     jpt = np.hypot(jets.px, jets.py)
