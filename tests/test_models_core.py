@@ -208,3 +208,61 @@ def test_threshold_empirical_and_extrapolated():
     # weights: doubling the weight of the top half moves the median
     w = np.where(s > np.median(s), 2.0, 1.0)
     assert threshold_at_fpr(s, w, fpr=0.5)["threshold"] > np.median(s)
+
+
+# ----------------------------------------------------------------------------- what the losses do
+def test_disco_lambda_decorrelates_the_two_losses(model_feature_tables):
+    """Mikuni et al.: the DisCo term makes R1 and R2 independent. Trained alike, lambda = 100 gives a
+    much smaller distance correlation of the two losses on validation events than lambda = 0
+    (measured: 0.36 vs 0.999 on these synthetic tables)."""
+    from dataclasses import replace
+
+    from cms_anomaly.stats import distance_correlation
+
+    fset = get_feature_set("objects")
+    samples = {k: v for k, v in read_samples(model_feature_tables, feature_set=fset).items() if not v.is_signal}
+    train_s, val_s = split_cocktail(samples, val_fraction=0.3, seed=2)
+    dcor = {}
+    for lam in (0.0, 100.0):
+        model, hyper = build_model("double-ae", train_s.x, feature_set=fset, seed=2, lam=lam)
+        cfg = TrainConfig(hyper=replace(hyper, batch_size=500, patience=100), epochs=6, seed=2, progress=False, threads=1)
+        train(model, train_s.x, val_s.x, config=cfg)
+        with torch.no_grad():
+            r = model(torch.as_tensor(val_s.x)).numpy()
+        dcor[lam] = distance_correlation(r[:, 0], r[:, 1])
+    assert dcor[0.0] > 0.9
+    assert dcor[100.0] < 0.6
+
+
+def test_vae_kl_to_the_learnable_prior():
+    """Cerri et al.: KL(q(z|x) || N(mu_P, sigma_P)) with a trainable prior. By hand for one latent
+    dimension (sigma_P = 2, sigma_z = 1, mu_z - mu_P = 1): ln 2 + (1 + 1) / 8 - 1/2; against
+    torch.distributions for random values; and the prior's parameters receive gradients."""
+    from cms_anomaly.models.vae import build_vae
+
+    rng = np.random.default_rng(3)
+    x = rng.lognormal(3.0, 0.7, (400, len(HLF21))).astype(np.float32)
+    for name in ("charge_lep",):
+        x[:, HLF21.index(name)] = rng.choice([-1.0, 1.0], 400)
+    for name in ("is_ele",):
+        x[:, HLF21.index(name)] = rng.integers(0, 2, 400)
+    for name in ("n_mu", "n_ele", "n_jets", "n_bjets", "n_ch_had", "n_neu_had"):
+        x[:, HLF21.index(name)] = rng.poisson(2.0, 400)
+    vae = build_vae(x, feature_names=list(HLF21), seed=1)
+    latent = vae.prior_mu.numel()
+    with torch.no_grad():
+        vae.prior_mu.zero_()
+        vae.prior_log_sigma.fill_(float(np.log(2.0)))
+    kl = vae.kl(torch.ones(1, latent), torch.ones(1, latent))
+    assert float(kl) == pytest.approx(latent * (np.log(2.0) + 2.0 / 8.0 - 0.5), rel=1e-6)
+    with torch.no_grad():
+        vae.prior_mu.copy_(torch.as_tensor(rng.normal(0, 1, latent), dtype=torch.float32))
+        vae.prior_log_sigma.copy_(torch.as_tensor(rng.normal(0, 0.3, latent), dtype=torch.float32))
+    mu_z = torch.as_tensor(rng.normal(0, 1, (5, latent)), dtype=torch.float32)
+    sigma_z = torch.as_tensor(rng.uniform(0.2, 2.0, (5, latent)), dtype=torch.float32)
+    ref = torch.distributions.kl_divergence(torch.distributions.Normal(mu_z, sigma_z),
+                                            torch.distributions.Normal(vae.prior_mu, vae.prior_log_sigma.exp())).sum(1)
+    torch.testing.assert_close(vae.kl(mu_z, sigma_z), ref, rtol=1e-5, atol=1e-6)
+    vae.zero_grad()
+    vae.loss(torch.as_tensor(x[:64])).backward()
+    assert float(vae.prior_mu.grad.abs().sum()) > 0 and float(vae.prior_log_sigma.grad.abs().sum()) > 0
