@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: install install-test run test bench analyses clean
+.PHONY: install install-test run test test-quick bench analyses clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: install
 
 test: install-test
 	$(BIN)/python -m pytest
+
+# the suite without the productions, whole jobs and notebooks (marker `slow`)
+test-quick: install-test
+	$(BIN)/python -m pytest -m "not slow"
 
 bench: install
 	$(BIN)/cms-anomaly bench generate --events 300

@@ -143,3 +143,17 @@ def model_feature_tables(tmp_path_factory: pytest.TempPathFactory) -> Path:
             table = _synthetic_feature_table(rng, m, dataset=name, is_signal=is_signal, shift=shift, weight=weight)
             pq.write_table(table, root / name / f"{name}_{k}.parquet")
     return root
+
+
+#: fixtures whose tests take long (a Pythia production, a whole job): marked ``slow`` automatically
+_SLOW_FIXTURES = {"generated_cocktail"}
+#: modules that run whole jobs or notebooks
+_SLOW_MODULES = {"test_notebooks", "test_rediscovery"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``-m "not slow"`` (``make test-quick``) leaves out the productions, jobs and notebooks."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or module in _SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
