@@ -147,14 +147,20 @@ def _assert_same_output(a: dict, b: dict) -> None:
 
 def test_runner_and_dask_awkward_graph_mode_agree(fileset, iterative_output, tmp_path):
     """The same processor through processor.Runner and through dataset_tools.apply_to_fileset + dask.compute
-    (dask-awkward NanoEvents), with a coffea.ml_tools scorer in both: identical histograms."""
+    (dask-awkward NanoEvents), with a coffea.ml_tools scorer and an EventSplit in both: identical histograms
+    (the graph mode reads the event identity too, so the split axis is the same)."""
+    from cms_anomaly.processors.folds import EventSplit
+
     scorer, _ = _scorer(tmp_path, 2)
-    proc = AnomalyProcessor(selection="single_lepton", lumi_pb=1000.0, scorers={scorer.name: scorer})
+    proc = AnomalyProcessor(selection="single_lepton", lumi_pb=1000.0, scorers={scorer.name: scorer},
+                            split=EventSplit(0.5, seed=3))
     with runner.make_executor("iterative") as ex:
         runner_output = runner.run_processor(fileset, proc, executor=ex, chunksize=150)
     graph_output = runner.run_graph(fileset, proc, step_size=150)
     _assert_same_output(runner_output, graph_output)
     assert graph_output["ttbar"]["hists"]["score2d_linear2"].sum().value > 0
+    split_axis = graph_output["ttbar"]["hists"]["score_linear2_r1_vs_counts"].axes["split"]
+    assert set(split_axis) == {"training", "validation"}
     # the scorer-free output is the module fixture's
     plain = runner.run_graph(fileset, AnomalyProcessor(selection="single_lepton", lumi_pb=1000.0), step_size=150)
     _assert_same_output(iterative_output, plain)
