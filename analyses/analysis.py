@@ -142,6 +142,16 @@ def print_report(summary: Path) -> int:
     return 0
 
 
+def fresh_report_dir(out: Path) -> Path:
+    """``out/report``, created, without the PNGs and summaries of an earlier run (a rerun whose plots
+    differ, e.g. a fit that now has too few bins, must not leave the old figures beside the new report)."""
+    report_dir = Path(out) / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    for old in [*report_dir.glob("*.png"), *(report_dir / n for n in ("summary.md", "summary.json", "index.html"))]:
+        old.unlink(missing_ok=True)
+    return report_dir
+
+
 def write_report(report_dir: Path, *, markdown: str, payload: dict[str, Any], title: str) -> Path:
     """Write ``summary.md``, ``summary.json`` and ``index.html`` atomically; returns ``summary.md``."""
     from cms_anomaly.datasets.atomic import write_text_atomic

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from cms_anomaly.analyses.analysis import (Execution, add_production_arguments, execution_from, fmt, print_report,
-                                             report_footer, write_report)
+from cms_anomaly.analyses.analysis import (Execution, add_production_arguments, execution_from, fmt, fresh_report_dir,
+                                           print_report, report_footer, write_report)
 from cms_anomaly.datasets.argtypes import fraction, non_negative_float
 
 log = logging.getLogger(__name__)
@@ -245,8 +245,7 @@ def run_dijet(out: str | os.PathLike, config: DijetConfig = DijetConfig(), *,
         public[key] = _public(results[key])
         log.info("S/B %s: best local significance %s", key, public[key].get("best_local_significance"))
     times["hunt"] = time.perf_counter() - t
-    report_dir = out / "report"
-    report_dir.mkdir(parents=True, exist_ok=True)
+    report_dir = fresh_report_dir(out)
     t = time.perf_counter()
     pngs = make_plots(results, report_dir, config=config)
     times["plots"] = time.perf_counter() - t

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from cms_anomaly.analyses.analysis import fmt, print_report, report_footer, write_report
+from cms_anomaly.analyses.analysis import fmt, fresh_report_dir, print_report, report_footer, write_report
 from cms_anomaly.analyses.cocktail import CocktailConfig
 from cms_anomaly.analyses.cocktail import add_cocktail_arguments, cocktail_config
 from cms_anomaly.analyses.trigger import SIGNAL_LABELS
@@ -366,8 +366,7 @@ def run_disco(out: str | os.PathLike, config: DiscoConfig = DiscoConfig(), *,
     first["max_sic"] = {name: {kind: _max_sic(c) for kind, c in sics[name].items()} for name in signals}
     spread = seed_spread(per_seed, signals)
     result = {"per_seed": per_seed, "spread": spread, "dcor_lambda0": dcor(r0_sm, config.seeds[0])}
-    report_dir = out / "report"
-    report_dir.mkdir(parents=True, exist_ok=True)
+    report_dir = fresh_report_dir(out)
     pngs = make_plots(first, sics, report_dir, signals=signals)
     times["analysis"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0

@@ -505,8 +505,7 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
                                "purity_ratio": ae_result["purity_ratio"]}
     result["histograms"] = {"file": str(out / "pass2" / "histograms.coffea"), "model": "alad", "score": alad_score,
                             "crosscheck_model": "ae", "crosscheck_score": ae_score}
-    report_dir = out / "report"
-    report_dir.mkdir(parents=True, exist_ok=True)
+    report_dir = analysis.fresh_report_dir(out)
     pngs = make_plots(result, report_dir, lumi_pb=lumi, output=second, model="alad", score=alad_score,
                       data_label="Pseudo-data" if labels_df is not None else "Data")
     times["analysis"] = time.perf_counter() - t

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from cms_anomaly.analyses.analysis import fmt, print_report, report_footer, write_report
+from cms_anomaly.analyses.analysis import fmt, fresh_report_dir, print_report, report_footer, write_report
 from cms_anomaly.analyses.cocktail import UNIT_LUMI_PB, CocktailConfig, add_cocktail_arguments, cocktail_config
 from cms_anomaly.datasets.argtypes import fraction, positive_int
 
@@ -412,8 +412,7 @@ def run_trigger(out: str | os.PathLike, config: TriggerConfig = TriggerConfig(),
         bdt_sm[sig] = predict(booster, sm_x)
         bdt_sig[sig] = predict(booster, samples[sig].x[test[sig]])
     rocs = roc_table(sm_scores, sm_weights, {n: signals[n].score[test[n]] for n in sorted(signals)}, bdt_sm, bdt_sig)
-    report_dir = out / "report"
-    report_dir.mkdir(parents=True, exist_ok=True)
+    report_dir = fresh_report_dir(out)
     pngs = make_plots(sm, signals, rocs, result, report_dir)
     times["analysis"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0

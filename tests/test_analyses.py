@@ -244,3 +244,16 @@ def test_read_samples_skips_a_dataset_without_selected_events(tmp_path):
     assert list(samples) == ["wjets"] and len(samples["wjets"]) == 5
     with pytest.raises(Exception, match="empty"):
         read_samples(tmp_path, feature_set=fs, datasets=["qcd"])  # asked for by name: an error that says why
+
+
+def test_fresh_report_dir_removes_an_earlier_runs_figures_and_summaries(tmp_path):
+    """A rerun whose plots differ must not leave the old figures beside the new report."""
+    from cms_anomaly.analyses.analysis import fresh_report_dir
+
+    old = tmp_path / "report"
+    old.mkdir()
+    for name in ("fit.png", "summary.md", "summary.json", "index.html", "notes.txt"):
+        (old / name).write_text("old")
+    assert fresh_report_dir(tmp_path) == old
+    assert sorted(p.name for p in old.iterdir()) == ["notes.txt"]  # only what the job writes is cleared
+    assert fresh_report_dir(tmp_path / "new").is_dir()
