@@ -173,7 +173,7 @@ def evaluate(features_dir: str | Path, out_dir: str | Path, *, options: Evaluate
 
     sig_test = _signal_test(sets["hlf21"], seed)
     bdt_sm, bdt_sig = {}, {}
-    for sig, path in zip(signals, bdt_paths):
+    for sig, path in bdt_paths.items():
         booster = xgboost.Booster(model_file=str(path))
         bdt_sm[sig] = predict(booster, sm_val.x)
         bdt_sig[sig] = predict(booster, sig_test[sig])
@@ -181,7 +181,8 @@ def evaluate(features_dir: str | Path, out_dir: str | Path, *, options: Evaluate
     table: dict[str, dict[str, Any]] = {}
     for sig in signals:
         table[sig] = {m: _metrics(sv, w_val, ss[sig]) for m, (sv, ss) in scores.items()}
-        table[sig]["BDT (supervised)"] = _metrics(bdt_sm[sig], w_val, bdt_sig[sig])
+        if sig in bdt_sig:  # no BDT for a signal without training events (train_bdts)
+            table[sig]["BDT (supervised)"] = _metrics(bdt_sm[sig], w_val, bdt_sig[sig])
     n_eff = float(w_val.sum() ** 2 / np.sum(w_val ** 2))
     summary = {
         "features_dir": str(features_dir), "seed": seed,

@@ -205,8 +205,10 @@ def roc_table(sm_scores: np.ndarray, sm_weights: np.ndarray, vae: dict[str, np.n
 
     out = {}
     for sig in vae:
-        v = roc_curve(sm_scores, vae[sig], bkg_weights=sm_weights)
-        b = roc_curve(bdt_sm[sig], bdt_sig[sig], bkg_weights=sm_weights)
+        # None where the signal has no test events, or no BDT (no training events: train_bdts)
+        v = roc_curve(sm_scores, vae[sig], bkg_weights=sm_weights) if len(vae[sig]) else None
+        b = (roc_curve(bdt_sm[sig], bdt_sig[sig], bkg_weights=sm_weights)
+             if sig in bdt_sig and len(bdt_sig[sig]) else None)
         out[sig] = {"vae": v, "bdt": b}
     return out
 
@@ -244,10 +246,10 @@ def make_plots(sm: dict[str, _Events], signals: dict[str, _Events], rocs: dict, 
     for i, (sig, r) in enumerate(rocs.items()):
         color = plotting.PROCESS_COLORS[i % len(plotting.PROCESS_COLORS)]
         name = SIGNAL_LABELS.get(sig, sig)
-        curves[f"VAE {name} (AUC {r['vae'].auc():.2f})"] = r["vae"]
-        curves[f"BDT {name} (AUC {r['bdt'].auc():.2f})"] = r["bdt"]
-        styles[f"VAE {name} (AUC {r['vae'].auc():.2f})"] = {"color": color, "ls": "-"}
-        styles[f"BDT {name} (AUC {r['bdt'].auc():.2f})"] = {"color": color, "ls": "--"}
+        for kind, ls in (("vae", "-"), ("bdt", "--")):
+            if r[kind] is not None:
+                label = f"{kind.upper()} {name} (AUC {r[kind].auc():.2f})"
+                curves[label], styles[label] = r[kind], {"color": color, "ls": ls}
     pngs.append(plotting.plot_roc(curves, report_dir / "roc_vae_bdt.png", styles=styles, text="Simulation",
                                   working_points=(result["threshold"]["fpr"], 1e-3)))
     # p-value of an event: the SM survival function at its loss (flat for SM by construction)
@@ -407,7 +409,7 @@ def run_trigger(out: str | os.PathLike, config: TriggerConfig = TriggerConfig(),
     test = {n: np.flatnonzero(validation_mask(samples[n], val_fraction=options.val_fraction, seed=config.seed))
             for n in signals}
     bdt_sm, bdt_sig = {}, {}
-    for sig, path in zip(sorted(signals), bdt_paths):
+    for sig, path in sorted(bdt_paths.items()):
         booster = xgboost.Booster(model_file=str(path))
         bdt_sm[sig] = predict(booster, sm_x)
         bdt_sig[sig] = predict(booster, samples[sig].x[test[sig]])
@@ -421,8 +423,8 @@ def run_trigger(out: str | os.PathLike, config: TriggerConfig = TriggerConfig(),
         "config": asdict(config), "samples_dir": str(samples_dir), "composition": config.composition,
         "fractions": {n: r / sum(rates.values()) for n, r in rates.items()},
         "sm_training_events": sum(len(samples[n]) for n in sm_names) - len(sm_scores), "sm_validation_events": len(sm_scores),
-        "min_events_above": MIN_EVENTS_ABOVE, "models": [str(p) for p in (*vae.paths, *bdt_paths)],
-        "auc": {s: {"vae": rocs[s]["vae"].auc(), "bdt": rocs[s]["bdt"].auc()} for s in sorted(signals)},
+        "min_events_above": MIN_EVENTS_ABOVE, "models": [str(p) for p in (*vae.paths, *bdt_paths.values())],
+        "auc": {s: {k: (c.auc() if c is not None else float("nan")) for k, c in rocs[s].items()} for s in sorted(signals)},
         "seconds": times, "unit_lumi_pb": UNIT_LUMI_PB,
     }
     markdown = format_report(result, meta, pngs)

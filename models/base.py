@@ -51,6 +51,9 @@ class AnomalyModel(nn.Module):
     kind: str = "anomaly"
     #: names of the columns returned by ``forward``
     output_names: tuple[str, ...] = ("score",)
+    #: the loss has a term computed over the whole batch (not a mean of per-event losses): the
+    #: validation loss is then evaluated in batches of the training size
+    batch_level_loss: bool = False
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

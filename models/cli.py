@@ -79,8 +79,9 @@ def _train(args: argparse.Namespace) -> int:
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export, train_bdts
 
     if args.kind == "bdt":
-        paths = train_bdts(features_dir=args.features, out_dir=args.out, feature_set=args.feature_set or "hlf21",
-                           signals=args.signal, datasets=args.datasets, seed=args.seed, val_fraction=args.val_fraction)
+        paths = list(train_bdts(features_dir=args.features, out_dir=args.out, feature_set=args.feature_set or "hlf21",
+                                signals=args.signal, datasets=args.datasets, seed=args.seed,
+                                val_fraction=args.val_fraction).values())
     else:
         opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                             seed=args.seed, val_fraction=args.val_fraction, device=args.device, resume=args.resume,

@@ -117,7 +117,9 @@ def preprocessing_summary(model) -> dict[str, Any]:
                 "one_hot": [{"column": o.column, "categories": o.categories.tolist()} for o in enc.onehots],
                 "out_dim": enc.out_dim}
     if kind == "double_ae":
-        return {"type": "standardise_mean_std", **model.preprocess.summary()}
+        log_pt, standardize = model.preprocess
+        return {"type": "log1p on the pT columns + standardise_mean_std",
+                "log1p_columns": np.flatnonzero(log_pt.mask.numpy()).tolist(), **standardize.summary()}
     return {}
 
 
@@ -214,10 +216,12 @@ def train_bdts(
     seed: int = 1,
     val_fraction: float = 0.5,
     samples: dict[str, Sample] | None = None,
-) -> list[Path]:
+) -> dict[str, Path]:
     """One XGBoost classifier per BSM benchmark vs the SM cocktail, saved as JSON + model card.
 
-    Signal and SM events are both split (``val_fraction`` held out); thresholds on the SM validation half.
+    Signal and SM events are both split by event identity (``val_fraction`` held out); thresholds on
+    the SM validation half. Returns ``{signal: path}``; a signal without events on both sides of the
+    split gets no BDT (a warning says so).
     """
     from cms_anomaly.models.bdt import BDTParams, predict, save_booster, train_signal_bdt
     from cms_anomaly.models.export import ModelCard, thresholds_for, write_card
@@ -229,12 +233,17 @@ def train_bdts(
     if not sig_names:
         raise TrainingError(f"no signal (is_signal True) dataset in {features_dir}; give --signal")
     params = BDTParams()
-    paths = []
+    paths: dict[str, Path] = {}
     for sig in sig_names:
         if sig not in samples:
             raise TrainingError(f"signal dataset {sig!r} not found in {features_dir} (have {sorted(samples)})")
         s = samples[sig]
         tr = ~validation_mask(s, val_fraction=val_fraction, seed=seed)
+        if tr.sum() == 0 or tr.all():
+            # a handful of selected events can all fall on one side of the event-identity split
+            log.warning("BDT for %s skipped: %d of its %d selected events are training events (need some on "
+                        "each side of the split)", sig, int(tr.sum()), len(tr))
+            continue
         booster, history = train_signal_bdt(sm_train.x, sm_train.weight, s.x[tr], s.weight[tr], seed=seed,
                                             params=params, feature_names=list(fs.columns))
         path = save_booster(booster, Path(out_dir) / f"bdt_{sig}_{fs.name}.json")
@@ -243,7 +252,7 @@ def train_bdts(
             output_names=["p_signal"], score="p_signal", preprocessing={"type": "none (raw features)"},
             architecture={"library": "xgboost", **vars(params)},
             training={"signal": sig, "background_datasets": sorted(n for n, x in samples.items() if not x.is_signal),
-                      "n_background_train": len(sm_train), "n_signal_train": len(tr), "seed": seed,
+                      "n_background_train": len(sm_train), "n_signal_train": int(tr.sum()), "seed": seed,
                       "weighting": "SM weights normalised to mean 1; signal up-weighted to the SM sum of weights",
                       "final_train_logloss": history["train"]["logloss"][-1]},
             thresholds=thresholds_for(predict(booster, sm_val.x), sm_val.weight, ["p_signal"]),
@@ -251,5 +260,5 @@ def train_bdts(
         import xgboost
         card.framework = {"xgboost": xgboost.__version__}
         write_card(card, path)
-        paths.append(path)
+        paths[sig] = path
     return paths

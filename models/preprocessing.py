@@ -66,6 +66,26 @@ class Standardize(nn.Module):
         return {"center": self.center.tolist(), "scale": self.scale.tolist()}
 
 
+class Log1pColumns(nn.Module):
+    """``log(1 + max(x, 0))`` on the given columns (momenta that span decades), identity elsewhere."""
+
+    def __init__(self, columns: np.ndarray, n_inputs: int) -> None:
+        super().__init__()
+        mask = np.zeros(n_inputs, dtype=bool)
+        mask[np.asarray(columns, dtype=np.int64)] = True
+        self.register_buffer("mask", torch.as_tensor(mask))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.mask, torch.log1p(torch.clamp(x, min=0.0)), x)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """The same on a numpy array (to fit what follows on the transformed inputs)."""
+        out = np.array(x, dtype=np.float32, copy=True)
+        cols = self.mask.numpy()
+        out[:, cols] = np.log1p(np.maximum(out[:, cols], 0.0))
+        return out
+
+
 class SelectColumns(nn.Module):
     """Keep a fixed subset of input columns (e.g. the non-zero RMM cells)."""
 

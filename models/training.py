@@ -86,9 +86,18 @@ def _batched_validation(model: AnomalyModel, x: torch.Tensor, batch_size: int) -
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
             xb = x[start:start + batch_size]
+            if len(xb) < 2:  # a batch-level term (DisCo) is undefined on one event
+                continue
             total += float(model.validation_loss(xb)) * len(xb)
             n += len(xb)
     return total / max(n, 1)
+
+
+def _validation_batch_size(model: AnomalyModel, hyper: Hyper) -> int:
+    """The training batch size for a loss with a batch-level term (the DisCo distance correlation of a
+    batch, which the validation must estimate the same way: over the whole validation set one extreme
+    event sets it to ~1); else at least 4096 (per-event losses: the mean does not depend on it)."""
+    return hyper.batch_size if model.batch_level_loss else max(hyper.batch_size, 4096)
 
 
 def train(
@@ -189,7 +198,7 @@ def train(
                 n_seen += len(idx)
                 if step % 20 == 0:
                     bar.set_postfix(loss=f"{loss:.4g}")
-            val = _batched_validation(model, xv, max(hyper.batch_size, 4096))
+            val = _batched_validation(model, xv, _validation_batch_size(model, hyper))
             if not math.isfinite(val):
                 raise TrainingError(f"{model.kind}: non-finite validation loss at epoch {epoch + 1}")
             for sch in schedulers:

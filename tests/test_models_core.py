@@ -214,7 +214,7 @@ def test_threshold_empirical_and_extrapolated():
 def test_disco_lambda_decorrelates_the_two_losses(model_feature_tables):
     """Mikuni et al.: the DisCo term makes R1 and R2 independent. Trained alike, lambda = 100 gives a
     much smaller distance correlation of the two losses on validation events than lambda = 0
-    (measured: 0.36 vs 0.999 on these synthetic tables)."""
+    (measured: 0.05 vs 0.98 on these synthetic tables)."""
     from dataclasses import replace
 
     from cms_anomaly.stats import distance_correlation
@@ -231,7 +231,7 @@ def test_disco_lambda_decorrelates_the_two_losses(model_feature_tables):
             r = model(torch.as_tensor(val_s.x)).numpy()
         dcor[lam] = distance_correlation(r[:, 0], r[:, 1])
     assert dcor[0.0] > 0.9
-    assert dcor[100.0] < 0.6
+    assert dcor[100.0] < 0.3
 
 
 def test_vae_kl_to_the_learnable_prior():
@@ -266,3 +266,25 @@ def test_vae_kl_to_the_learnable_prior():
     vae.zero_grad()
     vae.loss(torch.as_tensor(x[:64])).backward()
     assert float(vae.prior_mu.grad.abs().sum()) > 0 and float(vae.prior_log_sigma.grad.abs().sum()) > 0
+
+
+def test_double_ae_preprocessing_survives_a_rare_object():
+    """A column nearly always zero in training (a second muon) must not blow up an event that has the
+    object: log(1 + pT) and the standard deviation floored at 1 keep its standardised inputs O(10),
+    where a plain mean/std standardisation gives O(1e3) (and a reconstruction error 1e5 x the median)."""
+    from cms_anomaly.models.double_ae import build_double_ae
+
+    rng = np.random.default_rng(1)
+    x = np.zeros((2000, 57), np.float32)
+    x[:, 0::3] = rng.lognormal(3.5, 0.8, (2000, 19))  # pT
+    x[:, 1::3] = rng.normal(0, 1.2, (2000, 19))       # eta
+    x[:, 2::3] = rng.uniform(-np.pi, np.pi, (2000, 19))  # phi
+    x[:, 18:21] = 0.0
+    x[0, 18:21] = (40.0, 0.4, 2.6)  # one training event has the rare object
+    model = build_double_ae(x, seed=1)
+    probe = x[1:2].copy()
+    probe[0, 18:21] = (3000.0, 2.0, -3.0)  # a validation event with a multi-TeV rare object
+    h = model.preprocess(torch.as_tensor(probe)).detach().numpy()
+    assert np.abs(h).max() < 15
+    std = x[:, 18:21].std(axis=0)
+    assert np.abs((probe[0, 18:21] - x[:, 18:21].mean(axis=0)) / std).max() > 1000  # what it replaces

@@ -229,3 +229,23 @@ def test_scorer_in_dask_awkward_graph(trained_dir, model_feature_tables):
     lazy = scorer(dak.from_awkward(rec, npartitions=3))
     assert isinstance(lazy, dak.Array)
     np.testing.assert_allclose(ak.to_numpy(lazy.compute()), scorer(rec), rtol=1e-6)
+
+
+def test_bdt_skips_a_signal_without_events_on_both_sides_of_the_split(model_feature_tables, tmp_path, caplog):
+    """One selected signal event lies on one side of the event-identity split: no BDT, a warning, the
+    others trained; the card counts the signal's training events, not all of them."""
+    import json
+
+    from cms_anomaly.models.data import Sample, read_samples, validation_mask
+    from cms_anomaly.models.feature_sets import get_feature_set
+
+    samples = read_samples(model_feature_tables, feature_set=get_feature_set("hlf21"))
+    lone = samples["lq_btau"].subset(np.arange(1))
+    samples["lq_btau"] = Sample("lq_btau", lone.x, lone.weight, True, lone.run, lone.event)
+    with caplog.at_level("WARNING"):
+        paths = train_bdts(features_dir=model_feature_tables, out_dir=tmp_path, samples=samples, seed=3)
+    assert set(paths) == {"ato4l"}
+    assert "BDT for lq_btau skipped" in caplog.text
+    card = json.loads((tmp_path / "bdt_ato4l_hlf21.card.json").read_text())
+    expected = int((~validation_mask(samples["ato4l"], val_fraction=0.5, seed=3)).sum())
+    assert card["training"]["n_signal_train"] == expected < len(samples["ato4l"])
