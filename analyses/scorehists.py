@@ -24,6 +24,9 @@ class ScoreHists:
     output: Mapping[str, Any]
     model: str
     score: str
+    #: the split (training / validation of :class:`~cms_anomaly.processors.folds.EventSplit`) to
+    #: read; None: all events
+    split: str | None = None
 
     def _hist(self, dataset: str, what: str) -> hist.Hist:
         name = f"score_{self.model}_{self.score}_vs_{what}"
@@ -32,10 +35,6 @@ class ScoreHists:
         except KeyError:
             raise KeyError(f"dataset {dataset!r} has no histogram {name!r}: was the processor run with the "
                            f"{self.model!r} scorer?") from None
-
-    #: the split (training / validation of :class:`~cms_anomaly.processors.folds.EventSplit`) to
-    #: read; None: all events
-    split: str | None = None
 
     def _view(self, dataset: str, what: str, processes: Iterable[str] | None) -> Any:
         """Weight view of (score, ...) with flow bins, summed over the selected processes (and the
@@ -50,8 +49,9 @@ class ScoreHists:
         return value, variance
 
     def thresholds(self) -> np.ndarray:
-        """Lower edge of every score bin, flow bins included (0 for the underflow, the top edge for
-        the overflow): selecting bins ``k, ...`` is ``score >= thresholds()[k]``."""
+        """Lower edge of every score bin, flow bins included (0 for the underflow: the score axis is
+        logarithmic, for positive scores such as losses and distances; the top edge for the overflow):
+        selecting bins ``k, ...`` is ``score >= thresholds()[k]``."""
         edges = self._any_hist().axes["score"].edges
         return np.concatenate([[0.0], edges])
 
