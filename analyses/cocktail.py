@@ -123,12 +123,12 @@ def validation_indices(samples: dict, *, seed: int, val_fraction: float) -> dict
     """Per SM dataset, the indices of its events in the validation part that
     :func:`cms_anomaly.models.pipeline.split_cocktail` makes with the same seed (the process label of
     every SM validation event, which the concatenated cocktail drops)."""
-    from cms_anomaly.models.data import sm_cocktail, validation_mask
+    from cms_anomaly.models.data import cocktail_validation_mask
 
     sm = [name for name, s in samples.items() if not s.is_signal]
     owner = np.concatenate([np.full(len(samples[n]), i) for i, n in enumerate(sm)])
     local = np.concatenate([np.arange(len(samples[n])) for n in sm])
-    va = validation_mask(sm_cocktail(samples), val_fraction=val_fraction, seed=seed)
+    va = cocktail_validation_mask(samples, val_fraction=val_fraction, seed=seed)
     return {n: local[va & (owner == i)] for i, n in enumerate(sm)}
 
 

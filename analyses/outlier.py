@@ -94,7 +94,7 @@ def signal_to_background_gain(sm_all, sm_pass, sig_all, sig_pass, *, m_min: floa
     before (``*_all``) and after (``*_pass``) the cut; flow bins count (``all`` includes events
     without the object pair, filled below the axis).
     """
-    from cms_anomaly.stats import efficiency_from_sums
+    from cms_anomaly.stats import effective_entries_from_sums, efficiency_from_sums
 
     edges = sm_all.axes[0].edges
     first = int(np.searchsorted(edges, m_min * (1 - 1e-9)))  # first bin whose lower edge >= m_min
@@ -105,7 +105,6 @@ def signal_to_background_gain(sm_all, sm_pass, sig_all, sig_pass, *, m_min: floa
 
         b0, s0, b1, s1 = tot(sm_all), tot(sig_all), tot(sm_pass), tot(sig_pass)
         eb = efficiency_from_sums(b1, b0, tot(sm_all, "variance"), cl=0.95) if b0 > 0 else None
-        w2_b1 = tot(sm_pass, "variance")
         r = {"m_min": float(edges[min(first, len(edges) - 1)]) if start else float("-inf"),
              "background_before_pb": b0, "signal_before_pb": s0, "background_after_pb": b1, "signal_after_pb": s1,
              "s_over_b_before": s0 / b0 if b0 > 0 else float("inf"),
@@ -113,7 +112,7 @@ def signal_to_background_gain(sm_all, sm_pass, sig_all, sig_pass, *, m_min: floa
              "signal_efficiency": s1 / s0 if s0 > 0 else float("nan"),
              "background_efficiency": b1 / b0 if b0 > 0 else float("nan"),
              "background_efficiency_high": float(eb.high) if eb is not None else float("nan"),
-             "background_entries_after": round(b1 * b1 / w2_b1) if w2_b1 > 0 else 0}
+             "background_entries_after": round(effective_entries_from_sums(b1, tot(sm_pass, "variance")))}
         r["gain"] = (r["signal_efficiency"] / r["background_efficiency"]
                      if r["background_efficiency"] > 0 else float("inf"))
         r["gain_lower_limit"] = (r["signal_efficiency"] / r["background_efficiency_high"]
@@ -192,7 +191,7 @@ def run_outlier(out: str | os.PathLike, config: OutlierConfig = OutlierConfig(),
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export
     from cms_anomaly.models.scorers import load_scorer
     from cms_anomaly.processors.folds import EventSplit
-    from cms_anomaly.stats import threshold_bin_at_efficiency
+    from cms_anomaly.stats import effective_entries_from_sums, threshold_bin_at_efficiency
 
     out = Path(out)
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"
@@ -225,14 +224,13 @@ def run_outlier(out: str | os.PathLike, config: OutlierConfig = OutlierConfig(),
 
     sm_w = sum(sm_h.score_sums(n)[0] for n in sm_names)
     k = threshold_bin_at_efficiency(sm_w, efficiency=config.outlier_fraction)
-    thresholds = all_h.thresholds()
-    cut = float(np.log(thresholds[min(k, len(thresholds) - 1)]))
+    cut = float(np.log(all_h.threshold(k)))
     eff = {}
     for name in [*sm_names, *sig_names]:
         w, w2 = hists_of(name).score_sums(name)
         # entries: effective entries in the outlier region (the events there for unit weights)
         eff[name] = {"efficiency": float(w[k:].sum() / w.sum()) if w.sum() > 0 else float("nan"),
-                     "entries": round(float(w[k:].sum() ** 2 / w2[k:].sum())) if w2[k:].sum() > 0 else 0}
+                     "entries": round(effective_entries_from_sums(w[k:].sum(), w2[k:].sum()))}
     report_dir = fresh_report_dir(out)
     pngs: list[Path] = []
     # ln(Loss) distributions (Chekanov Fig. 2): the loss histograms in ln units

@@ -199,7 +199,7 @@ def _efficiency_ratio(signal: tuple[np.ndarray, np.ndarray], background: tuple[n
     :func:`_purity_ratio`. Each efficiency has its Agresti-Coull interval (effective entries of
     the weighted sample); the ratio's bounds combine them conservatively (low / high).
     """
-    from cms_anomaly.stats import efficiency_from_sums
+    from cms_anomaly.stats import effective_entries_from_sums, efficiency_from_sums
 
     (ws, w2s), (wb, w2b) = signal, background
     e_s = efficiency_from_sums(ws[first_bin:].sum(), ws.sum(), w2s.sum())
@@ -209,8 +209,7 @@ def _efficiency_ratio(signal: tuple[np.ndarray, np.ndarray], background: tuple[n
         high = float(e_s.high / e_b.low) if e_b.low > 0 else float("inf")
 
     def entries(w: np.ndarray, w2: np.ndarray) -> float:  # effective entries above the threshold
-        a, a2 = w[first_bin:].sum(), w2[first_bin:].sum()
-        return float(a * a / a2) if a2 > 0 else 0.0
+        return effective_entries_from_sums(w[first_bin:].sum(), w2[first_bin:].sum())
 
     return {"eps_ttbar": float(e_s.estimate), "eps_ttbar_low": float(e_s.low), "eps_ttbar_high": float(e_s.high),
             "eps_background": float(e_b.estimate), "eps_background_low": float(e_b.low),
@@ -240,7 +239,6 @@ def analyse(output: dict[str, Any], *, model: str = "alad", score: str = "l1", a
     from cms_anomaly.stats import astf, on_off_significance, threshold_bin_at_efficiency
 
     sh = ScoreHists(output, model, score)
-    thresholds = sh.thresholds()
     data_w, _ = sh.score_sums("data")
     n_data = int(round(data_w.sum()))
     k_alpha = threshold_bin_at_efficiency(data_w, efficiency=alpha)
@@ -275,10 +273,9 @@ def analyse(output: dict[str, Any], *, model: str = "alad", score: str = "l1", a
         return out
 
     # the weight one simulated event carries, per reference: sets the exposure of an empty simulation
-    unit_weight = {}
-    for role in roles[1:]:
-        y = yields(0)[role]
-        unit_weight[role] = y["sumw"] / y["entries"] if y["entries"] else 1.0
+    unselected = yields(0)
+    unit_weight = {role: unselected[role]["sumw"] / unselected[role]["entries"] if unselected[role]["entries"] else 1.0
+                   for role in roles[1:]}
     unit_weight["background"] = max((unit_weight[r] for r in bkg_mc), default=1.0)
     unit_weight["background + ttbar"] = max(unit_weight["background"], unit_weight.get("ttbar", 0.0))
 
@@ -303,7 +300,7 @@ def analyse(output: dict[str, Any], *, model: str = "alad", score: str = "l1", a
     ttbar_w, _ = sh.score_sums("data", processes=["ttbar"]) if labelled else (None, None)
     for a in sorted({*REPORT_ALPHAS, alpha}):
         k = threshold_bin_at_efficiency(data_w, efficiency=a)
-        thr = float(thresholds[min(k, len(thresholds) - 1)])
+        thr = sh.threshold(k)
         if labelled:
             purity[f"{a:g}"] = {"threshold": thr, **_purity_ratio(int(round(ttbar_w[k:].sum())), int(round(data_w[k:].sum())),
                                                                  int(round(ttbar_w.sum())), n_data)}
@@ -312,7 +309,7 @@ def analyse(output: dict[str, Any], *, model: str = "alad", score: str = "l1", a
                                       **_efficiency_ratio(sig, bkg, first_bin=k)}
     return {
         "alpha": alpha,
-        "threshold": float(thresholds[min(k_alpha, len(thresholds) - 1)]),
+        "threshold": sh.threshold(k_alpha),
         "n_data": n_data,
         "n_data_selected": int(round(data_w[k_alpha:].sum())),
         "purity_ratio": purity,

@@ -16,6 +16,8 @@ from typing import Any
 import hist
 import numpy as np
 
+from cms_anomaly.stats import effective_entries_from_sums
+
 
 @dataclass(frozen=True)
 class ScoreHists:
@@ -48,12 +50,12 @@ class ScoreHists:
         variance = np.asarray(view["variance"])[s][:, p].sum(axis=(0, 1))
         return value, variance
 
-    def thresholds(self) -> np.ndarray:
-        """Lower edge of every score bin, flow bins included (0 for the underflow: the score axis is
-        logarithmic, for positive scores such as losses and distances; the top edge for the overflow):
-        selecting bins ``k, ...`` is ``score >= thresholds()[k]``."""
+    def threshold(self, first_bin: int) -> float:
+        """Lower edge of score bin ``first_bin``, flow bins included (0 for the underflow: the score axis
+        is logarithmic, for positive scores such as losses and distances; the top edge for the overflow
+        and beyond, where nothing is selected): selecting bins ``k, ...`` is ``score >= threshold(k)``."""
         edges = self._any_hist().axes["score"].edges
-        return np.concatenate([[0.0], edges])
+        return 0.0 if first_bin <= 0 else float(edges[min(first_bin, len(edges)) - 1])
 
     def _any_hist(self) -> hist.Hist:
         for dataset in self.output:
@@ -99,8 +101,7 @@ class ScoreHists:
         b = int(np.clip(min_bjets - h.axes["n_bjets"].edges[0] + 1, 0, value.shape[2]))
         sumw = float(value[first_bin:, j:, b:].sum())
         sumw2 = float(variance[first_bin:, j:, b:].sum())
-        return {"sumw": sumw, "error": float(np.sqrt(sumw2)),
-                "entries": float(sumw * sumw / sumw2) if sumw2 > 0 else 0.0}
+        return {"sumw": sumw, "error": float(np.sqrt(sumw2)), "entries": effective_entries_from_sums(sumw, sumw2)}
 
     def score_hist(self, dataset: str, *, first: int, last: int, rebin: int = 1) -> hist.Hist:
         """The score distribution of ``dataset`` over in-range bins ``first..last`` (0-based), merged

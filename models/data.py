@@ -192,12 +192,27 @@ def validation_mask(sample: Sample, *, val_fraction: float, seed: int) -> np.nda
     processor's ``split`` axis reproduces on any worker. Without it (arrays made in memory): a
     seeded random permutation (:func:`train_val_split`).
     """
+    return _validation_mask(len(sample), sample.run, sample.event, val_fraction=val_fraction, seed=seed)
+
+
+def cocktail_validation_mask(samples: dict[str, Sample], *, val_fraction: float, seed: int) -> np.ndarray:
+    """:func:`validation_mask` of the SM cocktail (:func:`sm_cocktail` order), from the event
+    identities alone (the feature matrices are not concatenated)."""
+    sm = [s for s in samples.values() if not s.is_signal]
+    ids = all(s.run is not None and s.event is not None for s in sm)
+    return _validation_mask(sum(len(s) for s in sm), np.concatenate([s.run for s in sm]) if ids else None,
+                            np.concatenate([s.event for s in sm]) if ids else None,
+                            val_fraction=val_fraction, seed=seed)
+
+
+def _validation_mask(n: int, run: np.ndarray | None, event: np.ndarray | None, *, val_fraction: float,
+                     seed: int) -> np.ndarray:
     from cms_anomaly.processors.folds import EventSplit
 
-    if sample.run is not None and sample.event is not None:
-        return EventSplit(val_fraction, seed).is_validation(sample.run, sample.event)
-    mask = np.zeros(len(sample), bool)
-    mask[train_val_split(len(sample), val_fraction=val_fraction, seed=seed)[1]] = True
+    if run is not None and event is not None:
+        return EventSplit(val_fraction, seed).is_validation(run, event)
+    mask = np.zeros(n, bool)
+    mask[train_val_split(n, val_fraction=val_fraction, seed=seed)[1]] = True
     return mask
 
 

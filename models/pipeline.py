@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from cms_anomaly.models.data import Sample, read_samples, sm_cocktail, validation_mask
+from cms_anomaly.models.data import Sample, cocktail_validation_mask, read_samples, sm_cocktail, validation_mask
 from cms_anomaly.models.errors import TrainingError
 from cms_anomaly.models.feature_sets import FeatureSet, get_feature_set
 
@@ -73,10 +73,10 @@ class TrainedModel:
 
 
 def split_cocktail(samples: dict[str, Sample], *, val_fraction: float, seed: int) -> tuple[Sample, Sample]:
-    """SM cocktail split into (train, validation) samples (:func:`~cms_anomaly.models.data.validation_mask`:
+    """SM cocktail split into (train, validation) samples (:func:`~cms_anomaly.models.data.cocktail_validation_mask`:
     by event identity where the tables carry it, so the processor knows each event's role)."""
     sm = sm_cocktail(samples)
-    val = validation_mask(sm, val_fraction=val_fraction, seed=seed)
+    val = cocktail_validation_mask(samples, val_fraction=val_fraction, seed=seed)
     return sm.subset(~val), sm.subset(val)
 
 

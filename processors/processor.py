@@ -198,10 +198,12 @@ class AnomalyProcessor(processor.ProcessorABC):
         cum = {"all": np.ones(len(objects), bool)} | {c: np.asarray(packed.all(*names[:k + 1]), bool)
                                                       for k, c in enumerate(names)}
         histograms.fill_cutflow(hists["cutflow"], cum, dataset=dataset, weights=weights)
-        get_int = lambda f: np.asarray(ak.to_numpy(events[f]))[mask] if f in events.fields else np.zeros(int(mask.sum()), np.int64)  # noqa: E731
+        # the identity of the selected events (zeros where a file lacks the branch), read once per chunk
+        ids = ({f: np.asarray(ak.to_numpy(events[f]))[mask] if f in events.fields else np.zeros(int(mask.sum()), np.int64)
+                for f in ("run", "luminosityBlock", "event")} if self.scorers or self.features_dir is not None else {})
         if self.scorers:
-            process = event_processes(meta, get_int("event"))
-            split = (self.split.labels(get_int("run"), get_int("event")) if self.split is not None
+            process = event_processes(meta, ids["event"])
+            split = (self.split.labels(ids["run"], ids["event"]) if self.split is not None
                      else np.full(len(selected), "all"))
             values = {f: ak.to_numpy(selected[f]) for f in {*self.score_features, "n_jets", "n_bjets"}}
         for name, scorer in self.scorers.items():
@@ -224,8 +226,8 @@ class AnomalyProcessor(processor.ProcessorABC):
             file_id = meta.get("fileuuid") or Path(meta.get("filename", "unknown")).stem
             path = feature_io.table_path(self.features_dir, dataset=dataset, file_id=file_id,
                                          entrystart=int(meta.get("entrystart", 0)), entrystop=int(meta.get("entrystop", len(events))))
-            feature_io.write_feature_table(selected, path=path, weights=sel_w, run=get_int("run"),
-                                           lumi=get_int("luminosityBlock"), event=get_int("event"), dataset=dataset,
+            feature_io.write_feature_table(selected, path=path, weights=sel_w, run=ids["run"],
+                                           lumi=ids["luminosityBlock"], event=ids["event"], dataset=dataset,
                                            is_signal=bool(meta.get("is_signal", False)))
             files.append(str(path))
         return {dataset: {"nevents": len(objects), "sumw_gen": float(objects.genweight.sum()), "cutflow": flow,

@@ -27,6 +27,7 @@ from cms_anomaly.stats._common import (
     SM_WORKING_POINTS,
     StatisticsError,
     effective_entries,
+    effective_entries_from_sums,
 )
 from cms_anomaly.stats.abcd import (
     AbcdCounts,
@@ -112,6 +113,7 @@ __all__ = [
     "diagonal_thresholds",
     "distance_correlation",
     "effective_entries",
+    "effective_entries_from_sums",
     "efficiency_above",
     "efficiency_from_sums",
     "enrichment_factor",

@@ -65,7 +65,16 @@ def effective_entries(weights) -> float:
         The effective number of entries (0 for an empty sample).
     """
     w = np.asarray(weights, dtype=np.float64)
-    s2 = float(np.sum(w * w))
-    return float(np.sum(w)) ** 2 / s2 if s2 > 0 else 0.0
+    return float(effective_entries_from_sums(np.sum(w), np.sum(w * w)))
+
+
+def effective_entries_from_sums(sumw, sumw2):
+    """``(sum w)^2 / sum w^2`` from the sums (histogram bins with ``Weight`` storage), element-wise;
+    0 where ``sum w^2`` is 0. A float for scalar input."""
+    sw = np.asarray(sumw, dtype=np.float64)
+    sw2 = np.asarray(sumw2, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(sw2 > 0, sw * sw / np.where(sw2 > 0, sw2, 1.0), 0.0)
+    return float(out) if out.ndim == 0 else out
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cms_anomaly.stats._common import ONE_SIGMA_CL, StatisticsError
-from cms_anomaly.stats.intervals import BinomialInterval, _weighted_efficiency_interval, ratio_uncertainty
+from cms_anomaly.stats._common import ONE_SIGMA_CL, StatisticsError, effective_entries_from_sums
+from cms_anomaly.stats.intervals import BinomialInterval, efficiency_from_sums, ratio_uncertainty
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +120,8 @@ def astf(h_all, h_selected, *, cl: float = ONE_SIGMA_CL) -> AstfResult:
         idx = np.argwhere(over)[0].tolist()
         raise StatisticsError(f"astf: h_selected exceeds h_all in bin {idx} "
                               f"({v_sel[tuple(idx)]} > {v_all[tuple(idx)]}); is h_selected a subset?")
-    interval = _weighted_efficiency_interval(v_sel, v_all, var_all, cl=cl)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        n_eff = np.where(var_all > 0, v_all ** 2 / np.where(var_all > 0, var_all, 1.0), 0.0)
+    interval = efficiency_from_sums(v_sel, v_all, var_all, cl=cl)
+    n_eff = effective_entries_from_sums(v_all, var_all)
     return AstfResult(edges=e_all, axis_labels=labels, fraction=interval.estimate, interval=interval,
                       n_all=v_all, n_selected=v_sel, n_all_eff=n_eff)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _sps
 
-from cms_anomaly.stats._common import ONE_SIGMA_CL, StatisticsError, _weights_for
+from cms_anomaly.stats._common import ONE_SIGMA_CL, StatisticsError, _weights_for, effective_entries_from_sums
 
 log = logging.getLogger(__name__)
 
@@ -100,24 +100,18 @@ def agresti_coull_interval(passed, total, *, cl: float = ONE_SIGMA_CL) -> Binomi
     return BinomialInterval(estimate=est, center=p_t, low=low, high=high, cl=cl)
 
 
-def _weighted_efficiency_interval(w_pass: np.ndarray, w_total: np.ndarray, w2_total: np.ndarray,
-                                  *, cl: float) -> BinomialInterval:
-    """AC interval for ``w_pass / w_total`` using effective counts of the denominator sample."""
+def efficiency_from_sums(w_pass, w_total, w2_total, *, cl: float = ONE_SIGMA_CL) -> BinomialInterval:
+    """Efficiency ``w_pass / w_total`` of a weighted selection from its sums (e.g. histogram bins
+    with ``Weight`` storage), with the Agresti-Coull interval in effective entries of the total."""
     w_pass = np.asarray(w_pass, dtype=np.float64)
     w_total = np.asarray(w_total, dtype=np.float64)
     w2_total = np.asarray(w2_total, dtype=np.float64)
+    n_eff = effective_entries_from_sums(w_total, w2_total)
     with np.errstate(invalid="ignore", divide="ignore"):
-        n_eff = np.where(w2_total > 0, w_total ** 2 / np.where(w2_total > 0, w2_total, 1.0), 0.0)
         p = np.where(w_total > 0, w_pass / np.where(w_total != 0, w_total, 1.0), np.nan)
     k_eff = np.clip(np.nan_to_num(p, nan=0.0), 0.0, 1.0) * n_eff
     ac = agresti_coull_interval(k_eff, n_eff, cl=cl)
     return BinomialInterval(estimate=p, center=ac.center, low=ac.low, high=ac.high, cl=cl)
-
-
-def efficiency_from_sums(w_pass, w_total, w2_total, *, cl: float = ONE_SIGMA_CL) -> BinomialInterval:
-    """Efficiency ``w_pass / w_total`` of a weighted selection from its sums (e.g. histogram bins
-    with ``Weight`` storage), with the Agresti-Coull interval in effective entries of the total."""
-    return _weighted_efficiency_interval(w_pass, w_total, w2_total, cl=cl)
 
 
 def weighted_efficiency(passed, weights=None, *, cl: float = ONE_SIGMA_CL) -> BinomialInterval:
@@ -141,7 +135,7 @@ def weighted_efficiency(passed, weights=None, *, cl: float = ONE_SIGMA_CL) -> Bi
     if mask.ndim != 1:
         raise StatisticsError(f"weighted_efficiency: passed must be one-dimensional, got shape {mask.shape}")
     w = _weights_for(mask.astype(np.float64), weights, "weights")
-    return _weighted_efficiency_interval(w[mask].sum(), w.sum(), np.sum(w * w), cl=cl)
+    return efficiency_from_sums(w[mask].sum(), w.sum(), np.sum(w * w), cl=cl)
 
 
 def enrichment_factor(process_passed, all_passed, *, process_weights=None, all_weights=None,

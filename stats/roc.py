@@ -18,7 +18,7 @@ from cms_anomaly.stats._common import (
     _weights_for,
     effective_entries,
 )
-from cms_anomaly.stats.intervals import _weighted_efficiency_interval
+from cms_anomaly.stats.intervals import efficiency_from_sums
 from cms_anomaly.stats.thresholds import threshold_at_efficiency
 
 log = logging.getLogger(__name__)
@@ -243,8 +243,8 @@ def tpr_at_fpr(bkg_scores, sig_scores, *, fpr: float, bkg_weights=None, sig_weig
         raise StatisticsError("tpr_at_fpr: empty signal sample")
     thr = threshold_at_efficiency(sb, wb, efficiency=fpr)
     passed_b, passed_s = sb > thr, ss > thr
-    ib = _weighted_efficiency_interval(wb[passed_b].sum(), wb.sum(), np.sum(wb * wb), cl=cl)
-    is_ = _weighted_efficiency_interval(ws[passed_s].sum(), ws.sum(), np.sum(ws * ws), cl=cl)
+    ib = efficiency_from_sums(wb[passed_b].sum(), wb.sum(), np.sum(wb * wb), cl=cl)
+    is_ = efficiency_from_sums(ws[passed_s].sum(), ws.sum(), np.sum(ws * ws), cl=cl)
     f, t = float(ib.estimate), float(is_.estimate)
     return WorkingPoint(target_fpr=float(fpr), threshold=thr, fpr=f, tpr=t,
                         fpr_interval=(float(ib.low), float(ib.high)),
