@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: install install-test run test test-quick bench analyses clean
+.PHONY: install install-test run test test-quick bench analyses hunt-study clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ analyses: install
 	$(BIN)/cms-anomaly disco --out $(OUT)/disco --samples $(OUT)/samples/single-lepton
 	$(BIN)/cms-anomaly outlier --out $(OUT)/outlier --samples $(OUT)/samples/single-lepton
 	$(BIN)/cms-anomaly dijet --out $(OUT)/dijet --samples $(OUT)/samples/dijet
+
+# the hunt with known answers: a hidden process at several shares (the rediscover-top productions), and the
+# false-positive rate over 20 independent signal-free pseudo-data productions (~40 min on 2 cores)
+hunt-study: install
+	$(BIN)/python benchmarks/hunt_study.py injection --fractions 0 0.005 0.01 0.02 0.05 --npe 5000 \
+		--out $(OUT)/hunt-injection --samples $(OUT)/rediscover-top/samples
+	$(BIN)/python benchmarks/hunt_study.py fpr --seeds 20 --events 0.2 --out $(OUT)/hunt-fpr
 
 clean:
 	rm -rf $(OUT)

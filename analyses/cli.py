@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "cms_anomaly.analyses.disco",
     "cms_anomaly.analyses.outlier",
     "cms_anomaly.analyses.dijet",
+    "cms_anomaly.analyses.hunt",
 )
 
 #: modules providing ``register_bench(bench_subparsers)`` for ``cms-anomaly bench TARGET``

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 #: role in the analysis -> process card
 PROCESSES: dict[str, str] = {"wjets": "wmunu_jets", "zjets": "zmumu_jets", "ttbar": "ttbar"}
 BACKGROUNDS = ("wjets", "zjets")
+#: legend labels of the roles
+ROLE_LABELS: dict[str, str] = {"wjets": r"W($\mu\nu$)+jets", "zjets": r"Z/$\gamma^*$($\mu\mu$)+jets", "ttbar": r"$t\bar{t}$"}
 ASTF_FEATURES = ("ht", "m_jets", "n_jets", "n_bjets")
 REPORT_ALPHAS = (1e-3, 1e-2, 5e-2, 1e-1)
 
@@ -112,11 +114,15 @@ def load_data_fileset(path: str | os.PathLike) -> tuple[dict, float, float]:
     return {"data": entry}, lumi, sqrt_s
 
 
-def make_samples(out: Path, config: RediscoveryConfig) -> tuple[dict, dict]:
-    """Generate (or reuse) the productions; return (simulation fileset, data fileset entry).
+def make_samples(samples_dir: Path, config: RediscoveryConfig, *, inject: str | None = None,
+                 signal_fraction: float = 0.0, simulation_seed: int | None = None) -> tuple[dict, dict]:
+    """Generate (or reuse) the productions in ``samples_dir``; return (simulation fileset, data fileset entry).
 
     Without ``config.data_fileset`` two productions: one mixed into pseudo-data, one the
-    simulation; with it, the simulation only, at the data's centre-of-mass energy.
+    simulation; with it, the simulation only, at the data's centre-of-mass energy. ``inject``: a
+    BSM card generated too and hidden in the pseudo-data as ``signal_fraction`` of its events
+    (before any selection; the SM yields keep their luminosity). ``simulation_seed`` (default
+    ``config.seed + 1000``): one simulation can serve pseudo-data of many seeds.
     """
     from cms_anomaly.datasets import mixture, production
 
@@ -127,21 +133,36 @@ def make_samples(out: Path, config: RediscoveryConfig) -> tuple[dict, dict]:
         events["qcd"] = config.qcd_events
     real = load_data_fileset(config.data_fileset) if config.data_fileset else None
     sqrt_s = real[2] if real else production.SQRT_S
-    productions = (("simulation", config.seed + 1000),) if real else (("data", config.seed), ("simulation", config.seed + 1000))
+    sim_seed = config.seed + 1000 if simulation_seed is None else int(simulation_seed)
+    productions = (("simulation", sim_seed),) if real else (("data", config.seed), ("simulation", sim_seed))
     filesets = {}
     for label, seed in productions:
-        result = production.produce(list(roles.values()), out=out / "samples" / label,
+        result = production.produce(list(roles.values()), out=samples_dir / label,
                                     events={card: events[role] for role, card in roles.items()}, seed=seed,
                                     executor="dask" if config.executor == "dask" else "local",
                                     scheduler=config.scheduler, workers=config.workers, sqrt_s=sqrt_s)
         filesets[label] = {role: result["datasets"][card] for role, card in roles.items()}
-    if real:
-        return filesets["simulation"], real[0]
-    for fs in filesets.values():  # the rare-process normalisation, the same in pseudo-data and simulation
+    for fs in filesets.values():  # the rare-process normalisation, the same in (pseudo-)data and simulation
         meta = fs["ttbar"]["metadata"] = dict(fs["ttbar"]["metadata"])
         meta["xsec_pb"] = float(meta["xsec_pb"]) * config.ttbar_scale
-    pool = filesets["data"]
-    data = mixture.build_pseudo_data(pool, processes=list(pool), out=out / "samples" / "pseudodata", seed=config.seed)
+    if real:
+        return filesets["simulation"], real[0]
+    pool = dict(filesets["data"])
+    lumi = mixture.default_luminosity(pool, list(pool))
+    name = f"pseudodata_s{config.seed}"
+    if inject and signal_fraction > 0:
+        n_sm = sum(float(e["metadata"]["xsec_pb"]) * lumi for e in pool.values())
+        n_sig = signal_fraction / (1.0 - signal_fraction) * n_sm
+        needed = int(np.ceil(n_sig + 3.0 * np.sqrt(n_sig) + 5))  # room for a 3 sigma upward fluctuation
+        run = production.produce([inject], out=samples_dir / f"signal_{inject}", events={inject: needed},
+                                 seed=config.seed + 2000, executor="dask" if config.executor == "dask" else "local",
+                                 scheduler=config.scheduler, workers=config.workers, sqrt_s=sqrt_s)
+        entry = dict(run["datasets"][inject])
+        entry["metadata"] = {**entry["metadata"], "xsec_pb": n_sig / lumi}
+        pool[inject] = entry
+        name = f"pseudodata_s{config.seed}_{inject}_{signal_fraction:g}"
+    data = mixture.build_pseudo_data(pool, processes=list(pool), out=samples_dir / name, seed=config.seed,
+                                     lumi_pb=lumi)
     return filesets["simulation"], data
 
 
@@ -339,7 +360,7 @@ def make_plots(result: dict, report_dir: Path, *, lumi_pb: float, output: dict, 
     for name, h in result["_hists"].items():
         label = FEATURES[name].label
         for stage, text in (("all", "muon + jets"), ("selected", rf"ALAD L1 $\alpha$ = {result['alpha']:g}")):
-            mc = {r"W($\mu\nu$)+jets": h[f"wjets_{stage}"], r"Z/$\gamma^*$($\mu\mu$)+jets": h[f"zjets_{stage}"]}
+            mc = {ROLE_LABELS[r]: h[f"{r}_{stage}"] for r in BACKGROUNDS}
             pngs.append(plotting.plot_data_mc(h[f"data_{stage}"], mc, report_dir / f"{name}_{stage}.png", xlabel=label,
                                               signals={r"$t\bar{t}$ (not in the background)": h[f"ttbar_{stage}"]},
                                               data_label=data_label, text=f"{text}, {lumi_text}", lumi=None, com=None, is_data=False))
@@ -357,7 +378,7 @@ def make_plots(result: dict, report_dir: Path, *, lumi_pb: float, output: dict, 
         return sh.score_hist(role, first=first, last=last, rebin=5)
 
     pngs.append(plotting.plot_data_mc(score_hist("data"),
-                                      {r"W($\mu\nu$)+jets": score_hist("wjets"), r"Z/$\gamma^*$($\mu\mu$)+jets": score_hist("zjets")},
+                                      {ROLE_LABELS[r]: score_hist(r) for r in BACKGROUNDS},
                                       report_dir / "score_alad.png", xlabel="ALAD L1 score",
                                       signals={r"$t\bar{t}$": score_hist("ttbar")}, data_label=data_label,
                                       text=rf"all selected events, {lumi_text}", lumi=None, com=None, is_data=False,
@@ -470,7 +491,7 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
     out = Path(out)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    simulation, data = make_samples(out, config)
+    simulation, data = make_samples(out / "samples", config)
     times["generation"] = time.perf_counter() - t0
     data_meta = data["data"]["metadata"]
     lumi = data_meta["lumi_pb"]

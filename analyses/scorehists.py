@@ -19,6 +19,21 @@ import numpy as np
 from cms_anomaly.stats import effective_entries_from_sums
 
 
+def drawable_axis(axis: Any) -> Any:
+    """Integer (count) axes as unit-width Regular axes [n, n+1), which mplhep draws (it treats Integer
+    axes as categories); any other axis unchanged."""
+    if isinstance(axis, hist.axis.Integer):
+        return hist.axis.Regular(len(axis), axis.edges[0], axis.edges[-1], name=axis.name, label=axis.label)
+    return axis
+
+
+def drawable(h: hist.Hist) -> hist.Hist:
+    """A 1-D weighted histogram with :func:`drawable_axis` (contents and flow bins kept)."""
+    out = hist.Hist(drawable_axis(h.axes[0]), storage=hist.storage.Weight())
+    out.view(flow=True)[...] = h.view(flow=True)
+    return out
+
+
 @dataclass(frozen=True)
 class ScoreHists:
     """The score histograms of one model output in a processor output ``{dataset: {"hists": ...}}``."""
@@ -49,6 +64,14 @@ class ScoreHists:
         value = np.asarray(view["value"])[s][:, p].sum(axis=(0, 1))
         variance = np.asarray(view["variance"])[s][:, p].sum(axis=(0, 1))
         return value, variance
+
+    def histogram(self, dataset: str, what: str) -> hist.Hist:
+        """The processor's ``score_<model>_<output>_vs_<what>`` histogram of ``dataset``."""
+        return self._hist(dataset, what)
+
+    def sums(self, dataset: str, what: str, *, processes: Iterable[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(sum w, sum w^2) arrays (score, feature...) with flow bins of ``score_..._vs_<what>``."""
+        return self._view(dataset, what, processes)
 
     def threshold(self, first_bin: int) -> float:
         """Lower edge of score bin ``first_bin``, flow bins included (0 for the underflow: the score axis
@@ -81,10 +104,7 @@ class ScoreHists:
         """
         h = self._hist(dataset, feature)
         value, variance = self._view(dataset, feature, processes)
-        axis = h.axes[feature]
-        if isinstance(axis, hist.axis.Integer):
-            axis = hist.axis.Regular(len(axis), axis.edges[0], axis.edges[-1], name=axis.name, label=axis.label)
-        out = hist.Hist(axis, storage=hist.storage.Weight())
+        out = hist.Hist(drawable_axis(h.axes[feature]), storage=hist.storage.Weight())
         view = out.view(flow=True)
         view["value"] = value[first_bin:].sum(axis=0)
         view["variance"] = variance[first_bin:].sum(axis=0)

@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "load_scorer": "cms_anomaly.models.scorers",
     "TorchScorer": "cms_anomaly.models.scorers",
     "XGBoostScorer": "cms_anomaly.models.scorers",
+    "KFoldScorer": "cms_anomaly.models.scorers",
     # datasets: generation
     "produce": "cms_anomaly.datasets.production",
     # analyses: each job as Config + run
@@ -54,6 +55,9 @@ _EXPORTS: dict[str, str] = {
     "run_outlier": "cms_anomaly.analyses.outlier",
     "DijetConfig": "cms_anomaly.analyses.dijet",
     "run_dijet": "cms_anomaly.analyses.dijet",
+    "HuntConfig": "cms_anomaly.analyses.hunt",
+    "HuntResult": "cms_anomaly.analyses.hunt",
+    "run_hunt": "cms_anomaly.analyses.hunt",
 }
 
 __all__ = sorted(_EXPORTS)

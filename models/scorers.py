@@ -28,7 +28,8 @@ from cms_anomaly.models.export import ModelCard, load_card
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FeatureMismatchError", "Scorer", "TorchScorer", "XGBoostScorer", "load_scorer"]
+__all__ = ["RARITY_BINNING", "FeatureMismatchError", "KFoldScorer", "Scorer", "TorchScorer", "XGBoostScorer",
+           "calibration_path", "load_scorer", "rarity", "write_calibration"]
 
 
 def _check_fields(features, card: ModelCard, source: str) -> None:
@@ -277,3 +278,100 @@ def check_model_file(path: Path, card: Any) -> None:
     if out.shape[1] != n_out:
         raise ModelCardError(f"{path}: the model gives {out.shape[1]} outputs per event, its card names {n_out} "
                              f"({card.output_names})")
+
+
+#: score axis of calibrated k-fold scores (:class:`KFoldScorer`): -log10 p in [0, 8) in steps of
+#: 0.05, so that alpha = 10^-1, 10^-2, ... (and 10^(-k/20)) are bin edges
+RARITY_BINNING: tuple[int, float, float] = (160, 0.0, 8.0)
+
+
+def calibration_path(model_path: str | Path) -> Path:
+    """``<stem>.calibration.npy`` next to a model file: the sorted scores of its training events."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name.rsplit(".", 1)[0] + ".calibration.npy")
+
+
+def write_calibration(model_path: str | Path, training_scores: np.ndarray) -> Path:
+    """Store the sorted training scores of a model (plain ``.npy``, loaded without pickle)."""
+    from cms_anomaly.datasets.atomic import atomic_output
+
+    scores = np.sort(np.asarray(training_scores, dtype=np.float64).ravel())
+    scores = scores[np.isfinite(scores)]
+    if scores.size == 0:
+        raise ModelCardError(f"{model_path}: no finite training score to calibrate with")
+    path = calibration_path(model_path)
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, scores, allow_pickle=False)
+    return path
+
+
+def rarity(scores: np.ndarray, sorted_training: np.ndarray) -> np.ndarray:
+    """-log10 p of each score, p = (1 + training scores >= s) / (N_training + 1).
+
+    A monotone map of one model's score onto the fraction of its training sample that scores as
+    high; the models of a k-fold ensemble, each on its own scale, become comparable. NaN stays NaN.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    n = len(sorted_training)
+    above = n - np.searchsorted(sorted_training, s, side="left")
+    out = -np.log10((1.0 + above) / (n + 1.0))
+    return np.where(np.isnan(s), np.nan, out)
+
+
+class KFoldScorer:
+    """A k-fold ensemble: model ``i`` scores the events of fold ``i`` (:class:`KFold`), the models it
+    was not trained on; scores calibrated to a common scale (:func:`rarity`, output ``rarity``).
+
+    The processor calls it as ``scorer(features, folds=scorer.fold_of(run, event))``; it pickles
+    (its members load their model lazily on each worker).
+    """
+
+    output_names = ["rarity"]
+    score_binning = RARITY_BINNING
+
+    def __init__(self, scorers: list[Any], calibrations: list[np.ndarray], folds: Any, *, output: str | None = None,
+                 name: str = "kfold") -> None:
+        if len(scorers) != folds.k or len(calibrations) != folds.k:
+            raise ValueError(f"KFoldScorer: {len(scorers)} models and {len(calibrations)} calibrations for k = {folds.k}")
+        features = {tuple(s.feature_names) for s in scorers}
+        if len(features) != 1:
+            raise FeatureMismatchError(expected=list(scorers[0].feature_names), actual=list(scorers[-1].feature_names),
+                                       source="KFoldScorer: the fold models read different features")
+        outputs = list(scorers[0].output_names)
+        self.output_index = outputs.index(output) if output is not None else 0
+        self.scorers, self.calibrations, self.folds, self._name = list(scorers), list(calibrations), folds, name
+
+    @classmethod
+    def load(cls, paths: list[str | Path], folds: Any, *, output: str | None = None, name: str = "kfold",
+             threads: int | None = None) -> KFoldScorer:
+        """The ensemble of the model files ``paths`` (fold order) and their calibration files."""
+        cals = []
+        for p in paths:
+            cal = calibration_path(p)
+            if not cal.exists():
+                raise ModelCardError(f"{p}: no calibration file {cal.name} (written by write_calibration)")
+            cals.append(np.load(cal, allow_pickle=False))
+        return cls([load_scorer(p, threads=threads) for p in paths], cals, folds, output=output, name=name)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.scorers[0].feature_names)
+
+    def fold_of(self, run: np.ndarray, event: np.ndarray) -> np.ndarray:
+        return self.folds.fold(run, event)
+
+    def __call__(self, features: Any, *, folds: np.ndarray | None = None) -> np.ndarray:
+        if folds is None:
+            raise ValueError("KFoldScorer needs the events' folds: scorer(features, folds=scorer.fold_of(run, event))")
+        folds = np.asarray(folds)
+        out = np.full(len(features), np.nan)
+        for i, (scorer, cal) in enumerate(zip(self.scorers, self.calibrations)):
+            rows = np.flatnonzero(folds == i)
+            if rows.size:
+                raw = np.asarray(scorer(features[rows]), dtype=np.float64).reshape(rows.size, -1)
+                out[rows] = rarity(raw[:, self.output_index], cal)
+        return out

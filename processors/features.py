@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 #: ADC2021 (19, 3) layout: (row offset, number of rows) per object type after the MET row
 ADC_LAYOUT: dict[str, tuple[int, int]] = {"electron": (1, 4), "muon": (5, 4), "jet": (9, 10)}
+#: the names of the 19 rows: ``met``, ``ele1`` .. ``ele4``, ``mu1`` .. ``mu4``, ``jet1`` .. ``jet10``
+OBJECT_SLOTS: tuple[str, ...] = ("met", *(f"{short}{i + 1}" for name, short in (("electron", "ele"), ("muon", "mu"),
+                                                                                  ("jet", "jet"))
+                                         for i in range(ADC_LAYOUT[name][1])))
 
 
 def _np(arr: Any, dtype: Any = np.float64) -> np.ndarray:

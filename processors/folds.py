@@ -51,3 +51,30 @@ class EventSplit:
     def labels(self, run: np.ndarray, event: np.ndarray) -> np.ndarray:
         """``validation`` / ``training`` per event (the processor's ``split`` axis)."""
         return np.where(self.is_validation(run, event), "validation", "training")
+
+
+#: mixed into the seed of :class:`KFold`, so that the folds are independent of an
+#: :class:`EventSplit` with the same seed (the early-stopping split inside each fold's training)
+_KFOLD_SALT = 0x6B464F4C
+
+
+@dataclass(frozen=True)
+class KFold:
+    """``k`` folds by event identity: fold = ``floor(k * event_uniform(run, event, seed'))``.
+
+    Model ``i`` of a k-fold ensemble is trained on the events outside fold ``i`` and scores the
+    events of fold ``i``, so every event of a sample is scored by a model that never saw it
+    (the CWoLa-hunting scheme, Collins, Howe, Nachman, PRL 121 (2018) 241803).
+    """
+
+    k: int = 3
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.k < 2:
+            raise ValueError(f"KFold.k must be >= 2, got {self.k}")
+
+    def fold(self, run: np.ndarray, event: np.ndarray) -> np.ndarray:
+        """The fold (0 .. k-1) of each event."""
+        u = event_uniform(run, event, seed=self.seed ^ _KFOLD_SALT)
+        return np.minimum((u * self.k).astype(np.int64), self.k - 1)

@@ -56,14 +56,19 @@ def cutflow_hist(cut_names: Sequence[str], *, dataset: str | None = None) -> his
     )
 
 
-def score_hist(name: str, output: str, *, dataset: str | None = None) -> hist.Hist:
-    """1-D histogram of one model output (log-spaced bins)."""
-    return hist.Hist(
-        _dataset_axis(dataset),
-        hist.axis.Regular(SCORE_BINS, *SCORE_RANGE, transform=hist.axis.transform.log, name=output,
-                          label=f"{name} {output} (anomaly score)"),
-        storage=hist.storage.Weight(),
-    )
+#: a scorer's own score binning (``score_binning`` attribute): (bins, low, high), linear; e.g. the
+#: calibrated k-fold scores of :class:`~cms_anomaly.models.scorers.KFoldScorer`, -log10 p in [0, 8)
+ScoreBinning = tuple[int, float, float]
+
+
+def score_hist(name: str, output: str, *, dataset: str | None = None, binning: ScoreBinning | None = None) -> hist.Hist:
+    """1-D histogram of one model output (log-spaced bins, or the scorer's own ``binning``)."""
+    if binning is None:
+        axis = hist.axis.Regular(SCORE_BINS, *SCORE_RANGE, transform=hist.axis.transform.log, name=output,
+                                 label=f"{name} {output} (anomaly score)")
+    else:
+        axis = hist.axis.Regular(*binning, name=output, label=f"{name} {output}")
+    return hist.Hist(_dataset_axis(dataset), axis, storage=hist.storage.Weight())
 
 
 def score2d_hist(name: str, outputs: Sequence[str], *, dataset: str | None = None) -> hist.Hist:
@@ -109,20 +114,24 @@ def _process_axis() -> hist.axis.StrCategory:
     return hist.axis.StrCategory([], name="process", label="Process (generator truth; 'data' for data)", growth=True)
 
 
-def _fine_score_axis(name: str, output: str) -> hist.axis.Regular:
+def _fine_score_axis(name: str, output: str, binning: ScoreBinning | None = None) -> hist.axis.Regular:
+    if binning is not None:
+        return hist.axis.Regular(*binning, name="score", label=f"{name} {output}")
     return hist.axis.Regular(SCORE_FINE_BINS, *SCORE_RANGE, transform=hist.axis.transform.log, name="score",
                              label=f"{name} {output} (anomaly score)")
 
 
-def score_feature_hist(name: str, output: str, feature: str, *, dataset: str | None = None) -> hist.Hist:
+def score_feature_hist(name: str, output: str, feature: str, *, dataset: str | None = None,
+                       binning: ScoreBinning | None = None) -> hist.Hist:
     """(dataset, split, process, score, feature): any anomaly selection's ASTF, read off at any threshold."""
-    return hist.Hist(_dataset_axis(dataset), _split_axis(), _process_axis(), _fine_score_axis(name, output),
+    return hist.Hist(_dataset_axis(dataset), _split_axis(), _process_axis(), _fine_score_axis(name, output, binning),
                      score_feature_axis(feature), storage=hist.storage.Weight())
 
 
-def score_counts_hist(name: str, output: str, *, dataset: str | None = None) -> hist.Hist:
+def score_counts_hist(name: str, output: str, *, dataset: str | None = None,
+                      binning: ScoreBinning | None = None) -> hist.Hist:
     """(dataset, split, process, score, N_J, N_b): yields of object-count selections after any threshold."""
-    return hist.Hist(_dataset_axis(dataset), _split_axis(), _process_axis(), _fine_score_axis(name, output),
+    return hist.Hist(_dataset_axis(dataset), _split_axis(), _process_axis(), _fine_score_axis(name, output, binning),
                      feature_axis(FEATURES["n_jets"]), feature_axis(FEATURES["n_bjets"]), storage=hist.storage.Weight())
 
 

@@ -31,8 +31,9 @@ from coffea import processor
 
 from cms_anomaly.processors import feature_io, histograms, schema, selections
 from cms_anomaly.processors.config import AnalysisConfig
-from cms_anomaly.processors.feature_spec import FEATURES, HISTOGRAMMED
-from cms_anomaly.processors.features import array_features, feature_record, scalar_features
+from cms_anomaly.processors.eventlist import TopEvents
+from cms_anomaly.processors.feature_spec import FEATURES, HISTOGRAMMED, SCALAR_FEATURES
+from cms_anomaly.processors.features import OBJECT_SLOTS, array_features, feature_record, scalar_features
 from cms_anomaly.processors.folds import EventSplit
 from cms_anomaly.processors.objects import build_objects
 
@@ -102,6 +103,28 @@ def _scores_2d(scores: np.ndarray, n: int, name: str, k: int) -> np.ndarray:
     return scores
 
 
+def _top_events(n: int, score: np.ndarray, *, ids: Mapping[str, np.ndarray], folds: np.ndarray | None,
+                process: np.ndarray, weights: np.ndarray, selected: ak.Array) -> TopEvents:
+    """The chunk's ``n`` highest-scoring events: identity, score, fold, process, weight, scalar
+    features and the ADC object array (MET, 4 e, 4 mu, 10 jets x pT, eta, phi), one column each."""
+    keep = np.argsort(-np.where(np.isnan(score), -np.inf, score), kind="stable")[:n]
+    cols: dict[str, np.ndarray] = {"run": np.asarray(ids["run"])[keep].astype(np.int64),
+                                   "luminosityBlock": np.asarray(ids["luminosityBlock"])[keep].astype(np.int64),
+                                   "event": np.asarray(ids["event"])[keep].astype(np.int64),
+                                   "score": score[keep],
+                                   "fold": (np.asarray(folds)[keep] if folds is not None
+                                            else np.full(len(keep), -1)).astype(np.int64),
+                                   "process": np.asarray(process)[keep].astype(str), "weight": weights[keep]}
+    sub = selected[keep]
+    for f in SCALAR_FEATURES:
+        cols[f] = np.asarray(ak.to_numpy(sub[f]), dtype=np.float64)
+    objects = np.asarray(ak.to_numpy(sub["objects"]), dtype=np.float64).reshape(len(keep), -1, 3)
+    for i, label in enumerate(OBJECT_SLOTS):
+        for j, var in enumerate(("pt", "eta", "phi")):
+            cols[f"{label}_{var}"] = objects[:, i, j]
+    return TopEvents(n, cols)
+
+
 class AnomalyProcessor(processor.ProcessorABC):
     """Selection, features, model scores and histograms for every dataset of a fileset.
 
@@ -127,12 +150,20 @@ class AnomalyProcessor(processor.ProcessorABC):
         The training / validation split of the models' training (:class:`EventSplit`): fills the
         ``split`` axis, so that a model's own training events are not counted as its evaluation
         sample (``all`` without a split).
+    top_events
+        If > 0, keep per dataset and scorer the ``top_events`` highest-scoring selected events (first
+        output) with their identity, fold, true process, weight, scalar features and the ADC object
+        array (:class:`~cms_anomaly.processors.eventlist.TopEvents`, output key ``top_events``).
+
+    A scorer with a ``fold_of(run, event)`` method (a k-fold ensemble) is called with the events'
+    folds, ``scorer(features, folds=...)``; one with a ``score_binning`` attribute gets that score axis.
     """
 
     def __init__(self, *, selection: str = "single_lepton", config: AnalysisConfig | None = None,
                  scorers: Mapping[str, Scorer] | None = None, features_dir: str | Path | None = None,
                  lumi_pb: float | None = None, allow_missing: tuple[str, ...] = (),
-                 score_features: tuple[str, ...] = histograms.SCORE_VS_FEATURES, split: EventSplit | None = None) -> None:
+                 score_features: tuple[str, ...] = histograms.SCORE_VS_FEATURES, split: EventSplit | None = None,
+                 top_events: int = 0) -> None:
         self.selection = selections.get_selection(selection)
         self.allow_missing = tuple(allow_missing)
         self.config = config or AnalysisConfig()
@@ -144,21 +175,27 @@ class AnomalyProcessor(processor.ProcessorABC):
             raise ValueError(f"score_features {unknown} are not scalar features (see processors/feature_spec.py)")
         self.score_features = tuple(score_features)
         self.split = split
+        if top_events < 0:
+            raise ValueError(f"top_events must be >= 0, got {top_events}")
+        self.top_events = int(top_events)
 
     def _new_hists(self, dataset: str) -> dict[str, Any]:
         hists: dict[str, Any] = {name: histograms.feature_hist(FEATURES[name], dataset=dataset) for name in HISTOGRAMMED}
         hists["rmm_occupancy"] = histograms.rmm_occupancy_hist(dataset=dataset)
         hists["cutflow"] = histograms.cutflow_hist(self.selection.cut_names, dataset=dataset)
         for name, scorer in self.scorers.items():
+            binning = getattr(scorer, "score_binning", None)
             for out in scorer.output_names:
-                hists[f"score_{name}_{out}"] = histograms.score_hist(name, out, dataset=dataset)
+                hists[f"score_{name}_{out}"] = histograms.score_hist(name, out, dataset=dataset, binning=binning)
             if len(scorer.output_names) == 2:
                 hists[f"score2d_{name}"] = histograms.score2d_hist(name, scorer.output_names, dataset=dataset)
             for out in scorer.output_names:
                 for feat in self.score_features:
                     hists[f"score_{name}_{out}_vs_{feat}"] = histograms.score_feature_hist(name, out, feat,
-                                                                                          dataset=dataset)
-                hists[f"score_{name}_{out}_vs_counts"] = histograms.score_counts_hist(name, out, dataset=dataset)
+                                                                                          dataset=dataset,
+                                                                                          binning=binning)
+                hists[f"score_{name}_{out}_vs_counts"] = histograms.score_counts_hist(name, out, dataset=dataset,
+                                                                                      binning=binning)
         return hists
 
     def process(self, events: Any) -> Any:
@@ -206,9 +243,16 @@ class AnomalyProcessor(processor.ProcessorABC):
             split = (self.split.labels(ids["run"], ids["event"]) if self.split is not None
                      else np.full(len(selected), "all"))
             values = {f: ak.to_numpy(selected[f]) for f in {*self.score_features, "n_jets", "n_bjets"}}
+        top: dict[str, TopEvents] = {}
         for name, scorer in self.scorers.items():
             outs = scorer.output_names
-            scores = _scores_2d(scorer(selected), len(selected), name, len(outs))
+            fold_of = getattr(scorer, "fold_of", None)
+            folds = fold_of(ids["run"], ids["event"]) if fold_of is not None else None
+            raw = scorer(selected, folds=folds) if folds is not None else scorer(selected)
+            scores = _scores_2d(raw, len(selected), name, len(outs))
+            if self.top_events:
+                top[name] = _top_events(self.top_events, scores[:, 0], ids=ids, folds=folds, process=process,
+                                        weights=sel_w, selected=selected)
             for k, out in enumerate(outs):
                 hists[f"score_{name}_{out}"].fill(dataset=dataset, **{out: scores[:, k]}, weight=sel_w)
                 for feat in self.score_features:
@@ -230,9 +274,12 @@ class AnomalyProcessor(processor.ProcessorABC):
                                            lumi=ids["luminosityBlock"], event=ids["event"], dataset=dataset,
                                            is_signal=bool(meta.get("is_signal", False)))
             files.append(str(path))
-        return {dataset: {"nevents": len(objects), "sumw_gen": float(objects.genweight.sum()), "cutflow": flow,
-                          "hists": hists, "feature_files": files,
-                          "missing_collections": dict.fromkeys(objects.missing_collections, 1)}}
+        result = {"nevents": len(objects), "sumw_gen": float(objects.genweight.sum()), "cutflow": flow,
+                  "hists": hists, "feature_files": files,
+                  "missing_collections": dict.fromkeys(objects.missing_collections, 1)}
+        if self.top_events and self.scorers:
+            result["top_events"] = top
+        return {dataset: result}
 
     def _process_dask(self, events: Any) -> Any:
         """dask-awkward NanoEvents -> a ``dask.delayed`` output equal to the Runner's.

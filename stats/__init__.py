@@ -13,6 +13,8 @@ No files, no plots, no other package of this project. One topic per module:
 ``dcor``          distance correlation
 ``fits``          dijet fit functions with iminuit (Chekanov eq. 1, LHCO)
 ``bumphunt``      BumpHunter scans through pyBumpHunter
+``compare``       data vs simulation: chi^2 with the simulation's error, sparse bins merged
+``scan``          window scans over selections and variables, global significance (look-elsewhere)
 ================  ==================================================================
 
 Score convention: larger = more anomalous; an event is selected when ``score > threshold``.
@@ -42,6 +44,11 @@ from cms_anomaly.stats.abcd import (
 from cms_anomaly.stats.astf import (
     AstfResult,
     astf,
+)
+from cms_anomaly.stats.compare import (
+    Comparison,
+    compare_counts,
+    merge_groups,
 )
 from cms_anomaly.stats.dcor import (
     distance_correlation,
@@ -74,9 +81,15 @@ from cms_anomaly.stats.roc import (
 from cms_anomaly.stats.significance import (
     Z_MAX,
     abcd_significance,
+    on_off_p,
     on_off_significance,
     poisson_significance,
     z_from_p,
+)
+from cms_anomaly.stats.scan import (
+    ScanResult,
+    scan,
+    z_bi,
 )
 from cms_anomaly.stats.thresholds import (
     MIN_EVENTS_ABOVE,
@@ -93,10 +106,12 @@ __all__ = [
     "AbcdPrediction",
     "AstfResult",
     "BinomialInterval",
+    "Comparison",
     "LUMI_PER_MONTH_FB",
     "MIN_EVENTS_ABOVE",
     "ONE_SIGMA_CL",
     "RocCurve",
+    "ScanResult",
     "SM_WORKING_POINTS",
     "StatisticsError",
     "WorkingPoint",
@@ -110,6 +125,7 @@ __all__ = [
     "agresti_coull_interval",
     "astf",
     "auc",
+    "compare_counts",
     "diagonal_thresholds",
     "distance_correlation",
     "effective_entries",
@@ -119,12 +135,15 @@ __all__ = [
     "enrichment_factor",
     "events_per_month",
     "lr_plus",
+    "merge_groups",
+    "on_off_p",
     "on_off_significance",
     "poisson_significance",
     "ratio_uncertainty",
     "roc_curve",
     "roc_from_labels",
     "sbr_ratio",
+    "scan",
     "selection_efficiency",
     "sic",
     "threshold_at_efficiency",
@@ -136,6 +155,7 @@ __all__ = [
     "weighted_efficiency",
     "xsec_for_events_per_month",
     "xsec_for_signal_to_background",
+    "z_bi",
     "z_from_p",
 ]
 

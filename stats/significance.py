@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
+
+import numpy as np
 
 from scipy import stats as _sps
 
@@ -74,10 +77,15 @@ def on_off_significance(n_on: float, n_off: float, tau: float) -> float:
         raise StatisticsError(f"on_off_significance needs n_on >= 0, n_off >= 0, tau > 0; got {n_on}, {n_off}, {tau}")
     if n_on == 0:
         return 0.0
+    return z_from_p(float(on_off_p(n_on, n_off, tau)), one_sided=False)
+
+
+def on_off_p(n_on: Any, n_off: Any, tau: Any) -> Any:
+    """The binomial p-value of :func:`on_off_significance`, ``I_{1/(1+tau)}(n_on, n_off + 1)``
+    (element-wise on arrays; ``n_on`` > 0)."""
     from scipy.special import betainc
 
-    p = float(betainc(n_on, n_off + 1.0, 1.0 / (1.0 + tau)))
-    return z_from_p(p, one_sided=False)
+    return betainc(n_on, np.asarray(n_off) + 1.0, 1.0 / (1.0 + np.asarray(tau)))
 
 
 #: the largest significance a double-precision p-value expresses (norm.isf of the smallest double ~ 37.5)

@@ -257,3 +257,56 @@ def test_fresh_report_dir_removes_an_earlier_runs_figures_and_summaries(tmp_path
     assert fresh_report_dir(tmp_path) == old
     assert sorted(p.name for p in old.iterdir()) == ["notes.txt"]  # only what the job writes is cleared
     assert fresh_report_dir(tmp_path / "new").is_dir()
+
+
+def _feature_output(values: dict[str, dict[str, np.ndarray]]) -> dict:
+    """A processor-like output {dataset: {"hists": {feature: hist}}} from per-dataset arrays of bin contents."""
+    import hist
+
+    out = {}
+    for dataset, feats in values.items():
+        hists = {}
+        for name, contents in feats.items():
+            h = hist.Hist(hist.axis.StrCategory([dataset], name="dataset"),
+                          hist.axis.Regular(len(contents), 0, len(contents), name=name), storage=hist.storage.Weight())
+            view = h.view(flow=False)
+            view.value[0] = contents
+            view.variance[0] = contents * 0.01  # a large simulation: small sum w^2
+            hists[name] = h
+        out[dataset] = {"hists": hists}
+    return out
+
+
+def test_hunt_background_check_flags_normalisation_and_shape_and_passes_a_good_model():
+    from cms_anomaly.analyses.hunt import HuntConfig, background_check
+
+    sim = {"ht": np.array([400.0, 300.0, 200.0, 100.0]), "met": np.array([250.0, 250.0, 250.0, 250.0])}
+    good = _feature_output({"data": {"ht": np.array([405.0, 290.0, 210.0, 95.0]), "met": np.array([240.0, 260, 255, 245])},
+                            "wjets": {k: v * 0.6 for k, v in sim.items()}, "ttbar": {k: v * 0.4 for k, v in sim.items()}})
+    c = background_check(good, HuntConfig())
+    assert c["ok"] and c["problems"] == [] and c["norm_ratio"] == pytest.approx(1.0)
+    # twice the events: the normalisation is 2 (by hand), far beyond 25 % and 3 sigma
+    double = _feature_output({"data": {k: v * 2 for k, v in sim.items()}, "wjets": sim})
+    c = background_check(double, HuntConfig())
+    assert not c["ok"] and c["norm_ratio"] == pytest.approx(2.0) and "data / simulation = 2" in c["problems"][0]
+    # ... which a 150 % tolerance accepts; a shape difference in one feature is then what is flagged
+    shape = _feature_output({"data": {"ht": np.array([100.0, 200.0, 300.0, 400.0]), "met": sim["met"]}, "wjets": sim})
+    c = background_check(shape, HuntConfig(norm_tolerance=1.5))
+    assert not c["ok"] and c["features"][0]["feature"] == "ht" and "ht" in c["problems"][0]
+    assert c["features"][0]["shape_p_value"] < 1e-10 and c["features"][1]["shape_p_value"] > 0.5
+
+
+def test_hunt_astf_discrepancy_by_hand():
+    from cms_anomaly.analyses.hunt import _astf_discrepancy
+
+    # simulation: 10 % selected in bin 0, 20 % in bin 1 (no simulation error); data: 100 and 50 events before
+    b_all, b_sel = np.array([1000.0, 500.0]), np.array([100.0, 100.0])
+    d_all, d_sel = np.array([100.0, 50.0]), np.array([10.0, 25.0])
+    r = _astf_discrepancy(d_all, d_sel, b_all, np.zeros(2), b_sel, np.zeros(2))
+    # expected 10 and 10 selected; the shape: scaled to the 35 selected, 17.5 and 17.5 expected,
+    # chi2 = 2 x 7.5^2 / 17.5 (no bin merged), ndf 2 - 1; the largest pull before scaling 15 / sqrt(10)
+    assert r["expected"] == pytest.approx(20.0) and r["observed"] == 35.0 and r["astf_ratio"] == pytest.approx(1.75)
+    assert r["chi2"] == pytest.approx(2 * 7.5**2 / 17.5) and r["ndf"] == 1
+    assert r["largest_pull_bin"] == 1 and r["largest_pull"] == pytest.approx(15 / np.sqrt(10))
+    # the same shape with twice the selected events: the shape test sees nothing new in a pure count excess
+    assert _astf_discrepancy(d_all, np.array([20.0, 20.0]), b_all, np.zeros(2), b_sel, np.zeros(2))["chi2"] == pytest.approx(0.0)

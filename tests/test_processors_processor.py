@@ -195,6 +195,21 @@ def _scorer(tmp_path, n_out: int):
     return LinearScorer(str(path)), lin
 
 
+def _linear_inputs(path):
+    """(events, the (pt_lep, met, n_jets) inputs of the linear scorers, the single_lepton + pT > 23 mask)
+    of a real NanoAOD file, computed here without the processor."""
+    from cms_anomaly.processors.features import compute_features
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+        ev = NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=NanoAODSchema, mode="eager").events()
+    feats = compute_features(ev, config=AnalysisConfig())
+    x = np.stack([ak.to_numpy(feats[n]).astype(np.float32) for n in ("pt_lep", "met", "n_jets")], axis=1)
+    return ev, x, ak.to_numpy(feats["has_lepton"]) & (x[:, 0] > 23)
+
+
 def test_scorer_slot_fills_score_histograms(tmp_path, real_nanoaod_files):
     s1, lin1 = _scorer(tmp_path, 1)
     s2, _ = _scorer(tmp_path, 2)
@@ -210,17 +225,7 @@ def test_scorer_slot_fills_score_histograms(tmp_path, real_nanoaod_files):
     # the filled bin of the 1-output model agrees with the model evaluated here
     import torch
 
-    from cms_anomaly.processors.features import compute_features
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
-
-        ev = NanoEventsFactory.from_root({str(real_nanoaod_files["dy"]): "Events"}, schemaclass=NanoAODSchema,
-                                         mode="eager").events()
-    feats = compute_features(ev, config=AnalysisConfig())
-    x = np.stack([ak.to_numpy(feats[n]).astype(np.float32) for n in ("pt_lep", "met", "n_jets")], axis=1)
-    sel = ak.to_numpy(feats["has_lepton"]) & (x[:, 0] > 23)
+    _, x, sel = _linear_inputs(real_nanoaod_files["dy"])
     with torch.no_grad():
         expected = lin1(torch.from_numpy(x[sel])).numpy()[:, 0]
     h1 = out["hists"]["score_linear1_score"][{"dataset": "dy"}]
@@ -288,3 +293,48 @@ def test_event_processes_from_labels_data_and_simulation(tmp_path):
     assert got.tolist() == ["wjets", "zjets", "unknown", "ttbar"]
     assert event_processes({"is_data": True}, np.arange(2)).tolist() == ["data", "data"]
     assert event_processes({"process": "ttbar", "dataset": "tt"}, np.arange(1)).tolist() == ["ttbar"]
+
+
+def test_kfold_scorer_scores_each_fold_with_its_model_and_lists_the_top_events(tmp_path, real_nanoaod_files):
+    """Through the processor on real NanoAOD: fold i is scored by model i, calibrated by its own
+    training scores; the rarity histogram and the top-event list equal a direct evaluation."""
+    import torch
+
+    from cms_anomaly.models.scorers import RARITY_BINNING, KFoldScorer, rarity
+    from cms_anomaly.processors.folds import KFold
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, lin_a = _scorer(tmp_path / "a", 1)
+    b, lin_b = _scorer(tmp_path / "b", 1)
+    with torch.no_grad():  # a different second model (the saved file is re-written)
+        lin_b.weight.mul_(-3.0)
+        torch.jit.script(lin_b).save(b.torch_jit)
+    cals = [np.linspace(0.0, 10.0, 101), np.linspace(-60.0, 0.0, 61)]
+    folds = KFold(2, seed=5)
+    scorer = KFoldScorer([a, b], cals, folds)
+    fs = {"dy": {"files": {str(real_nanoaod_files["dy"]): "Events"}, "metadata": {"is_data": True}}}
+    proc = AnomalyProcessor(selection="single_lepton", scorers={"kfold": scorer}, score_features=("ht",), top_events=5)
+    with runner.make_executor("iterative") as ex:
+        out = runner.run_processor(fs, proc, executor=ex, chunksize=20)["dy"]
+
+    ev, x, sel = _linear_inputs(real_nanoaod_files["dy"])
+    fold = folds.fold(ak.to_numpy(ev.run)[sel], ak.to_numpy(ev.event)[sel])
+    assert set(fold.tolist()) == {0, 1}
+    with torch.no_grad():
+        raw = [m(torch.from_numpy(x[sel])).numpy()[:, 0] for m in (lin_a, lin_b)]
+    expected = np.where(fold == 0, rarity(raw[0], cals[0]), rarity(raw[1], cals[1]))
+
+    h = out["hists"]["score_kfold_rarity"][{"dataset": "dy"}]
+    assert (len(h.axes[0]), h.axes[0].edges[0], h.axes[0].edges[-1]) == RARITY_BINNING
+    ref = h.copy().reset()
+    ref.fill(expected)
+    np.testing.assert_array_equal(h.values(flow=True), ref.values(flow=True))
+    top = out["top_events"]["kfold"]
+    order = np.lexsort((ak.to_numpy(ev.event)[sel], -expected))[:5]
+    assert top.columns["event"].tolist() == ak.to_numpy(ev.event)[sel][order].tolist()
+    np.testing.assert_allclose(top.columns["score"], expected[order])
+    assert top.columns["fold"].tolist() == fold[order].tolist()
+    np.testing.assert_allclose(top.columns["pt_lep"], x[sel][order, 0], rtol=1e-6)
+    with pytest.raises(ValueError, match="folds"):
+        scorer(ak.Array([{"pt_lep": 1.0, "met": 1.0, "n_jets": 1}]))

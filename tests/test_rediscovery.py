@@ -77,7 +77,7 @@ def test_external_data_fileset(report, tmp_path):
 
     first_dir, payload = report
     samples = first_dir.parent / "samples"
-    data_files = sorted(str(p) for p in (samples / "pseudodata").glob("*.root"))
+    data_files = sorted(str(p) for p in (samples / "pseudodata_s3").glob("*.root"))
     assert data_files
     fileset = tmp_path / "data.json"
     fileset.write_text(json.dumps({"SingleMu": {"files": {f: "Events" for f in data_files},
