@@ -26,6 +26,8 @@ class Execution:
     scheduler: str | None = None
     workers: int | None = None
     chunksize: int = 50_000
+    #: leave unreadable input files out (listed in the output's ``skipped_files``) instead of stopping
+    skip_bad_files: bool = False
 
     @property
     def production_executor(self) -> str:
@@ -71,7 +73,8 @@ def processor_pass(fileset: dict, *, out: Path, selection: str, lumi_pb: float, 
                             features_dir=str(out / "features") if features else None, **options)
     kind = execution.executor if execution.executor in EXECUTORS else "iterative"
     with make_executor(kind, scheduler=execution.scheduler, workers=execution.workers) as executor:
-        output = run_processor(fileset, proc, executor=executor, chunksize=execution.chunksize)
+        output = run_processor(fileset, proc, executor=executor, chunksize=execution.chunksize,
+                               skip_bad_files=execution.skip_bad_files)
     save_outputs(output, out)
     return output
 

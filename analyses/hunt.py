@@ -66,6 +66,8 @@ CHECK_FEATURES: tuple[str, ...] = (
     "n_neu_had", "n_ch_had", "n_photons", "pt_lep", "eta_lep", "charge_lep", "iso", "mt", "met_par", "met_perp",
     "st", "mjj",
 )
+#: data events after the selection below which k-fold training on the data is not attempted
+MIN_DATA_EVENTS = 30
 KFOLD_SCORER = "kfold"
 KFOLD_OUTPUT = "rarity"
 
@@ -124,6 +126,9 @@ class HuntConfig:
             raise HuntError(f"k_folds must be >= 2 (each fold scored by a model trained on the others), got {self.k_folds}")
         if not self.alphas or not all(0 < a < 1 for a in self.alphas):
             raise HuntError(f"alphas must be fractions in (0, 1), got {self.alphas}")
+        if self.selection != "top_rediscovery":
+            raise HuntError(f"selection {self.selection!r}: the hunt's background model (the W(mu nu), Z(mu mu) and "
+                            "ttbar productions of rediscover-top) is built for the top_rediscovery selection")
         if not 0 <= self.signal_fraction < 1:
             raise HuntError(f"signal_fraction must be in [0, 1), got {self.signal_fraction}")
 
@@ -574,6 +579,11 @@ def format_report(paragraph: str, check: dict, analysed: dict, meta: dict, pngs:
         lines.append(f"| {r['feature']} | {r['observed']:.0f} | {r['expected']:.3g} | {fmt(r['chi2'])} / {r['ndf']} | "
                      f"{r['p_value']:.2g} | {r['largest_pull_range'][0]:.4g}-{r['largest_pull_range'][1]:.4g}: "
                      f"{r['largest_pull_observed']:.0f} vs {r['largest_pull_expected']:.2g} |")
+    if meta.get("skipped_files"):
+        lines += ["", "## Input files left out (unreadable; --skip-bad-files)", "",
+                  *(f"- {d}: {f}" for d, files in meta["skipped_files"].items() for f in files),
+                  "", "A data file left out still counts in the fileset's lumi_pb: the normalisation check is off "
+                      "by its share."]
     lines += ["", *analysis.report_footer(pngs, meta["seconds"])]
     return "\n".join(lines) + "\n"
 
@@ -600,6 +610,12 @@ def run_hunt(out: str | os.PathLike, config: HuntConfig = HuntConfig(), *,
     t = time.perf_counter()
     first = run_pass(fileset, out=out / "pass1", config=config, lumi_pb=lumi, features=True)
     times["pass1"] = time.perf_counter() - t
+    if "hists" not in first.get("data", {}):
+        raise HuntError(f"no readable data file: {'; '.join(first.get('data', {}).get('skipped_files', [])) or 'none given'}")
+    n_selected = list(first["data"]["cutflow"]["events"].values())[-1]
+    if n_selected < MIN_DATA_EVENTS:
+        raise HuntError(f"only {n_selected} data events pass the {config.selection} selection; the hunt needs "
+                        f">= {MIN_DATA_EVENTS} to train {config.k_folds} detectors on the data")
     check = background_check(first, config)
 
     t = time.perf_counter()
@@ -627,7 +643,9 @@ def run_hunt(out: str | os.PathLike, config: HuntConfig = HuntConfig(), *,
                    + (f" with {config.inject} injected at {config.signal_fraction:g} of the events" if config.inject else ""))
     meta = {"config": asdict(config), "data_description": description, "lumi_pb": lumi, "selection": config.selection,
             "model": config.model, "k_folds": config.k_folds, "feature_set": inputs(config),
-            "models": [str(p) for p in paths], "seconds": times, "histograms": str(out / "pass2" / "histograms.coffea")}
+            "models": [str(p) for p in paths], "seconds": times,
+            "skipped_files": {d: [str(f) for f in r.get("skipped_files", [])] for d, r in first.items()
+                              if r.get("skipped_files")}, "histograms": str(out / "pass2" / "histograms.coffea")}
     markdown = format_report(paragraph, check, analysed, meta, pngs)
     public = {k: v for k, v in analysed.items() if not k.startswith("_")}
     summary = analysis.write_report(report_dir, markdown=markdown,
@@ -674,6 +692,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--npe", type=positive_int, default=HuntConfig.npe, help="pseudo-experiments for the global significance")
     p.add_argument("--top-events", type=positive_int, default=HuntConfig.top_events)
     p.add_argument("--norm-tolerance", type=non_negative_float, default=HuntConfig.norm_tolerance)
+    p.add_argument("--skip-bad-files", action="store_true",
+                   help="leave unreadable input files out (listed in the report) instead of stopping")
     p.add_argument("--strict", action="store_true", help="exit with status 3 if the background model does not describe the data")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--executor", choices=EXECUTORS, default="dask")
@@ -688,7 +708,8 @@ def _cmd(args: Any) -> int:
                         inject=args.inject, signal_fraction=args.signal_fraction if args.inject else 0.0,
                         ttbar_scale=args.ttbar_scale, epochs=args.epochs, npe=args.npe, top_events=args.top_events, norm_tolerance=args.norm_tolerance,
                         strict=args.strict, seed=args.seed, device=args.device,
-                        execution=Execution(executor=args.executor, scheduler=args.scheduler, workers=args.workers))
+                        execution=Execution(executor=args.executor, scheduler=args.scheduler, workers=args.workers,
+                                            skip_bad_files=args.skip_bad_files))
     config = config.scaled(args.events)
     result = run_hunt(args.out, config, samples_dir=args.samples)
     analysis.print_report(result.summary)

@@ -4,7 +4,8 @@ Pseudo-data without a signal must give no significant excess and a background mo
 describes the data; with the ``hplus_t`` card hidden in 5 % of the events, the hidden process must
 dominate the most anomalous events, and the ranked features must name what tells it apart (derived
 independently below, from the labelled events before any anomaly selection). The same files, given as
-an unlabelled real-data fileset through the command line, run the unlabelled path and ``--strict``.
+an unlabelled real-data fileset (with a truncated file) through the command line, run the unlabelled
+path, ``--skip-bad-files`` and ``--strict``.
 """
 from __future__ import annotations
 
@@ -102,16 +103,19 @@ def test_unlabelled_data_fileset_and_strict_through_the_command_line(injected, w
     data_dir = next((work / "samples").glob(f"pseudodata_s7_{SIGNAL}_*"))
     files = sorted(str(p) for p in data_dir.glob("*.root"))
     payload = json.loads((injected.summary.parent / "summary.json").read_text())
+    corrupt = work / "truncated.root"
+    corrupt.write_bytes(Path(files[0]).read_bytes()[:5000])  # a copy cut short
     fileset = work / "data.json"
-    fileset.write_text(json.dumps({"Run2026X": {"files": {f: "Events" for f in files},
+    fileset.write_text(json.dumps({"Run2026X": {"files": {f: "Events" for f in [*files, str(corrupt)]},
                                                 "metadata": {"is_data": True, "lumi_pb": payload["lumi_pb"]}}}))
     out = work / "real"
     code = main(["hunt", "--data-fileset", str(fileset), "--out", str(out), "--samples", str(work / "samples"),
                  "--events", "0.2", "--epochs", "40", "--npe", "2000", "--seed", "7", "--executor", "futures",
-                 "--workers", "2", "--strict"])
+                 "--workers", "2", "--strict", "--skip-bad-files"])
     printed = capsys.readouterr().out
     # the hidden process shifts H_T, N_J, N_b before any anomaly selection: --strict fails the job
     assert code == 3 and "does not describe the data" in printed
+    assert "truncated.root" in (out / "report" / "summary.md").read_text()  # left out, and said so
     events = pd.read_csv(out / "report" / "events.csv")
     assert "true_process" not in events.columns and set(events["process"]) == {"data"}
     real = json.loads((out / "report" / "summary.json").read_text())

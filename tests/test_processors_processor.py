@@ -336,5 +336,10 @@ def test_kfold_scorer_scores_each_fold_with_its_model_and_lists_the_top_events(t
     np.testing.assert_allclose(top.columns["score"], expected[order])
     assert top.columns["fold"].tolist() == fold[order].tolist()
     np.testing.assert_allclose(top.columns["pt_lep"], x[sel][order, 0], rtol=1e-6)
+    # the dask-awkward graph mode gives the same histograms and the same event list
+    graph = runner.run_graph(fs, proc, step_size=20)
+    _assert_same_output({"dy": out}, graph)
+    for column, values in top.columns.items():
+        np.testing.assert_array_equal(graph["dy"]["top_events"]["kfold"].columns[column], values, err_msg=column)
     with pytest.raises(ValueError, match="folds"):
         scorer(ak.Array([{"pt_lep": 1.0, "met": 1.0, "n_jets": 1}]))
