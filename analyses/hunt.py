@@ -368,20 +368,6 @@ def analyse(output: dict[str, Any], *, config: HuntConfig) -> dict[str, Any]:
               "expected": r["expected"], "window_gev": [float(edges[r["window"][0]]), float(edges[min(r["window"][1], len(edges) - 1)])]}
              for (var_name, j), r in result.best_per_test.items()]
     scans.sort(key=lambda r: -r["z_local"])
-    # the field's BumpHunter (pyBumpHunter) on the spectrum of the largest excess, as a cross-check of its
-    # window and local significance (its global p-value counts the windows of that one spectrum only)
-    bh = None
-    if not best["whole_range"] and obs[result.variable][result.selection:].sum() > 0:
-        from cms_anomaly.stats.bumphunt import BumpHuntError, bump_hunt
-
-        spectrum = obs[result.variable][result.selection:].sum(axis=0)
-        reference = exp[result.variable][result.selection:].sum(axis=0)
-        try:
-            bh = bump_hunt(np.round(spectrum), np.maximum(reference, 1e-9), seed=config.seed, width_min=1,
-                           width_max=max(config.mass_widths), npe=config.npe)
-        except BumpHuntError as err:
-            log.warning("pyBumpHunter cross-check skipped: %s", err)
-
     # the feature ranking at the leading selection
     lead = config.alpha if config.alpha in alphas else alphas[result.selection]
     j = alphas.index(lead)
@@ -401,12 +387,7 @@ def analyse(output: dict[str, Any], *, config: HuntConfig) -> dict[str, Any]:
             "scan": {"best": best, "z_local": result.z_local, "p_global": result.p_global, "z_global": result.z_global,
                      "z_global_is_lower_limit": result.z_global_is_lower_limit, "npe": result.npe,
                      "tests": result.tests, "per_variable": scans},
-            "labelled": labelled, "composition_before_selection": composition_all,
-            "bumphunter": None if bh is None else {
-                "variable": result.variable, "alpha": alphas[result.selection], "window_gev": [float(x) for x in bh.window],
-                "local_significance": bh.local_significance, "global_p_value": bh.global_p_value,
-                "global_significance": bh.global_significance, "npe": config.npe},
-            "_bumphunt": bh}
+            "labelled": labelled, "composition_before_selection": composition_all}
 
 
 # ------------------------------------------------------------------------------------- step 7
@@ -530,11 +511,6 @@ def make_plots(output: dict, check: dict, analysed: dict, report_dir: Path, *, l
         mc = {label[r]: sh.feature(r, feature, first_bin=first_bin) * norm for r in roles}
         pngs.append(plotting.plot_data_mc(data, mc, report_dir / f"selected_{tag}_{feature}.png", **style,
                                           logx=feature in MASS_FEATURES, text=rf"$\alpha$ = {alpha:g}, {lumi_text}"))
-    if analysed.get("_bumphunt") is not None:
-        pngs.append(plotting.plot_bumphunt(analysed["_bumphunt"], report_dir / "bumphunt.png",
-                                           xlabel=sh.histogram("data", best["variable"]).axes[best["variable"]].label,
-                                           data_label=data_label, reference_label="Simulation (normalised)",
-                                           text=rf"$\alpha$ = {best['alpha']:g}, {lumi_text}", lumi=None, com=None))
     return pngs
 
 
@@ -566,11 +542,6 @@ def format_report(paragraph: str, check: dict, analysed: dict, meta: dict, pngs:
     for r in sc["per_variable"][:12]:
         lines.append(f"| {r['variable']} | {r['alpha']:g} | {r['window_gev'][0]:.0f}-{r['window_gev'][1]:.0f} | "
                      f"{r['observed']:.0f} | {r['expected']:.3g} | {r['z_local']:.2f} |")
-    if analysed.get("bumphunter"):
-        b = analysed["bumphunter"]
-        lines += ["", f"pyBumpHunter on {b['variable']} at alpha = {b['alpha']:g}: window {b['window_gev'][0]:.0f}-"
-                      f"{b['window_gev'][1]:.0f} GeV, local {b['local_significance']:.2f} sigma, global over this spectrum's "
-                      f"windows {b['global_significance']:.2f} sigma (p = {b['global_p_value']:.3g})."]
     lines += ["", f"## What differs after the selection (alpha = {analysed['leading_alpha']:g})", "",
               "Selected data against the data before the selection times the simulation's ASTF; ranked by p-value.", "",
               "| feature | selected data | expected | chi2 / ndf | p | largest pull (range: observed vs expected) |",
@@ -647,9 +618,8 @@ def run_hunt(out: str | os.PathLike, config: HuntConfig = HuntConfig(), *,
             "skipped_files": {d: [str(f) for f in r.get("skipped_files", [])] for d, r in first.items()
                               if r.get("skipped_files")}, "histograms": str(out / "pass2" / "histograms.coffea")}
     markdown = format_report(paragraph, check, analysed, meta, pngs)
-    public = {k: v for k, v in analysed.items() if not k.startswith("_")}
     summary = analysis.write_report(report_dir, markdown=markdown,
-                                    payload={**meta, "summary": paragraph, "background_check": check, "result": public},
+                                    payload={**meta, "summary": paragraph, "background_check": check, "result": analysed},
                                     title="Anomaly hunt")
     sc = analysed["scan"]
     return HuntResult(summary=summary, events=event_paths["csv"], background_ok=check["ok"], z_local=sc["z_local"],

@@ -11,6 +11,10 @@ counts from a Poisson. The selections are nested, so the pseudo-experiments draw
 intervals and add them up. The mass variables of one event are correlated; the pseudo-experiments
 draw them independently, which widens the null distribution of the maximum: the global p-value
 is conservative (too large) by that.
+
+Why not pyBumpHunter (:mod:`~cms_anomaly.stats.bumphunt`) here: it takes the reference as an exact
+Poisson mean, while a simulation no larger than the data is empty in the tails where an anomaly
+selection puts its events; Z_Bi counts that error, and the scan spans several spectra and selections.
 """
 from __future__ import annotations
 

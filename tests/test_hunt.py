@@ -121,3 +121,18 @@ def test_unlabelled_data_fileset_and_strict_through_the_command_line(injected, w
     real = json.loads((out / "report" / "summary.json").read_text())
     assert real["result"]["labelled"] == [] and real["result"]["n_data"] == payload["result"]["n_data"]
     assert np.isclose(real["result"]["scan"]["z_global"], payload["result"]["scan"]["z_global"], atol=1e-9)
+
+
+def test_real_cms_nanoaod_with_too_few_events_stops_with_one_line(null, work, real_nanoaod_files, capsys):
+    """A real CMS NanoAOD data-like file (an older NanoAOD version) runs through the first pass; with its
+    40 events nothing can be trained on, and the job says so in one line (no traceback)."""
+    from cms_anomaly.analyses.cli import main
+
+    fileset = work / "dimuon.json"
+    fileset.write_text(json.dumps({"DoubleMu": {"files": {str(real_nanoaod_files["dimuon"]): "Events"},
+                                                "metadata": {"is_data": True, "lumi_pb": 0.001}}}))
+    code = main(["hunt", "--data-fileset", str(fileset), "--out", str(work / "dimuon"), "--samples", str(work / "samples"),
+                 "--events", "0.2", "--seed", "7", "--executor", "iterative"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "data events pass the top_rediscovery selection" in err[0] and "needs >= 30" in err[0]
