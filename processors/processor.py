@@ -250,20 +250,26 @@ class AnomalyProcessor(processor.ProcessorABC):
             folds = fold_of(ids["run"], ids["event"]) if fold_of is not None else None
             raw = scorer(selected, folds=folds) if folds is not None else scorer(selected)
             scores = _scores_2d(raw, len(selected), name, len(outs))
+            # a NaN score would land in the overflow bin, i.e. count as the most anomalous event: left out
+            ok = np.isfinite(scores).all(axis=1)
+            if not ok.all():
+                log.warning("%s (dataset %s): %d of %d selected events have a non-finite %s score; left out of its "
+                            "histograms (and last in its event list)", meta.get("filename", "?"), dataset,
+                            int((~ok).sum()), len(ok), name)
             if self.top_events:
-                top[name] = _top_events(self.top_events, scores[:, 0], ids=ids, folds=folds, process=process,
-                                        weights=sel_w, selected=selected)
+                top[name] = _top_events(self.top_events, np.where(ok, scores[:, 0], np.nan), ids=ids, folds=folds,
+                                        process=process, weights=sel_w, selected=selected)
+            s, w, sp, pr = scores[ok], sel_w[ok], split[ok], process[ok]
+            v = {f: x[ok] for f, x in values.items()}
             for k, out in enumerate(outs):
-                hists[f"score_{name}_{out}"].fill(dataset=dataset, **{out: scores[:, k]}, weight=sel_w)
+                hists[f"score_{name}_{out}"].fill(dataset=dataset, **{out: s[:, k]}, weight=w)
                 for feat in self.score_features:
-                    hists[f"score_{name}_{out}_vs_{feat}"].fill(dataset=dataset, split=split, process=process,
-                                                                score=scores[:, k], **{feat: values[feat]}, weight=sel_w)
-                hists[f"score_{name}_{out}_vs_counts"].fill(dataset=dataset, split=split, process=process,
-                                                            score=scores[:, k], n_jets=values["n_jets"],
-                                                            n_bjets=values["n_bjets"], weight=sel_w)
+                    hists[f"score_{name}_{out}_vs_{feat}"].fill(dataset=dataset, split=sp, process=pr,
+                                                                score=s[:, k], **{feat: v[feat]}, weight=w)
+                hists[f"score_{name}_{out}_vs_counts"].fill(dataset=dataset, split=sp, process=pr, score=s[:, k],
+                                                            n_jets=v["n_jets"], n_bjets=v["n_bjets"], weight=w)
             if len(outs) == 2:
-                hists[f"score2d_{name}"].fill(dataset=dataset, **{outs[0]: scores[:, 0], outs[1]: scores[:, 1]},
-                                              weight=sel_w)
+                hists[f"score2d_{name}"].fill(dataset=dataset, **{outs[0]: s[:, 0], outs[1]: s[:, 1]}, weight=w)
 
         files = []
         if self.features_dir is not None:

@@ -166,16 +166,17 @@ def test_runner_and_dask_awkward_graph_mode_agree(fileset, iterative_output, tmp
     _assert_same_output(iterative_output, plain)
 
 
-def _scorer(tmp_path, n_out: int):
-    """A real TorchScript linear model wrapped with coffea.ml_tools.torch_wrapper."""
+def _scorer(tmp_path, n_out: int, module=None):
+    """A real TorchScript model (linear, or ``module``) wrapped with coffea.ml_tools.torch_wrapper."""
     import torch
     from coffea.ml_tools.torch_wrapper import torch_wrapper
 
     names = ["pt_lep", "met", "n_jets"]
-    lin = torch.nn.Linear(len(names), n_out)
-    with torch.no_grad():
-        lin.weight.copy_(torch.arange(1, 1 + n_out * len(names), dtype=torch.float32).reshape(n_out, -1) * 0.01)
-        lin.bias.fill_(1.0)
+    lin = torch.nn.Linear(len(names), n_out) if module is None else module
+    if module is None:
+        with torch.no_grad():
+            lin.weight.copy_(torch.arange(1, 1 + n_out * len(names), dtype=torch.float32).reshape(n_out, -1) * 0.01)
+            lin.bias.fill_(1.0)
     path = tmp_path / f"linear{n_out}.pt"
     torch.jit.script(lin).save(str(path))
 
@@ -343,3 +344,32 @@ def test_kfold_scorer_scores_each_fold_with_its_model_and_lists_the_top_events(t
         np.testing.assert_array_equal(graph["dy"]["top_events"]["kfold"].columns[column], values, err_msg=column)
     with pytest.raises(ValueError, match="folds"):
         scorer(ak.Array([{"pt_lep": 1.0, "met": 1.0, "n_jets": 1}]))
+
+
+def test_non_finite_scores_are_left_out_of_the_histograms_with_a_warning(tmp_path, real_nanoaod_files, caplog):
+    """A model giving NaN (log of a negative number) for some events: those events would otherwise sit in the
+    overflow bin, the most anomalous; they are left out of the histograms, last in the event list, and said."""
+    import logging
+
+    import torch
+
+    class LogPt(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.log(x[:, :1] - 40.0)  # NaN below pT = 40 GeV, -inf at 40
+
+    scorer, model = _scorer(tmp_path, 1, module=LogPt())
+    fs = {"dy": {"files": {str(real_nanoaod_files["dy"]): "Events"}, "metadata": {"is_data": True}}}
+    proc = AnomalyProcessor(selection="single_lepton", scorers={"log": scorer}, score_features=("ht",), top_events=50)
+    with caplog.at_level(logging.WARNING, logger="cms_anomaly.processors.processor"):
+        with runner.make_executor("iterative") as ex:
+            out = runner.run_processor(fs, proc, executor=ex)["dy"]
+    _, x, sel = _linear_inputs(real_nanoaod_files["dy"])
+    finite = int((x[sel, 0] > 40.0).sum())
+    assert 0 < finite < int(sel.sum())  # some of each
+    for name in ("score_log_score", "score_log_score_vs_ht", "score_log_score_vs_counts"):
+        assert out["hists"][name].values(flow=True).sum() == finite, name
+    assert out["hists"]["score_log_score"].values(flow=True)[0, -1] == 0  # nothing in the overflow
+    assert any("non-finite log score" in r.getMessage() and f"{int(sel.sum()) - finite} of {int(sel.sum())}" in
+               r.getMessage() for r in caplog.records)
+    listed = out["top_events"]["log"].columns["score"]
+    assert np.all(np.isfinite(listed[:finite])) and np.all(np.isnan(listed[finite:]))
