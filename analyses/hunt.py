@@ -276,33 +276,6 @@ def _interval_sums(value: np.ndarray, bounds: list[int]) -> np.ndarray:
     return np.stack([value[a:b].sum(axis=0) for a, b in zip(edges[:-1], edges[1:])])
 
 
-def _astf_discrepancy(d_all: np.ndarray, d_sel: np.ndarray, b_all: np.ndarray, b_all_var: np.ndarray,
-                      b_sel: np.ndarray, b_sel_var: np.ndarray) -> dict[str, Any]:
-    """Selected data against (data before the selection) x (the simulation's ASTF), per feature bin:
-    the shape chi^2 (prediction scaled to the selected data), and the largest pull before scaling.
-
-    The simulation's ASTF in a bin is eps = S/A (selected over all, weighted) with variance
-    ((1 - 2 eps) var(S) + eps^2 var(A)) / A^2 (S is a subset of A); where the simulation has no
-    event in a bin its overall efficiency stands in.
-    """
-    from cms_anomaly.stats import compare_counts
-
-    total = b_sel.sum() / b_all.sum() if b_all.sum() > 0 else 0.0
-    has = b_all > 0
-    eps = np.where(has, b_sel / np.where(has, b_all, 1.0), total)
-    var_eps = np.where(has, np.clip((1 - 2 * eps) * b_sel_var + eps**2 * b_all_var, 0, None) / np.where(has, b_all, 1.0) ** 2,
-                       0.0)
-    expected = d_all * eps
-    # the shape: the overall count of selected events is the selection's own test (its local Z)
-    comparison = compare_counts(d_sel, expected, d_all**2 * var_eps, normalise=True)
-    pull = (d_sel - expected) / np.sqrt(np.maximum(expected + d_all**2 * var_eps, 1e-12))
-    k = int(np.argmax(pull))
-    return {"chi2": comparison.chi2, "ndf": comparison.ndf, "p_value": comparison.p_value,
-            "astf_ratio": comparison.norm_ratio, "observed": comparison.n_observed, "expected": comparison.n_expected,
-            "largest_pull_bin": k, "largest_pull": float(pull[k]), "largest_pull_observed": float(d_sel[k]),
-            "largest_pull_expected": float(expected[k])}
-
-
 def _bin_range(h: Any, name: str, k: int) -> tuple[float, float]:
     """The value range of flow-inclusive bin ``k`` of axis ``name``."""
     edges = h.axes[name].edges
@@ -314,7 +287,7 @@ def _bin_range(h: Any, name: str, k: int) -> tuple[float, float]:
 def analyse(output: dict[str, Any], *, config: HuntConfig) -> dict[str, Any]:
     """Selections, feature ranking, mass scan and significance from the second pass's histograms."""
     from cms_anomaly.analyses.scorehists import ScoreHists
-    from cms_anomaly.stats import scan, threshold_bin_at_efficiency, z_bi
+    from cms_anomaly.stats import astf_comparison, scan, threshold_bin_at_efficiency, z_bi
 
     sh = ScoreHists(output, KFOLD_SCORER, KFOLD_OUTPUT)
     roles = _simulation_roles(output)
@@ -334,7 +307,8 @@ def analyse(output: dict[str, Any], *, config: HuntConfig) -> dict[str, Any]:
     bounds = [threshold_bin_at_efficiency(data_w, efficiency=a) for a in alphas]
     labelled = [p for p in sh.processes("data") if p != "data"]
 
-    composition_all = {p: float(sh.score_sums("data", processes=[p])[0].sum() / n_data) for p in labelled}
+    per_process = {p: sh.score_sums("data", processes=[p])[0] for p in labelled}  # hidden labels (validation)
+    composition_all = {p: float(w.sum() / n_data) for p, w in per_process.items()}
     selections = []
     for a, k in zip(alphas, bounds):
         n, b, v = float(data_w[k:].sum()), float(mc_w[k:].sum()) * norm, float(mc_w2[k:].sum()) * norm**2
@@ -342,21 +316,25 @@ def analyse(output: dict[str, Any], *, config: HuntConfig) -> dict[str, Any]:
                "expected_error": float(np.sqrt(v)), "z_local": float(z_bi(n, b, v, unit_weight=unit)),
                "data_fraction": n / n_data}
         if labelled:
-            row["composition"] = {p: float(sh.score_sums("data", processes=[p])[0][k:].sum() / n) if n else 0.0
-                                  for p in labelled}
+            row["composition"] = {p: float(w[k:].sum() / n) if n else 0.0 for p, w in per_process.items()}
         selections.append(row)
 
-    def disjoint(dataset_roles: list[str], feature: str, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-        value = sum(sh.sums(r, feature)[0] for r in dataset_roles)
-        variance = sum(sh.sums(r, feature)[1] for r in dataset_roles)
-        return _interval_sums(value, bounds) * scale, _interval_sums(variance, bounds) * scale**2
+    cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def summed(feature: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(data sum w, simulation sum w, simulation sum w^2) over (score, feature), flow bins included."""
+        if feature not in cache:
+            sims = [sh.sums(r, feature) for r in roles]
+            cache[feature] = (sh.sums("data", feature)[0], sum(x[0] for x in sims), sum(x[1] for x in sims))
+        return cache[feature]
 
     # the mass scan: every mass x selection x window, global significance from pseudo-experiments
     obs, exp, var = {}, {}, {}
     for m in MASS_FEATURES:
-        obs[m] = disjoint(["data"], m)[0][:, 1:-1]  # in-range mass bins (no pair: underflow)
-        e, v = disjoint(roles, m, norm)
-        exp[m], var[m] = e[:, 1:-1], v[:, 1:-1]
+        d_val, b_val, b_var = summed(m)  # in-range mass bins below (no pair: underflow)
+        obs[m] = _interval_sums(d_val, bounds)[:, 1:-1]
+        exp[m] = _interval_sums(b_val, bounds)[:, 1:-1] * norm
+        var[m] = _interval_sums(b_var, bounds)[:, 1:-1] * norm**2
     result = scan(obs, exp, var, unit_weight=unit, widths=config.mass_widths, npe=config.npe, seed=config.seed)
     h_mass = sh.histogram("data", result.variable)
     edges = h_mass.axes[result.variable].edges
@@ -372,13 +350,11 @@ def analyse(output: dict[str, Any], *, config: HuntConfig) -> dict[str, Any]:
     lead = config.alpha if config.alpha in alphas else alphas[result.selection]
     j = alphas.index(lead)
     ranking = []
+    k = bounds[j]
     for f in (*EVENT_FEATURES, *MASS_FEATURES):
-        d_val, _ = sh.sums("data", f)
-        b_val = sum(sh.sums(r, f)[0] for r in roles)
-        b_var = sum(sh.sums(r, f)[1] for r in roles)
-        k = bounds[j]
-        r = _astf_discrepancy(d_val.sum(axis=0), d_val[k:].sum(axis=0), b_val.sum(axis=0), b_var.sum(axis=0),
-                              b_val[k:].sum(axis=0), b_var[k:].sum(axis=0))
+        d_val, b_val, b_var = summed(f)
+        r = astf_comparison(d_val.sum(axis=0), d_val[k:].sum(axis=0), b_val.sum(axis=0), b_var.sum(axis=0),
+                            b_val[k:].sum(axis=0), b_var[k:].sum(axis=0))
         lo, hi = _bin_range(sh.histogram("data", f), f, r["largest_pull_bin"])
         ranking.append({"feature": f, **r, "largest_pull_range": [lo, hi]})
     ranking.sort(key=lambda r: (r["p_value"] if np.isfinite(r["p_value"]) else 1.0, -r["chi2"] if np.isfinite(r["chi2"]) else 0.0))
@@ -421,6 +397,11 @@ def event_list(output: dict, analysed: dict, report_dir: Path) -> tuple[Any, dic
                                      "<p>All columns (objects' pT, eta, phi; every feature) are in events.csv.</p>"
                                      + table)
     return df, paths
+
+
+def _selection(analysed: dict, alpha: float) -> dict[str, Any]:
+    """The row of :func:`analyse`'s ``selections`` for ``alpha`` (one row per alpha, in the same order)."""
+    return analysed["selections"][analysed["alphas"].index(alpha)]
 
 
 def _verdict(z_global: float, *, lower_limit: bool = False) -> str:
@@ -471,7 +452,7 @@ def summary_paragraph(check: dict, analysed: dict, events: Any, config: HuntConf
     if len(events):
         parts.append(f"The {len(events)} highest-rarity events are listed in events.csv / events.html.")
     if analysed["labelled"]:
-        comp = analysed["selections"][[s_["alpha"] for s_ in analysed["selections"]].index(analysed["leading_alpha"])]
+        comp = _selection(analysed, analysed["leading_alpha"])
         shares = ", ".join(f"{p} {f:.0%}" for p, f in sorted(comp.get("composition", {}).items(), key=lambda x: -x[1]))
         parts.append(f"(Validation with the pseudo-data's hidden labels, not used by the hunt: the events selected at "
                      f"alpha = {analysed['leading_alpha']:g} are {shares}.)")
@@ -502,9 +483,9 @@ def make_plots(output: dict, check: dict, analysed: dict, report_dir: Path, *, l
     pngs.append(plotting.plot_data_mc(data, mc, report_dir / "rarity.png", **style,
                                       xlabel=r"rarity $-\log_{10} p$ (k-fold, calibrated)",
                                       text=f"simulation x {norm:.3g}, {lumi_text}"))
-    k = [s["first_bin"] for s in analysed["selections"]][analysed["alphas"].index(analysed["leading_alpha"])]
+    k = _selection(analysed, analysed["leading_alpha"])["first_bin"]
     best = analysed["scan"]["best"]
-    k_best = [s["first_bin"] for s in analysed["selections"]][analysed["alphas"].index(best["alpha"])]
+    k_best = _selection(analysed, best["alpha"])["first_bin"]
     for feature, first_bin, alpha, tag in ((best["variable"], k_best, best["alpha"], "mass"),
                                            (analysed["ranking"][0]["feature"], k, analysed["leading_alpha"], "feature")):
         data = sh.feature("data", feature, first_bin=first_bin)

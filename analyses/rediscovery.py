@@ -134,13 +134,13 @@ def make_samples(samples_dir: Path, config: RediscoveryConfig, *, inject: str | 
     real = load_data_fileset(config.data_fileset) if config.data_fileset else None
     sqrt_s = real[2] if real else production.SQRT_S
     sim_seed = config.seed + 1000 if simulation_seed is None else int(simulation_seed)
+    run = dict(executor="dask" if config.executor == "dask" else "local", scheduler=config.scheduler,
+               workers=config.workers, sqrt_s=sqrt_s)
     productions = (("simulation", sim_seed),) if real else (("data", config.seed), ("simulation", sim_seed))
     filesets = {}
     for label, seed in productions:
         result = production.produce(list(roles.values()), out=samples_dir / label,
-                                    events={card: events[role] for role, card in roles.items()}, seed=seed,
-                                    executor="dask" if config.executor == "dask" else "local",
-                                    scheduler=config.scheduler, workers=config.workers, sqrt_s=sqrt_s)
+                                    events={card: events[role] for role, card in roles.items()}, seed=seed, **run)
         filesets[label] = {role: result["datasets"][card] for role, card in roles.items()}
     for fs in filesets.values():  # the rare-process normalisation, the same in (pseudo-)data and simulation
         meta = fs["ttbar"]["metadata"] = dict(fs["ttbar"]["metadata"])
@@ -154,10 +154,9 @@ def make_samples(samples_dir: Path, config: RediscoveryConfig, *, inject: str | 
         n_sm = sum(float(e["metadata"]["xsec_pb"]) * lumi for e in pool.values())
         n_sig = signal_fraction / (1.0 - signal_fraction) * n_sm
         needed = int(np.ceil(n_sig + 3.0 * np.sqrt(n_sig) + 5))  # room for a 3 sigma upward fluctuation
-        run = production.produce([inject], out=samples_dir / f"signal_{inject}", events={inject: needed},
-                                 seed=config.seed + 2000, executor="dask" if config.executor == "dask" else "local",
-                                 scheduler=config.scheduler, workers=config.workers, sqrt_s=sqrt_s)
-        entry = dict(run["datasets"][inject])
+        signal = production.produce([inject], out=samples_dir / f"signal_{inject}", events={inject: needed},
+                                    seed=config.seed + 2000, **run)
+        entry = dict(signal["datasets"][inject])
         entry["metadata"] = {**entry["metadata"], "xsec_pb": n_sig / lumi}
         pool[inject] = entry
         name = f"pseudodata_s{config.seed}_{inject}_{signal_fraction:g}"

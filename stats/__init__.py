@@ -6,7 +6,7 @@ No files, no plots, no other package of this project. One topic per module:
 ``intervals``     Agresti-Coull intervals, weighted efficiencies, ratio uncertainties
 ``thresholds``    thresholds at an efficiency (empirical or from an exponential tail fit)
 ``roc``           ROC, AUC, LR+, SIC, TPR at fixed FPR
-``astf``          anomaly-selection transfer functions (Knapp et al.)
+``astf``          anomaly-selection transfer functions (Knapp et al.), data vs simulation ASTF
 ``abcd``          ABCD counts, prediction, closure, diagonal thresholds (Mikuni et al.)
 ``significance``  significance of a yield over an estimate (with its error), Z_Bi
 ``rates``         events per month, trigger rates, SBR (Cerri et al.)
@@ -44,6 +44,7 @@ from cms_anomaly.stats.abcd import (
 from cms_anomaly.stats.astf import (
     AstfResult,
     astf,
+    astf_comparison,
 )
 from cms_anomaly.stats.compare import (
     Comparison,
@@ -124,6 +125,7 @@ __all__ = [
     "abcd_trigger_prescales",
     "agresti_coull_interval",
     "astf",
+    "astf_comparison",
     "auc",
     "compare_counts",
     "diagonal_thresholds",

@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from cms_anomaly.stats._common import ONE_SIGMA_CL, StatisticsError, effective_entries_from_sums
+from cms_anomaly.stats.compare import compare_counts
 from cms_anomaly.stats.intervals import BinomialInterval, efficiency_from_sums, ratio_uncertainty
 
 log = logging.getLogger(__name__)
@@ -126,3 +128,30 @@ def astf(h_all, h_selected, *, cl: float = ONE_SIGMA_CL) -> AstfResult:
                       n_all=v_all, n_selected=v_sel, n_all_eff=n_eff)
 
 
+
+
+def astf_comparison(d_all: np.ndarray, d_sel: np.ndarray, b_all: np.ndarray, b_all_var: np.ndarray,
+                    b_sel: np.ndarray, b_sel_var: np.ndarray) -> dict[str, Any]:
+    """Does the anomaly selection act on data as on the simulation? Per feature bin, the selected data
+    against (data before the selection) x (the simulation's ASTF): the shape chi^2 (the prediction
+    scaled to the selected data; the overall count is the selection's own test) and the largest pull
+    before scaling.
+
+    Arrays are per bin (sum w for data; sum w and sum w^2 for the simulation, all and selected). The
+    simulation's ASTF in a bin is eps = S/A with variance ((1 - 2 eps) var(S) + eps^2 var(A)) / A^2,
+    exact for a weighted subset S of A (with equal weights it is :func:`astf`'s eps (1 - eps) / n_eff);
+    where the simulation has no event in a bin, its overall efficiency stands in.
+    """
+    total = b_sel.sum() / b_all.sum() if b_all.sum() > 0 else 0.0
+    has = b_all > 0
+    safe = np.where(has, b_all, 1.0)
+    eps = np.where(has, b_sel / safe, total)
+    var_eps = np.where(has, np.clip((1 - 2 * eps) * b_sel_var + eps**2 * b_all_var, 0, None) / safe**2, 0.0)
+    expected = d_all * eps
+    comparison = compare_counts(d_sel, expected, d_all**2 * var_eps, normalise=True)
+    pull = (d_sel - expected) / np.sqrt(np.maximum(expected + d_all**2 * var_eps, 1e-12))
+    k = int(np.argmax(pull))
+    return {"chi2": comparison.chi2, "ndf": comparison.ndf, "p_value": comparison.p_value,
+            "astf_ratio": comparison.norm_ratio, "observed": comparison.n_observed, "expected": comparison.n_expected,
+            "largest_pull_bin": k, "largest_pull": float(pull[k]), "largest_pull_observed": float(d_sel[k]),
+            "largest_pull_expected": float(expected[k])}

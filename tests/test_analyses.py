@@ -297,16 +297,16 @@ def test_hunt_background_check_flags_normalisation_and_shape_and_passes_a_good_m
 
 
 def test_hunt_astf_discrepancy_by_hand():
-    from cms_anomaly.analyses.hunt import _astf_discrepancy
+    from cms_anomaly.stats import astf_comparison
 
     # simulation: 10 % selected in bin 0, 20 % in bin 1 (no simulation error); data: 100 and 50 events before
     b_all, b_sel = np.array([1000.0, 500.0]), np.array([100.0, 100.0])
     d_all, d_sel = np.array([100.0, 50.0]), np.array([10.0, 25.0])
-    r = _astf_discrepancy(d_all, d_sel, b_all, np.zeros(2), b_sel, np.zeros(2))
+    r = astf_comparison(d_all, d_sel, b_all, np.zeros(2), b_sel, np.zeros(2))
     # expected 10 and 10 selected; the shape: scaled to the 35 selected, 17.5 and 17.5 expected,
     # chi2 = 2 x 7.5^2 / 17.5 (no bin merged), ndf 2 - 1; the largest pull before scaling 15 / sqrt(10)
     assert r["expected"] == pytest.approx(20.0) and r["observed"] == 35.0 and r["astf_ratio"] == pytest.approx(1.75)
     assert r["chi2"] == pytest.approx(2 * 7.5**2 / 17.5) and r["ndf"] == 1
     assert r["largest_pull_bin"] == 1 and r["largest_pull"] == pytest.approx(15 / np.sqrt(10))
     # the same shape with twice the selected events: the shape test sees nothing new in a pure count excess
-    assert _astf_discrepancy(d_all, np.array([20.0, 20.0]), b_all, np.zeros(2), b_sel, np.zeros(2))["chi2"] == pytest.approx(0.0)
+    assert astf_comparison(d_all, np.array([20.0, 20.0]), b_all, np.zeros(2), b_sel, np.zeros(2))["chi2"] == pytest.approx(0.0)
