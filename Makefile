@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: install install-test run test test-quick bench analyses hunt-study clean
+.PHONY: install install-test run lint docs test test-quick bench analyses hunt-study clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,13 +13,24 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt -e .
 
+# the test, lint and docs dependency groups of pyproject.toml (pip >= 25.1 reads PEP 735 groups)
 install-test: $(BIN)/python
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/pip install --quiet -c constraints.txt -e . --group test --group lint --group docs
 
 run: install
 	$(BIN)/cms-anomaly rediscover-top --out $(OUT)/rediscover-top
 
-test: install-test
+# ruff (lint + format check) and mypy on the layers of pure functions (configured in pyproject.toml)
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# the documentation (docs/, mkdocs-material; no network needed) into site/
+docs: install-test
+	$(BIN)/mkdocs build --strict --quiet
+
+test: lint docs
 	$(BIN)/python -m pytest
 
 # the suite without the productions, whole jobs and notebooks (marker `slow`)

@@ -4,6 +4,7 @@ The analysis commands (``rediscover-top``, ``trigger``, ``disco``, ...) differ i
 all run the coffea processor over a fileset once (or twice, with scores) and write
 ``summary.md``, ``summary.json`` and ``index.html`` next to their PNG plots.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from cms_anomaly.processors.runner import EXECUTORS
 from cms_anomaly.datasets.argtypes import positive_float, positive_int
+from cms_anomaly.processors.runner import EXECUTORS
 
 
 @dataclass(frozen=True)
@@ -35,14 +35,20 @@ class Execution:
         return "dask" if self.executor == "dask" else "local"
 
 
-def add_production_arguments(p: Any, *, default_out: str, default_samples: str, samples_help: str,
-                             device: bool = True) -> None:
+def add_production_arguments(
+    p: Any, *, default_out: str, default_samples: str, samples_help: str, device: bool = True
+) -> None:
     """Command-line options of an analysis that generates (or reuses) its samples and runs the processor."""
     p.add_argument("--out", default=default_out, help=f"output directory (default: {default_out})")
-    p.add_argument("--samples", default=default_samples,
-                   help=f"production + feature tables directory{samples_help} (default: {default_samples}); "
-                        "finished files and passes are reused")
-    p.add_argument("--events", type=positive_float, default=1.0, help="scale factor on the default sample sizes (default: 1)")
+    p.add_argument(
+        "--samples",
+        default=default_samples,
+        help=f"production + feature tables directory{samples_help} (default: {default_samples}); "
+        "finished files and passes are reused",
+    )
+    p.add_argument(
+        "--events", type=positive_float, default=1.0, help="scale factor on the default sample sizes (default: 1)"
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--executor", choices=EXECUTORS, default="dask")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
@@ -56,8 +62,17 @@ def execution_from(args: Any) -> Execution:
     return Execution(executor=args.executor, scheduler=args.scheduler, workers=args.workers)
 
 
-def processor_pass(fileset: dict, *, out: Path, selection: str, lumi_pb: float, execution: Execution = Execution(),
-                   scorers: dict | None = None, features: bool, **options: Any) -> dict:
+def processor_pass(
+    fileset: dict,
+    *,
+    out: Path,
+    selection: str,
+    lumi_pb: float,
+    execution: Execution = Execution(),
+    scorers: dict | None = None,
+    features: bool,
+    **options: Any,
+) -> dict:
     """Run :class:`AnomalyProcessor` with ``selection`` over ``fileset``; histograms saved under ``out``.
 
     With ``features`` the per-event tables go to ``out/features`` (an earlier run's tables there are
@@ -69,12 +84,18 @@ def processor_pass(fileset: dict, *, out: Path, selection: str, lumi_pb: float, 
 
     if features:
         shutil.rmtree(out / "features", ignore_errors=True)
-    proc = AnomalyProcessor(selection=selection, scorers=scorers, lumi_pb=lumi_pb,
-                            features_dir=str(out / "features") if features else None, **options)
+    proc = AnomalyProcessor(
+        selection=selection,
+        scorers=scorers,
+        lumi_pb=lumi_pb,
+        features_dir=str(out / "features") if features else None,
+        **options,
+    )
     kind = execution.executor if execution.executor in EXECUTORS else "iterative"
     with make_executor(kind, scheduler=execution.scheduler, workers=execution.workers) as executor:
-        output = run_processor(fileset, proc, executor=executor, chunksize=execution.chunksize,
-                               skip_bad_files=execution.skip_bad_files)
+        output = run_processor(
+            fileset, proc, executor=executor, chunksize=execution.chunksize, skip_bad_files=execution.skip_bad_files
+        )
     save_outputs(output, out)
     return output
 
@@ -99,9 +120,14 @@ def html_page(markdown: str, *, title: str) -> str:
     """A minimal HTML rendering of a report (headings, tables, images, paragraphs)."""
     import html
 
-    out, in_table = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                     "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{border:1px solid #999;"
-                     "padding:3px 8px}table{border-collapse:collapse}img{max-width:48%}</style></head><body>"], False
+    out, in_table = (
+        [
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{border:1px solid #999;"
+            "padding:3px 8px}table{border-collapse:collapse}img{max-width:48%}</style></head><body>"
+        ],
+        False,
+    )
     for line in markdown.splitlines():
         if line.startswith("|"):
             cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
@@ -128,14 +154,19 @@ def html_page(markdown: str, *, title: str) -> str:
             out.append(f"<p>{html.escape(line)}</p>")
     if in_table:
         out.append("</table>")
-    return "\n".join(out + ["</body></html>"])
+    return "\n".join([*out, "</body></html>"])
 
 
 def report_footer(pngs: list[Path], seconds: dict[str, float]) -> list[str]:
     """The closing lines every report shares: its plots and where the wall time went."""
     parts = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total")
-    return ["## Plots", "", *[f"![{p.stem}]({p.name})" for p in pngs], "",
-            f"Wall time: {seconds['total']:.0f} s ({parts})."]
+    return [
+        "## Plots",
+        "",
+        *[f"![{p.stem}]({p.name})" for p in pngs],
+        "",
+        f"Wall time: {seconds['total']:.0f} s ({parts}).",
+    ]
 
 
 def print_report(summary: Path) -> int:

@@ -6,6 +6,7 @@ Each subcommand lives in the module that owns it; that module exposes
 Registration modules import only ``argparse`` at module level so that
 ``cms-anomaly --help`` stays fast; heavy imports happen inside ``func``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # our own progress messages at INFO; -v: ours at DEBUG; -vv: everything (dask, coffea) at DEBUG
-    logging.basicConfig(level=logging.DEBUG if args.verbose >= 2 else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose >= 2 else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("cms_anomaly").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if args.verbose < 2:
         # distributed installs its own INFO handlers on import (scheduler/worker start-up chatter);

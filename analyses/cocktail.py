@@ -18,6 +18,7 @@ our samples) is kept. ``composition="generated"`` keeps Pythia's cross sections,
 uses the generated events unweighted (the paper's fractions would leave a few hundred QCD events
 duplicated hundreds of times); every efficiency, threshold and rate uses the weights.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from cms_anomaly.analyses.analysis import Execution, add_production_arguments, execution_from, json_default, processor_pass
+from cms_anomaly.analyses.analysis import (
+    Execution,
+    add_production_arguments,
+    execution_from,
+    json_default,
+    processor_pass,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,29 +54,45 @@ class CocktailError(RuntimeError):
 class CocktailConfig:
     """Sizes of the production (events per process) and how it runs."""
 
-    events: dict[str, int] = field(default_factory=lambda: {
-        "wjets": 12000, "zjets": 6000, "ttbar": 3000, "qcd": 3000,
-        "ato4l": 3000, "lq_btau": 3000, "h0_tautau": 3000, "hplus_taunu": 20000})
+    events: dict[str, int] = field(
+        default_factory=lambda: {
+            "wjets": 12000,
+            "zjets": 6000,
+            "ttbar": 3000,
+            "qcd": 3000,
+            "ato4l": 3000,
+            "lq_btau": 3000,
+            "h0_tautau": 3000,
+            "hplus_taunu": 20000,
+        }
+    )
     seed: int = 1
     execution: Execution = Execution()
 
     def scaled(self, factor: float) -> CocktailConfig:
         """The same production with ``factor`` times the events (at least 1 per process)."""
-        return replace(self, events={k: max(1, int(round(v * factor))) for k, v in self.events.items()})
+        return replace(self, events={k: max(1, round(v * factor)) for k, v in self.events.items()})
 
 
 def produce_samples(samples_dir: str | Path, config: CocktailConfig) -> dict:
     """Generate (or resume) the production; returns its coffea fileset (datasets = process names)."""
     from cms_anomaly.datasets import production
 
-    result = production.produce(list(config.events), out=samples_dir, events=dict(config.events), seed=config.seed,
-                                 executor=config.execution.production_executor,
-                                 scheduler=config.execution.scheduler, workers=config.execution.workers)
+    result = production.produce(
+        list(config.events),
+        out=samples_dir,
+        events=dict(config.events),
+        seed=config.seed,
+        executor=config.execution.production_executor,
+        scheduler=config.execution.scheduler,
+        workers=config.execution.workers,
+    )
     return {name: result["datasets"][name] for name in config.events}
 
 
-def feature_tables(samples_dir: str | Path, config: CocktailConfig, *,
-                   selection: str = "single_lepton") -> tuple[Path, dict]:
+def feature_tables(
+    samples_dir: str | Path, config: CocktailConfig, *, selection: str = "single_lepton"
+) -> tuple[Path, dict]:
     """The feature tables of the production after ``selection``; returns (features dir, fileset).
 
     The pass is skipped when ``<samples_dir>/<selection>/pass.json`` records the same fileset
@@ -84,14 +106,17 @@ def feature_tables(samples_dir: str | Path, config: CocktailConfig, *,
     from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, SCALAR_FEATURES
 
     # the tables are reused only for the same files and the same table layout
-    key = {name: {"files": sorted(entry["files"]), "nevents": entry["metadata"].get("nevents")}
-           for name, entry in sorted(fileset.items())}
+    key = {
+        name: {"files": sorted(entry["files"]), "nevents": entry["metadata"].get("nevents")}
+        for name, entry in sorted(fileset.items())
+    }
     key["_columns"] = [*SCALAR_FEATURES, *ARRAY_FEATURES]
     if stamp.is_file() and json.loads(stamp.read_text()).get("fileset") == key and (out / "features").is_dir():
         log.info("reusing the %s feature tables in %s", selection, out)
         return out / "features", fileset
-    output = processor_pass(fileset, out=out, selection=selection, lumi_pb=UNIT_LUMI_PB,
-                            execution=config.execution, features=True)
+    output = processor_pass(
+        fileset, out=out, selection=selection, lumi_pb=UNIT_LUMI_PB, execution=config.execution, features=True
+    )
     cutflows = {ds: res["cutflow"] for ds, res in output.items()}
     write_text_atomic(stamp, json.dumps({"fileset": key, "cutflow": cutflows}, indent=1, default=json_default) + "\n")
     return out / "features", fileset
@@ -111,12 +136,24 @@ def sm_process_weights(weights: dict[str, np.ndarray], *, composition: str) -> d
         return {p: np.full(len(w), 1.0) for p, w in weights.items()}
     if composition != "paper":
         raise ValueError(f"composition must be 'paper', 'generated' or 'unweighted', got {composition!r}")
-    missing = [p for p in weights if p not in PAPER_FRACTIONS]
+    scales = composition_scales({p: float(w.sum()) for p, w in weights.items()}, composition)
+    return {p: w * scales[p] for p, w in weights.items()}
+
+
+def composition_scales(rates: dict[str, float], composition: str) -> dict[str, float]:
+    """The factor on each SM process's weights that gives the requested composition (``paper``: each
+    process carries its :data:`PAPER_FRACTIONS` share of the unchanged total rate, renormalised over
+    the processes present; ``generated``: 1), from the processes' rates after the selection."""
+    if composition == "generated":
+        return dict.fromkeys(rates, 1.0)
+    if composition != "paper":
+        raise ValueError(f"composition scales are defined for 'paper' and 'generated', got {composition!r}")
+    missing = [p for p in rates if p not in PAPER_FRACTIONS]
     if missing:
         raise CocktailError(f"no paper fraction for SM process(es) {missing}; use composition='generated'")
-    total = sum(float(w.sum()) for w in weights.values())
-    norm = sum(PAPER_FRACTIONS[p] for p in weights)
-    return {p: w * (PAPER_FRACTIONS[p] / norm * total / float(w.sum())) for p, w in weights.items()}
+    total = sum(rates.values())
+    norm = sum(PAPER_FRACTIONS[p] for p in rates)
+    return {p: PAPER_FRACTIONS[p] / norm * total / r if r > 0 else 0.0 for p, r in rates.items()}
 
 
 def validation_indices(samples: dict, *, seed: int, val_fraction: float) -> dict[str, np.ndarray]:
@@ -134,8 +171,12 @@ def validation_indices(samples: dict, *, seed: int, val_fraction: float) -> dict
 
 def add_cocktail_arguments(p: Any, *, default_out: str) -> None:
     """Options every command on the single-lepton cocktail (trigger, disco, outlier) shares."""
-    add_production_arguments(p, default_out=default_out, default_samples="out/samples/single-lepton",
-                             samples_help=", shared by trigger, disco and outlier")
+    add_production_arguments(
+        p,
+        default_out=default_out,
+        default_samples="out/samples/single-lepton",
+        samples_help=", shared by trigger, disco and outlier",
+    )
 
 
 def cocktail_config(args: Any, base: CocktailConfig | None = None) -> CocktailConfig:

@@ -17,6 +17,7 @@
 4. BumpHunter (pyBumpHunter, LHCO Table 4 settings) on the selected spectrum of the most significant
    signal region against the fit: the global p-value of the scan over windows of 2-7 bins.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,9 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from cms_anomaly.analyses.analysis import (Execution, add_production_arguments, execution_from, fmt, fresh_report_dir,
-                                           print_report, report_footer, write_report)
+from cms_anomaly.analyses.analysis import (
+    Execution,
+    add_production_arguments,
+    execution_from,
+    fmt,
+    fresh_report_dir,
+    print_report,
+    report_footer,
+    write_report,
+)
 from cms_anomaly.datasets.argtypes import fraction, non_negative_float
 
 log = logging.getLogger(__name__)
@@ -57,7 +65,7 @@ class DijetConfig:
 
     def scaled(self, factor: float) -> DijetConfig:
         """The same study with ``factor`` times the generated events."""
-        return replace(self, events={k: max(1, int(round(v * factor))) for k, v in self.events.items()})
+        return replace(self, events={k: max(1, round(v * factor)) for k, v in self.events.items()})
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -76,11 +84,13 @@ def load_events(features_dir: Path) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def inject(events: dict[str, dict[str, np.ndarray]], *, signal_to_background: float, seed: int) -> dict[str, np.ndarray]:
+def inject(
+    events: dict[str, dict[str, np.ndarray]], *, signal_to_background: float, seed: int
+) -> dict[str, np.ndarray]:
     """QCD plus ``signal_to_background x N_QCD`` signal events drawn without replacement; ``is_signal`` marks them."""
     bkg, sig = events[BACKGROUND], events[SIGNAL]
     n_b = len(bkg["mJJ"])
-    n_s = int(round(signal_to_background * n_b))
+    n_s = round(signal_to_background * n_b)
     if n_s > len(sig["mJJ"]):
         raise ValueError(f"S/B = {signal_to_background} needs {n_s} signal events, only {len(sig['mJJ'])} generated")
     pick = np.random.default_rng(seed).choice(len(sig["mJJ"]), size=n_s, replace=False)
@@ -93,15 +103,21 @@ def inject(events: dict[str, dict[str, np.ndarray]], *, signal_to_background: fl
 def scan(sample: dict[str, np.ndarray], *, config: DijetConfig, seed: int) -> dict[str, Any]:
     """CWoLa hunting over every signal region that has its sidebands inside the binning."""
     import hist
-
     from cms_anomaly.models.bdt import cwola_features, cwola_labels, train_cwola
     from cms_anomaly.stats import poisson_significance
     from cms_anomaly.stats.fits import FitError, fit_dijet
 
     edges = np.asarray(config.bin_edges)
     mjj = sample["mJJ"]
-    x = cwola_features(mj1=sample["mJ1"], mj2=sample["mJ2"], tau21_j1=sample["tau21_j1"], tau21_j2=sample["tau21_j2"],
-                       tau32_j1=sample["tau32_j1"], tau32_j2=sample["tau32_j2"], mjj=np.maximum(mjj, 1e-9))
+    x = cwola_features(
+        mj1=sample["mJ1"],
+        mj2=sample["mJ2"],
+        tau21_j1=sample["tau21_j1"],
+        tau21_j2=sample["tau21_j2"],
+        tau32_j1=sample["tau32_j1"],
+        tau32_j2=sample["tau32_j2"],
+        mjj=np.maximum(mjj, 1e-9),
+    )
     n_bins, sr, sb = len(edges) - 1, config.sr_bins, config.sideband_bins
     regions = []
     for first in range(sb, n_bins - sr - sb + 1):
@@ -114,10 +130,14 @@ def scan(sample: dict[str, np.ndarray], *, config: DijetConfig, seed: int) -> di
         keep = scores > cut
         h = hist.Hist(hist.axis.Variable(edges, name="mjj", label=r"$m_{JJ}$ [GeV]"), storage=hist.storage.Weight())
         h.fill(mjj[keep])
-        row: dict[str, Any] = {"signal_region": [float(sr_lo), float(sr_hi)], "first_bin": first, "threshold": cut,
-                               "selected": int(keep.sum()),
-                               "signal_in_sr_before": int(np.sum(sample["is_signal"] & (labels == 1))),
-                               "signal_in_sr_after": int(np.sum(sample["is_signal"] & (labels == 1) & keep))}
+        row: dict[str, Any] = {
+            "signal_region": [float(sr_lo), float(sr_hi)],
+            "first_bin": first,
+            "threshold": cut,
+            "selected": int(keep.sum()),
+            "signal_in_sr_before": int(np.sum(sample["is_signal"] & (labels == 1))),
+            "signal_in_sr_after": int(np.sum(sample["is_signal"] & (labels == 1) & keep)),
+        }
         try:
             fit = fit_dijet(h, model="lhco4", method="poisson", exclude=[(sr_lo, sr_hi)])
         except FitError as err:
@@ -126,8 +146,15 @@ def scan(sample: dict[str, np.ndarray], *, config: DijetConfig, seed: int) -> di
             continue
         in_sr = (edges[:-1] >= sr_lo) & (edges[1:] <= sr_hi)
         n_obs, n_exp = float(h.values()[in_sr].sum()), float(fit.expected[in_sr].sum())
-        row.update(status="ok", observed=n_obs, expected=n_exp, chi2_ndf_sidebands=fit.chi2_ndf,
-                   significance=poisson_significance(n_obs, n_exp), _hist=h, _fit=fit)
+        row.update(
+            status="ok",
+            observed=n_obs,
+            expected=n_exp,
+            chi2_ndf_sidebands=fit.chi2_ndf,
+            significance=poisson_significance(n_obs, n_exp),
+            _hist=h,
+            _fit=fit,
+        )
         regions.append(row)
     best = max((r for r in regions if r["status"] == "ok"), key=lambda r: r["significance"], default=None)
     return {"regions": regions, "best": best}
@@ -140,8 +167,7 @@ def hunt(sample: dict[str, np.ndarray], *, config: DijetConfig, seed: int) -> di
     result = scan(sample, config=config, seed=seed)
     best = result["best"]
     if best is not None:
-        bh = bump_hunt(best["_hist"], best["_fit"].expected, seed=seed, npe=config.npe,
-                       width_min=2, width_max=7)
+        bh = bump_hunt(best["_hist"], best["_fit"].expected, seed=seed, npe=config.npe, width_min=2, width_max=7)
         result["bumphunt"] = bh
     return result
 
@@ -155,9 +181,14 @@ def _public(result: dict) -> dict:
         out["best_local_significance"] = result["best"]["significance"]
     if "bumphunt" in result:
         bh = result["bumphunt"]
-        out["bumphunt"] = {"window": list(bh.window), "local_significance": bh.local_significance,
-                           "global_p_value": bh.global_p_value, "global_significance": bh.global_significance,
-                           "global_is_lower_limit": bh.global_significance_is_lower_limit, "npe": bh.npe}
+        out["bumphunt"] = {
+            "window": list(bh.window),
+            "local_significance": bh.local_significance,
+            "global_p_value": bh.global_p_value,
+            "global_significance": bh.global_significance,
+            "global_is_lower_limit": bh.global_significance_is_lower_limit,
+            "npe": bh.npe,
+        }
     return out
 
 
@@ -183,20 +214,33 @@ def format_report(results: dict[str, dict], meta: dict, pngs: list[Path]) -> str
             lines.append(f"| {key} | {meta['injected'][key]} | | no fit converged | | | | |")
             continue
         window = "n/a" if bh is None else "{:.0f}-{:.0f}".format(*bh["window"])
-        glob = ("n/a" if bh is None else (">" if bh["global_is_lower_limit"] else "") + f"{bh['global_significance']:.2f}"
-                + f" (p = {bh['global_p_value']:.3g})")
-        lines.append(f"| {key} | {meta['injected'][key]} | {best['signal_in_sr_before']} / {best['signal_in_sr_after']} | "
-                     f"{best['signal_region'][0]:.0f}-{best['signal_region'][1]:.0f} | {best['observed']:.0f} / "
-                     f"{best['expected']:.1f} | {fmt(best['significance'])} | "
-                     f"{window} | {glob} |")
-    lines += ["", "The signal-free row is the false-discovery check: its best signal region is the largest upward "
-                  "fluctuation of the scan (look-elsewhere over signal regions not corrected in the local column).", "",
-              "Paper (LHCO R&D, 1M QCD events, 1000 signal): CWoLa hunting found the 3.5 TeV resonance; at our "
-              "sample size the injected S/B values are correspondingly larger.", "", *report_footer(pngs, meta["seconds"])]
+        glob = (
+            "n/a"
+            if bh is None
+            else (">" if bh["global_is_lower_limit"] else "")
+            + f"{bh['global_significance']:.2f}"
+            + f" (p = {bh['global_p_value']:.3g})"
+        )
+        lines.append(
+            f"| {key} | {meta['injected'][key]} | {best['signal_in_sr_before']} / {best['signal_in_sr_after']} | "
+            f"{best['signal_region'][0]:.0f}-{best['signal_region'][1]:.0f} | {best['observed']:.0f} / "
+            f"{best['expected']:.1f} | {fmt(best['significance'])} | "
+            f"{window} | {glob} |"
+        )
+    lines += [
+        "",
+        "The signal-free row is the false-discovery check: its best signal region is the largest upward "
+        "fluctuation of the scan (look-elsewhere over signal regions not corrected in the local column).",
+        "",
+        "Paper (LHCO R&D, 1M QCD events, 1000 signal): CWoLa hunting found the 3.5 TeV resonance; at our "
+        "sample size the injected S/B values are correspondingly larger.",
+        "",
+        *report_footer(pngs, meta["seconds"]),
+    ]
     return "\n".join(lines) + "\n"
 
 
-def make_plots(results: dict[str, dict], report_dir: Path, *, config: DijetConfig) -> list[Path]:
+def make_plots(results: dict[str, dict], report_dir: Path) -> list[Path]:
     """Local significance per signal region for every injection; the fit and BumpHunter of the largest one."""
     from cms_anomaly.analyses import plotting
 
@@ -206,24 +250,47 @@ def make_plots(results: dict[str, dict], report_dir: Path, *, config: DijetConfi
         ok = [x for x in r["regions"] if x["status"] == "ok"]
         centers = [np.sqrt(x["signal_region"][0] * x["signal_region"][1]) for x in ok]
         series[f"S/B = {key}"] = (centers, [x["significance"] for x in ok])
-    pngs.append(plotting.plot_lines(series, report_dir / "cwola_scan.png", xlabel=r"signal-region centre $m_{JJ}$ [GeV]",
-                                    ylabel="local significance [sigma]", hline=0.0, text="Simulation"))
+    pngs.append(
+        plotting.plot_lines(
+            series,
+            report_dir / "cwola_scan.png",
+            xlabel=r"signal-region centre $m_{JJ}$ [GeV]",
+            ylabel="local significance [sigma]",
+            hline=0.0,
+            text="Simulation",
+        )
+    )
     for key in (max(results, key=float), min(results, key=float)):
         r = results[key]
         if r.get("best") is None:
             continue
         tag = f"sb{float(key):g}".replace(".", "p")
-        pngs.append(plotting.plot_fit(r["best"]["_fit"], report_dir / f"fit_{tag}.png", xlabel=r"$m_{JJ}$ [GeV]",
-                                      data_label=f"selected (S/B = {key})", text="Simulation"))
+        pngs.append(
+            plotting.plot_fit(
+                r["best"]["_fit"],
+                report_dir / f"fit_{tag}.png",
+                xlabel=r"$m_{JJ}$ [GeV]",
+                data_label=f"selected (S/B = {key})",
+                text="Simulation",
+            )
+        )
         if "bumphunt" in r:
-            pngs.append(plotting.plot_bumphunt(r["bumphunt"], report_dir / f"bumphunt_{tag}.png", xlabel=r"$m_{JJ}$ [GeV]",
-                                               data_label=f"selected (S/B = {key})", reference_label="sideband fit",
-                                               text="Simulation"))
+            pngs.append(
+                plotting.plot_bumphunt(
+                    r["bumphunt"],
+                    report_dir / f"bumphunt_{tag}.png",
+                    xlabel=r"$m_{JJ}$ [GeV]",
+                    data_label=f"selected (S/B = {key})",
+                    reference_label="sideband fit",
+                    text="Simulation",
+                )
+            )
     return pngs
 
 
-def run_dijet(out: str | os.PathLike, config: DijetConfig = DijetConfig(), *,
-              samples_dir: str | os.PathLike | None = None) -> Path:
+def run_dijet(
+    out: str | os.PathLike, config: DijetConfig = DijetConfig(), *, samples_dir: str | os.PathLike | None = None
+) -> Path:
     """Run the whole study into ``out`` (samples in ``samples_dir``, default ``out/samples``)."""
     from cms_anomaly.analyses.cocktail import CocktailConfig, feature_tables
 
@@ -247,13 +314,23 @@ def run_dijet(out: str | os.PathLike, config: DijetConfig = DijetConfig(), *,
     times["hunt"] = time.perf_counter() - t
     report_dir = fresh_report_dir(out)
     t = time.perf_counter()
-    pngs = make_plots(results, report_dir, config=config)
+    pngs = make_plots(results, report_dir)
     times["plots"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
-    meta = {"config": asdict(config), "samples_dir": str(samples_dir), "n_background": len(events[BACKGROUND]["mJJ"]),
-            "n_signal_available": len(events[SIGNAL]["mJJ"]), "injected": injected, "bin_edges": list(config.bin_edges),
-            "sr_bins": config.sr_bins, "sideband_bins": config.sideband_bins, "k_folds": config.k_folds,
-            "efficiency": config.efficiency, "npe": config.npe, "seconds": times}
+    meta = {
+        "config": asdict(config),
+        "samples_dir": str(samples_dir),
+        "n_background": len(events[BACKGROUND]["mJJ"]),
+        "n_signal_available": len(events[SIGNAL]["mJJ"]),
+        "injected": injected,
+        "bin_edges": list(config.bin_edges),
+        "sr_bins": config.sr_bins,
+        "sideband_bins": config.sideband_bins,
+        "k_folds": config.k_folds,
+        "efficiency": config.efficiency,
+        "npe": config.npe,
+        "seconds": times,
+    }
     markdown = format_report(public, meta, pngs)
     return write_report(report_dir, markdown=markdown, payload={**meta, "result": public}, title="CWoLa dijet hunt")
 
@@ -269,16 +346,27 @@ def register(subparsers: Any) -> None:
             "classifier, fit the selected m_JJ spectrum with the 4-parameter function and run BumpHunter. Writes OUT/report."
         ),
     )
-    add_production_arguments(p, default_out="out/dijet", default_samples="out/samples/dijet", samples_help="",
-                             device=False)
-    p.add_argument("--injections", type=non_negative_float, nargs="+", default=list(DijetConfig.injections),
-                   help="signal-to-background ratios to inject (0 = the signal-free check)")
+    add_production_arguments(
+        p, default_out="out/dijet", default_samples="out/samples/dijet", samples_help="", device=False
+    )
+    p.add_argument(
+        "--injections",
+        type=non_negative_float,
+        nargs="+",
+        default=list(DijetConfig.injections),
+        help="signal-to-background ratios to inject (0 = the signal-free check)",
+    )
     p.add_argument("--efficiency", type=fraction, default=DijetConfig.efficiency, help="CWoLa selection efficiency")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args: Any) -> int:
-    config = replace(DijetConfig(), seed=args.seed, injections=tuple(args.injections), efficiency=args.efficiency,
-                     execution=execution_from(args)).scaled(args.events)
+    config = replace(
+        DijetConfig(),
+        seed=args.seed,
+        injections=tuple(args.injections),
+        efficiency=args.efficiency,
+        execution=execution_from(args),
+    ).scaled(args.events)
     summary = run_dijet(args.out, config, samples_dir=args.samples)
     return print_report(summary)

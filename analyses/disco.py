@@ -16,9 +16,14 @@
    with the signal-contamination correction of the control regions, and with the true background
    (Fig. 3); its spread over the seeds.
 
+Every number is read off the processor's ABCD planes: the exported double-AE files are applied in a
+second processor pass that fills R1 x R2 (100 log bins per decade) per dataset and training split of
+each model's seed; thresholds are bin edges.
+
 The injected signal counts are expected yields (weights), not Poisson draws: the closure and
 significance curves show the method's bias, and the ``sum w^2`` errors the size of our simulation.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,10 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from cms_anomaly.analyses.analysis import fmt, fresh_report_dir, print_report, report_footer, write_report
-from cms_anomaly.analyses.cocktail import CocktailConfig
-from cms_anomaly.analyses.cocktail import add_cocktail_arguments, cocktail_config
+from cms_anomaly.analyses.cocktail import CocktailConfig, add_cocktail_arguments, cocktail_config
 from cms_anomaly.analyses.trigger import SIGNAL_LABELS
 from cms_anomaly.datasets.argtypes import non_negative_float, positive_int
 
@@ -62,94 +65,186 @@ class DiscoConfig:
     efficiencies: tuple[float, ...] = SM_EFFICIENCIES
 
 
-# ------------------------------------------------------------------------------ ABCD studies
-def threshold_pairs(r1: np.ndarray, r2: np.ndarray, w: np.ndarray, *, efficiency: float) -> list[tuple[str, float, float]]:
-    """Threshold pairs (c1, c2) whose region A keeps ``efficiency`` of the SM: the diagonal one and
-    the :data:`OFF_DIAGONAL` choices (AE 1 cut at x times the diagonal per-score efficiency, AE 2 cut
-    to restore the region-A efficiency); the multiple entries of Mikuni et al. Fig. 2."""
-    from cms_anomaly.stats import StatisticsError, diagonal_thresholds, threshold_at_efficiency
+# ------------------------------------------------------------------------------ inputs
+@dataclass(frozen=True)
+class Plane:
+    """The ABCD plane of one sample, read off the processor's ``score2d_<model>`` histogram: sum w and
+    sum w^2 per (R1 bin, R2 bin), flow bins included, and the bins' lower edges (both axes alike)."""
 
-    t1, t2, e = diagonal_thresholds(r1, r2, efficiency=efficiency, weights=w)
-    pairs = [("diagonal", t1, t2)]
-    total = float(w.sum())
+    w: np.ndarray
+    w2: np.ndarray
+    lower: np.ndarray
+
+    @property
+    def total(self) -> float:
+        return float(self.w.sum())
+
+    def scaled(self, factor: float) -> Plane:
+        return Plane(self.w * factor, self.w2 * factor**2, self.lower)
+
+    def __add__(self, other: Plane) -> Plane:
+        return Plane(self.w + other.w, self.w2 + other.w2, self.lower)
+
+    def unit(self) -> Plane:
+        """The same events with unit weights (the processor's weights are one constant per generated
+        sample, sigma / N: ``sum w / sum w^2`` undoes it)."""
+        return self.scaled(self.total / float(self.w2.sum())) if self.total > 0 else self
+
+    def marginal(self, axis: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sum w, sum w^2) per bin of R1 (``axis`` 0) or R2 (1)."""
+        other = 1 - axis
+        return self.w.sum(axis=other), self.w2.sum(axis=other)
+
+    def centers(self) -> np.ndarray:
+        """A representative score per bin: the middle of each bin, the edges for the flow bins."""
+        edges = self.lower[1:]
+        mid = 0.5 * (edges[:-1] + edges[1:])
+        return np.concatenate([[edges[0]], mid, [edges[-1]]])
+
+
+def plane_of(output: dict, model: str, dataset: str, *, split: str | None) -> Plane:
+    """The ABCD plane of ``dataset`` in a processor output (``split``: ``validation``, ``training`` or
+    None for all events)."""
+    h = output[dataset]["hists"][f"score2d_{model}"]
+    h = h[{"dataset": dataset}]
+    view = h.view(flow=True)
+    splits = list(h.axes["split"])
+    pick = [splits.index(s) for s in (splits if split is None else [split]) if s in splits]
+    w = np.asarray(view["value"])[pick].sum(axis=0)
+    w2 = np.asarray(view["variance"])[pick].sum(axis=0)
+    return Plane(w, w2, np.concatenate([[-np.inf], h.axes[1].edges]))
+
+
+def _sum(planes: list[Plane]) -> Plane:
+    out = planes[0]
+    for p in planes[1:]:
+        out = out + p
+    return out
+
+
+# ------------------------------------------------------------------------------ ABCD studies
+def threshold_pairs(sm: Plane, *, efficiency: float) -> list[tuple[str, int, int]]:
+    """Threshold pairs (first R1 bin, first R2 bin) whose region A keeps at most ``efficiency`` of the
+    SM: the diagonal one and the :data:`OFF_DIAGONAL` choices (AE 1 cut at x times the diagonal
+    per-score efficiency, AE 2 cut to restore the region-A efficiency); the multiple entries of
+    Mikuni et al. Fig. 2. Thresholds are bin edges of the processor's ABCD plane."""
+    from cms_anomaly.stats import diagonal_threshold_bins, threshold_bin_at_efficiency
+
+    k1, k2, e = diagonal_threshold_bins(sm.w, efficiency=efficiency)
+    pairs = [("diagonal", k1, k2)]
+    m1, _ = sm.marginal(0)
     for x in OFF_DIAGONAL:
-        e1 = min(1.0, e * x)
-        c1 = threshold_at_efficiency(r1, w, efficiency=e1)
-        above = r1 > c1
-        frac = efficiency * total / float(w[above].sum()) if w[above].sum() > 0 else 2.0
+        c1 = threshold_bin_at_efficiency(m1, efficiency=min(1.0, e * x))
+        above = sm.w[c1:, :].sum(axis=0)  # R2 of the events above the R1 cut
+        if not above.sum() > 0:
+            continue
+        frac = efficiency * sm.total / float(above.sum())
         if not 0.0 < frac <= 1.0:
             continue
-        try:
-            c2 = threshold_at_efficiency(r2[above], w[above], efficiency=frac)
-        except StatisticsError:
-            continue
-        pairs.append((f"AE1 x{x:g}", c1, c2))
+        pairs.append((f"AE1 x{x:g}", c1, threshold_bin_at_efficiency(above, efficiency=frac)))
     return pairs
 
 
-def abcd_study(sm: np.ndarray, sm_w: np.ndarray, signals: dict[str, np.ndarray], *, efficiencies: tuple[float, ...],
-               signal_events: float) -> dict[str, Any]:
+def abcd_study(
+    sm: Plane, signals: dict[str, Plane], *, efficiencies: tuple[float, ...], signal_events: float
+) -> dict[str, Any]:
     """Closure and significance per SM efficiency for SM only and SM + each injected signal.
 
-    ``sm`` holds (R1, R2) of the SM validation events with weights ``sm_w`` (summing to the
-    reference sample size); each signal's (R1, R2) get weights summing to ``signal_events``.
+    ``sm`` is the ABCD plane of the SM validation events with weights summing to the reference
+    sample size; each signal's plane (unit weights) is scaled to ``signal_events``.
     Significances: ``significance`` = (N - B)/sqrt(N + sigma_B^2) with B and its statistical error
     from ABCD (our simulation is smaller than the reference sample it is normalised to, so sigma_B
     counts), ``significance_paper`` = (N - B)/sqrt(N), ``significance_corrected`` with the signal
     subtracted from the control regions, ``significance_true`` with the true SM yield in region A.
     """
-    from cms_anomaly.stats import StatisticsError, abcd_counts, abcd_prediction, abcd_significance
+    from cms_anomaly.stats import StatisticsError, abcd_counts_from_sums, abcd_prediction, abcd_significance
 
+    injected = {n: p.scaled(signal_events / p.total) for n, p in signals.items() if p.total > 0}
     rows = []
     for eff in efficiencies:
-        for choice, c1, c2 in threshold_pairs(sm[:, 0], sm[:, 1], sm_w, efficiency=eff):
-            counts = abcd_counts(sm[:, 0], sm[:, 1], threshold1=c1, threshold2=c2, weights=sm_w)
+        for choice, k1, k2 in threshold_pairs(sm, efficiency=eff):
+            counts = abcd_counts_from_sums(sm.w, sm.w2, first1=k1, first2=k2)
             try:
                 pred = abcd_prediction(counts)
             except StatisticsError as err:
                 log.warning("efficiency %g (%s): %s", eff, choice, err)
                 continue
-            row: dict[str, Any] = {"efficiency": eff, "choice": choice, "threshold1": c1, "threshold2": c2,
-                                   "sm_a": counts.a, "sm_a_entries_w2": counts.a_w2,
-                                   "sm_only": {"closure": pred.closure, "closure_error": pred.closure_error,
-                                               "significance_paper": pred.significance,
-                                               "significance": abcd_significance(pred.observed, pred.predicted,
-                                                                                 pred.predicted_error)}}
-            for name, r in signals.items():
-                w = np.full(len(r), signal_events / len(r))
-                sig = abcd_counts(r[:, 0], r[:, 1], threshold1=c1, threshold2=c2, weights=w)
+            row: dict[str, Any] = {
+                "efficiency": eff,
+                "choice": choice,
+                "threshold1": float(sm.lower[k1]) if k1 < len(sm.lower) else float("inf"),
+                "threshold2": float(sm.lower[k2]) if k2 < len(sm.lower) else float("inf"),
+                "sm_a": counts.a,
+                "sm_a_entries_w2": counts.a_w2,
+                "sm_only": {
+                    "closure": pred.closure,
+                    "closure_error": pred.closure_error,
+                    "significance_paper": pred.significance,
+                    "significance": abcd_significance(pred.observed, pred.predicted, pred.predicted_error),
+                },
+            }
+            for name, p in injected.items():
+                sig = abcd_counts_from_sums(p.w, p.w2, first1=k1, first2=k2)
                 mixed = counts + sig
                 raw, corrected = abcd_prediction(mixed), abcd_prediction(mixed, signal=sig)
-                row[name] = {"signal_a": sig.a, "signal_in_controls": sig.b + sig.c + sig.d,
-                             "closure": raw.predicted / counts.a if counts.a > 0 else float("nan"),
-                             "closure_error": raw.predicted_error / counts.a if counts.a > 0 else float("nan"),
-                             "significance_paper": raw.significance,
-                             "significance": abcd_significance(mixed.a, raw.predicted, raw.predicted_error),
-                             "significance_corrected": abcd_significance(mixed.a, corrected.predicted,
-                                                                         corrected.predicted_error),
-                             "significance_true": abcd_significance(mixed.a, counts.a)}
+                row[name] = {
+                    "signal_a": sig.a,
+                    "signal_in_controls": sig.b + sig.c + sig.d,
+                    "closure": raw.predicted / counts.a if counts.a > 0 else float("nan"),
+                    "closure_error": raw.predicted_error / counts.a if counts.a > 0 else float("nan"),
+                    "significance_paper": raw.significance,
+                    "significance": abcd_significance(mixed.a, raw.predicted, raw.predicted_error),
+                    "significance_corrected": abcd_significance(
+                        mixed.a, corrected.predicted, corrected.predicted_error
+                    ),
+                    "significance_true": abcd_significance(mixed.a, counts.a),
+                }
             rows.append(row)
     return {"rows": rows}
 
 
-def sic_curves(sm: np.ndarray, sm_w: np.ndarray, signals: dict[str, np.ndarray], *, single: tuple | None = None) -> dict:
-    """ROC curves (for SIC) of R1, R2 and the diagonal combination per signal; with ``single``
-    = (SM scores, {signal: scores}) of a lambda = 0 model, its R1 as the single autoencoder."""
-    from cms_anomaly.stats import roc_curve, weighted_cdf
+def sic_curves(sm: Plane, signals: dict[str, Plane], *, single: tuple[Plane, dict[str, Plane]] | None = None) -> dict:
+    """ROC curves (for SIC) of R1, R2 and the diagonal combination per signal, from the binned planes;
+    with ``single`` = (SM plane, {signal: plane}) of a lambda = 0 model, its R1 as the single autoencoder."""
+    from cms_anomaly.stats import roc_from_sums
 
-    def diagonal(v: np.ndarray) -> np.ndarray:
-        # the diagonal cut at per-score SM efficiency e keeps events whose SM survival fractions are
-        # both <= e: score = the smaller of the two SM quantiles
-        return np.minimum(weighted_cdf(sm[:, 0], sm_w, v[:, 0]), weighted_cdf(sm[:, 1], sm_w, v[:, 1]))
+    def roc(bkg: tuple[np.ndarray, np.ndarray], sig: tuple[np.ndarray, np.ndarray]) -> Any:
+        return roc_from_sums(bkg[0], sig[0], bkg_sumw2=bkg[1], sig_sumw2=sig[1])
+
+    # the diagonal cut at per-score SM efficiency e keeps the events whose SM survival fractions are both
+    # <= e: the score of a cell is the smaller of its two SM quantiles (the middle of its bins)
+    def quantile(m: np.ndarray) -> np.ndarray:
+        return (np.cumsum(m) - 0.5 * m) / m.sum()
+
+    diag = np.minimum.outer(quantile(sm.marginal(0)[0]), quantile(sm.marginal(1)[0])).ravel()
+    order = np.argsort(diag, kind="stable")
+
+    def cells(p: Plane) -> tuple[np.ndarray, np.ndarray]:
+        return p.w.ravel()[order], p.w2.ravel()[order]
 
     curves: dict[str, dict[str, Any]] = {}
-    for name, r in signals.items():
-        c = {"AE 1": roc_curve(sm[:, 0], r[:, 0], bkg_weights=sm_w), "AE 2": roc_curve(sm[:, 1], r[:, 1], bkg_weights=sm_w),
-             "diagonal": roc_curve(diagonal(sm), diagonal(r), bkg_weights=sm_w)}
-        if single is not None:
-            c["single AE"] = roc_curve(single[0][:, 0], single[1][name][:, 0], bkg_weights=sm_w)
+    for name, p in signals.items():
+        if p.total <= 0:
+            continue
+        c = {
+            "AE 1": roc(sm.marginal(0), p.marginal(0)),
+            "AE 2": roc(sm.marginal(1), p.marginal(1)),
+            "diagonal": roc(cells(sm), cells(p)),
+        }
+        if single is not None and single[1][name].total > 0:
+            c["single AE"] = roc(single[0].marginal(0), single[1][name].marginal(0))
         curves[name] = c
     return curves
+
+
+def plane_dcor(p: Plane) -> float:
+    """Distance correlation of (R1, R2) from the binned plane: every populated cell a point at its bin
+    centres, weighted by its events (100 bins per score decade: a score moves by 1.2 % at most)."""
+    from cms_anomaly.stats import distance_correlation
+
+    i, j = np.nonzero(p.w > 0)
+    c = p.centers()
+    return distance_correlation(c[i], c[j], weights=p.w[i, j])
 
 
 def seed_spread(per_seed: dict[int, dict], signals: list[str]) -> dict[str, Any]:
@@ -161,17 +256,24 @@ def seed_spread(per_seed: dict[int, dict], signals: list[str]) -> dict[str, Any]
     def validated(s: dict) -> list[dict]:
         # working points where ABCD closes on SM only (within 2 sigma): a significance elsewhere measures
         # the non-closure, not the signal
-        return [r for r in s["abcd"]["rows"] if r["choice"] == "diagonal"
-                and abs(r["sm_only"]["closure"] - 1.0) <= 2.0 * r["sm_only"]["closure_error"]]
+        return [
+            r
+            for r in s["abcd"]["rows"]
+            if r["choice"] == "diagonal" and abs(r["sm_only"]["closure"] - 1.0) <= 2.0 * r["sm_only"]["closure_error"]
+        ]
 
     out["validated_efficiencies"] = {seed: [r["efficiency"] for r in validated(s)] for seed, s in per_seed.items()}
     for name in signals:
-        avg = [float(np.mean([r[name]["significance"] for r in validated(s)])) if validated(s) else float("nan")
-               for s in per_seed.values()]
+        avg = [
+            float(np.mean([r[name]["significance"] for r in validated(s)])) if validated(s) else float("nan")
+            for s in per_seed.values()
+        ]
         finite = [a for a in avg if np.isfinite(a)]
-        out[name] = {"mean": float(np.mean(finite)) if finite else float("nan"),
-                     "std": float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan"),
-                     "per_seed": avg}
+        out[name] = {
+            "mean": float(np.mean(finite)) if finite else float("nan"),
+            "std": float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan"),
+            "per_seed": avg,
+        }
     dev = [max(abs(r["sm_only"]["closure"] - 1.0) for r in s["abcd"]["rows"]) for s in per_seed.values()]
     out["sm_only_max_closure_deviation"] = {"mean": float(np.mean(dev)), "max": float(np.max(dev)), "per_seed": dev}
     return out
@@ -190,8 +292,15 @@ def make_plots(first: dict, sics: dict, report_dir: Path, *, signals: list[str])
         for kind, ls in (("AE 1", "-"), ("AE 2", "--")):
             label = f"{kind}, {SIGNAL_LABELS.get(name, name)}"
             curves[label], styles[label] = sics[name][kind], {"color": color, "ls": ls}
-    pngs.append(plotting.plot_sic(curves, report_dir / "sic_single.png", styles=styles, text="Simulation",
-                                  title=r"DisCo double AE, $\lambda$ = 100"))
+    pngs.append(
+        plotting.plot_sic(
+            curves,
+            report_dir / "sic_single.png",
+            styles=styles,
+            text="Simulation",
+            title=r"DisCo double AE, $\lambda$ = 100",
+        )
+    )
     curves, styles = {}, {}
     for i, name in enumerate(signals):
         color = plotting.PROCESS_COLORS[i % len(plotting.PROCESS_COLORS)]
@@ -199,8 +308,11 @@ def make_plots(first: dict, sics: dict, report_dir: Path, *, signals: list[str])
             if kind in sics[name]:
                 label = f"{kind}, {SIGNAL_LABELS.get(name, name)}"
                 curves[label], styles[label] = sics[name][kind], {"color": color, "ls": ls}
-    pngs.append(plotting.plot_sic(curves, report_dir / "sic_diagonal.png", styles=styles, text="Simulation",
-                                  title="diagonal cut vs single AE"))
+    pngs.append(
+        plotting.plot_sic(
+            curves, report_dir / "sic_diagonal.png", styles=styles, text="Simulation", title="diagonal cut vs single AE"
+        )
+    )
     rows = first["abcd"]["rows"]
     series, styles = {}, {}
     samples = ["sm_only", *signals]
@@ -213,26 +325,51 @@ def make_plots(first: dict, sics: dict, report_dir: Path, *, signals: list[str])
             # one legend entry per sample (the diagonal choice); matplotlib hides labels starting with "_"
             key = label if choice == "diagonal" else f"_{label}, {choice}"
             series[key] = (x, [r[name]["closure"] for r in sel], [r[name]["closure_error"] for r in sel])
-            styles[key] = {"color": color, "ls": "-" if choice == "diagonal" else "none",
-                           "marker": ("o", "^", "v")[min(j, 2)]}
-    pngs.append(plotting.plot_lines(series, report_dir / "closure.png", xlabel="SM efficiency of region A",
-                                    ylabel="ABCD predicted / observed background", logx=True, hline=1.0, styles=styles,
-                                    text="Simulation"))
+            styles[key] = {
+                "color": color,
+                "ls": "-" if choice == "diagonal" else "none",
+                "marker": ("o", "^", "v")[min(j, 2)],
+            }
+    pngs.append(
+        plotting.plot_lines(
+            series,
+            report_dir / "closure.png",
+            xlabel="SM efficiency of region A",
+            ylabel="ABCD predicted / observed background",
+            logx=True,
+            hline=1.0,
+            styles=styles,
+            text="Simulation",
+        )
+    )
     series, styles = {}, {}
     diag = [r for r in rows if r["choice"] == "diagonal"]
     x = np.array([r["efficiency"] for r in diag])
     for i, name in enumerate(signals):
         color = plotting.PROCESS_COLORS[i % len(plotting.PROCESS_COLORS)]
         lab = SIGNAL_LABELS.get(name, name)
-        for key, text, ls in (("significance", "ABCD", "-"), ("significance_corrected", "ABCD, corrected", "--"),
-                              ("significance_true", "true background", ":")):
+        for key, text, ls in (
+            ("significance", "ABCD", "-"),
+            ("significance_corrected", "ABCD, corrected", "--"),
+            ("significance_true", "true background", ":"),
+        ):
             series[f"{lab}, {text}"] = (x, [r[name][key] for r in diag])
             styles[f"{lab}, {text}"] = {"color": color, "ls": ls}
     series["SM only, ABCD"] = (x, [r["sm_only"]["significance"] for r in diag])
     styles["SM only, ABCD"] = {"color": "black", "ls": "-"}
-    pngs.append(plotting.plot_lines(series, report_dir / "significance.png", xlabel="SM efficiency of region A",
-                                    ylabel=r"$(N - B)/\sqrt{N}$", logx=True, styles=styles, text="Simulation",
-                                    yscale="symlog", ylim=(0.0, None)))
+    pngs.append(
+        plotting.plot_lines(
+            series,
+            report_dir / "significance.png",
+            xlabel="SM efficiency of region A",
+            ylabel=r"$(N - B)/\sqrt{N}$",
+            logx=True,
+            styles=styles,
+            text="Simulation",
+            yscale="symlog",
+            ylim=(0.0, None),
+        )
+    )
     return pngs
 
 
@@ -250,79 +387,136 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
         f"sample ({meta['signal_events']:.0f} events, spread over all the selected generated events: "
         f"{', '.join(f'{s} {n}' for s, n in meta['signal_counts'].items())}). Double AE lambda = {meta['lambda']:g}, seeds {list(meta['seeds'])}.",
         "",
+        "Every number below is read off the ABCD planes (R1 x R2 per dataset and training split) that the second "
+        f"processor pass filled with the exported double-AE files (`{result['histograms']['file']}`); thresholds are "
+        "bin edges of those planes.",
+        "",
         "Distance correlation of (R1, R2) on SM validation events: "
         + ", ".join(f"seed {s} {result['per_seed'][str(s)]['dcor']:.3f}" for s in meta["seeds"])
         + (f"; lambda = 0: {result['dcor_lambda0']:.3f}." if result.get("dcor_lambda0") is not None else "."),
         "",
-        "## SIC (seed %d)" % meta["seeds"][0],
+        f"## SIC (seed {meta['seeds'][0]})",
         "",
         "| benchmark | max SIC AE 1 | AE 2 | diagonal | single AE (lambda = 0) |",
         "| --- | --- | --- | --- | --- |",
     ]
     for name in signals:
         m = first["max_sic"][name]
-        lines.append(f"| {name} | {fmt(m['AE 1'])} | {fmt(m['AE 2'])} | {fmt(m['diagonal'])} | {fmt(m.get('single AE'))} |")
-    lines += ["", "Max SIC over points with >= 10 effective SM events selected.", "",
-              f"## ABCD closure, predicted / observed in region A (seed {meta['seeds'][0]}, diagonal thresholds)", "",
-              "| SM efficiency | SM events in A | SM only | " + " | ".join(f"SM + {s}" for s in signals) + " |",
-              "|---|---|---|" + "---|" * len(signals)]
+        lines.append(
+            f"| {name} | {fmt(m['AE 1'])} | {fmt(m['AE 2'])} | {fmt(m['diagonal'])} | {fmt(m.get('single AE'))} |"
+        )
+    lines += [
+        "",
+        "Max SIC over points with >= 10 effective SM events selected.",
+        "",
+        f"## ABCD closure, predicted / observed in region A (seed {meta['seeds'][0]}, diagonal thresholds)",
+        "",
+        "| SM efficiency | SM events in A | SM only | " + " | ".join(f"SM + {s}" for s in signals) + " |",
+        "|---|---|---|" + "---|" * len(signals),
+    ]
     for r in rows:
         if r["choice"] != "diagonal":
             continue
         n_a = r["sm_a"] ** 2 / r["sm_a_entries_w2"] if r["sm_a_entries_w2"] > 0 else 0.0
-        lines.append(f"| {r['efficiency']:g} | {r['sm_a']:.0f} ({n_a:.0f} simulated) | "
-                     f"{r['sm_only']['closure']:.3f} +- {r['sm_only']['closure_error']:.3f} | "
-                     + " | ".join(f"{r[s]['closure']:.3f}" for s in signals) + " |")
+        lines.append(
+            f"| {r['efficiency']:g} | {r['sm_a']:.0f} ({n_a:.0f} simulated) | "
+            f"{r['sm_only']['closure']:.3f} +- {r['sm_only']['closure_error']:.3f} | "
+            + " | ".join(f"{r[s]['closure']:.3f}" for s in signals)
+            + " |"
+        )
     dev = result["spread"]["sm_only_max_closure_deviation"]
-    lines += ["", f"Largest SM-only deviation from closure over all threshold choices: {dev['max']:.1%} "
-                  f"(mean over seeds of the per-seed maximum {dev['mean']:.1%}); paper: 2.5 %, 'compatible with the "
-                  "statistical uncertainty of the sample'. Off-diagonal threshold choices (AE 1 cut at 0.5x and 2x the "
-                  "diagonal per-score efficiency) are in `summary.json` and drawn as triangles in closure.png.", "",
-              f"## Significance (seed {meta['seeds'][0]}, diagonal thresholds)", "",
-              "| SM efficiency | " + " | ".join(f"{s}: ABCD / corrected / true" for s in signals) + " | SM only |",
-              "|---|" + "---|" * (len(signals) + 1)]
+    lines += [
+        "",
+        f"Largest SM-only deviation from closure over all threshold choices: {dev['max']:.1%} "
+        f"(mean over seeds of the per-seed maximum {dev['mean']:.1%}); paper: 2.5 %, 'compatible with the "
+        "statistical uncertainty of the sample'. Off-diagonal threshold choices (AE 1 cut at 0.5x and 2x the "
+        "diagonal per-score efficiency) are in `summary.json` and drawn as triangles in closure.png.",
+        "",
+        f"## Significance (seed {meta['seeds'][0]}, diagonal thresholds)",
+        "",
+        "| SM efficiency | " + " | ".join(f"{s}: ABCD / corrected / true" for s in signals) + " | SM only |",
+        "|---|" + "---|" * (len(signals) + 1),
+    ]
     for r in rows:
         if r["choice"] != "diagonal":
             continue
-        lines.append(f"| {r['efficiency']:g} | " + " | ".join(
-            f"{r[s]['significance']:.2f} / {r[s]['significance_corrected']:.2f} / {r[s]['significance_true']:.2f}"
-            for s in signals) + f" | {r['sm_only']['significance']:.2f} |")
-    lines += ["", "ABCD: (N - B)/sqrt(N + sigma_B^2), sigma_B the statistical error of the ABCD prediction from our "
-                  "simulation scaled to the reference sample (the paper's (N - B)/sqrt(N), in `significance_paper` of "
-                  "summary.json, treats a 2 % non-closure of 80k events as a 6 sigma excess). True: the true SM yield "
-                  "in region A as B.", "",
-              "Paper: 1-4 for the benchmarks, < 1 for SM only; the uncorrected significance is lower than the corrected "
-                  "one above 1.5 % SM efficiency.", "", "## Stability over seeds", "",
-              "Averaged over the SM efficiencies at which the SM-only closure of that seed is within 2 sigma of 1: "
-              + "; ".join(f"seed {k}: {', '.join(f'{e:g}' for e in v) or 'none'}"
-                          for k, v in result["spread"]["validated_efficiencies"].items()) + ".", "",
-              "| benchmark | significance averaged over SM efficiencies: mean +- std over seeds | relative std | per seed |",
-              "| --- | --- | --- | --- |"]
+        lines.append(
+            f"| {r['efficiency']:g} | "
+            + " | ".join(
+                f"{r[s]['significance']:.2f} / {r[s]['significance_corrected']:.2f} / {r[s]['significance_true']:.2f}"
+                for s in signals
+            )
+            + f" | {r['sm_only']['significance']:.2f} |"
+        )
+    lines += [
+        "",
+        "ABCD: (N - B)/sqrt(N + sigma_B^2), sigma_B the statistical error of the ABCD prediction from our "
+        "simulation scaled to the reference sample (the paper's (N - B)/sqrt(N), in `significance_paper` of "
+        "summary.json, treats a 2 % non-closure of 80k events as a 6 sigma excess). True: the true SM yield "
+        "in region A as B.",
+        "",
+        "Paper: 1-4 for the benchmarks, < 1 for SM only; the uncorrected significance is lower than the corrected "
+        "one above 1.5 % SM efficiency.",
+        "",
+        "## Stability over seeds",
+        "",
+        "Averaged over the SM efficiencies at which the SM-only closure of that seed is within 2 sigma of 1: "
+        + "; ".join(
+            f"seed {k}: {', '.join(f'{e:g}' for e in v) or 'none'}"
+            for k, v in result["spread"]["validated_efficiencies"].items()
+        )
+        + ".",
+        "",
+        "| benchmark | significance averaged over SM efficiencies: mean +- std over seeds | relative std | per seed |",
+        "| --- | --- | --- | --- |",
+    ]
     for name in signals:
         s = result["spread"][name]
-        lines.append(f"| {name} | {s['mean']:.2f} +- {fmt(s['std'], 2)} | {fmt(s['std'] / s['mean'] if s['mean'] else np.nan, 2)} | "
-                     f"{', '.join(f'{v:.2f}' for v in s['per_seed'])} |")
-    lines += ["", "Paper: standard deviation of the average significance below 6 % for all benchmarks (five trainings). "
-                  "Here each seed also draws its own training / validation split.", "", *report_footer(pngs, meta["seconds"])]
+        lines.append(
+            f"| {name} | {s['mean']:.2f} +- {fmt(s['std'], 2)} | {fmt(s['std'] / s['mean'] if s['mean'] else np.nan, 2)} | "
+            f"{', '.join(f'{v:.2f}' for v in s['per_seed'])} |"
+        )
+    lines += [
+        "",
+        "Paper: standard deviation of the average significance below 6 % for all benchmarks (five trainings). "
+        "Here each seed also draws its own training / validation split.",
+        "",
+        *report_footer(pngs, meta["seconds"]),
+    ]
     return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------ the job
-def run_disco(out: str | os.PathLike, config: DiscoConfig = DiscoConfig(), *,
-              samples_dir: str | os.PathLike | None = None) -> Path:
-    """Run the whole study into ``out`` (samples in ``samples_dir``, default ``out/samples``)."""
+def run_disco(
+    out: str | os.PathLike, config: DiscoConfig = DiscoConfig(), *, samples_dir: str | os.PathLike | None = None
+) -> Path:
+    """Run the whole study into ``out`` (samples in ``samples_dir``, default ``out/samples``).
+
+    The double autoencoders (one per seed, and lambda = 0 for the first seed) are trained on the
+    feature tables; their exported TorchScript files are then applied inside a second processor pass
+    (``OUT/pass2/histograms.*``), each with the training split of its own seed, filling its ABCD plane
+    (R1 x R2 per dataset and split, ``score2d_<model>``). Every number and plot is read off those
+    planes: the SM from each model's validation part, the signals from all their events.
+    """
+    from cms_anomaly.analyses.analysis import processor_pass
+    from cms_anomaly.analyses.cocktail import (
+        UNIT_LUMI_PB,
+        composition_scales,
+        feature_tables,
+        reweighted,
+        validation_indices,
+    )
     from cms_anomaly.models.data import read_samples
-    from cms_anomaly.models.export import eager_scores
     from cms_anomaly.models.feature_sets import get_feature_set
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export
-    from cms_anomaly.analyses.cocktail import feature_tables, reweighted, validation_indices
-    from cms_anomaly.stats import distance_correlation
+    from cms_anomaly.models.scorers import load_scorer
+    from cms_anomaly.processors.folds import EventSplit
 
     out = Path(out)
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    features_dir, _ = feature_tables(samples_dir, config.cocktail)
+    features_dir, fileset = feature_tables(samples_dir, config.cocktail)
     times["samples"] = time.perf_counter() - t0
     samples = read_samples(features_dir, feature_set=get_feature_set("objects"))
     sm_names = [n for n, s in samples.items() if not s.is_signal]
@@ -330,51 +524,103 @@ def run_disco(out: str | os.PathLike, config: DiscoConfig = DiscoConfig(), *,
     samples, _ = reweighted(samples, composition=config.composition)
     signal_events = config.signal_fraction * config.reference_events
 
-    def dcor(r: np.ndarray, seed: int) -> float:
-        pick = np.random.default_rng(seed).choice(len(r), size=min(5000, len(r)), replace=False)
-        return distance_correlation(r[pick, 0], r[pick, 1])
-
-    def scored(seed: int, lam: float) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        options = TrainOptions(epochs=config.epochs, batch_size=config.batch_size, seed=seed, lam=lam,
-                               device=config.device, progress=False)
-        trained = train_and_export("double-ae", features_dir=features_dir, out_dir=out / "models", feature_set="objects",
-                                   options=options, samples=samples, name=f"double_ae_lambda{lam:g}_seed{seed}")
-        idx = validation_indices(samples, seed=seed, val_fraction=options.val_fraction)
-        x = np.concatenate([samples[n].x[i] for n, i in idx.items()])
-        w = np.concatenate([samples[n].weight[i] for n, i in idx.items()])
-        w = w * (config.reference_events / w.sum())
-        return eager_scores(trained.model, x), w, {n: eager_scores(trained.model, samples[n].x) for n in signals}
-
     t = time.perf_counter()
-    per_seed: dict[str, dict] = {}
-    first_scores = None
-    n_val = n_train = 0
-    for seed in config.seeds:
-        r_sm, w_sm, r_sig = scored(seed, config.lam)
-        n_val, n_train = len(w_sm), sum(len(samples[n]) for n in sm_names) - len(w_sm)
-        study = abcd_study(r_sm, w_sm, r_sig, efficiencies=config.efficiencies, signal_events=signal_events)
-        per_seed[str(seed)] = {"abcd": study, "dcor": dcor(r_sm, seed)}
-        if first_scores is None:
-            first_scores = (r_sm, w_sm, r_sig)
-        log.info("seed %d done", seed)
-    r_sm, w_sm, r_sig = first_scores
-    r0_sm, _, r0_sig = scored(config.seeds[0], 0.0)
+    val_fraction = TrainOptions().val_fraction
+    trained: dict[str, tuple[Path, int]] = {}  # processor name -> (exported file, seed of its split)
+    for seed, lam in [*((s, config.lam) for s in config.seeds), (config.seeds[0], 0.0)]:
+        options = TrainOptions(
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            seed=seed,
+            lam=lam,
+            device=config.device,
+            progress=False,
+            val_fraction=val_fraction,
+        )
+        model = train_and_export(
+            "double-ae",
+            features_dir=features_dir,
+            out_dir=out / "models",
+            feature_set="objects",
+            options=options,
+            samples=samples,
+            name=f"double_ae_lambda{lam:g}_seed{seed}",
+        )
+        trained["dae_lambda0" if lam == 0.0 else f"dae_s{seed}"] = (model.paths[0], seed)
+        log.info("seed %d, lambda %g trained", seed, lam)
     times["training"] = time.perf_counter() - t
+
     t = time.perf_counter()
-    sics = sic_curves(r_sm, w_sm, r_sig, single=(r0_sm, r0_sig))
+    output = processor_pass(
+        {n: fileset[n] for n in samples},
+        out=out / "pass2",
+        selection="single_lepton",
+        lumi_pb=UNIT_LUMI_PB,
+        execution=config.cocktail.execution,
+        scorers={name: load_scorer(path) for name, (path, _) in trained.items()},
+        features=False,
+        score_features=(),
+        split={name: EventSplit(val_fraction, seed) for name, (_, seed) in trained.items()},
+    )
+    times["pass2"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+
+    def sm_plane(model: str) -> Plane:
+        """The model's SM validation events in the configured composition, normalised to the reference size."""
+        parts = {n: plane_of(output, model, n, split="validation") for n in sm_names}
+        if config.composition == "unweighted":
+            parts = {n: p.unit() for n, p in parts.items()}
+        else:
+            rates = {n: plane_of(output, model, n, split=None).total for n in sm_names}
+            scales = composition_scales(rates, config.composition)
+            parts = {n: p.scaled(scales[n]) for n, p in parts.items()}
+        total = _sum(list(parts.values()))
+        return total.scaled(config.reference_events / total.total)
+
+    def signal_planes(model: str) -> dict[str, Plane]:
+        return {n: plane_of(output, model, n, split=None).unit() for n in signals}
+
+    per_seed: dict[str, dict] = {}
+    for seed in config.seeds:
+        sm = sm_plane(f"dae_s{seed}")
+        study = abcd_study(
+            sm, signal_planes(f"dae_s{seed}"), efficiencies=config.efficiencies, signal_events=signal_events
+        )
+        per_seed[str(seed)] = {"abcd": study, "dcor": plane_dcor(sm)}
+    first_model = f"dae_s{config.seeds[0]}"
+    single = (sm_plane("dae_lambda0"), signal_planes("dae_lambda0"))
+    sics = sic_curves(sm_plane(first_model), signal_planes(first_model), single=single)
     first = per_seed[str(config.seeds[0])]
-    first["max_sic"] = {name: {kind: _max_sic(c) for kind, c in sics[name].items()} for name in signals}
+    first["max_sic"] = {name: {kind: _max_sic(c) for kind, c in sics[name].items()} for name in sics}
     spread = seed_spread(per_seed, signals)
-    result = {"per_seed": per_seed, "spread": spread, "dcor_lambda0": dcor(r0_sm, config.seeds[0])}
+    result = {
+        "per_seed": per_seed,
+        "spread": spread,
+        "dcor_lambda0": plane_dcor(single[0]),
+        "histograms": {"file": str(out / "pass2" / "histograms.coffea"), "first_model": first_model},
+    }
     report_dir = fresh_report_dir(out)
-    pngs = make_plots(first, sics, report_dir, signals=signals)
+    pngs = make_plots(first, sics, report_dir, signals=[s for s in signals if s in sics])
     times["analysis"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
-    meta = {"config": asdict(config), "samples_dir": str(samples_dir), "seeds": list(config.seeds), "signals": signals,
-            "lambda": config.lam, "composition": config.composition, "reference_events": config.reference_events,
-            "signal_fraction": config.signal_fraction, "signal_events": signal_events,
-            "signal_counts": {n: len(samples[n]) for n in signals}, "sm_validation_events": n_val,
-            "sm_training_events": n_train, "seconds": times}
+    n_val = sum(len(i) for i in validation_indices(samples, seed=config.seeds[0], val_fraction=val_fraction).values())
+    meta = {
+        "config": asdict(config),
+        "samples_dir": str(samples_dir),
+        "seeds": list(config.seeds),
+        "signals": signals,
+        "lambda": config.lam,
+        "composition": config.composition,
+        "reference_events": config.reference_events,
+        "signal_fraction": config.signal_fraction,
+        "signal_events": signal_events,
+        "signal_counts": {n: len(samples[n]) for n in signals},
+        "sm_validation_events": n_val,
+        "sm_training_events": sum(len(samples[n]) for n in sm_names) - n_val,
+        "models": {name: str(path) for name, (path, _) in trained.items()},
+        "seconds": times,
+    }
     markdown = format_report(result, meta, pngs)
     return write_report(report_dir, markdown=markdown, payload={**meta, "result": result}, title="DisCo ABCD")
 
@@ -398,16 +644,28 @@ def register(subparsers: Any) -> None:
     )
     add_cocktail_arguments(p, default_out="out/disco")
     p.add_argument("--seeds", type=int, nargs="+", default=list(DiscoConfig.seeds), help="training seeds (default 1-5)")
-    p.add_argument("--lambda", dest="lam", type=non_negative_float, default=DiscoConfig.lam, help="DisCo weight (default 100)")
+    p.add_argument(
+        "--lambda", dest="lam", type=non_negative_float, default=DiscoConfig.lam, help="DisCo weight (default 100)"
+    )
     p.add_argument("--epochs", type=positive_int, default=DiscoConfig.epochs, help="maximum epochs per training")
-    p.add_argument("--composition", choices=("unweighted", "paper", "generated"), default="unweighted",
-                   help="SM sample: the generated events with unit weights (default, the training sample's own "
-                        "composition), or reweighted to the paper's shares or to Pythia's cross sections")
+    p.add_argument(
+        "--composition",
+        choices=("unweighted", "paper", "generated"),
+        default="unweighted",
+        help="SM sample: the generated events with unit weights (default, the training sample's own "
+        "composition), or reweighted to the paper's shares or to Pythia's cross sections",
+    )
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args: Any) -> int:
-    config = DiscoConfig(cocktail=cocktail_config(args), seeds=tuple(args.seeds), lam=args.lam, epochs=args.epochs,
-                         composition=args.composition, device=args.device)
+    config = DiscoConfig(
+        cocktail=cocktail_config(args),
+        seeds=tuple(args.seeds),
+        lam=args.lam,
+        epochs=args.epochs,
+        composition=args.composition,
+        device=args.device,
+    )
     summary = run_disco(args.out, config, samples_dir=args.samples)
     return print_report(summary)

@@ -7,15 +7,14 @@ halves (train / validation) and every signal in halves (BDT training / test);
 all metrics use the SM validation half (cross-section weighted) and the signal
 test half, so every model sees the same events.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,13 +48,15 @@ class EvaluateOptions:
 
     seed: int = 1
     epochs: dict[str, int] = field(default_factory=lambda: {"ae": 100, "vae": 100, "alad": 40, "double-ae": 60})
-    overrides: dict[str, dict[str, Any]] = field(default_factory=lambda: {
-        # ALAD: Knapp trains 3.4M events at lr 1e-5 (68k steps per epoch); with O(10^4) events we
-        # take 10x the rate to reach a comparable number of effective updates.
-        "alad": {"lr": 1e-4},
-        # double AE: DisCo is O(batch^2); batch 10k costs ~12 s per step on one CPU core
-        "double-ae": {"batch_size": 2000},
-    })
+    overrides: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {
+            # ALAD: Knapp trains 3.4M events at lr 1e-5 (68k steps per epoch); with O(10^4) events we
+            # take 10x the rate to reach a comparable number of effective updates.
+            "alad": {"lr": 1e-4},
+            # double AE: DisCo is O(batch^2); batch 10k costs ~12 s per step on one CPU core
+            "double-ae": {"batch_size": 2000},
+        }
+    )
     dcor_events: int = 5000
     device: str = "auto"
     threads: int | None = None
@@ -88,8 +89,13 @@ def _signal_test(samples: dict[str, Sample], seed: int) -> dict[str, np.ndarray]
     return {n: s.x[validation_mask(s, val_fraction=0.5, seed=seed)] for n, s in samples.items() if s.is_signal}
 
 
-def evaluate(features_dir: str | Path, out_dir: str | Path, *, options: EvaluateOptions = EvaluateOptions(),
-             datasets: list[str] | None = None) -> dict[str, Any]:
+def evaluate(
+    features_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    options: EvaluateOptions | None = None,
+    datasets: list[str] | None = None,
+) -> dict[str, Any]:
     """Train all models on the SM datasets and evaluate them on every BSM benchmark.
 
     Parameters
@@ -110,7 +116,6 @@ def evaluate(features_dir: str | Path, out_dir: str | Path, *, options: Evaluate
         The JSON summary (also written to ``evaluation.json``).
     """
     import torch
-
     from cms_anomaly.models.data import read_samples
     from cms_anomaly.models.double_ae import distance_correlation_squared
     from cms_anomaly.models.export import atomic_write_text, eager_scores
@@ -120,10 +125,13 @@ def evaluate(features_dir: str | Path, out_dir: str | Path, *, options: Evaluate
 
     out_dir = Path(out_dir)
     model_dir = out_dir / "models"
+    options = options if options is not None else EvaluateOptions()
     seed = options.seed
     base = TrainOptions(seed=seed, device=options.device, threads=options.threads, progress=options.progress)
-    sets = {fs: read_samples(features_dir, feature_set=get_feature_set(fs), datasets=datasets)
-            for fs in ("hlf21", "rmm", "objects")}
+    sets = {
+        fs: read_samples(features_dir, feature_set=get_feature_set(fs), datasets=datasets)
+        for fs in ("hlf21", "rmm", "objects")
+    }
     signals = sorted(n for n, s in sets["hlf21"].items() if s.is_signal)
     if not signals:
         raise ValueError(f"no signal datasets (is_signal True) in {features_dir}")
@@ -135,16 +143,30 @@ def evaluate(features_dir: str | Path, out_dir: str | Path, *, options: Evaluate
     def run(kind: str, fs: str, **extra) -> Any:
         opts = replace(base, epochs=options.epochs.get(kind), **{**options.overrides.get(kind, {}), **extra})
         name = f"{kind.replace('-', '_')}_{fs}" + (f"_lambda{extra['lam']:g}" if "lam" in extra else "")
-        trained = train_and_export(kind, features_dir=features_dir, out_dir=model_dir, feature_set=fs,
-                                   options=opts, samples=sets[fs], name=name)
-        info["training"][name] = {k: trained.cards[0].training[k] for k in
-                                  ("n_train", "epochs_run", "best_epoch", "validation_loss", "seconds",
-                                   "train_events_per_second")}
-        info["training"][name]["settings"] = {"batch_size": trained.cards[0].training["hyper"]["batch_size"],
-                                              "lr": trained.cards[0].training["hyper"]["lr"]}
+        trained = train_and_export(
+            kind,
+            features_dir=features_dir,
+            out_dir=model_dir,
+            feature_set=fs,
+            options=opts,
+            samples=sets[fs],
+            name=name,
+        )
+        info["training"][name] = {
+            k: trained.cards[0].training[k]
+            for k in ("n_train", "epochs_run", "best_epoch", "validation_loss", "seconds", "train_events_per_second")
+        }
+        info["training"][name]["settings"] = {
+            "batch_size": trained.cards[0].training["hyper"]["batch_size"],
+            "lr": trained.cards[0].training["hyper"]["lr"],
+        }
         _, val = split_cocktail(sets[fs], val_fraction=base.val_fraction, seed=seed)
         sig = _signal_test(sets[fs], seed)
-        return trained.model, eager_scores(trained.model, val.x), {n: eager_scores(trained.model, x) for n, x in sig.items()}
+        return (
+            trained.model,
+            eager_scores(trained.model, val.x),
+            {n: eager_scores(trained.model, x) for n, x in sig.items()},
+        )
 
     model, sv, ss = run("vae", "hlf21")
     scores["VAE"] = (sv, ss)
@@ -161,15 +183,18 @@ def evaluate(features_dir: str | Path, out_dir: str | Path, *, options: Evaluate
         r = torch.as_tensor(sv[pick], dtype=torch.float64)
         dcor[f"{lam:g}"] = float(torch.sqrt(distance_correlation_squared(r[:, 0], r[:, 1])))
         if lam == 100.0:
-            q = lambda v: np.minimum(weighted_cdf(sv[:, 0], w_val, v[:, 0]),  # noqa: E731
-                                     weighted_cdf(sv[:, 1], w_val, v[:, 1]))
+
+            def q(v: np.ndarray, sv: np.ndarray = sv) -> np.ndarray:
+                return np.minimum(weighted_cdf(sv[:, 0], w_val, v[:, 0]), weighted_cdf(sv[:, 1], w_val, v[:, 1]))
+
             scores["double AE (λ=100)"] = (q(sv), {n: q(v) for n, v in ss.items()})
     info["double_ae_distance_correlation"] = {"lambda=" + k: v for k, v in dcor.items()}
     info["double_ae_distance_correlation_events"] = int(min(options.dcor_events, len(w_val)))
-    bdt_paths = train_bdts(features_dir=features_dir, out_dir=model_dir, samples=sets["hlf21"], seed=seed,
-                           val_fraction=base.val_fraction)
-    from cms_anomaly.models.bdt import predict
+    bdt_paths = train_bdts(
+        features_dir=features_dir, out_dir=model_dir, samples=sets["hlf21"], seed=seed, val_fraction=base.val_fraction
+    )
     import xgboost
+    from cms_anomaly.models.bdt import predict
 
     sig_test = _signal_test(sets["hlf21"], seed)
     bdt_sm, bdt_sig = {}, {}
@@ -183,14 +208,19 @@ def evaluate(features_dir: str | Path, out_dir: str | Path, *, options: Evaluate
         table[sig] = {m: _metrics(sv, w_val, ss[sig]) for m, (sv, ss) in scores.items()}
         if sig in bdt_sig:  # no BDT for a signal without training events (train_bdts)
             table[sig]["BDT (supervised)"] = _metrics(bdt_sm[sig], w_val, bdt_sig[sig])
-    n_eff = float(w_val.sum() ** 2 / np.sum(w_val ** 2))
+    n_eff = float(w_val.sum() ** 2 / np.sum(w_val**2))
     summary = {
-        "features_dir": str(features_dir), "seed": seed,
-        "events": {"sm_train": sum(len(s) for s in sets["hlf21"].values() if not s.is_signal) - len(sm_val),
-                   "sm_validation": len(sm_val), "sm_validation_n_eff": n_eff,
-                   "signal_test": {n: int(len(x)) for n, x in sig_test.items()},
-                   "per_dataset": {n: len(s) for n, s in sets["hlf21"].items()}},
-        "metrics": table, **info,
+        "features_dir": str(features_dir),
+        "seed": seed,
+        "events": {
+            "sm_train": sum(len(s) for s in sets["hlf21"].values() if not s.is_signal) - len(sm_val),
+            "sm_validation": len(sm_val),
+            "sm_validation_n_eff": n_eff,
+            "signal_test": {n: len(x) for n, x in sig_test.items()},
+            "per_dataset": {n: len(s) for n, s in sets["hlf21"].items()},
+        },
+        "metrics": table,
+        **info,
         "notes": [
             f"TPR at FPR 1e-5 needs > 1e6 SM events for an empirical threshold; with n_eff = {n_eff:.3g} SM "
             "validation events the threshold comes from an exponential fit to the top 1% of SM scores "
@@ -216,12 +246,13 @@ def format_markdown(summary: dict[str, Any]) -> str:
     models = list(next(iter(table.values())))
     lines = [f"# Anomaly-detection models on {summary['features_dir']}", ""]
     ev = summary["events"]
-    lines.append(f"SM training events {ev['sm_train']}, SM validation {ev['sm_validation']} "
-                 f"(n_eff {ev['sm_validation_n_eff']:.3g}), signal test events {ev['signal_test']}.")
+    lines.append(
+        f"SM training events {ev['sm_train']}, SM validation {ev['sm_validation']} "
+        f"(n_eff {ev['sm_validation_n_eff']:.3g}), signal test events {ev['signal_test']}."
+    )
     lines.append("")
     for metric, label in (("auc", "AUC"), ("tpr@0.001", "TPR at FPR 1e-3"), ("tpr@1e-05", "TPR at FPR 1e-5")):
-        lines += [f"## {label}", "", "| signal | " + " | ".join(models) + " |",
-                  "|---|" + "---|" * len(models)]
+        lines += [f"## {label}", "", "| signal | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
         for sig in signals:
             cells = []
             for m in models:
@@ -242,9 +273,11 @@ def format_markdown(summary: dict[str, Any]) -> str:
     lines.append("| model | train events | epochs | best epoch | val loss | batch | lr | s | events/s |")
     lines.append("|---|---|---|---|---|---|---|---|---|")
     for n, t in summary["training"].items():
-        lines.append(f"| {n} | {t['n_train']} | {t['epochs_run']} | {t['best_epoch']} | {t['validation_loss']:.4g} | "
-                     f"{t['settings']['batch_size']} | {t['settings']['lr']:g} | {t['seconds']:.0f} | "
-                     f"{t['train_events_per_second']:.0f} |")
+        lines.append(
+            f"| {n} | {t['n_train']} | {t['epochs_run']} | {t['best_epoch']} | {t['validation_loss']:.4g} | "
+            f"{t['settings']['batch_size']} | {t['settings']['lr']:g} | {t['seconds']:.0f} | "
+            f"{t['train_events_per_second']:.0f} |"
+        )
     lines.append("")
     lines += [f"- {n}" for n in summary["notes"]]
     return "\n".join(lines) + "\n"
@@ -252,8 +285,9 @@ def format_markdown(summary: dict[str, Any]) -> str:
 
 def plot_roc(scores, bdt_sm, bdt_sig, w_val, signals, path: Path) -> list[Path]:
     """One ROC PNG per signal (``roc_<signal>.png`` next to ``path``) with every model, CMS style."""
-    from cms_anomaly import stats as statistics
     from cms_anomaly.analyses.plotting import plot_roc as _plot
+
+    from cms_anomaly import stats as statistics
 
     written = []
     for sig in signals:
@@ -292,7 +326,7 @@ def register(subparsers: Any) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     opts = EvaluateOptions(seed=args.seed, device=args.device, threads=args.threads, progress=not args.no_progress)
-    opts.epochs = {k: max(1, int(round(v * args.epochs_scale))) for k, v in opts.epochs.items()}
+    opts.epochs = {k: max(1, round(v * args.epochs_scale)) for k, v in opts.epochs.items()}
     summary = evaluate(args.features, args.out, options=opts, datasets=args.datasets)
     print(format_markdown(summary))
     print(f"wrote {args.out}/evaluation.md, evaluation.json, roc_<signal>.png and models/")

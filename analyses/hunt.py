@@ -32,8 +32,10 @@ below; :func:`run_hunt` wires them):
 7. **Report**: one paragraph saying what was found, the event list (CSV, parquet, HTML), tables and
    plots in ``OUT/report``.
 """
+
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -42,12 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from cms_anomaly.analyses import analysis
-from cms_anomaly.processors.runner import EXECUTORS
 from cms_anomaly.analyses.analysis import Execution, fmt
 from cms_anomaly.analyses.rediscovery import PROCESSES, ROLE_LABELS
 from cms_anomaly.datasets.argtypes import fraction, non_negative_float, positive_float, positive_int
+from cms_anomaly.processors.runner import EXECUTORS
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +56,45 @@ log = logging.getLogger(__name__)
 #: first, e.g. the double AE's R1, the loss of the autoencoder that the DisCo term decorrelates from R2)
 MODELS: dict[str, str | None] = {"alad": "l1", "ae": None, "vae": None, "double-ae": None}
 #: event-level features histogrammed against the rarity (the ASTF variables first)
-EVENT_FEATURES: tuple[str, ...] = ("ht", "m_jets", "n_jets", "n_bjets", "met", "mt", "pt_lep", "n_mu", "n_ele",
-                                   "st")
+EVENT_FEATURES: tuple[str, ...] = ("ht", "m_jets", "n_jets", "n_bjets", "met", "mt", "pt_lep", "n_mu", "n_ele", "st")
 #: invariant masses of the leading object pairs (jets, b-jets, muons, electrons) scanned for bumps
-MASS_FEATURES: tuple[str, ...] = ("m_j_j", "m_j_b", "m_b_b", "m_j_mu", "m_b_mu", "m_mu_mu", "m_j_e", "m_b_e",
-                                  "m_mu_e", "m_e_e")
+MASS_FEATURES: tuple[str, ...] = (
+    "m_j_j",
+    "m_j_b",
+    "m_b_b",
+    "m_j_mu",
+    "m_b_mu",
+    "m_mu_mu",
+    "m_j_e",
+    "m_b_e",
+    "m_mu_e",
+    "m_e_e",
+)
 #: model inputs checked data vs simulation before any anomaly selection (with the masses)
 CHECK_FEATURES: tuple[str, ...] = (
-    "ht", "m_jets", "n_jets", "n_bjets", "met", "pt_tot_mu", "m_mu", "n_mu", "pt_tot_ele", "m_ele", "n_ele",
-    "n_neu_had", "n_ch_had", "n_photons", "pt_lep", "eta_lep", "charge_lep", "iso", "mt", "met_par", "met_perp",
-    "st", "mjj",
+    "ht",
+    "m_jets",
+    "n_jets",
+    "n_bjets",
+    "met",
+    "pt_tot_mu",
+    "m_mu",
+    "n_mu",
+    "pt_tot_ele",
+    "m_ele",
+    "n_ele",
+    "n_neu_had",
+    "n_ch_had",
+    "n_photons",
+    "pt_lep",
+    "eta_lep",
+    "charge_lep",
+    "iso",
+    "mt",
+    "met_par",
+    "met_perp",
+    "st",
+    "mjj",
 )
 #: data events after the selection below which k-fold training on the data is not attempted
 MIN_DATA_EVENTS = 30
@@ -123,18 +153,22 @@ class HuntConfig:
         if self.model not in MODELS:
             raise HuntError(f"unknown model {self.model!r}: choose one of {', '.join(MODELS)}")
         if self.k_folds < 2:
-            raise HuntError(f"k_folds must be >= 2 (each fold scored by a model trained on the others), got {self.k_folds}")
+            raise HuntError(
+                f"k_folds must be >= 2 (each fold scored by a model trained on the others), got {self.k_folds}"
+            )
         if not self.alphas or not all(0 < a < 1 for a in self.alphas):
             raise HuntError(f"alphas must be fractions in (0, 1), got {self.alphas}")
         if self.selection != "top_rediscovery":
-            raise HuntError(f"selection {self.selection!r}: the hunt's background model (the W(mu nu), Z(mu mu) and "
-                            "ttbar productions of rediscover-top) is built for the top_rediscovery selection")
+            raise HuntError(
+                f"selection {self.selection!r}: the hunt's background model (the W(mu nu), Z(mu mu) and "
+                "ttbar productions of rediscover-top) is built for the top_rediscovery selection"
+            )
         if not 0 <= self.signal_fraction < 1:
             raise HuntError(f"signal_fraction must be in [0, 1), got {self.signal_fraction}")
 
     def scaled(self, factor: float) -> HuntConfig:
         """The same hunt with ``factor`` times more generated events."""
-        return replace(self, events={k: max(1, int(round(v * factor))) for k, v in self.events.items()})
+        return replace(self, events={k: max(1, round(v * factor)) for k, v in self.events.items()})
 
 
 @dataclass(frozen=True)
@@ -170,19 +204,31 @@ def make_samples(config: HuntConfig, samples_dir: Path) -> tuple[dict, dict]:
     if config.data_fileset and config.inject:
         raise HuntError("--inject builds pseudo-data; it cannot be combined with --data-fileset")
     ex = config.execution
-    base = RediscoveryConfig(events=dict(config.events), ttbar_scale=config.ttbar_scale, seed=config.seed,
-                             executor=ex.executor, scheduler=ex.scheduler, workers=ex.workers,
-                             data_fileset=config.data_fileset)
+    base = RediscoveryConfig(
+        events=dict(config.events),
+        ttbar_scale=config.ttbar_scale,
+        seed=config.seed,
+        executor=ex.executor,
+        scheduler=ex.scheduler,
+        workers=ex.workers,
+        data_fileset=config.data_fileset,
+    )
     try:
-        return productions(samples_dir, base, inject=config.inject, signal_fraction=config.signal_fraction,
-                           simulation_seed=config.simulation_seed)
+        return productions(
+            samples_dir,
+            base,
+            inject=config.inject,
+            signal_fraction=config.signal_fraction,
+            simulation_seed=config.simulation_seed,
+        )
     except RediscoveryError as err:
         raise HuntError(str(err)) from None
 
 
 def run_pass(fileset: dict, *, out: Path, config: HuntConfig, lumi_pb: float, **options: Any) -> dict:
-    return analysis.processor_pass(fileset, out=out, selection=config.selection, lumi_pb=lumi_pb,
-                                   execution=config.execution, **options)
+    return analysis.processor_pass(
+        fileset, out=out, selection=config.selection, lumi_pb=lumi_pb, execution=config.execution, **options
+    )
 
 
 def _simulation_roles(output: dict) -> list[str]:
@@ -202,14 +248,25 @@ def background_check(output: dict, config: HuntConfig) -> dict[str, Any]:
             continue
         data = hists[0][{"dataset": "data"}]
         n = data.values(flow=True)
-        mu = sum(h[{"dataset": r}].values(flow=True) for h, r in zip(hists[1:], roles))
-        var = sum(h[{"dataset": r}].variances(flow=True) for h, r in zip(hists[1:], roles))
+        mu = sum(h[{"dataset": r}].values(flow=True) for h, r in zip(hists[1:], roles, strict=True))
+        var = sum(h[{"dataset": r}].variances(flow=True) for h, r in zip(hists[1:], roles, strict=True))
         absolute = compare_counts(n, mu, var)
         shape = compare_counts(n, mu, var, normalise=True)
-        rows.append({"feature": name, "n_data": absolute.n_observed, "n_simulation": absolute.n_expected,
-                     "norm_ratio": absolute.norm_ratio, "norm_ratio_error": absolute.norm_ratio_error,
-                     "chi2": absolute.chi2, "ndf": absolute.ndf, "p_value": absolute.p_value,
-                     "shape_chi2": shape.chi2, "shape_ndf": shape.ndf, "shape_p_value": shape.p_value})
+        rows.append(
+            {
+                "feature": name,
+                "n_data": absolute.n_observed,
+                "n_simulation": absolute.n_expected,
+                "norm_ratio": absolute.norm_ratio,
+                "norm_ratio_error": absolute.norm_ratio_error,
+                "chi2": absolute.chi2,
+                "ndf": absolute.ndf,
+                "p_value": absolute.p_value,
+                "shape_chi2": shape.chi2,
+                "shape_ndf": shape.ndf,
+                "shape_p_value": shape.p_value,
+            }
+        )
     if not rows:
         raise HuntError("the first pass has no feature histogram for data and simulation")
     rows.sort(key=lambda r: (r["shape_p_value"] if np.isfinite(r["shape_p_value"]) else 1.0, r["feature"]))
@@ -220,13 +277,23 @@ def background_check(output: dict, config: HuntConfig) -> dict[str, Any]:
     shape_bad = [r["feature"] for r in rows if np.isfinite(r["shape_p_value"]) and r["shape_p_value"] < cut]
     problems = []
     if norm_bad:
-        problems.append(f"the simulation predicts {first['n_simulation']:.4g} events where the data have "
-                        f"{first['n_data']:.0f} (data / simulation = {ratio:.3g} +- {err:.2g})")
+        problems.append(
+            f"the simulation predicts {first['n_simulation']:.4g} events where the data have "
+            f"{first['n_data']:.0f} (data / simulation = {ratio:.3g} +- {err:.2g})"
+        )
     if shape_bad:
-        problems.append(f"{len(shape_bad)} of {len(rows)} feature shapes disagree at p < {cut:.2g} "
-                        f"({', '.join(shape_bad[:6])}{', ...' if len(shape_bad) > 6 else ''})")
-    return {"features": rows, "norm_ratio": ratio, "norm_ratio_error": err, "shape_p_value_cut": cut,
-            "ok": not problems, "problems": problems}
+        problems.append(
+            f"{len(shape_bad)} of {len(rows)} feature shapes disagree at p < {cut:.2g} "
+            f"({', '.join(shape_bad[:6])}{', ...' if len(shape_bad) > 6 else ''})"
+        )
+    return {
+        "features": rows,
+        "norm_ratio": ratio,
+        "norm_ratio_error": err,
+        "shape_p_value_cut": cut,
+        "ok": not problems,
+        "problems": problems,
+    }
 
 
 # ------------------------------------------------------------------------------------- step 4
@@ -249,9 +316,15 @@ def train_folds(features_dir: Path, out: Path, config: HuntConfig) -> list[Path]
     for i in range(config.k_folds):
         train = data.subset(folds != i)
         options = TrainOptions(epochs=config.epochs, seed=config.seed + i, device=config.device, progress=False)
-        trained = train_and_export(config.model, features_dir=features_dir, out_dir=out / f"fold{i}",
-                                   feature_set=fs.name, options=options, samples={"data": train},
-                                   name=f"{config.model.replace('-', '_')}_fold{i}")
+        trained = train_and_export(
+            config.model,
+            features_dir=features_dir,
+            out_dir=out / f"fold{i}",
+            feature_set=fs.name,
+            options=options,
+            samples={"data": train},
+            name=f"{config.model.replace('-', '_')}_fold{i}",
+        )
         wanted = MODELS[config.model]
         by_score = {p.stem.rsplit("_", 1)[-1]: p for p in trained.paths}
         path = by_score.get(wanted, trained.paths[0]) if wanted else trained.paths[0]
@@ -273,7 +346,7 @@ def inputs(config: HuntConfig) -> str:
 def _interval_sums(value: np.ndarray, bounds: list[int]) -> np.ndarray:
     """Sum the score axis (axis 0, flow included) into the disjoint intervals [b_j, b_j+1), last open."""
     edges = [*bounds, value.shape[0]]
-    return np.stack([value[a:b].sum(axis=0) for a, b in zip(edges[:-1], edges[1:])])
+    return np.stack([value[a:b].sum(axis=0) for a, b in itertools.pairwise(edges)])
 
 
 def _bin_range(h: Any, name: str, k: int) -> tuple[float, float]:
@@ -298,8 +371,10 @@ def analyse(output: dict[str, Any], *, config: HuntConfig) -> dict[str, Any]:
     mc_w = np.sum([sh.score_sums(r)[0] for r in roles], axis=0)
     mc_w2 = np.sum([sh.score_sums(r)[1] for r in roles], axis=0)
     if mc_w.sum() <= 0:
-        raise HuntError(f"no simulated event of {', '.join(roles)} passes the {config.selection} selection: "
-                        "generate more (--events)")
+        raise HuntError(
+            f"no simulated event of {', '.join(roles)} passes the {config.selection} selection: "
+            "generate more (--events)"
+        )
     # normalised to the data before the anomaly selection (see the module docstring)
     norm = n_data / float(mc_w.sum())
     unit = max(float(mc_w2.sum() / mc_w.sum()), 1e-12) * norm  # the weight of one simulated event, normalised
@@ -310,11 +385,18 @@ def analyse(output: dict[str, Any], *, config: HuntConfig) -> dict[str, Any]:
     per_process = {p: sh.score_sums("data", processes=[p])[0] for p in labelled}  # hidden labels (validation)
     composition_all = {p: float(w.sum() / n_data) for p, w in per_process.items()}
     selections = []
-    for a, k in zip(alphas, bounds):
+    for a, k in zip(alphas, bounds, strict=True):
         n, b, v = float(data_w[k:].sum()), float(mc_w[k:].sum()) * norm, float(mc_w2[k:].sum()) * norm**2
-        row = {"alpha": a, "first_bin": k, "threshold": sh.threshold(k), "observed": n, "expected": b,
-               "expected_error": float(np.sqrt(v)), "z_local": float(z_bi(n, b, v, unit_weight=unit)),
-               "data_fraction": n / n_data}
+        row = {
+            "alpha": a,
+            "first_bin": k,
+            "threshold": sh.threshold(k),
+            "observed": n,
+            "expected": b,
+            "expected_error": float(np.sqrt(v)),
+            "z_local": float(z_bi(n, b, v, unit_weight=unit)),
+            "data_fraction": n / n_data,
+        }
         if labelled:
             row["composition"] = {p: float(w[k:].sum() / n) if n else 0.0 for p, w in per_process.items()}
         selections.append(row)
@@ -338,13 +420,27 @@ def analyse(output: dict[str, Any], *, config: HuntConfig) -> dict[str, Any]:
     result = scan(obs, exp, var, unit_weight=unit, widths=config.mass_widths, npe=config.npe, seed=config.seed)
     h_mass = sh.histogram("data", result.variable)
     edges = h_mass.axes[result.variable].edges
-    best = {"variable": result.variable, "alpha": alphas[result.selection], "window_gev": [float(edges[result.window[0]]),
-            float(edges[result.window[1]])], "whole_range": result.window == (0, len(edges) - 1),
-            "observed": result.observed, "expected": result.expected, "expected_error": result.expected_error,
-            "z_local": result.z_local}
-    scans = [{"variable": var_name, "alpha": alphas[j], "z_local": r["z_local"], "observed": r["observed"],
-              "expected": r["expected"], "window_gev": [float(edges[r["window"][0]]), float(edges[min(r["window"][1], len(edges) - 1)])]}
-             for (var_name, j), r in result.best_per_test.items()]
+    best = {
+        "variable": result.variable,
+        "alpha": alphas[result.selection],
+        "window_gev": [float(edges[result.window[0]]), float(edges[result.window[1]])],
+        "whole_range": result.window == (0, len(edges) - 1),
+        "observed": result.observed,
+        "expected": result.expected,
+        "expected_error": result.expected_error,
+        "z_local": result.z_local,
+    }
+    scans = [
+        {
+            "variable": var_name,
+            "alpha": alphas[j],
+            "z_local": r["z_local"],
+            "observed": r["observed"],
+            "expected": r["expected"],
+            "window_gev": [float(edges[r["window"][0]]), float(edges[min(r["window"][1], len(edges) - 1)])],
+        }
+        for (var_name, j), r in result.best_per_test.items()
+    ]
     scans.sort(key=lambda r: -r["z_local"])
     # the feature ranking at the leading selection
     lead = config.alpha if config.alpha in alphas else alphas[result.selection]
@@ -353,24 +449,50 @@ def analyse(output: dict[str, Any], *, config: HuntConfig) -> dict[str, Any]:
     k = bounds[j]
     for f in (*EVENT_FEATURES, *MASS_FEATURES):
         d_val, b_val, b_var = summed(f)
-        r = astf_comparison(d_val.sum(axis=0), d_val[k:].sum(axis=0), b_val.sum(axis=0), b_var.sum(axis=0),
-                            b_val[k:].sum(axis=0), b_var[k:].sum(axis=0))
+        r = astf_comparison(
+            d_val.sum(axis=0),
+            d_val[k:].sum(axis=0),
+            b_val.sum(axis=0),
+            b_var.sum(axis=0),
+            b_val[k:].sum(axis=0),
+            b_var[k:].sum(axis=0),
+        )
         lo, hi = _bin_range(sh.histogram("data", f), f, r["largest_pull_bin"])
         ranking.append({"feature": f, **r, "largest_pull_range": [lo, hi]})
-    ranking.sort(key=lambda r: (r["p_value"] if np.isfinite(r["p_value"]) else 1.0, -r["chi2"] if np.isfinite(r["chi2"]) else 0.0))
-    return {"n_data": n_data, "n_simulation": float(mc_w.sum()), "normalisation": norm, "unit_weight": unit,
-            "alphas": alphas, "selections": selections, "leading_alpha": lead, "ranking": ranking,
-            "scan": {"best": best, "z_local": result.z_local, "p_global": result.p_global, "z_global": result.z_global,
-                     "z_global_is_lower_limit": result.z_global_is_lower_limit, "npe": result.npe,
-                     "tests": result.tests, "per_variable": scans},
-            "labelled": labelled, "composition_before_selection": composition_all}
+    ranking.sort(
+        key=lambda r: (
+            r["p_value"] if np.isfinite(r["p_value"]) else 1.0,
+            -r["chi2"] if np.isfinite(r["chi2"]) else 0.0,
+        )
+    )
+    return {
+        "n_data": n_data,
+        "n_simulation": float(mc_w.sum()),
+        "normalisation": norm,
+        "unit_weight": unit,
+        "alphas": alphas,
+        "selections": selections,
+        "leading_alpha": lead,
+        "ranking": ranking,
+        "scan": {
+            "best": best,
+            "z_local": result.z_local,
+            "p_global": result.p_global,
+            "z_global": result.z_global,
+            "z_global_is_lower_limit": result.z_global_is_lower_limit,
+            "npe": result.npe,
+            "tests": result.tests,
+            "per_variable": scans,
+        },
+        "labelled": labelled,
+        "composition_before_selection": composition_all,
+    }
 
 
 # ------------------------------------------------------------------------------------- step 7
 def event_list(output: dict, analysed: dict, report_dir: Path) -> tuple[Any, dict[str, Path]]:
     """The data's highest-rarity events as CSV, parquet and an HTML table; the selection each passes."""
     import pandas as pd
-
     from cms_anomaly.datasets.atomic import atomic_output, write_text_atomic
 
     top = output["data"].get("top_events", {}).get(KFOLD_SCORER)
@@ -381,21 +503,58 @@ def event_list(output: dict, analysed: dict, report_dir: Path) -> tuple[Any, dic
         for s in analysed["selections"]:  # alphas descending: the last one passed is the tightest
             passed = np.where(df["rarity"].to_numpy() >= s["threshold"], s["alpha"], passed)
         df.insert(4, "selected_at_alpha", passed)
-        df.insert(0, "id", [f"{r}:{lb}:{e}" for r, lb, e in zip(df["run"], df["luminosityBlock"], df["event"])])
-    paths = {"csv": report_dir / "events.csv", "parquet": report_dir / "events.parquet", "html": report_dir / "events.html"}
+        df.insert(
+            0, "id", [f"{r}:{lb}:{e}" for r, lb, e in zip(df["run"], df["luminosityBlock"], df["event"], strict=True)]
+        )
+    paths = {
+        "csv": report_dir / "events.csv",
+        "parquet": report_dir / "events.parquet",
+        "html": report_dir / "events.html",
+    }
     write_text_atomic(paths["csv"], df.to_csv(index=False))
     with atomic_output(paths["parquet"]) as tmp:
         df.to_parquet(tmp, index=False)
-    shown = [c for c in ("id", "rarity", "fold", "selected_at_alpha", "true_process", "n_jets", "n_bjets", "n_mu",
-                         "n_ele", "ht", "met", "mt", "m_jets", "pt_lep", "mu1_pt", "mu1_eta", "mu1_phi", "ele1_pt",
-                         "jet1_pt", "jet1_eta", "jet1_phi", "jet2_pt", "jet3_pt", "jet4_pt", "met_phi")
-             if c in df.columns]
-    table = df[shown].to_html(index=False, float_format=lambda x: f"{x:.4g}", border=0) if len(df) else "<p>no events</p>"
-    write_text_atomic(paths["html"], "<!doctype html><meta charset='utf-8'><title>Anomalous events</title>"
-                                     "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:right}</style>"
-                                     f"<h1>The {len(df)} highest-rarity data events</h1>"
-                                     "<p>All columns (objects' pT, eta, phi; every feature) are in events.csv.</p>"
-                                     + table)
+    shown = [
+        c
+        for c in (
+            "id",
+            "rarity",
+            "fold",
+            "selected_at_alpha",
+            "true_process",
+            "n_jets",
+            "n_bjets",
+            "n_mu",
+            "n_ele",
+            "ht",
+            "met",
+            "mt",
+            "m_jets",
+            "pt_lep",
+            "mu1_pt",
+            "mu1_eta",
+            "mu1_phi",
+            "ele1_pt",
+            "jet1_pt",
+            "jet1_eta",
+            "jet1_phi",
+            "jet2_pt",
+            "jet3_pt",
+            "jet4_pt",
+            "met_phi",
+        )
+        if c in df.columns
+    ]
+    table = (
+        df[shown].to_html(index=False, float_format=lambda x: f"{x:.4g}", border=0) if len(df) else "<p>no events</p>"
+    )
+    write_text_atomic(
+        paths["html"],
+        "<!doctype html><meta charset='utf-8'><title>Anomalous events</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:right}</style>"
+        f"<h1>The {len(df)} highest-rarity data events</h1>"
+        "<p>All columns (objects' pT, eta, phi; every feature) are in events.csv.</p>" + table,
+    )
     return df, paths
 
 
@@ -423,43 +582,63 @@ def summary_paragraph(check: dict, analysed: dict, events: Any, config: HuntConf
     s = analysed["scan"]
     b = s["best"]
     pair = b["variable"][2:].replace("_", "-")
-    where = (f"in the number of selected events with a {pair} pair" if b["whole_range"] else
-             f"in {b['variable']} between {b['window_gev'][0]:.0f} and {b['window_gev'][1]:.0f} GeV")
-    z_glob = (f">= {s['z_global']:.2f}" if s["z_global_is_lower_limit"] else f"{s['z_global']:.2f}")
+    where = (
+        f"in the number of selected events with a {pair} pair"
+        if b["whole_range"]
+        else f"in {b['variable']} between {b['window_gev'][0]:.0f} and {b['window_gev'][1]:.0f} GeV"
+    )
+    z_glob = f">= {s['z_global']:.2f}" if s["z_global_is_lower_limit"] else f"{s['z_global']:.2f}"
     parts = []
     if check["ok"]:
-        parts.append(f"The background model describes the data before the anomaly selection (data / simulation = "
-                     f"{check['norm_ratio']:.3g} +- {check['norm_ratio_error']:.2g}; no feature shape below p = "
-                     f"{check['shape_p_value_cut']:.2g}).")
+        parts.append(
+            f"The background model describes the data before the anomaly selection (data / simulation = "
+            f"{check['norm_ratio']:.3g} +- {check['norm_ratio_error']:.2g}; no feature shape below p = "
+            f"{check['shape_p_value_cut']:.2g})."
+        )
     else:
-        parts.append("**Warning: the background model does not describe the data** before any anomaly selection: "
-                     + "; ".join(check["problems"]) + ". Either the simulation mismodels these features or the data "
-                     "hold a process it lacks; the excesses below are relative to this model.")
-    parts.append(f"With {config.k_folds}-fold {config.model.upper()} detectors trained on the data, the most "
-                 f"significant local excess is {where} after the selection keeping alpha = {b['alpha']:g} of the data: "
-                 f"{b['observed']:.0f} events observed, {b['expected']:.3g} +- {b['expected_error']:.2g} expected "
-                 f"(local Z = {b['z_local']:.2f}). Over {len(analysed['alphas'])} selections, {len(MASS_FEATURES)} masses "
-                 f"and their windows ({s['tests']} tests), the global significance is {z_glob} sigma "
-                 f"(p = {s['p_global']:.3g}, {s['npe']} pseudo-experiments{'; none reached it' if s['z_global_is_lower_limit'] else ''}): "
-                 f"**{_verdict(s['z_global'], lower_limit=s['z_global_is_lower_limit'])}**.")
-    top3 = [r for r in analysed["ranking"][:3]]
+        parts.append(
+            "**Warning: the background model does not describe the data** before any anomaly selection: "
+            + "; ".join(check["problems"])
+            + ". Either the simulation mismodels these features or the data "
+            "hold a process it lacks; the excesses below are relative to this model."
+        )
+    parts.append(
+        f"With {config.k_folds}-fold {config.model.upper()} detectors trained on the data, the most "
+        f"significant local excess is {where} after the selection keeping alpha = {b['alpha']:g} of the data: "
+        f"{b['observed']:.0f} events observed, {b['expected']:.3g} +- {b['expected_error']:.2g} expected "
+        f"(local Z = {b['z_local']:.2f}). Over {len(analysed['alphas'])} selections, {len(MASS_FEATURES)} masses "
+        f"and their windows ({s['tests']} tests), the global significance is {z_glob} sigma "
+        f"(p = {s['p_global']:.3g}, {s['npe']} pseudo-experiments{'; none reached it' if s['z_global_is_lower_limit'] else ''}): "
+        f"**{_verdict(s['z_global'], lower_limit=s['z_global_is_lower_limit'])}**."
+    )
+    top3 = list(analysed["ranking"][:3])
     if top3:
-        parts.append(f"At alpha = {analysed['leading_alpha']:g} the features whose anomaly-selection transfer function "
-                     "differs most between data and simulation are "
-                     + ", ".join(f"{r['feature']} (p = {r['p_value']:.2g}, most in {r['largest_pull_range'][0]:.4g}-"
-                                 f"{r['largest_pull_range'][1]:.4g}: {r['largest_pull_observed']:.0f} vs "
-                                 f"{r['largest_pull_expected']:.2g})" for r in top3) + ".")
+        parts.append(
+            f"At alpha = {analysed['leading_alpha']:g} the features whose anomaly-selection transfer function "
+            "differs most between data and simulation are "
+            + ", ".join(
+                f"{r['feature']} (p = {r['p_value']:.2g}, most in {r['largest_pull_range'][0]:.4g}-"
+                f"{r['largest_pull_range'][1]:.4g}: {r['largest_pull_observed']:.0f} vs "
+                f"{r['largest_pull_expected']:.2g})"
+                for r in top3
+            )
+            + "."
+        )
     if len(events):
         parts.append(f"The {len(events)} highest-rarity events are listed in events.csv / events.html.")
     if analysed["labelled"]:
         comp = _selection(analysed, analysed["leading_alpha"])
         shares = ", ".join(f"{p} {f:.0%}" for p, f in sorted(comp.get("composition", {}).items(), key=lambda x: -x[1]))
-        parts.append(f"(Validation with the pseudo-data's hidden labels, not used by the hunt: the events selected at "
-                     f"alpha = {analysed['leading_alpha']:g} are {shares}.)")
+        parts.append(
+            f"(Validation with the pseudo-data's hidden labels, not used by the hunt: the events selected at "
+            f"alpha = {analysed['leading_alpha']:g} are {shares}.)"
+        )
     return " ".join(parts)
 
 
-def make_plots(output: dict, check: dict, analysed: dict, report_dir: Path, *, lumi_pb: float, data_label: str) -> list[Path]:
+def make_plots(
+    output: dict, check: dict, analysed: dict, report_dir: Path, *, lumi_pb: float, data_label: str
+) -> list[Path]:
     """The worst-described features before the selection, the rarity, the best mass window and feature after it."""
     from cms_anomaly.analyses import plotting
     from cms_anomaly.analyses.scorehists import ScoreHists, drawable
@@ -467,82 +646,136 @@ def make_plots(output: dict, check: dict, analysed: dict, report_dir: Path, *, l
     roles = _simulation_roles(output)
     lumi_text = f"{lumi_pb:.3g} pb$^{{-1}}$"
     label = {r: ROLE_LABELS.get(r, r) for r in roles}
-    style = dict(data_label=data_label, lumi=None, com=None, is_data=False)
+    style = {"data_label": data_label, "lumi": None, "com": None, "is_data": False}
     pngs = []
     for row in check["features"][:2]:
         f = row["feature"]
         data = drawable(output["data"]["hists"][f][{"dataset": "data"}])
         mc = {label[r]: drawable(output[r]["hists"][f][{"dataset": r}]) for r in roles}
-        pngs.append(plotting.plot_data_mc(data, mc, report_dir / f"check_{f}.png", **style,
-                                          text=f"no anomaly selection, {lumi_text}"))
+        pngs.append(
+            plotting.plot_data_mc(
+                data, mc, report_dir / f"check_{f}.png", **style, text=f"no anomaly selection, {lumi_text}"
+            )
+        )
     sh = ScoreHists(output, KFOLD_SCORER, KFOLD_OUTPUT)
     norm = analysed["normalisation"]
     first, last = sh.occupied_range(["data", *roles])
     data = sh.score_hist("data", first=first, last=last, rebin=2)
     mc = {label[r]: sh.score_hist(r, first=first, last=last, rebin=2) * norm for r in roles}
-    pngs.append(plotting.plot_data_mc(data, mc, report_dir / "rarity.png", **style,
-                                      xlabel=r"rarity $-\log_{10} p$ (k-fold, calibrated)",
-                                      text=f"simulation x {norm:.3g}, {lumi_text}"))
+    pngs.append(
+        plotting.plot_data_mc(
+            data,
+            mc,
+            report_dir / "rarity.png",
+            **style,
+            xlabel=r"rarity $-\log_{10} p$ (k-fold, calibrated)",
+            text=f"simulation x {norm:.3g}, {lumi_text}",
+        )
+    )
     k = _selection(analysed, analysed["leading_alpha"])["first_bin"]
     best = analysed["scan"]["best"]
     k_best = _selection(analysed, best["alpha"])["first_bin"]
-    for feature, first_bin, alpha, tag in ((best["variable"], k_best, best["alpha"], "mass"),
-                                           (analysed["ranking"][0]["feature"], k, analysed["leading_alpha"], "feature")):
+    for feature, first_bin, alpha, tag in (
+        (best["variable"], k_best, best["alpha"], "mass"),
+        (analysed["ranking"][0]["feature"], k, analysed["leading_alpha"], "feature"),
+    ):
         data = sh.feature("data", feature, first_bin=first_bin)
         mc = {label[r]: sh.feature(r, feature, first_bin=first_bin) * norm for r in roles}
-        pngs.append(plotting.plot_data_mc(data, mc, report_dir / f"selected_{tag}_{feature}.png", **style,
-                                          logx=feature in MASS_FEATURES, text=rf"$\alpha$ = {alpha:g}, {lumi_text}"))
+        pngs.append(
+            plotting.plot_data_mc(
+                data,
+                mc,
+                report_dir / f"selected_{tag}_{feature}.png",
+                **style,
+                logx=feature in MASS_FEATURES,
+                text=rf"$\alpha$ = {alpha:g}, {lumi_text}",
+            )
+        )
     return pngs
 
 
 def format_report(paragraph: str, check: dict, analysed: dict, meta: dict, pngs: list[Path]) -> str:
-    lines = ["# Anomaly hunt", "", paragraph, "",
-             f"Data: {meta['data_description']}; {analysed['n_data']:.0f} events pass the `{meta['selection']}` "
-             f"selection (simulation: {analysed['n_simulation']:.4g}, normalised by {analysed['normalisation']:.3g}). "
-             f"Detector: {meta['k_folds']}-fold {meta['model']} on `{meta['feature_set']}`; every event is scored by "
-             "the model that did not train on its fold. Events: [events.html](events.html), `events.csv`, "
-             "`events.parquet`.", "",
-             "## Background-model check (before any anomaly selection)", "",
-             "| feature | data | simulation | data / sim. | chi2 / ndf | p | shape chi2 / ndf | shape p |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "# Anomaly hunt",
+        "",
+        paragraph,
+        "",
+        f"Data: {meta['data_description']}; {analysed['n_data']:.0f} events pass the `{meta['selection']}` "
+        f"selection (simulation: {analysed['n_simulation']:.4g}, normalised by {analysed['normalisation']:.3g}). "
+        f"Detector: {meta['k_folds']}-fold {meta['model']} on `{meta['feature_set']}`; every event is scored by "
+        "the model that did not train on its fold. Events: [events.html](events.html), `events.csv`, "
+        "`events.parquet`.",
+        "",
+        "## Background-model check (before any anomaly selection)",
+        "",
+        "| feature | data | simulation | data / sim. | chi2 / ndf | p | shape chi2 / ndf | shape p |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in check["features"]:
-        lines.append(f"| {r['feature']} | {r['n_data']:.0f} | {r['n_simulation']:.4g} | {r['norm_ratio']:.3g} +- "
-                     f"{r['norm_ratio_error']:.2g} | {fmt(r['chi2'])} / {r['ndf']} | {r['p_value']:.2g} | "
-                     f"{fmt(r['shape_chi2'])} / {r['shape_ndf']} | {r['shape_p_value']:.2g} |")
-    lines += ["", "## Anomaly selections", "",
-              "| alpha | rarity threshold | data | expected (normalised simulation) | local Z | "
-              + ("hidden composition (validation) |" if analysed["labelled"] else "|"),
-              "| --- | --- | --- | --- | --- | --- |"]
+        lines.append(
+            f"| {r['feature']} | {r['n_data']:.0f} | {r['n_simulation']:.4g} | {r['norm_ratio']:.3g} +- "
+            f"{r['norm_ratio_error']:.2g} | {fmt(r['chi2'])} / {r['ndf']} | {r['p_value']:.2g} | "
+            f"{fmt(r['shape_chi2'])} / {r['shape_ndf']} | {r['shape_p_value']:.2g} |"
+        )
+    lines += [
+        "",
+        "## Anomaly selections",
+        "",
+        "| alpha | rarity threshold | data | expected (normalised simulation) | local Z | "
+        + ("hidden composition (validation) |" if analysed["labelled"] else "|"),
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for s in analysed["selections"]:
         comp = ", ".join(f"{p} {f:.0%}" for p, f in sorted(s.get("composition", {}).items(), key=lambda x: -x[1]))
-        lines.append(f"| {s['alpha']:g} | {s['threshold']:.3g} | {s['observed']:.0f} | {s['expected']:.3g} +- "
-                     f"{s['expected_error']:.2g} | {s['z_local']:.2f} | {comp} |")
+        lines.append(
+            f"| {s['alpha']:g} | {s['threshold']:.3g} | {s['observed']:.0f} | {s['expected']:.3g} +- "
+            f"{s['expected_error']:.2g} | {s['z_local']:.2f} | {comp} |"
+        )
     sc = analysed["scan"]
-    lines += ["", f"## Mass scan (global: {sc['tests']} tests, {sc['npe']} pseudo-experiments)", "",
-              "| mass | alpha | window [GeV] | observed | expected | local Z |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        f"## Mass scan (global: {sc['tests']} tests, {sc['npe']} pseudo-experiments)",
+        "",
+        "| mass | alpha | window [GeV] | observed | expected | local Z |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in sc["per_variable"][:12]:
-        lines.append(f"| {r['variable']} | {r['alpha']:g} | {r['window_gev'][0]:.0f}-{r['window_gev'][1]:.0f} | "
-                     f"{r['observed']:.0f} | {r['expected']:.3g} | {r['z_local']:.2f} |")
-    lines += ["", f"## What differs after the selection (alpha = {analysed['leading_alpha']:g})", "",
-              "Selected data against the data before the selection times the simulation's ASTF; ranked by p-value.", "",
-              "| feature | selected data | expected | chi2 / ndf | p | largest pull (range: observed vs expected) |",
-              "| --- | --- | --- | --- | --- | --- |"]
+        lines.append(
+            f"| {r['variable']} | {r['alpha']:g} | {r['window_gev'][0]:.0f}-{r['window_gev'][1]:.0f} | "
+            f"{r['observed']:.0f} | {r['expected']:.3g} | {r['z_local']:.2f} |"
+        )
+    lines += [
+        "",
+        f"## What differs after the selection (alpha = {analysed['leading_alpha']:g})",
+        "",
+        "Selected data against the data before the selection times the simulation's ASTF; ranked by p-value.",
+        "",
+        "| feature | selected data | expected | chi2 / ndf | p | largest pull (range: observed vs expected) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in analysed["ranking"]:
-        lines.append(f"| {r['feature']} | {r['observed']:.0f} | {r['expected']:.3g} | {fmt(r['chi2'])} / {r['ndf']} | "
-                     f"{r['p_value']:.2g} | {r['largest_pull_range'][0]:.4g}-{r['largest_pull_range'][1]:.4g}: "
-                     f"{r['largest_pull_observed']:.0f} vs {r['largest_pull_expected']:.2g} |")
+        lines.append(
+            f"| {r['feature']} | {r['observed']:.0f} | {r['expected']:.3g} | {fmt(r['chi2'])} / {r['ndf']} | "
+            f"{r['p_value']:.2g} | {r['largest_pull_range'][0]:.4g}-{r['largest_pull_range'][1]:.4g}: "
+            f"{r['largest_pull_observed']:.0f} vs {r['largest_pull_expected']:.2g} |"
+        )
     if meta.get("skipped_files"):
-        lines += ["", "## Input files left out (unreadable; --skip-bad-files)", "",
-                  *(f"- {d}: {f}" for d, files in meta["skipped_files"].items() for f in files),
-                  "", "A data file left out still counts in the fileset's lumi_pb: the normalisation check is off "
-                      "by its share."]
+        lines += [
+            "",
+            "## Input files left out (unreadable; --skip-bad-files)",
+            "",
+            *(f"- {d}: {f}" for d, files in meta["skipped_files"].items() for f in files),
+            "",
+            "A data file left out still counts in the fileset's lumi_pb: the normalisation check is off by its share.",
+        ]
     lines += ["", *analysis.report_footer(pngs, meta["seconds"])]
     return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------- the job
-def run_hunt(out: str | os.PathLike, config: HuntConfig = HuntConfig(), *,
-             samples_dir: str | os.PathLike | None = None) -> HuntResult:
+def run_hunt(
+    out: str | os.PathLike, config: HuntConfig = HuntConfig(), *, samples_dir: str | os.PathLike | None = None
+) -> HuntResult:
     """Run the whole hunt into ``out`` (see the module docstring); the report is in ``out/report``.
 
     ``samples_dir`` (default ``out/samples``): the productions, reused where finished.
@@ -563,11 +796,15 @@ def run_hunt(out: str | os.PathLike, config: HuntConfig = HuntConfig(), *,
     first = run_pass(fileset, out=out / "pass1", config=config, lumi_pb=lumi, features=True)
     times["pass1"] = time.perf_counter() - t
     if "hists" not in first.get("data", {}):
-        raise HuntError(f"no readable data file: {'; '.join(first.get('data', {}).get('skipped_files', [])) or 'none given'}")
+        raise HuntError(
+            f"no readable data file: {'; '.join(first.get('data', {}).get('skipped_files', [])) or 'none given'}"
+        )
     n_selected = list(first["data"]["cutflow"]["events"].values())[-1]
     if n_selected < MIN_DATA_EVENTS:
-        raise HuntError(f"only {n_selected} data events pass the {config.selection} selection; the hunt needs "
-                        f">= {MIN_DATA_EVENTS} to train {config.k_folds} detectors on the data")
+        raise HuntError(
+            f"only {n_selected} data events pass the {config.selection} selection; the hunt needs "
+            f">= {MIN_DATA_EVENTS} to train {config.k_folds} detectors on the data"
+        )
     check = background_check(first, config)
 
     t = time.perf_counter()
@@ -576,9 +813,16 @@ def run_hunt(out: str | os.PathLike, config: HuntConfig = HuntConfig(), *,
 
     t = time.perf_counter()
     scorer = KFoldScorer.load(paths, KFold(config.k_folds, config.seed), name=KFOLD_SCORER)
-    second = run_pass(fileset, out=out / "pass2", config=config, lumi_pb=lumi, features=False,
-                      scorers={KFOLD_SCORER: scorer}, score_features=(*EVENT_FEATURES, *MASS_FEATURES),
-                      top_events=config.top_events)
+    second = run_pass(
+        fileset,
+        out=out / "pass2",
+        config=config,
+        lumi_pb=lumi,
+        features=False,
+        scorers={KFOLD_SCORER: scorer},
+        score_features=(*EVENT_FEATURES, *MASS_FEATURES),
+        top_events=config.top_events,
+    )
     times["pass2"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -587,27 +831,52 @@ def run_hunt(out: str | os.PathLike, config: HuntConfig = HuntConfig(), *,
     events, event_paths = event_list(second, analysed, report_dir)
     paragraph = summary_paragraph(check, analysed, events, config)
     labelled = bool(analysed["labelled"])
-    pngs = make_plots(second, check, analysed, report_dir, lumi_pb=lumi, data_label="Pseudo-data" if labelled else "Data")
+    pngs = make_plots(
+        second, check, analysed, report_dir, lumi_pb=lumi, data_label="Pseudo-data" if labelled else "Data"
+    )
     times["analysis"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
-    description = (f"{config.data_fileset} ({lumi:.4g} pb^-1)" if config.data_fileset else
-                   f"pseudo-data ({lumi:.4g} pb^-1) of {', '.join(PROCESSES)}"
-                   + (f" with {config.inject} injected at {config.signal_fraction:g} of the events" if config.inject else ""))
-    meta = {"config": asdict(config), "data_description": description, "lumi_pb": lumi, "selection": config.selection,
-            "model": config.model, "k_folds": config.k_folds, "feature_set": inputs(config),
-            "models": [str(p) for p in paths], "seconds": times,
-            "skipped_files": {d: [str(f) for f in r.get("skipped_files", [])] for d, r in first.items()
-                              if r.get("skipped_files")}, "histograms": str(out / "pass2" / "histograms.coffea")}
+    description = (
+        f"{config.data_fileset} ({lumi:.4g} pb^-1)"
+        if config.data_fileset
+        else f"pseudo-data ({lumi:.4g} pb^-1) of {', '.join(PROCESSES)}"
+        + (f" with {config.inject} injected at {config.signal_fraction:g} of the events" if config.inject else "")
+    )
+    meta = {
+        "config": asdict(config),
+        "data_description": description,
+        "lumi_pb": lumi,
+        "selection": config.selection,
+        "model": config.model,
+        "k_folds": config.k_folds,
+        "feature_set": inputs(config),
+        "models": [str(p) for p in paths],
+        "seconds": times,
+        "skipped_files": {
+            d: [str(f) for f in r.get("skipped_files", [])] for d, r in first.items() if r.get("skipped_files")
+        },
+        "histograms": str(out / "pass2" / "histograms.coffea"),
+    }
     markdown = format_report(paragraph, check, analysed, meta, pngs)
-    summary = analysis.write_report(report_dir, markdown=markdown,
-                                    payload={**meta, "summary": paragraph, "background_check": check, "result": analysed},
-                                    title="Anomaly hunt")
+    summary = analysis.write_report(
+        report_dir,
+        markdown=markdown,
+        payload={**meta, "summary": paragraph, "background_check": check, "result": analysed},
+        title="Anomaly hunt",
+    )
     sc = analysed["scan"]
-    return HuntResult(summary=summary, events=event_paths["csv"], background_ok=check["ok"], z_local=sc["z_local"],
-                      z_global=sc["z_global"], p_global=sc["p_global"], best=sc["best"],
-                      ranked_features=[r["feature"] for r in analysed["ranking"]],
-                      selected_composition={f"{s['alpha']:g}": s.get("composition", {}) for s in analysed["selections"]},
-                      composition=analysed["composition_before_selection"])
+    return HuntResult(
+        summary=summary,
+        events=event_paths["csv"],
+        background_ok=check["ok"],
+        z_local=sc["z_local"],
+        z_global=sc["z_global"],
+        p_global=sc["p_global"],
+        best=sc["best"],
+        ranked_features=[r["feature"] for r in analysed["ranking"]],
+        selected_composition={f"{s['alpha']:g}": s.get("composition", {}) for s in analysed["selections"]},
+        composition=analysed["composition_before_selection"],
+    )
 
 
 # ------------------------------------------------------------------------------------- CLI
@@ -615,7 +884,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "hunt",
         help="anomaly search on (pseudo-)data: background-model check, k-fold detectors, event list, mass scan, "
-             "global significance",
+        "global significance",
         description=(
             "Check the background model against the data, train k-fold anomaly detectors on the data (no event scored "
             "by a model that saw it), select the alpha most anomalous events for several alphas, list them, rank the "
@@ -625,27 +894,50 @@ def register(subparsers: Any) -> None:
             "hidden in them. Writes OUT/report (summary.md, index.html, events.csv/.parquet/.html, PNGs)."
         ),
     )
-    p.add_argument("--data-fileset", default=None, metavar="FILESET",
-                   help="real data: a fileset JSON whose is_data datasets carry lumi_pb (e.g. 'cms-anomaly opendata fileset')")
+    p.add_argument(
+        "--data-fileset",
+        default=None,
+        metavar="FILESET",
+        help="real data: a fileset JSON whose is_data datasets carry lumi_pb (e.g. 'cms-anomaly opendata fileset')",
+    )
     p.add_argument("--out", default="out/hunt", help="output directory (default: out/hunt)")
-    p.add_argument("--samples", default=None,
-                   help="productions directory (default: OUT/samples); a rediscover-top OUT/samples is reused as is")
+    p.add_argument(
+        "--samples",
+        default=None,
+        help="productions directory (default: OUT/samples); a rediscover-top OUT/samples is reused as is",
+    )
     p.add_argument("--model", choices=tuple(MODELS), default=HuntConfig.model)
     p.add_argument("--k-folds", type=positive_int, default=HuntConfig.k_folds)
-    p.add_argument("--alphas", type=fraction, nargs="+", default=list(HuntConfig.alphas),
-                   help="fractions of the data selected as anomalous (default: 0.1 0.01 0.001)")
+    p.add_argument(
+        "--alphas",
+        type=fraction,
+        nargs="+",
+        default=list(HuntConfig.alphas),
+        help="fractions of the data selected as anomalous (default: 0.1 0.01 0.001)",
+    )
     p.add_argument("--inject", default=None, metavar="CARD", help="pseudo-data only: a BSM card hidden in the data")
     p.add_argument("--signal-fraction", type=fraction, default=0.0, help="its share of the pseudo-data events")
     p.add_argument("--events", type=positive_float, default=1.0, help="scale factor on the generated sample sizes")
-    p.add_argument("--ttbar-scale", type=positive_float, default=HuntConfig.ttbar_scale,
-                   help="ttbar cross section in units of Pythia's (default: 0.1, as rediscover-top)")
+    p.add_argument(
+        "--ttbar-scale",
+        type=positive_float,
+        default=HuntConfig.ttbar_scale,
+        help="ttbar cross section in units of Pythia's (default: 0.1, as rediscover-top)",
+    )
     p.add_argument("--epochs", type=positive_int, default=HuntConfig.epochs)
-    p.add_argument("--npe", type=positive_int, default=HuntConfig.npe, help="pseudo-experiments for the global significance")
+    p.add_argument(
+        "--npe", type=positive_int, default=HuntConfig.npe, help="pseudo-experiments for the global significance"
+    )
     p.add_argument("--top-events", type=positive_int, default=HuntConfig.top_events)
     p.add_argument("--norm-tolerance", type=non_negative_float, default=HuntConfig.norm_tolerance)
-    p.add_argument("--skip-bad-files", action="store_true",
-                   help="leave unreadable input files out (listed in the report) instead of stopping")
-    p.add_argument("--strict", action="store_true", help="exit with status 3 if the background model does not describe the data")
+    p.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="leave unreadable input files out (listed in the report) instead of stopping",
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="exit with status 3 if the background model does not describe the data"
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--executor", choices=EXECUTORS, default="dask")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
@@ -655,12 +947,25 @@ def register(subparsers: Any) -> None:
 
 
 def _cmd(args: Any) -> int:
-    config = HuntConfig(data_fileset=args.data_fileset, model=args.model, k_folds=args.k_folds, alphas=tuple(args.alphas),
-                        inject=args.inject, signal_fraction=args.signal_fraction if args.inject else 0.0,
-                        ttbar_scale=args.ttbar_scale, epochs=args.epochs, npe=args.npe, top_events=args.top_events, norm_tolerance=args.norm_tolerance,
-                        strict=args.strict, seed=args.seed, device=args.device,
-                        execution=Execution(executor=args.executor, scheduler=args.scheduler, workers=args.workers,
-                                            skip_bad_files=args.skip_bad_files))
+    config = HuntConfig(
+        data_fileset=args.data_fileset,
+        model=args.model,
+        k_folds=args.k_folds,
+        alphas=tuple(args.alphas),
+        inject=args.inject,
+        signal_fraction=args.signal_fraction if args.inject else 0.0,
+        ttbar_scale=args.ttbar_scale,
+        epochs=args.epochs,
+        npe=args.npe,
+        top_events=args.top_events,
+        norm_tolerance=args.norm_tolerance,
+        strict=args.strict,
+        seed=args.seed,
+        device=args.device,
+        execution=Execution(
+            executor=args.executor, scheduler=args.scheduler, workers=args.workers, skip_bad_files=args.skip_bad_files
+        ),
+    )
     config = config.scaled(args.events)
     result = run_hunt(args.out, config, samples_dir=args.samples)
     analysis.print_report(result.summary)

@@ -15,6 +15,7 @@
    show whether the cut sculpts a bump), and the signal-over-background gain of the cut for the charged
    Higgs at large m_bb (Chekanov Fig. 6).
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from cms_anomaly.analyses.analysis import fmt, fresh_report_dir, print_report, report_footer, write_report
 from cms_anomaly.analyses.cocktail import SM_PROCESSES, CocktailConfig, add_cocktail_arguments, cocktail_config
 from cms_anomaly.datasets.argtypes import fraction, positive_int
@@ -71,19 +71,31 @@ def fit_outlier_mass(h, *, name: str) -> dict[str, Any]:
         return {"status": f"too few populated bins ({int((values > 0).sum())}) for a 5-parameter fit", "name": name}
     start = int(np.argmax(density))
     last = int(np.flatnonzero(values > 0)[-1])
-    in_range = int((values[start:last + 1] > 0).sum())
+    in_range = int((values[start : last + 1] > 0).sum())
     if in_range < 10:  # 5 parameters need >= 5 degrees of freedom to say anything about the shape
-        return {"status": f"too few populated bins ({in_range}) in the fit range from the maximum for a 5-parameter fit",
-                "name": name}
+        return {
+            "status": f"too few populated bins ({in_range}) in the fit range from the maximum for a 5-parameter fit",
+            "name": name,
+        }
     try:
         fit = fit_dijet(h, model="chekanov5", method="chi2", fit_range=(edges[start], edges[last + 1]))
     except FitError as err:
         return {"status": f"fit failed: {err}", "name": name}
     pulls = fit.pulls[np.isfinite(fit.pulls)]
-    return {"status": "ok", "name": name, "chi2": fit.chi2, "ndf": fit.ndf, "chi2_ndf": fit.chi2_ndf,
-            "p_value": fit.p_value, "max_abs_pull": float(np.max(np.abs(pulls))) if pulls.size else float("nan"),
-            "n_pulls_above_2": int(np.sum(np.abs(pulls) > 2)), "n_bins": int(pulls.size),
-            "fit_range": [float(edges[start]), float(edges[last + 1])], "valid": fit.valid, "_fit": fit}
+    return {
+        "status": "ok",
+        "name": name,
+        "chi2": fit.chi2,
+        "ndf": fit.ndf,
+        "chi2_ndf": fit.chi2_ndf,
+        "p_value": fit.p_value,
+        "max_abs_pull": float(np.max(np.abs(pulls))) if pulls.size else float("nan"),
+        "n_pulls_above_2": int(np.sum(np.abs(pulls) > 2)),
+        "n_bins": int(pulls.size),
+        "fit_range": [float(edges[start]), float(edges[last + 1])],
+        "valid": fit.valid,
+        "_fit": fit,
+    }
 
 
 def signal_to_background_gain(sm_all, sm_pass, sig_all, sig_pass, *, m_min: float) -> dict[str, dict[str, float]]:
@@ -100,23 +112,33 @@ def signal_to_background_gain(sm_all, sm_pass, sig_all, sig_pass, *, m_min: floa
     first = int(np.searchsorted(edges, m_min * (1 - 1e-9)))  # first bin whose lower edge >= m_min
     out = {}
     for label, start in (("all", 0), (f"m > {edges[min(first, len(edges) - 1)]:.0f}", first + 1)):
-        def tot(h, what: str = "value") -> float:  # noqa: ANN001 - flow-inclusive sum from index start
+
+        def tot(h, what: str = "value", start: int = start) -> float:
             return float(np.asarray(h.view(flow=True)[what])[start:].sum())
 
         b0, s0, b1, s1 = tot(sm_all), tot(sig_all), tot(sm_pass), tot(sig_pass)
         eb = efficiency_from_sums(b1, b0, tot(sm_all, "variance"), cl=0.95) if b0 > 0 else None
-        r = {"m_min": float(edges[min(first, len(edges) - 1)]) if start else float("-inf"),
-             "background_before_pb": b0, "signal_before_pb": s0, "background_after_pb": b1, "signal_after_pb": s1,
-             "s_over_b_before": s0 / b0 if b0 > 0 else float("inf"),
-             "s_over_b_after": s1 / b1 if b1 > 0 else float("inf"),
-             "signal_efficiency": s1 / s0 if s0 > 0 else float("nan"),
-             "background_efficiency": b1 / b0 if b0 > 0 else float("nan"),
-             "background_efficiency_high": float(eb.high) if eb is not None else float("nan"),
-             "background_entries_after": round(effective_entries_from_sums(b1, tot(sm_pass, "variance")))}
-        r["gain"] = (r["signal_efficiency"] / r["background_efficiency"]
-                     if r["background_efficiency"] > 0 else float("inf"))
-        r["gain_lower_limit"] = (r["signal_efficiency"] / r["background_efficiency_high"]
-                                 if r["background_efficiency_high"] > 0 else float("nan"))
+        r = {
+            "m_min": float(edges[min(first, len(edges) - 1)]) if start else float("-inf"),
+            "background_before_pb": b0,
+            "signal_before_pb": s0,
+            "background_after_pb": b1,
+            "signal_after_pb": s1,
+            "s_over_b_before": s0 / b0 if b0 > 0 else float("inf"),
+            "s_over_b_after": s1 / b1 if b1 > 0 else float("inf"),
+            "signal_efficiency": s1 / s0 if s0 > 0 else float("nan"),
+            "background_efficiency": b1 / b0 if b0 > 0 else float("nan"),
+            "background_efficiency_high": float(eb.high) if eb is not None else float("nan"),
+            "background_entries_after": round(effective_entries_from_sums(b1, tot(sm_pass, "variance"))),
+        }
+        r["gain"] = (
+            r["signal_efficiency"] / r["background_efficiency"] if r["background_efficiency"] > 0 else float("inf")
+        )
+        r["gain_lower_limit"] = (
+            r["signal_efficiency"] / r["background_efficiency_high"]
+            if r["background_efficiency_high"] > 0
+            else float("nan")
+        )
         out[label] = r
     return out
 
@@ -143,35 +165,57 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
     ]
     for name, r in result["efficiencies"].items():
         lines.append(f"| {name} | {r['efficiency']:.3g} | {r['entries']} |")
-    lines += ["", "## Invariant masses of SM events in the outlier region: 5-parameter fit", "",
-              "| mass | fit range [GeV] | chi2 / ndf | p-value | max abs pull | bins with abs pull > 2 |",
-              "| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "## Invariant masses of SM events in the outlier region: 5-parameter fit",
+        "",
+        "| mass | fit range [GeV] | chi2 / ndf | p-value | max abs pull | bins with abs pull > 2 |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for name, f in result["fits"].items():
         if f["status"] != "ok":
             lines.append(f"| {name} | {f['status']} | | | | |")
             continue
-        lines.append(f"| {name} | {f['fit_range'][0]:.0f}-{f['fit_range'][1]:.0f} | {f['chi2']:.1f} / {f['ndf']} | "
-                     f"{f['p_value']:.2f} | {f['max_abs_pull']:.2f} | {f['n_pulls_above_2']} of {f['n_bins']} |")
+        lines.append(
+            f"| {name} | {f['fit_range'][0]:.0f}-{f['fit_range'][1]:.0f} | {f['chi2']:.1f} / {f['ndf']} | "
+            f"{f['p_value']:.2f} | {f['max_abs_pull']:.2f} | {f['n_pulls_above_2']} of {f['n_bins']} |"
+        )
     fitted = any(f["status"] == "ok" for f in result["fits"].values())
-    lines += ["", ("Read the fits by their chi2/ndf and pulls: near 1 and without a run of same-sign deviations, the "
-                   "cut on the loss does not create a bump in the SM spectra (paper: 'Good agreement with the function "
-                   "was found, without significant deviations in the pulls')." if fitted else
-                   "No spectrum has enough populated bins in the outlier region for a 5-parameter fit: this sample "
-                   "cannot tell whether the cut sculpts the SM spectra (more events: --events)."), "",
-              "## Charged Higgs (1 TeV, H+- t): signal over background before and after the cut", "",
-              "| region | S/B before | S/B after | eps_S | eps_B | gain eps_S / eps_B (95 % CL lower limit) |",
-              "| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        (
+            "Read the fits by their chi2/ndf and pulls: near 1 and without a run of same-sign deviations, the "
+            "cut on the loss does not create a bump in the SM spectra (paper: 'Good agreement with the function "
+            "was found, without significant deviations in the pulls')."
+            if fitted
+            else "No spectrum has enough populated bins in the outlier region for a 5-parameter fit: this sample "
+            "cannot tell whether the cut sculpts the SM spectra (more events: --events)."
+        ),
+        "",
+        "## Charged Higgs (1 TeV, H+- t): signal over background before and after the cut",
+        "",
+        "| region | S/B before | S/B after | eps_S | eps_B | gain eps_S / eps_B (95 % CL lower limit) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for label, r in result["hplus_gain"].items():
-        lines.append(f"| m_bb {label} | {r['s_over_b_before']:.3g} | {fmt(r['s_over_b_after'])} | {r['signal_efficiency']:.3g} | "
-                     f"{r['background_efficiency']:.3g} ({r['background_entries_after']} effective SM events) | "
-                     f"{fmt(r['gain'])} (> {fmt(r['gain_lower_limit'])}) |")
-    lines += ["", "Paper (H+- at 0.5 TeV, ln(Loss) > -6): 'the selection cut can significantly increase the "
-                  "signal-over-background ratio; for large m_bb the H+- events dominate'.", "", *report_footer(pngs, meta["seconds"])]
+        lines.append(
+            f"| m_bb {label} | {r['s_over_b_before']:.3g} | {fmt(r['s_over_b_after'])} | {r['signal_efficiency']:.3g} | "
+            f"{r['background_efficiency']:.3g} ({r['background_entries_after']} effective SM events) | "
+            f"{fmt(r['gain'])} (> {fmt(r['gain_lower_limit'])}) |"
+        )
+    lines += [
+        "",
+        "Paper (H+- at 0.5 TeV, ln(Loss) > -6): 'the selection cut can significantly increase the "
+        "signal-over-background ratio; for large m_bb the H+- events dominate'.",
+        "",
+        *report_footer(pngs, meta["seconds"]),
+    ]
     return "\n".join(lines) + "\n"
 
 
-def run_outlier(out: str | os.PathLike, config: OutlierConfig = OutlierConfig(), *,
-                samples_dir: str | os.PathLike | None = None) -> Path:
+def run_outlier(
+    out: str | os.PathLike, config: OutlierConfig = OutlierConfig(), *, samples_dir: str | os.PathLike | None = None
+) -> Path:
     """Run the whole study into ``out`` (samples in ``samples_dir``, default ``out/samples``).
 
     The AE is trained on the training part of the SM events (:class:`EventSplit` by event
@@ -181,7 +225,6 @@ def run_outlier(out: str | os.PathLike, config: OutlierConfig = OutlierConfig(),
     (weights / its fraction), signals from all their events (never trained on).
     """
     import hist
-
     from cms_anomaly.analyses import plotting
     from cms_anomaly.analyses.analysis import processor_pass
     from cms_anomaly.analyses.cocktail import UNIT_LUMI_PB, feature_tables
@@ -202,14 +245,23 @@ def run_outlier(out: str | os.PathLike, config: OutlierConfig = OutlierConfig(),
     t = time.perf_counter()
     samples = read_samples(features_dir, feature_set=get_feature_set("rmm"))
     options = TrainOptions(epochs=config.epochs, seed=config.seed, device=config.device, progress=False)
-    ae = train_and_export("ae", features_dir=features_dir, out_dir=out / "models", feature_set="rmm", options=options,
-                          samples=samples)
+    ae = train_and_export(
+        "ae", features_dir=features_dir, out_dir=out / "models", feature_set="rmm", options=options, samples=samples
+    )
     times["training"] = time.perf_counter() - t
     t = time.perf_counter()
     scorer = load_scorer(ae.paths[0])
-    output = processor_pass({n: fileset[n] for n in samples}, out=out / "pass2", selection="rmm_lepton",
-                            lumi_pb=UNIT_LUMI_PB, execution=config.cocktail.execution, scorers={"ae": scorer}, features=False,
-                            score_features=tuple(MASSES), split=EventSplit(options.val_fraction, config.seed))
+    output = processor_pass(
+        {n: fileset[n] for n in samples},
+        out=out / "pass2",
+        selection="rmm_lepton",
+        lumi_pb=UNIT_LUMI_PB,
+        execution=config.cocktail.execution,
+        scorers={"ae": scorer},
+        features=False,
+        score_features=tuple(MASSES),
+        split=EventSplit(options.val_fraction, config.seed),
+    )
     times["pass2"] = time.perf_counter() - t
     t = time.perf_counter()
     sm_names = [n for n, s in samples.items() if not s.is_signal]
@@ -229,31 +281,41 @@ def run_outlier(out: str | os.PathLike, config: OutlierConfig = OutlierConfig(),
     for name in [*sm_names, *sig_names]:
         w, w2 = hists_of(name).score_sums(name)
         # entries: effective entries in the outlier region (the events there for unit weights)
-        eff[name] = {"efficiency": float(w[k:].sum() / w.sum()) if w.sum() > 0 else float("nan"),
-                     "entries": round(effective_entries_from_sums(w[k:].sum(), w2[k:].sum()))}
+        eff[name] = {
+            "efficiency": float(w[k:].sum() / w.sum()) if w.sum() > 0 else float("nan"),
+            "entries": round(effective_entries_from_sums(w[k:].sum(), w2[k:].sum())),
+        }
     report_dir = fresh_report_dir(out)
     pngs: list[Path] = []
     # ln(Loss) distributions (Chekanov Fig. 2): the loss histograms in ln units
     first, last = all_h.occupied_range([*sm_names, *sig_names])
 
-    def h_ln(name: str):  # noqa: ANN202
+    def h_ln(name: str):
         h = hists_of(name).score_hist(name, first=first, last=last, rebin=4)
-        out_h = hist.Hist(hist.axis.Variable(np.log(h.axes[0].edges), name="lnloss", label="ln(Loss)"),
-                          storage=hist.storage.Weight())
+        out_h = hist.Hist(
+            hist.axis.Variable(np.log(h.axes[0].edges), name="lnloss", label="ln(Loss)"), storage=hist.storage.Weight()
+        )
         out_h.view(flow=False)[...] = h.view(flow=False)
         return out_h
 
     shapes = {f"SM {n}": h_ln(n) for n in sm_names}
     shapes.update({SIGNAL_LABELS.get(n, n): h_ln(n) for n in sig_names})
     styles = {SIGNAL_LABELS.get(n, n): {"ls": "--"} for n in sig_names}
-    pngs.append(plotting.plot_shapes(shapes, report_dir / "ln_loss.png", styles=styles, text="Simulation",
-                                     cuts={f"C = {cut:.2f} ({config.outlier_fraction:.0%} of SM)": cut}))
+    pngs.append(
+        plotting.plot_shapes(
+            shapes,
+            report_dir / "ln_loss.png",
+            styles=styles,
+            text="Simulation",
+            cuts={f"C = {cut:.2f} ({config.outlier_fraction:.0%} of SM)": cut},
+        )
+    )
 
-    def mass(name: str, key: str, first_bin: int = 0):  # noqa: ANN202 - one dataset's m_key, rebinned
-        h = hists_of(name).feature(name, key, first_bin=first_bin)[::hist.rebin(config.mass_rebin)]
+    def mass(name: str, key: str, first_bin: int = 0):
+        h = hists_of(name).feature(name, key, first_bin=first_bin)[:: hist.rebin(config.mass_rebin)]
         return h * scale if name in sm_names else h
 
-    def sm_mass(key: str, first_bin: int = 0):  # noqa: ANN202
+    def sm_mass(key: str, first_bin: int = 0):
         return sum((mass(n, key, first_bin) for n in sm_names[1:]), start=mass(sm_names[0], key, first_bin))
 
     fits = {}
@@ -270,9 +332,16 @@ def run_outlier(out: str | os.PathLike, config: OutlierConfig = OutlierConfig(),
             if hs.values().sum() > 0:
                 overlays[f"{SIGNAL_LABELS.get(n, n)} (shape)"] = hs * (sm_yield / float(hs.values().sum()))
         if fits[key]["status"] == "ok":
-            pngs.append(plotting.plot_fit(fits[key]["_fit"], report_dir / f"{key}_outlier_fit.png", xlabel=label,
-                                          data_label=f"SM MC, ln(Loss) > {cut:.2f}", text="Simulation",
-                                          overlays=overlays))
+            pngs.append(
+                plotting.plot_fit(
+                    fits[key]["_fit"],
+                    report_dir / f"{key}_outlier_fit.png",
+                    xlabel=label,
+                    data_label=f"SM MC, ln(Loss) > {cut:.2f}",
+                    text="Simulation",
+                    overlays=overlays,
+                )
+            )
     gain = {}
     if "hplus_t" in sig_names:
         m_min = config.hplus_window_fraction * config.hplus_mass
@@ -283,27 +352,61 @@ def run_outlier(out: str | os.PathLike, config: OutlierConfig = OutlierConfig(),
         # the gain eps_S / eps_B does not depend on this
         norm = 0.01 * float(sm_all.sum(flow=True).value) / float(hp_all.sum(flow=True).value)
         h_label = f"{SIGNAL_LABELS['hplus_t']} x {norm:.2g}"
-        before_after = {"SM MC": sm_all, f"SM MC, ln(Loss) > {cut:.2f}": sm_pass,
-                        h_label: hp_all * norm, f"{h_label}, ln(Loss) > {cut:.2f}": hp_pass * norm}
+        before_after = {
+            "SM MC": sm_all,
+            f"SM MC, ln(Loss) > {cut:.2f}": sm_pass,
+            h_label: hp_all * norm,
+            f"{h_label}, ln(Loss) > {cut:.2f}": hp_pass * norm,
+        }
         for h in before_after.values():
             h.axes[0].label = MASSES["m_b_b"]
         m_edge = next(r["m_min"] for label, r in gain.items() if label != "all")
-        styles = {"SM MC": {"color": "black", "ls": ":"}, f"SM MC, ln(Loss) > {cut:.2f}": {"color": "black", "ls": "-"},
-                  h_label: {"color": plotting.PROCESS_COLORS[2], "ls": ":"},
-                  f"{h_label}, ln(Loss) > {cut:.2f}": {"color": plotting.PROCESS_COLORS[2], "ls": "-"}}
-        pngs.append(plotting.plot_shapes(before_after, report_dir / "m_b_b_hplus.png", normalise=False, logx=True,
-                                         styles=styles, ylabel="Cross section / bin width [pb / GeV]",
-                                         cuts={f"m_bb > {m_edge:.0f} GeV": m_edge}, text="Simulation"))
+        styles = {
+            "SM MC": {"color": "black", "ls": ":"},
+            f"SM MC, ln(Loss) > {cut:.2f}": {"color": "black", "ls": "-"},
+            h_label: {"color": plotting.PROCESS_COLORS[2], "ls": ":"},
+            f"{h_label}, ln(Loss) > {cut:.2f}": {"color": plotting.PROCESS_COLORS[2], "ls": "-"},
+        }
+        pngs.append(
+            plotting.plot_shapes(
+                before_after,
+                report_dir / "m_b_b_hplus.png",
+                normalise=False,
+                logx=True,
+                styles=styles,
+                ylabel="Cross section / bin width [pb / GeV]",
+                cuts={f"m_bb > {m_edge:.0f} GeV": m_edge},
+                text="Simulation",
+            )
+        )
     times["analysis"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     n_validation = {n: float(sm_h.score_sums(n)[0].sum()) for n in sm_names}
-    result = {"ln_loss_cut": cut, "efficiencies": eff, "fits": {k: {a: b for a, b in f.items() if a != "_fit"} for k, f in fits.items()},
-              "sm_efficiency": float(sm_w[k:].sum() / sm_w.sum()), "hplus_gain": gain, "histograms": {"file": str(out / "pass2" / "histograms.coffea"), "model": "ae",
-                                                 "score": loss, "threshold_bin": k}}
-    meta = {"config": asdict(config), "samples_dir": str(samples_dir), "outlier_fraction": config.outlier_fraction,
-            "sm_events": {n: len(samples[n]) for n in sm_names}, "signal_events": {n: len(samples[n]) for n in sig_names},
-            "n_train": ae.cards[0].training["n_train"], "kept_cells": int(ae.model.preprocess.indices.numel()),
-            "sm_validation_sumw_pb": n_validation, "model": str(ae.paths[0]), "seconds": times}
+    result = {
+        "ln_loss_cut": cut,
+        "efficiencies": eff,
+        "fits": {k: {a: b for a, b in f.items() if a != "_fit"} for k, f in fits.items()},
+        "sm_efficiency": float(sm_w[k:].sum() / sm_w.sum()),
+        "hplus_gain": gain,
+        "histograms": {
+            "file": str(out / "pass2" / "histograms.coffea"),
+            "model": "ae",
+            "score": loss,
+            "threshold_bin": k,
+        },
+    }
+    meta = {
+        "config": asdict(config),
+        "samples_dir": str(samples_dir),
+        "outlier_fraction": config.outlier_fraction,
+        "sm_events": {n: len(samples[n]) for n in sm_names},
+        "signal_events": {n: len(samples[n]) for n in sig_names},
+        "n_train": ae.cards[0].training["n_train"],
+        "kept_cells": int(ae.model.preprocess.indices.numel()),
+        "sm_validation_sumw_pb": n_validation,
+        "model": str(ae.paths[0]),
+        "seconds": times,
+    }
     markdown = format_report(result, meta, pngs)
     return write_report(report_dir, markdown=markdown, payload={**meta, "result": result}, title="RMM outlier region")
 
@@ -321,14 +424,23 @@ def register(subparsers: Any) -> None:
         ),
     )
     add_cocktail_arguments(p, default_out="out/outlier")
-    p.add_argument("--outlier-fraction", type=fraction, default=OutlierConfig.outlier_fraction,
-                   help="fraction of SM events in the outlier region (sets C; default 0.1)")
+    p.add_argument(
+        "--outlier-fraction",
+        type=fraction,
+        default=OutlierConfig.outlier_fraction,
+        help="fraction of SM events in the outlier region (sets C; default 0.1)",
+    )
     p.add_argument("--epochs", type=positive_int, default=OutlierConfig.epochs, help="maximum AE epochs")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args: Any) -> int:
-    config = OutlierConfig(cocktail=cocktail_config(args, _default_cocktail()), outlier_fraction=args.outlier_fraction,
-                           epochs=args.epochs, seed=args.seed, device=args.device)
+    config = OutlierConfig(
+        cocktail=cocktail_config(args, _default_cocktail()),
+        outlier_fraction=args.outlier_fraction,
+        epochs=args.epochs,
+        seed=args.seed,
+        device=args.device,
+    )
     summary = run_outlier(args.out, config, samples_dir=args.samples)
     return print_report(summary)

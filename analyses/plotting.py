@@ -12,6 +12,7 @@ applies the CMS style locally and writes ``path`` via ``path.tmp-<pid>`` + ``os.
 * :func:`plot_fit` — spectrum with a dijet-function fit and a pulls panel (Chekanov Fig. 3).
 * :func:`plot_bumphunt` — data vs reference with the BumpHunter window and local significance.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,15 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from cms_anomaly.datasets.atomic import atomic_output
 
 if TYPE_CHECKING:  # pragma: no cover
-    from matplotlib.figure import Figure
-
+    from cms_anomaly.stats import AstfResult, RocCurve
     from cms_anomaly.stats.bumphunt import BumpHuntResult
     from cms_anomaly.stats.fits import FitResult
-    from cms_anomaly.stats import AstfResult, RocCurve
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -120,15 +119,25 @@ def _values_edges(h, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str
 def _line_style(i: int, label: str, styles: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
     """Colour and line style of the i-th curve: colours cycle, the line style changes every cycle;
     ``styles[label]`` (matplotlib keywords) overrides."""
-    style = {"color": PROCESS_COLORS[i % len(PROCESS_COLORS)], "ls": ("-", "--", "-.", ":")[(i // len(PROCESS_COLORS)) % 4],
-             "lw": 2}
+    style = {
+        "color": PROCESS_COLORS[i % len(PROCESS_COLORS)],
+        "ls": ("-", "--", "-.", ":")[(i // len(PROCESS_COLORS)) % 4],
+        "lw": 2,
+    }
     return {**style, **(styles or {}).get(label, {})}
 
 
-def plot_roc(curves: Mapping[str, RocCurve], path: str | os.PathLike, *,
-             working_points: Sequence[float] = (5.4e-6, 1e-5, 1e-3), min_fpr: float | None = None,
-             text: str | None = None, com: float | str | None = 13, title: str | None = None,
-             styles: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
+def plot_roc(
+    curves: Mapping[str, RocCurve],
+    path: str | os.PathLike,
+    *,
+    working_points: Sequence[float] = (5.4e-6, 1e-5, 1e-3),
+    min_fpr: float | None = None,
+    text: str | None = None,
+    com: float | str | None = 13,
+    title: str | None = None,
+    styles: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Path:
     """ROC curves (TPR vs FPR, log x) with dotted lines at the SM working points.
 
     Parameters
@@ -183,9 +192,16 @@ def plot_roc(curves: Mapping[str, RocCurve], path: str | os.PathLike, *,
         return save_png(fig, path)
 
 
-def plot_sic(curves: Mapping[str, RocCurve], path: str | os.PathLike, *, min_bkg_events: float = 10.0,
-             text: str | None = None, com: float | str | None = 13, title: str | None = None,
-             styles: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
+def plot_sic(
+    curves: Mapping[str, RocCurve],
+    path: str | os.PathLike,
+    *,
+    min_bkg_events: float = 10.0,
+    text: str | None = None,
+    com: float | str | None = 13,
+    title: str | None = None,
+    styles: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Path:
     """SIC = TPR / sqrt(FPR) against TPR (Mikuni et al. Fig. 1).
 
     Points with fewer than ``min_bkg_events`` effective background events passing are dropped
@@ -229,10 +245,22 @@ def plot_sic(curves: Mapping[str, RocCurve], path: str | os.PathLike, *, min_bkg
 
 
 # ----------------------------------------------------------------------------- data vs MC
-def plot_data_mc(data, mc: Mapping[str, object], path: str | os.PathLike, *, xlabel: str | None = None,
-                 ylabel: str = "Events", logy: bool = True, signals: Mapping[str, object] | None = None,
-                 data_label: str = "Data", text: str | None = None, lumi: float | None = None,
-                 com: float | str | None = 13, is_data: bool = True, logx: bool = False) -> Path:
+def plot_data_mc(
+    data,
+    mc: Mapping[str, object],
+    path: str | os.PathLike,
+    *,
+    xlabel: str | None = None,
+    ylabel: str = "Events",
+    logy: bool = True,
+    signals: Mapping[str, object] | None = None,
+    data_label: str = "Data",
+    text: str | None = None,
+    lumi: float | None = None,
+    com: float | str | None = 13,
+    is_data: bool = True,
+    logx: bool = False,
+) -> Path:
     """Data points over stacked MC with MC statistical band and a data/MC ratio panel.
 
     Uses :func:`mplhep.comp.data_model` (Poisson intervals for data, MC stat. uncertainty).
@@ -284,16 +312,31 @@ def plot_data_mc(data, mc: Mapping[str, object], path: str | os.PathLike, *, xla
             stacked_components=list(mc.values()),
             stacked_labels=list(mc.keys()),
             stacked_colors=[PROCESS_COLORS[i % len(PROCESS_COLORS)] for i in range(len(mc))],
-            xlabel=xlabel or axis_label, ylabel=ylabel, data_label=data_label,
-            fig=fig, ax_main=ax, ax_comparison=rax, comparison="ratio", flow="none",
-            h1_label="Data", h2_label="MC",
+            xlabel=xlabel or axis_label,
+            ylabel=ylabel,
+            data_label=data_label,
+            fig=fig,
+            ax_main=ax,
+            ax_comparison=rax,
+            comparison="ratio",
+            flow="none",
+            h1_label="Data",
+            h2_label="MC",
         )
         # signals are overlaid, not part of the model: mplhep's unstacked components would be added
         # to the "Sum" and to the data/MC ratio, hiding exactly the excess a missing process makes
         for i, (name, h) in enumerate(signals.items()):
             _, _, variances, _ = _values_edges(h, name)
-            hep.histplot(h, ax=ax, histtype="step", lw=2, label=name, flow="none", yerr=np.sqrt(variances),
-                         color=PROCESS_COLORS[(len(mc) + i) % len(PROCESS_COLORS)])
+            hep.histplot(
+                h,
+                ax=ax,
+                histtype="step",
+                lw=2,
+                label=name,
+                flow="none",
+                yerr=np.sqrt(variances),
+                color=PROCESS_COLORS[(len(mc) + i) % len(PROCESS_COLORS)],
+            )
         mc_total = sum(np.asarray(h.values(), dtype=np.float64) for h in mc.values())
         if logy and (np.any(d_vals > 0) or np.any(mc_total > 0)):  # an empty plot stays linear
             ax.set_yscale("log")
@@ -338,16 +381,25 @@ def _drop_empty_data_bars(axes: Sequence[Any], data: np.ndarray) -> None:
             for collection in container.lines[2]:
                 segments = collection.get_segments()
                 if len(segments) == len(keep):
-                    kept = [np.asarray(seg) for seg, k in zip(segments, keep) if k]
+                    kept = [np.asarray(seg) for seg, k in zip(segments, keep, strict=True) if k]
                     collection.set_segments([seg for seg in kept if seg.ndim == 2 and len(seg)])
 
 
 # ----------------------------------------------------------------------------- shapes
-def plot_shapes(hists: Mapping[str, object], path: str | os.PathLike, *, xlabel: str | None = None,
-                cuts: Mapping[str, float] | None = None, logy: bool = True, logx: bool = False,
-                text: str | None = None, com: float | str | None = 13,
-                styles: Mapping[str, Mapping[str, Any]] | None = None, normalise: bool = True,
-                ylabel: str | None = None) -> Path:
+def plot_shapes(
+    hists: Mapping[str, object],
+    path: str | os.PathLike,
+    *,
+    xlabel: str | None = None,
+    cuts: Mapping[str, float] | None = None,
+    logy: bool = True,
+    logx: bool = False,
+    text: str | None = None,
+    com: float | str | None = 13,
+    styles: Mapping[str, Mapping[str, Any]] | None = None,
+    normalise: bool = True,
+    ylabel: str | None = None,
+) -> Path:
     """Unit-area (or absolute) distributions of one quantity for several samples, with vertical cut lines.
 
     As Cerri et al. Fig. 7 (the VAE loss of the SM cocktail and the BSM benchmarks with the
@@ -419,11 +471,21 @@ def plot_shapes(hists: Mapping[str, object], path: str | os.PathLike, *, xlabel:
         return save_png(fig, path)
 
 
-def plot_lines(series: Mapping[str, tuple], path: str | os.PathLike, *, xlabel: str, ylabel: str,
-               logx: bool = False, logy: bool = False, yscale: str | None = None, hline: float | None = None,
-               ylim: tuple[float, float] | None = None,
-               text: str | None = None, com: float | str | None = 13,
-               styles: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
+def plot_lines(
+    series: Mapping[str, tuple],
+    path: str | os.PathLike,
+    *,
+    xlabel: str,
+    ylabel: str,
+    logx: bool = False,
+    logy: bool = False,
+    yscale: str | None = None,
+    hline: float | None = None,
+    ylim: tuple[float, float] | None = None,
+    text: str | None = None,
+    com: float | str | None = 13,
+    styles: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Path:
     """y against x for several series, with error bars where given (Mikuni et al. Figs. 2 and 3).
 
     Parameters
@@ -480,10 +542,19 @@ def plot_lines(series: Mapping[str, tuple], path: str | os.PathLike, *, xlabel: 
 
 
 # ----------------------------------------------------------------------------- ASTF
-def plot_astf(results: Mapping[str, AstfResult], path: str | os.PathLike, *, reference: str | None = None,
-              xlabel: str | None = None, logy: bool = True, alpha: float | None = None,
-              text: str | None = None, lumi: float | None = None, com: float | str | None = 13,
-              is_data: bool = True) -> Path:
+def plot_astf(
+    results: Mapping[str, AstfResult],
+    path: str | os.PathLike,
+    *,
+    reference: str | None = None,
+    xlabel: str | None = None,
+    logy: bool = True,
+    alpha: float | None = None,
+    text: str | None = None,
+    lumi: float | None = None,
+    com: float | str | None = 13,
+    is_data: bool = True,
+) -> Path:
     """ASTF per bin: the reference (background MC) as a filled band, the others as points.
 
     As Knapp et al. Fig. 8: "The filled area shows the same ratio computed on simulated
@@ -523,8 +594,15 @@ def plot_astf(results: Mapping[str, AstfResult], path: str | os.PathLike, *, ref
         lo = np.nan_to_num(ref.interval.low, nan=0.0)
         hi = np.nan_to_num(ref.interval.high, nan=0.0)
         have = np.isfinite(ref.fraction)
-        ax.stairs(np.where(have, hi, 0.0), edges, baseline=np.where(have, lo, 0.0), fill=True,
-                  color=PROCESS_COLORS[0], alpha=0.45, label=f"{ref_key} (stat. unc.)")
+        ax.stairs(
+            np.where(have, hi, 0.0),
+            edges,
+            baseline=np.where(have, lo, 0.0),
+            fill=True,
+            color=PROCESS_COLORS[0],
+            alpha=0.45,
+            label=f"{ref_key} (stat. unc.)",
+        )
         ax.stairs(np.where(have, ref.fraction, np.nan), edges, color=PROCESS_COLORS[0], lw=1.5)
         k = 0
         for label, res in results.items():
@@ -534,10 +612,16 @@ def plot_astf(results: Mapping[str, AstfResult], path: str | os.PathLike, *, ref
             if res.edges[0].shape != edges.shape or not np.allclose(res.edges[0], edges):
                 raise PlotError(f"plot_astf: {label!r} has a different binning from {ref_key!r}")
             ok = np.isfinite(res.fraction)
-            ax.errorbar(res.centers[ok], res.fraction[ok],
-                        yerr=[res.interval.error_low[ok], res.interval.error_high[ok]],
-                        xerr=0.5 * np.diff(edges)[ok], fmt="o", color="black" if k == 1 else PROCESS_COLORS[k],
-                        ms=6, label=label)
+            ax.errorbar(
+                res.centers[ok],
+                res.fraction[ok],
+                yerr=[res.interval.error_low[ok], res.interval.error_high[ok]],
+                xerr=0.5 * np.diff(edges)[ok],
+                fmt="o",
+                color="black" if k == 1 else PROCESS_COLORS[k],
+                ms=6,
+                label=label,
+            )
         if alpha is not None:
             ax.axhline(alpha, color="grey", ls="--", lw=1.5, label=rf"$\alpha$ = {alpha:g}")
         frac = np.concatenate([np.asarray(r.fraction, dtype=float).ravel() for r in results.values()])
@@ -557,10 +641,19 @@ def plot_astf(results: Mapping[str, AstfResult], path: str | os.PathLike, *, ref
 
 
 # ----------------------------------------------------------------------------- fits
-def plot_fit(fit: FitResult, path: str | os.PathLike, *, xlabel: str = r"$m_{jj}$ [GeV]",
-             data_label: str = "Data", logy: bool = True, text: str | None = None,
-             lumi: float | None = None, com: float | str | None = 13, is_data: bool = False,
-             overlays: Mapping[str, object] | None = None) -> Path:
+def plot_fit(
+    fit: FitResult,
+    path: str | os.PathLike,
+    *,
+    xlabel: str = r"$m_{jj}$ [GeV]",
+    data_label: str = "Data",
+    logy: bool = True,
+    text: str | None = None,
+    lumi: float | None = None,
+    com: float | str | None = 13,
+    is_data: bool = False,
+    overlays: Mapping[str, object] | None = None,
+) -> Path:
     """Spectrum (events per bin width) with the fitted dijet function and a pulls panel.
 
     Parameters
@@ -592,12 +685,25 @@ def plot_fit(fit: FitResult, path: str | os.PathLike, *, xlabel: str = r"$m_{jj}
         fig, ax, rax = _figure(ratio=True)
         n, err = fit.observed, np.sqrt(fit.variances)
         ok = n > 0
-        ax.errorbar(centers[ok], (n / width)[ok], yerr=(err / width)[ok], xerr=0.5 * width[ok], fmt="o",
-                    color="black", ms=5, label=data_label)
+        ax.errorbar(
+            centers[ok],
+            (n / width)[ok],
+            yerr=(err / width)[ok],
+            xerr=0.5 * width[ok],
+            fmt="o",
+            color="black",
+            ms=5,
+            label=data_label,
+        )
         fine = np.linspace(edges[0], edges[-1], 400)
         par = ", ".join(f"{k} = {v:.3g}" for k, v in fit.params.items())
-        ax.plot(fine, fit.density(fine), color=PROCESS_COLORS[2], lw=2,
-                label=f"{fit.model} fit ({fit.method}): " + rf"$\chi^2$/ndf = {fit.chi2:.1f}/{fit.ndf}")
+        ax.plot(
+            fine,
+            fit.density(fine),
+            color=PROCESS_COLORS[2],
+            lw=2,
+            label=f"{fit.model} fit ({fit.method}): " + rf"$\chi^2$/ndf = {fit.chi2:.1f}/{fit.ndf}",
+        )
         excluded = ~fit.fit_mask
         for i in np.flatnonzero(excluded):
             ax.axvspan(edges[i], edges[i + 1], color="grey", alpha=0.15, lw=0)
@@ -631,15 +737,24 @@ def plot_fit(fit: FitResult, path: str | os.PathLike, *, xlabel: str = r"$m_{jj}
 def _unit(label: str) -> str:
     """Unit inside the trailing brackets of an axis label, e.g. 'GeV' from 'm_jj [GeV]'."""
     if label.endswith("]") and "[" in label:
-        return label[label.rindex("[") + 1:-1]
+        return label[label.rindex("[") + 1 : -1]
     return ""
 
 
 # ----------------------------------------------------------------------------- BumpHunter
-def plot_bumphunt(result: BumpHuntResult, path: str | os.PathLike, *, xlabel: str = r"$m_{jj}$ [GeV]",
-                  data_label: str = "Data", reference_label: str = "Background reference",
-                  logy: bool = True, text: str | None = None, lumi: float | None = None,
-                  com: float | str | None = 13, is_data: bool = False) -> Path:
+def plot_bumphunt(
+    result: BumpHuntResult,
+    path: str | os.PathLike,
+    *,
+    xlabel: str = r"$m_{jj}$ [GeV]",
+    data_label: str = "Data",
+    reference_label: str = "Background reference",
+    logy: bool = True,
+    text: str | None = None,
+    lumi: float | None = None,
+    com: float | str | None = 13,
+    is_data: bool = False,
+) -> Path:
     """Data vs reference with the most significant BumpHunter window and a per-bin significance panel.
 
     Parameters
@@ -670,11 +785,18 @@ def plot_bumphunt(result: BumpHuntResult, path: str | os.PathLike, *, xlabel: st
         fig, ax, rax = _figure(ratio=True)
         ax.stairs(r, edges, color=PROCESS_COLORS[0], fill=True, alpha=0.5, label=reference_label)
         ax.errorbar(centers, d, yerr=np.sqrt(d), fmt="o", color="black", ms=5, label=data_label)
-        gs = f">{result.global_significance:.2f}" if result.global_significance_is_lower_limit \
+        gs = (
+            f">{result.global_significance:.2f}"
+            if result.global_significance_is_lower_limit
             else f"{result.global_significance:.2f}"
-        ax.axvspan(*result.window, color=PROCESS_COLORS[2], alpha=0.25,
-                   label=f"BumpHunter window (local {result.local_significance:.1f}" + r"$\sigma$"
-                         f", global {gs}" + r"$\sigma$)")
+        )
+        ax.axvspan(
+            *result.window,
+            color=PROCESS_COLORS[2],
+            alpha=0.25,
+            label=f"BumpHunter window (local {result.local_significance:.1f}" + r"$\sigma$"
+            f", global {gs}" + r"$\sigma$)",
+        )
         if logy:
             ax.set_yscale("log")
         ax.set_ylabel("Events / bin")
@@ -683,8 +805,9 @@ def plot_bumphunt(result: BumpHuntResult, path: str | os.PathLike, *, xlabel: st
         with np.errstate(divide="ignore", invalid="ignore"):
             p_exc = stats.poisson.sf(d - 1, r)
             p_def = stats.poisson.cdf(d, r)
-            sig = np.where(d >= r, stats.norm.isf(np.clip(p_exc, 1e-300, 0.5)),
-                           -stats.norm.isf(np.clip(p_def, 1e-300, 0.5)))
+            sig = np.where(
+                d >= r, stats.norm.isf(np.clip(p_exc, 1e-300, 0.5)), -stats.norm.isf(np.clip(p_def, 1e-300, 0.5))
+            )
         sig = np.where(r > 0, sig, 0.0)
         rax.bar(centers, sig, width=np.diff(edges), color=PROCESS_COLORS[2], edgecolor="none")
         rax.axhline(0, color="black", lw=1)

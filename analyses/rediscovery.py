@@ -20,6 +20,7 @@ Steps (each a function below; ``run_rediscovery`` wires them):
    enrichment measured with the hidden labels; ROC of the detector on labelled simulation.
 6. **Report**: ``summary.md``, ``summary.json``, ``index.html`` and PNG plots in ``OUT/report``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,11 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from cms_anomaly.processors.runner import EXECUTORS
 from cms_anomaly.analyses import analysis
 from cms_anomaly.analyses.analysis import fmt
 from cms_anomaly.datasets.argtypes import fraction, positive_float, positive_int
+from cms_anomaly.processors.runner import EXECUTORS
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,11 @@ log = logging.getLogger(__name__)
 PROCESSES: dict[str, str] = {"wjets": "wmunu_jets", "zjets": "zmumu_jets", "ttbar": "ttbar"}
 BACKGROUNDS = ("wjets", "zjets")
 #: legend labels of the roles
-ROLE_LABELS: dict[str, str] = {"wjets": r"W($\mu\nu$)+jets", "zjets": r"Z/$\gamma^*$($\mu\mu$)+jets", "ttbar": r"$t\bar{t}$"}
+ROLE_LABELS: dict[str, str] = {
+    "wjets": r"W($\mu\nu$)+jets",
+    "zjets": r"Z/$\gamma^*$($\mu\mu$)+jets",
+    "ttbar": r"$t\bar{t}$",
+}
 ASTF_FEATURES = ("ht", "m_jets", "n_jets", "n_bjets")
 REPORT_ALPHAS = (1e-3, 1e-2, 5e-2, 1e-1)
 
@@ -85,8 +89,11 @@ class RediscoveryConfig:
 
     def scaled(self, factor: float) -> RediscoveryConfig:
         """The same job with ``factor`` times more events."""
-        return replace(self, events={k: max(1, int(round(v * factor))) for k, v in self.events.items()},
-                       qcd_events=max(1, int(round(self.qcd_events * factor))))
+        return replace(
+            self,
+            events={k: max(1, round(v * factor)) for k, v in self.events.items()},
+            qcd_events=max(1, round(self.qcd_events * factor)),
+        )
 
 
 # ------------------------------------------------------------------------------------- step 1
@@ -109,13 +116,28 @@ def load_data_fileset(path: str | os.PathLike) -> tuple[dict, float, float]:
         raise RediscoveryError(f"{path}: data sets at different sqrt(s) {sorted(energies)}")
     sqrt_s = energies.pop()
     files = {f: tree for entry in data.values() for f, tree in entry["files"].items()}
-    entry = {"files": files, "metadata": {"process": "data", "is_data": True, "is_signal": False, "lumi_pb": lumi,
-                                          "sqrt_s": sqrt_s, "datasets": sorted(data)}}
+    entry = {
+        "files": files,
+        "metadata": {
+            "process": "data",
+            "is_data": True,
+            "is_signal": False,
+            "lumi_pb": lumi,
+            "sqrt_s": sqrt_s,
+            "datasets": sorted(data),
+        },
+    }
     return {"data": entry}, lumi, sqrt_s
 
 
-def make_samples(samples_dir: Path, config: RediscoveryConfig, *, inject: str | None = None,
-                 signal_fraction: float = 0.0, simulation_seed: int | None = None) -> tuple[dict, dict]:
+def make_samples(
+    samples_dir: Path,
+    config: RediscoveryConfig,
+    *,
+    inject: str | None = None,
+    signal_fraction: float = 0.0,
+    simulation_seed: int | None = None,
+) -> tuple[dict, dict]:
     """Generate (or reuse) the productions in ``samples_dir``; return (simulation fileset, data fileset entry).
 
     Without ``config.data_fileset`` two productions: one mixed into pseudo-data, one the
@@ -134,13 +156,22 @@ def make_samples(samples_dir: Path, config: RediscoveryConfig, *, inject: str | 
     real = load_data_fileset(config.data_fileset) if config.data_fileset else None
     sqrt_s = real[2] if real else production.SQRT_S
     sim_seed = config.seed + 1000 if simulation_seed is None else int(simulation_seed)
-    run = dict(executor="dask" if config.executor == "dask" else "local", scheduler=config.scheduler,
-               workers=config.workers, sqrt_s=sqrt_s)
+    run = {
+        "executor": "dask" if config.executor == "dask" else "local",
+        "scheduler": config.scheduler,
+        "workers": config.workers,
+        "sqrt_s": sqrt_s,
+    }
     productions = (("simulation", sim_seed),) if real else (("data", config.seed), ("simulation", sim_seed))
     filesets = {}
     for label, seed in productions:
-        result = production.produce(list(roles.values()), out=samples_dir / label,
-                                    events={card: events[role] for role, card in roles.items()}, seed=seed, **run)
+        result = production.produce(
+            list(roles.values()),
+            out=samples_dir / label,
+            events={card: events[role] for role, card in roles.items()},
+            seed=seed,
+            **run,
+        )
         filesets[label] = {role: result["datasets"][card] for role, card in roles.items()}
     for fs in filesets.values():  # the rare-process normalisation, the same in (pseudo-)data and simulation
         meta = fs["ttbar"]["metadata"] = dict(fs["ttbar"]["metadata"])
@@ -154,27 +185,36 @@ def make_samples(samples_dir: Path, config: RediscoveryConfig, *, inject: str | 
         n_sm = sum(float(e["metadata"]["xsec_pb"]) * lumi for e in pool.values())
         n_sig = signal_fraction / (1.0 - signal_fraction) * n_sm
         needed = int(np.ceil(n_sig + 3.0 * np.sqrt(n_sig) + 5))  # room for a 3 sigma upward fluctuation
-        signal = production.produce([inject], out=samples_dir / f"signal_{inject}", events={inject: needed},
-                                    seed=config.seed + 2000, **run)
+        signal = production.produce(
+            [inject], out=samples_dir / f"signal_{inject}", events={inject: needed}, seed=config.seed + 2000, **run
+        )
         entry = dict(signal["datasets"][inject])
         entry["metadata"] = {**entry["metadata"], "xsec_pb": n_sig / lumi}
         pool[inject] = entry
         name = f"pseudodata_s{config.seed}_{inject}_{signal_fraction:g}"
-    data = mixture.build_pseudo_data(pool, processes=list(pool), out=samples_dir / name, seed=config.seed,
-                                     lumi_pb=lumi)
+    data = mixture.build_pseudo_data(pool, processes=list(pool), out=samples_dir / name, seed=config.seed, lumi_pb=lumi)
     return filesets["simulation"], data
 
 
 # ------------------------------------------------------------------------------------- steps 2, 4
-def run_pass(fileset: dict, *, out: Path, config: RediscoveryConfig, lumi_pb: float, scorers: dict | None = None,
-             features: bool) -> dict:
+def run_pass(
+    fileset: dict, *, out: Path, config: RediscoveryConfig, lumi_pb: float, scorers: dict | None = None, features: bool
+) -> dict:
     """One processor pass with the ``top_rediscovery`` selection; histograms saved under ``out``."""
     from cms_anomaly.analyses.analysis import Execution, processor_pass
 
-    execution = Execution(executor=config.executor, scheduler=config.scheduler, workers=config.workers,
-                          chunksize=config.chunksize)
-    return processor_pass(fileset, out=out, selection="top_rediscovery", lumi_pb=lumi_pb, execution=execution,
-                          scorers=scorers, features=features)
+    execution = Execution(
+        executor=config.executor, scheduler=config.scheduler, workers=config.workers, chunksize=config.chunksize
+    )
+    return processor_pass(
+        fileset,
+        out=out,
+        selection="top_rediscovery",
+        lumi_pb=lumi_pb,
+        execution=execution,
+        scorers=scorers,
+        features=features,
+    )
 
 
 # ------------------------------------------------------------------------------------- step 3
@@ -183,14 +223,24 @@ def train_detectors(features_dir: Path, out: Path, config: RediscoveryConfig) ->
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export
 
     paths = {}
-    alad = train_and_export("alad", features_dir=features_dir, out_dir=out, feature_set="hlf24", datasets=["data"],
-                            options=TrainOptions(epochs=config.epochs, seed=config.seed, device=config.device,
-                                                 progress=False))
+    alad = train_and_export(
+        "alad",
+        features_dir=features_dir,
+        out_dir=out,
+        feature_set="hlf24",
+        datasets=["data"],
+        options=TrainOptions(epochs=config.epochs, seed=config.seed, device=config.device, progress=False),
+    )
     by_score = {p.stem.rsplit("_", 1)[-1]: p for p in alad.paths}
     paths["alad"] = by_score.get("l1", alad.paths[0])
-    ae = train_and_export("ae", features_dir=features_dir, out_dir=out, feature_set="hlf24", datasets=["data"],
-                          options=TrainOptions(epochs=config.ae_epochs, seed=config.seed, device=config.device,
-                                               progress=False))
+    ae = train_and_export(
+        "ae",
+        features_dir=features_dir,
+        out_dir=out,
+        feature_set="hlf24",
+        datasets=["data"],
+        options=TrainOptions(epochs=config.ae_epochs, seed=config.seed, device=config.device, progress=False),
+    )
     paths["ae"] = ae.paths[0]
     return paths
 
@@ -204,14 +254,29 @@ def _purity_ratio(k: int, n: int, k0: int, n0: int) -> dict[str, float]:
     f_all = k0 / n0 if n0 else float("nan")
     ci = agresti_coull_interval(k, n) if n else None
     if ci is None or not f_all:
-        return {"selected": n, "ttbar_selected": k, "fraction_all": f_all, "fraction_selected": float("nan"),
-                "purity_ratio": float("nan"), "purity_ratio_low": float("nan"), "purity_ratio_high": float("nan")}
-    return {"selected": n, "ttbar_selected": k, "fraction_all": f_all, "fraction_selected": k / n,
-            "purity_ratio": (k / n) / f_all, "purity_ratio_low": float(ci.low) / f_all, "purity_ratio_high": float(ci.high) / f_all}
+        return {
+            "selected": n,
+            "ttbar_selected": k,
+            "fraction_all": f_all,
+            "fraction_selected": float("nan"),
+            "purity_ratio": float("nan"),
+            "purity_ratio_low": float("nan"),
+            "purity_ratio_high": float("nan"),
+        }
+    return {
+        "selected": n,
+        "ttbar_selected": k,
+        "fraction_all": f_all,
+        "fraction_selected": k / n,
+        "purity_ratio": (k / n) / f_all,
+        "purity_ratio_low": float(ci.low) / f_all,
+        "purity_ratio_high": float(ci.high) / f_all,
+    }
 
 
-def _efficiency_ratio(signal: tuple[np.ndarray, np.ndarray], background: tuple[np.ndarray, np.ndarray], *,
-                      first_bin: int) -> dict[str, float]:
+def _efficiency_ratio(
+    signal: tuple[np.ndarray, np.ndarray], background: tuple[np.ndarray, np.ndarray], *, first_bin: int
+) -> dict[str, float]:
     """eps_ttbar / eps_(W+Z) in score bins >= ``first_bin`` of labelled simulation (LR+ = TPR/FPR), 68 % CL.
 
     ``signal`` and ``background`` are (sum w, sum w^2) per score bin. This is Knapp et al.'s
@@ -231,23 +296,24 @@ def _efficiency_ratio(signal: tuple[np.ndarray, np.ndarray], background: tuple[n
     def entries(w: np.ndarray, w2: np.ndarray) -> float:  # effective entries above the threshold
         return effective_entries_from_sums(w[first_bin:].sum(), w2[first_bin:].sum())
 
-    return {"eps_ttbar": float(e_s.estimate), "eps_ttbar_low": float(e_s.low), "eps_ttbar_high": float(e_s.high),
-            "eps_background": float(e_b.estimate), "eps_background_low": float(e_b.low),
-            "eps_background_high": float(e_b.high), "lr_plus": ratio,
-            "lr_plus_low": float(e_s.low / e_b.high) if e_b.high > 0 else float("nan"), "lr_plus_high": high,
-            "ttbar_passed": round(entries(ws, w2s)), "background_passed": round(entries(wb, w2b))}
+    return {
+        "eps_ttbar": float(e_s.estimate),
+        "eps_ttbar_low": float(e_s.low),
+        "eps_ttbar_high": float(e_s.high),
+        "eps_background": float(e_b.estimate),
+        "eps_background_low": float(e_b.low),
+        "eps_background_high": float(e_b.high),
+        "lr_plus": ratio,
+        "lr_plus_low": float(e_s.low / e_b.high) if e_b.high > 0 else float("nan"),
+        "lr_plus_high": high,
+        "ttbar_passed": round(entries(ws, w2s)),
+        "background_passed": round(entries(wb, w2b)),
+    }
 
 
-def _binned_roc(signal: np.ndarray, background: np.ndarray):
-    """ROC of the score from per-bin weights (bin index as the score: events of one bin are tied)."""
-    from cms_anomaly.stats import roc_curve
-
-    idx = np.arange(len(signal), dtype=np.float64)
-    return roc_curve(idx, idx, bkg_weights=background, sig_weights=signal)
-
-
-def analyse(output: dict[str, Any], *, model: str = "alad", score: str = "l1", alpha: float,
-            config: RediscoveryConfig) -> dict[str, Any]:
+def analyse(
+    output: dict[str, Any], *, model: str = "alad", score: str = "l1", alpha: float, config: RediscoveryConfig
+) -> dict[str, Any]:
     """ASTF, PPS yields, ttbar enrichment and the labelled-simulation ROC from the processor's histograms.
 
     ``output`` is the second processor pass (``{dataset: {"hists": ...}}``, the ``model`` scorer
@@ -256,11 +322,11 @@ def analyse(output: dict[str, Any], *, model: str = "alad", score: str = "l1", a
     (:func:`~cms_anomaly.stats.threshold_bin_at_efficiency`).
     """
     from cms_anomaly.analyses.scorehists import ScoreHists
-    from cms_anomaly.stats import astf, on_off_significance, threshold_bin_at_efficiency
+    from cms_anomaly.stats import astf, on_off_significance, roc_from_sums, threshold_bin_at_efficiency
 
     sh = ScoreHists(output, model, score)
     data_w, _ = sh.score_sums("data")
-    n_data = int(round(data_w.sum()))
+    n_data = round(data_w.sum())
     k_alpha = threshold_bin_at_efficiency(data_w, efficiency=alpha)
     # the hidden process labels of pseudo-data fill the process axis; real data carry "data"
     labelled = "ttbar" in sh.processes("data")
@@ -278,24 +344,35 @@ def analyse(output: dict[str, Any], *, model: str = "alad", score: str = "l1", a
             h[f"background_{stage}"] = sum((h[f"{r}_{stage}"] for r in bkg_mc[1:]), start=h[f"{bkg_mc[0]}_{stage}"])
             h[f"with_ttbar_{stage}"] = h[f"background_{stage}"] + h[f"ttbar_{stage}"]
         hists[name] = h
-        astfs[name] = {"data": astf(h["data_all"], h["data_selected"]),
-                       "background MC": astf(h["background_all"], h["background_selected"]),
-                       "background + ttbar MC": astf(h["with_ttbar_all"], h["with_ttbar_selected"])}
+        astfs[name] = {
+            "data": astf(h["data_all"], h["data_selected"]),
+            "background MC": astf(h["background_all"], h["background_selected"]),
+            "background + ttbar MC": astf(h["with_ttbar_all"], h["with_ttbar_selected"]),
+        }
 
     def yields(first_bin: int, min_jets: int = 0, min_bjets: int = 0) -> dict[str, dict[str, float]]:
-        out = {role: sh.count_yield(role, first_bin=first_bin, min_jets=min_jets, min_bjets=min_bjets) for role in roles}
+        out = {
+            role: sh.count_yield(role, first_bin=first_bin, min_jets=min_jets, min_bjets=min_bjets) for role in roles
+        }
         bkg = [out[r] for r in bkg_mc]
-        out["background"] = {"sumw": sum(b["sumw"] for b in bkg), "error": float(np.sqrt(sum(b["error"] ** 2 for b in bkg))),
-                             "entries": sum(b["entries"] for b in bkg)}
-        out["background + ttbar"] = {"sumw": out["background"]["sumw"] + out["ttbar"]["sumw"],
-                                     "error": float(np.hypot(out["background"]["error"], out["ttbar"]["error"])),
-                                     "entries": out["background"]["entries"] + out["ttbar"]["entries"]}
+        out["background"] = {
+            "sumw": sum(b["sumw"] for b in bkg),
+            "error": float(np.sqrt(sum(b["error"] ** 2 for b in bkg))),
+            "entries": sum(b["entries"] for b in bkg),
+        }
+        out["background + ttbar"] = {
+            "sumw": out["background"]["sumw"] + out["ttbar"]["sumw"],
+            "error": float(np.hypot(out["background"]["error"], out["ttbar"]["error"])),
+            "entries": out["background"]["entries"] + out["ttbar"]["entries"],
+        }
         return out
 
     # the weight one simulated event carries, per reference: sets the exposure of an empty simulation
     unselected = yields(0)
-    unit_weight = {role: unselected[role]["sumw"] / unselected[role]["entries"] if unselected[role]["entries"] else 1.0
-                   for role in roles[1:]}
+    unit_weight = {
+        role: unselected[role]["sumw"] / unselected[role]["entries"] if unselected[role]["entries"] else 1.0
+        for role in roles[1:]
+    }
     unit_weight["background"] = max((unit_weight[r] for r in bkg_mc), default=1.0)
     unit_weight["background + ttbar"] = max(unit_weight["background"], unit_weight.get("ttbar", 0.0))
 
@@ -307,37 +384,53 @@ def analyse(output: dict[str, Any], *, model: str = "alad", score: str = "l1", a
             n_off, tau = b**2 / eb**2, b / eb**2
         else:
             n_off, tau = 0.0, 1.0 / unit_weight[reference]
-        return {"observed": n, "expected": b, "expected_error": eb, "difference": n - b,
-                "significance": on_off_significance(n, n_off, tau)}
+        return {
+            "observed": n,
+            "expected": b,
+            "expected_error": eb,
+            "difference": n - b,
+            "significance": on_off_significance(n, n_off, tau),
+        }
 
     pps_after = yields(k_alpha, config.pps_min_jets, config.pps_min_bjets)
     pps_before = yields(0, config.pps_min_jets, config.pps_min_bjets)
     selected_all = yields(k_alpha)
     sig = sh.score_sums("ttbar")
     bkg = tuple(np.sum([sh.score_sums(r)[i] for r in bkg_mc], axis=0) for i in (0, 1))
-    roc = _binned_roc(sig[0], bkg[0])
+    roc = roc_from_sums(bkg[0], sig[0], bkg_sumw2=bkg[1], sig_sumw2=sig[1])
     purity, efficiency_ratio = {}, {}
     ttbar_w, _ = sh.score_sums("data", processes=["ttbar"]) if labelled else (None, None)
     for a in sorted({*REPORT_ALPHAS, alpha}):
         k = threshold_bin_at_efficiency(data_w, efficiency=a)
         thr = sh.threshold(k)
         if labelled:
-            purity[f"{a:g}"] = {"threshold": thr, **_purity_ratio(int(round(ttbar_w[k:].sum())), int(round(data_w[k:].sum())),
-                                                                 int(round(ttbar_w.sum())), n_data)}
+            purity[f"{a:g}"] = {
+                "threshold": thr,
+                **_purity_ratio(round(ttbar_w[k:].sum()), round(data_w[k:].sum()), round(ttbar_w.sum()), n_data),
+            }
         # the paper's figure of merit: efficiencies on labelled simulation at the data's threshold
-        efficiency_ratio[f"{a:g}"] = {"threshold": thr, "data_fraction": float(data_w[k:].sum() / data_w.sum()),
-                                      **_efficiency_ratio(sig, bkg, first_bin=k)}
+        efficiency_ratio[f"{a:g}"] = {
+            "threshold": thr,
+            "data_fraction": float(data_w[k:].sum() / data_w.sum()),
+            **_efficiency_ratio(sig, bkg, first_bin=k),
+        }
     return {
         "alpha": alpha,
         "threshold": sh.threshold(k_alpha),
         "n_data": n_data,
-        "n_data_selected": int(round(data_w[k_alpha:].sum())),
+        "n_data_selected": round(data_w[k_alpha:].sum()),
         "purity_ratio": purity,
         "efficiency_ratio": efficiency_ratio,
-        "pps_after_anomaly_selection": {"yields": pps_after, "vs_background": excess(pps_after, "background"),
-                                        "vs_background_ttbar": excess(pps_after, "background + ttbar")},
-        "pps_without_anomaly_selection": {"yields": pps_before, "vs_background": excess(pps_before, "background"),
-                                          "vs_background_ttbar": excess(pps_before, "background + ttbar")},
+        "pps_after_anomaly_selection": {
+            "yields": pps_after,
+            "vs_background": excess(pps_after, "background"),
+            "vs_background_ttbar": excess(pps_after, "background + ttbar"),
+        },
+        "pps_without_anomaly_selection": {
+            "yields": pps_before,
+            "vs_background": excess(pps_before, "background"),
+            "vs_background_ttbar": excess(pps_before, "background + ttbar"),
+        },
         "anomaly_selected_yields": selected_all,
         "roc_auc_ttbar_vs_background": float(roc.auc()),
         "_hists": hists,
@@ -347,8 +440,16 @@ def analyse(output: dict[str, Any], *, model: str = "alad", score: str = "l1", a
 
 
 # ------------------------------------------------------------------------------------- step 6
-def make_plots(result: dict, report_dir: Path, *, lumi_pb: float, output: dict, model: str = "alad",
-               score: str = "l1", data_label: str = "Pseudo-data") -> list[Path]:
+def make_plots(
+    result: dict,
+    report_dir: Path,
+    *,
+    lumi_pb: float,
+    output: dict,
+    model: str = "alad",
+    score: str = "l1",
+    data_label: str = "Pseudo-data",
+) -> list[Path]:
     """The analogues of Knapp et al. Figs 5-9 as PNGs, from the processor's histograms."""
     from cms_anomaly.analyses import plotting
     from cms_anomaly.analyses.scorehists import ScoreHists
@@ -360,28 +461,64 @@ def make_plots(result: dict, report_dir: Path, *, lumi_pb: float, output: dict, 
         label = FEATURES[name].label
         for stage, text in (("all", "muon + jets"), ("selected", rf"ALAD L1 $\alpha$ = {result['alpha']:g}")):
             mc = {ROLE_LABELS[r]: h[f"{r}_{stage}"] for r in BACKGROUNDS}
-            pngs.append(plotting.plot_data_mc(h[f"data_{stage}"], mc, report_dir / f"{name}_{stage}.png", xlabel=label,
-                                              signals={r"$t\bar{t}$ (not in the background)": h[f"ttbar_{stage}"]},
-                                              data_label=data_label, text=f"{text}, {lumi_text}", lumi=None, com=None, is_data=False))
-        pngs.append(plotting.plot_astf(result["_astf"][name], report_dir / f"astf_{name}.png", reference="background MC",
-                                       xlabel=label, alpha=result["alpha"], text=f"ASTF, {lumi_text}", lumi=None, com=None, is_data=False))
+            pngs.append(
+                plotting.plot_data_mc(
+                    h[f"data_{stage}"],
+                    mc,
+                    report_dir / f"{name}_{stage}.png",
+                    xlabel=label,
+                    signals={r"$t\bar{t}$ (not in the background)": h[f"ttbar_{stage}"]},
+                    data_label=data_label,
+                    text=f"{text}, {lumi_text}",
+                    lumi=None,
+                    com=None,
+                    is_data=False,
+                )
+            )
+        pngs.append(
+            plotting.plot_astf(
+                result["_astf"][name],
+                report_dir / f"astf_{name}.png",
+                reference="background MC",
+                xlabel=label,
+                alpha=result["alpha"],
+                text=f"ASTF, {lumi_text}",
+                lumi=None,
+                com=None,
+                is_data=False,
+            )
+        )
     auc = result["roc_auc_ttbar_vs_background"]
-    pngs.append(plotting.plot_roc({rf"ALAD L1: $t\bar{{t}}$ vs W+Z (AUC {auc:.3f})": result["_roc"]}, report_dir / "roc_alad.png",
-                                  text="labelled simulation"))
+    pngs.append(
+        plotting.plot_roc(
+            {rf"ALAD L1: $t\bar{{t}}$ vs W+Z (AUC {auc:.3f})": result["_roc"]},
+            report_dir / "roc_alad.png",
+            text="labelled simulation",
+        )
+    )
     # the score distributions from the processor's histograms, over the decades the samples fill
     # (L1 scores span decades: outliers reach 1e4-1e5 x the median), 10 bins per decade
     sh = ScoreHists(output, model, score)
     first, last = sh.occupied_range([r for r in ("data", *PROCESSES) if r in output])
 
-    def score_hist(role: str):  # noqa: ANN202
+    def score_hist(role: str):
         return sh.score_hist(role, first=first, last=last, rebin=5)
 
-    pngs.append(plotting.plot_data_mc(score_hist("data"),
-                                      {ROLE_LABELS[r]: score_hist(r) for r in BACKGROUNDS},
-                                      report_dir / "score_alad.png", xlabel="ALAD L1 score",
-                                      signals={r"$t\bar{t}$": score_hist("ttbar")}, data_label=data_label,
-                                      text=rf"all selected events, {lumi_text}", lumi=None, com=None, is_data=False,
-                                      logx=True))
+    pngs.append(
+        plotting.plot_data_mc(
+            score_hist("data"),
+            {ROLE_LABELS[r]: score_hist(r) for r in BACKGROUNDS},
+            report_dir / "score_alad.png",
+            xlabel="ALAD L1 score",
+            signals={r"$t\bar{t}$": score_hist("ttbar")},
+            data_label=data_label,
+            text=rf"all selected events, {lumi_text}",
+            lumi=None,
+            com=None,
+            is_data=False,
+            logx=True,
+        )
+    )
     return pngs
 
 
@@ -396,9 +533,11 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
     sqrt_s = meta.get("sqrt_s", 13000.0) / 1000.0
     if meta["data_composition"]:
         scale = meta["config"].get("ttbar_scale", 1.0)
-        data_text = (f"Pseudo-data: {meta['lumi_pb']:.3g} pb^-1 of generated {sqrt_s:g} TeV W(mu nu)+jets, Z/gamma*(mu mu)+jets "
-                     f"and ttbar at {scale:g} x its Pythia cross section, as a rare process "
-                     f"({', '.join(f'{k} {v}' for k, v in meta['data_composition'].items())} events before selection)")
+        data_text = (
+            f"Pseudo-data: {meta['lumi_pb']:.3g} pb^-1 of generated {sqrt_s:g} TeV W(mu nu)+jets, Z/gamma*(mu mu)+jets "
+            f"and ttbar at {scale:g} x its Pythia cross section, as a rare process "
+            f"({', '.join(f'{k} {v}' for k, v in meta['data_composition'].items())} events before selection)"
+        )
     else:
         data_text = f"Data: {meta['lumi_pb']:.4g} pb^-1 of {sqrt_s:g} TeV collisions from `{meta['data_fileset']}`"
     lines = [
@@ -410,16 +549,18 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
         "## ttbar efficiency ratio on labelled simulation (the paper's figure of merit)",
         "",
         "eps_ttbar / eps_(W+Z): the fractions of simulated ttbar and of simulated W+Z events above the threshold "
-        "that selects alpha of the data (LR+ = TPR/FPR; Knapp et al.'s \"factor 20\" is this ratio).",
+        'that selects alpha of the data (LR+ = TPR/FPR; Knapp et al.\'s "factor 20" is this ratio).',
         "",
         "| alpha | threshold | eps_ttbar (68 % CL) | eps_(W+Z) (68 % CL) | eps_ttbar / eps_(W+Z) (68 % CL) |",
         "| --- | --- | --- | --- | --- |",
     ]
     for key, r in public["efficiency_ratio"].items():
-        lines.append(f"| {key} | {fmt(r['threshold'], 4)} | {fmt(r['eps_ttbar'])} [{fmt(r['eps_ttbar_low'])}, "
-                     f"{fmt(r['eps_ttbar_high'])}] ({r['ttbar_passed']} ev.) | {fmt(r['eps_background'])} "
-                     f"[{fmt(r['eps_background_low'])}, {fmt(r['eps_background_high'])}] ({r['background_passed']} ev.) | "
-                     f"x{fmt(r['lr_plus'])} [{fmt(r['lr_plus_low'])}, {fmt(r['lr_plus_high'])}] |")
+        lines.append(
+            f"| {key} | {fmt(r['threshold'], 4)} | {fmt(r['eps_ttbar'])} [{fmt(r['eps_ttbar_low'])}, "
+            f"{fmt(r['eps_ttbar_high'])}] ({r['ttbar_passed']} ev.) | {fmt(r['eps_background'])} "
+            f"[{fmt(r['eps_background_low'])}, {fmt(r['eps_background_high'])}] ({r['background_passed']} ev.) | "
+            f"x{fmt(r['lr_plus'])} [{fmt(r['lr_plus_low'])}, {fmt(r['lr_plus_high'])}] |"
+        )
     r3, ra = public["efficiency_ratio"].get("0.001", {}), public["efficiency_ratio"][a]
     lines += [
         "",
@@ -431,15 +572,19 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
         "",
     ]
     if enr:
-        lines += ["The purity ratio f_ttbar(selected) / f_ttbar(all) of the pseudo-data, from its hidden labels: a "
-                  "different quantity from the efficiency ratio above (it is capped at 1 / f_ttbar(all)).",
-                  "",
-                  "| alpha | threshold | selected | ttbar among selected | ttbar fraction all -> selected | purity ratio (68 % CL) |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "The purity ratio f_ttbar(selected) / f_ttbar(all) of the pseudo-data, from its hidden labels: a "
+            "different quantity from the efficiency ratio above (it is capped at 1 / f_ttbar(all)).",
+            "",
+            "| alpha | threshold | selected | ttbar among selected | ttbar fraction all -> selected | purity ratio (68 % CL) |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for key, e in enr.items():
-            lines.append(f"| {key} | {fmt(e['threshold'], 4)} | {e['selected']} | {e['ttbar_selected']} | "
-                         f"{fmt(e['fraction_all'])} -> {fmt(e['fraction_selected'])} | "
-                         f"x{fmt(e['purity_ratio'])} [{fmt(e['purity_ratio_low'])}, {fmt(e['purity_ratio_high'])}] |")
+            lines.append(
+                f"| {key} | {fmt(e['threshold'], 4)} | {e['selected']} | {e['ttbar_selected']} | "
+                f"{fmt(e['fraction_all'])} -> {fmt(e['fraction_selected'])} | "
+                f"x{fmt(e['purity_ratio'])} [{fmt(e['purity_ratio_low'])}, {fmt(e['purity_ratio_high'])}] |"
+            )
         e3 = enr.get("0.001", {})
         lines += [
             "",
@@ -449,8 +594,10 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
             f"x{fmt(enr[a]['purity_ratio'])} [{fmt(enr[a]['purity_ratio_low'])}, {fmt(enr[a]['purity_ratio_high'])}].",
         ]
     else:
-        lines.append("Not measured: the process of a real-data event is unknown (the purity ratio needs the labels of "
-                     "pseudo-data). The efficiency ratio above and the PPS comparison below are the measurements.")
+        lines.append(
+            "Not measured: the process of a real-data event is unknown (the purity ratio needs the labels of "
+            "pseudo-data). The efficiency ratio above and the PPS comparison below are the measurements."
+        )
     lines += [
         "",
         f"ROC of the detector on labelled simulation (ttbar vs W+Z): AUC = {public['roc_auc_ttbar_vs_background']:.3f}.",
@@ -462,15 +609,22 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
     ]
     for label, block in ((f"after the anomaly selection (alpha = {a})", pps), ("without the anomaly selection", pps0)):
         b, bt = block["vs_background"], block["vs_background_ttbar"]
-        lines.append(f"| {label} | {b['observed']:.0f} | {b['expected']:.2f} +- {b['expected_error']:.2f} | "
-                     f"{fmt(b['significance'])} sigma | {bt['expected']:.2f} +- {bt['expected_error']:.2f} | {fmt(bt['significance'])} sigma |")
-    excess_only_without_ttbar = (pps["vs_background"]["significance"] > 2) and abs(pps["vs_background_ttbar"]["significance"]) < 2
+        lines.append(
+            f"| {label} | {b['observed']:.0f} | {b['expected']:.2f} +- {b['expected_error']:.2f} | "
+            f"{fmt(b['significance'])} sigma | {bt['expected']:.2f} +- {bt['expected_error']:.2f} | {fmt(bt['significance'])} sigma |"
+        )
+    excess_only_without_ttbar = (pps["vs_background"]["significance"] > 2) and abs(
+        pps["vs_background_ttbar"]["significance"]
+    ) < 2
     lines += [
         "",
-        ("The PPS excess appears only when ttbar is missing from the simulation: the data exceed the W+Z "
-         "expectation and agree with it once ttbar is added." if excess_only_without_ttbar else
-         "The PPS comparison does not show an excess that is significant (> 2 sigma) only without ttbar at this "
-         "sample size; see the table for the numbers."),
+        (
+            "The PPS excess appears only when ttbar is missing from the simulation: the data exceed the W+Z "
+            "expectation and agree with it once ttbar is added."
+            if excess_only_without_ttbar
+            else "The PPS comparison does not show an excess that is significant (> 2 sigma) only without ttbar at this "
+            "sample size; see the table for the numbers."
+        ),
         "",
         "Z_Bi: significance of the observed yield over the simulated one, counting the simulation's own "
         "statistical error (on/off binomial test, Cousins, Linnemann, Tucker 2008); negative for a deficit.",
@@ -484,7 +638,6 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
 def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = RediscoveryConfig()) -> Path:
     """Run the whole analysis into ``out``; returns the path of ``report/summary.md``."""
     import pandas as pd
-
     from cms_anomaly.models.scorers import load_scorer
 
     out = Path(out)
@@ -500,8 +653,13 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
     t = time.perf_counter()
     first = run_pass(fileset, out=out / "pass1", config=config, lumi_pb=lumi, features=True)
     times["pass1"] = time.perf_counter() - t
-    if "data" not in first or first["data"]["cutflow"]["events"].get(list(first["data"]["cutflow"]["events"])[-1], 0) < 20:
-        raise RediscoveryError("fewer than 20 pseudo-data events pass the top_rediscovery selection: generate more (--events)")
+    if (
+        "data" not in first
+        or first["data"]["cutflow"]["events"].get(list(first["data"]["cutflow"]["events"])[-1], 0) < 20
+    ):
+        raise RediscoveryError(
+            "fewer than 20 pseudo-data events pass the top_rediscovery selection: generate more (--events)"
+        )
 
     t = time.perf_counter()
     models = train_detectors(out / "pass1" / "features", out / "models", config)
@@ -518,21 +676,42 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
     alad_score, ae_score = scorers["alad"].output_names[0], scorers["ae"].output_names[0]
     result = analyse(second, model="alad", score=alad_score, alpha=config.alpha, config=config)
     ae_result = analyse(second, model="ae", score=ae_score, alpha=config.alpha, config=config)
-    result["ae_crosscheck"] = {"roc_auc_ttbar_vs_background": ae_result["roc_auc_ttbar_vs_background"],
-                               "purity_ratio": ae_result["purity_ratio"]}
-    result["histograms"] = {"file": str(out / "pass2" / "histograms.coffea"), "model": "alad", "score": alad_score,
-                            "crosscheck_model": "ae", "crosscheck_score": ae_score}
+    result["ae_crosscheck"] = {
+        "roc_auc_ttbar_vs_background": ae_result["roc_auc_ttbar_vs_background"],
+        "purity_ratio": ae_result["purity_ratio"],
+    }
+    result["histograms"] = {
+        "file": str(out / "pass2" / "histograms.coffea"),
+        "model": "alad",
+        "score": alad_score,
+        "crosscheck_model": "ae",
+        "crosscheck_score": ae_score,
+    }
     report_dir = analysis.fresh_report_dir(out)
-    pngs = make_plots(result, report_dir, lumi_pb=lumi, output=second, model="alad", score=alad_score,
-                      data_label="Pseudo-data" if labels_df is not None else "Data")
+    pngs = make_plots(
+        result,
+        report_dir,
+        lumi_pb=lumi,
+        output=second,
+        model="alad",
+        score=alad_score,
+        data_label="Pseudo-data" if labels_df is not None else "Data",
+    )
     times["analysis"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     composition = {} if labels_df is None else dict(labels_df["process"].value_counts().sort_index().items())
-    meta = {"lumi_pb": lumi, "sqrt_s": float(data_meta.get("sqrt_s", 13000.0)), "data_fileset": config.data_fileset,
-            "config": asdict(config), "models": {k: str(v) for k, v in models.items()},
-            "data_composition": {str(k): int(v) for k, v in composition.items()}, "seconds": times,
-            "pps_min_jets": config.pps_min_jets, "pps_min_bjets": config.pps_min_bjets,
-            "cutflow": {ds: res["cutflow"] for ds, res in first.items()}}
+    meta = {
+        "lumi_pb": lumi,
+        "sqrt_s": float(data_meta.get("sqrt_s", 13000.0)),
+        "data_fileset": config.data_fileset,
+        "config": asdict(config),
+        "models": {k: str(v) for k, v in models.items()},
+        "data_composition": {str(k): int(v) for k, v in composition.items()},
+        "seconds": times,
+        "pps_min_jets": config.pps_min_jets,
+        "pps_min_bjets": config.pps_min_bjets,
+        "cutflow": {ds: res["cutflow"] for ds, res in first.items()},
+    }
     return write_report(result, report_dir, meta=meta, pngs=pngs)
 
 
@@ -549,26 +728,54 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("--out", default="out/rediscover-top", help="output directory (default: out/rediscover-top)")
-    p.add_argument("--events", type=positive_float, default=1.0, help="scale factor on the default sample sizes (default: 1)")
-    p.add_argument("--alpha", type=fraction, default=RediscoveryConfig.alpha, help="fraction of data selected as anomalous (default: 0.01)")
+    p.add_argument(
+        "--events", type=positive_float, default=1.0, help="scale factor on the default sample sizes (default: 1)"
+    )
+    p.add_argument(
+        "--alpha",
+        type=fraction,
+        default=RediscoveryConfig.alpha,
+        help="fraction of data selected as anomalous (default: 0.01)",
+    )
     p.add_argument("--epochs", type=positive_int, default=RediscoveryConfig.epochs, help="ALAD and AE training epochs")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--with-qcd", action="store_true", help="add lepton-filtered heavy-flavour QCD to data and simulation")
-    p.add_argument("--ttbar-scale", type=positive_float, default=RediscoveryConfig.ttbar_scale,
-                   help="ttbar cross section of pseudo-data and simulation in units of Pythia's (default: 0.1, a rare "
-                        "process as in Knapp et al.; 1 for Pythia's rate)")
+    p.add_argument(
+        "--with-qcd", action="store_true", help="add lepton-filtered heavy-flavour QCD to data and simulation"
+    )
+    p.add_argument(
+        "--ttbar-scale",
+        type=positive_float,
+        default=RediscoveryConfig.ttbar_scale,
+        help="ttbar cross section of pseudo-data and simulation in units of Pythia's (default: 0.1, a rare "
+        "process as in Knapp et al.; 1 for Pythia's rate)",
+    )
     p.add_argument("--executor", choices=EXECUTORS, default="dask")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
     p.add_argument("--workers", type=positive_int, default=None, help="local Dask workers (default: cores)")
     p.add_argument("--device", default="auto", help="training device: auto, cpu or cuda")
-    p.add_argument("--data-fileset", default=None, metavar="FILESET",
-                   help="real data instead of pseudo-data: a fileset JSON whose is_data datasets carry lumi_pb, e.g. "
-                        "from 'cms-anomaly opendata fileset'; the simulation is generated at its sqrt(s)")
+    p.add_argument(
+        "--data-fileset",
+        default=None,
+        metavar="FILESET",
+        help="real data instead of pseudo-data: a fileset JSON whose is_data datasets carry lumi_pb, e.g. "
+        "from 'cms-anomaly opendata fileset'; the simulation is generated at its sqrt(s)",
+    )
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args: Any) -> int:
-    config = replace(RediscoveryConfig(), alpha=args.alpha, epochs=args.epochs, ae_epochs=args.epochs, seed=args.seed,
-                     with_qcd=args.with_qcd, ttbar_scale=args.ttbar_scale, executor=args.executor, scheduler=args.scheduler, workers=args.workers,
-                     device=args.device, data_fileset=args.data_fileset).scaled(args.events)
+    config = replace(
+        RediscoveryConfig(),
+        alpha=args.alpha,
+        epochs=args.epochs,
+        ae_epochs=args.epochs,
+        seed=args.seed,
+        with_qcd=args.with_qcd,
+        ttbar_scale=args.ttbar_scale,
+        executor=args.executor,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        device=args.device,
+        data_fileset=args.data_fileset,
+    ).scaled(args.events)
     return analysis.print_report(run_rediscovery(args.out, config))

@@ -4,6 +4,7 @@ benchmark ``cms-anomaly bench processor``.
 Only ``argparse`` is imported at module level; coffea, dask and the processor are imported in
 the command functions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cms_anomaly.datasets.argtypes import non_negative_int, positive_float, positive_int
 from cms_anomaly.datasets.atomic import atomic_output, owned_directory, write_text_atomic
 from cms_anomaly.processors.runner import (
     EXECUTORS,
@@ -24,7 +26,6 @@ from cms_anomaly.processors.runner import (
     run_processor,
     save_outputs,
 )
-from cms_anomaly.datasets.argtypes import non_negative_int, positive_float, positive_int
 
 
 # --------------------------------------------------------------------------- cms-anomaly run
@@ -34,12 +35,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     fileset = load_fileset(args.fileset)
     if args.lumi is not None:  # normalising to a luminosity needs the cross section and the sum of weights
-        unnormalisable = [name for name, entry in fileset.items() if not entry["metadata"].get("is_data")
-                          and not (entry["metadata"].get("xsec_pb") and entry["metadata"].get("sumw"))]
+        unnormalisable = [
+            name
+            for name, entry in fileset.items()
+            if not entry["metadata"].get("is_data")
+            and not (entry["metadata"].get("xsec_pb") and entry["metadata"].get("sumw"))
+        ]
         if unnormalisable:
-            print(f"cms-anomaly run: error: --lumi {args.lumi:g}: simulated dataset(s) {unnormalisable} of "
-                  f"{args.fileset} have no xsec_pb and sumw in their metadata (mark data with is_data: true)",
-                  file=sys.stderr)
+            print(
+                f"cms-anomaly run: error: --lumi {args.lumi:g}: simulated dataset(s) {unnormalisable} of "
+                f"{args.fileset} have no xsec_pb and sumw in their metadata (mark data with is_data: true)",
+                file=sys.stderr,
+            )
             return 2
     scorers = {}
     for model in args.model or []:
@@ -48,12 +55,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         scorer = load_scorer(model)
         scorers[scorer.name] = scorer
     out = Path(args.out)
-    proc = AnomalyProcessor(selection=args.selection, config=load_config(args.config), scorers=scorers,
-                            features_dir=out / "features" if args.features else None, lumi_pb=args.lumi,
-                            allow_missing=tuple(c for c in (args.allow_missing or "").split(",") if c))
+    proc = AnomalyProcessor(
+        selection=args.selection,
+        config=load_config(args.config),
+        scorers=scorers,
+        features_dir=out / "features" if args.features else None,
+        lumi_pb=args.lumi,
+        allow_missing=tuple(c for c in (args.allow_missing or "").split(",") if c),
+    )
     if args.mode == "graph" and (args.skip_bad_files or args.features):
-        print("cms-anomaly run: error: --skip-bad-files and --features need --mode runner (feature tables are "
-              "named by chunk)", file=sys.stderr)
+        print(
+            "cms-anomaly run: error: --skip-bad-files and --features need --mode runner (feature tables are "
+            "named by chunk)",
+            file=sys.stderr,
+        )
         return 2
     # the run owns OUT: a concurrent run is refused, an earlier run's outputs are replaced, not mixed
     with owned_directory(out, replace=("features", "histograms.coffea", "histograms.root", "manifest.json")):
@@ -62,13 +77,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 output = run_graph(fileset, proc, step_size=args.chunksize, client=executor.client)
         else:
             with make_executor(args.executor, scheduler=args.scheduler, workers=args.workers) as executor:
-                output = run_processor(fileset, proc, executor=executor, chunksize=args.chunksize,
-                                       maxchunks=args.maxchunks, skip_bad_files=args.skip_bad_files)
+                output = run_processor(
+                    fileset,
+                    proc,
+                    executor=executor,
+                    chunksize=args.chunksize,
+                    maxchunks=args.maxchunks,
+                    skip_bad_files=args.skip_bad_files,
+                )
         paths = save_outputs(output, out)
-        written = [paths["coffea"], paths["root"]] + sorted(out.glob("features/*/*.parquet"))
-        manifest = {"command": "run", "fileset": str(Path(args.fileset).resolve()), "selection": args.selection,
-                    "mode": args.mode, "files": [str(p.relative_to(out)) for p in written],
-                    "skipped_files": sorted({s for res in output.values() for s in res.get("skipped_files", [])})}
+        written = [paths["coffea"], paths["root"], *sorted(out.glob("features/*/*.parquet"))]
+        manifest = {
+            "command": "run",
+            "fileset": str(Path(args.fileset).resolve()),
+            "selection": args.selection,
+            "mode": args.mode,
+            "files": [str(p.relative_to(out)) for p in written],
+            "skipped_files": sorted({s for res in output.values() for s in res.get("skipped_files", [])}),
+        }
         write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     print(format_summary(output, selection=args.selection))
     print(f"\nhistograms: {paths['coffea']}  {paths['root']}  (manifest: {out / 'manifest.json'})")
@@ -80,35 +106,59 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Add ``cms-anomaly run``."""
     p = subparsers.add_parser(
-        "run", help="run the anomaly-detection processor over a fileset",
+        "run",
+        help="run the anomaly-detection processor over a fileset",
         description="Apply a named selection to every dataset of a coffea fileset JSON, compute the features "
-                    "(HLF-21/24, m_jj, large-R, ADC2021 objects, RMM), fill weighted histograms (saved as "
-                    "DIR/histograms.coffea and DIR/histograms.root) and print the cut-flow per dataset. "
-                    "MC is normalised to --lumi with the fileset metadata (xsec_pb, sumw); is_data "
-                    "datasets are unweighted.")
+        "(HLF-21/24, m_jj, large-R, ADC2021 objects, RMM), fill weighted histograms (saved as "
+        "DIR/histograms.coffea and DIR/histograms.root) and print the cut-flow per dataset. "
+        "MC is normalised to --lumi with the fileset metadata (xsec_pb, sumw); is_data "
+        "datasets are unweighted.",
+    )
     p.add_argument("fileset", help="coffea fileset JSON ({dataset: {files: {path: tree}, metadata: {...}}})")
-    p.add_argument("--selection", default="single_lepton",
-                   help="named selection of processors/selections.py: inclusive, single_lepton, top_rediscovery, "
-                        "rmm_lepton, dijet (default: single_lepton)")
+    p.add_argument(
+        "--selection",
+        default="single_lepton",
+        help="named selection of processors/selections.py: inclusive, single_lepton, single_lepton_slt, "
+        "top_rediscovery, rmm_lepton, dijet (default: single_lepton)",
+    )
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--mode", choices=("runner", "graph"), default="runner",
-                   help="runner: coffea processor.Runner (default); graph: dask-awkward task graph "
-                        "(dataset_tools.apply_to_fileset + dask.compute) on a local or --scheduler cluster")
-    p.add_argument("--executor", choices=EXECUTORS, default="dask",
-                   help="dask: local Dask cluster or --scheduler (default); futures: process pool; iterative: in-process")
+    p.add_argument(
+        "--mode",
+        choices=("runner", "graph"),
+        default="runner",
+        help="runner: coffea processor.Runner (default); graph: dask-awkward task graph "
+        "(dataset_tools.apply_to_fileset + dask.compute) on a local or --scheduler cluster",
+    )
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="dask",
+        help="dask: local Dask cluster or --scheduler (default); futures: process pool; iterative: in-process",
+    )
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, e.g. tcp://host:8786")
     p.add_argument("--workers", type=positive_int, default=None, help="local workers (default: number of cores)")
     p.add_argument("--chunksize", type=positive_int, default=100_000, help="events per chunk (default: 100000)")
     p.add_argument("--maxchunks", type=positive_int, default=None, help="process at most this many chunks per file")
     p.add_argument("--features", action="store_true", help="also write per-event parquet tables to DIR/features/")
-    p.add_argument("--allow-missing", default=None, metavar="COLLECTION[,...]",
-                   help="collections a skimmed file may lack (e.g. Photon): treated as empty, warned once per file "
-                        "and counted in the output (default: a missing collection is an error)")
-    p.add_argument("--skip-bad-files", action="store_true",
-                   help="leave out unreadable input files (listed in the summary and the output) instead of stopping")
-    p.add_argument("--lumi", type=positive_float, default=None, help="integrated luminosity in pb^-1 for MC normalisation")
+    p.add_argument(
+        "--allow-missing",
+        default=None,
+        metavar="COLLECTION[,...]",
+        help="collections a skimmed file may lack (e.g. Photon): treated as empty, warned once per file "
+        "and counted in the output (default: a missing collection is an error)",
+    )
+    p.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="leave out unreadable input files (listed in the summary and the output) instead of stopping",
+    )
+    p.add_argument(
+        "--lumi", type=positive_float, default=None, help="integrated luminosity in pb^-1 for MC normalisation"
+    )
     p.add_argument("--config", default=None, help="analysis configuration TOML (object cuts, sqrt(s), thresholds)")
-    p.add_argument("--model", action="append", help="model file (.pt / .json with .card.json) to score events; repeatable")
+    p.add_argument(
+        "--model", action="append", help="model file (.pt / .json with .card.json) to score events; repeatable"
+    )
     p.set_defaults(func=_cmd_run)
 
 
@@ -118,7 +168,6 @@ def _bench_floor(fileset: Mapping[str, Any]) -> tuple[int, float, list[str]]:
     import time
 
     import uproot
-
     from cms_anomaly.processors import schema
 
     n, seconds, used = 0, 0.0, []
@@ -140,19 +189,19 @@ def _bench_rmm(fileset: Mapping[str, Any], *, repeat: int = 3) -> tuple[int, flo
     """RMM builder alone on the events' objects: (events, kernel seconds, padding+kernel seconds)."""
     import time
 
-    from coffea.nanoevents import NanoEventsFactory
-
     from cms_anomaly.processors import rmm, schema
     from cms_anomaly.processors.config import AnalysisConfig
     from cms_anomaly.processors.features import rmm_collections
     from cms_anomaly.processors.objects import build_objects
+    from coffea.nanoevents import NanoEventsFactory
 
     config = AnalysisConfig()
     n, t_kernel, t_full = 0, 0.0, 0.0
     for entry in fileset.values():
         for path, tree in entry["files"].items():
-            events = NanoEventsFactory.from_root({path: tree}, schemaclass=schema.AnalysisNanoAODSchema,
-                                                  mode="eager").events()
+            events = NanoEventsFactory.from_root(
+                {path: tree}, schemaclass=schema.AnalysisNanoAODSchema, mode="eager"
+            ).events()
             objs = build_objects(events, config=config.objects, source=path)
             colls = rmm_collections(objs, config=config)
             rmm.build_rmm(colls[:1], objs.met_pt[:1], objs.met_phi[:1])  # compile / warm up
@@ -184,8 +233,9 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
-def _bench_processor(fileset: Mapping[str, Any], *, workers: int, chunksize: int,
-                     selection: str) -> tuple[int, float, float]:
+def _bench_processor(
+    fileset: Mapping[str, Any], *, workers: int, chunksize: int, selection: str
+) -> tuple[int, float, float]:
     """(events, seconds, peak RSS of the largest worker in GB) of one timed processor run.
 
     ``workers`` 0: coffea's IterativeExecutor in this process (no scheduler, no client, no
@@ -213,16 +263,18 @@ def _bench_processor(fileset: Mapping[str, Any], *, workers: int, chunksize: int
 
 def _warm_up(fileset: Mapping[str, Any], selection: str) -> None:
     """Process 2000 events of the first file in this process (imports, numba kernels, schema)."""
-    from coffea.processor import IterativeExecutor
-
     from cms_anomaly.processors.processor import AnomalyProcessor
+    from coffea.processor import IterativeExecutor
 
     name, entry = next(iter(fileset.items()))
     path, tree = next(iter(entry["files"].items()))
-    run_processor({name: {"files": {path: tree}, "metadata": entry.get("metadata", {})}},
-                  AnomalyProcessor(selection=selection), executor=IterativeExecutor(status=False),
-                  chunksize=2000, maxchunks=1)
-
+    run_processor(
+        {name: {"files": {path: tree}, "metadata": entry.get("metadata", {})}},
+        AnomalyProcessor(selection=selection),
+        executor=IterativeExecutor(status=False),
+        chunksize=2000,
+        maxchunks=1,
+    )
 
 
 #: events per basket of the benchmark's replicated file
@@ -238,7 +290,6 @@ def replicate_events(fileset: Mapping[str, Any], *, copies: int, out_path: str |
     """
     import awkward as ak
     import uproot
-
     from cms_anomaly.processors import schema
 
     arrays, collections = [], set()
@@ -248,8 +299,11 @@ def replicate_events(fileset: Mapping[str, Any], *, copies: int, out_path: str |
                 t = f[tree]
                 keys = t.keys()
                 variant = schema.detect_variant(keys, source=path)
-                used = [b for b in schema.branches_used(variant, keys) if not (b.startswith("n") and b[1:] in
-                                                                              {k.split("_")[0] for k in keys})]
+                used = [
+                    b
+                    for b in schema.branches_used(variant, keys)
+                    if not (b.startswith("n") and b[1:] in {k.split("_")[0] for k in keys})
+                ]
                 used += [b for b in ("run", "luminosityBlock", "event") if b in keys and b not in used]
                 collections |= {b.split("_", 1)[0] for b in used if f"n{b.split('_', 1)[0]}" in keys}
                 arrays.append(t.arrays(used))
@@ -265,14 +319,17 @@ def replicate_events(fileset: Mapping[str, Any], *, copies: int, out_path: str |
     out.update({coll: ak.zip(fields) for coll, fields in groups.items()})
     out_path = Path(out_path)
     with atomic_output(out_path) as tmp, uproot.recreate(tmp, compression=uproot.ZSTD(5)) as fout:
-        tree = fout.mktree("Events", {k: ak.type(v).content
-                                      for k, v in out.items()},
-                           counter_name=lambda c: f"n{c}", field_name=lambda o, i: f"{o}_{i}")
+        tree = fout.mktree(
+            "Events",
+            {k: ak.type(v).content for k, v in out.items()},
+            counter_name=lambda c: f"n{c}",
+            field_name=lambda o, i: f"{o}_{i}",
+        )
         # one basket per REPLICATE_BASKET_EVENTS events, as in real NanoAOD (a single extend would write
         # one basket per branch that every chunk has to decompress whole: a benchmark artefact)
         n = len(merged)
         for start in range(0, n, REPLICATE_BASKET_EVENTS):
-            tree.extend({k: v[start:start + REPLICATE_BASKET_EVENTS] for k, v in out.items()})
+            tree.extend({k: v[start : start + REPLICATE_BASKET_EVENTS] for k, v in out.items()})
     return out_path
 
 
@@ -302,29 +359,42 @@ def _bench_report(fileset: Mapping[str, Any], args: argparse.Namespace) -> None:
     n_floor, t_floor, branches = _bench_floor(fileset)
     floor = n_floor / t_floor
     n_rmm, t_kernel, t_rmm = _bench_rmm(fileset)
-    print(f"events: {n_floor} in {sum(len(e['files']) for e in fileset.values())} file(s); branches read: "
-          f"{len(branches)}; chunksize {args.chunksize}; selection {args.selection}")
+    print(
+        f"events: {n_floor} in {sum(len(e['files']) for e in fileset.values())} file(s); branches read: "
+        f"{len(branches)}; chunksize {args.chunksize}; selection {args.selection}"
+    )
     print(f"{'stage':<36}{'events/s':>14}{'ratio':>10}  target")
     print(f"{'bare uproot read (floor), 1 core':<36}{floor:>14.0f}{1.0:>10.2f}")
     rmm_rate, rmm_full = n_rmm / t_kernel, n_rmm / t_rmm
-    print(f"{'RMM kernel alone, 1 core':<36}{rmm_rate:>14.0f}{rmm_rate / floor:>10.2f}  >= 200000 ev/s: "
-          f"{'PASS' if rmm_rate >= 2e5 else 'MISS'}")
-    print(f"{'RMM padding + kernel, 1 core':<36}{rmm_full:>14.0f}{rmm_full / floor:>10.2f}  >= 200000 ev/s: "
-          f"{'PASS' if rmm_full >= 2e5 else 'MISS'}")
+    print(
+        f"{'RMM kernel alone, 1 core':<36}{rmm_rate:>14.0f}{rmm_rate / floor:>10.2f}  >= 200000 ev/s: "
+        f"{'PASS' if rmm_rate >= 2e5 else 'MISS'}"
+    )
+    print(
+        f"{'RMM padding + kernel, 1 core':<36}{rmm_full:>14.0f}{rmm_full / floor:>10.2f}  >= 200000 ev/s: "
+        f"{'PASS' if rmm_full >= 2e5 else 'MISS'}"
+    )
     rates = {}
     print(f"{'':<36}{'':>14}{'':>10}  events/s per worker, peak RSS per worker")
     for workers in args.workers:
-        n, seconds, peak = _bench_processor(fileset, workers=workers, chunksize=args.chunksize, selection=args.selection)
+        n, seconds, peak = _bench_processor(
+            fileset, workers=workers, chunksize=args.chunksize, selection=args.selection
+        )
         rates[workers] = n / seconds
         label = "processor, in-process (no Dask)" if workers == 0 else f"processor, Dask {workers} worker(s)"
         per = rates[workers] / max(workers, 1)
-        print(f"{label:<36}{rates[workers]:>14.0f}{rates[workers] / floor:>10.2f}  {per:>9.0f} ev/s/worker, "
-              f"{peak:.2f} GB", flush=True)
+        print(
+            f"{label:<36}{rates[workers]:>14.0f}{rates[workers] / floor:>10.2f}  {per:>9.0f} ev/s/worker, "
+            f"{peak:.2f} GB",
+            flush=True,
+        )
     if 1 in rates:
         print(f"target processor (1 worker) >= 0.5 x floor: {'PASS' if rates[1] >= 0.5 * floor else 'MISS'}")
         if 0 in rates:
-            print(f"Dask overhead at 1 worker (scheduler, client, serialisation): 1 worker / in-process = "
-                  f"{rates[1] / rates[0]:.2f}")
+            print(
+                f"Dask overhead at 1 worker (scheduler, client, serialisation): 1 worker / in-process = "
+                f"{rates[1] / rates[0]:.2f}"
+            )
         for workers in sorted(w for w in rates if w > 1):
             eff = rates[workers] / (workers * rates[1])
             goal = "  >= 0.8 of linear" + (f": {'PASS' if eff >= 0.8 else 'MISS'}" if workers <= 8 else "")
@@ -334,16 +404,29 @@ def _bench_report(fileset: Mapping[str, Any], args: argparse.Namespace) -> None:
 def register_bench(bench_subparsers: Any) -> None:
     """Add ``cms-anomaly bench processor``."""
     p = bench_subparsers.add_parser(
-        "processor", help="processor vs bare uproot read vs RMM builder, 1 and 2 Dask workers",
+        "processor",
+        help="processor vs bare uproot read vs RMM builder, 1 and 2 Dask workers",
         description="Measure in one run: a bare uproot read of exactly the branches the features use (the "
-                    "floor, one core), the RMM builder alone (one core), and the full processor on a local Dask cluster with 1 and 2 workers; print events/s, ratios to the "
-                    "floor and the targets (processor >= 0.5 x floor, RMM >= 200k events/s, 2 workers >= 1.8 x 1).")
+        "floor, one core), the RMM builder alone (one core), and the full processor on a local Dask cluster with 1 and 2 workers; print events/s, ratios to the "
+        "floor and the targets (processor >= 0.5 x floor, RMM >= 200k events/s, 2 workers >= 1.8 x 1).",
+    )
     p.add_argument("inputs", nargs="+", help="a fileset JSON or NanoAOD ROOT files")
-    p.add_argument("--workers", type=non_negative_int, nargs="+", default=[0, 1, 2],
-                   help="Dask worker counts; 0 = in this process without Dask (default: 0 1 2)")
+    p.add_argument(
+        "--workers",
+        type=non_negative_int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="Dask worker counts; 0 = in this process without Dask (default: 0 1 2)",
+    )
     p.add_argument("--chunksize", type=positive_int, default=50_000, help="events per chunk (default: 50000)")
-    p.add_argument("--selection", default="single_lepton", help="selection of the processor run (default: single_lepton)")
-    p.add_argument("--replicate", type=positive_int, default=1,
-                   help="first copy the used branches of all inputs K times into one temporary file, to measure at a "
-                        "realistic chunk size (default: 1, the files as they are)")
+    p.add_argument(
+        "--selection", default="single_lepton", help="selection of the processor run (default: single_lepton)"
+    )
+    p.add_argument(
+        "--replicate",
+        type=positive_int,
+        default=1,
+        help="first copy the used branches of all inputs K times into one temporary file, to measure at a "
+        "realistic chunk size (default: 1, the files as they are)",
+    )
     p.set_defaults(func=_cmd_bench)

@@ -7,6 +7,7 @@ An anomaly selection is then a first score bin ``k`` (flow bins included, so tha
 lost): everything in bins ``k, k+1, ...`` is selected and the threshold is the lower edge of bin
 ``k``. These helpers slice those histograms; the statistics are in :mod:`cms_anomaly.stats`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -15,7 +16,6 @@ from typing import Any
 
 import hist
 import numpy as np
-
 from cms_anomaly.stats import effective_entries_from_sums
 
 
@@ -50,8 +50,9 @@ class ScoreHists:
         try:
             return self.output[dataset]["hists"][name]
         except KeyError:
-            raise KeyError(f"dataset {dataset!r} has no histogram {name!r}: was the processor run with the "
-                           f"{self.model!r} scorer?") from None
+            raise KeyError(
+                f"dataset {dataset!r} has no histogram {name!r}: was the processor run with the {self.model!r} scorer?"
+            ) from None
 
     def _view(self, dataset: str, what: str, processes: Iterable[str] | None) -> Any:
         """Weight view of (score, ...) with flow bins, summed over the selected processes (and the
@@ -80,6 +81,12 @@ class ScoreHists:
         edges = self._any_hist().axes["score"].edges
         return 0.0 if first_bin <= 0 else float(edges[min(first_bin, len(edges)) - 1])
 
+    def lower_edges(self) -> np.ndarray:
+        """Lower edge of every score bin, flow bins included (``-inf`` for the underflow, the top edge
+        for the overflow): selecting bins ``k, ...`` is ``score >= lower_edges()[k]``."""
+        edges = self._any_hist().axes["score"].edges
+        return np.concatenate([[-np.inf], edges])
+
     def _any_hist(self) -> hist.Hist:
         for dataset in self.output:
             try:
@@ -96,8 +103,9 @@ class ScoreHists:
     def processes(self, dataset: str) -> list[str]:
         return list(self._hist(dataset, "counts").axes["process"])
 
-    def feature(self, dataset: str, feature: str, *, first_bin: int = 0,
-                processes: Iterable[str] | None = None) -> hist.Hist:
+    def feature(
+        self, dataset: str, feature: str, *, first_bin: int = 0, processes: Iterable[str] | None = None
+    ) -> hist.Hist:
         """1-D weighted histogram of ``feature`` for the events in score bins ``first_bin, ...``.
 
         Integer (count) axes become unit-width Regular axes [n, n+1), which mplhep can draw.
@@ -110,8 +118,15 @@ class ScoreHists:
         view["variance"] = variance[first_bin:].sum(axis=0)
         return out
 
-    def count_yield(self, dataset: str, *, first_bin: int = 0, min_jets: int = 0, min_bjets: int = 0,
-                    processes: Iterable[str] | None = None) -> dict[str, float]:
+    def count_yield(
+        self,
+        dataset: str,
+        *,
+        first_bin: int = 0,
+        min_jets: int = 0,
+        min_bjets: int = 0,
+        processes: Iterable[str] | None = None,
+    ) -> dict[str, float]:
         """Weighted yield (sum w, its error, effective entries) with score bin >= ``first_bin``,
         N_J >= ``min_jets`` and N_b >= ``min_bjets`` (overflow of the count axes included)."""
         h = self._hist(dataset, "counts")
@@ -131,15 +146,17 @@ class ScoreHists:
         value, variance = value.copy(), variance.copy()
         # flow-inclusive index i+1 is in-range bin i; fold the tails into first / last
         for arr in (value, variance):
-            arr[first + 1] += arr[:first + 1].sum()
-            arr[last + 1] += arr[last + 2:].sum()
+            arr[first + 1] += arr[: first + 1].sum()
+            arr[last + 1] += arr[last + 2 :].sum()
         starts = list(range(first, last + 1, rebin))
         new_edges = [edges[i] for i in starts] + [edges[last + 1]]
-        out = hist.Hist(hist.axis.Variable(new_edges, name="score", label=self._any_hist().axes["score"].label),
-                        storage=hist.storage.Weight())
+        out = hist.Hist(
+            hist.axis.Variable(new_edges, name="score", label=self._any_hist().axes["score"].label),
+            storage=hist.storage.Weight(),
+        )
         view = out.view(flow=False)
-        view["value"] = [value[i + 1:min(i + rebin, last + 1) + 1].sum() for i in starts]
-        view["variance"] = [variance[i + 1:min(i + rebin, last + 1) + 1].sum() for i in starts]
+        view["value"] = [value[i + 1 : min(i + rebin, last + 1) + 1].sum() for i in starts]
+        view["variance"] = [variance[i + 1 : min(i + rebin, last + 1) + 1].sum() for i in starts]
         return out
 
     def occupied_range(self, datasets: Iterable[str]) -> tuple[int, int]:

@@ -1,4 +1,5 @@
 """How many cores does this machine really give? N processes x the same numpy work; aggregate rate."""
+
 import multiprocessing as mp
 import time
 

@@ -10,6 +10,7 @@ the pseudo-data events: its share of the selected sample, of the alpha = 1 % sel
 global significance. Each prints a markdown table (and writes it to OUT/study.md). Long runs: not
 part of the test suite (``make hunt-study``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,36 +20,49 @@ from dataclasses import replace
 from pathlib import Path
 
 
-def _config(args: argparse.Namespace, **changes):  # noqa: ANN202
+def _config(args: argparse.Namespace, **changes):
     from cms_anomaly.analyses.analysis import Execution
     from cms_anomaly.analyses.hunt import HuntConfig
 
-    base = HuntConfig(model=args.model, epochs=args.epochs, npe=args.npe,
-                      execution=Execution(executor=args.executor, workers=args.workers))
+    base = HuntConfig(
+        model=args.model,
+        epochs=args.epochs,
+        npe=args.npe,
+        execution=Execution(executor=args.executor, workers=args.workers),
+    )
     return replace(base, **changes).scaled(args.events)
 
 
 def fpr(args: argparse.Namespace) -> list[str]:
     from cms_anomaly.analyses.hunt import run_hunt
 
-    lines = [f"False-positive rate: {args.seeds} pseudo-data seeds, no signal, --events {args.events:g}, "
-             f"{args.model}, one simulation (seed 1000)", "",
-             "| seed | data events | background model ok | best (mass, alpha, window) | local Z | global Z | p global | s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"False-positive rate: {args.seeds} pseudo-data seeds, no signal, --events {args.events:g}, "
+        f"{args.model}, one simulation (seed 1000)",
+        "",
+        "| seed | data events | background model ok | best (mass, alpha, window) | local Z | global Z | p global | s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     zs = []
     for seed in range(1, args.seeds + 1):
         t = time.perf_counter()
-        r = run_hunt(Path(args.out) / f"seed{seed}", _config(args, seed=seed, simulation_seed=1000),
-                     samples_dir=_samples(args))
+        r = run_hunt(
+            Path(args.out) / f"seed{seed}", _config(args, seed=seed, simulation_seed=1000), samples_dir=_samples(args)
+        )
         b = r.best
         zs.append(r.z_global)
-        lines.append(f"| {seed} | {_n_data(r)} | {r.background_ok} | {b['variable']}, "
-                     f"{b['alpha']:g}, {b['window_gev'][0]:.0f}-{b['window_gev'][1]:.0f} | {r.z_local:.2f} | "
-                     f"{r.z_global:.2f} | {r.p_global:.3g} | {time.perf_counter() - t:.0f} |")
+        lines.append(
+            f"| {seed} | {_n_data(r)} | {r.background_ok} | {b['variable']}, "
+            f"{b['alpha']:g}, {b['window_gev'][0]:.0f}-{b['window_gev'][1]:.0f} | {r.z_local:.2f} | "
+            f"{r.z_global:.2f} | {r.p_global:.3g} | {time.perf_counter() - t:.0f} |"
+        )
         print(lines[-1], flush=True)
     above = sum(z > 2 for z in zs)
-    lines += ["", f"Global significance > 2 sigma in {above} of {len(zs)} seeds (false-positive rate "
-                  f"{above / len(zs):.2f}; a calibrated test gives 0.023)."]
+    lines += [
+        "",
+        f"Global significance > 2 sigma in {above} of {len(zs)} seeds (false-positive rate "
+        f"{above / len(zs):.2f}; a calibrated test gives 0.023).",
+    ]
     return lines
 
 
@@ -56,7 +70,7 @@ def _samples(args: argparse.Namespace) -> Path:
     return Path(args.samples) if args.samples else Path(args.out) / "samples"
 
 
-def _n_data(result) -> str:  # noqa: ANN001
+def _n_data(result) -> str:
     import json
 
     payload = json.loads(result.summary.with_name("summary.json").read_text())
@@ -66,10 +80,13 @@ def _n_data(result) -> str:  # noqa: ANN001
 def injection(args: argparse.Namespace) -> list[str]:
     from cms_anomaly.analyses.hunt import run_hunt
 
-    lines = [f"Injection of {args.card}: --events {args.events:g}, {args.model}, seed {args.seed}", "",
-             "| injected share of the events | share of the selected sample | share at alpha = 1e-2 | share of the top 10 events | "
-             "best (mass, alpha, window) | local Z | global Z | top-ranked features |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"Injection of {args.card}: --events {args.events:g}, {args.model}, seed {args.seed}",
+        "",
+        "| injected share of the events | share of the selected sample | share at alpha = 1e-2 | share of the top 10 events | "
+        "best (mass, alpha, window) | local Z | global Z | top-ranked features |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for f in args.fractions:
         changes = {"seed": args.seed, "inject": args.card if f > 0 else None, "signal_fraction": f}
         r = run_hunt(Path(args.out) / f"f{f:g}", _config(args, **changes), samples_dir=_samples(args))
@@ -78,10 +95,12 @@ def injection(args: argparse.Namespace) -> list[str]:
         top = pd.read_csv(r.events).head(10)
         in_top = float((top.get("true_process", pd.Series(dtype=str)) == args.card).mean()) if len(top) else 0.0
         b = r.best
-        lines.append(f"| {f:g} | {r.composition.get(args.card, 0.0):.3f} | {r.selected_composition.get('0.01', {}).get(args.card, 0.0):.2f} | "
-                     f"{in_top:.1f} | {b['variable']}, {b['alpha']:g}, {b['window_gev'][0]:.0f}-{b['window_gev'][1]:.0f} | "
-                     f"{r.z_local:.2f} | {r.z_global:.2f}{'+' if r.z_global >= 3.0 and r.p_global < 2 / args.npe else ''} | "
-                     f"{', '.join(r.ranked_features[:3])} |")
+        lines.append(
+            f"| {f:g} | {r.composition.get(args.card, 0.0):.3f} | {r.selected_composition.get('0.01', {}).get(args.card, 0.0):.2f} | "
+            f"{in_top:.1f} | {b['variable']}, {b['alpha']:g}, {b['window_gev'][0]:.0f}-{b['window_gev'][1]:.0f} | "
+            f"{r.z_local:.2f} | {r.z_global:.2f}{'+' if r.z_global >= 3.0 and r.p_global < 2 / args.npe else ''} | "
+            f"{', '.join(r.ranked_features[:3])} |"
+        )
         print(lines[-1], flush=True)
     return lines
 
@@ -90,7 +109,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("mode", choices=("fpr", "injection"))
     p.add_argument("--out", required=True)
-    p.add_argument("--samples", default=None, help="productions directory (default OUT/samples; e.g. out/rediscover-top/samples)")
+    p.add_argument(
+        "--samples", default=None, help="productions directory (default OUT/samples; e.g. out/rediscover-top/samples)"
+    )
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--fractions", type=float, nargs="+", default=[0.0, 0.005, 0.01, 0.02])

@@ -19,6 +19,7 @@ The packages, in the order of the data flow (each imports only those before it):
 
 Names are imported on first use, so ``import cms_anomaly`` stays light (no torch, no dask).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -60,7 +61,7 @@ _EXPORTS: dict[str, str] = {
     "run_hunt": "cms_anomaly.analyses.hunt",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)  # the lazily imported names above
 
 
 def __getattr__(name: str) -> Any:

@@ -3,6 +3,7 @@
 ``argparse`` prints ``cms-anomaly CMD: error: argument --chunksize: must be a positive integer,
 got '0'`` and exits with status 2, before any work starts.
 """
+
 from __future__ import annotations
 
 import argparse

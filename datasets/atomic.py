@@ -1,9 +1,10 @@
 """Atomic outputs: every file this project writes appears complete under its final name or not at all.
 
 A writer gets a temporary sibling path (``<name>.tmp-<pid>[suffix]``), and only a writer that
-returns without an exception has its file renamed (``os.replace``) onto the final path; after a
+returns without an exception has its file renamed (``Path.replace``) onto the final path; after a
 failure the temporary file is removed. Readers that scan directories skip ``*.tmp-*`` names.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,7 @@ def atomic_output(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}{suffix}")
     try:
         yield tmp
-        os.replace(tmp, path)
+        tmp.replace(path)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -63,8 +64,9 @@ def owned_directory(path: str | os.PathLike, *, replace: tuple[str, ...] = ()) -
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
         owner = lock.read_text().strip() if lock.is_file() else "?"
-        raise OutputLockedError(f"{path} is in use by another run (lock {lock}, pid {owner}); "
-                                f"remove the lock file if no run is active") from None
+        raise OutputLockedError(
+            f"{path} is in use by another run (lock {lock}, pid {owner}); remove the lock file if no run is active"
+        ) from None
     with os.fdopen(fd, "w") as f:
         f.write(str(os.getpid()))
     try:

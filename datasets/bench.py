@@ -9,6 +9,7 @@ For each process, on the same card and Pythia seed:
 The ratio chain rate / bare rate is computed per *generated* (tried) event, so a filtered process
 (QCD) is compared like for like; the accepted-event rate is what a production costs.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -69,7 +70,9 @@ def run(processes: Sequence[str], *, events: int, seed: int, cocktail_events: fl
             f"{r['process']:12s} {r['bare_rate']:9.1f} {r['chain_rate_tried']:10.1f} {ratio:6.2f} {1 / ratio - 1:8.1%}   "
             f"{f['pythia']:11.1%} {f['detector']:8.1%} {f['write']:6.1%}  {r['chain_rate_accepted']:13.2f}"
         )
-    lines.append("ratio = chain rate / bare Pythia rate per generated event; overhead = extra time on top of bare Pythia")
+    lines.append(
+        "ratio = chain rate / bare Pythia rate per generated event; overhead = extra time on top of bare Pythia"
+    )
     measured = {r["process"]: r for r in rows}
     if set(CERRI_FRACTIONS) <= set(measured):
         cpu_s = sum(cocktail_events * frac / measured[p]["chain_rate_accepted"] for p, frac in CERRI_FRACTIONS.items())

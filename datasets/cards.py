@@ -15,6 +15,7 @@ Card format::
     lepton_pt_min = 15.0                # ... with pT > this (GeV) ...
     lepton_abs_eta_max = 2.5            # ... and |eta| < this
 """
+
 from __future__ import annotations
 
 import hashlib

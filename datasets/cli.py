@@ -1,4 +1,5 @@
 """``cms-anomaly generate`` and ``cms-anomaly bench generate``."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("processes", nargs="*", metavar="PROCESS", help="process names (see --list) or paths to card files")
     p.add_argument("--list", action="store_true", help="list the available process cards and exit")
     p.add_argument("--events", type=positive_int, default=1000, help="events per process (default: 1000)")
-    p.add_argument("--events-per-file", type=positive_int, default=None, help="events per output file (default: 5000, or --events if smaller)")
+    p.add_argument(
+        "--events-per-file",
+        type=positive_int,
+        default=None,
+        help="events per output file (default: 5000, or --events if smaller)",
+    )
     p.add_argument("--seed", type=int, default=1, help="base random seed (default: 1)")
     p.add_argument("--out", default="out/samples", help="output directory (default: out/samples)")
     p.add_argument(
@@ -30,8 +36,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="dask: local Dask cluster or --scheduler (default); local: in this process, one job at a time",
     )
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, e.g. tcp://host:8786")
-    p.add_argument("--workers", type=positive_int, default=None, help="local cluster workers (default: number of cores)")
-    p.add_argument("--sqrt-s", type=positive_float, default=13000.0, help="pp centre-of-mass energy in GeV (default: 13000; 8000 for 2012)")
+    p.add_argument(
+        "--workers", type=positive_int, default=None, help="local cluster workers (default: number of cores)"
+    )
+    p.add_argument(
+        "--sqrt-s",
+        type=positive_float,
+        default=13000.0,
+        help="pp centre-of-mass energy in GeV (default: 13000; 8000 for 2012)",
+    )
     p.set_defaults(func=_generate)
     register_opendata(subparsers)
 
@@ -82,7 +95,9 @@ def _opendata_fileset(args: argparse.Namespace) -> int:
     from cms_anomaly.datasets.atomic import write_text_atomic
 
     out = Path(args.out)
-    fileset = opendata.build_fileset(campaign=args.campaign, cache=args.cache or out.parent / "filelists", datasets=args.datasets)
+    fileset = opendata.build_fileset(
+        campaign=args.campaign, cache=args.cache or out.parent / "filelists", datasets=args.datasets
+    )
     write_text_atomic(out, json.dumps(fileset, indent=2) + "\n")
     print(f"wrote {out}: " + ", ".join(f"{k} ({len(v['files'])} files)" for k, v in fileset.items()))
     return 0
@@ -98,10 +113,18 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
             "the ratio and the per-stage breakdown."
         ),
     )
-    p.add_argument("processes", nargs="*", default=["wjets", "zjets", "ttbar", "qcd"], metavar="PROCESS", help="processes (default: the SM cocktail wjets zjets ttbar qcd)")
+    p.add_argument(
+        "processes",
+        nargs="*",
+        default=["wjets", "zjets", "ttbar", "qcd"],
+        metavar="PROCESS",
+        help="processes (default: the SM cocktail wjets zjets ttbar qcd)",
+    )
     p.add_argument("--events", type=positive_int, default=300, help="events per measurement (default: 300)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--cocktail-events", type=positive_float, default=1e6, help="cocktail size for the cost estimate (default: 1e6)")
+    p.add_argument(
+        "--cocktail-events", type=positive_float, default=1e6, help="cocktail size for the cost estimate (default: 1e6)"
+    )
     p.set_defaults(func=_bench)
 
 

@@ -24,6 +24,7 @@ Chain, all on flat numpy arrays of the final-state particles of the whole batch:
 
 Every parameter is a field of :class:`DetectorConfig` with its source. No pile-up is simulated.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -33,7 +34,6 @@ import awkward as ak
 import fastjet
 import numba
 import numpy as np
-
 from cms_anomaly.datasets.fourvectors import to_cartesian
 
 PION_MASS = 0.13957
@@ -133,7 +133,9 @@ def kinematics(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarr
     return pt, eta, np.arctan2(py, px)
 
 
-def _binned_eff(pt: np.ndarray, abs_eta: np.ndarray, table, *, eta_edge: float = 1.5, pt_edge: float = 1.0) -> np.ndarray:
+def _binned_eff(
+    pt: np.ndarray, abs_eta: np.ndarray, table, *, eta_edge: float = 1.5, pt_edge: float = 1.0
+) -> np.ndarray:
     """Efficiency from a 2x2 table [(low pT, high pT) for |eta| < edge, (...) for |eta| > edge]."""
     central = abs_eta < eta_edge
     high = pt > pt_edge
@@ -160,10 +162,20 @@ def _smear_positive(value: np.ndarray, sigma: np.ndarray, rng: np.random.Generat
     return np.abs(out)
 
 
-def btag_score(hadron_flavour: np.ndarray, abs_eta: np.ndarray, rng: np.random.Generator, config: DetectorConfig) -> np.ndarray:
+def btag_score(
+    hadron_flavour: np.ndarray, abs_eta: np.ndarray, rng: np.random.Generator, config: DetectorConfig
+) -> np.ndarray:
     """A DeepJet-like b-tag score in (0, 1): sigmoid of a flavour-dependent normal logit; -1 outside the tracker."""
-    mu = np.select([hadron_flavour == 5, hadron_flavour == 4], [config.btag_logit_b[0], config.btag_logit_c[0]], config.btag_logit_light[0])
-    sigma = np.select([hadron_flavour == 5, hadron_flavour == 4], [config.btag_logit_b[1], config.btag_logit_c[1]], config.btag_logit_light[1])
+    mu = np.select(
+        [hadron_flavour == 5, hadron_flavour == 4],
+        [config.btag_logit_b[0], config.btag_logit_c[0]],
+        config.btag_logit_light[0],
+    )
+    sigma = np.select(
+        [hadron_flavour == 5, hadron_flavour == 4],
+        [config.btag_logit_b[1], config.btag_logit_c[1]],
+        config.btag_logit_light[1],
+    )
     logit = mu + sigma * rng.standard_normal(hadron_flavour.shape)
     score = 1.0 / (1.0 + np.exp(-logit))
     return np.where(abs_eta < config.tracker_abs_eta, score, -1.0).astype(np.float32)
@@ -184,7 +196,7 @@ def _group_sum(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarr
 
 
 @numba.njit(cache=True)
-def _cone_sums(c_eta, c_phi, c_self, c_evt, o_eta, o_phi, o_pt, o_code, o_offsets, radius2, n_codes):  # noqa: ANN001, ANN202
+def _cone_sums(c_eta, c_phi, c_self, c_evt, o_eta, o_phi, o_pt, o_code, o_offsets, radius2, n_codes):
     """sum of ``o_pt`` per (centre, category code) for "others" of the same event within dR^2 < radius2.
 
     ``c_self`` is the index of the centre among the others (excluded), or -1.
@@ -203,7 +215,7 @@ def _cone_sums(c_eta, c_phi, c_self, c_evt, o_eta, o_phi, o_pt, o_code, o_offset
 
 
 @numba.njit(cache=True)
-def _nearest_in_cone(c_eta, c_phi, c_evt, o_eta, o_phi, o_pt, o_offsets, radius2):  # noqa: ANN001, ANN202
+def _nearest_in_cone(c_eta, c_phi, c_evt, o_eta, o_phi, o_pt, o_offsets, radius2):
     """Per centre: number of others within dR^2 < radius2 and the index of the hardest of them (-1 if none)."""
     count = np.zeros(len(c_eta), dtype=np.int64)
     best = np.full(len(c_eta), -1, dtype=np.int64)
@@ -222,7 +234,7 @@ def _nearest_in_cone(c_eta, c_phi, c_evt, o_eta, o_phi, o_pt, o_offsets, radius2
 
 
 @numba.njit(cache=True)
-def _tau_n(c_pt, c_eta, c_phi, c_offsets, a_eta, a_phi, a_offsets, r0):  # noqa: ANN001, ANN202
+def _tau_n(c_pt, c_eta, c_phi, c_offsets, a_eta, a_phi, a_offsets, r0):
     """N-subjettiness (beta = 1) per jet from flat constituents and flat axes with per-jet offsets."""
     n_jets = len(c_offsets) - 1
     tau = np.zeros(n_jets)
@@ -235,8 +247,7 @@ def _tau_n(c_pt, c_eta, c_phi, c_offsets, a_eta, a_phi, a_offsets, r0):  # noqa:
                 dphi = (c_phi[i] - a_phi[a] + np.pi) % (2 * np.pi) - np.pi
                 deta = c_eta[i] - a_eta[a]
                 d = np.sqrt(deta * deta + dphi * dphi)
-                if d < dmin:
-                    dmin = d
+                dmin = min(dmin, d)
             num += c_pt[i] * dmin
             den += c_pt[i]
         tau[k] = num / (den * r0) if den > 0 else 0.0
@@ -289,8 +300,20 @@ def _final_state(batch: ak.Array, charges: ak.Array) -> tuple[_Particles, dict[s
     gidx = np.flatnonzero(final)
     px, py, pz, e = (record[c][gidx] for c in ("px", "py", "pz", "e"))
     pt, eta, phi = kinematics(px, py, pz)
-    particles = _Particles(evt=record["evt"][gidx], gidx=gidx, px=px, py=py, pz=pz, e=e, pt=pt, eta=eta, phi=phi,
-                           pid=record["pid"][gidx], charge=record["charge"][gidx], n_events=n_events)
+    particles = _Particles(
+        evt=record["evt"][gidx],
+        gidx=gidx,
+        px=px,
+        py=py,
+        pz=pz,
+        e=e,
+        pt=pt,
+        eta=eta,
+        phi=phi,
+        pid=record["pid"][gidx],
+        charge=record["charge"][gidx],
+        n_events=n_events,
+    )
     return particles, record
 
 
@@ -318,8 +341,9 @@ def _tracking(p: _Particles, rng: np.random.Generator, config: DetectorConfig) -
     return tracked, _smear_positive(p.pt, rel_res * p.pt, rng)
 
 
-def _particle_flow(p: _Particles, tracked: np.ndarray, pt_track: np.ndarray, rng: np.random.Generator,
-                   config: DetectorConfig) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _particle_flow(
+    p: _Particles, tracked: np.ndarray, pt_track: np.ndarray, rng: np.random.Generator, config: DetectorConfig
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Steps 2-3: calorimetry and PF candidates (pT-ordered per event); returns (fields, selected particles)."""
     abs_eta, abs_id = np.abs(p.eta), p.abs_id
     is_mu, is_ele, is_pho = abs_id == 13, abs_id == 11, abs_id == 22
@@ -339,7 +363,11 @@ def _particle_flow(p: _Particles, tracked: np.ndarray, pt_track: np.ndarray, rng
     pf_mask = ele_pf | mu_pf | ch_pf | em_seen | had_seen
     pf_pt = np.select(
         [ele_pf, mu_pf | ch_pf, em_seen | had_seen],
-        [_smear_positive(p.pt, _calo_sigma(p.e, config.ecal_res) / np.cosh(p.eta), rng), pt_track, e_calo / np.cosh(p.eta)],
+        [
+            _smear_positive(p.pt, _calo_sigma(p.e, config.ecal_res) / np.cosh(p.eta), rng),
+            pt_track,
+            e_calo / np.cosh(p.eta),
+        ],
         0.0,
     )
     pf_pdg = np.select(
@@ -362,8 +390,13 @@ def _particle_flow(p: _Particles, tracked: np.ndarray, pt_track: np.ndarray, rng
     return pf, sel
 
 
-def _impact_parameters(pf: dict[str, np.ndarray], pf_truth: np.ndarray, record: dict[str, np.ndarray],
-                       rng: np.random.Generator, config: DetectorConfig) -> None:
+def _impact_parameters(
+    pf: dict[str, np.ndarray],
+    pf_truth: np.ndarray,
+    record: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    config: DetectorConfig,
+) -> None:
     """``d0``/``dz`` of charged candidates: straight line from the production vertex plus resolution."""
     t_vx, t_vy, t_vz = record["vx"][pf_truth], record["vy"][pf_truth], record["vz"][pf_truth]
     t_px, t_py, t_pz = record["px"][pf_truth], record["py"][pf_truth], record["pz"][pf_truth]
@@ -387,8 +420,16 @@ def _met(pf: dict[str, np.ndarray], pf_evt: np.ndarray, n_events: int) -> dict[s
     }
 
 
-def _id_passed(pf: dict[str, np.ndarray], pdg: int, *, abs_eta_max: float, pt_min: float, eff: tuple[float, ...],
-               rng: np.random.Generator, config: DetectorConfig) -> np.ndarray:
+def _id_passed(
+    pf: dict[str, np.ndarray],
+    pdg: int,
+    *,
+    abs_eta_max: float,
+    pt_min: float,
+    eff: tuple[float, ...],
+    rng: np.random.Generator,
+    config: DetectorConfig,
+) -> np.ndarray:
     """PF candidates of |pdgId| ``pdg`` identified as such (a random draw against the efficiency).
 
     ``eff``: (low pT, barrel, endcap) for leptons, (barrel, endcap) for photons.
@@ -398,16 +439,25 @@ def _id_passed(pf: dict[str, np.ndarray], pdg: int, *, abs_eta_max: float, pt_mi
     prob = np.where(barrel, eff[-2], eff[-1])
     if len(eff) == 3:
         prob = np.where(pf["pt"] < config.id_low_pt, eff[0], prob)
-    return np.flatnonzero((np.abs(pf["pdgId"]) == pdg) & (abs_eta < abs_eta_max) & (pf["pt"] > pt_min)
-                          & (rng.random(len(abs_eta)) < prob))
+    return np.flatnonzero(
+        (np.abs(pf["pdgId"]) == pdg) & (abs_eta < abs_eta_max) & (pf["pt"] > pt_min) & (rng.random(len(abs_eta)) < prob)
+    )
 
 
-def _leptons_and_photons(pf: dict[str, np.ndarray], common: dict, rng: np.random.Generator,
-                         config: DetectorConfig) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
+def _leptons_and_photons(
+    pf: dict[str, np.ndarray], common: dict, rng: np.random.Generator, config: DetectorConfig
+) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
     """Step 4: ``{"Muon"|"Electron"|"Photon": (NanoAOD fields, PF indices)}``."""
-    ones = lambda n: np.ones(n, dtype=bool)  # noqa: E731
-    mu_sel = _id_passed(pf, 13, abs_eta_max=config.muon_abs_eta, pt_min=config.muon_pt_min, eff=config.eff_id_muon,
-                        rng=rng, config=config)
+    ones = lambda n: np.ones(n, dtype=bool)
+    mu_sel = _id_passed(
+        pf,
+        13,
+        abs_eta_max=config.muon_abs_eta,
+        pt_min=config.muon_pt_min,
+        eff=config.eff_id_muon,
+        rng=rng,
+        config=config,
+    )
     muons = _lepton_collection(mu_sel, **common)
     tight = rng.random(len(mu_sel)) < config.eff_muon_tight
     muons["tightId"] = tight
@@ -415,8 +465,15 @@ def _leptons_and_photons(pf: dict[str, np.ndarray], common: dict, rng: np.random
     muons["looseId"] = ones(len(mu_sel))
     for flag in ("isPFcand", "isGlobal", "isTracker"):  # every simulated muon is a PF global+tracker muon
         muons[flag] = ones(len(mu_sel))
-    ele_sel = _id_passed(pf, 11, abs_eta_max=config.tracker_abs_eta, pt_min=config.electron_pt_min,
-                         eff=config.eff_id_electron, rng=rng, config=config)
+    ele_sel = _id_passed(
+        pf,
+        11,
+        abs_eta_max=config.tracker_abs_eta,
+        pt_min=config.electron_pt_min,
+        eff=config.eff_id_electron,
+        rng=rng,
+        config=config,
+    )
     electrons = _lepton_collection(ele_sel, **common)
     electrons.pop("pfRelIso04_all")  # NanoAOD electrons carry dR = 0.3 isolation only
     # cut-based id (0 fail, 1 veto, 2 loose, 3 medium, 4 tight) from the relative isolation
@@ -425,8 +482,15 @@ def _leptons_and_photons(pf: dict[str, np.ndarray], common: dict, rng: np.random
     electrons["photonIdx"] = np.full(len(ele_sel), -1, dtype=np.int32)
     # identification without isolation (the ID efficiency above decided which electrons exist)
     electrons["mvaFall17V2noIso_WPL"] = ones(len(ele_sel))
-    pho_cand = _id_passed(pf, 22, abs_eta_max=config.tracker_abs_eta, pt_min=config.photon_pt_min,
-                          eff=config.eff_id_photon, rng=rng, config=config)
+    pho_cand = _id_passed(
+        pf,
+        22,
+        abs_eta_max=config.tracker_abs_eta,
+        pt_min=config.photon_pt_min,
+        eff=config.eff_id_photon,
+        rng=rng,
+        config=config,
+    )
     hoe = _hadronic_over_em(pf, common["pf_evt"], pho_cand, common["n_events"], cone=config.photon_hoe_cone)
     reconstructed = hoe < config.photon_hoe_max
     pho_sel = pho_cand[reconstructed]
@@ -440,7 +504,9 @@ def _leptons_and_photons(pf: dict[str, np.ndarray], common: dict, rng: np.random
     return {"Muon": (muons, mu_sel), "Electron": (electrons, ele_sel), "Photon": (photons, pho_sel)}
 
 
-def simulate(batch: ak.Array, charges: ak.Array, *, rng: np.random.Generator, config: DetectorConfig = DetectorConfig()) -> dict[str, ak.Array]:
+def simulate(
+    batch: ak.Array, charges: ak.Array, *, rng: np.random.Generator, config: DetectorConfig = DetectorConfig()
+) -> dict[str, ak.Array]:
     """Detector response for one batch of Pythia events (the steps of the module docstring).
 
     Parameters
@@ -473,14 +539,30 @@ def simulate(batch: ak.Array, charges: ak.Array, *, rng: np.random.Generator, co
     pf_arr = _unflatten(dict(pf), pf_counts)
 
     # 5. jets (before leptons: leptons need the jet index)
-    truth = _truth_record(pid=record["pid"], status=record["status"], mother1=record["mother1"], px=record["px"],
-                          py=record["py"], pz=record["pz"], e=record["e"], evt=record["evt"],
-                          offsets=record["offsets"], n_events=n_events)
+    truth = _truth_record(
+        pid=record["pid"],
+        status=record["status"],
+        mother1=record["mother1"],
+        px=record["px"],
+        py=record["py"],
+        pz=record["pz"],
+        e=record["e"],
+        evt=record["evt"],
+        offsets=record["offsets"],
+        n_events=n_events,
+    )
     jets, jet_pf, pf_jet_idx = _cluster_jets(pf, pf_counts, pf_offsets, truth=truth, rng=rng, config=config)
     fatjets = _cluster_fatjets(pf, pf_counts, truth=truth, config=config)
 
     # 4. leptons and photons, and the jets' references to the leptons inside them
-    common = dict(pf=pf, pf_evt=pf_evt, pf_jet_idx=pf_jet_idx, truth=truth, pf_truth=pf_truth, n_events=n_events)
+    common = {
+        "pf": pf,
+        "pf_evt": pf_evt,
+        "pf_jet_idx": pf_jet_idx,
+        "truth": truth,
+        "pf_truth": pf_truth,
+        "n_events": n_events,
+    }
     objects = _leptons_and_photons(pf, common, rng, config)
     jet_counts = ak.to_numpy(ak.num(jets, axis=1))
     for name, key in (("muon", "Muon"), ("electron", "Electron")):
@@ -491,8 +573,12 @@ def simulate(batch: ak.Array, charges: ak.Array, *, rng: np.random.Generator, co
         jets = ak.with_field(jets, ak.unflatten(n_in_jet, jet_counts), f"n{name.capitalize()}s")
 
     out = {"PFCands": pf_arr}
-    out.update({key: _unflatten(fields, np.bincount(pf_evt[idx], minlength=n_events))
-                for key, (fields, idx) in objects.items()})
+    out.update(
+        {
+            key: _unflatten(fields, np.bincount(pf_evt[idx], minlength=n_events))
+            for key, (fields, idx) in objects.items()
+        }
+    )
     out.update({"Jet": jets, "JetPFCands": jet_pf, "FatJet": fatjets, "GenPart": truth.genpart, "MET": ak.zip(met)})
     return out
 
@@ -510,7 +596,7 @@ class _Truth:
     partons: ak.Array  # hard-process outgoing quarks and gluons (eta, phi, pdgId) per event
 
 
-def _truth_record(*, pid, status, mother1, px, py, pz, e, evt, offsets, n_events) -> _Truth:  # noqa: ANN001
+def _truth_record(*, pid, status, mother1, px, py, pz, e, evt, offsets, n_events) -> _Truth:
     """Prune the Pythia record to a NanoAOD-like ``GenPart``: hard process, leptons, taus, B/C hadrons.
 
     Kept: the hard process (|status| 21-29, incl. resonance decays), final-state e/mu/neutrinos with
@@ -575,7 +661,13 @@ def _truth_record(*, pid, status, mother1, px, py, pz, e, evt, offsets, n_events
         (prompt.astype(np.int32) << 0)
         | (from_tau.astype(np.int32) << 2)
         | (k_hard.astype(np.int32) << 7)
-        | ((k_hard | (prompt & ~from_tau & (parent >= 0) & np.where(parent >= 0, hard[np.maximum(parent, 0)], False))).astype(np.int32) << 8)
+        | (
+            (
+                k_hard
+                | (prompt & ~from_tau & (parent >= 0) & np.where(parent >= 0, hard[np.maximum(parent, 0)], False))
+            ).astype(np.int32)
+            << 8
+        )
         | (k_hard.astype(np.int32) << 12)
         | (last_copy.astype(np.int32) << 13)
     )
@@ -633,24 +725,46 @@ def _isolation(pf: dict[str, np.ndarray], pf_evt: np.ndarray, cand: np.ndarray, 
     offsets = np.concatenate([[0], np.cumsum(np.bincount(pf_evt, minlength=n_events))])
     pdg = np.abs(pf["pdgId"])
     code = np.select([pdg == 211, pdg == 130, pdg == 22], [0, 1, 2], 3)
-    args = (pf["eta"][cand], pf["phi"][cand], cand, pf_evt[cand], pf["eta"], pf["phi"], pf["pt"].astype(np.float64), code, offsets)
+    args = (
+        pf["eta"][cand],
+        pf["phi"][cand],
+        cand,
+        pf_evt[cand],
+        pf["eta"],
+        pf["phi"],
+        pf["pt"].astype(np.float64),
+        code,
+        offsets,
+    )
     s03 = _cone_sums(*args, 0.09, 4)
     s04 = _cone_sums(*args, 0.16, 4)
     return {"ch": s03[:, 0], "neu": s03[:, 1], "pho": s03[:, 2], "all04": s04[:, :3].sum(axis=1)}
 
 
-def _hadronic_over_em(pf: dict[str, np.ndarray], pf_evt: np.ndarray, cand: np.ndarray, n_events: int, *,
-                      cone: float) -> np.ndarray:
+def _hadronic_over_em(
+    pf: dict[str, np.ndarray], pf_evt: np.ndarray, cand: np.ndarray, n_events: int, *, cone: float
+) -> np.ndarray:
     """H/E of the PF photons ``cand``: pT of the PF hadrons within dR < ``cone`` over the photon pT."""
     offsets = np.concatenate([[0], np.cumsum(np.bincount(pf_evt, minlength=n_events))])
     pdg = np.abs(pf["pdgId"])
     code = np.where((pdg == 211) | (pdg == 130), 0, 1)
-    sums = _cone_sums(pf["eta"][cand], pf["phi"][cand], cand, pf_evt[cand], pf["eta"], pf["phi"],
-                      pf["pt"].astype(np.float64), code, offsets, cone**2, 2)
+    sums = _cone_sums(
+        pf["eta"][cand],
+        pf["phi"][cand],
+        cand,
+        pf_evt[cand],
+        pf["eta"],
+        pf["phi"],
+        pf["pt"].astype(np.float64),
+        code,
+        offsets,
+        cone**2,
+        2,
+    )
     return sums[:, 0] / np.maximum(pf["pt"][cand].astype(np.float64), 1e-6)
 
 
-def _lepton_collection(sel: np.ndarray, *, pf, pf_evt, pf_jet_idx, truth, pf_truth, n_events) -> dict[str, np.ndarray]:  # noqa: ANN001
+def _lepton_collection(sel: np.ndarray, *, pf, pf_evt, pf_jet_idx, truth, pf_truth, n_events) -> dict[str, np.ndarray]:
     """NanoAOD fields of the PF candidates ``sel`` promoted to muons/electrons/photons."""
     iso = _isolation(pf, pf_evt, sel, n_events)
     pt = pf["pt"][sel].astype(np.float64)
@@ -677,7 +791,9 @@ def _lepton_collection(sel: np.ndarray, *, pf, pf_evt, pf_jet_idx, truth, pf_tru
 # ----------------------------------------------------------------------------------------------
 # jets
 # ----------------------------------------------------------------------------------------------
-def _jet_lepton_refs(lep_evt: np.ndarray, lep_jet: np.ndarray, jet_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _jet_lepton_refs(
+    lep_evt: np.ndarray, lep_jet: np.ndarray, jet_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """NanoAOD ``Jet_<lepton>Idx1/2`` and ``Jet_n<Lepton>s`` from each lepton's jet index.
 
     Parameters
@@ -721,7 +837,9 @@ def _jet_kinematics(jets: ak.Array) -> dict[str, ak.Array]:
     return {"pt": pt, "eta": eta, "phi": np.arctan2(jets.py, jets.px), "mass": mass}
 
 
-def _flavours(kin: dict[str, ak.Array], truth: _Truth, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _flavours(
+    kin: dict[str, ak.Array], truth: _Truth, radius: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Flat per-jet (hadronFlavour, partonFlavour, number of B hadrons, number of C hadrons) within dR < radius."""
     n_jets = ak.to_numpy(ak.num(kin["pt"], axis=1))
     evt = np.repeat(np.arange(len(n_jets)), n_jets)
@@ -745,7 +863,7 @@ def _flavours(kin: dict[str, ak.Array], truth: _Truth, radius: float) -> tuple[n
     return hadron_flavour.astype(np.int32), parton_flavour.astype(np.int32), n_b, n_c
 
 
-def _cluster_jets(pf, pf_counts, pf_offsets, *, truth: _Truth, rng: np.random.Generator, config: DetectorConfig):  # noqa: ANN001, ANN202
+def _cluster_jets(pf, pf_counts, pf_offsets, *, truth: _Truth, rng: np.random.Generator, config: DetectorConfig):
     """anti-kT R = 0.4 jets, their constituents (``JetPFCands``) and the jet index of every PF candidate."""
     n_events = len(pf_counts)
     vectors = _pf_vectors(pf, pf_counts)
@@ -779,9 +897,15 @@ def _cluster_jets(pf, pf_counts, pf_offsets, *, truth: _Truth, rng: np.random.Ge
         for name, code in (("chHEF", 211), ("neHEF", 130), ("chEmEF", 11), ("neEmEF", 22), ("muEF", 13))
     }
     flat_eta = ak.to_numpy(ak.flatten(kin["eta"]))
-    tight = ((frac["neHEF"] < config.jet_id_neutral_max) & (frac["neEmEF"] < config.jet_id_neutral_max) & (n_const > 1)
-             & ((np.abs(flat_eta) > config.jet_id_tracker_abs_eta)
-                | ((frac["chHEF"] > 0) & (frac["chEmEF"] < config.jet_id_charged_em_max))))
+    tight = (
+        (frac["neHEF"] < config.jet_id_neutral_max)
+        & (frac["neEmEF"] < config.jet_id_neutral_max)
+        & (n_const > 1)
+        & (
+            (np.abs(flat_eta) > config.jet_id_tracker_abs_eta)
+            | ((frac["chHEF"] > 0) & (frac["chEmEF"] < config.jet_id_charged_em_max))
+        )
+    )
     lepveto = tight & (frac["muEF"] < config.jet_id_muon_max) & (frac["chEmEF"] < config.jet_id_charged_em_max)
 
     hflav, parton_flavour, _, _ = _flavours(kin, truth, config.jet_r)
@@ -844,7 +968,7 @@ def jet_taus(constituents: ak.Array, r0: float) -> np.ndarray:
     return taus
 
 
-def _cluster_fatjets(pf, pf_counts, *, truth: _Truth, config: DetectorConfig) -> ak.Array:  # noqa: ANN001
+def _cluster_fatjets(pf, pf_counts, *, truth: _Truth, config: DetectorConfig) -> ak.Array:
     """anti-kT R = 1.0 jets with N-subjettiness and soft-drop mass."""
     # an event whose PF scalar pT sum is below the threshold cannot contain such a jet: cluster only
     # the others (the empty events keep their place), which skips most W/Z events

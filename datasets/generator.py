@@ -7,6 +7,7 @@ the full event record: ``prt.{id, status, mother1, daughter1, p, m, vProd, ...}`
 lepton filter is applied columnarly; the generator counts tried and accepted events so that the
 cross section after the filter is ``sigma_gen * n_accepted / n_tried``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,7 +15,6 @@ from collections.abc import Iterator
 
 import awkward as ak
 import numpy as np
-
 from cms_anomaly.datasets.cards import LeptonFilter, ProcessCard
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class PythiaGenerator:
         self._charge_cache: dict[int, float] = {}
 
     @property
-    def pythia(self):  # noqa: ANN201 - the pythia8mc object
+    def pythia(self):
         return self._pythia
 
     @property
@@ -148,7 +148,9 @@ class PythiaGenerator:
             request = min(request, 4 * batch_size) if self.card.filter is not None else min(request, remaining)
             batch = self._pythia.nextBatch(request, "skip")
             if len(batch) == 0:
-                raise GeneratorError(f"{self.card.name}: Pythia produced no event in a batch of {request} (seed {self.seed})")
+                raise GeneratorError(
+                    f"{self.card.name}: Pythia produced no event in a batch of {request} (seed {self.seed})"
+                )
             self.n_tried += len(batch)
             if self.card.filter is not None:
                 batch = batch[lepton_filter_mask(batch.prt, self.card.filter)]

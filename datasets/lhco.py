@@ -10,6 +10,7 @@
   (pT, eta, phi, class), rows MET, 4 electrons, 4 muons, 10 jets. :func:`read_adc2021` returns the
   (N, 19, 3) array of the project's ``objects`` layout.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,10 +18,8 @@ import os
 import awkward as ak
 import fastjet
 import numpy as np
-
-from cms_anomaly.datasets.fourvectors import to_cartesian
-
 from cms_anomaly.datasets.detector import jet_taus
+from cms_anomaly.datasets.fourvectors import to_cartesian
 
 LHCO_MAX_PARTICLES = 700
 
@@ -70,7 +69,10 @@ def dijet_features(particles: ak.Array, *, radius: float = 1.0) -> dict[str, np.
     jets, consts = jets[order][:, :2], consts[order][:, :2]
     n = len(jets)
     two = ak.to_numpy(ak.num(jets) >= 2)
-    out = {k: np.full(n, np.nan) for k in ("mj1", "mj2", "ptj1", "ptj2", "mjj", "tau21_j1", "tau32_j1", "tau21_j2", "tau32_j2")}
+    out = {
+        k: np.full(n, np.nan)
+        for k in ("mj1", "mj2", "ptj1", "ptj2", "mjj", "tau21_j1", "tau32_j1", "tau21_j2", "tau32_j2")
+    }
     if not two.any():
         return out
     j, c = jets[two], consts[two]

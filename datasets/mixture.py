@@ -10,6 +10,7 @@ generator-level branches (``GenPart_*``, ``genWeight``, ``*_genPartIdx``, jet fl
 each event is written to a separate ``labels.parquet`` (``event -> process``), which no training
 step reads; it is only used to validate the result (e.g. the ttbar enrichment of a selection).
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,7 +21,6 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import uproot
-
 from cms_anomaly.datasets.atomic import atomic_output
 from cms_anomaly.datasets.nanoaod import write_nanoaod
 
@@ -68,7 +68,9 @@ def _read_events(files: Sequence[str], n: int) -> ak.Array:
             break
         with uproot.open(path) as f:
             tree = f["Events"]
-            names = [b for b in tree.keys() if not b.startswith(GENERATOR_PREFIXES) and not b.endswith(GENERATOR_SUFFIXES)]
+            # uproot: iterating a tree yields its branches, keys() their names
+            branches = tree.keys()
+            names = [b for b in branches if not b.startswith(GENERATOR_PREFIXES) and not b.endswith(GENERATOR_SUFFIXES)]
             stop = min(remaining, tree.num_entries)
             parts.append(tree.arrays(names, entry_stop=stop, library="ak"))
             remaining -= stop
@@ -162,7 +164,7 @@ def build_pseudo_data(
         pd.DataFrame({"event": np.arange(1, n + 1, dtype=np.uint64), "process": labels.astype(str)}).to_parquet(tmp)
     return {
         name: {
-            "files": {f: "Events" for f in files},
+            "files": dict.fromkeys(files, "Events"),
             "metadata": {
                 "process": name,
                 "is_data": True,

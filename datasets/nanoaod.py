@@ -8,6 +8,7 @@ flags, bool ids); the counters ``n<Collection>`` are int32 (uproot writes ROOT c
 
 Files are written under a temporary name and moved into place only when complete.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,6 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import uproot
-
 from cms_anomaly.datasets.atomic import atomic_output
 
 #: ZSTD level 5: fast to write and ~2x faster to read than LZMA (PERFORMANCE.md, pitfall 2)
@@ -28,7 +28,9 @@ class NanoAODWriteError(RuntimeError):
     """Writing a NanoAOD file failed; the message names the file."""
 
 
-def event_branches(*, run: np.ndarray, lumi: np.ndarray, event: np.ndarray, weight: np.ndarray, collections: Mapping[str, ak.Array]) -> dict:
+def event_branches(
+    *, run: np.ndarray, lumi: np.ndarray, event: np.ndarray, weight: np.ndarray, collections: Mapping[str, ak.Array]
+) -> dict:
     """Assemble the ``Events`` branches of one batch: event ids, ``genWeight``, flat ``MET_*`` and jagged collections."""
     branches: dict[str, object] = {
         "run": np.asarray(run, dtype=np.uint32),

@@ -7,6 +7,7 @@ cached as one text file per record id (``<cache>/<recid>.txt``, one URL per line
 built once with a network and reused without one. ``AOD`` records are listed with the reason they
 cannot be used directly (they need the CMSSW AOD -> NanoAOD step).
 """
+
 from __future__ import annotations
 
 import json
@@ -78,7 +79,11 @@ def load_manifest(campaign: str = "2012") -> Manifest:
         if not rec.is_data and rec.xsec_pb is None:
             raise ManifestError(f"{resource}: MC record {rec.recid} has no xsec_pb")
     return Manifest(
-        campaign=data["campaign"], sqrt_s=float(data["sqrt_s"]), eos_prefix=data["eos_prefix"], portal=data["portal"], records=tuple(records)
+        campaign=data["campaign"],
+        sqrt_s=float(data["sqrt_s"]),
+        eos_prefix=data["eos_prefix"],
+        portal=data["portal"],
+        records=tuple(records),
     )
 
 
@@ -108,7 +113,7 @@ def resolve_files(record: Record, manifest: Manifest, *, cache: str | os.PathLik
         return [line.strip() for line in cached.read_text().splitlines() if line.strip() and not line.startswith("#")]
     url = f"{manifest.portal}/api/records/{record.recid}"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - fixed https URL
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             payload = json.load(response)
     except (urllib.error.URLError, TimeoutError, OSError) as err:
         raise OpenDataUnavailableError(
@@ -118,7 +123,9 @@ def resolve_files(record: Record, manifest: Manifest, *, cache: str | os.PathLik
         ) from err
     files = [u for u in _root_urls(payload) if record.directory in u]
     if not files:
-        raise OpenDataUnavailableError(f"record {record.recid} ({record.dataset}): the portal listed no ROOT files under {record.directory}")
+        raise OpenDataUnavailableError(
+            f"record {record.recid} ({record.dataset}): the portal listed no ROOT files under {record.directory}"
+        )
     write_text_atomic(cached, f"# CERN Open Data record {record.recid}: {record.dataset}\n" + "\n".join(files) + "\n")
     return files
 
@@ -137,12 +144,19 @@ def build_fileset(*, campaign: str = "2012", cache: str | os.PathLike, datasets:
     fileset = {}
     for rec in wanted:
         files = resolve_files(rec, manifest, cache=cache)
-        meta = {"process": rec.process, "recid": rec.recid, "is_data": rec.is_data, "is_signal": False, "sqrt_s": manifest.sqrt_s, "format": rec.format}
+        meta = {
+            "process": rec.process,
+            "recid": rec.recid,
+            "is_data": rec.is_data,
+            "is_signal": False,
+            "sqrt_s": manifest.sqrt_s,
+            "format": rec.format,
+        }
         if rec.xsec_pb is not None:
             meta["xsec_pb"] = rec.xsec_pb
         if rec.lumi_fb is not None:
             meta["lumi_pb"] = rec.lumi_fb * 1000.0
         if rec.note:
             meta["note"] = rec.note
-        fileset[rec.dataset] = {"files": {f: "Events" for f in files}, "metadata": meta}
+        fileset[rec.dataset] = {"files": dict.fromkeys(files, "Events"), "metadata": meta}
     return fileset

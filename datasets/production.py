@@ -7,6 +7,7 @@ number of workers. A finished job leaves ``<process>_s<seed>_<index>.root`` and 
 with its bookkeeping (cross section, filter efficiency, events); both are written atomically, and
 a job whose sidecar matches its configuration is skipped, so a killed production resumes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,7 +21,6 @@ from pathlib import Path
 
 import awkward as ak
 import numpy as np
-
 from cms_anomaly.datasets.atomic import write_text_atomic
 from cms_anomaly.datasets.cards import ProcessCard, load_card
 from cms_anomaly.datasets.detector import DetectorConfig, simulate
@@ -97,8 +97,15 @@ class FileJob:
         }
 
 
-def plan_jobs(cards: Sequence[ProcessCard], *, events: int | Mapping[str, int], events_per_file: int | None, seed: int,
-              out: str | os.PathLike, sqrt_s: float = SQRT_S) -> list[FileJob]:
+def plan_jobs(
+    cards: Sequence[ProcessCard],
+    *,
+    events: int | Mapping[str, int],
+    events_per_file: int | None,
+    seed: int,
+    out: str | os.PathLike,
+    sqrt_s: float = SQRT_S,
+) -> list[FileJob]:
     """Split the events of each process (one number for all, or per process name) into file jobs."""
     jobs = []
     for card in cards:
@@ -112,8 +119,17 @@ def plan_jobs(cards: Sequence[ProcessCard], *, events: int | Mapping[str, int], 
         n_files = -(-events_for_card // per_file)
         for index in range(n_files):
             n = min(per_file, events_for_card - index * per_file)
-            jobs.append(FileJob(card=card, index=index, n_events=n, base_seed=seed, out_dir=str(Path(out).resolve()), first_event=index * per_file + 1,
-                                sqrt_s=float(sqrt_s)))
+            jobs.append(
+                FileJob(
+                    card=card,
+                    index=index,
+                    n_events=n,
+                    base_seed=seed,
+                    out_dir=str(Path(out).resolve()),
+                    first_event=index * per_file + 1,
+                    sqrt_s=float(sqrt_s),
+                )
+            )
     return jobs
 
 
@@ -131,8 +147,12 @@ def finished(job: FileJob) -> dict | None:
     # the file on disk must be the one the sidecar describes (a copy cut short keeps its sidecar)
     size = job.path.stat().st_size
     if info.get("size_bytes") != size or info.get("sha256") != _sha256(job.path):
-        log.warning("%s: differs from its sidecar (%d bytes on disk, %s recorded); regenerating",
-                    job.path, size, info.get("size_bytes"))
+        log.warning(
+            "%s: differs from its sidecar (%d bytes on disk, %s recorded); regenerating",
+            job.path,
+            size,
+            info.get("size_bytes"),
+        )
         return None
     # where the file is now: a production directory that was moved or copied resumes in place
     info["path"] = str(job.path)
@@ -141,7 +161,7 @@ def finished(job: FileJob) -> dict | None:
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with Path(path).open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -161,7 +181,9 @@ def _write_json_atomic(path: Path, payload: object) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
-def _event_batches(job: FileJob, generator: PythiaGenerator, config: DetectorConfig, timings: dict[str, float]) -> Iterator[dict]:
+def _event_batches(
+    job: FileJob, generator: PythiaGenerator, config: DetectorConfig, timings: dict[str, float]
+) -> Iterator[dict]:
     rng = np.random.default_rng([job.pythia_seed, FORMAT_VERSION])
     next_event = job.first_event
     it = generator.batches(job.n_events, batch_size=BATCH_SIZE)
@@ -263,7 +285,9 @@ def build_fileset(results: Sequence[dict], *, seed: int) -> dict:
     return fileset
 
 
-def _run_on_dask(jobs: Sequence[FileJob], *, scheduler: str | None, workers: int | None) -> tuple[list[dict], list[str]]:
+def _run_on_dask(
+    jobs: Sequence[FileJob], *, scheduler: str | None, workers: int | None
+) -> tuple[list[dict], list[str]]:
     from dask.distributed import Client, LocalCluster, as_completed
     from tqdm import tqdm
 
@@ -335,7 +359,10 @@ def produce(
     else:
         raise ValueError(f"unknown executor {executor!r}: use 'dask' or 'local'")
     if errors:
-        raise ProductionError(f"{len(errors)} of {len(jobs)} file jobs failed (finished files are kept; rerun to resume):\n  " + "\n  ".join(errors))
+        raise ProductionError(
+            f"{len(errors)} of {len(jobs)} file jobs failed (finished files are kept; rerun to resume):\n  "
+            + "\n  ".join(errors)
+        )
     fileset_path = out / "fileset.json"
     fileset = {}
     if fileset_path.is_file():
@@ -352,12 +379,17 @@ def produce(
 
 def summarise(result: dict) -> str:
     """A one-screen table of what a production wrote."""
-    lines = [f"fileset: {result['fileset']}", f"{'dataset':14s} {'files':>5s} {'events':>8s} {'xsec [pb]':>12s} {'filter eff':>10s} {'ev/s':>7s}  type"]
+    lines = [
+        f"fileset: {result['fileset']}",
+        f"{'dataset':14s} {'files':>5s} {'events':>8s} {'xsec [pb]':>12s} {'filter eff':>10s} {'ev/s':>7s}  type",
+    ]
     for name, entry in sorted(result["datasets"].items()):
         meta = entry["metadata"]
         rows = [r for r in result["results"] if r["process"] == name and not r.get("skipped")]
         secs = sum(r["seconds"]["total"] for r in rows)
         rate = f"{sum(r['events'] for r in rows) / secs:7.1f}" if secs else "   (cached)"
         kind = "BSM" if meta["is_signal"] else "SM"
-        lines.append(f"{name:14s} {len(entry['files']):5d} {meta['nevents']:8d} {meta['xsec_pb']:12.4g} {meta['filter_efficiency']:10.3g} {rate}  {kind}")
+        lines.append(
+            f"{name:14s} {len(entry['files']):5d} {meta['nevents']:8d} {meta['xsec_pb']:12.4g} {meta['filter_efficiency']:10.3g} {rate}  {kind}"
+        )
     return "\n".join(lines)

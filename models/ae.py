@@ -1,12 +1,12 @@
 """Plain autoencoder (Chekanov et al. sec. 3.2): inputs -> 20 -> 10 -> 5 -> 10 -> 20 -> inputs."""
+
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
-
 from cms_anomaly.models.base import AnomalyModel, Hyper, mlp, seeded_init
 from cms_anomaly.models.preprocessing import SelectColumns, Standardize, fit_center_scale, fit_nonzero_mask
+from torch import nn
 
 #: Chekanov: Adam, MSE, batch 100, stop after 30 epochs without improvement
 AE_HYPER = Hyper(batch_size=100, lr=1e-3, patience=30, max_epochs=300)
@@ -33,8 +33,15 @@ class Autoencoder(AnomalyModel):
     kind = "ae"
     output_names = ("mse",)
 
-    def __init__(self, preprocess: nn.Module, *, n_inputs: int, hidden: tuple[int, ...] = (20, 10),
-                 latent: int = 5, relu_output: bool = True) -> None:
+    def __init__(
+        self,
+        preprocess: nn.Module,
+        *,
+        n_inputs: int,
+        hidden: tuple[int, ...] = (20, 10),
+        latent: int = 5,
+        relu_output: bool = True,
+    ) -> None:
         super().__init__()
         self.preprocess = preprocess
         sizes = [n_inputs, *hidden, latent]

@@ -15,20 +15,20 @@ writes log D_xx; the sign is flipped so that all four scores rank anomalies high
 ``l1`` and ``l2`` = distance between x and G(E(x)) in the encoded space. ``l1`` is
 the default.
 """
+
 from __future__ import annotations
 
 import copy
 
 import numpy as np
 import torch
+from cms_anomaly.models.base import AnomalyModel, Hyper, seeded_init, xavier_init
+from cms_anomaly.models.feature_sets import ALAD_ONE_HOT
+from cms_anomaly.models.preprocessing import MixedEncoding, fit_mixed_encoding
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits as bce_logits
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
-
-from cms_anomaly.models.base import AnomalyModel, Hyper, seeded_init, xavier_init
-from cms_anomaly.models.feature_sets import ALAD_ONE_HOT
-from cms_anomaly.models.preprocessing import MixedEncoding, fit_mixed_encoding
 
 #: Knapp Table 2 (no early-stopping figure is given; we monitor the validation L1 score)
 ALAD_HYPER = Hyper(batch_size=50, lr=1e-5, betas=(0.5, 0.999), patience=10, max_epochs=100)
@@ -81,17 +81,30 @@ class ALAD(AnomalyModel):
         x_dim = encoding.out_dim
         self.encoding = encoding
         self.latent = latent
-        self.encoder = nn.Sequential(nn.Linear(x_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
-                                     nn.LeakyReLU(0.2), nn.Linear(hidden, latent))
-        self.generator = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                       nn.Linear(hidden, x_dim))
+        self.encoder = nn.Sequential(
+            nn.Linear(x_dim, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, latent),
+        )
+        self.generator = nn.Sequential(
+            nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, x_dim)
+        )
         self.d_xz = DiscriminatorXZ(x_dim, latent, sn=sn)
         self.d_xx = PairDiscriminator(x_dim, sn=sn)
         self.d_zz = PairDiscriminator(latent, sn=sn)
         xavier_init(self)
-        self._arch = {"x_dim": x_dim, "latent": latent, "hidden": hidden, "spectral_norm": sn,
-                      "encoding": {"continuous": int(encoding.continuous.numel()),
-                                   "one_hot": [int(o.categories.shape[0]) for o in encoding.onehots]}}
+        self._arch = {
+            "x_dim": x_dim,
+            "latent": latent,
+            "hidden": hidden,
+            "spectral_norm": sn,
+            "encoding": {
+                "continuous": int(encoding.continuous.numel()),
+                "one_hot": [int(o.categories.shape[0]) for o in encoding.onehots],
+            },
+        }
 
     def all_scores(self, x_raw: torch.Tensor) -> torch.Tensor:
         """(N, 4) scores in :data:`ALAD_SCORES` order."""
@@ -112,8 +125,10 @@ class ALAD(AnomalyModel):
 
     def configure_optimizers(self, *, lr: float, betas: tuple[float, float]) -> list[torch.optim.Optimizer]:
         ge = [*self.encoder.parameters(), *self.generator.parameters()]
-        return [torch.optim.Adam(self._discriminator_params(), lr=lr, betas=betas),
-                torch.optim.Adam(ge, lr=lr, betas=betas)]
+        return [
+            torch.optim.Adam(self._discriminator_params(), lr=lr, betas=betas),
+            torch.optim.Adam(ge, lr=lr, betas=betas),
+        ]
 
     def _adversarial_terms(self, x: torch.Tensor, z: torch.Tensor, *, detach: bool) -> dict[str, torch.Tensor]:
         ex = self.encoder(x)
@@ -122,9 +137,14 @@ class ALAD(AnomalyModel):
         egz = self.encoder(gz)
         if detach:
             ex, gz, rec, egz = ex.detach(), gz.detach(), rec.detach(), egz.detach()
-        return {"xz_real": self.d_xz(x, ex), "xz_fake": self.d_xz(gz, z),
-                "xx_real": self.d_xx(x, x), "xx_fake": self.d_xx(x, rec),
-                "zz_real": self.d_zz(z, z), "zz_fake": self.d_zz(z, egz)}
+        return {
+            "xz_real": self.d_xz(x, ex),
+            "xz_fake": self.d_xz(gz, z),
+            "xx_real": self.d_xx(x, x),
+            "xx_fake": self.d_xx(x, rec),
+            "zz_real": self.d_zz(z, z),
+            "zz_fake": self.d_zz(z, egz),
+        }
 
     @staticmethod
     def _gan_loss(t: dict[str, torch.Tensor], *, flip: bool) -> torch.Tensor:
@@ -164,7 +184,7 @@ class ALAD(AnomalyModel):
         grads_d = torch.autograd.grad(loss_d, d_params, retain_graph=True, allow_unused=True)
         grads_ge = torch.autograd.grad(loss_ge, ge_params, allow_unused=True)
         for params, grads in ((d_params, grads_d), (ge_params, grads_ge)):
-            for p, g in zip(params, grads):
+            for p, g in zip(params, grads, strict=True):
                 p.grad = g
         opt_d.step()
         opt_ge.step()

@@ -1,4 +1,5 @@
 """The interface every anomaly model implements (training loop and export rely on it)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -93,7 +94,9 @@ def xavier_init(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def mlp(sizes: list[int], *, activation: type[nn.Module] = nn.ReLU, final_activation: nn.Module | None = None) -> nn.Sequential:
+def mlp(
+    sizes: list[int], *, activation: type[nn.Module] = nn.ReLU, final_activation: nn.Module | None = None
+) -> nn.Sequential:
     """Dense stack ``sizes[0] -> ... -> sizes[-1]`` with ``activation`` between layers."""
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):

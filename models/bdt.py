@@ -1,12 +1,13 @@
 """Supervised XGBoost baselines (Cerri sec. 4.2) and the CWoLa-hunting classifier (LHCO sec. 4.1)."""
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-
 from cms_anomaly.datasets.atomic import atomic_output
 from cms_anomaly.models.errors import TrainingError
 
@@ -27,9 +28,16 @@ class BDTParams:
 
     def xgb_params(self, *, seed: int) -> dict:
         """The ``xgboost.train`` parameter dict."""
-        return {"objective": "binary:logistic", "eval_metric": "logloss", "max_depth": self.max_depth,
-                "eta": self.learning_rate, "min_child_weight": self.min_child_weight, "tree_method": self.tree_method,
-                "seed": seed, "nthread": self.n_threads}
+        return {
+            "objective": "binary:logistic",
+            "eval_metric": "logloss",
+            "max_depth": self.max_depth,
+            "eta": self.learning_rate,
+            "min_child_weight": self.min_child_weight,
+            "tree_method": self.tree_method,
+            "seed": seed,
+            "nthread": self.n_threads,
+        }
 
 
 def balance_weights(w_background: np.ndarray, w_signal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -54,9 +62,18 @@ def balance_weights(w_background: np.ndarray, w_signal: np.ndarray) -> tuple[np.
     return wb, ws
 
 
-def train_classifier(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, params: BDTParams, seed: int,
-                     x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
-                     w_val: np.ndarray | None = None, feature_names: list[str] | None = None):
+def train_classifier(
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    *,
+    params: BDTParams,
+    seed: int,
+    x_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    w_val: np.ndarray | None = None,
+    feature_names: list[str] | None = None,
+) -> Any:
     """Train a binary XGBoost classifier; returns ``(booster, evals_result)``."""
     import xgboost
 
@@ -65,14 +82,28 @@ def train_classifier(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, params: BDT
     if x_val is not None:
         evals.append((xgboost.DMatrix(x_val, label=y_val, weight=w_val, feature_names=feature_names), "val"))
     history: dict = {}
-    booster = xgboost.train(params.xgb_params(seed=seed), dtrain, num_boost_round=params.n_estimators, evals=evals,
-                            evals_result=history, verbose_eval=False,
-                            early_stopping_rounds=params.early_stopping_rounds if x_val is not None else None)
+    booster = xgboost.train(
+        params.xgb_params(seed=seed),
+        dtrain,
+        num_boost_round=params.n_estimators,
+        evals=evals,
+        evals_result=history,
+        verbose_eval=False,
+        early_stopping_rounds=params.early_stopping_rounds if x_val is not None else None,
+    )
     return booster, history
 
 
-def train_signal_bdt(x_sm: np.ndarray, w_sm: np.ndarray, x_sig: np.ndarray, w_sig: np.ndarray, *, seed: int,
-                     params: BDTParams = BDTParams(), feature_names: list[str] | None = None):
+def train_signal_bdt(
+    x_sm: np.ndarray,
+    w_sm: np.ndarray,
+    x_sig: np.ndarray,
+    w_sig: np.ndarray,
+    *,
+    seed: int,
+    params: BDTParams = BDTParams(),
+    feature_names: list[str] | None = None,
+) -> Any:
     """One BSM benchmark vs the SM cocktail, signal up-weighted to the SM sum of weights (Cerri sec. 4.2).
 
     Returns
@@ -86,14 +117,14 @@ def train_signal_bdt(x_sm: np.ndarray, w_sm: np.ndarray, x_sig: np.ndarray, w_si
     return train_classifier(x, y, np.concatenate([wb, ws]), params=params, seed=seed, feature_names=feature_names)
 
 
-def predict(booster, x: np.ndarray) -> np.ndarray:
+def predict(booster: Any, x: np.ndarray) -> np.ndarray:
     """Classifier output (probability of the positive class) with ``inplace_predict``."""
     if len(x) == 0:
         return np.zeros(0, np.float32)
     return np.asarray(booster.inplace_predict(np.ascontiguousarray(x, np.float32)), np.float32)
 
 
-def save_booster(booster, path: str | Path) -> Path:
+def save_booster(booster: Any, path: str | Path) -> Path:
     """Save as XGBoost JSON, atomically."""
     path = Path(path)
     with atomic_output(path, suffix=".json") as tmp:  # XGBoost picks the format from the extension
@@ -102,8 +133,16 @@ def save_booster(booster, path: str | Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- CWoLa hunting
-def cwola_features(*, mj1: np.ndarray, mj2: np.ndarray, tau21_j1: np.ndarray, tau21_j2: np.ndarray,
-                   tau32_j1: np.ndarray, tau32_j2: np.ndarray, mjj: np.ndarray) -> np.ndarray:
+def cwola_features(
+    *,
+    mj1: np.ndarray,
+    mj2: np.ndarray,
+    tau21_j1: np.ndarray,
+    tau21_j2: np.ndarray,
+    tau32_j1: np.ndarray,
+    tau32_j2: np.ndarray,
+    mjj: np.ndarray,
+) -> np.ndarray:
     """Substructure inputs of the CWoLa classifier: (m_J1/m_JJ, m_J2/m_JJ, tau21 x2, tau32 x2), (N, 6).
 
     Jet masses are rescaled by m_JJ so the classifier cannot learn m_JJ itself (LHCO sec. 4.1).
@@ -115,8 +154,9 @@ def cwola_features(*, mj1: np.ndarray, mj2: np.ndarray, tau21_j1: np.ndarray, ta
     return np.stack([np.nan_to_num(np.asarray(c, np.float64), nan=0.0) for c in cols], axis=1).astype(np.float32)
 
 
-def cwola_labels(mjj: np.ndarray, *, signal_region: tuple[float, float],
-                 sidebands: tuple[tuple[float, float], tuple[float, float]]) -> np.ndarray:
+def cwola_labels(
+    mjj: np.ndarray, *, signal_region: tuple[float, float], sidebands: tuple[tuple[float, float], tuple[float, float]]
+) -> np.ndarray:
     """Label 1 in the signal region, 0 in the sidebands, -1 elsewhere (not used for training)."""
     mjj = np.asarray(mjj)
     lab = np.full(mjj.shape, -1, np.int8)
@@ -127,8 +167,15 @@ def cwola_labels(mjj: np.ndarray, *, signal_region: tuple[float, float],
     return lab
 
 
-def train_cwola(x: np.ndarray, labels: np.ndarray, *, k_folds: int = 5, seed: int,
-                weights: np.ndarray | None = None, params: BDTParams = BDTParams()) -> tuple[np.ndarray, list]:
+def train_cwola(
+    x: np.ndarray,
+    labels: np.ndarray,
+    *,
+    k_folds: int = 5,
+    seed: int,
+    weights: np.ndarray | None = None,
+    params: BDTParams = BDTParams(),
+) -> tuple[np.ndarray, list]:
     """k-fold CWoLa classifier: every event is scored by a model that never saw it.
 
     Parameters
@@ -161,7 +208,9 @@ def train_cwola(x: np.ndarray, labels: np.ndarray, *, k_folds: int = 5, seed: in
         train = (fold != k) & (labels >= 0)
         y = labels[train].astype(np.float64)
         if y.sum() == 0 or y.sum() == len(y):
-            raise TrainingError(f"CWoLa fold {k}: need both signal-region and sideband events, got {int(y.sum())} / {len(y)}")
+            raise TrainingError(
+                f"CWoLa fold {k}: need both signal-region and sideband events, got {int(y.sum())} / {len(y)}"
+            )
         wt = w[train].copy()
         wt[y == 1] *= wt[y == 0].sum() / wt[y == 1].sum()
         booster, _ = train_classifier(x[train], y, wt, params=params, seed=seed + k)

@@ -1,4 +1,5 @@
 """Benchmarks: scorer throughput inside the processor path and training throughput per device."""
+
 from __future__ import annotations
 
 import logging
@@ -6,9 +7,9 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-
 from cms_anomaly.models.feature_sets import HLF21, get_feature_set
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,13 @@ def _matrix(cols: dict[str, np.ndarray], fs_name: str) -> np.ndarray:
     return np.stack([cols[c] for c in fs.columns], axis=1)
 
 
-def _record_array(cols: dict[str, np.ndarray]):
+def _record_array(cols: dict[str, np.ndarray]) -> Any:
     import awkward as ak
 
-    return ak.zip({k: (ak.from_numpy(v) if v.ndim == 1 else ak.to_regular(ak.from_numpy(v), axis=1))
-                   for k, v in cols.items()}, depth_limit=1)
+    return ak.zip(
+        {k: (ak.from_numpy(v) if v.ndim == 1 else ak.to_regular(ak.from_numpy(v), axis=1)) for k, v in cols.items()},
+        depth_limit=1,
+    )
 
 
 def bench_scoring(*, events: int = 1_000_000, threads: int = 1, repeat: int = 3, rmm_events: int = 50_000) -> str:
@@ -55,7 +58,6 @@ def bench_scoring(*, events: int = 1_000_000, threads: int = 1, repeat: int = 3,
     TorchScript / XGBoost call on a ready float32 matrix.
     """
     import torch
-
     from cms_anomaly.models.bdt import BDTParams, save_booster, train_signal_bdt
     from cms_anomaly.models.export import ModelCard, export_torchscript, write_card
     from cms_anomaly.models.pipeline import build_model
@@ -75,18 +77,38 @@ def bench_scoring(*, events: int = 1_000_000, threads: int = 1, repeat: int = 3,
             modules = model.export_modules()
             suffix, module = ("l1", modules["l1"]) if kind == "alad" else next(iter(modules.items()))
             path = Path(tmp) / f"{kind}_{fs_name}{'_' + suffix if suffix else ''}.pt"
-            card = ModelCard(model_type=model.kind, feature_set=fs_name, feature_names=list(fs.columns),
-                             n_inputs=fs.width, output_names=list(getattr(module, "output_names", model.output_names)),
-                             score=suffix or "score")
+            card = ModelCard(
+                model_type=model.kind,
+                feature_set=fs_name,
+                feature_names=list(fs.columns),
+                n_inputs=fs.width,
+                output_names=list(getattr(module, "output_names", model.output_names)),
+                score=suffix or "score",
+            )
             export_torchscript(module, path, card=card)
             paths.append((kind, fs_name, path))
         sm = {k: v[:10_000] for k, v in fit.items()}
         sig = {k: v[10_000:] * 1.3 for k, v in fit.items()}
-        booster, _ = train_signal_bdt(_matrix(sm, "hlf21"), np.ones(10_000), _matrix(sig, "hlf21"), np.ones(10_000),
-                                      seed=1, params=BDTParams(n_threads=threads))
+        booster, _ = train_signal_bdt(
+            _matrix(sm, "hlf21"),
+            np.ones(10_000),
+            _matrix(sig, "hlf21"),
+            np.ones(10_000),
+            seed=1,
+            params=BDTParams(n_threads=threads),
+        )
         bpath = save_booster(booster, Path(tmp) / "bdt_hlf21.json")
-        write_card(ModelCard(model_type="bdt", feature_set="hlf21", feature_names=list(HLF21), n_inputs=21,
-                             output_names=["p_signal"], score="p_signal"), bpath)
+        write_card(
+            ModelCard(
+                model_type="bdt",
+                feature_set="hlf21",
+                feature_names=list(HLF21),
+                n_inputs=21,
+                output_names=["p_signal"],
+                score="p_signal",
+            ),
+            bpath,
+        )
         paths.append(("bdt", "hlf21", bpath))
         for kind, fs_name, path in paths:
             cols = rmm_data if fs_name == "rmm" else data
@@ -95,7 +117,7 @@ def bench_scoring(*, events: int = 1_000_000, threads: int = 1, repeat: int = 3,
             n = len(rec)
             scorer = load_scorer(path, threads=threads)
             scorer(rec[:10])  # lazy load + warm-up
-            t_full = min(_timed(lambda: scorer(rec)) for _ in range(repeat))
+            t_full = min(_timed(lambda scorer=scorer, rec=rec: scorer(rec)) for _ in range(repeat))
             x = _matrix(cols, fs_name)
             if path.suffix == ".pt":
                 jit = torch.jit.load(str(path))
@@ -103,36 +125,44 @@ def bench_scoring(*, events: int = 1_000_000, threads: int = 1, repeat: int = 3,
                 step = scorer.batch_size
                 with torch.inference_mode():
                     jit(xt[:10])
-                    t_bare = min(_timed(lambda: [jit(xt[i:i + step]) for i in range(0, len(xt), step)])
-                                 for _ in range(repeat))
+                    t_bare = min(
+                        _timed(
+                            lambda jit=jit, xt=xt, step=step: [jit(xt[i : i + step]) for i in range(0, len(xt), step)]
+                        )
+                        for _ in range(repeat)
+                    )
             else:
-                t_bare = min(_timed(lambda: booster.inplace_predict(x)) for _ in range(repeat))
+                t_bare = min(_timed(lambda x=x: booster.inplace_predict(x)) for _ in range(repeat))
             rows.append((f"{kind} ({fs_name})", n, n / t_full / threads, n / t_bare / threads))
             del rec
-    lines = [f"scoring benchmark: {threads} thread(s), one whole chunk per call, best of {repeat}",
-             f"{'model':22s} {'events':>9s} {'scorer ev/s/thread':>19s} {'bare call ev/s/thread':>22s} {'scorer/bare':>11s}"]
+    lines = [
+        f"scoring benchmark: {threads} thread(s), one whole chunk per call, best of {repeat}",
+        f"{'model':22s} {'events':>9s} {'scorer ev/s/thread':>19s} {'bare call ev/s/thread':>22s} {'scorer/bare':>11s}",
+    ]
     for name, n, full, bare in rows:
         lines.append(f"{name:22s} {n:9d} {full:19,.0f} {bare:22,.0f} {full / bare:11.2f}")
-    lines.append("scorer = awkward record array -> float32 matrix -> model -> numpy (what the processor pays); "
-                 "bare = the TorchScript module on a ready tensor in the same slices / XGBoost inplace_predict")
+    lines.append(
+        "scorer = awkward record array -> float32 matrix -> model -> numpy (what the processor pays); "
+        "bare = the TorchScript module on a ready tensor in the same slices / XGBoost inplace_predict"
+    )
     lines.append("target: >= 1,000,000 events/s per core for the VAE-size networks (processor path)")
     return "\n".join(lines)
 
 
-def _timed(fn) -> float:
+def _timed(fn: Any) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
 
 
-def bench_training(*, steps: int = 100, models: list[str] | None = None, max_seconds: float = 20.0,
-                   batch_size: int | None = None) -> str:
+def bench_training(
+    *, steps: int = 100, models: list[str] | None = None, max_seconds: float = 20.0, batch_size: int | None = None
+) -> str:
     """Training events/s of each model: 1 CPU thread, all CPU cores, CUDA if present.
 
     ``batch_size`` None: each model's paper batch size; else that batch size for every model.
     """
     import torch
-
     from cms_anomaly.models.pipeline import DEFAULT_FEATURE_SET, build_model
 
     models = models or ["vae", "alad", "ae", "double-ae"]
@@ -184,8 +214,15 @@ def bench_training(*, steps: int = 100, models: list[str] | None = None, max_sec
     return "\n".join(lines)
 
 
-def training_agreement(kind: str, *, devices: tuple[str, str] = ("cpu", "cuda"), seed: int = 1, events: int = 20_000,
-                       epochs: int = 3, max_steps_per_epoch: int = 100) -> dict[str, float]:
+def training_agreement(
+    kind: str,
+    *,
+    devices: tuple[str, str] = ("cpu", "cuda"),
+    seed: int = 1,
+    events: int = 20_000,
+    epochs: int = 3,
+    max_steps_per_epoch: int = 100,
+) -> dict[str, float]:
     """Train ``kind`` twice with the same seed, once per device, and compare the scores of held-out events.
 
     The batch order comes from a CPU generator and the weights are initialised on the CPU, so the
@@ -196,20 +233,30 @@ def training_agreement(kind: str, *, devices: tuple[str, str] = ("cpu", "cuda"),
     the overlap of the 1 % highest-score sets, per output.
     """
     import torch
-    from scipy.stats import spearmanr
-
     from cms_anomaly.models.pipeline import DEFAULT_FEATURE_SET, build_model
     from cms_anomaly.models.training import TrainConfig, train
+    from scipy.stats import spearmanr
 
     fs_name = DEFAULT_FEATURE_SET[kind]
     cols = synthetic_columns(events + 10_000, seed=seed, with_rmm=fs_name == "rmm")
     x = _matrix(cols, fs_name)
-    x_train, x_val, x_test = x[:events], x[events:events + 5000], x[events + 5000:]
+    x_train, x_val, x_test = x[:events], x[events : events + 5000], x[events + 5000 :]
     scores = []
     for device in devices:
         model, hyper = build_model(kind, x_train, feature_set=get_feature_set(fs_name), seed=seed)
-        train(model, x_train, x_val, config=TrainConfig(hyper=hyper, epochs=epochs, seed=seed, device=device,
-                                                        max_steps_per_epoch=max_steps_per_epoch, progress=False))
+        train(
+            model,
+            x_train,
+            x_val,
+            config=TrainConfig(
+                hyper=hyper,
+                epochs=epochs,
+                seed=seed,
+                device=device,
+                max_steps_per_epoch=max_steps_per_epoch,
+                progress=False,
+            ),
+        )
         modules = model.export_modules()
         module = modules.get("l1", next(iter(modules.values())))
         with torch.inference_mode():
@@ -236,16 +283,20 @@ def bench_agreement(*, models: list[str] | None = None, seed: int = 1) -> str:
     pairs = [("cpu", "cpu")]
     if torch.cuda.is_available():
         pairs += [("cuda", "cuda"), ("cpu", "cuda")]
-    lines = [f"same-seed agreement (seed {seed}, 20k synthetic training events, 3 epochs x 100 steps, 5k scored)",
-             f"{'model':10s} {'devices':10s} {'output':>6s} {'median |ds|/s':>14s} {'p99 |ds|/s':>11s} "
-             f"{'Spearman':>9s} {'top-1% overlap':>15s}"]
+    lines = [
+        f"same-seed agreement (seed {seed}, 20k synthetic training events, 3 epochs x 100 steps, 5k scored)",
+        f"{'model':10s} {'devices':10s} {'output':>6s} {'median |ds|/s':>14s} {'p99 |ds|/s':>11s} "
+        f"{'Spearman':>9s} {'top-1% overlap':>15s}",
+    ]
     if len(pairs) == 1:
         lines.append("CUDA: skipped (no CUDA device on this machine)")
     for kind in models:
         for pair in pairs:
             r = training_agreement(kind, devices=pair, seed=seed)
             for j in range(len(r) // 4):
-                lines.append(f"{kind:10s} {'/'.join(pair):10s} {j:6d} {r[f'out{j}_median_rel_diff']:14.2e} "
-                             f"{r[f'out{j}_p99_rel_diff']:11.2e} {r[f'out{j}_spearman']:9.4f} "
-                             f"{r[f'out{j}_top1pct_overlap']:15.2f}")
+                lines.append(
+                    f"{kind:10s} {'/'.join(pair):10s} {j:6d} {r[f'out{j}_median_rel_diff']:14.2e} "
+                    f"{r[f'out{j}_p99_rel_diff']:11.2e} {r[f'out{j}_spearman']:9.4f} "
+                    f"{r[f'out{j}_top1pct_overlap']:15.2f}"
+                )
     return "\n".join(lines)

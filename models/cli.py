@@ -1,4 +1,5 @@
 """``cms-anomaly train``, ``cms-anomaly bench scoring`` and ``bench training``."""
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=None, help="override the paper's batch size")
     p.add_argument("--lr", type=positive_float, default=None, help="override the paper's learning rate")
     p.add_argument("--patience", type=positive_int, default=None, help="override the early-stopping patience")
-    p.add_argument("--lambda", dest="lam", type=non_negative_float, default=100.0, help="double-ae: DisCo weight (default 100)")
+    p.add_argument(
+        "--lambda", dest="lam", type=non_negative_float, default=100.0, help="double-ae: DisCo weight (default 100)"
+    )
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--val-fraction", type=float, default=0.5, help="SM validation fraction (default 0.5)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
@@ -67,11 +70,18 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--steps", type=int, default=100, help="timed steps per model (default 100)")
     t.add_argument("--models", nargs="+", default=["vae", "alad", "ae", "double-ae"], choices=_KINDS[:-1])
-    t.add_argument("--batch-size", type=positive_int, default=None,
-                   help="one batch size for every model (default: each model's paper batch size)")
-    t.add_argument("--agreement", action="store_true",
-                   help="also train ALAD and the double AE twice with the same seed per device pair (CPU/CPU, "
-                        "CUDA/CUDA, CPU/CUDA) and compare their scores on held-out events")
+    t.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="one batch size for every model (default: each model's paper batch size)",
+    )
+    t.add_argument(
+        "--agreement",
+        action="store_true",
+        help="also train ALAD and the double AE twice with the same seed per device pair (CPU/CPU, "
+        "CUDA/CUDA, CPU/CUDA) and compare their scores on held-out events",
+    )
     t.set_defaults(func=_bench_training)
 
 
@@ -79,19 +89,45 @@ def _train(args: argparse.Namespace) -> int:
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export, train_bdts
 
     if args.kind == "bdt":
-        paths = list(train_bdts(features_dir=args.features, out_dir=args.out, feature_set=args.feature_set or "hlf21",
-                                signals=args.signal, datasets=args.datasets, seed=args.seed,
-                                val_fraction=args.val_fraction).values())
+        paths = list(
+            train_bdts(
+                features_dir=args.features,
+                out_dir=args.out,
+                feature_set=args.feature_set or "hlf21",
+                signals=args.signal,
+                datasets=args.datasets,
+                seed=args.seed,
+                val_fraction=args.val_fraction,
+            ).values()
+        )
     else:
-        opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                            seed=args.seed, val_fraction=args.val_fraction, device=args.device, resume=args.resume,
-                            lam=args.lam, threads=args.threads, progress=not args.no_progress)
-        trained = train_and_export(args.kind, features_dir=args.features, out_dir=args.out,
-                                   feature_set=args.feature_set, datasets=args.datasets, options=opts)
+        opts = TrainOptions(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            patience=args.patience,
+            seed=args.seed,
+            val_fraction=args.val_fraction,
+            device=args.device,
+            resume=args.resume,
+            lam=args.lam,
+            threads=args.threads,
+            progress=not args.no_progress,
+        )
+        trained = train_and_export(
+            args.kind,
+            features_dir=args.features,
+            out_dir=args.out,
+            feature_set=args.feature_set,
+            datasets=args.datasets,
+            options=opts,
+        )
         paths = trained.paths
         r = trained.train_result
-        print(f"{args.kind}: {r.epochs_run} epochs (best {r.best_epoch}), validation loss {r.best_val_loss:.5g}, "
-              f"{r.events_per_second:.0f} training events/s on {r.device}")
+        print(
+            f"{args.kind}: {r.epochs_run} epochs (best {r.best_epoch}), validation loss {r.best_val_loss:.5g}, "
+            f"{r.events_per_second:.0f} training events/s on {r.device}"
+        )
     from cms_anomaly.models.export import card_path
 
     for p in paths:

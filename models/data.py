@@ -4,14 +4,15 @@ Layout (written by the processor, issue 3): ``FEATURES/<dataset>/*.parquet`` wit
 column per scalar feature, the list columns ``objects`` (57 floats) and ``rmm``
 (2601 floats), and ``weight``, ``dataset``, ``is_signal``.
 """
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-
 from cms_anomaly.models.errors import FeatureTableError
 from cms_anomaly.models.feature_sets import FeatureSet
 
@@ -46,7 +47,7 @@ class Sample:
 
     def subset(self, rows: np.ndarray) -> Sample:
         """The events ``rows`` (indices or a mask) of this sample."""
-        pick = (lambda a: None if a is None else a[rows])  # noqa: E731
+        pick = lambda a: None if a is None else a[rows]
         return Sample(self.name, self.x[rows], self.weight[rows], self.is_signal, pick(self.run), pick(self.event))
 
     def __len__(self) -> int:
@@ -64,7 +65,7 @@ def list_datasets(features_dir: str | Path) -> list[str]:
     return names
 
 
-def _column_to_numpy(table, column: str, *, width: int, path: Path) -> np.ndarray:
+def _column_to_numpy(table: Any, column: str, *, width: int, path: Path) -> np.ndarray:
     import pyarrow as pa
 
     if column not in table.column_names:
@@ -76,8 +77,7 @@ def _column_to_numpy(table, column: str, *, width: int, path: Path) -> np.ndarra
         values = flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
         if values.size != n * width:
             raise FeatureTableError(
-                f"{path}: list column {column!r} has {values.size} values for {n} events, "
-                f"expected {width} per event"
+                f"{path}: list column {column!r} has {values.size} values for {n} events, expected {width} per event"
             )
         return values.reshape(n, width)
     if width != 1:
@@ -119,13 +119,17 @@ def read_dataset(
         table = pq.read_table(path, columns=[*feature_set.columns, "weight", "is_signal", *ids])
         if table.num_rows == 0:
             continue
-        xs.append(np.concatenate(
-            [_column_to_numpy(table, c, width=per_col_width, path=path) for c in feature_set.columns], axis=1
-        ))
+        xs.append(
+            np.concatenate(
+                [_column_to_numpy(table, c, width=per_col_width, path=path) for c in feature_set.columns], axis=1
+            )
+        )
         weight = table.column("weight").to_numpy().astype(np.float64)
         if not np.all(np.isfinite(weight)):
-            raise FeatureTableError(f"{path}: column 'weight' has {int(np.sum(~np.isfinite(weight)))} non-finite "
-                                    f"value(s) (e.g. {weight[~np.isfinite(weight)][0]}): refusing to train on them")
+            raise FeatureTableError(
+                f"{path}: column 'weight' has {int(np.sum(~np.isfinite(weight)))} non-finite "
+                f"value(s) (e.g. {weight[~np.isfinite(weight)][0]}): refusing to train on them"
+            )
         ws.append(weight)
         sig.append(bool(np.any(table.column("is_signal").to_numpy(zero_copy_only=False))))
         if len(ids) == 2:
@@ -145,9 +149,14 @@ def read_dataset(
         )
     log.info("read %d events of %s (%s)", len(x), dataset, feature_set.name)
     has_ids = len(runs) == len(xs)  # every table carries the event identity
-    return Sample(name=dataset, x=x, weight=w, is_signal=any(sig),
-                  run=np.concatenate(runs)[:max_events] if has_ids else None,
-                  event=np.concatenate(evs)[:max_events] if has_ids else None)
+    return Sample(
+        name=dataset,
+        x=x,
+        weight=w,
+        is_signal=any(sig),
+        run=np.concatenate(runs)[:max_events] if has_ids else None,
+        event=np.concatenate(evs)[:max_events] if has_ids else None,
+    )
 
 
 def read_samples(
@@ -181,7 +190,7 @@ def train_val_split(n: int, *, val_fraction: float, seed: int) -> tuple[np.ndarr
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     perm = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(n * val_fraction)))
+    n_val = max(1, round(n * val_fraction))
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
@@ -200,13 +209,18 @@ def cocktail_validation_mask(samples: dict[str, Sample], *, val_fraction: float,
     identities alone (the feature matrices are not concatenated)."""
     sm = [s for s in samples.values() if not s.is_signal]
     ids = all(s.run is not None and s.event is not None for s in sm)
-    return _validation_mask(sum(len(s) for s in sm), np.concatenate([s.run for s in sm]) if ids else None,
-                            np.concatenate([s.event for s in sm]) if ids else None,
-                            val_fraction=val_fraction, seed=seed)
+    return _validation_mask(
+        sum(len(s) for s in sm),
+        np.concatenate([s.run for s in sm]) if ids else None,
+        np.concatenate([s.event for s in sm]) if ids else None,
+        val_fraction=val_fraction,
+        seed=seed,
+    )
 
 
-def _validation_mask(n: int, run: np.ndarray | None, event: np.ndarray | None, *, val_fraction: float,
-                     seed: int) -> np.ndarray:
+def _validation_mask(
+    n: int, run: np.ndarray | None, event: np.ndarray | None, *, val_fraction: float, seed: int
+) -> np.ndarray:
     from cms_anomaly.processors.folds import EventSplit
 
     if run is not None and event is not None:

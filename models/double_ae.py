@@ -5,14 +5,14 @@ on the (19, 3) object array with log(1 + pT), mean/std-standardised (:func:`buil
 squared errors; the batch loss is ``mean(R1) + mean(R2) + lambda * DisCo^2(R1, R2)``,
 lambda = 100, batch 10000. ``forward(raw) -> (N, 2)`` = (R1, R2) for the ABCD method.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
-
 from cms_anomaly.models.base import AnomalyModel, Hyper, mlp, seeded_init
 from cms_anomaly.models.preprocessing import Log1pColumns, Standardize, fit_center_scale
+from torch import nn
 
 #: Mikuni: batch 10k, up to 1000 epochs, stop after 10 epochs without improvement
 DOUBLE_AE_HYPER = Hyper(batch_size=10_000, lr=1e-3, patience=10, max_epochs=1000)
@@ -38,7 +38,9 @@ def distance_correlation_squared(x: torch.Tensor, y: torch.Tensor, weights: torc
         Scalar in [0, 1].
     """
     if x.shape != y.shape or x.dim() != 1:
-        raise ValueError(f"distance correlation needs two 1-D samples of equal length, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"distance correlation needs two 1-D samples of equal length, got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     n = x.shape[0]
     w = torch.ones(n, dtype=x.dtype, device=x.device) if weights is None else weights.to(x.dtype) * n / weights.sum()
     # V-statistic identity: mean_ij(w_i w_j A_ij B_ij) of the double-centred matrices equals
@@ -63,8 +65,15 @@ class DoubleAE(AnomalyModel):
     output_names = ("r1", "r2")
     batch_level_loss = True  # lambda * DisCo^2 of the batch
 
-    def __init__(self, preprocess: nn.Module, *, n_inputs: int, hidden: tuple[int, ...] = (256, 128, 64, 32),
-                 latent: int = 5, lam: float = 100.0) -> None:
+    def __init__(
+        self,
+        preprocess: nn.Module,
+        *,
+        n_inputs: int,
+        hidden: tuple[int, ...] = (256, 128, 64, 32),
+        latent: int = 5,
+        lam: float = 100.0,
+    ) -> None:
         super().__init__()
         self.preprocess = preprocess
         self.lam = float(lam)

@@ -1,4 +1,5 @@
 """Exception classes of the models package (messages name the file, column or value)."""
+
 from __future__ import annotations
 
 from cms_anomaly.processors.feature_io import FeatureTableError as _FeatureTableError
@@ -29,7 +30,7 @@ class FeatureMismatchError(ModelError, ValueError):
         extra = [n for n in self.actual if n not in self.expected]
         common_exp = [n for n in self.expected if n in self.actual]
         common_act = [n for n in self.actual if n in self.expected]
-        misordered = [e for e, a in zip(common_exp, common_act) if e != a]
+        misordered = [e for e, a in zip(common_exp, common_act, strict=True) if e != a]
         self.missing, self.extra, self.misordered = missing, extra, misordered
         parts = []
         if missing:

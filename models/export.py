@@ -1,4 +1,5 @@
 """TorchScript export with a JSON model card, score thresholds at fixed SM false-positive rates."""
+
 from __future__ import annotations
 
 import json
@@ -9,11 +10,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
 from cms_anomaly.datasets.atomic import atomic_output, write_text_atomic
 from cms_anomaly.models.errors import FeatureMismatchError, ModelCardError
 from cms_anomaly.stats import SM_WORKING_POINTS, threshold_at_fpr
+from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ class ModelCard:
         Datasets, event counts, seed, epochs, validation loss, device, timing.
     thresholds : dict
         Per output name: ``{fpr: {"threshold", "method", ...}}``.
+    score_ranges : dict
+        Per output name: ``[min, max]`` of the finite scores of the SM validation events; the
+        processor's score axis follows it (:func:`~cms_anomaly.models.scorers.score_binning_for`).
     file : str
         Model file name (relative to the card).
     framework : dict
@@ -64,11 +67,13 @@ class ModelCard:
     architecture: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     thresholds: dict[str, Any] = field(default_factory=dict)
+    score_ranges: dict[str, list[float]] = field(default_factory=dict)
     file: str = ""
     framework: dict[str, str] = field(default_factory=dict)
 
-    def check_features(self, names: list[str] | tuple[str, ...], *, source: str | None = None,
-                       exact: bool = True) -> None:
+    def check_features(
+        self, names: list[str] | tuple[str, ...], *, source: str | None = None, exact: bool = True
+    ) -> None:
         """Check a caller's feature list against :attr:`feature_names`.
 
         With ``exact=True`` the lists must be identical (missing, extra and misordered
@@ -85,8 +90,9 @@ class ModelCard:
             if names != expected:
                 raise FeatureMismatchError(expected=expected, actual=names, source=source or self.file)
         elif any(n not in names for n in expected):
-            raise FeatureMismatchError(expected=expected, actual=[n for n in expected if n in names],
-                                       source=source or self.file)
+            raise FeatureMismatchError(
+                expected=expected, actual=[n for n in expected if n in names], source=source or self.file
+            )
 
 
 def card_path(model_path: str | Path) -> Path:
@@ -129,13 +135,30 @@ def load_card(model_path: str | Path) -> ModelCard:
         raise ModelCardError(f"model card {path} unreadable: {err}") from err
 
 
-def thresholds_for(scores: np.ndarray, weights: np.ndarray | None, output_names: list[str] | tuple[str, ...],
-                   fprs: tuple[float, ...] = WORKING_POINT_FPRS) -> dict[str, dict[str, Any]]:
+def thresholds_for(
+    scores: np.ndarray,
+    weights: np.ndarray | None,
+    output_names: list[str] | tuple[str, ...],
+    fprs: tuple[float, ...] = WORKING_POINT_FPRS,
+) -> dict[str, dict[str, Any]]:
     """Thresholds for each output column at each FPR: ``{output: {str(fpr): {...}}}``."""
     scores = np.asarray(scores)
     cols = scores.reshape(len(scores), -1)
-    return {name: {f"{f:g}": threshold_at_fpr(cols[:, j], weights, fpr=f) for f in fprs}
-            for j, name in enumerate(output_names)}
+    return {
+        name: {f"{f:g}": threshold_at_fpr(cols[:, j], weights, fpr=f) for f in fprs}
+        for j, name in enumerate(output_names)
+    }
+
+
+def score_ranges_for(scores: np.ndarray, output_names: list[str] | tuple[str, ...]) -> dict[str, list[float]]:
+    """``{output: [min, max]}`` of the finite scores of each output column (empty columns left out)."""
+    cols = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
+    out = {}
+    for j, name in enumerate(output_names):
+        col = cols[:, j][np.isfinite(cols[:, j])]
+        if col.size:
+            out[name] = [float(col.min()), float(col.max())]
+    return out
 
 
 class InputWidthGuard(nn.Module):
@@ -162,8 +185,15 @@ def script_module(module: nn.Module) -> torch.jit.ScriptModule:
     return torch.jit.script(module)
 
 
-def export_torchscript(module: nn.Module, path: str | Path, *, card: ModelCard,
-                       check_input: np.ndarray | None = None, rtol: float = 1e-5, atol: float = 1e-6) -> Path:
+def export_torchscript(
+    module: nn.Module,
+    path: str | Path,
+    *,
+    card: ModelCard,
+    check_input: np.ndarray | None = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+) -> Path:
     """Script ``module`` and save it atomically to ``path`` with its model card.
 
     Parameters
@@ -190,8 +220,9 @@ def export_torchscript(module: nn.Module, path: str | Path, *, card: ModelCard,
             ref = module(x).numpy()
             got = torch.jit.load(str(path))(x).numpy()
         if not np.allclose(ref, got, rtol=rtol, atol=atol):
-            raise ModelCardError(f"{path}: TorchScript output differs from the eager module "
-                                 f"(max |diff| {np.max(np.abs(ref - got)):.3g})")
+            raise ModelCardError(
+                f"{path}: TorchScript output differs from the eager module (max |diff| {np.max(np.abs(ref - got)):.3g})"
+            )
     log.info("exported %s (%s)", path, card.model_type)
     return path
 
@@ -202,7 +233,7 @@ def eager_scores(module: nn.Module, x: np.ndarray, *, batch_size: int = 65536) -
     outs = []
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            xb = torch.as_tensor(np.ascontiguousarray(x[start:start + batch_size], np.float32))
+            xb = torch.as_tensor(np.ascontiguousarray(x[start : start + batch_size], np.float32))
             outs.append(module(xb).cpu().numpy())
     if not outs:
         return np.zeros((0,), np.float32)

@@ -4,28 +4,37 @@ The scalar sets list one parquet column per feature, in the order the models use
 The array sets (``rmm``, ``objects``) are one list-valued column each, flattened
 row-major to ``width`` floats.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 # HLF-21 (Cerri sec. 3) and HLF-24 (Knapp appendix A; 25 names) in the papers' order: one source of
 # truth with the processor that writes the feature tables
-from cms_anomaly.processors.feature_spec import HLF21, HLF24  # noqa: E402
+from cms_anomaly.processors.feature_spec import HLF21, HLF24
 
 #: discrete features one-hot encoded for ALAD (Knapp sec. 3)
 ALAD_ONE_HOT: tuple[str, ...] = ("charge_lep", "is_ele", "n_mu", "n_ele")
 
 #: per-feature likelihood of the VAE (Cerri sec. 4.1)
 VAE_PDF: dict[str, str] = {
-    **{n: "lognormal" for n in ("st", "m_jets", "pt_tot_mu", "m_mu", "pt_tot_ele", "m_ele",
-                                "pt_lep", "iso_ch", "iso_neu", "iso_gamma")},
-    "met_par": "gaussian", "met_perp": "gaussian",
+    **dict.fromkeys(
+        ("st", "m_jets", "pt_tot_mu", "m_mu", "pt_tot_ele", "m_ele", "pt_lep", "iso_ch", "iso_neu", "iso_gamma"),
+        "lognormal",
+    ),
+    "met_par": "gaussian",
+    "met_perp": "gaussian",
     "mt": "truncated_gaussian",
-    **{n: "discrete_truncated_gaussian" for n in ("n_mu", "n_ele", "n_bjets", "n_jets")},
-    "is_ele": "binomial", "charge_lep": "binomial",
-    "n_ch_had": "poisson", "n_neu_had": "poisson",
+    **dict.fromkeys(("n_mu", "n_ele", "n_bjets", "n_jets"), "discrete_truncated_gaussian"),
+    "is_ele": "binomial",
+    "charge_lep": "binomial",
+    "n_ch_had": "poisson",
+    "n_neu_had": "poisson",
     # extra HLF-24 features (our choice, same families as their HLF-21 siblings)
-    "ht": "lognormal", "met": "lognormal", "iso": "lognormal", "eta_lep": "gaussian",
+    "ht": "lognormal",
+    "met": "lognormal",
+    "iso": "lognormal",
+    "eta_lep": "gaussian",
     "n_photons": "poisson",
 }
 

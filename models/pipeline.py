@@ -1,4 +1,5 @@
 """Train a model on the SM feature tables and export it (TorchScript / XGBoost JSON + model card)."""
+
 from __future__ import annotations
 
 import logging
@@ -7,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from cms_anomaly.models.data import Sample, cocktail_validation_mask, read_samples, sm_cocktail, validation_mask
 from cms_anomaly.models.errors import TrainingError
 from cms_anomaly.models.feature_sets import FeatureSet, get_feature_set
@@ -80,46 +80,63 @@ def split_cocktail(samples: dict[str, Sample], *, val_fraction: float, seed: int
     return sm.subset(~val), sm.subset(val)
 
 
-def build_model(kind: str, x_train: np.ndarray, *, feature_set: FeatureSet, seed: int, lam: float = 100.0):
+def build_model(kind: str, x_train: np.ndarray, *, feature_set: FeatureSet, seed: int, lam: float = 100.0) -> Any:
     """Fit preprocessing and build the network of ``kind`` (not ``bdt``); returns ``(model, hyper)``."""
     names = list(feature_set.columns)
     if kind == "ae":
         from cms_anomaly.models.ae import AE_HYPER, build_autoencoder
+
         return build_autoencoder(x_train, feature_set=feature_set.name, seed=seed), AE_HYPER
     if kind == "vae":
         from cms_anomaly.models.vae import VAE_HYPER, build_vae
+
         return build_vae(x_train, feature_names=names, seed=seed), VAE_HYPER
     if kind == "alad":
         from cms_anomaly.models.alad import ALAD_HYPER, build_alad
+
         return build_alad(x_train, feature_names=names, seed=seed), ALAD_HYPER
     if kind in ("double-ae", "double_ae"):
         from cms_anomaly.models.double_ae import DOUBLE_AE_HYPER, build_double_ae
+
         return build_double_ae(x_train, seed=seed, lam=lam), DOUBLE_AE_HYPER
     raise ValueError(f"unknown model kind {kind!r}; choose from {MODEL_KINDS}")
 
 
-def preprocessing_summary(model) -> dict[str, Any]:
+def preprocessing_summary(model: Any) -> dict[str, Any]:
     """Human-readable description of the fitted preprocessing stored inside ``model``."""
     kind = model.kind
     if kind == "ae":
         pre = model.preprocess
         if hasattr(pre, "indices"):
-            return {"type": "rmm_zero_cell_mask", "n_inputs_raw": pre.n_inputs, "n_kept": int(pre.indices.numel()),
-                    "kept_indices": pre.indices.tolist()}
+            return {
+                "type": "rmm_zero_cell_mask",
+                "n_inputs_raw": pre.n_inputs,
+                "n_kept": int(pre.indices.numel()),
+                "kept_indices": pre.indices.tolist(),
+            }
         return {"type": "standardise_mean_std", **pre.summary()}
     if kind == "vae":
-        return {"encoder_input": {"type": "standardise_mean_std", **model.standardize.summary()},
-                "likelihood_scale": model.like_scale.tolist(), "pdfs": model.pdfs}
+        return {
+            "encoder_input": {"type": "standardise_mean_std", **model.standardize.summary()},
+            "likelihood_scale": model.like_scale.tolist(),
+            "pdfs": model.pdfs,
+        }
     if kind == "alad":
         enc = model.encoding
-        return {"type": "standardise_median_std + one_hot", "continuous_columns": enc.continuous.tolist(),
-                **enc.standardize.summary(),
-                "one_hot": [{"column": o.column, "categories": o.categories.tolist()} for o in enc.onehots],
-                "out_dim": enc.out_dim}
+        return {
+            "type": "standardise_median_std + one_hot",
+            "continuous_columns": enc.continuous.tolist(),
+            **enc.standardize.summary(),
+            "one_hot": [{"column": o.column, "categories": o.categories.tolist()} for o in enc.onehots],
+            "out_dim": enc.out_dim,
+        }
     if kind == "double_ae":
         log_pt, standardize = model.preprocess
-        return {"type": "log1p on the pT columns + standardise_mean_std",
-                "log1p_columns": np.flatnonzero(log_pt.mask.numpy()).tolist(), **standardize.summary()}
+        return {
+            "type": "log1p on the pT columns + standardise_mean_std",
+            "log1p_columns": np.flatnonzero(log_pt.mask.numpy()).tolist(),
+            **standardize.summary(),
+        }
     return {}
 
 
@@ -130,7 +147,7 @@ def train_and_export(
     out_dir: str | Path,
     feature_set: str | None = None,
     datasets: list[str] | None = None,
-    options: TrainOptions = TrainOptions(),
+    options: TrainOptions | None = None,
     samples: dict[str, Sample] | None = None,
     name: str | None = None,
 ) -> TrainedModel:
@@ -159,7 +176,8 @@ def train_and_export(
     -------
     TrainedModel
     """
-    from cms_anomaly.models.export import ModelCard, eager_scores, export_torchscript, thresholds_for
+    options = options if options is not None else TrainOptions()
+    from cms_anomaly.models.export import ModelCard, eager_scores, export_torchscript, score_ranges_for, thresholds_for
     from cms_anomaly.models.training import TrainConfig, train
 
     fs = get_feature_set(feature_set or DEFAULT_FEATURE_SET[kind])
@@ -168,36 +186,60 @@ def train_and_export(
     if len(train_s) < 10:
         raise TrainingError(f"{kind}: only {len(train_s)} SM training events in {features_dir}")
     model, hyper = build_model(kind, train_s.x, feature_set=fs, seed=options.seed, lam=options.lam)
-    overrides = {k: v for k, v in (("batch_size", options.batch_size), ("lr", options.lr),
-                                   ("patience", options.patience)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("batch_size", options.batch_size), ("lr", options.lr), ("patience", options.patience))
+        if v is not None
+    }
     hyper = replace(hyper, **overrides)
     out_dir = Path(out_dir)
     stem = name or f"{kind.replace('-', '_')}_{fs.name}"
-    config = TrainConfig(hyper=hyper, epochs=options.epochs or hyper.max_epochs, seed=options.seed,
-                         device=options.device, max_steps_per_epoch=options.max_steps_per_epoch,
-                         threads=options.threads, progress=options.progress)
+    config = TrainConfig(
+        hyper=hyper,
+        epochs=options.epochs or hyper.max_epochs,
+        seed=options.seed,
+        device=options.device,
+        max_steps_per_epoch=options.max_steps_per_epoch,
+        threads=options.threads,
+        progress=options.progress,
+    )
     result = train(model, train_s.x, val_s.x, config=config, checkpoint=out_dir / f"{stem}.ckpt", resume=options.resume)
     training = {
         "datasets": sorted(n for n, s in samples.items() if not s.is_signal),
-        "n_train": len(train_s), "n_validation": len(val_s), "seed": options.seed,
-        "val_fraction": options.val_fraction, "hyper": {k: v for k, v in vars(hyper).items()},
-        "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
-        "validation_loss": result.best_val_loss, "device": result.device, "seconds": round(result.seconds, 2),
+        "n_train": len(train_s),
+        "n_validation": len(val_s),
+        "seed": options.seed,
+        "val_fraction": options.val_fraction,
+        "hyper": dict(vars(hyper).items()),
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "validation_loss": result.best_val_loss,
+        "device": result.device,
+        "seconds": round(result.seconds, 2),
         "train_events_per_second": round(result.events_per_second, 1),
         "history": result.history[-50:],
         "monitored_validation_loss": "mean L1 score" if model.kind == "alad" else "training loss",
     }
     val_scores = eager_scores(model, val_s.x)
     all_thresholds = thresholds_for(val_scores, val_s.weight, model.output_names)
+    all_ranges = score_ranges_for(val_scores, model.output_names)
     paths, cards = [], []
     check = val_s.x[:256]
     for suffix, module in model.export_modules().items():
         outputs = list(getattr(module, "output_names", model.output_names))
         card = ModelCard(
-            model_type=model.kind, feature_set=fs.name, feature_names=list(fs.columns), n_inputs=fs.width,
-            output_names=outputs, score=(suffix or outputs[0]) if len(outputs) == 1 else ",".join(outputs),
-            preprocessing=preprocessing_summary(model), architecture=model.architecture(), training=training,
+            model_type=model.kind,
+            feature_set=fs.name,
+            feature_names=list(fs.columns),
+            n_inputs=fs.width,
+            output_names=outputs,
+            score=(suffix or outputs[0]) if len(outputs) == 1 else ",".join(outputs),
+            preprocessing=preprocessing_summary(model),
+            architecture=model.architecture(),
+            training=training,
             thresholds={o: all_thresholds[o] for o in outputs},
+            score_ranges={o: all_ranges[o] for o in outputs if o in all_ranges},
         )
         path = out_dir / (f"{stem}_{suffix}.pt" if suffix else f"{stem}.pt")
         export_torchscript(module, path, card=card, check_input=check)
@@ -224,7 +266,7 @@ def train_bdts(
     split gets no BDT (a warning says so).
     """
     from cms_anomaly.models.bdt import BDTParams, predict, save_booster, train_signal_bdt
-    from cms_anomaly.models.export import ModelCard, thresholds_for, write_card
+    from cms_anomaly.models.export import ModelCard, score_ranges_for, thresholds_for, write_card
 
     fs = get_feature_set(feature_set)
     samples = samples if samples is not None else read_samples(features_dir, feature_set=fs, datasets=datasets)
@@ -241,23 +283,42 @@ def train_bdts(
         tr = ~validation_mask(s, val_fraction=val_fraction, seed=seed)
         if tr.sum() == 0 or tr.all():
             # a handful of selected events can all fall on one side of the event-identity split
-            log.warning("BDT for %s skipped: %d of its %d selected events are training events (need some on "
-                        "each side of the split)", sig, int(tr.sum()), len(tr))
+            log.warning(
+                "BDT for %s skipped: %d of its %d selected events are training events (need some on "
+                "each side of the split)",
+                sig,
+                int(tr.sum()),
+                len(tr),
+            )
             continue
-        booster, history = train_signal_bdt(sm_train.x, sm_train.weight, s.x[tr], s.weight[tr], seed=seed,
-                                            params=params, feature_names=list(fs.columns))
+        booster, history = train_signal_bdt(
+            sm_train.x, sm_train.weight, s.x[tr], s.weight[tr], seed=seed, params=params, feature_names=list(fs.columns)
+        )
         path = save_booster(booster, Path(out_dir) / f"bdt_{sig}_{fs.name}.json")
+        sm_scores = predict(booster, sm_val.x)
         card = ModelCard(
-            model_type="bdt", feature_set=fs.name, feature_names=list(fs.columns), n_inputs=fs.width,
-            output_names=["p_signal"], score="p_signal", preprocessing={"type": "none (raw features)"},
+            model_type="bdt",
+            feature_set=fs.name,
+            feature_names=list(fs.columns),
+            n_inputs=fs.width,
+            output_names=["p_signal"],
+            score="p_signal",
+            preprocessing={"type": "none (raw features)"},
             architecture={"library": "xgboost", **vars(params)},
-            training={"signal": sig, "background_datasets": sorted(n for n, x in samples.items() if not x.is_signal),
-                      "n_background_train": len(sm_train), "n_signal_train": int(tr.sum()), "seed": seed,
-                      "weighting": "SM weights normalised to mean 1; signal up-weighted to the SM sum of weights",
-                      "final_train_logloss": history["train"]["logloss"][-1]},
-            thresholds=thresholds_for(predict(booster, sm_val.x), sm_val.weight, ["p_signal"]),
+            training={
+                "signal": sig,
+                "background_datasets": sorted(n for n, x in samples.items() if not x.is_signal),
+                "n_background_train": len(sm_train),
+                "n_signal_train": int(tr.sum()),
+                "seed": seed,
+                "weighting": "SM weights normalised to mean 1; signal up-weighted to the SM sum of weights",
+                "final_train_logloss": history["train"]["logloss"][-1],
+            },
+            thresholds=thresholds_for(sm_scores, sm_val.weight, ["p_signal"]),
+            score_ranges=score_ranges_for(sm_scores, ["p_signal"]),
         )
         import xgboost
+
         card.framework = {"xgboost": xgboost.__version__}
         write_card(card, path)
         paths[sig] = path

@@ -3,8 +3,8 @@
 Every transform here is an ``nn.Module`` whose fitted constants are buffers, so a
 scripted model carries them and a processor can feed raw features.
 """
-from __future__ import annotations
 
+# no `from __future__ import annotations`: TorchScript resolves the buffers' class annotations at run time
 import logging
 from typing import Any
 
@@ -54,6 +54,9 @@ def fit_center_scale(x: np.ndarray, *, method: str) -> tuple[np.ndarray, np.ndar
 class Standardize(nn.Module):
     """``(x - center) / scale`` with fitted per-column constants."""
 
+    center: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, center: np.ndarray, scale: np.ndarray) -> None:
         super().__init__()
         self.register_buffer("center", torch.as_tensor(np.asarray(center, np.float32)))
@@ -68,6 +71,8 @@ class Standardize(nn.Module):
 
 class Log1pColumns(nn.Module):
     """``log(1 + max(x, 0))`` on the given columns (momenta that span decades), identity elsewhere."""
+
+    mask: torch.Tensor
 
     def __init__(self, columns: np.ndarray, n_inputs: int) -> None:
         super().__init__()
@@ -88,6 +93,8 @@ class Log1pColumns(nn.Module):
 
 class SelectColumns(nn.Module):
     """Keep a fixed subset of input columns (e.g. the non-zero RMM cells)."""
+
+    indices: torch.Tensor
 
     def __init__(self, indices: np.ndarray, n_inputs: int) -> None:
         super().__init__()
@@ -115,6 +122,8 @@ class OneHot(nn.Module):
     with more muons than any training event falls into the highest bin.
     """
 
+    categories: torch.Tensor
+
     def __init__(self, column: int, categories: np.ndarray) -> None:
         super().__init__()
         cats = np.unique(np.asarray(categories, np.float32))
@@ -132,6 +141,8 @@ class OneHot(nn.Module):
 class MixedEncoding(nn.Module):
     """Standardised continuous columns followed by one-hot blocks of discrete columns (ALAD input)."""
 
+    continuous: torch.Tensor
+
     def __init__(self, continuous: np.ndarray, center: np.ndarray, scale: np.ndarray, onehots: list[OneHot]) -> None:
         super().__init__()
         self.register_buffer("continuous", torch.as_tensor(np.asarray(continuous, np.int64)))
@@ -147,7 +158,11 @@ class MixedEncoding(nn.Module):
 
 
 def fit_mixed_encoding(
-    x: np.ndarray, *, feature_names: list[str], one_hot: tuple[str, ...], method: str = "median_std",
+    x: np.ndarray,
+    *,
+    feature_names: list[str],
+    one_hot: tuple[str, ...],
+    method: str = "median_std",
     max_categories: int = 12,
 ) -> MixedEncoding:
     """Fit the ALAD encoding: ``one_hot`` columns one-hot coded, the others standardised.
@@ -178,6 +193,10 @@ def fit_mixed_encoding(
             vals = np.arange(lo, min(vals.max(), lo + max_categories - 1) + 1)
         encoders.append(OneHot(c, vals[:max_categories]))
     enc = MixedEncoding(np.asarray(cont), center, scale, encoders)
-    log.info("mixed encoding: %d continuous + one-hot %s -> %d dims", len(cont),
-             {feature_names[o.column]: int(o.categories.shape[0]) for o in encoders}, enc.out_dim)
+    log.info(
+        "mixed encoding: %d continuous + one-hot %s -> %d dims",
+        len(cont),
+        {feature_names[o.column]: int(o.categories.shape[0]) for o in encoders},
+        enc.out_dim,
+    )
     return enc

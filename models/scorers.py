@@ -12,35 +12,46 @@ Example
 >>> scorer = load_scorer("models/vae_hlf21.pt", feature_names=HLF_NAMES)  # doctest: +SKIP
 >>> scores = scorer(features[selected])                                 # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import awkward as ak
 import numpy as np
+from cms_anomaly.models.errors import FeatureMismatchError, ModelCardError
+from cms_anomaly.models.export import ModelCard, load_card
 from coffea.ml_tools.torch_wrapper import torch_wrapper
 from coffea.ml_tools.xgboost_wrapper import xgboost_wrapper
 
-from cms_anomaly.models.errors import FeatureMismatchError, ModelCardError
-from cms_anomaly.models.export import ModelCard, load_card
-
 log = logging.getLogger(__name__)
 
-__all__ = ["RARITY_BINNING", "FeatureMismatchError", "KFoldScorer", "Scorer", "TorchScorer", "XGBoostScorer",
-           "calibration_path", "load_scorer", "rarity", "write_calibration"]
+__all__ = [
+    "RARITY_BINNING",
+    "FeatureMismatchError",
+    "KFoldScorer",
+    "Scorer",
+    "TorchScorer",
+    "XGBoostScorer",
+    "calibration_path",
+    "load_scorer",
+    "rarity",
+    "write_calibration",
+]
 
 
-def _check_fields(features, card: ModelCard, source: str) -> None:
+def _check_fields(features: Any, card: ModelCard, source: str) -> None:
     fields = list(ak.fields(features))
     missing = [n for n in card.feature_names if n not in fields]
     if missing:
-        raise FeatureMismatchError(expected=card.feature_names, actual=[n for n in card.feature_names if n in fields],
-                                   source=source)
+        raise FeatureMismatchError(
+            expected=card.feature_names, actual=[n for n in card.feature_names if n in fields], source=source
+        )
 
 
-def _feature_matrix(features, card: ModelCard, lib) -> Any:
+def _feature_matrix(features: Any, card: ModelCard, lib: Any) -> Any:
     """Stack the card's feature fields into a regular float32 (N, n_inputs) awkward array."""
     cols = []
     for name in card.feature_names:
@@ -62,8 +73,11 @@ def _numpy_matrix(features: ak.Array, card: ModelCard, *, block: int = 16384) ->
         cols.append(arr if arr.ndim == 1 else arr.reshape(n, int(np.prod(arr.shape[1:]))))
     width = sum(1 if c.ndim == 1 else c.shape[1] for c in cols)
     if width != card.n_inputs:
-        raise FeatureMismatchError(expected=card.feature_names, actual=[f"<{width} input columns>"],
-                                   source=f"{card.file} (needs {card.n_inputs} input columns)")
+        raise FeatureMismatchError(
+            expected=card.feature_names,
+            actual=[f"<{width} input columns>"],
+            source=f"{card.file} (needs {card.n_inputs} input columns)",
+        )
     if len(cols) == 1:
         return np.ascontiguousarray(cols[0].reshape(n, width), dtype=np.float32)
     out = np.empty((n, width), np.float32)
@@ -73,9 +87,51 @@ def _numpy_matrix(features: ak.Array, card: ModelCard, *, block: int = 16384) ->
         if scalar:
             out[start:stop] = np.stack([c[start:stop] for c in cols], axis=1)
         else:
-            out[start:stop] = np.concatenate([c[start:stop].reshape(stop - start, -1) if c.ndim > 1
-                                              else c[start:stop, np.newaxis] for c in cols], axis=1)
+            out[start:stop] = np.concatenate(
+                [c[start:stop].reshape(stop - start, -1) if c.ndim > 1 else c[start:stop, np.newaxis] for c in cols],
+                axis=1,
+            )
     return out
+
+
+#: linear score bins of a model whose scores reach zero or below (a log axis would drop them)
+LINEAR_SCORE_BINS = 2000
+
+
+def score_binning_for(card: ModelCard) -> tuple[int, float, float] | None:
+    """The processor's score axis for a model card: ``None`` (the default log axis, 1e-6 to 1e6) when
+    every output was positive on the SM validation events (losses, distances, probabilities), else
+    :data:`LINEAR_SCORE_BINS` linear bins from half the validation range below its minimum to twice
+    the range above its maximum (e.g. the VAE's reconstruction negative log-likelihood, which can
+    be negative); events beyond stay in the flow bins."""
+    ranges = [r for r in card.score_ranges.values() if len(r) == 2]
+    if not ranges or all(lo > 0 for lo, _ in ranges):
+        return None
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    span = hi - lo if hi > lo else 1.0
+    return (LINEAR_SCORE_BINS, lo - 0.5 * span, hi + 2.0 * span)
+
+
+#: bins per decade of the ABCD plane of a two-output model
+SCORE2D_BINS_PER_DECADE = 100
+
+
+def score2d_binning_for(card: ModelCard) -> tuple[int, float, float, str] | None:
+    """The processor's ABCD plane for a two-output model card (both axes alike): ``None`` (120 log bins,
+    1e-6 to 1e6) without validation score ranges; else :data:`SCORE2D_BINS_PER_DECADE` log bins per
+    decade from a quarter of the smallest validation score to ten times the largest (a threshold sits
+    within 2.3 % of any score; on a falling tail the efficiency it keeps moves by up to ~10 % between
+    two edges), or 400 linear bins over the range, widened as in :func:`score_binning_for`, when a
+    score reaches zero."""
+    ranges = [r for r in card.score_ranges.values() if len(r) == 2]
+    if len(card.output_names) != 2 or not ranges:
+        return None
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    if lo > 0:
+        lo, hi = lo / 4.0, hi * 10.0
+        return (int(np.ceil(SCORE2D_BINS_PER_DECADE * np.log10(hi / lo))), lo, hi, "log")
+    span = hi - lo if hi > lo else 1.0
+    return (400, lo - 0.5 * span, hi + 2.0 * span, "linear")
 
 
 class _ScorerMixin:
@@ -83,6 +139,16 @@ class _ScorerMixin:
 
     card: ModelCard
     path: str
+
+    @property
+    def score_binning(self) -> tuple[int, float, float] | None:
+        """The score axis the processor gives this model (:func:`score_binning_for`)."""
+        return score_binning_for(self.card)
+
+    @property
+    def score2d_binning(self) -> tuple[int, float, float, str] | None:
+        """The ABCD plane the processor gives a two-output model (:func:`score2d_binning_for`)."""
+        return score2d_binning_for(self.card)
 
     @property
     def name(self) -> str:
@@ -102,24 +168,26 @@ class _ScorerMixin:
         """Score thresholds at the working-point FPRs from the model card."""
         return self.card.thresholds
 
-    def prepare_awkward(self, features) -> tuple[tuple, dict]:
+    def prepare_awkward(self, features: Any) -> tuple[tuple, dict]:
         _check_fields(features, self.card, self.path)
-        lib = self.get_awkward_lib(features)
+        lib = self.get_awkward_lib(features)  # type: ignore[attr-defined]  # ml_tools' nonserializable_attribute base
         if lib is ak:  # eager chunk: fill one float32 matrix column by column (no awkward concatenation)
             return (ak.from_numpy(_numpy_matrix(features, self.card)),), {}
         return (_feature_matrix(features, self.card, lib),), {}
 
     def _validate_matrix(self, x: np.ndarray) -> None:
         if x.ndim != 2 or x.shape[1] != self.card.n_inputs:
-            raise FeatureMismatchError(expected=self.card.feature_names,
-                                       actual=[f"<{x.shape[1] if x.ndim == 2 else x.shape} columns>"],
-                                       source=f"{self.path} (input shape {x.shape}, need (N, {self.card.n_inputs}))")
+            raise FeatureMismatchError(
+                expected=self.card.feature_names,
+                actual=[f"<{x.shape[1] if x.ndim == 2 else x.shape} columns>"],
+                source=f"{self.path} (input shape {x.shape}, need (N, {self.card.n_inputs}))",
+            )
         if x.dtype != np.float32:
             raise TypeError(f"{self.path}: input dtype {x.dtype}, need float32")
 
-    def __call__(self, features):
+    def __call__(self, features: Any) -> Any:
         """Scores of the events in ``features`` (awkward record array -> numpy; dask-awkward stays lazy)."""
-        out = super().__call__(features)
+        out = super().__call__(features)  # type: ignore[misc]  # the ml_tools wrapper's, after this mixin in the MRO
         if isinstance(out, ak.Array):
             out = ak.to_numpy(out)
         if isinstance(out, np.ndarray) and out.ndim == 2 and out.shape[1] == 1:
@@ -143,8 +211,9 @@ class TorchScorer(_ScorerMixin, torch_wrapper):
         CPU evaluation slice (events); the whole chunk is scored in one call.
     """
 
-    def __init__(self, path: str | Path, *, card: ModelCard, threads: int | None = None,
-                 batch_size: int = 8192) -> None:
+    def __init__(
+        self, path: str | Path, *, card: ModelCard, threads: int | None = None, batch_size: int = 8192
+    ) -> None:
         k = len(card.output_names)
         torch_wrapper.__init__(self, str(path), expected_output_shape=(None,) if k == 1 else (None, k))
         self.path = str(path)
@@ -152,7 +221,7 @@ class TorchScorer(_ScorerMixin, torch_wrapper):
         self.threads = threads
         self.batch_size = int(batch_size)
 
-    def _create_model(self):
+    def _create_model(self) -> Any:
         import torch
 
         if self.threads:
@@ -174,7 +243,7 @@ class TorchScorer(_ScorerMixin, torch_wrapper):
         # whole chunk in, but evaluated in cache-sized slices: 2-3x faster than one huge batch on CPU
         step = len(t) if self.device.type == "cuda" else self.batch_size
         with torch.inference_mode():
-            outs = [self.model(t[i:i + step].to(self.device)).cpu() for i in range(0, len(t), step)]
+            outs = [self.model(t[i : i + step].to(self.device)).cpu() for i in range(0, len(t), step)]
         return torch.cat(outs).numpy()
 
 
@@ -187,7 +256,7 @@ class XGBoostScorer(_ScorerMixin, xgboost_wrapper):
         self.card = card
         self.threads = threads
 
-    def _create_xgbooster(self):
+    def _create_xgbooster(self) -> Any:
         booster = super()._create_xgbooster()
         if self.threads:
             booster.set_param({"nthread": self.threads})
@@ -196,7 +265,9 @@ class XGBoostScorer(_ScorerMixin, xgboost_wrapper):
     def validate_numpy_input(self, x: np.ndarray) -> None:
         self._validate_matrix(x)
         if x.shape[1] != self.xgbooster.num_features():
-            raise ModelCardError(f"{self.path}: booster has {self.xgbooster.num_features()} features, card {x.shape[1]}")
+            raise ModelCardError(
+                f"{self.path}: booster has {self.xgbooster.num_features()} features, card {x.shape[1]}"
+            )
 
     def numpy_call(self, x: np.ndarray) -> np.ndarray:
         if len(x) == 0:
@@ -207,8 +278,9 @@ class XGBoostScorer(_ScorerMixin, xgboost_wrapper):
 Scorer = TorchScorer | XGBoostScorer
 
 
-def load_scorer(path: str | Path, *, feature_names: list[str] | None = None, exact: bool = False,
-                threads: int | None = None) -> Scorer:
+def load_scorer(
+    path: str | Path, *, feature_names: list[str] | None = None, exact: bool = False, threads: int | None = None
+) -> Scorer:
     """Create the scorer of a model file (``.pt`` TorchScript or ``.json`` XGBoost) from its model card.
 
     Parameters
@@ -265,19 +337,22 @@ def check_model_file(path: Path, card: Any) -> None:
 
             booster = xgboost.Booster(model_file=str(path))
             if booster.num_features() != n_in:
-                raise ModelCardError(f"{path}: the booster takes {booster.num_features()} features, its card "
-                                     f"{n_in} ({card.feature_set})")
+                raise ModelCardError(
+                    f"{path}: the booster takes {booster.num_features()} features, its card {n_in} ({card.feature_set})"
+                )
             out = booster.inplace_predict(x)
     except ModelCardError:
         raise
-    except Exception as err:  # noqa: BLE001 - any loader error means this model cannot be used: name it
+    except Exception as err:
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-        raise ModelCardError(f"{path}: cannot load or evaluate the model with its card's {n_in} inputs "
-                             f"({type(err).__name__}: {first})") from err
+        raise ModelCardError(
+            f"{path}: cannot load or evaluate the model with its card's {n_in} inputs ({type(err).__name__}: {first})"
+        ) from err
     out = np.asarray(out).reshape(2, -1)
     if out.shape[1] != n_out:
-        raise ModelCardError(f"{path}: the model gives {out.shape[1]} outputs per event, its card names {n_out} "
-                             f"({card.output_names})")
+        raise ModelCardError(
+            f"{path}: the model gives {out.shape[1]} outputs per event, its card names {n_out} ({card.output_names})"
+        )
 
 
 #: score axis of calibrated k-fold scores (:class:`KFoldScorer`): -log10 p in [0, 8) in steps of
@@ -300,7 +375,7 @@ def write_calibration(model_path: str | Path, training_scores: np.ndarray) -> Pa
     if scores.size == 0:
         raise ModelCardError(f"{model_path}: no finite training score to calibrate with")
     path = calibration_path(model_path)
-    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+    with atomic_output(path) as tmp, tmp.open("wb") as f:
         np.save(f, scores, allow_pickle=False)
     return path
 
@@ -326,24 +401,43 @@ class KFoldScorer:
     (its members load their model lazily on each worker).
     """
 
-    output_names = ["rarity"]
+    output_names: ClassVar[list[str]] = ["rarity"]
     score_binning = RARITY_BINNING
 
-    def __init__(self, scorers: list[Any], calibrations: list[np.ndarray], folds: Any, *, output: str | None = None,
-                 name: str = "kfold") -> None:
+    def __init__(
+        self,
+        scorers: list[Any],
+        calibrations: list[np.ndarray],
+        folds: Any,
+        *,
+        output: str | None = None,
+        name: str = "kfold",
+    ) -> None:
         if len(scorers) != folds.k or len(calibrations) != folds.k:
-            raise ValueError(f"KFoldScorer: {len(scorers)} models and {len(calibrations)} calibrations for k = {folds.k}")
+            raise ValueError(
+                f"KFoldScorer: {len(scorers)} models and {len(calibrations)} calibrations for k = {folds.k}"
+            )
         features = {tuple(s.feature_names) for s in scorers}
         if len(features) != 1:
-            raise FeatureMismatchError(expected=list(scorers[0].feature_names), actual=list(scorers[-1].feature_names),
-                                       source="KFoldScorer: the fold models read different features")
+            raise FeatureMismatchError(
+                expected=list(scorers[0].feature_names),
+                actual=list(scorers[-1].feature_names),
+                source="KFoldScorer: the fold models read different features",
+            )
         outputs = list(scorers[0].output_names)
         self.output_index = outputs.index(output) if output is not None else 0
         self.scorers, self.calibrations, self.folds, self._name = list(scorers), list(calibrations), folds, name
 
     @classmethod
-    def load(cls, paths: list[str | Path], folds: Any, *, output: str | None = None, name: str = "kfold",
-             threads: int | None = None) -> KFoldScorer:
+    def load(
+        cls,
+        paths: list[str | Path],
+        folds: Any,
+        *,
+        output: str | None = None,
+        name: str = "kfold",
+        threads: int | None = None,
+    ) -> KFoldScorer:
         """The ensemble of the model files ``paths`` (fold order) and their calibration files."""
         cals = []
         for p in paths:
@@ -369,7 +463,7 @@ class KFoldScorer:
             raise ValueError("KFoldScorer needs the events' folds: scorer(features, folds=scorer.fold_of(run, event))")
         folds = np.asarray(folds)
         out = np.full(len(features), np.nan)
-        for i, (scorer, cal) in enumerate(zip(self.scorers, self.calibrations)):
+        for i, (scorer, cal) in enumerate(zip(self.scorers, self.calibrations, strict=True)):
             rows = np.flatnonzero(folds == i)
             if rows.size:
                 raw = np.asarray(scorer(features[rows]), dtype=np.float64).reshape(rows.size, -1)

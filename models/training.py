@@ -1,4 +1,5 @@
 """Generic mini-batch training loop: validation split, early stopping, LR on plateau, resumable checkpoints."""
+
 from __future__ import annotations
 
 import copy
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from cms_anomaly.datasets.atomic import atomic_output
 from cms_anomaly.models.base import AnomalyModel, Hyper
 from cms_anomaly.models.errors import TrainingError
@@ -85,7 +85,7 @@ def _batched_validation(model: AnomalyModel, x: torch.Tensor, batch_size: int) -
     total, n = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            xb = x[start:start + batch_size]
+            xb = x[start : start + batch_size]
             if len(xb) < 2:  # a batch-level term (DisCo) is undefined on one event
                 continue
             total += float(model.validation_loss(xb)) * len(xb)
@@ -141,11 +141,21 @@ def train(
     xt = torch.as_tensor(np.ascontiguousarray(x_train, np.float32), device=device)
     xv = torch.as_tensor(np.ascontiguousarray(x_val, np.float32), device=device)
     optimizers = model.configure_optimizers(lr=hyper.lr, betas=hyper.betas)
-    schedulers = [
-        torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=hyper.lr_factor, patience=hyper.lr_patience,
-                                                   threshold=hyper.lr_min_delta, threshold_mode="abs")
-        for opt in optimizers
-    ] if hyper.lr_patience is not None else []
+    schedulers = (
+        [
+            torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt,
+                mode="min",
+                factor=hyper.lr_factor,
+                patience=hyper.lr_patience,
+                threshold=hyper.lr_min_delta,
+                threshold_mode="abs",
+            )
+            for opt in optimizers
+        ]
+        if hyper.lr_patience is not None
+        else []
+    )
     result = TrainResult(device=str(device))
     best_state = copy.deepcopy(model.state_dict())
     since_best = 0
@@ -159,13 +169,15 @@ def train(
             # weights_only: a checkpoint is user-given input and must not run code when loaded
             try:
                 state = torch.load(ckpt_path, map_location=device, weights_only=True)
-            except Exception as err:  # noqa: BLE001 - unpickling refused or corrupt file: name it
-                raise TrainingError(f"{ckpt_path}: cannot resume from this checkpoint "
-                                    f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})") from err
+            except Exception as err:
+                raise TrainingError(
+                    f"{ckpt_path}: cannot resume from this checkpoint "
+                    f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})"
+                ) from err
             model.load_state_dict(state["model"])
-            for opt, s in zip(optimizers, state["optimizers"]):
+            for opt, s in zip(optimizers, state["optimizers"], strict=True):
                 opt.load_state_dict(s)
-            for sch, s in zip(schedulers, state["schedulers"]):
+            for sch, s in zip(schedulers, state["schedulers"], strict=True):
                 sch.load_state_dict(s)
             gen.set_state(state["batch_rng"])
             torch.set_rng_state(state["torch_rng"])
@@ -185,10 +197,15 @@ def train(
             if config.max_steps_per_epoch is not None:
                 n_steps = min(n_steps, config.max_steps_per_epoch)
             running = 0.0
-            bar = tqdm(range(n_steps), desc=f"{model.kind} epoch {epoch + 1}/{config.epochs}", leave=False,
-                       disable=not config.progress, unit="batch")
+            bar = tqdm(
+                range(n_steps),
+                desc=f"{model.kind} epoch {epoch + 1}/{config.epochs}",
+                leave=False,
+                disable=not config.progress,
+                unit="batch",
+            )
             for step in bar:
-                idx = order[step * hyper.batch_size:(step + 1) * hyper.batch_size]
+                idx = order[step * hyper.batch_size : (step + 1) * hyper.batch_size]
                 if len(idx) < 2:  # BatchNorm / DisCo need >= 2 events
                     continue
                 loss = model.train_step(xt[idx], optimizers)
@@ -204,7 +221,9 @@ def train(
             for sch in schedulers:
                 sch.step(val)
             lr = optimizers[0].param_groups[0]["lr"]
-            result.history.append({"epoch": epoch + 1, "train_loss": running / max(n_steps, 1), "val_loss": val, "lr": lr})
+            result.history.append(
+                {"epoch": epoch + 1, "train_loss": running / max(n_steps, 1), "val_loss": val, "lr": lr}
+            )
             if val < result.best_val_loss - hyper.min_delta:
                 result.best_val_loss, result.best_epoch = val, epoch + 1
                 best_state = copy.deepcopy(model.state_dict())
@@ -215,20 +234,29 @@ def train(
             if since_best >= hyper.patience:
                 result.stopped_early = True
                 log.info("%s: early stop at epoch %d (best %d)", model.kind, epoch + 1, result.best_epoch)
-            log.info("%s epoch %d: train %.5g val %.5g lr %.2g", model.kind, epoch + 1,
-                     result.history[-1]["train_loss"], val, lr)
+            log.info(
+                "%s epoch %d: train %.5g val %.5g lr %.2g",
+                model.kind,
+                epoch + 1,
+                result.history[-1]["train_loss"],
+                val,
+                lr,
+            )
             if ckpt_path is not None:
-                atomic_torch_save({
-                    "model": model.state_dict(),
-                    "optimizers": [o.state_dict() for o in optimizers],
-                    "schedulers": [s.state_dict() for s in schedulers],
-                    "batch_rng": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "best_state": best_state,
-                    "since_best": since_best,
-                    # plain Python numbers only, so that the checkpoint loads with weights_only=True
-                    "result": json.loads(json.dumps(asdict(result), default=float)),
-                }, ckpt_path)
+                atomic_torch_save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizers": [o.state_dict() for o in optimizers],
+                        "schedulers": [s.state_dict() for s in schedulers],
+                        "batch_rng": gen.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "best_state": best_state,
+                        "since_best": since_best,
+                        # plain Python numbers only, so that the checkpoint loads with weights_only=True
+                        "result": json.loads(json.dumps(asdict(result), default=float)),
+                    },
+                    ckpt_path,
+                )
         elapsed = time.perf_counter() - t0
     result.seconds += elapsed
     result.events_per_second = n_seen / elapsed if elapsed > 0 else 0.0

@@ -17,21 +17,22 @@ Choices the paper leaves open (stated in the model card):
 * the score (Loss_reco) is evaluated at ``z = mu_z`` (deterministic).
 * p-ISRLU(x) = 1 + 0.005 + (x if x > 0 else x / sqrt(1 + x^2)), strictly positive.
 """
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
 import torch
-from torch import nn
-
 from cms_anomaly.models.base import AnomalyModel, Hyper, mlp, seeded_init
 from cms_anomaly.models.feature_sets import VAE_PDF
 from cms_anomaly.models.preprocessing import Standardize, fit_center_scale
+from torch import nn
 
 #: Cerri: batch 1000, early stopping patience 20 (delta 0.005), LR on plateau patience 8 (delta 0.01)
-VAE_HYPER = Hyper(batch_size=1000, lr=1e-3, patience=20, min_delta=0.005, lr_patience=8, lr_min_delta=0.01,
-                  max_epochs=300)
+VAE_HYPER = Hyper(
+    batch_size=1000, lr=1e-3, patience=20, min_delta=0.005, lr_patience=8, lr_min_delta=0.01, max_epochs=300
+)
 
 FAMILIES = ("lognormal", "gaussian", "truncated_gaussian", "discrete_truncated_gaussian", "binomial", "poisson")
 _WITH_A2 = ("lognormal", "gaussian", "truncated_gaussian", "discrete_truncated_gaussian")
@@ -79,8 +80,18 @@ class VAE(AnomalyModel):
     kind = "vae"
     output_names = ("loss_reco",)
 
-    def __init__(self, *, pdfs: list[str], center: np.ndarray, scale: np.ndarray, like_scale: np.ndarray,
-                 a1_bias: np.ndarray | None = None, latent: int = 4, hidden: int = 50, beta: float = 0.3) -> None:
+    def __init__(
+        self,
+        *,
+        pdfs: list[str],
+        center: np.ndarray,
+        scale: np.ndarray,
+        like_scale: np.ndarray,
+        a1_bias: np.ndarray | None = None,
+        latent: int = 4,
+        hidden: int = 50,
+        beta: float = 0.3,
+    ) -> None:
         super().__init__()
         unknown = sorted(set(pdfs) - set(FAMILIES))
         if unknown:
@@ -96,7 +107,9 @@ class VAE(AnomalyModel):
             cols = [i for i, p in enumerate(pdfs) if p == fam]
             self.register_buffer(f"idx_{fam}", torch.as_tensor(cols, dtype=torch.long))
             if fam in _WITH_A2:
-                self.register_buffer(f"a2pos_{fam}", torch.as_tensor([a2_cols.index(c) for c in cols], dtype=torch.long))
+                self.register_buffer(
+                    f"a2pos_{fam}", torch.as_tensor([a2_cols.index(c) for c in cols], dtype=torch.long)
+                )
         self.register_buffer("a3pos_lognormal", torch.as_tensor([a3_cols.index(c) for c in a3_cols], dtype=torch.long))
         self.encoder = mlp([d, hidden, hidden], final_activation=nn.ReLU())
         self.enc_mu = nn.Linear(hidden, latent)
@@ -110,9 +123,14 @@ class VAE(AnomalyModel):
         if a1_bias is not None:
             with torch.no_grad():
                 self.head_a1.bias.copy_(torch.as_tensor(np.asarray(a1_bias, np.float32)))
-        self._arch = {"inputs": d, "hidden": [hidden, hidden], "latent": latent, "beta": beta,
-                      "heads": {"linear": d, "p_isrlu": len(a2_cols), "clipped_tanh": len(a3_cols)},
-                      "pdfs": list(pdfs)}
+        self._arch = {
+            "inputs": d,
+            "hidden": [hidden, hidden],
+            "latent": latent,
+            "beta": beta,
+            "heads": {"linear": d, "p_isrlu": len(a2_cols), "clipped_tanh": len(a3_cols)},
+            "pdfs": list(pdfs),
+        }
 
     def encode(self, x_raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu_z, sigma_z) of q(z|x)."""
@@ -139,8 +157,9 @@ class VAE(AnomalyModel):
             total = total + torch.where(x < 1e-4, -torch.log(w0), nz).sum(1)
         idx = self.idx_gaussian
         if idx.numel() > 0:
-            total = total + _gauss_nll(xs.index_select(1, idx), a1.index_select(1, idx),
-                                       a2.index_select(1, self.a2pos_gaussian)).sum(1)
+            total = total + _gauss_nll(
+                xs.index_select(1, idx), a1.index_select(1, idx), a2.index_select(1, self.a2pos_gaussian)
+            ).sum(1)
         idx = self.idx_truncated_gaussian
         if idx.numel() > 0:
             m = a1.index_select(1, idx)
@@ -172,8 +191,9 @@ class VAE(AnomalyModel):
     def kl(self, mu_z: torch.Tensor, sigma_z: torch.Tensor) -> torch.Tensor:
         """Per-event KL(N(mu_z, sigma_z) || N(mu_P, sigma_P)) summed over latent dimensions."""
         sigma_p = torch.exp(self.prior_log_sigma)
-        return (torch.log(sigma_p / sigma_z) + (sigma_z ** 2 + (mu_z - self.prior_mu) ** 2) / (2.0 * sigma_p ** 2)
-                - 0.5).sum(1)
+        return (
+            torch.log(sigma_p / sigma_z) + (sigma_z**2 + (mu_z - self.prior_mu) ** 2) / (2.0 * sigma_p**2) - 0.5
+        ).sum(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mu_z, _ = self.encode(x)

@@ -16,6 +16,7 @@ Example TOML (every key optional; defaults are the values of PHYSICS.md)::
     [selections]
     single_lepton_iso_max = 0.45
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -160,6 +161,10 @@ class SelectionConfig:
 
     single_lepton_pt_min: float = 23.0
     single_lepton_iso_max: float = 0.45
+    #: the reference single-lepton trigger that Cerri et al. compare the VAE with (sec. 5, Table 5):
+    #: a lepton with pT > 27 GeV and Iso < 0.25 (the CMS 2016 isolated single-lepton paths)
+    slt_pt_min: float = 27.0
+    slt_iso_max: float = 0.25
     top_muon_pt_min: float = 23.0
     top_muon_iso_max: float = 0.1
     top_muon_eta_max: float = 1.4
@@ -225,6 +230,6 @@ def load_config(path: str | Path | None = None) -> AnalysisConfig:
     unknown = sorted(set(data) - set(sections))
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {sorted(sections)}")
-    return AnalysisConfig(**{
-        name: _build(cls, data.get(name, {}), source=str(path), section=name) for name, cls in sections.items()
-    })
+    return AnalysisConfig(
+        **{name: _build(cls, data.get(name, {}), source=str(path), section=name) for name, cls in sections.items()}
+    )

@@ -6,9 +6,11 @@ features; adding two lists keeps the ``n`` highest of both. Since every event of
 however the chunks were split and in whatever order they were added. Ties are broken by
 (run, event), so the list does not depend on the executor.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +56,7 @@ class TopEvents:
         merged = {k: np.concatenate([np.asarray(self.columns[k]), np.asarray(other.columns[k])]) for k in self.columns}
         return TopEvents(max(self.n, other.n), merged, self.key)
 
-    def to_pandas(self):  # noqa: ANN201 - pandas is imported lazily
+    def to_pandas(self) -> Any:
         """The list as a ``pandas.DataFrame``, highest score first."""
         import pandas as pd
 

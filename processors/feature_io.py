@@ -5,6 +5,7 @@ with one column per scalar feature, ``m_lead_objects`` (14), ``objects`` (19*3 =
 and ``rmm`` (51*51 = 2601, row-major) as fixed-size lists of float32, and ``weight``, ``run``,
 ``luminosityBlock``, ``event``, ``dataset``, ``is_signal``.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,7 +15,6 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
-
 from cms_anomaly.datasets.atomic import atomic_output
 from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, SCALAR_FEATURES
 
@@ -29,8 +29,17 @@ def table_path(out_dir: str | Path, *, dataset: str, file_id: str, entrystart: i
     return Path(out_dir) / dataset / f"{dataset}__{safe}__{entrystart}-{entrystop}.parquet"
 
 
-def write_feature_table(features: ak.Array, *, path: str | Path, weights: np.ndarray, run: np.ndarray,
-                        lumi: np.ndarray, event: np.ndarray, dataset: str, is_signal: bool) -> Path:
+def write_feature_table(
+    features: ak.Array,
+    *,
+    path: str | Path,
+    weights: np.ndarray,
+    run: np.ndarray,
+    lumi: np.ndarray,
+    event: np.ndarray,
+    dataset: str,
+    is_signal: bool,
+) -> Path:
     """Write one chunk's selected events to ``path`` (``path.tmp-<pid>`` then ``os.replace``).
 
     Parameters
@@ -79,8 +88,13 @@ def _files(path: str | Path) -> list[Path]:
     return files
 
 
-def read_feature_tables(path: str | Path, *, columns: Sequence[str] | None = None,
-                        datasets: Sequence[str] | None = None, as_numpy: bool = False) -> Any:
+def read_feature_tables(
+    path: str | Path,
+    *,
+    columns: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    as_numpy: bool = False,
+) -> Any:
     """Read feature tables (a file, a ``<dataset>/`` directory or the whole ``features/`` tree).
 
     Parameters
@@ -137,4 +151,4 @@ def read_feature_tables(path: str | Path, *, columns: Sequence[str] | None = Non
 def summarize(tables: Mapping[str, np.ndarray]) -> dict[str, int]:
     """Events per dataset of an ``as_numpy`` read."""
     names, counts = np.unique(np.asarray(tables["dataset"], dtype=object).astype(str), return_counts=True)
-    return dict(zip(names.tolist(), counts.tolist()))
+    return dict(zip(names.tolist(), counts.tolist(), strict=True))

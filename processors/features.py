@@ -9,6 +9,7 @@ Events without a trigger lepton get 0 for every lepton feature (``pt_lep``, ``is
 ``charge_lep``, ``is_ele``, ``met_par``, ``met_perp``, ``mt``); selections decide whether such
 events are used.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,7 +18,6 @@ from typing import Any
 import awkward as ak
 import numba
 import numpy as np
-
 from cms_anomaly.processors import rmm as rmm_mod
 from cms_anomaly.processors.config import AnalysisConfig
 from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, SCALAR_FEATURES
@@ -28,9 +28,14 @@ log = logging.getLogger(__name__)
 #: ADC2021 (19, 3) layout: (row offset, number of rows) per object type after the MET row
 ADC_LAYOUT: dict[str, tuple[int, int]] = {"electron": (1, 4), "muon": (5, 4), "jet": (9, 10)}
 #: the names of the 19 rows: ``met``, ``ele1`` .. ``ele4``, ``mu1`` .. ``mu4``, ``jet1`` .. ``jet10``
-OBJECT_SLOTS: tuple[str, ...] = ("met", *(f"{short}{i + 1}" for name, short in (("electron", "ele"), ("muon", "mu"),
-                                                                                  ("jet", "jet"))
-                                         for i in range(ADC_LAYOUT[name][1])))
+OBJECT_SLOTS: tuple[str, ...] = (
+    "met",
+    *(
+        f"{short}{i + 1}"
+        for name, short in (("electron", "ele"), ("muon", "mu"), ("jet", "jet"))
+        for i in range(ADC_LAYOUT[name][1])
+    ),
+)
 
 
 def _np(arr: Any, dtype: Any = np.float64) -> np.ndarray:
@@ -38,7 +43,7 @@ def _np(arr: Any, dtype: Any = np.float64) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _p4_sum_kernel(counts, pt, eta, phi, mass):  # pragma: no cover - compiled
+def _p4_sum_kernel(counts: Any, pt: Any, eta: Any, phi: Any, mass: Any) -> Any:  # pragma: no cover - compiled
     out = np.zeros((len(counts), 4))
     k = 0
     for ev in range(len(counts)):
@@ -89,7 +94,7 @@ def lepton_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[st
     """Trigger-lepton features and the MET projections (0 where there is no trigger lepton)."""
     lep = trigger_lepton(objects, config=config.objects)
     has = _np(~ak.is_none(lep), bool)
-    get = lambda f: _np(ak.fill_none(lep[f], 0))  # noqa: E731
+    get = lambda f: _np(ak.fill_none(lep[f], 0))
     pt, phi = get("pt"), get("phi")
     dphi = objects.met_phi - phi
     met = objects.met_pt
@@ -123,7 +128,7 @@ def event_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str
         sel = (coll.pt > fc.st_pt_min) & (abs(coll.eta) < fc.st_eta_max)
         st_pt = st_pt + _np(ak.sum(coll.pt[sel], axis=1))
     fat = objects.fatjets
-    out = {
+    return {
         "st": np.asarray(st_pt, dtype=np.float64) * np.ones(len(objects)),
         "ht": _np(ak.sum(objects.jets.pt, axis=1)),
         "n_jets": _np(ak.num(objects.jets, axis=1), np.int64),
@@ -151,7 +156,6 @@ def event_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str
         "tau21_j2": _nth(fat, "tau21", 1, 0.0),
         "tau32_j2": _nth(fat, "tau32", 1, 0.0),
     }
-    return out
 
 
 def adc_objects(objects: EventObjects, *, config: AnalysisConfig) -> np.ndarray:
@@ -176,7 +180,7 @@ def adc_objects(objects: EventObjects, *, config: AnalysisConfig) -> np.ndarray:
         coll = colls[name]
         for k, fld in enumerate(("pt", "eta", "phi")):
             padded = ak.fill_none(ak.pad_none(coll[fld][:, :nrows], nrows, axis=1, clip=True), 0.0)
-            out[:, row:row + nrows, k] = _np(padded, np.float32).reshape(n, nrows)
+            out[:, row : row + nrows, k] = _np(padded, np.float32).reshape(n, nrows)
     return out
 
 
@@ -205,8 +209,13 @@ def scalar_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[st
 def array_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str, np.ndarray]:
     """``rmm`` (N, 51, 51), ``objects`` (N, 19, 3), ``m_lead_objects`` (N, 14) and the 14 named masses."""
     fc = config.features
-    rmm = rmm_mod.build_rmm(rmm_collections(objects, config=config), objects.met_pt, objects.met_phi,
-                            n_per_type=fc.rmm_n_per_type, sqrt_s=fc.sqrt_s)
+    rmm = rmm_mod.build_rmm(
+        rmm_collections(objects, config=config),
+        objects.met_pt,
+        objects.met_phi,
+        n_per_type=fc.rmm_n_per_type,
+        sqrt_s=fc.sqrt_s,
+    )
     masses = rmm_mod.leading_masses(rmm, n_per_type=fc.rmm_n_per_type, sqrt_s=fc.sqrt_s)
     out: dict[str, np.ndarray] = {name: masses[:, k] for k, name in enumerate(RMM_DERIVED)}
     out["m_lead_objects"] = masses.astype(np.float32)

@@ -8,6 +8,7 @@ the fold is ``floor(u * k)``. Training (:mod:`cms_anomaly.models.data`) and the 
 histograms (the ``split`` axis) use the same function, so the events a model was trained on are
 never counted as its evaluation sample.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

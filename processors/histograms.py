@@ -5,14 +5,15 @@ dataset, so that a histogram with no entries still has its dataset bin) and ``We
 processor creates fresh histograms per chunk with these factories and nests them under the
 dataset name; coffea's accumulator adds them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import hist
 import numba
 import numpy as np
-
 from cms_anomaly.processors.feature_spec import FEATURES, FeatureSpec
 from cms_anomaly.processors.rmm import M_LEAD_NAMES
 
@@ -25,7 +26,7 @@ def _dataset_axis(dataset: str | None = None) -> hist.axis.StrCategory:
     return hist.axis.StrCategory([] if dataset is None else [dataset], name="dataset", label="Dataset", growth=True)
 
 
-def feature_axis(spec: FeatureSpec) -> hist.axis.AxesMixin:
+def feature_axis(spec: FeatureSpec) -> hist.axis.Integer | hist.axis.Regular:
     """The value axis of one feature (Integer for counts, Regular otherwise)."""
     if spec.integer:
         return hist.axis.Integer(int(spec.lo), int(spec.hi), name=spec.name, label=spec.label)
@@ -64,20 +65,35 @@ ScoreBinning = tuple[int, float, float]
 def score_hist(name: str, output: str, *, dataset: str | None = None, binning: ScoreBinning | None = None) -> hist.Hist:
     """1-D histogram of one model output (log-spaced bins, or the scorer's own ``binning``)."""
     if binning is None:
-        axis = hist.axis.Regular(SCORE_BINS, *SCORE_RANGE, transform=hist.axis.transform.log, name=output,
-                                 label=f"{name} {output} (anomaly score)")
+        axis = hist.axis.Regular(
+            SCORE_BINS,
+            *SCORE_RANGE,
+            transform=hist.axis.transform.log,
+            name=output,
+            label=f"{name} {output} (anomaly score)",
+        )
     else:
         axis = hist.axis.Regular(*binning, name=output, label=f"{name} {output}")
     return hist.Hist(_dataset_axis(dataset), axis, storage=hist.storage.Weight())
 
 
-def score2d_hist(name: str, outputs: Sequence[str], *, dataset: str | None = None) -> hist.Hist:
-    """2-D histogram of the two outputs of a double-scorer (ABCD plane)."""
+#: the ABCD plane's axes of a scorer (``score2d_binning`` attribute): (bins, low, high, "log" or "linear")
+Score2dBinning = tuple[int, float, float, str]
+
+
+def score2d_hist(
+    name: str, outputs: Sequence[str], *, dataset: str | None = None, binning: Score2dBinning | None = None
+) -> hist.Hist:
+    """(dataset, split, output 1, output 2) of a double-scorer: the ABCD plane, per training split (the
+    scorer's ``binning`` on both axes, else 120 log bins from 1e-6 to 1e6)."""
+    bins, lo, hi, kind = binning if binning is not None else (SCORE_BINS, *SCORE_RANGE, "log")
+    transform = hist.axis.transform.log if kind == "log" else None
     a, b = outputs
     return hist.Hist(
         _dataset_axis(dataset),
-        hist.axis.Regular(SCORE_BINS, *SCORE_RANGE, transform=hist.axis.transform.log, name=a, label=f"{name} {a}"),
-        hist.axis.Regular(SCORE_BINS, *SCORE_RANGE, transform=hist.axis.transform.log, name=b, label=f"{name} {b}"),
+        _split_axis(),
+        hist.axis.Regular(bins, lo, hi, transform=transform, name=a, label=f"{name} {a}"),
+        hist.axis.Regular(bins, lo, hi, transform=transform, name=b, label=f"{name} {b}"),
         storage=hist.storage.Weight(),
     )
 
@@ -96,7 +112,7 @@ SCORE_VS_FEATURES: tuple[str, ...] = ("ht", "m_jets", "n_jets", "n_bjets")
 LEAD_MASS_AXIS = (60, 60.0, 4000.0)
 
 
-def score_feature_axis(name: str) -> hist.axis.AxesMixin:
+def score_feature_axis(name: str) -> hist.axis.Integer | hist.axis.Regular:
     """The axis of a feature histogrammed against a score (:func:`feature_axis`, but log-binned
     60 GeV - 4 TeV for the leading-object masses m_x_y)."""
     spec = FEATURES[name]
@@ -106,8 +122,9 @@ def score_feature_axis(name: str) -> hist.axis.AxesMixin:
 
 
 def _split_axis() -> hist.axis.StrCategory:
-    return hist.axis.StrCategory([], name="split", label="Training / validation (EventSplit; 'all' without)",
-                                 growth=True)
+    return hist.axis.StrCategory(
+        [], name="split", label="Training / validation (EventSplit; 'all' without)", growth=True
+    )
 
 
 def _process_axis() -> hist.axis.StrCategory:
@@ -117,26 +134,46 @@ def _process_axis() -> hist.axis.StrCategory:
 def _fine_score_axis(name: str, output: str, binning: ScoreBinning | None = None) -> hist.axis.Regular:
     if binning is not None:
         return hist.axis.Regular(*binning, name="score", label=f"{name} {output}")
-    return hist.axis.Regular(SCORE_FINE_BINS, *SCORE_RANGE, transform=hist.axis.transform.log, name="score",
-                             label=f"{name} {output} (anomaly score)")
+    return hist.axis.Regular(
+        SCORE_FINE_BINS,
+        *SCORE_RANGE,
+        transform=hist.axis.transform.log,
+        name="score",
+        label=f"{name} {output} (anomaly score)",
+    )
 
 
-def score_feature_hist(name: str, output: str, feature: str, *, dataset: str | None = None,
-                       binning: ScoreBinning | None = None) -> hist.Hist:
+def score_feature_hist(
+    name: str, output: str, feature: str, *, dataset: str | None = None, binning: ScoreBinning | None = None
+) -> hist.Hist:
     """(dataset, split, process, score, feature): any anomaly selection's ASTF, read off at any threshold."""
-    return hist.Hist(_dataset_axis(dataset), _split_axis(), _process_axis(), _fine_score_axis(name, output, binning),
-                     score_feature_axis(feature), storage=hist.storage.Weight())
+    return hist.Hist(
+        _dataset_axis(dataset),
+        _split_axis(),
+        _process_axis(),
+        _fine_score_axis(name, output, binning),
+        score_feature_axis(feature),
+        storage=hist.storage.Weight(),
+    )
 
 
-def score_counts_hist(name: str, output: str, *, dataset: str | None = None,
-                      binning: ScoreBinning | None = None) -> hist.Hist:
+def score_counts_hist(
+    name: str, output: str, *, dataset: str | None = None, binning: ScoreBinning | None = None
+) -> hist.Hist:
     """(dataset, split, process, score, N_J, N_b): yields of object-count selections after any threshold."""
-    return hist.Hist(_dataset_axis(dataset), _split_axis(), _process_axis(), _fine_score_axis(name, output, binning),
-                     feature_axis(FEATURES["n_jets"]), feature_axis(FEATURES["n_bjets"]), storage=hist.storage.Weight())
+    return hist.Hist(
+        _dataset_axis(dataset),
+        _split_axis(),
+        _process_axis(),
+        _fine_score_axis(name, output, binning),
+        feature_axis(FEATURES["n_jets"]),
+        feature_axis(FEATURES["n_bjets"]),
+        storage=hist.storage.Weight(),
+    )
 
 
 @numba.njit(cache=True, nogil=True)
-def _occupancy_kernel(rmm, weights, sumw, sumw2):  # pragma: no cover - compiled
+def _occupancy_kernel(rmm: Any, weights: Any, sumw: Any, sumw2: Any) -> Any:  # pragma: no cover - compiled
     for ev in range(rmm.shape[0]):
         w = weights[ev]
         for i in range(rmm.shape[1]):
@@ -153,7 +190,7 @@ def fill_rmm_occupancy(h: hist.Hist, rmm: np.ndarray, *, dataset: str, weights: 
     if len(rmm):
         _occupancy_kernel(np.ascontiguousarray(rmm), np.asarray(weights, dtype=np.float64), sumw, sumw2)
     h.fill(dataset=[dataset], row=[0], column=[0], weight=[0.0])  # make sure the dataset bin exists
-    view = h.view(flow=False)
+    view: Any = h.view(flow=False)  # a WeightedSumView (fields value, variance)
     i = h.axes["dataset"].index(dataset)
     view.value[i] += sumw
     view.variance[i] += sumw2
@@ -163,7 +200,7 @@ def fill_cutflow(h: hist.Hist, masks: dict[str, np.ndarray], *, dataset: str, we
     """Fill the cumulative cut-flow: bin ``cut`` gets sum(w) and sum(w^2) of the events passing up to it."""
     cuts = list(masks)
     h.fill(dataset=[dataset] * len(cuts), cut=cuts, weight=np.zeros(len(cuts)))  # creates the dataset bin
-    view = h.view(flow=False)
+    view: Any = h.view(flow=False)  # a WeightedSumView (fields value, variance)
     i = h.axes["dataset"].index(dataset)
     for cut, mask in masks.items():
         j = h.axes["cut"].index(cut)

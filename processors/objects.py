@@ -29,6 +29,7 @@ without PF candidates give the same isolation for the same lepton. The lepton's 
 ``pfRelIso03_chg`` and ``pfRelIso03_all - pfRelIso03_chg`` are used (the neutral part then holds
 neutral hadrons and photons together; ``iso_gamma`` = 0), see the schema docstring.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,7 +41,6 @@ from typing import Any
 import awkward as ak
 import numba
 import numpy as np
-
 from cms_anomaly.processors import schema
 from cms_anomaly.processors.config import ObjectConfig
 
@@ -84,8 +84,11 @@ class EventObjects:
         """The objects of the events where ``mask`` is true."""
         if bool(np.all(mask)):
             return self
-        changes = {f.name: getattr(self, f.name)[mask] for f in dataclasses.fields(self)
-                   if f.name not in ("variant", "has_pfcands", "missing_collections")}
+        changes = {
+            f.name: getattr(self, f.name)[mask]
+            for f in dataclasses.fields(self)
+            if f.name not in ("variant", "has_pfcands", "missing_collections")
+        }
         return dataclasses.replace(self, **changes)
 
 
@@ -107,10 +110,18 @@ def _as_float(arr: Any) -> ak.Array:
     return ak.values_astype(arr, np.float64)
 
 
-def _collection(events: Any, prefix: str, fields: tuple[str, ...], *, variant: schema.SchemaVariant,
-                feature: str, available: set[str]) -> dict[str, ak.Array]:
-    return {f: schema.get(events, f"{prefix}.{f}", variant=variant, feature=feature, available=available)
-            for f in fields}
+def _collection(
+    events: Any,
+    prefix: str,
+    fields: tuple[str, ...],
+    *,
+    variant: schema.SchemaVariant,
+    feature: str,
+    available: set[str],
+) -> dict[str, ak.Array]:
+    return {
+        f: schema.get(events, f"{prefix}.{f}", variant=variant, feature=feature, available=available) for f in fields
+    }
 
 
 def jagged_parts(arr: ak.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +132,21 @@ def jagged_parts(arr: ak.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _iso_kernel(lep_counts, lpt, leta, lphi, pf_counts, ppt, peta, pphi, pcharge, pid, pdgid, cone, self_dr):  # pragma: no cover - compiled
+def _iso_kernel(
+    lep_counts: Any,
+    lpt: Any,
+    leta: Any,
+    lphi: Any,
+    pf_counts: Any,
+    ppt: Any,
+    peta: Any,
+    pphi: Any,
+    pcharge: Any,
+    pid: Any,
+    pdgid: Any,
+    cone: Any,
+    self_dr: Any,
+) -> Any:  # pragma: no cover - compiled
     out = np.zeros((len(lpt), 3))
     l0 = 0
     p0 = 0
@@ -136,7 +161,7 @@ def _iso_kernel(lep_counts, lpt, leta, lphi, pf_counts, ppt, peta, pphi, pcharge
                 aid = abs(pid[b])
                 if dr < self_dr and aid == pdgid:
                     continue
-                if aid == 11 or aid == 13:  # CMS PF isolation: other leptons enter no sum
+                if aid == 11 or aid == 13:  # noqa: PLR1714 - numba kernel; CMS PF isolation: other leptons enter no sum
                     continue
                 if pcharge[b] != 0:
                     out[a, 0] += ppt[b]
@@ -151,8 +176,9 @@ def _iso_kernel(lep_counts, lpt, leta, lphi, pf_counts, ppt, peta, pphi, pcharge
     return out
 
 
-def pf_isolation(leptons: ak.Array, pfcands: ak.Array, *, pdgid: int, cone: float = 0.3,
-                 self_dr: float = 0.01) -> dict[str, ak.Array]:
+def pf_isolation(
+    leptons: ak.Array, pfcands: ak.Array, *, pdgid: int, cone: float = 0.3, self_dr: float = 0.01
+) -> dict[str, ak.Array]:
     """Relative PF isolation of each lepton, split in charged / neutral-hadron / photon parts.
 
     Charged hadrons: PF candidates with charge != 0 that are not e/mu; photons: neutral with
@@ -189,22 +215,37 @@ def pf_flat(pfcands: ak.Array) -> dict[str, np.ndarray]:
     return out
 
 
-def _iso_from_flat(leptons: ak.Array, pf: dict[str, np.ndarray], *, pdgid: int, cone: float,
-                   self_dr: float) -> dict[str, ak.Array]:
+def _iso_from_flat(
+    leptons: ak.Array, pf: dict[str, np.ndarray], *, pdgid: int, cone: float, self_dr: float
+) -> dict[str, ak.Array]:
     lc, lpt = jagged_parts(leptons.pt)
     _, leta = jagged_parts(leptons.eta)
     _, lphi = jagged_parts(leptons.phi)
-    iso = _iso_kernel(lc, lpt, leta, lphi, pf["counts"], pf["pt"], pf["eta"], pf["phi"], pf["charge"], pf["pdgId"],
-                      int(pdgid), float(cone), float(self_dr))
+    iso = _iso_kernel(
+        lc,
+        lpt,
+        leta,
+        lphi,
+        pf["counts"],
+        pf["pt"],
+        pf["eta"],
+        pf["phi"],
+        pf["charge"],
+        pf["pdgId"],
+        int(pdgid),
+        float(cone),
+        float(self_dr),
+    )
     out = {name: ak.unflatten(iso[:, k], lc) for k, name in enumerate(("iso_ch", "iso_neu", "iso_gamma"))}
     out["iso"] = ak.unflatten(iso.sum(axis=1), lc)
     return out
 
 
-def _lepton_id(events: Any, prefix: str, *, variant: schema.SchemaVariant, available: set[str],
-               config: ObjectConfig) -> ak.Array | None:
+def _lepton_id(
+    events: Any, prefix: str, *, variant: schema.SchemaVariant, available: set[str], config: ObjectConfig
+) -> ak.Array | None:
     """Identification (without isolation) of each lepton, ``None`` where the file has no ID branch."""
-    get = lambda q: schema.get(events, q, variant=variant, feature=f"{prefix} identification", available=available)  # noqa: E731
+    get = lambda q: schema.get(events, q, variant=variant, feature=f"{prefix} identification", available=available)
     if prefix == "muon" and config.muon_id == "loose":
         # CMS MUO loose muon: a PF muon that is a global or an arbitrated tracker muon
         parts = [get(f"muon.{k}") for k in ("isPFcand", "isGlobal", "isTracker")]
@@ -221,11 +262,25 @@ def _lepton_id(events: Any, prefix: str, *, variant: schema.SchemaVariant, avail
     return ak.values_astype(ident, bool)
 
 
-def _leptons(events: Any, prefix: str, *, pdgid: int, pfcands: dict[str, np.ndarray] | None, variant: schema.SchemaVariant,
-             available: set[str], config: ObjectConfig) -> ak.Array:
+def _leptons(
+    events: Any,
+    prefix: str,
+    *,
+    pdgid: int,
+    pfcands: dict[str, np.ndarray] | None,
+    variant: schema.SchemaVariant,
+    available: set[str],
+    config: ObjectConfig,
+) -> ak.Array:
     """Selected leptons: ID, pT > ``lepton_pt_min``, Iso < ``lepton_iso_max`` (pT-ordered)."""
-    fields = _collection(events, prefix, ("pt", "eta", "phi", "mass", "charge"), variant=variant,
-                         feature=f"{prefix} kinematics", available=available)
+    fields = _collection(
+        events,
+        prefix,
+        ("pt", "eta", "phi", "mass", "charge"),
+        variant=variant,
+        feature=f"{prefix} kinematics",
+        available=available,
+    )
     coll = ak.zip({k: (_as_float(v) if k != "charge" else ak.values_astype(v, np.int32)) for k, v in fields.items()})
     keep = coll.pt > config.lepton_pt_min
     ident = _lepton_id(events, prefix, variant=variant, available=available, config=config)
@@ -300,7 +355,6 @@ def recluster_jets(pfcands: ak.Array, *, radius: float = 0.4, pt_min: float = 15
     Returns jagged records ``pt, eta, phi, mass``, pT-ordered.
     """
     import fastjet
-
     from cms_anomaly.datasets.fourvectors import to_cartesian
 
     pt, eta, phi, mass = (_as_float(pfcands[k]) for k in ("pt", "eta", "phi", "mass"))
@@ -326,7 +380,7 @@ def _match_btag(jets: ak.Array, nano_jets: ak.Array, *, max_dr: float = 0.2) -> 
 
 
 @numba.njit(cache=True, nogil=True)
-def _multiplicity_kernel(counts, charge, pdgid):  # pragma: no cover - compiled
+def _multiplicity_kernel(counts: Any, charge: Any, pdgid: Any) -> Any:  # pragma: no cover - compiled
     n_ch = np.zeros(len(counts), dtype=np.int64)
     n_neu = np.zeros(len(counts), dtype=np.int64)
     n_pho = np.zeros(len(counts), dtype=np.int64)
@@ -335,7 +389,7 @@ def _multiplicity_kernel(counts, charge, pdgid):  # pragma: no cover - compiled
         for _ in range(counts[ev]):
             aid = abs(pdgid[k])
             if charge[k] != 0:
-                if aid != 11 and aid != 13:
+                if aid != 11 and aid != 13:  # noqa: PLR1714 - numba kernel
                     n_ch[ev] += 1
             elif aid == 22:
                 n_pho[ev] += 1
@@ -362,8 +416,14 @@ def _notice_once(source: str, message: str, *args: Any, level: int = logging.INF
         log.log(level, message, *args)
 
 
-def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVariant | None = None,
-                  source: str = "", allow_missing: tuple[str, ...] = ()) -> EventObjects:
+def build_objects(
+    events: Any,
+    *,
+    config: ObjectConfig,
+    variant: schema.SchemaVariant | None = None,
+    source: str = "",
+    allow_missing: tuple[str, ...] = (),
+) -> EventObjects:
     """All analysis objects of a chunk of events.
 
     Parameters
@@ -387,42 +447,60 @@ def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVa
         variant = schema.detect_variant(available, source=source)
     missing: list[str] = []
     if allow_missing:
-        events, missing = schema.with_empty_collections(events, variant=variant, available=available,
-                                                        collections=allow_missing)
+        events, missing = schema.with_empty_collections(
+            events, variant=variant, available=available, collections=allow_missing
+        )
         if missing:
             available = schema.flat_branch_names(events)
-            _notice_once(source, "%s: no %s collection: treated as empty (--allow-missing)",
-                         source or variant.name, ", ".join(missing), level=logging.WARNING)
+            _notice_once(
+                source,
+                "%s: no %s collection: treated as empty (--allow-missing)",
+                source or variant.name,
+                ", ".join(missing),
+                level=logging.WARNING,
+            )
     n = len(events)
-    get = lambda q, feature: schema.get(events, q, variant=variant, feature=feature, available=available, source=source)  # noqa: E731
+    get = lambda q, feature: schema.get(events, q, variant=variant, feature=feature, available=available, source=source)
 
-    pf_fields = {k: get(f"pfcands.{k}", "isolation / hadron multiplicities")
-                 for k in ("pt", "eta", "phi", "mass", "charge", "pdgId")}
+    pf_fields = {
+        k: get(f"pfcands.{k}", "isolation / hadron multiplicities")
+        for k in ("pt", "eta", "phi", "mass", "charge", "pdgId")
+    }
     has_pf = all(v is not None for v in pf_fields.values())
     pfcands = pf_flat(ak.zip(pf_fields)) if has_pf else None
     if not has_pf:
-        _notice_once(source, "%s: no PFCands: isolation from pfRelIso03_*, PF multiplicities set to -1",
-                     source or variant.name)
+        _notice_once(
+            source, "%s: no PFCands: isolation from pfRelIso03_*, PF multiplicities set to -1", source or variant.name
+        )
 
-    muons = _leptons(events, "muon", pdgid=MUON_PDGID, pfcands=pfcands, variant=variant, available=available, config=config)
-    electrons = _leptons(events, "electron", pdgid=ELECTRON_PDGID, pfcands=pfcands, variant=variant,
-                         available=available, config=config)
+    muons = _leptons(
+        events, "muon", pdgid=MUON_PDGID, pfcands=pfcands, variant=variant, available=available, config=config
+    )
+    electrons = _leptons(
+        events, "electron", pdgid=ELECTRON_PDGID, pfcands=pfcands, variant=variant, available=available, config=config
+    )
     # overlap removal: leptons > photons > jets (objects are disjoint)
-    leptons = ak.concatenate([c[c.pt > config.overlap_lepton_pt_min][["eta", "phi", "pt"]] for c in (muons, electrons)],
-                             axis=1)
-    photons = remove_overlaps(_photons(get, config=config, label=source or variant.name), leptons,
-                              dr=config.photon_lepton_dr)
+    leptons = ak.concatenate(
+        [c[c.pt > config.overlap_lepton_pt_min][["eta", "phi", "pt"]] for c in (muons, electrons)], axis=1
+    )
+    photons = remove_overlaps(
+        _photons(get, config=config, label=source or variant.name), leptons, dr=config.photon_lepton_dr
+    )
     cleaners = ak.concatenate([leptons, photons[["eta", "phi", "pt"]]], axis=1)
 
     nano_jets = ak.zip({k: _as_float(get(f"jet.{k}", "jets")) for k in ("pt", "eta", "phi", "mass")})
     nano_jets = ak.with_field(nano_jets, _as_float(get("jet.btag", "n_bjets")), "btag")
     if config.recluster_jets:
         if pfcands is None:
-            raise schema.MissingBranchError("PFCands_pt", feature="re-clustered jets", variant=variant.name, source=source)
+            raise schema.MissingBranchError(
+                "PFCands_pt", feature="re-clustered jets", variant=variant.name, source=source
+            )
         all_jets = recluster_jets(ak.zip(pf_fields), radius=config.recluster_radius, pt_min=15.0)
         all_jets = ak.with_field(all_jets, _match_btag(all_jets, nano_jets), "btag")
     else:
-        all_jets = _sorted_by_pt(nano_jets[_jet_id(nano_jets, get("jet.id", "jet identification"), config.jet_id, variant)])
+        all_jets = _sorted_by_pt(
+            nano_jets[_jet_id(nano_jets, get("jet.id", "jet identification"), config.jet_id, variant)]
+        )
     all_jets = remove_overlaps(all_jets, cleaners, dr=config.jet_overlap_dr)
     jets = all_jets[(all_jets.pt > config.jet_pt_min) & (abs(all_jets.eta) < config.jet_eta_max)]
     jets = ak.with_field(jets, jets.btag > getattr(config, variant.btag_wp_key), "is_b")
@@ -441,21 +519,39 @@ def build_objects(events: Any, *, config: ObjectConfig, variant: schema.SchemaVa
     else:
         fatjets = ak.with_field(fatjets, ak.full_like(fatjets.pt, -1.0), "tau21")
         fatjets = ak.with_field(fatjets, ak.full_like(fatjets.pt, -1.0), "tau32")
-    fatjet_id = _jet_id(fatjets, get("fatjet.id", "large-R jet identification"),
-                        "tight" if config.jet_id != "none" else "none", variant)
+    fatjet_id = _jet_id(
+        fatjets, get("fatjet.id", "large-R jet identification"), "tight" if config.jet_id != "none" else "none", variant
+    )
     fatjets = fatjets[fatjet_id & (fatjets.pt > config.fatjet_pt_min) & (abs(fatjets.eta) < config.fatjet_eta_max)]
-    fatjets = _sorted_by_pt(remove_overlaps(fatjets, cleaners, dr=config.fatjet_overlap_dr,
-                                            min_pt_fraction=config.fatjet_overlap_pt_fraction))
+    fatjets = _sorted_by_pt(
+        remove_overlaps(
+            fatjets, cleaners, dr=config.fatjet_overlap_dr, min_pt_fraction=config.fatjet_overlap_pt_fraction
+        )
+    )
 
     met_pt = ak.to_numpy(_as_float(get("met.pt", "met"))).astype(np.float64)
     met_phi = ak.to_numpy(_as_float(get("met.phi", "met_par / met_perp / mt"))).astype(np.float64)
     gw = get("event.genweight", "weight")
     genweight = np.ones(n) if gw is None else ak.to_numpy(gw).astype(np.float64)
     n_ch, n_neu, n_pho = _pf_multiplicities(pfcands, n)
-    return EventObjects(variant=variant.name, muons=muons, electrons=electrons, photons=photons, jets=jets,
-                        bjets=bjets, all_jets=all_jets, fatjets=fatjets, met_pt=met_pt, met_phi=met_phi,
-                        n_ch_had=n_ch, n_neu_had=n_neu, n_pf_photons=n_pho, genweight=genweight, has_pfcands=has_pf,
-                        missing_collections=tuple(missing))
+    return EventObjects(
+        variant=variant.name,
+        muons=muons,
+        electrons=electrons,
+        photons=photons,
+        jets=jets,
+        bjets=bjets,
+        all_jets=all_jets,
+        fatjets=fatjets,
+        met_pt=met_pt,
+        met_phi=met_phi,
+        n_ch_had=n_ch,
+        n_neu_had=n_neu,
+        n_pf_photons=n_pho,
+        genweight=genweight,
+        has_pfcands=has_pf,
+        missing_collections=tuple(missing),
+    )
 
 
 def trigger_lepton(objects: EventObjects, *, config: ObjectConfig) -> ak.Array:

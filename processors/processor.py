@@ -17,18 +17,17 @@ Weights: real data (``is_data``) 1; MC ``genWeight`` (1 if absent) times
 ``xsec_pb * lumi_pb / sumw`` when the fileset metadata has ``xsec_pb`` and ``sumw`` and a
 luminosity is given, else the bare ``genWeight``.
 """
+
 from __future__ import annotations
 
 import functools
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import awkward as ak
 import numpy as np
-from coffea import processor
-
 from cms_anomaly.processors import feature_io, histograms, schema, selections
 from cms_anomaly.processors.config import AnalysisConfig
 from cms_anomaly.processors.eventlist import TopEvents
@@ -36,6 +35,7 @@ from cms_anomaly.processors.feature_spec import FEATURES, HISTOGRAMMED, SCALAR_F
 from cms_anomaly.processors.features import OBJECT_SLOTS, array_features, feature_record, scalar_features
 from cms_anomaly.processors.folds import EventSplit
 from cms_anomaly.processors.objects import build_objects
+from coffea import processor
 
 log = logging.getLogger(__name__)
 
@@ -103,18 +103,28 @@ def _scores_2d(scores: np.ndarray, n: int, name: str, k: int) -> np.ndarray:
     return scores
 
 
-def _top_events(n: int, score: np.ndarray, *, ids: Mapping[str, np.ndarray], folds: np.ndarray | None,
-                process: np.ndarray, weights: np.ndarray, selected: ak.Array) -> TopEvents:
+def _top_events(
+    n: int,
+    score: np.ndarray,
+    *,
+    ids: Mapping[str, np.ndarray],
+    folds: np.ndarray | None,
+    process: np.ndarray,
+    weights: np.ndarray,
+    selected: ak.Array,
+) -> TopEvents:
     """The chunk's ``n`` highest-scoring events: identity, score, fold, process, weight, scalar
     features and the ADC object array (MET, 4 e, 4 mu, 10 jets x pT, eta, phi), one column each."""
     keep = np.argsort(-np.where(np.isnan(score), -np.inf, score), kind="stable")[:n]
-    cols: dict[str, np.ndarray] = {"run": np.asarray(ids["run"])[keep].astype(np.int64),
-                                   "luminosityBlock": np.asarray(ids["luminosityBlock"])[keep].astype(np.int64),
-                                   "event": np.asarray(ids["event"])[keep].astype(np.int64),
-                                   "score": score[keep],
-                                   "fold": (np.asarray(folds)[keep] if folds is not None
-                                            else np.full(len(keep), -1)).astype(np.int64),
-                                   "process": np.asarray(process)[keep].astype(str), "weight": weights[keep]}
+    cols: dict[str, np.ndarray] = {
+        "run": np.asarray(ids["run"])[keep].astype(np.int64),
+        "luminosityBlock": np.asarray(ids["luminosityBlock"])[keep].astype(np.int64),
+        "event": np.asarray(ids["event"])[keep].astype(np.int64),
+        "score": score[keep],
+        "fold": (np.asarray(folds)[keep] if folds is not None else np.full(len(keep), -1)).astype(np.int64),
+        "process": np.asarray(process)[keep].astype(str),
+        "weight": weights[keep],
+    }
     sub = selected[keep]
     for f in SCALAR_FEATURES:
         cols[f] = np.asarray(ak.to_numpy(sub[f]), dtype=np.float64)
@@ -149,21 +159,32 @@ class AnomalyProcessor(processor.ProcessorABC):
     split
         The training / validation split of the models' training (:class:`EventSplit`): fills the
         ``split`` axis, so that a model's own training events are not counted as its evaluation
-        sample (``all`` without a split).
+        sample (``all`` without a split). A mapping ``{scorer name: EventSplit}`` gives each model its
+        own split (models trained with different seeds); scorers it does not name get ``all``.
     top_events
         If > 0, keep per dataset and scorer the ``top_events`` highest-scoring selected events (first
         output) with their identity, fold, true process, weight, scalar features and the ADC object
         array (:class:`~cms_anomaly.processors.eventlist.TopEvents`, output key ``top_events``).
 
+    Notes
+    -----
     A scorer with a ``fold_of(run, event)`` method (a k-fold ensemble) is called with the events'
     folds, ``scorer(features, folds=...)``; one with a ``score_binning`` attribute gets that score axis.
     """
 
-    def __init__(self, *, selection: str = "single_lepton", config: AnalysisConfig | None = None,
-                 scorers: Mapping[str, Scorer] | None = None, features_dir: str | Path | None = None,
-                 lumi_pb: float | None = None, allow_missing: tuple[str, ...] = (),
-                 score_features: tuple[str, ...] = histograms.SCORE_VS_FEATURES, split: EventSplit | None = None,
-                 top_events: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        selection: str = "single_lepton",
+        config: AnalysisConfig | None = None,
+        scorers: Mapping[str, Scorer] | None = None,
+        features_dir: str | Path | None = None,
+        lumi_pb: float | None = None,
+        allow_missing: tuple[str, ...] = (),
+        score_features: tuple[str, ...] = histograms.SCORE_VS_FEATURES,
+        split: EventSplit | Mapping[str, EventSplit] | None = None,
+        top_events: int = 0,
+    ) -> None:
         self.selection = selections.get_selection(selection)
         self.allow_missing = tuple(allow_missing)
         self.config = config or AnalysisConfig()
@@ -174,13 +195,15 @@ class AnomalyProcessor(processor.ProcessorABC):
         if unknown:
             raise ValueError(f"score_features {unknown} are not scalar features (see processors/feature_spec.py)")
         self.score_features = tuple(score_features)
-        self.split = split
+        self.split = dict(split) if isinstance(split, Mapping) else split
         if top_events < 0:
             raise ValueError(f"top_events must be >= 0, got {top_events}")
         self.top_events = int(top_events)
 
     def _new_hists(self, dataset: str) -> dict[str, Any]:
-        hists: dict[str, Any] = {name: histograms.feature_hist(FEATURES[name], dataset=dataset) for name in HISTOGRAMMED}
+        hists: dict[str, Any] = {
+            name: histograms.feature_hist(FEATURES[name], dataset=dataset) for name in HISTOGRAMMED
+        }
         hists["rmm_occupancy"] = histograms.rmm_occupancy_hist(dataset=dataset)
         hists["cutflow"] = histograms.cutflow_hist(self.selection.cut_names, dataset=dataset)
         for name, scorer in self.scorers.items():
@@ -188,15 +211,28 @@ class AnomalyProcessor(processor.ProcessorABC):
             for out in scorer.output_names:
                 hists[f"score_{name}_{out}"] = histograms.score_hist(name, out, dataset=dataset, binning=binning)
             if len(scorer.output_names) == 2:
-                hists[f"score2d_{name}"] = histograms.score2d_hist(name, scorer.output_names, dataset=dataset)
+                hists[f"score2d_{name}"] = histograms.score2d_hist(
+                    name, scorer.output_names, dataset=dataset, binning=getattr(scorer, "score2d_binning", None)
+                )
             for out in scorer.output_names:
                 for feat in self.score_features:
-                    hists[f"score_{name}_{out}_vs_{feat}"] = histograms.score_feature_hist(name, out, feat,
-                                                                                          dataset=dataset,
-                                                                                          binning=binning)
-                hists[f"score_{name}_{out}_vs_counts"] = histograms.score_counts_hist(name, out, dataset=dataset,
-                                                                                      binning=binning)
+                    hists[f"score_{name}_{out}_vs_{feat}"] = histograms.score_feature_hist(
+                        name, out, feat, dataset=dataset, binning=binning
+                    )
+                hists[f"score_{name}_{out}_vs_counts"] = histograms.score_counts_hist(
+                    name, out, dataset=dataset, binning=binning
+                )
         return hists
+
+    def _split_labels(self, ids: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+        """Each scorer's ``split`` labels of the selected events (``all`` without a split)."""
+        if self.split is None or isinstance(self.split, EventSplit):
+            labels = self.split.labels(ids["run"], ids["event"]) if self.split is not None else np.full(n, "all")
+            return dict.fromkeys(self.scorers, labels)
+        return {
+            name: self.split[name].labels(ids["run"], ids["event"]) if name in self.split else np.full(n, "all")
+            for name in self.scorers
+        }
 
     def process(self, events: Any) -> Any:
         """The output of one chunk (see the module docstring).
@@ -213,8 +249,9 @@ class AnomalyProcessor(processor.ProcessorABC):
         """The output of one eager chunk of events (any record array with the NanoAOD layout)."""
         dataset = meta["dataset"]
         config = self.config.with_sqrt_s(meta["sqrt_s"]) if "sqrt_s" in meta else self.config
-        objects = build_objects(events, config=config.objects, source=meta.get("filename", ""),
-                                allow_missing=self.allow_missing)
+        objects = build_objects(
+            events, config=config.objects, source=meta.get("filename", ""), allow_missing=self.allow_missing
+        )
         scalars = scalar_features(objects, config=config)
         weights = event_weights(objects.genweight, meta, lumi_pb=self.lumi_pb)
 
@@ -222,67 +259,117 @@ class AnomalyProcessor(processor.ProcessorABC):
         mask = selections.passing(packed, self.selection, len(objects))
         flow = selections.cutflow(packed, self.selection, weights=weights)
         # the RMM and object arrays are built for the selected events only
-        selected = feature_record({k: v[mask] for k, v in scalars.items()},
-                                  array_features(objects.subset(mask), config=config))
+        selected = feature_record(
+            {k: v[mask] for k, v in scalars.items()}, array_features(objects.subset(mask), config=config)
+        )
         sel_w = weights[mask]
 
         hists = self._new_hists(dataset)
         for name in HISTOGRAMMED:
             hists[name].fill(dataset=dataset, **{name: ak.to_numpy(selected[name])}, weight=sel_w)
-        histograms.fill_rmm_occupancy(hists["rmm_occupancy"], ak.to_numpy(selected["rmm"]), dataset=dataset,
-                                      weights=sel_w)
+        histograms.fill_rmm_occupancy(
+            hists["rmm_occupancy"], ak.to_numpy(selected["rmm"]), dataset=dataset, weights=sel_w
+        )
         names = self.selection.cut_names
-        cum = {"all": np.ones(len(objects), bool)} | {c: np.asarray(packed.all(*names[:k + 1]), bool)
-                                                      for k, c in enumerate(names)}
+        cum = {"all": np.ones(len(objects), bool)} | {
+            c: np.asarray(packed.all(*names[: k + 1]), bool) for k, c in enumerate(names)
+        }
         histograms.fill_cutflow(hists["cutflow"], cum, dataset=dataset, weights=weights)
         # the identity of the selected events (zeros where a file lacks the branch), read once per chunk
-        ids = ({f: np.asarray(ak.to_numpy(events[f]))[mask] if f in events.fields else np.zeros(int(mask.sum()), np.int64)
-                for f in ("run", "luminosityBlock", "event")} if self.scorers or self.features_dir is not None else {})
+        ids = (
+            {
+                f: np.asarray(ak.to_numpy(events[f]))[mask]
+                if f in events.fields
+                else np.zeros(int(mask.sum()), np.int64)
+                for f in ("run", "luminosityBlock", "event")
+            }
+            if self.scorers or self.features_dir is not None
+            else {}
+        )
         if self.scorers:
             process = event_processes(meta, ids["event"])
-            split = (self.split.labels(ids["run"], ids["event"]) if self.split is not None
-                     else np.full(len(selected), "all"))
+            splits = self._split_labels(ids, len(selected))
             values = {f: ak.to_numpy(selected[f]) for f in {*self.score_features, "n_jets", "n_bjets"}}
         top: dict[str, TopEvents] = {}
         for name, scorer in self.scorers.items():
             outs = scorer.output_names
             fold_of = getattr(scorer, "fold_of", None)
             folds = fold_of(ids["run"], ids["event"]) if fold_of is not None else None
-            raw = scorer(selected, folds=folds) if folds is not None else scorer(selected)
+            raw = cast(Any, scorer)(selected, folds=folds) if folds is not None else scorer(selected)
             scores = _scores_2d(raw, len(selected), name, len(outs))
             # a NaN score would land in the overflow bin, i.e. count as the most anomalous event: left out
             ok = np.isfinite(scores).all(axis=1)
             if not ok.all():
-                log.warning("%s (dataset %s): %d of %d selected events have a non-finite %s score; left out of its "
-                            "histograms (and last in its event list)", meta.get("filename", "?"), dataset,
-                            int((~ok).sum()), len(ok), name)
+                log.warning(
+                    "%s (dataset %s): %d of %d selected events have a non-finite %s score; left out of its "
+                    "histograms (and last in its event list)",
+                    meta.get("filename", "?"),
+                    dataset,
+                    int((~ok).sum()),
+                    len(ok),
+                    name,
+                )
             if self.top_events:
-                top[name] = _top_events(self.top_events, np.where(ok, scores[:, 0], np.nan), ids=ids, folds=folds,
-                                        process=process, weights=sel_w, selected=selected)
-            s, w, sp, pr = scores[ok], sel_w[ok], split[ok], process[ok]
+                top[name] = _top_events(
+                    self.top_events,
+                    np.where(ok, scores[:, 0], np.nan),
+                    ids=ids,
+                    folds=folds,
+                    process=process,
+                    weights=sel_w,
+                    selected=selected,
+                )
+            s, w, sp, pr = scores[ok], sel_w[ok], splits[name][ok], process[ok]
             v = {f: x[ok] for f, x in values.items()}
             for k, out in enumerate(outs):
                 hists[f"score_{name}_{out}"].fill(dataset=dataset, **{out: s[:, k]}, weight=w)
                 for feat in self.score_features:
-                    hists[f"score_{name}_{out}_vs_{feat}"].fill(dataset=dataset, split=sp, process=pr,
-                                                                score=s[:, k], **{feat: v[feat]}, weight=w)
-                hists[f"score_{name}_{out}_vs_counts"].fill(dataset=dataset, split=sp, process=pr, score=s[:, k],
-                                                            n_jets=v["n_jets"], n_bjets=v["n_bjets"], weight=w)
+                    hists[f"score_{name}_{out}_vs_{feat}"].fill(
+                        dataset=dataset, split=sp, process=pr, score=s[:, k], **{feat: v[feat]}, weight=w
+                    )
+                hists[f"score_{name}_{out}_vs_counts"].fill(
+                    dataset=dataset,
+                    split=sp,
+                    process=pr,
+                    score=s[:, k],
+                    n_jets=v["n_jets"],
+                    n_bjets=v["n_bjets"],
+                    weight=w,
+                )
             if len(outs) == 2:
-                hists[f"score2d_{name}"].fill(dataset=dataset, **{outs[0]: s[:, 0], outs[1]: s[:, 1]}, weight=w)
+                hists[f"score2d_{name}"].fill(
+                    dataset=dataset, split=sp, **{outs[0]: s[:, 0], outs[1]: s[:, 1]}, weight=w
+                )
 
         files = []
         if self.features_dir is not None:
             file_id = meta.get("fileuuid") or Path(meta.get("filename", "unknown")).stem
-            path = feature_io.table_path(self.features_dir, dataset=dataset, file_id=file_id,
-                                         entrystart=int(meta.get("entrystart", 0)), entrystop=int(meta.get("entrystop", len(events))))
-            feature_io.write_feature_table(selected, path=path, weights=sel_w, run=ids["run"],
-                                           lumi=ids["luminosityBlock"], event=ids["event"], dataset=dataset,
-                                           is_signal=bool(meta.get("is_signal", False)))
+            path = feature_io.table_path(
+                self.features_dir,
+                dataset=dataset,
+                file_id=file_id,
+                entrystart=int(meta.get("entrystart", 0)),
+                entrystop=int(meta.get("entrystop", len(events))),
+            )
+            feature_io.write_feature_table(
+                selected,
+                path=path,
+                weights=sel_w,
+                run=ids["run"],
+                lumi=ids["luminosityBlock"],
+                event=ids["event"],
+                dataset=dataset,
+                is_signal=bool(meta.get("is_signal", False)),
+            )
             files.append(str(path))
-        result = {"nevents": len(objects), "sumw_gen": float(objects.genweight.sum()), "cutflow": flow,
-                  "hists": hists, "feature_files": files,
-                  "missing_collections": dict.fromkeys(objects.missing_collections, 1)}
+        result = {
+            "nevents": len(objects),
+            "sumw_gen": float(objects.genweight.sum()),
+            "cutflow": flow,
+            "hists": hists,
+            "feature_files": files,
+            "missing_collections": dict.fromkeys(objects.missing_collections, 1),
+        }
         if self.top_events and self.scorers:
             result["top_events"] = top
         return {dataset: result}
@@ -301,8 +388,9 @@ class AnomalyProcessor(processor.ProcessorABC):
         from coffea.processor import accumulate
 
         if self.features_dir is not None:
-            raise ValueError("feature tables are written by the processor.Runner path; run apply_to_fileset "
-                             "without features_dir")
+            raise ValueError(
+                "feature tables are written by the processor.Runner path; run apply_to_fileset without features_dir"
+            )
         meta = dict(events.metadata)
         available = schema.flat_branch_names(events)
         variant = schema.detect_variant(available, source=str(meta.get("dataset", "")))
@@ -312,9 +400,8 @@ class AnomalyProcessor(processor.ProcessorABC):
         projected = dak.zip(columns, depth_limit=1)
         parts = [dask.delayed(self.process_chunk)(part, meta) for part in projected.to_delayed()]
         while len(parts) > 1:  # pairwise tree reduction
-            parts = [dask.delayed(accumulate)(parts[i:i + 2]) for i in range(0, len(parts), 2)]
+            parts = [dask.delayed(accumulate)(parts[i : i + 2]) for i in range(0, len(parts), 2)]
         return parts[0]
 
     def postprocess(self, accumulator: Any) -> Any:
         return accumulator
-

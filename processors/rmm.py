@@ -16,10 +16,12 @@ with E_T = sqrt(pT^2 + m^2) and y the rapidity. Empty cells are 0.
 The kernel loops over events inside numba (compiled), touching only the filled slots of
 the padded ``(N, T*n)`` arrays: this is the columnar form of a per-event matrix.
 """
+
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import awkward as ak
 import numba
@@ -44,7 +46,7 @@ def rmm_size(n_types: int = len(RMM_TYPES), n_per_type: int = 10) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _pad_kernel(counts, values, n, out, col0):  # pragma: no cover - compiled
+def _pad_kernel(counts: Any, values: Any, n: Any, out: Any, col0: Any) -> Any:  # pragma: no cover - compiled
     k = 0
     for ev in range(len(counts)):
         c = counts[ev]
@@ -72,7 +74,17 @@ def pad_objects(collections: Sequence[ak.Array], *, n_per_type: int = 10) -> dic
 
 
 @numba.njit(cache=True, nogil=True)
-def _rmm_kernel(pt, eta, phi, mass, met, met_phi, n_per_type, sqrt_s, out):  # pragma: no cover - compiled
+def _rmm_kernel(
+    pt: Any,
+    eta: Any,
+    phi: Any,
+    mass: Any,
+    met: Any,
+    met_phi: Any,
+    n_per_type: Any,
+    sqrt_s: Any,
+    out: Any,
+) -> Any:  # pragma: no cover - compiled
     n_events, n_slots = pt.shape
     px = np.empty(n_slots)
     py = np.empty(n_slots)
@@ -126,8 +138,14 @@ def _rmm_kernel(pt, eta, phi, mass, met, met_phi, n_per_type, sqrt_s, out):  # p
                 out[ev, c, r] = math.cosh(0.5 * (rap[i] - rap[j])) - 1.0
 
 
-def rmm_from_padded(padded: dict[str, np.ndarray], met: np.ndarray, met_phi: np.ndarray, *,
-                    n_per_type: int = 10, sqrt_s: float = 13000.0) -> np.ndarray:
+def rmm_from_padded(
+    padded: dict[str, np.ndarray],
+    met: np.ndarray,
+    met_phi: np.ndarray,
+    *,
+    n_per_type: int = 10,
+    sqrt_s: float = 13000.0,
+) -> np.ndarray:
     """RMM (N, 1+T*n, 1+T*n) float32 from padded object arrays (see :func:`pad_objects`).
 
     Parameters
@@ -148,16 +166,28 @@ def rmm_from_padded(padded: dict[str, np.ndarray], met: np.ndarray, met_phi: np.
     size = 1 + n_slots
     out = np.zeros((n_events, size, size), dtype=np.float32)
     if n_events:
-        _rmm_kernel(pt, np.ascontiguousarray(padded["eta"], dtype=np.float64),
-                    np.ascontiguousarray(padded["phi"], dtype=np.float64),
-                    np.ascontiguousarray(padded["mass"], dtype=np.float64),
-                    np.ascontiguousarray(met, dtype=np.float64), np.ascontiguousarray(met_phi, dtype=np.float64),
-                    n_per_type, float(sqrt_s), out)
+        _rmm_kernel(
+            pt,
+            np.ascontiguousarray(padded["eta"], dtype=np.float64),
+            np.ascontiguousarray(padded["phi"], dtype=np.float64),
+            np.ascontiguousarray(padded["mass"], dtype=np.float64),
+            np.ascontiguousarray(met, dtype=np.float64),
+            np.ascontiguousarray(met_phi, dtype=np.float64),
+            n_per_type,
+            float(sqrt_s),
+            out,
+        )
     return out
 
 
-def build_rmm(collections: Sequence[ak.Array], met: np.ndarray, met_phi: np.ndarray, *,
-              n_per_type: int = 10, sqrt_s: float = 13000.0) -> np.ndarray:
+def build_rmm(
+    collections: Sequence[ak.Array],
+    met: np.ndarray,
+    met_phi: np.ndarray,
+    *,
+    n_per_type: int = 10,
+    sqrt_s: float = 13000.0,
+) -> np.ndarray:
     """RMM from the ``T`` pT-ordered jagged collections in :data:`RMM_TYPES` order (N, 51, 51 for T5N10)."""
     padded = pad_objects(collections, n_per_type=n_per_type)
     return rmm_from_padded(padded, met, met_phi, n_per_type=n_per_type, sqrt_s=sqrt_s)

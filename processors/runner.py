@@ -4,6 +4,7 @@ live in :mod:`cms_anomaly.analyses.run`.
 
 Only the standard library is imported at module level; coffea and dask are imported where used.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,24 +42,27 @@ def load_fileset(path: str | Path) -> dict[str, dict[str, Any]]:
     out = {}
     for dataset, entry in raw.items():
         if isinstance(entry, list):
-            entry = {"files": entry}
+            entry = {"files": entry}  # noqa: PLW2901 - the short form, a bare list of files
         if not isinstance(entry, dict) or "files" not in entry:
             raise FilesetError(f"{path}: dataset {dataset!r} has no 'files'")
         files = entry["files"]
         if isinstance(files, list) and all(isinstance(f, str) for f in files):
             files = dict.fromkeys(files, "Events")
         if not isinstance(files, dict) or not all(isinstance(f, str) and isinstance(t, str) for f, t in files.items()):
-            raise FilesetError(f"{path}: dataset {dataset!r}: 'files' must be a list of paths or an object "
-                               f"{{path: tree name}}, got {type(entry['files']).__name__}")
+            raise FilesetError(
+                f"{path}: dataset {dataset!r}: 'files' must be a list of paths or an object "
+                f"{{path: tree name}}, got {type(entry['files']).__name__}"
+            )
         if not files:
             raise FilesetError(f"{path}: dataset {dataset!r} has an empty file list")
         metadata = entry.get("metadata", {})
         if not isinstance(metadata, dict):
-            raise FilesetError(f"{path}: dataset {dataset!r}: 'metadata' must be an object, got "
-                               f"{type(metadata).__name__}")
+            raise FilesetError(
+                f"{path}: dataset {dataset!r}: 'metadata' must be an object, got {type(metadata).__name__}"
+            )
         resolved = {}
         for f, tree in files.items():
-            p = f if "://" in f or os.path.isabs(f) else str((path.parent / f).resolve())
+            p = f if "://" in f or Path(f).is_absolute() else str((path.parent / f).resolve())
             resolved[p] = tree
         out[dataset] = {"files": resolved, "metadata": dict(metadata)}
     return out
@@ -68,7 +72,9 @@ class InputFileError(OSError):
     """An input file cannot be read as a ROOT file with the expected tree (message names the file)."""
 
 
-def check_files(fileset: Mapping[str, Any], *, skip_bad_files: bool = False) -> tuple[dict[str, Any], dict[str, list[str]]]:
+def check_files(
+    fileset: Mapping[str, Any], *, skip_bad_files: bool = False
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """Open every file of ``fileset`` and read its tree's entry count and first and last event numbers.
 
     A missing, empty, truncated or non-ROOT file, or one without the tree, raises
@@ -115,10 +121,10 @@ def _file_problem(uproot: Any, path: str, tree: str) -> str | None:
     try:
         with uproot.open(path) as fin:
             if tree not in fin:
-                return f"no tree {tree!r} (has {sorted(k.split(';')[0] for k in fin.keys())[:8]})"
+                return f"no tree {tree!r} (has {sorted(k.split(';')[0] for k in fin.keys())[:8]})"  # noqa: SIM118 - uproot: iterating yields branches, keys() the names
             t = fin[tree]
             n = t.num_entries
-            if n and "event" in t.keys():  # first and last basket: a truncated file fails here
+            if n and "event" in t.keys():  # first and last basket: a truncated file fails here  # noqa: SIM118 - uproot: iterating yields branches, keys() the names
                 t["event"].array(entry_start=0, entry_stop=1, library="np")
                 t["event"].array(entry_start=n - 1, entry_stop=n, library="np")
     except Exception as err:  # noqa: BLE001 - any reader error means the file is unusable; say which
@@ -148,8 +154,9 @@ def make_executor(kind: str, *, scheduler: str | None = None, workers: int | Non
             client = Client(scheduler)
             cluster = None
         else:
-            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                                   processes=True, dashboard_address=None)
+            cluster = LocalCluster(
+                n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=None
+            )
             client = Client(cluster)
         try:
             yield processor.DaskExecutor(client=client, status=False)
@@ -161,23 +168,35 @@ def make_executor(kind: str, *, scheduler: str | None = None, workers: int | Non
         raise ValueError(f"unknown executor {kind!r}; choose from {EXECUTORS}")
 
 
-def run_processor(fileset: Mapping[str, Any], proc: Any, *, executor: Any, chunksize: int = 100_000,
-                  maxchunks: int | None = None, skip_bad_files: bool = False) -> dict[str, Any]:
+def run_processor(
+    fileset: Mapping[str, Any],
+    proc: Any,
+    *,
+    executor: Any,
+    chunksize: int = 100_000,
+    maxchunks: int | None = None,
+    skip_bad_files: bool = False,
+) -> dict[str, Any]:
     """Run ``proc`` over ``fileset`` with coffea's Runner (NanoAOD schema, ``Events`` trees).
 
     Every local file is checked first (:func:`check_files`): an unreadable one stops the run with
     one line naming it, or, with ``skip_bad_files``, is left out and listed in each dataset's
     ``"skipped_files"`` of the output (coffea's ``skipbadfiles`` also skips files failing later).
     """
-    from coffea import processor
-
     from cms_anomaly.processors.schema import AnalysisNanoAODSchema
+    from coffea import processor
 
     good, skipped = check_files(fileset, skip_bad_files=skip_bad_files)
     # a fresh metadata cache: coffea's default process-wide cache keys on (dataset, file, tree) and
     # would hand a later run the user metadata (is_data, xsec) of an earlier one
-    runner = processor.Runner(executor=executor, schema=AnalysisNanoAODSchema, chunksize=chunksize,
-                              maxchunks=maxchunks, skipbadfiles=skip_bad_files, metadata_cache={})
+    runner = processor.Runner(
+        executor=executor,
+        schema=AnalysisNanoAODSchema,
+        chunksize=chunksize,
+        maxchunks=maxchunks,
+        skipbadfiles=skip_bad_files,
+        metadata_cache={},
+    )
     output = runner(good, processor_instance=proc, treename="Events") if good else {}
     if skip_bad_files:
         for dataset, bad in skipped.items():
@@ -194,13 +213,14 @@ def run_graph(fileset: Mapping[str, Any], proc: Any, *, step_size: int = 100_000
     when given, else on the current default scheduler.
     """
     import dask
+    from cms_anomaly.processors.schema import AnalysisNanoAODSchema
     from coffea.dataset_tools import DataGroupSpec, apply_to_fileset, preprocess
     from coffea.processor import accumulate
 
-    from cms_anomaly.processors.schema import AnalysisNanoAODSchema
-
     good, _ = check_files(fileset)  # one clear line for an unreadable file before any graph is built
-    spec = {name: {"files": entry["files"], "metadata": dict(entry.get("metadata") or {})} for name, entry in good.items()}
+    spec = {
+        name: {"files": entry["files"], "metadata": dict(entry.get("metadata") or {})} for name, entry in good.items()
+    }
     available, _ = preprocess(DataGroupSpec.model_validate(spec), step_size=step_size, skip_bad_files=False)
     graphs = apply_to_fileset(proc, available, schemaclass=AnalysisNanoAODSchema)
     if client is not None:
@@ -238,14 +258,18 @@ def save_outputs(output: Mapping[str, Any], out_dir: str | Path) -> dict[str, Pa
                 sliced = h[{"dataset": dataset}]
                 if name == "cutflow":
                     values = sliced.values()
-                    fout[f"{dataset}/{name}"] = (np.asarray(values, dtype=np.float64),
-                                                 np.arange(len(values) + 1, dtype=np.float64))
+                    fout[f"{dataset}/{name}"] = (
+                        np.asarray(values, dtype=np.float64),
+                        np.arange(len(values) + 1, dtype=np.float64),
+                    )
                 elif any(isinstance(ax, hist.axis.StrCategory) for ax in sliced.axes):
                     # ROOT has no string axes: one histogram per combination of their categories
                     cats = [ax for ax in sliced.axes if isinstance(ax, hist.axis.StrCategory)]
                     for combo in itertools.product(*(list(ax) for ax in cats)):
-                        key = "/".join(f"{ax.name}_{c}" for ax, c in zip(cats, combo))
-                        fout[f"{dataset}/{name}/{key}"] = sliced[{ax.name: c for ax, c in zip(cats, combo)}]
+                        key = "/".join(f"{ax.name}_{c}" for ax, c in zip(cats, combo, strict=True))
+                        fout[f"{dataset}/{name}/{key}"] = sliced[
+                            {ax.name: c for ax, c in zip(cats, combo, strict=True)}
+                        ]
                 else:
                     fout[f"{dataset}/{name}"] = sliced
     return {"coffea": coffea_path, "root": root_path}

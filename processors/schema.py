@@ -41,6 +41,7 @@ Documented fallbacks (quantity -> what happens when the file lacks it):
   the variant (:attr:`SchemaVariant.jet_id_bits`): in NanoAOD v6-v14 bit 1 (value 2) is tight and
   bit 2 (value 4) tight-lepton-veto; v15 dropped the branch.
 """
+
 from __future__ import annotations
 
 import logging
@@ -102,14 +103,30 @@ _RUN2: dict[str, tuple[str, str] | None] = {
 }
 
 #: quantities with a documented fallback (see module docstring); all others are required
-OPTIONAL: frozenset[str] = frozenset({
-    *(f"pfcands.{k}" for k in ("pt", "eta", "phi", "mass", "charge", "pdgId")),
-    "muon.iso_chg", "electron.iso_chg", "fatjet.msoftdrop",
-    "muon.looseId", "muon.mediumId", "muon.tightId", "electron.id",
-    "muon.isPFcand", "muon.isGlobal", "muon.isTracker",
-    "photon.id", "photon.id_bitmap", "photon.iso_all", "jet.id", "fatjet.id",
-    "fatjet.tau1", "fatjet.tau2", "fatjet.tau3", "event.genweight",
-})
+OPTIONAL: frozenset[str] = frozenset(
+    {
+        *(f"pfcands.{k}" for k in ("pt", "eta", "phi", "mass", "charge", "pdgId")),
+        "muon.iso_chg",
+        "electron.iso_chg",
+        "fatjet.msoftdrop",
+        "muon.looseId",
+        "muon.mediumId",
+        "muon.tightId",
+        "electron.id",
+        "muon.isPFcand",
+        "muon.isGlobal",
+        "muon.isTracker",
+        "photon.id",
+        "photon.id_bitmap",
+        "photon.iso_all",
+        "jet.id",
+        "fatjet.id",
+        "fatjet.tau1",
+        "fatjet.tau2",
+        "fatjet.tau3",
+        "event.genweight",
+    }
+)
 
 
 #: ``Jet_jetId`` bits per ID level in Run-2 and Run-3 NanoAOD (branch title in every v6-v14 file)
@@ -141,34 +158,77 @@ class SchemaVariant:
         return f"{coll}_{fld}" if fld else coll
 
 
-def _variant(name: str, description: str, *, present: tuple[str, ...], absent: tuple[str, ...] = (),
-             overrides: Mapping[str, tuple[str, str] | None] | None = None, btag_wp_key: str = "btag_wp") -> SchemaVariant:
+def _variant(
+    name: str,
+    description: str,
+    *,
+    present: tuple[str, ...],
+    absent: tuple[str, ...] = (),
+    overrides: Mapping[str, tuple[str, str] | None] | None = None,
+    btag_wp_key: str = "btag_wp",
+) -> SchemaVariant:
     table = dict(_RUN2)
     table.update(overrides or {})
-    return SchemaVariant(name=name, description=description, present=present, absent=absent,
-                         branches=MappingProxyType(table), btag_wp_key=btag_wp_key)
+    return SchemaVariant(
+        name=name,
+        description=description,
+        present=present,
+        absent=absent,
+        branches=MappingProxyType(table),
+        btag_wp_key=btag_wp_key,
+    )
 
 
 #: order matters: the first variant whose markers match is used
 VARIANTS: tuple[SchemaVariant, ...] = (
-    _variant("run1", "2012 CMS Open Data NanoAODRun1 (CSV b-tag, AK5 jets, AK7 FatJet)",
-             present=("Jet_btag",), absent=("Jet_btagDeepFlavB",),
-             overrides={"jet.btag": ("Jet", "btag"), "muon.iso_chg": None, "electron.id": None,
-                        "fatjet.tau1": None, "fatjet.tau2": None, "fatjet.tau3": None, "fatjet.msoftdrop": None},
-             btag_wp_key="btag_wp_run1"),
-    _variant("generated", "cms-anomaly generated NanoAOD (Pythia 8 + parametric detector, PFCands)",
-             present=("PFCands_pt", "Jet_btagDeepFlavB"), absent=("Jet_area",)),
+    _variant(
+        "run1",
+        "2012 CMS Open Data NanoAODRun1 (CSV b-tag, AK5 jets, AK7 FatJet)",
+        present=("Jet_btag",),
+        absent=("Jet_btagDeepFlavB",),
+        overrides={
+            "jet.btag": ("Jet", "btag"),
+            "muon.iso_chg": None,
+            "electron.id": None,
+            "fatjet.tau1": None,
+            "fatjet.tau2": None,
+            "fatjet.tau3": None,
+            "fatjet.msoftdrop": None,
+        },
+        btag_wp_key="btag_wp_run1",
+    ),
+    _variant(
+        "generated",
+        "cms-anomaly generated NanoAOD (Pythia 8 + parametric detector, PFCands)",
+        present=("PFCands_pt", "Jet_btagDeepFlavB"),
+        absent=("Jet_area",),
+    ),
     _variant("pfnano", "Run-2 PFNano (NanoAOD v9 + PFCands)", present=("PFCands_pt", "Jet_area")),
-    _variant("run3", "NanoAOD v12-v15 (PNet b-tag; MET as PFMET in v15)",
-             present=("Jet_btagPNetB",), absent=("MET_pt",),
-             overrides={"met.pt": ("PFMET", "pt"), "met.phi": ("PFMET", "phi"),
-                        "electron.id": ("Electron", "mvaNoIso_WP90")}),
-    _variant("run3_v12", "NanoAOD v12-v14 (MET still called MET)", present=("Jet_btagPNetB", "MET_pt"),
-             overrides={"electron.id": ("Electron", "mvaNoIso_WP90")}),
-    _variant("run2", "Run-2 NanoAOD v6-v9 incl. 2015 CMS Open Data (DeepJet b-tag)",
-             present=("Jet_btagDeepFlavB",)),
-    _variant("run2_csv", "older Run-2 NanoAOD with only CSVv2 b-tag", present=("Jet_btagCSVV2",),
-             overrides={"jet.btag": ("Jet", "btagCSVV2")}, btag_wp_key="btag_wp_csvv2"),
+    _variant(
+        "run3",
+        "NanoAOD v12-v15 (PNet b-tag; MET as PFMET in v15)",
+        present=("Jet_btagPNetB",),
+        absent=("MET_pt",),
+        overrides={
+            "met.pt": ("PFMET", "pt"),
+            "met.phi": ("PFMET", "phi"),
+            "electron.id": ("Electron", "mvaNoIso_WP90"),
+        },
+    ),
+    _variant(
+        "run3_v12",
+        "NanoAOD v12-v14 (MET still called MET)",
+        present=("Jet_btagPNetB", "MET_pt"),
+        overrides={"electron.id": ("Electron", "mvaNoIso_WP90")},
+    ),
+    _variant("run2", "Run-2 NanoAOD v6-v9 incl. 2015 CMS Open Data (DeepJet b-tag)", present=("Jet_btagDeepFlavB",)),
+    _variant(
+        "run2_csv",
+        "older Run-2 NanoAOD with only CSVv2 b-tag",
+        present=("Jet_btagCSVV2",),
+        overrides={"jet.btag": ("Jet", "btagCSVV2")},
+        btag_wp_key="btag_wp_csvv2",
+    ),
 )
 VARIANTS_BY_NAME: Mapping[str, SchemaVariant] = MappingProxyType({v.name: v for v in VARIANTS})
 
@@ -209,8 +269,15 @@ def detect_variant(branches: Iterable[str], *, source: str = "") -> SchemaVarian
     raise UnknownSchemaError(f"{source or 'input'}: no NanoAOD variant matches; looked for markers {markers}")
 
 
-def get(events: Any, quantity: str, *, variant: SchemaVariant, feature: str,
-        available: set[str] | None = None, source: str = "") -> Any:
+def get(
+    events: Any,
+    quantity: str,
+    *,
+    variant: SchemaVariant,
+    feature: str,
+    available: set[str] | None = None,
+    source: str = "",
+) -> Any:
     """Column of a logical quantity, ``None`` for a missing optional one.
 
     Parameters
@@ -239,7 +306,7 @@ def get(events: Any, quantity: str, *, variant: SchemaVariant, feature: str,
             return None
         name = branch or f"<{quantity}: not in variant {variant.name}>"
         raise MissingBranchError(name, feature=feature, variant=variant.name, source=source)
-    coll, fld = variant.branches[quantity]
+    coll, fld = variant.branches[quantity] or ("", "")  # not None: branch_name gave a name
     return events[coll][fld] if fld else events[coll]
 
 
@@ -255,14 +322,15 @@ def branches_used(variant: SchemaVariant, available: Iterable[str]) -> list[str]
         if branch is None or branch not in have:
             continue
         out.add(branch)
-        coll, fld = variant.branches[quantity]
+        coll, fld = variant.branches[quantity] or ("", "")  # not None: branch_name gave a name
         if fld and f"n{coll}" in have:
             out.add(f"n{coll}")
     return sorted(out)
 
 
-def with_empty_collections(events: Any, *, variant: SchemaVariant, available: set[str],
-                           collections: Iterable[str]) -> tuple[Any, list[str]]:
+def with_empty_collections(
+    events: Any, *, variant: SchemaVariant, available: set[str], collections: Iterable[str]
+) -> tuple[Any, list[str]]:
     """``events`` with every absent collection of ``collections`` added as empty lists per event.
 
     For skimmed files analysed on purpose (``--allow-missing Photon``): the fields the schema map
@@ -273,12 +341,13 @@ def with_empty_collections(events: Any, *, variant: SchemaVariant, available: se
     for coll in collections:
         if any(b.startswith(f"{coll}_") for b in available) or coll in ak.fields(events):
             continue
-        fields = sorted({fld for where in variant.branches.values() if where and where[0] == coll
-                         for fld in [where[1]] if fld})
+        fields = sorted(
+            {fld for where in variant.branches.values() if where and where[0] == coll for fld in [where[1]] if fld}
+        )
         if not fields:
             continue
         empty = ak.unflatten(np.zeros(0, np.float32), np.zeros(n, np.int64))
-        events = ak.with_field(events, ak.zip({f: empty for f in fields}), coll)
+        events = ak.with_field(events, ak.zip(dict.fromkeys(fields, empty)), coll)
         added.append(coll)
     return events, added
 
@@ -292,7 +361,7 @@ def fields_used(variant: SchemaVariant, available: Iterable[str]) -> dict[str, l
         branch = variant.branch_name(quantity)
         if branch is None or branch not in have:
             continue
-        coll, fld = variant.branches[quantity]
+        coll, fld = variant.branches[quantity] or ("", "")  # not None: branch_name gave a name
         out.setdefault(coll, set())
         if fld:
             out[coll].add(fld)

@@ -13,6 +13,7 @@ isolation cut), so the cut-flow reads like the papers' tables.
 ``dijet``          LHC Olympics: leading R = 1.0 jet pT > 1.2 TeV; two large-R jets for m_JJ
 =================  ==========================================================================
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -22,10 +23,9 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
-from coffea.analysis_tools import PackedSelection
-
 from cms_anomaly.processors.config import SelectionConfig
 from cms_anomaly.processors.objects import EventObjects
+from coffea.analysis_tools import PackedSelection
 
 CutFunction = Callable[[EventObjects, ak.Array, SelectionConfig], Any]
 
@@ -71,36 +71,106 @@ def _leading_fatjet_pt(objects: EventObjects) -> np.ndarray:
     return np.asarray(ak.to_numpy(ak.fill_none(ak.firsts(objects.fatjets.pt, axis=1), 0.0)), dtype=np.float64)
 
 
-SELECTIONS: Mapping[str, Selection] = MappingProxyType({s.name: s for s in (
-    Selection("inclusive", "all events", ()),
-    Selection("single_lepton", "Cerri et al.: one isolated lepton (pT > 23 GeV, Iso < 0.45)", (
-        Cut("lepton_pt", "a lepton with pT > 23 GeV",
-            lambda o, f, c: _any(_leptons(o).pt > c.single_lepton_pt_min)),
-        Cut("lepton_iso", "... that has Iso < 0.45",
-            lambda o, f, c: _any((_leptons(o).pt > c.single_lepton_pt_min) & (_leptons(o).iso < c.single_lepton_iso_max))),
-    )),
-    Selection("top_rediscovery", "Knapp et al. sec. 4: isolated central muon and >= 2 jets", (
-        Cut("muon_pt", "a muon with pT > 23 GeV", lambda o, f, c: _any(o.muons.pt > c.top_muon_pt_min)),
-        Cut("muon_iso", "... with Iso < 0.1",
-            lambda o, f, c: _any((o.muons.pt > c.top_muon_pt_min) & (o.muons.iso < c.top_muon_iso_max))),
-        Cut("muon_eta", "... and |eta| < 1.4",
-            lambda o, f, c: _any((o.muons.pt > c.top_muon_pt_min) & (o.muons.iso < c.top_muon_iso_max)
-                                 & (abs(o.muons.eta) < c.top_muon_eta_max))),
-        Cut("two_jets", ">= 2 jets with pT > 30 GeV, |eta| < 2.4",
-            lambda o, f, c: np.asarray(f["n_jets"]) >= c.top_min_jets),
-    )),
-    Selection("rmm_lepton", "Chekanov et al.: >= 1 isolated lepton pT > 30 GeV and >= 2 jets", (
-        Cut("lepton_pt", "a lepton with pT > 30 GeV", lambda o, f, c: _any(_leptons(o).pt > c.rmm_lepton_pt_min)),
-        Cut("lepton_iso", "... with Iso < 0.15",
-            lambda o, f, c: _any((_leptons(o).pt > c.rmm_lepton_pt_min) & (_leptons(o).iso < c.rmm_lepton_iso_max))),
-        Cut("two_jets", ">= 2 jets with pT > 30 GeV", lambda o, f, c: np.asarray(f["n_jets"]) >= c.rmm_min_jets),
-    )),
-    Selection("dijet", "LHC Olympics: leading large-R jet pT > 1.2 TeV, two large-R jets", (
-        Cut("fatjet_pt", "leading R=1.0 jet pT > 1.2 TeV",
-            lambda o, f, c: _leading_fatjet_pt(o) > c.dijet_leading_pt_min),
-        Cut("two_fatjets", ">= 2 large-R jets (m_JJ defined)", lambda o, f, c: np.asarray(f["n_fatjets"]) >= 2),
-    )),
-)})
+#: Cerri et al.'s event selection: one isolated lepton (pT > 23 GeV, Iso < 0.45)
+_SINGLE_LEPTON = (
+    Cut("lepton_pt", "a lepton with pT > 23 GeV", lambda o, f, c: _any(_leptons(o).pt > c.single_lepton_pt_min)),
+    Cut(
+        "lepton_iso",
+        "... that has Iso < 0.45",
+        lambda o, f, c: _any((_leptons(o).pt > c.single_lepton_pt_min) & (_leptons(o).iso < c.single_lepton_iso_max)),
+    ),
+)
+
+SELECTIONS: Mapping[str, Selection] = MappingProxyType(
+    {
+        s.name: s
+        for s in (
+            Selection("inclusive", "all events", ()),
+            Selection(
+                "single_lepton",
+                "Cerri et al.: one isolated lepton (pT > 23 GeV, Iso < 0.45)",
+                _SINGLE_LEPTON,
+            ),
+            Selection(
+                "single_lepton_slt",
+                "single_lepton events that fire the reference single-lepton trigger (Cerri et al. Table 5)",
+                (
+                    *_SINGLE_LEPTON,
+                    Cut(
+                        "slt",
+                        "a lepton with pT > 27 GeV and Iso < 0.25 (the single-lepton trigger)",
+                        lambda o, f, c: _any((_leptons(o).pt > c.slt_pt_min) & (_leptons(o).iso < c.slt_iso_max)),
+                    ),
+                ),
+            ),
+            Selection(
+                "top_rediscovery",
+                "Knapp et al. sec. 4: isolated central muon and >= 2 jets",
+                (
+                    Cut("muon_pt", "a muon with pT > 23 GeV", lambda o, f, c: _any(o.muons.pt > c.top_muon_pt_min)),
+                    Cut(
+                        "muon_iso",
+                        "... with Iso < 0.1",
+                        lambda o, f, c: _any((o.muons.pt > c.top_muon_pt_min) & (o.muons.iso < c.top_muon_iso_max)),
+                    ),
+                    Cut(
+                        "muon_eta",
+                        "... and |eta| < 1.4",
+                        lambda o, f, c: _any(
+                            (o.muons.pt > c.top_muon_pt_min)
+                            & (o.muons.iso < c.top_muon_iso_max)
+                            & (abs(o.muons.eta) < c.top_muon_eta_max)
+                        ),
+                    ),
+                    Cut(
+                        "two_jets",
+                        ">= 2 jets with pT > 30 GeV, |eta| < 2.4",
+                        lambda o, f, c: np.asarray(f["n_jets"]) >= c.top_min_jets,
+                    ),
+                ),
+            ),
+            Selection(
+                "rmm_lepton",
+                "Chekanov et al.: >= 1 isolated lepton pT > 30 GeV and >= 2 jets",
+                (
+                    Cut(
+                        "lepton_pt",
+                        "a lepton with pT > 30 GeV",
+                        lambda o, f, c: _any(_leptons(o).pt > c.rmm_lepton_pt_min),
+                    ),
+                    Cut(
+                        "lepton_iso",
+                        "... with Iso < 0.15",
+                        lambda o, f, c: _any(
+                            (_leptons(o).pt > c.rmm_lepton_pt_min) & (_leptons(o).iso < c.rmm_lepton_iso_max)
+                        ),
+                    ),
+                    Cut(
+                        "two_jets",
+                        ">= 2 jets with pT > 30 GeV",
+                        lambda o, f, c: np.asarray(f["n_jets"]) >= c.rmm_min_jets,
+                    ),
+                ),
+            ),
+            Selection(
+                "dijet",
+                "LHC Olympics: leading large-R jet pT > 1.2 TeV, two large-R jets",
+                (
+                    Cut(
+                        "fatjet_pt",
+                        "leading R=1.0 jet pT > 1.2 TeV",
+                        lambda o, f, c: _leading_fatjet_pt(o) > c.dijet_leading_pt_min,
+                    ),
+                    Cut(
+                        "two_fatjets",
+                        ">= 2 large-R jets (m_JJ defined)",
+                        lambda o, f, c: np.asarray(f["n_fatjets"]) >= 2,
+                    ),
+                ),
+            ),
+        )
+    }
+)
 
 
 def get_selection(name: str) -> Selection:
@@ -111,8 +181,7 @@ def get_selection(name: str) -> Selection:
         raise UnknownSelectionError(f"unknown selection {name!r}; known: {sorted(SELECTIONS)}") from None
 
 
-def evaluate(selection: Selection, objects: EventObjects, features: Any, *,
-             config: SelectionConfig) -> PackedSelection:
+def evaluate(selection: Selection, objects: EventObjects, features: Any, *, config: SelectionConfig) -> PackedSelection:
     """A ``PackedSelection`` holding every cut of ``selection`` for these events.
 
     ``features`` is the feature record or a ``{name: ndarray}`` mapping of the scalar features.
@@ -121,7 +190,9 @@ def evaluate(selection: Selection, objects: EventObjects, features: Any, *,
     for cut in selection.cuts:
         mask = np.asarray(cut.function(objects, features, config), dtype=bool)
         if mask.shape != (len(objects),):
-            raise ValueError(f"cut {cut.name!r} of {selection.name!r} gave shape {mask.shape}, expected ({len(objects)},)")
+            raise ValueError(
+                f"cut {cut.name!r} of {selection.name!r} gave shape {mask.shape}, expected ({len(objects)},)"
+            )
         packed.add(cut.name, mask)
     return packed
 
@@ -133,7 +204,7 @@ def passing(packed: PackedSelection, selection: Selection, n_events: int) -> np.
     return np.asarray(packed.all(*selection.cut_names), dtype=bool)
 
 
-def cutflow(packed: PackedSelection, selection: Selection, *, weights: np.ndarray) -> dict[str, dict[str, float]]:
+def cutflow(packed: PackedSelection, selection: Selection, *, weights: np.ndarray) -> dict[str, dict[str, Any]]:
     """Cumulative cut-flow and where events fail, as accumulatable dicts.
 
     Returns
@@ -148,10 +219,10 @@ def cutflow(packed: PackedSelection, selection: Selection, *, weights: np.ndarra
     events = {"all": int(n)}
     sumw = {"all": float(np.sum(weights))}
     for k, name in enumerate(names):
-        mask = np.asarray(packed.all(*names[:k + 1]), dtype=bool)
+        mask = np.asarray(packed.all(*names[: k + 1]), dtype=bool)
         events[name] = int(mask.sum())
         sumw[name] = float(weights[mask].sum())
-    first_failed = {name: 0 for name in names}
+    first_failed: dict[str, int] = dict.fromkeys(names, 0)
     if names and n:
         stacked = np.stack([np.asarray(packed.all(name), dtype=bool) for name in names], axis=1)
         failed_any = ~stacked.all(axis=1)

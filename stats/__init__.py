@@ -21,6 +21,7 @@ Score convention: larger = more anomalous; an event is selected when ``score > t
 Everything but ``fits`` and ``bumphunt`` (which load iminuit and pyBumpHunter) is importable
 from here directly.
 """
+
 from __future__ import annotations
 
 from cms_anomaly.stats._common import (
@@ -36,9 +37,11 @@ from cms_anomaly.stats.abcd import (
     AbcdPrediction,
     abcd_counts,
     abcd_counts_from_hist,
+    abcd_counts_from_sums,
     abcd_prediction,
     abcd_signal_strength,
     abcd_trigger_prescales,
+    diagonal_threshold_bins,
     diagonal_thresholds,
 )
 from cms_anomaly.stats.astf import (
@@ -76,8 +79,14 @@ from cms_anomaly.stats.roc import (
     lr_plus,
     roc_curve,
     roc_from_labels,
+    roc_from_sums,
     sic,
     tpr_at_fpr,
+)
+from cms_anomaly.stats.scan import (
+    ScanResult,
+    scan,
+    z_bi,
 )
 from cms_anomaly.stats.significance import (
     Z_MAX,
@@ -87,38 +96,35 @@ from cms_anomaly.stats.significance import (
     poisson_significance,
     z_from_p,
 )
-from cms_anomaly.stats.scan import (
-    ScanResult,
-    scan,
-    z_bi,
-)
 from cms_anomaly.stats.thresholds import (
     MIN_EVENTS_ABOVE,
     efficiency_above,
     selection_efficiency,
     threshold_at_efficiency,
     threshold_at_fpr,
+    threshold_at_fpr_from_sums,
     threshold_bin_at_efficiency,
     weighted_cdf,
 )
 
 __all__ = [
+    "LUMI_PER_MONTH_FB",
+    "MIN_EVENTS_ABOVE",
+    "ONE_SIGMA_CL",
+    "SM_WORKING_POINTS",
+    "Z_MAX",
     "AbcdCounts",
     "AbcdPrediction",
     "AstfResult",
     "BinomialInterval",
     "Comparison",
-    "LUMI_PER_MONTH_FB",
-    "MIN_EVENTS_ABOVE",
-    "ONE_SIGMA_CL",
     "RocCurve",
     "ScanResult",
-    "SM_WORKING_POINTS",
     "StatisticsError",
     "WorkingPoint",
-    "Z_MAX",
     "abcd_counts",
     "abcd_counts_from_hist",
+    "abcd_counts_from_sums",
     "abcd_prediction",
     "abcd_signal_strength",
     "abcd_significance",
@@ -128,6 +134,7 @@ __all__ = [
     "astf_comparison",
     "auc",
     "compare_counts",
+    "diagonal_threshold_bins",
     "diagonal_thresholds",
     "distance_correlation",
     "effective_entries",
@@ -144,12 +151,14 @@ __all__ = [
     "ratio_uncertainty",
     "roc_curve",
     "roc_from_labels",
+    "roc_from_sums",
     "sbr_ratio",
     "scan",
     "selection_efficiency",
     "sic",
     "threshold_at_efficiency",
     "threshold_at_fpr",
+    "threshold_at_fpr_from_sums",
     "threshold_bin_at_efficiency",
     "tpr_at_fpr",
     "trigger_rate_hz",

@@ -1,9 +1,12 @@
 """Constants, the error class and input checks shared by the statistics modules."""
+
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +25,14 @@ class StatisticsError(ValueError):
 
 
 # ----------------------------------------------------------------------------- input checks
-def _as_1d(values, name: str) -> np.ndarray:
+def _as_1d(values: npt.ArrayLike, name: str) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1:
         raise StatisticsError(f"{name} must be one-dimensional, got shape {arr.shape}")
     return arr
 
 
-def _weights_for(scores: np.ndarray, weights, name: str) -> np.ndarray:
+def _weights_for(scores: np.ndarray, weights: npt.ArrayLike | None, name: str) -> np.ndarray:
     if weights is None:
         return np.ones_like(scores)
     w = _as_1d(weights, name)
@@ -40,7 +43,7 @@ def _weights_for(scores: np.ndarray, weights, name: str) -> np.ndarray:
     return w
 
 
-def _finite_scores(scores, weights, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _finite_scores(scores: npt.ArrayLike, weights: npt.ArrayLike | None, name: str) -> tuple[np.ndarray, np.ndarray]:
     s = _as_1d(scores, name)
     w = _weights_for(s, weights, f"{name} weights")
     bad = np.isnan(s)
@@ -49,7 +52,7 @@ def _finite_scores(scores, weights, name: str) -> tuple[np.ndarray, np.ndarray]:
     return s, w
 
 
-def effective_entries(weights) -> float:
+def effective_entries(weights: npt.ArrayLike) -> float:
     """Kish effective number of entries of a weighted sample.
 
     ``n_eff = (sum_i w_i)^2 / sum_i w_i^2``; equals the number of events for unit weights.
@@ -68,7 +71,7 @@ def effective_entries(weights) -> float:
     return float(effective_entries_from_sums(np.sum(w), np.sum(w * w)))
 
 
-def effective_entries_from_sums(sumw, sumw2):
+def effective_entries_from_sums(sumw: npt.ArrayLike, sumw2: npt.ArrayLike) -> Any:
     """``(sum w)^2 / sum w^2`` from the sums (histogram bins with ``Weight`` storage), element-wise;
     0 where ``sum w^2`` is 0. A float for scalar input."""
     sw = np.asarray(sumw, dtype=np.float64)
@@ -76,5 +79,3 @@ def effective_entries_from_sums(sumw, sumw2):
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(sw2 > 0, sw * sw / np.where(sw2 > 0, sw2, 1.0), 0.0)
     return float(out) if out.ndim == 0 else out
-
-

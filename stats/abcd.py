@@ -3,14 +3,16 @@
 Pure functions on numpy arrays and :class:`hist.Hist` objects; larger score = more anomalous,
 an event is selected when ``score > threshold``.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-
+import numpy.typing as npt
 from cms_anomaly.stats._common import StatisticsError, _as_1d, _finite_scores
 from cms_anomaly.stats.intervals import ratio_uncertainty
 from cms_anomaly.stats.significance import abcd_significance
@@ -50,11 +52,19 @@ class AbcdCounts:
 
     def __add__(self, other: AbcdCounts) -> AbcdCounts:
         """Yields of the union of two independent samples (e.g. SM + injected signal)."""
-        return AbcdCounts(**{k: getattr(self, k) + getattr(other, k)
-                             for k in ("a", "b", "c", "d", "a_w2", "b_w2", "c_w2", "d_w2")})
+        return AbcdCounts(
+            **{k: getattr(self, k) + getattr(other, k) for k in ("a", "b", "c", "d", "a_w2", "b_w2", "c_w2", "d_w2")}
+        )
 
 
-def abcd_counts(score1, score2, *, threshold1: float, threshold2: float, weights=None) -> AbcdCounts:
+def abcd_counts(
+    score1: npt.ArrayLike,
+    score2: npt.ArrayLike,
+    *,
+    threshold1: float,
+    threshold2: float,
+    weights: npt.ArrayLike | None = None,
+) -> AbcdCounts:
     """Fill the ABCD regions from two per-event scores (``score > threshold`` = "above").
 
     Parameters
@@ -82,7 +92,7 @@ def abcd_counts(score1, score2, *, threshold1: float, threshold2: float, weights
     return AbcdCounts(**vals)
 
 
-def abcd_counts_from_hist(h, *, threshold1: float, threshold2: float) -> AbcdCounts:
+def abcd_counts_from_hist(h: Any, *, threshold1: float, threshold2: float) -> AbcdCounts:
     """Fill the ABCD regions from a 2-D histogram of the two scores (e.g. filled by the processor).
 
     Under/overflow bins are included (overflow counts as "above"). Each threshold must coincide
@@ -116,23 +126,71 @@ def abcd_counts_from_hist(h, *, threshold1: float, threshold2: float) -> AbcdCou
         raise StatisticsError(f"abcd_counts_from_hist: expected a hist.Hist, got {type(h).__name__}") from err
     var = values if var is None else np.asarray(var, dtype=np.float64)
     cuts = []
-    for k, (t, e) in enumerate(zip((threshold1, threshold2), edges)):
+    for k, (t, e) in enumerate(zip((threshold1, threshold2), edges, strict=True)):
         hit = np.flatnonzero(np.isclose(e, t, rtol=1e-12, atol=1e-12 * max(1.0, abs(t))))
         if hit.size == 0:
-            raise StatisticsError(f"abcd_counts_from_hist: threshold{k + 1} = {t} is not a bin edge of axis "
-                                  f"{h.axes[k].name!r} (edges {e[0]:g} .. {e[-1]:g}, {e.size - 1} bins)")
+            raise StatisticsError(
+                f"abcd_counts_from_hist: threshold{k + 1} = {t} is not a bin edge of axis "
+                f"{h.axes[k].name!r} (edges {e[0]:g} .. {e[-1]:g}, {e.size - 1} bins)"
+            )
         cuts.append(int(hit[0]) + flow[k][0])  # index of the first "above" bin in the flow-including array
-    c1, c2 = cuts
+    return abcd_counts_from_sums(values, var, first1=cuts[0], first2=cuts[1])
+
+
+def abcd_counts_from_sums(sumw: npt.ArrayLike, sumw2: npt.ArrayLike, *, first1: int, first2: int) -> AbcdCounts:
+    """The ABCD regions of a binned 2-D score distribution: ``sumw`` / ``sumw2`` indexed (score-1 bin,
+    score-2 bin) in increasing score order, and "above" a threshold meaning bins ``first1, ...``
+    (``first2, ...``) of that axis."""
+    values = np.asarray(sumw, dtype=np.float64)
+    var = np.asarray(sumw2, dtype=np.float64)
+    if values.ndim != 2 or values.shape != var.shape:
+        raise StatisticsError(
+            f"abcd_counts_from_sums: need two 2-D arrays of one shape, got {values.shape}, {var.shape}"
+        )
 
     def region(arr: np.ndarray, hi1: bool, hi2: bool) -> float:
-        s1 = slice(c1, None) if hi1 else slice(None, c1)
-        s2 = slice(c2, None) if hi2 else slice(None, c2)
+        s1 = slice(first1, None) if hi1 else slice(None, first1)
+        s2 = slice(first2, None) if hi2 else slice(None, first2)
         return float(arr[s1, s2].sum())
 
     keys = {"a": (True, True), "b": (True, False), "c": (False, True), "d": (False, False)}
     vals = {k: region(values, *sides) for k, sides in keys.items()}
     vals.update({f"{k}_w2": region(var, *sides) for k, sides in keys.items()})
     return AbcdCounts(**vals)
+
+
+def diagonal_threshold_bins(sumw: npt.ArrayLike, *, efficiency: float) -> tuple[int, int, float]:
+    """:func:`diagonal_thresholds` of a binned 2-D score distribution (``sumw`` as in
+    :func:`abcd_counts_from_sums`): both axes cut at the first bin whose upper tail holds at most the
+    same per-score efficiency ``e`` (:func:`~cms_anomaly.stats.threshold_bin_at_efficiency`), ``e`` the
+    largest for which region A holds at most ``efficiency``. Returns ``(first1, first2, e)``."""
+    from cms_anomaly.stats.thresholds import threshold_bin_at_efficiency
+
+    if not 0.0 < efficiency <= 1.0:
+        raise StatisticsError(f"diagonal_threshold_bins: efficiency must be in (0, 1], got {efficiency}")
+    w = np.asarray(sumw, dtype=np.float64)
+    total = float(w.sum())
+    if w.ndim != 2 or not total > 0:
+        raise StatisticsError(f"diagonal_threshold_bins: need a 2-D array with positive total, got {w.shape}")
+    m1, m2 = w.sum(axis=1), w.sum(axis=0)
+
+    def cut(e: float) -> tuple[int, int, float]:
+        k1 = threshold_bin_at_efficiency(m1, efficiency=e)
+        k2 = threshold_bin_at_efficiency(m2, efficiency=e)
+        return k1, k2, float(w[k1:, k2:].sum()) / total
+
+    # the candidate per-score efficiencies: every tail fraction of either marginal; region A grows with e
+    tails = np.unique(np.concatenate([np.cumsum(m1[::-1]), np.cumsum(m2[::-1])]) / total)
+    lo, hi = 0, len(tails) - 1
+    best = (len(m1), len(m2), 0.0)
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        k1, k2, a = cut(float(tails[mid]))
+        if a <= efficiency:
+            best, lo = (k1, k2, float(tails[mid])), mid + 1
+        else:
+            hi = mid - 1
+    return best
 
 
 @dataclass(frozen=True)
@@ -200,13 +258,20 @@ def abcd_prediction(counts: AbcdCounts, *, signal: AbcdCounts | None = None) -> 
     if not d > 0:
         raise StatisticsError(f"abcd_prediction: region D = N(<,<) must be positive, got {d}")
     pred = b * c / d
-    rel2 = sum(w2 / v ** 2 for v, w2 in ((b, counts.b_w2), (c, counts.c_w2), (d, counts.d_w2)) if v != 0)
+    rel2 = sum(w2 / v**2 for v, w2 in ((b, counts.b_w2), (c, counts.c_w2), (d, counts.d_w2)) if v != 0)
     pred_err = abs(pred) * math.sqrt(rel2)
     obs, obs_err = counts.a, math.sqrt(counts.a_w2)
     closure, closure_err = ratio_uncertainty(pred, pred_err, obs, obs_err)
-    return AbcdPrediction(predicted=pred, predicted_error=pred_err, observed=obs, observed_error=obs_err,
-                          closure=float(closure), closure_error=float(closure_err),
-                          significance=abcd_significance(obs, pred), corrected=signal is not None)
+    return AbcdPrediction(
+        predicted=pred,
+        predicted_error=pred_err,
+        observed=obs,
+        observed_error=obs_err,
+        closure=float(closure),
+        closure_error=float(closure_err),
+        significance=abcd_significance(obs, pred),
+        corrected=signal is not None,
+    )
 
 
 def abcd_signal_strength(counts: AbcdCounts, *, signal_template: AbcdCounts) -> tuple[float, float]:
@@ -254,7 +319,9 @@ def abcd_signal_strength(counts: AbcdCounts, *, signal_template: AbcdCounts) -> 
     return mu, float(n[0] - mu * s[0])
 
 
-def diagonal_thresholds(score1, score2, *, efficiency: float, weights=None) -> tuple[float, float, float]:
+def diagonal_thresholds(
+    score1: npt.ArrayLike, score2: npt.ArrayLike, *, efficiency: float, weights: npt.ArrayLike | None = None
+) -> tuple[float, float, float]:
     """Thresholds with equal single-score SM efficiency whose joint region A keeps ``efficiency``.
 
     The "diagonal" cut of Mikuni et al. (Fig. 1 bottom, Fig. 3): both scores are cut at the
@@ -327,5 +394,3 @@ def abcd_trigger_prescales(counts: AbcdCounts) -> dict[str, float]:
     out = {k: max(1.0, getattr(counts, k) / counts.a) for k in ("b", "c", "d")}
     out["stored_over_a"] = 1.0 + sum(getattr(counts, k) / out[k] for k in ("b", "c", "d")) / counts.a
     return out
-
-

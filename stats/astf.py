@@ -3,6 +3,7 @@
 Pure functions on numpy arrays and :class:`hist.Hist` objects; larger score = more anomalous,
 an event is selected when ``score > threshold``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -11,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from cms_anomaly.stats._common import ONE_SIGMA_CL, StatisticsError, effective_entries_from_sums
 from cms_anomaly.stats.compare import compare_counts
 from cms_anomaly.stats.intervals import BinomialInterval, efficiency_from_sums, ratio_uncertainty
@@ -66,12 +66,13 @@ class AstfResult:
 
 
 def _check_same_edges(a: Sequence[np.ndarray], b: Sequence[np.ndarray], where: str) -> None:
-    if len(a) != len(b) or any(x.shape != y.shape or not np.allclose(x, y) for x, y in zip(a, b)):
-        raise StatisticsError(f"{where}: histograms have different binning "
-                              f"({[x.size - 1 for x in a]} vs {[y.size - 1 for y in b]} bins)")
+    if len(a) != len(b) or any(x.shape != y.shape or not np.allclose(x, y) for x, y in zip(a, b, strict=True)):
+        raise StatisticsError(
+            f"{where}: histograms have different binning ({[x.size - 1 for x in a]} vs {[y.size - 1 for y in b]} bins)"
+        )
 
 
-def _hist_arrays(h, name: str) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...], tuple[str, ...]]:
+def _hist_arrays(h: Any, name: str) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...], tuple[str, ...]]:
     """values, variances, edges and labels of a ``hist.Hist`` (flow bins excluded)."""
     try:
         values = np.asarray(h.values(), dtype=np.float64)
@@ -81,13 +82,12 @@ def _hist_arrays(h, name: str) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray
         raise StatisticsError(f"{name} must be a hist.Hist with numeric axes, got {type(h).__name__}") from err
     var = h.variances()
     if var is None:
-        log.warning("%s has no variance information (weighted fills into Double storage); "
-                     "assuming unit weights", name)
+        log.warning("%s has no variance information (weighted fills into Double storage); assuming unit weights", name)
         var = values
     return values, np.asarray(var, dtype=np.float64), edges, labels
 
 
-def astf(h_all, h_selected, *, cl: float = ONE_SIGMA_CL) -> AstfResult:
+def astf(h_all: Any, h_selected: Any, *, cl: float = ONE_SIGMA_CL) -> AstfResult:
     r"""Anomaly selection transfer function from histograms before and after the anomaly selection.
 
     ASTF per bin :math:`= N_\mathrm{sel} / N_\mathrm{all}` (Knapp et al. sec. 4, Fig. 8), with a
@@ -120,18 +120,31 @@ def astf(h_all, h_selected, *, cl: float = ONE_SIGMA_CL) -> AstfResult:
     over = v_sel > v_all * (1 + 1e-9) + 1e-12
     if np.any(over):
         idx = np.argwhere(over)[0].tolist()
-        raise StatisticsError(f"astf: h_selected exceeds h_all in bin {idx} "
-                              f"({v_sel[tuple(idx)]} > {v_all[tuple(idx)]}); is h_selected a subset?")
+        raise StatisticsError(
+            f"astf: h_selected exceeds h_all in bin {idx} "
+            f"({v_sel[tuple(idx)]} > {v_all[tuple(idx)]}); is h_selected a subset?"
+        )
     interval = efficiency_from_sums(v_sel, v_all, var_all, cl=cl)
     n_eff = effective_entries_from_sums(v_all, var_all)
-    return AstfResult(edges=e_all, axis_labels=labels, fraction=interval.estimate, interval=interval,
-                      n_all=v_all, n_selected=v_sel, n_all_eff=n_eff)
+    return AstfResult(
+        edges=e_all,
+        axis_labels=labels,
+        fraction=interval.estimate,
+        interval=interval,
+        n_all=v_all,
+        n_selected=v_sel,
+        n_all_eff=n_eff,
+    )
 
 
-
-
-def astf_comparison(d_all: np.ndarray, d_sel: np.ndarray, b_all: np.ndarray, b_all_var: np.ndarray,
-                    b_sel: np.ndarray, b_sel_var: np.ndarray) -> dict[str, Any]:
+def astf_comparison(
+    d_all: np.ndarray,
+    d_sel: np.ndarray,
+    b_all: np.ndarray,
+    b_all_var: np.ndarray,
+    b_sel: np.ndarray,
+    b_sel_var: np.ndarray,
+) -> dict[str, Any]:
     """Does the anomaly selection act on data as on the simulation? Per feature bin, the selected data
     against (data before the selection) x (the simulation's ASTF): the shape chi^2 (the prediction
     scaled to the selected data; the overall count is the selection's own test) and the largest pull
@@ -151,7 +164,15 @@ def astf_comparison(d_all: np.ndarray, d_sel: np.ndarray, b_all: np.ndarray, b_a
     comparison = compare_counts(d_sel, expected, d_all**2 * var_eps, normalise=True)
     pull = (d_sel - expected) / np.sqrt(np.maximum(expected + d_all**2 * var_eps, 1e-12))
     k = int(np.argmax(pull))
-    return {"chi2": comparison.chi2, "ndf": comparison.ndf, "p_value": comparison.p_value,
-            "astf_ratio": comparison.norm_ratio, "observed": comparison.n_observed, "expected": comparison.n_expected,
-            "largest_pull_bin": k, "largest_pull": float(pull[k]), "largest_pull_observed": float(d_sel[k]),
-            "largest_pull_expected": float(expected[k])}
+    return {
+        "chi2": comparison.chi2,
+        "ndf": comparison.ndf,
+        "p_value": comparison.p_value,
+        "astf_ratio": comparison.norm_ratio,
+        "observed": comparison.n_observed,
+        "expected": comparison.n_expected,
+        "largest_pull_bin": k,
+        "largest_pull": float(pull[k]),
+        "largest_pull_observed": float(d_sel[k]),
+        "largest_pull_expected": float(expected[k]),
+    }

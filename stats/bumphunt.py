@@ -12,18 +12,19 @@ The wrapper keeps pyBumpHunter from touching the caller's state: it seeds NumPy'
 generator internally (``np.random.seed``), so the global state is saved and restored around the
 scan; its ``print`` output is captured and sent to this module's logger at DEBUG level.
 """
+
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from scipy import stats as _sps
-
+import numpy.typing as npt
 from cms_anomaly.stats.significance import z_from_p
+from scipy import stats as _sps
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +93,19 @@ class BumpHuntResult:
 
     def summary(self) -> str:
         """One line: window, local and global significance."""
-        gsig = f">{self.global_significance:.2f}" if self.global_significance_is_lower_limit \
+        gsig = (
+            f">{self.global_significance:.2f}"
+            if self.global_significance_is_lower_limit
             else f"{self.global_significance:.2f}"
-        return (f"BumpHunter ({self.mode}): window [{self.window[0]:.4g}, {self.window[1]:.4g}], "
-                f"local p = {self.local_p_value:.3g} ({self.local_significance:.2f} sigma), "
-                f"global p = {self.global_p_value:.3g} ({gsig} sigma, {self.npe} pseudo-experiments)")
+        )
+        return (
+            f"BumpHunter ({self.mode}): window [{self.window[0]:.4g}, {self.window[1]:.4g}], "
+            f"local p = {self.local_p_value:.3g} ({self.local_significance:.2f} sigma), "
+            f"global p = {self.global_p_value:.3g} ({gsig} sigma, {self.npe} pseudo-experiments)"
+        )
 
 
-def _as_counts(obj, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+def _as_counts(obj: Any, name: str) -> tuple[np.ndarray, np.ndarray | None]:
     """(values, edges) from a hist.Hist, or (values, None) from an array."""
     if hasattr(obj, "axes") and hasattr(obj, "values"):
         if len(obj.axes) != 1:
@@ -111,10 +117,22 @@ def _as_counts(obj, name: str) -> tuple[np.ndarray, np.ndarray | None]:
     return arr, None
 
 
-def bump_hunt(data, reference, *, seed: int, width_min: int = 2, width_max: int = 7, width_step: int = 1,
-              scan_step: int | Literal["full", "half"] = 1, npe: int = 10000,
-              mode: Literal["excess", "deficit"] = "excess", normalise_reference: bool = False,
-              use_sideband: bool = False, sideband_width: int | None = None, nworker: int = 1) -> BumpHuntResult:
+def bump_hunt(
+    data: Any,
+    reference: npt.ArrayLike,
+    *,
+    seed: int,
+    width_min: int = 2,
+    width_max: int = 7,
+    width_step: int = 1,
+    scan_step: int | Literal["full", "half"] = 1,
+    npe: int = 10000,
+    mode: Literal["excess", "deficit"] = "excess",
+    normalise_reference: bool = False,
+    use_sideband: bool = False,
+    sideband_width: int | None = None,
+    nworker: int = 1,
+) -> BumpHuntResult:
     """Run a BumpHunter scan of a data histogram against a reference histogram.
 
     Parameters
@@ -170,24 +188,35 @@ def bump_hunt(data, reference, *, seed: int, width_min: int = 2, width_max: int 
     if not r.sum() > 0:
         raise BumpHuntError("bump_hunt: the reference histogram is empty")
     if not 1 <= width_min <= width_max <= d.size:
-        raise BumpHuntError(f"bump_hunt: need 1 <= width_min ({width_min}) <= width_max ({width_max}) "
-                            f"<= number of bins ({d.size})")
+        raise BumpHuntError(
+            f"bump_hunt: need 1 <= width_min ({width_min}) <= width_max ({width_max}) <= number of bins ({d.size})"
+        )
     if npe < 1:
         raise BumpHuntError(f"bump_hunt: npe must be positive, got {npe}")
     if normalise_reference:
         r = r * (d.sum() / r.sum())
     d_int = np.round(d).astype(np.int64)
 
-    bh = BumpHunter1D(mode=mode, width_min=width_min, width_max=width_max, width_step=width_step,
-                      scan_step=scan_step, npe=int(npe), bins=edges, nworker=int(nworker), seed=int(seed),
-                      use_sideband=use_sideband, sideband_width=sideband_width)
-    state = np.random.get_state()
+    bh = BumpHunter1D(
+        mode=mode,
+        width_min=width_min,
+        width_max=width_max,
+        width_step=width_step,
+        scan_step=scan_step,
+        npe=int(npe),
+        bins=edges,
+        nworker=int(nworker),
+        seed=int(seed),
+        use_sideband=use_sideband,
+        sideband_width=sideband_width,
+    )
+    state = np.random.get_state()  # noqa: NPY002 - pyBumpHunter draws from numpy's global generator
     out = io.StringIO()
     try:
         with contextlib.redirect_stdout(out):
             bh.bump_scan(d_int, r, is_hist=True)
     finally:
-        np.random.set_state(state)
+        np.random.set_state(state)  # noqa: NPY002 - restore the caller's global state
     for line in out.getvalue().splitlines():
         if line.strip():
             log.debug("pyBumpHunter: %s", line)
@@ -203,18 +232,36 @@ def bump_hunt(data, reference, *, seed: int, width_min: int = 2, width_max: int 
         z_global = z_from_p(p_global)  # one-sided: p > 0.5 counts as 0 sigma
     loc, width = int(bh.min_loc_ar[0]), int(bh.min_width_ar[0])
     t = np.asarray(bh.t_ar, dtype=np.float64)
-    return BumpHuntResult(edges=edges, data=d, reference=r, window=(float(edges[loc]), float(edges[loc + width])),
-                          window_bins=(loc, width), local_p_value=p_local,
-                          local_significance=z_from_p(p_local),
-                          global_p_value=p_global, global_significance=z_global,
-                          global_significance_is_lower_limit=lower, signal_estimate=float(bh.signal_eval),
-                          test_statistic=float(t[0]), pseudo_test_statistics=t[1:].copy(), npe=int(npe),
-                          seed=int(seed), mode=mode)
+    return BumpHuntResult(
+        edges=edges,
+        data=d,
+        reference=r,
+        window=(float(edges[loc]), float(edges[loc + width])),
+        window_bins=(loc, width),
+        local_p_value=p_local,
+        local_significance=z_from_p(p_local),
+        global_p_value=p_global,
+        global_significance=z_global,
+        global_significance_is_lower_limit=lower,
+        signal_estimate=float(bh.signal_eval),
+        test_statistic=float(t[0]),
+        pseudo_test_statistics=t[1:].copy(),
+        npe=int(npe),
+        seed=int(seed),
+        mode=mode,
+    )
 
 
-def bump_hunt_arrays(data_values, reference_values, *, bins: int | np.ndarray = 40,
-                     value_range: tuple[float, float] | None = None, reference_weights=None, seed: int,
-                     **scan_options) -> BumpHuntResult:
+def bump_hunt_arrays(
+    data_values: Any,
+    reference_values: Any,
+    *,
+    bins: int | np.ndarray = 40,
+    value_range: tuple[float, float] | None = None,
+    reference_weights: Any = None,
+    seed: int,
+    **scan_options: Any,
+) -> BumpHuntResult:
     """Histogram unbinned values (e.g. ``m_jj`` of selected events) and run :func:`bump_hunt`.
 
     Parameters

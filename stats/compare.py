@@ -6,13 +6,13 @@ variance. Sparse bins are merged left to right until each holds ``min_expected``
 events (5, the usual validity condition of the chi^2 approximation; Cowan, *Statistical Data
 Analysis*, sec. 7.5), so that tails with one or two events do not dominate the sum.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.stats as _sps
-
 from cms_anomaly.stats._common import StatisticsError
 
 
@@ -57,8 +57,14 @@ def merge_groups(expected: np.ndarray, *, min_expected: float = 5.0) -> np.ndarr
     return groups
 
 
-def compare_counts(observed: np.ndarray, expected: np.ndarray, expected_variance: np.ndarray | None = None, *,
-                   normalise: bool = False, min_expected: float = 5.0) -> Comparison:
+def compare_counts(
+    observed: np.ndarray,
+    expected: np.ndarray,
+    expected_variance: np.ndarray | None = None,
+    *,
+    normalise: bool = False,
+    min_expected: float = 5.0,
+) -> Comparison:
     """chi^2 of ``observed`` counts against ``expected`` (bins merged to ``min_expected``).
 
     ``normalise``: compare shapes only (the prediction scaled to the observed total; one degree of

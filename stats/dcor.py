@@ -3,20 +3,28 @@
 Pure functions on numpy arrays and :class:`hist.Hist` objects; larger score = more anomalous,
 an event is selected when ``score > threshold``.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 
 import numpy as np
-
+import numpy.typing as npt
 from cms_anomaly.stats._common import StatisticsError, _weights_for
 
 log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- distance correlation
-def distance_correlation(x, y, *, weights=None, squared: bool = False, block_size: int | None = None) -> float:
+def distance_correlation(
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    *,
+    weights: npt.ArrayLike | None = None,
+    squared: bool = False,
+    block_size: int | None = None,
+) -> float:
     r"""(Weighted) distance correlation of two samples (Szekely, Rizzo & Bakirov 2007).
 
     With :math:`a_{ij} = |x_i - x_j|`, :math:`b_{ij} = |y_i - y_j|` and normalised weights
@@ -85,4 +93,3 @@ def _pairwise(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if u.shape[1] == 1:
         return np.abs(u[:, 0][:, None] - v[:, 0][None, :])
     return np.sqrt(((u[:, None, :] - v[None, :, :]) ** 2).sum(axis=-1))
-

@@ -18,14 +18,16 @@ Bohm-Zech scaled Poisson treatment for weighted histograms) or a Neyman chi2 wit
 variances (``iminuit.cost.LeastSquares``). Bins can be excluded (e.g. a signal region for a
 sideband fit).
 """
+
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats as _sps
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ class FitError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- model functions
-def chekanov_dijet(x, p1: float, p2: float, p3: float, p4: float = 0.0, p5: float = 0.0) -> np.ndarray:
+def chekanov_dijet(x: npt.ArrayLike, p1: float, p2: float, p3: float, p4: float = 0.0, p5: float = 0.0) -> np.ndarray:
     r"""5-parameter dijet function of Chekanov et al. eq. (1).
 
     .. math:: f(x) = p_1 (1-x)^{p_2} x^{p_3 + p_4 \ln x + p_5 \ln^2 x}, \quad x = m_{jj}/\sqrt{s}
@@ -72,7 +74,7 @@ def chekanov_dijet(x, p1: float, p2: float, p3: float, p4: float = 0.0, p5: floa
     return p1 * np.exp(p2 * np.log1p(-x) + lx * (p3 + p4 * lx + p5 * lx * lx))
 
 
-def lhco_dijet(y, p0: float, p1: float, p2: float, p3: float = 0.0) -> np.ndarray:
+def lhco_dijet(y: npt.ArrayLike, p0: float, p1: float, p2: float, p3: float = 0.0) -> np.ndarray:
     r"""4-parameter dijet function used in the LHC Olympics (Kasieczka et al. eq. 4.3).
 
     .. math:: f(y) = p_0 \frac{(1-y)^{p_1}}{y^{p_2 + p_3 \ln y}}, \quad y = m_{JJ} / 13\,\mathrm{TeV}
@@ -129,16 +131,18 @@ class DijetModel:
 def _chekanov_basis(n_shape: int) -> Callable[[np.ndarray], np.ndarray]:
     def basis(x: np.ndarray) -> np.ndarray:
         lx = np.log(x)
-        cols = [np.log1p(-x), lx, lx ** 2, lx ** 3][:n_shape]
+        cols = [np.log1p(-x), lx, lx**2, lx**3][:n_shape]
         return np.stack(cols, axis=-1)
+
     return basis
 
 
 def _lhco_basis(n_shape: int) -> Callable[[np.ndarray], np.ndarray]:
     def basis(x: np.ndarray) -> np.ndarray:
         ly = np.log(x)
-        cols = [np.log1p(-x), -ly, -(ly ** 2)][:n_shape]
+        cols = [np.log1p(-x), -ly, -(ly**2)][:n_shape]
         return np.stack(cols, axis=-1)
+
     return basis
 
 
@@ -250,20 +254,20 @@ class FitResult:
         """Probability of a chi2 at least this large for ``ndf`` degrees of freedom."""
         return float(_sps.chi2.sf(self.chi2, self.ndf)) if self.ndf > 0 else float("nan")
 
-    def density(self, m) -> np.ndarray:
+    def density(self, m: npt.ArrayLike) -> np.ndarray:
         """Fitted density per unit of ``m`` (events / GeV for a GeV axis), for drawing the curve."""
         x = np.asarray(m, dtype=np.float64) / self.sqrt_s
         model = DIJET_MODELS[self.model]
         return np.exp(model.log_density(x, self._theta[0], self._theta[1:])) / self.sqrt_s
 
-    def expected_in(self, edges) -> np.ndarray:
+    def expected_in(self, edges: npt.ArrayLike) -> np.ndarray:
         """Expected counts for another binning of the same axis (e.g. a BumpHunter reference)."""
         x_edges = np.asarray(edges, dtype=np.float64) / self.sqrt_s
         return _bin_integrals(DIJET_MODELS[self.model], x_edges, self._theta[0], self._theta[1:])
 
 
 # ----------------------------------------------------------------------------- fitting
-def _hist_1d(h) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _hist_1d(h: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     try:
         if len(h.axes) != 1:
             raise FitError(f"fit_dijet: need a 1-D histogram, got {len(h.axes)} axes")
@@ -275,13 +279,13 @@ def _hist_1d(h) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return values, edges, values.copy() if var is None else np.asarray(var, dtype=np.float64)
 
 
-def _start_values(model: DijetModel, x_edges: np.ndarray, n: np.ndarray, var: np.ndarray,
-                  mask: np.ndarray) -> np.ndarray:
+def _start_values(
+    model: DijetModel, x_edges: np.ndarray, n: np.ndarray, var: np.ndarray, mask: np.ndarray
+) -> np.ndarray:
     """Weighted linear least squares of ``ln(n / dx)`` on the log-linear basis (weights n^2/var)."""
     use = mask & (n > 0) & (var > 0)
     if use.sum() < model.n_params:
-        raise FitError(f"fit_dijet({model.name}): only {int(use.sum())} populated bins for "
-                       f"{model.n_params} parameters")
+        raise FitError(f"fit_dijet({model.name}): only {int(use.sum())} populated bins for {model.n_params} parameters")
     xc = 0.5 * (x_edges[1:] + x_edges[:-1])[use]
     dx = np.diff(x_edges)[use]
     yv = np.log(n[use] / dx)
@@ -291,9 +295,16 @@ def _start_values(model: DijetModel, x_edges: np.ndarray, n: np.ndarray, var: np
     return theta
 
 
-def fit_dijet(h, *, model: str = "chekanov5", method: Literal["poisson", "chi2"] = "poisson",
-              sqrt_s: float = 13000.0, fit_range: tuple[float, float] | None = None,
-              exclude: Sequence[tuple[float, float]] = (), start: Sequence[float] | None = None) -> FitResult:
+def fit_dijet(
+    h: Any,
+    *,
+    model: str = "chekanov5",
+    method: Literal["poisson", "chi2"] = "poisson",
+    sqrt_s: float = 13000.0,
+    fit_range: tuple[float, float] | None = None,
+    exclude: Sequence[tuple[float, float]] = (),
+    start: Sequence[float] | None = None,
+) -> FitResult:
     """Fit a dijet function to a 1-D mass histogram.
 
     Parameters
@@ -359,7 +370,8 @@ def fit_dijet(h, *, model: str = "chekanov5", method: Literal["poisson", "chi2"]
     weighted = not np.allclose(var, n)
 
     if method == "poisson":
-        def scaled_cdf(xe, *phi):
+
+        def scaled_cdf(xe: np.ndarray, *phi: float) -> Any:
             mu = integ.counts(r_inv @ np.asarray(phi), xe)
             return np.concatenate([[0.0], np.cumsum(mu)])
 
@@ -368,7 +380,7 @@ def fit_dijet(h, *, model: str = "chekanov5", method: Literal["poisson", "chi2"]
     else:
         idx = np.arange(n.size, dtype=np.float64)
 
-        def bin_model(i, *phi):
+        def bin_model(i: Any, *phi: float) -> Any:
             return integ.counts(r_inv @ np.asarray(phi))[np.asarray(i, dtype=int)]
 
         mask &= var > 0
@@ -382,8 +394,7 @@ def fit_dijet(h, *, model: str = "chekanov5", method: Literal["poisson", "chi2"]
     m.strategy = 1
     m.migrad(ncall=20000)
     if not m.valid:
-        log.info("fit_dijet(%s): first MIGRAD invalid (fval %.4g); retrying with SIMPLEX + strategy 2",
-                 model, m.fval)
+        log.info("fit_dijet(%s): first MIGRAD invalid (fval %.4g); retrying with SIMPLEX + strategy 2", model, m.fval)
         m.simplex().migrad(ncall=40000)
         m.strategy = 2
         m.migrad(ncall=40000)
@@ -391,8 +402,9 @@ def fit_dijet(h, *, model: str = "chekanov5", method: Literal["poisson", "chi2"]
     if not np.isfinite(m.fval):
         raise FitError(f"fit_dijet({model}): minimisation failed (fval {m.fval})")
     if not m.valid:
-        log.warning("fit_dijet(%s, %s): Minuit reports an invalid minimum (edm %.3g); check the result",
-                    model, method, m.edm)
+        log.warning(
+            "fit_dijet(%s, %s): Minuit reports an invalid minimum (edm %.3g); check the result", model, method, m.edm
+        )
     theta = r_inv @ np.array(m.values)
     cov_phi = np.array(m.covariance) if m.covariance is not None else np.full((theta.size,) * 2, np.nan)
     cov_theta = r_inv @ cov_phi @ r_inv.T
@@ -400,8 +412,8 @@ def fit_dijet(h, *, model: str = "chekanov5", method: Literal["poisson", "chi2"]
     jac[0, 0] = np.exp(theta[0])  # d norm / d log_norm
     cov = jac @ cov_theta @ jac.T
     values = np.concatenate([[np.exp(theta[0])], theta[1:]])
-    params = dict(zip(dm.param_names, map(float, values)))
-    errors = dict(zip(dm.param_names, map(float, np.sqrt(np.clip(np.diag(cov), 0, None)))))
+    params = dict(zip(dm.param_names, map(float, values), strict=True))
+    errors = dict(zip(dm.param_names, map(float, np.sqrt(np.clip(np.diag(cov), 0, None))), strict=True))
 
     expected = integ.counts(theta)
     if method == "poisson":
@@ -414,10 +426,25 @@ def fit_dijet(h, *, model: str = "chekanov5", method: Literal["poisson", "chi2"]
         pulls = np.where(mask & (sigma > 0), (n - expected) / np.where(sigma > 0, sigma, 1.0), np.nan)
     used = np.isfinite(pulls)
     chi2 = float(np.sum(pulls[used] ** 2))
-    return FitResult(model=model, method=method, params=params, errors=errors, covariance=cov, edges=edges,
-                     sqrt_s=float(sqrt_s), observed=n, variances=var, expected=expected, fit_mask=mask,
-                     pulls=pulls, chi2=chi2, ndf=int(used.sum()) - dm.n_params, fval=float(m.fval),
-                     valid=bool(m.valid), _theta=theta)
+    return FitResult(
+        model=model,
+        method=method,
+        params=params,
+        errors=errors,
+        covariance=cov,
+        edges=edges,
+        sqrt_s=float(sqrt_s),
+        observed=n,
+        variances=var,
+        expected=expected,
+        fit_mask=mask,
+        pulls=pulls,
+        chi2=chi2,
+        ndf=int(used.sum()) - dm.n_params,
+        fval=float(m.fval),
+        valid=bool(m.valid),
+        _theta=theta,
+    )
 
 
 def fisher_f_test(nested: FitResult, extended: FitResult) -> tuple[float, float]:
@@ -461,13 +488,15 @@ def fisher_f_test(nested: FitResult, extended: FitResult) -> tuple[float, float]
 def _theta_from_params(dm: DijetModel, params: Sequence[float]) -> np.ndarray:
     p = np.asarray(params, dtype=np.float64)
     if p.size != dm.n_params or not p[0] > 0:
-        raise FitError(f"fit_dijet({dm.name}): start needs {dm.n_params} values with a positive "
-                       f"normalisation, got {p.tolist()}")
+        raise FitError(
+            f"fit_dijet({dm.name}): start needs {dm.n_params} values with a positive normalisation, got {p.tolist()}"
+        )
     return np.concatenate([[np.log(p[0])], p[1:]])
 
 
-def sample_dijet_counts(edges, params: Sequence[float], *, model: str = "chekanov5", sqrt_s: float = 13000.0,
-                        seed: int) -> tuple[np.ndarray, np.ndarray]:
+def sample_dijet_counts(
+    edges: npt.ArrayLike, params: Sequence[float], *, model: str = "chekanov5", sqrt_s: float = 13000.0, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Poisson-sample a binned spectrum from a dijet function (for closure tests and toys).
 
     Parameters

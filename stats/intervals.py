@@ -3,15 +3,17 @@
 Pure functions on numpy arrays and :class:`hist.Hist` objects; larger score = more anomalous,
 an event is selected when ``score > threshold``.
 """
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy import stats as _sps
-
+import numpy.typing as npt
 from cms_anomaly.stats._common import ONE_SIGMA_CL, StatisticsError, _weights_for, effective_entries_from_sums
+from scipy import stats as _sps
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,9 @@ class BinomialInterval:
         return np.where(np.isfinite(self.estimate), self.high - self.estimate, np.nan)
 
 
-def agresti_coull_interval(passed, total, *, cl: float = ONE_SIGMA_CL) -> BinomialInterval:
+def agresti_coull_interval(
+    passed: npt.ArrayLike, total: npt.ArrayLike, *, cl: float = ONE_SIGMA_CL
+) -> BinomialInterval:
     r"""Agresti-Coull interval for a binomial proportion (Agresti & Coull 1998; Knapp et al. ref. [45]).
 
     With :math:`z = \Phi^{-1}(1 - (1-\mathrm{CL})/2)`, :math:`\tilde n = n + z^2` and
@@ -100,7 +104,9 @@ def agresti_coull_interval(passed, total, *, cl: float = ONE_SIGMA_CL) -> Binomi
     return BinomialInterval(estimate=est, center=p_t, low=low, high=high, cl=cl)
 
 
-def efficiency_from_sums(w_pass, w_total, w2_total, *, cl: float = ONE_SIGMA_CL) -> BinomialInterval:
+def efficiency_from_sums(
+    w_pass: npt.ArrayLike, w_total: npt.ArrayLike, w2_total: npt.ArrayLike, *, cl: float = ONE_SIGMA_CL
+) -> BinomialInterval:
     """Efficiency ``w_pass / w_total`` of a weighted selection from its sums (e.g. histogram bins
     with ``Weight`` storage), with the Agresti-Coull interval in effective entries of the total."""
     w_pass = np.asarray(w_pass, dtype=np.float64)
@@ -114,7 +120,9 @@ def efficiency_from_sums(w_pass, w_total, w2_total, *, cl: float = ONE_SIGMA_CL)
     return BinomialInterval(estimate=p, center=ac.center, low=ac.low, high=ac.high, cl=cl)
 
 
-def weighted_efficiency(passed, weights=None, *, cl: float = ONE_SIGMA_CL) -> BinomialInterval:
+def weighted_efficiency(
+    passed: npt.ArrayLike, weights: npt.ArrayLike | None = None, *, cl: float = ONE_SIGMA_CL
+) -> BinomialInterval:
     """Efficiency of a selection on a (weighted) sample with its Agresti-Coull interval.
 
     Parameters
@@ -138,8 +146,14 @@ def weighted_efficiency(passed, weights=None, *, cl: float = ONE_SIGMA_CL) -> Bi
     return efficiency_from_sums(w[mask].sum(), w.sum(), np.sum(w * w), cl=cl)
 
 
-def enrichment_factor(process_passed, all_passed, *, process_weights=None, all_weights=None,
-                      cl: float = ONE_SIGMA_CL) -> tuple[float, float]:
+def enrichment_factor(
+    process_passed: Any,
+    all_passed: Any,
+    *,
+    process_weights: Any = None,
+    all_weights: Any = None,
+    cl: float = ONE_SIGMA_CL,
+) -> tuple[float, float]:
     r"""How much a selection enriches one process: :math:`\epsilon_\mathrm{process} / \epsilon_\mathrm{all}`.
 
     Equal to (process fraction after the selection) / (process fraction before), e.g. the
@@ -169,7 +183,12 @@ def enrichment_factor(process_passed, all_passed, *, process_weights=None, all_w
     return float(r), float(err)
 
 
-def ratio_uncertainty(numerator, numerator_error, denominator, denominator_error) -> tuple[np.ndarray, np.ndarray]:
+def ratio_uncertainty(
+    numerator: npt.ArrayLike,
+    numerator_error: npt.ArrayLike,
+    denominator: npt.ArrayLike,
+    denominator_error: npt.ArrayLike,
+) -> tuple[np.ndarray, np.ndarray]:
     """Ratio ``r = a / b`` of independent quantities with first-order error propagation.
 
     ``sigma_r = |r| sqrt((sigma_a/a)^2 + (sigma_b/b)^2)``; for ``a == 0`` the error is

@@ -3,11 +3,12 @@
 Pure functions on numpy arrays and :class:`hist.Hist` objects; larger score = more anomalous,
 an event is selected when ``score > threshold``.
 """
+
 from __future__ import annotations
 
 import logging
 
-from cms_anomaly.stats._common import LUMI_PER_MONTH_FB, StatisticsError, _PB_PER_INV_FB
+from cms_anomaly.stats._common import _PB_PER_INV_FB, LUMI_PER_MONTH_FB, StatisticsError
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,9 @@ def xsec_for_events_per_month(n_events: float, efficiency: float, *, lumi_fb: fl
     return float(n_events) / (float(efficiency) * float(lumi_fb) * _PB_PER_INV_FB)
 
 
-def xsec_for_signal_to_background(signal_to_background: float, background_per_month: float, *,
-                                  efficiency: float, lumi_fb: float = LUMI_PER_MONTH_FB) -> float:
+def xsec_for_signal_to_background(
+    signal_to_background: float, background_per_month: float, *, efficiency: float, lumi_fb: float = LUMI_PER_MONTH_FB
+) -> float:
     """Cross section (pb) for which the selected sample has ``S/B = signal_to_background``.
 
     ``sigma = (S/B) * B_month / (efficiency * L)`` (Cerri et al. Table 4, S/B = 1/3).
@@ -82,8 +84,9 @@ def xsec_for_signal_to_background(signal_to_background: float, background_per_mo
     return xsec_for_events_per_month(signal_to_background * background_per_month, efficiency, lumi_fb=lumi_fb)
 
 
-def sbr_ratio(*, sm_efficiency: float, sm_reference_efficiency: float, bsm_efficiency: float,
-              bsm_reference_efficiency: float) -> float:
+def sbr_ratio(
+    *, sm_efficiency: float, sm_reference_efficiency: float, bsm_efficiency: float, bsm_reference_efficiency: float
+) -> float:
     r"""Ratio of signal-to-background ratios of two selections (Cerri et al. eq. 5.1).
 
     .. math:: \frac{SBR_\mathrm{sel}}{SBR_\mathrm{ref}} =
@@ -129,5 +132,3 @@ def trigger_rate_hz(xsec_pb: float, efficiency: float = 1.0, *, inst_lumi_cm2s: 
         Rate in events per second.
     """
     return float(xsec_pb) * 1e-36 * float(efficiency) * float(inst_lumi_cm2s)
-
-

@@ -3,13 +3,14 @@
 Pure functions on numpy arrays and :class:`hist.Hist` objects; larger score = more anomalous,
 an event is selected when ``score > threshold``.
 """
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
 import numpy as np
-
+import numpy.typing as npt
 from cms_anomaly.stats._common import (
     ONE_SIGMA_CL,
     StatisticsError,
@@ -62,7 +63,13 @@ class RocCurve:
         return lr_plus(self.tpr, self.fpr)
 
 
-def roc_curve(bkg_scores, sig_scores, *, bkg_weights=None, sig_weights=None) -> RocCurve:
+def roc_curve(
+    bkg_scores: npt.ArrayLike,
+    sig_scores: npt.ArrayLike,
+    *,
+    bkg_weights: npt.ArrayLike | None = None,
+    sig_weights: npt.ArrayLike | None = None,
+) -> RocCurve:
     """ROC curve of a score separating signal from background, with per-event weights.
 
     Parameters
@@ -91,17 +98,57 @@ def roc_curve(bkg_scores, sig_scores, *, bkg_weights=None, sig_weights=None) -> 
         raise StatisticsError(f"roc_curve: total weights must be positive (bkg {tb}, signal {ts})")
     uniq, inv = np.unique(np.concatenate([sb, ss]), return_inverse=True)
     wb_at = np.bincount(inv[: sb.size], weights=wb, minlength=uniq.size)[::-1]
-    ws_at = np.bincount(inv[sb.size:], weights=ws, minlength=uniq.size)[::-1]
+    ws_at = np.bincount(inv[sb.size :], weights=ws, minlength=uniq.size)[::-1]
     fpr = np.concatenate([[0.0], np.cumsum(wb_at) / tb])
     tpr = np.concatenate([[0.0], np.cumsum(ws_at) / ts])
     desc = uniq[::-1]
     thresholds = np.concatenate([desc, [np.nextafter(desc[-1], -np.inf)]])
     fpr[-1], tpr[-1] = 1.0, 1.0  # exact end point despite round-off
-    return RocCurve(fpr=fpr, tpr=tpr, thresholds=thresholds,
-                    n_bkg_eff=effective_entries(wb), n_sig_eff=effective_entries(ws))
+    return RocCurve(
+        fpr=fpr, tpr=tpr, thresholds=thresholds, n_bkg_eff=effective_entries(wb), n_sig_eff=effective_entries(ws)
+    )
 
 
-def auc(bkg_scores, sig_scores, *, bkg_weights=None, sig_weights=None) -> float:
+def roc_from_sums(
+    bkg_sumw: npt.ArrayLike,
+    sig_sumw: npt.ArrayLike,
+    *,
+    bkg_sumw2: npt.ArrayLike | None = None,
+    sig_sumw2: npt.ArrayLike | None = None,
+) -> RocCurve:
+    """ROC of a binned score from the per-bin sums of weights (bins in increasing score order, flow
+    bins included, e.g. a ``Weight`` histogram's ``view(flow=True)``); the events of one bin are tied.
+
+    ``thresholds`` are bin indices: point ``i`` selects bins ``thresholds[i], ...``. With the sums of
+    squared weights the effective entries are exact (else those of the bin sums as weights).
+    """
+    b = np.asarray(bkg_sumw, dtype=np.float64)
+    s = np.asarray(sig_sumw, dtype=np.float64)
+    if b.shape != s.shape or b.ndim != 1:
+        raise StatisticsError(f"roc_from_sums: bin sums of different shapes {b.shape}, {s.shape}")
+    tb, ts = float(b.sum()), float(s.sum())
+    if not (tb > 0 and ts > 0):
+        raise StatisticsError(f"roc_from_sums: total weights must be positive (bkg {tb}, signal {ts})")
+    fpr = np.concatenate([[0.0], np.cumsum(b[::-1]) / tb])
+    tpr = np.concatenate([[0.0], np.cumsum(s[::-1]) / ts])
+    fpr[-1], tpr[-1] = 1.0, 1.0
+    thresholds = np.arange(len(b), -1, -1, dtype=np.float64)  # point i keeps bins len-i, ...
+
+    def n_eff(w: np.ndarray, w2: npt.ArrayLike | None) -> float:
+        return effective_entries(w) if w2 is None else float(w.sum() ** 2 / np.asarray(w2, np.float64).sum())
+
+    return RocCurve(
+        fpr=fpr, tpr=tpr, thresholds=thresholds, n_bkg_eff=n_eff(b, bkg_sumw2), n_sig_eff=n_eff(s, sig_sumw2)
+    )
+
+
+def auc(
+    bkg_scores: npt.ArrayLike,
+    sig_scores: npt.ArrayLike,
+    *,
+    bkg_weights: npt.ArrayLike | None = None,
+    sig_weights: npt.ArrayLike | None = None,
+) -> float:
     r"""Area under the ROC curve, :math:`P(s_\mathrm{sig} > s_\mathrm{bkg}) + \tfrac12 P(s_\mathrm{sig} = s_\mathrm{bkg})`.
 
     For two unit-variance Gaussians separated by ``d`` this is :math:`\Phi(d/\sqrt2)`.
@@ -121,7 +168,7 @@ def auc(bkg_scores, sig_scores, *, bkg_weights=None, sig_weights=None) -> float:
     return roc_curve(bkg_scores, sig_scores, bkg_weights=bkg_weights, sig_weights=sig_weights).auc()
 
 
-def roc_from_labels(scores, labels, *, weights=None) -> RocCurve:
+def roc_from_labels(scores: npt.ArrayLike, labels: npt.ArrayLike, *, weights: npt.ArrayLike | None = None) -> RocCurve:
     """ROC curve from one score array and boolean truth labels (True = signal).
 
     Parameters
@@ -146,7 +193,7 @@ def roc_from_labels(scores, labels, *, weights=None) -> RocCurve:
     return roc_curve(s[~lab], s[lab], bkg_weights=w[~lab], sig_weights=w[lab])
 
 
-def lr_plus(tpr, fpr) -> np.ndarray:
+def lr_plus(tpr: npt.ArrayLike, fpr: npt.ArrayLike) -> np.ndarray:
     """Positive likelihood ratio ``LR+ = TPR / FPR`` (NaN where FPR = 0).
 
     Parameters
@@ -165,7 +212,7 @@ def lr_plus(tpr, fpr) -> np.ndarray:
         return np.where(f > 0, t / np.where(f > 0, f, 1.0), np.nan)
 
 
-def sic(tpr, fpr) -> np.ndarray:
+def sic(tpr: npt.ArrayLike, fpr: npt.ArrayLike) -> np.ndarray:
     r"""Significance improvement characteristic ``SIC = TPR / sqrt(FPR)`` (Mikuni et al. Fig. 1).
 
     The gain in :math:`S/\sqrt{B}` from a selection; NaN where FPR = 0.
@@ -214,8 +261,15 @@ class WorkingPoint:
     sic: float
 
 
-def tpr_at_fpr(bkg_scores, sig_scores, *, fpr: float, bkg_weights=None, sig_weights=None,
-               cl: float = ONE_SIGMA_CL) -> WorkingPoint:
+def tpr_at_fpr(
+    bkg_scores: npt.ArrayLike,
+    sig_scores: npt.ArrayLike,
+    *,
+    fpr: float,
+    bkg_weights: npt.ArrayLike | None = None,
+    sig_weights: npt.ArrayLike | None = None,
+    cl: float = ONE_SIGMA_CL,
+) -> WorkingPoint:
     """Signal efficiency at the threshold that keeps a fraction ``fpr`` of the background.
 
     The threshold comes from :func:`threshold_at_efficiency` on the background sample; the TPR
@@ -246,9 +300,13 @@ def tpr_at_fpr(bkg_scores, sig_scores, *, fpr: float, bkg_weights=None, sig_weig
     ib = efficiency_from_sums(wb[passed_b].sum(), wb.sum(), np.sum(wb * wb), cl=cl)
     is_ = efficiency_from_sums(ws[passed_s].sum(), ws.sum(), np.sum(ws * ws), cl=cl)
     f, t = float(ib.estimate), float(is_.estimate)
-    return WorkingPoint(target_fpr=float(fpr), threshold=thr, fpr=f, tpr=t,
-                        fpr_interval=(float(ib.low), float(ib.high)),
-                        tpr_interval=(float(is_.low), float(is_.high)),
-                        lr_plus=float(lr_plus(t, f)), sic=float(sic(t, f)))
-
-
+    return WorkingPoint(
+        target_fpr=float(fpr),
+        threshold=thr,
+        fpr=f,
+        tpr=t,
+        fpr_interval=(float(ib.low), float(ib.high)),
+        tpr_interval=(float(is_.low), float(is_.high)),
+        lr_plus=float(lr_plus(t, f)),
+        sic=float(sic(t, f)),
+    )

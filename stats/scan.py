@@ -16,13 +16,13 @@ Why not pyBumpHunter (:mod:`~cms_anomaly.stats.bumphunt`) here: it takes the ref
 Poisson mean, while a simulation no larger than the data is empty in the tails where an anomaly
 selection puts its events; Z_Bi counts that error, and the scan spans several spectra and selections.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
 from cms_anomaly.stats._common import StatisticsError
 from cms_anomaly.stats.significance import Z_MAX, on_off_p
 
@@ -50,7 +50,7 @@ def z_bi(n_on: np.ndarray, b: np.ndarray, b_var: np.ndarray, *, unit_weight: flo
 
 def windows(n_bins: int, widths: Sequence[int]) -> list[tuple[int, int]]:
     """Every (start, stop) bin range of the given widths, plus the whole range (the count alone)."""
-    out = [(s, s + w) for w in sorted(set(int(w) for w in widths if 0 < w < n_bins)) for s in range(n_bins - w + 1)]
+    out = [(s, s + w) for w in sorted({int(w) for w in widths if 0 < w < n_bins}) for s in range(n_bins - w + 1)]
     return [*out, (0, n_bins)]
 
 
@@ -87,9 +87,16 @@ class ScanResult:
     best_per_test: dict
 
 
-def scan(observed: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray],
-         variance: Mapping[str, np.ndarray], *, unit_weight: float, widths: Sequence[int] = (1, 2, 3, 4, 5, 6, 7),
-         npe: int = 1000, seed: int) -> ScanResult:
+def scan(
+    observed: Mapping[str, np.ndarray],
+    expected: Mapping[str, np.ndarray],
+    variance: Mapping[str, np.ndarray],
+    *,
+    unit_weight: float,
+    widths: Sequence[int] = (1, 2, 3, 4, 5, 6, 7),
+    npe: int = 1000,
+    seed: int,
+) -> ScanResult:
     """Scan windows of every variable in every nested selection; global significance from pseudo-experiments.
 
     Parameters
@@ -125,8 +132,13 @@ def scan(observed: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray],
         tests += z.size
         for j in range(z.shape[0]):
             k = int(np.argmax(z[j]))
-            best[(var, j)] = {"z_local": float(z[j, k]), "window": wins[k], "observed": float(nb[j, k]),
-                              "expected": float(bb[j, k]), "expected_error": float(np.sqrt(vb[j, k]))}
+            best[(var, j)] = {
+                "z_local": float(z[j, k]),
+                "window": wins[k],
+                "observed": float(nb[j, k]),
+                "expected": float(bb[j, k]),
+                "expected_error": float(np.sqrt(vb[j, k])),
+            }
             if z[j, k] > obs_max:
                 obs_max, obs_arg = float(z[j, k]), (var, j, k, wins, nb, bb, vb)
         # pseudo-experiments: prediction ~ Gamma(mean b, variance v), counts ~ Poisson
@@ -138,12 +150,24 @@ def scan(observed: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray],
             mean = np.where(has, rng.gamma(shape, scale, size=(m, *b.shape)), b)
             counts = rng.poisson(np.maximum(mean, 0.0)).astype(np.float64)
             zp = z_bi(_window_sums(_nested(counts), wins), bb, vb, unit_weight=unit_weight)
-            pe_max[start:start + m] = np.maximum(pe_max[start:start + m], zp.reshape(m, -1).max(axis=1))
+            pe_max[start : start + m] = np.maximum(pe_max[start : start + m], zp.reshape(m, -1).max(axis=1))
+    assert obs_arg is not None  # the whole range is always a window: z >= 0 > -1
     var, j, k, wins, nb, bb, vb = obs_arg
     exceed = int(np.sum(pe_max >= obs_max - 1e-12))
     p_global = (exceed + 1.0) / (npe + 1.0) if exceed == 0 else exceed / npe
     z_global = float(min(sps.norm.isf(p_global), Z_MAX)) if p_global < 1 else 0.0
-    return ScanResult(variable=var, selection=j, window=wins[k], observed=float(nb[j, k]), expected=float(bb[j, k]),
-                      expected_error=float(np.sqrt(vb[j, k])), z_local=obs_max, p_global=float(p_global),
-                      z_global=max(z_global, 0.0), z_global_is_lower_limit=exceed == 0, npe=npe, tests=tests,
-                      best_per_test=best)
+    return ScanResult(
+        variable=var,
+        selection=j,
+        window=wins[k],
+        observed=float(nb[j, k]),
+        expected=float(bb[j, k]),
+        expected_error=float(np.sqrt(vb[j, k])),
+        z_local=obs_max,
+        p_global=float(p_global),
+        z_global=max(z_global, 0.0),
+        z_global_is_lower_limit=exceed == 0,
+        npe=npe,
+        tests=tests,
+        best_per_test=best,
+    )

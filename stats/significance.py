@@ -3,6 +3,7 @@
 Pure functions on numpy arrays and :class:`hist.Hist` objects; larger score = more anomalous,
 an event is selected when ``score > threshold``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -10,10 +11,8 @@ import math
 from typing import Any
 
 import numpy as np
-
-from scipy import stats as _sps
-
 from cms_anomaly.stats._common import StatisticsError
+from scipy import stats as _sps
 
 log = logging.getLogger(__name__)
 
@@ -113,5 +112,3 @@ def poisson_significance(n_observed: float, n_expected: float) -> float:
         return float("nan")
     p = float(_sps.poisson.sf(n_observed - 1, n_expected)) if n_observed > 0 else 1.0
     return z_from_p(p)
-
-

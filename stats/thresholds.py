@@ -3,13 +3,14 @@
 Pure functions on numpy arrays and :class:`hist.Hist` objects; larger score = more anomalous,
 an event is selected when ``score > threshold``.
 """
+
 from __future__ import annotations
 
 import logging
 from typing import Any
 
 import numpy as np
-
+import numpy.typing as npt
 from cms_anomaly.stats._common import (
     StatisticsError,
     _as_1d,
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- thresholds
-def weighted_cdf(reference, weights, values) -> np.ndarray:
+def weighted_cdf(reference: npt.ArrayLike, weights: npt.ArrayLike, values: npt.ArrayLike) -> np.ndarray:
     """Weighted empirical CDF of ``reference`` evaluated at ``values``: the weighted fraction of
     reference entries ``<= value`` (e.g. the SM quantile of a signal event's score)."""
     ref = _as_1d(reference, "reference")
@@ -34,7 +35,7 @@ def weighted_cdf(reference, weights, values) -> np.ndarray:
     return np.where(idx > 0, cw[np.maximum(idx - 1, 0)], 0.0) / cw[-1]
 
 
-def threshold_at_efficiency(scores, weights=None, *, efficiency: float) -> float:
+def threshold_at_efficiency(scores: npt.ArrayLike, weights: npt.ArrayLike | None = None, *, efficiency: float) -> float:
     """Score threshold that keeps (weighted) fraction ``<= efficiency`` of a sample.
 
     Events are selected by ``score > threshold``. Ties are never split: the threshold is always
@@ -71,7 +72,7 @@ def threshold_at_efficiency(scores, weights=None, *, efficiency: float) -> float
     total = float(w.sum())
     if not total > 0:
         raise StatisticsError(f"threshold_at_efficiency: total weight must be positive, got {total}")
-    uniq, inv = np.unique(s, return_inverse=True)          # ascending unique scores
+    uniq, inv = np.unique(s, return_inverse=True)  # ascending unique scores
     w_at = np.bincount(inv, weights=w, minlength=uniq.size)
     # weight strictly above uniq[j] = sum of blocks j+1..end
     above = np.concatenate([np.cumsum(w_at[::-1])[::-1][1:], [0.0]]) / total
@@ -84,7 +85,7 @@ def threshold_at_efficiency(scores, weights=None, *, efficiency: float) -> float
     return float(uniq[j])
 
 
-def selection_efficiency(scores, weights=None, *, threshold: float) -> float:
+def selection_efficiency(scores: npt.ArrayLike, weights: npt.ArrayLike | None = None, *, threshold: float) -> float:
     """Weighted fraction of events with ``score > threshold``.
 
     Parameters
@@ -110,15 +111,17 @@ def selection_efficiency(scores, weights=None, *, threshold: float) -> float:
 MIN_EVENTS_ABOVE = 10.0
 
 
-def _finite_weighted(scores, weights, where: str) -> tuple[np.ndarray, np.ndarray, float]:
+def _finite_weighted(
+    scores: npt.ArrayLike, weights: npt.ArrayLike | None, where: str
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Finite scores with their weights (default 1) and the effective number of entries."""
-    scores = np.asarray(scores, np.float64)
-    w = np.ones_like(scores) if weights is None else np.asarray(weights, np.float64)
-    ok = np.isfinite(scores)
-    scores, w = scores[ok], w[ok]
-    if scores.size == 0:
+    s = np.asarray(scores, np.float64)
+    w = np.ones_like(s) if weights is None else np.asarray(weights, np.float64)
+    ok = np.isfinite(s)
+    s, w = s[ok], w[ok]
+    if s.size == 0:
         raise ValueError(f"{where}: no finite scores")
-    return scores, w, effective_entries(w)
+    return s, w, effective_entries(w)
 
 
 def weighted_survival(scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,8 +132,9 @@ def weighted_survival(scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarr
     return s, cw  # fraction of weight with score >= s[i]
 
 
-def threshold_at_fpr(scores: np.ndarray, weights: np.ndarray | None = None, *, fpr: float,
-                     tail_fraction: float = 0.01) -> dict[str, Any]:
+def threshold_at_fpr(
+    scores: np.ndarray, weights: np.ndarray | None = None, *, fpr: float, tail_fraction: float = 0.01
+) -> dict[str, Any]:
     """Score threshold above which a fraction ``fpr`` of the (weighted) SM events lies.
 
     When fewer than :data:`MIN_EVENTS_ABOVE` effective events would lie above the
@@ -159,18 +163,70 @@ def threshold_at_fpr(scores: np.ndarray, weights: np.ndarray | None = None, *, f
     s, surv = weighted_survival(scores, w)
     out: dict[str, Any] = {"fpr": fpr, "n_events": int(scores.size), "n_eff": float(n_eff)}
     if fpr * n_eff >= MIN_EVENTS_ABOVE:
-        out.update(threshold=threshold_at_efficiency(scores, w, efficiency=fpr), method="empirical",
-                   n_eff_above=float(fpr * n_eff))
+        out.update(
+            threshold=threshold_at_efficiency(scores, w, efficiency=fpr),
+            method="empirical",
+            n_eff_above=float(fpr * n_eff),
+        )
         return out
+    return _extrapolated(out, s, surv, fpr=fpr, tail_fraction=tail_fraction, what="scores")
+
+
+def threshold_at_fpr_from_sums(
+    lower_edges: npt.ArrayLike,
+    sumw: npt.ArrayLike,
+    sumw2: npt.ArrayLike,
+    *,
+    fpr: float,
+    tail_fraction: float = 0.01,
+) -> dict[str, Any]:
+    """:func:`threshold_at_fpr` of a binned score distribution (a ``Weight`` histogram's sums).
+
+    ``lower_edges``, ``sumw`` and ``sumw2`` run over the bins in increasing score order, flow bins
+    included (the underflow's lower edge is ``-inf``). The survival function is known at the lower
+    edges: an empirical threshold is the lower edge of the first bin of
+    :func:`threshold_bin_at_efficiency` (``bin`` in the result); the extrapolation fits ``log S`` at
+    the lower edges of the highest populated bins, as many as :func:`threshold_at_fpr` takes events
+    (with fine bins and a sparse tail, one event per bin). ``n_eff`` is ``(sum w)^2 / sum w^2``.
+    """
+    edges = np.asarray(lower_edges, dtype=np.float64)
+    w = np.asarray(sumw, dtype=np.float64)
+    w2 = np.asarray(sumw2, dtype=np.float64)
+    if not (edges.shape == w.shape == w2.shape) or w.ndim != 1:
+        raise ValueError(f"threshold_at_fpr_from_sums: shapes differ ({edges.shape}, {w.shape}, {w2.shape})")
+    total = float(w.sum())
+    if not total > 0:
+        raise ValueError("threshold_at_fpr_from_sums: no events")
+    n_eff = total**2 / float(w2.sum())
+    out: dict[str, Any] = {"fpr": fpr, "n_events": int(np.count_nonzero(w)), "n_eff": float(n_eff), "binned": True}
+    if fpr * n_eff >= MIN_EVENTS_ABOVE:
+        k = threshold_bin_at_efficiency(w, efficiency=fpr)
+        threshold = float(edges[k]) if k < len(edges) else float("inf")
+        out.update(threshold=threshold, bin=int(k), method="empirical", n_eff_above=float(fpr * n_eff))
+        return out
+    surv = np.cumsum(w[::-1])[::-1] / total  # fraction at or above each bin's lower edge
+    filled = np.flatnonzero((w > 0) & np.isfinite(edges))[::-1]  # populated bins, highest first
+    return _extrapolated(out, edges[filled], surv[filled], fpr=fpr, tail_fraction=tail_fraction, what="bins")
+
+
+def _extrapolated(
+    out: dict[str, Any], s: np.ndarray, surv: np.ndarray, *, fpr: float, tail_fraction: float, what: str
+) -> dict[str, Any]:
+    """The threshold where the exponential fit of the survival tail reaches ``fpr`` (``s`` descending)."""
     fit = _tail_fit(s, surv, tail_fraction)
     if isinstance(fit, str):
-        out.update(threshold=float(s[0]), method=f"max_score ({fit})")
+        out.update(threshold=float(s[0]) if s.size else float("nan"), method=f"max_score ({fit})")
         return out
     slope, intercept, k, lo, hi = fit
-    out.update(threshold=float((np.log(fpr) - intercept) / slope), method="exponential_tail_fit",
-               tail_events=k, tail_range=[lo, hi], slope=float(slope),
-               note=f"only {fpr * n_eff:.2g} effective SM events expected above; log-survival fitted "
-                    f"linearly over the top {k} scores and extrapolated")
+    out.update(
+        threshold=float((np.log(fpr) - intercept) / slope),
+        method="exponential_tail_fit",
+        tail_events=k,
+        tail_range=[lo, hi],
+        slope=float(slope),
+        note=f"only {fpr * out['n_eff']:.2g} effective SM events expected above; log-survival fitted "
+        f"linearly over the top {k} {what} and extrapolated",
+    )
     return out
 
 
@@ -190,8 +246,14 @@ def _tail_fit(s: np.ndarray, surv: np.ndarray, tail_fraction: float) -> tuple[fl
     return float(slope), float(intercept), k, float(ts[-1]), float(ts[0])
 
 
-def efficiency_above(scores: np.ndarray, weights: np.ndarray | None = None, *, threshold: float,
-                     tail_fraction: float = 0.01, cl: float = 0.95) -> dict[str, Any]:
+def efficiency_above(
+    scores: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    threshold: float,
+    tail_fraction: float = 0.01,
+    cl: float = 0.95,
+) -> dict[str, Any]:
     """Weighted fraction of events with ``score > threshold``, extrapolated beyond the sample.
 
     Measured (with an Agresti-Coull interval at ``cl`` on effective counts) when at least
@@ -204,18 +266,28 @@ def efficiency_above(scores: np.ndarray, weights: np.ndarray | None = None, *, t
     measured = weighted_efficiency(passed, w, cl=cl)
     out: dict[str, Any] = {"n_events": int(scores.size), "n_eff": float(n_eff), "n_passed": int(passed.sum())}
     if measured.estimate * n_eff >= MIN_EVENTS_ABOVE:
-        out.update(efficiency=float(measured.estimate), low=float(measured.low), high=float(measured.high),
-                   method="empirical")
+        out.update(
+            efficiency=float(measured.estimate), low=float(measured.low), high=float(measured.high), method="empirical"
+        )
         return out
     s, surv = weighted_survival(scores, w)
     fit = _tail_fit(s, surv, tail_fraction)
     if isinstance(fit, str) or threshold <= fit[3]:
-        out.update(efficiency=float(measured.estimate), low=float(measured.low), high=float(measured.high),
-                   method="empirical (few events)" if isinstance(fit, str) else "empirical")
+        out.update(
+            efficiency=float(measured.estimate),
+            low=float(measured.low),
+            high=float(measured.high),
+            method="empirical (few events)" if isinstance(fit, str) else "empirical",
+        )
         return out
     slope, intercept = fit[0], fit[1]
-    out.update(efficiency=float(np.exp(slope * threshold + intercept)), low=float("nan"), high=float("nan"),
-               method="exponential_tail_fit", upper_limit_empirical=float(measured.high))
+    out.update(
+        efficiency=float(np.exp(slope * threshold + intercept)),
+        low=float("nan"),
+        high=float("nan"),
+        method="exponential_tail_fit",
+        upper_limit_empirical=float(measured.high),
+    )
     return out
 
 

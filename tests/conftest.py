@@ -1,4 +1,5 @@
 """Shared fixtures: paths to the real NanoAOD samples and a small generated cocktail."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -82,7 +83,8 @@ def _synthetic_feature_table(rng, n: int, *, dataset: str, is_signal: bool, shif
         "n_jets": n_jets.astype(float),
         "m_jets": np.where(n_jets > 1, rng.lognormal(4.5 + shift, 0.5, n), 0.0),
         "n_bjets": rng.binomial(n_jets, 0.15 + 0.3 * shift).astype(float),
-        "met_par": met_x, "met_perp": met_y,
+        "met_par": met_x,
+        "met_perp": met_y,
         "mt": np.abs(rng.normal(60, 25, n)),
         "n_mu": n_mu.astype(float),
         "m_mu": np.where(n_mu > 1, rng.lognormal(4.0 - shift, 0.4, n), 0.0),
@@ -134,8 +136,12 @@ def model_feature_tables(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("model-features")
     rng = np.random.default_rng(20260)
-    spec = {"wjets": (3000, False, 0.0, 2.0), "ttbar": (1500, False, 0.3, 0.5),
-            "ato4l": (800, True, 1.0, 0.01), "lq_btau": (800, True, 0.6, 0.01)}
+    spec = {
+        "wjets": (3000, False, 0.0, 2.0),
+        "ttbar": (1500, False, 0.3, 0.5),
+        "ato4l": (800, True, 1.0, 0.01),
+        "lq_btau": (800, True, 0.6, 0.01),
+    }
     for name, (n, is_signal, shift, weight) in spec.items():
         (root / name).mkdir()
         half = n // 2

@@ -1,4 +1,5 @@
 """Hand-built events with the NanoAOD collection layout, for tests whose answer is set by construction."""
+
 from __future__ import annotations
 
 import awkward as ak
@@ -18,9 +19,20 @@ def _coll(events: list[list[dict]], fields: tuple[str, ...]) -> ak.Array:
     return ak.zip(cols)
 
 
-def event(*, muons=(), electrons=(), photons=(), jets=(), fatjets=(), met=(0.0, 0.0),
-          muon_fields=(), photon_fields=("cutBased", "pfRelIso03_all"), jet_fields=("jetId",),
-          electron_fields=(), fatjet_fields=("jetId",)) -> ak.Array:
+def event(
+    *,
+    muons=(),
+    electrons=(),
+    photons=(),
+    jets=(),
+    fatjets=(),
+    met=(0.0, 0.0),
+    muon_fields=(),
+    photon_fields=("cutBased", "pfRelIso03_all"),
+    jet_fields=("jetId",),
+    electron_fields=(),
+    fatjet_fields=("jetId",),
+) -> ak.Array:
     """One event with the NanoAOD collection layout; ID fields only where asked for."""
     lep = (*KIN, "charge", "pfRelIso03_all", "pfRelIso03_chg")
     rec = {
@@ -36,8 +48,16 @@ def event(*, muons=(), electrons=(), photons=(), jets=(), fatjets=(), met=(0.0, 
 
 
 def mu(pt=40.0, eta=0.0, phi=0.0, iso=0.02, **kw):
-    return {"pt": pt, "eta": eta, "phi": phi, "mass": 0.106, "charge": -1, "pfRelIso03_all": iso,
-            "pfRelIso03_chg": iso, **kw}
+    return {
+        "pt": pt,
+        "eta": eta,
+        "phi": phi,
+        "mass": 0.106,
+        "charge": -1,
+        "pfRelIso03_all": iso,
+        "pfRelIso03_chg": iso,
+        **kw,
+    }
 
 
 def jet(pt=60.0, eta=0.0, phi=0.0, jet_id=6, btag=0.01):
@@ -49,10 +69,27 @@ def pho(pt=40.0, eta=0.0, phi=0.0, cut_based=3, iso=0.02):
 
 
 def ele(pt=40.0, eta=0.3, phi=1.0, iso=0.02, **kw):
-    return {"pt": pt, "eta": eta, "phi": phi, "mass": 0.000511, "charge": 1, "pfRelIso03_all": iso,
-            "pfRelIso03_chg": iso, **kw}
+    return {
+        "pt": pt,
+        "eta": eta,
+        "phi": phi,
+        "mass": 0.000511,
+        "charge": 1,
+        "pfRelIso03_all": iso,
+        "pfRelIso03_chg": iso,
+        **kw,
+    }
 
 
 def fatjet(pt=400.0, eta=0.0, phi=0.0, mass=80.0, tau1=0.4, tau2=0.2, tau3=0.1):
-    return {"pt": pt, "eta": eta, "phi": phi, "mass": mass, "msoftdrop": 0.9 * mass, "tau1": tau1, "tau2": tau2,
-            "tau3": tau3, "jetId": 6}
+    return {
+        "pt": pt,
+        "eta": eta,
+        "phi": phi,
+        "mass": mass,
+        "msoftdrop": 0.9 * mass,
+        "tau1": tau1,
+        "tau2": tau2,
+        "tau3": tau3,
+        "jetId": 6,
+    }

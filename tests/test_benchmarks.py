@@ -1,11 +1,11 @@
 """The benchmark commands measure what they say (issue 15): same-seed training agreement, processor bench."""
+
 from __future__ import annotations
 
 import re
 
 import pytest
 import torch
-
 from cms_anomaly.analyses.cli import main
 from cms_anomaly.models.benchmark import training_agreement
 
@@ -24,8 +24,6 @@ def test_same_seed_same_device_gives_identical_scores(kind):
         assert r[f"out{j}_top1pct_overlap"] == 1.0
 
 
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_cpu_and_cuda_training_agree():
     """Measured on an H100 (benchmarks/results): ALAD median |ds|/s 4e-4, rank correlation 1.0000."""
@@ -37,12 +35,18 @@ def test_cpu_and_cuda_training_agree():
 def test_bench_processor_prints_rates_memory_and_overhead(real_nanoaod_files, capsys):
     """In-process and one Dask worker on a real NanoAOD file: positive rates, a peak memory, the overhead line."""
     path = str(real_nanoaod_files["dy"])
-    assert main(["bench", "processor", path, "--workers", "0", "1", "--chunksize", "500",
-                 "--selection", "inclusive"]) == 0
+    assert (
+        main(["bench", "processor", path, "--workers", "0", "1", "--chunksize", "500", "--selection", "inclusive"]) == 0
+    )
     out = capsys.readouterr().out
-    rows = {m.group(1): (float(m.group(2)), float(m.group(3))) for m in re.finditer(
-        r"^processor, (in-process \(no Dask\)|Dask 1 worker\(s\))\s+(\d+)\s.*?([\d.]+) GB$", out, re.M)}
+    rows = {
+        m.group(1): (float(m.group(2)), float(m.group(3)))
+        for m in re.finditer(
+            r"^processor, (in-process \(no Dask\)|Dask 1 worker\(s\))\s+(\d+)\s.*?([\d.]+) GB$", out, re.MULTILINE
+        )
+    }
     assert set(rows) == {"in-process (no Dask)", "Dask 1 worker(s)"}, out
     for rate, peak in rows.values():
-        assert rate > 0 and 0.05 < peak < 20
-    assert re.search(r"Dask overhead at 1 worker .* = [\d.]+$", out, re.M), out
+        assert rate > 0
+        assert 0.05 < peak < 20
+    assert re.search(r"Dask overhead at 1 worker .* = [\d.]+$", out, re.MULTILINE), out

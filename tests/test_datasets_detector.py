@@ -1,4 +1,5 @@
 """Detector internals against values set by hand or by the CMS numbers they were tuned to."""
+
 from __future__ import annotations
 
 import math
@@ -6,7 +7,6 @@ import math
 import awkward as ak
 import numpy as np
 import pytest
-
 from cms_anomaly.datasets.detector import DetectorConfig, _hadronic_over_em, btag_score, nsubjettiness
 
 CFG = DetectorConfig()
@@ -25,13 +25,18 @@ def test_btag_score_hits_the_deepjet_working_point_efficiencies(flavour, medium,
 
 def test_btag_score_outside_the_tracker_is_minus_one():
     score = btag_score(np.array([5, 5]), np.array([2.4, 2.6]), np.random.default_rng(1), CFG)
-    assert score[0] >= 0 and score[1] == -1
+    assert score[0] >= 0
+    assert score[1] == -1
 
 
 def _vectors(parts):
     """(jets, particles) records with px, py, pz from (pt, eta, phi) triples."""
-    return ak.Array([[{"px": pt * math.cos(phi), "py": pt * math.sin(phi), "pz": pt * math.sinh(eta)}
-                      for pt, eta, phi in jet] for jet in parts])
+    return ak.Array(
+        [
+            [{"px": pt * math.cos(phi), "py": pt * math.sin(phi), "pz": pt * math.sinh(eta)} for pt, eta, phi in jet]
+            for jet in parts
+        ]
+    )
 
 
 def test_nsubjettiness_by_hand():
@@ -39,13 +44,21 @@ def test_nsubjettiness_by_hand():
     axis on each is 0; a 3:1 pT split with the axis on the harder one gives 25 * 0.5 / 100 / 0.8."""
     pair = [[(100.0, 0.0, 0.0), (100.0, 0.0, 0.5)]]
     assert nsubjettiness(_vectors(pair), _vectors([[(1.0, 0.0, 0.25)]]), 1.0)[0] == pytest.approx(0.25, rel=1e-9)
-    assert nsubjettiness(_vectors(pair), _vectors([[(1.0, 0.0, 0.0), (1.0, 0.0, 0.5)]]), 1.0)[0] == pytest.approx(0.0, abs=1e-12)
+    assert nsubjettiness(_vectors(pair), _vectors([[(1.0, 0.0, 0.0), (1.0, 0.0, 0.5)]]), 1.0)[0] == pytest.approx(
+        0.0, abs=1e-12
+    )
     split = [[(75.0, 0.0, 0.0), (25.0, 0.0, 0.5)]]
-    assert nsubjettiness(_vectors(split), _vectors([[(1.0, 0.0, 0.0)]]), 0.8)[0] == pytest.approx(25 * 0.5 / (100 * 0.8), rel=1e-9)
+    assert nsubjettiness(_vectors(split), _vectors([[(1.0, 0.0, 0.0)]]), 0.8)[0] == pytest.approx(
+        25 * 0.5 / (100 * 0.8), rel=1e-9
+    )
 
 
 def test_photon_hoe_counts_hadrons_in_the_cone_only():
-    pf = {"pt": np.array([40.0, 10.0, 30.0]), "eta": np.array([0.0, 0.0, 0.0]), "phi": np.array([0.0, 0.14, 0.16]),
-          "pdgId": np.array([22, 130, 211])}
+    pf = {
+        "pt": np.array([40.0, 10.0, 30.0]),
+        "eta": np.array([0.0, 0.0, 0.0]),
+        "phi": np.array([0.0, 0.14, 0.16]),
+        "pdgId": np.array([22, 130, 211]),
+    }
     hoe = _hadronic_over_em(pf, np.zeros(3, dtype=np.int64), np.array([0]), 1, cone=CFG.photon_hoe_cone)
     assert hoe[0] == pytest.approx(10.0 / 40.0)  # the pion at dR 0.16 is outside the 0.15 cone

@@ -1,10 +1,10 @@
 """Published formats: the real LHC Olympics 2020 R&D events (clustered with fastjet) and ADC2021."""
+
 from __future__ import annotations
 
 import h5py
 import numpy as np
 import pytest
-
 from cms_anomaly.datasets import lhco
 from conftest import LHCO_TINY
 
@@ -42,7 +42,7 @@ def test_lhco_wrong_file_is_named(tmp_path):
     bogus = tmp_path / "bogus.h5"
     with h5py.File(bogus, "w") as f:
         f["x"] = np.zeros(3)
-    with pytest.raises(lhco.FormatError, match="bogus.h5"):
+    with pytest.raises(lhco.FormatError, match=r"bogus\.h5"):
         lhco.read_lhco(bogus)
 
 

@@ -1,4 +1,5 @@
 """Pseudo-data: luminosity-weighted, shuffled, generator information removed, labels kept apart."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import uproot
-from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
-
 from cms_anomaly.datasets import mixture
+from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
 
 def test_pseudo_data_mixture(generated_cocktail, tmp_path):
@@ -22,11 +22,13 @@ def test_pseudo_data_mixture(generated_cocktail, tmp_path):
     assert lumi_max == pytest.approx(w["nevents"] / w["xsec_pb"])  # W+jets limits the luminosity
     entry = mixture.build_pseudo_data(fileset, processes=processes, out=tmp_path, seed=4, events_per_file=150)["data"]
     meta = entry["metadata"]
-    assert meta["is_data"] and meta["lumi_pb"] == pytest.approx(mixture.default_luminosity(fileset, processes))
+    assert meta["is_data"]
+    assert meta["lumi_pb"] == pytest.approx(mixture.default_luminosity(fileset, processes))
     mu_w = w["xsec_pb"] * meta["lumi_pb"]
     assert mu_w + 3 * np.sqrt(mu_w) == pytest.approx(w["nevents"])
     labels = pd.read_parquet(meta["labels"])
-    assert len(labels) == meta["nevents"] and list(labels["event"]) == list(range(1, meta["nevents"] + 1))
+    assert len(labels) == meta["nevents"]
+    assert list(labels["event"]) == list(range(1, meta["nevents"] + 1))
     counts = labels["process"].value_counts()
     for p in processes:  # Poisson yields around sigma * L
         mu = fileset[p]["metadata"]["xsec_pb"] * meta["lumi_pb"]
@@ -40,16 +42,21 @@ def test_pseudo_data_mixture(generated_cocktail, tmp_path):
     files = sorted(entry["files"])
     with uproot.open(files[0]) as f:
         names = f["Events"].keys()
-    assert not [b for b in names if b.startswith("GenPart") or b.endswith(("genPartIdx", "hadronFlavour")) or b == "genWeight"]
+    assert not [
+        b for b in names if b.startswith("GenPart") or b.endswith(("genPartIdx", "hadronFlavour")) or b == "genWeight"
+    ]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        per_file = [NanoEventsFactory.from_root({p: "Events"}, schemaclass=NanoAODSchema, mode="eager").events() for p in files]
+        per_file = [
+            NanoEventsFactory.from_root({p: "Events"}, schemaclass=NanoAODSchema, mode="eager").events() for p in files
+        ]
     assert not [w for w in caught if "cross-reference target" in str(w.message)]
     assert sum(len(e) for e in per_file) == meta["nevents"]
     numbers = np.concatenate([ak.to_numpy(e.event) for e in per_file])
     assert (numbers == np.arange(1, meta["nevents"] + 1)).all()
     events = per_file[0]
-    assert ak.sum(ak.num(events.Muon)) > 0 and ak.sum(ak.num(events.Jet)) > 0
+    assert ak.sum(ak.num(events.Muon)) > 0
+    assert ak.sum(ak.num(events.Jet)) > 0
     # the events are the first sigma*L events of each source, unchanged: same MET values
     met = np.sort(np.concatenate([ak.to_numpy(e.MET.pt) for e in per_file]))
     sources = []
@@ -60,7 +67,9 @@ def test_pseudo_data_mixture(generated_cocktail, tmp_path):
     np.testing.assert_array_equal(met, np.sort(np.concatenate(sources)))
 
     # same seed, same data
-    again = mixture.build_pseudo_data(fileset, processes=processes, out=tmp_path / "again", seed=4, events_per_file=150)["data"]
+    again = mixture.build_pseudo_data(
+        fileset, processes=processes, out=tmp_path / "again", seed=4, events_per_file=150
+    )["data"]
     assert pd.read_parquet(again["metadata"]["labels"])["process"].tolist() == labels["process"].tolist()
 
 

@@ -1,20 +1,23 @@
 """CMS Open Data 2012 manifest: records, filesets from cached lists, and the no-network error."""
+
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
-
-from cms_anomaly.datasets import opendata
 from cms_anomaly.analyses.cli import main
+from cms_anomaly.datasets import opendata
 
 
 def test_manifest_has_the_top_rediscovery_records():
     manifest = opendata.load_manifest("2012")
     by_recid = {r.recid: r for r in manifest.records}
-    assert by_recid[31127].dataset == "SingleMu_Run2012B" and by_recid[31127].readable
-    assert by_recid[31133].dataset == "SingleMu_Run2012C" and by_recid[31133].is_data
-    assert by_recid[31102].readable and by_recid[31102].xsec_pb == pytest.approx(252.9)
+    assert by_recid[31127].dataset == "SingleMu_Run2012B"
+    assert by_recid[31127].readable
+    assert by_recid[31133].dataset == "SingleMu_Run2012C"
+    assert by_recid[31133].is_data
+    assert by_recid[31102].readable
+    assert by_recid[31102].xsec_pb == pytest.approx(252.9)
     aod = {r.recid for r in manifest.records if not r.readable}
     assert {9863, 9864, 9865, 7719, 7721, 7722, 7723, 9587} <= aod
     assert manifest.sqrt_s == 8000.0
@@ -31,7 +34,8 @@ def test_fileset_from_cached_file_lists(tmp_path):
     assert set(fileset) == {"SingleMu_Run2012B", "SingleMu_Run2012C", "TTbar_aMCatNLO"}
     data = fileset["SingleMu_Run2012B"]
     assert list(data["files"].values()) == ["Events", "Events"]
-    assert data["metadata"]["is_data"] and data["metadata"]["lumi_pb"] == pytest.approx(4429.0)
+    assert data["metadata"]["is_data"]
+    assert data["metadata"]["lumi_pb"] == pytest.approx(4429.0)
     assert fileset["TTbar_aMCatNLO"]["metadata"]["xsec_pb"] == pytest.approx(252.9)
     with pytest.raises(opendata.ManifestError, match="exist only as AOD"):
         opendata.build_fileset(cache=tmp_path, datasets=["W1JetsToLNu"])
@@ -45,7 +49,8 @@ def test_no_network_gives_one_clear_error(tmp_path):
     with pytest.raises(opendata.OpenDataUnavailableError) as err:
         opendata.resolve_files(record, manifest, cache=tmp_path, timeout=5)
     message = str(err.value)
-    assert "record 31127" in message and f"{record.recid}.txt" in message
+    assert "record 31127" in message
+    assert f"{record.recid}.txt" in message
 
 
 def test_cli_reports_project_errors_without_traceback(tmp_path, capsys, monkeypatch):
@@ -55,14 +60,26 @@ def test_cli_reports_project_errors_without_traceback(tmp_path, capsys, monkeypa
     monkeypatch.setattr(opendata, "resolve_files", offline)
     assert main(["opendata", "fileset", "--out", str(tmp_path / "fs.json")]) == 2
     err = capsys.readouterr().err
-    assert "error: cannot reach the CERN Open Data portal" in err and "Traceback" not in err
+    assert "error: cannot reach the CERN Open Data portal" in err
+    assert "Traceback" not in err
     assert not (tmp_path / "fs.json").exists()
 
 
 def test_generate_list_and_help(capsys):
     assert main(["generate", "--list"]) == 0
     out = capsys.readouterr().out
-    for name in ("wjets", "zjets", "ttbar", "qcd", "ato4l", "lq_btau", "h0_tautau", "hplus_taunu", "zprime_xy", "hplus_t"):
+    for name in (
+        "wjets",
+        "zjets",
+        "ttbar",
+        "qcd",
+        "ato4l",
+        "lq_btau",
+        "h0_tautau",
+        "hplus_taunu",
+        "zprime_xy",
+        "hplus_t",
+    ):
         assert name in out
     with pytest.raises(SystemExit) as exc:
         main(["generate", "--help"])

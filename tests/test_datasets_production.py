@@ -1,4 +1,5 @@
 """Generated NanoAOD: schema conformance with real CMS files, and physics sanity per process."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,6 @@ import numpy as np
 import pytest
 import uproot
 from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
-
 from conftest import COCKTAIL_EVENTS, COCKTAIL_SEED
 
 MEDIUM_WP = 0.2783  # DeepJet medium working point
@@ -17,7 +17,7 @@ MEDIUM_WP = 0.2783  # DeepJet medium working point
 
 def _events(cocktail, process):
     fileset = json.loads((cocktail / "fileset.json").read_text())
-    files = {path: "Events" for path in fileset[process]["files"]}
+    files = dict.fromkeys(fileset[process]["files"], "Events")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         events = NanoEventsFactory.from_root(files, schemaclass=NanoAODSchema, mode="eager").events()
@@ -31,11 +31,14 @@ def test_fileset_metadata(generated_cocktail):
         meta = entry["metadata"]
         assert meta["process"] == name
         assert meta["nevents"] == COCKTAIL_EVENTS[name] == meta["sumw"]
-        assert meta["seed"] == COCKTAIL_SEED and meta["is_data"] is False
-        assert meta["xsec_pb"] > 0 and 0 < meta["filter_efficiency"] <= 1
+        assert meta["seed"] == COCKTAIL_SEED
+        assert meta["is_data"] is False
+        assert meta["xsec_pb"] > 0
+        assert 0 < meta["filter_efficiency"] <= 1
         assert meta["xsec_pb"] == pytest.approx(meta["sigma_gen_pb"] * meta["filter_efficiency"])
         for path, tree in entry["files"].items():
-            assert tree == "Events" and path.endswith(".root")
+            assert tree == "Events"
+            assert path.endswith(".root")
             with uproot.open(path) as f:
                 assert f["Events"].num_entries == meta["nevents"] or len(entry["files"]) > 1
                 runs = f["Runs"].arrays(library="np")
@@ -77,13 +80,13 @@ def test_branch_types_match_real_nanoaod(generated_cocktail, real_nanoaod_files)
         with uproot.open(path) as f:
             for name, branch in f["Events"].items():
                 reference.setdefault(name, branch.typename)
-    shared = [b for b in ours.keys() if b in reference and not b.startswith("n")]
+    shared = [b for b in ours.keys() if b in reference and not b.startswith("n")]  # noqa: SIM118 - uproot: iterating yields branches, keys() the names
     assert len(shared) > 80
     mismatched = {b: (ours[b].typename, reference[b]) for b in shared if ours[b].typename != reference[b]}
     # nConstituents is uint8 in the 2015 Open Data file and int32 in v9 NanoAOD; we follow v9
     mismatched.pop("Jet_nConstituents", None)
     assert not mismatched
-    ours_only = sorted(b for b in ours.keys() if b not in reference and not b.startswith("n"))
+    ours_only = sorted(b for b in ours.keys() if b not in reference and not b.startswith("n"))  # noqa: SIM118 - uproot: iterating yields branches, keys() the names
     assert ours_only == []  # every branch we write exists, with this name, in real (PF)NanoAOD
 
 

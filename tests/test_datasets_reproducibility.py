@@ -1,4 +1,5 @@
 """Same seed -> same events; a killed production resumes without partial files."""
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,19 @@ import awkward as ak
 import numpy as np
 import pytest
 import uproot
-
 from cms_anomaly.datasets import production
 
-BRANCHES = ["event", "nMuon", "Muon_pt", "Jet_pt", "Jet_btagDeepFlavB", "FatJet_tau2", "PFCands_pt", "MET_pt", "GenPart_pdgId"]
+BRANCHES = [
+    "event",
+    "nMuon",
+    "Muon_pt",
+    "Jet_pt",
+    "Jet_btagDeepFlavB",
+    "FatJet_tau2",
+    "PFCands_pt",
+    "MET_pt",
+    "GenPart_pdgId",
+]
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
@@ -27,13 +37,13 @@ def _read(path: Path) -> dict[str, np.ndarray]:
 
 
 def test_same_seed_gives_identical_events_and_other_seed_differs(tmp_path):
-    kwargs = dict(events=40, events_per_file=20, executor="local")
+    kwargs = {"events": 40, "events_per_file": 20, "executor": "local"}
     a = production.produce(["ttbar"], out=tmp_path / "a", seed=5, **kwargs)
     b = production.produce(["ttbar"], out=tmp_path / "b", seed=5, **kwargs)
     c = production.produce(["ttbar"], out=tmp_path / "c", seed=6, **kwargs)
     files = [sorted(r["datasets"]["ttbar"]["files"]) for r in (a, b, c)]
     assert len(files[0]) == 2
-    for fa, fb in zip(files[0], files[1]):
+    for fa, fb in zip(files[0], files[1], strict=True):
         ra, rb = _read(Path(fa)), _read(Path(fb))
         for branch in BRANCHES:
             assert ra[branch].tolist() == rb[branch].tolist(), branch
@@ -55,8 +65,23 @@ def test_files_do_not_depend_on_the_executor(tmp_path):
 
 def test_killed_production_resumes(tmp_path):
     out = tmp_path / "prod"
-    cmd = [sys.executable, "-m", "cms_anomaly.analyses.cli", "generate", "wjets", "--events", "90",
-           "--events-per-file", "30", "--seed", "3", "--out", str(out), "--executor", "local"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cms_anomaly.analyses.cli",
+        "generate",
+        "wjets",
+        "--events",
+        "90",
+        "--events-per-file",
+        "30",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--executor",
+        "local",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
     first = out / "wjets" / "wjets_s3_0000.json"
@@ -92,7 +117,8 @@ def test_moved_production_resumes_in_its_new_place(tmp_path):
     again = production.produce(["zjets"], out=tmp_path / "new", events=20, seed=4, executor="local")
     assert all(r["skipped"] for r in again["results"])
     files = list(json.loads((tmp_path / "new" / "fileset.json").read_text())["zjets"]["files"])
-    assert files and all(Path(f).is_file() and Path(f).is_relative_to(tmp_path / "new") for f in files)
+    assert files
+    assert all(Path(f).is_file() and Path(f).is_relative_to(tmp_path / "new") for f in files)
 
 
 def test_failed_job_names_the_file_and_keeps_the_others(tmp_path):
@@ -106,11 +132,13 @@ def test_failed_job_names_the_file_and_keeps_the_others(tmp_path):
 def test_centre_of_mass_energy_is_part_of_the_configuration(tmp_path):
     eight = production.produce(["zjets"], out=tmp_path, events=20, seed=4, executor="local", sqrt_s=8000.0)
     meta8 = eight["datasets"]["zjets"]["metadata"]
-    assert meta8["sqrt_s"] == 8000.0 and not eight["results"][0]["skipped"]
+    assert meta8["sqrt_s"] == 8000.0
+    assert not eight["results"][0]["skipped"]
     # the same production at 13 TeV is a different configuration: regenerated, larger cross section
     thirteen = production.produce(["zjets"], out=tmp_path, events=20, seed=4, executor="local")
     meta13 = thirteen["datasets"]["zjets"]["metadata"]
-    assert meta13["sqrt_s"] == 13000.0 and not thirteen["results"][0]["skipped"]
+    assert meta13["sqrt_s"] == 13000.0
+    assert not thirteen["results"][0]["skipped"]
     assert meta13["sigma_gen_pb"] > 1.2 * meta8["sigma_gen_pb"]
 
 
@@ -130,7 +158,8 @@ def test_resume_checks_the_cached_files_and_cleans_up(tmp_path):
     again = production.produce(["zjets"], out=out, events=20, seed=8, executor="local")
     assert [r["skipped"] for r in again["results"]] == [False]
     with uproot.open(path) as f:  # regenerated with the same events (same seed)
-        assert f["Events"].num_entries == 20 and ak.all(f["Events"]["Muon_pt"].array() == muon_pt)
+        assert f["Events"].num_entries == 20
+        assert ak.all(f["Events"]["Muon_pt"].array() == muon_pt)
     assert not stale.exists()
     fileset = json.loads((out / "fileset.json").read_text())
     assert fileset["zjets"]["metadata"]["nevents"] == 20

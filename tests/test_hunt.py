@@ -7,6 +7,7 @@ independently below, from the labelled events before any anomaly selection). The
 an unlabelled real-data fileset (with a truncated file) through the command line, run the unlabelled
 path, ``--skip-bad-files`` and ``--strict``.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from cms_anomaly.analyses.analysis import Execution
 from cms_anomaly.analyses.hunt import HuntConfig, run_hunt
 
@@ -25,8 +25,9 @@ SIGNAL, FRACTION = "hplus_t", 0.05
 
 
 def _config(**changes) -> HuntConfig:
-    return HuntConfig(events=SMALL, epochs=40, npe=2000, seed=7,
-                      execution=Execution(executor="futures", workers=2), **changes)
+    return HuntConfig(
+        events=SMALL, epochs=40, npe=2000, seed=7, execution=Execution(executor="futures", workers=2), **changes
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,8 @@ def injected(work, null):  # after the null run: the same SM productions, reused
 
 def test_without_a_signal_nothing_is_found(null):
     assert null.background_ok
-    assert null.z_global < 2.0 and 0.02 < null.p_global <= 1.0
+    assert null.z_global < 2.0
+    assert 0.02 < null.p_global <= 1.0
     text = null.summary.read_text()
     assert "no significant excess" in text or "compatible with a fluctuation" in text
     assert "describes the data" in text
@@ -54,9 +56,23 @@ def test_without_a_signal_nothing_is_found(null):
     for name in ("index.html", "summary.json", "events.csv", "events.parquet", "events.html", "rarity.png"):
         assert (report / name).stat().st_size > 0, name
     events = pd.read_parquet(report / "events.parquet")
-    assert len(events) == 100 and events["rarity"].is_monotonic_decreasing
-    for column in ("id", "run", "luminosityBlock", "event", "fold", "selected_at_alpha", "ht", "met", "mu1_pt",
-                   "jet1_pt", "jet1_eta", "jet1_phi", "n_bjets"):
+    assert len(events) == 100
+    assert events["rarity"].is_monotonic_decreasing
+    for column in (
+        "id",
+        "run",
+        "luminosityBlock",
+        "event",
+        "fold",
+        "selected_at_alpha",
+        "ht",
+        "met",
+        "mu1_pt",
+        "jet1_pt",
+        "jet1_eta",
+        "jet1_phi",
+        "n_bjets",
+    ):
         assert column in events.columns, column
     assert set(events["fold"]) <= {0, 1, 2}
     payload = json.loads((report / "summary.json").read_text())
@@ -68,13 +84,17 @@ def test_without_a_signal_nothing_is_found(null):
 def _distinguishing_features(work: Path, top: int = 6) -> list[str]:
     """The features whose distributions differ most (Kolmogorov-Smirnov) between the hidden signal and the
     SM events of the pseudo-data after the event selection, from the pass-1 tables and the labels."""
-    from scipy.stats import ks_2samp
-
     from cms_anomaly.analyses.hunt import EVENT_FEATURES, MASS_FEATURES
     from cms_anomaly.processors.feature_io import read_feature_tables
+    from scipy.stats import ks_2samp
 
-    table = pd.DataFrame(read_feature_tables(work / "injected" / "pass1" / "features" / "data",
-                                             columns=["event", *EVENT_FEATURES, *MASS_FEATURES], as_numpy=True))
+    table = pd.DataFrame(
+        read_feature_tables(
+            work / "injected" / "pass1" / "features" / "data",
+            columns=["event", *EVENT_FEATURES, *MASS_FEATURES],
+            as_numpy=True,
+        )
+    )
     labels_file = next((work / "samples").glob(f"pseudodata_s7_{SIGNAL}_*/data_labels.parquet"))
     labels = pd.read_parquet(labels_file).set_index("event")["process"]
     is_signal = labels.reindex(table["event"].to_numpy()).to_numpy() == SIGNAL
@@ -91,7 +111,9 @@ def test_a_hidden_signal_is_found_listed_and_characterised(injected, work):
     top = pd.read_csv(injected.events).head(10)
     assert (top["true_process"] == SIGNAL).mean() >= 0.5
     assert injected.z_global >= 3.0
-    assert "evidence for an excess" in injected.summary.read_text() or "significant excess" in injected.summary.read_text()
+    assert (
+        "evidence for an excess" in injected.summary.read_text() or "significant excess" in injected.summary.read_text()
+    )
     # the ranking names what distinguishes the signal (derived from the labels, independently of the hunt)
     truth = _distinguishing_features(work)
     assert set(injected.ranked_features[:3]) & set(truth), (injected.ranked_features[:5], truth)
@@ -106,20 +128,53 @@ def test_unlabelled_data_fileset_and_strict_through_the_command_line(injected, w
     corrupt = work / "truncated.root"
     corrupt.write_bytes(Path(files[0]).read_bytes()[:5000])  # a copy cut short
     fileset = work / "data.json"
-    fileset.write_text(json.dumps({"Run2026X": {"files": {f: "Events" for f in [*files, str(corrupt)]},
-                                                "metadata": {"is_data": True, "lumi_pb": payload["lumi_pb"]}}}))
+    fileset.write_text(
+        json.dumps(
+            {
+                "Run2026X": {
+                    "files": dict.fromkeys([*files, str(corrupt)], "Events"),
+                    "metadata": {"is_data": True, "lumi_pb": payload["lumi_pb"]},
+                }
+            }
+        )
+    )
     out = work / "real"
-    code = main(["hunt", "--data-fileset", str(fileset), "--out", str(out), "--samples", str(work / "samples"),
-                 "--events", "0.2", "--epochs", "40", "--npe", "2000", "--seed", "7", "--executor", "futures",
-                 "--workers", "2", "--strict", "--skip-bad-files"])
+    code = main(
+        [
+            "hunt",
+            "--data-fileset",
+            str(fileset),
+            "--out",
+            str(out),
+            "--samples",
+            str(work / "samples"),
+            "--events",
+            "0.2",
+            "--epochs",
+            "40",
+            "--npe",
+            "2000",
+            "--seed",
+            "7",
+            "--executor",
+            "futures",
+            "--workers",
+            "2",
+            "--strict",
+            "--skip-bad-files",
+        ]
+    )
     printed = capsys.readouterr().out
     # the hidden process shifts H_T, N_J, N_b before any anomaly selection: --strict fails the job
-    assert code == 3 and "does not describe the data" in printed
+    assert code == 3
+    assert "does not describe the data" in printed
     assert "truncated.root" in (out / "report" / "summary.md").read_text()  # left out, and said so
     events = pd.read_csv(out / "report" / "events.csv")
-    assert "true_process" not in events.columns and set(events["process"]) == {"data"}
+    assert "true_process" not in events.columns
+    assert set(events["process"]) == {"data"}
     real = json.loads((out / "report" / "summary.json").read_text())
-    assert real["result"]["labelled"] == [] and real["result"]["n_data"] == payload["result"]["n_data"]
+    assert real["result"]["labelled"] == []
+    assert real["result"]["n_data"] == payload["result"]["n_data"]
     assert np.isclose(real["result"]["scan"]["z_global"], payload["result"]["scan"]["z_global"], atol=1e-9)
 
 
@@ -129,12 +184,37 @@ def test_real_cms_nanoaod_with_too_few_events_stops_with_one_line(null, work, re
     from cms_anomaly.analyses.cli import main
 
     fileset = work / "dimuon.json"
-    fileset.write_text(json.dumps({"DoubleMu": {"files": {str(real_nanoaod_files["dimuon"]): "Events"},
-                                                "metadata": {"is_data": True, "lumi_pb": 0.001}}}))
-    code = main(["hunt", "--data-fileset", str(fileset), "--out", str(work / "dimuon"), "--samples", str(work / "samples"),
-                 "--events", "0.2", "--seed", "7", "--executor", "iterative"])
+    fileset.write_text(
+        json.dumps(
+            {
+                "DoubleMu": {
+                    "files": {str(real_nanoaod_files["dimuon"]): "Events"},
+                    "metadata": {"is_data": True, "lumi_pb": 0.001},
+                }
+            }
+        )
+    )
+    code = main(
+        [
+            "hunt",
+            "--data-fileset",
+            str(fileset),
+            "--out",
+            str(work / "dimuon"),
+            "--samples",
+            str(work / "samples"),
+            "--events",
+            "0.2",
+            "--seed",
+            "7",
+            "--executor",
+            "iterative",
+        ]
+    )
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error" in line.lower()]
-    assert code == 2 and len(errors) == 1 and "Traceback" not in err  # (progress bars aside)
+    assert code == 2
+    assert len(errors) == 1
+    assert "Traceback" not in err
     assert errors[0].startswith("cms-anomaly hunt: error: only 0 data events pass the top_rediscovery selection")
     assert "needs >= 30" in errors[0]

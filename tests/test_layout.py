@@ -6,6 +6,7 @@ rates, which are statistics). ``processors`` (what runs on a worker) never impor
 the processor takes any scorer satisfying its ``Scorer`` protocol. Every import counts, also the
 ones inside functions.
 """
+
 from __future__ import annotations
 
 import ast
@@ -14,8 +15,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = {"datasets": "datasets", "processors": "processors", "models": "models", "stats": "stats",
-            "analyses": "analyses", "cms_anomaly": "cms_anomaly"}
+PACKAGES = {
+    "datasets": "datasets",
+    "processors": "processors",
+    "models": "models",
+    "stats": "stats",
+    "analyses": "analyses",
+    "cms_anomaly": "cms_anomaly",
+}
 #: package -> the project packages it may import (besides itself)
 ALLOWED: dict[str, set[str]] = {
     "datasets": set(),
@@ -106,7 +113,7 @@ def test_no_circular_import_between_modules():
         state[node] = 1
         for nxt in sorted(graph[node] & graph.keys()):
             if state.get(nxt) == 1:
-                cycles.append(" -> ".join([*stack[stack.index(nxt):], nxt]))
+                cycles.append(" -> ".join([*stack[stack.index(nxt) :], nxt]))
             elif nxt not in state:
                 visit(nxt, [*stack, nxt])
         state[node] = 2

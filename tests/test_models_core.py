@@ -1,4 +1,5 @@
 """Models (issue 4): losses go down, TorchScript round trip, DisCo hand values, thresholds, preprocessing."""
+
 from __future__ import annotations
 
 import math
@@ -6,15 +7,14 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from cms_anomaly.models.data import read_samples
 from cms_anomaly.models.double_ae import distance_correlation_squared
 from cms_anomaly.models.export import ModelCard, export_torchscript, load_card
-from cms_anomaly.stats import threshold_at_fpr
 from cms_anomaly.models.feature_sets import HLF21, get_feature_set
 from cms_anomaly.models.pipeline import build_model, split_cocktail
 from cms_anomaly.models.training import TrainConfig, train
 from cms_anomaly.models.vae import VAE, clipped_tanh, p_isrlu
+from cms_anomaly.stats import threshold_at_fpr
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_distance_correlation_independent_vs_dependent():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2000, generator=g, dtype=torch.float64)
     y_ind = torch.randn(2000, generator=g, dtype=torch.float64)
-    y_dep = x ** 2 + 0.1 * torch.randn(2000, generator=g, dtype=torch.float64)
+    y_dep = x**2 + 0.1 * torch.randn(2000, generator=g, dtype=torch.float64)
     d_ind = float(distance_correlation_squared(x, y_ind))
     d_dep = float(distance_correlation_squared(x, y_dep))
     assert d_ind < 0.01  # V-statistic bias ~ 1/n
@@ -49,10 +49,11 @@ def test_distance_correlation_independent_vs_dependent():
 
 def test_distance_correlation_is_differentiable():
     x = torch.linspace(-1, 1, 50, dtype=torch.float64, requires_grad=True)
-    y = (x ** 2).detach()
+    y = (x**2).detach()
     d = distance_correlation_squared(x, y)
     d.backward()
-    assert torch.all(torch.isfinite(x.grad)) and float(x.grad.abs().sum()) > 0
+    assert torch.all(torch.isfinite(x.grad))
+    assert float(x.grad.abs().sum()) > 0
 
 
 # ----------------------------------------------------------------------------- VAE pieces
@@ -76,14 +77,22 @@ def test_vae_likelihoods_hand_values():
     x = torch.tensor([[1.0, 1.0, 0.5, 2.0, 1.0, 3.0]])
     nll = float(vae.nll(x, a1, a2, a3)[0])
     half_log_2pi = 0.5 * math.log(2 * math.pi)
-    phi = lambda t: 0.5 * (1 + math.erf(t / math.sqrt(2)))  # noqa: E731
+    phi = lambda t: 0.5 * (1 + math.erf(t / math.sqrt(2)))
     expected = (
-        -math.log(0.75) + 0.0 + half_log_2pi                                 # log-normal at x=1 (ln x = 0 = mu)
-        + math.log(2.0) + half_log_2pi                                       # Gaussian at its mean, sigma 2
-        + half_log_2pi + 0.5 * 0.25 + math.log(phi(0.0))                     # truncated at mu=0: norm 1/Phi(0)
-        - math.log(phi(0.5) - phi(-0.5)) + math.log(phi(2.5))                # discrete n=2, mu=2
-        - math.log(0.5)                                                      # binomial, p = Ctanh(0)
-        + mu_poisson - 3 * math.log(mu_poisson) + math.log(6.0)              # Poisson n = 3
+        -math.log(0.75)
+        + 0.0
+        + half_log_2pi  # log-normal at x=1 (ln x = 0 = mu)
+        + math.log(2.0)
+        + half_log_2pi  # Gaussian at its mean, sigma 2
+        + half_log_2pi
+        + 0.5 * 0.25
+        + math.log(phi(0.0))  # truncated at mu=0: norm 1/Phi(0)
+        - math.log(phi(0.5) - phi(-0.5))
+        + math.log(phi(2.5))  # discrete n=2, mu=2
+        - math.log(0.5)  # binomial, p = Ctanh(0)
+        + mu_poisson
+        - 3 * math.log(mu_poisson)
+        + math.log(6.0)  # Poisson n = 3
     )
     assert nll == pytest.approx(expected, rel=1e-5)
     # the delta at zero of the log-normal
@@ -111,9 +120,13 @@ def test_alad_encoding_is_39_dims_for_hlf21(hlf21_samples):
 # ----------------------------------------------------------------------------- training
 @pytest.mark.parametrize(
     ("kind", "fs", "batch", "lr", "steps", "epochs"),
-    [("ae", "rmm", 100, 1e-3, 40, 3), ("vae", "hlf21", 200, 1e-3, 40, 3), ("double-ae", "objects", 500, 1e-3, 8, 3),
-     # adversarial training: the L1 score first fluctuates, a few hundred steps bring it down
-     ("alad", "hlf21", 50, 1e-3, 100, 12)],
+    [
+        ("ae", "rmm", 100, 1e-3, 40, 3),
+        ("vae", "hlf21", 200, 1e-3, 40, 3),
+        ("double-ae", "objects", 500, 1e-3, 8, 3),
+        # adversarial training: the L1 score first fluctuates, a few hundred steps bring it down
+        ("alad", "hlf21", 50, 1e-3, 100, 12),
+    ],
 )
 def test_model_trains_and_exports(kind, fs, batch, lr, steps, epochs, model_feature_tables, tmp_path):
     from dataclasses import replace
@@ -125,15 +138,29 @@ def test_model_trains_and_exports(kind, fs, batch, lr, steps, epochs, model_feat
     model.eval()
     with torch.no_grad():
         before = float(model.validation_loss(torch.as_tensor(val_s.x)))
-    cfg = TrainConfig(hyper=replace(hyper, batch_size=batch, lr=lr, patience=100), epochs=epochs, seed=2,
-                      progress=False, max_steps_per_epoch=steps, threads=1)
+    cfg = TrainConfig(
+        hyper=replace(hyper, batch_size=batch, lr=lr, patience=100),
+        epochs=epochs,
+        seed=2,
+        progress=False,
+        max_steps_per_epoch=steps,
+        threads=1,
+    )
     result = train(model, train_s.x, val_s.x, config=cfg)
     assert result.epochs_run == epochs
-    assert result.best_val_loss < before, f"{kind}: validation loss did not go down ({before} -> {result.best_val_loss})"
+    assert result.best_val_loss < before, (
+        f"{kind}: validation loss did not go down ({before} -> {result.best_val_loss})"
+    )
     for suffix, module in model.export_modules().items():
         path = tmp_path / f"{kind}{suffix}.pt"
-        card = ModelCard(model_type=model.kind, feature_set=fs, feature_names=list(fset.columns), n_inputs=fset.width,
-                         output_names=list(getattr(module, "output_names", model.output_names)), score=suffix or "score")
+        card = ModelCard(
+            model_type=model.kind,
+            feature_set=fs,
+            feature_names=list(fset.columns),
+            n_inputs=fset.width,
+            output_names=list(getattr(module, "output_names", model.output_names)),
+            score=suffix or "score",
+        )
         export_torchscript(module, path, card=card)
         loaded = torch.jit.load(str(path))
         x = torch.as_tensor(val_s.x)
@@ -161,7 +188,8 @@ def test_training_resumes_from_checkpoint(hlf21_samples, tmp_path):
     ref_model, ref = run(3, False, tmp_path / "a.ckpt")
     run(2, False, tmp_path / "b.ckpt")
     model, res = run(3, True, tmp_path / "b.ckpt")  # continues at epoch 3
-    assert res.epochs_run == 3 and len(res.history) == 3
+    assert res.epochs_run == 3
+    assert len(res.history) == 3
     assert [h["val_loss"] for h in res.history] == pytest.approx([h["val_loss"] for h in ref.history], rel=1e-5)
     x = torch.as_tensor(val_s.x)
     with torch.no_grad():
@@ -188,7 +216,7 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(hlf21_samples, tmp_path
     torch.save({"model": _Payload(marker)}, ckpt)
     model, hyper = build_model("vae", train_s.x, feature_set=fset, seed=4)
     cfg = TrainConfig(hyper=hyper, epochs=1, seed=4, progress=False, threads=1)
-    with pytest.raises(TrainingError, match="evil.ckpt: cannot resume"):
+    with pytest.raises(TrainingError, match=r"evil\.ckpt: cannot resume"):
         train(model, train_s.x, val_s.x, config=cfg, checkpoint=ckpt, resume=True)
     assert not marker.exists()
 
@@ -225,7 +253,9 @@ def test_disco_lambda_decorrelates_the_two_losses(model_feature_tables):
     dcor = {}
     for lam in (0.0, 100.0):
         model, hyper = build_model("double-ae", train_s.x, feature_set=fset, seed=2, lam=lam)
-        cfg = TrainConfig(hyper=replace(hyper, batch_size=500, patience=100), epochs=6, seed=2, progress=False, threads=1)
+        cfg = TrainConfig(
+            hyper=replace(hyper, batch_size=500, patience=100), epochs=6, seed=2, progress=False, threads=1
+        )
         train(model, train_s.x, val_s.x, config=cfg)
         with torch.no_grad():
             r = model(torch.as_tensor(val_s.x)).numpy()
@@ -260,12 +290,14 @@ def test_vae_kl_to_the_learnable_prior():
         vae.prior_log_sigma.copy_(torch.as_tensor(rng.normal(0, 0.3, latent), dtype=torch.float32))
     mu_z = torch.as_tensor(rng.normal(0, 1, (5, latent)), dtype=torch.float32)
     sigma_z = torch.as_tensor(rng.uniform(0.2, 2.0, (5, latent)), dtype=torch.float32)
-    ref = torch.distributions.kl_divergence(torch.distributions.Normal(mu_z, sigma_z),
-                                            torch.distributions.Normal(vae.prior_mu, vae.prior_log_sigma.exp())).sum(1)
+    ref = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mu_z, sigma_z), torch.distributions.Normal(vae.prior_mu, vae.prior_log_sigma.exp())
+    ).sum(1)
     torch.testing.assert_close(vae.kl(mu_z, sigma_z), ref, rtol=1e-5, atol=1e-6)
     vae.zero_grad()
     vae.loss(torch.as_tensor(x[:64])).backward()
-    assert float(vae.prior_mu.grad.abs().sum()) > 0 and float(vae.prior_log_sigma.grad.abs().sum()) > 0
+    assert float(vae.prior_mu.grad.abs().sum()) > 0
+    assert float(vae.prior_log_sigma.grad.abs().sum()) > 0
 
 
 def test_double_ae_preprocessing_survives_a_rare_object():
@@ -277,7 +309,7 @@ def test_double_ae_preprocessing_survives_a_rare_object():
     rng = np.random.default_rng(1)
     x = np.zeros((2000, 57), np.float32)
     x[:, 0::3] = rng.lognormal(3.5, 0.8, (2000, 19))  # pT
-    x[:, 1::3] = rng.normal(0, 1.2, (2000, 19))       # eta
+    x[:, 1::3] = rng.normal(0, 1.2, (2000, 19))  # eta
     x[:, 2::3] = rng.uniform(-np.pi, np.pi, (2000, 19))  # phi
     x[:, 18:21] = 0.0
     x[0, 18:21] = (40.0, 0.4, 2.6)  # one training event has the rare object

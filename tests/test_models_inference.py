@@ -1,4 +1,5 @@
 """Scorers for the processor (coffea.ml_tools wrappers), model cards, CLI train/evaluate on feature tables."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ import awkward as ak
 import numpy as np
 import pytest
 import torch
-
 from cms_anomaly.models.data import read_samples
 from cms_anomaly.models.errors import FeatureMismatchError, ModelCardError
 from cms_anomaly.models.export import load_card
@@ -34,31 +34,47 @@ def trained_dir(model_feature_tables, tmp_path_factory):
     opts = TrainOptions(epochs=2, seed=3, progress=False, threads=1, max_steps_per_epoch=10)
     train_and_export("vae", features_dir=model_feature_tables, out_dir=out, options=opts)
     train_and_export("alad", features_dir=model_feature_tables, out_dir=out, options=opts)
-    train_and_export("double-ae", features_dir=model_feature_tables, out_dir=out,
-                     options=TrainOptions(epochs=1, seed=3, progress=False, threads=1, batch_size=500,
-                                          max_steps_per_epoch=2))
+    train_and_export(
+        "double-ae",
+        features_dir=model_feature_tables,
+        out_dir=out,
+        options=TrainOptions(epochs=1, seed=3, progress=False, threads=1, batch_size=500, max_steps_per_epoch=2),
+    )
     train_bdts(features_dir=model_feature_tables, out_dir=out, seed=3)
     return out
 
 
 def test_exported_files_and_cards(trained_dir):
     names = sorted(p.name for p in trained_dir.iterdir() if not p.name.endswith(".ckpt"))
-    for stem in ("vae_hlf21", "alad_hlf21_l1", "alad_hlf21_l2", "alad_hlf21_logits", "alad_hlf21_features",
-                 "double_ae_objects", "bdt_ato4l_hlf21", "bdt_lq_btau_hlf21"):
+    for stem in (
+        "vae_hlf21",
+        "alad_hlf21_l1",
+        "alad_hlf21_l2",
+        "alad_hlf21_logits",
+        "alad_hlf21_features",
+        "double_ae_objects",
+        "bdt_ato4l_hlf21",
+        "bdt_lq_btau_hlf21",
+    ):
         assert any(n.startswith(stem + ".") for n in names if not n.endswith(".card.json")), stem
         assert f"{stem}.card.json" in names
     card = load_card(trained_dir / "vae_hlf21.pt")
-    assert card.feature_names == list(HLF21) and card.n_inputs == 21
+    assert card.feature_names == list(HLF21)
+    assert card.n_inputs == 21
     assert card.output_names == ["loss_reco"]
     assert card.training["datasets"] == ["ttbar", "wjets"]
-    assert card.training["seed"] == 3 and card.training["n_train"] + card.training["n_validation"] == 4500
+    assert card.training["seed"] == 3
+    assert card.training["n_train"] + card.training["n_validation"] == 4500
     th = card.thresholds["loss_reco"]
     assert set(th) == {"5.4e-06", "1e-05", "0.001"}
     # 2250 SM validation events (n_eff < 2250): 1e-3 -> ~2 events above, so extrapolated, stated in the card
-    assert th["5.4e-06"]["method"] == "exponential_tail_fit" and "note" in th["5.4e-06"]
+    assert th["5.4e-06"]["method"] == "exponential_tail_fit"
+    assert "note" in th["5.4e-06"]
     assert th["5.4e-06"]["threshold"] > th["0.001"]["threshold"]
     dae = load_card(trained_dir / "double_ae_objects.pt")
-    assert dae.output_names == ["r1", "r2"] and dae.feature_names == ["objects"] and dae.n_inputs == 57
+    assert dae.output_names == ["r1", "r2"]
+    assert dae.feature_names == ["objects"]
+    assert dae.n_inputs == 57
 
 
 def test_torch_scorer_matches_python_module_on_raw_features(trained_dir, model_feature_tables):
@@ -67,9 +83,12 @@ def test_torch_scorer_matches_python_module_on_raw_features(trained_dir, model_f
     rec, x = _records(samples, list(HLF21), fs=fs)
     scorer = load_scorer(trained_dir / "vae_hlf21.pt", feature_names=list(HLF24) + [n for n in HLF21 if n not in HLF24])
     assert isinstance(scorer, TorchScorer)
-    assert scorer.name == "vae_hlf21" and scorer.output_names == ["loss_reco"]
+    assert scorer.name == "vae_hlf21"
+    assert scorer.output_names == ["loss_reco"]
     got = scorer(rec)
-    assert isinstance(got, np.ndarray) and got.shape == (len(x),) and np.all(np.isfinite(got))
+    assert isinstance(got, np.ndarray)
+    assert got.shape == (len(x),)
+    assert np.all(np.isfinite(got))
     ref = torch.jit.load(str(trained_dir / "vae_hlf21.pt"))(torch.as_tensor(x)).detach().numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-6)
     # empty chunk: (0,) without calling the network
@@ -85,7 +104,8 @@ def test_two_output_scorer_and_alad(trained_dir, model_feature_tables):
     rec, x = _records(read_samples(model_feature_tables, feature_set=fs), [], fs=fs)
     scorer = load_scorer(trained_dir / "double_ae_objects.pt")
     out = scorer(rec)
-    assert out.shape == (len(x), 2) and np.all(np.isfinite(out))
+    assert out.shape == (len(x), 2)
+    assert np.all(np.isfinite(out))
     assert scorer(rec[:0]).shape == (0, 2)
     fs = get_feature_set("hlf21")
     rec, x = _records(read_samples(model_feature_tables, feature_set=fs), list(HLF21), fs=fs)
@@ -120,9 +140,10 @@ def test_feature_mismatch_is_named(trained_dir):
     load_scorer(path, feature_names=swapped)  # a superset in any order is fine: inputs are picked by name
     with pytest.raises(FeatureMismatchError, match="misordered") as err:
         load_scorer(path, feature_names=swapped, exact=True)
-    assert "pt_lep" in str(err.value) and str(path) in str(err.value)
+    assert "pt_lep" in str(err.value)
+    assert str(path) in str(err.value)
     with pytest.raises(FeatureMismatchError, match=r"extra \['ht'\]"):
-        load_scorer(path, feature_names=names + ["ht"], exact=True)
+        load_scorer(path, feature_names=[*names, "ht"], exact=True)
     # a record array lacking a field is refused at call time, naming it
     scorer = load_scorer(path)
     rec = ak.zip({n: np.zeros(3, np.float32) for n in names if n != "mt"})
@@ -133,7 +154,7 @@ def test_feature_mismatch_is_named(trained_dir):
 def test_missing_card_is_an_error(trained_dir, tmp_path):
     lonely = tmp_path / "model.pt"
     lonely.write_bytes((trained_dir / "vae_hlf21.pt").read_bytes())
-    with pytest.raises(ModelCardError, match="model.card.json"):
+    with pytest.raises(ModelCardError, match=r"model\.card\.json"):
         load_scorer(lonely)
 
 
@@ -166,7 +187,7 @@ def test_broken_models_are_named_before_any_chunk(trained_dir, tmp_path):
     data["feature_names"] = list(get_feature_set("hlf24").columns)
     data["n_inputs"] = len(data["feature_names"])
     card.write_text(json.dumps(data))
-    with pytest.raises(ModelCardError, match="alad_hlf21_l1.pt"):
+    with pytest.raises(ModelCardError, match=r"alad_hlf21_l1\.pt"):
         load_scorer(alad)
 
 
@@ -175,14 +196,13 @@ def test_non_finite_weights_are_refused_with_file_and_column(model_feature_table
 
     import pyarrow as pa
     import pyarrow.parquet as pq
-
     from cms_anomaly.models.data import read_dataset
     from cms_anomaly.models.errors import FeatureTableError
     from cms_anomaly.models.feature_sets import get_feature_set
 
-    name = sorted(p.name for p in model_feature_tables.iterdir() if p.is_dir())[0]
+    name = min(p.name for p in model_feature_tables.iterdir() if p.is_dir())
     shutil.copytree(model_feature_tables / name, tmp_path / name)
-    path = sorted((tmp_path / name).glob("*.parquet"))[0]
+    path = min((tmp_path / name).glob("*.parquet"))
     table = pq.read_table(path)
     w = table.column("weight").to_numpy().copy()
     w[3] = np.nan
@@ -194,18 +214,59 @@ def test_non_finite_weights_are_refused_with_file_and_column(model_feature_table
 def test_cli_train_and_evaluate(model_feature_tables, tmp_path, capsys):
     from cms_anomaly.analyses.cli import main
 
-    assert main(["train", "vae", "--features", str(model_feature_tables), "--out", str(tmp_path / "m"),
-                 "--epochs", "2", "--no-progress", "--threads", "1"]) == 0
-    assert (tmp_path / "m" / "vae_hlf21.pt").exists() and (tmp_path / "m" / "vae_hlf21.card.json").exists()
-    assert main(["evaluate", "--features", str(model_feature_tables), "--out", str(tmp_path / "e"),
-                 "--epochs-scale", "0.03", "--no-progress", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--features",
+                str(model_feature_tables),
+                "--out",
+                str(tmp_path / "m"),
+                "--epochs",
+                "2",
+                "--no-progress",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "m" / "vae_hlf21.pt").exists()
+    assert (tmp_path / "m" / "vae_hlf21.card.json").exists()
+    assert (
+        main(
+            [
+                "evaluate",
+                "--features",
+                str(model_feature_tables),
+                "--out",
+                str(tmp_path / "e"),
+                "--epochs-scale",
+                "0.03",
+                "--no-progress",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
-    assert "| ato4l |" in printed and "lambda=100" in printed
+    assert "| ato4l |" in printed
+    assert "lambda=100" in printed
     summary = json.loads((tmp_path / "e" / "evaluation.json").read_text())
     for sig in ("ato4l", "lq_btau"):
         row = summary["metrics"][sig]
-        assert set(row) >= {"VAE", "ALAD l1", "ALAD l2", "ALAD logits", "ALAD features", "AE (RMM)",
-                            "double AE (λ=100)", "BDT (supervised)"}
+        assert set(row) >= {
+            "VAE",
+            "ALAD l1",
+            "ALAD l2",
+            "ALAD logits",
+            "ALAD features",
+            "AE (RMM)",
+            "double AE (λ=100)",
+            "BDT (supervised)",
+        }
         assert all(0.0 <= v["auc"] <= 1.0 for v in row.values())
         # the supervised BDT separates the shifted synthetic signals
         assert row["BDT (supervised)"]["auc"] > 0.9

@@ -1,4 +1,5 @@
 """Every notebook in notebooks/ executes from top to bottom on its small defaults (none may rot)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The k-fold assignment and the top-events accumulator of the processor."""
+
 from __future__ import annotations
 
 import itertools
@@ -6,15 +7,18 @@ import pickle
 
 import numpy as np
 import pytest
-from coffea.processor import accumulate
-
 from cms_anomaly.processors.eventlist import TopEvents
 from cms_anomaly.processors.folds import EventSplit, KFold
+from coffea.processor import accumulate
 
 
 def _chunk(rng, n, start):
-    return {"run": np.ones(n, np.int64), "event": np.arange(start, start + n, dtype=np.int64),
-            "score": rng.exponential(size=n).round(2), "ht": rng.uniform(0, 1000, n)}
+    return {
+        "run": np.ones(n, np.int64),
+        "event": np.arange(start, start + n, dtype=np.int64),
+        "score": rng.exponential(size=n).round(2),
+        "ht": rng.uniform(0, 1000, n),
+    }
 
 
 def test_top_events_is_the_top_of_the_union_in_any_order():
@@ -46,7 +50,8 @@ def test_kfold_is_uniform_deterministic_and_independent_of_the_event_split():
     event = np.arange(1, 30001)
     folds = KFold(3, seed=1).fold(run, event)
     counts = np.bincount(folds, minlength=3)
-    assert counts.sum() == 30000 and np.all(np.abs(counts - 10000) < 4 * np.sqrt(10000 * 2 / 9))
+    assert counts.sum() == 30000
+    assert np.all(np.abs(counts - 10000) < 4 * np.sqrt(10000 * 2 / 9))
     np.testing.assert_array_equal(folds, KFold(3, seed=1).fold(run, event))
     assert np.mean(folds != KFold(3, seed=2).fold(run, event)) > 0.5
     # the early-stopping split inside each fold's training set must not be empty: with the same seed
@@ -54,5 +59,5 @@ def test_kfold_is_uniform_deterministic_and_independent_of_the_event_split():
     val = EventSplit(0.5, seed=1).is_validation(run, event)
     for i in range(3):
         assert 0.4 < val[folds != i].mean() < 0.6
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="k must be >= 2"):
         KFold(1)

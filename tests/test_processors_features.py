@@ -1,4 +1,5 @@
 """Features on constructed events with hand-computed expectations (HLF, isolation, ADC2021 array, RMM)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +9,6 @@ import awkward as ak
 import numpy as np
 import pytest
 import vector
-
 from cms_anomaly.processors import rmm as rmm_mod
 from cms_anomaly.processors import schema
 from cms_anomaly.processors.config import AnalysisConfig
@@ -42,7 +42,9 @@ def make_events(*, muons, electrons=None, photons=None, jets=None, fatjets=None,
         "Photon": _coll(photons or empty, ("pt", "eta", "phi", "mass")),
         "Jet": _coll(jets or empty, ("pt", "eta", "phi", "mass", "btagDeepFlavB")),
         "FatJet": _coll(fatjets or empty, ("pt", "eta", "phi", "mass", "msoftdrop", "tau1", "tau2", "tau3")),
-        "MET": ak.zip({"pt": np.array([m[0] for m in met], np.float32), "phi": np.array([m[1] for m in met], np.float32)}),
+        "MET": ak.zip(
+            {"pt": np.array([m[0] for m in met], np.float32), "phi": np.array([m[1] for m in met], np.float32)}
+        ),
         "genWeight": np.ones(n, np.float32),
     }
     if pfcands is not None:
@@ -52,7 +54,15 @@ def make_events(*, muons, electrons=None, photons=None, jets=None, fatjets=None,
 
 # two muons with known four-vectors (massless, so the formulas below are exact)
 MU1 = {"pt": 50.0, "eta": 0.0, "phi": 0.0, "mass": 0.0, "charge": -1, "pfRelIso03_all": 0.05, "pfRelIso03_chg": 0.03}
-MU2 = {"pt": 35.0, "eta": 1.0, "phi": math.pi / 2, "mass": 0.0, "charge": 1, "pfRelIso03_all": 0.3, "pfRelIso03_chg": 0.3}
+MU2 = {
+    "pt": 35.0,
+    "eta": 1.0,
+    "phi": math.pi / 2,
+    "mass": 0.0,
+    "charge": 1,
+    "pfRelIso03_all": 0.3,
+    "pfRelIso03_chg": 0.3,
+}
 MET = (20.0, math.pi)
 
 
@@ -73,25 +83,32 @@ def test_dimuon_lepton_sums(dimuon):
     assert dimuon["n_mu"] == 2
     assert dimuon["m_mu"] == pytest.approx(m_mumu, rel=1e-5)
     assert dimuon["pt_tot_mu"] == pytest.approx(math.hypot(50, 35), rel=1e-6)
-    assert dimuon["n_ele"] == 0 and dimuon["m_ele"] == 0 and dimuon["pt_tot_ele"] == 0
+    assert dimuon["n_ele"] == 0
+    assert dimuon["m_ele"] == 0
+    assert dimuon["pt_tot_ele"] == 0
 
 
 def test_dimuon_trigger_lepton_and_met(dimuon):
     # both muons are selected (Iso < 0.45); the harder one, MU1, is the trigger lepton
     assert dimuon["pt_lep"] == pytest.approx(50)
-    assert dimuon["charge_lep"] == -1 and dimuon["is_ele"] == 0
+    assert dimuon["charge_lep"] == -1
+    assert dimuon["is_ele"] == 0
     # isolation from pfRelIso03 (no PFCands): charged 0.03, neutral = all - chg = 0.02, photon 0
     assert dimuon["iso_ch"] == pytest.approx(0.03, abs=1e-7)
     assert dimuon["iso_neu"] == pytest.approx(0.02, abs=1e-7)
-    assert dimuon["iso_gamma"] == 0 and dimuon["iso"] == pytest.approx(0.05, abs=1e-7)
+    assert dimuon["iso_gamma"] == 0
+    assert dimuon["iso"] == pytest.approx(0.05, abs=1e-7)
     # MET (20 GeV, phi = pi) is anti-parallel to the lepton at phi = 0
     assert dimuon["met_par"] == pytest.approx(-20, abs=1e-5)
     assert dimuon["met_perp"] == pytest.approx(0, abs=1e-5)
     assert dimuon["mt"] == pytest.approx(math.sqrt(2 * 50 * 20 * 2), rel=1e-6)
     assert dimuon["met"] == pytest.approx(20)
     # S_T: both muons have pT > 30 and |eta| < 2.6; no jets
-    assert dimuon["st"] == pytest.approx(85) and dimuon["ht"] == 0 and dimuon["n_jets"] == 0
-    assert dimuon["n_ch_had"] == -1 and dimuon["n_neu_had"] == -1  # documented fallback without PFCands
+    assert dimuon["st"] == pytest.approx(85)
+    assert dimuon["ht"] == 0
+    assert dimuon["n_jets"] == 0
+    assert dimuon["n_ch_had"] == -1
+    assert dimuon["n_neu_had"] == -1
 
 
 def test_trigger_lepton_is_the_hardest_isolated_one():
@@ -101,13 +118,16 @@ def test_trigger_lepton_is_the_hardest_isolated_one():
     ev = make_events(muons=[[hard, soft]], met=[MET])
     cfg = AnalysisConfig(objects=dataclasses.replace(CFG.objects, trigger_iso_max=0.1))
     f = compute_features(ev, config=cfg)[0]
-    assert f["pt_lep"] == pytest.approx(35) and f["charge_lep"] == 1 and f["iso"] == pytest.approx(0.05)
+    assert f["pt_lep"] == pytest.approx(35)
+    assert f["charge_lep"] == 1
+    assert f["iso"] == pytest.approx(0.05)
     # with the default trigger isolation (0.45) the harder muon is the trigger lepton
     assert compute_features(ev, config=CFG)[0]["pt_lep"] == pytest.approx(50)
     # a lepton above the selected-lepton isolation (0.45) is no lepton at all
     lone = make_events(muons=[[{**MU1, "pfRelIso03_all": 0.46}]], met=[MET])
     f = compute_features(lone, config=CFG)[0]
-    assert f["n_mu"] == 0 and f["pt_lep"] == 0
+    assert f["n_mu"] == 0
+    assert f["pt_lep"] == 0
 
 
 def test_dimuon_rmm_every_cell_type(dimuon):
@@ -115,15 +135,15 @@ def test_dimuon_rmm_every_cell_type(dimuon):
     assert r.shape == (51, 51)
     i1, i2 = 1 + 2 * 10, 1 + 2 * 10 + 1  # muons are type 2
     expected = np.zeros((51, 51))
-    expected[0, 0] = 20 / SQRT_S                                            # MET
+    expected[0, 0] = 20 / SQRT_S  # MET
     expected[0, i1] = math.sqrt((50 + 20) ** 2 - (50 - 20) ** 2 - 0) / SQRT_S  # m_T row
     expected[0, i2] = math.sqrt((35 + 20) ** 2 - (0 - 20) ** 2 - 35**2) / SQRT_S
-    expected[i1, 0] = math.cosh(0.0) - 1                                    # h_L column (0 for y = 0)
+    expected[i1, 0] = math.cosh(0.0) - 1  # h_L column (0 for y = 0)
     expected[i2, 0] = math.cosh(1.0) - 1
-    expected[i1, i1] = 50 / SQRT_S                                          # E_T of the leading muon
-    expected[i2, i2] = (50 - 35) / (50 + 35)                                # imbalance of the second
-    expected[i1, i2] = math.sqrt(2 * 50 * 35 * math.cosh(1.0)) / SQRT_S      # mass above the diagonal
-    expected[i2, i1] = math.cosh((0.0 - 1.0) / 2) - 1                        # rapidity term below
+    expected[i1, i1] = 50 / SQRT_S  # E_T of the leading muon
+    expected[i2, i2] = (50 - 35) / (50 + 35)  # imbalance of the second
+    expected[i1, i2] = math.sqrt(2 * 50 * 35 * math.cosh(1.0)) / SQRT_S  # mass above the diagonal
+    expected[i2, i1] = math.cosh((0.0 - 1.0) / 2) - 1  # rapidity term below
     np.testing.assert_allclose(r, expected, rtol=2e-6, atol=1e-9)
     assert np.count_nonzero(r) == 8
     # the 14 leading-object masses read the mu-mu cell
@@ -149,21 +169,32 @@ def test_mixed_event_types_positions_and_masses():
     ij, ib, ie, ig = 1, 11, 31, 41  # light jet, b-jet, electron, photon slots
     # with zero MET the m_T cell is sqrt(E_T^2 - pT^2) = the object mass: only the massive jets
     assert np.count_nonzero(r[0, :]) == 2
-    assert r[0, ij] == pytest.approx(JET["mass"] / SQRT_S, rel=1e-4) and r[0, ib] == pytest.approx(BJET["mass"] / SQRT_S, rel=1e-4)
+    assert r[0, ij] == pytest.approx(JET["mass"] / SQRT_S, rel=1e-4)
+    assert r[0, ib] == pytest.approx(BJET["mass"] / SQRT_S, rel=1e-4)
     for a, oa in ((ij, JET), (ib, BJET), (ie, ELE), (ig, PHO)):
         assert r[a, a] == pytest.approx(math.hypot(oa["pt"], oa["mass"]) / SQRT_S, rel=1e-6)
         assert r[a, 0] == pytest.approx(math.cosh(_v(oa).rapidity) - 1, rel=1e-5)
-    for (a, oa), (b, ob) in [((ij, JET), (ib, BJET)), ((ij, JET), (ie, ELE)), ((ib, BJET), (ig, PHO)), ((ie, ELE), (ig, PHO))]:
+    for (a, oa), (b, ob) in [
+        ((ij, JET), (ib, BJET)),
+        ((ij, JET), (ie, ELE)),
+        ((ib, BJET), (ig, PHO)),
+        ((ie, ELE), (ig, PHO)),
+    ]:
         assert r[a, b] == pytest.approx((_v(oa) + _v(ob)).mass / SQRT_S, rel=1e-5)
         assert r[b, a] == pytest.approx(math.cosh((_v(oa).rapidity - _v(ob).rapidity) / 2) - 1, rel=1e-4, abs=1e-9)
     # HLF: jets, b-jets, M_J, m_jj, S_T, photons, HLF-24 H_T
     # N_gamma counts photon PF candidates (Knapp app. A): -1 without them; the identified photon
     # is in S_T and in the RMM above
-    assert f["n_jets"] == 2 and f["n_bjets"] == 1 and f["n_photons"] == -1
+    assert f["n_jets"] == 2
+    assert f["n_bjets"] == 1
+    assert f["n_photons"] == -1
     assert f["m_jets"] == pytest.approx((_v(JET) + _v(BJET)).mass, rel=1e-6)
     assert f["mjj"] == pytest.approx((_v(JET) + _v(BJET)).mass, rel=1e-6)
-    assert f["ht"] == pytest.approx(160) and f["st"] == pytest.approx(160 + 40 + 45)
-    assert f["is_ele"] == 1 and f["pt_lep"] == pytest.approx(40) and f["charge_lep"] == 1
+    assert f["ht"] == pytest.approx(160)
+    assert f["st"] == pytest.approx(160 + 40 + 45)
+    assert f["is_ele"] == 1
+    assert f["pt_lep"] == pytest.approx(40)
+    assert f["charge_lep"] == 1
     assert f["m_j_b"] == pytest.approx((_v(JET) + _v(BJET)).mass, rel=1e-5)
     assert f["m_e_gamma"] == pytest.approx((_v(ELE) + _v(PHO)).mass, rel=1e-5)
     assert f["m_j_j"] == 0  # only one light jet
@@ -171,40 +202,50 @@ def test_mixed_event_types_positions_and_masses():
 
 def test_adc_objects_ordering_padding_and_truncation():
     rng = np.random.default_rng(3)
-    eles = [{"pt": float(p), "eta": 0.1 * k, "phi": 0.2 * k, "mass": 0.0} for k, p in enumerate(rng.permutation([5, 50, 20, 35, 10, 7]))]
+    eles = [
+        {"pt": float(p), "eta": 0.1 * k, "phi": 0.2 * k, "mass": 0.0}
+        for k, p in enumerate(rng.permutation([5, 50, 20, 35, 10, 7]))
+    ]
     # jets far from the electrons (dR > 0.4: the overlap removal keeps them), inside |eta| < 4
-    jets = [{"pt": float(p), "eta": 3.0, "phi": 0.0, "mass": 1.0} for p in rng.permutation(np.arange(16, 16 + 13 * 5, 5))]
+    jets = [
+        {"pt": float(p), "eta": 3.0, "phi": 0.0, "mass": 1.0} for p in rng.permutation(np.arange(16, 16 + 13 * 5, 5))
+    ]
     mus = [{"pt": 4.0, "eta": -1.0, "phi": 1.0, "mass": 0.1}, {"pt": 2.0, "eta": 0.0, "phi": 0.0, "mass": 0.1}]
     ev = make_events(muons=[mus, []], electrons=[eles, []], jets=[jets, []], met=[(33.0, -1.5), (0.0, 0.0)])
     objs = ak.to_numpy(compute_features(ev, config=CFG)["objects"])
-    assert objs.shape == (2, 19, 3) and objs.dtype == np.float32
+    assert objs.shape == (2, 19, 3)
+    assert objs.dtype == np.float32
     first = objs[0]
-    np.testing.assert_allclose(first[0], [33.0, 0.0, -1.5])                   # MET row, eta = 0
-    np.testing.assert_allclose(first[1:5, 0], [50, 35, 20, 10])               # 4 leading electrons of 6
-    np.testing.assert_allclose(first[5:9, 0], [4, 0, 0, 0])                   # muon pT 2 < 3 GeV dropped; padding
+    np.testing.assert_allclose(first[0], [33.0, 0.0, -1.5])  # MET row, eta = 0
+    np.testing.assert_allclose(first[1:5, 0], [50, 35, 20, 10])  # 4 leading electrons of 6
+    np.testing.assert_allclose(first[5:9, 0], [4, 0, 0, 0])  # muon pT 2 < 3 GeV dropped; padding
     np.testing.assert_allclose(first[9:19, 0], 76.0 - 5.0 * np.arange(10))  # 10 leading jets of 13 (16 ... 76 GeV)
     assert np.all(np.diff(first[9:19, 0]) < 0)
-    assert not objs[1].any()                                                   # empty event: all zeros
+    assert not objs[1].any()  # empty event: all zeros
 
 
 def test_pf_isolation_and_multiplicities():
     mu = {"pt": 50.0, "eta": 0.0, "phi": 0.0, "mass": 0.0, "charge": 1}
     pf = [
-        {"pt": 50.0, "eta": 0.0, "phi": 0.0, "charge": 1, "pdgId": -13},       # the muon itself
-        {"pt": 2.0, "eta": 0.1, "phi": 0.0, "charge": 1, "pdgId": 211},        # dR 0.1: charged
-        {"pt": 1.0, "eta": 0.0, "phi": 0.2, "charge": 0, "pdgId": 130},        # dR 0.2: neutral hadron
-        {"pt": 0.5, "eta": -0.25, "phi": 0.0, "charge": 0, "pdgId": 22},       # dR 0.25: photon
-        {"pt": 5.0, "eta": 0.5, "phi": 0.0, "charge": -1, "pdgId": -211},      # dR 0.5: outside the cone
-        {"pt": 4.0, "eta": 0.0, "phi": -0.15, "charge": -1, "pdgId": 11},      # dR 0.15: an electron, in no sum
-        {"pt": 3.0, "eta": 0.15, "phi": 0.0, "charge": 1, "pdgId": 13},        # dR 0.15: another muon, in no sum
+        {"pt": 50.0, "eta": 0.0, "phi": 0.0, "charge": 1, "pdgId": -13},  # the muon itself
+        {"pt": 2.0, "eta": 0.1, "phi": 0.0, "charge": 1, "pdgId": 211},  # dR 0.1: charged
+        {"pt": 1.0, "eta": 0.0, "phi": 0.2, "charge": 0, "pdgId": 130},  # dR 0.2: neutral hadron
+        {"pt": 0.5, "eta": -0.25, "phi": 0.0, "charge": 0, "pdgId": 22},  # dR 0.25: photon
+        {"pt": 5.0, "eta": 0.5, "phi": 0.0, "charge": -1, "pdgId": -211},  # dR 0.5: outside the cone
+        {"pt": 4.0, "eta": 0.0, "phi": -0.15, "charge": -1, "pdgId": 11},  # dR 0.15: an electron, in no sum
+        {"pt": 3.0, "eta": 0.15, "phi": 0.0, "charge": 1, "pdgId": 13},  # dR 0.15: another muon, in no sum
     ]
     ev = make_events(muons=[[mu]], met=[(10.0, 0.0)], pfcands=[pf])
     assert schema.detect_variant(schema.flat_branch_names(ev)).name == "generated"
     f = compute_features(ev, config=CFG)[0]
-    assert f["iso_ch"] == pytest.approx(2 / 50) and f["iso_neu"] == pytest.approx(1 / 50)
-    assert f["iso_gamma"] == pytest.approx(0.5 / 50) and f["iso"] == pytest.approx(3.5 / 50)
+    assert f["iso_ch"] == pytest.approx(2 / 50)
+    assert f["iso_neu"] == pytest.approx(1 / 50)
+    assert f["iso_gamma"] == pytest.approx(0.5 / 50)
+    assert f["iso"] == pytest.approx(3.5 / 50)
     # CMS PF isolation (as pfRelIso03_*): other electrons and muons enter neither sum
-    assert f["n_ch_had"] == 2 and f["n_neu_had"] == 1 and f["n_photons"] == 1
+    assert f["n_ch_had"] == 2
+    assert f["n_neu_had"] == 1
+    assert f["n_photons"] == 1
 
 
 def test_missing_branch_names_branch_and_feature():
@@ -223,8 +264,11 @@ def test_empty_chunk_gives_empty_regular_arrays():
 
 
 def test_feature_sets_have_the_contract_names():
-    assert HLF21[:6] == ("pt_lep", "iso_ch", "iso_neu", "iso_gamma", "charge_lep", "is_ele") and len(HLF21) == 21
-    assert HLF24[0] == "ht" and HLF24[-1] == "is_ele" and len(HLF24) == 25
+    assert HLF21[:6] == ("pt_lep", "iso_ch", "iso_neu", "iso_gamma", "charge_lep", "is_ele")
+    assert len(HLF21) == 21
+    assert HLF24[0] == "ht"
+    assert HLF24[-1] == "is_ele"
+    assert len(HLF24) == 25
     assert len(rmm_mod.M_LEAD_NAMES) == 14
 
 

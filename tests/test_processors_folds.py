@@ -1,9 +1,11 @@
 """EventSplit: the training / validation split by event identity, the same in training and in the processor."""
+
 from __future__ import annotations
+
+from typing import ClassVar
 
 import numpy as np
 import pytest
-
 from cms_anomaly.processors import runner
 from cms_anomaly.processors.feature_io import read_feature_tables
 from cms_anomaly.processors.folds import EventSplit, _splitmix64, event_uniform
@@ -68,10 +70,10 @@ class _Sum:
     """A scorer of the processor protocol: H_T + 1 (positive, so it lands on the log score axis)."""
 
     name = "sum"
-    feature_names = ["ht"]
-    output_names = ["score"]
+    feature_names: ClassVar[list[str]] = ["ht"]
+    output_names: ClassVar[list[str]] = ["score"]
 
-    def __call__(self, features):  # noqa: ANN001, ANN204
+    def __call__(self, features):
         return np.asarray(features["ht"], dtype=np.float64) + 1.0
 
 
@@ -84,8 +86,9 @@ def test_processor_split_axis_matches_the_training_split(generated_cocktail, tmp
     fileset = runner.load_fileset(generated_cocktail / "fileset.json")
     fileset = {"wjets": fileset["wjets"]}
     split = EventSplit(0.5, seed=11)
-    proc = AnomalyProcessor(selection="single_lepton", scorers={"sum": _Sum()}, split=split,
-                            features_dir=tmp_path / "features")
+    proc = AnomalyProcessor(
+        selection="single_lepton", scorers={"sum": _Sum()}, split=split, features_dir=tmp_path / "features"
+    )
     with runner.make_executor("iterative") as ex:
         out = runner.run_processor(fileset, proc, executor=ex, chunksize=100)
     h = out["wjets"]["hists"]["score_sum_score_vs_counts"]

@@ -1,4 +1,5 @@
 """The processor on real CMS NanoAOD and generated files: cut-flows, executors, scorers, outputs."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ import awkward as ak
 import numpy as np
 import pytest
 import uproot
-
 from cms_anomaly.processors import runner, selections
 from cms_anomaly.processors.config import AnalysisConfig
 from cms_anomaly.processors.feature_io import read_feature_tables
@@ -23,8 +23,10 @@ GENERATED = ("wjets", "ttbar", "zprime_xy")
 @pytest.fixture(scope="module")
 def fileset(real_nanoaod_files, generated_cocktail) -> dict:
     """The four real NanoAOD files (dimuon as real data) and three generated datasets."""
-    fs = {name: {"files": {str(path): "Events"}, "metadata": {"is_data": name == "dimuon"}}
-          for name, path in real_nanoaod_files.items()}
+    fs = {
+        name: {"files": {str(path): "Events"}, "metadata": {"is_data": name == "dimuon"}}
+        for name, path in real_nanoaod_files.items()
+    }
     generated = runner.load_fileset(generated_cocktail / "fileset.json")
     fs.update({name: generated[name] for name in GENERATED})
     return fs
@@ -62,7 +64,8 @@ def test_cutflow_adds_up_exactly(iterative_output):
         assert flow["first_failed"]["passed"] == flow["events"]["lepton_iso"], name
         # the histograms hold exactly the selected events
         assert res["hists"]["pt_lep"][{"dataset": name}].values(flow=True).sum() == pytest.approx(
-            flow["sumw"]["lepton_iso"], rel=1e-9)
+            flow["sumw"]["lepton_iso"], rel=1e-9
+        )
         assert res["hists"]["cutflow"][{"dataset": name}].values()[0] == pytest.approx(flow["sumw"]["all"], rel=1e-9)
 
 
@@ -87,13 +90,17 @@ def built_objects(fileset):
         for path in entry["files"]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                events = NanoEventsFactory.from_root({path: "Events"}, schemaclass=NanoAODSchema, mode="virtual").events()
+                events = NanoEventsFactory.from_root(
+                    {path: "Events"}, schemaclass=NanoAODSchema, mode="virtual"
+                ).events()
                 objs = build_objects(events, config=config.objects, source=path)
             out.append((objs, scalar_features(objs, config=config)))
     return out
 
 
-@pytest.mark.parametrize("name", ["inclusive", "single_lepton", "top_rediscovery", "rmm_lepton", "dijet"])
+@pytest.mark.parametrize(
+    "name", ["inclusive", "single_lepton", "single_lepton_slt", "top_rediscovery", "rmm_lepton", "dijet"]
+)
 def test_selections_on_real_and_generated_events(name, built_objects):
     config = AnalysisConfig()
     sel = selections.get_selection(name)
@@ -104,12 +111,17 @@ def test_selections_on_real_and_generated_events(name, built_objects):
         mask = selections.passing(packed, sel, n)
         flow = selections.cutflow(packed, sel, weights=np.ones(n))
         assert sum(flow["first_failed"].values()) == n
-        assert flow["first_failed"]["passed"] == mask.sum() == flow["events"].get(sel.cut_names[-1] if sel.cuts else "all")
+        assert (
+            flow["first_failed"]["passed"] == mask.sum() == flow["events"].get(sel.cut_names[-1] if sel.cuts else "all")
+        )
         total_passed += int(mask.sum())
         if name == "top_rediscovery" and mask.any():
             assert np.all(feats["n_jets"][mask] >= 2)
-            assert np.all(ak.to_numpy(ak.any((objs.muons.pt > 23) & (objs.muons.iso < 0.1)
-                                             & (abs(objs.muons.eta) < 1.4), axis=1))[mask])
+            assert np.all(
+                ak.to_numpy(
+                    ak.any((objs.muons.pt > 23) & (objs.muons.iso < 0.1) & (abs(objs.muons.eta) < 1.4), axis=1)
+                )[mask]
+            )
         if name == "dijet" and mask.any():
             assert np.all(feats["mJJ"][mask] > 0)
     assert total_passed > 0  # each selection keeps some events of this fileset (zprime_xy for dijet)
@@ -126,8 +138,9 @@ def test_iterative_and_dask_executors_agree(fileset, iterative_output):
         assert other["cutflow"]["events"] == res["cutflow"]["events"]
         assert other["cutflow"]["first_failed"] == res["cutflow"]["first_failed"]
         for hname, h in res["hists"].items():
-            np.testing.assert_allclose(other["hists"][hname].values(flow=True), h.values(flow=True), rtol=1e-12,
-                                       err_msg=f"{name}/{hname}")
+            np.testing.assert_allclose(
+                other["hists"][hname].values(flow=True), h.values(flow=True), rtol=1e-12, err_msg=f"{name}/{hname}"
+            )
             np.testing.assert_allclose(other["hists"][hname].variances(flow=True), h.variances(flow=True), rtol=1e-12)
 
 
@@ -140,8 +153,9 @@ def _assert_same_output(a: dict, b: dict) -> None:
         assert other["cutflow"]["first_failed"] == res["cutflow"]["first_failed"], name
         assert set(other["hists"]) == set(res["hists"])
         for hname, h in res["hists"].items():
-            np.testing.assert_array_equal(other["hists"][hname].values(flow=True), h.values(flow=True),
-                                          err_msg=f"{name}/{hname}")
+            np.testing.assert_array_equal(
+                other["hists"][hname].values(flow=True), h.values(flow=True), err_msg=f"{name}/{hname}"
+            )
             np.testing.assert_allclose(other["hists"][hname].variances(flow=True), h.variances(flow=True), rtol=1e-12)
 
 
@@ -152,8 +166,9 @@ def test_runner_and_dask_awkward_graph_mode_agree(fileset, iterative_output, tmp
     from cms_anomaly.processors.folds import EventSplit
 
     scorer, _ = _scorer(tmp_path, 2)
-    proc = AnomalyProcessor(selection="single_lepton", lumi_pb=1000.0, scorers={scorer.name: scorer},
-                            split=EventSplit(0.5, seed=3))
+    proc = AnomalyProcessor(
+        selection="single_lepton", lumi_pb=1000.0, scorers={scorer.name: scorer}, split=EventSplit(0.5, seed=3)
+    )
     with runner.make_executor("iterative") as ex:
         runner_output = runner.run_processor(fileset, proc, executor=ex, chunksize=150)
     graph_output = runner.run_graph(fileset, proc, step_size=150)
@@ -239,33 +254,63 @@ def test_cli_run_writes_histograms_and_feature_tables(tmp_path, real_nanoaod_fil
     from cms_anomaly.analyses.cli import main
 
     fs_path = tmp_path / "fileset.json"
-    fs_path.write_text(json.dumps({
-        "dy": {"files": {str(real_nanoaod_files["dy"]): "Events"}, "metadata": {"xsec_pb": 6000.0, "sumw": 40.0}},
-        "ttbar2015": {"files": [str(real_nanoaod_files["ttbar2015"])], "metadata": {"xsec_pb": 830.0, "sumw": 200.0}},
-    }))
+    fs_path.write_text(
+        json.dumps(
+            {
+                "dy": {
+                    "files": {str(real_nanoaod_files["dy"]): "Events"},
+                    "metadata": {"xsec_pb": 6000.0, "sumw": 40.0},
+                },
+                "ttbar2015": {
+                    "files": [str(real_nanoaod_files["ttbar2015"])],
+                    "metadata": {"xsec_pb": 830.0, "sumw": 200.0},
+                },
+            }
+        )
+    )
     out = tmp_path / "out"
-    rc = main(["run", str(fs_path), "--selection", "single_lepton", "--out", str(out), "--executor", "iterative",
-               "--features", "--lumi", "10", "--chunksize", "100"])
+    rc = main(
+        [
+            "run",
+            str(fs_path),
+            "--selection",
+            "single_lepton",
+            "--out",
+            str(out),
+            "--executor",
+            "iterative",
+            "--features",
+            "--lumi",
+            "10",
+            "--chunksize",
+            "100",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "dy" in printed and "lepton_iso" in printed
+    assert "dy" in printed
+    assert "lepton_iso" in printed
     from coffea.util import load
 
     saved = load(str(out / "histograms.coffea"))
     with uproot.open(out / "histograms.root") as f:
         np.testing.assert_allclose(f["dy/mt"].values(), saved["dy"]["hists"]["mt"][{"dataset": "dy"}].values())
-        np.testing.assert_allclose(f["ttbar2015/cutflow"].values(),
-                                   saved["ttbar2015"]["hists"]["cutflow"][{"dataset": "ttbar2015"}].values())
+        np.testing.assert_allclose(
+            f["ttbar2015/cutflow"].values(), saved["ttbar2015"]["hists"]["cutflow"][{"dataset": "ttbar2015"}].values()
+        )
     tables = read_feature_tables(out / "features", as_numpy=True)
     n_sel = sum(saved[d]["cutflow"]["events"]["lepton_iso"] for d in saved)
     assert len(tables["weight"]) == n_sel
-    assert tables["objects"].shape == (n_sel, 19, 3) and tables["rmm"].shape == (n_sel, 51, 51)
-    assert set(HLF21) <= set(tables) and set(SCALAR_FEATURES) <= set(tables)
+    assert tables["objects"].shape == (n_sel, 19, 3)
+    assert tables["rmm"].shape == (n_sel, 51, 51)
+    assert set(HLF21) <= set(tables)
+    assert set(SCALAR_FEATURES) <= set(tables)
     files = sorted((out / "features" / "ttbar2015").glob("*.parquet"))
     assert [f.name.split("__")[-1] for f in files] == ["0-100.parquet", "100-200.parquet"]
     assert not list((out / "features").rglob("*.tmp-*"))
     df = read_feature_tables(out / "features" / "dy", columns=["pt_lep", "weight", "dataset"])
-    assert (df["dataset"] == "dy").all() and (df["pt_lep"] > 23).all()
+    assert (df["dataset"] == "dy").all()
+    assert (df["pt_lep"] > 23).all()
 
 
 def test_empty_chunk_runs_through_the_same_path(real_nanoaod_files):
@@ -273,11 +318,17 @@ def test_empty_chunk_runs_through_the_same_path(real_nanoaod_files):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        events = NanoEventsFactory.from_root({str(real_nanoaod_files["pfnano"]): "Events"}, schemaclass=NanoAODSchema,
-                                             mode="virtual", entry_start=0, entry_stop=0,
-                                             metadata={"dataset": "empty"}).events()
+        events = NanoEventsFactory.from_root(
+            {str(real_nanoaod_files["pfnano"]): "Events"},
+            schemaclass=NanoAODSchema,
+            mode="virtual",
+            entry_start=0,
+            entry_stop=0,
+            metadata={"dataset": "empty"},
+        ).events()
     out = AnomalyProcessor(selection="dijet").process(events)["empty"]
-    assert out["nevents"] == 0 and out["cutflow"]["events"] == {"all": 0, "fatjet_pt": 0, "two_fatjets": 0}
+    assert out["nevents"] == 0
+    assert out["cutflow"]["events"] == {"all": 0, "fatjet_pt": 0, "two_fatjets": 0}
     assert out["hists"]["mJJ"].values(flow=True).sum() == 0
 
 
@@ -285,7 +336,6 @@ def test_event_processes_from_labels_data_and_simulation(tmp_path):
     """The process axis: pseudo-data events get their hidden label (unknown if absent), data 'data',
     simulation its metadata process."""
     import pandas as pd
-
     from cms_anomaly.processors.processor import event_processes
 
     path = tmp_path / "labels.parquet"
@@ -300,7 +350,6 @@ def test_kfold_scorer_scores_each_fold_with_its_model_and_lists_the_top_events(t
     """Through the processor on real NanoAOD: fold i is scored by model i, calibrated by its own
     training scores; the rarity histogram and the top-event list equal a direct evaluation."""
     import torch
-
     from cms_anomaly.models.scorers import RARITY_BINNING, KFoldScorer, rarity
     from cms_anomaly.processors.folds import KFold
 
@@ -357,19 +406,24 @@ def test_non_finite_scores_are_left_out_of_the_histograms_with_a_warning(tmp_pat
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.log(x[:, :1] - 40.0)  # NaN below pT = 40 GeV, -inf at 40
 
-    scorer, model = _scorer(tmp_path, 1, module=LogPt())
+    scorer, _model = _scorer(tmp_path, 1, module=LogPt())
     fs = {"dy": {"files": {str(real_nanoaod_files["dy"]): "Events"}, "metadata": {"is_data": True}}}
     proc = AnomalyProcessor(selection="single_lepton", scorers={"log": scorer}, score_features=("ht",), top_events=50)
-    with caplog.at_level(logging.WARNING, logger="cms_anomaly.processors.processor"):
-        with runner.make_executor("iterative") as ex:
-            out = runner.run_processor(fs, proc, executor=ex)["dy"]
+    with (
+        caplog.at_level(logging.WARNING, logger="cms_anomaly.processors.processor"),
+        runner.make_executor("iterative") as ex,
+    ):
+        out = runner.run_processor(fs, proc, executor=ex)["dy"]
     _, x, sel = _linear_inputs(real_nanoaod_files["dy"])
     finite = int((x[sel, 0] > 40.0).sum())
     assert 0 < finite < int(sel.sum())  # some of each
     for name in ("score_log_score", "score_log_score_vs_ht", "score_log_score_vs_counts"):
         assert out["hists"][name].values(flow=True).sum() == finite, name
     assert out["hists"]["score_log_score"].values(flow=True)[0, -1] == 0  # nothing in the overflow
-    assert any("non-finite log score" in r.getMessage() and f"{int(sel.sum()) - finite} of {int(sel.sum())}" in
-               r.getMessage() for r in caplog.records)
+    assert any(
+        "non-finite log score" in r.getMessage() and f"{int(sel.sum()) - finite} of {int(sel.sum())}" in r.getMessage()
+        for r in caplog.records
+    )
     listed = out["top_events"]["log"].columns["score"]
-    assert np.all(np.isfinite(listed[:finite])) and np.all(np.isnan(listed[finite:]))
+    assert np.all(np.isfinite(listed[:finite]))
+    assert np.all(np.isnan(listed[finite:]))

@@ -1,16 +1,16 @@
 """Bad input answered in one clear line naming the file; --skip-bad-files keeps the rest."""
+
 from __future__ import annotations
 
 import json
 import shutil
 
 import pytest
-
 from cms_anomaly.processors import runner
 from cms_anomaly.processors.processor import AnomalyProcessor
 
 
-@pytest.fixture()
+@pytest.fixture
 def files(tmp_path, real_nanoaod_files):
     good = tmp_path / "good.root"
     shutil.copy(real_nanoaod_files["dy"], good)
@@ -21,15 +21,23 @@ def files(tmp_path, real_nanoaod_files):
     return tmp_path
 
 
-@pytest.mark.parametrize(("name", "problem"), [("trunc.root", "not a readable ROOT file"),
-                                               ("empty.root", "empty file"), ("text.root", "not a readable ROOT file"),
-                                               ("missing.root", "no such file")])
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("trunc.root", "not a readable ROOT file"),
+        ("empty.root", "empty file"),
+        ("text.root", "not a readable ROOT file"),
+        ("missing.root", "no such file"),
+    ],
+)
 def test_unreadable_file_is_named_in_one_line(files, name, problem):
     fs = {"a": {"files": {str(files / "good.root"): "Events", str(files / name): "Events"}, "metadata": {}}}
     with pytest.raises(runner.InputFileError) as err:
         runner.check_files(fs)
     message = str(err.value)
-    assert str(files / name) in message and problem in message and "\n" not in message
+    assert str(files / name) in message
+    assert problem in message
+    assert "\n" not in message
 
 
 def test_missing_tree_is_named(files):
@@ -39,30 +47,40 @@ def test_missing_tree_is_named(files):
 
 
 def test_skip_bad_files_processes_the_rest_and_lists_the_skipped(files):
-    fs = {"a": {"files": {str(files / f): "Events" for f in ("good.root", "trunc.root", "text.root")}, "metadata": {}},
-          "b": {"files": {str(files / "empty.root"): "Events"}, "metadata": {}}}
+    fs = {
+        "a": {"files": {str(files / f): "Events" for f in ("good.root", "trunc.root", "text.root")}, "metadata": {}},
+        "b": {"files": {str(files / "empty.root"): "Events"}, "metadata": {}},
+    }
     with runner.make_executor("iterative") as ex:
         out = runner.run_processor(fs, AnomalyProcessor(selection="inclusive"), executor=ex, skip_bad_files=True)
     assert out["a"]["nevents"] == 40  # the good file, whole
-    assert sorted(s.split(":")[0] for s in out["a"]["skipped_files"]) == sorted(str(files / f) for f in ("text.root", "trunc.root"))
-    assert "hists" not in out["b"] and any("empty.root" in s for s in out["b"]["skipped_files"])
+    assert sorted(s.split(":")[0] for s in out["a"]["skipped_files"]) == sorted(
+        str(files / f) for f in ("text.root", "trunc.root")
+    )
+    assert "hists" not in out["b"]
+    assert any("empty.root" in s for s in out["b"]["skipped_files"])
     summary = runner.format_summary(out, selection="inclusive")
-    assert summary.count("SKIPPED") == 4 and "b: no readable file, nothing processed" in summary  # 3 files + dataset b
+    assert summary.count("SKIPPED") == 4
+    assert "b: no readable file, nothing processed" in summary
     runner.save_outputs(out, files / "out")  # a dataset without histograms is saved without error
 
 
-@pytest.mark.parametrize(("entry", "message"), [
-    ({"files": "/abs/a.root"}, "'files' must be a list of paths or an object"),
-    ({"files": ["a.root"], "metadata": [1, 2]}, "'metadata' must be an object"),
-    ({"files": []}, "empty file list"),
-    ({"metadata": {}}, "has no 'files'"),
-])
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"files": "/abs/a.root"}, "'files' must be a list of paths or an object"),
+        ({"files": ["a.root"], "metadata": [1, 2]}, "'metadata' must be an object"),
+        ({"files": []}, "empty file list"),
+        ({"metadata": {}}, "has no 'files'"),
+    ],
+)
 def test_malformed_fileset_shapes_name_the_dataset(tmp_path, entry, message):
     path = tmp_path / "fileset.json"
     path.write_text(json.dumps({"ttbar": entry}))
     with pytest.raises(runner.FilesetError, match=message) as err:
         runner.load_fileset(path)
-    assert "'ttbar'" in str(err.value) and str(path) in str(err.value)
+    assert "'ttbar'" in str(err.value)
+    assert str(path) in str(err.value)
 
 
 def test_cli_exit_status_and_one_line(files, capsys):
@@ -72,13 +90,15 @@ def test_cli_exit_status_and_one_line(files, capsys):
     fs.write_text(json.dumps({"a": {"files": ["good.root", "trunc.root"]}}))
     rc = main(["run", str(fs), "--out", str(files / "o"), "--executor", "iterative", "--selection", "inclusive"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "trunc.root" in err[0] and "not a readable ROOT file" in err[0]
+    assert rc == 2
+    assert len(err) == 1
+    assert "trunc.root" in err[0]
+    assert "not a readable ROOT file" in err[0]
 
 
 def test_a_run_owns_its_output_directory(files, capsys):
     """A rerun replaces the earlier feature tables (no double counting); a concurrent run is refused."""
     import pyarrow.parquet as pq
-
     from cms_anomaly.analyses.cli import main
 
     fs = files / "fs.json"
@@ -95,28 +115,35 @@ def test_a_run_owns_its_output_directory(files, capsys):
     assert main([*args[:-1], "--chunksize", "15", "--features"]) == 0  # other chunking: other file names
     assert rows() == first
     manifest = json.loads((out / "manifest.json").read_text())
-    assert "histograms.coffea" in manifest["files"] and sum(f.endswith(".parquet") for f in manifest["files"]) == 3
+    assert "histograms.coffea" in manifest["files"]
+    assert sum(f.endswith(".parquet") for f in manifest["files"]) == 3
     assert not (out / ".lock").exists()
     (out / ".lock").write_text("12345")
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "in use by another run" in err[0] and "12345" in err[0]
+    assert len(err) == 1
+    assert "in use by another run" in err[0]
+    assert "12345" in err[0]
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["run", "FS", "--out", "O", "--chunksize", "0"], "argument --chunksize: must be a positive integer, got '0'"),
-    (["run", "FS", "--out", "O", "--lumi", "-100"], "argument --lumi: must be a positive number, got '-100'"),
-    (["generate", "wjets", "--events", "-5", "--out", "O"], "argument --events: must be a positive integer"),
-    (["generate", "wjets", "--events", "10", "--events-per-file", "0", "--out", "O"], "argument --events-per-file"),
-    (["rediscover-top", "--alpha", "2"], "argument --alpha: must be in (0, 1]"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "FS", "--out", "O", "--chunksize", "0"], "argument --chunksize: must be a positive integer, got '0'"),
+        (["run", "FS", "--out", "O", "--lumi", "-100"], "argument --lumi: must be a positive number, got '-100'"),
+        (["generate", "wjets", "--events", "-5", "--out", "O"], "argument --events: must be a positive integer"),
+        (["generate", "wjets", "--events", "10", "--events-per-file", "0", "--out", "O"], "argument --events-per-file"),
+        (["rediscover-top", "--alpha", "2"], "argument --alpha: must be in (0, 1]"),
+    ],
+)
 def test_meaningless_numbers_are_refused_at_the_edge(argv, message, capsys):
     from cms_anomaly.analyses.cli import main
 
     with pytest.raises(SystemExit) as exit_:
         main(argv)
-    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_config_and_lumi_checks_name_the_value(files, tmp_path, capsys):

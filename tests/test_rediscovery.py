@@ -1,4 +1,5 @@
 """The main job end to end on a tiny configuration: report structure and consistent numbers."""
+
 from __future__ import annotations
 
 import json
@@ -6,11 +7,17 @@ import math
 
 import numpy as np
 import pytest
-
 from cms_anomaly.analyses.rediscovery import ASTF_FEATURES, RediscoveryConfig, run_rediscovery
 
-TINY = RediscoveryConfig(events={"wjets": 1500, "zjets": 200, "ttbar": 150}, epochs=3, ae_epochs=3, alpha=0.05,
-                         executor="iterative", workers=2, seed=3)
+TINY = RediscoveryConfig(
+    events={"wjets": 1500, "zjets": 200, "ttbar": 150},
+    epochs=3,
+    ae_epochs=3,
+    alpha=0.05,
+    executor="iterative",
+    workers=2,
+    seed=3,
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +30,13 @@ def report(tmp_path_factory):
 def test_report_files(report):
     report_dir, _ = report
     text = (report_dir / "summary.md").read_text()
-    assert "purity ratio" in text and "eps_ttbar / eps_(W+Z)" in text and "Post-processing selection" in text and "alpha = 1e-3" in text
+    assert "purity ratio" in text
+    assert "eps_ttbar / eps_(W+Z)" in text
+    assert "Post-processing selection" in text
+    assert "alpha = 1e-3" in text
     html = (report_dir / "index.html").read_text()
-    assert "<table>" in html and "<img" in html
+    assert "<table>" in html
+    assert "<img" in html
     pngs = sorted(p.name for p in report_dir.glob("*.png"))
     for name in ASTF_FEATURES:
         assert {f"{name}_all.png", f"{name}_selected.png", f"astf_{name}.png"} <= set(pngs)
@@ -44,7 +55,8 @@ def test_numbers_are_finite_and_consistent(report):
     assert list(cutflow.values())[-1] == r["n_data"] >= 20
     assert cutflow["all"] == sum(composition.values())
     assert 0 < r["n_data_selected"] <= r["alpha"] * r["n_data"]  # the bin edge keeps at most alpha
-    assert math.isfinite(r["threshold"]) and 0 <= r["roc_auc_ttbar_vs_background"] <= 1
+    assert math.isfinite(r["threshold"])
+    assert 0 <= r["roc_auc_ttbar_vs_background"] <= 1
     for alpha, e in r["purity_ratio"].items():
         assert e["selected"] <= max(1, math.ceil(float(alpha) * r["n_data"]))
         assert 0 <= e["ttbar_selected"] <= e["selected"]
@@ -65,14 +77,15 @@ def test_numbers_are_finite_and_consistent(report):
     for role in ("data", "wjets", "zjets", "ttbar"):
         assert after[role]["entries"] <= before[role]["entries"]
     assert r["anomaly_selected_yields"]["data"]["entries"] == r["n_data_selected"]
-    assert "ae_crosscheck" in r and 0 <= r["ae_crosscheck"]["roc_auc_ttbar_vs_background"] <= 1
-    assert payload["lumi_pb"] > 0 and np.isfinite(list(payload["seconds"].values())).all()
+    assert "ae_crosscheck" in r
+    assert 0 <= r["ae_crosscheck"]["roc_auc_ttbar_vs_background"] <= 1
+    assert payload["lumi_pb"] > 0
+    assert np.isfinite(list(payload["seconds"].values())).all()
 
 
 def test_external_data_fileset(report, tmp_path):
     """--data-fileset: real data (here the pseudo-data files, without their labels) replace the mixture."""
     import shutil
-
     from dataclasses import replace
 
     first_dir, payload = report
@@ -80,14 +93,24 @@ def test_external_data_fileset(report, tmp_path):
     data_files = sorted(str(p) for p in (samples / "pseudodata_s3").glob("*.root"))
     assert data_files
     fileset = tmp_path / "data.json"
-    fileset.write_text(json.dumps({"SingleMu": {"files": {f: "Events" for f in data_files},
-                                                "metadata": {"is_data": True, "lumi_pb": payload["lumi_pb"]}}}))
+    fileset.write_text(
+        json.dumps(
+            {
+                "SingleMu": {
+                    "files": dict.fromkeys(data_files, "Events"),
+                    "metadata": {"is_data": True, "lumi_pb": payload["lumi_pb"]},
+                }
+            }
+        )
+    )
     out = tmp_path / "real"
     shutil.copytree(samples / "simulation", out / "samples" / "simulation")  # reused, not regenerated
     summary = run_rediscovery(out, replace(TINY, data_fileset=str(fileset)))
     real = json.loads((summary.parent / "summary.json").read_text())
-    assert real["data_fileset"] == str(fileset) and real["data_composition"] == {}
-    assert real["result"]["purity_ratio"] == {} and "Not measured" in summary.read_text()
+    assert real["data_fileset"] == str(fileset)
+    assert real["data_composition"] == {}
+    assert real["result"]["purity_ratio"] == {}
+    assert "Not measured" in summary.read_text()
     assert not (out / "samples" / "data").exists()  # no pseudo-data production
     # the same events pass the same selection whether they come labelled or not
     assert real["result"]["n_data"] == payload["result"]["n_data"]
@@ -120,7 +143,8 @@ def test_efficiency_ratio_is_lr_plus_of_labelled_simulation():
     bkg_w2 = np.zeros(10)
     bkg_w2[0], bkg_w2[9] = 45 * 4.0 + 50, 5 * 4.0
     r = _efficiency_ratio(ttbar, (bkg_w, bkg_w2), first_bin=7)
-    assert r["ttbar_passed"] == 3 and r["background_passed"] == 5
+    assert r["ttbar_passed"] == 3
+    assert r["background_passed"] == 5
     assert r["eps_ttbar"] == pytest.approx(0.3)
     assert r["eps_background"] == pytest.approx(10.0 / 150.0)
     assert r["lr_plus"] == pytest.approx(0.3 / (10.0 / 150.0))
@@ -134,7 +158,7 @@ def test_report_numbers_equal_the_saved_histograms(report):
     yields, the ttbar purity from the process axis, the AUC of labelled simulation)."""
     from coffea.util import load
 
-    report_dir, payload = report
+    _report_dir, payload = report
     r = payload["result"]
     saved = load(r["histograms"]["file"])
     name = f"score_alad_{r['histograms']['score']}_vs_counts"

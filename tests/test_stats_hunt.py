@@ -2,6 +2,7 @@
 
 Expected values are worked out by hand in the comments (or by an independent formula).
 """
+
 from __future__ import annotations
 
 import math
@@ -9,7 +10,6 @@ import math
 import numpy as np
 import pytest
 import scipy.stats as sps
-
 from cms_anomaly.stats import StatisticsError, compare_counts, merge_groups, on_off_significance, scan, z_bi
 from cms_anomaly.stats.scan import windows
 
@@ -26,14 +26,16 @@ def test_compare_counts_by_hand():
     n, mu, var = np.array([10.0, 20.0]), np.array([12.0, 15.0]), np.array([1.0, 4.0])
     c = compare_counts(n, mu, var)
     chi2 = 4 / 13 + 25 / 19  # (10-12)^2/(12+1) + (20-15)^2/(15+4)
-    assert c.chi2 == pytest.approx(chi2) and c.ndf == 2
+    assert c.chi2 == pytest.approx(chi2)
+    assert c.ndf == 2
     assert c.p_value == pytest.approx(math.exp(-chi2 / 2))  # chi^2 survival for 2 dof
     assert c.norm_ratio == pytest.approx(30 / 27)
     assert c.norm_ratio_error == pytest.approx(30 / 27 * math.sqrt(1 / 30 + 5 / 27**2))
     s = compare_counts(n, mu, var, normalise=True)
     k = 30 / 27
     shape = (10 - 12 * k) ** 2 / (12 * k + k * k) + (20 - 15 * k) ** 2 / (15 * k + 4 * k * k)
-    assert s.chi2 == pytest.approx(shape) and s.ndf == 1
+    assert s.chi2 == pytest.approx(shape)
+    assert s.ndf == 1
     assert s.p_value == pytest.approx(sps.chi2.sf(shape, 1))
 
 
@@ -42,7 +44,8 @@ def test_compare_counts_merges_sparse_tails():
     n = np.array([50.0, 40.0, 1.0, 0.0])
     mu = np.array([50.0, 40.0, 0.01, 0.01])
     c = compare_counts(n, mu)
-    assert c.bins == 2 and c.p_value > 0.5
+    assert c.bins == 2
+    assert c.p_value > 0.5
     with pytest.raises(StatisticsError):
         compare_counts(n, -mu)
 
@@ -68,9 +71,13 @@ def test_scan_finds_an_injected_bump_and_its_global_significance():
     obs = {"m_a": rng.poisson(b).astype(float), "m_b": rng.poisson(b).astype(float)}
     obs["m_b"][2, 12:15] += 12  # 36 events in the tightest selection (interval 2 is in every selection)
     r = scan(obs, {"m_a": b, "m_b": b}, {"m_a": v, "m_b": v}, unit_weight=0.01, npe=300, seed=1)
-    assert r.variable == "m_b" and r.window[0] >= 11 and r.window[1] <= 16
+    assert r.variable == "m_b"
+    assert r.window[0] >= 11
+    assert r.window[1] <= 16
     assert r.selection == 2  # the tightest selection has the least background under the same bump
-    assert r.z_local > 4 and r.z_global > 2.5 and r.z_global < r.z_local
+    assert r.z_local > 4
+    assert r.z_global > 2.5
+    assert r.z_global < r.z_local
     assert r.tests == 2 * 3 * len(windows(30, range(1, 8)))
 
 

@@ -1,4 +1,5 @@
 """Plotting helpers write non-empty PNG files atomically."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,10 +7,10 @@ from pathlib import Path
 import hist
 import numpy as np
 import pytest
-
-from cms_anomaly import stats as statistics
 from cms_anomaly.analyses import plotting
 from cms_anomaly.stats import bumphunt, fits
+
+from cms_anomaly import stats as statistics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -47,8 +48,13 @@ def test_plot_data_mc(tmp_path, rng):
     mc = {"W+jets": filled(rng.exponential(200, 4000), 2.0), "Z+jets": filled(rng.exponential(250, 1000), 1.0)}
     data = hist.Hist(axis)
     data.fill(np.concatenate([rng.exponential(200, 8000), rng.exponential(250, 1000)]))
-    out = plotting.plot_data_mc(data, mc, tmp_path / "sub" / "stack.png",
-                                signals={r"$t\bar{t}$": filled(rng.normal(800, 200, 300), 0.5)}, lumi=5.0)
+    out = plotting.plot_data_mc(
+        data,
+        mc,
+        tmp_path / "sub" / "stack.png",
+        signals={r"$t\bar{t}$": filled(rng.normal(800, 200, 300), 0.5)},
+        lumi=5.0,
+    )
     _check_png(out)
     other = hist.Hist(hist.axis.Regular(10, 0, 2000, name="ht"))
     with pytest.raises(plotting.PlotError, match="binning"):
@@ -90,11 +96,10 @@ def test_plot_fit_and_bumphunt(tmp_path):
 
 def test_data_mc_axis_follows_the_populated_bins_and_drops_bars_on_empty_data():
     """Three data events on a 3 TeV axis: no comb of Poisson bars on the empty bins, no empty axis."""
-    import matplotlib
+    import matplotlib as mpl
 
-    matplotlib.use("Agg")
+    mpl.use("Agg")
     import matplotlib.pyplot as plt
-
     from cms_anomaly.analyses.plotting import _drop_empty_data_bars, _populated_range
 
     edges = np.linspace(0, 3000, 61)

@@ -1,4 +1,5 @@
 """Statistics library against textbook values and the papers' numbers."""
+
 from __future__ import annotations
 
 import math
@@ -43,9 +44,47 @@ def test_roc_points_by_hand():
     # same AUC as the pair count: s=0.9 beats 4, s=0.8 beats 3 ties 1, s=0.2 beats 1 -> 8.5/12
     assert roc.auc() == pytest.approx(8.5 / 12)
     # each point is reproduced by counting with its threshold
-    for t, f, p in zip(roc.thresholds, roc.fpr, roc.tpr):
+    for t, f, p in zip(roc.thresholds, roc.fpr, roc.tpr, strict=True):
         assert f == pytest.approx(np.mean(np.asarray(b) > t))
         assert p == pytest.approx(np.mean(np.asarray(s) > t))
+
+
+def test_roc_from_bin_sums_by_hand():
+    """Two bins: background 3 low + 1 high, signal 1 low + 3 high. P(s > b) = 3/4 x 3/4, ties
+    (same bin) 1/4 x 3/4 + 3/4 x 1/4, counted one half: AUC = 0.5625 + 0.1875 = 0.75."""
+    roc = st.roc_from_sums([0.0, 3.0, 1.0, 0.0], [0.0, 1.0, 3.0, 0.0], bkg_sumw2=[0, 3, 1, 0], sig_sumw2=[0, 1, 3, 0])
+    assert roc.auc() == pytest.approx(0.75)
+    # the high bin alone (point 2: bins 2, 3 kept) selects 1/4 of the background and 3/4 of the signal
+    assert (roc.fpr[2], roc.tpr[2], roc.thresholds[2]) == pytest.approx((0.25, 0.75, 2.0))
+    assert roc.n_bkg_eff == pytest.approx(16.0 / 4.0)  # unit weights: 4 events
+    # the same as the unbinned ROC of the bin index with every event tied in its bin
+    unbinned = st.roc_curve([1, 1, 1, 2], [1, 2, 2, 2])
+    assert roc.auc() == pytest.approx(unbinned.auc())
+
+
+def test_threshold_at_fpr_from_sums_empirical_and_extrapolated():
+    """An exponential (rate 1) in fine bins: the empirical threshold at 1e-2 is the sample's quantile
+    rounded up to a bin edge, near -ln(1e-2) = 4.61; at 1e-7 (far beyond 1e5 events) the fitted tail
+    gives -ln(1e-7) = 16.1, as the unbinned fit does."""
+    rng = np.random.default_rng(11)
+    x = rng.exponential(1.0, 100_000)
+    edges = np.linspace(0.0, 20.0, 4001)
+    counts, _ = np.histogram(x, bins=edges)
+    w = np.concatenate([[0.0], counts, [float((x >= 20.0).sum())]])
+    lower = np.concatenate([[-np.inf], edges])
+    emp = st.threshold_at_fpr_from_sums(lower, w, w, fpr=1e-2)
+    assert emp["method"] == "empirical"
+    q = np.quantile(x, 0.99)  # the sample's own 99 % quantile, rounded up to the next bin edge (0.005 wide)
+    assert q <= emp["threshold"] < q + 0.005 + 1e-9
+    assert emp["threshold"] == pytest.approx(np.log(100.0), abs=0.1)  # 3 sigma of a 1000-event tail quantile
+    assert w[emp["bin"] :].sum() <= 1e-2 * w.sum() < w[emp["bin"] - 1 :].sum()
+    fit = st.threshold_at_fpr_from_sums(lower, w, w, fpr=1e-7)
+    assert fit["method"] == "exponential_tail_fit"
+    assert fit["threshold"] == pytest.approx(-np.log(1e-7), rel=0.1)
+    unbinned = st.threshold_at_fpr(x, fpr=1e-7)
+    assert fit["threshold"] == pytest.approx(unbinned["threshold"], rel=0.05)
+    with pytest.raises(ValueError, match="no events"):
+        st.threshold_at_fpr_from_sums(lower, np.zeros_like(w), np.zeros_like(w), fpr=1e-3)
 
 
 def test_roc_rejects_bad_input():
@@ -61,7 +100,8 @@ def test_sic_and_lr_plus():
     assert st.sic(0.5, 0.01) == pytest.approx(5.0)
     assert st.lr_plus(0.5, 0.01) == pytest.approx(50.0)
     out = st.sic([0.2, 0.3], [0.0, 0.04])
-    assert np.isnan(out[0]) and out[1] == pytest.approx(1.5)
+    assert np.isnan(out[0])
+    assert out[1] == pytest.approx(1.5)
 
 
 def test_tpr_at_fpr_gaussian_working_point():
@@ -71,7 +111,8 @@ def test_tpr_at_fpr_gaussian_working_point():
     wp = st.tpr_at_fpr(b, s, fpr=1e-2)
     # threshold = Phi^-1(0.99) = 2.326; TPR = Phi(2 - 2.326) = 0.372
     assert wp.threshold == pytest.approx(norm.isf(0.01), abs=0.02)
-    assert wp.fpr <= 1e-2 and wp.fpr == pytest.approx(1e-2, rel=1e-3)
+    assert wp.fpr <= 1e-2
+    assert wp.fpr == pytest.approx(1e-2, rel=1e-3)
     assert wp.tpr == pytest.approx(norm.cdf(2.0 - norm.isf(0.01)), abs=0.008)
     assert wp.tpr_interval[0] < wp.tpr < wp.tpr_interval[1]
     assert wp.lr_plus == pytest.approx(wp.tpr / wp.fpr)
@@ -96,10 +137,13 @@ def test_agresti_coull_textbook_numbers():
     assert float(ac2.high) == pytest.approx(0.375 + 0.1976424, abs=1e-6)
     # k = 0: p~ = 2/14, high = 0.142857 + 2 sqrt(0.142857 * 0.857143 / 14) = 0.329901, low clipped
     ac0 = st.agresti_coull_interval(0, 10, cl=cl2)
-    assert float(ac0.low) == 0.0 and float(ac0.high) == pytest.approx(0.329901, abs=1e-6)
+    assert float(ac0.low) == 0.0
+    assert float(ac0.high) == pytest.approx(0.329901, abs=1e-6)
     # n = 0: no information
     acn = st.agresti_coull_interval(0, 0, cl=cl2)
-    assert np.isnan(acn.estimate) and float(acn.low) == 0.0 and float(acn.high) == 1.0
+    assert np.isnan(acn.estimate)
+    assert float(acn.low) == 0.0
+    assert float(acn.high) == 1.0
 
 
 def test_agresti_coull_coverage_close_to_nominal():
@@ -128,7 +172,8 @@ def test_threshold_keeps_ties_together():
     assert st.threshold_at_efficiency(s, efficiency=0.19) == 3.0  # nothing selected
     assert st.selection_efficiency(s, threshold=3.0) == 0.0
     t_all = st.threshold_at_efficiency(s, efficiency=1.0)
-    assert t_all < 1.0 and st.selection_efficiency(s, threshold=t_all) == 1.0
+    assert t_all < 1.0
+    assert st.selection_efficiency(s, threshold=t_all) == 1.0
 
 
 def test_threshold_weighted():
@@ -159,7 +204,8 @@ def test_astf_fractions_and_binomial_errors():
     ref = st.agresti_coull_interval([1, 5], [10, 20], cl=0.95)
     assert res.interval.low[:2] == pytest.approx(ref.low)
     assert res.interval.high[:2] == pytest.approx(ref.high)
-    assert res.interval.low[2] == 0.0 and res.interval.high[2] == 1.0
+    assert res.interval.low[2] == 0.0
+    assert res.interval.high[2] == 1.0
     assert res.axis_labels == ("$H_T$ [GeV]",)
     # uniform weight 2: same fractions and same effective entries -> same interval
     resw = st.astf(_hist(all_vals, np.full(30, 2.0)), _hist(sel_vals, np.full(6, 2.0)), cl=0.95)
@@ -243,10 +289,12 @@ def test_abcd_signal_contamination_correction():
     corrected = st.abcd_prediction(obs, signal=st.AbcdCounts.from_counts(*sig))
     assert raw.predicted > 100.0 + 5.0  # contamination inflates the prediction
     assert corrected.predicted == pytest.approx(100.0)
-    assert corrected.corrected and not raw.corrected
+    assert corrected.corrected
+    assert not raw.corrected
     assert corrected.significance > raw.significance
     mu, b_a = st.abcd_signal_strength(obs, signal_template=st.AbcdCounts.from_counts(*(sig / 2.0)))
-    assert mu == pytest.approx(2.0) and b_a == pytest.approx(100.0)
+    assert mu == pytest.approx(2.0)
+    assert b_a == pytest.approx(100.0)
 
 
 def test_diagonal_thresholds_on_independent_scores():
@@ -288,10 +336,12 @@ def test_rate_conversions_by_hand_and_against_cerri_tables():
 
 def test_sbr_ratio_cerri_table5():
     # eq. 5.1 with Table 5 efficiencies: A->4l 625, LQ->b tau 125 (paper rounds the inputs)
-    a4l = st.sbr_ratio(sm_efficiency=5.3e-6, sm_reference_efficiency=0.6, bsm_efficiency=2.8e-3,
-                       bsm_reference_efficiency=0.5)
-    lq = st.sbr_ratio(sm_efficiency=5.3e-6, sm_reference_efficiency=0.6, bsm_efficiency=6.7e-4,
-                      bsm_reference_efficiency=0.6)
+    a4l = st.sbr_ratio(
+        sm_efficiency=5.3e-6, sm_reference_efficiency=0.6, bsm_efficiency=2.8e-3, bsm_reference_efficiency=0.5
+    )
+    lq = st.sbr_ratio(
+        sm_efficiency=5.3e-6, sm_reference_efficiency=0.6, bsm_efficiency=6.7e-4, bsm_reference_efficiency=0.6
+    )
     assert a4l == pytest.approx(625, rel=0.03)
     assert lq == pytest.approx(125, rel=0.03)
 
@@ -316,7 +366,7 @@ def test_distance_correlation_properties():
     rng = np.random.default_rng(4)
     x = rng.normal(size=1500)
     assert st.distance_correlation(x, 3.0 * x - 2.0) == pytest.approx(1.0, abs=1e-9)
-    y = x ** 2
+    y = x**2
     assert abs(np.corrcoef(x, y)[0, 1]) < 0.1
     assert st.distance_correlation(x, y) > 0.3  # dependence Pearson cannot see
     # block size does not matter; integer weights equal duplication
@@ -372,8 +422,11 @@ def test_abcd_from_2d_histogram_matches_per_event_counts():
     rng = np.random.default_rng(13)
     x, y = rng.exponential(1.0, 20_000), rng.exponential(2.0, 20_000)
     w = rng.uniform(0.5, 1.5, 20_000)
-    h = hist.Hist(hist.axis.Regular(20, 0.0, 4.0, name="loss1"), hist.axis.Regular(20, 0.0, 8.0, name="loss2"),
-                  storage=hist.storage.Weight())
+    h = hist.Hist(
+        hist.axis.Regular(20, 0.0, 4.0, name="loss1"),
+        hist.axis.Regular(20, 0.0, 8.0, name="loss2"),
+        storage=hist.storage.Weight(),
+    )
     h.fill(x, y, weight=w)  # the tails beyond 4 / 8 land in the overflow bins and count as "above"
     from_hist = st.abcd_counts_from_hist(h, threshold1=2.0, threshold2=4.0)
     # bin edges are closed on the left: an event exactly on the edge is "above" in hist, ">" per event
@@ -388,12 +441,14 @@ def test_z_from_p_and_poisson_significance_by_hand():
     # textbook values: p = 0.02275 is 2 sigma, 2.867e-7 is 5 sigma; a deficit is 0 one-sided
     assert st.z_from_p(0.0227501319) == pytest.approx(2.0, abs=1e-6)
     assert st.z_from_p(2.8665157e-7) == pytest.approx(5.0, abs=1e-5)
-    assert st.z_from_p(0.8) == 0.0 and st.z_from_p(0.8, one_sided=False) == pytest.approx(-0.841621, abs=1e-5)
+    assert st.z_from_p(0.8) == 0.0
+    assert st.z_from_p(0.8, one_sided=False) == pytest.approx(-0.841621, abs=1e-5)
     assert st.z_from_p(0.0) == st.Z_MAX
     # P(N >= 3 | b = 0.5) = 1 - e^-0.5 (1 + 0.5 + 0.125)
     p = 1 - math.exp(-0.5) * (1 + 0.5 + 0.125)
     assert st.poisson_significance(3, 0.5) == pytest.approx(st.z_from_p(p), rel=1e-12)
-    assert st.poisson_significance(0, 0.5) == 0.0 and math.isnan(st.poisson_significance(3, 0.0))
+    assert st.poisson_significance(0, 0.5) == 0.0
+    assert math.isnan(st.poisson_significance(3, 0.0))
 
 
 def test_threshold_bin_at_efficiency_by_hand():

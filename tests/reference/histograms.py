@@ -11,6 +11,7 @@ as a failing test naming the dataset, histogram and bins, and is accepted by rew
 The generated samples depend on Pythia (pinned) and the seed only, so the file is reproducible on
 the machines this project is tested on.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,9 @@ def fileset(real_files: dict[str, Path], cocktail: Path) -> dict[str, Any]:
     """The reference fileset: real files as they are, generated files of the cocktail."""
     from cms_anomaly.processors.runner import load_fileset
 
-    fs = {name: {"files": {str(real_files[name]): "Events"}, "metadata": {"is_data": name == "dimuon"}} for name in REAL}
+    fs = {
+        name: {"files": {str(real_files[name]): "Events"}, "metadata": {"is_data": name == "dimuon"}} for name in REAL
+    }
     generated = load_fileset(cocktail / "fileset.json")
     fs.update({name: generated[name] for name in GENERATED})
     return fs
@@ -52,26 +55,28 @@ def as_table(output: dict[str, Any]) -> dict[str, dict[str, dict[str, list]]]:
     table: dict[str, dict[str, dict[str, list]]] = {}
     for dataset in sorted(output):
         table[dataset] = {}
-        for name, h in sorted(output[dataset]["hists"].items()):
-            h = h[{"dataset": dataset}] if "dataset" in h.axes.name else h
+        for name, full in sorted(output[dataset]["hists"].items()):
+            h = full[{"dataset": dataset}] if "dataset" in full.axes.name else full
             values = np.asarray(h.values(flow=True), dtype=np.float64).ravel()
             variances = np.asarray(h.variances(flow=True), dtype=np.float64).ravel()
-            table[dataset][name] = {"shape": list(h.values(flow=True).shape),
-                                    "values": [float(f"{v:.10g}") for v in values],
-                                    "variances": [float(f"{v:.10g}") for v in variances]}
+            table[dataset][name] = {
+                "shape": list(h.values(flow=True).shape),
+                "values": [float(f"{v:.10g}") for v in values],
+                "variances": [float(f"{v:.10g}") for v in variances],
+            }
     return table
 
 
 def main() -> int:
     sys.path.insert(0, str(HERE.parent))
-    from conftest import COCKTAIL_EVENTS, COCKTAIL_SEED, REAL_NANOAOD_FILES  # the test suite's samples
-
     from cms_anomaly.datasets import production
+    from conftest import COCKTAIL_EVENTS, COCKTAIL_SEED, REAL_NANOAOD_FILES  # the test suite's samples
 
     cocktail = HERE.parents[1] / ".pytest_cache" / "d" / "generated-cocktail"
     for process in GENERATED:
-        production.produce([process], out=cocktail, events=COCKTAIL_EVENTS[process], seed=COCKTAIL_SEED,
-                           executor="local")
+        production.produce(
+            [process], out=cocktail, events=COCKTAIL_EVENTS[process], seed=COCKTAIL_SEED, executor="local"
+        )
     table = as_table(run(fileset(REAL_NANOAOD_FILES, cocktail)))
     REFERENCE.write_text(json.dumps(table, separators=(",", ":"), sort_keys=True) + "\n")
     print(f"wrote {REFERENCE} ({REFERENCE.stat().st_size / 1024:.0f} kB): review the diff and commit it")
