@@ -6,12 +6,15 @@
    Y (100 GeV) -> four quarks (``zprime_xy``; a W' stands in for the Z', see its card), through the
    ``dijet`` selection (leading R = 1.0 jet pT > 1.2 TeV): m_JJ, jet masses and N-subjettiness;
 2. signal injected into the QCD sample at a few S/B values (signal over background events in the
-   selected sample, a seeded random subset of the generated signal), and a signal-free sample;
+   selected sample, the first events of one seeded permutation of the generated signal, so that a
+   larger S/B contains a smaller one), and a signal-free sample;
 3. CWoLa hunting (LHCO sec. 4.1, Collins, Howe, Nachman): for each signal region of 3 log-spaced m_JJ
-   bins, an XGBoost classifier (k-fold: every event scored by a model that never saw it) separates
-   the signal region from the 2 + 2 sideband bins on (m_J1/m_JJ, m_J2/m_JJ, tau21, tau32 of both jets,
-   the heavier jet first); the events above the classifier's ``efficiency`` quantile (in SR + sidebands)
-   are kept in every bin, the selected spectrum is fitted with the 4-parameter dijet function with the
+   bins, an XGBoost classifier (k folds by event identity: every event scored by a model that never
+   saw it) separates the signal region from the 2 + 2 sideband bins on (m_J1/m_JJ, m_J2/m_JJ, tau21,
+   tau32 of both jets, the heavier jet first). The exported classifiers are applied in a second
+   processor pass, which fills their calibrated output (rarity) against m_JJ per dataset and
+   injection label; from those histograms, the events above the rarity bin that keeps ``efficiency``
+   of the signal region and sidebands are kept in every bin, the selected spectrum is fitted with the 4-parameter dijet function with the
    signal region excluded, and the local significance of the signal-region count over the fit is the
    Poisson tail probability (fit uncertainty not included);
 4. BumpHunter (pyBumpHunter, LHCO Table 4 settings) on the selected spectrum of the most significant
@@ -20,6 +23,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -39,11 +43,11 @@ from cms_anomaly.analyses.analysis import (
     write_report,
 )
 from cms_anomaly.datasets.argtypes import fraction, non_negative_float
+from cms_anomaly.processors.histograms import DIJET_MASS_EDGES
 
 log = logging.getLogger(__name__)
 
 BACKGROUND, SIGNAL = "qcd_dijet", "zprime_xy"
-COLUMNS = ("mJ1", "mJ2", "mJJ", "tau21_j1", "tau32_j1", "tau21_j2", "tau32_j2")
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,8 @@ class DijetConfig:
     seed: int = 1
     execution: Execution = field(default_factory=Execution)
     injections: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02)
-    bin_edges: tuple[float, ...] = tuple(float(x) for x in np.round(np.geomspace(2500.0, 6000.0, 15), 0))
+    #: m_JJ bins of the scan: the processor's (DIJET_MASS_EDGES) or a subset of its edges (merged bins)
+    bin_edges: tuple[float, ...] = DIJET_MASS_EDGES
     sr_bins: int = 3
     sideband_bins: int = 2
     #: fraction of SR + sideband events the classifier keeps (10 % found S/B = 1 % at 3.2 sigma local,
@@ -70,82 +75,149 @@ class DijetConfig:
 
 # ------------------------------------------------------------------------------ inputs
 def load_events(features_dir: Path) -> dict[str, dict[str, np.ndarray]]:
-    """The ``dijet`` feature columns per dataset, the heavier large-R jet first."""
+    """The ``dijet`` feature columns (:data:`~cms_anomaly.models.bdt.CWOLA_COLUMNS`) and the event
+    identity of each dataset, from the feature tables (the classifiers' training input)."""
+    from cms_anomaly.models.bdt import CWOLA_COLUMNS
     from cms_anomaly.processors.feature_io import read_feature_tables
 
     out = {}
     for name in (BACKGROUND, SIGNAL):
-        t = read_feature_tables(features_dir / name, columns=list(COLUMNS), as_numpy=True)
-        t = {k: np.asarray(v, dtype=np.float64) for k, v in t.items()}
-        swap = t["mJ2"] > t["mJ1"]
-        for a, b in (("mJ1", "mJ2"), ("tau21_j1", "tau21_j2"), ("tau32_j1", "tau32_j2")):
-            t[a], t[b] = np.where(swap, t[b], t[a]), np.where(swap, t[a], t[b])
-        out[name] = t
+        t = read_feature_tables(features_dir / name, columns=[*CWOLA_COLUMNS, "run", "event"], as_numpy=True)
+        out[name] = {k: np.asarray(v) for k, v in t.items()}
     return out
 
 
-def inject(
-    events: dict[str, dict[str, np.ndarray]], *, signal_to_background: float, seed: int
-) -> dict[str, np.ndarray]:
-    """QCD plus ``signal_to_background x N_QCD`` signal events drawn without replacement; ``is_signal`` marks them."""
-    bkg, sig = events[BACKGROUND], events[SIGNAL]
-    n_b = len(bkg["mJJ"])
-    n_s = round(signal_to_background * n_b)
-    if n_s > len(sig["mJJ"]):
-        raise ValueError(f"S/B = {signal_to_background} needs {n_s} signal events, only {len(sig['mJJ'])} generated")
-    pick = np.random.default_rng(seed).choice(len(sig["mJJ"]), size=n_s, replace=False)
-    out = {k: np.concatenate([bkg[k], sig[k][pick]]) for k in COLUMNS}
-    out["is_signal"] = np.r_[np.zeros(n_b, bool), np.ones(n_s, bool)]
-    return out
+def injected_counts(n_background: int, n_signal: int, injections: tuple[float, ...]) -> list[int]:
+    """Signal events injected at each S/B (signal over background events of the selected sample)."""
+    counts = [round(sb * n_background) for sb in injections]
+    for sb, n in zip(injections, counts, strict=True):
+        if n > n_signal:
+            raise ValueError(f"S/B = {sb} needs {n} signal events, only {n_signal} generated")
+    return counts
+
+
+def injection_labels(n_signal: int, counts: list[int], *, seed: int) -> np.ndarray:
+    """The label of every generated signal event for the processor's ``process`` axis.
+
+    One seeded permutation ranks the signal events; the injection of ``n`` events takes the first
+    ``n`` of it (so a larger S/B contains a smaller one). An event is labelled with the smallest
+    injected count that contains it, ``signal_<n>``, or ``signal_unused``: the injection of ``n``
+    events is the union of the labels ``signal_<m>`` with ``m <= n``.
+    """
+    rank = np.empty(n_signal, np.int64)
+    rank[np.random.default_rng(seed).permutation(n_signal)] = np.arange(n_signal)
+    labels = np.full(n_signal, "signal_unused", dtype=object)
+    for n in sorted(set(counts), reverse=True):
+        labels[rank < n] = f"signal_{n}"
+    return labels
+
+
+def injected_processes(counts: list[int], n: int) -> list[str]:
+    """The ``process`` labels of :func:`injection_labels` that make up the injection of ``n`` events."""
+    return [f"signal_{m}" for m in sorted(set(counts)) if 0 < m <= n]
+
+
+def region_bins(edges: np.ndarray, first: int, config: DijetConfig) -> tuple[tuple[float, float], list[int], list[int]]:
+    """The signal region starting at bin ``first`` of ``edges``: its (low, high) and the bin indices of
+    the signal region and of the two sidebands."""
+    sr = list(range(first, first + config.sr_bins))
+    sb = [
+        *range(first - config.sideband_bins, first),
+        *range(first + config.sr_bins, first + config.sr_bins + config.sideband_bins),
+    ]
+    return (float(edges[first]), float(edges[first + config.sr_bins])), sr, sb
+
+
+def signal_regions(config: DijetConfig) -> list[int]:
+    """First bin of every signal region that has both sidebands inside the binning."""
+    n_bins = len(config.bin_edges) - 1
+    return list(range(config.sideband_bins, n_bins - config.sr_bins - config.sideband_bins + 1))
 
 
 # ------------------------------------------------------------------------------ the hunt
-def scan(sample: dict[str, np.ndarray], *, config: DijetConfig, seed: int) -> dict[str, Any]:
-    """CWoLa hunting over every signal region that has its sidebands inside the binning."""
+def train_regions(
+    events: dict[str, dict[str, np.ndarray]],
+    signal_labels: np.ndarray,
+    processes: list[str],
+    *,
+    config: DijetConfig,
+    out_dir: Path,
+    tag: str,
+) -> dict[int, list[Path]]:
+    """The k-fold CWoLa classifiers of every signal region on QCD + the signal events whose
+    :func:`injection_labels` are in ``processes``, exported under ``out_dir``."""
+    from cms_anomaly.models.bdt import CWOLA_COLUMNS, cwola_labels
+    from cms_anomaly.models.pipeline import train_cwola_region
+    from cms_anomaly.processors.folds import KFold
+
+    bkg, sig = events[BACKGROUND], events[SIGNAL]
+    keep = np.isin(signal_labels, processes)
+    cols = {c: np.concatenate([bkg[c], sig[c][keep]]) for c in (*CWOLA_COLUMNS, "run", "event")}
+    folds = KFold(config.k_folds, config.seed).fold(cols["run"], cols["event"])
+    edges = np.asarray(config.bin_edges)
+    paths = {}
+    for first in signal_regions(config):
+        (lo, hi), _, sb = region_bins(edges, first, config)
+        sidebands = ((float(edges[sb[0]]), lo), (hi, float(edges[sb[-1] + 1])))
+        labels = cwola_labels(cols["mJJ"], signal_region=(lo, hi), sidebands=sidebands)
+        paths[first] = train_cwola_region(
+            cols, labels, folds, out_dir=out_dir, name=f"cwola_{tag}_sr{first}", seed=config.seed + first
+        )
+    return paths
+
+
+def _mjj_sums(sh: Any, dataset: str, processes: list[str] | None, edges: np.ndarray) -> np.ndarray:
+    """(score bin, m_JJ bin of ``edges``) event counts of ``dataset``, flow bins of the score included;
+    the processor's m_JJ bins merged onto ``edges`` (each must be a processor edge)."""
+    from cms_anomaly.processors.histograms import DIJET_MASS_EDGES
+
+    w, w2 = sh.sums(dataset, "mJJ", processes=processes)
+    unit = float(w.sum() / w2.sum()) if w2.sum() > 0 else 1.0  # one weight per generated sample: events
+    proc_edges = np.asarray(DIJET_MASS_EDGES)
+    idx = [int(np.flatnonzero(np.isclose(proc_edges, e))[0]) for e in edges]
+    inner = w[:, 1:-1] * unit  # the processor's in-range m_JJ bins
+    return np.stack([inner[:, a:b].sum(axis=1) for a, b in itertools.pairwise(idx)], axis=1)
+
+
+def scan(bkg: dict[int, np.ndarray], sig: dict[int, np.ndarray], *, config: DijetConfig) -> dict[str, Any]:
+    """CWoLa hunting over every signal region from the binned classifier output.
+
+    ``bkg`` and ``sig`` map each signal region's first bin to its (score bin, m_JJ bin) counts of
+    the background and of the injected signal events (score: the calibrated rarity of the region's
+    k-fold ensemble). The events above the classifier threshold that keeps ``config.efficiency`` of
+    the signal region and sidebands are kept in every bin; the selected spectrum is fitted with the
+    4-parameter dijet function with the signal region excluded; the local significance of the
+    signal-region count over the fit is the Poisson tail probability (fit uncertainty not included).
+    """
     import hist
-    from cms_anomaly.models.bdt import cwola_features, cwola_labels, train_cwola
-    from cms_anomaly.stats import poisson_significance
+    from cms_anomaly.stats import poisson_significance, threshold_bin_at_efficiency
     from cms_anomaly.stats.fits import FitError, fit_dijet
 
     edges = np.asarray(config.bin_edges)
-    mjj = sample["mJJ"]
-    x = cwola_features(
-        mj1=sample["mJ1"],
-        mj2=sample["mJ2"],
-        tau21_j1=sample["tau21_j1"],
-        tau21_j2=sample["tau21_j2"],
-        tau32_j1=sample["tau32_j1"],
-        tau32_j2=sample["tau32_j2"],
-        mjj=np.maximum(mjj, 1e-9),
-    )
-    n_bins, sr, sb = len(edges) - 1, config.sr_bins, config.sideband_bins
     regions = []
-    for first in range(sb, n_bins - sr - sb + 1):
-        sr_lo, sr_hi = edges[first], edges[first + sr]
-        sidebands = ((edges[first - sb], sr_lo), (sr_hi, edges[first + sr + sb]))
-        labels = cwola_labels(mjj, signal_region=(sr_lo, sr_hi), sidebands=sidebands)
-        scores, _ = train_cwola(x, labels, k_folds=config.k_folds, seed=seed + first)
-        trained = labels >= 0
-        cut = float(np.quantile(scores[trained], 1.0 - config.efficiency))
-        keep = scores > cut
+    for first in signal_regions(config):
+        (lo, hi), sr, sb = region_bins(edges, first, config)
+        total = bkg[first] + sig[first]
+        k = threshold_bin_at_efficiency(total[:, sr + sb].sum(axis=1), efficiency=config.efficiency)
+        selected = total[k:].sum(axis=0)
         h = hist.Hist(hist.axis.Variable(edges, name="mjj", label=r"$m_{JJ}$ [GeV]"), storage=hist.storage.Weight())
-        h.fill(mjj[keep])
+        h.view(flow=False)["value"] = selected
+        h.view(flow=False)["variance"] = selected
         row: dict[str, Any] = {
-            "signal_region": [float(sr_lo), float(sr_hi)],
+            "signal_region": [lo, hi],
             "first_bin": first,
-            "threshold": cut,
-            "selected": int(keep.sum()),
-            "signal_in_sr_before": int(np.sum(sample["is_signal"] & (labels == 1))),
-            "signal_in_sr_after": int(np.sum(sample["is_signal"] & (labels == 1) & keep)),
+            "threshold_bin": int(k),
+            "selected": round(float(selected.sum())),
+            "signal_in_sr_before": round(float(sig[first][:, sr].sum())),
+            "signal_in_sr_after": round(float(sig[first][k:, sr].sum())),
         }
         try:
-            fit = fit_dijet(h, model="lhco4", method="poisson", exclude=[(sr_lo, sr_hi)])
+            fit = fit_dijet(h, model="lhco4", method="poisson", exclude=[(lo, hi)])
         except FitError as err:
             row.update(status=f"fit failed: {err}", significance=float("nan"))
             regions.append(row)
             continue
-        in_sr = (edges[:-1] >= sr_lo) & (edges[1:] <= sr_hi)
-        n_obs, n_exp = float(h.values()[in_sr].sum()), float(fit.expected[in_sr].sum())
+        n_obs, n_exp = float(selected[sr].sum()), float(fit.expected[sr].sum())
         row.update(
             status="ok",
             observed=n_obs,
@@ -160,11 +232,11 @@ def scan(sample: dict[str, np.ndarray], *, config: DijetConfig, seed: int) -> di
     return {"regions": regions, "best": best}
 
 
-def hunt(sample: dict[str, np.ndarray], *, config: DijetConfig, seed: int) -> dict[str, Any]:
+def hunt(bkg: dict[int, np.ndarray], sig: dict[int, np.ndarray], *, config: DijetConfig, seed: int) -> dict[str, Any]:
     """The scan and BumpHunter's global p-value for the most significant signal region's selection."""
     from cms_anomaly.stats.bumphunt import bump_hunt
 
-    result = scan(sample, config=config, seed=seed)
+    result = scan(bkg, sig, config=config)
     best = result["best"]
     if best is not None:
         bh = bump_hunt(best["_hist"], best["_fit"].expected, seed=seed, npe=config.npe, width_min=2, width_max=7)
@@ -291,24 +363,82 @@ def make_plots(results: dict[str, dict], report_dir: Path) -> list[Path]:
 def run_dijet(
     out: str | os.PathLike, config: DijetConfig = DijetConfig(), *, samples_dir: str | os.PathLike | None = None
 ) -> Path:
-    """Run the whole study into ``out`` (samples in ``samples_dir``, default ``out/samples``)."""
+    """Run the whole study into ``out`` (samples in ``samples_dir``, default ``out/samples``).
+
+    Per injected S/B, the k-fold classifiers of every signal region are trained on the feature
+    tables (QCD + the injected signal events) and exported; a second processor pass
+    (``OUT/pass2/histograms.*``) applies all of them through ``coffea.ml_tools`` (each event scored by
+    the fold model that did not see it, calibrated to a rarity) and fills the rarity against m_JJ per
+    dataset and process, where the signal events carry their injection label (``OUT/labels``). The
+    scans, fits and BumpHunter read those histograms only.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from cms_anomaly.analyses.analysis import processor_pass
     from cms_anomaly.analyses.cocktail import CocktailConfig, feature_tables
+    from cms_anomaly.analyses.scorehists import ScoreHists
+    from cms_anomaly.datasets.atomic import atomic_output
+    from cms_anomaly.models.scorers import KFoldScorer
+    from cms_anomaly.processors.folds import KFold
 
     out = Path(out)
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"
+    unknown = [e for e in config.bin_edges if not np.isclose(DIJET_MASS_EDGES, e).any()]
+    if unknown:
+        raise ValueError(f"bin_edges {unknown} are not edges of the processor's m_JJ axis {DIJET_MASS_EDGES}")
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     production = CocktailConfig(events=dict(config.events), seed=config.seed, execution=config.execution)
-    features_dir, _ = feature_tables(samples_dir, production, selection="dijet")
+    features_dir, fileset = feature_tables(samples_dir, production, selection="dijet")
     events = load_events(features_dir)
     times["samples"] = time.perf_counter() - t0
+
     t = time.perf_counter()
+    n_bkg, n_sig = len(events[BACKGROUND]["mJJ"]), len(events[SIGNAL]["mJJ"])
+    counts = injected_counts(n_bkg, n_sig, config.injections)
+    labels = injection_labels(n_sig, counts, seed=config.seed)
+    labels_path = out / "labels" / f"{SIGNAL}.parquet"
+    labels_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(labels_path, suffix=".parquet") as tmp:
+        table = {"event": events[SIGNAL]["event"].astype(np.uint64), "process": labels.astype(str)}
+        pq.write_table(pa.table(table), tmp)
+    folds = KFold(config.k_folds, config.seed)
+    scorers = {}
+    for k, n in enumerate(counts):
+        paths = train_regions(
+            events, labels, injected_processes(counts, n), config=config, out_dir=out / "models", tag=f"inj{k}"
+        )
+        for first, p in paths.items():
+            scorers[f"cwola_inj{k}_sr{first}"] = KFoldScorer.load(p, folds, name=f"cwola_inj{k}_sr{first}")
+    times["training"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    signal_entry = {**fileset[SIGNAL], "metadata": {**fileset[SIGNAL]["metadata"], "labels": str(labels_path)}}
+    output = processor_pass(
+        {BACKGROUND: fileset[BACKGROUND], SIGNAL: signal_entry},
+        out=out / "pass2",
+        selection="dijet",
+        lumi_pb=None,
+        execution=config.execution,
+        scorers=scorers,
+        features=False,
+        score_features=("mJJ",),
+    )
+    times["pass2"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    edges = np.asarray(config.bin_edges)
     results, public, injected = {}, {}, {}
-    for k, sb in enumerate(config.injections):
-        sample = inject(events, signal_to_background=sb, seed=config.seed + k)
+    for k, (sb, n) in enumerate(zip(config.injections, counts, strict=True)):
+        bkg, sig = {}, {}
+        for first in signal_regions(config):
+            sh = ScoreHists(output, f"cwola_inj{k}_sr{first}", "rarity")
+            bkg[first] = _mjj_sums(sh, BACKGROUND, None, edges)
+            processes = injected_processes(counts, n)
+            sig[first] = _mjj_sums(sh, SIGNAL, processes, edges) if processes else np.zeros_like(bkg[first])
         key = f"{sb:g}"
-        injected[key] = int(sample["is_signal"].sum())
-        results[key] = hunt(sample, config=config, seed=config.seed)
+        injected[key] = n
+        results[key] = hunt(bkg, sig, config=config, seed=config.seed)
         public[key] = _public(results[key])
         log.info("S/B %s: best local significance %s", key, public[key].get("best_local_significance"))
     times["hunt"] = time.perf_counter() - t
@@ -320,8 +450,8 @@ def run_dijet(
     meta = {
         "config": asdict(config),
         "samples_dir": str(samples_dir),
-        "n_background": len(events[BACKGROUND]["mJJ"]),
-        "n_signal_available": len(events[SIGNAL]["mJJ"]),
+        "n_background": n_bkg,
+        "n_signal_available": n_sig,
         "injected": injected,
         "bin_edges": list(config.bin_edges),
         "sr_bins": config.sr_bins,
@@ -329,6 +459,7 @@ def run_dijet(
         "k_folds": config.k_folds,
         "efficiency": config.efficiency,
         "npe": config.npe,
+        "histograms": {"file": str(out / "pass2" / "histograms.coffea"), "labels": str(labels_path)},
         "seconds": times,
     }
     markdown = format_report(public, meta, pngs)

@@ -154,6 +154,28 @@ def cwola_features(
     return np.stack([np.nan_to_num(np.asarray(c, np.float64), nan=0.0) for c in cols], axis=1).astype(np.float32)
 
 
+#: the large-R jet columns the CWoLa classifier reads (feature-record and parquet names)
+CWOLA_COLUMNS: tuple[str, ...] = ("mJ1", "mJ2", "mJJ", "tau21_j1", "tau32_j1", "tau21_j2", "tau32_j2")
+
+
+def cwola_inputs(cols: Any) -> np.ndarray:
+    """The CWoLa classifier inputs (:func:`cwola_features`) of events given by their
+    :data:`CWOLA_COLUMNS` (a mapping or record array): the heavier large-R jet first (the LHCO
+    convention), so that the classifier sees the jets in a fixed role."""
+    c = {k: np.asarray(cols[k], np.float64) for k in CWOLA_COLUMNS}
+    swap = c["mJ2"] > c["mJ1"]
+
+    def ordered(a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+        return np.where(swap, c[b], c[a]), np.where(swap, c[a], c[b])
+
+    mj1, mj2 = ordered("mJ1", "mJ2")
+    t21a, t21b = ordered("tau21_j1", "tau21_j2")
+    t32a, t32b = ordered("tau32_j1", "tau32_j2")
+    return cwola_features(
+        mj1=mj1, mj2=mj2, tau21_j1=t21a, tau21_j2=t21b, tau32_j1=t32a, tau32_j2=t32b, mjj=np.maximum(c["mJJ"], 1e-9)
+    )
+
+
 def cwola_labels(
     mjj: np.ndarray, *, signal_region: tuple[float, float], sidebands: tuple[tuple[float, float], tuple[float, float]]
 ) -> np.ndarray:
@@ -175,6 +197,7 @@ def train_cwola(
     seed: int,
     weights: np.ndarray | None = None,
     params: BDTParams = BDTParams(),
+    folds: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list]:
     """k-fold CWoLa classifier: every event is scored by a model that never saw it.
 
@@ -192,16 +215,20 @@ def train_cwola(
         Event weights; the two classes are balanced to equal total weight.
     params : BDTParams
         Boosting settings.
+    folds : numpy.ndarray, optional
+        The fold (0 .. k-1) of every event, e.g. :class:`~cms_anomaly.processors.folds.KFold` by event
+        identity, so that a processor can route each event to the model that did not see it; default a
+        seeded random assignment.
 
     Returns
     -------
     (numpy.ndarray, list)
-        Out-of-fold scores (N,) and the k boosters.
+        Out-of-fold scores (N,) and the k boosters (booster ``i`` scores fold ``i``).
     """
     labels = np.asarray(labels)
     n = len(labels)
     w = np.ones(n) if weights is None else np.asarray(weights, np.float64)
-    fold = np.random.default_rng(seed).integers(0, k_folds, size=n)
+    fold = np.random.default_rng(seed).integers(0, k_folds, size=n) if folds is None else np.asarray(folds)
     scores = np.zeros(n, np.float32)
     boosters = []
     for k in range(k_folds):

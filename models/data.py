@@ -106,17 +106,21 @@ def read_dataset(
     Sample
     """
     import pyarrow.parquet as pq
+    from cms_anomaly.processors import feature_io
 
-    files = sorted((Path(features_dir) / dataset).glob("*.parquet"))
-    if not files:
-        raise FeatureTableError(f"no parquet files in {Path(features_dir) / dataset}")
     per_col_width = feature_set.width // len(feature_set.columns)
     xs, ws, sig, runs, evs = [], [], [], [], []
     n_read = 0
+    try:  # the one reader of feature tables (processors/feature_io.py), with the models' error class
+        files = feature_io.table_files(Path(features_dir) / dataset)
+    except feature_io.FeatureTableError as err:
+        raise FeatureTableError(str(err)) from err
     for path in files:
-        names = pq.read_schema(path).names
-        ids = [c for c in ("run", "event") if c in names]
-        table = pq.read_table(path, columns=[*feature_set.columns, "weight", "is_signal", *ids])
+        ids = [c for c in ("run", "event") if c in pq.read_schema(path).names]
+        try:
+            table = feature_io.read_table(path, columns=[*feature_set.columns, "weight", "is_signal", *ids])
+        except feature_io.FeatureTableError as err:
+            raise FeatureTableError(str(err)) from err
         if table.num_rows == 0:
             continue
         xs.append(

@@ -176,9 +176,11 @@ def train_and_export(
     -------
     TrainedModel
     """
-    options = options if options is not None else TrainOptions()
+    import torch
     from cms_anomaly.models.export import ModelCard, eager_scores, export_torchscript, score_ranges_for, thresholds_for
     from cms_anomaly.models.training import TrainConfig, train
+
+    options = options if options is not None else TrainOptions()
 
     fs = get_feature_set(feature_set or DEFAULT_FEATURE_SET[kind])
     samples = samples if samples is not None else read_samples(features_dir, feature_set=fs, datasets=datasets)
@@ -216,6 +218,8 @@ def train_and_export(
         "stopped_early": result.stopped_early,
         "validation_loss": result.best_val_loss,
         "device": result.device,
+        # float sums depend on the intra-op thread count: the same seed reproduces bit for bit only with it
+        "torch_threads": torch.get_num_threads(),
         "seconds": round(result.seconds, 2),
         "train_events_per_second": round(result.events_per_second, 1),
         "history": result.history[-50:],
@@ -322,4 +326,66 @@ def train_bdts(
         card.framework = {"xgboost": xgboost.__version__}
         write_card(card, path)
         paths[sig] = path
+    return paths
+
+
+def train_cwola_region(
+    cols: dict[str, np.ndarray],
+    labels: np.ndarray,
+    folds: np.ndarray,
+    *,
+    out_dir: str | Path,
+    name: str,
+    seed: int,
+    params: Any = None,
+) -> list[Path]:
+    """Train and export one CWoLa signal region's k-fold classifiers (LHCO sec. 4.1).
+
+    ``cols`` holds the :data:`~cms_anomaly.models.bdt.CWOLA_COLUMNS` of the sample, ``labels`` the
+    region labels (1 signal region, 0 sidebands, -1 elsewhere), ``folds`` each event's fold (by event
+    identity, :class:`~cms_anomaly.processors.folds.KFold`). Booster ``i`` is trained outside fold
+    ``i`` and saved as ``<name>_fold<i>.json`` with a ``cwola_bdt`` model card and the calibration of
+    its held-out signal-region and sideband events (:func:`~cms_anomaly.models.scorers.write_calibration`):
+    :meth:`KFoldScorer.load <cms_anomaly.models.scorers.KFoldScorer.load>` applies them in the processor.
+    """
+    import xgboost
+    from cms_anomaly.models.bdt import CWOLA_COLUMNS, BDTParams, cwola_inputs, predict, save_booster, train_cwola
+    from cms_anomaly.models.export import ModelCard, score_ranges_for, write_card
+    from cms_anomaly.models.scorers import write_calibration
+
+    params = params if params is not None else BDTParams()
+    folds = np.asarray(folds)
+    k = int(folds.max()) + 1 if folds.size else 0
+    x = cwola_inputs(cols)
+    _, boosters = train_cwola(x, labels, k_folds=k, seed=seed, params=params, folds=folds)
+    out_dir = Path(out_dir)
+    paths = []
+    for i, booster in enumerate(boosters):
+        held_out = (folds == i) & (np.asarray(labels) >= 0)
+        scores = predict(booster, x[held_out])
+        path = save_booster(booster, out_dir / f"{name}_fold{i}.json")
+        write_card(
+            ModelCard(
+                model_type="cwola_bdt",
+                feature_set="cwola",
+                feature_names=list(CWOLA_COLUMNS),
+                n_inputs=x.shape[1],
+                output_names=["p_sr"],
+                score="p_sr",
+                preprocessing={"type": "m_J1 / m_JJ, m_J2 / m_JJ, tau21 x2, tau32 x2, heavier jet first"},
+                architecture={"library": "xgboost", **vars(params)},
+                training={
+                    "fold": i,
+                    "k_folds": k,
+                    "seed": seed,
+                    "n_signal_region": int(np.sum((labels == 1) & (folds != i))),
+                    "n_sidebands": int(np.sum((labels == 0) & (folds != i))),
+                },
+                score_ranges=score_ranges_for(scores, ["p_sr"]),
+                framework={"xgboost": xgboost.__version__},
+            ),
+            path,
+        )
+        write_calibration(path, scores)
+        paths.append(path)
     return paths

@@ -103,8 +103,12 @@ def score_binning_for(card: ModelCard) -> tuple[int, float, float] | None:
     every output was positive on the SM validation events (losses, distances, probabilities), else
     :data:`LINEAR_SCORE_BINS` linear bins from half the validation range below its minimum to twice
     the range above its maximum (e.g. the VAE's reconstruction negative log-likelihood, which can
-    be negative); events beyond stay in the flow bins."""
+    be negative); events beyond stay in the flow bins. Probabilities (every validation score in
+    [0, 1], e.g. a BDT's) get :data:`LINEAR_SCORE_BINS` linear bins on [0, 1]: on the log axis the
+    signal-like end, 0.9 to 1, would be two bins."""
     ranges = [r for r in card.score_ranges.values() if len(r) == 2]
+    if ranges and all(lo >= 0.0 and hi <= 1.0 for lo, hi in ranges):
+        return (LINEAR_SCORE_BINS, 0.0, 1.0)
     if not ranges or all(lo > 0 for lo, _ in ranges):
         return None
     lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
@@ -275,6 +279,21 @@ class XGBoostScorer(_ScorerMixin, xgboost_wrapper):
         return np.asarray(self.xgbooster.inplace_predict(np.ascontiguousarray(x)), np.float32)
 
 
+class CwolaScorer(XGBoostScorer):
+    """A CWoLa-hunting classifier (card ``model_type`` ``cwola_bdt``): reads the large-R jet columns
+    of the card and computes its inputs, m_J / m_JJ and the N-subjettiness ratios with the heavier jet
+    first (:func:`~cms_anomaly.models.bdt.cwola_inputs`), inside ``prepare_awkward``."""
+
+    def prepare_awkward(self, features: Any) -> tuple[tuple, dict]:
+        from cms_anomaly.models.bdt import cwola_inputs
+
+        _check_fields(features, self.card, self.path)
+        if self.get_awkward_lib(features) is not ak:
+            raise NotImplementedError(f"{self.path}: CWoLa inputs are computed on eager chunks")
+        cols = {c: ak.to_numpy(features[c]) for c in self.card.feature_names}
+        return (ak.from_numpy(cwola_inputs(cols)),), {}
+
+
 Scorer = TorchScorer | XGBoostScorer
 
 
@@ -314,6 +333,8 @@ def load_scorer(
     check_model_file(path, card)
     if path.suffix == ".pt":
         return TorchScorer(path, card=card, threads=threads)
+    if card.model_type == "cwola_bdt":
+        return CwolaScorer(path, card=card, threads=threads)
     return XGBoostScorer(path, card=card, threads=threads)
 
 

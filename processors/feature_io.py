@@ -76,7 +76,9 @@ def write_feature_table(
     return path
 
 
-def _files(path: str | Path) -> list[Path]:
+def table_files(path: str | Path) -> list[Path]:
+    """The feature tables under ``path`` (a file, or a directory searched recursively), sorted; files
+    still being written (``.tmp-``) are skipped. Raises :class:`FeatureTableError` when there is none."""
     path = Path(path)
     if path.is_file():
         return [path]
@@ -86,6 +88,25 @@ def _files(path: str | Path) -> list[Path]:
     if not files:
         raise FeatureTableError(f"no *.parquet feature tables under {path}")
     return files
+
+
+def read_table(path: Path, *, columns: Sequence[str] | None = None) -> Any:
+    """One feature table as a pyarrow table, only ``columns`` (all by default).
+
+    Raises
+    ------
+    FeatureTableError
+        A requested column is missing (the message names the file).
+    """
+    import pyarrow.parquet as pq
+
+    if columns is None:
+        return pq.read_table(path)
+    names = pq.read_schema(path).names
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise FeatureTableError(f"{path}: missing column(s) {missing}")
+    return pq.read_table(path, columns=list(dict.fromkeys(columns)))
 
 
 def read_feature_tables(
@@ -115,19 +136,12 @@ def read_feature_tables(
         No tables, or a requested column is missing (the message names the file).
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     tables = []
-    for f in _files(path):
-        if columns is None:
-            table = pq.read_table(f)
-        else:  # read only what is asked for: the rmm column alone is 2601 floats per event
-            names = pq.read_schema(f).names
-            missing = [c for c in columns if c not in names]
-            if missing:
-                raise FeatureTableError(f"{f}: missing column(s) {missing}")
-            want = list(dict.fromkeys([*columns, *(["dataset"] if datasets is not None else [])]))
-            table = pq.read_table(f, columns=want)
+    # read only what is asked for: the rmm column alone is 2601 floats per event
+    want = None if columns is None else [*columns, *(["dataset"] if datasets is not None else [])]
+    for f in table_files(path):
+        table = read_table(f, columns=want)
         if datasets is not None:
             keep = np.isin(np.asarray(table.column("dataset").to_pylist(), dtype=object), list(datasets))
             table = table.filter(pa.array(keep))

@@ -112,10 +112,20 @@ SCORE_VS_FEATURES: tuple[str, ...] = ("ht", "m_jets", "n_jets", "n_bjets")
 LEAD_MASS_AXIS = (60, 60.0, 4000.0)
 
 
-def score_feature_axis(name: str) -> hist.axis.Integer | hist.axis.Regular:
+#: m_JJ bins of the dijet resonance hunt against a score: 14 log-spaced bins from 2.5 to 6 TeV, rounded
+#: to GeV (LHC Olympics 2020 sec. 4.1 scans 2.5-6 TeV); a coarser scan merges whole bins
+DIJET_MASS_EDGES: tuple[float, ...] = (
+    2500.0, 2661.0, 2833.0, 3016.0, 3210.0, 3418.0, 3638.0, 3873.0, 4123.0, 4389.0, 4672.0, 4974.0, 5295.0, 5636.0,
+    6000.0,
+)  # fmt: skip
+
+
+def score_feature_axis(name: str) -> hist.axis.Integer | hist.axis.Regular | hist.axis.Variable:
     """The axis of a feature histogrammed against a score (:func:`feature_axis`, but log-binned
-    60 GeV - 4 TeV for the leading-object masses m_x_y)."""
+    60 GeV - 4 TeV for the leading-object masses m_x_y, and :data:`DIJET_MASS_EDGES` for m_JJ)."""
     spec = FEATURES[name]
+    if name == "mJJ":
+        return hist.axis.Variable(DIJET_MASS_EDGES, name=name, label=spec.label)
     if name in M_LEAD_NAMES:
         return hist.axis.Regular(*LEAD_MASS_AXIS, transform=hist.axis.transform.log, name=name, label=spec.label)
     return feature_axis(spec)

@@ -229,6 +229,9 @@ def _dijet_events(rng, n_bkg: int, n_sig: int) -> dict[str, dict[str, np.ndarray
     from cms_anomaly.analyses.dijet import BACKGROUND, SIGNAL
 
     def block(n: int, signal: bool) -> dict[str, np.ndarray]:
+        return {"run": np.ones(n, np.uint64), "event": np.arange(1, n + 1, dtype=np.uint64), **columns(n, signal)}
+
+    def columns(n: int, signal: bool) -> dict[str, np.ndarray]:
         if signal:
             return {
                 "mJJ": rng.normal(3500.0, 120.0, n),
@@ -252,32 +255,79 @@ def _dijet_events(rng, n_bkg: int, n_sig: int) -> dict[str, dict[str, np.ndarray
     return {BACKGROUND: block(n_bkg, False), SIGNAL: block(n_sig, True)}
 
 
-def test_injection_draws_the_requested_number_of_signal_events():
-    from cms_anomaly.analyses.dijet import inject
+def test_injection_labels_nest_and_count():
+    from cms_anomaly.analyses.dijet import injected_counts, injected_processes, injection_labels
 
-    events = _dijet_events(np.random.default_rng(1), 1000, 50)
-    sample = inject(events, signal_to_background=0.02, seed=3)
-    assert sample["is_signal"].sum() == 20
-    assert len(sample["mJJ"]) == 1020
-    assert np.array_equal(inject(events, signal_to_background=0.02, seed=3)["mJJ"], sample["mJJ"])  # seeded
+    counts = injected_counts(1000, 50, (0.0, 0.01, 0.02))
+    assert counts == [0, 10, 20]
+    labels = injection_labels(50, counts, seed=3)
+    assert (labels == "signal_10").sum() == 10
+    assert (labels == "signal_20").sum() == 10  # ranks 10-19: the events S/B = 2 % adds to 1 %
+    assert (labels == "signal_unused").sum() == 30
+    assert injected_processes(counts, 20) == ["signal_10", "signal_20"]
+    assert injected_processes(counts, 0) == []
+    assert np.array_equal(injection_labels(50, counts, seed=3), labels)  # seeded
+    assert not np.array_equal(injection_labels(50, counts, seed=4), labels)
     with pytest.raises(ValueError, match="needs 60 signal events"):
-        inject(events, signal_to_background=0.06, seed=3)
+        injected_counts(1000, 50, (0.06,))
 
 
-def test_cwola_hunt_finds_an_injected_resonance_and_nothing_without_it():
+def _binned_rarity(scorer, cols: dict[str, np.ndarray], edges) -> np.ndarray:
+    """What the processor fills: the k-fold rarity of every event against m_JJ (score flow bins included)."""
+    import awkward as ak
+    from cms_anomaly.models.scorers import RARITY_BINNING
+
+    rarity = scorer(
+        ak.zip({k: v for k, v in cols.items() if k not in ("run", "event")}),
+        folds=scorer.fold_of(cols["run"], cols["event"]),
+    )
+    n, lo, hi = RARITY_BINNING
+    score_edges = np.concatenate([[-np.inf], np.linspace(lo, hi, n + 1), [np.inf]])
+    counts, _, _ = np.histogram2d(rarity, cols["mJJ"], bins=(score_edges, np.asarray(edges)))
+    return counts
+
+
+def test_cwola_hunt_finds_an_injected_resonance_and_nothing_without_it(tmp_path):
+    """The exported k-fold classifiers, applied as the processor applies them, find a 1 % resonance at
+    3.5 TeV and nothing in the signal-free sample."""
     from dataclasses import replace
 
-    from cms_anomaly.analyses.dijet import DijetConfig, inject, scan
+    from cms_anomaly.analyses.dijet import (
+        BACKGROUND,
+        SIGNAL,
+        DijetConfig,
+        injected_counts,
+        injected_processes,
+        injection_labels,
+        scan,
+        signal_regions,
+        train_regions,
+    )
+    from cms_anomaly.models.scorers import KFoldScorer
+    from cms_anomaly.processors.folds import KFold
 
     events = _dijet_events(np.random.default_rng(2), 20_000, 300)
-    config = replace(DijetConfig(), k_folds=3, bin_edges=tuple(np.geomspace(2500.0, 6000.0, 11)))
-    found = scan(inject(events, signal_to_background=0.01, seed=1), config=config, seed=1)
-    best = found["best"]
+    config = replace(DijetConfig(), k_folds=3)
+    counts = injected_counts(20_000, 300, (0.0, 0.01))
+    labels = injection_labels(300, counts, seed=1)
+    results = {}
+    for n in counts:
+        processes = injected_processes(counts, n)
+        paths = train_regions(events, labels, processes, config=config, out_dir=tmp_path, tag=f"n{n}")
+        keep = np.isin(labels, processes)
+        bkg, sig = {}, {}
+        for first in signal_regions(config):
+            scorer = KFoldScorer.load(paths[first], KFold(config.k_folds, config.seed))
+            bkg[first] = _binned_rarity(scorer, events[BACKGROUND], config.bin_edges)
+            sig[first] = _binned_rarity(scorer, {k: v[keep] for k, v in events[SIGNAL].items()}, config.bin_edges)
+        results[n] = scan(bkg, sig, config=config)
+    best = results[200]["best"]
     assert best["signal_region"][0] < 3500.0 < best["signal_region"][1]
     assert best["significance"] > 4.0
     assert best["signal_in_sr_after"] > 0.5 * best["signal_in_sr_before"]  # the classifier keeps the signal
-    empty = scan(inject(events, signal_to_background=0.0, seed=1), config=config, seed=1)
-    assert empty["best"]["significance"] < 3.5
+    # the selection keeps at most 3 % of the signal region and sidebands (at a rarity bin edge)
+    assert best["selected"] < 0.03 * (20_000 + 200)
+    assert results[0]["best"]["significance"] < 3.5
 
 
 def test_signal_to_background_gain():

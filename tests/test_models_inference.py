@@ -311,3 +311,27 @@ def test_bdt_skips_a_signal_without_events_on_both_sides_of_the_split(model_feat
     card = json.loads((tmp_path / "bdt_ato4l_hlf21.card.json").read_text())
     expected = int((~validation_mask(samples["ato4l"], val_fraction=0.5, seed=3)).sum())
     assert card["training"]["n_signal_train"] == expected < len(samples["ato4l"])
+
+
+def test_score_axes_follow_the_validation_score_range():
+    """A model whose scores reach zero or below gets a linear axis around them, probabilities a linear
+    [0, 1] axis, positive scores the default log axis; two-output models a log ABCD plane fitted to them."""
+    from cms_anomaly.models.export import ModelCard
+    from cms_anomaly.models.scorers import score2d_binning_for, score_binning_for
+
+    def card(ranges: dict, outputs: list[str]) -> ModelCard:
+        return ModelCard(
+            model_type="x", feature_set="hlf21", feature_names=["a"], n_inputs=1, output_names=outputs,
+            score=outputs[0], score_ranges=ranges,
+        )  # fmt: skip
+
+    # the VAE's negative log-likelihood from -3 to 50: half the range below, twice above
+    assert score_binning_for(card({"nll": [-3.0, 50.0]}, ["nll"])) == (2000, -3.0 - 26.5, 50.0 + 106.0)
+    assert score_binning_for(card({"p": [0.001, 0.999]}, ["p"])) == (2000, 0.0, 1.0)
+    assert score_binning_for(card({"l1": [0.1, 5.0]}, ["l1"])) is None
+    assert score_binning_for(card({}, ["l1"])) is None  # an older card without ranges
+    # R1 in [0.1, 4], R2 in [0.2, 8]: from 0.025 to 80, 100 bins per decade (3.5 decades)
+    bins, lo, hi, kind = score2d_binning_for(card({"r1": [0.1, 4.0], "r2": [0.2, 8.0]}, ["r1", "r2"]))
+    assert (lo, hi, kind) == (pytest.approx(0.025), pytest.approx(80.0), "log")
+    assert bins == int(np.ceil(100 * np.log10(80.0 / 0.025)))
+    assert score2d_binning_for(card({"l1": [0.1, 5.0]}, ["l1"])) is None  # one output: no plane

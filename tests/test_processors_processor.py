@@ -250,6 +250,35 @@ def test_scorer_slot_fills_score_histograms(tmp_path, real_nanoaod_files):
     np.testing.assert_array_equal(h1.values(flow=True), ref.values(flow=True))
 
 
+def test_each_scorer_gets_its_own_training_split(tmp_path, real_nanoaod_files):
+    """Models trained with different seeds: a split per scorer name; the 2-D plane has the split axis too."""
+    import uproot
+    from cms_anomaly.processors.folds import EventSplit
+
+    s1, _ = _scorer(tmp_path, 1)
+    s2, _ = _scorer(tmp_path, 2)
+    splits = {s1.name: EventSplit(0.5, seed=3), s2.name: EventSplit(0.3, seed=8)}
+    fs = {"dy": {"files": {str(real_nanoaod_files["dy"]): "Events"}, "metadata": {"is_data": True}}}
+    proc = AnomalyProcessor(selection="single_lepton", scorers={s1.name: s1, s2.name: s2}, split=splits)
+    with runner.make_executor("iterative") as ex:
+        out = runner.run_processor(fs, proc, executor=ex)["dy"]
+    # the selected events' identity, and each split's validation count computed here
+    _, _, sel = _linear_inputs(real_nanoaod_files["dy"])
+    with uproot.open(real_nanoaod_files["dy"]) as f:
+        ids = f["Events"].arrays(["run", "event"], library="np")
+    run, event = ids["run"][sel], ids["event"][sel]
+    for scorer, hist_name in ((s1, "score_linear1_score_vs_counts"), (s2, "score2d_linear2")):
+        expected = int((splits[scorer.name].labels(run, event) == "validation").sum())
+        h = out["hists"][hist_name][{"dataset": "dy", "split": "validation"}]
+        assert h.values(flow=True).sum() == expected
+    assert 0 < expected < len(run)
+    # a mapping that leaves a scorer out gives it the split "all"
+    proc = AnomalyProcessor(selection="single_lepton", scorers={s1.name: s1}, split={"other": splits[s1.name]})
+    with runner.make_executor("iterative") as ex:
+        out = runner.run_processor(fs, proc, executor=ex)["dy"]
+    assert list(out["hists"]["score_linear1_score_vs_counts"].axes["split"]) == ["all"]
+
+
 def test_cli_run_writes_histograms_and_feature_tables(tmp_path, real_nanoaod_files, capsys):
     from cms_anomaly.analyses.cli import main
 
