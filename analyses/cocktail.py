@@ -189,3 +189,36 @@ def reweighted(samples: dict, *, composition: str) -> tuple[dict, dict[str, np.n
     """``samples`` with the SM weights of :func:`sm_process_weights`; also returns those weights."""
     weights = sm_process_weights({n: s.weight for n, s in samples.items() if not s.is_signal}, composition=composition)
     return {n: (replace(s, weight=weights[n]) if n in weights else s) for n, s in samples.items()}, weights
+
+
+@dataclass(frozen=True)
+class CocktailSamples:
+    """The production of a cocktail command and its training input: the feature tables after the
+    selection, read as one feature set, SM weights in the requested composition."""
+
+    features_dir: Path
+    fileset: dict
+    samples: dict
+    sm_names: list[str]
+    signal_names: list[str]
+    seconds: float
+
+
+def cocktail_samples(
+    samples_dir: str | Path, config: CocktailConfig, *, feature_set: str, composition: str
+) -> CocktailSamples:
+    """Produce (or reuse) the cocktail, its ``single_lepton`` feature tables and the training samples
+    (:func:`~cms_anomaly.models.data.read_samples` of ``feature_set``, :func:`reweighted`)."""
+    import time
+
+    from cms_anomaly.models.data import read_samples
+    from cms_anomaly.models.feature_sets import get_feature_set
+
+    t0 = time.perf_counter()
+    features_dir, fileset = feature_tables(samples_dir, config)
+    seconds = time.perf_counter() - t0
+    samples = read_samples(features_dir, feature_set=get_feature_set(feature_set))
+    sm_names = [n for n, s in samples.items() if not s.is_signal]
+    signal_names = sorted(n for n, s in samples.items() if s.is_signal)
+    samples, _ = reweighted(samples, composition=composition)
+    return CocktailSamples(features_dir, fileset, samples, sm_names, signal_names, seconds)

@@ -499,29 +499,19 @@ def run_disco(
     planes: the SM from each model's validation part, the signals from all their events.
     """
     from cms_anomaly.analyses.analysis import processor_pass
-    from cms_anomaly.analyses.cocktail import (
-        UNIT_LUMI_PB,
-        composition_scales,
-        feature_tables,
-        reweighted,
-        validation_indices,
-    )
-    from cms_anomaly.models.data import read_samples
-    from cms_anomaly.models.feature_sets import get_feature_set
+    from cms_anomaly.analyses.cocktail import UNIT_LUMI_PB, cocktail_samples, composition_scales, validation_indices
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export
     from cms_anomaly.models.scorers import load_scorer
     from cms_anomaly.processors.folds import EventSplit
 
     out = Path(out)
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"
-    times: dict[str, float] = {}
     t0 = time.perf_counter()
-    features_dir, fileset = feature_tables(samples_dir, config.cocktail)
-    times["samples"] = time.perf_counter() - t0
-    samples = read_samples(features_dir, feature_set=get_feature_set("objects"))
-    sm_names = [n for n, s in samples.items() if not s.is_signal]
-    signals = sorted(n for n, s in samples.items() if s.is_signal)
-    samples, _ = reweighted(samples, composition=config.composition)
+    cs = cocktail_samples(samples_dir, config.cocktail, feature_set="objects", composition=config.composition)
+    features_dir, fileset, samples, sm_names, signals = (
+        cs.features_dir, cs.fileset, cs.samples, cs.sm_names, cs.signal_names,
+    )  # fmt: skip
+    times: dict[str, float] = {"samples": cs.seconds}
     signal_events = config.signal_fraction * config.reference_events
 
     t = time.perf_counter()

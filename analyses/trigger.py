@@ -508,10 +508,8 @@ def run_trigger(
     halves the BDTs were not trained on.
     """
     from cms_anomaly.analyses.analysis import processor_pass
-    from cms_anomaly.analyses.cocktail import composition_scales, feature_tables, reweighted, validation_indices
+    from cms_anomaly.analyses.cocktail import cocktail_samples, composition_scales, validation_indices
     from cms_anomaly.analyses.scorehists import ScoreHists
-    from cms_anomaly.models.data import read_samples
-    from cms_anomaly.models.feature_sets import get_feature_set
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export, train_bdts
     from cms_anomaly.models.scorers import load_scorer
     from cms_anomaly.processors.folds import EventSplit
@@ -519,14 +517,12 @@ def run_trigger(
 
     out = Path(out)
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"
-    times: dict[str, float] = {}
     t0 = time.perf_counter()
-    features_dir, fileset = feature_tables(samples_dir, config.cocktail)
-    times["samples"] = time.perf_counter() - t0
-    samples = read_samples(features_dir, feature_set=get_feature_set("hlf21"))
-    sm_names = [n for n, s in samples.items() if not s.is_signal]
-    sig_names = sorted(n for n, s in samples.items() if s.is_signal)
-    samples, _ = reweighted(samples, composition=config.composition)
+    cs = cocktail_samples(samples_dir, config.cocktail, feature_set="hlf21", composition=config.composition)
+    features_dir, fileset, samples, sm_names, sig_names = (
+        cs.features_dir, cs.fileset, cs.samples, cs.sm_names, cs.signal_names,
+    )  # fmt: skip
+    times: dict[str, float] = {"samples": cs.seconds}
 
     t = time.perf_counter()
     options = TrainOptions(epochs=config.epochs, seed=config.seed, device=config.device, progress=False)

@@ -20,7 +20,7 @@ import numpy as np
 import uproot
 from cms_anomaly.datasets.atomic import atomic_output
 
-#: ZSTD level 5: fast to write and ~2x faster to read than LZMA (PERFORMANCE.md, pitfall 2)
+#: ZSTD level 5: fast to write and ~2x faster to read than LZMA (uproot's default for ROOT files is ZLIB)
 COMPRESSION = uproot.ZSTD(5)
 
 

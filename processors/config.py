@@ -3,7 +3,7 @@
 One frozen dataclass tree, loadable from TOML. Cross sections, luminosity and
 ``is_data`` do not live here: they come from the fileset metadata and the command line.
 
-Example TOML (every key optional; defaults are the values of PHYSICS.md)::
+Example TOML (every key optional; the defaults are the papers' values, each field says its source)::
 
     [objects]
     jet_pt_min = 30.0
@@ -39,7 +39,7 @@ JET_IDS: tuple[str, ...] = ("none", "tight", "tight_lepveto")
 
 @dataclass(frozen=True)
 class ObjectConfig:
-    """Object definitions (GeV). See PHYSICS.md, section Objects.
+    """Object definitions (GeV), as CMS defines the objects; every field says its source.
 
     Objects are disjoint, as in every CMS analysis (and Delphes' UniqueObjectFinder): leptons
     first, then photons away from them, then jets away from both. Each cut names its source.
@@ -157,7 +157,7 @@ class FeatureConfig:
 
 @dataclass(frozen=True)
 class SelectionConfig:
-    """Thresholds of the named selections (PHYSICS.md, Selections)."""
+    """Thresholds of the named selections (the papers' event selections; see ``processors/selections.py``)."""
 
     single_lepton_pt_min: float = 23.0
     single_lepton_iso_max: float = 0.45

@@ -3,8 +3,8 @@
 The feature *sets* used by the models are tuples of names into :data:`FEATURES`:
 
 - :data:`HLF21`: the 21 high-level features of Cerri et al. (sec. 3), in the paper's order.
-- :data:`HLF24`: Knapp et al. appendix A. The paper calls it "24 features" but its list (and
-  PHYSICS.md) has 25 entries (H_T ... IsEle); we keep all 25 under the historical name.
+- :data:`HLF24`: Knapp et al. appendix A. The paper calls it "24 features" but its list has 25
+  entries (H_T ... IsEle); we keep all 25 under the historical name.
 - :data:`LARGE_R`: the large-R jet substructure of the LHC Olympics dijet search.
 """
 

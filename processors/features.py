@@ -2,8 +2,9 @@
 
 Entry point :func:`compute_features` (events -> one record per event). Everything is columnar:
 awkward reductions for sums over objects, numpy for event-level arithmetic, the numba RMM kernel
-of :mod:`cms_anomaly.processors.rmm` for the matrices. Feature definitions: PHYSICS.md and the
-records of :mod:`cms_anomaly.processors.feature_spec`.
+of :mod:`cms_anomaly.processors.rmm` for the matrices. Feature definitions: the papers (Cerri et al.
+sec. 3, Knapp et al. appendix A, the ADC2021 object lists) and the records of
+:mod:`cms_anomaly.processors.feature_spec`.
 
 Events without a trigger lepton get 0 for every lepton feature (``pt_lep``, ``iso_*``,
 ``charge_lep``, ``is_ele``, ``met_par``, ``met_perp``, ``mt``); selections decide whether such

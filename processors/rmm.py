@@ -2,7 +2,7 @@
 
 Object types, in order: jets that are not b-tagged, b-jets, muons, electrons, photons; up to
 ``n`` (default 10) of each, pT-ordered. Index 0 is MET; object ``k`` of type ``t`` sits at
-``1 + t*n + k``; the matrix is ``(1 + T*n)^2`` (51 x 51 for T5N10), float32. Cells (PHYSICS.md):
+``1 + t*n + k``; the matrix is ``(1 + T*n)^2`` (51 x 51 for T5N10), float32. Cells (Chekanov et al., sec. 2):
 
 - (0,0): ET_miss / sqrt(s)
 - (0,i): transverse mass of object i with MET / sqrt(s)
