@@ -132,6 +132,8 @@ def threshold_pairs(sm: Plane, *, efficiency: float) -> list[tuple[str, int, int
 
     k1, k2, e = diagonal_threshold_bins(sm.w, efficiency=efficiency)
     pairs = [("diagonal", k1, k2)]
+    if e <= 0.0:  # a small sample: one event already exceeds the target, region A stays empty
+        return pairs
     m1, _ = sm.marginal(0)
     for x in OFF_DIAGONAL:
         c1 = threshold_bin_at_efficiency(m1, efficiency=min(1.0, e * x))

@@ -181,6 +181,7 @@ def diagonal_threshold_bins(sumw: npt.ArrayLike, *, efficiency: float) -> tuple[
 
     # the candidate per-score efficiencies: every tail fraction of either marginal; region A grows with e
     tails = np.unique(np.concatenate([np.cumsum(m1[::-1]), np.cumsum(m2[::-1])]) / total)
+    tails = tails[tails > 0]  # a per-score efficiency of 0 selects nothing: not a candidate
     lo, hi = 0, len(tails) - 1
     best = (len(m1), len(m2), 0.0)
     while lo <= hi:

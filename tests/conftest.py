@@ -154,7 +154,7 @@ def model_feature_tables(tmp_path_factory: pytest.TempPathFactory) -> Path:
 #: fixtures whose tests take long (a Pythia production, a whole job): marked ``slow`` automatically
 _SLOW_FIXTURES = {"generated_cocktail"}
 #: modules that run whole jobs or notebooks
-_SLOW_MODULES = {"test_notebooks", "test_rediscovery", "test_hunt"}
+_SLOW_MODULES = {"test_notebooks", "test_rediscovery", "test_hunt", "test_cli_jobs"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -191,6 +191,21 @@ def test_threshold_pairs_sic_and_dcor_from_the_plane():
     assert plane_dcor(_plane(np.column_stack([r[:5000, 0], r[:5000, 0]]))) > 0.99
 
 
+def test_a_target_below_one_event_leaves_region_a_empty_without_failing():
+    """Ten SM events with R1 = R2 and a 0.2 % working point: every per-score cut that keeps an event
+    keeps it in region A too (0.1 > 0.002), so the diagonal cut selects nothing, the off-diagonal ones
+    are not tried, and the study reports an empty region A at an infinite threshold, whose closure
+    no seed average counts (the disco command on a tiny production failed here)."""
+    x = np.random.default_rng(3).exponential(1.0, 10)
+    sm = _plane(np.column_stack([x, x]))
+    assert threshold_pairs(sm, efficiency=0.002) == [("diagonal", len(sm.w), len(sm.w))]
+    study = abcd_study(sm, {}, efficiencies=(0.002,), signal_events=0.0)
+    [row] = study["rows"]
+    assert (row["sm_a"], row["threshold1"], row["threshold2"]) == (0.0, np.inf, np.inf)
+    assert not np.isfinite(row["sm_only"]["closure"])
+    assert seed_spread({"1": {"abcd": study}}, [])["validated_efficiencies"]["1"] == []
+
+
 def test_seed_spread():
     def row(eff: float, closure: float, significance: float) -> dict:
         return {
@@ -378,7 +393,9 @@ def test_read_samples_skips_a_dataset_without_selected_events(tmp_path):
     samples = read_samples(tmp_path, feature_set=fs)
     assert list(samples) == ["wjets"]
     assert len(samples["wjets"]) == 5
-    with pytest.raises(Exception, match="empty"):
+    from cms_anomaly.models.errors import FeatureTableError
+
+    with pytest.raises(FeatureTableError, match="are empty"):
         read_samples(tmp_path, feature_set=fs, datasets=["qcd"])  # asked for by name: an error that says why
 
 

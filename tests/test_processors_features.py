@@ -280,3 +280,24 @@ def test_rmm_cell_mask_round_trip():
     assert mask.sum() == 2
     kept = rmm_mod.apply_cell_mask(rmm, mask)
     np.testing.assert_array_equal(kept, [[1, 0], [0, 0], [0, 2]])
+
+
+def test_rmm_keeps_the_ten_leading_objects_of_a_type():
+    """12 light jets (pT 150 ... 40 GeV, unordered in the input): the RMM's light-jet block holds the
+    10 leading, in pT order (diagonal: E_T / sqrt(s) of the first, then the imbalance to the one
+    before), and neither of the two softest jets enters any cell."""
+    pts = [40.0 + 10.0 * k for k in range(12)]
+    order = np.random.default_rng(7).permutation(12)
+    jets = [{"pt": pts[k], "eta": 0.0, "phi": -3.0 + 0.5 * k, "mass": 0.0, "btagDeepFlavB": 0.0} for k in order]
+    ev = make_events(muons=[[]], electrons=[[]], photons=[[]], jets=[jets], met=[(0.0, 0.0)])
+    r = np.asarray(compute_features(ev, config=CFG)[0]["rmm"], dtype=np.float64)
+    leading = sorted(pts, reverse=True)[:10]
+    diag = np.diag(r)[1:11]
+    assert diag[0] == pytest.approx(leading[0] / SQRT_S, rel=1e-6)
+    for i in range(1, 10):
+        assert diag[i] == pytest.approx((leading[i - 1] - leading[i]) / (leading[i - 1] + leading[i]), rel=1e-5)
+    assert np.count_nonzero(r[11:, :]) == 0  # no b-jet, lepton or photon block: the 11th jet spills nowhere
+    # the mass cell of jets 1 and 10 is theirs (massless, same eta: m^2 = 2 pT1 pT10 (1 - cos dphi))
+    phi = {p: -3.0 + 0.5 * k for k, p in zip(order, [pts[k] for k in order], strict=True)}
+    m = math.sqrt(2 * leading[0] * leading[9] * (1 - math.cos(phi[leading[0]] - phi[leading[9]])))
+    assert r[1, 10] == pytest.approx(m / SQRT_S, rel=1e-5)
