@@ -1,6 +1,6 @@
-"""The seed-analysis commands end to end through their command line, on one tiny production each
-asserting a physics outcome that a broken job would miss (a selection at random, a decorrelation
-without effect, a detector that scores nothing)."""
+"""The seed-analysis commands end to end through their command line (trigger, outlier and disco on one
+tiny shared production, dijet on its own), each asserting a physics outcome that a broken job would
+miss (a selection at random, a decorrelation without effect, a detector that scores nothing)."""
 
 from __future__ import annotations
 
@@ -58,3 +58,21 @@ def test_disco_command_decorrelates_the_two_losses(samples, tmp_path):
     # 0.99 (defaults: 0.066 against 0.964); 15 epochs are too few here (0.81)
     assert r["dcor_lambda0"] > 0.9
     assert r["per_seed"]["1"]["dcor"] < 0.5
+
+
+def test_dijet_command_finds_the_injected_resonance(tmp_path):
+    """7 % of the default production (~1000 QCD dijets after the selection), S/B = 10 % and a 20 % cut:
+    the best signal region holds the 3.5 TeV resonance (local 7.6 sigma, 43 of its 62 signal events
+    kept, where a random score keeps 20 %); the signal-free scan finds no 3 sigma excess (2.3 global)."""
+    out = tmp_path / "dijet"
+    args = ["dijet", "--out", str(out), "--samples", str(tmp_path / "samples"), "--events", "0.067"]
+    args += ["--injections", "0", "0.1", "--efficiency", "0.2", "--executor", "iterative", "--seed", "2"]
+    assert main(args) == 0
+    r = _summary(out)["result"]
+    found = r["0.1"]
+    low, high = found["best_signal_region"]
+    assert low < 3500.0 < high
+    assert found["best_local_significance"] > 4.0
+    region = next(x for x in found["regions"] if x["signal_region"] == found["best_signal_region"])
+    assert region["signal_in_sr_after"] > 0.4 * region["signal_in_sr_before"]
+    assert r["0"]["bumphunt"]["global_significance"] < 3.0

@@ -7,7 +7,7 @@ import math
 import awkward as ak
 import numpy as np
 import pytest
-from cms_anomaly.datasets.detector import DetectorConfig, _hadronic_over_em, btag_score, nsubjettiness
+from cms_anomaly.datasets.detector import DetectorConfig, _hadronic_over_em, btag_score, jet_taus, nsubjettiness
 
 CFG = DetectorConfig()
 
@@ -51,6 +51,45 @@ def test_nsubjettiness_by_hand():
     assert nsubjettiness(_vectors(split), _vectors([[(1.0, 0.0, 0.0)]]), 0.8)[0] == pytest.approx(
         25 * 0.5 / (100 * 0.8), rel=1e-9
     )
+
+
+def _massless(parts):
+    """(jets, particles) records with px, py, pz, E (massless) from (pt, eta, phi) triples."""
+    return ak.Array(
+        [
+            [
+                {
+                    "px": pt * math.cos(phi),
+                    "py": pt * math.sin(phi),
+                    "pz": pt * math.sinh(eta),
+                    "E": pt * math.cosh(eta),
+                }
+                for pt, eta, phi in jet
+            ]
+            for jet in parts
+        ]
+    )
+
+
+def test_jet_taus_with_kt_axes_by_hand():
+    """The file's tau_1..3 with exclusive-kT axes (R0 = 1). Two 100 GeV particles 0.02 apart and a
+    50 GeV one 0.6 away: the two kT subjets are the close pair (axis at phi 0.01) and the single one,
+    tau_2 = (100 x 0.01 + 100 x 0.01) / 250 = 0.008; three constituents give tau_3 = 0; tau_1 is the
+    pT-weighted distance to the one axis, the summed momentum (at eta 0); a jet with two constituents
+    gets zeros."""
+    jets = [[(100.0, 0.0, 0.0), (100.0, 0.0, 0.02), (50.0, 0.0, 0.6)], [(80.0, 0.0, 0.0), (40.0, 0.0, 0.3)]]
+    taus = jet_taus(_massless(jets), 1.0)
+    assert taus.shape == (3, 2)
+    assert taus[1, 0] == pytest.approx(0.008, rel=1e-6)
+    assert taus[2, 0] == pytest.approx(0.0, abs=1e-12)
+    # tau_1: the axis of the summed momenta (eta 0); dR of each particle to it, weighted by pT
+    px = sum(pt * math.cos(phi) for pt, _, phi in jets[0])
+    py = sum(pt * math.sin(phi) for pt, _, phi in jets[0])
+    axis = math.atan2(py, px)
+    tau1 = sum(pt * abs(phi - axis) for pt, _, phi in jets[0]) / 250.0
+    assert taus[0, 0] == pytest.approx(tau1, rel=1e-6)
+    assert taus[0, 0] > taus[1, 0] > taus[2, 0]
+    np.testing.assert_array_equal(taus[:, 1], 0.0)
 
 
 def test_photon_hoe_counts_hadrons_in_the_cone_only():

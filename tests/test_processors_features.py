@@ -301,3 +301,28 @@ def test_rmm_keeps_the_ten_leading_objects_of_a_type():
     phi = {p: -3.0 + 0.5 * k for k, p in zip(order, [pts[k] for k in order], strict=True)}
     m = math.sqrt(2 * leading[0] * leading[9] * (1 - math.cos(phi[leading[0]] - phi[leading[9]])))
     assert r[1, 10] == pytest.approx(m / SQRT_S, rel=1e-5)
+
+
+def test_all_fourteen_leading_masses_by_hand():
+    """Two light jets, two b-jets, two muons, two electrons and a photon, far apart: each of the 14
+    named masses is the invariant mass of the leading object(s) of its pair of types (the two leading
+    for a pair of one type), computed here with ``vector``; given in reverse pT order."""
+    phis = iter(np.linspace(-3.0, 3.0, 9))
+    lep = {"mass": 0.0, "pfRelIso03_all": 0.01, "pfRelIso03_chg": 0.0}
+    j1, j2 = ({"pt": pt, "eta": 0.3, "phi": next(phis), "mass": 8.0, "btagDeepFlavB": 0.05} for pt in (120.0, 80.0))
+    b1, b2 = ({"pt": pt, "eta": -0.4, "phi": next(phis), "mass": 5.0, "btagDeepFlavB": 0.95} for pt in (90.0, 60.0))
+    m1, m2 = ({"pt": pt, "eta": 1.1, "phi": next(phis), "charge": c, **lep} for pt, c in ((70.0, -1), (40.0, 1)))
+    e1, e2 = ({"pt": pt, "eta": -1.2, "phi": next(phis), "charge": c, **lep} for pt, c in ((55.0, 1), (32.0, -1)))
+    gam = {"pt": 48.0, "eta": 0.8, "phi": next(phis), "mass": 0.0}
+    ev = make_events(
+        muons=[[m2, m1]], electrons=[[e2, e1]], photons=[[gam]], jets=[[b2, j2, b1, j1]], met=[(10.0, 0.0)]
+    )
+    f = compute_features(ev, config=CFG)[0]
+    leading = {"j": (j1, j2), "b": (b1, b2), "mu": (m1, m2), "e": (e1, e2), "gamma": (gam,)}
+    for name in rmm_mod.M_LEAD_NAMES:
+        a, b = name[2:].split("_")
+        pair = leading[a][:2] if a == b else (leading[a][0], leading[b][0])
+        expected = (_v(pair[0]) + _v(pair[1])).mass
+        assert f[name] == pytest.approx(expected, rel=1e-5), name
+    assert f["n_jets"] == 4
+    assert f["n_bjets"] == 2

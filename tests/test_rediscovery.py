@@ -1,4 +1,4 @@
-"""The main job end to end on a tiny configuration: report structure and consistent numbers."""
+"""The main job end to end on a tiny configuration: report structure, consistent numbers, and the top quark found."""
 
 from __future__ import annotations
 
@@ -56,7 +56,10 @@ def test_numbers_are_finite_and_consistent(report):
     assert cutflow["all"] == sum(composition.values())
     assert 0 < r["n_data_selected"] <= r["alpha"] * r["n_data"]  # the bin edge keeps at most alpha
     assert math.isfinite(r["threshold"])
-    assert 0 <= r["roc_auc_ttbar_vs_background"] <= 1
+    # the physics: ALAD trained 3 epochs on ~1700 events still finds the top quark (measured AUC 0.72, LR+
+    # 2.5 at alpha = 0.1); a score at random gives 0.5 and 1
+    assert r["roc_auc_ttbar_vs_background"] > 0.6
+    assert r["efficiency_ratio"]["0.1"]["lr_plus"] > 1.5
     for alpha, e in r["purity_ratio"].items():
         assert e["selected"] <= max(1, math.ceil(float(alpha) * r["n_data"]))
         assert 0 <= e["ttbar_selected"] <= e["selected"]

@@ -325,10 +325,9 @@ def test_rate_conversions_by_hand_and_against_cerri_tables():
     assert st.xsec_for_events_per_month(100, 6.7e-4) == pytest.approx(30.0, rel=0.01)
     # S/B = 1/3 with 1200 SM events/month: 400 / (5000 * 2.8e-3) = 28.57 pb (paper: 27)
     assert st.xsec_for_signal_to_background(1 / 3, 1200, efficiency=2.8e-3) == pytest.approx(28.571, rel=1e-3)
-    # FPR 5.4e-6 of the SM cocktail (Cerri Table 1: 110 + 63 + 12 + 0.6 M/month) is ~1000 events/month:
-    # the cocktail's rate in pb is the inverse of events_per_month, then back through the project's function
-    cocktail_pb = (110e6 + 63e6 + 12e6 + 0.6e6) / st.events_per_month(1.0)
-    assert st.events_per_month(cocktail_pb, 5.4e-6) == pytest.approx(1000, rel=0.01)
+    # FPR 5.4e-6 of the SM cocktail (Cerri Table 1: 110 + 63 + 12 + 0.6 M/month, i.e. 185.6e6 / 5000 pb^-1
+    # = 37 120 pb) is ~1000 events/month: 37 120 pb x 5.4e-6 x 5000 pb^-1 = 1002.2
+    assert st.events_per_month(37_120.0, 5.4e-6) == pytest.approx(1002.2, rel=1e-4)
     assert st.trigger_rate_hz(1.0, inst_lumi_cm2s=1e34) == pytest.approx(0.01)
     with pytest.raises(st.StatisticsError, match="efficiency"):
         st.xsec_for_events_per_month(100, 0.0)
@@ -410,10 +409,16 @@ def test_enrichment_factor_by_hand():
     proc_pass[:20] = True
     r, err = st.enrichment_factor(proc_pass, all_pass)
     assert r == pytest.approx(20.0)
-    e_p = st.agresti_coull_interval(20, 1000)
-    e_a = st.agresti_coull_interval(10, 10_000)
-    rel = math.hypot(0.5 * float(e_p.high - e_p.low) / 0.02, 0.5 * float(e_a.high - e_a.low) / 1e-3)
+
+    # Agresti-Coull at z = 1 by hand: n~ = n + 1, p~ = (k + 1/2) / n~, half width sqrt(p~ (1 - p~) / n~);
+    # relative errors added in quadrature: 0.004477 / 0.02 and 0.0003238 / 1e-3 -> 20 x 0.3937 = 7.873
+    def half_width(k: int, n: int) -> float:
+        pt = (k + 0.5) / (n + 1)
+        return math.sqrt(pt * (1 - pt) / (n + 1))
+
+    rel = math.hypot(half_width(20, 1000) / 0.02, half_width(10, 10_000) / 1e-3)
     assert err == pytest.approx(20.0 * rel)
+    assert err == pytest.approx(7.873, abs=1e-3)
     eff = st.weighted_efficiency(all_pass, np.full(10_000, 3.0))
     assert float(eff.estimate) == pytest.approx(1e-3)
 
