@@ -161,7 +161,13 @@ def train_regions(
         sidebands = ((float(edges[sb[0]]), lo), (hi, float(edges[sb[-1] + 1])))
         labels = cwola_labels(cols["mJJ"], signal_region=(lo, hi), sidebands=sidebands)
         paths[first] = train_cwola_region(
-            cols, labels, folds, out_dir=out_dir, name=f"cwola_{tag}_sr{first}", seed=config.seed + first
+            cols,
+            labels,
+            folds,
+            k_folds=config.k_folds,
+            out_dir=out_dir,
+            name=f"cwola_{tag}_sr{first}",
+            seed=config.seed + first,
         )
     return paths
 
@@ -431,10 +437,10 @@ def run_dijet(
     results, public, injected = {}, {}, {}
     for k, (sb, n) in enumerate(zip(config.injections, counts, strict=True)):
         bkg, sig = {}, {}
+        processes = injected_processes(counts, n)
         for first in signal_regions(config):
             sh = ScoreHists(output, f"cwola_inj{k}_sr{first}", "rarity")
             bkg[first] = _mjj_sums(sh, BACKGROUND, None, edges)
-            processes = injected_processes(counts, n)
             sig[first] = _mjj_sums(sh, SIGNAL, processes, edges) if processes else np.zeros_like(bkg[first])
         key = f"{sb:g}"
         injected[key] = n

@@ -85,6 +85,10 @@ class Plane:
     def __add__(self, other: Plane) -> Plane:
         return Plane(self.w + other.w, self.w2 + other.w2, self.lower)
 
+    def __radd__(self, other: int | Plane) -> Plane:
+        """``sum()`` of datasets (its start value 0 adds nothing)."""
+        return self if isinstance(other, int) and other == 0 else self + other
+
     def unit(self) -> Plane:
         """The same events with unit weights (the processor's weights are one constant per generated
         sample, sigma / N: ``sum w / sum w^2`` undoes it)."""
@@ -113,13 +117,6 @@ def plane_of(output: dict, model: str, dataset: str, *, split: str | None) -> Pl
     w = np.asarray(view["value"])[pick].sum(axis=0)
     w2 = np.asarray(view["variance"])[pick].sum(axis=0)
     return Plane(w, w2, np.concatenate([[-np.inf], h.axes[1].edges]))
-
-
-def _sum(planes: list[Plane]) -> Plane:
-    out = planes[0]
-    for p in planes[1:]:
-        out = out + p
-    return out
 
 
 # ------------------------------------------------------------------------------ ABCD studies
@@ -567,7 +564,7 @@ def run_disco(
             rates = {n: plane_of(output, model, n, split=None).total for n in sm_names}
             scales = composition_scales(rates, config.composition)
             parts = {n: p.scaled(scales[n]) for n, p in parts.items()}
-        total = _sum(list(parts.values()))
+        total = sum(parts.values())
         return total.scaled(config.reference_events / total.total)
 
     def signal_planes(model: str) -> dict[str, Plane]:

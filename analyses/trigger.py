@@ -88,12 +88,9 @@ class Binned:
     def __add__(self, other: Binned) -> Binned:
         return Binned(self.w + other.w, self.w2 + other.w2)
 
-
-def _sum(parts: list[Binned]) -> Binned:
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + p
-    return out
+    def __radd__(self, other: int | Binned) -> Binned:
+        """``sum()`` of processes (its start value 0 adds nothing)."""
+        return self if isinstance(other, int) and other == 0 else self + other
 
 
 def first_bin(lower_edges: np.ndarray, value: float) -> int:
@@ -182,7 +179,7 @@ def analyse(
     from cms_anomaly import stats as statistics
 
     lumi = statistics.LUMI_PER_MONTH_FB
-    sm_all = _sum(list(sm.values()))
+    sm_all = sum(sm.values())
     sm_rate = sm_all.total
     extrapolated = threshold["method"] == "exponential_tail_fit"
     k_thr = first_bin(lower_edges, threshold["threshold"])
@@ -364,7 +361,7 @@ def make_plots(
             working_points=(result["threshold"]["fpr"], 1e-3),
         )
     )
-    sm_all = _sum(list(sm.values()))
+    sm_all = sum(sm.values())
     pshapes = {"SM cocktail": sm_pvalue_hist(sm_all, sm_all)}
     pshapes.update({SIGNAL_LABELS.get(n, n): sm_pvalue_hist(sm_all, b) for n, b in signals.items()})
     pngs.append(plotting.plot_shapes(pshapes, report_dir / "pvalue.png", logy=True, text="Simulation"))
@@ -564,7 +561,7 @@ def run_trigger(
     scales = composition_scales({n: float(sh_all.score_sums(n)[0].sum()) for n in sm_names}, config.composition)
     sm = {n: Binned(*sh_val.score_sums(n)).scaled(scales[n] / options.val_fraction) for n in sm_names}
     signals = {n: Binned(*sh_all.score_sums(n)) for n in sig_names}
-    sm_all = _sum(list(sm.values()))
+    sm_all = sum(sm.values())
     threshold = threshold_at_fpr_from_sums(lower_edges, sm_all.w, sm_all.w2, fpr=config.epsilon_sm)
     slt = {}
     for n in samples:
@@ -575,10 +572,10 @@ def run_trigger(
     bdt_sm, bdt_sig = {}, {}
     for sig in bdt_paths:
         bdt = ScoreHists(output, f"bdt_{sig}", "p_signal", split="validation")
-        bdt_sm[sig] = _sum([Binned(*bdt.score_sums(n)).scaled(scales[n]) for n in sm_names])
+        bdt_sm[sig] = sum(Binned(*bdt.score_sums(n)).scaled(scales[n]) for n in sm_names)
         bdt_sig[sig] = Binned(*bdt.score_sums(sig))
-    sm_val_vae = _sum([Binned(*sh_val.score_sums(n)).scaled(scales[n]) for n in sm_names])
-    rocs = roc_table(sm_val_vae, {n: Binned(*sh_val.score_sums(n)) for n in sig_names}, bdt_sm, bdt_sig)
+    # the SM validation sums of ``sm``: their uniform 1 / val_fraction changes neither the ROC nor n_eff
+    rocs = roc_table(sm_all, {n: Binned(*sh_val.score_sums(n)) for n in sig_names}, bdt_sm, bdt_sig)
     report_dir = fresh_report_dir(out)
     pngs = make_plots(sh_val, sh_all, sm, signals, rocs, result, report_dir)
     times["analysis"] = time.perf_counter() - t

@@ -105,7 +105,6 @@ def read_dataset(
     -------
     Sample
     """
-    import pyarrow.parquet as pq
     from cms_anomaly.processors import feature_io
 
     per_col_width = feature_set.width // len(feature_set.columns)
@@ -116,11 +115,13 @@ def read_dataset(
     except feature_io.FeatureTableError as err:
         raise FeatureTableError(str(err)) from err
     for path in files:
-        ids = [c for c in ("run", "event") if c in pq.read_schema(path).names]
         try:
-            table = feature_io.read_table(path, columns=[*feature_set.columns, "weight", "is_signal", *ids])
+            table = feature_io.read_table(
+                path, columns=[*feature_set.columns, "weight", "is_signal"], optional=("run", "event")
+            )
         except feature_io.FeatureTableError as err:
             raise FeatureTableError(str(err)) from err
+        ids = [c for c in ("run", "event") if c in table.column_names]
         if table.num_rows == 0:
             continue
         xs.append(

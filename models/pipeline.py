@@ -334,6 +334,7 @@ def train_cwola_region(
     labels: np.ndarray,
     folds: np.ndarray,
     *,
+    k_folds: int,
     out_dir: str | Path,
     name: str,
     seed: int,
@@ -343,7 +344,8 @@ def train_cwola_region(
 
     ``cols`` holds the :data:`~cms_anomaly.models.bdt.CWOLA_COLUMNS` of the sample, ``labels`` the
     region labels (1 signal region, 0 sidebands, -1 elsewhere), ``folds`` each event's fold (by event
-    identity, :class:`~cms_anomaly.processors.folds.KFold`). Booster ``i`` is trained outside fold
+    identity, :class:`~cms_anomaly.processors.folds.KFold`; ``k_folds`` the number of folds, given, not
+    read off ``folds``, in which a small sample may leave the last fold empty). Booster ``i`` is trained outside fold
     ``i`` and saved as ``<name>_fold<i>.json`` with a ``cwola_bdt`` model card and the calibration of
     its held-out signal-region and sideband events (:func:`~cms_anomaly.models.scorers.write_calibration`):
     :meth:`KFoldScorer.load <cms_anomaly.models.scorers.KFoldScorer.load>` applies them in the processor.
@@ -355,9 +357,8 @@ def train_cwola_region(
 
     params = params if params is not None else BDTParams()
     folds = np.asarray(folds)
-    k = int(folds.max()) + 1 if folds.size else 0
     x = cwola_inputs(cols)
-    _, boosters = train_cwola(x, labels, k_folds=k, seed=seed, params=params, folds=folds)
+    _, boosters = train_cwola(x, labels, k_folds=k_folds, seed=seed, params=params, folds=folds)
     out_dir = Path(out_dir)
     paths = []
     for i, booster in enumerate(boosters):
@@ -376,7 +377,7 @@ def train_cwola_region(
                 architecture={"library": "xgboost", **vars(params)},
                 training={
                     "fold": i,
-                    "k_folds": k,
+                    "k_folds": k_folds,
                     "seed": seed,
                     "n_signal_region": int(np.sum((labels == 1) & (folds != i))),
                     "n_sidebands": int(np.sum((labels == 0) & (folds != i))),

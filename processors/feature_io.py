@@ -90,8 +90,9 @@ def table_files(path: str | Path) -> list[Path]:
     return files
 
 
-def read_table(path: Path, *, columns: Sequence[str] | None = None) -> Any:
-    """One feature table as a pyarrow table, only ``columns`` (all by default).
+def read_table(path: Path, *, columns: Sequence[str] | None = None, optional: Sequence[str] = ()) -> Any:
+    """One feature table as a pyarrow table, only ``columns`` (all by default) and those of
+    ``optional`` the file has (e.g. the event identity, which older tables lack).
 
     Raises
     ------
@@ -106,7 +107,7 @@ def read_table(path: Path, *, columns: Sequence[str] | None = None) -> Any:
     missing = [c for c in columns if c not in names]
     if missing:
         raise FeatureTableError(f"{path}: missing column(s) {missing}")
-    return pq.read_table(path, columns=list(dict.fromkeys(columns)))
+    return pq.read_table(path, columns=list(dict.fromkeys([*columns, *(c for c in optional if c in names)])))
 
 
 def read_feature_tables(
