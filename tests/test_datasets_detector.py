@@ -101,3 +101,147 @@ def test_photon_hoe_counts_hadrons_in_the_cone_only():
     }
     hoe = _hadronic_over_em(pf, np.zeros(3, dtype=np.int64), np.array([0]), 1, cone=CFG.photon_hoe_cone)
     assert hoe[0] == pytest.approx(10.0 / 40.0)  # the pion at dR 0.16 is outside the 0.15 cone
+
+
+# ----------------------------------------------------------------------------------------------
+# simulate(): the whole response on events written by hand
+# ----------------------------------------------------------------------------------------------
+_PDG_MASS_CHARGE = {13: (0.10566, -1), -13: (0.10566, 1), 11: (0.000511, -1), 211: (0.13957, 1), -211: (0.13957, -1)}
+
+
+def _batch(events):
+    """A ``Pythia.nextBatch``-like record from (pdgId, pT, eta, phi) lists: Pythia's system line 0, then
+    final-state particles (status 1, no mother) produced at the origin; and their charges."""
+    rows, charges = [], []
+    for particles in events:
+        ev = [{"id": 90, "status": -11, "mother1": 0, "p": {"px": 0.0, "py": 0.0, "pz": 0.0, "e": 0.0}}]
+        ch = [0.0]
+        for pid, pt, eta, phi in particles:
+            m, q = _PDG_MASS_CHARGE.get(pid, (0.0, 0))
+            px, py, pz = pt * math.cos(phi), pt * math.sin(phi), pt * math.sinh(eta)
+            e = math.sqrt(px**2 + py**2 + pz**2 + m**2)
+            ev.append({"id": pid, "status": 1, "mother1": 0, "p": {"px": px, "py": py, "pz": pz, "e": e}})
+            ch.append(float(q))
+        for row in ev:
+            row["vProd"] = {"px": 0.0, "py": 0.0, "pz": 0.0}
+        rows.append(ev)
+        charges.append(ch)
+    return ak.Array({"prt": rows}), ak.Array(charges)
+
+
+#: a detector that sees every particle exactly: every efficiency 1, every resolution 0
+PERFECT = DetectorConfig(
+    eff_track_hadron=((1.0, 1.0), (1.0, 1.0)),
+    eff_track_electron=((1.0, 1.0), (1.0, 1.0)),
+    eff_track_muon=((1.0, 1.0), (1.0, 1.0)),
+    res_track_hadron=((0.0, 0.0),) * 3,
+    res_track_muon=((0.0, 0.0),) * 3,
+    ecal_res=(0.0, 0.0, 0.0),
+    hf_em_res=(0.0, 0.0, 0.0),
+    hcal_res=(0.0, 0.0, 0.0),
+    hf_had_res=(0.0, 0.0, 0.0),
+    eff_id_muon=(1.0, 1.0, 1.0),
+    eff_id_electron=(1.0, 1.0, 1.0),
+    eff_id_photon=(1.0, 1.0),
+    eff_muon_tight=1.0,
+    dxy_res_cm=0.0,
+    dz_res_cm=0.0,
+)
+
+
+def test_simulate_a_hand_written_event_with_a_perfect_detector():
+    """A W -> mu nu-like event: a 50 GeV muon with a 5 GeV pion at dR = 0.2 and a 2 GeV photon at dR = 0.35,
+    an isolated 40 GeV electron and 30 GeV photon, a jet of four hadrons, a muon at |eta| = 2.45 (tracked,
+    outside the muon acceptance 2.4), a neutron in the HF, and a neutrino balancing everything. Second
+    event: one 50 MeV pion, below every threshold. Every expected number is worked out by hand."""
+    from cms_anomaly.datasets.detector import simulate
+
+    visible = [
+        (13, 50.0, 0.5, 0.3),
+        (211, 5.0, 0.7, 0.3),  # dR = 0.2 from the muon: in both isolation cones
+        (22, 2.0, 0.5, 0.65),  # dR = 0.35: in the 0.4 cone only
+        (11, 40.0, -0.3, -2.0),
+        (22, 30.0, 1.2, -1.0),
+        (211, 30.0, -1.0, 2.0),  # the jet: 30 + 20 GeV charged, 15 GeV photon, 10 GeV K_L
+        (-211, 20.0, -1.05, 2.05),
+        (22, 15.0, -0.95, 1.95),
+        (130, 10.0, -1.0, 2.08),
+        (-13, 12.0, 2.45, -0.5),
+        (2112, 8.0, 3.5, 1.0),
+    ]
+    px = -sum(pt * math.cos(phi) for _, pt, _, phi in visible)
+    py = -sum(pt * math.sin(phi) for _, pt, _, phi in visible)
+    nu = (-14, math.hypot(px, py), 0.0, math.atan2(py, px))
+    batch, charges = _batch([[*visible, nu], [(211, 0.05, 0.0, 0.0)]])
+    out = simulate(batch, charges, rng=np.random.default_rng(1), config=PERFECT)
+
+    # PF candidates: every visible particle, with NanoAOD's pdgId for hadrons (+-211, 130, 22)
+    pf = out["PFCands"]
+    assert ak.num(pf).tolist() == [len(visible), 0]
+    assert sorted(ak.to_list(pf.pdgId[0])) == sorted([13, 211, 22, 11, 22, 211, -211, 22, 130, -13, 130])
+    assert ak.to_list(pf.pt[0]) == sorted(ak.to_list(pf.pt[0]), reverse=True)
+    # MET is the neutrino: the event balances; sumEt the scalar sum of the visible pT
+    assert out["MET"].pt[0] == pytest.approx(nu[1], rel=1e-5)
+    assert out["MET"].phi[0] == pytest.approx(nu[3], abs=1e-5)
+    assert out["MET"].sumEt[0] == pytest.approx(sum(p[1] for p in visible), rel=1e-6)
+    assert out["MET"].pt[1] == 0
+    # one muon (the |eta| = 2.45 one is outside the muon system), isolation by hand
+    mu = out["Muon"][0]
+    assert len(mu) == 1
+    assert mu.pt[0] == pytest.approx(50.0, rel=1e-6)
+    assert mu.charge[0] == -1
+    assert mu.pfRelIso03_all[0] == pytest.approx(5.0 / 50.0, rel=1e-5)
+    assert mu.pfRelIso03_chg[0] == pytest.approx(5.0 / 50.0, rel=1e-5)
+    assert mu.pfRelIso04_all[0] == pytest.approx(7.0 / 50.0, rel=1e-5)
+    assert mu.tightId[0]
+    assert mu.looseId[0]
+    # the electron and the photon: isolated, tight (cutBased 4 and 3), H/E = 0
+    ele = out["Electron"][0]
+    assert ak.to_list(ele.pt) == pytest.approx([40.0])
+    assert ele.pfRelIso03_all[0] == 0
+    assert ele.cutBased[0] == 4
+    pho = out["Photon"][0]
+    assert ak.to_list(pho.pt) == pytest.approx([30.0])  # the 15 GeV jet photon has H/E = 50 / 15
+    assert pho.hoe[0] == 0
+    assert pho.cutBased[0] == 3
+    # truth: the muon points at a prompt generated muon
+    gen = out["GenPart"][0]
+    assert gen.pdgId[mu.genPartIdx[0]] == 13
+    assert mu.genPartFlav[0] == 1
+    # jets: the four hadrons (75 GeV), the muon with its pion and photon (tight ID, but no lepton veto: muEF > 0.8),
+    # the electron and the photon (neutral EM fraction 1: no ID)
+    jets = out["Jet"][0]
+    had = jets[abs(jets.eta - -1.0) < 0.2]
+    assert len(had) == 1
+    assert had.nConstituents[0] == 4
+    assert had.pt[0] == pytest.approx(74.9, abs=0.2)  # vector sum of 30, 20, 15, 10 GeV within dR 0.1
+    assert had.jetId[0] == 6
+    assert had.neHEF[0] == pytest.approx(10 * math.cosh(1.0) / had.pt[0] / math.cosh(had.eta[0]), rel=0.02)
+    mu_jet = jets[mu.jetIdx[0]]
+    assert mu_jet.nConstituents == 3
+    assert mu_jet.jetId == 2
+    assert mu_jet.nMuons == 1
+    pho_jet = jets[abs(jets.eta - 1.2) < 0.01]
+    assert pho_jet.jetId[0] == 0
+    assert ak.num(out["Jet"]).tolist()[1] == 0
+    assert ak.num(out["FatJet"]).tolist() == [0, 0]  # no R = 1.0 jet above 150 GeV
+
+
+def test_simulate_muon_and_electron_efficiency_and_resolution():
+    """4000 single 50 GeV muons at |eta| = 1 (barrel): reconstructed with the tracking x identification
+    efficiency 0.99 x 0.95 = 0.9405, pT resolution sqrt(0.015^2 + (1.5e-4 x 50)^2) = 1.68 % (Delphes CMS,
+    |eta| 0.5-1.5); 40 GeV electrons at eta = 0: 0.95 x 0.95 = 0.9025, ECAL resolution
+    sqrt((0.007 E)^2 + 0.07^2 E + 0.35^2) / E = 1.58 %."""
+    from cms_anomaly.datasets.detector import simulate
+
+    n = 4000
+    for pid, pt, eta, eff, res in ((13, 50.0, 1.0, 0.99 * 0.95, 0.01677), (11, 40.0, 0.0, 0.95 * 0.95, 0.01575)):
+        batch, charges = _batch([[(pid, pt, eta, 0.5)]] * n)
+        out = simulate(batch, charges, rng=np.random.default_rng(7), config=CFG)
+        coll = out["Muon" if pid == 13 else "Electron"]
+        found = ak.num(coll) == 1
+        assert ak.all(ak.num(coll) <= 1)
+        assert np.mean(found) == pytest.approx(eff, abs=4 * math.sqrt(eff * (1 - eff) / n))
+        rel = ak.to_numpy(coll.pt[found][:, 0]) / pt - 1.0
+        assert np.std(rel) == pytest.approx(res, rel=0.06)
+        assert abs(np.mean(rel)) < 4 * res / math.sqrt(n)

@@ -279,22 +279,39 @@ def test_each_scorer_gets_its_own_training_split(tmp_path, real_nanoaod_files):
     assert list(out["hists"]["score_linear1_score_vs_counts"].axes["split"]) == ["all"]
 
 
-def test_single_lepton_cutflow_counts_the_leptons_of_the_raw_branches(real_nanoaod_files):
+@pytest.mark.parametrize(
+    ("object_iso", "selection_iso", "n_expected"),
+    [(0.45, 0.45, 17), (0.05, 0.45, 14), (0.45, 0.05, 14), (0.01, 0.01, 12)],
+)
+def test_single_lepton_cutflow_counts_the_leptons_of_the_raw_branches(
+    real_nanoaod_files, object_iso, selection_iso, n_expected
+):
     """On the real DY NanoAOD file: events with a loose-ID muon (``Muon_looseId``) or an MVA-loose electron
-    (``Electron_mvaFall17V2noIso_WPL``) of pT > 23 GeV and ``pfRelIso03_all`` < 0.45, counted here from the
-    raw branches with uproot (17 of 40), are the events the processor's cut-flow passes."""
-    import uproot
+    (``Electron_mvaFall17V2noIso_WPL``) of pT > 23 GeV and ``pfRelIso03_all`` below the isolation cut,
+    counted here from the raw branches with uproot, are the events the processor's cut-flow passes. At
+    the default 0.45 every such lepton is isolated (17 of 40); tightening the object or the selection
+    isolation to 0.05 removes three events whose only lepton is an electron of Iso 0.060-0.079 (14 left),
+    to 0.01 two more of Iso 0.011 and 0.017 (12 left)."""
+    import dataclasses
 
     path = real_nanoaod_files["dy"]
     names = ["Muon_pt", "Muon_looseId", "Muon_pfRelIso03_all"]
     names += ["Electron_pt", "Electron_mvaFall17V2noIso_WPL", "Electron_pfRelIso03_all"]
     a = uproot.open(path)["Events"].arrays(names)
-    mu = (a.Muon_pt > 23) & a.Muon_looseId & (a.Muon_pfRelIso03_all < 0.45)
-    ele = (a.Electron_pt > 23) & a.Electron_mvaFall17V2noIso_WPL & (a.Electron_pfRelIso03_all < 0.45)
+    iso_max = min(object_iso, selection_iso)
+    mu = (a.Muon_pt > 23) & a.Muon_looseId & (a.Muon_pfRelIso03_all < iso_max)
+    ele = (a.Electron_pt > 23) & a.Electron_mvaFall17V2noIso_WPL & (a.Electron_pfRelIso03_all < iso_max)
     expected = int(ak.sum(ak.any(mu, axis=1) | ak.any(ele, axis=1)))
+    assert expected == n_expected
+    base = AnalysisConfig()
+    config = dataclasses.replace(
+        base,
+        objects=dataclasses.replace(base.objects, lepton_iso_max=object_iso),
+        selections=dataclasses.replace(base.selections, single_lepton_iso_max=selection_iso),
+    )
     fs = {"dy": {"files": {str(path): "Events"}, "metadata": {"is_data": True}}}
     with runner.make_executor("iterative") as ex:
-        out = runner.run_processor(fs, AnomalyProcessor(selection="single_lepton"), executor=ex)["dy"]
+        out = runner.run_processor(fs, AnomalyProcessor(selection="single_lepton", config=config), executor=ex)["dy"]
     assert out["cutflow"]["events"]["lepton_iso"] == expected
     assert 0 < expected < out["cutflow"]["events"]["all"]
 
@@ -476,3 +493,46 @@ def test_non_finite_scores_are_left_out_of_the_histograms_with_a_warning(tmp_pat
     listed = out["top_events"]["log"].columns["score"]
     assert np.all(np.isfinite(listed[:finite]))
     assert np.all(np.isnan(listed[finite:]))
+
+
+def test_dijet_selection_counts_and_mjj_from_the_raw_branches(generated_cocktail):
+    """The dijet branch on generated files equals a count made here from the raw ``FatJet_*`` branches
+    with uproot and vector: tight ID (``FatJet_jetId`` bit value 2), pT > 150 GeV, |eta| < 2.5, the
+    leading one above 1.2 TeV, two of them, and m_JJ of the two leading filled bin for bin. For the
+    Z' -> XY signal (m_Z' = 3.5 TeV) the m_JJ peak lies at 3-3.7 TeV."""
+    import vector
+
+    process = "zprime_xy"
+    files = runner.load_fileset(generated_cocktail / "fileset.json")[process]["files"]
+    names = ["FatJet_pt", "FatJet_eta", "FatJet_phi", "FatJet_mass", "FatJet_jetId"]
+    a = ak.concatenate([uproot.open(f)[t].arrays(names) for f, t in files.items()])
+    good = ((a.FatJet_jetId & 2) == 2) & (a.FatJet_pt > 150) & (abs(a.FatJet_eta) < 2.5)
+    fat = a[good]
+    fat = fat[ak.argsort(fat.FatJet_pt, axis=1, ascending=False)]
+    lead_pt = ak.fill_none(ak.firsts(fat.FatJet_pt), 0.0)
+    n_pass_pt = int(ak.sum(lead_pt > 1200))
+    two = fat[(lead_pt > 1200) & (ak.num(fat.FatJet_pt) >= 2)]
+    j = [
+        vector.array(
+            {
+                "pt": ak.to_numpy(two.FatJet_pt[:, i]),
+                "eta": ak.to_numpy(two.FatJet_eta[:, i]),
+                "phi": ak.to_numpy(two.FatJet_phi[:, i]),
+                "mass": ak.to_numpy(two.FatJet_mass[:, i]),
+            }
+        )
+        for i in (0, 1)
+    ]
+    mjj = (j[0] + j[1]).mass
+    expected, _ = np.histogram(mjj, bins=70, range=(0, 7000))
+
+    with runner.make_executor("iterative") as ex:
+        out = runner.run_processor({process: {"files": files}}, AnomalyProcessor(selection="dijet"), executor=ex)[
+            process
+        ]
+    flow = out["cutflow"]["events"]
+    assert flow["fatjet_pt"] == n_pass_pt
+    assert flow["two_fatjets"] == len(mjj)
+    np.testing.assert_array_equal(out["hists"]["mJJ"][{"dataset": process}].values(), expected)
+    assert 0.4 * flow["all"] < len(mjj) <= n_pass_pt < flow["all"]
+    assert 3000 < np.median(mjj) < 3700
