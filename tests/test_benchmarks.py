@@ -50,3 +50,58 @@ def test_bench_processor_prints_rates_memory_and_overhead(real_nanoaod_files, ca
         assert rate > 0
         assert 0.05 < peak < 20
     assert re.search(r"Dask overhead at 1 worker .* = [\d.]+$", out, re.MULTILINE), out
+
+
+def _table(out: str, header: str) -> dict[str, list[str]]:
+    """Rows of the whitespace table under the line starting with ``header``, keyed by their first cell."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header)) + 1
+    rows = {}
+    for line in lines[start:]:
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) < 3:
+            break
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_bench_generate_times_pythia_and_the_chain_on_one_seed(capsys):
+    """``bench generate``: the full chain includes Pythia, so its rate cannot exceed the bare rate; the
+    stage shares (Pythia + conversion, detector, writing) add up to the chain's time."""
+    assert main(["bench", "generate", "wjets", "--events", "20", "--seed", "3"]) == 0
+    rows = _table(capsys.readouterr().out, "process")
+    bare, chain, ratio, _overhead, *shares, accepted = rows["wjets"]
+    bare, chain, ratio = float(bare), float(chain), float(ratio)
+    assert 0 < chain < 1.1 * bare
+    assert ratio == pytest.approx(chain / bare, abs=0.006)
+    assert sum(float(s.rstrip("%")) for s in shares) == pytest.approx(100, abs=0.5)
+    assert float(accepted) > 0
+
+
+def test_bench_scoring_times_every_model_through_the_scorer(capsys):
+    """``bench scoring``: every model is timed on the requested events; the scorer path (awkward ->
+    matrix -> model) costs at least the bare model call, so its rate is at most the bare rate (50 %
+    allowed for the timing noise of 3000-event calls on a shared machine)."""
+    assert main(["bench", "scoring", "--events", "3000", "--repeat", "3"]) == 0
+    rows = _table(capsys.readouterr().out, "model")
+    assert set(rows) == {"vae (hlf21)", "alad (hlf21)", "ae (hlf21)", "ae (rmm)", "double-ae (objects)", "bdt (hlf21)"}
+    for name, (events, scorer, bare, ratio) in rows.items():
+        assert int(events) == 3000, name
+        scorer_rate, bare_rate = (float(x.replace(",", "")) for x in (scorer, bare))
+        assert 0 < scorer_rate < 1.5 * bare_rate, name
+        assert float(ratio) == pytest.approx(scorer_rate / bare_rate, abs=0.006), name
+
+
+def test_bench_training_reports_each_model_and_skips_cuda_cleanly(capsys):
+    """``bench training`` on CPU: a positive rate per model and thread count, at the batch size asked
+    for; without a GPU the CUDA column is skipped with one line, not an error."""
+    assert main(["bench", "training", "--models", "vae", "ae", "--steps", "3", "--batch-size", "64"]) == 0
+    out = capsys.readouterr().out
+    rows = _table(out, "model")
+    assert set(rows) == {"vae", "ae"}
+    for batch, *rates in rows.values():
+        assert int(batch) == 64
+        assert rates
+        assert all(float(r.replace(",", "")) > 0 for r in rates)
+    if not torch.cuda.is_available():
+        assert "CUDA: skipped (no CUDA device on this machine)" in out

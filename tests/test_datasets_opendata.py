@@ -85,3 +85,17 @@ def test_generate_list_and_help(capsys):
         main(["generate", "--help"])
     assert exc.value.code == 0
     assert "--scheduler" in capsys.readouterr().out
+
+
+def test_opendata_list_shows_the_readable_records_and_the_luminosity(capsys):
+    """``opendata list``: the NanoAODRun1 records are usable, the AOD ones say what they need; the two
+    SingleMu 2012 runs carry the CMS luminosities of the portal (4.429 and 7.152 fb^-1)."""
+    assert main(["opendata", "list"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines()[2:] if line.strip()}
+    usable = {name for name, line in rows.items() if line.rstrip().endswith("yes")}
+    assert usable == {"SingleMu_Run2012B", "SingleMu_Run2012C", "TTbar_aMCatNLO"}
+    assert all("needs AOD -> NanoAOD" in rows[name] for name in set(rows) - usable)
+    assert " 4.429 " in rows["SingleMu_Run2012B"]
+    assert " 7.152 " in rows["SingleMu_Run2012C"]
+    assert "252.9" in rows["TTbar_aMCatNLO"]
