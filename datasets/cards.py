@@ -14,6 +14,15 @@ Card format::
     min_leptons = 1                     # final-state e/mu ...
     lepton_pt_min = 15.0                # ... with pT > this (GeV) ...
     lepton_abs_eta_max = 2.5            # ... and |eta| < this
+    [bias]                              # optional: the tail-weighted (biased) production of it
+    power = 4.0                         # events sampled ~ (pTHat / reference)^power ...
+    reference = 30.0                    # ... (GeV); each carries the weight that undoes it
+
+The ``[bias]`` table is used only when a production asks for tail weighting
+(``cms-anomaly generate --tail-bias``): Pythia's ``PhaseSpace:bias2Selection`` then samples hard
+events more often and gives every event the compensating weight, written as ``genWeight`` (see
+:mod:`cms_anomaly.datasets.generator`). It acts on 2 -> 2 hard processes only (pTHat of a 2 -> 1
+process such as ``WeakSingleBoson:ffbar2W`` is zero).
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ CARD_DIR = resources.files("cms_anomaly.datasets") / "cards"
 _NAME_RE = re.compile(r"^[a-z0-9_]+$")
 _SETTING_RE = re.compile(r"^\s*[\w:+\-]+\s*=\s*\S.*$")
 # Settings the generator owns: a card setting them would break seeding or reproducibility.
-_RESERVED = ("beams:ecm", "random:", "next:", "print:", "init:show")
+_RESERVED = ("beams:ecm", "random:", "next:", "print:", "init:show", "phasespace:bias2selection")
 
 
 class CardError(ValueError):
@@ -47,6 +56,23 @@ class LeptonFilter:
 
 
 @dataclass(frozen=True)
+class PhaseSpaceBias:
+    """Pythia's ``PhaseSpace:bias2Selection``: 2 -> 2 events are sampled with a probability enhanced by
+    ``(pTHat / reference)^power`` and carry the inverse as their weight."""
+
+    power: float
+    reference: float
+
+    def settings(self) -> tuple[str, ...]:
+        """The Pythia settings that switch the bias on."""
+        return (
+            "PhaseSpace:bias2Selection = on",
+            f"PhaseSpace:bias2SelectionPow = {self.power!r}",
+            f"PhaseSpace:bias2SelectionRef = {self.reference!r}",
+        )
+
+
+@dataclass(frozen=True)
 class ProcessCard:
     """A validated process card."""
 
@@ -55,6 +81,9 @@ class ProcessCard:
     is_signal: bool
     settings: tuple[str, ...]
     filter: LeptonFilter | None = None
+    #: the tail weighting a production may switch on (``tail_bias``); not part of :attr:`digest`:
+    #: the production records whether it used it
+    bias: PhaseSpaceBias | None = None
     path: str = field(default="", compare=False)
 
     @property
@@ -85,7 +114,7 @@ def parse_card(text: str, *, path: str = "<string>") -> ProcessCard:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise CardError(f"{path}: not valid TOML ({err})") from err
-    known = {"name", "description", "is_signal", "settings", "filter"}
+    known = {"name", "description", "is_signal", "settings", "filter", "bias"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise CardError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(known)}")
@@ -127,8 +156,27 @@ def parse_card(text: str, *, path: str = "<string>") -> ProcessCard:
         is_signal=is_signal,
         settings=tuple(s.strip() for s in settings),
         filter=filt,
+        bias=_parse_bias(data.get("bias"), path) if "bias" in data else None,
         path=path,
     )
+
+
+def _parse_bias(raw: object, path: str) -> PhaseSpaceBias:
+    if not isinstance(raw, dict):
+        raise CardError(f"{path}: [bias] must be a table")
+    missing = sorted({"power", "reference"} - set(raw))
+    extra = sorted(set(raw) - {"power", "reference"})
+    if missing or extra:
+        raise CardError(
+            f"{path}: [bias] needs exactly the keys 'power' and 'reference' (missing {missing}, unknown {extra})"
+        )
+    values = {}
+    for key in ("power", "reference"):
+        value = raw[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or value == float("inf"):
+            raise CardError(f"{path}: [bias] {key} must be a positive finite number, got {value!r}")
+        values[key] = float(value)
+    return PhaseSpaceBias(**values)
 
 
 def load_card(name_or_path: str | Path) -> ProcessCard:

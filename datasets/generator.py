@@ -4,8 +4,13 @@
 plus the settings every process shares (beam energy, seed, quiet printing, CMS-like stable-particle
 definition) and yields batches of *accepted* events from ``Pythia.nextBatch`` (an awkward array with
 the full event record: ``prt.{id, status, mother1, daughter1, p, m, vProd, ...}``). The card's
-lepton filter is applied columnarly; the generator counts tried and accepted events so that the
-cross section after the filter is ``sigma_gen * n_accepted / n_tried``.
+lepton filter is applied columnarly; the generator sums the weights of tried and accepted events
+so that the cross section after the filter is ``sigma_gen * sumw_accepted / sumw_tried``.
+
+Event weights are Pythia's (``info.weights``, the nominal one): 1 for an unbiased card, and with a
+phase-space bias (:class:`~cms_anomaly.datasets.cards.PhaseSpaceBias`) the inverse of the sampling
+enhancement, normalised by Pythia so that ``sigma_gen`` stays the cross section of the process.
+The weight of an event is therefore ``sigma_gen * w / sumw_tried`` (pb per event, before the filter).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Iterator
 
 import awkward as ak
 import numpy as np
-from cms_anomaly.datasets.cards import LeptonFilter, ProcessCard
+from cms_anomaly.datasets.cards import LeptonFilter, PhaseSpaceBias, ProcessCard
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,11 @@ COMMON_SETTINGS: tuple[str, ...] = (
     "ParticleDecays:tau0Max = 10.",
     "Random:setSeed = on",
 )
+
+
+def event_weights(batch: ak.Array) -> np.ndarray:
+    """The nominal weight of every event of a ``nextBatch`` batch (``info.weights[:, 0]``), float64."""
+    return np.asarray(ak.to_numpy(batch.info.weights[:, 0]), dtype=np.float64)
 
 
 class GeneratorError(RuntimeError):
@@ -87,9 +97,13 @@ class PythiaGenerator:
         Pythia seed in [1, 900000000].
     sqrt_s : float
         Centre-of-mass energy in GeV.
+    bias : PhaseSpaceBias, optional
+        Sample hard events more often (usually ``card.bias``); every event then carries its weight.
     """
 
-    def __init__(self, card: ProcessCard, *, seed: int, sqrt_s: float = 13000.0) -> None:
+    def __init__(
+        self, card: ProcessCard, *, seed: int, sqrt_s: float = 13000.0, bias: PhaseSpaceBias | None = None
+    ) -> None:
         import pythia8mc
 
         if not 1 <= seed <= MAX_PYTHIA_SEED:
@@ -97,16 +111,26 @@ class PythiaGenerator:
         self.card = card
         self.seed = seed
         self.sqrt_s = sqrt_s
+        self.bias = bias
         self.n_tried = 0
         self.n_accepted = 0
+        self.sumw_tried = 0.0
+        self.sumw_accepted = 0.0
+        self.sumw2_accepted = 0.0
         self._pythia = pythia8mc.Pythia("", False)
         settings = (f"Beams:eCM = {sqrt_s}", *COMMON_SETTINGS, f"Random:seed = {seed}", *card.settings)
+        settings += bias.settings() if bias is not None else ()
         for setting in settings:
             if not self._pythia.readString(setting):
                 raise GeneratorError(f"{card.path or card.name}: Pythia rejected setting {setting!r}")
         if not self._pythia.init():
+            hint = (
+                " or its [bias]: PhaseSpace:bias2Selection needs 2 -> 2 hard processes (pTHat of a 2 -> 1 process is 0)"
+                if bias is not None
+                else ""
+            )
             raise GeneratorError(
-                f"{card.path or card.name}: Pythia initialisation failed (seed {seed}); check the card's settings"
+                f"{card.path or card.name}: Pythia initialisation failed (seed {seed}); check the card's settings{hint}"
             )
         self._charge_cache: dict[int, float] = {}
 
@@ -125,7 +149,8 @@ class PythiaGenerator:
 
     @property
     def filter_efficiency(self) -> float:
-        return self.n_accepted / self.n_tried if self.n_tried else float("nan")
+        """Weighted fraction of the tried events that the filter accepted (1 without a filter)."""
+        return self.sumw_accepted / self.sumw_tried if self.sumw_tried else float("nan")
 
     def charges(self, ids: np.ndarray) -> np.ndarray:
         """Electric charge for an array of PDG ids, from Pythia's particle data (cached per id)."""
@@ -139,8 +164,8 @@ class PythiaGenerator:
             table[k] = charge
         return table[inverse].reshape(ids.shape)
 
-    def batches(self, n_events: int, *, batch_size: int = 200) -> Iterator[ak.Array]:
-        """Yield batches of accepted events until ``n_events`` have been produced."""
+    def batches(self, n_events: int, *, batch_size: int = 200) -> Iterator[tuple[ak.Array, np.ndarray]]:
+        """Yield ``(batch, weights)`` of accepted events until ``n_events`` have been produced."""
         remaining = n_events
         max_tries = 1000 * n_events + 10_000
         while remaining > 0:
@@ -151,18 +176,23 @@ class PythiaGenerator:
                 raise GeneratorError(
                     f"{self.card.name}: Pythia produced no event in a batch of {request} (seed {self.seed})"
                 )
+            weights = event_weights(batch)
             self.n_tried += len(batch)
+            self.sumw_tried += float(weights.sum())
             if self.card.filter is not None:
-                batch = batch[lepton_filter_mask(batch.prt, self.card.filter)]
-            batch = batch[:remaining]
+                keep = lepton_filter_mask(batch.prt, self.card.filter)
+                batch, weights = batch[keep], weights[keep]
+            batch, weights = batch[:remaining], weights[:remaining]
             self.n_accepted += len(batch)
+            self.sumw_accepted += float(weights.sum())
+            self.sumw2_accepted += float(np.square(weights).sum())
             remaining -= len(batch)
             if self.n_tried > max_tries:
                 raise GeneratorError(
                     f"{self.card.name}: filter accepted {self.n_accepted} of {self.n_tried} events; giving up"
                 )
             if len(batch):
-                yield batch
+                yield batch, weights
 
     def next_bare(self) -> bool:
         """One bare ``Pythia.next()`` (used by the benchmark as the reference rate)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 from cms_anomaly.datasets.atomic import write_text_atomic
-from cms_anomaly.datasets.cards import ProcessCard, load_card
+from cms_anomaly.datasets.cards import PhaseSpaceBias, ProcessCard, load_card
 from cms_anomaly.datasets.detector import DetectorConfig, simulate
 from cms_anomaly.datasets.generator import PythiaGenerator, derive_seed
 from cms_anomaly.datasets.nanoaod import event_branches, write_nanoaod
@@ -67,10 +67,17 @@ class FileJob:
     out_dir: str
     first_event: int
     sqrt_s: float = SQRT_S
+    #: generate with the card's phase-space bias (weighted events; files named ``..._tail_<index>``)
+    tail_bias: bool = False
+
+    @property
+    def bias(self) -> PhaseSpaceBias | None:
+        return self.card.bias if self.tail_bias else None
 
     @property
     def path(self) -> Path:
-        return Path(self.out_dir) / self.card.name / f"{self.card.name}_s{self.base_seed}_{self.index:04d}.root"
+        tag = "_tail" if self.tail_bias else ""
+        return Path(self.out_dir) / self.card.name / f"{self.card.name}_s{self.base_seed}{tag}_{self.index:04d}.root"
 
     @property
     def sidecar(self) -> Path:
@@ -94,6 +101,7 @@ class FileJob:
             "response_digest": RESPONSE_DIGEST,
             # only when not the default, so that finished 13 TeV files of earlier versions still resume
             **({"sqrt_s": self.sqrt_s} if self.sqrt_s != SQRT_S else {}),
+            **({"tail_bias": asdict(self.bias)} if self.bias is not None else {}),
         }
 
 
@@ -105,8 +113,13 @@ def plan_jobs(
     seed: int,
     out: str | os.PathLike,
     sqrt_s: float = SQRT_S,
+    tail_bias: bool = False,
 ) -> list[FileJob]:
-    """Split the events of each process (one number for all, or per process name) into file jobs."""
+    """Split the events of each process (one number for all, or per process name) into file jobs.
+
+    With ``tail_bias``, the processes whose card has a ``[bias]`` table are generated with it
+    (weighted events); the others unbiased, as always.
+    """
     jobs = []
     for card in cards:
         n_events = events if isinstance(events, int) else events[card.name]
@@ -128,6 +141,7 @@ def plan_jobs(
                     out_dir=str(Path(out).resolve()),
                     first_event=index * per_file + 1,
                     sqrt_s=float(sqrt_s),
+                    tail_bias=tail_bias and card.bias is not None,
                 )
             )
     return jobs
@@ -189,11 +203,12 @@ def _event_batches(
     it = generator.batches(job.n_events, batch_size=BATCH_SIZE)
     while True:
         t0 = time.perf_counter()
-        batch = next(it, None)
+        item = next(it, None)
         t1 = time.perf_counter()
         timings["pythia"] += t1 - t0
-        if batch is None:
+        if item is None:
             return
+        batch, weights = item
         ids = ak.to_numpy(ak.flatten(batch.prt.id))
         charges = ak.unflatten(generator.charges(ids), ak.num(batch.prt, axis=1))
         collections = simulate(batch, charges, rng=rng, config=config)
@@ -202,7 +217,7 @@ def _event_batches(
             run=np.ones(n),
             lumi=np.full(n, job.index + 1),
             event=np.arange(next_event, next_event + n),
-            weight=np.ones(n),
+            weight=weights,
             collections=collections,
         )
         next_event += n
@@ -219,7 +234,7 @@ def run_job(job: FileJob, config: DetectorConfig = DetectorConfig()) -> dict:
     job.path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     timings = {"pythia": 0.0, "detector": 0.0}
-    generator = PythiaGenerator(job.card, seed=job.pythia_seed, sqrt_s=job.sqrt_s)
+    generator = PythiaGenerator(job.card, seed=job.pythia_seed, sqrt_s=job.sqrt_s, bias=job.bias)
     timings["init"] = time.perf_counter() - start
 
     def runs() -> dict:
@@ -227,8 +242,8 @@ def run_job(job: FileJob, config: DetectorConfig = DetectorConfig()) -> dict:
         return {
             "run": np.array([1], dtype=np.uint32),
             "genEventCount": np.array([n], dtype=np.int64),
-            "genEventSumw": np.array([float(n)]),
-            "genEventSumw2": np.array([float(n)]),
+            "genEventSumw": np.array([generator.sumw_accepted]),
+            "genEventSumw2": np.array([generator.sumw2_accepted]),
         }
 
     n_written = write_nanoaod(job.path, _event_batches(job, generator, config, timings), runs=runs)
@@ -239,7 +254,9 @@ def run_job(job: FileJob, config: DetectorConfig = DetectorConfig()) -> dict:
         "size_bytes": job.path.stat().st_size,
         "sha256": _sha256(job.path),
         "events": n_written,
-        "sumw": float(n_written),
+        "sumw": generator.sumw_accepted,
+        "sumw2": generator.sumw2_accepted,
+        "sumw_tried": generator.sumw_tried,
         "n_tried": generator.n_tried,
         "n_accepted": generator.n_accepted,
         "filter_efficiency": generator.filter_efficiency,
@@ -262,9 +279,10 @@ def build_fileset(results: Sequence[dict], *, seed: int) -> dict:
     for process in sorted({r["process"] for r in results}):
         rows = sorted((r for r in results if r["process"] == process), key=lambda r: r["index"])
         tried = sum(r["n_tried"] for r in rows)
-        accepted = sum(r["n_accepted"] for r in rows)
         sigma_gen = sum(r["sigma_gen_pb"] * r["n_tried"] for r in rows) / tried
-        efficiency = accepted / tried
+        sumw, sumw2 = sum(r["sumw"] for r in rows), sum(r.get("sumw2", r["sumw"]) for r in rows)
+        # weighted: with a phase-space bias, the accepted fraction of the cross section, not of the events
+        efficiency = sumw / sum(r.get("sumw_tried", r["n_tried"]) for r in rows)
         fileset[process] = {
             "files": {r["path"]: "Events" for r in rows},
             "metadata": {
@@ -274,7 +292,11 @@ def build_fileset(results: Sequence[dict], *, seed: int) -> dict:
                 "sigma_gen_pb": sigma_gen,
                 "filter_efficiency": efficiency,
                 "nevents": sum(r["events"] for r in rows),
-                "sumw": sum(r["sumw"] for r in rows),
+                "sumw": sumw,
+                "sumw2": sumw2,
+                # (sum w)^2 / sum w^2: the number of unweighted events with the same statistical power
+                "n_eff": sumw**2 / sumw2 if sumw2 > 0 else 0.0,
+                "tail_bias": rows[0].get("tail_bias"),
                 "is_signal": bool(rows[0]["is_signal"]),
                 "is_data": False,
                 "seed": seed,
@@ -328,11 +350,14 @@ def produce(
     scheduler: str | None = None,
     workers: int | None = None,
     sqrt_s: float = SQRT_S,
+    tail_bias: bool = False,
 ) -> dict:
     """Generate ``events`` events of every process (or ``events[name]``) into ``out``; write ``out/fileset.json``.
 
     ``sqrt_s`` is the proton-proton centre-of-mass energy in GeV (13 TeV by default; 8 TeV to
-    compare with the 2012 CMS Open Data).
+    compare with the 2012 CMS Open Data). ``tail_bias`` generates the processes whose card has a
+    ``[bias]`` table with Pythia's phase-space bias: hard events are sampled more often and carry
+    the compensating ``genWeight``; ``sumw``, ``sumw2`` and ``n_eff`` in the fileset account for it.
 
     Returns
     -------
@@ -342,7 +367,13 @@ def produce(
     cards = [load_card(p) for p in processes]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = plan_jobs(cards, events=events, events_per_file=events_per_file, seed=seed, out=out, sqrt_s=sqrt_s)
+    jobs = plan_jobs(
+        cards, events=events, events_per_file=events_per_file, seed=seed, out=out, sqrt_s=sqrt_s, tail_bias=tail_bias
+    )
+    if tail_bias:
+        plain = [c.name for c in cards if c.bias is None]
+        if plain:
+            log.info("no [bias] table (generated unbiased): %s", ", ".join(plain))
     log.info("%d file jobs for %s", len(jobs), ", ".join(c.name for c in cards))
     remove_stale_temporaries(out, [c.name for c in cards])
     if executor == "local":
@@ -381,15 +412,17 @@ def summarise(result: dict) -> str:
     """A one-screen table of what a production wrote."""
     lines = [
         f"fileset: {result['fileset']}",
-        f"{'dataset':14s} {'files':>5s} {'events':>8s} {'xsec [pb]':>12s} {'filter eff':>10s} {'ev/s':>7s}  type",
+        f"{'dataset':14s} {'files':>5s} {'events':>8s} {'n_eff':>9s} {'xsec [pb]':>12s} {'filter eff':>10s} {'ev/s':>7s}  type",
     ]
     for name, entry in sorted(result["datasets"].items()):
         meta = entry["metadata"]
         rows = [r for r in result["results"] if r["process"] == name and not r.get("skipped")]
         secs = sum(r["seconds"]["total"] for r in rows)
         rate = f"{sum(r['events'] for r in rows) / secs:7.1f}" if secs else "   (cached)"
-        kind = "BSM" if meta["is_signal"] else "SM"
+        kind = ("BSM" if meta["is_signal"] else "SM") + (", tail-weighted" if meta.get("tail_bias") else "")
+        n_eff = meta.get("n_eff", meta["nevents"])
         lines.append(
-            f"{name:14s} {len(entry['files']):5d} {meta['nevents']:8d} {meta['xsec_pb']:12.4g} {meta['filter_efficiency']:10.3g} {rate}  {kind}"
+            f"{name:14s} {len(entry['files']):5d} {meta['nevents']:8d} {n_eff:9.1f} {meta['xsec_pb']:12.4g} "
+            f"{meta['filter_efficiency']:10.3g} {rate}  {kind}"
         )
     return "\n".join(lines)

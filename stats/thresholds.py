@@ -17,6 +17,7 @@ from cms_anomaly.stats._common import (
     _finite_scores,
     _weights_for,
     effective_entries,
+    effective_entries_from_sums,
 )
 from cms_anomaly.stats.intervals import weighted_efficiency
 
@@ -137,7 +138,8 @@ def threshold_at_fpr(
 ) -> dict[str, Any]:
     """Score threshold above which a fraction ``fpr`` of the (weighted) SM events lies.
 
-    When fewer than :data:`MIN_EVENTS_ABOVE` effective events would lie above the
+    When fewer than :data:`MIN_EVENTS_ABOVE` effective events (Kish, of the events themselves:
+    a tail-weighted sample has many more than ``fpr`` x ``n_eff``) lie above the
     empirical threshold, the survival function is extrapolated: ``log S(t)`` is
     fitted linearly in ``t`` over the top ``tail_fraction`` of the SM scores (an
     exponential tail) and solved for ``S(t) = fpr``.
@@ -162,12 +164,13 @@ def threshold_at_fpr(
     scores, w, n_eff = _finite_weighted(scores, weights, "threshold_at_fpr")
     s, surv = weighted_survival(scores, w)
     out: dict[str, Any] = {"fpr": fpr, "n_events": int(scores.size), "n_eff": float(n_eff)}
-    if fpr * n_eff >= MIN_EVENTS_ABOVE:
-        out.update(
-            threshold=threshold_at_efficiency(scores, w, efficiency=fpr),
-            method="empirical",
-            n_eff_above=float(fpr * n_eff),
-        )
+    threshold = threshold_at_efficiency(scores, w, efficiency=fpr)
+    above = w[scores > threshold]
+    # the effective events above the threshold itself: with weighted (tail-biased) samples far more
+    # than fpr x n_eff of the whole sample
+    out["n_eff_above"] = effective_entries(above) if above.size else 0.0
+    if out["n_eff_above"] >= MIN_EVENTS_ABOVE:
+        out.update(threshold=threshold, method="empirical")
         return out
     return _extrapolated(out, s, surv, fpr=fpr, tail_fraction=tail_fraction, what="scores")
 
@@ -199,10 +202,11 @@ def threshold_at_fpr_from_sums(
         raise ValueError("threshold_at_fpr_from_sums: no events")
     n_eff = total**2 / float(w2.sum())
     out: dict[str, Any] = {"fpr": fpr, "n_events": int(np.count_nonzero(w)), "n_eff": float(n_eff), "binned": True}
-    if fpr * n_eff >= MIN_EVENTS_ABOVE:
-        k = threshold_bin_at_efficiency(w, efficiency=fpr)
+    k = threshold_bin_at_efficiency(w, efficiency=fpr)
+    out["n_eff_above"] = float(effective_entries_from_sums(w[k:].sum(), w2[k:].sum()))
+    if out["n_eff_above"] >= MIN_EVENTS_ABOVE:
         threshold = float(edges[k]) if k < len(edges) else float("inf")
-        out.update(threshold=threshold, bin=int(k), method="empirical", n_eff_above=float(fpr * n_eff))
+        out.update(threshold=threshold, bin=int(k), method="empirical")
         return out
     surv = np.cumsum(w[::-1])[::-1] / total  # fraction at or above each bin's lower edge
     filled = np.flatnonzero((w > 0) & np.isfinite(edges))[::-1]  # populated bins, highest first
@@ -224,7 +228,7 @@ def _extrapolated(
         tail_events=k,
         tail_range=[lo, hi],
         slope=float(slope),
-        note=f"only {fpr * out['n_eff']:.2g} effective SM events expected above; log-survival fitted "
+        note=f"only {out['n_eff_above']:.2g} effective SM events above the empirical threshold; log-survival fitted "
         f"linearly over the top {k} {what} and extrapolated",
     )
     return out
@@ -257,7 +261,7 @@ def efficiency_above(
     """Weighted fraction of events with ``score > threshold``, extrapolated beyond the sample.
 
     Measured (with an Agresti-Coull interval at ``cl`` on effective counts) when at least
-    :data:`MIN_EVENTS_ABOVE` effective events pass; otherwise read off the same exponential fit
+    :data:`MIN_EVENTS_ABOVE` effective events pass (``n_eff_passed``); otherwise read off the same exponential fit
     of the sample's own survival tail that :func:`threshold_at_fpr` uses (no interval then: the
     fit's assumption, not counting, dominates).
     """
@@ -265,7 +269,8 @@ def efficiency_above(
     passed = scores > threshold
     measured = weighted_efficiency(passed, w, cl=cl)
     out: dict[str, Any] = {"n_events": int(scores.size), "n_eff": float(n_eff), "n_passed": int(passed.sum())}
-    if measured.estimate * n_eff >= MIN_EVENTS_ABOVE:
+    out["n_eff_passed"] = effective_entries(w[passed]) if passed.any() else 0.0
+    if out["n_eff_passed"] >= MIN_EVENTS_ABOVE:
         out.update(
             efficiency=float(measured.estimate), low=float(measured.low), high=float(measured.high), method="empirical"
         )

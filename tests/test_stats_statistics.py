@@ -469,3 +469,32 @@ def test_threshold_bin_at_efficiency_by_hand():
         threshold_bin_at_efficiency(np.zeros(4), efficiency=0.1)
     with pytest.raises(StatisticsError, match="efficiency"):
         threshold_bin_at_efficiency(counts, efficiency=0.0)
+
+
+def test_a_tail_weighted_sample_measures_thresholds_it_could_not_count_unweighted():
+    """1000 bulk events (weight 1, scores in [0, 1]) and 200 tail events of weight 1e-4 (scores 2-3), as a
+    tail-biased production gives. The whole sample has n_eff ~ 1000, so fpr x n_eff = 0.01 at fpr = 1e-5;
+    but the 100 highest tail events carry exactly 1e-5 of the weight: n_eff above = 100, and the threshold
+    is measured, not extrapolated: the 100th-highest tail score, 2 + 99/199. Binned (0.001 bins) alike."""
+    bulk = np.linspace(0.0, 1.0, 1000)
+    tail = np.linspace(2.0, 3.0, 200)
+    scores = np.concatenate([bulk, tail])
+    w = np.concatenate([np.ones(1000), np.full(200, 1e-4)])
+    fpr = 1e-5 * w.sum() / 1000.0 * (1 + 1e-9)  # the 100 top tail events: 0.01 of 1000.02
+    res = st.threshold_at_fpr(scores, w, fpr=fpr)
+    assert res["method"] == "empirical"
+    assert res["threshold"] == pytest.approx(2 + 99 / 199)
+    assert res["n_eff_above"] == pytest.approx(100)
+    assert res["n_eff"] == pytest.approx(1000, rel=1e-3)
+    eff = st.efficiency_above(scores, w, threshold=2 + 99 / 199)
+    assert eff["method"] == "empirical"
+    assert eff["efficiency"] == pytest.approx(0.01 / w.sum())
+    h = hist.Hist(hist.axis.Regular(3000, 0, 3), storage=hist.storage.Weight()).fill(scores, weight=w)
+    lower = np.concatenate([[-np.inf], h.axes[0].edges[:-1], [3.0]])
+    v = h.view(flow=True)
+    binned = st.threshold_at_fpr_from_sums(lower, v.value, v.variance, fpr=fpr)
+    assert binned["method"] == "empirical"
+    assert binned["n_eff_above"] == pytest.approx(100, abs=1)
+    assert binned["threshold"] == pytest.approx(2 + 99 / 199, abs=0.002)
+    # unweighted, the same 1200 scores cannot reach 1e-5: extrapolated
+    assert st.threshold_at_fpr(scores, fpr=1e-5)["method"] == "exponential_tail_fit"
