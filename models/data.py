@@ -36,6 +36,10 @@ class Sample:
     run, event : numpy.ndarray, optional
         Event identity (the tables' ``run`` and ``event`` columns): what the training / validation
         split of :class:`~cms_anomaly.processors.folds.EventSplit` is computed from.
+    draw_weight : numpy.ndarray, optional
+        Of a cocktail (:func:`sm_cocktail`): each event's weight over the mean weight of its dataset,
+        the probability with which training draws it (a tail-weighted production's generator
+        weights); ``None`` when every dataset's events have equal weights.
     """
 
     name: str
@@ -44,11 +48,20 @@ class Sample:
     is_signal: bool
     run: np.ndarray | None = None
     event: np.ndarray | None = None
+    draw_weight: np.ndarray | None = None
 
     def subset(self, rows: np.ndarray) -> Sample:
         """The events ``rows`` (indices or a mask) of this sample."""
         pick = lambda a: None if a is None else a[rows]
-        return Sample(self.name, self.x[rows], self.weight[rows], self.is_signal, pick(self.run), pick(self.event))
+        return Sample(
+            self.name,
+            self.x[rows],
+            self.weight[rows],
+            self.is_signal,
+            pick(self.run),
+            pick(self.event),
+            pick(self.draw_weight),
+        )
 
     def __len__(self) -> int:
         return len(self.x)
@@ -241,6 +254,10 @@ def sm_cocktail(samples: dict[str, Sample]) -> Sample:
     if not sm:
         raise FeatureTableError(f"no SM (is_signal False) dataset among {sorted(samples)}")
     ids = all(s.run is not None and s.event is not None for s in sm)
+    # within a dataset, unequal weights are generator weights (a tail-biased production): training
+    # draws events in proportion to them, so that it sees each dataset's physical distribution. The
+    # datasets' relative weights (cross sections) are not applied: the composition stays the tables'.
+    weighted = any(s.weight.size and np.ptp(s.weight) > 1e-9 * np.abs(s.weight).max() for s in sm)
     return Sample(
         name="+".join(s.name for s in sm),
         x=np.concatenate([s.x for s in sm]),
@@ -248,4 +265,5 @@ def sm_cocktail(samples: dict[str, Sample]) -> Sample:
         is_signal=False,
         run=np.concatenate([s.run for s in sm]) if ids else None,
         event=np.concatenate([s.event for s in sm]) if ids else None,
+        draw_weight=np.concatenate([s.weight / s.weight.mean() for s in sm if s.weight.size]) if weighted else None,
     )

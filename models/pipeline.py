@@ -72,6 +72,10 @@ class TrainedModel:
     train_result: Any = None
 
 
+def _kish(w: np.ndarray) -> float:
+    return float(w.sum() ** 2 / np.square(w).sum())
+
+
 def split_cocktail(samples: dict[str, Sample], *, val_fraction: float, seed: int) -> tuple[Sample, Sample]:
     """SM cocktail split into (train, validation) samples (:func:`~cms_anomaly.models.data.cocktail_validation_mask`:
     by event identity where the tables carry it, so the processor knows each event's role)."""
@@ -187,7 +191,11 @@ def train_and_export(
     train_s, val_s = split_cocktail(samples, val_fraction=options.val_fraction, seed=options.seed)
     if len(train_s) < 10:
         raise TrainingError(f"{kind}: only {len(train_s)} SM training events in {features_dir}")
-    model, hyper = build_model(kind, train_s.x, feature_set=fs, seed=options.seed, lam=options.lam)
+    x_fit = train_s.x
+    if train_s.draw_weight is not None:  # preprocessing fitted on the physical (weighted) distribution too
+        rng = np.random.default_rng(options.seed)
+        x_fit = x_fit[rng.choice(len(x_fit), len(x_fit), p=train_s.draw_weight / train_s.draw_weight.sum())]
+    model, hyper = build_model(kind, x_fit, feature_set=fs, seed=options.seed, lam=options.lam)
     overrides = {
         k: v
         for k, v in (("batch_size", options.batch_size), ("lr", options.lr), ("patience", options.patience))
@@ -205,11 +213,23 @@ def train_and_export(
         threads=options.threads,
         progress=options.progress,
     )
-    result = train(model, train_s.x, val_s.x, config=config, checkpoint=out_dir / f"{stem}.ckpt", resume=options.resume)
+    result = train(
+        model,
+        train_s.x,
+        val_s.x,
+        config=config,
+        checkpoint=out_dir / f"{stem}.ckpt",
+        resume=options.resume,
+        w_train=train_s.draw_weight,
+        w_val=val_s.draw_weight,
+    )
     training = {
         "datasets": sorted(n for n, s in samples.items() if not s.is_signal),
         "n_train": len(train_s),
         "n_validation": len(val_s),
+        # a tail-weighted cocktail: events drawn in proportion to their generator weights (n_eff drawn from)
+        "weighted_draw": train_s.draw_weight is not None,
+        "n_eff_train": _kish(train_s.draw_weight) if train_s.draw_weight is not None else float(len(train_s)),
         "seed": options.seed,
         "val_fraction": options.val_fraction,
         "hyper": dict(vars(hyper).items()),

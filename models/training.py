@@ -80,6 +80,18 @@ def atomic_torch_save(obj: object, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def _draw_probabilities(weights: np.ndarray, n: int, name: str) -> torch.Tensor:
+    """Weights as the drawing probabilities of :func:`torch.multinomial` (checked: n, finite, >= 0)."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise TrainingError(f"{name}: {w.shape[0] if w.ndim else 0} weights for {n} events")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise TrainingError(f"{name}: weights must be finite, non-negative and not all zero")
+    if n > 2**24:
+        raise TrainingError(f"{name}: weighted drawing supports at most 2^24 events, got {n}")
+    return torch.as_tensor(w / w.sum())
+
+
 def _batched_validation(model: AnomalyModel, x: torch.Tensor, batch_size: int) -> float:
     model.eval()
     total, n = 0.0, 0
@@ -108,6 +120,8 @@ def train(
     config: TrainConfig,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    w_train: np.ndarray | None = None,
+    w_val: np.ndarray | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on raw features; the best-validation weights are restored at the end.
 
@@ -117,6 +131,12 @@ def train(
         Model with fitted preprocessing.
     x_train, x_val : numpy.ndarray
         Raw float32 features (N, d) for training and for the validation loss.
+    w_train, w_val : numpy.ndarray, optional
+        Non-negative event weights (a tail-weighted sample's generator weights). Every epoch then
+        draws its N training events with replacement in proportion to ``w_train`` (weight-aware
+        sampling: every model's loss stays an unweighted mean), and the validation loss is computed
+        on one seeded weighted draw of the validation events. Without them, the epoch is a
+        permutation of the events (the unweighted case, unchanged).
     config : TrainConfig
         Settings.
     checkpoint : str or Path, optional
@@ -140,6 +160,16 @@ def train(
     model.to(device)
     xt = torch.as_tensor(np.ascontiguousarray(x_train, np.float32), device=device)
     xv = torch.as_tensor(np.ascontiguousarray(x_val, np.float32), device=device)
+    draw = None if w_train is None else _draw_probabilities(w_train, len(xt), "w_train")
+    if w_val is not None:
+        # the validation loss of the weighted sample: one fixed weighted draw (its own seed stream)
+        picks = torch.multinomial(
+            _draw_probabilities(w_val, len(xv), "w_val"),
+            len(xv),
+            replacement=True,
+            generator=torch.Generator().manual_seed(config.seed + 1),
+        )
+        xv = xv[picks.to(device)]
     optimizers = model.configure_optimizers(lr=hyper.lr, betas=hyper.betas)
     schedulers = (
         [
@@ -192,7 +222,10 @@ def train(
             if result.stopped_early:
                 break
             model.train()
-            order = torch.randperm(len(xt), generator=gen).to(device)
+            if draw is None:
+                order = torch.randperm(len(xt), generator=gen).to(device)
+            else:
+                order = torch.multinomial(draw, len(xt), replacement=True, generator=gen).to(device)
             n_steps = math.ceil(len(xt) / hyper.batch_size)
             if config.max_steps_per_epoch is not None:
                 n_steps = min(n_steps, config.max_steps_per_epoch)
