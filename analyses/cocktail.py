@@ -17,6 +17,11 @@ our samples) is kept. ``composition="generated"`` keeps Pythia's cross sections,
 ``"unweighted"`` treats the generated events as one sample of unit-weight events. Training always
 uses the generated events unweighted (the paper's fractions would leave a few hundred QCD events
 duplicated hundreds of times); every efficiency, threshold and rate uses the weights.
+
+**Tail weighting** (``tail_bias``, ``--tail-bias``): QCD and ttbar are generated with their cards'
+phase-space bias, so their events carry generator weights. Training then draws each process's events
+in proportion to them (:class:`~cms_anomaly.models.data.Sample` ``draw_weight``), and thresholds count
+the effective events above them: the high-score tail is populated by many events of small weight.
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ class CocktailConfig:
     )
     seed: int = 1
     execution: Execution = Execution()
+    #: generate the processes whose card has a [bias] table tail-weighted (``generate --tail-bias``)
+    tail_bias: bool = False
 
     def scaled(self, factor: float) -> CocktailConfig:
         """The same production with ``factor`` times the events (at least 1 per process)."""
@@ -86,6 +93,7 @@ def produce_samples(samples_dir: str | Path, config: CocktailConfig) -> dict:
         executor=config.execution.production_executor,
         scheduler=config.execution.scheduler,
         workers=config.execution.workers,
+        tail_bias=config.tail_bias,
     )
     return {name: result["datasets"][name] for name in config.events}
 
@@ -128,12 +136,13 @@ def sm_process_weights(weights: dict[str, np.ndarray], *, composition: str) -> d
     ``weights`` maps SM process -> the processor's weights (sigma x efficiency / N in pb at
     :data:`UNIT_LUMI_PB`). ``paper``: scaled so that each process carries :data:`PAPER_FRACTIONS`
     of the total (renormalised over the processes present); ``generated``: unchanged;
-    ``unweighted``: every event weight 1 (the generated events as one fixed sample, like ADC2021).
+    ``unweighted``: every event weight 1 (the generated events as one fixed sample, like ADC2021),
+    or, for a tail-weighted production, its generator weight over the process's mean weight.
     """
     if composition == "generated":
         return dict(weights)
     if composition == "unweighted":
-        return {p: np.full(len(w), 1.0) for p, w in weights.items()}
+        return {p: w / w.mean() if w.size else w for p, w in weights.items()}
     if composition != "paper":
         raise ValueError(f"composition must be 'paper', 'generated' or 'unweighted', got {composition!r}")
     scales = composition_scales({p: float(w.sum()) for p, w in weights.items()}, composition)
@@ -177,12 +186,23 @@ def add_cocktail_arguments(p: Any, *, default_out: str) -> None:
         default_samples="out/samples/single-lepton",
         samples_help=", shared by trigger, disco and outlier",
     )
+    p.add_argument(
+        "--tail-bias",
+        action="store_true",
+        help="generate the SM processes whose card has a [bias] table (qcd, ttbar) tail-weighted: many more "
+        "effective events at high scores; use a --samples directory of its own",
+    )
 
 
 def cocktail_config(args: Any, base: CocktailConfig | None = None) -> CocktailConfig:
     """``base`` (default :class:`CocktailConfig`) with the seed, executor and scale of parsed
     :func:`add_cocktail_arguments` options."""
-    return replace(base or CocktailConfig(), seed=args.seed, execution=execution_from(args)).scaled(args.events)
+    return replace(
+        base or CocktailConfig(),
+        seed=args.seed,
+        execution=execution_from(args),
+        tail_bias=bool(getattr(args, "tail_bias", False)),
+    ).scaled(args.events)
 
 
 def reweighted(samples: dict, *, composition: str) -> tuple[dict, dict[str, np.ndarray]]:

@@ -506,6 +506,11 @@ def run_disco(
     out = Path(out)
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"
     t0 = time.perf_counter()
+    if config.cocktail.tail_bias and config.composition == "unweighted":
+        raise ValueError(
+            "disco: a tail-weighted production (--tail-bias) has event weights; the 'unweighted' composition "
+            "would drop them: use --composition generated or paper"
+        )
     cs = cocktail_samples(samples_dir, config.cocktail, feature_set="objects", composition=config.composition)
     features_dir, fileset, samples, sm_names, signals = (
         cs.features_dir, cs.fileset, cs.samples, cs.sm_names, cs.signal_names,
