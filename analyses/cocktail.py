@@ -142,7 +142,7 @@ def sm_process_weights(weights: dict[str, np.ndarray], *, composition: str) -> d
     if composition == "generated":
         return dict(weights)
     if composition == "unweighted":
-        return {p: w / w.mean() if w.size else w for p, w in weights.items()}
+        return {p: w / w.mean() if w.size and np.ptp(w) > 0 else np.ones(len(w)) for p, w in weights.items()}
     if composition != "paper":
         raise ValueError(f"composition must be 'paper', 'generated' or 'unweighted', got {composition!r}")
     scales = composition_scales({p: float(w.sum()) for p, w in weights.items()}, composition)
