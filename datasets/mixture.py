@@ -130,6 +130,11 @@ def build_pseudo_data(
     counts = {}
     for p in processes:
         meta = fileset[p]["metadata"]
+        if meta.get("tail_bias"):
+            raise MixtureError(
+                f"{p}: the sample is tail-weighted (generate --tail-bias, genWeight varies): pseudo-data takes "
+                "events as they come and needs an unweighted production of it"
+            )
         counts[p] = int(rng.poisson(meta["xsec_pb"] * lumi))
         if counts[p] > meta["nevents"]:
             raise MixtureError(
