@@ -119,3 +119,23 @@ def test_a_bias_on_a_2_to_1_process_is_refused():
 
     with pytest.raises(GeneratorError, match=r"wjets.toml: .*\[bias\]: PhaseSpace:bias2Selection needs 2 -> 2"):
         PythiaGenerator(load_card("wjets"), seed=5, bias=PhaseSpaceBias(power=4.0, reference=20.0))
+
+
+@pytest.mark.slow
+def test_pseudo_data_refuses_a_tail_weighted_sample(two_productions, tmp_path):
+    """Pseudo-data takes a process's events as they come: weighted events would be counted as unweighted
+    ones. The biased sample is refused in one line naming it; the unbiased one is mixed."""
+    from cms_anomaly.datasets.mixture import MixtureError, build_pseudo_data
+
+    with pytest.raises(MixtureError, match="wjets_hard: the sample is tail-weighted"):
+        build_pseudo_data(
+            {"wjets_hard": two_productions["biased"]},
+            processes=["wjets_hard"],
+            out=tmp_path / "b",
+            seed=1,
+            lumi_pb=0.01,
+        )
+    entry = build_pseudo_data(
+        {"wjets_hard": two_productions["unbiased"]}, processes=["wjets_hard"], out=tmp_path / "u", seed=1, lumi_pb=0.01
+    )
+    assert entry
