@@ -176,9 +176,10 @@ def test_runner_and_dask_awkward_graph_mode_agree(fileset, iterative_output, tmp
     assert graph_output["ttbar"]["hists"]["score2d_linear2"].sum().value > 0
     split_axis = graph_output["ttbar"]["hists"]["score_linear2_r1_vs_counts"].axes["split"]
     assert set(split_axis) == {"training", "validation"}
-    # the scorer-free output is the module fixture's
-    plain = runner.run_graph(fileset, AnomalyProcessor(selection="single_lepton", lumi_pb=1000.0), step_size=150)
-    _assert_same_output(iterative_output, plain)
+    # the scorer does not change what the processor fills without it (the module fixture's run)
+    for name, res in iterative_output.items():
+        for hname, h in res["hists"].items():
+            np.testing.assert_array_equal(graph_output[name]["hists"][hname].values(flow=True), h.values(flow=True))
 
 
 def _scorer(tmp_path, n_out: int, module=None):
