@@ -21,7 +21,8 @@ duplicated hundreds of times); every efficiency, threshold and rate uses the wei
 **Tail weighting** (``tail_bias``, ``--tail-bias``): QCD and ttbar are generated with their cards'
 phase-space bias, so their events carry generator weights. Training then draws each process's events
 in proportion to them (:class:`~cms_anomaly.models.data.Sample` ``draw_weight``), and thresholds count
-the effective events above them: the high-score tail is populated by many events of small weight.
+the effective events above them. It pays where the score tail is made of hard (high-pTHat) events;
+the single-lepton stream's QCD tail is not (measured in ``docs/analyses/trigger.md``).
 """
 
 from __future__ import annotations
@@ -189,8 +190,9 @@ def add_cocktail_arguments(p: Any, *, default_out: str) -> None:
     p.add_argument(
         "--tail-bias",
         action="store_true",
-        help="generate the SM processes whose card has a [bias] table (qcd, ttbar) tail-weighted: many more "
-        "effective events at high scores; use a --samples directory of its own",
+        help="generate the SM processes whose card has a [bias] table (qcd, ttbar) tail-weighted (more effective "
+        "events at high pTHat; the isolated-lepton stream gains little, see docs/analyses/trigger.md); use a "
+        "--samples directory of its own",
     )
 
 

@@ -42,9 +42,8 @@ from cms_anomaly.processors.config import SelectionConfig
 log = logging.getLogger(__name__)
 
 EPSILON_SM = 5.4e-6
-#: SM efficiencies at which the report lists the VAE threshold, measured or extrapolated, with the
-#: effective SM events above it (issue 15: measured wherever n_eff >= 100 ... a tail-weighted
-#: production reaches that at 1e-5)
+#: SM efficiencies at which the report lists the VAE threshold, measured (>= MIN_EVENTS_ABOVE effective
+#: SM events above it) or extrapolated, with the effective SM events above it
 REPORTED_FPRS = (1e-3, 1e-4, 1e-5)
 SIGNAL_LABELS = {
     "ato4l": r"A$\to$4$\ell$",
