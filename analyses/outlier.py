@@ -153,7 +153,8 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
         f"{', '.join(f'{k} {v}' for k, v in meta['signal_events'].items())}. The autoencoder keeps "
         f"{meta['kept_cells']} of 2601 RMM cells. Weights: Pythia cross sections.",
         "",
-        f"Outlier region: ln(Loss) > C = {result['ln_loss_cut']:.3f}, the loss-bin edge (25 per unit of ln) that keeps "
+        f"Outlier region: ln(Loss) > C = {result['ln_loss_cut']:.3f}, the loss-bin edge "
+        f"({result['ln_bins_per_unit']:.1f} bins per unit of ln) that keeps "
         f"at most {meta['outlier_fraction']:.0%} of the SM: {result['sm_efficiency']:.1%} of the SM validation events "
         f"(paper: C in (-6.5, -6) on its own loss scale). Every number and plot here is read off the second processor "
         f"pass's histograms (`pass2/histograms.coffea`), which applied the exported AE file.",
@@ -384,6 +385,8 @@ def run_outlier(
     n_validation = {n: float(sm_h.score_sums(n)[0].sum()) for n in sm_names}
     result = {
         "ln_loss_cut": cut,
+        # the loss axis's resolution at the cut, in bins per unit of ln(Loss)
+        "ln_bins_per_unit": float(1.0 / (np.log(all_h.threshold(k + 1)) - cut)),
         "efficiencies": eff,
         "fits": {k: {a: b for a, b in f.items() if a != "_fit"} for k, f in fits.items()},
         "sm_efficiency": float(sm_w[k:].sum() / sm_w.sum()),

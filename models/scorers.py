@@ -98,17 +98,22 @@ def _numpy_matrix(features: ak.Array, card: ModelCard, *, block: int = 16384) ->
 LINEAR_SCORE_BINS = 2000
 
 
+#: model types whose outputs are probabilities (classifiers): a linear [0, 1] score axis
+PROBABILITY_MODEL_TYPES = frozenset({"bdt", "cwola_bdt"})
+
+
 def score_binning_for(card: ModelCard) -> tuple[int, float, float] | None:
-    """The processor's score axis for a model card: ``None`` (the default log axis, 1e-6 to 1e6) when
-    every output was positive on the SM validation events (losses, distances, probabilities), else
+    """The processor's score axis for a model card. Probabilities (the classifiers of
+    :data:`PROBABILITY_MODEL_TYPES`) get :data:`LINEAR_SCORE_BINS` linear bins on [0, 1]: on the log
+    axis the signal-like end, 0.9 to 1, would be two bins. Otherwise ``None`` (the default log axis,
+    1e-6 to 1e6) when every output was positive on the SM validation events (losses and distances,
+    also when they all lie below 1, as an autoencoder's mean squared error does), else
     :data:`LINEAR_SCORE_BINS` linear bins from half the validation range below its minimum to twice
     the range above its maximum (e.g. the VAE's reconstruction negative log-likelihood, which can
-    be negative); events beyond stay in the flow bins. Probabilities (every validation score in
-    [0, 1], e.g. a BDT's) get :data:`LINEAR_SCORE_BINS` linear bins on [0, 1]: on the log axis the
-    signal-like end, 0.9 to 1, would be two bins."""
-    ranges = [r for r in card.score_ranges.values() if len(r) == 2]
-    if ranges and all(lo >= 0.0 and hi <= 1.0 for lo, hi in ranges):
+    be negative); events beyond stay in the flow bins."""
+    if card.model_type in PROBABILITY_MODEL_TYPES:
         return (LINEAR_SCORE_BINS, 0.0, 1.0)
+    ranges = [r for r in card.score_ranges.values() if len(r) == 2]
     if not ranges or all(lo > 0 for lo, _ in ranges):
         return None
     lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)

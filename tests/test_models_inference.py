@@ -314,20 +314,24 @@ def test_bdt_skips_a_signal_without_events_on_both_sides_of_the_split(model_feat
 
 
 def test_score_axes_follow_the_validation_score_range():
-    """A model whose scores reach zero or below gets a linear axis around them, probabilities a linear
-    [0, 1] axis, positive scores the default log axis; two-output models a log ABCD plane fitted to them."""
+    """A model whose scores reach zero or below gets a linear axis around them, classifiers' probabilities
+    a linear [0, 1] axis, positive scores (also below 1) the default log axis; two-output models a log ABCD plane fitted to them."""
     from cms_anomaly.models.export import ModelCard
     from cms_anomaly.models.scorers import score2d_binning_for, score_binning_for
 
-    def card(ranges: dict, outputs: list[str]) -> ModelCard:
+    def card(ranges: dict, outputs: list[str], model_type: str = "x") -> ModelCard:
         return ModelCard(
-            model_type="x", feature_set="hlf21", feature_names=["a"], n_inputs=1, output_names=outputs,
+            model_type=model_type, feature_set="hlf21", feature_names=["a"], n_inputs=1, output_names=outputs,
             score=outputs[0], score_ranges=ranges,
         )  # fmt: skip
 
     # the VAE's negative log-likelihood from -3 to 50: half the range below, twice above
     assert score_binning_for(card({"nll": [-3.0, 50.0]}, ["nll"])) == (2000, -3.0 - 26.5, 50.0 + 106.0)
-    assert score_binning_for(card({"p": [0.001, 0.999]}, ["p"])) == (2000, 0.0, 1.0)
+    assert score_binning_for(card({"p": [0.001, 0.999]}, ["p"], "bdt")) == (2000, 0.0, 1.0)
+    assert score_binning_for(card({"p": [0.02, 0.97]}, ["p_signal"], "cwola_bdt")) == (2000, 0.0, 1.0)
+    # an autoencoder's MSE, all below 1, is a loss, not a probability: the log axis (was [0, 1] linear,
+    # which put every loss below 0.002 into the first bins of the outlier study's ln(Loss))
+    assert score_binning_for(card({"mse": [0.0006, 0.27]}, ["mse"], "ae")) is None
     assert score_binning_for(card({"l1": [0.1, 5.0]}, ["l1"])) is None
     assert score_binning_for(card({}, ["l1"])) is None  # an older card without ranges
     # R1 in [0.1, 4], R2 in [0.2, 8]: from 0.025 to 80, 100 bins per decade (3.5 decades)
