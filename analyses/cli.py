@@ -33,6 +33,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "cms_anomaly.datasets.cli",
     "cms_anomaly.models.cli",
     "cms_anomaly.analyses.run",
+    "cms_anomaly.analyses.tailbench",
 )
 
 

@@ -143,7 +143,9 @@ def sm_process_weights(weights: dict[str, np.ndarray], *, composition: str) -> d
     if composition == "generated":
         return dict(weights)
     if composition == "unweighted":
-        return {p: w / w.mean() if w.size and np.ptp(w) > 0 else np.ones(len(w)) for p, w in weights.items()}
+        from cms_anomaly.models.data import relative_weights
+
+        return {p: relative_weights(w) for p, w in weights.items()}
     if composition != "paper":
         raise ValueError(f"composition must be 'paper', 'generated' or 'unweighted', got {composition!r}")
     scales = composition_scales({p: float(w.sum()) for p, w in weights.items()}, composition)
@@ -203,7 +205,7 @@ def cocktail_config(args: Any, base: CocktailConfig | None = None) -> CocktailCo
         base or CocktailConfig(),
         seed=args.seed,
         execution=execution_from(args),
-        tail_bias=bool(getattr(args, "tail_bias", False)),
+        tail_bias=args.tail_bias,
     ).scaled(args.events)
 
 

@@ -582,11 +582,11 @@ def run_trigger(
     sm = {n: Binned(*sh_val.score_sums(n)).scaled(scales[n] / options.val_fraction) for n in sm_names}
     signals = {n: Binned(*sh_all.score_sums(n)) for n in sig_names}
     sm_all = sum(sm.values())
-    threshold = threshold_at_fpr_from_sums(lower_edges, sm_all.w, sm_all.w2, fpr=config.epsilon_sm)
     thresholds = {
         f"{fpr:g}": threshold_at_fpr_from_sums(lower_edges, sm_all.w, sm_all.w2, fpr=fpr)
         for fpr in sorted({*REPORTED_FPRS, config.epsilon_sm}, reverse=True)
     }
+    threshold = thresholds[f"{config.epsilon_sm:g}"]
     slt = {}
     for n in samples:
         sumw = slt_output[n]["cutflow"]["sumw"]

@@ -132,29 +132,6 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
         "--cocktail-events", type=positive_float, default=1e6, help="cocktail size for the cost estimate (default: 1e6)"
     )
     p.set_defaults(func=_bench)
-    p = bench_subparsers.add_parser(
-        "tail",
-        help="tail-weighted / unbiased generation: effective events above the 1e-4 H_T threshold per CPU s",
-        description=(
-            "Generates each process unbiased and with its card's [bias] (full chain, same seed and event "
-            "count), finds the H_T above which a fraction --fpr of the cross section lies, and prints the "
-            "effective events there per CPU second of both, their ratio, and the cross sections of both."
-        ),
-    )
-    p.add_argument(
-        "processes", nargs="*", default=["wjets_hard", "qcd"], metavar="PROCESS", help="default: wjets_hard qcd"
-    )
-    p.add_argument("--events", type=positive_int, default=1000, help="events per sample (default: 1000)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--fpr", type=positive_float, default=1e-4, help="tail fraction of the threshold (default: 1e-4)")
-    p.set_defaults(func=_bench_tail)
-
-
-def _bench_tail(args: argparse.Namespace) -> int:
-    from cms_anomaly.datasets import bench
-
-    print(bench.run_tail(args.processes, events=args.events, seed=args.seed, fpr=args.fpr))
-    return 0
 
 
 def _generate(args: argparse.Namespace) -> int:

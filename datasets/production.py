@@ -280,9 +280,9 @@ def build_fileset(results: Sequence[dict], *, seed: int) -> dict:
         rows = sorted((r for r in results if r["process"] == process), key=lambda r: r["index"])
         tried = sum(r["n_tried"] for r in rows)
         sigma_gen = sum(r["sigma_gen_pb"] * r["n_tried"] for r in rows) / tried
-        sumw, sumw2 = sum(r["sumw"] for r in rows), sum(r.get("sumw2", r["sumw"]) for r in rows)
+        sumw, sumw2 = sum(r["sumw"] for r in rows), sum(r["sumw2"] for r in rows)
         # weighted: with a phase-space bias, the accepted fraction of the cross section, not of the events
-        efficiency = sumw / sum(r.get("sumw_tried", r["n_tried"]) for r in rows)
+        efficiency = sumw / sum(r["sumw_tried"] for r in rows)
         fileset[process] = {
             "files": {r["path"]: "Events" for r in rows},
             "metadata": {

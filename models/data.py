@@ -248,6 +248,15 @@ def _validation_mask(
     return mask
 
 
+def relative_weights(weight: np.ndarray) -> np.ndarray:
+    """A dataset's event weights over their mean: its generator weights (a tail-weighted production),
+    exactly 1 where all weights are equal (one cross-section weight per unweighted sample)."""
+    w = np.asarray(weight, dtype=np.float64)
+    if w.size == 0 or np.ptp(w) <= 1e-9 * np.abs(w).max():
+        return np.ones(len(w))
+    return w / w.mean()
+
+
 def sm_cocktail(samples: dict[str, Sample]) -> Sample:
     """Concatenate the non-signal samples into one SM cocktail (weights and event identities kept)."""
     sm = [s for s in samples.values() if not s.is_signal]
@@ -257,7 +266,8 @@ def sm_cocktail(samples: dict[str, Sample]) -> Sample:
     # within a dataset, unequal weights are generator weights (a tail-biased production): training
     # draws events in proportion to them, so that it sees each dataset's physical distribution. The
     # datasets' relative weights (cross sections) are not applied: the composition stays the tables'.
-    weighted = any(s.weight.size and np.ptp(s.weight) > 1e-9 * np.abs(s.weight).max() for s in sm)
+    relative = [relative_weights(s.weight) for s in sm]
+    weighted = any(np.any(r != 1.0) for r in relative)
     return Sample(
         name="+".join(s.name for s in sm),
         x=np.concatenate([s.x for s in sm]),
@@ -265,5 +275,5 @@ def sm_cocktail(samples: dict[str, Sample]) -> Sample:
         is_signal=False,
         run=np.concatenate([s.run for s in sm]) if ids else None,
         event=np.concatenate([s.event for s in sm]) if ids else None,
-        draw_weight=np.concatenate([s.weight / s.weight.mean() for s in sm if s.weight.size]) if weighted else None,
+        draw_weight=np.concatenate(relative) if weighted else None,
     )

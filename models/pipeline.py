@@ -72,10 +72,6 @@ class TrainedModel:
     train_result: Any = None
 
 
-def _kish(w: np.ndarray) -> float:
-    return float(w.sum() ** 2 / np.square(w).sum())
-
-
 def split_cocktail(samples: dict[str, Sample], *, val_fraction: float, seed: int) -> tuple[Sample, Sample]:
     """SM cocktail split into (train, validation) samples (:func:`~cms_anomaly.models.data.cocktail_validation_mask`:
     by event identity where the tables carry it, so the processor knows each event's role)."""
@@ -183,6 +179,7 @@ def train_and_export(
     import torch
     from cms_anomaly.models.export import ModelCard, eager_scores, export_torchscript, score_ranges_for, thresholds_for
     from cms_anomaly.models.training import TrainConfig, train
+    from cms_anomaly.stats import effective_entries
 
     options = options if options is not None else TrainOptions()
 
@@ -229,7 +226,9 @@ def train_and_export(
         "n_validation": len(val_s),
         # a tail-weighted cocktail: events drawn in proportion to their generator weights (n_eff drawn from)
         "weighted_draw": train_s.draw_weight is not None,
-        "n_eff_train": _kish(train_s.draw_weight) if train_s.draw_weight is not None else float(len(train_s)),
+        "n_eff_train": effective_entries(train_s.draw_weight)
+        if train_s.draw_weight is not None
+        else float(len(train_s)),
         "seed": options.seed,
         "val_fraction": options.val_fraction,
         "hyper": dict(vars(hyper).items()),
