@@ -19,7 +19,8 @@ Chain, all on flat numpy arrays of the final-state particles of the whole batch:
    fastjet on all PF candidates; hadron flavour from B/C-hadron association (dR < R); a
    ``btagDeepFlavB``-like score drawn from flavour-dependent logit-normal distributions tuned to the
    DeepJet working points; N-subjettiness tau1..tau3 (exclusive-kT axes, beta = 1) and soft-drop mass
-   (beta = 0, z_cut = 0.1) for large-R jets.
+   (beta = 0, z_cut = 0.1, C/A reclustering of all the jet's constituents, as fastjet contrib's
+   SoftDrop) for large-R jets.
 6. **MET** = -sum of the PF-candidate transverse momenta; ``sumEt`` = scalar sum.
 
 Every parameter is a field of :class:`DetectorConfig` with its source. No pile-up is simulated.
@@ -252,6 +253,121 @@ def _tau_n(c_pt, c_eta, c_phi, c_offsets, a_eta, a_phi, a_offsets, r0):
             den += c_pt[i]
         tau[k] = num / (den * r0) if den > 0 else 0.0
     return tau
+
+
+@numba.njit(cache=True)
+def _rap_phi(px, py, pz, e):
+    """Rapidity and azimuth in fastjet's conventions (phi in [0, 2 pi), |y| capped at 1e5)."""
+    phi = np.arctan2(py, px)
+    if phi < 0.0:
+        phi += 2.0 * np.pi
+    if e <= abs(pz):
+        return (1e5 if pz >= 0.0 else -1e5), phi
+    return 0.5 * np.log((e + pz) / (e - pz)), phi
+
+
+@numba.njit(cache=True)
+def softdrop_mass(px, py, pz, e, offsets, zcut, beta, r0):
+    """Soft-drop mass of every jet (constituents flat, ``offsets`` per jet), as fastjet contrib's SoftDrop.
+
+    Each jet's constituents are reclustered with Cambridge/Aachen into one tree (R large enough to
+    merge everything, contrib's default reclustering; E-scheme, Delta R in rapidity-azimuth), then
+    declustered from the top following the harder-pT branch until the two branches satisfy
+    ``min(pT1, pT2) / (pT1 + pT2) > zcut * (Delta R12 / r0) ** beta``; the mass of that node is the
+    soft-drop mass (a single constituent's mass when no declustering passes: grooming mode).
+
+    C/A uses nearest-neighbour bookkeeping (fastjet's N2Plain strategy): O(n^2) per jet. It replaces
+    ``fastjet``'s ``exclusive_jets_softdrop_grooming``, which cost 0.7 ms per 50-constituent jet here
+    (a contrib reclustering per jet) against ~20 us for this kernel.
+    """
+    n_jets = len(offsets) - 1
+    out = np.zeros(n_jets)
+    for k in range(n_jets):
+        lo = offsets[k]
+        n = offsets[k + 1] - lo
+        if n == 0:
+            continue
+        size = 2 * n - 1
+        npx = np.empty(size)
+        npy = np.empty(size)
+        npz = np.empty(size)
+        ne = np.empty(size)
+        ny = np.empty(size)
+        nphi = np.empty(size)
+        left = np.full(size, -1)
+        right = np.full(size, -1)
+        for i in range(n):
+            npx[i], npy[i], npz[i], ne[i] = px[lo + i], py[lo + i], pz[lo + i], e[lo + i]
+            ny[i], nphi[i] = _rap_phi(npx[i], npy[i], npz[i], ne[i])
+        slot_node = np.arange(n)  # the tree node sitting in each slot
+        alive = np.ones(n, dtype=np.bool_)
+        nn = np.full(n, -1)
+        nnd = np.full(n, np.inf)
+        for a in range(n):
+            for b in range(a + 1, n):
+                dphi = abs(nphi[a] - nphi[b])
+                dphi = min(dphi, 2.0 * np.pi - dphi)
+                d = (ny[a] - ny[b]) ** 2 + dphi * dphi
+                if d < nnd[a]:
+                    nnd[a], nn[a] = d, b
+                if d < nnd[b]:
+                    nnd[b], nn[b] = d, a
+        next_node = n
+        for _ in range(n - 1):
+            i = -1
+            best = np.inf
+            for s in range(n):
+                if alive[s] and nnd[s] < best:
+                    best, i = nnd[s], s
+            j = nn[i]
+            a, b = slot_node[i], slot_node[j]
+            c = next_node
+            next_node += 1
+            npx[c], npy[c], npz[c], ne[c] = npx[a] + npx[b], npy[a] + npy[b], npz[a] + npz[b], ne[a] + ne[b]
+            ny[c], nphi[c] = _rap_phi(npx[c], npy[c], npz[c], ne[c])
+            left[c], right[c] = a, b
+            slot_node[i] = c
+            alive[j] = False
+            nnd[j] = np.inf
+            # the merged object's nearest neighbour, and everyone whose neighbour changed
+            nnd[i], nn[i] = np.inf, -1
+            for s in range(n):
+                if not alive[s] or s == i:
+                    continue
+                node = slot_node[s]
+                dphi = abs(nphi[c] - nphi[node])
+                dphi = min(dphi, 2.0 * np.pi - dphi)
+                d = (ny[c] - ny[node]) ** 2 + dphi * dphi
+                if d < nnd[i]:
+                    nnd[i], nn[i] = d, s
+                if nn[s] == i or nn[s] == j:
+                    nnd[s], nn[s] = np.inf, -1
+                    for t in range(n):
+                        if alive[t] and t != s:
+                            other = slot_node[t]
+                            dphi2 = abs(nphi[node] - nphi[other])
+                            dphi2 = min(dphi2, 2.0 * np.pi - dphi2)
+                            d2 = (ny[node] - ny[other]) ** 2 + dphi2 * dphi2
+                            if d2 < nnd[s]:
+                                nnd[s], nn[s] = d2, t
+                elif d < nnd[s]:
+                    nnd[s], nn[s] = d, i
+        node = next_node - 1
+        while left[node] >= 0:
+            a, b = left[node], right[node]
+            pt_a = np.hypot(npx[a], npy[a])
+            pt_b = np.hypot(npx[b], npy[b])
+            cut = zcut
+            if beta != 0.0:
+                dphi = abs(nphi[a] - nphi[b])
+                dphi = min(dphi, 2.0 * np.pi - dphi)
+                cut = zcut * (np.sqrt((ny[a] - ny[b]) ** 2 + dphi * dphi) / r0) ** beta
+            if min(pt_a, pt_b) / (pt_a + pt_b) > cut:
+                break
+            node = a if pt_a >= pt_b else b
+        m2 = ne[node] ** 2 - npx[node] ** 2 - npy[node] ** 2 - npz[node] ** 2
+        out[k] = np.sqrt(max(m2, 0.0))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -994,14 +1110,11 @@ def _cluster_fatjets(pf, pf_counts, *, truth: _Truth, config: DetectorConfig) ->
         tau_values = jet_taus(flat_consts, config.fatjet_r)
         for n in (1, 2, 3):
             taus[f"tau{n}"] = tau_values[n - 1].astype(np.float32)
-        ca = fastjet.ClusterSequence(flat_consts, fastjet.JetDefinition(fastjet.cambridge_algorithm, config.fatjet_r))
-        with warnings.catch_warnings():
-            # fastjet warns about exclusive jets for every algorithm here, C/A included
-            warnings.filterwarnings("ignore", message="dcut and exclusive jets")
-            groomed = ca.exclusive_jets_softdrop_grooming(
-                njets=1, beta=config.softdrop_beta, symmetry_cut=config.softdrop_zcut, R0=config.fatjet_r
-            )
-        msd = ak.to_numpy(groomed.msoftdrop).astype(np.float32)
+        offsets = np.concatenate([[0], np.cumsum(n_const)])
+        p4 = [ak.to_numpy(ak.flatten(flat_consts[c])).astype(np.float64) for c in ("px", "py", "pz", "E")]
+        msd = softdrop_mass(*p4, offsets, config.softdrop_zcut, config.softdrop_beta, config.fatjet_r).astype(
+            np.float32
+        )
     hadron_flavour, _, n_b, n_c = _flavours(kin, truth, config.fatjet_r)
     fields = {
         **{k: ak.to_numpy(ak.flatten(v)).astype(np.float32) for k, v in kin.items()},

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import awkward as ak
+import fastjet
 import numpy as np
 import pytest
-from cms_anomaly.datasets.detector import DetectorConfig, _hadronic_over_em, btag_score, jet_taus, nsubjettiness
+from cms_anomaly.datasets.detector import (
+    DetectorConfig,
+    _hadronic_over_em,
+    btag_score,
+    jet_taus,
+    nsubjettiness,
+    softdrop_mass,
+)
 
 CFG = DetectorConfig()
 
@@ -90,6 +99,65 @@ def test_jet_taus_with_kt_axes_by_hand():
     assert taus[0, 0] == pytest.approx(tau1, rel=1e-6)
     assert taus[0, 0] > taus[1, 0] > taus[2, 0]
     np.testing.assert_array_equal(taus[:, 1], 0.0)
+
+
+def _flat_p4(jets):
+    """(px, py, pz, E) flat float64 arrays and per-jet offsets from lists of (pt, y, phi, m) tuples."""
+    rows = [(pt, y, phi, m) for jet in jets for pt, y, phi, m in jet]
+    pt, y, phi, m = (np.array([r[k] for r in rows], dtype=np.float64) for k in range(4))
+    mt = np.sqrt(pt**2 + m**2)
+    p4 = (pt * np.cos(phi), pt * np.sin(phi), mt * np.sinh(y), mt * np.cosh(y))
+    return p4, np.concatenate([[0], np.cumsum([len(j) for j in jets])])
+
+
+def test_softdrop_mass_by_hand():
+    """A (100 GeV, phi 0) and B (50 GeV, phi 0.5) merge first; C at Delta R 2.0 comes last.
+
+    m(A + B) = sqrt(2 pT_A pT_B (1 - cos 0.5)) = 34.99 GeV for massless A, B at equal rapidity."""
+    m_ab = math.sqrt(2 * 100 * 50 * (1 - math.cos(0.5)))
+    soft = [(100.0, 0.0, 0.0, 0.0), (50.0, 0.0, 0.5, 0.0), (5.0, 0.0, 2.0, 0.0)]  # z_C = 0.033: dropped
+    hard = [(100.0, 0.0, 0.0, 0.0), (50.0, 0.0, 0.5, 0.0), (30.0, 0.0, 2.0, 0.0)]  # z_C = 0.17: kept
+    p4, offsets = _flat_p4([soft, hard, [(40.0, 1.0, 1.0, 0.14)]])
+    msd = softdrop_mass(*p4, offsets, 0.1, 0.0, 1.0)
+    full = math.sqrt(p4[3][3:6].sum() ** 2 - sum(p4[k][3:6].sum() ** 2 for k in range(3)))
+    assert msd[0] == pytest.approx(m_ab, rel=1e-9)
+    # C sits beyond Delta R = 1 from A + B and is still part of the tree (C/A reclustering of the whole jet)
+    assert msd[1] == pytest.approx(full, rel=1e-9)
+    assert msd[2] == pytest.approx(0.14, rel=1e-9)  # one constituent: its own mass
+    # z_cut 0.4 fails A-B too (z = 1/3): what is left is A alone, massless
+    assert softdrop_mass(*p4, offsets, 0.4, 0.0, 1.0)[0] == pytest.approx(0.0, abs=1e-6)
+    # beta = 1, R0 = 1: C needs z > 0.1 x 2.0 = 0.2 (0.17 fails), A-B needs z > 0.05
+    assert softdrop_mass(*p4, offsets, 0.1, 1.0, 1.0)[1] == pytest.approx(m_ab, rel=1e-9)
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_softdrop_mass_equals_fastjet_contrib(beta):
+    """Random two- and three-prong jets with soft radiation out to Delta R 1.5, against fastjet's
+    SoftDrop (contrib) on a C/A clustering that merges everything (R = 10)."""
+    rng = np.random.default_rng(11)
+    jets = []
+    for _ in range(150):
+        prongs = [(rng.uniform(20, 300), rng.normal(0, 0.3), rng.normal(0, 0.3)) for _ in range(rng.integers(1, 4))]
+        parts = []
+        for pt, y, phi in prongs:
+            for _ in range(rng.integers(1, 30)):
+                parts.append((pt * rng.exponential(0.1), y + rng.normal(0, 0.05), phi + rng.normal(0, 0.05), 0.0))
+        for _ in range(rng.integers(0, 40)):
+            r, a = rng.uniform(0, 1.5), rng.uniform(0, 2 * np.pi)
+            parts.append((rng.exponential(1.5), r * np.cos(a), r * np.sin(a), rng.choice([0.0, 0.13957])))
+        jets.append(parts)
+    p4, offsets = _flat_p4(jets)
+    mine = softdrop_mass(*p4, offsets, 0.1, beta, 1.0)
+    counts = np.diff(offsets)
+    vectors = ak.unflatten(ak.zip(dict(zip(("px", "py", "pz", "E"), p4, strict=True))), counts)
+    ca = fastjet.ClusterSequence(vectors, fastjet.JetDefinition(fastjet.cambridge_algorithm, 10.0))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="dcut and exclusive jets")  # fastjet warns for C/A too
+        groomed = ca.exclusive_jets_softdrop_grooming(njets=1, beta=beta, symmetry_cut=0.1, R0=1.0)
+    reference = np.maximum(ak.to_numpy(groomed.msoftdrop), 0.0)
+    assert mine.mean() > 20  # the jets have structure: the comparison is not 0 == 0
+    assert np.all(mine > 0)
+    np.testing.assert_allclose(mine, reference, rtol=1e-7, atol=1e-6)
 
 
 def test_photon_hoe_counts_hadrons_in_the_cone_only():
