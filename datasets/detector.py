@@ -409,9 +409,12 @@ def _final_state(batch: ak.Array, charges: ak.Array) -> tuple[_Particles, dict[s
         "evt": np.repeat(np.arange(n_events), counts_all),
         "offsets": np.concatenate([[0], np.cumsum(counts_all)]),
         "mother1": ak.to_numpy(flat.mother1),
-        # production vertex, mm -> cm
-        **{f"v{c[1]}": ak.to_numpy(ak.fill_none(flat.vProd[c], 0.0)) * 0.1 for c in ("px", "py", "pz")},
     }
+    # production vertices (None for particles made at the origin), read for the PF candidates only
+    vertex = flat.vProd
+    has_vertex = ~ak.to_numpy(ak.is_none(vertex.px))
+    record["vertex_slot"] = np.where(has_vertex, np.cumsum(has_vertex) - 1, -1)
+    record["vertex_mm"] = [ak.to_numpy(ak.drop_none(vertex[c])).astype(np.float64) for c in ("px", "py", "pz")]
     final = (record["status"] > 0) & ~np.isin(np.abs(record["pid"]), INVISIBLE_IDS)
     gidx = np.flatnonzero(final)
     px, py, pz, e = (record[c][gidx] for c in ("px", "py", "pz", "e"))
@@ -494,7 +497,9 @@ def _particle_flow(
     pf_charge = np.where(ele_pf | mu_pf | ch_pf, np.sign(p.charge), 0).astype(np.int32)
     pf_mass = np.select([ele_pf, mu_pf, ch_pf], [ELECTRON_MASS, MUON_MASS, PION_MASS], 0.0)
     sel = np.flatnonzero(pf_mask)
-    sel = sel[np.lexsort((-pf_pt[sel], p.evt[sel]))]
+    # by event, then decreasing pT: two stable sorts, the same order as np.lexsort at half its cost
+    sel = sel[np.argsort(-pf_pt[sel], kind="stable")]
+    sel = sel[np.argsort(p.evt[sel], kind="stable")]
     pf = {
         "pt": pf_pt[sel].astype(np.float32),
         "eta": p.eta[sel].astype(np.float32),
@@ -514,7 +519,11 @@ def _impact_parameters(
     config: DetectorConfig,
 ) -> None:
     """``d0``/``dz`` of charged candidates: straight line from the production vertex plus resolution."""
-    t_vx, t_vy, t_vz = record["vx"][pf_truth], record["vy"][pf_truth], record["vz"][pf_truth]
+    slot = record["vertex_slot"][pf_truth]
+    t_vx, t_vy, t_vz = (
+        np.where(slot >= 0, v[np.maximum(slot, 0)] * 0.1, 0.0) if len(v) else np.zeros(len(slot))  # mm -> cm
+        for v in record["vertex_mm"]
+    )
     t_px, t_py, t_pz = record["px"][pf_truth], record["py"][pf_truth], record["pz"][pf_truth]
     t_pt = np.maximum(np.hypot(t_px, t_py), 1e-9)
     n = len(pf_truth)
@@ -723,14 +732,18 @@ def _truth_record(*, pid, status, mother1, px, py, pz, e, evt, offsets, n_events
     """
     abs_id = np.abs(pid)
     n = len(pid)
-    pt, eta, phi = kinematics(px, py, pz)
-    mass = np.sqrt(np.maximum(e**2 - px**2 - py**2 - pz**2, 0.0))
     abs_status = np.abs(status)
     local_mother = np.asarray(mother1, dtype=np.int64)
     has_mother = local_mother > 0
     mother_g = np.where(has_mother, offsets[evt] + local_mother, -1)
 
-    is_b, is_c = _has_quark(abs_id, 5), _has_quark(abs_id, 4)
+    # flavour tests on the hadrons only (a third of the record)
+    is_hadron = (abs_id > 100) & (abs_id < 1_000_000)
+    hadrons = np.flatnonzero(is_hadron)
+    is_b = np.zeros(n, dtype=bool)
+    is_c = np.zeros(n, dtype=bool)
+    is_b[hadrons] = _has_quark(abs_id[hadrons], 5)
+    is_c[hadrons] = _has_quark(abs_id[hadrons], 4)
     # a B (C) hadron is "weakly decaying" when no B (C) hadron has it as mother
     parent_of_b = np.zeros(n, dtype=bool)
     parent_of_b[mother_g[is_b & has_mother]] = True
@@ -743,8 +756,17 @@ def _truth_record(*, pid, status, mother1, px, py, pz, e, evt, offsets, n_events
     parent_of_tau[mother_g[is_tau & has_mother]] = True
     last_tau = is_tau & ~parent_of_tau
     hard = (abs_status >= 21) & (abs_status <= 29)
-    light_lep = (status > 0) & np.isin(abs_id, (11, 12, 13, 14, 16)) & (pt > 1.0)
+    light_lep = (status > 0) & np.isin(abs_id, (11, 12, 13, 14, 16))
+    lep = np.flatnonzero(light_lep)
+    light_lep[lep] = np.hypot(px[lep], py[lep]) > 1.0
     keep = hard | light_lep | last_tau | weak_b | weak_c
+    parton = (abs_status == 23) & ((abs_id <= 5) | (abs_id == 21))
+
+    # kinematics of what is kept or matched to jets only (a few per cent of the record)
+    need = np.flatnonzero(keep | parton)
+    pt, eta, phi, mass = (np.zeros(n) for _ in range(4))
+    pt[need], eta[need], phi[need] = kinematics(px[need], py[need], pz[need])
+    mass[need] = np.sqrt(np.maximum(e[need] ** 2 - px[need] ** 2 - py[need] ** 2 - pz[need] ** 2, 0.0))
 
     # nearest kept ancestor of every kept particle, and whether a hadron was crossed on the way
     kept = np.flatnonzero(keep)
@@ -752,7 +774,6 @@ def _truth_record(*, pid, status, mother1, px, py, pz, e, evt, offsets, n_events
     kept_offsets = np.concatenate([[0], np.cumsum(kept_counts)])
     new_index = np.full(n, -1, dtype=np.int64)
     new_index[kept] = np.arange(len(kept)) - kept_offsets[evt[kept]]
-    is_hadron = (abs_id > 100) & (abs_id < 1_000_000)
     parent = np.full(len(kept), -1, dtype=np.int64)
     via_hadron = np.zeros(len(kept), dtype=bool)
     cur = mother_g[kept].copy()
@@ -818,7 +839,6 @@ def _truth_record(*, pid, status, mother1, px, py, pz, e, evt, offsets, n_events
         idx = np.flatnonzero(mask)
         return _unflatten({k: v[idx] for k, v in fields.items()}, np.bincount(evt[idx], minlength=n_events))
 
-    parton = (abs_status == 23) & ((abs_id <= 5) | (abs_id == 21))
     return _Truth(
         genpart=_unflatten(genpart, kept_counts),
         new_index=new_index,
