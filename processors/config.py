@@ -62,9 +62,8 @@ class ObjectConfig:
     #: trigger lepton: highest-pT lepton with pT above this and relative isolation below ``trigger_iso_max``
     trigger_lepton_pt_min: float = 23.0
     trigger_iso_max: float = 0.45
-    #: isolation cone and the matching radius used to remove the lepton's own PF candidate
+    #: isolation cone (CMS pfIsolationR03); the lepton's own PF candidate, an e or mu, enters no sum
     iso_cone: float = 0.3
-    iso_self_dr: float = 0.01
     # --- photons --------------------------------------------------------------------------------
     #: photons: NanoAOD ``Photon`` with pT above this (CMS photon analyses start at 15-20 GeV)
     photon_pt_min: float = 15.0

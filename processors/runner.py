@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import dask
 from cms_anomaly.datasets.atomic import atomic_output
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,28 @@ def fileset_from_files(files: list[str], *, dataset: str = "files") -> dict[str,
     return {dataset: {"files": {str(Path(f).resolve()): "Events" for f in files}, "metadata": {}}}
 
 
+#: glibc malloc settings for the local cluster's worker processes. Dask's default
+#: ``MALLOC_TRIM_THRESHOLD_=65536`` (hand freed memory back to the OS at once) also fixes glibc's
+#: mmap threshold at 128 kB, so every array of a chunk (10-50 MB at the default chunk size) is a
+#: fresh mmap whose pages fault in again: one worker ran 25 % slower than the same code in-process,
+#: with 2.5 s of system time against 1.1 s per 180k events (``bench processor``). A 256 MB trim and
+#: a 32 MB mmap threshold (glibc's maximum) let the heap reuse them; peak RSS grew 1.35 -> 1.47 GB.
+#: Only where the user's Dask configuration still has Dask's default; a ``--scheduler`` cluster's
+#: workers keep their own.
+WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": 256 * 2**20, "MALLOC_MMAP_THRESHOLD_": 32 * 2**20}
+_DASK_DEFAULT_TRIM = 65536
+
+
+def _worker_malloc_config() -> dict[str, Any]:
+    """The ``distributed.nanny.pre-spawn-environ`` entries of :data:`WORKER_MALLOC_ENV` to set."""
+    current = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
+    out = {}
+    for key, value in WORKER_MALLOC_ENV.items():
+        if key not in current or (key == "MALLOC_TRIM_THRESHOLD_" and int(current[key]) == _DASK_DEFAULT_TRIM):
+            out[f"distributed.nanny.pre-spawn-environ.{key}"] = value
+    return out
+
+
 @contextmanager
 def make_executor(kind: str, *, scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
     """A coffea executor; for ``dask`` a LocalCluster (or the ``scheduler`` address), closed on exit."""
@@ -154,9 +177,13 @@ def make_executor(kind: str, *, scheduler: str | None = None, workers: int | Non
             client = Client(scheduler)
             cluster = None
         else:
-            cluster = LocalCluster(
-                n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=None
-            )
+            with dask.config.set(_worker_malloc_config()):
+                cluster = LocalCluster(
+                    n_workers=workers or os.cpu_count() or 1,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                )
             client = Client(cluster)
         try:
             yield processor.DaskExecutor(client=client, status=False)

@@ -313,7 +313,8 @@ def get(
 def branches_used(variant: SchemaVariant, available: Iterable[str]) -> list[str]:
     """The flat branch names the features read for ``variant`` (plus the ``n<Collection>`` counters).
 
-    This is the exact branch list of the benchmark's bare-read floor.
+    A superset of what one processor configuration reads (the benchmark's floor reads exactly the
+    latter, from NanoEvents' access log); the benchmark copies these into its replicated file.
     """
     have = set(available)
     out: set[str] = set()

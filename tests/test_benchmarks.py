@@ -51,6 +51,20 @@ def test_bench_processor_prints_rates_memory_and_overhead(real_nanoaod_files, ca
         assert rate > 0
         assert 0.05 < peak < 20
     assert re.search(r"Dask overhead at 1 worker .* = [\d.]+$", out, re.MULTILINE), out
+    assert re.search(r"^target processor \(1 Dask worker\) >= 0.7 x floor .*: (PASS|MISS)$", out, re.MULTILINE), out
+
+
+def test_bench_floor_reads_exactly_what_the_processor_reads(real_nanoaod_files):
+    """The floor's branch list comes from NanoEvents' access log: the processor's inputs, not the schema's
+    superset (on this file the processor reads neither the run/event numbers nor the NanoAOD isolation
+    of leptons it recomputes)."""
+    from cms_anomaly.analyses.run import _branches_read
+    from cms_anomaly.processors.runner import fileset_from_files
+
+    path = str(real_nanoaod_files["dy"])
+    branches = _branches_read(fileset_from_files([path]), "inclusive", events=200)
+    assert {"Muon_pt", "Muon_eta", "Jet_pt", "MET_pt", "nMuon"} <= set(branches)
+    assert not {"run", "event", "luminosityBlock"} & set(branches)
 
 
 def _table(out: str, header: str) -> dict[str, list[str]]:

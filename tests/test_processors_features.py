@@ -248,6 +248,27 @@ def test_pf_isolation_and_multiplicities():
     assert f["n_photons"] == 1
 
 
+def test_pf_isolation_across_the_phi_boundary():
+    """A lepton at phi = +-3.1 and candidates on the other side of +-pi: Delta phi = 2 pi - 6.2 = 0.083."""
+    from cms_anomaly.processors.objects import pf_isolation
+
+    leptons = ak.Array([[{"pt": 40.0, "eta": 0.0, "phi": 3.1}], [{"pt": 40.0, "eta": 0.0, "phi": -3.1}]])
+    pf = ak.Array(
+        [
+            [
+                {"pt": 2.0, "eta": 0.0, "phi": -3.1, "charge": 1, "pdgId": 211},  # dR 0.083
+                {"pt": 1.0, "eta": 0.1, "phi": -3.0, "charge": 0, "pdgId": 22},  # dR 0.21
+                {"pt": 8.0, "eta": 0.0, "phi": 2.75, "charge": 0, "pdgId": 130},  # dR 0.35: outside
+            ],
+            [{"pt": 3.0, "eta": 0.0, "phi": 3.1, "charge": -1, "pdgId": -211}],  # dR 0.083
+        ]
+    )
+    iso = pf_isolation(leptons, pf, cone=0.3)
+    assert ak.to_list(ak.flatten(iso["iso_ch"])) == pytest.approx([2 / 40, 3 / 40])
+    assert ak.to_list(ak.flatten(iso["iso_gamma"])) == pytest.approx([1 / 40, 0.0])
+    assert ak.to_list(ak.flatten(iso["iso_neu"])) == pytest.approx([0.0, 0.0])
+
+
 def test_missing_branch_names_branch_and_feature():
     ev = make_events(muons=[[MU1]], met=[MET])
     ev = ak.with_field(ev, ev.Muon[["pt", "eta", "phi", "mass", "charge"]], "Muon")  # no isolation branches
