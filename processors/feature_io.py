@@ -1,6 +1,6 @@
 """Per-event feature tables: parquet, one file per processed chunk, written atomically.
 
-Layout: ``OUT/features/<dataset>/<dataset>__<file-uuid-or-stem>__<entrystart>-<entrystop>.parquet``
+Layout: ``OUT/features/<dataset>/<dataset>__<file-stem>-<uuid8>__<entrystart>-<entrystop>.parquet``
 with one column per scalar feature, ``m_lead_objects`` (14), ``objects`` (19*3 = 57, row-major)
 and ``rmm`` (51*51 = 2601, row-major) as fixed-size lists of float32, and ``weight``, ``run``,
 ``luminosityBlock``, ``event``, ``dataset``, ``is_signal``.
@@ -76,15 +76,24 @@ def write_feature_table(
     return path
 
 
+def _natural_key(file: Path, root: Path) -> list[Any]:
+    """Sort key of a table path: its parts under ``root``, numbers compared as numbers (chunk 5000-10000
+    before 10000-15000)."""
+    text = file.relative_to(root).as_posix()
+    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", text)]
+
+
 def table_files(path: str | Path) -> list[Path]:
-    """The feature tables under ``path`` (a file, or a directory searched recursively), sorted; files
-    still being written (``.tmp-``) are skipped. Raises :class:`FeatureTableError` when there is none."""
+    """The feature tables under ``path`` (a file, or a directory searched recursively), in a
+    reproducible order: by dataset, input file name and first entry (numbers as numbers), the order
+    in which the models read events (``max_events`` takes the first ones). Files still being written
+    (``.tmp-``) are skipped. Raises :class:`FeatureTableError` when there is none."""
     path = Path(path)
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise FeatureTableError(f"feature tables not found: {path}")
-    files = sorted(p for p in path.rglob("*.parquet") if ".tmp-" not in p.name)
+    files = sorted((p for p in path.rglob("*.parquet") if ".tmp-" not in p.name), key=lambda p: _natural_key(p, path))
     if not files:
         raise FeatureTableError(f"no *.parquet feature tables under {path}")
     return files

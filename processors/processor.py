@@ -343,7 +343,12 @@ class AnomalyProcessor(processor.ProcessorABC):
 
         files = []
         if self.features_dir is not None:
-            file_id = meta.get("fileuuid") or Path(meta.get("filename", "unknown")).stem
+            # the input file's name first: tables are read in name order (models, analyses), which must not
+            # depend on the TFile UUID a regenerated file gets; the UUID's first 8 digits keep two inputs of
+            # one name in different directories apart
+            stem = Path(meta["filename"]).stem if meta.get("filename") else ""
+            uuid = str(meta.get("fileuuid") or "")[:8]
+            file_id = "-".join(part for part in (stem, uuid) if part) or "unknown"
             path = feature_io.table_path(
                 self.features_dir,
                 dataset=dataset,

@@ -393,6 +393,10 @@ def test_cli_run_writes_histograms_and_feature_tables(tmp_path, real_nanoaod_fil
     assert set(SCALAR_FEATURES) <= set(tables)
     files = sorted((out / "features" / "ttbar2015").glob("*.parquet"))
     assert [f.name.split("__")[-1] for f in files] == ["0-100.parquet", "100-200.parquet"]
+    # named after the input file (then 8 digits of its UUID): the read order does not change when a
+    # production is regenerated (new UUIDs) or moved
+    stem = real_nanoaod_files["ttbar2015"].stem
+    assert all(f.name.startswith(f"ttbar2015__{stem}-") for f in files), [f.name for f in files]
     assert not list((out / "features").rglob("*.tmp-*"))
     df = read_feature_tables(out / "features" / "dy", columns=["pt_lep", "weight", "dataset"])
     assert (df["dataset"] == "dy").all()
@@ -556,3 +560,21 @@ def test_dijet_selection_counts_and_mjj_from_the_raw_branches(generated_cocktail
     np.testing.assert_array_equal(out["hists"]["mJJ"][{"dataset": process}].values(), expected)
     assert 0.4 * flow["all"] < len(mjj) <= n_pass_pt < flow["all"]
     assert 3000 < np.median(mjj) < 3700
+
+
+def test_feature_tables_are_read_by_file_name_then_entry_number(tmp_path):
+    """Numbers compare as numbers (entry 5000 before 10000) and the file's name decides before its UUID."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from cms_anomaly.processors.feature_io import table_files
+
+    names = [
+        "qcd__qcd_s1_0001-00aa0000__0-5000.parquet",
+        "qcd__qcd_s1_0000-ffff0000__10000-15000.parquet",
+        "qcd__qcd_s1_0000-ffff0000__5000-10000.parquet",
+        "qcd__qcd_s1_0000-ffff0000__0-5000.parquet",
+    ]
+    (tmp_path / "qcd").mkdir()
+    for name in names:
+        pq.write_table(pa.table({"x": [1.0]}), tmp_path / "qcd" / name)
+    assert [f.name for f in table_files(tmp_path)] == [names[3], names[2], names[1], names[0]]
