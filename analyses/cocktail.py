@@ -99,27 +99,40 @@ def produce_samples(samples_dir: str | Path, config: CocktailConfig) -> dict:
     return {name: result["datasets"][name] for name in config.events}
 
 
+def pass_key(fileset: dict) -> dict[str, object]:
+    """What a cached processor pass must match to be reused: every file with its size and modification
+    time (a regenerated file has new ones), the event counts, the feature columns and the table version."""
+    from cms_anomaly.processors.feature_io import FEATURE_TABLE_VERSION
+    from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, SCALAR_FEATURES
+
+    def identity(path: str) -> list[object]:
+        st = Path(path).stat()
+        return [path, st.st_size, st.st_mtime_ns]
+
+    key: dict[str, object] = {
+        name: {"files": sorted(identity(f) for f in entry["files"]), "nevents": entry["metadata"].get("nevents")}
+        for name, entry in sorted(fileset.items())
+    }
+    key["_columns"] = [*SCALAR_FEATURES, *ARRAY_FEATURES]
+    key["_version"] = FEATURE_TABLE_VERSION
+    return key
+
+
 def feature_tables(
     samples_dir: str | Path, config: CocktailConfig, *, selection: str = "single_lepton"
 ) -> tuple[Path, dict]:
     """The feature tables of the production after ``selection``; returns (features dir, fileset).
 
     The pass is skipped when ``<samples_dir>/<selection>/pass.json`` records the same fileset
-    (files and event counts): a second analysis command on the same samples reads the tables.
+    (files with their sizes and modification times, event counts) and table layout: a second
+    analysis command on the same samples reads the tables; regenerated files are processed again.
     """
     from cms_anomaly.datasets.atomic import write_text_atomic
 
     fileset = produce_samples(samples_dir, config)
     out = Path(samples_dir) / selection
     stamp = out / "pass.json"
-    from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, SCALAR_FEATURES
-
-    # the tables are reused only for the same files and the same table layout
-    key = {
-        name: {"files": sorted(entry["files"]), "nevents": entry["metadata"].get("nevents")}
-        for name, entry in sorted(fileset.items())
-    }
-    key["_columns"] = [*SCALAR_FEATURES, *ARRAY_FEATURES]
+    key = pass_key(fileset)
     if stamp.is_file() and json.loads(stamp.read_text()).get("fileset") == key and (out / "features").is_dir():
         log.info("reusing the %s feature tables in %s", selection, out)
         return out / "features", fileset

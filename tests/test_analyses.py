@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cms_anomaly.analyses.cocktail import PAPER_FRACTIONS, sm_process_weights, validation_indices
+from cms_anomaly.analyses.cocktail import PAPER_FRACTIONS, pass_key, sm_process_weights, validation_indices
 from cms_anomaly.analyses.disco import Plane, abcd_study, plane_dcor, seed_spread, sic_curves, threshold_pairs
 from cms_anomaly.analyses.trigger import Binned, TriggerConfig, analyse
 from cms_anomaly.models.data import Sample
@@ -34,6 +34,21 @@ def test_efficiency_above_measures_when_it_can_and_extrapolates_an_exponential_t
     th = threshold_at_fpr(scores, fpr=1e-7)
     assert th["method"] == "exponential_tail_fit"
     assert efficiency_above(scores, threshold=th["threshold"])["efficiency"] == pytest.approx(1e-7, rel=0.05)
+
+
+def test_a_cached_processor_pass_is_not_reused_for_regenerated_files(tmp_path):
+    """Same paths and event counts, but a file rewritten (new size or time): the key differs."""
+    import os
+
+    files = [tmp_path / "w_0.root", tmp_path / "w_1.root"]
+    for f in files:
+        f.write_bytes(b"x" * 10)
+    fileset = {"wjets": {"files": {str(f): "Events" for f in files}, "metadata": {"nevents": 20}}}
+    key = pass_key(fileset)
+    assert pass_key(fileset) == key
+    st = files[1].stat()
+    os.utime(files[1], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert pass_key(fileset) != key
 
 
 def test_paper_composition_keeps_the_total_rate_and_sets_the_shares():
