@@ -280,6 +280,14 @@ def _rap_phi(px, py, pz, e):
 
 
 @numba.njit(cache=True)
+def _dr2(y1, phi1, y2, phi2):
+    """Delta R^2 in rapidity-azimuth (azimuths in [0, 2 pi))."""
+    dphi = abs(phi1 - phi2)
+    dphi = min(dphi, 2.0 * np.pi - dphi)
+    return (y1 - y2) ** 2 + dphi * dphi
+
+
+@numba.njit(cache=True)
 def softdrop_mass(px, py, pz, e, offsets, zcut, beta, r0):
     """Soft-drop mass of every jet (constituents flat, ``offsets`` per jet), as fastjet contrib's SoftDrop.
 
@@ -291,7 +299,7 @@ def softdrop_mass(px, py, pz, e, offsets, zcut, beta, r0):
 
     C/A uses nearest-neighbour bookkeeping (fastjet's N2Plain strategy): O(n^2) per jet. It replaces
     ``fastjet``'s ``exclusive_jets_softdrop_grooming``, which cost 0.7 ms per 50-constituent jet here
-    (a contrib reclustering per jet) against ~20 us for this kernel.
+    (a contrib reclustering per jet) against ~30 us for this kernel.
     """
     n_jets = len(offsets) - 1
     out = np.zeros(n_jets)
@@ -318,9 +326,7 @@ def softdrop_mass(px, py, pz, e, offsets, zcut, beta, r0):
         nnd = np.full(n, np.inf)
         for a in range(n):
             for b in range(a + 1, n):
-                dphi = abs(nphi[a] - nphi[b])
-                dphi = min(dphi, 2.0 * np.pi - dphi)
-                d = (ny[a] - ny[b]) ** 2 + dphi * dphi
+                d = _dr2(ny[a], nphi[a], ny[b], nphi[b])
                 if d < nnd[a]:
                     nnd[a], nn[a] = d, b
                 if d < nnd[b]:
@@ -348,9 +354,7 @@ def softdrop_mass(px, py, pz, e, offsets, zcut, beta, r0):
                 if not alive[s] or s == i:
                     continue
                 node = slot_node[s]
-                dphi = abs(nphi[c] - nphi[node])
-                dphi = min(dphi, 2.0 * np.pi - dphi)
-                d = (ny[c] - ny[node]) ** 2 + dphi * dphi
+                d = _dr2(ny[c], nphi[c], ny[node], nphi[node])
                 if d < nnd[i]:
                     nnd[i], nn[i] = d, s
                 if nn[s] == i or nn[s] == j:
@@ -358,9 +362,7 @@ def softdrop_mass(px, py, pz, e, offsets, zcut, beta, r0):
                     for t in range(n):
                         if alive[t] and t != s:
                             other = slot_node[t]
-                            dphi2 = abs(nphi[node] - nphi[other])
-                            dphi2 = min(dphi2, 2.0 * np.pi - dphi2)
-                            d2 = (ny[node] - ny[other]) ** 2 + dphi2 * dphi2
+                            d2 = _dr2(ny[node], nphi[node], ny[other], nphi[other])
                             if d2 < nnd[s]:
                                 nnd[s], nn[s] = d2, t
                 elif d < nnd[s]:
@@ -372,9 +374,7 @@ def softdrop_mass(px, py, pz, e, offsets, zcut, beta, r0):
             pt_b = np.hypot(npx[b], npy[b])
             cut = zcut
             if beta != 0.0:
-                dphi = abs(nphi[a] - nphi[b])
-                dphi = min(dphi, 2.0 * np.pi - dphi)
-                cut = zcut * (np.sqrt((ny[a] - ny[b]) ** 2 + dphi * dphi) / r0) ** beta
+                cut = zcut * (np.sqrt(_dr2(ny[a], nphi[a], ny[b], nphi[b])) / r0) ** beta
             if min(pt_a, pt_b) / (pt_a + pt_b) > cut:
                 break
             node = a if pt_a >= pt_b else b
