@@ -18,7 +18,6 @@ import numpy as np
 from cms_anomaly.datasets.atomic import atomic_output
 from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, SCALAR_FEATURES
 
-
 #: version of the table layout and naming; a cached pass (``analyses.cocktail.feature_tables``) is
 #: reused only with the same version. 2: tables named after the input file's stem, read in natural order.
 FEATURE_TABLE_VERSION = 2
