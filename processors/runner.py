@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import dask
 from cms_anomaly.datasets.atomic import atomic_output
 
 log = logging.getLogger(__name__)
@@ -153,6 +152,8 @@ _DASK_DEFAULT_TRIM = 65536
 
 def _worker_malloc_config() -> dict[str, Any]:
     """The ``distributed.nanny.pre-spawn-environ`` entries of :data:`WORKER_MALLOC_ENV` to set."""
+    import dask
+
     current = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
     out = {}
     for key, value in WORKER_MALLOC_ENV.items():
@@ -171,6 +172,7 @@ def make_executor(kind: str, *, scheduler: str | None = None, workers: int | Non
     elif kind == "futures":
         yield processor.FuturesExecutor(workers=workers or os.cpu_count() or 1)
     elif kind == "dask":
+        import dask
         from dask.distributed import Client, LocalCluster
 
         if scheduler:
