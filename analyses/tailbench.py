@@ -40,6 +40,7 @@ def weighted_ht(path: str | Path, *, xsec_pb: float, sumw: float) -> tuple[np.nd
 def measure_tail(process: str, *, events: int, seed: int, workdir: str, fpr: float = 1e-4) -> dict:
     """Generate ``events`` events of ``process`` unbiased and tail-weighted and compare the effective
     events above the H_T threshold of tail fraction ``fpr`` per CPU second (see the module docstring)."""
+    from cms_anomaly.datasets.bench import chain_seconds, warm_up
     from cms_anomaly.datasets.cards import all_cards, load_card
     from cms_anomaly.datasets.production import FileJob, run_job
     from cms_anomaly.stats import effective_entries, threshold_at_efficiency
@@ -48,7 +49,7 @@ def measure_tail(process: str, *, events: int, seed: int, workdir: str, fpr: flo
     if card.bias is None:
         biased = ", ".join(c.name for c in all_cards() if c.bias is not None)
         raise ValueError(f"{process}: the card has no [bias] table (tail-weightable: {biased})")
-    run_job(FileJob(card=card, index=999, n_events=20, base_seed=seed, out_dir=workdir, first_event=1))  # warm-up
+    warm_up(card, seed=seed, workdir=workdir)
     out: dict = {"process": process, "bias": card.bias}
     for tag, tail_bias in (("unbiased", False), ("biased", True)):
         job = FileJob(
@@ -57,7 +58,7 @@ def measure_tail(process: str, *, events: int, seed: int, workdir: str, fpr: flo
         info = run_job(job)
         ht, w = weighted_ht(info["path"], xsec_pb=info["xsec_pb"], sumw=info["sumw"])
         out[tag] = {
-            "seconds": info["seconds"]["total"] - info["seconds"]["init"],
+            "seconds": chain_seconds(info),
             "xsec_pb": info["xsec_pb"],
             "xsec_err_pb": info["sigma_gen_err_pb"] * info["filter_efficiency"],
             "ht": ht,

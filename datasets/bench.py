@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from cms_anomaly.datasets.cards import load_card
+from cms_anomaly.datasets.cards import ProcessCard, load_card
 from cms_anomaly.datasets.generator import PythiaGenerator
 from cms_anomaly.datasets.production import FileJob, run_job
 
@@ -24,16 +24,25 @@ from cms_anomaly.datasets.production import FileJob, run_job
 CERRI_FRACTIONS = {"wjets": 0.592, "qcd": 0.338, "zjets": 0.067, "ttbar": 0.003}
 
 
+def warm_up(card: ProcessCard, *, seed: int, workdir: str) -> None:
+    """One 20-event file job, untimed: numba kernels and fastjet are compiled/loaded once per process."""
+    run_job(FileJob(card=card, index=999, n_events=20, base_seed=seed, out_dir=workdir, first_event=1))
+
+
+def chain_seconds(info: dict) -> float:
+    """A file job's time through the full chain, without Pythia's initialisation."""
+    return float(info["seconds"]["total"] - info["seconds"]["init"])
+
+
 def measure(process: str, *, events: int, seed: int, workdir: str) -> dict:
     """Bare-Pythia and full-chain rates for one process."""
     card = load_card(process)
     job = FileJob(card=card, index=0, n_events=events, base_seed=seed, out_dir=workdir, first_event=1)
-    # warm-up: numba kernels and fastjet are compiled/loaded once per worker process
-    run_job(FileJob(card=card, index=999, n_events=20, base_seed=seed, out_dir=workdir, first_event=1))
+    warm_up(card, seed=seed, workdir=workdir)
 
     info = run_job(job)
     s = info["seconds"]
-    chain_seconds = s["total"] - s["init"]
+    seconds = chain_seconds(info)
 
     bare = PythiaGenerator(card, seed=job.pythia_seed)
     n_bare = min(info["n_tried"], 3000)  # a rate: a filtered process need not be rerun in full
@@ -44,10 +53,10 @@ def measure(process: str, *, events: int, seed: int, workdir: str) -> dict:
     return {
         "process": process,
         "bare_rate": n_bare / bare_seconds,
-        "chain_rate_tried": info["n_tried"] / chain_seconds,
-        "chain_rate_accepted": info["events"] / chain_seconds,
+        "chain_rate_tried": info["n_tried"] / seconds,
+        "chain_rate_accepted": info["events"] / seconds,
         "filter_efficiency": info["filter_efficiency"],
-        "fractions": {k: s[k] / chain_seconds for k in ("pythia", "detector", "write")},
+        "fractions": {k: s[k] / seconds for k in ("pythia", "detector", "write")},
         "events": info["events"],
     }
 
