@@ -31,8 +31,24 @@ class Execution:
 
     @property
     def production_executor(self) -> str:
-        """The event-production executor matching this one (``dask`` or in-process ``local``)."""
-        return "dask" if self.executor == "dask" else "local"
+        """The event-production executor matching this one (see :func:`production_executor`)."""
+        return production_executor(self.executor, self.workers)
+
+
+def production_executor(executor: str, workers: int | None = None) -> str:
+    """The event-production executor (:data:`~cms_anomaly.datasets.production.EXECUTORS`) matching a
+    processor executor: ``dask`` and ``futures`` alike; ``iterative`` generates in this process
+    (``local``), or on a pool of ``workers`` processes when more than one is asked for."""
+    if executor in ("dask", "futures"):
+        return executor
+    return "futures" if workers is not None and workers > 1 else "local"
+
+
+#: ``--workers`` of every job that generates its samples (see :func:`production_executor`)
+WORKERS_HELP = (
+    "local Dask workers or futures processes (default: cores); with --executor iterative, "
+    "the processes that generate the samples (default: 1)"
+)
 
 
 def add_production_arguments(
@@ -52,7 +68,7 @@ def add_production_arguments(
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--executor", choices=EXECUTORS, default="dask")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
-    p.add_argument("--workers", type=positive_int, default=None, help="local Dask workers (default: cores)")
+    p.add_argument("--workers", type=positive_int, default=None, help=WORKERS_HELP)
     if device:
         p.add_argument("--device", default="auto", help="training device: auto, cpu or cuda")
 

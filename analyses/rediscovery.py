@@ -157,7 +157,7 @@ def make_samples(
     sqrt_s = real[2] if real else production.SQRT_S
     sim_seed = config.seed + 1000 if simulation_seed is None else int(simulation_seed)
     run = {
-        "executor": "dask" if config.executor == "dask" else "local",
+        "executor": analysis.production_executor(config.executor, config.workers),
         "scheduler": config.scheduler,
         "workers": config.workers,
         "sqrt_s": sqrt_s,
@@ -751,7 +751,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--executor", choices=EXECUTORS, default="dask")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
-    p.add_argument("--workers", type=positive_int, default=None, help="local Dask workers (default: cores)")
+    p.add_argument("--workers", type=positive_int, default=None, help=analysis.WORKERS_HELP)
     p.add_argument("--device", default="auto", help="training device: auto, cpu or cuda")
     p.add_argument(
         "--data-fileset",

@@ -31,13 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="out/samples", help="output directory (default: out/samples)")
     p.add_argument(
         "--executor",
-        choices=("dask", "local"),
+        choices=("dask", "futures", "local"),  # production.EXECUTORS, not imported: it loads Pythia and fastjet
         default="dask",
-        help="dask: local Dask cluster or --scheduler (default); local: in this process, one job at a time",
+        help="dask: local Dask cluster or --scheduler (default); futures: a pool of --workers processes; "
+        "local: in this process, one job at a time",
     )
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, e.g. tcp://host:8786")
     p.add_argument(
-        "--workers", type=positive_int, default=None, help="local cluster workers (default: number of cores)"
+        "--workers", type=positive_int, default=None, help="local cluster or pool workers (default: number of cores)"
     )
     p.add_argument(
         "--sqrt-s",

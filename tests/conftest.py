@@ -48,16 +48,14 @@ def generated_cocktail(request: pytest.FixtureRequest) -> Path:
     """A small generated production of every process (``fileset.json`` inside), made once.
 
     Files live in pytest's cache directory, so a second local run reuses them through the
-    production's own resume logic (a fresh clone, as in CI, generates them: ~1-2 min on 2 cores).
+    production's own resume logic (a fresh clone, as in CI, generates them on two processes).
     """
     from cms_anomaly.datasets import production
 
     out = Path(request.config.cache.mkdir("generated-cocktail"))
-    by_size: dict[int, list[str]] = {}
-    for process, n in COCKTAIL_EVENTS.items():
-        by_size.setdefault(n, []).append(process)
-    for n, processes in by_size.items():
-        production.produce(processes, out=out, events=n, seed=COCKTAIL_SEED, executor="local")
+    production.produce(
+        list(COCKTAIL_EVENTS), out=out, events=COCKTAIL_EVENTS, seed=COCKTAIL_SEED, executor="futures", workers=2
+    )
     return out
 
 

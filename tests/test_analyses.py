@@ -499,3 +499,14 @@ def test_hunt_astf_discrepancy_by_hand():
     assert astf_comparison(d_all, np.array([20.0, 20.0]), b_all, np.zeros(2), b_sel, np.zeros(2))[
         "chi2"
     ] == pytest.approx(0.0)
+
+
+def test_each_processor_executor_generates_its_samples_where_expected():
+    from cms_anomaly.analyses.analysis import Execution, production_executor
+
+    assert production_executor("dask") == "dask"
+    assert production_executor("futures") == "futures"
+    assert production_executor("iterative") == "local"  # in this process, one file at a time
+    assert production_executor("iterative", 1) == "local"
+    assert production_executor("iterative", 2) == "futures"  # --workers 2: a pool of two processes
+    assert Execution(executor="iterative", workers=2).production_executor == "futures"

@@ -10,7 +10,7 @@ import pytest
 from cms_anomaly.analyses.cli import main
 
 #: 5 % of the default cocktail (600 W, 300 Z, 150 ttbar and QCD, 150 of each signal, 1000 h+- -> tau nu)
-COMMON = ["--events", "0.05", "--executor", "iterative", "--seed", "2", "--device", "cpu"]
+COMMON = ["--events", "0.05", "--executor", "iterative", "--workers", "2", "--seed", "2", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,19 @@ def test_dijet_command_finds_the_injected_resonance(tmp_path):
     kept, where a random score keeps 20 %); the signal-free scan finds no 3 sigma excess (2.3 global)."""
     out = tmp_path / "dijet"
     args = ["dijet", "--out", str(out), "--samples", str(tmp_path / "samples"), "--events", "0.067"]
-    args += ["--injections", "0", "0.1", "--efficiency", "0.2", "--executor", "iterative", "--seed", "2"]
+    args += [
+        "--injections",
+        "0",
+        "0.1",
+        "--efficiency",
+        "0.2",
+        "--executor",
+        "iterative",
+        "--workers",
+        "2",
+        "--seed",
+        "2",
+    ]
     assert main(args) == 0
     r = _summary(out)["result"]
     found = r["0.1"]

@@ -53,14 +53,30 @@ def test_same_seed_gives_identical_events_and_other_seed_differs(tmp_path):
     assert _read(Path(files[0][1]))["event"][0] == 21
 
 
-def test_files_do_not_depend_on_the_executor(tmp_path):
-    local = production.produce(["zjets"], out=tmp_path / "local", events=30, seed=9, executor="local")
-    dask = production.produce(["zjets"], out=tmp_path / "dask", events=30, seed=9, executor="dask", workers=2)
-    fa = next(iter(local["datasets"]["zjets"]["files"]))
-    fb = next(iter(dask["datasets"]["zjets"]["files"]))
-    ra, rb = _read(Path(fa)), _read(Path(fb))
-    for branch in BRANCHES:
-        assert ra[branch].tolist() == rb[branch].tolist(), branch
+@pytest.mark.parametrize("executor", ["futures", "dask"])
+def test_files_do_not_depend_on_the_executor(tmp_path, executor):
+    kwargs = {"events": 30, "events_per_file": 15, "seed": 9}
+    local = production.produce(["zjets"], out=tmp_path / "local", executor="local", **kwargs)
+    other = production.produce(["zjets"], out=tmp_path / executor, executor=executor, workers=2, **kwargs)
+    files = [sorted(r["datasets"]["zjets"]["files"]) for r in (local, other)]
+    assert len(files[0]) == 2
+    for fa, fb in zip(*files, strict=True):
+        ra, rb = _read(Path(fa)), _read(Path(fb))
+        for branch in BRANCHES:
+            assert ra[branch].tolist() == rb[branch].tolist(), branch
+    assert local["datasets"]["zjets"]["metadata"] == other["datasets"]["zjets"]["metadata"]
+
+
+def test_the_command_line_offers_every_production_executor():
+    import argparse
+
+    from cms_anomaly.datasets import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    generate = parser._subparsers._group_actions[0].choices["generate"]
+    executor = next(a for a in generate._actions if a.dest == "executor")
+    assert tuple(sorted(executor.choices)) == tuple(sorted(production.EXECUTORS))
 
 
 def test_killed_production_resumes(tmp_path):
