@@ -323,7 +323,7 @@ def _run_on_process_pool(jobs: Sequence[FileJob], *, workers: int | None) -> tup
 
     n = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     # longest-processing-time first: a large file started last would leave the other workers idle
-    ordered = sorted(jobs, key=lambda j: j.n_events * job_cost(j.card), reverse=True)
+    ordered = sorted(jobs, key=lambda j: j.n_events * _job_cost(j.card), reverse=True)
     results, errors = [], []
     with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run_job, job): job for job in ordered}
@@ -336,7 +336,7 @@ def _run_on_process_pool(jobs: Sequence[FileJob], *, workers: int | None) -> tup
     return results, errors
 
 
-def job_cost(card: ProcessCard) -> float:
+def _job_cost(card: ProcessCard) -> float:
     """Relative CPU time of one accepted event of ``card`` (for ordering jobs only, not a measurement).
 
     A generator-level filter multiplies the generated events by about 1/efficiency; the measured

@@ -137,11 +137,12 @@ def test_moved_production_resumes_in_its_new_place(tmp_path):
     assert all(Path(f).is_file() and Path(f).is_relative_to(tmp_path / "new") for f in files)
 
 
-def test_failed_job_names_the_file_and_keeps_the_others(tmp_path):
+@pytest.mark.parametrize("executor", ["local", "futures"])
+def test_failed_job_names_the_file_and_keeps_the_others(tmp_path, executor):
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "bad"\ndescription = "typo"\nis_signal = false\nsettings = ["Top:gg2ttbarr = on"]\n')
     with pytest.raises(production.ProductionError, match=r"bad_s1_0000.root: GeneratorError: .*gg2ttbarr"):
-        production.produce([str(bad), "zjets"], out=tmp_path / "p", events=10, seed=1, executor="local")
+        production.produce([str(bad), "zjets"], out=tmp_path / "p", events=10, seed=1, executor=executor, workers=2)
     assert (tmp_path / "p" / "zjets" / "zjets_s1_0000.root").exists()
 
 

@@ -1,4 +1,4 @@
-"""``cms-anomaly hunt`` end to end with known answers, on a small production (slow: ~4 min).
+"""``cms-anomaly hunt`` end to end with known answers, on a small production (slow: ~2.5 min on 2 cores).
 
 Pseudo-data without a signal must give no significant excess and a background model that
 describes the data; with the ``hplus_t`` card hidden in 5 % of the events, the hidden process must
