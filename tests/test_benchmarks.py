@@ -54,6 +54,25 @@ def test_bench_processor_prints_rates_memory_and_overhead(real_nanoaod_files, ca
     assert re.search(r"^target processor \(1 Dask worker\) >= 0.7 x floor .*: (PASS|MISS)$", out, re.MULTILINE), out
 
 
+def test_bench_processor_repeat_keeps_the_fastest_of_n_timed_runs(real_nanoaod_files, capsys, monkeypatch):
+    """--repeat 3: the in-process processor runs once untimed (warm-up) and three times timed."""
+    from cms_anomaly.analyses import run as run_module
+
+    calls = []
+    real = run_module.run_processor
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("maxchunks"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "run_processor", counting)
+    path = str(real_nanoaod_files["dy"])
+    args = ["bench", "processor", path, "--workers", "0", "--chunksize", "500", "--selection", "inclusive"]
+    assert main([*args, "--repeat", "3"]) == 0
+    assert calls == [1, None, None, None]  # the one-chunk warm-up, then three full runs
+    assert "each rate the fastest of 3 runs" in capsys.readouterr().out
+
+
 def test_bench_floor_reads_exactly_what_the_processor_reads(real_nanoaod_files):
     """The floor's branch list comes from NanoEvents' access log: the processor's inputs, not the schema's
     superset (on this file the processor reads neither the run/event numbers nor the NanoAOD isolation
