@@ -81,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        if args.verbose >= 2:
+            raise
+        # finished output files are complete (written atomically); a rerun resumes or starts clean
+        print(f"cms-anomaly {args.command}: interrupted", file=sys.stderr)
+        return 130
     except Exception as err:
         # the project's own errors carry a message naming the file/branch/value: print it, no
         # traceback (use -vv to get one); anything else is a bug and keeps its traceback

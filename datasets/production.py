@@ -315,24 +315,36 @@ def _run_on_process_pool(jobs: Sequence[FileJob], *, workers: int | None) -> tup
 
     Processes are started with ``spawn``: the parent may hold threads (torch, numba, Dask) that a
     forked child would inherit in a locked state. A job's file does not depend on where it runs.
+    Only as many jobs as workers are handed to the pool at a time, so that after Ctrl-C no queued
+    file starts: the running ones end (interrupted with the terminal's process group, or finished)
+    and leave either a complete file or nothing under its final name.
     """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from tqdm import tqdm
 
     n = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     # longest-processing-time first: a large file started last would leave the other workers idle
-    ordered = sorted(jobs, key=lambda j: j.n_events * _job_cost(j.card), reverse=True)
+    queue = sorted(jobs, key=lambda j: j.n_events * _job_cost(j.card), reverse=True)[::-1]
     results, errors = [], []
-    with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(run_job, job): job for job in ordered}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="generate", unit="file"):
-            try:
-                results.append(future.result())
-            except Exception as err:  # noqa: BLE001 - collected and re-raised by the caller with the file name
-                job = futures[future]
-                errors.append(f"{job.path.name}: {type(err).__name__}: {err}")
+    running: dict = {}
+    with (
+        ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn")) as pool,
+        tqdm(total=len(jobs), desc="generate", unit="file") as progress,
+    ):
+        while queue or running:
+            while queue and len(running) < n:
+                job = queue.pop()
+                running[pool.submit(run_job, job)] = job
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = running.pop(future)
+                try:
+                    results.append(future.result())
+                except Exception as err:  # noqa: BLE001 - collected and re-raised by the caller with the file name
+                    errors.append(f"{job.path.name}: {type(err).__name__}: {err}")
+                progress.update()
     return results, errors
 
 

@@ -126,6 +126,39 @@ def test_killed_production_resumes(tmp_path):
     assert not any(r["skipped"] for r in changed["results"])
 
 
+def test_ctrl_c_stops_the_process_pool_promptly_and_keeps_finished_files(tmp_path):
+    """SIGINT to the terminal's process group (Ctrl-C) during ``--executor futures``: the command ends
+    within seconds with one line and status 130, starts no queued file, leaves no half-written file
+    under a final name, and a rerun resumes."""
+    out = tmp_path / "prod"
+    # a test runner may start its children with SIGINT ignored: the command line restores Python's handler
+    entry = "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    entry += "from cms_anomaly.analyses.cli import main; sys.exit(main(sys.argv[1:]))"
+    cmd = [sys.executable, "-c", entry, "generate", "wjets", "--events", "600", "--events-per-file", "75"]
+    cmd += ["--seed", "3", "--out", str(out), "--executor", "futures", "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 240
+    while not list(out.glob("wjets/*.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert list(out.glob("wjets/*.json")), "no file finished"
+    finished_before = len(list(out.glob("wjets/*.json")))
+    os.killpg(proc.pid, signal.SIGINT)
+    t0 = time.time()
+    _, stderr = proc.communicate(timeout=60)
+    assert time.time() - t0 < 10  # a file takes ~0.5 s per 75 events; the 8 files would take longer
+    assert proc.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "cms-anomaly generate: interrupted"
+    names = sorted(p.name for p in (out / "wjets").iterdir())
+    finals = [n for n in names if n.endswith(".root")]
+    # the two running files are interrupted (or just finishing); none of the queued ones starts
+    assert finished_before <= len(finals) <= finished_before + 2
+    assert not [n for n in names if ".tmp-" in n]
+    assert all((out / "wjets" / n).with_suffix(".json").exists() for n in finals)
+    result = production.produce(["wjets"], out=out, events=600, events_per_file=75, seed=3, executor="local")
+    assert sum(r["skipped"] for r in result["results"]) == len(finals)
+    assert result["datasets"]["wjets"]["metadata"]["nevents"] == 600
+
+
 def test_moved_production_resumes_in_its_new_place(tmp_path):
     first = production.produce(["zjets"], out=tmp_path / "old", events=20, seed=4, executor="local")
     assert not any(r["skipped"] for r in first["results"])
