@@ -320,15 +320,17 @@ def _run_on_process_pool(jobs: Sequence[FileJob], *, workers: int | None) -> tup
     and leave either a complete file or nothing under its final name.
     """
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     from tqdm import tqdm
 
     n = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    # longest-processing-time first: a large file started last would leave the other workers idle
-    queue = sorted(jobs, key=lambda j: j.n_events * _job_cost(j.card), reverse=True)[::-1]
+    # longest-processing-time first (popped from the end): a large file started last would leave the
+    # other workers idle
+    queue = sorted(jobs, key=lambda j: j.n_events * _job_cost(j.card))
     results, errors = [], []
-    running: dict = {}
+    running: dict[Future, FileJob] = {}
     with (
         ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn")) as pool,
         tqdm(total=len(jobs), desc="generate", unit="file") as progress,
@@ -336,7 +338,13 @@ def _run_on_process_pool(jobs: Sequence[FileJob], *, workers: int | None) -> tup
         while queue or running:
             while queue and len(running) < n:
                 job = queue.pop()
-                running[pool.submit(run_job, job)] = job
+                try:
+                    running[pool.submit(run_job, job)] = job
+                except BrokenProcessPool as err:  # a worker died (e.g. killed for memory): the rest cannot start
+                    errors += [f"{j.path.name}: not started: {err}" for j in (job, *queue)]
+                    queue.clear()
+            if not running:
+                break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 job = running.pop(future)

@@ -159,6 +159,41 @@ def test_ctrl_c_stops_the_process_pool_promptly_and_keeps_finished_files(tmp_pat
     assert result["datasets"]["wjets"]["metadata"]["nevents"] == 600
 
 
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes whose parent is ``pid``, from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                out.append((int(stat.parent.name), (stat.parent / "cmdline").read_text()))
+        except (OSError, IndexError, ValueError):  # a process that ended meanwhile
+            continue
+    return out
+
+
+def test_a_pool_worker_killed_mid_production_fails_the_run_and_keeps_the_finished_files(tmp_path):
+    """A worker process of ``--executor futures`` killed (as by the out-of-memory killer): the command ends
+    with status 2 naming every file it did not make, and the finished files stay complete."""
+    out = tmp_path / "prod"
+    cmd = [sys.executable, "-m", "cms_anomaly.analyses.cli", "generate", "wjets", "--events", "1200"]
+    cmd += ["--events-per-file", "150", "--seed", "3", "--out", str(out), "--executor", "futures", "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 240
+    while not list(out.glob("wjets/*.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    workers = [pid for pid, cmdline in _children(proc.pid) if "spawn_main" in cmdline]
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    finals = sorted(p.name for p in (out / "wjets").glob("*.root"))
+    assert 0 < len(finals) < 8
+    missing = {f"wjets_s3_{i:04d}.root" for i in range(8)} - set(finals)
+    assert all(name in stderr for name in missing), stderr
+    assert all((out / "wjets" / n).with_suffix(".json").exists() for n in finals)
+
+
 def test_moved_production_resumes_in_its_new_place(tmp_path):
     first = production.produce(["zjets"], out=tmp_path / "old", events=20, seed=4, executor="local")
     assert not any(r["skipped"] for r in first["results"])
