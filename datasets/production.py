@@ -351,9 +351,14 @@ def _run_on_process_pool(jobs: Sequence[FileJob], *, workers: int | None) -> tup
                 try:
                     results.append(future.result())
                 except Exception as err:  # noqa: BLE001 - collected and re-raised by the caller with the file name
-                    errors.append(f"{job.path.name}: {type(err).__name__}: {err}")
+                    errors.append(_job_error(job, err))
                 progress.update()
     return results, errors
+
+
+def _job_error(job: FileJob, err: Exception) -> str:
+    """One line of a :class:`ProductionError`: the file a job did not make, and why."""
+    return f"{job.path.name}: {type(err).__name__}: {err}"
 
 
 def _job_cost(card: ProcessCard) -> float:
@@ -444,7 +449,7 @@ def produce(
             try:
                 results.append(run_job(job))
             except Exception as err:  # noqa: BLE001
-                errors.append(f"{job.path.name}: {type(err).__name__}: {err}")
+                errors.append(_job_error(job, err))
     elif executor == "futures":
         results, errors = _run_on_process_pool(jobs, workers=workers)
     elif executor == "dask":

@@ -79,6 +79,13 @@ def test_the_command_line_offers_every_production_executor():
     assert tuple(sorted(executor.choices)) == tuple(sorted(production.EXECUTORS))
 
 
+def _wait_for_a_finished_file(out: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Until the production in ``out`` has finished a W file (its sidecar exists) or ``proc`` ended."""
+    deadline = time.time() + timeout
+    while not list(out.glob("wjets/*.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+
+
 def test_killed_production_resumes(tmp_path):
     out = tmp_path / "prod"
     cmd = [
@@ -99,11 +106,8 @@ def test_killed_production_resumes(tmp_path):
         "local",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 240
-    first = out / "wjets" / "wjets_s3_0000.json"
-    while not first.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert first.exists(), "the first file never finished"
+    _wait_for_a_finished_file(out, proc)
+    assert (out / "wjets" / "wjets_s3_0000.json").exists(), "the first file never finished"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     names = sorted(p.name for p in (out / "wjets").iterdir())
@@ -137,11 +141,9 @@ def test_ctrl_c_stops_the_process_pool_promptly_and_keeps_finished_files(tmp_pat
     cmd = [sys.executable, "-c", entry, "generate", "wjets", "--events", "600", "--events-per-file", "75"]
     cmd += ["--seed", "3", "--out", str(out), "--executor", "futures", "--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.time() + 240
-    while not list(out.glob("wjets/*.json")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    assert list(out.glob("wjets/*.json")), "no file finished"
+    _wait_for_a_finished_file(out, proc)
     finished_before = len(list(out.glob("wjets/*.json")))
+    assert finished_before, "no file finished"
     os.killpg(proc.pid, signal.SIGINT)
     t0 = time.time()
     _, stderr = proc.communicate(timeout=60)
@@ -179,9 +181,7 @@ def test_a_pool_worker_killed_mid_production_fails_the_run_and_keeps_the_finishe
     cmd = [sys.executable, "-m", "cms_anomaly.analyses.cli", "generate", "wjets", "--events", "1200"]
     cmd += ["--events-per-file", "150", "--seed", "3", "--out", str(out), "--executor", "futures", "--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.time() + 240
-    while not list(out.glob("wjets/*.json")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
+    _wait_for_a_finished_file(out, proc)
     workers = [pid for pid, cmdline in _children(proc.pid) if "spawn_main" in cmdline]
     assert len(workers) == 2
     os.kill(workers[0], signal.SIGKILL)
