@@ -212,8 +212,7 @@ def _event_batches(
         if item is None:
             return
         batch, weights = item
-        ids = ak.to_numpy(ak.flatten(batch.prt.id))
-        charges = ak.unflatten(generator.charges(ids), ak.num(batch.prt, axis=1))
+        charges = generator.charges(ak.to_numpy(ak.flatten(batch.prt.id)))  # flat, in event-record order
         collections = simulate(batch, charges, rng=rng, config=config)
         n = len(batch)
         branches = event_branches(

@@ -313,3 +313,83 @@ def test_simulate_muon_and_electron_efficiency_and_resolution():
         rel = ak.to_numpy(coll.pt[found][:, 0]) / pt - 1.0
         assert np.std(rel) == pytest.approx(res, rel=0.06)
         assert abs(np.mean(rel)) < 4 * res / math.sqrt(n)
+
+
+# ----------------------------------------------------------------------------------------------
+# the event record: charges and production vertices
+# ----------------------------------------------------------------------------------------------
+def test_generator_charges_by_hand_for_common_heavy_and_bsm_ids():
+    """Charges from the generator's lookup tables (dense for |id| <= 10000, sorted beyond) against the PDG
+    by hand, in the input's shape; a second call (cached table) and newly seen ids give the same values."""
+    from cms_anomaly.datasets.cards import load_card
+    from cms_anomaly.datasets.generator import DENSE_ID_MAX, PythiaGenerator
+
+    by_hand = {
+        11: -1,
+        -11: 1,
+        13: -1,
+        12: 0,
+        2: 2 / 3,
+        -1: 1 / 3,
+        21: 0,
+        22: 0,
+        211: 1,
+        -211: -1,
+        130: 0,
+        2212: 1,
+        -2212: -1,
+        2203: 4 / 3,
+        -1103: 2 / 3,
+        3122: 0,
+        3222: 1,
+        -521: -1,  # diquarks uu_1, anti-dd_1; Sigma+, B-
+        100443: 0,
+        20213: 1,
+        -20213: -1,
+        9000211: 1,
+        1000024: 1,
+        -1000024: -1,
+        1000022: 0,  # |id| > 10000
+    }
+    assert max(abs(i) for i in by_hand) > DENSE_ID_MAX > 5000
+    gen = PythiaGenerator(load_card("wjets"), seed=5)
+    ids = np.array(list(by_hand) * 3, dtype=np.int32)
+    first = gen.charges(ids[:12])  # a part first: the rest are new ids for the tables
+    got = gen.charges(ids.reshape(3, -1))
+    assert got.shape == (3, len(by_hand))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, np.tile(list(by_hand.values()), (3, 1)), atol=1e-6)
+    np.testing.assert_array_equal(first, got.ravel()[:12])
+    np.testing.assert_array_equal(gen.charges(ids), got.ravel())
+
+
+def test_production_vertices_read_from_an_optional_record():
+    """``_present``: which particles carry a production vertex (Pythia writes None at the origin) and their
+    coordinates in order, from an option layout (indexed or byte-masked) and from a plain record."""
+    from cms_anomaly.datasets.detector import _present
+
+    rows = [{"px": 1.0, "py": 2.0, "pz": 3.0}, None, None, {"px": -4.0, "py": 5.0, "pz": 6.5}, None]
+    indexed = ak.Array(rows)
+    masked = ak.mask(ak.Array([r or {"px": 9.0, "py": 9.0, "pz": 9.0} for r in rows]), [r is not None for r in rows])
+    for values in (indexed, masked, indexed[1:]):
+        present, (x, y, z) = _present(values, ("px", "py", "pz"))
+        expected = list(rows[len(rows) - len(values) :])
+        assert present.tolist() == [r is not None for r in expected]
+        assert x.tolist() == [r["px"] for r in expected if r]
+        assert z.tolist() == [r["pz"] for r in expected if r]
+        assert y.dtype == np.float64
+    present, (x,) = _present(ak.Array([{"px": 1.5}, {"px": 2.5}]), ("px",))
+    assert present.tolist() == [True, True]
+    assert x.tolist() == [1.5, 2.5]
+
+
+def test_simulate_takes_flat_or_jagged_charges_and_checks_their_number():
+    from cms_anomaly.datasets.detector import simulate
+
+    batch, charges = _batch([[(13, 50.0, 0.5, 0.3), (211, 5.0, 0.7, 0.3)], [(-211, 20.0, -1.0, 2.0)]])
+    jagged = simulate(batch, charges, rng=np.random.default_rng(3), config=PERFECT)
+    flat = simulate(batch, ak.to_numpy(ak.flatten(charges)), rng=np.random.default_rng(3), config=PERFECT)
+    for name in jagged:
+        assert ak.to_list(jagged[name]) == ak.to_list(flat[name]), name
+    with pytest.raises(ValueError, match="4 charges for 5 particles"):
+        simulate(batch, ak.to_numpy(ak.flatten(charges))[:-1], rng=np.random.default_rng(3), config=PERFECT)
