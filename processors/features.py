@@ -207,21 +207,38 @@ def scalar_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[st
     return columns
 
 
-def array_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str, np.ndarray]:
-    """``rmm`` (N, 51, 51), ``objects`` (N, 19, 3), ``m_lead_objects`` (N, 14) and the 14 named masses."""
+def array_features(
+    objects: EventObjects, *, config: AnalysisConfig, occupancy_weights: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """``rmm`` (N, 51, 51), ``objects`` (N, 19, 3), ``m_lead_objects`` (N, 14) and the 14 named masses.
+
+    With ``occupancy_weights`` (one per event) the matrices are not kept: ``rmm`` is replaced by
+    ``rmm_occupancy_sumw`` and ``rmm_occupancy_sumw2`` (51, 51), the weighted occupancy of the
+    matrices' cells (:func:`~cms_anomaly.processors.rmm.rmm_summary`; the masses are the same).
+    """
     fc = config.features
-    rmm = rmm_mod.build_rmm(
-        rmm_collections(objects, config=config),
-        objects.met_pt,
-        objects.met_phi,
-        n_per_type=fc.rmm_n_per_type,
-        sqrt_s=fc.sqrt_s,
-    )
-    masses = rmm_mod.leading_masses(rmm, n_per_type=fc.rmm_n_per_type, sqrt_s=fc.sqrt_s)
-    out: dict[str, np.ndarray] = {name: masses[:, k] for k, name in enumerate(RMM_DERIVED)}
+    collections = rmm_collections(objects, config=config)
+    out: dict[str, np.ndarray] = {}
+    if occupancy_weights is None:
+        rmm = rmm_mod.build_rmm(
+            collections, objects.met_pt, objects.met_phi, n_per_type=fc.rmm_n_per_type, sqrt_s=fc.sqrt_s
+        )
+        masses = rmm_mod.leading_masses(rmm, n_per_type=fc.rmm_n_per_type, sqrt_s=fc.sqrt_s)
+        out["rmm"] = rmm
+    else:
+        summary = rmm_mod.rmm_summary(
+            collections,
+            objects.met_pt,
+            objects.met_phi,
+            occupancy_weights,
+            n_per_type=fc.rmm_n_per_type,
+            sqrt_s=fc.sqrt_s,
+        )
+        masses = summary.leading
+        out["rmm_occupancy_sumw"], out["rmm_occupancy_sumw2"] = summary.sumw, summary.sumw2
+    out.update({name: masses[:, k] for k, name in enumerate(RMM_DERIVED)})
     out["m_lead_objects"] = masses.astype(np.float32)
     out["objects"] = adc_objects(objects, config=config)
-    out["rmm"] = rmm
     return out
 
 
@@ -231,7 +248,8 @@ def feature_record(scalars: dict[str, np.ndarray], arrays: dict[str, np.ndarray]
     record: dict[str, Any] = {name: columns[name] for name in SCALAR_FEATURES}
     record["has_lepton"] = columns["has_lepton"]
     for name in ARRAY_FEATURES:
-        record[name] = ak.from_numpy(columns[name])
+        if name in columns:  # ``rmm`` is absent when only its occupancy was kept (see array_features)
+            record[name] = ak.from_numpy(columns[name])
     return ak.zip(record, depth_limit=1)
 
 

@@ -199,6 +199,11 @@ def fill_rmm_occupancy(h: hist.Hist, rmm: np.ndarray, *, dataset: str, weights: 
     sumw, sumw2 = np.zeros((size, size)), np.zeros((size, size))
     if len(rmm):
         _occupancy_kernel(np.ascontiguousarray(rmm), np.asarray(weights, dtype=np.float64), sumw, sumw2)
+    add_rmm_occupancy(h, sumw, sumw2, dataset=dataset)
+
+
+def add_rmm_occupancy(h: hist.Hist, sumw: np.ndarray, sumw2: np.ndarray, *, dataset: str) -> None:
+    """Add per-cell sums of weights (and squared weights) to the ``rmm_occupancy`` histogram."""
     h.fill(dataset=[dataset], row=[0], column=[0], weight=[0.0])  # make sure the dataset bin exists
     view: Any = h.view(flow=False)  # a WeightedSumView (fields value, variance)
     i = h.axes["dataset"].index(dataset)

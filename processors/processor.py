@@ -199,6 +199,10 @@ class AnomalyProcessor(processor.ProcessorABC):
         if top_events < 0:
             raise ValueError(f"top_events must be >= 0, got {top_events}")
         self.top_events = int(top_events)
+        #: whether a chunk's (N, 51, 51) RMMs are kept: for a scorer that reads them and for the feature tables
+        self._keep_rmm = self.features_dir is not None or any(
+            "rmm" in getattr(scorer, "feature_names", ["rmm"]) for scorer in self.scorers.values()
+        )
 
     def _new_hists(self, dataset: str) -> dict[str, Any]:
         hists: dict[str, Any] = {
@@ -258,18 +262,26 @@ class AnomalyProcessor(processor.ProcessorABC):
         packed = selections.evaluate(self.selection, objects, scalars, config=config.selections)
         mask = selections.passing(packed, self.selection, len(objects))
         flow = selections.cutflow(packed, self.selection, weights=weights)
-        # the RMM and object arrays are built for the selected events only
-        selected = feature_record(
-            {k: v[mask] for k, v in scalars.items()}, array_features(objects.subset(mask), config=config)
-        )
+        # the RMM and object arrays are built for the selected events only; the (N, 51, 51) matrices are
+        # kept only for a consumer that reads them (an RMM model, the feature tables), else only their
+        # leading masses and occupancy are read off (the same numbers, without the 520 MB of a 50k chunk)
         sel_w = weights[mask]
+        arrays = array_features(
+            objects.subset(mask), config=config, occupancy_weights=None if self._keep_rmm else sel_w
+        )
+        selected = feature_record({k: v[mask] for k, v in scalars.items()}, arrays)
 
         hists = self._new_hists(dataset)
         for name in HISTOGRAMMED:
             hists[name].fill(dataset=dataset, **{name: ak.to_numpy(selected[name])}, weight=sel_w)
-        histograms.fill_rmm_occupancy(
-            hists["rmm_occupancy"], ak.to_numpy(selected["rmm"]), dataset=dataset, weights=sel_w
-        )
+        if self._keep_rmm:
+            histograms.fill_rmm_occupancy(
+                hists["rmm_occupancy"], ak.to_numpy(selected["rmm"]), dataset=dataset, weights=sel_w
+            )
+        else:
+            histograms.add_rmm_occupancy(
+                hists["rmm_occupancy"], arrays["rmm_occupancy_sumw"], arrays["rmm_occupancy_sumw2"], dataset=dataset
+            )
         names = self.selection.cut_names
         cum = {"all": np.ones(len(objects), bool)} | {
             c: np.asarray(packed.all(*names[: k + 1]), bool) for k, c in enumerate(names)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import awkward as ak
@@ -74,6 +75,70 @@ def pad_objects(collections: Sequence[ak.Array], *, n_per_type: int = 10) -> dic
 
 
 @numba.njit(cache=True, nogil=True)
+def _rmm_event(
+    pt: Any,
+    eta: Any,
+    phi: Any,
+    mass: Any,
+    met: Any,
+    met_phi: Any,
+    ev: Any,
+    n_per_type: Any,
+    inv_s: Any,
+    work: Any,
+    idx: Any,
+    cells: Any,
+) -> Any:  # pragma: no cover - compiled
+    """Write event ``ev``'s non-empty cells into ``cells`` (2-D, zero elsewhere); return the number of
+    filled slots, whose indices are ``idx[:n]`` (the cells written: (0, 0), row and column 0 and the
+    (r, c) of filled slots r, c >= 1)."""
+    n_slots = pt.shape[1]
+    px, py, pz, en, et, rap = work[0], work[1], work[2], work[3], work[4], work[5]
+    mx = met[ev] * math.cos(met_phi[ev])
+    my = met[ev] * math.sin(met_phi[ev])
+    cells[0, 0] = met[ev] * inv_s
+    n_valid = 0
+    for i in range(n_slots):
+        p = pt[ev, i]
+        if p <= 0.0:
+            continue
+        px[i] = p * math.cos(phi[ev, i])
+        py[i] = p * math.sin(phi[ev, i])
+        pz[i] = p * math.sinh(eta[ev, i])
+        m = mass[ev, i]
+        en[i] = math.sqrt(px[i] * px[i] + py[i] * py[i] + pz[i] * pz[i] + m * m)
+        et[i] = math.sqrt(p * p + m * m)
+        rap[i] = 0.5 * math.log((en[i] + pz[i]) / (en[i] - pz[i])) if en[i] > abs(pz[i]) else 0.0
+        idx[n_valid] = i
+        n_valid += 1
+    for a in range(n_valid):
+        i = idx[a]
+        r = i + 1
+        # MET row: transverse mass; MET column: longitudinal (h_L) term
+        etsum = et[i] + met[ev]
+        qx = px[i] + mx
+        qy = py[i] + my
+        cells[0, r] = math.sqrt(max(etsum * etsum - qx * qx - qy * qy, 0.0)) * inv_s
+        cells[r, 0] = math.cosh(rap[i]) - 1.0
+        k = i % n_per_type
+        if k == 0:
+            cells[r, r] = et[i] * inv_s
+        else:
+            prev = et[i - 1]
+            cells[r, r] = (prev - et[i]) / (prev + et[i])
+        for b in range(a + 1, n_valid):
+            j = idx[b]
+            c = j + 1
+            e2 = en[i] + en[j]
+            sx = px[i] + px[j]
+            sy = py[i] + py[j]
+            sz = pz[i] + pz[j]
+            cells[r, c] = math.sqrt(max(e2 * e2 - sx * sx - sy * sy - sz * sz, 0.0)) * inv_s
+            cells[c, r] = math.cosh(0.5 * (rap[i] - rap[j])) - 1.0
+    return n_valid
+
+
+@numba.njit(cache=True, nogil=True)
 def _rmm_kernel(
     pt: Any,
     eta: Any,
@@ -86,56 +151,64 @@ def _rmm_kernel(
     out: Any,
 ) -> Any:  # pragma: no cover - compiled
     n_events, n_slots = pt.shape
-    px = np.empty(n_slots)
-    py = np.empty(n_slots)
-    pz = np.empty(n_slots)
-    en = np.empty(n_slots)
-    et = np.empty(n_slots)
-    rap = np.empty(n_slots)
+    work = np.empty((6, n_slots))
     idx = np.empty(n_slots, dtype=np.int64)
     inv_s = 1.0 / sqrt_s
     for ev in range(n_events):
-        mx = met[ev] * math.cos(met_phi[ev])
-        my = met[ev] * math.sin(met_phi[ev])
-        out[ev, 0, 0] = met[ev] * inv_s
-        n_valid = 0
-        for i in range(n_slots):
-            p = pt[ev, i]
-            if p <= 0.0:
-                continue
-            px[i] = p * math.cos(phi[ev, i])
-            py[i] = p * math.sin(phi[ev, i])
-            pz[i] = p * math.sinh(eta[ev, i])
-            m = mass[ev, i]
-            en[i] = math.sqrt(px[i] * px[i] + py[i] * py[i] + pz[i] * pz[i] + m * m)
-            et[i] = math.sqrt(p * p + m * m)
-            rap[i] = 0.5 * math.log((en[i] + pz[i]) / (en[i] - pz[i])) if en[i] > abs(pz[i]) else 0.0
-            idx[n_valid] = i
-            n_valid += 1
+        _rmm_event(pt, eta, phi, mass, met, met_phi, ev, n_per_type, inv_s, work, idx, out[ev])
+
+
+@numba.njit(cache=True, nogil=True)
+def _rmm_summary_kernel(
+    pt: Any,
+    eta: Any,
+    phi: Any,
+    mass: Any,
+    met: Any,
+    met_phi: Any,
+    n_per_type: Any,
+    sqrt_s: Any,
+    weights: Any,
+    lead_rows: Any,
+    lead_cols: Any,
+    lead: Any,
+    sumw: Any,
+    sumw2: Any,
+) -> Any:  # pragma: no cover - compiled
+    """Each event's matrix in one float32 scratch matrix: the leading masses and the weighted occupancy
+    of its non-zero cells are read off it, then the cells written are zeroed again."""
+    n_events, n_slots = pt.shape
+    cells = np.zeros((n_slots + 1, n_slots + 1), dtype=np.float32)
+    work = np.empty((6, n_slots))
+    idx = np.empty(n_slots, dtype=np.int64)
+    inv_s = 1.0 / sqrt_s
+    for ev in range(n_events):
+        n_valid = _rmm_event(pt, eta, phi, mass, met, met_phi, ev, n_per_type, inv_s, work, idx, cells)
+        for k in range(len(lead_rows)):
+            lead[ev, k] = np.float64(cells[lead_rows[k], lead_cols[k]]) * sqrt_s
+        w = weights[ev]
+        if cells[0, 0] != 0:
+            sumw[0, 0] += w
+            sumw2[0, 0] += w * w
+        cells[0, 0] = 0.0
         for a in range(n_valid):
-            i = idx[a]
-            r = i + 1
-            # MET row: transverse mass; MET column: longitudinal (h_L) term
-            etsum = et[i] + met[ev]
-            qx = px[i] + mx
-            qy = py[i] + my
-            out[ev, 0, r] = math.sqrt(max(etsum * etsum - qx * qx - qy * qy, 0.0)) * inv_s
-            out[ev, r, 0] = math.cosh(rap[i]) - 1.0
-            k = i % n_per_type
-            if k == 0:
-                out[ev, r, r] = et[i] * inv_s
-            else:
-                prev = et[i - 1]
-                out[ev, r, r] = (prev - et[i]) / (prev + et[i])
+            r = idx[a] + 1
+            for c in (0, r):
+                if cells[r, c] != 0:
+                    sumw[r, c] += w
+                    sumw2[r, c] += w * w
+                cells[r, c] = 0.0
+            if cells[0, r] != 0:
+                sumw[0, r] += w
+                sumw2[0, r] += w * w
+            cells[0, r] = 0.0
             for b in range(a + 1, n_valid):
-                j = idx[b]
-                c = j + 1
-                e2 = en[i] + en[j]
-                sx = px[i] + px[j]
-                sy = py[i] + py[j]
-                sz = pz[i] + pz[j]
-                out[ev, r, c] = math.sqrt(max(e2 * e2 - sx * sx - sy * sy - sz * sz, 0.0)) * inv_s
-                out[ev, c, r] = math.cosh(0.5 * (rap[i] - rap[j])) - 1.0
+                c = idx[b] + 1
+                for u, v in ((r, c), (c, r)):
+                    if cells[u, v] != 0:
+                        sumw[u, v] += w
+                        sumw2[u, v] += w * w
+                    cells[u, v] = 0.0
 
 
 def rmm_from_padded(
@@ -193,18 +266,77 @@ def build_rmm(
     return rmm_from_padded(padded, met, met_phi, n_per_type=n_per_type, sqrt_s=sqrt_s)
 
 
+@dataclass(frozen=True)
+class RMMSummary:
+    """What the processor reads off the RMMs of a chunk when no consumer needs the matrices themselves.
+
+    ``leading``: :func:`leading_masses` (N, 14); ``sumw``, ``sumw2``: per cell, the sum of the weights
+    (and squared weights) of the events in which the cell is non-zero (the ``rmm_occupancy`` histogram).
+    """
+
+    leading: np.ndarray
+    sumw: np.ndarray
+    sumw2: np.ndarray
+
+
+def rmm_summary(
+    collections: Sequence[ak.Array],
+    met: np.ndarray,
+    met_phi: np.ndarray,
+    weights: np.ndarray,
+    *,
+    n_per_type: int = 10,
+    sqrt_s: float = 13000.0,
+) -> RMMSummary:
+    """Leading masses and weighted cell occupancy of the RMMs, without storing the (N, 51, 51) matrices.
+
+    Equal, bit for bit, to :func:`leading_masses` and the occupancy of :func:`build_rmm`'s matrices: the
+    same per-event kernel writes into one scratch matrix. A chunk of 50k events saves the 520 MB array
+    (its allocation, page faults and the occupancy pass over it).
+    """
+    padded = pad_objects(collections, n_per_type=n_per_type)
+    pt = np.ascontiguousarray(padded["pt"], dtype=np.float64)
+    n_events, n_slots = pt.shape
+    size = 1 + n_slots
+    rows, cols = _leading_cells(n_per_type)
+    out = RMMSummary(np.zeros((n_events, len(rows))), np.zeros((size, size)), np.zeros((size, size)))
+    if n_events:
+        _rmm_summary_kernel(
+            pt,
+            np.ascontiguousarray(padded["eta"], dtype=np.float64),
+            np.ascontiguousarray(padded["phi"], dtype=np.float64),
+            np.ascontiguousarray(padded["mass"], dtype=np.float64),
+            np.ascontiguousarray(met, dtype=np.float64),
+            np.ascontiguousarray(met_phi, dtype=np.float64),
+            n_per_type,
+            float(sqrt_s),
+            np.ascontiguousarray(weights, dtype=np.float64),
+            rows,
+            cols,
+            out.leading,
+            out.sumw,
+            out.sumw2,
+        )
+    return out
+
+
+def _leading_cells(n_per_type: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of each of the :data:`M_LEAD_PAIRS` masses in the upper triangle."""
+    rows, cols = [], []
+    for a, b in M_LEAD_PAIRS:
+        rows.append(1 + RMM_TYPES.index(a) * n_per_type)
+        cols.append(1 + RMM_TYPES.index(b) * n_per_type + (1 if a == b else 0))
+    return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+
+
 def leading_masses(rmm: np.ndarray, *, n_per_type: int = 10, sqrt_s: float = 13000.0) -> np.ndarray:
     """The 14 leading-object invariant masses (GeV), shape (N, 14), in :data:`M_LEAD_NAMES` order.
 
     Read from the upper triangle: for types a != b the leading objects, for a == b the two
     leading objects of that type. 0 where an object is missing.
     """
-    cols = []
-    for a, b in M_LEAD_PAIRS:
-        i = 1 + RMM_TYPES.index(a) * n_per_type
-        j = 1 + RMM_TYPES.index(b) * n_per_type + (1 if a == b else 0)
-        cols.append(rmm[:, i, j].astype(np.float64) * sqrt_s)
-    return np.stack(cols, axis=1) if cols else np.zeros((len(rmm), 0))
+    rows, columns = _leading_cells(n_per_type)
+    return rmm[:, rows, columns].astype(np.float64) * sqrt_s
 
 
 def occupied_cells(rmm: np.ndarray) -> np.ndarray:

@@ -347,3 +347,36 @@ def test_all_fourteen_leading_masses_by_hand():
         assert f[name] == pytest.approx(expected, rel=1e-5), name
     assert f["n_jets"] == 4
     assert f["n_bjets"] == 2
+
+
+def test_rmm_summary_equals_the_stored_matrices_on_real_events(real_nanoaod_files):
+    """``rmm_summary`` (one scratch matrix per event) against ``build_rmm`` + ``leading_masses`` + the
+    occupancy pass over the stored (N, 51, 51) matrices, on the events of every real NanoAOD sample file
+    with random weights: bit-identical masses, sums of weights and sums of squared weights per cell."""
+    from cms_anomaly.processors import histograms
+    from cms_anomaly.processors.features import rmm_collections
+    from cms_anomaly.processors.objects import build_objects
+    from coffea.nanoevents import NanoEventsFactory
+
+    rng = np.random.default_rng(11)
+    occupied = 0
+    for name, path in real_nanoaod_files.items():
+        events = NanoEventsFactory.from_root(
+            {str(path): "Events"}, schemaclass=schema.AnalysisNanoAODSchema, mode="eager"
+        ).events()
+        objs = build_objects(events, config=CFG.objects, source=str(path))
+        colls = rmm_collections(objs, config=CFG)
+        weights = rng.uniform(0.1, 3.0, len(objs))
+        full = rmm_mod.build_rmm(colls, objs.met_pt, objs.met_phi)
+        summary = rmm_mod.rmm_summary(colls, objs.met_pt, objs.met_phi, weights)
+        np.testing.assert_array_equal(summary.leading, rmm_mod.leading_masses(full), err_msg=name)
+        h_full, h_summary = histograms.rmm_occupancy_hist(dataset=name), histograms.rmm_occupancy_hist(dataset=name)
+        histograms.fill_rmm_occupancy(h_full, full, dataset=name, weights=weights)
+        histograms.add_rmm_occupancy(h_summary, summary.sumw, summary.sumw2, dataset=name)
+        np.testing.assert_array_equal(h_summary.values(), h_full.values(), err_msg=name)
+        np.testing.assert_array_equal(h_summary.variances(), h_full.variances(), err_msg=name)
+        occupied += int(np.count_nonzero(summary.sumw))
+        # the lower triangle (rapidity differences) and the MET row and column are all counted
+        assert np.count_nonzero(np.tril(summary.sumw, -1)[1:, 1:]) > 0, name
+        assert np.count_nonzero(summary.sumw[0, 1:]) == np.count_nonzero(summary.sumw[1:, 0]) > 0, name
+    assert occupied > 100

@@ -178,6 +178,28 @@ def _assert_same_output(a: dict, b: dict) -> None:
             np.testing.assert_allclose(other["hists"][hname].variances(flow=True), h.variances(flow=True), rtol=1e-12)
 
 
+def test_rmm_matrices_are_kept_only_for_a_consumer_and_change_no_histogram(fileset, iterative_output, tmp_path):
+    """Without a consumer of the (N, 51, 51) matrices (the module fixture's run) the processor reads their
+    leading masses and occupancy off one scratch matrix per event; with the feature tables, which store
+    them, it builds them all. Every histogram is the same, ``rmm_occupancy`` and the masses bit for bit."""
+    from cms_anomaly.processors.feature_spec import HISTOGRAMMED
+    from cms_anomaly.processors.rmm import M_LEAD_NAMES
+
+    assert not AnomalyProcessor(selection="single_lepton")._keep_rmm
+    proc = AnomalyProcessor(selection="single_lepton", lumi_pb=1000.0, features_dir=tmp_path / "features")
+    assert proc._keep_rmm
+    with runner.make_executor("iterative") as ex:
+        kept = runner.run_processor(fileset, proc, executor=ex, chunksize=150)
+    _assert_same_output(iterative_output, kept)
+    exact = ["rmm_occupancy", *(m for m in M_LEAD_NAMES if m in HISTOGRAMMED)]
+    assert len(exact) > 1
+    for name, res in kept.items():
+        for hname in exact:
+            a, b = res["hists"][hname], iterative_output[name]["hists"][hname]
+            np.testing.assert_array_equal(a.variances(flow=True), b.variances(flow=True), err_msg=f"{name}/{hname}")
+    assert kept["ttbar"]["hists"]["rmm_occupancy"].sum().value > 0
+
+
 def test_runner_and_dask_awkward_graph_mode_agree(fileset, iterative_output, tmp_path):
     """The same processor through processor.Runner and through dataset_tools.apply_to_fileset + dask.compute
     (dask-awkward NanoEvents), with a coffea.ml_tools scorer and an EventSplit in both: identical histograms
