@@ -182,12 +182,6 @@ def btag_score(
     return np.where(abs_eta < config.tracker_abs_eta, score, -1.0).astype(np.float32)
 
 
-def _has_quark(abs_id: np.ndarray, quark: int) -> np.ndarray:
-    """Hadrons (|id| > 100, not diquarks) containing quark ``quark`` (5 = b, 4 = c)."""
-    hadron = (abs_id > 100) & (abs_id < 1_000_000) & ((abs_id // 10) % 10 != 0)
-    return hadron & (((abs_id // 100) % 10 == quark) | ((abs_id // 1000) % 10 == quark))
-
-
 def _offsets(counts: np.ndarray) -> np.ndarray:
     """``[0, c0, c0 + c1, ...]`` (int64) of per-event counts."""
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
@@ -428,6 +422,21 @@ class _Particles:
         return np.abs(self.pid)
 
 
+@numba.njit(cache=True)
+def _visible_final(pid, status, invisible):  # pragma: no cover - compiled
+    """Final-state particles (status > 0) whose |id| is not in ``invisible``."""
+    out = np.zeros(len(pid), dtype=np.bool_)
+    for k in range(len(pid)):
+        if status[k] > 0:
+            a = abs(pid[k])
+            out[k] = True
+            for v in invisible:
+                if a == v:
+                    out[k] = False
+                    break
+    return out
+
+
 def _present(values: ak.Array, fields: tuple[str, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
     """For an optional record array: which entries are present, and the fields of those (float64).
 
@@ -443,7 +452,7 @@ def _present(values: ak.Array, fields: tuple[str, ...]) -> tuple[np.ndarray, lis
         content = values
     present = index >= 0
     take = index[present]
-    return present, [ak.to_numpy(content[c]).astype(np.float64)[take] for c in fields]
+    return present, [np.asarray(ak.to_numpy(content[c]), dtype=np.float64)[take] for c in fields]
 
 
 def _final_state(batch: ak.Array, charges: ak.Array | np.ndarray) -> tuple[_Particles, dict[str, np.ndarray]]:
@@ -466,7 +475,7 @@ def _final_state(batch: ak.Array, charges: ak.Array | np.ndarray) -> tuple[_Part
     # production vertices (None for particles made at the origin), read for the PF candidates only
     has_vertex, record["vertex_mm"] = _present(flat.vProd, ("px", "py", "pz"))
     record["vertex_slot"] = np.where(has_vertex, np.cumsum(has_vertex) - 1, -1)
-    final = (record["status"] > 0) & ~np.isin(np.abs(record["pid"]), INVISIBLE_IDS)
+    final = _visible_final(record["pid"], record["status"], np.asarray(INVISIBLE_IDS, dtype=np.int64))
     gidx = np.flatnonzero(final)
     px, py, pz, e = (record[c][gidx] for c in ("px", "py", "pz", "e"))
     pt, eta, phi = kinematics(px, py, pz)
@@ -787,6 +796,74 @@ class _Truth:
     partons: _Targets  # hard-process outgoing quarks and gluons (eta, phi, pt, pdgId)
 
 
+@numba.njit(cache=True)
+def _record_classes(pid, status, mother1, evt, offsets):  # pragma: no cover - compiled
+    """One pass over a batch's flat event record: the global index of each particle's ``mother1``
+    (-1 without one) and what the truth record selects by, as boolean arrays:
+    hadrons (100 < |id| < 10^6), B and C hadrons (a b or c digit, not a diquark), weakly decaying ones
+    (no B / C hadron has them as mother), last-copy taus, hard-process particles (|status| 21-29),
+    final-state e/mu/neutrinos (before their pT cut) and outgoing hard partons (|status| 23, q or g)."""
+    n = len(pid)
+    mother_g = np.full(n, -1, dtype=np.int64)
+    is_hadron = np.zeros(n, dtype=np.bool_)
+    is_b = np.zeros(n, dtype=np.bool_)
+    is_c = np.zeros(n, dtype=np.bool_)
+    is_tau = np.zeros(n, dtype=np.bool_)
+    hard = np.zeros(n, dtype=np.bool_)
+    light_lep = np.zeros(n, dtype=np.bool_)
+    parton = np.zeros(n, dtype=np.bool_)
+    for k in range(n):
+        a = abs(pid[k])
+        st = abs(status[k])
+        if mother1[k] > 0:
+            mother_g[k] = offsets[evt[k]] + mother1[k]
+        if 100 < a < 1_000_000:
+            is_hadron[k] = True
+            if (a // 10) % 10 != 0:  # not a diquark
+                d2, d3 = (a // 100) % 10, (a // 1000) % 10
+                is_b[k] = d2 == 5 or d3 == 5
+                is_c[k] = d2 == 4 or d3 == 4
+        is_tau[k] = a == 15
+        hard[k] = 21 <= st <= 29
+        light_lep[k] = status[k] > 0 and (11 <= a <= 14 or a == 16)  # e, nu_e, mu, nu_mu, nu_tau
+        parton[k] = st == 23 and (a <= 5 or a == 21)
+    parent_of_b = np.zeros(n, dtype=np.bool_)
+    parent_of_c = np.zeros(n, dtype=np.bool_)
+    parent_of_tau = np.zeros(n, dtype=np.bool_)
+    for k in range(n):
+        m = mother_g[k]
+        if m >= 0:
+            if is_b[k]:
+                parent_of_b[m] = True
+            if is_c[k]:
+                parent_of_c[m] = True
+            if is_tau[k]:
+                parent_of_tau[m] = True
+    weak_b = is_b & ~parent_of_b
+    weak_c = is_c & ~parent_of_c
+    last_tau = is_tau & ~parent_of_tau
+    return mother_g, is_hadron, is_b, is_c, weak_b, weak_c, last_tau, hard, light_lep, parton
+
+
+@numba.njit(cache=True)
+def _nearest_kept_ancestor(kept, keep, mother_g, is_hadron):  # pragma: no cover - compiled
+    """Per kept particle: the global index of its nearest kept ancestor along ``mother1`` (-1 if none)
+    and whether a hadron lies between them. At most 10000 steps up (the depth of an event record)."""
+    parent = np.full(len(kept), -1, dtype=np.int64)
+    via_hadron = np.zeros(len(kept), dtype=np.bool_)
+    for a in range(len(kept)):
+        cur = mother_g[kept[a]]
+        for _ in range(10_000):
+            if cur < 0:
+                break
+            if keep[cur]:
+                parent[a] = cur
+                break
+            via_hadron[a] |= is_hadron[cur]
+            cur = mother_g[cur]
+    return parent, via_hadron
+
+
 def _truth_record(*, pid, status, mother1, px, py, pz, e, evt, offsets, n_events) -> _Truth:
     """Prune the Pythia record to a NanoAOD-like ``GenPart``: hard process, leptons, taus, B/C hadrons.
 
@@ -796,37 +873,17 @@ def _truth_record(*, pid, status, mother1, px, py, pz, e, evt, offsets, n_events
     hard-process code; ``statusFlags`` bits: 0 isPrompt (no hadron among the ancestors),
     2 isTauDecayProduct, 7 isHardProcess, 8 fromHardProcess, 12 isFirstCopy, 13 isLastCopy.
     """
-    abs_id = np.abs(pid)
     n = len(pid)
-    abs_status = np.abs(status)
-    local_mother = np.asarray(mother1, dtype=np.int64)
-    has_mother = local_mother > 0
-    mother_g = np.where(has_mother, offsets[evt] + local_mother, -1)
-
-    # flavour tests on the hadrons only (a third of the record)
-    is_hadron = (abs_id > 100) & (abs_id < 1_000_000)
-    hadrons = np.flatnonzero(is_hadron)
-    is_b = np.zeros(n, dtype=bool)
-    is_c = np.zeros(n, dtype=bool)
-    is_b[hadrons] = _has_quark(abs_id[hadrons], 5)
-    is_c[hadrons] = _has_quark(abs_id[hadrons], 4)
-    # a B (C) hadron is "weakly decaying" when no B (C) hadron has it as mother
-    parent_of_b = np.zeros(n, dtype=bool)
-    parent_of_b[mother_g[is_b & has_mother]] = True
-    parent_of_c = np.zeros(n, dtype=bool)
-    parent_of_c[mother_g[is_c & has_mother]] = True
-    weak_b = is_b & ~parent_of_b
-    weak_c = is_c & ~parent_of_c
-    is_tau = abs_id == 15
-    parent_of_tau = np.zeros(n, dtype=bool)
-    parent_of_tau[mother_g[is_tau & has_mother]] = True
-    last_tau = is_tau & ~parent_of_tau
-    hard = (abs_status >= 21) & (abs_status <= 29)
-    light_lep = (status > 0) & np.isin(abs_id, (11, 12, 13, 14, 16))
+    mother_g, is_hadron, is_b, is_c, weak_b, weak_c, last_tau, hard, light_lep, parton = _record_classes(
+        np.asarray(pid, dtype=np.int64),
+        np.asarray(status, dtype=np.int64),
+        np.asarray(mother1, dtype=np.int64),
+        np.asarray(evt, dtype=np.int64),
+        np.asarray(offsets, dtype=np.int64),
+    )
     lep = np.flatnonzero(light_lep)
     light_lep[lep] = np.hypot(px[lep], py[lep]) > 1.0
     keep = hard | light_lep | last_tau | weak_b | weak_c
-    parton = (abs_status == 23) & ((abs_id <= 5) | (abs_id == 21))
 
     # kinematics of what is kept or matched to jets only (a few per cent of the record)
     need = np.flatnonzero(keep | parton)
@@ -840,20 +897,8 @@ def _truth_record(*, pid, status, mother1, px, py, pz, e, evt, offsets, n_events
     kept_offsets = np.concatenate([[0], np.cumsum(kept_counts)])
     new_index = np.full(n, -1, dtype=np.int64)
     new_index[kept] = np.arange(len(kept)) - kept_offsets[evt[kept]]
-    parent = np.full(len(kept), -1, dtype=np.int64)
-    via_hadron = np.zeros(len(kept), dtype=bool)
-    cur = mother_g[kept].copy()
-    active = np.flatnonzero(cur >= 0)
-    for _ in range(10_000):  # bounded by the depth of the event record, not by the number of events
-        if active.size == 0:
-            break
-        c = cur[active]
-        found = keep[c]
-        parent[active[found]] = c[found]
-        via_hadron[active] |= is_hadron[c] & ~found
-        cur[active] = mother_g[c]
-        active = active[~found & (mother_g[c] >= 0)]
-    parent_abs = np.where(parent >= 0, abs_id[np.maximum(parent, 0)], 0)
+    parent, via_hadron = _nearest_kept_ancestor(kept, keep, mother_g, is_hadron)
+    parent_abs = np.where(parent >= 0, np.abs(pid[np.maximum(parent, 0)]), 0)
     parent_hadron = np.where(parent >= 0, is_hadron[np.maximum(parent, 0)], False)
     prompt = ~via_hadron & ~parent_hadron
     from_tau = parent_abs == 15
@@ -874,7 +919,7 @@ def _truth_record(*, pid, status, mother1, px, py, pz, e, evt, offsets, n_events
         | (k_hard.astype(np.int32) << 12)
         | (last_copy.astype(np.int32) << 13)
     )
-    nano_status = np.where(k_final, 1, np.where(k_hard, abs_status[kept], 2)).astype(np.int32)
+    nano_status = np.where(k_final, 1, np.where(k_hard, np.abs(status[kept]), 2)).astype(np.int32)
     genpart = {
         "pt": pt[kept].astype(np.float32),
         "eta": eta[kept].astype(np.float32),

@@ -393,3 +393,67 @@ def test_simulate_takes_flat_or_jagged_charges_and_checks_their_number():
         assert ak.to_list(jagged[name]) == ak.to_list(flat[name]), name
     with pytest.raises(ValueError, match="4 charges for 5 particles"):
         simulate(batch, ak.to_numpy(ak.flatten(charges))[:-1], rng=np.random.default_rng(3), config=PERFECT)
+
+
+def test_truth_record_pruning_ancestry_and_flavour_by_hand():
+    """A hand-written ttbar-like record (one event; local index 0 is Pythia's system line): the hard process,
+    b -> B*0 -> B0 -> D- -> e- nu_e, W -> mu nu, W -> tau (a shower copy, then the last copy) -> mu, a beam-remnant diquark.
+    Kept and their mothers, genPartFlav and the B/C-hadron and parton targets are worked out by hand."""
+    from cms_anomaly.datasets.detector import _truth_record
+
+    rows = [  # (pdgId, status, mother1, pT)
+        (90, -11, 0, 0.0),  # 0 system
+        (21, -21, 0, 0.0),  # 1 incoming gluon: hard
+        (6, -22, 1, 50.0),  # 2 top: hard
+        (24, -22, 2, 40.0),  # 3 W+: hard
+        (5, -23, 2, 60.0),  # 4 b: hard, outgoing parton (showered)
+        (-13, -23, 3, 30.0),  # 5 mu+ of the hard process (its final copy follows)
+        (-13, 1, 5, 30.0),  # 6 final mu+: kept, prompt, from the hard process
+        (513, -2, 4, 55.0),  # 7 B*0 -> B0: a B hadron with a B daughter, not kept
+        (511, -91, 7, 54.0),  # 8 B0: weakly decaying, kept
+        (-411, -91, 8, 20.0),  # 9 D-: weakly decaying C hadron, kept
+        (11, 1, 9, 5.0),  # 10 e-: kept, from a C hadron
+        (-12, 1, 9, 0.5),  # 11 anti-nu_e below 1 GeV: pruned
+        (15, -51, 3, 35.0),  # 12 tau-: a shower copy with a tau daughter, pruned
+        (15, -91, 12, 35.0),  # 13 tau-: last copy, kept
+        (13, 1, 13, 10.0),  # 14 mu- from the prompt tau
+        (2203, 63, 0, 1.0),  # 15 uu_1 diquark (beam remnant): a "hadron" id without b or c
+    ]
+    pid, status, mother1, pt = (np.array(c) for c in zip(*rows, strict=True))
+    n = len(rows)
+    px, py, pz = pt.astype(float), np.zeros(n), np.full(n, 3.0)
+    e = np.sqrt(px**2 + pz**2 + 1.0)
+    truth = _truth_record(
+        pid=pid, status=status, mother1=mother1, px=px, py=py, pz=pz, e=e,
+        evt=np.zeros(n, dtype=np.int64), offsets=np.array([0, n]), n_events=1,
+    )  # fmt: skip
+    gen = truth.genpart[0]
+    kept = [1, 2, 3, 4, 5, 6, 8, 9, 10, 13, 14]
+    assert ak.to_list(gen.pdgId) == [rows[k][0] for k in kept]
+    # mothers: the nearest kept ancestor (8's mother 7 is pruned: its mother, the b quark 4, stands in)
+    mother_local = {1: -1, 2: 1, 3: 2, 4: 2, 5: 3, 6: 5, 8: 4, 9: 8, 10: 9, 13: 3, 14: 13}
+    assert ak.to_list(gen.genPartIdxMother) == [
+        kept.index(mother_local[k]) if mother_local[k] >= 0 else -1 for k in kept
+    ]
+    assert truth.new_index[11] == -1
+    assert truth.new_index[7] == -1
+    assert truth.new_index[15] == -1
+    assert truth.new_index[12] == -1
+    # genPartFlav of the final leptons: prompt 1, from a C hadron 4, from a prompt tau 15
+    assert [int(truth.flav[k]) for k in (6, 10, 14)] == [1, 4, 15]
+    flags = dict(zip(kept, ak.to_list(gen.statusFlags), strict=True))
+    assert flags[6] & 1
+    assert flags[6] & (1 << 8)
+    assert flags[6] & (1 << 13)
+    assert not flags[10] & 1  # behind a hadron: not prompt
+    assert not flags[8] & 1  # the B0 behind the pruned B*0: not prompt either
+    assert flags[4] & 1  # the b quark: prompt
+    assert flags[14] & (1 << 2)  # isTauDecayProduct
+    assert flags[3] & (1 << 7)
+    assert flags[3] & (1 << 12)
+    assert ak.to_list(gen.status) == [21, 22, 22, 23, 23, 1, 2, 2, 1, 2, 1]
+    # jet-matching targets: weakly decaying B (the B0, not the B*0) and C hadrons, outgoing hard partons
+    assert truth.bhad.fields["eta"].shape == (1,)
+    assert truth.chad.fields["eta"].shape == (1,)
+    assert truth.partons.fields["pdgId"].tolist() == [5]
+    assert truth.bhad.offsets.tolist() == [0, 1]
