@@ -132,6 +132,12 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--cocktail-events", type=positive_float, default=1e6, help="cocktail size for the cost estimate (default: 1e6)"
     )
+    p.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=1,
+        help="time the chain and bare Pythia alternately N times each and keep the fastest of each (default: 1)",
+    )
     p.set_defaults(func=_bench)
 
 
@@ -165,5 +171,13 @@ def _generate(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from cms_anomaly.datasets import bench
 
-    print(bench.run(args.processes, events=args.events, seed=args.seed, cocktail_events=args.cocktail_events))
+    print(
+        bench.run(
+            args.processes,
+            events=args.events,
+            seed=args.seed,
+            cocktail_events=args.cocktail_events,
+            repeat=args.repeat,
+        )
+    )
     return 0

@@ -102,14 +102,24 @@ def _table(out: str, header: str) -> dict[str, list[str]]:
 def test_bench_generate_times_pythia_and_the_chain_on_one_seed(capsys):
     """``bench generate``: the full chain includes Pythia, so its rate cannot exceed the bare rate; the
     stage shares (Pythia + conversion, detector, writing) add up to the chain's time."""
-    assert main(["bench", "generate", "wjets", "--events", "20", "--seed", "3"]) == 0
-    rows = _table(capsys.readouterr().out, "process")
+    assert main(["bench", "generate", "wjets", "--events", "20", "--seed", "3", "--repeat", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "the fastest of 2 alternating runs" in out
+    rows = _table(out, "process")
     bare, chain, ratio, _overhead, *shares, accepted = rows["wjets"]
     bare, chain, ratio = float(bare), float(chain), float(ratio)
     assert 0 < chain < 1.1 * bare
     assert ratio == pytest.approx(chain / bare, abs=0.006)
     assert sum(float(s.rstrip("%")) for s in shares) == pytest.approx(100, abs=0.5)
     assert float(accepted) > 0
+    # per generated event: bare + conversion + detector + writing = the chain, whose rate is the table's
+    per_event = next(line for line in out.splitlines() if line.split()[:1] == ["wjets"] and "%" not in line)
+    bare_ms, convert, detector, write, chain_ms, _ceiling = (float(x) for x in per_event.split()[1:])
+    assert bare_ms == pytest.approx(1e3 / bare, rel=0.01)
+    assert bare_ms + convert + detector + write == pytest.approx(chain_ms, abs=0.02)
+    assert chain_ms == pytest.approx(1e3 / chain, rel=0.01)
+    assert detector > 0
+    assert write > 0
 
 
 def test_bench_scoring_times_every_model_through_the_scorer(capsys):
