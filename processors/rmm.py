@@ -232,25 +232,26 @@ def rmm_from_padded(
     sqrt_s
         Centre-of-mass energy (GeV) used to make the cells dimensionless.
     """
-    pt = np.ascontiguousarray(padded["pt"], dtype=np.float64)
+    pt, eta, phi, mass, met64, met_phi64 = _kernel_inputs(padded, met, met_phi, n_per_type)
     n_events, n_slots = pt.shape
-    if n_slots % n_per_type:
-        raise ValueError(f"padded arrays have {n_slots} slots, not a multiple of n_per_type={n_per_type}")
     size = 1 + n_slots
     out = np.zeros((n_events, size, size), dtype=np.float32)
     if n_events:
-        _rmm_kernel(
-            pt,
-            np.ascontiguousarray(padded["eta"], dtype=np.float64),
-            np.ascontiguousarray(padded["phi"], dtype=np.float64),
-            np.ascontiguousarray(padded["mass"], dtype=np.float64),
-            np.ascontiguousarray(met, dtype=np.float64),
-            np.ascontiguousarray(met_phi, dtype=np.float64),
-            n_per_type,
-            float(sqrt_s),
-            out,
-        )
+        _rmm_kernel(pt, eta, phi, mass, met64, met_phi64, n_per_type, float(sqrt_s), out)
     return out
+
+
+def _kernel_inputs(
+    padded: dict[str, np.ndarray], met: np.ndarray, met_phi: np.ndarray, n_per_type: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``pt, eta, phi, mass`` (N, T*n) and ``met, met_phi`` (N,) as contiguous float64 for the kernels."""
+    pt, eta, phi, mass, met64, met_phi64 = (
+        np.ascontiguousarray(a, dtype=np.float64)
+        for a in (padded["pt"], padded["eta"], padded["phi"], padded["mass"], met, met_phi)
+    )
+    if pt.shape[1] % n_per_type:
+        raise ValueError(f"padded arrays have {pt.shape[1]} slots, not a multiple of n_per_type={n_per_type}")
+    return pt, eta, phi, mass, met64, met_phi64
 
 
 def build_rmm(
@@ -295,7 +296,7 @@ def rmm_summary(
     (its allocation, page faults and the occupancy pass over it).
     """
     padded = pad_objects(collections, n_per_type=n_per_type)
-    pt = np.ascontiguousarray(padded["pt"], dtype=np.float64)
+    pt, eta, phi, mass, met64, met_phi64 = _kernel_inputs(padded, met, met_phi, n_per_type)
     n_events, n_slots = pt.shape
     size = 1 + n_slots
     rows, cols = _leading_cells(n_per_type)
@@ -303,11 +304,11 @@ def rmm_summary(
     if n_events:
         _rmm_summary_kernel(
             pt,
-            np.ascontiguousarray(padded["eta"], dtype=np.float64),
-            np.ascontiguousarray(padded["phi"], dtype=np.float64),
-            np.ascontiguousarray(padded["mass"], dtype=np.float64),
-            np.ascontiguousarray(met, dtype=np.float64),
-            np.ascontiguousarray(met_phi, dtype=np.float64),
+            eta,
+            phi,
+            mass,
+            met64,
+            met_phi64,
             n_per_type,
             float(sqrt_s),
             np.ascontiguousarray(weights, dtype=np.float64),
