@@ -816,6 +816,8 @@ def _record_classes(pid, status, mother1, evt, offsets):  # pragma: no cover - c
         a = abs(pid[k])
         st = abs(status[k])
         if mother1[k] > 0:
+            if mother1[k] >= offsets[evt[k] + 1] - offsets[evt[k]]:  # numba does not check bounds
+                raise ValueError("event record: a mother1 index points outside its event")
             mother_g[k] = offsets[evt[k]] + mother1[k]
         if 100 < a < 1_000_000:
             is_hadron[k] = True

@@ -457,3 +457,15 @@ def test_truth_record_pruning_ancestry_and_flavour_by_hand():
     assert truth.chad.fields["eta"].shape == (1,)
     assert truth.partons.fields["pdgId"].tolist() == [5]
     assert truth.bhad.offsets.tolist() == [0, 1]
+
+
+def test_truth_record_rejects_a_mother_outside_its_event():
+    from cms_anomaly.datasets.detector import _truth_record
+
+    n = 3
+    args = {c: np.ones(n) for c in ("px", "py", "pz", "e")}
+    with pytest.raises(ValueError, match="mother1 index points outside its event"):
+        _truth_record(
+            pid=np.array([90, 21, 21]), status=np.array([-11, -21, 1]), mother1=np.array([0, 0, 7]),
+            evt=np.zeros(n, dtype=np.int64), offsets=np.array([0, n]), n_events=1, **args,
+        )  # fmt: skip
