@@ -158,9 +158,9 @@ class PythiaGenerator:
         """Electric charge for an array of PDG ids, from Pythia's particle data.
 
         Ids with |id| <= ``DENSE_ID_MAX`` (quarks, leptons, light and heavy-flavour hadrons, diquarks)
-        are looked up in a dense table filled on first sight: one gather per batch (``np.unique`` of
-        the ~300k ids of a ttbar batch cost 10x more). Larger ids (excited hadrons, BSM) go through
-        ``np.unique``.
+        are looked up in a dense table filled on first sight: one gather per batch (``np.unique`` on
+        the ~400k ids of a ttbar batch took 13 ms, the table 4.5 ms). Larger ids (excited hadrons,
+        BSM) go through ``np.unique``.
         """
         ids = np.asarray(ids, dtype=np.int64)
         inside = np.abs(ids) <= DENSE_ID_MAX

@@ -199,8 +199,11 @@ class AnomalyProcessor(processor.ProcessorABC):
         if top_events < 0:
             raise ValueError(f"top_events must be >= 0, got {top_events}")
         self.top_events = int(top_events)
-        #: whether a chunk's (N, 51, 51) RMMs are kept: for a scorer that reads them and for the feature tables
-        self._keep_rmm = self.features_dir is not None or any(
+
+    @property
+    def _keep_rmm(self) -> bool:
+        """Whether a chunk's (N, 51, 51) RMMs are kept: for a scorer that reads them and for the feature tables."""
+        return self.features_dir is not None or any(
             "rmm" in getattr(scorer, "feature_names", ["rmm"]) for scorer in self.scorers.values()
         )
 

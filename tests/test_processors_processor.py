@@ -185,7 +185,10 @@ def test_rmm_matrices_are_kept_only_for_a_consumer_and_change_no_histogram(files
     from cms_anomaly.processors.feature_spec import HISTOGRAMMED
     from cms_anomaly.processors.rmm import M_LEAD_NAMES
 
-    assert not AnomalyProcessor(selection="single_lepton")._keep_rmm
+    later = AnomalyProcessor(selection="single_lepton")
+    assert not later._keep_rmm
+    later.features_dir = str(tmp_path / "set-later")  # decided per chunk, not at construction
+    assert later._keep_rmm
     proc = AnomalyProcessor(selection="single_lepton", lumi_pb=1000.0, features_dir=tmp_path / "features")
     assert proc._keep_rmm
     with runner.make_executor("iterative") as ex:
