@@ -208,37 +208,28 @@ def scalar_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[st
 
 
 def array_features(
-    objects: EventObjects, *, config: AnalysisConfig, occupancy_weights: np.ndarray | None = None
+    objects: EventObjects, *, config: AnalysisConfig, weights: np.ndarray | None = None, keep_rmm: bool = True
 ) -> dict[str, np.ndarray]:
-    """``rmm`` (N, 51, 51), ``objects`` (N, 19, 3), ``m_lead_objects`` (N, 14) and the 14 named masses.
-
-    With ``occupancy_weights`` (one per event) the matrices are not kept: ``rmm`` is replaced by
-    ``rmm_occupancy_sumw`` and ``rmm_occupancy_sumw2`` (51, 51), the weighted occupancy of the
-    matrices' cells (:func:`~cms_anomaly.processors.rmm.rmm_summary`; the masses are the same).
-    """
+    """``rmm`` (N, 51, 51; only with ``keep_rmm``), ``objects`` (N, 19, 3), ``m_lead_objects`` (N, 14), the
+    14 named masses, and ``rmm_occupancy_sumw`` / ``rmm_occupancy_sumw2`` (51, 51): per cell, the sum of the
+    ``weights`` (default 1) of the events in which it is non-zero
+    (:func:`~cms_anomaly.processors.rmm.rmm_summary`, one pass)."""
     fc = config.features
-    collections = rmm_collections(objects, config=config)
-    out: dict[str, np.ndarray] = {}
-    if occupancy_weights is None:
-        rmm = rmm_mod.build_rmm(
-            collections, objects.met_pt, objects.met_phi, n_per_type=fc.rmm_n_per_type, sqrt_s=fc.sqrt_s
-        )
-        masses = rmm_mod.leading_masses(rmm, n_per_type=fc.rmm_n_per_type, sqrt_s=fc.sqrt_s)
-        out["rmm"] = rmm
-    else:
-        summary = rmm_mod.rmm_summary(
-            collections,
-            objects.met_pt,
-            objects.met_phi,
-            occupancy_weights,
-            n_per_type=fc.rmm_n_per_type,
-            sqrt_s=fc.sqrt_s,
-        )
-        masses = summary.leading
-        out["rmm_occupancy_sumw"], out["rmm_occupancy_sumw2"] = summary.sumw, summary.sumw2
-    out.update({name: masses[:, k] for k, name in enumerate(RMM_DERIVED)})
-    out["m_lead_objects"] = masses.astype(np.float32)
+    summary = rmm_mod.rmm_summary(
+        rmm_collections(objects, config=config),
+        objects.met_pt,
+        objects.met_phi,
+        weights,
+        keep_matrices=keep_rmm,
+        n_per_type=fc.rmm_n_per_type,
+        sqrt_s=fc.sqrt_s,
+    )
+    out: dict[str, np.ndarray] = {name: summary.leading[:, k] for k, name in enumerate(RMM_DERIVED)}
+    out["m_lead_objects"] = summary.leading.astype(np.float32)
     out["objects"] = adc_objects(objects, config=config)
+    if summary.rmm is not None:
+        out["rmm"] = summary.rmm
+    out["rmm_occupancy_sumw"], out["rmm_occupancy_sumw2"] = summary.sumw, summary.sumw2
     return out
 
 
@@ -248,7 +239,7 @@ def feature_record(scalars: dict[str, np.ndarray], arrays: dict[str, np.ndarray]
     record: dict[str, Any] = {name: columns[name] for name in SCALAR_FEATURES}
     record["has_lepton"] = columns["has_lepton"]
     for name in ARRAY_FEATURES:
-        if name in columns:  # ``rmm`` is absent when only its occupancy was kept (see array_features)
+        if name in columns:  # ``rmm`` is absent unless kept (see array_features)
             record[name] = ak.from_numpy(columns[name])
     return ak.zip(record, depth_limit=1)
 

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import hist
-import numba
 import numpy as np
 from cms_anomaly.processors.feature_spec import FEATURES, FeatureSpec
 from cms_anomaly.processors.rmm import M_LEAD_NAMES
@@ -180,26 +179,6 @@ def score_counts_hist(
         feature_axis(FEATURES["n_bjets"]),
         storage=hist.storage.Weight(),
     )
-
-
-@numba.njit(cache=True, nogil=True)
-def _occupancy_kernel(rmm: Any, weights: Any, sumw: Any, sumw2: Any) -> Any:  # pragma: no cover - compiled
-    for ev in range(rmm.shape[0]):
-        w = weights[ev]
-        for i in range(rmm.shape[1]):
-            for j in range(rmm.shape[2]):
-                if rmm[ev, i, j] != 0:
-                    sumw[i, j] += w
-                    sumw2[i, j] += w * w
-
-
-def fill_rmm_occupancy(h: hist.Hist, rmm: np.ndarray, *, dataset: str, weights: np.ndarray) -> None:
-    """Add each event's weight to every RMM cell that is non-zero in that event (numba, one pass)."""
-    size = rmm.shape[1]
-    sumw, sumw2 = np.zeros((size, size)), np.zeros((size, size))
-    if len(rmm):
-        _occupancy_kernel(np.ascontiguousarray(rmm), np.asarray(weights, dtype=np.float64), sumw, sumw2)
-    add_rmm_occupancy(h, sumw, sumw2, dataset=dataset)
 
 
 def add_rmm_occupancy(h: hist.Hist, sumw: np.ndarray, sumw2: np.ndarray, *, dataset: str) -> None:

@@ -266,25 +266,18 @@ class AnomalyProcessor(processor.ProcessorABC):
         mask = selections.passing(packed, self.selection, len(objects))
         flow = selections.cutflow(packed, self.selection, weights=weights)
         # the RMM and object arrays are built for the selected events only; the (N, 51, 51) matrices are
-        # kept only for a consumer that reads them (an RMM model, the feature tables), else only their
-        # leading masses and occupancy are read off (the same numbers, without the 520 MB of a 50k chunk)
+        # kept only for a consumer that reads them (an RMM model, the feature tables): their leading masses
+        # and occupancy come from the same pass either way (without the 520 MB of a 50k chunk otherwise)
         sel_w = weights[mask]
-        arrays = array_features(
-            objects.subset(mask), config=config, occupancy_weights=None if self._keep_rmm else sel_w
-        )
+        arrays = array_features(objects.subset(mask), config=config, weights=sel_w, keep_rmm=self._keep_rmm)
         selected = feature_record({k: v[mask] for k, v in scalars.items()}, arrays)
 
         hists = self._new_hists(dataset)
         for name in HISTOGRAMMED:
             hists[name].fill(dataset=dataset, **{name: ak.to_numpy(selected[name])}, weight=sel_w)
-        if self._keep_rmm:
-            histograms.fill_rmm_occupancy(
-                hists["rmm_occupancy"], ak.to_numpy(selected["rmm"]), dataset=dataset, weights=sel_w
-            )
-        else:
-            histograms.add_rmm_occupancy(
-                hists["rmm_occupancy"], arrays["rmm_occupancy_sumw"], arrays["rmm_occupancy_sumw2"], dataset=dataset
-            )
+        histograms.add_rmm_occupancy(
+            hists["rmm_occupancy"], arrays["rmm_occupancy_sumw"], arrays["rmm_occupancy_sumw2"], dataset=dataset
+        )
         names = self.selection.cut_names
         cum = {"all": np.ones(len(objects), bool)} | {
             c: np.asarray(packed.all(*names[: k + 1]), bool) for k, c in enumerate(names)

@@ -19,6 +19,7 @@ the padded ``(N, T*n)`` arrays: this is the columnar form of a per-event matrix.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -139,27 +140,17 @@ def _rmm_event(
 
 
 @numba.njit(cache=True, nogil=True)
-def _rmm_kernel(
-    pt: Any,
-    eta: Any,
-    phi: Any,
-    mass: Any,
-    met: Any,
-    met_phi: Any,
-    n_per_type: Any,
-    sqrt_s: Any,
-    out: Any,
-) -> Any:  # pragma: no cover - compiled
-    n_events, n_slots = pt.shape
-    work = np.empty((6, n_slots))
-    idx = np.empty(n_slots, dtype=np.int64)
-    inv_s = 1.0 / sqrt_s
-    for ev in range(n_events):
-        _rmm_event(pt, eta, phi, mass, met, met_phi, ev, n_per_type, inv_s, work, idx, out[ev])
+def _count_cell(cells: Any, u: Any, v: Any, w: Any, sumw: Any, sumw2: Any, clear: Any) -> Any:  # pragma: no cover
+    """Add ``w`` (and ``w**2``) to the occupancy of cell (u, v) if it is non-zero; zero it if ``clear``."""
+    if cells[u, v] != 0:
+        sumw[u, v] += w
+        sumw2[u, v] += w * w
+        if clear:
+            cells[u, v] = 0.0
 
 
 @numba.njit(cache=True, nogil=True)
-def _rmm_summary_kernel(
+def _rmm_kernel(
     pt: Any,
     eta: Any,
     phi: Any,
@@ -171,44 +162,83 @@ def _rmm_summary_kernel(
     weights: Any,
     lead_rows: Any,
     lead_cols: Any,
+    out: Any,
     lead: Any,
     sumw: Any,
     sumw2: Any,
 ) -> Any:  # pragma: no cover - compiled
-    """Each event's matrix in one float32 scratch matrix: the leading masses and the weighted occupancy
-    of its non-zero cells are read off it, then the cells written are zeroed again."""
+    """Every event's matrix, into ``out[ev]`` when ``out`` holds one per event, else into one float32
+    scratch matrix whose written cells are zeroed again; the leading masses and the weighted occupancy of
+    the non-zero cells are read off it in the same pass."""
     n_events, n_slots = pt.shape
-    cells = np.zeros((n_slots + 1, n_slots + 1), dtype=np.float32)
+    keep = out.shape[0] == n_events
+    scratch = np.zeros((n_slots + 1, n_slots + 1), dtype=np.float32)
     work = np.empty((6, n_slots))
     idx = np.empty(n_slots, dtype=np.int64)
     inv_s = 1.0 / sqrt_s
     for ev in range(n_events):
+        cells = out[ev] if keep else scratch
         n_valid = _rmm_event(pt, eta, phi, mass, met, met_phi, ev, n_per_type, inv_s, work, idx, cells)
         for k in range(len(lead_rows)):
             lead[ev, k] = np.float64(cells[lead_rows[k], lead_cols[k]]) * sqrt_s
+        # the cells _rmm_event wrote: (0, 0), row and column 0 and the pairs of filled slots
         w = weights[ev]
-        if cells[0, 0] != 0:
-            sumw[0, 0] += w
-            sumw2[0, 0] += w * w
-        cells[0, 0] = 0.0
+        _count_cell(cells, 0, 0, w, sumw, sumw2, not keep)
         for a in range(n_valid):
             r = idx[a] + 1
-            for c in (0, r):
-                if cells[r, c] != 0:
-                    sumw[r, c] += w
-                    sumw2[r, c] += w * w
-                cells[r, c] = 0.0
-            if cells[0, r] != 0:
-                sumw[0, r] += w
-                sumw2[0, r] += w * w
-            cells[0, r] = 0.0
+            _count_cell(cells, r, 0, w, sumw, sumw2, not keep)
+            _count_cell(cells, 0, r, w, sumw, sumw2, not keep)
+            _count_cell(cells, r, r, w, sumw, sumw2, not keep)
             for b in range(a + 1, n_valid):
                 c = idx[b] + 1
-                for u, v in ((r, c), (c, r)):
-                    if cells[u, v] != 0:
-                        sumw[u, v] += w
-                        sumw2[u, v] += w * w
-                    cells[u, v] = 0.0
+                _count_cell(cells, r, c, w, sumw, sumw2, not keep)
+                _count_cell(cells, c, r, w, sumw, sumw2, not keep)
+
+
+@dataclass(frozen=True)
+class RMMSummary:
+    """What the processor reads off the RMMs of a chunk.
+
+    ``leading``: :func:`leading_masses` (N, 14); ``sumw``, ``sumw2``: per cell, the sum of the weights
+    (and squared weights) of the events in which the cell is non-zero (the ``rmm_occupancy`` histogram);
+    ``rmm``: the (N, S, S) float32 matrices when kept, else None.
+    """
+
+    leading: np.ndarray
+    sumw: np.ndarray
+    sumw2: np.ndarray
+    rmm: np.ndarray | None = None
+
+
+def _rmm_pass(
+    padded: dict[str, np.ndarray],
+    met: np.ndarray,
+    met_phi: np.ndarray,
+    weights: np.ndarray | None,
+    *,
+    keep: bool,
+    n_per_type: int,
+    sqrt_s: float,
+) -> RMMSummary:
+    """:func:`_rmm_kernel` on padded objects (see :func:`pad_objects`); ``weights`` None: 1 per event."""
+    pt, eta, phi, mass, met64, met_phi64 = (
+        np.ascontiguousarray(a, dtype=np.float64)
+        for a in (padded["pt"], padded["eta"], padded["phi"], padded["mass"], met, met_phi)
+    )
+    n_events, n_slots = pt.shape
+    if n_slots % n_per_type:
+        raise ValueError(f"padded arrays have {n_slots} slots, not a multiple of n_per_type={n_per_type}")
+    size = 1 + n_slots
+    rows, cols = _leading_cells(n_per_type)
+    w = np.ones(n_events) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+    rmm = np.zeros((n_events if keep else 0, size, size), dtype=np.float32)
+    out = RMMSummary(np.zeros((n_events, len(rows))), np.zeros((size, size)), np.zeros((size, size)))
+    if n_events:
+        _rmm_kernel(
+            pt, eta, phi, mass, met64, met_phi64, n_per_type, float(sqrt_s), w, rows, cols, rmm, out.leading,
+            out.sumw, out.sumw2,
+        )  # fmt: skip
+    return dataclasses.replace(out, rmm=rmm) if keep else out
 
 
 def rmm_from_padded(
@@ -232,26 +262,9 @@ def rmm_from_padded(
     sqrt_s
         Centre-of-mass energy (GeV) used to make the cells dimensionless.
     """
-    pt, eta, phi, mass, met64, met_phi64 = _kernel_inputs(padded, met, met_phi, n_per_type)
-    n_events, n_slots = pt.shape
-    size = 1 + n_slots
-    out = np.zeros((n_events, size, size), dtype=np.float32)
-    if n_events:
-        _rmm_kernel(pt, eta, phi, mass, met64, met_phi64, n_per_type, float(sqrt_s), out)
-    return out
-
-
-def _kernel_inputs(
-    padded: dict[str, np.ndarray], met: np.ndarray, met_phi: np.ndarray, n_per_type: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``pt, eta, phi, mass`` (N, T*n) and ``met, met_phi`` (N,) as contiguous float64 for the kernels."""
-    pt, eta, phi, mass, met64, met_phi64 = (
-        np.ascontiguousarray(a, dtype=np.float64)
-        for a in (padded["pt"], padded["eta"], padded["phi"], padded["mass"], met, met_phi)
-    )
-    if pt.shape[1] % n_per_type:
-        raise ValueError(f"padded arrays have {pt.shape[1]} slots, not a multiple of n_per_type={n_per_type}")
-    return pt, eta, phi, mass, met64, met_phi64
+    rmm = _rmm_pass(padded, met, met_phi, None, keep=True, n_per_type=n_per_type, sqrt_s=sqrt_s).rmm
+    assert rmm is not None
+    return rmm
 
 
 def build_rmm(
@@ -267,58 +280,24 @@ def build_rmm(
     return rmm_from_padded(padded, met, met_phi, n_per_type=n_per_type, sqrt_s=sqrt_s)
 
 
-@dataclass(frozen=True)
-class RMMSummary:
-    """What the processor reads off the RMMs of a chunk when no consumer needs the matrices themselves.
-
-    ``leading``: :func:`leading_masses` (N, 14); ``sumw``, ``sumw2``: per cell, the sum of the weights
-    (and squared weights) of the events in which the cell is non-zero (the ``rmm_occupancy`` histogram).
-    """
-
-    leading: np.ndarray
-    sumw: np.ndarray
-    sumw2: np.ndarray
-
-
 def rmm_summary(
     collections: Sequence[ak.Array],
     met: np.ndarray,
     met_phi: np.ndarray,
-    weights: np.ndarray,
+    weights: np.ndarray | None = None,
     *,
+    keep_matrices: bool = False,
     n_per_type: int = 10,
     sqrt_s: float = 13000.0,
 ) -> RMMSummary:
-    """Leading masses and weighted cell occupancy of the RMMs, without storing the (N, 51, 51) matrices.
+    """Leading masses and weighted cell occupancy (``weights`` None: 1 per event) of the RMMs of the ``T``
+    pT-ordered collections in :data:`RMM_TYPES` order, in one pass; the matrices only with ``keep_matrices``.
 
-    Equal, bit for bit, to :func:`leading_masses` and the occupancy of :func:`build_rmm`'s matrices: the
-    same per-event kernel writes into one scratch matrix. A chunk of 50k events saves the 520 MB array
-    (its allocation, page faults and the occupancy pass over it).
+    Without the matrices one scratch matrix serves every event, so a chunk of 50k events saves the 520 MB
+    array (its allocation and page faults); the numbers are the same, bit for bit, either way.
     """
     padded = pad_objects(collections, n_per_type=n_per_type)
-    pt, eta, phi, mass, met64, met_phi64 = _kernel_inputs(padded, met, met_phi, n_per_type)
-    n_events, n_slots = pt.shape
-    size = 1 + n_slots
-    rows, cols = _leading_cells(n_per_type)
-    out = RMMSummary(np.zeros((n_events, len(rows))), np.zeros((size, size)), np.zeros((size, size)))
-    if n_events:
-        _rmm_summary_kernel(
-            pt,
-            eta,
-            phi,
-            mass,
-            met64,
-            met_phi64,
-            n_per_type,
-            float(sqrt_s),
-            np.ascontiguousarray(weights, dtype=np.float64),
-            rows,
-            cols,
-            out.leading,
-            out.sumw,
-            out.sumw2,
-        )
-    return out
+    return _rmm_pass(padded, met, met_phi, weights, keep=keep_matrices, n_per_type=n_per_type, sqrt_s=sqrt_s)
 
 
 def _leading_cells(n_per_type: int) -> tuple[np.ndarray, np.ndarray]:

@@ -351,8 +351,9 @@ def test_all_fourteen_leading_masses_by_hand():
 
 def test_rmm_summary_equals_the_stored_matrices_on_real_events(real_nanoaod_files):
     """``rmm_summary`` (one scratch matrix per event) against ``build_rmm`` + ``leading_masses`` + the
-    occupancy pass over the stored (N, 51, 51) matrices, on the events of every real NanoAOD sample file
-    with random weights: bit-identical masses, sums of weights and sums of squared weights per cell."""
+    weighted count of the non-zero cells of the stored (N, 51, 51) matrices (numpy, in event order), on the
+    events of every real NanoAOD sample file with random weights: bit-identical masses, sums of weights and
+    sums of squared weights per cell; with ``keep_matrices`` the same numbers and the stored matrices."""
     from cms_anomaly.processors import histograms
     from cms_anomaly.processors.features import rmm_collections
     from cms_anomaly.processors.objects import build_objects
@@ -371,8 +372,19 @@ def test_rmm_summary_equals_the_stored_matrices_on_real_events(real_nanoaod_file
         summary = rmm_mod.rmm_summary(colls, objs.met_pt, objs.met_phi, weights)
         np.testing.assert_array_equal(summary.leading, rmm_mod.leading_masses(full), err_msg=name)
         h_full, h_summary = histograms.rmm_occupancy_hist(dataset=name), histograms.rmm_occupancy_hist(dataset=name)
-        histograms.fill_rmm_occupancy(h_full, full, dataset=name, weights=weights)
+        nonzero = full != 0
+        histograms.add_rmm_occupancy(
+            h_full,
+            (weights[:, None, None] * nonzero).sum(axis=0),
+            (weights[:, None, None] ** 2 * nonzero).sum(axis=0),
+            dataset=name,
+        )
         histograms.add_rmm_occupancy(h_summary, summary.sumw, summary.sumw2, dataset=name)
+        kept = rmm_mod.rmm_summary(colls, objs.met_pt, objs.met_phi, weights, keep_matrices=True)
+        assert summary.rmm is None
+        np.testing.assert_array_equal(kept.rmm, full, err_msg=name)
+        for field in ("leading", "sumw", "sumw2"):
+            np.testing.assert_array_equal(getattr(kept, field), getattr(summary, field), err_msg=f"{name} {field}")
         np.testing.assert_array_equal(h_summary.values(), h_full.values(), err_msg=name)
         np.testing.assert_array_equal(h_summary.variances(), h_full.variances(), err_msg=name)
         occupied += int(np.count_nonzero(summary.sumw))
