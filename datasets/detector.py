@@ -746,7 +746,7 @@ def simulate(
     jet_fields, jet_counts, jet_pf, pf_jet_idx = _cluster_jets(
         pf, cart, pf_counts, pf_offsets, truth=truth, rng=rng, config=config
     )
-    fatjets = _cluster_fatjets(pf, cart, pf_counts, truth=truth, config=config)
+    fatjets = _cluster_fatjets(pf, cart, pf_evt, pf_counts, truth=truth, config=config)
 
     # 4. leptons and photons, and the jets' references to the leptons inside them
     common = {
@@ -1193,22 +1193,21 @@ def nsubjettiness(constituents: ak.Array, axes: ak.Array, r0: float) -> np.ndarr
     r0 : float
         The jet radius.
     """
-    c_px, c_py, c_pz, c_off = _flat_momenta(constituents)
-    return _nsubjettiness_flat(c_px, c_py, c_pz, c_off, axes, r0)
+    (c_px, c_py, c_pz), counts = _flat_columns(constituents, ("px", "py", "pz"))
+    return _nsubjettiness_flat(c_px, c_py, c_pz, _offsets(counts), axes, r0)
 
 
-def _flat_momenta(v: ak.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Flat float64 ``px, py, pz`` of a (jets, particles) array and the per-jet offsets."""
+def _flat_columns(v: ak.Array, fields: tuple[str, ...]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Flat float64 ``fields`` of a (jets, particles) record array, and the particles per jet."""
     flat = ak.flatten(v)
-    px, py, pz = (ak.to_numpy(flat[c]).astype(np.float64) for c in ("px", "py", "pz"))
-    return px, py, pz, _offsets(ak.to_numpy(ak.num(v, axis=1)))
+    return [ak.to_numpy(flat[c]).astype(np.float64) for c in fields], ak.to_numpy(ak.num(v, axis=1))
 
 
 def _nsubjettiness_flat(c_px, c_py, c_pz, c_off, axes: ak.Array, r0: float) -> np.ndarray:
     c_pt, c_eta, c_phi = kinematics(c_px, c_py, c_pz)
-    a_px, a_py, a_pz, a_off = _flat_momenta(axes)
+    (a_px, a_py, a_pz), a_counts = _flat_columns(axes, ("px", "py", "pz"))
     _, a_eta, a_phi = kinematics(a_px, a_py, a_pz)
-    return _tau_n(c_pt, c_eta, c_phi, c_off, a_eta, a_phi, a_off, r0)
+    return _tau_n(c_pt, c_eta, c_phi, c_off, a_eta, a_phi, _offsets(a_counts), r0)
 
 
 def jet_taus(constituents: ak.Array, r0: float) -> np.ndarray:
@@ -1216,9 +1215,8 @@ def jet_taus(constituents: ak.Array, r0: float) -> np.ndarray:
 
     Axes are the exclusive kT subjets of the constituents; jets with fewer than 3 constituents get 0.
     """
-    flat = ak.flatten(constituents)
-    p4 = [ak.to_numpy(flat[c]).astype(np.float64) for c in ("px", "py", "pz", "E")]
-    return _jet_taus_flat(*p4, ak.to_numpy(ak.num(constituents, axis=1)), r0)
+    (px, py, pz, e), counts = _flat_columns(constituents, ("px", "py", "pz", "E"))
+    return _jet_taus_flat(px, py, pz, e, counts, r0)
 
 
 def _jet_taus_flat(px, py, pz, e, n_const: np.ndarray, r0: float) -> np.ndarray:
@@ -1241,11 +1239,10 @@ def _jet_taus_flat(px, py, pz, e, n_const: np.ndarray, r0: float) -> np.ndarray:
     return taus
 
 
-def _cluster_fatjets(pf, cart, pf_counts, *, truth: _Truth, config: DetectorConfig) -> ak.Array:
+def _cluster_fatjets(pf, cart, pf_evt, pf_counts, *, truth: _Truth, config: DetectorConfig) -> ak.Array:
     """anti-kT R = 1.0 jets with N-subjettiness and soft-drop mass."""
     # an event whose PF scalar pT sum is below the threshold cannot contain such a jet: cluster only
     # the others (the empty events keep their place), which skips most W/Z events
-    pf_evt = np.repeat(np.arange(len(pf_counts)), pf_counts)
     sum_pt = _group_sum(pf["pt"].astype(np.float64), pf_evt, len(pf_counts))
     candidate = sum_pt >= config.fatjet_pt_min
     keep = np.flatnonzero(candidate[pf_evt])
