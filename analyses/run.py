@@ -184,8 +184,16 @@ def _branches_read(fileset: Mapping[str, Any], selection: str, *, events: int = 
     return sorted({access.branch for access in log})
 
 
-def _bench_floor(fileset: Mapping[str, Any], branches: list[str]) -> tuple[int, float]:
-    """Bare uproot read of ``branches`` (those the processor reads), one core: (events, seconds)."""
+def _bench_floor(fileset: Mapping[str, Any], branches: list[str], chunksize: int) -> tuple[int, float]:
+    """Bare uproot read of ``branches`` (those the processor reads), one core, in the processor's chunks:
+    (events, seconds).
+
+    Each file is read in the ranges coffea's Runner gives the processor (``round(entries / chunksize)``
+    equal ones). A whole-file read, the floor up to stop 25, allocates every column of the file at once:
+    its time moved between 1.9 and 4.4 s for the same 180k events (page faults of the 4.7 GB it holds),
+    the chunked read's between 1.70 and 1.79 s.
+    """
+    import math
     import time
 
     import uproot
@@ -195,10 +203,15 @@ def _bench_floor(fileset: Mapping[str, Any], branches: list[str]) -> tuple[int, 
         for path, tree in entry["files"].items():
             with uproot.open(path) as f:
                 t = f[tree]
-                start = time.perf_counter()
-                arrays = t.arrays(branches, library="ak")
-                seconds += time.perf_counter() - start
-                n += len(arrays)
+                entries = t.num_entries
+                step = math.ceil(entries / max(round(entries / chunksize), 1))  # coffea's FileMeta.chunks
+                for start in range(0, entries, step):
+                    stop = min(start + step, entries)
+                    begin = time.perf_counter()
+                    arrays = t.arrays(branches, entry_start=start, entry_stop=stop, library="ak")
+                    seconds += time.perf_counter() - begin
+                    n += len(arrays)
+                    del arrays
     return n, seconds
 
 
@@ -383,7 +396,9 @@ PROCESSOR_RATE_GOAL = 30_000
 
 def _bench_report(fileset: Mapping[str, Any], args: argparse.Namespace) -> None:
     branches = _branches_read(fileset, args.selection)
-    n_floor, t_floor = min((_bench_floor(fileset, branches) for _ in range(args.repeat)), key=lambda r: r[1])
+    n_floor, t_floor = min(
+        (_bench_floor(fileset, branches, args.chunksize) for _ in range(args.repeat)), key=lambda r: r[1]
+    )
     floor = n_floor / t_floor
     n_rmm, t_kernel, t_rmm = _bench_rmm(fileset)
     print(

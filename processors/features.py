@@ -14,6 +14,7 @@ events are used.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import awkward as ak
@@ -22,7 +23,7 @@ import numpy as np
 from cms_anomaly.processors import rmm as rmm_mod
 from cms_anomaly.processors.config import AnalysisConfig
 from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, SCALAR_FEATURES
-from cms_anomaly.processors.objects import EventObjects, build_objects, jagged_parts, trigger_lepton
+from cms_anomaly.processors.objects import EventObjects, build_objects, flat_columns, trigger_lepton
 
 log = logging.getLogger(__name__)
 
@@ -44,72 +45,106 @@ def _np(arr: Any, dtype: Any = np.float64) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _p4_sum_kernel(counts: Any, pt: Any, eta: Any, phi: Any, mass: Any) -> Any:  # pragma: no cover - compiled
-    out = np.zeros((len(counts), 4))
+def _sums_kernel(
+    counts: Any, pt: Any, eta: Any, phi: Any, mass: Any, pt_min: float, abs_eta_max: float
+) -> Any:  # pragma: no cover - compiled
+    """Per event: [0] the scalar pT sum, [1] the pT sum of the objects with pT > ``pt_min`` and |eta| <
+    ``abs_eta_max``, [2:6] (px, py, pz, E) summed over all objects, [6:10] over the first two. Sums run
+    in the objects' order (the same rounding as awkward's per-list sums)."""
+    out = np.zeros((len(counts), 10))
     k = 0
     for ev in range(len(counts)):
-        for _ in range(counts[ev]):
+        for i in range(counts[ev]):
             px = pt[k] * np.cos(phi[k])
             py = pt[k] * np.sin(phi[k])
             pz = pt[k] * np.sinh(eta[k])
-            out[ev, 0] += px
-            out[ev, 1] += py
-            out[ev, 2] += pz
-            out[ev, 3] += np.sqrt(px * px + py * py + pz * pz + mass[k] * mass[k])
+            energy = np.sqrt(px * px + py * py + pz * pz + mass[k] * mass[k])
+            out[ev, 0] += pt[k]
+            if pt[k] > pt_min and abs(eta[k]) < abs_eta_max:
+                out[ev, 1] += pt[k]
+            out[ev, 2] += px
+            out[ev, 3] += py
+            out[ev, 4] += pz
+            out[ev, 5] += energy
+            if i < 2:
+                out[ev, 6] += px
+                out[ev, 7] += py
+                out[ev, 8] += pz
+                out[ev, 9] += energy
             k += 1
     return out
 
 
-def four_momentum_sum(coll: ak.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-event (px, py, pz, E) summed over a jagged collection with ``pt, eta, phi, mass``."""
-    counts, pt = jagged_parts(coll.pt)
-    flat = [np.asarray(jagged_parts(coll[f])[1], dtype=np.float64) for f in ("eta", "phi", "mass")]
-    sums = _p4_sum_kernel(counts, np.asarray(pt, dtype=np.float64), *flat)
-    return sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3]
-
-
-def invariant_mass(coll: ak.Array) -> np.ndarray:
-    """Invariant mass of the sum of all objects of each event (0 for empty events)."""
-    px, py, pz, energy = four_momentum_sum(coll)
+def _mass(p4: np.ndarray) -> np.ndarray:
+    px, py, pz, energy = p4.T
     return np.sqrt(np.maximum(energy**2 - px**2 - py**2 - pz**2, 0.0))
 
 
-def vector_pt_sum(coll: ak.Array) -> np.ndarray:
-    """|sum of transverse momenta| of the objects of each event."""
-    px, py, _, _ = four_momentum_sum(coll)
-    return np.hypot(px, py)
+class CollectionSums:
+    """Per-event sums over one jagged collection with ``pt, eta, phi, mass`` (one numba pass).
 
+    ``pt_min`` / ``abs_eta_max`` define the objects of :attr:`pt_sum_selected` (S_T's objects).
+    """
 
-def leading_pair_mass(coll: ak.Array) -> np.ndarray:
-    """Invariant mass of the two leading objects (0 if fewer than two)."""
-    two = coll[:, :2]
-    return np.where(_np(ak.num(two, axis=1), np.int64) == 2, invariant_mass(two), 0.0)
+    def __init__(self, coll: ak.Array, *, pt_min: float = -np.inf, abs_eta_max: float = np.inf) -> None:
+        self.counts, flat = flat_columns(coll, ("pt", "eta", "phi", "mass"))
+        self._sums = _sums_kernel(
+            self.counts, flat["pt"], flat["eta"], flat["phi"], flat["mass"], float(pt_min), float(abs_eta_max)
+        )
+        self.flat = flat
 
+    @property
+    def pt_sum(self) -> np.ndarray:
+        """Scalar pT sum (H_T of jets)."""
+        return self._sums[:, 0]
 
-def _nth(coll: ak.Array, field: str, n: int, default: float) -> np.ndarray:
-    col = ak.pad_none(coll[field], n + 1, axis=1)[:, n]
-    return _np(ak.fill_none(col, default))
+    @property
+    def pt_sum_selected(self) -> np.ndarray:
+        """Scalar pT sum of the objects above ``pt_min`` within ``abs_eta_max``."""
+        return self._sums[:, 1]
+
+    @property
+    def mass(self) -> np.ndarray:
+        """Invariant mass of all objects (0 for an empty event)."""
+        return _mass(self._sums[:, 2:6])
+
+    @property
+    def vector_pt(self) -> np.ndarray:
+        """|sum of the objects' transverse momenta|."""
+        return np.hypot(self._sums[:, 2], self._sums[:, 3])
+
+    @property
+    def leading_pair_mass(self) -> np.ndarray:
+        """Invariant mass of the two leading objects (0 with fewer than two)."""
+        return np.where(self.counts >= 2, _mass(self._sums[:, 6:10]), 0.0)
+
+    def nth(self, values: np.ndarray, n: int, default: float = 0.0) -> np.ndarray:
+        """Flat ``values`` (aligned with the objects) of each event's ``n``-th object, ``default`` without one."""
+        start = np.cumsum(self.counts) - self.counts
+        has = self.counts > n
+        out = np.full(len(self.counts), default, dtype=np.float64)
+        out[has] = values[start[has] + n]
+        return out
 
 
 def lepton_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str, np.ndarray]:
     """Trigger-lepton features and the MET projections (0 where there is no trigger lepton)."""
     lep = trigger_lepton(objects, config=config.objects)
-    has = _np(~ak.is_none(lep), bool)
-    get = lambda f: _np(ak.fill_none(lep[f], 0))
-    pt, phi = get("pt"), get("phi")
+    has = lep["has"]
+    pt, phi = lep["pt"], lep["phi"]
     dphi = objects.met_phi - phi
     met = objects.met_pt
     mt = np.sqrt(np.maximum(2.0 * pt * met * (1.0 - np.cos(dphi)), 0.0))
     return {
         "has_lepton": has,
         "pt_lep": pt,
-        "eta_lep": get("eta"),
-        "iso_ch": get("iso_ch"),
-        "iso_neu": get("iso_neu"),
-        "iso_gamma": get("iso_gamma"),
-        "iso": get("iso"),
-        "charge_lep": get("charge").astype(np.int64),
-        "is_ele": (get("flavour") == 11).astype(np.int64),
+        "eta_lep": lep["eta"],
+        "iso_ch": lep["iso_ch"],
+        "iso_neu": lep["iso_neu"],
+        "iso_gamma": lep["iso_gamma"],
+        "iso": lep["iso"],
+        "charge_lep": lep["charge"].astype(np.int64),
+        "is_ele": (lep["flavour"] == 11).astype(np.int64),
         "met_par": np.where(has, met * np.cos(dphi), 0.0),
         "met_perp": np.where(has, met * np.sin(dphi), 0.0),
         "mt": np.where(has, mt, 0.0),
@@ -124,38 +159,41 @@ def event_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str
     # M_J, H_T the jets with pT > 30, |eta| < 2.4: one jet collection (``objects.jets``, |eta| <
     # 2.4, the tracker acceptance the b tag needs) serves both papers, so N_J, M_J, H_T and the jets
     # of S_T are the same jets; only the leptons and photons of S_T reach |eta| < 2.6.
-    st_pt = _np(ak.sum(objects.jets.pt[objects.jets.pt > fc.st_pt_min], axis=1))
-    for coll in (objects.muons, objects.electrons, objects.photons):
-        sel = (coll.pt > fc.st_pt_min) & (abs(coll.eta) < fc.st_eta_max)
-        st_pt = st_pt + _np(ak.sum(coll.pt[sel], axis=1))
-    fat = objects.fatjets
+    jets = CollectionSums(objects.jets, pt_min=fc.st_pt_min)
+    muons, electrons, photons = (
+        CollectionSums(c, pt_min=fc.st_pt_min, abs_eta_max=fc.st_eta_max)
+        for c in (objects.muons, objects.electrons, objects.photons)
+    )
+    st_pt = jets.pt_sum_selected + muons.pt_sum_selected + electrons.pt_sum_selected + photons.pt_sum_selected
+    fat = CollectionSums(objects.fatjets)
+    _, fat_tau = flat_columns(objects.fatjets, ("tau21", "tau32"))
     return {
-        "st": np.asarray(st_pt, dtype=np.float64) * np.ones(len(objects)),
-        "ht": _np(ak.sum(objects.jets.pt, axis=1)),
-        "n_jets": _np(ak.num(objects.jets, axis=1), np.int64),
-        "m_jets": invariant_mass(objects.jets),
+        "st": st_pt,
+        "ht": jets.pt_sum,
+        "n_jets": jets.counts,
+        "m_jets": jets.mass,
         "n_bjets": _np(ak.num(objects.bjets, axis=1), np.int64),
         "met": objects.met_pt,
-        "n_mu": _np(ak.num(objects.muons, axis=1), np.int64),
-        "m_mu": invariant_mass(objects.muons),
-        "pt_tot_mu": vector_pt_sum(objects.muons),
-        "n_ele": _np(ak.num(objects.electrons, axis=1), np.int64),
-        "m_ele": invariant_mass(objects.electrons),
-        "pt_tot_ele": vector_pt_sum(objects.electrons),
+        "n_mu": muons.counts,
+        "m_mu": muons.mass,
+        "pt_tot_mu": muons.vector_pt,
+        "n_ele": electrons.counts,
+        "m_ele": electrons.mass,
+        "pt_tot_ele": electrons.vector_pt,
         "n_ch_had": objects.n_ch_had,
         "n_neu_had": objects.n_neu_had,
         # Knapp app. A: "the number of all photon PF candidates" (-1 without PF candidates, like
         # the hadron multiplicities); identified photons enter S_T and the RMM
         "n_photons": objects.n_pf_photons,
-        "mjj": leading_pair_mass(objects.jets),
-        "n_fatjets": _np(ak.num(fat, axis=1), np.int64),
-        "mJ1": _nth(fat, "mass", 0, 0.0),
-        "mJ2": _nth(fat, "mass", 1, 0.0),
-        "mJJ": leading_pair_mass(fat),
-        "tau21_j1": _nth(fat, "tau21", 0, 0.0),
-        "tau32_j1": _nth(fat, "tau32", 0, 0.0),
-        "tau21_j2": _nth(fat, "tau21", 1, 0.0),
-        "tau32_j2": _nth(fat, "tau32", 1, 0.0),
+        "mjj": jets.leading_pair_mass,
+        "n_fatjets": fat.counts,
+        "mJ1": fat.nth(fat.flat["mass"], 0),
+        "mJ2": fat.nth(fat.flat["mass"], 1),
+        "mJJ": fat.leading_pair_mass,
+        "tau21_j1": fat.nth(fat_tau["tau21"], 0),
+        "tau32_j1": fat.nth(fat_tau["tau32"], 0),
+        "tau21_j2": fat.nth(fat_tau["tau21"], 1),
+        "tau32_j2": fat.nth(fat_tau["tau32"], 1),
     }
 
 
@@ -178,10 +216,13 @@ def adc_objects(objects: EventObjects, *, config: AnalysisConfig) -> np.ndarray:
         "jet": jets[(jets.pt > fc.adc_jet_pt_min) & (abs(jets.eta) < fc.adc_jet_eta_max)],
     }
     for name, (row, nrows) in ADC_LAYOUT.items():
-        coll = colls[name]
+        counts, flat = flat_columns(colls[name], ("pt", "eta", "phi"))
+        # each object's position in its event; the first nrows fill the rows, the rest stay 0
+        slot = np.arange(len(flat["pt"])) - np.repeat(np.cumsum(counts) - counts, counts)
+        keep = slot < nrows
+        ev, slot = np.repeat(np.arange(n), counts)[keep], slot[keep] + row
         for k, fld in enumerate(("pt", "eta", "phi")):
-            padded = ak.fill_none(ak.pad_none(coll[fld][:, :nrows], nrows, axis=1, clip=True), 0.0)
-            out[:, row : row + nrows, k] = _np(padded, np.float32).reshape(n, nrows)
+            out[ev, slot, k] = flat[fld][keep]
     return out
 
 
@@ -205,6 +246,47 @@ def scalar_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[st
     columns.update(lepton_features(objects, config=config))
     columns.update(event_features(objects, config=config))
     return columns
+
+
+#: scalar features a cut can have without computing the others: object counts
+_COUNTS: dict[str, str] = {
+    "n_jets": "jets",
+    "n_bjets": "bjets",
+    "n_fatjets": "fatjets",
+    "n_mu": "muons",
+    "n_ele": "electrons",
+}
+
+
+class CutFeatures(Mapping[str, np.ndarray]):
+    """The scalar features of every event of a chunk as the selections read them, computed on demand.
+
+    The cuts of a selection see every event, but the features of the events a selection rejects are
+    never used: the built-in cuts read only object counts (``n_jets``, ``n_fatjets``), which come
+    straight from the objects. Any other name computes :func:`scalar_features` of all events once
+    (a user's cut on ``ht`` still works). The processor computes the features of the selected events
+    afterwards, on those events only (a third of the chunk under ``single_lepton``).
+    """
+
+    def __init__(self, objects: EventObjects, *, config: AnalysisConfig) -> None:
+        self._objects, self._config = objects, config
+        self._all: dict[str, np.ndarray] | None = None
+
+    def _computed(self) -> dict[str, np.ndarray]:
+        if self._all is None:
+            self._all = scalar_features(self._objects, config=self._config)
+        return self._all
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if self._all is None and name in _COUNTS:
+            return _np(ak.num(getattr(self._objects, _COUNTS[name]), axis=1), np.int64)
+        return self._computed()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._computed())
+
+    def __len__(self) -> int:
+        return len(self._computed())
 
 
 def array_features(

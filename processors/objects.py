@@ -33,6 +33,7 @@ neutral hadrons and photons together; ``iso_gamma`` = 0), see the schema docstri
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,18 +68,35 @@ class EventObjects:
     fatjets: ak.Array
     met_pt: np.ndarray
     met_phi: np.ndarray
-    #: PF-candidate multiplicities (charged hadrons, neutral hadrons, photons), -1 where the file
-    #: has no PF candidates
-    n_ch_had: np.ndarray
-    n_neu_had: np.ndarray
-    n_pf_photons: np.ndarray
     genweight: np.ndarray
     has_pfcands: bool
+    #: PF-candidate multiplicities (``None`` where the file has no PF candidates)
+    pf_multiplicities: PFMultiplicities | None = None
     #: collections absent from the file and treated as empty on request (``allow_missing``)
     missing_collections: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.met_pt)
+
+    def _multiplicity(self, category: int) -> np.ndarray:
+        if self.pf_multiplicities is None:
+            return np.full(len(self), -1, dtype=np.int64)
+        return self.pf_multiplicities.counts[:, category]
+
+    @property
+    def n_ch_had(self) -> np.ndarray:
+        """Charged hadrons (charged PF candidates other than e/mu) per event; -1 without PF candidates."""
+        return self._multiplicity(PF_CHARGED_HADRON)
+
+    @property
+    def n_neu_had(self) -> np.ndarray:
+        """Neutral PF hadrons per event; -1 without PF candidates."""
+        return self._multiplicity(PF_NEUTRAL_HADRON)
+
+    @property
+    def n_pf_photons(self) -> np.ndarray:
+        """PF photons per event; -1 without PF candidates."""
+        return self._multiplicity(PF_PHOTON)
 
     def subset(self, mask: np.ndarray) -> EventObjects:
         """The objects of the events where ``mask`` is true."""
@@ -87,7 +105,7 @@ class EventObjects:
         changes = {
             f.name: getattr(self, f.name)[mask]
             for f in dataclasses.fields(self)
-            if f.name not in ("variant", "has_pfcands", "missing_collections")
+            if f.name not in ("variant", "has_pfcands", "missing_collections") and getattr(self, f.name) is not None
         }
         return dataclasses.replace(self, **changes)
 
@@ -125,10 +143,105 @@ def _collection(
 
 
 def jagged_parts(arr: ak.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(counts per event, flat values) of a jagged numeric array, as numpy."""
+    """(counts per event, flat values) of a jagged numeric array, as numpy.
+
+    A NanoAOD branch is a list-offset array of numbers: its offsets and values are read off the layout
+    (no awkward operation, the values not copied); any other layout goes through ``ak.num`` / ``ak.flatten``.
+    """
+    layout = ak.to_layout(arr)
+    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.NumpyArray):
+        offsets = np.asarray(layout.offsets.data, dtype=np.int64)
+        values = np.asarray(layout.content.data)
+        if values.ndim == 1:
+            return np.diff(offsets), values[offsets[0] : offsets[-1]]
     counts = np.asarray(ak.to_numpy(ak.num(arr, axis=1)), dtype=np.int64)
     values = np.asarray(ak.to_numpy(ak.flatten(arr, axis=1)))
     return counts, values
+
+
+@numba.njit(cache=True, nogil=True)
+def _pt_order_kernel(counts: Any, pt: Any) -> Any:  # pragma: no cover - compiled
+    """Permutation ordering each event's objects by descending pT, ties in their original order
+    (a stable insertion sort: events hold a handful of objects)."""
+    perm = np.arange(len(pt))
+    a0 = 0
+    for ev in range(len(counts)):
+        for i in range(a0 + 1, a0 + counts[ev]):
+            j = i
+            while j > a0 and pt[perm[j - 1]] < pt[perm[j]]:
+                perm[j - 1], perm[j] = perm[j], perm[j - 1]
+                j -= 1
+        a0 += counts[ev]
+    return perm
+
+
+@dataclass(frozen=True)
+class FlatCollection:
+    """One collection of a chunk as per-event counts and flat numpy columns (the objects of event
+    ``i`` are rows ``offsets[i]:offsets[i + 1]``): cuts, isolation, overlap removal and the pT ordering
+    run on these, and :meth:`to_awkward` builds the jagged record once, at the end."""
+
+    counts: np.ndarray
+    columns: dict[str, np.ndarray]
+
+    @classmethod
+    def from_columns(cls, columns: dict[str, Any], dtypes: dict[str, Any]) -> FlatCollection:
+        """From jagged columns of one collection (same counts), each cast to its ``dtypes`` entry."""
+        counts: np.ndarray | None = None
+        flat = {}
+        for name, col in columns.items():
+            c, values = jagged_parts(col)
+            counts = c if counts is None else counts
+            flat[name] = values.astype(dtypes[name], copy=False)
+        assert counts is not None
+        return cls(counts, flat)
+
+    def select(self, keep: np.ndarray) -> FlatCollection:
+        """The objects where the flat mask ``keep`` is true."""
+        if keep.all():
+            return self
+        passed = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+        offsets = np.concatenate(([0], np.cumsum(self.counts)))
+        return FlatCollection(passed[offsets[1:]] - passed[offsets[:-1]], {k: v[keep] for k, v in self.columns.items()})
+
+    def with_columns(self, **columns: np.ndarray) -> FlatCollection:
+        return FlatCollection(self.counts, {**self.columns, **columns})
+
+    def sorted_by_pt(self) -> FlatCollection:
+        """Each event's objects in descending pT (stable)."""
+        perm = _pt_order_kernel(self.counts, self.columns["pt"])
+        return FlatCollection(self.counts, {k: v[perm] for k, v in self.columns.items()})
+
+    def keep_isolated_from(self, *others: FlatCollection, dr: float, min_pt_fraction: float = 0.0) -> np.ndarray:
+        """Flat mask of the objects with no object of any of ``others`` within ``dR < dr`` (same event; with ``min_pt_fraction`` > 0 only an other object carrying more than that
+        fraction of the object's pT removes it; one pass of :func:`_overlap_kernel` per collection)."""
+        keep = np.ones(len(self.columns["pt"]), dtype=bool)
+        a = self.columns
+        for other in others:
+            b = other.columns
+            keep &= _overlap_kernel(
+                self.counts,
+                a["eta"],
+                a["phi"],
+                a["pt"],
+                other.counts,
+                b["eta"],
+                b["phi"],
+                b["pt"],
+                float(dr),
+                float(min_pt_fraction),
+            )
+        return keep
+
+    def to_awkward(self) -> ak.Array:
+        """The jagged record array (fields in column order)."""
+        offsets = ak.index.Index64(np.concatenate(([0], np.cumsum(self.counts))))
+        record = ak.contents.RecordArray(
+            [ak.contents.NumpyArray(v) for v in self.columns.values()],
+            list(self.columns),
+            length=int(offsets[-1]),
+        )
+        return ak.Array(ak.contents.ListOffsetArray(offsets, record))
 
 
 #: PF-candidate categories of the isolation sums and the multiplicities (CMS PF isolation:
@@ -136,27 +249,61 @@ def jagged_parts(arr: ak.Array) -> tuple[np.ndarray, np.ndarray]:
 PF_CHARGED_HADRON, PF_NEUTRAL_HADRON, PF_PHOTON, PF_LEPTON = 0, 1, 2, 3
 
 
-@numba.njit(cache=True, nogil=True)
-def _pf_category_kernel(counts: Any, charge: Any, pdgid: Any) -> Any:  # pragma: no cover - compiled
-    """Category of every PF candidate and the number of candidates of each category per event.
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pf_category(charge: Any, pdgid: Any) -> Any:  # pragma: no cover - compiled
+    """Category of a PF candidate: e/mu (any charge) -> lepton; other charged -> charged hadron;
+    neutral pdgId 22 -> photon; other neutral -> neutral hadron. Branch-free selects."""
+    aid = abs(pdgid)
+    neutral_cat = PF_PHOTON if aid == 22 else PF_NEUTRAL_HADRON
+    c = PF_CHARGED_HADRON if charge != 0 else neutral_cat
+    return PF_LEPTON if (aid == 11) | (aid == 13) else c
 
-    e/mu (any charge) -> lepton; other charged -> charged hadron; neutral pdgId 22 -> photon; other
-    neutral -> neutral hadron. One pass; the selects compile to branch-free code (2.5 ns a candidate
-    against 5.7 ns for the branching loop it replaced).
+
+@numba.njit(cache=True, nogil=True)
+def _multiplicity_kernel(events: Any, offsets: Any, charge: Any, pdgid: Any) -> Any:  # pragma: no cover - compiled
+    """Candidates of each category in each of ``events`` (indices into ``offsets``)."""
+    mult = np.zeros((len(events), 4), dtype=np.int64)
+    for i in range(len(events)):
+        ev = events[i]
+        n_ch = n_neu = n_pho = 0
+        # counters in registers, incremented by comparisons: the loop vectorises (an indexed
+        # mult[i, category] += 1 serialises on the store)
+        for k in range(offsets[ev], offsets[ev + 1]):
+            c = _pf_category(charge[k], pdgid[k])
+            n_ch += c == PF_CHARGED_HADRON
+            n_neu += c == PF_NEUTRAL_HADRON
+            n_pho += c == PF_PHOTON
+        mult[i, PF_CHARGED_HADRON] = n_ch
+        mult[i, PF_NEUTRAL_HADRON] = n_neu
+        mult[i, PF_PHOTON] = n_pho
+        mult[i, PF_LEPTON] = offsets[ev + 1] - offsets[ev] - n_ch - n_neu - n_pho
+    return mult
+
+
+@dataclass(frozen=True)
+class PFMultiplicities:
+    """The PF-candidate multiplicities of some events of a chunk, counted when first asked for.
+
+    Holds the chunk's flat ``charge`` / ``pdgId`` and the indices of its events: a subset (the
+    selected events) only narrows the indices, so the ~300 candidates per event are counted for
+    the events whose features are computed, not for every event read.
     """
-    cat = np.empty(len(pdgid), dtype=np.int8)
-    mult = np.zeros((len(counts), 4), dtype=np.int64)
-    k = 0
-    for ev in range(len(counts)):
-        for _ in range(counts[ev]):
-            aid = abs(pdgid[k])
-            neutral_cat = PF_PHOTON if aid == 22 else PF_NEUTRAL_HADRON
-            c = PF_CHARGED_HADRON if charge[k] != 0 else neutral_cat
-            c = PF_LEPTON if (aid == 11) | (aid == 13) else c
-            cat[k] = c
-            mult[ev, c] += 1
-            k += 1
-    return cat, mult
+
+    offsets: np.ndarray
+    charge: np.ndarray
+    pdgid: np.ndarray
+    events: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __getitem__(self, mask: np.ndarray) -> PFMultiplicities:
+        return dataclasses.replace(self, events=self.events[mask])
+
+    @functools.cached_property
+    def counts(self) -> np.ndarray:
+        """(events, 4) candidates per category (``counts[:, PF_PHOTON]``, ...)."""
+        return _multiplicity_kernel(self.events, self.offsets, self.charge, self.pdgid)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -169,7 +316,8 @@ def _iso_kernel(
     ppt: Any,
     peta: Any,
     pphi: Any,
-    category: Any,
+    pcharge: Any,
+    ppdgid: Any,
     cone: Any,
 ) -> Any:  # pragma: no cover - compiled
     """Charged-hadron, neutral-hadron and photon pT sums within ``dR < cone`` over each lepton's pT.
@@ -195,7 +343,7 @@ def _iso_kernel(
                 elif dphi < -np.pi:
                     dphi += 2 * np.pi
                 if deta * deta + dphi * dphi < cone2:
-                    sums[category[b]] += ppt[b]
+                    sums[_pf_category(pcharge[b], ppdgid[b])] += ppt[b]
             if lpt[a] > 0:
                 for k in range(3):
                     out[a, k] = sums[k] / lpt[a]
@@ -231,14 +379,24 @@ def pf_isolation(leptons: ak.Array, pfcands: ak.Array, *, cone: float = 0.3) -> 
 
 
 def pf_flat(pfcands: ak.Array) -> dict[str, np.ndarray]:
-    """Counts and flat numpy arrays of the PF-candidate fields the isolation and the multiplicities
-    use (read once, shared by the kernels), with each candidate's category and the per-event
-    multiplicities of the categories (``multiplicity[:, PF_PHOTON]``, ...)."""
+    """Counts, offsets and flat numpy arrays of the PF-candidate fields the isolation and the
+    multiplicities use (read once, shared by the kernels)."""
     counts, pt = jagged_parts(pfcands.pt)
-    out = {"counts": counts, "pt": pt}
+    out = {"counts": counts, "offsets": np.concatenate(([0], np.cumsum(counts))), "pt": pt}
     for f in ("eta", "phi", "charge", "pdgId"):
         out[f] = jagged_parts(pfcands[f])[1]
-    out["category"], out["multiplicity"] = _pf_category_kernel(counts, out["charge"], out["pdgId"])
+    return out
+
+
+def _iso_flat(
+    counts: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, pf: dict[str, np.ndarray], *, cone: float
+) -> dict[str, np.ndarray]:
+    """Flat ``iso_ch, iso_neu, iso_gamma, iso`` of flat leptons (see :func:`pf_isolation`)."""
+    iso = _iso_kernel(
+        counts, pt, eta, phi, pf["counts"], pf["pt"], pf["eta"], pf["phi"], pf["charge"], pf["pdgId"], float(cone)
+    )
+    out = {name: iso[:, k] for k, name in enumerate(("iso_ch", "iso_neu", "iso_gamma"))}
+    out["iso"] = iso.sum(axis=1)
     return out
 
 
@@ -246,33 +404,21 @@ def _iso_from_flat(leptons: ak.Array, pf: dict[str, np.ndarray], *, cone: float)
     lc, lpt = jagged_parts(leptons.pt)
     _, leta = jagged_parts(leptons.eta)
     _, lphi = jagged_parts(leptons.phi)
-    iso = _iso_kernel(
-        lc,
-        lpt,
-        leta,
-        lphi,
-        pf["counts"],
-        pf["pt"],
-        pf["eta"],
-        pf["phi"],
-        pf["category"],
-        float(cone),
-    )
-    out = {name: ak.unflatten(iso[:, k], lc) for k, name in enumerate(("iso_ch", "iso_neu", "iso_gamma"))}
-    out["iso"] = ak.unflatten(iso.sum(axis=1), lc)
-    return out
+    iso = _iso_flat(lc, lpt, leta, lphi, pf, cone=cone)
+    return {name: ak.unflatten(values, lc) for name, values in iso.items()}
 
 
 def _lepton_id(
     events: Any, prefix: str, *, variant: schema.SchemaVariant, available: set[str], config: ObjectConfig
-) -> ak.Array | None:
-    """Identification (without isolation) of each lepton, ``None`` where the file has no ID branch."""
+) -> np.ndarray | None:
+    """Flat identification mask (without isolation) of the leptons, ``None`` where the file has no ID branch."""
     get = lambda q: schema.get(events, q, variant=variant, feature=f"{prefix} identification", available=available)
+    flat = lambda arr: jagged_parts(arr)[1].astype(bool)
     if prefix == "muon" and config.muon_id == "loose":
         # CMS MUO loose muon: a PF muon that is a global or an arbitrated tracker muon
         parts = [get(f"muon.{k}") for k in ("isPFcand", "isGlobal", "isTracker")]
         if all(p is not None for p in parts):
-            pf, glb, trk = (ak.values_astype(p, bool) for p in parts)
+            pf, glb, trk = (flat(p) for p in parts)
             return pf & (glb | trk)
     quantity = f"muon.{config.muon_id}Id" if prefix == "muon" else ("electron.id" if config.electron_id else None)
     if quantity is None:
@@ -281,7 +427,11 @@ def _lepton_id(
     if ident is None:
         log.debug("%s: no %s identification branch: isolation only", variant.name, prefix)
         return None
-    return ak.values_astype(ident, bool)
+    return flat(ident)
+
+
+_F8 = np.float64
+_KINEMATICS = {"pt": _F8, "eta": _F8, "phi": _F8, "mass": _F8}
 
 
 def _leptons(
@@ -293,7 +443,7 @@ def _leptons(
     variant: schema.SchemaVariant,
     available: set[str],
     config: ObjectConfig,
-) -> ak.Array:
+) -> FlatCollection:
     """Selected leptons: ID, pT > ``lepton_pt_min``, Iso < ``lepton_iso_max`` (pT-ordered)."""
     fields = _collection(
         events,
@@ -303,72 +453,90 @@ def _leptons(
         feature=f"{prefix} kinematics",
         available=available,
     )
-    coll = ak.zip({k: (_as_float(v) if k != "charge" else ak.values_astype(v, np.int32)) for k, v in fields.items()})
-    keep = coll.pt > config.lepton_pt_min
+    coll = FlatCollection.from_columns(fields, {**_KINEMATICS, "charge": np.int32})
+    keep = coll.columns["pt"] > config.lepton_pt_min
     ident = _lepton_id(events, prefix, variant=variant, available=available, config=config)
     if ident is not None:
         keep = keep & ident
-    coll = coll[keep]
+    coll = coll.select(keep)
+    c = coll.columns
     if pfcands is not None:
-        iso = _iso_from_flat(coll, pfcands, cone=config.iso_cone)
+        iso = _iso_flat(coll.counts, c["pt"], c["eta"], c["phi"], pfcands, cone=config.iso_cone)
     else:
         iso_all = schema.get(events, f"{prefix}.iso_all", variant=variant, feature="iso", available=available)
         iso_chg = schema.get(events, f"{prefix}.iso_chg", variant=variant, feature="iso_ch", available=available)
-        iso_all = _as_float(iso_all)[keep]
-        iso_chg = ak.zeros_like(iso_all) if iso_chg is None else _as_float(iso_chg)[keep]
-        iso = {"iso_ch": iso_chg, "iso_neu": iso_all - iso_chg, "iso_gamma": ak.zeros_like(iso_all), "iso": iso_all}
-    for name, values in iso.items():
-        coll = ak.with_field(coll, values, name)
-    coll = coll[coll.iso < config.lepton_iso_max]
-    coll = ak.with_field(coll, ak.full_like(coll.charge, pdgid), "flavour")
-    return _sorted_by_pt(coll)
+        all_flat = jagged_parts(iso_all)[1].astype(_F8)[keep]
+        chg_flat = np.zeros_like(all_flat) if iso_chg is None else jagged_parts(iso_chg)[1].astype(_F8)[keep]
+        iso = {
+            "iso_ch": chg_flat,
+            "iso_neu": all_flat - chg_flat,
+            "iso_gamma": np.zeros_like(all_flat),
+            "iso": all_flat,
+        }
+    coll = coll.with_columns(**iso)
+    coll = coll.select(coll.columns["iso"] < config.lepton_iso_max)
+    coll = coll.with_columns(flavour=np.full(len(coll.columns["pt"]), pdgid, dtype=np.int32))
+    return coll.sorted_by_pt()
 
 
-def _photons(get: Callable[[str, str], Any], *, config: ObjectConfig, label: str) -> ak.Array:
+def _photons(get: Callable[[str, str], Any], *, config: ObjectConfig, label: str) -> FlatCollection:
     """Identified, isolated photons (before the lepton overlap removal), pT-ordered.
 
     ``Photon_cutBased >= photon_id_min`` (or the loose bit of the older ``cutBasedBitmap``) and
     ``Photon_pfRelIso03_all < photon_iso_max``: a pi0 photon inside a jet fails both.
     """
-    photons = ak.zip({k: _as_float(get(f"photon.{k}", "photons")) for k in ("pt", "eta", "phi", "mass")})
-    keep = (photons.pt > config.photon_pt_min) & (abs(photons.eta) < config.photon_eta_max)
+    photons = FlatCollection.from_columns({k: get(f"photon.{k}", "photons") for k in _KINEMATICS}, _KINEMATICS)
+    pt, eta = photons.columns["pt"], photons.columns["eta"]
+    keep = (pt > config.photon_pt_min) & (abs(eta) < config.photon_eta_max)
     level = get("photon.id", "photon identification")
     bitmap = get("photon.id_bitmap", "photon identification") if level is None else None
     if level is not None:
-        keep = keep & (level >= config.photon_id_min)
+        keep = keep & (jagged_parts(level)[1] >= config.photon_id_min)
     elif bitmap is not None and config.photon_id_min > 0:
         bit = 1 << (config.photon_id_min - 1)
-        keep = keep & ((bitmap & bit) == bit)
+        keep = keep & ((jagged_parts(bitmap)[1] & bit) == bit)
     iso = get("photon.iso_all", "photon isolation")
     if iso is not None:
-        keep = keep & (iso < config.photon_iso_max)
+        keep = keep & (jagged_parts(iso)[1] < config.photon_iso_max)
     if level is None and bitmap is None and iso is None:
         log.debug("%s: photons without ID or isolation branches: kinematic cuts only", label)
-    return _sorted_by_pt(photons[keep])
+    return photons.select(keep).sorted_by_pt()
 
 
-def _jet_id(jets: ak.Array, ident: ak.Array | None, level: str, variant: schema.SchemaVariant) -> ak.Array:
-    """Mask of the jets passing the ID ``level`` (all where ``level`` is "none" or the file has no ID)."""
+def _jet_id(n_jets: int, ident: ak.Array | None, level: str, variant: schema.SchemaVariant) -> np.ndarray:
+    """Flat mask of the jets passing the ID ``level`` (all where ``level`` is "none" or the file has no ID)."""
     if level == "none" or ident is None:
-        return ak.ones_like(jets.pt, dtype=bool)
+        return np.ones(n_jets, dtype=bool)
     bits = variant.jet_id_bits[level]
-    return (ident & bits) == bits
+    return (jagged_parts(ident)[1] & bits) == bits
 
 
-def remove_overlaps(coll: ak.Array, others: ak.Array, *, dr: float, min_pt_fraction: float = 0.0) -> ak.Array:
-    """The objects of ``coll`` with no object of ``others`` within ``dR < dr`` (same event).
+@numba.njit(cache=True, nogil=True)
+def _overlap_kernel(
+    counts: Any, eta: Any, phi: Any, pt: Any, other_counts: Any, oeta: Any, ophi: Any, opt: Any, dr: float, frac: float
+) -> Any:  # pragma: no cover - compiled
+    """Keep-mask of the objects with no other object of their event within ``dR < dr`` (and, for
+    ``frac`` > 0, with pT above ``frac`` times theirs); dR as :func:`delta_r` computes it."""
+    keep = np.ones(len(eta), dtype=np.bool_)
+    a0 = 0
+    b0 = 0
+    for ev in range(len(counts)):
+        for a in range(a0, a0 + counts[ev]):
+            for b in range(b0, b0 + other_counts[ev]):
+                dphi = (phi[a] - ophi[b] + np.pi) % (2 * np.pi) - np.pi
+                if np.hypot(eta[a] - oeta[b], dphi) < dr and (frac <= 0.0 or opt[b] > frac * pt[a]):
+                    keep[a] = False
+                    break
+        a0 += counts[ev]
+        b0 += other_counts[ev]
+    return keep
 
-    Both are jagged records with ``eta`` and ``phi`` (and ``pt`` when ``min_pt_fraction`` > 0:
-    then only an other object carrying more than that fraction of the object's pT removes it).
-    An event without ``others`` keeps every object. One pairing per call: concatenate the kinds of
-    ``others`` first (``ak.concatenate(..., axis=1)``).
-    """
-    fields = ["eta", "phi", "pt"] if min_pt_fraction > 0 else ["eta", "phi"]
-    a, b = ak.unzip(ak.cartesian([coll[fields], others[fields]], axis=1, nested=True))
-    close = delta_r(a.eta, a.phi, b.eta, b.phi) < dr
-    if min_pt_fraction > 0:
-        close = close & (b.pt > min_pt_fraction * a.pt)
-    return coll[~ak.any(close, axis=2)]
+
+def flat_columns(coll: ak.Array, fields: tuple[str, ...]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(objects per event, {field: flat float64 numpy}) of a jagged record array: one flatten for all fields."""
+    counts = np.asarray(ak.to_numpy(ak.num(coll, axis=1)), dtype=np.int64)
+    flat = ak.flatten(coll[list(fields)], axis=1)
+    return counts, {f: np.asarray(ak.to_numpy(flat[f]), dtype=np.float64) for f in fields}
 
 
 def recluster_jets(pfcands: ak.Array, *, radius: float = 0.4, pt_min: float = 15.0) -> ak.Array:
@@ -399,14 +567,6 @@ def _match_btag(jets: ak.Array, nano_jets: ak.Array, *, max_dr: float = 0.2) -> 
     best_dr = ak.fill_none(ak.firsts(dr[best], axis=2), np.inf)
     best_tag = ak.fill_none(ak.firsts(pairs.n.btag[best], axis=2), 0.0)
     return ak.where(best_dr < max_dr, best_tag, 0.0)
-
-
-def _pf_multiplicities(pf: dict[str, np.ndarray] | None, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Charged hadrons (charged, not e/mu), neutral hadrons and photons per event; -1 without PF."""
-    if pf is None:
-        return tuple(np.full(n, -1, dtype=np.int64) for _ in range(3))  # type: ignore[return-value]
-    mult = pf["multiplicity"]
-    return mult[:, PF_CHARGED_HADRON], mult[:, PF_NEUTRAL_HADRON], mult[:, PF_PHOTON]
 
 
 #: (file, message) pairs already logged in this process: a notice once per file, not once per chunk
@@ -482,87 +642,131 @@ def build_objects(
     electrons = _leptons(
         events, "electron", pdgid=ELECTRON_PDGID, pfcands=pfcands, variant=variant, available=available, config=config
     )
-    # overlap removal: leptons > photons > jets (objects are disjoint)
-    leptons = ak.concatenate(
-        [c[c.pt > config.overlap_lepton_pt_min][["eta", "phi", "pt"]] for c in (muons, electrons)], axis=1
-    )
-    photons = remove_overlaps(
-        _photons(get, config=config, label=source or variant.name), leptons, dr=config.photon_lepton_dr
-    )
-    cleaners = ak.concatenate([leptons, photons[["eta", "phi", "pt"]]], axis=1)
+    # overlap removal: leptons > photons > jets (objects are disjoint); an object is removed when one of
+    # any cleaning collection is close, so each collection is one pass of the overlap kernel
+    leptons = [c.select(c.columns["pt"] > config.overlap_lepton_pt_min) for c in (muons, electrons)]
+    photons = _photons(get, config=config, label=source or variant.name)
+    photons = photons.select(photons.keep_isolated_from(*leptons, dr=config.photon_lepton_dr))
+    cleaners = (*leptons, photons)
 
-    nano_jets = ak.zip({k: _as_float(get(f"jet.{k}", "jets")) for k in ("pt", "eta", "phi", "mass")})
-    nano_jets = ak.with_field(nano_jets, _as_float(get("jet.btag", "n_bjets")), "btag")
+    nano_jets = FlatCollection.from_columns(
+        {**{k: get(f"jet.{k}", "jets") for k in _KINEMATICS}, "btag": get("jet.btag", "n_bjets")},
+        {**_KINEMATICS, "btag": _F8},
+    )
     if config.recluster_jets:
         if pfcands is None:
             raise schema.MissingBranchError(
                 "PFCands_pt", feature="re-clustered jets", variant=variant.name, source=source
             )
-        all_jets = recluster_jets(ak.zip(pf_fields), radius=config.recluster_radius, pt_min=15.0)
-        all_jets = ak.with_field(all_jets, _match_btag(all_jets, nano_jets), "btag")
-    else:
-        all_jets = _sorted_by_pt(
-            nano_jets[_jet_id(nano_jets, get("jet.id", "jet identification"), config.jet_id, variant)]
+        clustered = recluster_jets(ak.zip(pf_fields), radius=config.recluster_radius, pt_min=15.0)
+        btag = _match_btag(clustered, nano_jets.to_awkward())
+        all_jets = FlatCollection.from_columns(
+            {**{k: clustered[k] for k in _KINEMATICS}, "btag": btag}, {**_KINEMATICS, "btag": _F8}
         )
-    all_jets = remove_overlaps(all_jets, cleaners, dr=config.jet_overlap_dr)
-    jets = all_jets[(all_jets.pt > config.jet_pt_min) & (abs(all_jets.eta) < config.jet_eta_max)]
-    jets = ak.with_field(jets, jets.btag > getattr(config, variant.btag_wp_key), "is_b")
-    bjets = jets[jets.is_b]
+    else:
+        ident = _jet_id(len(nano_jets.columns["pt"]), get("jet.id", "jet identification"), config.jet_id, variant)
+        all_jets = nano_jets.select(ident).sorted_by_pt()
+    all_jets = all_jets.select(all_jets.keep_isolated_from(*cleaners, dr=config.jet_overlap_dr))
+    c = all_jets.columns
+    jets = all_jets.select((c["pt"] > config.jet_pt_min) & (abs(c["eta"]) < config.jet_eta_max))
+    jets = jets.with_columns(is_b=jets.columns["btag"] > getattr(config, variant.btag_wp_key))
+    bjets = jets.select(jets.columns["is_b"])
 
-    fj = {k: get(f"fatjet.{k}", "large-R jets") for k in ("pt", "eta", "phi", "mass")}
+    fatjets = FlatCollection.from_columns({k: get(f"fatjet.{k}", "large-R jets") for k in _KINEMATICS}, _KINEMATICS)
     soft = get("fatjet.msoftdrop", "mJ1") if config.fatjet_mass == "msoftdrop" else None
     taus = [get(f"fatjet.tau{i}", f"tau{i}") for i in (1, 2, 3)]
-    fatjets = ak.zip({k: _as_float(v) for k, v in fj.items()})
     if soft is not None:
-        fatjets = ak.with_field(fatjets, _as_float(soft), "mass")
+        fatjets = fatjets.with_columns(mass=jagged_parts(soft)[1].astype(_F8))
+    n_fat = len(fatjets.columns["pt"])
     if all(t is not None for t in taus):
-        t1, t2, t3 = (_as_float(t) for t in taus)
-        fatjets = ak.with_field(fatjets, ak.where(t1 > 0, t2 / ak.where(t1 > 0, t1, 1.0), 0.0), "tau21")
-        fatjets = ak.with_field(fatjets, ak.where(t2 > 0, t3 / ak.where(t2 > 0, t2, 1.0), 0.0), "tau32")
-    else:
-        fatjets = ak.with_field(fatjets, ak.full_like(fatjets.pt, -1.0), "tau21")
-        fatjets = ak.with_field(fatjets, ak.full_like(fatjets.pt, -1.0), "tau32")
-    fatjet_id = _jet_id(
-        fatjets, get("fatjet.id", "large-R jet identification"), "tight" if config.jet_id != "none" else "none", variant
-    )
-    fatjets = fatjets[fatjet_id & (fatjets.pt > config.fatjet_pt_min) & (abs(fatjets.eta) < config.fatjet_eta_max)]
-    fatjets = _sorted_by_pt(
-        remove_overlaps(
-            fatjets, cleaners, dr=config.fatjet_overlap_dr, min_pt_fraction=config.fatjet_overlap_pt_fraction
+        t1, t2, t3 = (jagged_parts(t)[1].astype(_F8) for t in taus)
+        fatjets = fatjets.with_columns(
+            tau21=np.where(t1 > 0, t2 / np.where(t1 > 0, t1, 1.0), 0.0),
+            tau32=np.where(t2 > 0, t3 / np.where(t2 > 0, t2, 1.0), 0.0),
         )
+    else:
+        fatjets = fatjets.with_columns(tau21=np.full(n_fat, -1.0), tau32=np.full(n_fat, -1.0))
+    fatjet_id = _jet_id(
+        n_fat, get("fatjet.id", "large-R jet identification"), "tight" if config.jet_id != "none" else "none", variant
     )
+    c = fatjets.columns
+    fatjets = fatjets.select(fatjet_id & (c["pt"] > config.fatjet_pt_min) & (abs(c["eta"]) < config.fatjet_eta_max))
+    fatjets = fatjets.select(
+        fatjets.keep_isolated_from(
+            *cleaners, dr=config.fatjet_overlap_dr, min_pt_fraction=config.fatjet_overlap_pt_fraction
+        )
+    ).sorted_by_pt()
 
     met_pt = ak.to_numpy(_as_float(get("met.pt", "met"))).astype(np.float64)
     met_phi = ak.to_numpy(_as_float(get("met.phi", "met_par / met_perp / mt"))).astype(np.float64)
     gw = get("event.genweight", "weight")
     genweight = np.ones(n) if gw is None else ak.to_numpy(gw).astype(np.float64)
-    n_ch, n_neu, n_pho = _pf_multiplicities(pfcands, n)
+    pf_mult = (
+        PFMultiplicities(pfcands["offsets"], pfcands["charge"], pfcands["pdgId"], np.arange(n))
+        if pfcands is not None
+        else None
+    )
     return EventObjects(
         variant=variant.name,
-        muons=muons,
-        electrons=electrons,
-        photons=photons,
-        jets=jets,
-        bjets=bjets,
-        all_jets=all_jets,
-        fatjets=fatjets,
+        muons=muons.to_awkward(),
+        electrons=electrons.to_awkward(),
+        photons=photons.to_awkward(),
+        jets=jets.to_awkward(),
+        bjets=bjets.to_awkward(),
+        all_jets=all_jets.to_awkward(),
+        fatjets=fatjets.to_awkward(),
         met_pt=met_pt,
         met_phi=met_phi,
-        n_ch_had=n_ch,
-        n_neu_had=n_neu,
-        n_pf_photons=n_pho,
+        pf_multiplicities=pf_mult,
         genweight=genweight,
         has_pfcands=has_pf,
         missing_collections=tuple(missing),
     )
 
 
-def trigger_lepton(objects: EventObjects, *, config: ObjectConfig) -> ak.Array:
-    """Highest-pT isolated lepton with pT > ``trigger_lepton_pt_min`` (option-type: None if none).
+#: fields of the trigger lepton (:func:`trigger_lepton`)
+TRIGGER_LEPTON_FIELDS: tuple[str, ...] = ("pt", "eta", "phi", "mass", "charge", "iso_ch", "iso_neu", "iso_gamma", "iso")
 
-    Fields: ``pt, eta, phi, mass, charge, iso_ch, iso_neu, iso_gamma, iso, flavour``.
-    """
-    leptons = ak.concatenate([objects.muons, objects.electrons], axis=1)
-    good = leptons[(leptons.pt > config.trigger_lepton_pt_min) & (leptons.iso < config.trigger_iso_max)]
-    good = good[ak.argsort(good.pt, axis=1, ascending=False, stable=True)]
-    return ak.firsts(good, axis=1)
+
+@numba.njit(cache=True, nogil=True)
+def _leading_passing_kernel(
+    counts_a: Any, pt_a: Any, iso_a: Any, counts_b: Any, pt_b: Any, iso_b: Any, pt_min: float, iso_max: float
+) -> Any:  # pragma: no cover - compiled
+    """Per event, the highest-pT object with pT > ``pt_min`` and iso < ``iso_max`` of the two
+    collections: (0 for ``a``, 1 for ``b``, -1 for none; flat index). Ties go to the first in
+    (``a`` then ``b``, each in its order), as a stable descending sort of their concatenation."""
+    which = np.full(len(counts_a), -1, dtype=np.int8)
+    index = np.zeros(len(counts_a), dtype=np.int64)
+    a0 = 0
+    b0 = 0
+    for ev in range(len(counts_a)):
+        best = -1.0
+        for k in range(a0, a0 + counts_a[ev]):
+            if pt_a[k] > pt_min and iso_a[k] < iso_max and (which[ev] < 0 or pt_a[k] > best):
+                which[ev], index[ev], best = 0, k, pt_a[k]
+        for k in range(b0, b0 + counts_b[ev]):
+            if pt_b[k] > pt_min and iso_b[k] < iso_max and (which[ev] < 0 or pt_b[k] > best):
+                which[ev], index[ev], best = 1, k, pt_b[k]
+        a0 += counts_a[ev]
+        b0 += counts_b[ev]
+    return which, index
+
+
+def trigger_lepton(objects: EventObjects, *, config: ObjectConfig) -> dict[str, np.ndarray]:
+    """Highest-pT isolated lepton with pT > ``trigger_lepton_pt_min`` and Iso < ``trigger_iso_max``
+    (muons first on a tie), as flat columns: ``has`` (bool), ``flavour`` (13, 11; 0 without one) and
+    :data:`TRIGGER_LEPTON_FIELDS` (float64, 0 without one)."""
+    cm, mu = flat_columns(objects.muons, TRIGGER_LEPTON_FIELDS)
+    ce, el = flat_columns(objects.electrons, TRIGGER_LEPTON_FIELDS)
+    which, index = _leading_passing_kernel(
+        cm, mu["pt"], mu["iso"], ce, el["pt"], el["iso"], config.trigger_lepton_pt_min, config.trigger_iso_max
+    )
+    is_mu, is_ele = which == 0, which == 1
+    out: dict[str, np.ndarray] = {"has": which >= 0}
+    for f in TRIGGER_LEPTON_FIELDS:
+        col = np.zeros(len(which))
+        col[is_mu] = mu[f][index[is_mu]]
+        col[is_ele] = el[f][index[is_ele]]
+        out[f] = col
+    out["flavour"] = np.where(is_mu, MUON_PDGID, np.where(is_ele, ELECTRON_PDGID, 0))
+    return out

@@ -32,7 +32,13 @@ from cms_anomaly.processors import feature_io, histograms, schema, selections
 from cms_anomaly.processors.config import AnalysisConfig
 from cms_anomaly.processors.eventlist import TopEvents
 from cms_anomaly.processors.feature_spec import FEATURES, HISTOGRAMMED, SCALAR_FEATURES
-from cms_anomaly.processors.features import OBJECT_SLOTS, array_features, feature_record, scalar_features
+from cms_anomaly.processors.features import (
+    OBJECT_SLOTS,
+    CutFeatures,
+    array_features,
+    feature_record,
+    scalar_features,
+)
 from cms_anomaly.processors.folds import EventSplit
 from cms_anomaly.processors.objects import build_objects
 from coffea import processor
@@ -259,18 +265,21 @@ class AnomalyProcessor(processor.ProcessorABC):
         objects = build_objects(
             events, config=config.objects, source=meta.get("filename", ""), allow_missing=self.allow_missing
         )
-        scalars = scalar_features(objects, config=config)
         weights = event_weights(objects.genweight, meta, lumi_pb=self.lumi_pb)
 
-        packed = selections.evaluate(self.selection, objects, scalars, config=config.selections)
+        packed = selections.evaluate(
+            self.selection, objects, CutFeatures(objects, config=config), config=config.selections
+        )
         mask = selections.passing(packed, self.selection, len(objects))
         flow = selections.cutflow(packed, self.selection, weights=weights)
-        # the RMM and object arrays are built for the selected events only; the (N, 51, 51) matrices are
-        # kept only for a consumer that reads them (an RMM model, the feature tables): their leading masses
-        # and occupancy come from the same pass either way (without the 520 MB of a 50k chunk otherwise)
+        # the features, the RMM and the object arrays are computed for the selected events only; the
+        # (N, 51, 51) matrices are kept only for a consumer that reads them (an RMM model, the feature
+        # tables): their leading masses and occupancy come from the same pass either way (without the
+        # 520 MB of a 50k chunk otherwise)
         sel_w = weights[mask]
-        arrays = array_features(objects.subset(mask), config=config, weights=sel_w, keep_rmm=self._keep_rmm)
-        selected = feature_record({k: v[mask] for k, v in scalars.items()}, arrays)
+        sel_objects = objects.subset(mask)
+        arrays = array_features(sel_objects, config=config, weights=sel_w, keep_rmm=self._keep_rmm)
+        selected = feature_record(scalar_features(sel_objects, config=config), arrays)
 
         hists = self._new_hists(dataset)
         for name in HISTOGRAMMED:

@@ -86,6 +86,37 @@ def test_bench_floor_reads_exactly_what_the_processor_reads(real_nanoaod_files):
     assert not {"run", "event", "luminosityBlock"} & set(branches)
 
 
+def test_bench_floor_reads_the_runners_chunks(real_nanoaod_files, monkeypatch):
+    """The floor reads each file in the entry ranges coffea's Runner hands the processor (a whole-file
+    read times page faults, not reading), every event once."""
+    import uproot
+    from cms_anomaly.analyses.run import _bench_floor
+    from cms_anomaly.processors.runner import fileset_from_files
+    from coffea.processor.executor import FileMeta
+
+    path = str(real_nanoaod_files["dy"])
+    with uproot.open(path) as f:
+        entries = f["Events"].num_entries
+    ranges = []
+    real = uproot.behaviors.TBranch.HasBranches.arrays
+
+    def recording(self, *args, **kwargs):
+        ranges.append((kwargs["entry_start"], kwargs["entry_stop"]))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(uproot.behaviors.TBranch.HasBranches, "arrays", recording)
+    meta = FileMeta("files", path, "Events", {"numentries": entries, "uuid": b"0" * 16})
+    # not divisors: the Runner rounds entries / chunksize (2.1 -> 2 chunks, 2.9 -> 3), it does not ceil
+    for chunksize, n_chunks in ((entries // 2 - 1, 2), (entries // 3 + 1, 3)):
+        ranges.clear()
+        n, seconds = _bench_floor(fileset_from_files([path]), ["Muon_pt", "MET_pt"], chunksize)
+        expected = [(item.entrystart, item.entrystop) for item in meta.chunks(chunksize, False)]
+        assert ranges == expected
+        assert len(ranges) == n_chunks
+        assert n == entries
+        assert seconds > 0
+
+
 def _table(out: str, header: str) -> dict[str, list[str]]:
     """Rows of the whitespace table under the line starting with ``header``, keyed by their first cell."""
     lines = out.splitlines()
