@@ -23,7 +23,7 @@ import numpy as np
 from cms_anomaly.processors import rmm as rmm_mod
 from cms_anomaly.processors.config import AnalysisConfig
 from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, SCALAR_FEATURES
-from cms_anomaly.processors.objects import EventObjects, build_objects, flat_columns, trigger_lepton
+from cms_anomaly.processors.objects import EventObjects, FlatCollection, build_objects, trigger_lepton
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,8 @@ class CollectionSums:
     ``pt_min`` / ``abs_eta_max`` define the objects of :attr:`pt_sum_selected` (S_T's objects).
     """
 
-    def __init__(self, coll: ak.Array, *, pt_min: float = -np.inf, abs_eta_max: float = np.inf) -> None:
-        self.counts, flat = flat_columns(coll, ("pt", "eta", "phi", "mass"))
+    def __init__(self, coll: FlatCollection, *, pt_min: float = -np.inf, abs_eta_max: float = np.inf) -> None:
+        self.counts, flat = coll.counts, coll.columns
         self._sums = _sums_kernel(
             self.counts, flat["pt"], flat["eta"], flat["phi"], flat["mass"], float(pt_min), float(abs_eta_max)
         )
@@ -159,20 +159,21 @@ def event_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str
     # M_J, H_T the jets with pT > 30, |eta| < 2.4: one jet collection (``objects.jets``, |eta| <
     # 2.4, the tracker acceptance the b tag needs) serves both papers, so N_J, M_J, H_T and the jets
     # of S_T are the same jets; only the leptons and photons of S_T reach |eta| < 2.6.
-    jets = CollectionSums(objects.jets, pt_min=fc.st_pt_min)
+    flat = objects.flat
+    jets = CollectionSums(flat["jets"], pt_min=fc.st_pt_min)
     muons, electrons, photons = (
         CollectionSums(c, pt_min=fc.st_pt_min, abs_eta_max=fc.st_eta_max)
-        for c in (objects.muons, objects.electrons, objects.photons)
+        for c in (flat["muons"], flat["electrons"], flat["photons"])
     )
     st_pt = jets.pt_sum_selected + muons.pt_sum_selected + electrons.pt_sum_selected + photons.pt_sum_selected
-    fat = CollectionSums(objects.fatjets)
-    _, fat_tau = flat_columns(objects.fatjets, ("tau21", "tau32"))
+    fat = CollectionSums(flat["fatjets"])
+    fat_tau = flat["fatjets"].columns
     return {
         "st": st_pt,
         "ht": jets.pt_sum,
         "n_jets": jets.counts,
         "m_jets": jets.mass,
-        "n_bjets": _np(ak.num(objects.bjets, axis=1), np.int64),
+        "n_bjets": flat["bjets"].counts,
         "met": objects.met_pt,
         "n_mu": muons.counts,
         "m_mu": muons.mass,
@@ -209,14 +210,15 @@ def adc_objects(objects: EventObjects, *, config: AnalysisConfig) -> np.ndarray:
     out = np.zeros((n, 19, 3), dtype=np.float32)
     out[:, 0, 0] = objects.met_pt
     out[:, 0, 2] = objects.met_phi
-    jets = objects.all_jets
+    lep_min = fc.adc_lepton_pt_min
+    jets, ele, muo = (objects.flat[k] for k in ("all_jets", "electrons", "muons"))
     colls = {
-        "electron": objects.electrons[objects.electrons.pt > fc.adc_lepton_pt_min],
-        "muon": objects.muons[objects.muons.pt > fc.adc_lepton_pt_min],
-        "jet": jets[(jets.pt > fc.adc_jet_pt_min) & (abs(jets.eta) < fc.adc_jet_eta_max)],
+        "electron": ele.select(ele.columns["pt"] > lep_min),
+        "muon": muo.select(muo.columns["pt"] > lep_min),
+        "jet": jets.select((jets.columns["pt"] > fc.adc_jet_pt_min) & (abs(jets.columns["eta"]) < fc.adc_jet_eta_max)),
     }
     for name, (row, nrows) in ADC_LAYOUT.items():
-        counts, flat = flat_columns(colls[name], ("pt", "eta", "phi"))
+        counts, flat = colls[name].counts, colls[name].columns
         # each object's position in its event; the first nrows fill the rows, the rest stay 0
         slot = np.arange(len(flat["pt"])) - np.repeat(np.cumsum(counts) - counts, counts)
         keep = slot < nrows
@@ -226,14 +228,17 @@ def adc_objects(objects: EventObjects, *, config: AnalysisConfig) -> np.ndarray:
     return out
 
 
-def rmm_collections(objects: EventObjects, *, config: AnalysisConfig) -> list[ak.Array]:
+def rmm_collections(objects: EventObjects, *, config: AnalysisConfig) -> list[FlatCollection]:
     """The five RMM collections in :data:`~cms_anomaly.processors.rmm.RMM_TYPES` order."""
     fc = config.features
-    light = objects.jets[~objects.jets.is_b]
-    mu = objects.muons[objects.muons.pt > fc.rmm_lepton_pt_min]
-    ele = objects.electrons[objects.electrons.pt > fc.rmm_lepton_pt_min]
-    pho = objects.photons[objects.photons.pt > fc.rmm_photon_pt_min]
-    return [c[["pt", "eta", "phi", "mass"]] for c in (light, objects.bjets, mu, ele, pho)]
+    jets, mu, ele, pho = (objects.flat[k] for k in ("jets", "muons", "electrons", "photons"))
+    return [
+        jets.select(~jets.columns["is_b"]),
+        objects.flat["bjets"],
+        mu.select(mu.columns["pt"] > fc.rmm_lepton_pt_min),
+        ele.select(ele.columns["pt"] > fc.rmm_lepton_pt_min),
+        pho.select(pho.columns["pt"] > fc.rmm_photon_pt_min),
+    ]
 
 
 #: features computed only from the RMM and object arrays (see :func:`array_features`)

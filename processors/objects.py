@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,19 +53,37 @@ PHOTON_PDGID = 22
 CHARGED_HADRON_PDGIDS = (211, 321, 2212)
 
 
+class _Jagged:
+    """The jagged awkward record of one of :attr:`EventObjects.flat`'s collections, built on first
+    access and kept in the instance (whose dict is writable on a frozen dataclass)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        jagged = obj.flat[self.name].to_awkward()
+        obj.__dict__[self.name] = jagged  # a non-data descriptor: later reads find it in the dict
+        return jagged
+
+
+#: the object collections of :class:`EventObjects`, in their order
+COLLECTIONS: tuple[str, ...] = ("muons", "electrons", "photons", "jets", "bjets", "all_jets", "fatjets")
+
+
 @dataclass(frozen=True)
 class EventObjects:
-    """Objects of one chunk of events (all jagged arrays pT-ordered, descending)."""
+    """Objects of one chunk of events (every collection pT-ordered, descending).
+
+    The collections are held flat (:attr:`flat`, a :class:`FlatCollection` each, which the features
+    and the RMM read); ``muons``, ``electrons``, ``photons``, ``jets``, ``bjets``, ``all_jets`` (jets
+    passing the ID and the overlap removal, no kinematic cut: the ADC2021 array) and ``fatjets`` are
+    their jagged awkward records, built on first access.
+    """
 
     variant: str
-    muons: ak.Array
-    electrons: ak.Array
-    photons: ak.Array
-    jets: ak.Array
-    bjets: ak.Array
-    #: jets passing the ID and the overlap removal, no kinematic cut (for the ADC2021 array)
-    all_jets: ak.Array
-    fatjets: ak.Array
+    flat: Mapping[str, FlatCollection]
     met_pt: np.ndarray
     met_phi: np.ndarray
     genweight: np.ndarray
@@ -75,8 +93,29 @@ class EventObjects:
     #: collections absent from the file and treated as empty on request (``allow_missing``)
     missing_collections: tuple[str, ...] = ()
 
+    muons = _Jagged()
+    electrons = _Jagged()
+    photons = _Jagged()
+    jets = _Jagged()
+    bjets = _Jagged()
+    all_jets = _Jagged()
+    fatjets = _Jagged()
+
     def __len__(self) -> int:
         return len(self.met_pt)
+
+    def subset(self, mask: np.ndarray) -> EventObjects:
+        """The objects of the events where ``mask`` is true."""
+        if bool(np.all(mask)):
+            return self
+        return dataclasses.replace(
+            self,
+            flat={k: c.events(mask) for k, c in self.flat.items()},
+            met_pt=self.met_pt[mask],
+            met_phi=self.met_phi[mask],
+            genweight=self.genweight[mask],
+            pf_multiplicities=None if self.pf_multiplicities is None else self.pf_multiplicities[mask],
+        )
 
     def _multiplicity(self, category: int) -> np.ndarray:
         if self.pf_multiplicities is None:
@@ -97,17 +136,6 @@ class EventObjects:
     def n_pf_photons(self) -> np.ndarray:
         """PF photons per event; -1 without PF candidates."""
         return self._multiplicity(PF_PHOTON)
-
-    def subset(self, mask: np.ndarray) -> EventObjects:
-        """The objects of the events where ``mask`` is true."""
-        if bool(np.all(mask)):
-            return self
-        changes = {
-            f.name: getattr(self, f.name)[mask]
-            for f in dataclasses.fields(self)
-            if f.name not in ("variant", "has_pfcands", "missing_collections") and getattr(self, f.name) is not None
-        }
-        return dataclasses.replace(self, **changes)
 
 
 def delta_phi(a: Any, b: Any) -> Any:
@@ -195,6 +223,15 @@ class FlatCollection:
             flat[name] = values.astype(dtypes[name], copy=False)
         assert counts is not None
         return cls(counts, flat)
+
+    def __len__(self) -> int:
+        """Number of events."""
+        return len(self.counts)
+
+    def events(self, mask: np.ndarray) -> FlatCollection:
+        """The objects of the events where ``mask`` (one entry per event) is true."""
+        keep = np.repeat(np.asarray(mask, dtype=bool), self.counts)
+        return FlatCollection(self.counts[mask], {k: v[keep] for k, v in self.columns.items()})
 
     def select(self, keep: np.ndarray) -> FlatCollection:
         """The objects where the flat mask ``keep`` is true."""
@@ -532,13 +569,6 @@ def _overlap_kernel(
     return keep
 
 
-def flat_columns(coll: ak.Array, fields: tuple[str, ...]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(objects per event, {field: flat float64 numpy}) of a jagged record array: one flatten for all fields."""
-    counts = np.asarray(ak.to_numpy(ak.num(coll, axis=1)), dtype=np.int64)
-    flat = ak.flatten(coll[list(fields)], axis=1)
-    return counts, {f: np.asarray(ak.to_numpy(flat[f]), dtype=np.float64) for f in fields}
-
-
 def recluster_jets(pfcands: ak.Array, *, radius: float = 0.4, pt_min: float = 15.0) -> ak.Array:
     """Anti-kT jets clustered with fastjet from PF candidates (multi-event interface).
 
@@ -706,15 +736,10 @@ def build_objects(
         if pfcands is not None
         else None
     )
+    collections = (muons, electrons, photons, jets, bjets, all_jets, fatjets)
     return EventObjects(
         variant=variant.name,
-        muons=muons.to_awkward(),
-        electrons=electrons.to_awkward(),
-        photons=photons.to_awkward(),
-        jets=jets.to_awkward(),
-        bjets=bjets.to_awkward(),
-        all_jets=all_jets.to_awkward(),
-        fatjets=fatjets.to_awkward(),
+        flat=dict(zip(COLLECTIONS, collections, strict=True)),
         met_pt=met_pt,
         met_phi=met_phi,
         pf_multiplicities=pf_mult,
@@ -756,8 +781,8 @@ def trigger_lepton(objects: EventObjects, *, config: ObjectConfig) -> dict[str, 
     """Highest-pT isolated lepton with pT > ``trigger_lepton_pt_min`` and Iso < ``trigger_iso_max``
     (muons first on a tie), as flat columns: ``has`` (bool), ``flavour`` (13, 11; 0 without one) and
     :data:`TRIGGER_LEPTON_FIELDS` (float64, 0 without one)."""
-    cm, mu = flat_columns(objects.muons, TRIGGER_LEPTON_FIELDS)
-    ce, el = flat_columns(objects.electrons, TRIGGER_LEPTON_FIELDS)
+    muons, electrons = objects.flat["muons"], objects.flat["electrons"]
+    cm, mu, ce, el = muons.counts, muons.columns, electrons.counts, electrons.columns
     which, index = _leading_passing_kernel(
         cm, mu["pt"], mu["iso"], ce, el["pt"], el["iso"], config.trigger_lepton_pt_min, config.trigger_iso_max
     )

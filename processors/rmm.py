@@ -28,6 +28,7 @@ from typing import Any
 import awkward as ak
 import numba
 import numpy as np
+from cms_anomaly.processors.objects import FlatCollection
 
 #: the RMM object types in matrix order
 RMM_TYPES: tuple[str, ...] = ("jet", "bjet", "muon", "electron", "photon")
@@ -58,8 +59,8 @@ def _pad_kernel(counts: Any, values: Any, n: Any, out: Any, col0: Any) -> Any:  
         k += c
 
 
-def pad_objects(collections: Sequence[ak.Array], *, n_per_type: int = 10) -> dict[str, np.ndarray]:
-    """Pad ``T`` jagged collections (fields pt, eta, phi, mass) into (N, T*n) float64 arrays.
+def pad_objects(collections: Sequence[ak.Array | FlatCollection], *, n_per_type: int = 10) -> dict[str, np.ndarray]:
+    """Pad ``T`` collections (fields pt, eta, phi, mass; flat or jagged) into (N, T*n) float64 arrays.
 
     Objects beyond ``n_per_type`` are dropped; empty slots have pt = 0. Collections must
     already be pT-ordered.
@@ -67,11 +68,14 @@ def pad_objects(collections: Sequence[ak.Array], *, n_per_type: int = 10) -> dic
     n_events = len(collections[0]) if collections else 0
     width = len(collections) * n_per_type
     out = {k: np.zeros((n_events, width)) for k in ("pt", "eta", "phi", "mass")}
-    for t, coll in enumerate(collections):
-        counts = np.asarray(ak.to_numpy(ak.num(coll, axis=1)), dtype=np.int64)
+    for t, given in enumerate(collections):
+        coll = (
+            given
+            if isinstance(given, FlatCollection)
+            else FlatCollection.from_columns({k: given[k] for k in out}, dict.fromkeys(out, np.float64))
+        )
         for key, arr in out.items():
-            values = np.asarray(ak.to_numpy(ak.flatten(coll[key], axis=1)), dtype=np.float64)
-            _pad_kernel(counts, values, n_per_type, arr, t * n_per_type)
+            _pad_kernel(coll.counts, np.asarray(coll.columns[key], dtype=np.float64), n_per_type, arr, t * n_per_type)
     return out
 
 
@@ -268,7 +272,7 @@ def rmm_from_padded(
 
 
 def build_rmm(
-    collections: Sequence[ak.Array],
+    collections: Sequence[ak.Array | FlatCollection],
     met: np.ndarray,
     met_phi: np.ndarray,
     *,
@@ -281,7 +285,7 @@ def build_rmm(
 
 
 def rmm_summary(
-    collections: Sequence[ak.Array],
+    collections: Sequence[ak.Array | FlatCollection],
     met: np.ndarray,
     met_phi: np.ndarray,
     weights: np.ndarray | None = None,

@@ -143,3 +143,25 @@ def test_cut_features_count_objects_without_computing_the_rest(monkeypatch):
     assert set(lazy) == set(reference)
     for name, values in reference.items():
         np.testing.assert_array_equal(lazy[name], values)
+
+
+def test_event_subset_keeps_whole_events():
+    rng = np.random.default_rng(5)
+    coll = _random_collection(rng, 100, 4)
+    mask = rng.random(100) < 0.3
+    got = coll.events(mask)
+    assert len(got) == int(mask.sum())
+    assert ak.to_list(got.to_awkward()) == ak.to_list(coll.to_awkward()[mask])
+
+
+def test_event_objects_subset_and_jagged_views():
+    ev = event(muons=[mu(pt=40.0, iso=0.05)], jets=[jet(pt=50.0, eta=1.5), jet(pt=35.0, eta=-1.5, phi=2.0)])
+    both = ak.concatenate([ev, event(jets=[jet(pt=70.0)])])
+    objs = build_objects(both, config=CFG.objects)
+    assert ak.to_list(objs.jets.pt) == [[50.0, 35.0], [70.0]]
+    assert objs.jets is objs.jets  # built once
+    second = objs.subset(np.array([False, True]))
+    assert len(second) == 1
+    assert ak.to_list(second.jets.pt) == [[70.0]]
+    assert ak.num(second.muons).tolist() == [0]
+    assert second.met_pt.tolist() == [0.0]
