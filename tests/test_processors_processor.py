@@ -128,14 +128,23 @@ def test_selections_on_real_and_generated_events(name, built_objects):
     assert total_passed > 0  # each selection keeps some events of this fileset (zprime_xy for dijet)
 
 
+def _profiler_on() -> bool:
+    import dask
+
+    return bool(dask.config.get("distributed.worker.profile.enabled"))
+
+
 @pytest.mark.dask_client
 def test_iterative_and_dask_executors_agree(fileset, iterative_output):
     proc = AnomalyProcessor(selection="single_lepton", lumi_pb=1000.0)
     with runner.make_executor("dask", workers=2) as ex:
         dask_output = runner.run_processor(fileset, proc, executor=ex, chunksize=150)
         malloc = ex.client.run(lambda: {k: os.environ.get(k) for k in runner.WORKER_MALLOC_ENV})
+        profiling = ex.client.run(_profiler_on)
     # the local cluster's workers run with the heap-reusing malloc settings (see runner.WORKER_MALLOC_ENV)
+    # and without the statistical profiler (runner.WORKER_PROFILE_CONFIG)
     assert list(malloc.values()) == [{k: str(v) for k, v in runner.WORKER_MALLOC_ENV.items()}] * 2
+    assert list(profiling.values()) == [False, False]
     assert set(dask_output) == set(iterative_output)
     for name, res in iterative_output.items():
         other = dask_output[name]
