@@ -1,8 +1,9 @@
 """Per-event features: HLF-21, HLF-24, m_jj, large-R substructure, ADC2021 (19, 3), RMM (51, 51).
 
-Entry point :func:`compute_features` (events -> one record per event). Everything is columnar:
-awkward reductions for sums over objects, numpy for event-level arithmetic, the numba RMM kernel
-of :mod:`cms_anomaly.processors.rmm` for the matrices. Feature definitions: the papers (Cerri et al.
+Entry point :func:`compute_features` (events -> one record per event). Everything is columnar on
+the objects' flat columns (:class:`~cms_anomaly.processors.objects.FlatCollection`): one numba pass
+per collection for the sums over objects (:class:`CollectionSums`), numpy for event-level
+arithmetic, the numba RMM kernel of :mod:`cms_anomaly.processors.rmm` for the matrices. Feature definitions: the papers (Cerri et al.
 sec. 3, Knapp et al. appendix A, the ADC2021 object lists) and the records of
 :mod:`cms_anomaly.processors.feature_spec`.
 

@@ -1,7 +1,9 @@
-"""Physics objects from NanoEvents: pure columnar functions (awkward in, awkward/numpy out).
+"""Physics objects from NanoEvents: pure columnar functions (awkward in, flat numpy and awkward out).
 
 :func:`build_objects` reads every branch through the schema map
-(:mod:`cms_anomaly.processors.schema`) and returns an :class:`EventObjects` bundle:
+(:mod:`cms_anomaly.processors.schema`), makes every cut, the isolation, the overlap removal and the
+pT ordering on flat numpy columns with numba passes (:class:`FlatCollection`; awkward's per-call
+overhead was half of a chunk's processing), and returns an :class:`EventObjects` bundle:
 pT-ordered muons, electrons (with the three isolation components), photons, jets, b-jets,
 the looser ADC2021 objects, large-R jets with N-subjettiness ratios, MET, PF-candidate
 hadron multiplicities and the generator weight.
