@@ -196,3 +196,32 @@ def test_reclustering_reproduces_the_detector_jets(generated_cocktail):
     assert ak.sum(ak.num(ours)) > 500
     np.testing.assert_allclose(ak.to_numpy(ak.flatten(ours.pt)), ak.to_numpy(ak.flatten(theirs.pt)), rtol=1e-5)
     np.testing.assert_allclose(ak.to_numpy(ak.flatten(ours.eta)), ak.to_numpy(ak.flatten(theirs.eta)), atol=1e-4)
+
+
+def test_build_objects_with_reclustered_jets_equals_the_file_jets(generated_cocktail):
+    """Objects from re-clustered PF candidates equal those from the file's Jet collection (without a jet ID,
+    which re-clustered jets do not have): same jets after the overlap removal, the b tag matched from the
+    NanoAOD jets."""
+    import dataclasses
+    import warnings
+
+    import awkward as ak
+    from cms_anomaly.processors.objects import build_objects
+    from cms_anomaly.processors.schema import AnalysisNanoAODSchema
+    from coffea.nanoevents import NanoEventsFactory
+
+    path = min((generated_cocktail / "ttbar").glob("*.root"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ev = NanoEventsFactory.from_root(
+            {str(path): "Events"}, schemaclass=AnalysisNanoAODSchema, mode="eager"
+        ).events()
+    config = dataclasses.replace(CFG.objects, jet_id="none")
+    nano = build_objects(ev, config=config)
+    clustered = build_objects(ev, config=dataclasses.replace(config, recluster_jets=True))
+    for name in ("jets", "bjets", "all_jets"):
+        a, b = getattr(nano, name), getattr(clustered, name)
+        assert ak.num(a).tolist() == ak.num(b).tolist(), name
+        np.testing.assert_allclose(ak.to_numpy(ak.flatten(b.pt)), ak.to_numpy(ak.flatten(a.pt)), rtol=1e-5)
+        np.testing.assert_array_equal(ak.to_numpy(ak.flatten(b.btag)), ak.to_numpy(ak.flatten(a.btag)))
+    assert ak.sum(ak.num(clustered.bjets)) > 0
