@@ -82,7 +82,7 @@ def _mass(p4: np.ndarray) -> np.ndarray:
 
 
 class CollectionSums:
-    """Per-event sums over one jagged collection with ``pt, eta, phi, mass`` (one numba pass).
+    """Per-event sums over one collection with ``pt, eta, phi, mass`` (one numba pass).
 
     ``pt_min`` / ``abs_eta_max`` define the objects of :attr:`pt_sum_selected` (S_T's objects).
     """
@@ -92,7 +92,6 @@ class CollectionSums:
         self._sums = _sums_kernel(
             self.counts, flat["pt"], flat["eta"], flat["phi"], flat["mass"], float(pt_min), float(abs_eta_max)
         )
-        self.flat = flat
 
     @property
     def pt_sum(self) -> np.ndarray:
@@ -118,14 +117,6 @@ class CollectionSums:
     def leading_pair_mass(self) -> np.ndarray:
         """Invariant mass of the two leading objects (0 with fewer than two)."""
         return np.where(self.counts >= 2, _mass(self._sums[:, 6:10]), 0.0)
-
-    def nth(self, values: np.ndarray, n: int, default: float = 0.0) -> np.ndarray:
-        """Flat ``values`` (aligned with the objects) of each event's ``n``-th object, ``default`` without one."""
-        start = np.cumsum(self.counts) - self.counts
-        has = self.counts > n
-        out = np.full(len(self.counts), default, dtype=np.float64)
-        out[has] = values[start[has] + n]
-        return out
 
 
 def lepton_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str, np.ndarray]:
@@ -168,7 +159,7 @@ def event_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str
     )
     st_pt = jets.pt_sum_selected + muons.pt_sum_selected + electrons.pt_sum_selected + photons.pt_sum_selected
     fat = CollectionSums(flat["fatjets"])
-    fat_tau = flat["fatjets"].columns
+    fj = flat["fatjets"]
     return {
         "st": st_pt,
         "ht": jets.pt_sum,
@@ -189,13 +180,13 @@ def event_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str
         "n_photons": objects.n_pf_photons,
         "mjj": jets.leading_pair_mass,
         "n_fatjets": fat.counts,
-        "mJ1": fat.nth(fat.flat["mass"], 0),
-        "mJ2": fat.nth(fat.flat["mass"], 1),
+        "mJ1": fj.nth("mass", 0),
+        "mJ2": fj.nth("mass", 1),
         "mJJ": fat.leading_pair_mass,
-        "tau21_j1": fat.nth(fat_tau["tau21"], 0),
-        "tau32_j1": fat.nth(fat_tau["tau32"], 0),
-        "tau21_j2": fat.nth(fat_tau["tau21"], 1),
-        "tau32_j2": fat.nth(fat_tau["tau32"], 1),
+        "tau21_j1": fj.nth("tau21", 0),
+        "tau32_j1": fj.nth("tau32", 0),
+        "tau21_j2": fj.nth("tau21", 1),
+        "tau32_j2": fj.nth("tau32", 1),
     }
 
 

@@ -235,13 +235,25 @@ class FlatCollection:
         keep = np.repeat(np.asarray(mask, dtype=bool), self.counts)
         return FlatCollection(self.counts[mask], {k: v[keep] for k, v in self.columns.items()})
 
+    def count(self, mask: np.ndarray) -> np.ndarray:
+        """Per event, the number of its objects where the flat ``mask`` is true."""
+        passed = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
+        offsets = np.concatenate(([0], np.cumsum(self.counts)))
+        return passed[offsets[1:]] - passed[offsets[:-1]]
+
+    def nth(self, name: str, n: int, default: float = 0.0) -> np.ndarray:
+        """Per event, column ``name`` of its ``n``-th object (0: the leading one once pT-ordered),
+        ``default`` without one."""
+        has = self.counts > n
+        out = np.full(len(self.counts), default, dtype=np.float64)
+        out[has] = self.columns[name][(np.cumsum(self.counts) - self.counts)[has] + n]
+        return out
+
     def select(self, keep: np.ndarray) -> FlatCollection:
         """The objects where the flat mask ``keep`` is true."""
         if keep.all():
             return self
-        passed = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
-        offsets = np.concatenate(([0], np.cumsum(self.counts)))
-        return FlatCollection(passed[offsets[1:]] - passed[offsets[:-1]], {k: v[keep] for k, v in self.columns.items()})
+        return FlatCollection(self.count(keep), {k: v[keep] for k, v in self.columns.items()})
 
     def with_columns(self, **columns: np.ndarray) -> FlatCollection:
         return FlatCollection(self.counts, {**self.columns, **columns})

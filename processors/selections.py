@@ -59,25 +59,34 @@ class Selection:
         return tuple(c.name for c in self.cuts)
 
 
-def _any(mask: ak.Array) -> np.ndarray:
-    return np.asarray(ak.to_numpy(ak.any(mask, axis=1)), dtype=bool)
-
-
-def _leptons(objects: EventObjects) -> ak.Array:
-    return ak.concatenate([objects.muons[["pt", "eta", "iso"]], objects.electrons[["pt", "eta", "iso"]]], axis=1)
+def _has_lepton(
+    objects: EventObjects,
+    pt_min: float,
+    iso_max: float = np.inf,
+    *,
+    abs_eta_max: float = np.inf,
+    collections: tuple[str, ...] = ("muons", "electrons"),
+) -> np.ndarray:
+    """Events with a lepton of ``collections`` with pT > ``pt_min``, Iso < ``iso_max`` and |eta| <
+    ``abs_eta_max`` (one object passing all three; counted on the flat columns)."""
+    n = np.zeros(len(objects), dtype=np.int64)
+    for name in collections:
+        c = objects.flat[name].columns
+        n += objects.flat[name].count((c["pt"] > pt_min) & (c["iso"] < iso_max) & (abs(c["eta"]) < abs_eta_max))
+    return n > 0
 
 
 def _leading_fatjet_pt(objects: EventObjects) -> np.ndarray:
-    return np.asarray(ak.to_numpy(ak.fill_none(ak.firsts(objects.fatjets.pt, axis=1), 0.0)), dtype=np.float64)
+    return objects.flat["fatjets"].nth("pt", 0)
 
 
 #: Cerri et al.'s event selection: one isolated lepton (pT > 23 GeV, Iso < 0.45)
 _SINGLE_LEPTON = (
-    Cut("lepton_pt", "a lepton with pT > 23 GeV", lambda o, f, c: _any(_leptons(o).pt > c.single_lepton_pt_min)),
+    Cut("lepton_pt", "a lepton with pT > 23 GeV", lambda o, f, c: _has_lepton(o, c.single_lepton_pt_min)),
     Cut(
         "lepton_iso",
         "... that has Iso < 0.45",
-        lambda o, f, c: _any((_leptons(o).pt > c.single_lepton_pt_min) & (_leptons(o).iso < c.single_lepton_iso_max)),
+        lambda o, f, c: _has_lepton(o, c.single_lepton_pt_min, c.single_lepton_iso_max),
     ),
 )
 
@@ -99,7 +108,7 @@ SELECTIONS: Mapping[str, Selection] = MappingProxyType(
                     Cut(
                         "slt",
                         "a lepton with pT > 27 GeV and Iso < 0.25 (the single-lepton trigger)",
-                        lambda o, f, c: _any((_leptons(o).pt > c.slt_pt_min) & (_leptons(o).iso < c.slt_iso_max)),
+                        lambda o, f, c: _has_lepton(o, c.slt_pt_min, c.slt_iso_max),
                     ),
                 ),
             ),
@@ -107,19 +116,25 @@ SELECTIONS: Mapping[str, Selection] = MappingProxyType(
                 "top_rediscovery",
                 "Knapp et al. sec. 4: isolated central muon and >= 2 jets",
                 (
-                    Cut("muon_pt", "a muon with pT > 23 GeV", lambda o, f, c: _any(o.muons.pt > c.top_muon_pt_min)),
+                    Cut(
+                        "muon_pt",
+                        "a muon with pT > 23 GeV",
+                        lambda o, f, c: _has_lepton(o, c.top_muon_pt_min, collections=("muons",)),
+                    ),
                     Cut(
                         "muon_iso",
                         "... with Iso < 0.1",
-                        lambda o, f, c: _any((o.muons.pt > c.top_muon_pt_min) & (o.muons.iso < c.top_muon_iso_max)),
+                        lambda o, f, c: _has_lepton(o, c.top_muon_pt_min, c.top_muon_iso_max, collections=("muons",)),
                     ),
                     Cut(
                         "muon_eta",
                         "... and |eta| < 1.4",
-                        lambda o, f, c: _any(
-                            (o.muons.pt > c.top_muon_pt_min)
-                            & (o.muons.iso < c.top_muon_iso_max)
-                            & (abs(o.muons.eta) < c.top_muon_eta_max)
+                        lambda o, f, c: _has_lepton(
+                            o,
+                            c.top_muon_pt_min,
+                            c.top_muon_iso_max,
+                            abs_eta_max=c.top_muon_eta_max,
+                            collections=("muons",),
                         ),
                     ),
                     Cut(
@@ -136,14 +151,12 @@ SELECTIONS: Mapping[str, Selection] = MappingProxyType(
                     Cut(
                         "lepton_pt",
                         "a lepton with pT > 30 GeV",
-                        lambda o, f, c: _any(_leptons(o).pt > c.rmm_lepton_pt_min),
+                        lambda o, f, c: _has_lepton(o, c.rmm_lepton_pt_min),
                     ),
                     Cut(
                         "lepton_iso",
                         "... with Iso < 0.15",
-                        lambda o, f, c: _any(
-                            (_leptons(o).pt > c.rmm_lepton_pt_min) & (_leptons(o).iso < c.rmm_lepton_iso_max)
-                        ),
+                        lambda o, f, c: _has_lepton(o, c.rmm_lepton_pt_min, c.rmm_lepton_iso_max),
                     ),
                     Cut(
                         "two_jets",

@@ -165,3 +165,14 @@ def test_event_objects_subset_and_jagged_views():
     assert ak.to_list(second.jets.pt) == [[70.0]]
     assert ak.num(second.muons).tolist() == [0]
     assert second.met_pt.tolist() == [0.0]
+
+
+def test_nth_and_count_per_event():
+    rng = np.random.default_rng(6)
+    coll = _random_collection(rng, 200, 4)
+    arr = coll.to_awkward()
+    for n in (0, 1, 3):
+        ref = ak.fill_none(ak.pad_none(arr.pt, n + 1, axis=1)[:, n], -1.0)
+        np.testing.assert_array_equal(coll.nth("pt", n, default=-1.0), ak.to_numpy(ref))
+    mask = coll.columns["pt"] > 40.0
+    np.testing.assert_array_equal(coll.count(mask), ak.to_numpy(ak.sum(arr.pt > 40.0, axis=1)))
