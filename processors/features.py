@@ -3,9 +3,9 @@
 Entry point :func:`compute_features` (events -> one record per event). Everything is columnar on
 the objects' flat columns (:class:`~cms_anomaly.processors.objects.FlatCollection`): one numba pass
 per collection for the sums over objects (:class:`CollectionSums`), numpy for event-level
-arithmetic, the numba RMM kernel of :mod:`cms_anomaly.processors.rmm` for the matrices. Feature definitions: the papers (Cerri et al.
-sec. 3, Knapp et al. appendix A, the ADC2021 object lists) and the records of
-:mod:`cms_anomaly.processors.feature_spec`.
+arithmetic, the numba RMM kernel of :mod:`cms_anomaly.processors.rmm` for the matrices. Feature
+definitions: the papers (Cerri et al. sec. 3, Knapp et al. appendix A, the ADC2021 object lists) and
+the records of :mod:`cms_anomaly.processors.feature_spec`.
 
 Events without a trigger lepton get 0 for every lepton feature (``pt_lep``, ``iso_*``,
 ``charge_lep``, ``is_ele``, ``met_par``, ``met_perp``, ``mt``); selections decide whether such
@@ -276,7 +276,7 @@ class CutFeatures(Mapping[str, np.ndarray]):
 
     def __getitem__(self, name: str) -> np.ndarray:
         if self._all is None and name in _COUNTS:
-            return _np(ak.num(getattr(self._objects, _COUNTS[name]), axis=1), np.int64)
+            return self._objects.flat[_COUNTS[name]].counts
         return self._computed()[name]
 
     def __iter__(self) -> Iterator[str]:

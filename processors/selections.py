@@ -72,7 +72,12 @@ def _has_lepton(
     n = np.zeros(len(objects), dtype=np.int64)
     for name in collections:
         c = objects.flat[name].columns
-        n += objects.flat[name].count((c["pt"] > pt_min) & (c["iso"] < iso_max) & (abs(c["eta"]) < abs_eta_max))
+        passing = c["pt"] > pt_min
+        if np.isfinite(iso_max):
+            passing &= c["iso"] < iso_max
+        if np.isfinite(abs_eta_max):
+            passing &= abs(c["eta"]) < abs_eta_max
+        n += objects.flat[name].count(passing)
     return n > 0
 
 
