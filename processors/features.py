@@ -212,7 +212,7 @@ def adc_objects(objects: EventObjects, *, config: AnalysisConfig) -> np.ndarray:
     for name, (row, nrows) in ADC_LAYOUT.items():
         counts, flat = colls[name].counts, colls[name].columns
         # each object's position in its event; the first nrows fill the rows, the rest stay 0
-        slot = np.arange(len(flat["pt"])) - np.repeat(np.cumsum(counts) - counts, counts)
+        slot = np.arange(len(flat["pt"])) - np.repeat(colls[name].offsets[:-1], counts)
         keep = slot < nrows
         ev, slot = np.repeat(np.arange(n), counts)[keep], slot[keep] + row
         for k, fld in enumerate(("pt", "eta", "phi")):
@@ -284,6 +284,13 @@ class CutFeatures(Mapping[str, np.ndarray]):
 
     def __len__(self) -> int:
         return len(self._computed())
+
+    def of_selected(self, mask: np.ndarray, selected: EventObjects) -> dict[str, np.ndarray]:
+        """The scalar features of the events where ``mask`` is true (their objects: ``selected``): the
+        rows of the features of every event if a cut made them, else computed for these events only."""
+        if self._all is not None:
+            return {k: v[mask] for k, v in self._all.items()}
+        return scalar_features(selected, config=self._config)
 
 
 def array_features(

@@ -189,6 +189,11 @@ def jagged_parts(arr: ak.Array) -> tuple[np.ndarray, np.ndarray]:
     return counts, values
 
 
+def offsets_from_counts(counts: np.ndarray) -> np.ndarray:
+    """Offsets (length N + 1, from 0) of the lists whose lengths are ``counts``."""
+    return np.concatenate(([0], np.cumsum(counts, dtype=np.int64)))
+
+
 @numba.njit(cache=True, nogil=True)
 def _pt_order_kernel(counts: Any, pt: Any) -> Any:  # pragma: no cover - compiled
     """Permutation ordering each event's objects by descending pT, ties in their original order
@@ -236,18 +241,22 @@ class FlatCollection:
         keep = np.repeat(np.asarray(mask, dtype=bool), self.counts)
         return FlatCollection(self.counts[mask], {k: v[keep] for k, v in self.columns.items()})
 
+    @functools.cached_property
+    def offsets(self) -> np.ndarray:
+        """Where each event's objects start (and, last, where the objects end)."""
+        return offsets_from_counts(self.counts)
+
     def count(self, mask: np.ndarray) -> np.ndarray:
         """Per event, the number of its objects where the flat ``mask`` is true."""
-        passed = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
-        offsets = np.concatenate(([0], np.cumsum(self.counts)))
-        return passed[offsets[1:]] - passed[offsets[:-1]]
+        passed = offsets_from_counts(mask)
+        return passed[self.offsets[1:]] - passed[self.offsets[:-1]]
 
     def nth(self, name: str, n: int, default: float = 0.0) -> np.ndarray:
         """Per event, column ``name`` of its ``n``-th object (0: the leading one once pT-ordered),
         ``default`` without one."""
         has = self.counts > n
         out = np.full(len(self.counts), default, dtype=np.float64)
-        out[has] = self.columns[name][(np.cumsum(self.counts) - self.counts)[has] + n]
+        out[has] = self.columns[name][self.offsets[:-1][has] + n]
         return out
 
     def select(self, keep: np.ndarray) -> FlatCollection:
@@ -257,6 +266,7 @@ class FlatCollection:
         return FlatCollection(self.count(keep), {k: v[keep] for k, v in self.columns.items()})
 
     def with_columns(self, **columns: np.ndarray) -> FlatCollection:
+        """The same objects with ``columns`` added or replaced."""
         return FlatCollection(self.counts, {**self.columns, **columns})
 
     def sorted_by_pt(self) -> FlatCollection:
@@ -290,7 +300,7 @@ class FlatCollection:
 
     def to_awkward(self) -> ak.Array:
         """The jagged record array (fields in column order)."""
-        offsets = ak.index.Index64(np.concatenate(([0], np.cumsum(self.counts))))
+        offsets = ak.index.Index64(self.offsets)
         record = ak.contents.RecordArray(
             [ak.contents.NumpyArray(v) for v in self.columns.values()],
             list(self.columns),
@@ -430,14 +440,16 @@ def pf_isolation(leptons: ak.Array, pfcands: ak.Array, *, cone: float = 0.3) -> 
     dict
         ``iso_ch, iso_neu, iso_gamma, iso`` (jagged like ``leptons``).
     """
-    return _iso_from_flat(leptons, pf_flat(pfcands), cone=cone)
+    lc, lpt = jagged_parts(leptons.pt)
+    iso = _iso_flat(lc, lpt, jagged_parts(leptons.eta)[1], jagged_parts(leptons.phi)[1], pf_flat(pfcands), cone=cone)
+    return {name: ak.unflatten(values, lc) for name, values in iso.items()}
 
 
 def pf_flat(pfcands: ak.Array) -> dict[str, np.ndarray]:
     """Counts, offsets and flat numpy arrays of the PF-candidate fields the isolation and the
     multiplicities use (read once, shared by the kernels)."""
     counts, pt = jagged_parts(pfcands.pt)
-    out = {"counts": counts, "offsets": np.concatenate(([0], np.cumsum(counts))), "pt": pt}
+    out = {"counts": counts, "offsets": offsets_from_counts(counts), "pt": pt}
     for f in ("eta", "phi", "charge", "pdgId"):
         out[f] = jagged_parts(pfcands[f])[1]
     return out
@@ -453,14 +465,6 @@ def _iso_flat(
     out = {name: iso[:, k] for k, name in enumerate(("iso_ch", "iso_neu", "iso_gamma"))}
     out["iso"] = iso.sum(axis=1)
     return out
-
-
-def _iso_from_flat(leptons: ak.Array, pf: dict[str, np.ndarray], *, cone: float) -> dict[str, ak.Array]:
-    lc, lpt = jagged_parts(leptons.pt)
-    _, leta = jagged_parts(leptons.eta)
-    _, lphi = jagged_parts(leptons.phi)
-    iso = _iso_flat(lc, lpt, leta, lphi, pf, cone=cone)
-    return {name: ak.unflatten(values, lc) for name, values in iso.items()}
 
 
 def _lepton_id(

@@ -37,7 +37,6 @@ from cms_anomaly.processors.features import (
     CutFeatures,
     array_features,
     feature_record,
-    scalar_features,
 )
 from cms_anomaly.processors.folds import EventSplit
 from cms_anomaly.processors.objects import build_objects
@@ -267,9 +266,8 @@ class AnomalyProcessor(processor.ProcessorABC):
         )
         weights = event_weights(objects.genweight, meta, lumi_pb=self.lumi_pb)
 
-        packed = selections.evaluate(
-            self.selection, objects, CutFeatures(objects, config=config), config=config.selections
-        )
+        cut_features = CutFeatures(objects, config=config)
+        packed = selections.evaluate(self.selection, objects, cut_features, config=config.selections)
         mask = selections.passing(packed, self.selection, len(objects))
         flow = selections.cutflow(packed, self.selection, weights=weights)
         # the features, the RMM and the object arrays are computed for the selected events only; the
@@ -279,7 +277,7 @@ class AnomalyProcessor(processor.ProcessorABC):
         sel_w = weights[mask]
         sel_objects = objects.subset(mask)
         arrays = array_features(sel_objects, config=config, weights=sel_w, keep_rmm=self._keep_rmm)
-        selected = feature_record(scalar_features(sel_objects, config=config), arrays)
+        selected = feature_record(cut_features.of_selected(mask, sel_objects), arrays)
 
         hists = self._new_hists(dataset)
         for name in HISTOGRAMMED:

@@ -176,3 +176,19 @@ def test_nth_and_count_per_event():
         np.testing.assert_array_equal(coll.nth("pt", n, default=-1.0), ak.to_numpy(ref))
     mask = coll.columns["pt"] > 40.0
     np.testing.assert_array_equal(coll.count(mask), ak.to_numpy(ak.sum(arr.pt > 40.0, axis=1)))
+
+
+def test_cut_features_of_the_selected_events_either_way():
+    ev = ak.concatenate(
+        [event(muons=[mu(pt=40.0, iso=0.05)], jets=[jet(pt=50.0, eta=1.5)]), event(jets=[jet(pt=70.0)])]
+    )
+    objs = build_objects(ev, config=CFG.objects)
+    mask = np.array([True, False])
+    expected = scalar_features(objs.subset(mask), config=CFG)
+    untouched, read = CutFeatures(objs, config=CFG), CutFeatures(objs, config=CFG)
+    assert read["ht"].tolist() == pytest.approx([50.0, 70.0])  # a cut made the features of every event
+    for lazy in (untouched, read):
+        got = lazy.of_selected(mask, objs.subset(mask))
+        assert set(got) == set(expected)
+        for name, values in expected.items():
+            np.testing.assert_array_equal(got[name], values)

@@ -16,7 +16,7 @@ import pytest
 from cms_anomaly.processors import schema
 from cms_anomaly.processors.config import AnalysisConfig, ConfigError, ObjectConfig
 from cms_anomaly.processors.features import compute_features
-from cms_anomaly.processors.objects import build_objects, delta_r, pf_flat
+from cms_anomaly.processors.objects import build_objects, delta_r
 from nanoaod_events import event, jet, mu, pho
 
 CFG = AnalysisConfig()
@@ -293,12 +293,11 @@ def test_generated_objects_are_disjoint(generated_cocktail, process):
 @pytest.mark.parametrize("process", ["wjets", "ttbar"])
 def test_one_isolation_definition_for_both_paths(generated_cocktail, process):
     """The PF-candidate isolation equals the file's pfRelIso03_* branches, lepton by lepton."""
-    from cms_anomaly.processors.objects import _iso_from_flat
+    from cms_anomaly.processors.objects import pf_isolation
 
     ev = _open(min((generated_cocktail / process).glob("*.root")))
-    pf = pf_flat(ev.PFCands)
     for coll in (ev.Muon, ev.Electron):
-        iso = _iso_from_flat(coll, pf, cone=0.3)
+        iso = pf_isolation(coll, ev.PFCands, cone=0.3)
         assert ak.sum(ak.num(coll)) > 0
         np.testing.assert_allclose(
             ak.to_numpy(ak.flatten(iso["iso"])), ak.to_numpy(ak.flatten(coll.pfRelIso03_all)), rtol=1e-5, atol=1e-6

@@ -174,22 +174,28 @@ def test_rmm_keeps_the_ten_leading_objects_of_a_type():
     assert np.count_nonzero(rmm[1:11, 1:11]) == 100  # 10 x 10 block complete
 
 
-def test_reclustering_reproduces_the_detector_jets(generated_cocktail):
-    """The generated Jet collection is anti-kT 0.4 on all PF candidates: re-clustering the file's PFCands
-    with fastjet must give the same jets (float32 precision)."""
+def _generated_ttbar(generated_cocktail):
+    """The first generated ttbar file of the cocktail as eager NanoEvents."""
     import warnings
 
-    import awkward as ak
-    from cms_anomaly.processors.objects import recluster_jets
     from cms_anomaly.processors.schema import AnalysisNanoAODSchema
     from coffea.nanoevents import NanoEventsFactory
 
     path = min((generated_cocktail / "ttbar").glob("*.root"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ev = NanoEventsFactory.from_root(
+        return NanoEventsFactory.from_root(
             {str(path): "Events"}, schemaclass=AnalysisNanoAODSchema, mode="eager"
         ).events()
+
+
+def test_reclustering_reproduces_the_detector_jets(generated_cocktail):
+    """The generated Jet collection is anti-kT 0.4 on all PF candidates: re-clustering the file's PFCands
+    with fastjet must give the same jets (float32 precision)."""
+    import awkward as ak
+    from cms_anomaly.processors.objects import recluster_jets
+
+    ev = _generated_ttbar(generated_cocktail)
     ours = recluster_jets(ev.PFCands, radius=0.4, pt_min=15.0)
     theirs = ev.Jet[ak.argsort(ev.Jet.pt, axis=1, ascending=False)]
     assert ak.all(ak.num(ours) == ak.num(theirs))
@@ -203,19 +209,11 @@ def test_build_objects_with_reclustered_jets_equals_the_file_jets(generated_cock
     which re-clustered jets do not have): same jets after the overlap removal, the b tag matched from the
     NanoAOD jets."""
     import dataclasses
-    import warnings
 
     import awkward as ak
     from cms_anomaly.processors.objects import build_objects
-    from cms_anomaly.processors.schema import AnalysisNanoAODSchema
-    from coffea.nanoevents import NanoEventsFactory
 
-    path = min((generated_cocktail / "ttbar").glob("*.root"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ev = NanoEventsFactory.from_root(
-            {str(path): "Events"}, schemaclass=AnalysisNanoAODSchema, mode="eager"
-        ).events()
+    ev = _generated_ttbar(generated_cocktail)
     config = dataclasses.replace(CFG.objects, jet_id="none")
     nano = build_objects(ev, config=config)
     clustered = build_objects(ev, config=dataclasses.replace(config, recluster_jets=True))
