@@ -8,7 +8,6 @@ all run the coffea processor over a fileset once (or twice, with scores) and wri
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,28 +90,31 @@ def processor_pass(
 ) -> dict:
     """Run :class:`AnomalyProcessor` with ``selection`` over ``fileset``; histograms saved under ``out``.
 
-    With ``features`` the per-event tables go to ``out/features`` (an earlier run's tables there are
-    removed first: their chunk names would differ and both would be read). ``options`` go to the
+    With ``features`` the per-event tables go to ``out/features``. The outputs are staged and replace an
+    earlier run's (its tables too: their chunk names would differ and both would be read) only when the
+    pass has finished; an interrupted pass leaves the previous ones as they were. ``options`` go to the
     processor (``score_features``, ``split``).
     """
+    from cms_anomaly.datasets.atomic import staged_outputs, usable_directory
     from cms_anomaly.processors.processor import AnomalyProcessor
     from cms_anomaly.processors.runner import make_executor, run_processor, save_outputs
 
-    if features:
-        shutil.rmtree(out / "features", ignore_errors=True)
-    proc = AnomalyProcessor(
-        selection=selection,
-        scorers=scorers,
-        lumi_pb=lumi_pb,
-        features_dir=str(out / "features") if features else None,
-        **options,
-    )
-    kind = execution.executor if execution.executor in EXECUTORS else "iterative"
-    with make_executor(kind, scheduler=execution.scheduler, workers=execution.workers) as executor:
-        output = run_processor(
-            fileset, proc, executor=executor, chunksize=execution.chunksize, skip_bad_files=execution.skip_bad_files
+    out = usable_directory(out)
+    names = ("histograms.coffea", "histograms.root", *(("features",) if features else ()))
+    with staged_outputs(out, names=names) as stage:
+        proc = AnomalyProcessor(
+            selection=selection,
+            scorers=scorers,
+            lumi_pb=lumi_pb,
+            features_dir=str(stage / "features") if features else None,
+            **options,
         )
-    save_outputs(output, out)
+        kind = execution.executor if execution.executor in EXECUTORS else "iterative"
+        with make_executor(kind, scheduler=execution.scheduler, workers=execution.workers) as executor:
+            output = run_processor(
+                fileset, proc, executor=executor, chunksize=execution.chunksize, skip_bad_files=execution.skip_bad_files
+            )
+        save_outputs(output, stage)
     return output
 
 

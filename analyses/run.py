@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from cms_anomaly.datasets.argtypes import non_negative_int, positive_float, positive_int
-from cms_anomaly.datasets.atomic import atomic_output, owned_directory, write_text_atomic
+from cms_anomaly.datasets.atomic import atomic_output, owned_directory, usable_directory, write_text_atomic
 from cms_anomaly.processors.runner import (
     EXECUTORS,
+    REMOTE_TIMEOUT_S,
     fileset_from_files,
     format_summary,
     load_fileset,
@@ -54,15 +55,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         scorer = load_scorer(model)
         scorers[scorer.name] = scorer
-    out = Path(args.out)
-    proc = AnomalyProcessor(
-        selection=args.selection,
-        config=load_config(args.config),
-        scorers=scorers,
-        features_dir=out / "features" if args.features else None,
-        lumi_pb=args.lumi,
-        allow_missing=tuple(c for c in (args.allow_missing or "").split(",") if c),
-    )
+    out = usable_directory(args.out)  # resolved on the client before anything is submitted
     if args.mode == "graph" and (args.skip_bad_files or args.features):
         print(
             "cms-anomaly run: error: --skip-bad-files and --features need --mode runner (feature tables are "
@@ -70,8 +63,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    # the run owns OUT: a concurrent run is refused, an earlier run's outputs are replaced, not mixed
-    with owned_directory(out, replace=("features", "histograms.coffea", "histograms.root", "manifest.json")):
+    # the run owns OUT: a concurrent run is refused; its outputs are staged and replace an earlier run's
+    # only once it has finished (an interrupted run leaves the previous results as they were)
+    with owned_directory(out, replace=RUN_OUTPUTS, last="manifest.json") as stage:
+        proc = AnomalyProcessor(
+            selection=args.selection,
+            config=load_config(args.config),
+            scorers=scorers,
+            features_dir=stage / "features" if args.features else None,
+            lumi_pb=args.lumi,
+            allow_missing=tuple(c for c in (args.allow_missing or "").split(",") if c),
+        )
         if args.mode == "graph":
             with make_executor("dask", scheduler=args.scheduler, workers=args.workers) as executor:
                 output = run_graph(fileset, proc, step_size=args.chunksize, client=executor.client)
@@ -84,23 +86,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     chunksize=args.chunksize,
                     maxchunks=args.maxchunks,
                     skip_bad_files=args.skip_bad_files,
+                    timeout=args.timeout,
                 )
-        paths = save_outputs(output, out)
-        written = [paths["coffea"], paths["root"], *sorted(out.glob("features/*/*.parquet"))]
+        paths = save_outputs(output, stage)
+        written = [paths["coffea"], paths["root"], *sorted(stage.glob("features/**/*.parquet"))]
         manifest = {
             "command": "run",
             "fileset": str(Path(args.fileset).resolve()),
             "selection": args.selection,
             "mode": args.mode,
-            "files": [str(p.relative_to(out)) for p in written],
+            "files": [str(p.relative_to(stage)) for p in written],
             "skipped_files": sorted({s for res in output.values() for s in res.get("skipped_files", [])}),
         }
-        write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+        write_text_atomic(stage / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     print(format_summary(output, selection=args.selection))
-    print(f"\nhistograms: {paths['coffea']}  {paths['root']}  (manifest: {out / 'manifest.json'})")
+    print(
+        f"\nhistograms: {out / paths['coffea'].name}  {out / paths['root'].name}  (manifest: {out / 'manifest.json'})"
+    )
     if args.features:
         print(f"feature tables: {out / 'features'}")
     return 0
+
+
+#: what ``cms-anomaly run`` writes into its output directory (a rerun replaces all of them together)
+RUN_OUTPUTS = ("features", "histograms.coffea", "histograms.root", "manifest.json")
 
 
 def register(subparsers: Any) -> None:
@@ -151,6 +160,13 @@ def register(subparsers: Any) -> None:
         "--skip-bad-files",
         action="store_true",
         help="leave out unreadable input files (listed in the summary and the output) instead of stopping",
+    )
+    p.add_argument(
+        "--timeout",
+        type=positive_int,
+        default=REMOTE_TIMEOUT_S,
+        help=f"seconds to wait for a remote (root://, https://) file before it counts as unreadable "
+        f"(default: {REMOTE_TIMEOUT_S})",
     )
     p.add_argument(
         "--lumi", type=positive_float, default=None, help="integrated luminosity in pb^-1 for MC normalisation"

@@ -33,32 +33,28 @@ def table_path(out_dir: str | Path, *, dataset: str, file_id: str, entrystart: i
     return Path(out_dir) / dataset / f"{dataset}__{safe}__{entrystart}-{entrystop}.parquet"
 
 
-def write_feature_table(
+def feature_table(
     features: ak.Array,
     *,
-    path: str | Path,
     weights: np.ndarray,
     run: np.ndarray,
     lumi: np.ndarray,
     event: np.ndarray,
     dataset: str,
     is_signal: bool,
-) -> Path:
-    """Write one chunk's selected events to ``path`` (``path.tmp-<pid>`` then ``os.replace``).
+) -> Any:
+    """One chunk's selected events as a pyarrow table (the layout of the module docstring).
 
     Parameters
     ----------
     features
         Record array from :func:`~cms_anomaly.processors.features.compute_features` (selected events).
-    path
-        Target file.
     weights, run, lumi, event
         Per-event arrays aligned with ``features``.
     dataset, is_signal
         Constant columns.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     n = len(features)
     data: dict[str, Any] = {}
@@ -74,10 +70,70 @@ def write_feature_table(
     data["event"] = pa.array(np.asarray(event, dtype=np.int64))
     data["dataset"] = pa.array([dataset] * n, type=pa.string())
     data["is_signal"] = pa.array(np.full(n, bool(is_signal)))
+    return pa.table(data)
+
+
+def write_table(table: Any, path: str | Path) -> Path:
+    """Write a feature table to ``path`` (``path.tmp-<pid>`` then ``os.replace``), zstd-compressed."""
+    import pyarrow.parquet as pq
+
     path = Path(path)
     with atomic_output(path) as tmp:
-        pq.write_table(pa.table(data), tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd")
     return path
+
+
+def table_bytes(table: Any) -> bytes:
+    """A feature table as the bytes of its parquet file (for tables sent back through the output)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def write_feature_table(features: ak.Array, *, path: str | Path, **columns: Any) -> Path:
+    """:func:`feature_table` written to ``path`` atomically (``columns``: its keyword arguments)."""
+    return write_table(feature_table(features, **columns), path)
+
+
+#: the file, in a feature-table directory, that lists its tables; written last, by the run that made them
+FEATURE_MANIFEST = "manifest.json"
+_MANIFEST_KIND = "cms-anomaly feature tables"
+
+
+def write_table_manifest(root: str | Path, tables: Sequence[str | Path]) -> Path:
+    """Declare the tables under ``root`` finished: ``root/manifest.json`` lists them (paths relative to ``root``).
+
+    Readers (:func:`table_files`) read only tables of a directory with a manifest, so the tables of an
+    interrupted run (no manifest) are never taken for a finished set.
+    """
+    import json
+
+    from cms_anomaly.datasets.atomic import write_text_atomic
+
+    root = Path(root)
+    rel = sorted(Path(t).resolve().relative_to(root.resolve()).as_posix() for t in tables)
+    payload = {"kind": _MANIFEST_KIND, "version": FEATURE_TABLE_VERSION, "tables": rel}
+    root.mkdir(parents=True, exist_ok=True)
+    return write_text_atomic(root / FEATURE_MANIFEST, json.dumps(payload, indent=1) + "\n")
+
+
+def _manifest_root(path: Path) -> tuple[Path, list[str]] | None:
+    """The feature-table directory holding ``path`` (itself, its parent or grandparent) and its table list."""
+    import json
+
+    for root in [path, *list(path.parents)[:2]] if path.is_dir() else list(path.parents)[:3]:
+        manifest = root / FEATURE_MANIFEST
+        if manifest.is_file():
+            try:
+                payload = json.loads(manifest.read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                raise FeatureTableError(f"{manifest}: unreadable feature-table manifest ({err})") from err
+            if isinstance(payload, dict) and payload.get("kind") == _MANIFEST_KIND:
+                return root, [str(t) for t in payload.get("tables", [])]
+    return None
 
 
 def _natural_key(file: Path, root: Path) -> list[Any]:
@@ -90,17 +146,30 @@ def _natural_key(file: Path, root: Path) -> list[Any]:
 def table_files(path: str | Path) -> list[Path]:
     """The feature tables under ``path`` (a file, or a directory searched recursively), in a
     reproducible order: by dataset, input file name and first entry (numbers as numbers), the order
-    in which the models read events (``max_events`` takes the first ones). Files still being written
-    (``.tmp-``) are skipped. Raises :class:`FeatureTableError` when there is none."""
+    in which the models read events (``max_events`` takes the first ones).
+
+    Only tables of a finished run are read: those its ``manifest.json`` lists (in ``path`` or up to two
+    levels above it, see :func:`write_table_manifest`). Raises :class:`FeatureTableError` (one line naming
+    the path) when there is no table, no manifest, or a listed table is missing.
+    """
     path = Path(path)
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
+    if not path.exists():
         raise FeatureTableError(f"feature tables not found: {path}")
-    files = sorted((p for p in path.rglob("*.parquet") if ".tmp-" not in p.name), key=lambda p: _natural_key(p, path))
-    if not files:
+    found = _manifest_root(path)
+    if found is None:
+        raise FeatureTableError(
+            f"{path}: no finished-run manifest ({FEATURE_MANIFEST}) beside the feature tables: they come from an "
+            "interrupted or unfinished run; rerun the command that writes them"
+        )
+    root, listed = found
+    files = [root / t for t in listed]
+    inside = [f for f in files if f == path or path in f.parents] if path != root else files
+    missing = [f for f in inside if not f.is_file()]
+    if missing:
+        raise FeatureTableError(f"{missing[0]}: listed in {root / FEATURE_MANIFEST} but missing")
+    if not inside:
         raise FeatureTableError(f"no *.parquet feature tables under {path}")
-    return files
+    return sorted(inside, key=lambda p: _natural_key(p, root))
 
 
 def read_table(path: Path, *, columns: Sequence[str] | None = None, optional: Sequence[str] = ()) -> Any:

@@ -6,7 +6,7 @@ processing and empty chunks run through the same path.
 
 Output per dataset::
 
-    {dataset: {"nevents": int, "sumw_gen": float, "cutflow": {"events", "sumw", "first_failed"},
+    {dataset: {"nevents": int, "events_per_file": {file: int}, "sumw_gen": float, "cutflow": {"events", "sumw", "first_failed"},
                "hists": {name: hist.Hist}, "feature_files": [paths],
                "missing_collections": {collection: chunks}}}
 
@@ -153,6 +153,10 @@ class AnomalyProcessor(processor.ProcessorABC):
         Optional ``{name: Scorer}``; each adds a score histogram (and a 2-D one for two outputs).
     features_dir
         If given, write the selected events' feature table per chunk under this directory.
+    tables_in_output
+        With ``features_dir``: return each chunk's table (parquet bytes) in the output's ``feature_tables``
+        instead of writing it, for workers that cannot reach ``features_dir``; :func:`~cms_anomaly.
+        processors.runner.run_processor` sets it when its probe finds such workers and writes them.
     lumi_pb
         Integrated luminosity (pb^-1) to normalise MC to.
     allow_missing
@@ -184,6 +188,7 @@ class AnomalyProcessor(processor.ProcessorABC):
         config: AnalysisConfig | None = None,
         scorers: Mapping[str, Scorer] | None = None,
         features_dir: str | Path | None = None,
+        tables_in_output: bool = False,
         lumi_pb: float | None = None,
         allow_missing: tuple[str, ...] = (),
         score_features: tuple[str, ...] = histograms.SCORE_VS_FEATURES,
@@ -195,6 +200,7 @@ class AnomalyProcessor(processor.ProcessorABC):
         self.config = config or AnalysisConfig()
         self.scorers = dict(scorers or {})
         self.features_dir = None if features_dir is None else str(features_dir)
+        self.tables_in_output = bool(tables_in_output)
         self.lumi_pb = lumi_pb
         unknown = [f for f in score_features if f not in FEATURES]
         if unknown:
@@ -356,7 +362,8 @@ class AnomalyProcessor(processor.ProcessorABC):
                     dataset=dataset, split=sp, **{outs[0]: s[:, 0], outs[1]: s[:, 1]}, weight=w
                 )
 
-        files = []
+        files: list[str] = []
+        tables: dict[str, bytes] = {}
         if self.features_dir is not None:
             # the input file's name first: tables are read in name order (models, analyses), which must not
             # depend on the TFile UUID a regenerated file gets; the UUID's first 8 digits keep two inputs of
@@ -371,9 +378,8 @@ class AnomalyProcessor(processor.ProcessorABC):
                 entrystart=int(meta.get("entrystart", 0)),
                 entrystop=int(meta.get("entrystop", len(events))),
             )
-            feature_io.write_feature_table(
+            table = feature_io.feature_table(
                 selected,
-                path=path,
                 weights=sel_w,
                 run=ids["run"],
                 lumi=ids["luminosityBlock"],
@@ -381,15 +387,22 @@ class AnomalyProcessor(processor.ProcessorABC):
                 dataset=dataset,
                 is_signal=bool(meta.get("is_signal", False)),
             )
+            if self.tables_in_output:  # workers that cannot reach features_dir: the client writes them
+                tables[path.relative_to(self.features_dir).as_posix()] = feature_io.table_bytes(table)
+            else:
+                feature_io.write_table(table, path)
             files.append(str(path))
         result = {
             "nevents": len(objects),
+            "events_per_file": {str(meta.get("filename", "?")): len(objects)},
             "sumw_gen": float(objects.genweight.sum()),
             "cutflow": flow,
             "hists": hists,
             "feature_files": files,
             "missing_collections": dict.fromkeys(objects.missing_collections, 1),
         }
+        if tables:
+            result["feature_tables"] = tables
         if self.top_events and self.scorers:
             result["top_events"] = top
         return {dataset: result}

@@ -72,31 +72,51 @@ class InputFileError(OSError):
     """An input file cannot be read as a ROOT file with the expected tree (message names the file)."""
 
 
+def is_remote(path: str) -> bool:
+    """True for a URL (``root://``, ``https://``, ``s3://``, ...), false for a local path or ``file://``."""
+    return "://" in path and not path.startswith("file://")
+
+
+#: seconds uproot waits for a remote file (XRootD, HTTP) before giving up on it; coffea's Runner takes it as
+#: ``xrootdtimeout`` (its default, 60 s) and the file check before a run uses the same bound
+REMOTE_TIMEOUT_S = 60
+
+
 def check_files(
-    fileset: Mapping[str, Any], *, skip_bad_files: bool = False
+    fileset: Mapping[str, Any], *, skip_bad_files: bool = False, timeout: int = REMOTE_TIMEOUT_S
 ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """Open every file of ``fileset`` and read its tree's entry count and first and last event numbers.
 
-    A missing, empty, truncated or non-ROOT file, or one without the tree, raises
-    :class:`InputFileError` with one line naming the file and the problem; with ``skip_bad_files``
+    A missing, empty, truncated or non-ROOT file, one without the tree, or a remote file (``root://``,
+    ``https://``) whose server cannot be reached within ``timeout`` seconds or does not have it, raises
+    :class:`InputFileError` with one line naming the file (URL) and the problem; with ``skip_bad_files``
     such files are dropped instead and listed (``"path: problem"``) per dataset in the second return
-    value. Remote files (``root://``) are not opened here. ``files`` may be ``{path: tree}`` or a list
-    of paths (``Events`` trees); the returned fileset has the mapping form.
+    value. ``files`` may be ``{path: tree}`` or a list of paths (``Events`` trees); the returned fileset
+    has the mapping form.
 
     Returns
     -------
     tuple
         (the fileset without bad files, ``{dataset: [skipped file with its problem, ...]}``)
     """
+    good, skipped, _ = _check_files(fileset, skip_bad_files=skip_bad_files, timeout=timeout)
+    return good, skipped
+
+
+def _check_files(
+    fileset: Mapping[str, Any], *, skip_bad_files: bool, timeout: int
+) -> tuple[dict[str, Any], dict[str, list[str]], dict[str, int]]:
+    """:func:`check_files`, and the entry count of every readable file."""
     import uproot
 
     good: dict[str, Any] = {}
     skipped: dict[str, list[str]] = {}
+    entries: dict[str, int] = {}
     for dataset, entry in fileset.items():
         listed = entry["files"] if isinstance(entry["files"], Mapping) else dict.fromkeys(entry["files"], "Events")
         files, bad = {}, []
         for f, tree in listed.items():
-            problem = None if "://" in f else _file_problem(uproot, f, tree)
+            problem = _file_problem(uproot, f, tree, timeout=timeout, entries=entries)
             if problem is None:
                 files[f] = tree
             elif skip_bad_files:
@@ -108,27 +128,32 @@ def check_files(
         elif skip_bad_files:
             bad.append(f"dataset {dataset!r}: no readable file left")
         skipped[dataset] = bad
-    return good, skipped
+    return good, skipped, entries
 
 
-def _file_problem(uproot: Any, path: str, tree: str) -> str | None:
-    """What is wrong with one local input file, ``None`` if it reads."""
-    p = Path(path)
-    if not p.is_file():
-        return "no such file"
-    if p.stat().st_size == 0:
-        return "empty file (0 bytes)"
+def _file_problem(uproot: Any, path: str, tree: str, *, timeout: int, entries: dict[str, int]) -> str | None:
+    """What is wrong with one input file (a local path or a URL), ``None`` if it reads (its entry count
+    then goes to ``entries``)."""
+    remote = is_remote(path)
+    if not remote:
+        p = Path(path.removeprefix("file://"))
+        if not p.is_file():
+            return "no such file"
+        if p.stat().st_size == 0:
+            return "empty file (0 bytes)"
     try:
-        with uproot.open(path) as fin:
+        with uproot.open(path, timeout=timeout) as fin:
             if tree not in fin:
                 return f"no tree {tree!r} (has {sorted(k.split(';')[0] for k in fin.keys())[:8]})"  # noqa: SIM118 - uproot: iterating yields branches, keys() the names
             t = fin[tree]
-            n = t.num_entries
+            n = entries[path] = t.num_entries
             if n and "event" in t.keys():  # first and last basket: a truncated file fails here  # noqa: SIM118 - uproot: iterating yields branches, keys() the names
                 t["event"].array(entry_start=0, entry_stop=1, library="np")
                 t["event"].array(entry_start=n - 1, entry_stop=n, library="np")
     except Exception as err:  # noqa: BLE001 - any reader error means the file is unusable; say which
-        detail = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        detail = " ".join(str(err).split())[:200] if str(err) else type(err).__name__
+        if remote:
+            return f"cannot read the remote file (server unreachable within {timeout} s, no such file, or not ROOT: {detail})"
         return f"not a readable ROOT file: truncated, corrupt or another format ({detail})"
     return None
 
@@ -213,17 +238,24 @@ def run_processor(
     chunksize: int = 100_000,
     maxchunks: int | None = None,
     skip_bad_files: bool = False,
+    timeout: int = REMOTE_TIMEOUT_S,
 ) -> dict[str, Any]:
     """Run ``proc`` over ``fileset`` with coffea's Runner (NanoAOD schema, ``Events`` trees).
 
     Every local file is checked first (:func:`check_files`): an unreadable one stops the run with
     one line naming it, or, with ``skip_bad_files``, is left out and listed in each dataset's
     ``"skipped_files"`` of the output (coffea's ``skipbadfiles`` also skips files failing later).
+    Remote files (``root://``, ``https://``) are read through uproot's fsspec sources; ``timeout``
+    bounds each open (coffea's ``xrootdtimeout``) and the executor retries a failed chunk (coffea's
+    ``retries``, 3 by default).
     """
     from cms_anomaly.processors.schema import AnalysisNanoAODSchema
     from coffea import processor
 
-    good, skipped = check_files(fileset, skip_bad_files=skip_bad_files)
+    good, skipped, entries = _check_files(fileset, skip_bad_files=skip_bad_files, timeout=timeout)
+    features_dir = getattr(proc, "features_dir", None)
+    if features_dir is not None:
+        proc.tables_in_output = not workers_can_write(executor, features_dir)
     # a fresh metadata cache: coffea's default process-wide cache keys on (dataset, file, tree) and
     # would hand a later run the user metadata (is_data, xsec) of an earlier one
     runner = processor.Runner(
@@ -231,14 +263,107 @@ def run_processor(
         schema=AnalysisNanoAODSchema,
         chunksize=chunksize,
         maxchunks=maxchunks,
-        skipbadfiles=skip_bad_files,
+        skipbadfiles=(ReadFailure,) if skip_bad_files else False,
         metadata_cache={},
+        xrootdtimeout=timeout,
     )
     output = runner(good, processor_instance=proc, treename="Events") if good else {}
     if skip_bad_files:
         for dataset, bad in skipped.items():
-            output.setdefault(dataset, {})["skipped_files"] = bad
+            read = output.get(dataset, {}).get("events_per_file", {})
+            # coffea skips a chunk whose read fails during the run (a server gone mid-run): each file
+            # that lost events is listed with how many
+            lost = [
+                f"{f}: {entries[f] - read.get(f, 0)} of {entries[f]} events not read (read failed during the run)"
+                for f in good.get(dataset, {}).get("files", {})
+                if maxchunks is None and read.get(f, 0) < entries[f]
+            ]
+            output.setdefault(dataset, {})["skipped_files"] = bad + lost
+    if features_dir is not None:
+        _finish_feature_tables(output, features_dir)
     return output
+
+
+def _probe_shared(directory: str, token: str) -> str | None:
+    """Run on a worker: ``None`` if it sees the client's ``directory`` (the file ``token`` the client wrote
+    there) and can write into it (``token.<random>``, which the client then looks for), else why not."""
+    import socket
+    import uuid
+
+    where = f"{socket.gethostname()} (cwd {Path.cwd()})"
+    try:
+        if not (Path(directory) / token).is_file():
+            return f"{where} does not see {directory} of the client (another disk)"
+        (Path(directory) / f"{token}.{uuid.uuid4().hex}").write_bytes(b"")
+    except OSError as err:
+        return f"{where}: {err.strerror or err}"
+    return None
+
+
+def workers_can_write(executor: Any, directory: str | Path) -> bool:
+    """Whether every worker of ``executor`` writes into the client's ``directory``, checked by one small
+    task per worker before the first chunk (Dask executors; the other executors run on this machine).
+
+    The client leaves a token file there; each worker must see it (the same disk, not a directory of
+    the same name on its own) and create a file beside it that the client then sees. Workers that
+    cannot (a facility cluster that does not mount the client's disk) are logged once; the processor
+    then returns its feature tables through the output and the client writes them.
+    """
+    import uuid
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    client = getattr(executor, "client", None)
+    if client is None:
+        return True
+    token = f".probe-{uuid.uuid4().hex}"
+    (directory / token).write_bytes(b"")
+    try:
+        answers = client.run(_probe_shared, str(directory), token)
+        seen = {p.name for p in directory.glob(f"{token}.*")}
+    finally:
+        for probe in directory.glob(f"{token}*"):
+            probe.unlink(missing_ok=True)
+    refused = {worker: why for worker, why in answers.items() if why is not None}
+    if len(seen) < len(answers) - len(refused):  # written, but not where the client looks
+        refused = refused or {"?": f"files written by the workers do not appear in {directory}"}
+    if refused:
+        worker, why = next(iter(sorted(refused.items())))
+        log.warning(
+            "%d of %d workers cannot write %s (%s: %s); their feature tables come back through the output "
+            "and are written here",
+            len(refused),
+            len(answers),
+            directory,
+            worker,
+            why,
+        )
+    return not refused
+
+
+def _finish_feature_tables(output: dict[str, Any], features_dir: str | Path) -> None:
+    """Write the tables that came back through the output, then the manifest that declares them finished."""
+    from cms_anomaly.processors import feature_io
+
+    root = Path(features_dir)
+    files = []
+    for result in output.values():
+        for rel, data in sorted(result.pop("feature_tables", {}).items()):
+            with atomic_output(root / rel) as tmp:
+                tmp.write_bytes(data)
+        files += result.get("feature_files", [])
+    feature_io.write_table_manifest(root, files)
+
+
+class _ReadFailureType(type):
+    def __instancecheck__(cls, err: object) -> bool:
+        return isinstance(err, OSError) or (isinstance(err, ValueError) and "closed file" in str(err))
+
+
+class ReadFailure(Exception, metaclass=_ReadFailureType):
+    """What ``--skip-bad-files`` skips during a run: an ``OSError`` (unreadable, truncated, server gone), or
+    the ``ValueError`` an XRootD file handle raises once its server has gone ("I/O operation on closed
+    file"); a processor's own errors are not skipped."""
 
 
 def run_graph(fileset: Mapping[str, Any], proc: Any, *, step_size: int = 100_000, client: Any = None) -> dict[str, Any]:

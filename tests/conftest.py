@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# the XRootD client tries an unreachable server 5 times (15 s) by default; the tests stop servers on purpose
+os.environ.setdefault("XRD_CONNECTIONRETRY", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: small real samples vendored with their provenance (tests/samples/README.md)
@@ -131,6 +135,7 @@ def model_feature_tables(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     import numpy as np
     import pyarrow.parquet as pq
+    from cms_anomaly.processors.feature_io import write_table_manifest
 
     root = tmp_path_factory.mktemp("model-features")
     rng = np.random.default_rng(20260)
@@ -146,6 +151,7 @@ def model_feature_tables(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for k, m in enumerate((half, n - half)):
             table = _synthetic_feature_table(rng, m, dataset=name, is_signal=is_signal, shift=shift, weight=weight)
             pq.write_table(table, root / name / f"{name}_{k}.parquet")
+    write_table_manifest(root, sorted(root.glob("*/*.parquet")))
     return root
 
 

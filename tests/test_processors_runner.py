@@ -118,13 +118,16 @@ def test_a_run_owns_its_output_directory(files, capsys):
     assert "histograms.coffea" in manifest["files"]
     assert sum(f.endswith(".parquet") for f in manifest["files"]) == 3
     assert not (out / ".lock").exists()
-    (out / ".lock").write_text("12345")
+    import os
+    import socket
+
+    (out / ".lock").write_text(f"{os.getpid()} {socket.gethostname()}")  # a live process holds it
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "in use by another run" in err[0]
-    assert "12345" in err[0]
+    assert str(os.getpid()) in err[0]
 
 
 @pytest.mark.parametrize(
