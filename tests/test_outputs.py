@@ -28,6 +28,7 @@ def test_failed_run_leaves_the_previous_outputs(tmp_path):
     with atomic.owned_directory(tmp_path, replace=("a", "b"), last="b") as stage:
         (stage / "a").write_text("first")
         (stage / "b").write_text("first")
+
     def interrupted_run() -> None:
         with atomic.owned_directory(tmp_path, replace=("a", "b"), last="b") as stage:
             (stage / "a").write_text("second")
