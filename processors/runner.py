@@ -73,11 +73,13 @@ class InputFileError(OSError):
 
 
 def check_files(
-    fileset: Mapping[str, Any], *, skip_bad_files: bool = False
+    fileset: Mapping[str, Any], *, skip_bad_files: bool = False, allow_missing: tuple[str, ...] = ()
 ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """Open every file of ``fileset`` and read its tree's entry count and first and last event numbers.
 
-    A missing, empty, truncated or non-ROOT file, or one without the tree, raises
+    A missing, empty, truncated or non-ROOT file, one without the tree, or one whose tree lacks a
+    branch the features need without a fallback (:func:`~cms_anomaly.processors.schema.missing_branches`;
+    ``allow_missing`` names collections that may be absent as a whole) raises
     :class:`InputFileError` with one line naming the file and the problem; with ``skip_bad_files``
     such files are dropped instead and listed (``"path: problem"``) per dataset in the second return
     value. Remote files (``root://``) are not opened here. ``files`` may be ``{path: tree}`` or a list
@@ -96,7 +98,7 @@ def check_files(
         listed = entry["files"] if isinstance(entry["files"], Mapping) else dict.fromkeys(entry["files"], "Events")
         files, bad = {}, []
         for f, tree in listed.items():
-            problem = None if "://" in f else _file_problem(uproot, f, tree)
+            problem = None if "://" in f else _file_problem(uproot, f, tree, allow_missing=allow_missing)
             if problem is None:
                 files[f] = tree
             elif skip_bad_files:
@@ -111,8 +113,10 @@ def check_files(
     return good, skipped
 
 
-def _file_problem(uproot: Any, path: str, tree: str) -> str | None:
+def _file_problem(uproot: Any, path: str, tree: str, *, allow_missing: tuple[str, ...] = ()) -> str | None:
     """What is wrong with one local input file, ``None`` if it reads."""
+    from cms_anomaly.processors import schema
+
     p = Path(path)
     if not p.is_file():
         return "no such file"
@@ -124,12 +128,19 @@ def _file_problem(uproot: Any, path: str, tree: str) -> str | None:
                 return f"no tree {tree!r} (has {sorted(k.split(';')[0] for k in fin.keys())[:8]})"  # noqa: SIM118 - uproot: iterating yields branches, keys() the names
             t = fin[tree]
             n = t.num_entries
+            keys = t.keys()
             if n and "event" in t.keys():  # first and last basket: a truncated file fails here  # noqa: SIM118 - uproot: iterating yields branches, keys() the names
                 t["event"].array(entry_start=0, entry_stop=1, library="np")
                 t["event"].array(entry_start=n - 1, entry_stop=n, library="np")
     except Exception as err:  # noqa: BLE001 - any reader error means the file is unusable; say which
         detail = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
         return f"not a readable ROOT file: truncated, corrupt or another format ({detail})"
+    try:
+        missing = schema.missing_branches(keys, allow_missing=allow_missing)
+    except schema.UnknownSchemaError as err:
+        return str(err).removeprefix("input: ")
+    if missing:
+        return f"missing branch(es) {missing} that the analysis needs (no fallback; see processors/schema.py)"
     return None
 
 
@@ -223,7 +234,9 @@ def run_processor(
     from cms_anomaly.processors.schema import AnalysisNanoAODSchema
     from coffea import processor
 
-    good, skipped = check_files(fileset, skip_bad_files=skip_bad_files)
+    # the processor's collections that may be absent (--allow-missing): the check must not refuse them
+    allow_missing = tuple(getattr(proc, "allow_missing", ()))
+    good, skipped = check_files(fileset, skip_bad_files=skip_bad_files, allow_missing=allow_missing)
     # a fresh metadata cache: coffea's default process-wide cache keys on (dataset, file, tree) and
     # would hand a later run the user metadata (is_data, xsec) of an earlier one
     runner = processor.Runner(
@@ -254,7 +267,8 @@ def run_graph(fileset: Mapping[str, Any], proc: Any, *, step_size: int = 100_000
     from coffea.dataset_tools import DataGroupSpec, apply_to_fileset, preprocess
     from coffea.processor import accumulate
 
-    good, _ = check_files(fileset)  # one clear line for an unreadable file before any graph is built
+    # one clear line for an unreadable file or a missing branch before any graph is built
+    good, _ = check_files(fileset, allow_missing=tuple(getattr(proc, "allow_missing", ())))
     spec = {
         name: {"files": entry["files"], "metadata": dict(entry.get("metadata") or {})} for name, entry in good.items()
     }
