@@ -395,3 +395,35 @@ def test_non_finite_features_are_refused_by_file_and_column_name(model_feature_t
     assert str(err.value) == f"{path}: 1 event(s) with non-finite values in column(s) st: refusing to use them"
     with pytest.raises(FeatureTableError, match=r"wjets_0.parquet: 1 event\(s\) .* column\(s\) rmm\[52\]: refusing"):
         read_dataset(tmp_path, "wjets", feature_set=get_feature_set("rmm"))
+
+
+def test_resume_with_another_models_checkpoint_is_one_line(hlf21_samples, tmp_path):
+    """A VAE checkpoint resumed by an AE: one line naming the checkpoint and what does not match."""
+    from dataclasses import replace
+
+    from cms_anomaly.models.errors import TrainingError
+
+    fset = get_feature_set("hlf21")
+    train_s, val_s = split_cocktail(hlf21_samples, val_fraction=0.3, seed=4)
+    ckpt = tmp_path / "m.ckpt"
+
+    def run(kind: str, resume: bool):
+        model, hyper = build_model(kind, train_s.x, feature_set=fset, seed=4)
+        cfg = TrainConfig(hyper=replace(hyper, batch_size=500), epochs=1, seed=4, progress=False, threads=1)
+        return train(model, train_s.x[:1000], val_s.x[:500], config=cfg, checkpoint=ckpt, resume=resume)
+
+    run("vae", False)
+    with pytest.raises(TrainingError) as err:
+        run("ae", True)
+    assert str(err.value) == (
+        f"{ckpt}: cannot resume: it is a checkpoint of a 'vae' model, this is a 'ae' model; "
+        "delete it or train without --resume"
+    )
+    state = torch.load(ckpt, weights_only=True)  # a checkpoint written before the kind was recorded
+    del state["kind"]
+    torch.save(state, ckpt)
+    with pytest.raises(
+        TrainingError, match=r"m\.ckpt: cannot resume: its weights do not fit this 'ae' model \("
+    ) as err:
+        run("ae", True)
+    assert "\n" not in str(err.value)
