@@ -98,6 +98,24 @@ def _column_to_numpy(table: Any, column: str, *, width: int, path: Path) -> np.n
     return col.to_numpy(zero_copy_only=False).astype(np.float32).reshape(n, 1)
 
 
+def _refuse_non_finite(x: np.ndarray, feature_set: FeatureSet, *, path: Path) -> None:
+    """Raise :class:`FeatureTableError` naming the file and the columns (``rmm[52]`` for an array
+    column's entry) where the model inputs ``x`` of one table hold NaN or inf."""
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return
+    per_col = feature_set.width // len(feature_set.columns)
+    names = [
+        feature_set.columns[j // per_col] + (f"[{j % per_col}]" if per_col > 1 else "")
+        for j in np.unique(np.nonzero(bad)[1])
+    ]
+    more = f" and {len(names) - 8} more" if len(names) > 8 else ""
+    raise FeatureTableError(
+        f"{path}: {int(bad.any(axis=1).sum())} event(s) with non-finite values in column(s) "
+        f"{', '.join(names[:8])}{more}: refusing to use them"
+    )
+
+
 def read_dataset(
     features_dir: str | Path, dataset: str, *, feature_set: FeatureSet, max_events: int | None = None
 ) -> Sample:
@@ -137,11 +155,11 @@ def read_dataset(
         ids = [c for c in ("run", "event") if c in table.column_names]
         if table.num_rows == 0:
             continue
-        xs.append(
-            np.concatenate(
-                [_column_to_numpy(table, c, width=per_col_width, path=path) for c in feature_set.columns], axis=1
-            )
+        x_file = np.concatenate(
+            [_column_to_numpy(table, c, width=per_col_width, path=path) for c in feature_set.columns], axis=1
         )
+        _refuse_non_finite(x_file[: None if max_events is None else max_events - n_read], feature_set, path=path)
+        xs.append(x_file)
         weight = table.column("weight").to_numpy().astype(np.float64)
         if not np.all(np.isfinite(weight)):
             raise FeatureTableError(
@@ -160,11 +178,6 @@ def read_dataset(
         raise FeatureTableError(f"all parquet files of dataset {dataset!r} in {features_dir} are empty")
     x = np.concatenate(xs)[:max_events]
     w = np.concatenate(ws)[:max_events]
-    if not np.all(np.isfinite(x)):
-        bad = np.unique(np.nonzero(~np.isfinite(x))[1])
-        raise FeatureTableError(
-            f"dataset {dataset!r} in {features_dir}: non-finite values in input columns {bad.tolist()}"
-        )
     log.info("read %d events of %s (%s)", len(x), dataset, feature_set.name)
     has_ids = len(runs) == len(xs)  # every table carries the event identity
     return Sample(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,10 @@ log = logging.getLogger(__name__)
 #: SM false-positive rates of the working points (5.4e-6 = ~1000 SM events / month, Cerri)
 WORKING_POINT_FPRS: tuple[float, ...] = SM_WORKING_POINTS
 CARD_SUFFIX = ".card.json"
+#: model file suffix -> the format a card records (:attr:`ModelCard.format`)
+MODEL_FORMATS: dict[str, str] = {".pt": "torchscript", ".json": "xgboost"}
+#: card ``model_type``s stored as XGBoost boosters (the format of a card written before ``format`` existed)
+XGBOOST_MODEL_TYPES: frozenset[str] = frozenset({"bdt", "cwola_bdt"})
 
 
 @dataclass
@@ -55,6 +60,11 @@ class ModelCard:
         Model file name (relative to the card).
     framework : dict
         Library versions.
+    format : str
+        ``torchscript`` or ``xgboost`` (:data:`MODEL_FORMATS`); empty in cards older than the field.
+    sha256 : str
+        SHA-256 of the model file when the card was written: a model file is code (TorchScript runs
+        what it holds), so loading refuses a file that is not the exported one. Empty in older cards.
     """
 
     model_type: str
@@ -70,6 +80,8 @@ class ModelCard:
     score_ranges: dict[str, list[float]] = field(default_factory=dict)
     file: str = ""
     framework: dict[str, str] = field(default_factory=dict)
+    format: str = ""
+    sha256: str = ""
 
     def check_features(
         self, names: list[str] | tuple[str, ...], *, source: str | None = None, exact: bool = True
@@ -106,9 +118,21 @@ def atomic_write_text(path: Path, text: str) -> None:
     write_text_atomic(path, text)
 
 
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fin:
+        for block in iter(lambda: fin.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_card(card: ModelCard, model_path: str | Path) -> Path:
-    """Write ``card`` as JSON next to ``model_path``; returns the card path."""
+    """Write ``card`` as JSON next to ``model_path`` (already written), with the file's name, format and
+    SHA-256; returns the card path."""
     card.file = Path(model_path).name
+    card.format = MODEL_FORMATS.get(Path(model_path).suffix, "")
+    card.sha256 = file_sha256(model_path)
     path = card_path(model_path)
     atomic_write_text(path, json.dumps(asdict(card), indent=1, default=_json_default) + "\n")
     return path
@@ -133,6 +157,39 @@ def load_card(model_path: str | Path) -> ModelCard:
         return ModelCard(**data)
     except (json.JSONDecodeError, TypeError) as err:
         raise ModelCardError(f"model card {path} unreadable: {err}") from err
+
+
+def verify_model_file(path: str | Path, card: ModelCard) -> None:
+    """Refuse a model file that its card does not describe, before the file is loaded (it is code).
+
+    The file's format (by suffix) must be the card's (a card without ``format`` gets the one of its
+    ``model_type``), and its SHA-256 the one recorded at export. The choice for cards written before
+    the hash existed: accepted with a warning asking to re-export, so that trained models keep working.
+
+    Raises
+    ------
+    ModelCardError
+        One line naming the file and what does not match.
+    """
+    path = Path(path)
+    fmt = MODEL_FORMATS.get(path.suffix, "")
+    card_fmt = card.format or ("xgboost" if card.model_type in XGBOOST_MODEL_TYPES else "torchscript")
+    if fmt != card_fmt:
+        raise ModelCardError(
+            f"{path}: a {fmt or path.suffix} model file, but its card {card_path(path).name} describes a {card_fmt} "
+            f"{card.model_type!r} model ({card.file or 'no file named'}): use the card written with this model"
+        )
+    if not card.sha256:
+        log.warning(
+            "%s: its card records no SHA-256 (a card older than the hash): not verified; re-export (cms-anomaly train) to record it",
+            path,
+        )
+        return
+    if file_sha256(path) != card.sha256:
+        raise ModelCardError(
+            f"{path}: SHA-256 differs from the one its card {card_path(path).name} recorded at export: the file was "
+            "changed or replaced; re-export the model (cms-anomaly train) to get a matching file and card"
+        )
 
 
 def thresholds_for(

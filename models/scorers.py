@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import awkward as ak
 import numpy as np
 from cms_anomaly.models.errors import FeatureMismatchError, ModelCardError
-from cms_anomaly.models.export import ModelCard, load_card
+from cms_anomaly.models.export import ModelCard, load_card, verify_model_file
 from coffea.ml_tools.torch_wrapper import torch_wrapper
 from coffea.ml_tools.xgboost_wrapper import xgboost_wrapper
 
@@ -335,6 +335,7 @@ def load_scorer(
         card.check_features(feature_names, source=str(path), exact=exact)
     if path.suffix not in (".pt", ".json"):
         raise ModelCardError(f"{path}: unknown model file type {path.suffix!r} (expected .pt or .json)")
+    verify_model_file(path, card)  # before the file is loaded and run: a model file is code
     check_model_file(path, card)
     if path.suffix == ".pt":
         return TorchScorer(path, card=card, threads=threads)

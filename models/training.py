@@ -9,6 +9,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -112,6 +113,73 @@ def _validation_batch_size(model: AnomalyModel, hyper: Hyper) -> int:
     return hyper.batch_size if model.batch_level_loss else max(hyper.batch_size, 4096)
 
 
+#: what a checkpoint of :func:`train` holds (``kind`` since the model kind is recorded)
+_CHECKPOINT_KEYS = ("model", "optimizers", "schedulers", "batch_rng", "torch_rng", "best_state", "since_best", "result")
+
+
+def _checkpoint_mismatch(state: Any, model: AnomalyModel, n_optimizers: int) -> str | None:
+    """What makes ``state`` a checkpoint of another model than ``model``, ``None`` if it fits."""
+    if not isinstance(state, dict) or any(k not in state for k in _CHECKPOINT_KEYS):
+        have = sorted(state) if isinstance(state, dict) else type(state).__name__
+        return f"not a training checkpoint (has {have})"
+    if state.get("kind", model.kind) != model.kind:
+        return f"it is a checkpoint of a {state['kind']!r} model, this is a {model.kind!r} model"
+    saved, want = state["model"], model.state_dict()
+    missing = [k for k in want if k not in saved]
+    extra = [k for k in saved if k not in want]
+    shapes = [
+        f"{k} {tuple(saved[k].shape)} != {tuple(v.shape)}"
+        for k, v in want.items()
+        if k in saved and saved[k].shape != v.shape
+    ]
+    if missing or extra or shapes:
+        parts = [f"missing {missing[:3]}" if missing else "", f"unexpected {extra[:3]}" if extra else ""]
+        parts.append(f"shapes {'; '.join(shapes[:3])}" if shapes else "")
+        return f"its weights do not fit this {model.kind!r} model ({', '.join(p for p in parts if p)})"
+    if len(state["optimizers"]) != n_optimizers:
+        return f"it has {len(state['optimizers'])} optimizer(s), this {model.kind!r} model {n_optimizers}"
+    return None
+
+
+def _resume(
+    ckpt_path: Path, *, model: AnomalyModel, optimizers: list[Any], schedulers: list[Any], gen: Any, device: Any
+) -> tuple[dict[str, Any], int, TrainResult]:
+    """Restore model, optimizers, schedulers and random state from a checkpoint of :func:`train`.
+
+    Returns
+    -------
+    tuple
+        (best state dict, epochs since the best, the result so far)
+
+    Raises
+    ------
+    TrainingError
+        One line naming the checkpoint and what does not match (another model kind, other weights).
+    """
+    # weights_only: a checkpoint is user-given input and must not run code when loaded
+    try:
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+    except Exception as err:
+        raise TrainingError(
+            f"{ckpt_path}: cannot resume from this checkpoint "
+            f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})"
+        ) from err
+    problem = _checkpoint_mismatch(state, model, len(optimizers))
+    if problem is None:
+        try:
+            model.load_state_dict(state["model"])
+            for opt, s in zip(optimizers, state["optimizers"], strict=True):
+                opt.load_state_dict(s)
+            for sch, s in zip(schedulers, state["schedulers"], strict=True):
+                sch.load_state_dict(s)
+            gen.set_state(state["batch_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            return state["best_state"], state["since_best"], TrainResult(**state["result"])
+        except (RuntimeError, ValueError, TypeError, KeyError) as err:
+            problem = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}"
+    raise TrainingError(f"{ckpt_path}: cannot resume: {problem}; delete it or train without --resume")
+
+
 def train(
     model: AnomalyModel,
     x_train: np.ndarray,
@@ -196,24 +264,9 @@ def train(
         torch.manual_seed(config.seed)
         gen = torch.Generator(device="cpu").manual_seed(config.seed)
         if resume and ckpt_path is not None and ckpt_path.exists():
-            # weights_only: a checkpoint is user-given input and must not run code when loaded
-            try:
-                state = torch.load(ckpt_path, map_location=device, weights_only=True)
-            except Exception as err:
-                raise TrainingError(
-                    f"{ckpt_path}: cannot resume from this checkpoint "
-                    f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})"
-                ) from err
-            model.load_state_dict(state["model"])
-            for opt, s in zip(optimizers, state["optimizers"], strict=True):
-                opt.load_state_dict(s)
-            for sch, s in zip(schedulers, state["schedulers"], strict=True):
-                sch.load_state_dict(s)
-            gen.set_state(state["batch_rng"])
-            torch.set_rng_state(state["torch_rng"])
-            best_state = state["best_state"]
-            since_best = state["since_best"]
-            result = TrainResult(**state["result"])
+            best_state, since_best, result = _resume(
+                ckpt_path, model=model, optimizers=optimizers, schedulers=schedulers, gen=gen, device=device
+            )
             start_epoch = result.epochs_run
             log.info("resumed from %s at epoch %d (best val %.5g)", ckpt_path, start_epoch, result.best_val_loss)
         t0 = time.perf_counter()
@@ -278,6 +331,7 @@ def train(
             if ckpt_path is not None:
                 atomic_torch_save(
                     {
+                        "kind": model.kind,
                         "model": model.state_dict(),
                         "optimizers": [o.state_dict() for o in optimizers],
                         "schedulers": [s.state_dict() for s in schedulers],

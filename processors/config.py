@@ -22,8 +22,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 
@@ -35,6 +37,30 @@ class ConfigError(ValueError):
 MUON_IDS: tuple[str, ...] = ("loose", "medium", "tight")
 #: jet identification levels (bits of ``Jet_jetId``, see :mod:`cms_anomaly.processors.schema`)
 JET_IDS: tuple[str, ...] = ("none", "tight", "tight_lepveto")
+#: large-R jet mass: the plain mass or the soft-drop mass
+FATJET_MASSES: tuple[str, ...] = ("mass", "msoftdrop")
+
+#: closed ranges ``(low, high)`` of the numbers with bounds beyond "finite and >= 0" (:func:`_check_numbers`)
+RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(
+    {
+        # b-tag discriminators (DeepJet, CSV, CSVv2) are probabilities
+        "btag_wp": (0.0, 1.0),
+        "btag_wp_run1": (0.0, 1.0),
+        "btag_wp_csvv2": (0.0, 1.0),
+        # Photon_cutBased: 0 fail, 1 loose, 2 medium, 3 tight
+        "photon_id_min": (0, 3),
+        # anti-kt radius: CMS jets are AK4 / AK8 (CA15 at most); 0 makes no jet
+        "recluster_radius": (0.1, 1.5),
+        # GeV: the LHC's 900 GeV pilot run to a 100 TeV collider (13 TeV is 13000, not 13)
+        "sqrt_s": (900.0, 100_000.0),
+        # the RMM is T5N10: its (51, 51) shape is fixed in the histograms, feature tables and models
+        "rmm_n_per_type": (10, 10),
+    }
+)
+#: string keys and their allowed values
+CHOICES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"muon_id": MUON_IDS, "jet_id": JET_IDS, "fatjet_mass": FATJET_MASSES}
+)
 
 
 @dataclass(frozen=True)
@@ -116,21 +142,31 @@ class ObjectConfig:
 
     def __post_init__(self) -> None:
         _check_numbers(self, section="objects")
-        if self.muon_id not in MUON_IDS:
-            raise ConfigError(f"[objects] muon_id must be one of {MUON_IDS}, got {self.muon_id!r}")
-        if self.jet_id not in JET_IDS:
-            raise ConfigError(f"[objects] jet_id must be one of {JET_IDS}, got {self.jet_id!r}")
 
 
 def _check_numbers(config: Any, *, section: str) -> None:
-    """Every number of a config section is finite and >= 0, and every cut named ``*_max`` or ``sqrt_s`` > 0."""
+    """Every number of a config section is finite and >= 0, every cut named ``*_max`` or ``sqrt_s`` > 0, every
+    integer field a whole number, and every key of :data:`RANGES` / :data:`CHOICES` inside its range / choices.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the section, the key, the value and what is allowed.
+    """
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
+        if f.name in CHOICES and value not in CHOICES[f.name]:
+            raise ConfigError(f"[{section}] {f.name} must be one of {CHOICES[f.name]}, got {value!r}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         if not math.isfinite(value) or value < 0 or (value == 0 and (f.name.endswith("_max") or f.name == "sqrt_s")):
             need = "> 0" if f.name.endswith("_max") or f.name == "sqrt_s" else ">= 0"
             raise ConfigError(f"[{section}] {f.name} must be a finite number {need}, got {value!r}")
+        if f.type in ("int", int) and not float(value).is_integer():
+            raise ConfigError(f"[{section}] {f.name} must be a whole number, got {value!r}")
+        low, high = RANGES.get(f.name, (-math.inf, math.inf))
+        if not low <= value <= high:
+            raise ConfigError(f"[{section}] {f.name} must be in [{low:g}, {high:g}], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -203,7 +239,9 @@ def _build(cls: type, values: dict[str, Any], *, source: str, section: str) -> A
                 raise ConfigError(f"{source}: [{section}] {name} must be true/false, got {value!r}")
         elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: [{section}] {name} must be a number, got {value!r}")
-        kwargs[name] = type(default)(value)
+        # an int key given 2.7 stays 2.7, refused by the section's check, not truncated to 2
+        whole = not isinstance(default, int) or float(value).is_integer()
+        kwargs[name] = type(default)(value) if whole else value
     try:
         return cls(**kwargs)
     except ConfigError as err:

@@ -22,9 +22,15 @@ import awkward as ak
 import numba
 import numpy as np
 from cms_anomaly.processors import rmm as rmm_mod
-from cms_anomaly.processors.config import AnalysisConfig
+from cms_anomaly.processors.config import AnalysisConfig, ObjectConfig
 from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, SCALAR_FEATURES
-from cms_anomaly.processors.objects import EventObjects, FlatCollection, build_objects, trigger_lepton
+from cms_anomaly.processors.objects import (
+    ELECTRON_PDGID,
+    MUON_PDGID,
+    EventObjects,
+    FlatCollection,
+    build_objects,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,54 @@ OBJECT_SLOTS: tuple[str, ...] = (
 
 def _np(arr: Any, dtype: Any = np.float64) -> np.ndarray:
     return np.asarray(ak.to_numpy(arr), dtype=dtype)
+
+
+#: fields of the trigger lepton (:func:`trigger_lepton`)
+TRIGGER_LEPTON_FIELDS: tuple[str, ...] = ("pt", "eta", "phi", "mass", "charge", "iso_ch", "iso_neu", "iso_gamma", "iso")
+
+
+@numba.njit(cache=True, nogil=True)
+def _leading_passing_kernel(
+    counts_a: Any, pt_a: Any, iso_a: Any, counts_b: Any, pt_b: Any, iso_b: Any, pt_min: float, iso_max: float
+) -> Any:  # pragma: no cover - compiled
+    """Per event, the highest-pT object with pT > ``pt_min`` and iso < ``iso_max`` of the two
+    collections: (0 for ``a``, 1 for ``b``, -1 for none; flat index). Ties go to the first in
+    (``a`` then ``b``, each in its order), as a stable descending sort of their concatenation."""
+    which = np.full(len(counts_a), -1, dtype=np.int8)
+    index = np.zeros(len(counts_a), dtype=np.int64)
+    a0 = 0
+    b0 = 0
+    for ev in range(len(counts_a)):
+        best = -1.0
+        for k in range(a0, a0 + counts_a[ev]):
+            if pt_a[k] > pt_min and iso_a[k] < iso_max and (which[ev] < 0 or pt_a[k] > best):
+                which[ev], index[ev], best = 0, k, pt_a[k]
+        for k in range(b0, b0 + counts_b[ev]):
+            if pt_b[k] > pt_min and iso_b[k] < iso_max and (which[ev] < 0 or pt_b[k] > best):
+                which[ev], index[ev], best = 1, k, pt_b[k]
+        a0 += counts_a[ev]
+        b0 += counts_b[ev]
+    return which, index
+
+
+def trigger_lepton(objects: EventObjects, *, config: ObjectConfig) -> dict[str, np.ndarray]:
+    """Highest-pT isolated lepton with pT > ``trigger_lepton_pt_min`` and Iso < ``trigger_iso_max``
+    (muons first on a tie), as flat columns: ``has`` (bool), ``flavour`` (13, 11; 0 without one) and
+    :data:`TRIGGER_LEPTON_FIELDS` (float64, 0 without one)."""
+    muons, electrons = objects.flat["muons"], objects.flat["electrons"]
+    cm, mu, ce, el = muons.counts, muons.columns, electrons.counts, electrons.columns
+    which, index = _leading_passing_kernel(
+        cm, mu["pt"], mu["iso"], ce, el["pt"], el["iso"], config.trigger_lepton_pt_min, config.trigger_iso_max
+    )
+    is_mu, is_ele = which == 0, which == 1
+    out: dict[str, np.ndarray] = {"has": which >= 0}
+    for f in TRIGGER_LEPTON_FIELDS:
+        col = np.zeros(len(which))
+        col[is_mu] = mu[f][index[is_mu]]
+        col[is_ele] = el[f][index[is_ele]]
+        out[f] = col
+    out["flavour"] = np.where(is_mu, MUON_PDGID, np.where(is_ele, ELECTRON_PDGID, 0))
+    return out
 
 
 @numba.njit(cache=True, nogil=True)

@@ -502,8 +502,9 @@ def _leptons(
     variant: schema.SchemaVariant,
     available: set[str],
     config: ObjectConfig,
+    source: str = "",
 ) -> FlatCollection:
-    """Selected leptons: ID, pT > ``lepton_pt_min``, Iso < ``lepton_iso_max`` (pT-ordered)."""
+    """Selected leptons: finite kinematics, ID, pT > ``lepton_pt_min``, Iso < ``lepton_iso_max`` (pT-ordered)."""
     fields = _collection(
         events,
         prefix,
@@ -513,7 +514,7 @@ def _leptons(
         available=available,
     )
     coll = FlatCollection.from_columns(fields, {**_KINEMATICS, "charge": np.int32})
-    keep = coll.columns["pt"] > config.lepton_pt_min
+    keep = _finite(coll, prefix, variant=variant, source=source) & (coll.columns["pt"] > config.lepton_pt_min)
     ident = _lepton_id(events, prefix, variant=variant, available=available, config=config)
     if ident is not None:
         keep = keep & ident
@@ -538,7 +539,9 @@ def _leptons(
     return coll.sorted_by_pt()
 
 
-def _photons(get: Callable[[str, str], Any], *, config: ObjectConfig, label: str) -> FlatCollection:
+def _photons(
+    get: Callable[[str, str], Any], *, config: ObjectConfig, variant: schema.SchemaVariant, source: str
+) -> FlatCollection:
     """Identified, isolated photons (before the lepton overlap removal), pT-ordered.
 
     ``Photon_cutBased >= photon_id_min`` (or the loose bit of the older ``cutBasedBitmap``) and
@@ -546,7 +549,8 @@ def _photons(get: Callable[[str, str], Any], *, config: ObjectConfig, label: str
     """
     photons = FlatCollection.from_columns({k: get(f"photon.{k}", "photons") for k in _KINEMATICS}, _KINEMATICS)
     pt, eta = photons.columns["pt"], photons.columns["eta"]
-    keep = (pt > config.photon_pt_min) & (abs(eta) < config.photon_eta_max)
+    keep = _finite(photons, "photon", variant=variant, source=source)
+    keep &= (pt > config.photon_pt_min) & (abs(eta) < config.photon_eta_max)
     level = get("photon.id", "photon identification")
     bitmap = get("photon.id_bitmap", "photon identification") if level is None else None
     if level is not None:
@@ -558,7 +562,7 @@ def _photons(get: Callable[[str, str], Any], *, config: ObjectConfig, label: str
     if iso is not None:
         keep = keep & (jagged_parts(iso)[1] < config.photon_iso_max)
     if level is None and bitmap is None and iso is None:
-        log.debug("%s: photons without ID or isolation branches: kinematic cuts only", label)
+        log.debug("%s: photons without ID or isolation branches: kinematic cuts only", source or variant.name)
     return photons.select(keep).sorted_by_pt()
 
 
@@ -631,6 +635,25 @@ def _notice_once(source: str, message: str, *args: Any, level: int = logging.INF
         log.log(level, message, *args)
 
 
+def _finite(coll: FlatCollection, prefix: str, *, variant: schema.SchemaVariant, source: str) -> np.ndarray:
+    """Mask of the objects of ``coll`` whose pt, eta, phi and mass are all finite.
+
+    The choice: a NaN or infinite kinematic value is a broken reconstruction or a corrupt file, not a
+    physics object (NaN fails every cut; inf passes every pT cut and makes H_T and S_T infinite), so
+    such objects are dropped before any cut, as if absent, and the run goes on; a warning names the
+    file and the branch once per file and branch (with the count in the first chunk that has any).
+    """
+    keep = np.ones(len(coll.columns["pt"]), dtype=bool)
+    for k in _KINEMATICS:
+        bad = ~np.isfinite(coll.columns[k])
+        if bad.any():
+            keep &= ~bad
+            branch = variant.branch_name(f"{prefix}.{k}") or f"{prefix}.{k}"
+            message = f"%s: %d non-finite value(s) in {branch}: those objects dropped (further chunks not reported)"
+            _notice_once(source, message, source or variant.name, int(bad.sum()), level=logging.WARNING)
+    return keep
+
+
 def build_objects(
     events: Any,
     *,
@@ -688,16 +711,13 @@ def build_objects(
             source, "%s: no PFCands: isolation from pfRelIso03_*, PF multiplicities set to -1", source or variant.name
         )
 
-    muons = _leptons(
-        events, "muon", pdgid=MUON_PDGID, pfcands=pfcands, variant=variant, available=available, config=config
-    )
-    electrons = _leptons(
-        events, "electron", pdgid=ELECTRON_PDGID, pfcands=pfcands, variant=variant, available=available, config=config
-    )
+    lepton_args = {"pfcands": pfcands, "variant": variant, "available": available, "config": config, "source": source}
+    muons = _leptons(events, "muon", pdgid=MUON_PDGID, **lepton_args)
+    electrons = _leptons(events, "electron", pdgid=ELECTRON_PDGID, **lepton_args)
     # overlap removal: leptons > photons > jets (objects are disjoint); an object is removed when one of
     # any cleaning collection is close, so each collection is one pass of the overlap kernel
     leptons = [c.select(c.columns["pt"] > config.overlap_lepton_pt_min) for c in (muons, electrons)]
-    photons = _photons(get, config=config, label=source or variant.name)
+    photons = _photons(get, config=config, variant=variant, source=source)
     photons = photons.select(photons.keep_isolated_from(*leptons, dr=config.photon_lepton_dr))
     cleaners = (*leptons, photons)
 
@@ -717,7 +737,7 @@ def build_objects(
         )
     else:
         ident = _jet_id(len(nano_jets.columns["pt"]), get("jet.id", "jet identification"), config.jet_id, variant)
-        all_jets = nano_jets.select(ident).sorted_by_pt()
+        all_jets = nano_jets.select(ident & _finite(nano_jets, "jet", variant=variant, source=source)).sorted_by_pt()
     all_jets = all_jets.select(all_jets.keep_isolated_from(*cleaners, dr=config.jet_overlap_dr))
     c = all_jets.columns
     jets = all_jets.select((c["pt"] > config.jet_pt_min) & (abs(c["eta"]) < config.jet_eta_max))
@@ -742,6 +762,7 @@ def build_objects(
         n_fat, get("fatjet.id", "large-R jet identification"), "tight" if config.jet_id != "none" else "none", variant
     )
     c = fatjets.columns
+    fatjet_id &= _finite(fatjets, "fatjet", variant=variant, source=source)
     fatjets = fatjets.select(fatjet_id & (c["pt"] > config.fatjet_pt_min) & (abs(c["eta"]) < config.fatjet_eta_max))
     fatjets = fatjets.select(
         fatjets.keep_isolated_from(
@@ -769,51 +790,3 @@ def build_objects(
         has_pfcands=has_pf,
         missing_collections=tuple(missing),
     )
-
-
-#: fields of the trigger lepton (:func:`trigger_lepton`)
-TRIGGER_LEPTON_FIELDS: tuple[str, ...] = ("pt", "eta", "phi", "mass", "charge", "iso_ch", "iso_neu", "iso_gamma", "iso")
-
-
-@numba.njit(cache=True, nogil=True)
-def _leading_passing_kernel(
-    counts_a: Any, pt_a: Any, iso_a: Any, counts_b: Any, pt_b: Any, iso_b: Any, pt_min: float, iso_max: float
-) -> Any:  # pragma: no cover - compiled
-    """Per event, the highest-pT object with pT > ``pt_min`` and iso < ``iso_max`` of the two
-    collections: (0 for ``a``, 1 for ``b``, -1 for none; flat index). Ties go to the first in
-    (``a`` then ``b``, each in its order), as a stable descending sort of their concatenation."""
-    which = np.full(len(counts_a), -1, dtype=np.int8)
-    index = np.zeros(len(counts_a), dtype=np.int64)
-    a0 = 0
-    b0 = 0
-    for ev in range(len(counts_a)):
-        best = -1.0
-        for k in range(a0, a0 + counts_a[ev]):
-            if pt_a[k] > pt_min and iso_a[k] < iso_max and (which[ev] < 0 or pt_a[k] > best):
-                which[ev], index[ev], best = 0, k, pt_a[k]
-        for k in range(b0, b0 + counts_b[ev]):
-            if pt_b[k] > pt_min and iso_b[k] < iso_max and (which[ev] < 0 or pt_b[k] > best):
-                which[ev], index[ev], best = 1, k, pt_b[k]
-        a0 += counts_a[ev]
-        b0 += counts_b[ev]
-    return which, index
-
-
-def trigger_lepton(objects: EventObjects, *, config: ObjectConfig) -> dict[str, np.ndarray]:
-    """Highest-pT isolated lepton with pT > ``trigger_lepton_pt_min`` and Iso < ``trigger_iso_max``
-    (muons first on a tie), as flat columns: ``has`` (bool), ``flavour`` (13, 11; 0 without one) and
-    :data:`TRIGGER_LEPTON_FIELDS` (float64, 0 without one)."""
-    muons, electrons = objects.flat["muons"], objects.flat["electrons"]
-    cm, mu, ce, el = muons.counts, muons.columns, electrons.counts, electrons.columns
-    which, index = _leading_passing_kernel(
-        cm, mu["pt"], mu["iso"], ce, el["pt"], el["iso"], config.trigger_lepton_pt_min, config.trigger_iso_max
-    )
-    is_mu, is_ele = which == 0, which == 1
-    out: dict[str, np.ndarray] = {"has": which >= 0}
-    for f in TRIGGER_LEPTON_FIELDS:
-        col = np.zeros(len(which))
-        col[is_mu] = mu[f][index[is_mu]]
-        col[is_ele] = el[f][index[is_ele]]
-        out[f] = col
-    out["flavour"] = np.where(is_mu, MUON_PDGID, np.where(is_ele, ELECTRON_PDGID, 0))
-    return out

@@ -83,11 +83,17 @@ REMOTE_TIMEOUT_S = 60
 
 
 def check_files(
-    fileset: Mapping[str, Any], *, skip_bad_files: bool = False, timeout: int = REMOTE_TIMEOUT_S
+    fileset: Mapping[str, Any],
+    *,
+    skip_bad_files: bool = False,
+    allow_missing: tuple[str, ...] = (),
+    timeout: int = REMOTE_TIMEOUT_S,
 ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """Open every file of ``fileset`` and read its tree's entry count and first and last event numbers.
 
-    A missing, empty, truncated or non-ROOT file, one without the tree, or a remote file (``root://``,
+    A missing, empty, truncated or non-ROOT file, one without the tree, one whose tree lacks a branch
+    the features need without a fallback (:func:`~cms_anomaly.processors.schema.missing_branches`;
+    ``allow_missing`` names collections that may be absent as a whole), or a remote file (``root://``,
     ``https://``) whose server cannot be reached within ``timeout`` seconds or does not have it, raises
     :class:`InputFileError` with one line naming the file (URL) and the problem; with ``skip_bad_files``
     such files are dropped instead and listed (``"path: problem"``) per dataset in the second return
@@ -99,12 +105,14 @@ def check_files(
     tuple
         (the fileset without bad files, ``{dataset: [skipped file with its problem, ...]}``)
     """
-    good, skipped, _ = _check_files(fileset, skip_bad_files=skip_bad_files, timeout=timeout)
+    good, skipped, _ = _check_files(
+        fileset, skip_bad_files=skip_bad_files, allow_missing=allow_missing, timeout=timeout
+    )
     return good, skipped
 
 
 def _check_files(
-    fileset: Mapping[str, Any], *, skip_bad_files: bool, timeout: int
+    fileset: Mapping[str, Any], *, skip_bad_files: bool, allow_missing: tuple[str, ...], timeout: int
 ) -> tuple[dict[str, Any], dict[str, list[str]], dict[str, int]]:
     """:func:`check_files`, and the entry count of every readable file."""
     import uproot
@@ -116,7 +124,7 @@ def _check_files(
         listed = entry["files"] if isinstance(entry["files"], Mapping) else dict.fromkeys(entry["files"], "Events")
         files, bad = {}, []
         for f, tree in listed.items():
-            problem = _file_problem(uproot, f, tree, timeout=timeout, entries=entries)
+            problem = _file_problem(uproot, f, tree, timeout=timeout, entries=entries, allow_missing=allow_missing)
             if problem is None:
                 files[f] = tree
             elif skip_bad_files:
@@ -131,9 +139,13 @@ def _check_files(
     return good, skipped, entries
 
 
-def _file_problem(uproot: Any, path: str, tree: str, *, timeout: int, entries: dict[str, int]) -> str | None:
+def _file_problem(
+    uproot: Any, path: str, tree: str, *, timeout: int, entries: dict[str, int], allow_missing: tuple[str, ...] = ()
+) -> str | None:
     """What is wrong with one input file (a local path or a URL), ``None`` if it reads (its entry count
     then goes to ``entries``)."""
+    from cms_anomaly.processors import schema
+
     remote = is_remote(path)
     if not remote:
         p = Path(path.removeprefix("file://"))
@@ -147,6 +159,7 @@ def _file_problem(uproot: Any, path: str, tree: str, *, timeout: int, entries: d
                 return f"no tree {tree!r} (has {sorted(k.split(';')[0] for k in fin.keys())[:8]})"  # noqa: SIM118 - uproot: iterating yields branches, keys() the names
             t = fin[tree]
             n = entries[path] = t.num_entries
+            keys = t.keys()
             if n and "event" in t.keys():  # first and last basket: a truncated file fails here  # noqa: SIM118 - uproot: iterating yields branches, keys() the names
                 t["event"].array(entry_start=0, entry_stop=1, library="np")
                 t["event"].array(entry_start=n - 1, entry_stop=n, library="np")
@@ -155,6 +168,12 @@ def _file_problem(uproot: Any, path: str, tree: str, *, timeout: int, entries: d
         if remote:
             return f"cannot read the remote file (server unreachable within {timeout} s, no such file, or not ROOT: {detail})"
         return f"not a readable ROOT file: truncated, corrupt or another format ({detail})"
+    try:
+        missing = schema.missing_branches(keys, allow_missing=allow_missing)
+    except schema.UnknownSchemaError as err:
+        return str(err).removeprefix("input: ")
+    if missing:
+        return f"missing branch(es) {missing} that the analysis needs (no fallback; see processors/schema.py)"
     return None
 
 
@@ -252,7 +271,11 @@ def run_processor(
     from cms_anomaly.processors.schema import AnalysisNanoAODSchema
     from coffea import processor
 
-    good, skipped, entries = _check_files(fileset, skip_bad_files=skip_bad_files, timeout=timeout)
+    # the processor's collections that may be absent (--allow-missing): the check must not refuse them
+    allow_missing = tuple(getattr(proc, "allow_missing", ()))
+    good, skipped, entries = _check_files(
+        fileset, skip_bad_files=skip_bad_files, allow_missing=allow_missing, timeout=timeout
+    )
     features_dir = getattr(proc, "features_dir", None)
     if features_dir is not None:
         proc.tables_in_output = not workers_can_write(executor, features_dir)
@@ -379,7 +402,8 @@ def run_graph(fileset: Mapping[str, Any], proc: Any, *, step_size: int = 100_000
     from coffea.dataset_tools import DataGroupSpec, apply_to_fileset, preprocess
     from coffea.processor import accumulate
 
-    good, _ = check_files(fileset)  # one clear line for an unreadable file before any graph is built
+    # one clear line for an unreadable file or a missing branch before any graph is built
+    good, _ = check_files(fileset, allow_missing=tuple(getattr(proc, "allow_missing", ())))
     spec = {
         name: {"files": entry["files"], "metadata": dict(entry.get("metadata") or {})} for name, entry in good.items()
     }

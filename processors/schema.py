@@ -329,6 +329,35 @@ def branches_used(variant: SchemaVariant, available: Iterable[str]) -> list[str]
     return sorted(out)
 
 
+def missing_branches(branches: Iterable[str], *, source: str = "", allow_missing: Iterable[str] = ()) -> list[str]:
+    """The branches the features need without a fallback that are absent from ``branches``.
+
+    The file's variant is detected from ``branches``; a quantity outside :data:`OPTIONAL` must be
+    present, except a branch ``NanoAODSchema`` fills in itself (``Photon_mass``: its ``full_like_items``)
+    and the fields of a collection of ``allow_missing`` that the file lacks entirely (read as empty,
+    :func:`with_empty_collections`). The same quantities :func:`get` refuses, known before any chunk
+    is read.
+
+    Raises
+    ------
+    UnknownSchemaError
+        No variant matches ``branches``.
+    """
+    have = set(branches)
+    variant = detect_variant(have, source=source)
+    absent = {c for c in allow_missing if not any(b.startswith(f"{c}_") for b in have)}
+    filled = {b for b in NanoAODSchema.full_like_items if f"n{b.split('_')[0]}" in have}
+    out = []
+    for quantity, where in variant.branches.items():
+        branch = variant.branch_name(quantity)
+        if quantity in OPTIONAL or branch is None or branch in have or branch in filled:
+            continue
+        if where is not None and where[0] in absent:
+            continue
+        out.append(branch)
+    return sorted(out)
+
+
 def with_empty_collections(
     events: Any, *, variant: SchemaVariant, available: set[str], collections: Iterable[str]
 ) -> tuple[Any, list[str]]:

@@ -93,3 +93,40 @@ def fatjet(pt=400.0, eta=0.0, phi=0.0, mass=80.0, tau1=0.4, tau2=0.2, tau3=0.1):
         "tau3": tau3,
         "jetId": 6,
     }
+
+
+def rewrite_nanoaod(src, dst, *, drop=(), replace=None):
+    """Copy the branches the analysis reads from NanoAOD file ``src`` to ``dst``, without the branches
+    (``Muon_pt``) or whole collections (``Photon``) in ``drop``; ``replace`` maps a branch to a function
+    of its flat values (a copy) returning new values, e.g. to put a NaN into ``Jet_pt``."""
+    import uproot
+    from cms_anomaly.processors import schema
+
+    replace = replace or {}
+    with uproot.open(src) as fin:
+        tree = fin["Events"]
+        keys = tree.keys()
+        names = [b for b in schema.branches_used(schema.detect_variant(keys), keys) if not b.startswith("n")]
+        names = [b for b in names if b not in drop and b.split("_")[0] not in drop]
+        arrays = tree.arrays(names)
+    groups: dict = {}
+    for b in names:
+        coll, _, fld = b.partition("_")
+        if fld and arrays[b].ndim > 1:
+            groups.setdefault(coll, {})[fld] = arrays[b]
+        else:
+            groups[b] = arrays[b]
+    for b, fn in replace.items():
+        coll, _, fld = b.partition("_")
+        arr = groups[coll][fld]
+        values = fn(np.asarray(ak.flatten(arr)).copy())
+        groups[coll][fld] = ak.unflatten(values, ak.num(arr))
+    data = {k: ak.zip(v) if isinstance(v, dict) else v for k, v in groups.items()}
+    with uproot.recreate(dst) as fout:
+        fout.mktree(
+            "Events",
+            {k: v.type for k, v in data.items()},
+            field_name=lambda o, i: f"{o}_{i}",
+            counter_name=lambda c: f"n{c}",
+        )
+        fout["Events"].extend(data)

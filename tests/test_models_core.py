@@ -369,3 +369,61 @@ def test_cocktail_draw_weights_undo_generator_weights_only():
     assert sm_cocktail(flat).draw_weight is None
     tail = {**flat, "c": Sample("c", x, np.array([1.0, 3.0]), False), "s": Sample("s", x, np.array([1.0, 9.0]), True)}
     np.testing.assert_allclose(sm_cocktail(tail).draw_weight, [1, 1, 1, 1, 0.5, 1.5])
+
+
+def test_non_finite_features_are_refused_by_file_and_column_name(model_feature_tables, tmp_path):
+    """NaN / inf in the model inputs: one line naming the table and the columns, not their indices."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from cms_anomaly.models.data import read_dataset
+    from cms_anomaly.models.errors import FeatureTableError
+
+    table = pq.read_table(model_feature_tables / "wjets" / "wjets_0.parquet")
+    st = table.column("st").to_numpy().copy()
+    st[3] = np.inf
+    rmm = table.column("rmm").to_pylist()
+    rmm[5][52] = float("nan")
+    table = table.set_column(table.schema.get_field_index("st"), "st", pa.array(st))
+    table = table.set_column(
+        table.schema.get_field_index("rmm"), "rmm", pa.array(rmm, type=table.schema.field("rmm").type)
+    )
+    (tmp_path / "wjets").mkdir()
+    pq.write_table(table, tmp_path / "wjets" / "wjets_0.parquet")
+    path = tmp_path / "wjets" / "wjets_0.parquet"
+    with pytest.raises(FeatureTableError) as err:
+        read_dataset(tmp_path, "wjets", feature_set=get_feature_set("hlf21"))
+    assert str(err.value) == f"{path}: 1 event(s) with non-finite values in column(s) st: refusing to use them"
+    with pytest.raises(FeatureTableError, match=r"wjets_0.parquet: 1 event\(s\) .* column\(s\) rmm\[52\]: refusing"):
+        read_dataset(tmp_path, "wjets", feature_set=get_feature_set("rmm"))
+
+
+def test_resume_with_another_models_checkpoint_is_one_line(hlf21_samples, tmp_path):
+    """A VAE checkpoint resumed by an AE: one line naming the checkpoint and what does not match."""
+    from dataclasses import replace
+
+    from cms_anomaly.models.errors import TrainingError
+
+    fset = get_feature_set("hlf21")
+    train_s, val_s = split_cocktail(hlf21_samples, val_fraction=0.3, seed=4)
+    ckpt = tmp_path / "m.ckpt"
+
+    def run(kind: str, resume: bool):
+        model, hyper = build_model(kind, train_s.x, feature_set=fset, seed=4)
+        cfg = TrainConfig(hyper=replace(hyper, batch_size=500), epochs=1, seed=4, progress=False, threads=1)
+        return train(model, train_s.x[:1000], val_s.x[:500], config=cfg, checkpoint=ckpt, resume=resume)
+
+    run("vae", False)
+    with pytest.raises(TrainingError) as err:
+        run("ae", True)
+    assert str(err.value) == (
+        f"{ckpt}: cannot resume: it is a checkpoint of a 'vae' model, this is a 'ae' model; "
+        "delete it or train without --resume"
+    )
+    state = torch.load(ckpt, weights_only=True)  # a checkpoint written before the kind was recorded
+    del state["kind"]
+    torch.save(state, ckpt)
+    with pytest.raises(
+        TrainingError, match=r"m\.ckpt: cannot resume: its weights do not fit this 'ae' model \("
+    ) as err:
+        run("ae", True)
+    assert "\n" not in str(err.value)

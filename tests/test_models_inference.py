@@ -168,15 +168,69 @@ def _copy_model(trained_dir, tmp_path, name):
     return model, tmp_path / card
 
 
+def _rehash(model, card):
+    from cms_anomaly.models.export import file_sha256
+
+    data = json.loads(card.read_text())
+    data["sha256"] = file_sha256(model)
+    card.write_text(json.dumps(data))
+
+
+def test_a_changed_model_file_is_refused_by_its_sha256(trained_dir, tmp_path, caplog):
+    """A model file is code: one changed byte and the card's SHA-256 refuses it before it is loaded."""
+    from cms_anomaly.models.export import file_sha256
+
+    pt, card = _copy_model(trained_dir, tmp_path, "vae_hlf21.pt")
+    data = json.loads(card.read_text())
+    assert data["format"] == "torchscript"
+    assert data["sha256"] == file_sha256(pt)
+    load_scorer(pt)
+    raw = bytearray(pt.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    pt.write_bytes(bytes(raw))
+    with pytest.raises(ModelCardError) as err:
+        load_scorer(pt)
+    assert str(err.value) == (
+        f"{pt}: SHA-256 differs from the one its card vae_hlf21.card.json recorded at export: the file was "
+        "changed or replaced; re-export the model (cms-anomaly train) to get a matching file and card"
+    )
+    # a card written before the hash existed: accepted, with a warning asking to re-export
+    pt.write_bytes((trained_dir / "vae_hlf21.pt").read_bytes())
+    card.write_text(json.dumps({k: v for k, v in data.items() if k not in ("sha256", "format")}))
+    load_scorer(pt)
+    assert "records no SHA-256" in caplog.text
+
+
+def test_an_xgboost_model_with_a_vae_card_is_refused(trained_dir, tmp_path):
+    """Same width (HLF-21), other kind: refused in one line, not scored and labelled ``loss_reco``."""
+    import shutil
+
+    bdt_name = next(p.name for p in trained_dir.glob("bdt_*hlf21.json"))
+    shutil.copy(trained_dir / bdt_name, tmp_path / "model.json")
+    shutil.copy(trained_dir / "vae_hlf21.card.json", tmp_path / "model.card.json")
+    with pytest.raises(ModelCardError) as err:
+        load_scorer(tmp_path / "model.json")
+    assert str(err.value) == (
+        f"{tmp_path / 'model.json'}: a xgboost model file, but its card model.card.json describes a torchscript "
+        "'vae' model (vae_hlf21.pt): use the card written with this model"
+    )
+    data = json.loads((tmp_path / "model.card.json").read_text())  # an older card: the kind from model_type
+    (tmp_path / "model.card.json").write_text(json.dumps({k: v for k, v in data.items() if k != "format"}))
+    with pytest.raises(ModelCardError, match="describes a torchscript 'vae' model"):
+        load_scorer(tmp_path / "model.json")
+
+
 def test_broken_models_are_named_before_any_chunk(trained_dir, tmp_path):
     """A truncated .pt, a corrupt XGBoost JSON and a card of another width: the model is named."""
-    pt, _ = _copy_model(trained_dir, tmp_path, "vae_hlf21.pt")
+    pt, pt_card = _copy_model(trained_dir, tmp_path, "vae_hlf21.pt")
     pt.write_bytes(pt.read_bytes()[:1000])
+    _rehash(pt, pt_card)  # as if exported broken: past the SHA-256 check, to the load
     with pytest.raises(ModelCardError, match=r"vae_hlf21.pt: cannot load or evaluate"):
         load_scorer(pt)
     bdt_name = next(p.name for p in trained_dir.glob("bdt_*.json") if not p.name.endswith(".card.json"))
-    bdt, _ = _copy_model(trained_dir, tmp_path, bdt_name)
+    bdt, bdt_card = _copy_model(trained_dir, tmp_path, bdt_name)
     bdt.write_text(bdt.read_text()[:200])
+    _rehash(bdt, bdt_card)
     with pytest.raises(ModelCardError, match=bdt_name):
         load_scorer(bdt)
     # an HLF-21 model with an HLF-24 card

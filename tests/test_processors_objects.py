@@ -7,6 +7,7 @@ cone, a flag set or not), not by the code under test.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import warnings
 
@@ -338,3 +339,23 @@ def test_a_skimmed_file_without_photons_is_an_error_unless_allowed(caplog):
     assert out["skim"]["nevents"] == 1
     # a file that has the collection is untouched
     assert build_objects(full, config=CFG.objects, allow_missing=("Photon",)).missing_collections == ()
+
+
+def test_non_finite_kinematics_are_dropped_and_named_once_per_file(caplog):
+    """A NaN or inf pT is no object: dropped before any cut; one warning per file and branch; H_T, S_T finite."""
+    ev = event(
+        muons=[mu(pt=np.inf), mu(pt=30.0, phi=2.0)],
+        jets=[jet(pt=np.nan), jet(pt=np.inf, phi=1.0), jet(pt=80.0, phi=-2.0)],
+    )
+    with caplog.at_level(logging.WARNING, logger="cms_anomaly.processors.objects"):
+        o = build_objects(ev, config=CFG.objects, source="nonfinite.root")
+        build_objects(ev, config=CFG.objects, source="nonfinite.root")  # a second chunk: not reported again
+    assert o.flat["muons"].columns["pt"].tolist() == [30.0]
+    assert o.flat["jets"].columns["pt"].tolist() == [80.0]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"nonfinite.root: {n} non-finite value(s) in {b}: those objects dropped (further chunks not reported)"
+        for n, b in ((1, "Muon_pt"), (2, "Jet_pt"))
+    ]
+    features = compute_features(ev, config=CFG, source="nonfinite.root")
+    assert features.ht.tolist() == [80.0]
+    assert np.isfinite(features.st.to_numpy()).all()

@@ -8,6 +8,7 @@ import shutil
 import pytest
 from cms_anomaly.processors import runner
 from cms_anomaly.processors.processor import AnomalyProcessor
+from nanoaod_events import rewrite_nanoaod
 
 
 @pytest.fixture
@@ -63,6 +64,41 @@ def test_skip_bad_files_processes_the_rest_and_lists_the_skipped(files):
     assert summary.count("SKIPPED") == 4
     assert "b: no readable file, nothing processed" in summary
     runner.save_outputs(out, files / "out")  # a dataset without histograms is saved without error
+
+
+def test_missing_branch_is_named_and_skipped(files, real_nanoaod_files):
+    """A file without ``Muon_pt`` (other Muon_* present) is refused before any chunk, or skipped."""
+    rewrite_nanoaod(real_nanoaod_files["dy"], files / "nomupt.root", drop=("Muon_pt",))
+    fs = {"a": {"files": {str(files / f): "Events" for f in ("good.root", "nomupt.root")}, "metadata": {}}}
+    with pytest.raises(runner.InputFileError) as err:
+        runner.check_files(fs)
+    assert str(err.value) == (
+        f"{files / 'nomupt.root'} (dataset 'a'): missing branch(es) ['Muon_pt'] that the analysis needs "
+        "(no fallback; see processors/schema.py)"
+    )
+    with runner.make_executor("iterative") as ex:
+        out = runner.run_processor(fs, AnomalyProcessor(selection="inclusive"), executor=ex, skip_bad_files=True)
+    assert out["a"]["nevents"] == 40
+    assert [s.split(":")[0] for s in out["a"]["skipped_files"]] == [str(files / "nomupt.root")]
+
+
+@pytest.mark.dask_client
+def test_missing_collection_on_dask_is_one_line_not_retried(files, real_nanoaod_files, capsys):
+    """A file without Photon run on Dask: one line before submission (a deterministic error is not retried);
+    with ``--allow-missing Photon`` the same file runs."""
+    from cms_anomaly.analyses.cli import main
+
+    rewrite_nanoaod(real_nanoaod_files["dy"], files / "nophoton.root", drop=("Photon",))
+    fs = files / "fs.json"
+    fs.write_text(json.dumps({"a": {"files": ["nophoton.root"]}}))
+    argv = ["run", str(fs), "--executor", "dask", "--workers", "1", "--selection", "inclusive"]
+    assert main([*argv, "--out", str(files / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "nophoton.root" in err[0]
+    assert "'Photon_pt'" in err[0]
+    assert "Traceback" not in err[0]
+    assert main([*argv, "--out", str(files / "o2"), "--executor", "iterative", "--allow-missing", "Photon"]) == 0
 
 
 @pytest.mark.parametrize(
