@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: install install-test run lint docs test test-quick bench analyses hunt-study clean
+.PHONY: install install-test system-deps run lint docs test test-quick bench analyses hunt-study clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,14 @@ install: $(BIN)/python
 # the test, lint and docs dependency groups of pyproject.toml (pip >= 25.1 reads PEP 735 groups)
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt -e . --group test --group lint --group docs
+
+# the servers the tests start on loopback: Debian's XRootD server (remote input); installed where missing
+# (as root through apt-get; otherwise the command to run is printed)
+system-deps:
+	@command -v xrootd >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xrootd-server >/dev/null; \
+	  else echo "make system-deps: install Debian's xrootd-server (sudo apt-get install xrootd-server)" >&2; exit 1; fi; }
 
 run: install
 	$(BIN)/cms-anomaly rediscover-top --out $(OUT)/rediscover-top
@@ -30,11 +38,11 @@ lint: install-test
 docs: install-test
 	$(BIN)/mkdocs build --strict --quiet
 
-test: lint docs
+test: system-deps lint docs
 	$(BIN)/python -m pytest
 
 # the suite without the productions, whole jobs and notebooks (marker `slow`)
-test-quick: install-test
+test-quick: install-test system-deps
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: install

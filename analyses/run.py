@@ -396,6 +396,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     tmpdir = None
     if args.replicate > 1:
         tmpdir = tempfile.TemporaryDirectory(prefix="cms-anomaly-bench-")
+        Path(tmpdir.name).chmod(0o755)  # readable by a local XRootD server running as another user
         path = replicate_events(fileset, copies=args.replicate, out_path=Path(tmpdir.name) / "replicated.root")
         fileset = fileset_from_files([str(path)], dataset="replicated")
         print(f"input replicated {args.replicate}x into one file: {path}")
@@ -456,6 +457,8 @@ def _bench_report(fileset: Mapping[str, Any], args: argparse.Namespace) -> None:
             f"target processor ({label}) >= {PROCESSOR_FLOOR_GOAL} x floor and >= {PROCESSOR_RATE_GOAL / 1e3:.0f}k "
             f"ev/s per core: {'PASS' if ok else 'MISS'}"
         )
+    if args.xrootd:
+        _bench_remote(fileset, args)
     if 1 in rates:
         if 0 in rates:
             print(
@@ -466,6 +469,39 @@ def _bench_report(fileset: Mapping[str, Any], args: argparse.Namespace) -> None:
             eff = rates[workers] / (workers * rates[1])
             goal = "  >= 0.8 of linear" + (f": {'PASS' if eff >= 0.8 else 'MISS'}" if workers <= 8 else "")
             print(f"scaling {workers} workers / ({workers} x 1 worker) = {eff:.2f}{goal}")
+
+
+#: the goal for reading through XRootD on loopback: the processor's rate over ``root://`` / on the local files
+REMOTE_RATE_GOAL = 0.9
+
+
+def remote_fileset(fileset: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """The same fileset read through a server at ``prefix`` (``root://host:port/``) that exports the
+    files' local paths: each file ``/abs/path`` becomes ``prefix + /abs/path``."""
+    return {
+        name: {
+            **entry,
+            "files": {prefix.rstrip("/") + "/" + str(Path(f).resolve()): t for f, t in entry["files"].items()},
+        }
+        for name, entry in fileset.items()
+    }
+
+
+def _bench_remote(fileset: Mapping[str, Any], args: argparse.Namespace) -> None:
+    """The processor in-process on the local files and through ``args.xrootd``, alternating, the fastest
+    of ``args.repeat`` runs each: events/s and their ratio."""
+    remote = remote_fileset(fileset, args.xrootd)
+    best = {"local": 0.0, "xrootd": 0.0}
+    for _ in range(args.repeat):
+        for label, files in (("local", fileset), ("xrootd", remote)):
+            n, seconds, _ = _bench_processor(files, workers=0, chunksize=args.chunksize, selection=args.selection)
+            best[label] = max(best[label], n / seconds)
+    ratio = best["xrootd"] / best["local"]
+    print(f"{'processor in-process, local files':<36}{best['local']:>14.0f}")
+    print(f"{'processor in-process, over XRootD':<36}{best['xrootd']:>14.0f}{ratio:>10.2f}  (of the local rate)")
+    print(
+        f"target XRootD / local >= {REMOTE_RATE_GOAL} ({args.xrootd}): {'PASS' if ratio >= REMOTE_RATE_GOAL else 'MISS'}"
+    )
 
 
 def register_bench(bench_subparsers: Any) -> None:
@@ -504,5 +540,12 @@ def register_bench(bench_subparsers: Any) -> None:
         default=1,
         help="first copy the used branches of all inputs K times into one temporary file, to measure at a "
         "realistic chunk size (default: 1, the files as they are)",
+    )
+    p.add_argument(
+        "--xrootd",
+        default=None,
+        metavar="URL",
+        help="also read the same files through the XRootD server at URL (root://host:port/, exporting the "
+        "files' local paths) and print the processor's rate over XRootD against its rate on the local files",
     )
     p.set_defaults(func=_cmd_bench)

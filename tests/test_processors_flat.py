@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 from cms_anomaly.processors import features as features_mod
 from cms_anomaly.processors.config import AnalysisConfig
-from cms_anomaly.processors.features import CutFeatures, scalar_features
+from cms_anomaly.processors.features import CutFeatures, scalar_features, trigger_lepton
 from cms_anomaly.processors.objects import (
     FlatCollection,
     PFMultiplicities,
     build_objects,
     delta_r,
     jagged_parts,
-    trigger_lepton,
 )
 from nanoaod_events import ele, event, jet, mu
 

@@ -162,3 +162,20 @@ def test_cli_run_over_root_urls_and_a_stopped_server(private_server, tmp_path):
     assert "Traceback" not in done.stderr
     assert xrd.url(paths[0]) in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_bench_processor_over_xrootd_prints_the_ratio_to_local(served, capsys):
+    import re
+
+    from cms_anomaly.analyses.cli import main
+
+    root, xrd, _ = served
+    path = str(root / "ttbar2015.root")
+    argv = ["bench", "processor", path, "--workers", "0", "--chunksize", "100", "--selection", "inclusive"]
+    assert main([*argv, "--xrootd", f"root://127.0.0.1:{xrd.port}/"]) == 0
+    out = capsys.readouterr().out
+    local = re.search(r"^processor in-process, local files\s+(\d+)$", out, re.MULTILINE)
+    remote = re.search(r"^processor in-process, over XRootD\s+(\d+)\s+([\d.]+)", out, re.MULTILINE)
+    assert local and remote, out
+    assert float(remote.group(2)) == pytest.approx(int(remote.group(1)) / int(local.group(1)), rel=0.03)
+    assert re.search(r"^target XRootD / local >= 0.9 .*: (PASS|MISS)$", out, re.MULTILINE), out
