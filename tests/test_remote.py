@@ -176,6 +176,7 @@ def test_bench_processor_over_xrootd_prints_the_ratio_to_local(served, capsys):
     out = capsys.readouterr().out
     local = re.search(r"^processor in-process, local files\s+(\d+)$", out, re.MULTILINE)
     remote = re.search(r"^processor in-process, over XRootD\s+(\d+)\s+([\d.]+)", out, re.MULTILINE)
-    assert local and remote, out
+    assert local, out
+    assert remote, out
     assert float(remote.group(2)) == pytest.approx(int(remote.group(1)) / int(local.group(1)), rel=0.03)
     assert re.search(r"^target XRootD / local >= 0.9 .*: (PASS|MISS)$", out, re.MULTILINE), out
