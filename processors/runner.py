@@ -214,6 +214,21 @@ def _worker_malloc_config() -> dict[str, Any]:
 WORKER_PROFILE_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
+def die_with_parent(parent: int) -> None:
+    """Pool-worker initializer: the worker is killed when the process that started it dies (Linux's
+    ``PR_SET_PDEATHSIG``), so a killed run leaves no pool process behind; elsewhere nothing is done."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the call above
+        os._exit(1)
+
+
 @contextmanager
 def make_executor(kind: str, *, scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
     """A coffea executor; for ``dask`` a LocalCluster (or the ``scheduler`` address), closed on exit."""
@@ -222,7 +237,11 @@ def make_executor(kind: str, *, scheduler: str | None = None, workers: int | Non
     if kind == "iterative":
         yield processor.IterativeExecutor()
     elif kind == "futures":
-        yield processor.FuturesExecutor(workers=workers or os.cpu_count() or 1)
+        import functools
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = functools.partial(ProcessPoolExecutor, initializer=die_with_parent, initargs=(os.getpid(),))
+        yield processor.FuturesExecutor(workers=workers or os.cpu_count() or 1, pool=pool)
     elif kind == "dask":
         import dask
         from dask.distributed import Client, LocalCluster

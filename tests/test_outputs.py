@@ -147,3 +147,28 @@ def test_run_killed_at_any_point_leaves_the_previous_results_readable(tmp_path, 
     assert "taking over the lock" in done.stderr
     assert len(read_feature_tables(out / "features", columns=["event"], as_numpy=True)["event"]) == 2000
     assert not (out / ".staging").exists()
+
+
+@pytest.mark.slow
+def test_killed_futures_run_takes_its_pool_workers_with_it(tmp_path, real_nanoaod_files):
+    import shutil
+
+    import psutil
+
+    files = [tmp_path / f"tt{k}.root" for k in range(20)]
+    for f in files:
+        shutil.copy(real_nanoaod_files["ttbar2015"], f)
+    fileset = tmp_path / "fileset.json"
+    fileset.write_text(json.dumps({"tt": {"files": [str(f) for f in files]}}))
+    command = [str(BIN / "cms-anomaly"), "run", str(fileset), "--out", str(tmp_path / "out"), "--executor", "futures"]
+    proc = subprocess.Popen([*command, "--workers", "2", "--chunksize", "10"], stderr=subprocess.DEVNULL)
+    main = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 120
+    while len(main.children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = main.children(recursive=True)
+    assert len(children) >= 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"pool workers still running after the main process was killed: {alive}"
