@@ -63,10 +63,18 @@ def dy_fileset(real_nanoaod_files):
 
 
 @pytest.fixture
-def iterative_cutflow(dy_fileset):
+def iterative_output(dy_fileset):
     with runner.make_executor("iterative") as ex:
-        out = runner.run_processor(dy_fileset, AnomalyProcessor(selection="inclusive"), executor=ex, chunksize=15)
-    return out["dy"]["cutflow"]
+        return runner.run_processor(dy_fileset, AnomalyProcessor(selection="inclusive"), executor=ex, chunksize=15)
+
+
+def _assert_same(out, reference) -> None:
+    """The cut-flow and every histogram of the Dask run equal the iterative run's."""
+    assert out["dy"]["cutflow"] == reference["dy"]["cutflow"]
+    assert out["dy"]["nevents"] == reference["dy"]["nevents"] == 40
+    assert sorted(out["dy"]["hists"]) == sorted(reference["dy"]["hists"])
+    for name, h in reference["dy"]["hists"].items():
+        assert out["dy"]["hists"][name].values(flow=True).tolist() == h.values(flow=True).tolist(), name
 
 
 @pytest.fixture
@@ -150,19 +158,25 @@ def project_less_cluster(tmp_path_factory):
 
 
 @pytest.mark.dask_client
-def test_gateway_cluster_gives_the_iterative_cutflow(gateway, dy_fileset, iterative_cutflow, caplog):
+def test_gateway_cluster_gives_the_iterative_cutflow(gateway, dy_fileset, iterative_output, caplog):
     with runner.make_executor("dask", scheduler=gateway, workers=1) as executor:
         workers = executor.client.scheduler_info()["workers"]
         out = runner.run_processor(dy_fileset, AnomalyProcessor(selection="inclusive"), executor=executor, chunksize=15)
     assert len(workers) == 1
-    assert out["dy"]["cutflow"] == iterative_cutflow
-    assert out["dy"]["nevents"] == 40
+    from dask_gateway import Gateway
+
+    gateway_client = Gateway(facility.gateway_address(gateway))
+    try:
+        assert gateway_client.list_clusters() == []  # shut down on exit
+    finally:
+        facility._close_once(gateway_client)
+    _assert_same(out, iterative_output)
     assert "dask-gateway http://127.0.0.1" in caplog.text
     assert "cms_anomaly 0.1.0" in caplog.text  # the probe reported the workers' project
 
 
 @pytest.mark.dask_client
-def test_project_is_uploaded_to_workers_that_lack_it(project_less_cluster, dy_fileset, iterative_cutflow):
+def test_project_is_uploaded_to_workers_that_lack_it(project_less_cluster, dy_fileset, iterative_output):
     from dask.distributed import Client
 
     with Client(project_less_cluster) as client:
@@ -177,7 +191,7 @@ def test_project_is_uploaded_to_workers_that_lack_it(project_less_cluster, dy_fi
     assert report["missing"] == {}
     assert "cms_anomaly_upload" in report["project"]["path"]  # the uploaded copy, not the checkout
     assert report["project"]["version"] == "0.1.0"
-    assert out["dy"]["cutflow"] == iterative_cutflow
+    _assert_same(out, iterative_output)
 
 
 @pytest.mark.dask_client
@@ -198,7 +212,7 @@ def test_a_worker_lacking_a_package_is_named_before_anything_runs(project_less_c
 
 
 @pytest.mark.dask_client
-def test_the_dask_config_names_the_cluster_class(dy_fileset, iterative_cutflow, caplog):
+def test_the_dask_config_names_the_cluster_class(dy_fileset, iterative_output, caplog):
     spec = {
         "class": "distributed.LocalCluster",
         "options": {"name": "configured", "n_workers": 0, "threads_per_worker": 1, "dashboard_address": None},
@@ -207,7 +221,7 @@ def test_the_dask_config_names_the_cluster_class(dy_fileset, iterative_cutflow, 
         assert executor.client.cluster.name == "configured"
         out = runner.run_processor(dy_fileset, AnomalyProcessor(selection="inclusive"), executor=executor, chunksize=15)
         assert len(executor.client.scheduler_info()["workers"]) == 1
-    assert out["dy"]["cutflow"] == iterative_cutflow
+    _assert_same(out, iterative_output)
     assert "starting distributed.LocalCluster from the Dask config cms-anomaly.cluster" in caplog.text
 
 
