@@ -1,29 +1,24 @@
 """Facility clusters: connecting to the Dask cluster the processor's chunks run on, and making sure its
 workers can run them.
 
-Three kinds of cluster besides the runner's embedded ``LocalCluster``:
+* ``tcp://host:8786`` (or ``tls://``): an existing scheduler, a plain ``Client(address)``;
+* ``gateway+http://host:8000`` (or ``gateway+https://``): a new cluster on the dask-gateway server at
+  ``http://host:8000``, scaled to ``workers`` and shut down on exit (the prefix keeps the address apart
+  from dask-gateway's own ``gateway://`` scheduler-proxy scheme). Authentication is dask-gateway's
+  config: ``gateway.auth.type`` (``DASK_GATEWAY__AUTH__TYPE``) and ``gateway.auth.kwargs``, default ``basic``;
+* no scheduler, but the Dask config ``cms-anomaly.cluster`` names a class, e.g. ``{"class":
+  "dask_jobqueue.SLURMCluster", "options": {...}}``: imported by name (dask-jobqueue is no dependency),
+  built with ``options``, scaled.
 
-* ``--scheduler tcp://host:8786`` (or ``tls://``): an existing scheduler, a plain ``Client(address)``;
-* ``--scheduler gateway+http://host:8000`` (or ``gateway+https://``): the dask-gateway server at
-  ``http://host:8000``; a cluster is started there, scaled to ``workers`` and shut down on exit. The
-  ``gateway+`` prefix keeps the address apart from dask-gateway's own ``gateway://`` comm scheme (its
-  scheduler proxy). Authentication is dask-gateway's: the Dask config ``gateway.auth.type`` (or
-  ``DASK_GATEWAY__AUTH__TYPE``) and ``gateway.auth.kwargs``, default ``basic``;
-* no ``--scheduler`` but the Dask config key ``cms-anomaly.cluster`` naming a cluster class, e.g.
-  ``{"class": "dask_jobqueue.SLURMCluster", "options": {"queue": "short", "cores": 4, ...}}``: the class
-  is imported by name (dask-jobqueue is not a dependency), built with ``options`` and scaled.
-
-On each of them :func:`check_workers` runs one small task per worker (``client.run``) before the first
-chunk: the workers must import the packages the processor needs (:data:`REQUIRED_PACKAGES`, else one
-:class:`WorkerEnvironmentError` names the workers, the packages and the client's versions), and
-``cms_anomaly`` itself, which a facility's workers usually lack: it is then uploaded
-(``distributed.diagnostics.plugin.UploadDirectory``) and the workers are probed again.
-
-This module runs on the client; the probe is shipped to the workers by value (they may lack the project).
+Before the first chunk :func:`check_workers` runs one small task per worker: a missing third-party
+package (:data:`REQUIRED_PACKAGES`) is one :class:`WorkerEnvironmentError`; a missing (or stale uploaded)
+``cms_anomaly`` is uploaded with distributed's ``UploadDirectory`` and the workers are probed again.
+The probe is shipped by value: the workers may lack this module.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -41,14 +36,12 @@ log = logging.getLogger(__name__)
 
 #: third-party packages a worker imports to run the processor
 REQUIRED_PACKAGES = ("coffea", "awkward", "uproot", "numba", "numpy", "hist")
-#: the project's import name, and its distribution name
-PROJECT = "cms_anomaly"
-DISTRIBUTION = "cms-anomaly"
+PROJECT, DISTRIBUTION = "cms_anomaly", "cms-anomaly"  # the project's import and distribution names
 #: the project's sub-packages, each its own folder in a source checkout (pyproject's ``package-dir``)
 SUBPACKAGES = ("datasets", "processors", "models", "stats", "analyses")
 #: package data uploaded with the sources (pyproject's ``[tool.setuptools.package-data]``)
 PACKAGE_DATA: dict[str, tuple[str, ...]] = {"datasets": ("cards/*.toml", "manifests/*.toml")}
-#: the uploaded copy's version and commit, next to its ``__init__.py``
+#: the uploaded copy's version, commit and source digest, next to its ``__init__.py``
 BUILD_FILE = "_build.json"
 #: Dask config key naming a cluster class (and its keyword arguments) to start when no scheduler is given
 CLUSTER_CONFIG_KEY = "cms-anomaly.cluster"
@@ -70,9 +63,7 @@ class ClusterConfigError(ValueError):
 
 def gateway_address(scheduler: str | None) -> str | None:
     """The dask-gateway server's HTTP address of a ``gateway+http(s)://`` scheduler, else ``None``."""
-    if scheduler and scheduler.startswith(GATEWAY_SCHEMES):
-        return scheduler.removeprefix("gateway+")
-    return None
+    return scheduler.removeprefix("gateway+") if scheduler and scheduler.startswith(GATEWAY_SCHEMES) else None
 
 
 def external_client(stack: ExitStack, *, scheduler: str | None, workers: int | None) -> Any | None:
@@ -185,14 +176,19 @@ def configured_cluster() -> Any | None:
 def project_identity() -> dict[str, str | None]:
     """Version, commit and location of the importable ``cms_anomaly`` (on the client or a worker).
 
-    An uploaded copy carries its client's version and commit in ``_build.json``; an installed one has
-    its distribution's version and, from a git checkout, the checkout's commit.
+    An uploaded copy carries its client's version, commit and source digest in ``_build.json``; an
+    installed one has its distribution's version and, from a git checkout, the checkout's commit.
     """
     root = Path(importlib.import_module(PROJECT).__file__ or "").parent
     build = root / BUILD_FILE
     if build.is_file():
         info = json.loads(build.read_text())
-        return {"version": info.get("version"), "commit": info.get("commit"), "path": str(root)}
+        return {
+            "version": info.get("version"),
+            "commit": info.get("commit"),
+            "path": str(root),
+            "digest": info["digest"],
+        }
     try:
         version: str | None = importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
@@ -203,7 +199,7 @@ def project_identity() -> dict[str, str | None]:
             ["git", "-C", str(root.parent), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
         )
         commit = done.stdout.strip() or None
-    return {"version": version, "commit": commit, "path": str(root)}
+    return {"version": version, "commit": commit, "path": str(root), "digest": None}
 
 
 def probe_environment(required: tuple[str, ...]) -> dict[str, Any]:
@@ -284,8 +280,10 @@ def check_workers(
     reports = _probe(client, required)
     raise_for_missing(reports, ignore=(PROJECT,) if upload else ())
     lacking = sorted(w for w, r in reports.items() if PROJECT in r["missing"])
-    if lacking:
-        log.info("%d of %d workers cannot import %s: uploading it", len(lacking), len(reports), PROJECT)
+    uploaded = {r["project"]["digest"] for r in reports.values() if r["project"] and r["project"]["digest"]}
+    stale = upload and bool(uploaded) and uploaded != {source_digest()}  # an earlier run's copy, other code
+    if lacking or stale:
+        log.info("%d of %d workers lack %s or run a stale upload: uploading it", len(lacking), len(reports), PROJECT)
         upload_project(client)
         _wait_for_workers(client, len(reports), timeout)
         reports = _probe(client, required)
@@ -343,28 +341,40 @@ def _client_version(name: str) -> str:
         return str(getattr(importlib.import_module(name), "__version__", "?"))
 
 
-def build_package_tree(target: Path) -> Path:
-    """Lay the client's ``cms_anomaly`` out under ``target`` as an importable package; returns ``target``.
-
-    The sources (``*.py``) and package data of each sub-package are copied from the directories the
-    client imports them from (a source checkout maps ``cms_anomaly.processors`` to ``processors/``), and
-    ``_build.json`` records the client's version and commit. Caches (``__pycache__``) are left out.
-    """
-    identity = project_identity()
-    names = {PROJECT: PROJECT, **{f"{PROJECT}.{sub}": f"{PROJECT}/{sub}" for sub in SUBPACKAGES}}
-    for name, relative in names.items():
+def _package_files() -> list[tuple[Path, str]]:
+    """(client file, path in the uploaded tree) of every source and package-data file of the project, as
+    the client imports them (a source checkout maps ``cms_anomaly.processors`` to ``processors/``)."""
+    files = []
+    for sub in ("", *SUBPACKAGES):
+        name, relative = (f"{PROJECT}.{sub}", f"{PROJECT}/{sub}") if sub else (PROJECT, PROJECT)
         spec = importlib.util.find_spec(name)
         if spec is None or not spec.submodule_search_locations:
             raise ModuleNotFoundError(f"{name} is not importable on the client: nothing to upload")
         source = Path(next(iter(spec.submodule_search_locations)))
-        dest = target / relative
-        dest.mkdir(parents=True, exist_ok=True)
-        patterns = ("*.py", *PACKAGE_DATA.get(relative.partition("/")[2], ()))
-        for pattern in patterns:
-            for path in sorted(source.glob(pattern)):
-                (dest / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, dest / path.relative_to(source))
-    build = {"version": identity["version"], "commit": identity["commit"], "uploaded_from": identity["path"]}
+        for pattern in ("*.py", *PACKAGE_DATA.get(sub, ())):
+            files += [(path, f"{relative}/{path.relative_to(source)}") for path in sorted(source.glob(pattern))]
+    return files
+
+
+def source_digest() -> str:
+    """SHA-256 of the client's project files (paths and contents): an uploaded copy is stale when it differs."""
+    digest = hashlib.sha256()
+    for path, relative in _package_files():
+        digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def build_package_tree(target: Path) -> Path:
+    """Lay the client's ``cms_anomaly`` out under ``target`` as an importable package; returns ``target``.
+
+    The sources (``*.py``) and package data of each sub-package are copied (no ``__pycache__``), and
+    ``_build.json`` records the client's version, commit and :func:`source_digest`.
+    """
+    identity = project_identity()
+    for path, relative in _package_files():
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target / relative)
+    build = {"version": identity["version"], "commit": identity["commit"], "digest": source_digest()}
     (target / PROJECT / BUILD_FILE).write_text(json.dumps(build, indent=1) + "\n")
     return target
 

@@ -5,6 +5,7 @@ lacks a package. Every component is started here, on loopback, and stopped after
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -176,7 +177,9 @@ def test_gateway_cluster_gives_the_iterative_cutflow(gateway, dy_fileset, iterat
 
 
 @pytest.mark.dask_client
-def test_project_is_uploaded_to_workers_that_lack_it(project_less_cluster, dy_fileset, iterative_output):
+def test_project_is_uploaded_to_workers_that_lack_it(
+    project_less_cluster, dy_fileset, iterative_output, monkeypatch, caplog
+):
     from dask.distributed import Client
 
     with Client(project_less_cluster) as client:
@@ -191,7 +194,18 @@ def test_project_is_uploaded_to_workers_that_lack_it(project_less_cluster, dy_fi
     assert report["missing"] == {}
     assert "cms_anomaly_upload" in report["project"]["path"]  # the uploaded copy, not the checkout
     assert report["project"]["version"] == "0.1.0"
+    assert report["project"]["digest"] == facility.source_digest()
     _assert_same(out, iterative_output)
+
+    # a later run with other code on the client replaces the earlier run's copy; the same code keeps it
+    monkeypatch.setattr(facility, "source_digest", lambda: "edited-on-the-client")
+    with runner.make_executor("dask", scheduler=project_less_cluster) as executor:
+        (again,) = facility._probe(executor.client, facility.REQUIRED_PACKAGES).values()
+        assert again["project"]["digest"] == "edited-on-the-client"
+        with caplog.at_level(logging.INFO, logger=facility.__name__):
+            caplog.clear()
+            facility.check_workers(executor.client)
+    assert "uploading" not in caplog.text
 
 
 @pytest.mark.dask_client
@@ -269,3 +283,4 @@ def test_the_uploaded_tree_is_the_installed_package(tmp_path):
     assert not list(tree.rglob("__pycache__"))
     build = json.loads((tree / "cms_anomaly" / facility.BUILD_FILE).read_text())
     assert build["version"] == "0.1.0"
+    assert build["digest"] == facility.source_digest()
