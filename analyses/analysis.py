@@ -46,7 +46,14 @@ def production_executor(executor: str, workers: int | None = None) -> str:
 #: ``--workers`` of every job that generates its samples (see :func:`production_executor`)
 WORKERS_HELP = (
     "local Dask workers or futures processes (default: cores); with --executor iterative, "
-    "the processes that generate the samples (default: 1)"
+    "the processes that generate the samples (default: 1); on a dask-gateway or configured cluster the "
+    "workers to scale it to (default: 2)"
+)
+
+#: ``--scheduler`` of every command that runs the processor (see :mod:`cms_anomaly.processors.cluster`)
+SCHEDULER_HELP = (
+    "an existing Dask scheduler (tcp://host:8786) or a dask-gateway server (gateway+https://host, a new "
+    "cluster there); without it the Dask config cms-anomaly.cluster (e.g. a dask-jobqueue class) or a local cluster"
 )
 
 
@@ -66,7 +73,7 @@ def add_production_arguments(
     )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--executor", choices=EXECUTORS, default="dask")
-    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+    p.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
     p.add_argument("--workers", type=positive_int, default=None, help=WORKERS_HELP)
     if device:
         p.add_argument("--device", default="auto", help="training device: auto, cpu or cuda")

@@ -940,7 +940,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--executor", choices=EXECUTORS, default="dask")
-    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+    p.add_argument("--scheduler", default=None, help=analysis.SCHEDULER_HELP)
     p.add_argument("--workers", type=positive_int, default=None, help=analysis.WORKERS_HELP)
     p.add_argument("--device", default="auto", help="training device: auto, cpu or cuda")
     p.set_defaults(func=_cmd)

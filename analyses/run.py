@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cms_anomaly.analyses.analysis import SCHEDULER_HELP
 from cms_anomaly.datasets.argtypes import non_negative_int, positive_float, positive_int
 from cms_anomaly.datasets.atomic import atomic_output, owned_directory, usable_directory, write_text_atomic
 from cms_anomaly.processors.runner import (
@@ -144,8 +145,14 @@ def register(subparsers: Any) -> None:
         default="dask",
         help="dask: local Dask cluster or --scheduler (default); futures: process pool; iterative: in-process",
     )
-    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, e.g. tcp://host:8786")
-    p.add_argument("--workers", type=positive_int, default=None, help="local workers (default: number of cores)")
+    p.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="local workers (default: number of cores); on a dask-gateway or configured cluster the workers to "
+        "scale it to (default: 2)",
+    )
     p.add_argument("--chunksize", type=positive_int, default=100_000, help="events per chunk (default: 100000)")
     p.add_argument("--maxchunks", type=positive_int, default=None, help="process at most this many chunks per file")
     p.add_argument("--features", action="store_true", help="also write per-event parquet tables to DIR/features/")

@@ -5,7 +5,7 @@ The public Python API, for notebooks and scripts (the ``cms-anomaly`` command ru
     from cms_anomaly import AnomalyProcessor, load_fileset, make_executor, run_processor
 
     fileset = load_fileset("out/sm/fileset.json")
-    with make_executor("dask") as executor:            # or make_executor("dask", scheduler="tcp://...")
+    with make_executor("dask") as executor:  # or scheduler="tcp://..." / "gateway+https://..." (a dask-gateway)
         output = run_processor(fileset, AnomalyProcessor(selection="single_lepton"), executor=executor)
     output["ttbar"]["hists"]["ht"].plot1d()
 

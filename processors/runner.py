@@ -11,7 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +231,14 @@ def die_with_parent(parent: int) -> None:
 
 @contextmanager
 def make_executor(kind: str, *, scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
-    """A coffea executor; for ``dask`` a LocalCluster (or the ``scheduler`` address), closed on exit."""
+    """A coffea executor, its pool or cluster closed on exit.
+
+    For ``dask``: the cluster ``scheduler`` names (a ``tcp://``/``tls://`` scheduler or a
+    ``gateway+http(s)://`` dask-gateway server), else the one the Dask config ``cms-anomaly.cluster``
+    names (e.g. a dask-jobqueue cluster), else a LocalCluster of ``workers`` processes. The workers of
+    a facility cluster are checked, and given the project if they lack it, before the first chunk
+    (:mod:`cms_anomaly.processors.cluster`).
+    """
     from coffea import processor
 
     if kind == "iterative":
@@ -243,29 +250,33 @@ def make_executor(kind: str, *, scheduler: str | None = None, workers: int | Non
         pool = functools.partial(ProcessPoolExecutor, initializer=die_with_parent, initargs=(os.getpid(),))
         yield processor.FuturesExecutor(workers=workers or os.cpu_count() or 1, pool=pool)
     elif kind == "dask":
-        import dask
-        from dask.distributed import Client, LocalCluster
+        from cms_anomaly.processors.cluster import external_client
 
-        if scheduler:
-            client = Client(scheduler)
-            cluster = None
-        else:
-            with dask.config.set({**_worker_malloc_config(), **WORKER_PROFILE_CONFIG}):
-                cluster = LocalCluster(
-                    n_workers=workers or os.cpu_count() or 1,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                )
-            client = Client(cluster)
-        try:
+        with ExitStack() as stack:
+            client = external_client(stack, scheduler=scheduler, workers=workers)
+            if client is None:
+                client = _local_client(stack, workers=workers)
             yield processor.DaskExecutor(client=client, status=False)
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
     else:
         raise ValueError(f"unknown executor {kind!r}; choose from {EXECUTORS}")
+
+
+def _local_client(stack: ExitStack, *, workers: int | None) -> Any:
+    """A client of the embedded LocalCluster (one single-threaded process per worker), closed by ``stack``."""
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    with dask.config.set({**_worker_malloc_config(), **WORKER_PROFILE_CONFIG}):
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
+    stack.callback(cluster.close)
+    client = Client(cluster)
+    stack.callback(client.close)
+    return client
 
 
 def run_processor(
