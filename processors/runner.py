@@ -214,19 +214,39 @@ def _worker_malloc_config() -> dict[str, Any]:
 WORKER_PROFILE_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
-def die_with_parent(parent: int) -> None:
-    """Pool-worker initializer: the worker is killed when the process that started it dies (Linux's
-    ``PR_SET_PDEATHSIG``), so a killed run leaves no pool process behind; elsewhere nothing is done."""
+def pool_worker_init(parent: int) -> None:
+    """Pool-worker initializer: the worker ignores interrupts (the main process answers Ctrl-C, once, and
+    ends the pool) and is killed when the process that started it dies (Linux's ``PR_SET_PDEATHSIG``), so
+    a killed run leaves no pool process behind."""
     import ctypes
     import signal
     import sys
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not sys.platform.startswith("linux"):
         return
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the call above
         os._exit(1)
+
+
+@contextmanager
+def interrupts_ignored() -> Iterator[None]:
+    """Ignore SIGINT while worker processes are started, so that they inherit it: a Ctrl-C (sent to the
+    whole process group) then reaches only the main process, which shuts the cluster down and prints one
+    line, instead of every worker printing its own ``KeyboardInterrupt`` traceback."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
@@ -247,7 +267,7 @@ def make_executor(kind: str, *, scheduler: str | None = None, workers: int | Non
         import functools
         from concurrent.futures import ProcessPoolExecutor
 
-        pool = functools.partial(ProcessPoolExecutor, initializer=die_with_parent, initargs=(os.getpid(),))
+        pool = functools.partial(ProcessPoolExecutor, initializer=pool_worker_init, initargs=(os.getpid(),))
         yield processor.FuturesExecutor(workers=workers or os.cpu_count() or 1, pool=pool)
     elif kind == "dask":
         from cms_anomaly.processors.cluster import external_client
@@ -266,7 +286,7 @@ def _local_client(stack: ExitStack, *, workers: int | None) -> Any:
     import dask
     from dask.distributed import Client, LocalCluster
 
-    with dask.config.set({**_worker_malloc_config(), **WORKER_PROFILE_CONFIG}):
+    with dask.config.set({**_worker_malloc_config(), **WORKER_PROFILE_CONFIG}), interrupts_ignored():
         cluster = LocalCluster(
             n_workers=workers or os.cpu_count() or 1,
             threads_per_worker=1,

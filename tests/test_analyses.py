@@ -13,6 +13,7 @@ from cms_anomaly.analyses.disco import Plane, abcd_study, plane_dcor, seed_sprea
 from cms_anomaly.analyses.trigger import Binned, TriggerConfig, analyse
 from cms_anomaly.models.data import Sample
 from cms_anomaly.models.pipeline import split_cocktail
+from cms_anomaly.processors.feature_io import write_table_manifest
 from cms_anomaly.stats import efficiency_above, threshold_at_fpr, threshold_at_fpr_from_sums
 
 from cms_anomaly import stats as st
@@ -405,6 +406,7 @@ def test_read_samples_skips_a_dataset_without_selected_events(tmp_path):
         cols = {c: pa.array(np.ones(n, np.float32)) for c in fs.columns}
         cols.update(weight=pa.array(np.ones(n)), is_signal=pa.array(np.zeros(n, bool)))
         pq.write_table(pa.table(cols), tmp_path / name / f"{name}__f__0-{n}.parquet")
+    write_table_manifest(tmp_path, sorted(tmp_path.glob("*/*.parquet")))
     samples = read_samples(tmp_path, feature_set=fs)
     assert list(samples) == ["wjets"]
     assert len(samples["wjets"]) == 5

@@ -15,6 +15,7 @@ from cms_anomaly.models.feature_sets import HLF21, get_feature_set
 from cms_anomaly.models.pipeline import build_model, split_cocktail
 from cms_anomaly.models.training import TrainConfig, train
 from cms_anomaly.models.vae import VAE, clipped_tanh, p_isrlu
+from cms_anomaly.processors.feature_io import write_table_manifest
 from cms_anomaly.stats import threshold_at_fpr
 
 
@@ -390,6 +391,7 @@ def test_non_finite_features_are_refused_by_file_and_column_name(model_feature_t
     (tmp_path / "wjets").mkdir()
     pq.write_table(table, tmp_path / "wjets" / "wjets_0.parquet")
     path = tmp_path / "wjets" / "wjets_0.parquet"
+    write_table_manifest(tmp_path, [path])
     with pytest.raises(FeatureTableError) as err:
         read_dataset(tmp_path, "wjets", feature_set=get_feature_set("hlf21"))
     assert str(err.value) == f"{path}: 1 event(s) with non-finite values in column(s) st: refusing to use them"

@@ -15,6 +15,7 @@ from cms_anomaly.models.export import load_card
 from cms_anomaly.models.feature_sets import HLF21, HLF24, get_feature_set
 from cms_anomaly.models.pipeline import TrainOptions, train_and_export, train_bdts
 from cms_anomaly.models.scorers import TorchScorer, XGBoostScorer, load_scorer
+from cms_anomaly.processors.feature_io import write_table_manifest
 
 
 def _records(samples, names, *, fs):
@@ -261,6 +262,7 @@ def test_non_finite_weights_are_refused_with_file_and_column(model_feature_table
     w = table.column("weight").to_numpy().copy()
     w[3] = np.nan
     pq.write_table(table.set_column(table.schema.get_field_index("weight"), "weight", pa.array(w)), path)
+    write_table_manifest(tmp_path, sorted(tmp_path.glob("*/*.parquet")))
     with pytest.raises(FeatureTableError, match=rf"{path.name}: column 'weight' has 1 non-finite"):
         read_dataset(tmp_path, name, feature_set=get_feature_set("hlf21"))
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from cms_anomaly.datasets import atomic
 from cms_anomaly.processors.feature_io import FeatureTableError, read_feature_tables, table_files
+from coffea.processor import ProcessorABC
 
 BIN = Path(sys.executable).parent
 
@@ -172,3 +173,37 @@ def test_killed_futures_run_takes_its_pool_workers_with_it(tmp_path, real_nanoao
     proc.wait()
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"pool workers still running after the main process was killed: {alive}"
+
+
+class _CrashingProcessor(ProcessorABC):
+    """A processor whose worker process dies on every chunk (as one killed for memory would)."""
+
+    def process(self, events):
+        os._exit(1)
+
+    def postprocess(self, accumulator):
+        return accumulator
+
+
+@pytest.mark.dask_client
+@pytest.mark.slow
+def test_a_worker_killed_again_and_again_is_one_line(real_nanoaod_files, tmp_path, monkeypatch, capsys):
+    from cms_anomaly.analyses import run as run_module
+    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.processors import runner
+
+    fileset = {"dy": {"files": {str(real_nanoaod_files["dy"]): "Events"}, "metadata": {}}}
+    with runner.make_executor("dask", workers=1) as ex, pytest.raises(RuntimeError, match="KilledWorker") as killed:
+        runner.run_processor(fileset, _CrashingProcessor(), executor=ex)
+
+    def run_processor(*args, **kwargs):
+        raise killed.value
+
+    monkeypatch.setattr(run_module, "run_processor", run_processor)
+    (tmp_path / "fs.json").write_text(json.dumps({"dy": [str(real_nanoaod_files["dy"])]}))
+    capsys.readouterr()
+    assert main(["run", str(tmp_path / "fs.json"), "--out", str(tmp_path / "o"), "--executor", "iterative"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "Dask workers died again and again" in err[0]
+    assert f"entries 0-40 of {real_nanoaod_files['dy']}" in err[0]

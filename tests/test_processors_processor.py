@@ -600,7 +600,7 @@ def test_feature_tables_are_read_by_file_name_then_entry_number(tmp_path):
     """Numbers compare as numbers (entry 5000 before 10000) and the file's name decides before its UUID."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from cms_anomaly.processors.feature_io import table_files
+    from cms_anomaly.processors.feature_io import table_files, write_table_manifest
 
     names = [
         "qcd__qcd_s1_0001-00aa0000__0-5000.parquet",
@@ -611,4 +611,5 @@ def test_feature_tables_are_read_by_file_name_then_entry_number(tmp_path):
     (tmp_path / "qcd").mkdir()
     for name in names:
         pq.write_table(pa.table({"x": [1.0]}), tmp_path / "qcd" / name)
+    write_table_manifest(tmp_path, [tmp_path / "qcd" / n for n in names])
     assert [f.name for f in table_files(tmp_path)] == [names[3], names[2], names[1], names[0]]
