@@ -26,6 +26,7 @@ from cms_anomaly.datasets.cards import PhaseSpaceBias, ProcessCard, load_card
 from cms_anomaly.datasets.detector import DetectorConfig, simulate
 from cms_anomaly.datasets.generator import PythiaGenerator, derive_seed
 from cms_anomaly.datasets.nanoaod import event_branches, write_nanoaod
+from cms_anomaly.datasets.workers import interrupts_ignored, pool_worker_init
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +332,12 @@ def _run_on_process_pool(jobs: Sequence[FileJob], *, workers: int | None) -> tup
     results, errors = [], []
     running: dict[Future, FileJob] = {}
     with (
-        ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn")) as pool,
+        ProcessPoolExecutor(
+            max_workers=n,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=pool_worker_init,
+            initargs=(os.getpid(),),
+        ) as pool,
         tqdm(total=len(jobs), desc="generate", unit="file") as progress,
     ):
         while queue or running:
@@ -380,12 +386,13 @@ def _run_on_dask(
         client = Client(scheduler)
         cluster = None
     else:
-        cluster = LocalCluster(
-            n_workers=workers or os.cpu_count() or 1,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-        )
+        with interrupts_ignored():
+            cluster = LocalCluster(
+                n_workers=workers or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+            )
         client = Client(cluster)
     results, errors = [], []
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cms_anomaly.datasets.atomic import atomic_output
+from cms_anomaly.datasets.workers import interrupts_ignored, pool_worker_init
 
 log = logging.getLogger(__name__)
 
@@ -212,41 +213,6 @@ def _worker_malloc_config() -> dict[str, Any]:
 #: (later, a quieter machine) 2.70 / 2.61 s; medians 3.36 / 3.08 and 3.04 / 2.98 s. A ``--scheduler``
 #: cluster's workers keep their own setting.
 WORKER_PROFILE_CONFIG = {"distributed.worker.profile.enabled": False}
-
-
-def pool_worker_init(parent: int) -> None:
-    """Pool-worker initializer: the worker ignores interrupts (the main process answers Ctrl-C, once, and
-    ends the pool) and is killed when the process that started it dies (Linux's ``PR_SET_PDEATHSIG``), so
-    a killed run leaves no pool process behind."""
-    import ctypes
-    import signal
-    import sys
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if not sys.platform.startswith("linux"):
-        return
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the call above
-        os._exit(1)
-
-
-@contextmanager
-def interrupts_ignored() -> Iterator[None]:
-    """Ignore SIGINT while worker processes are started, so that they inherit it: a Ctrl-C (sent to the
-    whole process group) then reaches only the main process, which shuts the cluster down and prints one
-    line, instead of every worker printing its own ``KeyboardInterrupt`` traceback."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
