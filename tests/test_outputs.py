@@ -90,11 +90,26 @@ def test_unusable_output_directory_is_one_line(tmp_path, kind):
         target.mkdir()
         target.chmod(0o555)
     if kind == "read-only" and os.geteuid() == 0:
-        pytest.skip("root writes into read-only directories")  # the CLI test below runs the same check
+        pytest.skip("root may write into a 0555 directory (a read-only file system fails its mkdir instead)")
     with pytest.raises(atomic.OutputDirectoryError) as err:
         atomic.usable_directory(target / "sub" if kind == "read-only" else target)
     assert "\n" not in str(err.value)
     assert str(target) in str(err.value)
+
+
+def test_cli_out_that_is_a_file_is_one_line(tmp_path, capsys, real_nanoaod_files):
+    from cms_anomaly.analyses.cli import main
+
+    (tmp_path / "fs.json").write_text(json.dumps({"dy": [str(real_nanoaod_files["dy"])]}))
+    (tmp_path / "taken").write_text("a file, not a directory")
+    capsys.readouterr()
+    assert (
+        main(["run", str(tmp_path / "fs.json"), "--out", str(tmp_path / "taken" / "o"), "--executor", "iterative"]) == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"cms-anomaly run: error: output directory {tmp_path / 'taken' / 'o'} lies under the file {tmp_path / 'taken'}"
+    ]
 
 
 def test_readers_refuse_tables_without_a_finished_manifest(tmp_path):
