@@ -274,6 +274,7 @@ def run_processor(
     maxchunks: int | None = None,
     skip_bad_files: bool = False,
     timeout: int = REMOTE_TIMEOUT_S,
+    uproot_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run ``proc`` over ``fileset`` with coffea's Runner (NanoAOD schema, ``Events`` trees).
 
@@ -282,7 +283,8 @@ def run_processor(
     ``"skipped_files"`` of the output (coffea's ``skipbadfiles`` also skips files failing later).
     Remote files (``root://``, ``https://``) are read through uproot's fsspec sources; ``timeout``
     bounds each open (coffea's ``xrootdtimeout``) and the executor retries a failed chunk (coffea's
-    ``retries``, 3 by default).
+    ``retries``, 3 by default). ``uproot_options`` go to every ``uproot.open`` of the run (e.g.
+    ``handler``, a source class other than uproot's default for the protocol).
     """
     from cms_anomaly.processors.schema import AnalysisNanoAODSchema
     from coffea import processor
@@ -306,7 +308,8 @@ def run_processor(
         metadata_cache={},
         xrootdtimeout=timeout,
     )
-    output = runner(good, processor_instance=proc, treename="Events") if good else {}
+    options = dict(uproot_options or {})
+    output = runner(good, processor_instance=proc, treename="Events", uproot_options=options) if good else {}
     if skip_bad_files:
         for dataset, bad in skipped.items():
             read = output.get(dataset, {}).get("events_per_file", {})

@@ -174,9 +174,7 @@ def test_bench_processor_over_xrootd_prints_the_ratio_to_local(served, capsys):
     argv = ["bench", "processor", path, "--workers", "0", "--chunksize", "100", "--selection", "inclusive"]
     assert main([*argv, "--xrootd", f"root://127.0.0.1:{xrd.port}/"]) == 0
     out = capsys.readouterr().out
-    local = re.search(r"^processor in-process, local files\s+(\d+)$", out, re.MULTILINE)
-    remote = re.search(r"^processor in-process, over XRootD\s+(\d+)\s+([\d.]+)", out, re.MULTILINE)
-    assert local, out
-    assert remote, out
-    assert float(remote.group(2)) == pytest.approx(int(remote.group(1)) / int(local.group(1)), rel=0.03)
-    assert re.search(r"^target XRootD / local >= 0.9 .*: (PASS|MISS)$", out, re.MULTILINE), out
+    rates = dict(re.findall(r"^processor in-process, (.+?)\s+(\d+)\s+[\d.]+$", out, re.MULTILINE))
+    assert set(rates) == {"local files", "XRootD, fsspec source (default)", "XRootD, XRootDSource"}, out
+    assert all(int(r) > 0 for r in rates.values())
+    assert len(re.findall(r"^target XRootD, .* / local >= 0.9 .*: (PASS|MISS)$", out, re.MULTILINE)) == 2, out
