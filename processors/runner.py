@@ -81,6 +81,8 @@ def is_remote(path: str) -> bool:
 #: seconds uproot waits for a remote file (XRootD, HTTP) before giving up on it; coffea's Runner takes it as
 #: ``xrootdtimeout`` (its default, 60 s) and the file check before a run uses the same bound
 REMOTE_TIMEOUT_S = 60
+#: files checked at once before a run (the checks of remote files wait on the network)
+CHECK_THREADS = 16
 
 
 def check_files(
@@ -116,16 +118,32 @@ def _check_files(
     fileset: Mapping[str, Any], *, skip_bad_files: bool, allow_missing: tuple[str, ...], timeout: int
 ) -> tuple[dict[str, Any], dict[str, list[str]], dict[str, int]]:
     """:func:`check_files`, and the entry count of every readable file."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import uproot
 
     good: dict[str, Any] = {}
     skipped: dict[str, list[str]] = {}
     entries: dict[str, int] = {}
+    listed_by_dataset = {
+        dataset: entry["files"] if isinstance(entry["files"], Mapping) else dict.fromkeys(entry["files"], "Events")
+        for dataset, entry in fileset.items()
+    }
+    # remote files are opened concurrently: a fileset of many root:// files waits on round trips, not on this CPU
+    jobs = {(f, tree) for listed in listed_by_dataset.values() for f, tree in listed.items()}
+    with ThreadPoolExecutor(max_workers=CHECK_THREADS) as pool:
+        futures = {
+            job: pool.submit(
+                _file_problem, uproot, job[0], job[1], timeout=timeout, entries=entries, allow_missing=allow_missing
+            )
+            for job in sorted(jobs)
+        }
+        problems = {job: future.result() for job, future in futures.items()}
     for dataset, entry in fileset.items():
-        listed = entry["files"] if isinstance(entry["files"], Mapping) else dict.fromkeys(entry["files"], "Events")
+        listed = listed_by_dataset[dataset]
         files, bad = {}, []
         for f, tree in listed.items():
-            problem = _file_problem(uproot, f, tree, timeout=timeout, entries=entries, allow_missing=allow_missing)
+            problem = problems[(f, tree)]
             if problem is None:
                 files[f] = tree
             elif skip_bad_files:
