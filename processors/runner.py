@@ -249,9 +249,12 @@ def make_executor(kind: str, *, scheduler: str | None = None, workers: int | Non
         yield processor.IterativeExecutor()
     elif kind == "futures":
         import functools
-        from concurrent.futures import ProcessPoolExecutor
 
-        pool = functools.partial(ProcessPoolExecutor, initializer=pool_worker_init, initargs=(os.getpid(),))
+        import loky
+
+        # coffea's own pool (loky: fresh interpreters, not forks of this process, whose torch and XRootD
+        # threads a forked child would inherit locked), with this project's worker set-up
+        pool = functools.partial(loky.ProcessPoolExecutor, initializer=pool_worker_init, initargs=(os.getpid(),))
         yield processor.FuturesExecutor(workers=workers or os.cpu_count() or 1, pool=pool)
     elif kind == "dask":
         from cms_anomaly.processors.cluster import external_client
