@@ -175,6 +175,6 @@ def test_bench_processor_over_xrootd_prints_the_ratio_to_local(served, capsys):
     assert main([*argv, "--xrootd", f"root://127.0.0.1:{xrd.port}/"]) == 0
     out = capsys.readouterr().out
     rates = dict(re.findall(r"^processor in-process, (.+?)\s+(\d+)\s+[\d.]+$", out, re.MULTILINE))
-    assert set(rates) == {"local files", "XRootD, fsspec source (default)", "XRootD, XRootDSource"}, out
+    assert set(rates) == {"local files", "over XRootD"}, out
     assert all(int(r) > 0 for r in rates.values())
-    assert len(re.findall(r"^target XRootD, .* / local >= 0.9 .*: (PASS|MISS)$", out, re.MULTILINE)) == 2, out
+    assert re.search(r"^target XRootD / local >= 0.9 .*: (PASS|MISS)$", out, re.MULTILINE), out
