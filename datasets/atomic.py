@@ -3,6 +3,9 @@
 A writer gets a temporary sibling path (``<name>.tmp-<pid>[suffix]``), and only a writer that
 returns without an exception has its file renamed (``Path.replace``) onto the final path; after a
 failure the temporary file is removed. Readers that scan directories skip ``*.tmp-*`` names.
+
+A run's output directory is owned (:func:`owned_directory`): a lock, and outputs staged in
+``.staging`` that replace the previous run's only when the run has finished (:func:`staged_outputs`).
 """
 
 from __future__ import annotations
@@ -105,8 +108,9 @@ def _take_lock(path: Path) -> Path:
     raise OutputLockedError(f"{path}: cannot take the lock {lock}")
 
 
-#: where a run stages its outputs, and where a commit keeps the previous ones until it is done
-_STAGING, _PREVIOUS = ".staging", ".previous"
+#: where a run stages its outputs, where a commit keeps the previous ones until it is done, and the mark of
+#: a staged run that finished (its commit may be completed by the next run)
+_STAGING, _PREVIOUS, _COMMITTED = ".staging", ".previous", ".committed"
 
 
 def _recover(path: Path) -> None:
@@ -127,9 +131,6 @@ def _recover(path: Path) -> None:
                     entry.replace(path / entry.name)
         shutil.rmtree(previous, ignore_errors=True)
     shutil.rmtree(staging, ignore_errors=True)
-
-
-_COMMITTED = ".committed"
 
 
 def _remove(entry: Path) -> None:
