@@ -362,36 +362,7 @@ class AnomalyProcessor(processor.ProcessorABC):
                     dataset=dataset, split=sp, **{outs[0]: s[:, 0], outs[1]: s[:, 1]}, weight=w
                 )
 
-        files: list[str] = []
-        tables: dict[str, bytes] = {}
-        if self.features_dir is not None:
-            # the input file's name first: tables are read in name order (models, analyses), which must not
-            # depend on the TFile UUID a regenerated file gets; the UUID's first 8 digits keep two inputs of
-            # one name in different directories apart
-            stem = Path(meta["filename"]).stem if meta.get("filename") else ""
-            uuid = str(meta.get("fileuuid") or "")[:8]
-            file_id = "-".join(part for part in (stem, uuid) if part) or "unknown"
-            path = feature_io.table_path(
-                self.features_dir,
-                dataset=dataset,
-                file_id=file_id,
-                entrystart=int(meta.get("entrystart", 0)),
-                entrystop=int(meta.get("entrystop", len(events))),
-            )
-            table = feature_io.feature_table(
-                selected,
-                weights=sel_w,
-                run=ids["run"],
-                lumi=ids["luminosityBlock"],
-                event=ids["event"],
-                dataset=dataset,
-                is_signal=bool(meta.get("is_signal", False)),
-            )
-            if self.tables_in_output:  # workers that cannot reach features_dir: the client writes them
-                tables[path.relative_to(self.features_dir).as_posix()] = feature_io.table_bytes(table)
-            else:
-                feature_io.write_table(table, path)
-            files.append(str(path))
+        files, tables = self._feature_tables(selected, weights=sel_w, ids=ids, meta=meta, n_events=len(events))
         result = {
             "nevents": len(objects),
             "events_per_file": {str(meta.get("filename", "?")): len(objects)},
@@ -406,6 +377,46 @@ class AnomalyProcessor(processor.ProcessorABC):
         if self.top_events and self.scorers:
             result["top_events"] = top
         return {dataset: result}
+
+    def _feature_tables(
+        self,
+        selected: ak.Array,
+        *,
+        weights: np.ndarray,
+        ids: Mapping[str, np.ndarray],
+        meta: Mapping[str, Any],
+        n_events: int,
+    ) -> tuple[list[str], dict[str, bytes]]:
+        """The chunk's feature table: written under ``features_dir``, or returned as parquet bytes by its path
+        relative to it (``tables_in_output``); (table paths, returned tables). Nothing without ``features_dir``."""
+        if self.features_dir is None:
+            return [], {}
+        # the input file's name first: tables are read in name order (models, analyses), which must not
+        # depend on the TFile UUID a regenerated file gets; the UUID's first 8 digits keep two inputs of
+        # one name in different directories apart
+        stem = Path(meta["filename"]).stem if meta.get("filename") else ""
+        uuid = str(meta.get("fileuuid") or "")[:8]
+        file_id = "-".join(part for part in (stem, uuid) if part) or "unknown"
+        path = feature_io.table_path(
+            self.features_dir,
+            dataset=meta["dataset"],
+            file_id=file_id,
+            entrystart=int(meta.get("entrystart", 0)),
+            entrystop=int(meta.get("entrystop", n_events)),
+        )
+        table = feature_io.feature_table(
+            selected,
+            weights=weights,
+            run=ids["run"],
+            lumi=ids["luminosityBlock"],
+            event=ids["event"],
+            dataset=meta["dataset"],
+            is_signal=bool(meta.get("is_signal", False)),
+        )
+        if self.tables_in_output:  # workers that cannot reach features_dir: the client writes them
+            return [str(path)], {path.relative_to(self.features_dir).as_posix(): feature_io.table_bytes(table)}
+        feature_io.write_table(table, path)
+        return [str(path)], {}
 
     def _process_dask(self, events: Any) -> Any:
         """dask-awkward NanoEvents -> a ``dask.delayed`` output equal to the Runner's.

@@ -226,10 +226,7 @@ def _worker_malloc_config() -> dict[str, Any]:
 
 
 #: the embedded cluster's workers run without Dask's statistical profiler (the dashboard's "Profile" page),
-#: which samples the worker thread's stack every 10 ms. Single-worker runs over 180k events (``bench
-#: processor``'s chunks), alternating clusters with and without it: fastest of six 3.08 / 2.88 s, of nine
-#: (later, a quieter machine) 2.70 / 2.61 s; medians 3.36 / 3.08 and 3.04 / 2.98 s. A ``--scheduler``
-#: cluster's workers keep their own setting.
+#: which samples the worker thread's stack every 10 ms (its cost, measured, is in the CHANGELOG). A ``--scheduler`` cluster's workers keep their own setting.
 WORKER_PROFILE_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
