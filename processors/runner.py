@@ -226,7 +226,8 @@ def _worker_malloc_config() -> dict[str, Any]:
 
 
 #: the embedded cluster's workers run without Dask's statistical profiler (the dashboard's "Profile" page),
-#: which samples the worker thread's stack every 10 ms (its cost, measured, is in the CHANGELOG). A ``--scheduler`` cluster's workers keep their own setting.
+#: which samples the worker thread's stack every 10 ms (its cost, measured, is in the CHANGELOG). A
+#: ``--scheduler`` cluster's workers keep their own setting.
 WORKER_PROFILE_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
