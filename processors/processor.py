@@ -13,6 +13,10 @@ Output per dataset::
 (the runner adds ``"skipped_files"`` with ``skip_bad_files``). The same processor runs through
 ``processor.Runner`` and, on dask-awkward NanoEvents, through ``dataset_tools.apply_to_fileset``.
 
+Before the selection's cuts come the data-quality steps of :mod:`dataquality` that apply to the
+dataset: ``lumimask`` (data with a certified-luminosity JSON in its metadata ``lumimask``) and
+``trigger`` (the selection's HLT paths of the dataset's era); they are cut-flow steps like the cuts.
+
 Weights: real data (``is_data``) 1; MC ``genWeight`` (1 if absent) times
 ``xsec_pb * lumi_pb / sumw`` when the fileset metadata has ``xsec_pb`` and ``sumw`` and a
 luminosity is given, else the bare ``genWeight``.
@@ -20,6 +24,7 @@ luminosity is given, else the bare ``genWeight``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Mapping
@@ -28,7 +33,7 @@ from typing import Any, Protocol, cast
 
 import awkward as ak
 import numpy as np
-from cms_anomaly.processors import feature_io, histograms, schema, selections
+from cms_anomaly.processors import dataquality, feature_io, histograms, schema, selections
 from cms_anomaly.processors.config import AnalysisConfig
 from cms_anomaly.processors.eventlist import TopEvents
 from cms_anomaly.processors.feature_spec import FEATURES, HISTOGRAMMED, SCALAR_FEATURES
@@ -218,12 +223,12 @@ class AnomalyProcessor(processor.ProcessorABC):
             "rmm" in getattr(scorer, "feature_names", ["rmm"]) for scorer in self.scorers.values()
         )
 
-    def _new_hists(self, dataset: str) -> dict[str, Any]:
+    def _new_hists(self, dataset: str, cut_names: tuple[str, ...]) -> dict[str, Any]:
         hists: dict[str, Any] = {
             name: histograms.feature_hist(FEATURES[name], dataset=dataset) for name in HISTOGRAMMED
         }
         hists["rmm_occupancy"] = histograms.rmm_occupancy_hist(dataset=dataset)
-        hists["cutflow"] = histograms.cutflow_hist(self.selection.cut_names, dataset=dataset)
+        hists["cutflow"] = histograms.cutflow_hist(cut_names, dataset=dataset)
         for name, scorer in self.scorers.items():
             binning = getattr(scorer, "score_binning", None)
             for out in scorer.output_names:
@@ -272,10 +277,11 @@ class AnomalyProcessor(processor.ProcessorABC):
         )
         weights = event_weights(objects.genweight, meta, lumi_pb=self.lumi_pb)
 
+        selection = self._chunk_selection(events, meta, objects.variant)
         cut_features = CutFeatures(objects, config=config)
-        packed = selections.evaluate(self.selection, objects, cut_features, config=config.selections)
-        mask = selections.passing(packed, self.selection, len(objects))
-        flow = selections.cutflow(packed, self.selection, weights=weights)
+        packed = selections.evaluate(selection, objects, cut_features, config=config.selections)
+        mask = selections.passing(packed, selection, len(objects))
+        flow = selections.cutflow(packed, selection, weights=weights)
         # the features, the RMM and the object arrays are computed for the selected events only; the
         # (N, 51, 51) matrices are kept only for a consumer that reads them (an RMM model, the feature
         # tables): their leading masses and occupancy come from the same pass either way (without the
@@ -285,13 +291,13 @@ class AnomalyProcessor(processor.ProcessorABC):
         arrays = array_features(sel_objects, config=config, weights=sel_w, keep_rmm=self._keep_rmm)
         selected = feature_record(cut_features.of_selected(mask, sel_objects), arrays)
 
-        hists = self._new_hists(dataset)
+        hists = self._new_hists(dataset, selection.cut_names)
         for name in HISTOGRAMMED:
             hists[name].fill(dataset=dataset, **{name: ak.to_numpy(selected[name])}, weight=sel_w)
         histograms.add_rmm_occupancy(
             hists["rmm_occupancy"], arrays["rmm_occupancy_sumw"], arrays["rmm_occupancy_sumw2"], dataset=dataset
         )
-        names = self.selection.cut_names
+        names = selection.cut_names
         cum = {"all": np.ones(len(objects), bool)} | {
             c: np.asarray(packed.all(*names[: k + 1]), bool) for k, c in enumerate(names)
         }
@@ -378,6 +384,16 @@ class AnomalyProcessor(processor.ProcessorABC):
             result["top_events"] = top
         return {dataset: result}
 
+    def _chunk_selection(self, events: Any, meta: Mapping[str, Any], variant: str) -> selections.Selection:
+        """The selection with the dataset's data-quality steps (:mod:`dataquality`: certified luminosity,
+        trigger) before its cuts; the masks of this chunk are computed here, once."""
+        available = schema.flat_branch_names(events)
+        pre = dataquality.steps(events, meta=meta, selection=self.selection.name, variant=variant, available=available)
+        if not pre:
+            return self.selection
+        cuts = tuple(selections.Cut(name, text, lambda _o, _f, _c, m=mask: m) for name, text, mask in pre)
+        return dataclasses.replace(self.selection, cuts=cuts + self.selection.cuts)
+
     def _feature_tables(
         self,
         selected: ak.Array,
@@ -441,6 +457,9 @@ class AnomalyProcessor(processor.ProcessorABC):
         columns = {}
         for coll, fields in schema.fields_used(variant, available).items():
             columns[coll] = events[coll] if not fields else dak.zip({f: events[coll][f] for f in fields})
+        hlt = sorted(p for p in dataquality.hlt_paths(self.selection.name) if f"HLT_{p}" in available)
+        if hlt:
+            columns["HLT"] = dak.zip({p: events["HLT"][p] for p in hlt})
         projected = dak.zip(columns, depth_limit=1)
         parts = [dask.delayed(self.process_chunk)(part, meta) for part in projected.to_delayed()]
         while len(parts) > 1:  # pairwise tree reduction

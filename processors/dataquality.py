@@ -1,0 +1,260 @@
+"""The data-quality steps of the cut-flow: certified luminosity and trigger, before any selection cut.
+
+``lumimask``
+    A data dataset (metadata ``is_data``) whose metadata names a CMS certified-luminosity JSON
+    (``lumimask``: a path or a URL, e.g. the ``Cert_..._JSON.txt`` of its era, which
+    ``cms-anomaly opendata fileset`` sets) keeps exactly the events whose (run, luminosity section)
+    the JSON lists, through :class:`coffea.lumi_tools.LumiMask`. Simulation has no certification:
+    the step is not there.
+
+``trigger``
+    Each selection names its HLT paths per era in :data:`TRIGGERS` (with the source of each). An
+    event passes when one of the paths whose branch the file has fired (``HLT_<path>``; the OR). In
+    data of a primary dataset named in the table (metadata ``primary_dataset``), only that primary
+    dataset's paths count and events that fire a path of a primary dataset listed before it are
+    removed, so that an event recorded in both SingleMuon and SingleElectron is counted once (the
+    standard CMS overlap removal between primary datasets). Where the era has paths but the file has
+    none of their branches, the step keeps every event and a warning says so, once per dataset.
+
+The era is the dataset's metadata ``era`` (``"2012"``, ``"2016"``; ``opendata fileset`` sets it),
+else the one the NanoAOD variant implies (:data:`VARIANT_ERAS`: the 2012 ``NanoAODRun1`` files are
+2012, this project's generated files are ``generated``, which has no trigger); without either
+(a Run-2 file without ``era``) the trigger step is not there and a warning says so, once per dataset.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class DataQualityError(ValueError):
+    """A dataset's certified-luminosity JSON cannot be read, or its trigger metadata is inconsistent."""
+
+
+@dataclass(frozen=True)
+class TriggerGroup:
+    """The HLT paths of one primary dataset that a selection requires in one era."""
+
+    #: the primary dataset that records these paths (``SingleMuon``, ``SingleElectron``, ``SingleMu``)
+    primary_dataset: str
+    #: HLT path names without the ``HLT_`` prefix of their NanoAOD branch
+    paths: tuple[str, ...]
+    #: where the paths come from
+    source: str
+
+
+_MU_2016 = TriggerGroup(
+    "SingleMuon",
+    ("IsoMu24", "IsoTkMu24"),
+    # CMS MUO POG, 2016 UL muon trigger efficiencies and scale factors: "IsoMu24 OR IsoTkMu24" is the
+    # lowest unprescaled isolated single-muon trigger of 2016 (twiki.cern.ch/twiki/bin/view/CMS/MuonUL2016)
+    "CMS MUO POG, MuonUL2016 twiki: HLT_IsoMu24 OR HLT_IsoTkMu24, the lowest unprescaled single muon of 2016",
+)
+_ELE_2016 = TriggerGroup(
+    "SingleElectron",
+    ("Ele27_WPTight_Gsf",),
+    # CMS EGM POG, 2016 HLT summary: Ele27_WPTight_Gsf is the lowest unprescaled isolated single
+    # electron of 2016 (twiki.cern.ch/twiki/bin/view/CMS/EgHLTRunIISummary)
+    "CMS EGM POG, EgHLTRunIISummary twiki: HLT_Ele27_WPTight_Gsf, the lowest unprescaled single electron of 2016",
+)
+_MU_2012 = TriggerGroup(
+    "SingleMu",
+    ("IsoMu24_eta2p1",),
+    # the isolated single-muon path of the 8 TeV top-quark analyses (CMS, ttbar lepton+jets cross
+    # section at 8 TeV, JHEP 02 (2014) 024 / CMS-TOP-12-006; the SingleMu records' trigger list)
+    "CMS 8 TeV top analyses (e.g. CMS-TOP-12-006): HLT_IsoMu24_eta2p1 in SingleMu",
+)
+_ELE_2012 = TriggerGroup(
+    "SingleElectron",
+    ("Ele27_WP80",),
+    # the isolated single-electron path of the 8 TeV top-quark analyses (CMS-TOP-12-006)
+    "CMS 8 TeV top analyses (e.g. CMS-TOP-12-006): HLT_Ele27_WP80 in SingleElectron",
+)
+_SINGLE_LEPTON = MappingProxyType({"2012": (_MU_2012, _ELE_2012), "2016": (_MU_2016, _ELE_2016), "generated": ()})
+
+#: selection -> era -> the trigger groups it requires, in order of priority (data of a later primary
+#: dataset lose the events that a path of an earlier one fired). An era missing or with ``()`` has no
+#: trigger requirement: ``generated`` files have no HLT branches (``single_lepton_slt`` emulates its
+#: trigger offline), the ``dijet`` selection is the LHC Olympics one on simulation and ``inclusive``
+#: keeps every event.
+TRIGGERS: Mapping[str, Mapping[str, tuple[TriggerGroup, ...]]] = MappingProxyType(
+    {
+        "inclusive": MappingProxyType({}),
+        "single_lepton": _SINGLE_LEPTON,
+        "single_lepton_slt": _SINGLE_LEPTON,
+        "rmm_lepton": _SINGLE_LEPTON,
+        "top_rediscovery": MappingProxyType({"2012": (_MU_2012,), "2016": (_MU_2016,), "generated": ()}),
+        "dijet": MappingProxyType({}),
+    }
+)
+
+#: the era a NanoAOD variant implies when the dataset's metadata has no ``era``
+VARIANT_ERAS: Mapping[str, str] = MappingProxyType({"run1": "2012", "generated": "generated"})
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn_once(dataset: str, key: str, message: str, *args: Any) -> None:
+    if (dataset, key) not in _WARNED:
+        _WARNED.add((dataset, key))
+        log.warning(message, *args)
+
+
+def era_of(meta: Mapping[str, Any], variant: str) -> str | None:
+    """The dataset's era: metadata ``era``, else the one its NanoAOD variant implies, else ``None``."""
+    if meta.get("era") is not None:
+        return str(meta["era"])
+    return VARIANT_ERAS.get(variant)
+
+
+@functools.lru_cache(maxsize=16)
+def _lumi_mask(path: str) -> Any:
+    from coffea.lumi_tools import LumiMask
+
+    return LumiMask(path)
+
+
+def certified(meta: Mapping[str, Any], run: np.ndarray, lumi: np.ndarray) -> np.ndarray:
+    """Events of ``(run, lumi)`` inside the certified luminosity sections of ``meta["lumimask"]``.
+
+    Raises
+    ------
+    DataQualityError
+        The JSON cannot be read or parsed (the message names the dataset and the path).
+    """
+    path = str(meta["lumimask"])
+    try:
+        mask = _lumi_mask(path)
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        raise DataQualityError(
+            f"dataset {meta.get('dataset', '?')!r}: lumimask {path!r} is not a readable CMS certified-luminosity "
+            f"JSON ({{run: [[first, last], ...]}}): {type(err).__name__}: {err}"
+        ) from err
+    if not len(run):
+        return np.zeros(0, dtype=bool)
+    return np.asarray(mask(np.asarray(run, dtype=np.uint32), np.asarray(lumi, dtype=np.uint32)), dtype=bool)
+
+
+def _fired(events: Any, paths: tuple[str, ...], available: set[str]) -> np.ndarray | None:
+    """OR of the ``HLT_<path>`` branches the file has; ``None`` where it has none of them."""
+    present = [p for p in paths if f"HLT_{p}" in available]
+    if not present:
+        return None
+    out = np.zeros(len(events), dtype=bool)
+    for p in present:
+        out |= np.asarray(ak.to_numpy(events["HLT"][p]), dtype=bool)
+    return out
+
+
+def trigger_mask(
+    events: Any,
+    groups: tuple[TriggerGroup, ...],
+    *,
+    meta: Mapping[str, Any],
+    available: set[str],
+    selection: str,
+    era: str,
+) -> np.ndarray:
+    """Events passing the trigger requirement of ``groups`` (see the module docstring).
+
+    Raises
+    ------
+    DataQualityError
+        Data of a primary dataset (metadata ``primary_dataset``) that the selection does not use in this era.
+    """
+    dataset = str(meta.get("dataset", "?"))
+    n = len(events)
+    pd = meta.get("primary_dataset") if meta.get("is_data", False) else None
+    if pd is not None:
+        names = [g.primary_dataset for g in groups]
+        if pd not in names:
+            raise DataQualityError(
+                f"dataset {dataset!r}: primary dataset {pd!r} is not used by selection {selection!r} in era {era} "
+                f"(its triggers come from {names})"
+            )
+        k = names.index(pd)
+        own = _fired(events, groups[k].paths, available)
+        earlier = [_fired(events, g.paths, available) for g in groups[:k]]
+        if own is None:
+            _warn_once(
+                dataset,
+                "trigger",
+                "dataset %s: none of the trigger branches %s (selection %s, era %s) is in its files: "
+                "no trigger requirement",
+                dataset,
+                [f"HLT_{p}" for p in groups[k].paths],
+                selection,
+                era,
+            )
+            own = np.ones(n, dtype=bool)
+        for e in earlier:
+            if e is not None:
+                own &= ~e
+        return own
+    fired = [f for f in (_fired(events, g.paths, available) for g in groups) if f is not None]
+    if not fired:
+        _warn_once(
+            dataset,
+            "trigger",
+            "dataset %s: none of the trigger branches %s (selection %s, era %s) is in its files: no trigger requirement",
+            dataset,
+            [f"HLT_{p}" for g in groups for p in g.paths],
+            selection,
+            era,
+        )
+        return np.ones(n, dtype=bool)
+    return np.logical_or.reduce(fired)
+
+
+def hlt_paths(selection: str) -> set[str]:
+    """Every HLT path (without ``HLT_``) that ``selection`` names in any era: the branches the
+    dask-awkward path reads."""
+    return {p for groups in TRIGGERS.get(selection, {}).values() for g in groups for p in g.paths}
+
+
+def steps(
+    events: Any, *, meta: Mapping[str, Any], selection: str, variant: str, available: set[str]
+) -> list[tuple[str, str, np.ndarray]]:
+    """The data-quality steps that apply to this dataset, in order: ``(name, description, mask)`` each."""
+    dataset = str(meta.get("dataset", "?"))
+    out: list[tuple[str, str, np.ndarray]] = []
+    if meta.get("is_data", False) and meta.get("lumimask"):
+        run = np.asarray(ak.to_numpy(events["run"]))
+        lumi = np.asarray(ak.to_numpy(events["luminosityBlock"]))
+        out.append(("lumimask", f"certified luminosity sections ({meta['lumimask']})", certified(meta, run, lumi)))
+    table = TRIGGERS.get(selection, {})
+    if not table:
+        return out
+    era = era_of(meta, variant)
+    if era is None:
+        _warn_once(
+            dataset,
+            "era",
+            "dataset %s: no era (metadata 'era' or a variant that implies one; NanoAOD variant %s): "
+            "no trigger requirement for selection %s",
+            dataset,
+            variant,
+            selection,
+        )
+        return out
+    if era not in table:
+        raise DataQualityError(
+            f"dataset {dataset!r}: era {era!r} has no trigger table for selection {selection!r}; known eras: "
+            f"{sorted(table)}"
+        )
+    groups = table[era]
+    if groups:
+        paths = " OR ".join(f"HLT_{p}" for g in groups for p in g.paths)
+        mask = trigger_mask(events, groups, meta=meta, available=available, selection=selection, era=era)
+        out.append(("trigger", f"trigger ({era}): {paths}", mask))
+    return out
