@@ -57,24 +57,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def register_opendata(subparsers: argparse._SubParsersAction) -> None:
+    campaigns = ("2012", "2016")  # opendata.MANIFESTS, not imported: the CLI stays light
     p = subparsers.add_parser(
         "opendata",
-        help="CMS Open Data 2012 manifests: list the records, build a coffea fileset",
+        help="CMS Open Data manifests (2012, 2016): list the records, build a coffea fileset",
         description=(
-            "Real CMS Open Data (2012, 8 TeV) for the top rediscovery. 'list' shows the records and which of "
-            "them are readable (NanoAODRun1) or AOD-only; 'fileset' resolves the readable records' files from "
-            "the CERN Open Data portal (network needed once; lists are cached per record id) and writes a "
-            "coffea fileset JSON."
+            "Real CMS Open Data: 2012 (8 TeV, NanoAODRun1) for the top rediscovery and 2016 (13 TeV, NanoAODv9: "
+            "SingleMuon / SingleElectron Run2016G-H, W, Z/gamma*, ttbar, single top, dibosons). 'list' shows the "
+            "records and which of them are readable (NanoAOD) or AOD-only; 'fileset' resolves the readable "
+            "records' files from the CERN Open Data portal (network needed once; lists are cached per record id) "
+            "and writes a coffea fileset JSON whose metadata carry the era, and for data the certified-luminosity "
+            "JSON (lumimask) and the primary dataset."
         ),
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     p_list = actions.add_parser("list", help="list the records of the manifest")
-    p_list.add_argument("--campaign", default="2012")
+    p_list.add_argument("--campaign", choices=campaigns, default="2012")
     p_list.set_defaults(func=_opendata_list)
     p_fs = actions.add_parser("fileset", help="write a coffea fileset of the readable records")
-    p_fs.add_argument("--campaign", default="2012")
-    p_fs.add_argument("--out", default="out/opendata2012/fileset.json", help="fileset JSON to write")
+    p_fs.add_argument("--campaign", choices=campaigns, default="2012")
+    p_fs.add_argument(
+        "--out", default=None, help="fileset JSON to write (default: out/opendata<campaign>/fileset.json)"
+    )
     p_fs.add_argument("--cache", default=None, help="directory of per-record file lists (default: next to --out)")
     p_fs.add_argument("--datasets", nargs="*", default=None, help="restrict to these datasets")
     p_fs.set_defaults(func=_opendata_fileset)
@@ -84,13 +89,15 @@ def _opendata_list(args: argparse.Namespace) -> int:
     from cms_anomaly.datasets import opendata
 
     manifest = opendata.load_manifest(args.campaign)
-    print(f"{manifest.campaign} (sqrt(s) = {manifest.sqrt_s:g} GeV)")
-    print(f"{'dataset':22s} {'recid':>6s} {'format':12s} {'xsec [pb]':>10s} {'lumi [fb-1]':>11s}  usable")
+    print(
+        f"{manifest.campaign} (sqrt(s) = {manifest.sqrt_s:g} GeV, era {manifest.era}, data certified by {manifest.lumimask})"
+    )
+    print(f"{'dataset':24s} {'recid':>6s} {'format':12s} {'xsec [pb]':>10s} {'lumi [fb-1]':>11s}  usable")
     for r in manifest.records:
         usable = "yes" if r.readable else "needs AOD -> NanoAOD (CMSSW_5_3_32)"
-        xsec = f"{r.xsec_pb:10.1f}" if r.xsec_pb is not None else " " * 10
+        xsec = f"{r.xsec_pb:10.6g}" if r.xsec_pb is not None else " " * 10
         lumi = f"{r.lumi_fb:11.3f}" if r.lumi_fb is not None else " " * 11
-        print(f"{r.dataset:22s} {r.recid:6d} {r.format:12s} {xsec} {lumi}  {usable}")
+        print(f"{r.dataset:24s} {r.recid:6d} {r.format:12s} {xsec} {lumi}  {usable}")
     return 0
 
 
@@ -101,7 +108,7 @@ def _opendata_fileset(args: argparse.Namespace) -> int:
     from cms_anomaly.datasets import opendata
     from cms_anomaly.datasets.atomic import write_text_atomic
 
-    out = Path(args.out)
+    out = Path(args.out or f"out/opendata{args.campaign}/fileset.json")
     fileset = opendata.build_fileset(
         campaign=args.campaign, cache=args.cache or out.parent / "filelists", datasets=args.datasets
     )
