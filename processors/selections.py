@@ -12,6 +12,9 @@ isolation cut), so the cut-flow reads like the papers' tables.
 ``rmm_lepton``     Chekanov: >= 1 isolated lepton (Iso < 0.15) with pT > 30; >= 2 jets pT > 30
 ``dijet``          LHC Olympics: leading R = 1.0 jet pT > 1.2 TeV; two large-R jets for m_JJ
 =================  ==========================================================================
+
+The data-quality steps before these cuts (certified luminosity, the selection's trigger paths per
+era) are in :mod:`cms_anomaly.processors.dataquality`; the processor puts them first in the cut-flow.
 """
 
 from __future__ import annotations
