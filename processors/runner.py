@@ -30,8 +30,8 @@ class FilesetError(ValueError):
 def load_fileset(path: str | Path) -> dict[str, dict[str, Any]]:
     """Read a coffea fileset JSON: ``{dataset: {"files": {path: treename} | [paths], "metadata": {...}}}``.
 
-    Relative file paths are resolved against the JSON's directory; a list of files gets
-    tree name ``Events``.
+    Relative file paths, and a relative ``lumimask`` (certified-luminosity JSON) in a dataset's metadata,
+    are resolved against the JSON's directory; a list of files gets tree name ``Events``.
     """
     path = Path(path)
     try:
@@ -65,7 +65,11 @@ def load_fileset(path: str | Path) -> dict[str, dict[str, Any]]:
         for f, tree in files.items():
             p = f if "://" in f or Path(f).is_absolute() else str((path.parent / f).resolve())
             resolved[p] = tree
-        out[dataset] = {"files": resolved, "metadata": dict(metadata)}
+        metadata = dict(metadata)
+        mask = metadata.get("lumimask")
+        if isinstance(mask, str) and mask and "://" not in mask and not Path(mask).is_absolute():
+            metadata["lumimask"] = str((path.parent / mask).resolve())
+        out[dataset] = {"files": resolved, "metadata": metadata}
     return out
 
 

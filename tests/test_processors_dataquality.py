@@ -240,3 +240,15 @@ def test_opendata_fileset_masks_and_triggers_its_data_in_both_coffea_modes(tmp_p
     assert {k: flow[k] for k in expected} == expected
     graph = runner.run_graph(fileset, proc, step_size=15)["SingleMuon_Run2016G"]
     assert graph["cutflow"] == out["cutflow"]
+
+
+def test_fileset_resolves_a_relative_lumimask_against_its_directory(tmp_path):
+    (tmp_path / "masks").mkdir()
+    fileset = {
+        "a": {"files": ["x.root"], "metadata": {"is_data": True, "lumimask": "masks/Cert.txt"}},
+        "b": {"files": ["x.root"], "metadata": {"is_data": True, "lumimask": "https://example.org/Cert.txt"}},
+    }
+    (tmp_path / "fs.json").write_text(json.dumps(fileset))
+    loaded = runner.load_fileset(tmp_path / "fs.json")
+    assert loaded["a"]["metadata"]["lumimask"] == str(tmp_path / "masks" / "Cert.txt")
+    assert loaded["b"]["metadata"]["lumimask"] == "https://example.org/Cert.txt"
