@@ -185,3 +185,15 @@ def test_files_are_read_from_the_record_file_indexes(tmp_path):
     # the cached list is used from now on, without the portal
     (portal / "api" / "records" / str(record.recid)).unlink()
     assert opendata.resolve_files(record, manifest, cache=cache) == got
+
+
+def test_opendata_list_2016_and_every_campaign_is_offered(capsys):
+    assert main(["opendata", "list", "--campaign", "2016"]) == 0
+    out = capsys.readouterr().out
+    assert "era 2016" in out
+    assert "Cert_271036-284044_13TeV_Legacy2016_Collisions16_JSON.txt" in out
+    rows = {line.split()[0]: line for line in out.splitlines()[2:] if line.strip()}
+    assert " 30530 " in rows["SingleMuon_Run2016G"]
+    assert " 364.35 " in rows["TTToSemiLeptonic"]
+    for campaign in opendata.MANIFESTS:
+        assert main(["opendata", "list", "--campaign", campaign]) == 0
