@@ -124,6 +124,55 @@ def _lumi_mask(path: str) -> Any:
     return LumiMask(path)
 
 
+def load_lumimask(path: str, *, dataset: str) -> Any:
+    """The :class:`coffea.lumi_tools.LumiMask` of a certified-luminosity JSON (path or URL), read once per process.
+
+    Raises
+    ------
+    DataQualityError
+        The JSON cannot be read or parsed (the message names the dataset and the path).
+    """
+    try:
+        return _lumi_mask(path)
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        raise DataQualityError(
+            f"dataset {dataset!r}: lumimask {path!r} is not a readable CMS certified-luminosity "
+            f"JSON ({{run: [[first, last], ...]}}): {type(err).__name__}: {err}"
+        ) from err
+
+
+def check_fileset(fileset: Mapping[str, Any], *, selection: str | None) -> None:
+    """Before a run, on the client: every data dataset's ``lumimask`` is readable, every metadata ``era``
+    has a trigger table for ``selection`` and every data ``primary_dataset`` is one the selection uses in
+    that era.
+
+    Raises
+    ------
+    DataQualityError
+        One line naming the dataset and the value.
+    """
+    table = TRIGGERS.get(selection or "", {})
+    for dataset, entry in fileset.items():
+        meta = dict(entry.get("metadata") or {})
+        if meta.get("is_data", False) and meta.get("lumimask"):
+            load_lumimask(str(meta["lumimask"]), dataset=dataset)
+        if not table or meta.get("era") is None:
+            continue
+        era = str(meta["era"])
+        if era not in table:
+            raise DataQualityError(
+                f"dataset {dataset!r}: era {era!r} has no trigger table for selection {selection!r}; known eras: "
+                f"{sorted(table)}"
+            )
+        pd = meta.get("primary_dataset") if meta.get("is_data", False) else None
+        names = [g.primary_dataset for g in table[era]]
+        if pd is not None and names and pd not in names:
+            raise DataQualityError(
+                f"dataset {dataset!r}: primary dataset {pd!r} is not used by selection {selection!r} in era {era} "
+                f"(its triggers come from {names})"
+            )
+
+
 def certified(meta: Mapping[str, Any], run: np.ndarray, lumi: np.ndarray) -> np.ndarray:
     """Events of ``(run, lumi)`` inside the certified luminosity sections of ``meta["lumimask"]``.
 
@@ -132,14 +181,7 @@ def certified(meta: Mapping[str, Any], run: np.ndarray, lumi: np.ndarray) -> np.
     DataQualityError
         The JSON cannot be read or parsed (the message names the dataset and the path).
     """
-    path = str(meta["lumimask"])
-    try:
-        mask = _lumi_mask(path)
-    except (OSError, ValueError, TypeError, AttributeError) as err:
-        raise DataQualityError(
-            f"dataset {meta.get('dataset', '?')!r}: lumimask {path!r} is not a readable CMS certified-luminosity "
-            f"JSON ({{run: [[first, last], ...]}}): {type(err).__name__}: {err}"
-        ) from err
+    mask = load_lumimask(str(meta["lumimask"]), dataset=str(meta.get("dataset", "?")))
     if not len(run):
         return np.zeros(0, dtype=bool)
     return np.asarray(mask(np.asarray(run, dtype=np.uint32), np.asarray(lumi, dtype=np.uint32)), dtype=bool)

@@ -17,6 +17,7 @@ from typing import Any
 
 from cms_anomaly.datasets.atomic import atomic_output
 from cms_anomaly.datasets.workers import interrupts_ignored, pool_worker_init
+from cms_anomaly.processors import dataquality
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +313,8 @@ def run_processor(
     from cms_anomaly.processors.schema import AnalysisNanoAODSchema
     from coffea import processor
 
+    # an unreadable certified-luminosity JSON or trigger metadata the selection has no entry for: one line
+    dataquality.check_fileset(fileset, selection=getattr(getattr(proc, "selection", None), "name", None))
     # the processor's collections that may be absent (--allow-missing): the check must not refuse them
     allow_missing = tuple(getattr(proc, "allow_missing", ()))
     good, skipped, entries = _check_files(
@@ -444,7 +447,8 @@ def run_graph(fileset: Mapping[str, Any], proc: Any, *, step_size: int = 100_000
     from coffea.dataset_tools import DataGroupSpec, apply_to_fileset, preprocess
     from coffea.processor import accumulate
 
-    # one clear line for an unreadable file or a missing branch before any graph is built
+    # one clear line for an unreadable file, a missing branch or a bad lumimask before any graph is built
+    dataquality.check_fileset(fileset, selection=getattr(getattr(proc, "selection", None), "name", None))
     good, _ = check_files(fileset, allow_missing=tuple(getattr(proc, "allow_missing", ())))
     spec = {
         name: {"files": entry["files"], "metadata": dict(entry.get("metadata") or {})} for name, entry in good.items()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import awkward as ak
@@ -252,3 +253,24 @@ def test_fileset_resolves_a_relative_lumimask_against_its_directory(tmp_path):
     loaded = runner.load_fileset(tmp_path / "fs.json")
     assert loaded["a"]["metadata"]["lumimask"] == str(tmp_path / "masks" / "Cert.txt")
     assert loaded["b"]["metadata"]["lumimask"] == "https://example.org/Cert.txt"
+
+
+def test_bad_data_quality_metadata_stops_the_run_before_it_starts(tmp_path, real_nanoaod_files, capsys):
+    """An unreadable lumimask, an era without a trigger table for the selection, or a primary dataset the
+    selection does not use: one line from ``cms-anomaly run`` (exit status 2), before any chunk runs."""
+    from cms_anomaly.analyses.cli import main
+
+    base = {"is_data": True, "era": "2016", "primary_dataset": "SingleMuon"}
+    cases = [
+        ({"lumimask": "missing_JSON.txt"}, "single_lepton", r"lumimask '.*missing_JSON.txt' is not a readable"),
+        ({"era": "2017"}, "single_lepton", r"era '2017' has no trigger table for selection 'single_lepton'"),
+        ({"primary_dataset": "SingleElectron"}, "top_rediscovery", r"primary dataset 'SingleElectron' is not used"),
+    ]
+    for k, (extra, selection, message) in enumerate(cases):
+        fs = {"d": {"files": [str(real_nanoaod_files["dy"])], "metadata": {**base, **extra}}}
+        (tmp_path / f"fs{k}.json").write_text(json.dumps(fs))
+        argv = ["run", str(tmp_path / f"fs{k}.json"), "--selection", selection, "--out", str(tmp_path / f"o{k}")]
+        assert main([*argv, "--executor", "iterative"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1
+        assert re.search(rf"^cms-anomaly run: error: dataset 'd': {message}", err[0]), err[0]
