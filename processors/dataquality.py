@@ -153,7 +153,7 @@ def check_fileset(fileset: Mapping[str, Any], *, selection: str | None) -> None:
     """
     table = TRIGGERS.get(selection or "", {})
     for dataset, entry in fileset.items():
-        meta = dict(entry.get("metadata") or {})
+        meta = dict(entry.get("metadata") or {}) if isinstance(entry, Mapping) else {}
         if meta.get("is_data", False) and meta.get("lumimask"):
             load_lumimask(str(meta["lumimask"]), dataset=dataset)
         if not table or meta.get("era") is None:
