@@ -267,7 +267,7 @@ def training_weights(weight: np.ndarray) -> np.ndarray:
     NLO samples (MC@NLO) carry a few percent of negative generator weights, which can be neither
     drawing probabilities nor XGBoost weights (it refuses them). Their absolute values keep every
     event and, where the negative-weight events have the kinematics of the positive ones, the shape of
-    the distribution, the usual practice (arXiv:2007.11586, sec. 1); histograms, cut-flows and
+    the distribution (negative weights in machine learning: arXiv:2007.11586, sec. 1); histograms, cut-flows and
     thresholds keep the signed weights.
     """
     return np.abs(np.asarray(weight, dtype=np.float64))
