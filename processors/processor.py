@@ -442,7 +442,9 @@ class AnomalyProcessor(processor.ProcessorABC):
         those columns are read; each partition then runs :meth:`process_chunk` (numba kernels and
         the ``coffea.ml_tools`` scorers work on eager arrays) and the partition outputs are added
         up in a tree, like the Runner's accumulation. Feature tables are a Runner feature (they
-        need the chunk's entry range for their file name).
+        need the chunk's entry range for their file name); so is the (file, entry) identity of a file
+        without event IDs: here a partition does not know its entry range, and such events are numbered
+        from 0 within each partition.
         """
         import dask
         import dask_awkward as dak

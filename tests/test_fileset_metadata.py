@@ -185,3 +185,16 @@ def test_simulation_without_sumw_or_runs_is_one_line(tmp_path, real_nanoaod_file
     assert rc == 2
     assert len(err) == 1
     assert "dataset 'tt': key 'sumw': not in the metadata, and not every file has a Runs tree" in err[0]
+
+
+def test_graph_mode_normalises_from_runs_as_the_runner_does(real_nanoaod_files):
+    """run_graph (dask-awkward, coffea's preprocess) gets the same sumw from the Runs tree: its cut-flow's
+    weighted total equals the Runner's."""
+    fileset = {"dy": {"files": {str(real_nanoaod_files["dy"]): "Events"}, "metadata": {"xsec_pb": 2000.0}}}
+    proc = AnomalyProcessor(selection="inclusive", lumi_pb=10.0)
+    graph = runner.run_graph(fileset, proc, step_size=15)
+    with runner.make_executor("iterative") as ex:
+        eager = runner.run_processor(fileset, proc, executor=ex)
+    gw = _gen_weights(real_nanoaod_files["dy"])
+    assert graph["dy"]["cutflow"]["sumw"]["all"] == pytest.approx(eager["dy"]["cutflow"]["sumw"]["all"], rel=1e-9)
+    assert graph["dy"]["cutflow"]["sumw"]["all"] == pytest.approx(gw.sum() * 2000.0 * 10.0 / 1.51666867e10, rel=1e-6)
