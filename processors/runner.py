@@ -84,16 +84,20 @@ METADATA_KEYS: dict[str, tuple[str, str]] = {
 
 
 def _metadata_problem(kind: str, value: Any) -> bool:
-    """Whether ``value`` is not of ``kind`` (:data:`METADATA_KEYS`)."""
+    """Whether ``value`` is not of ``kind`` (:data:`METADATA_KEYS`); numpy scalars count as their kind."""
     import math
+    import numbers
 
+    is_bool = isinstance(value, bool) or (
+        type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
+    )
     if kind == "bool":
-        return not isinstance(value, bool)
-    if isinstance(value, bool) or not isinstance(value, int | float):  # JSON true is not a number
+        return not is_bool
+    if is_bool or not isinstance(value, numbers.Real):  # JSON true is not a number
         return True
     if kind == "count":
-        return not isinstance(value, int) or value < 0
-    return not (math.isfinite(value) and value > 0)
+        return not isinstance(value, numbers.Integral) or int(value) < 0
+    return not (math.isfinite(float(value)) and float(value) > 0)
 
 
 def validate_fileset(fileset: Mapping[str, Any], *, source: str = "fileset") -> dict[str, dict[str, Any]]:

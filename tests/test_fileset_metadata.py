@@ -74,6 +74,12 @@ def test_good_metadata_passes_unchanged(tmp_path, real_nanoaod_files):
     meta = {"is_data": False, "is_signal": False, "xsec_pb": 5.5, "lumi_pb": 10, "sumw": 3.0, "nevents": 40}
     path = _write(tmp_path, {"dy": {"files": [str(real_nanoaod_files["dy"])], "metadata": {**meta, "x": "y"}}})
     assert runner.load_fileset(path)["dy"]["metadata"] == {**meta, "x": "y"}
+    # a fileset dict built in Python may hold numpy scalars (an event count, a mixture's luminosity)
+    numpy_meta = {"is_data": np.bool_(True), "lumi_pb": np.float32(2.5), "nevents": np.int64(40)}
+    fileset = {"d": {"files": [str(real_nanoaod_files["dimuon"])], "metadata": numpy_meta}}
+    assert runner.validate_fileset(fileset)["d"]["metadata"] == numpy_meta
+    with pytest.raises(runner.FilesetError, match="dataset 'd': key 'nevents': must be an integer >= 0, got "):
+        runner.validate_fileset({"d": {**fileset["d"], "metadata": {"nevents": np.float64(1.5)}}})
 
 
 def test_a_data_file_in_two_data_datasets_counts_once(tmp_path, real_nanoaod_files, caplog):
