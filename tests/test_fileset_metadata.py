@@ -204,3 +204,16 @@ def test_graph_mode_normalises_from_runs_as_the_runner_does(real_nanoaod_files):
     gw = _gen_weights(real_nanoaod_files["dy"])
     assert graph["dy"]["cutflow"]["sumw"]["all"] == pytest.approx(eager["dy"]["cutflow"]["sumw"]["all"], rel=1e-9)
     assert graph["dy"]["cutflow"]["sumw"]["all"] == pytest.approx(gw.sum() * 2000.0 * 10.0 / 1.51666867e10, rel=1e-6)
+
+
+def test_cli_run_with_lumi_normalises_simulation_from_runs(tmp_path, real_nanoaod_files, capsys):
+    """`cms-anomaly run --lumi` on simulation with xsec_pb but no sumw (it printed 'have no xsec_pb and
+    sumw'): the cut-flow's weighted total is genWeight x xsec x lumi / genEventSumw_, summed."""
+    from cms_anomaly.analyses.cli import main
+
+    path = _write(tmp_path, {"dy": {"files": [str(real_nanoaod_files["dy"])], "metadata": {"xsec_pb": 2000.0}}})
+    argv = ["run", str(path), "--out", str(tmp_path / "o"), "--executor", "iterative", "--selection", "inclusive"]
+    assert main([*argv, "--lumi", "10"]) == 0
+    expected = _gen_weights(real_nanoaod_files["dy"]).sum() * 2000.0 * 10.0 / 1.51666867e10
+    [line] = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("all ")]
+    assert float(line.split()[3]) == pytest.approx(expected, rel=1e-3)
