@@ -36,17 +36,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from cms_anomaly.processors.processor import AnomalyProcessor
 
     fileset = load_fileset(args.fileset)
-    if args.lumi is not None:  # normalising to a luminosity needs the cross section and the sum of weights
+    if args.lumi is not None:  # normalising to a luminosity needs the cross section (sumw: metadata or Runs trees)
         unnormalisable = [
             name
             for name, entry in fileset.items()
-            if not entry["metadata"].get("is_data")
-            and not (entry["metadata"].get("xsec_pb") and entry["metadata"].get("sumw"))
+            if not entry["metadata"].get("is_data") and "xsec_pb" not in entry["metadata"]
         ]
         if unnormalisable:
             print(
                 f"cms-anomaly run: error: --lumi {args.lumi:g}: simulated dataset(s) {unnormalisable} of "
-                f"{args.fileset} have no xsec_pb and sumw in their metadata (mark data with is_data: true)",
+                f"{args.fileset} have no xsec_pb in their metadata (mark data with is_data: true)",
                 file=sys.stderr,
             )
             return 2
@@ -121,7 +120,8 @@ def register(subparsers: Any) -> None:
         description="Apply a named selection to every dataset of a coffea fileset JSON, compute the features "
         "(HLF-21/24, m_jj, large-R, ADC2021 objects, RMM), fill weighted histograms (saved as "
         "DIR/histograms.coffea and DIR/histograms.root) and print the cut-flow per dataset. "
-        "MC is normalised to --lumi with the fileset metadata (xsec_pb, sumw); is_data "
+        "MC is normalised to --lumi with the fileset metadata (xsec_pb, and sumw, else the sum of "
+        "genEventSumw over the files' Runs trees); is_data "
         "datasets are unweighted.",
     )
     p.add_argument("fileset", help="coffea fileset JSON ({dataset: {files: {path: tree}, metadata: {...}}})")

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from cms_anomaly.datasets.atomic import atomic_output
+from cms_anomaly.models.data import training_weights
 from cms_anomaly.models.errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,11 @@ def balance_weights(w_background: np.ndarray, w_signal: np.ndarray) -> tuple[np.
     Returns
     -------
     (numpy.ndarray, numpy.ndarray)
-        Training weights with ``sum(signal) == sum(background) == len(background)``.
+        Training weights with ``sum(signal) == sum(background) == len(background)``, from ``|w|``
+        (:func:`~cms_anomaly.models.data.training_weights`: negative NLO weights as their absolute value).
     """
-    wb = np.asarray(w_background, np.float64)
-    ws = np.asarray(w_signal, np.float64)
+    wb = training_weights(w_background)
+    ws = training_weights(w_signal)
     if wb.sum() <= 0 or ws.sum() <= 0:
         raise TrainingError(f"BDT: non-positive total weight (background {wb.sum():.3g}, signal {ws.sum():.3g})")
     wb = wb * len(wb) / wb.sum()
@@ -212,7 +214,8 @@ def train_cwola(
     seed : int
         Seed of the fold assignment and of XGBoost.
     weights : numpy.ndarray, optional
-        Event weights; the two classes are balanced to equal total weight.
+        Event weights (as ``|w|``, :func:`~cms_anomaly.models.data.training_weights`); the two classes
+        are balanced to equal total weight.
     params : BDTParams
         Boosting settings.
     folds : numpy.ndarray, optional
@@ -227,7 +230,7 @@ def train_cwola(
     """
     labels = np.asarray(labels)
     n = len(labels)
-    w = np.ones(n) if weights is None else np.asarray(weights, np.float64)
+    w = np.ones(n) if weights is None else training_weights(weights)
     fold = np.random.default_rng(seed).integers(0, k_folds, size=n) if folds is None else np.asarray(folds)
     scores = np.zeros(n, np.float32)
     boosters = []

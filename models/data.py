@@ -261,10 +261,23 @@ def _validation_mask(
     return mask
 
 
+def training_weights(weight: np.ndarray) -> np.ndarray:
+    """The weights training uses: ``|w|``.
+
+    NLO samples (MC@NLO) carry a few percent of negative generator weights, which can be neither
+    drawing probabilities nor XGBoost weights (it refuses them). Their absolute values keep every
+    event and, where the negative-weight events have the kinematics of the positive ones, the shape of
+    the distribution (negative weights in machine learning: arXiv:2007.11586, sec. 1); histograms, cut-flows and
+    thresholds keep the signed weights.
+    """
+    return np.abs(np.asarray(weight, dtype=np.float64))
+
+
 def relative_weights(weight: np.ndarray) -> np.ndarray:
-    """A dataset's event weights over their mean: its generator weights (a tail-weighted production),
-    exactly 1 where all weights are equal (one cross-section weight per unweighted sample)."""
-    w = np.asarray(weight, dtype=np.float64)
+    """A dataset's training weights (:func:`training_weights`, ``|w|``) over their mean: its generator
+    weights (a tail-weighted production), exactly 1 where all are equal (one cross-section weight per
+    unweighted sample, or an NLO sample's +-w)."""
+    w = training_weights(weight)
     if w.size == 0 or np.ptp(w) <= 1e-9 * np.abs(w).max():
         return np.ones(len(w))
     return w / w.mean()

@@ -19,7 +19,13 @@ dataset: ``lumimask`` (data with a certified-luminosity JSON in its metadata ``l
 
 Weights: real data (``is_data``) 1; MC ``genWeight`` (1 if absent) times
 ``xsec_pb * lumi_pb / sumw`` when the fileset metadata has ``xsec_pb`` and ``sumw`` and a
-luminosity is given, else the bare ``genWeight``.
+luminosity is given, else the bare ``genWeight``. ``sumw`` is the metadata's, or the sum of
+``genEventSumw`` over the dataset's ``Runs`` trees (the runner fills it in). Negative generator
+weights (NLO samples) stay negative in the histograms and the cut-flow's sums of weights.
+
+Event identity: ``run``, ``luminosityBlock``, ``event``; a file without them (a reduced derivation)
+identifies its events by (file, entry): run 0, luminosityBlock 0, event = the entry number in the
+file (the runner says so once per file).
 """
 
 from __future__ import annotations
@@ -68,6 +74,23 @@ def event_weights(genweight: np.ndarray, metadata: Mapping[str, Any], *, lumi_pb
     if lumi_pb is not None and xsec is not None and sumw:
         return genweight * (float(xsec) * float(lumi_pb) / float(sumw))
     return np.asarray(genweight, dtype=np.float64)
+
+
+def event_ids(events: Any, mask: np.ndarray, *, entrystart: int = 0) -> dict[str, np.ndarray]:
+    """``run``, ``luminosityBlock``, ``event`` of the selected events (``mask``) of a chunk that starts at
+    entry ``entrystart`` of its file. A file without the ``event`` branch: (file, entry) identity, with
+    ``event`` the entry number in the file; ``run`` and ``luminosityBlock`` 0 where absent."""
+    fields = set(events.fields)
+    n = len(mask)
+    out = {}
+    for f in ("run", "luminosityBlock", "event"):
+        if f in fields:
+            out[f] = np.asarray(ak.to_numpy(events[f]))[mask]
+        elif f == "event":
+            out[f] = np.arange(entrystart, entrystart + n, dtype=np.int64)[mask]
+        else:
+            out[f] = np.zeros(int(np.count_nonzero(mask)), np.int64)
+    return out
 
 
 @functools.lru_cache(maxsize=8)
@@ -302,14 +325,8 @@ class AnomalyProcessor(processor.ProcessorABC):
             c: np.asarray(packed.all(*names[: k + 1]), bool) for k, c in enumerate(names)
         }
         histograms.fill_cutflow(hists["cutflow"], cum, dataset=dataset, weights=weights)
-        # the identity of the selected events (zeros where a file lacks the branch), read once per chunk
         ids = (
-            {
-                f: np.asarray(ak.to_numpy(events[f]))[mask]
-                if f in events.fields
-                else np.zeros(int(mask.sum()), np.int64)
-                for f in ("run", "luminosityBlock", "event")
-            }
+            event_ids(events, mask, entrystart=int(meta.get("entrystart", 0)))
             if self.scorers or self.features_dir is not None
             else {}
         )
@@ -441,7 +458,9 @@ class AnomalyProcessor(processor.ProcessorABC):
         those columns are read; each partition then runs :meth:`process_chunk` (numba kernels and
         the ``coffea.ml_tools`` scorers work on eager arrays) and the partition outputs are added
         up in a tree, like the Runner's accumulation. Feature tables are a Runner feature (they
-        need the chunk's entry range for their file name).
+        need the chunk's entry range for their file name); so is the (file, entry) identity of a file
+        without event IDs: here a partition does not know its entry range, and such events are numbered
+        from 0 within each partition.
         """
         import dask
         import dask_awkward as dak

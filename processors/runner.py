@@ -71,6 +71,88 @@ def load_fileset(path: str | Path) -> dict[str, dict[str, Any]]:
         if isinstance(mask, str) and mask and "://" not in mask and not Path(mask).is_absolute():
             metadata["lumimask"] = str((path.parent / mask).resolve())
         out[dataset] = {"files": resolved, "metadata": metadata}
+    return validate_fileset(out, source=str(path))
+
+
+#: the fileset metadata this project reads: key -> (kind, what it must be). Checked at the edge
+#: (:func:`validate_fileset`); other keys pass through unread.
+METADATA_KEYS: dict[str, tuple[str, str]] = {
+    "is_data": ("bool", "true or false"),
+    "is_signal": ("bool", "true or false"),
+    "xsec_pb": ("positive", "a finite number > 0 (the cross section in pb)"),
+    "lumi_pb": ("positive", "a finite number > 0 (the integrated luminosity in pb^-1)"),
+    # the sum of generator weights: xsec * lumi / sumw is the per-event normalisation
+    "sumw": ("positive", "a finite number > 0 (the sum of the generator weights)"),
+    "sqrt_s": ("positive", "a finite number > 0 (the centre-of-mass energy in GeV)"),
+    "nevents": ("count", "an integer >= 0"),
+}
+
+
+def _metadata_problem(kind: str, value: Any) -> bool:
+    """Whether ``value`` is not of ``kind`` (:data:`METADATA_KEYS`); numpy scalars count as their kind."""
+    import math
+    import numbers
+
+    is_bool = isinstance(value, bool) or (
+        type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
+    )
+    if kind == "bool":
+        return not is_bool
+    if is_bool or not isinstance(value, numbers.Real):  # JSON true is not a number
+        return True
+    if kind == "count":
+        return not isinstance(value, numbers.Integral) or int(value) < 0
+    return not (math.isfinite(float(value)) and float(value) > 0)
+
+
+def validate_fileset(fileset: Mapping[str, Any], *, source: str = "fileset") -> dict[str, dict[str, Any]]:
+    """The fileset with its metadata checked, and each data file counted once.
+
+    Every key of :data:`METADATA_KEYS` a dataset's metadata has must have its type and sign
+    (``is_data: "no"``, ``xsec_pb: -100``, ``lumi_pb: "abc"`` are refused). A file listed in two data datasets would add its events and
+    its luminosity twice: a data dataset all of whose files an earlier data dataset (in the fileset's
+    order) already lists is dropped with a warning, its ``lumi_pb`` with it (that luminosity is counted
+    in the earlier one); one that shares only some of its files is refused, since its ``lumi_pb`` cannot
+    be split by file. ``files`` may be a list or ``{path: tree}``; the result has the input's form.
+
+    Raises
+    ------
+    FilesetError
+        One line: ``SOURCE: dataset 'x': key 'xsec_pb': must be ..., got -100``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    owner: dict[str, str] = {}  # data file -> the first data dataset that lists it
+    for dataset, entry in fileset.items():
+        metadata = entry.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            raise FilesetError(
+                f"{source}: dataset {dataset!r}: 'metadata' must be an object, got {type(metadata).__name__}"
+            )
+        for key, (kind, what) in METADATA_KEYS.items():
+            if key in metadata and _metadata_problem(kind, metadata[key]):
+                raise FilesetError(f"{source}: dataset {dataset!r}: key {key!r}: must be {what}, got {metadata[key]!r}")
+        if metadata.get("is_data"):
+            files = list(entry["files"])
+            shared = {f: owner[f] for f in files if f in owner}
+            if shared and len(shared) == len(set(files)):
+                log.warning(
+                    "%s: data dataset %r: every file is already in data dataset(s) %s; dropped, with its lumi_pb "
+                    "(its events and luminosity are counted once, in the earlier dataset)",
+                    source,
+                    dataset,
+                    sorted(set(shared.values())),
+                )
+                continue
+            if shared:
+                f, first = next(iter(shared.items()))
+                raise FilesetError(
+                    f"{source}: dataset {dataset!r}: key 'files': {f} is also in data dataset {first!r} "
+                    f"({len(shared)} of {len(set(files))} files shared); its events and lumi_pb would count twice "
+                    "and a dataset's lumi_pb cannot be split by file: list each data file in one dataset"
+                )
+            for f in files:
+                owner.setdefault(f, dataset)
+        out[dataset] = dict(entry)
     return out
 
 
@@ -108,6 +190,12 @@ def check_files(
     value. ``files`` may be ``{path: tree}`` or a list of paths (``Events`` trees); the returned fileset
     has the mapping form.
 
+    The metadata is checked first (:func:`validate_fileset`). A simulated dataset (not ``is_data``) without
+    ``sumw`` gets the sum of ``genEventSumw`` (or the older ``genEventSumw_``) over the ``Runs`` trees of its
+    readable files, as CMS normalises NanoAOD simulation, where every such file has one; a file without
+    the ``run``, ``luminosityBlock`` or ``event`` branches is said once (a log line): its events are
+    identified by (file, entry).
+
     Returns
     -------
     tuple
@@ -119,6 +207,58 @@ def check_files(
     return good, skipped
 
 
+#: the ``Runs`` branch with the sum of the generator weights, in NanoAOD (``genEventSumw_`` before v6:
+#: the NanoAOD documentation's ``Runs`` table, https://cms-nanoaod-integration.web.cern.ch/autoDoc/)
+GEN_SUMW_BRANCHES = ("genEventSumw", "genEventSumw_")
+#: the event identity of NanoAOD; files without it (reduced derivations) identify events by (file, entry)
+EVENT_ID_BRANCHES = ("run", "luminosityBlock", "event")
+
+
+def _runs_sumw(tree_of: Any) -> float | None:
+    """The sum of ``genEventSumw`` (either spelling) over the entries of an open file's ``Runs`` tree."""
+    if "Runs" not in tree_of:
+        return None
+    runs = tree_of["Runs"]
+    keys = set(runs.keys())
+    for branch in GEN_SUMW_BRANCHES:
+        if branch in keys:
+            return float(runs[branch].array(library="np").sum())
+    return None
+
+
+def _with_runs_sumw(good: dict[str, Any], gen_sumw: Mapping[str, float | None]) -> None:
+    """Give each simulated dataset of ``good`` without ``sumw`` the sum of its files' ``Runs`` genEventSumw
+    (in place), where every one of its files has it."""
+    for dataset, entry in good.items():
+        metadata = dict(entry.get("metadata") or {})
+        if metadata.get("is_data") or "sumw" in metadata:
+            continue
+        found = [gen_sumw.get(f) for f in entry["files"]]
+        sums = [x for x in found if x is not None]
+        if sums and len(sums) == len(found) and sum(sums) > 0:
+            metadata["sumw"] = float(sum(sums))
+            metadata["sumw_from"] = "Runs.genEventSumw"
+            log.info(
+                "dataset %r: sumw %.6g from the Runs trees (genEventSumw) of its %d file(s)",
+                dataset,
+                metadata["sumw"],
+                len(sums),
+            )
+            entry["metadata"] = metadata
+
+
+def require_sumw(fileset: Mapping[str, Any]) -> None:
+    """Refuse (one line) a simulated dataset with ``xsec_pb`` that cannot be normalised: no ``sumw`` in its
+    metadata and not every file has a ``Runs`` tree with ``genEventSumw`` (:func:`check_files` fills it)."""
+    for dataset, entry in fileset.items():
+        metadata = entry.get("metadata") or {}
+        if not metadata.get("is_data") and "xsec_pb" in metadata and "sumw" not in metadata:
+            raise FilesetError(
+                f"dataset {dataset!r}: key 'sumw': not in the metadata, and not every file has a Runs tree with "
+                f"{' or '.join(GEN_SUMW_BRANCHES)}; give the sum of the generator weights as metadata sumw"
+            )
+
+
 def _check_files(
     fileset: Mapping[str, Any], *, skip_bad_files: bool, allow_missing: tuple[str, ...], timeout: int
 ) -> tuple[dict[str, Any], dict[str, list[str]], dict[str, int]]:
@@ -127,9 +267,12 @@ def _check_files(
 
     import uproot
 
+    fileset = validate_fileset(fileset)
     good: dict[str, Any] = {}
     skipped: dict[str, list[str]] = {}
     entries: dict[str, int] = {}
+    gen_sumw: dict[str, float | None] = {}
+    without_ids: dict[str, list[str]] = {}
     listed_by_dataset = {
         dataset: entry["files"] if isinstance(entry["files"], Mapping) else dict.fromkeys(entry["files"], "Events")
         for dataset, entry in fileset.items()
@@ -139,7 +282,15 @@ def _check_files(
     with ThreadPoolExecutor(max_workers=CHECK_THREADS) as pool:
         futures = {
             job: pool.submit(
-                _file_problem, uproot, job[0], job[1], timeout=timeout, entries=entries, allow_missing=allow_missing
+                _file_problem,
+                uproot,
+                job[0],
+                job[1],
+                timeout=timeout,
+                entries=entries,
+                allow_missing=allow_missing,
+                gen_sumw=gen_sumw,
+                without_ids=without_ids,
             )
             for job in sorted(jobs)
         }
@@ -160,14 +311,33 @@ def _check_files(
         elif skip_bad_files:
             bad.append(f"dataset {dataset!r}: no readable file left")
         skipped[dataset] = bad
+        for f in files:
+            if f in without_ids:
+                log.warning(
+                    "%s (dataset %r): no %s branch(es); its events are identified by (file, entry): run 0, "
+                    "luminosityBlock 0, event = the entry number in the file",
+                    f,
+                    dataset,
+                    "/".join(without_ids[f]),
+                )
+    _with_runs_sumw(good, gen_sumw)
     return good, skipped, entries
 
 
 def _file_problem(
-    uproot: Any, path: str, tree: str, *, timeout: int, entries: dict[str, int], allow_missing: tuple[str, ...] = ()
+    uproot: Any,
+    path: str,
+    tree: str,
+    *,
+    timeout: int,
+    entries: dict[str, int],
+    allow_missing: tuple[str, ...] = (),
+    gen_sumw: dict[str, float | None] | None = None,
+    without_ids: dict[str, list[str]] | None = None,
 ) -> str | None:
     """What is wrong with one input file (a local path or a URL), ``None`` if it reads (its entry count
-    then goes to ``entries``)."""
+    then goes to ``entries``, its ``Runs`` genEventSumw to ``gen_sumw``, the event-ID branches it lacks
+    to ``without_ids``)."""
     from cms_anomaly.processors import schema
 
     remote = is_remote(path)
@@ -184,6 +354,10 @@ def _file_problem(
             t = fin[tree]
             n = entries[path] = t.num_entries
             keys = t.keys()
+            if gen_sumw is not None:
+                gen_sumw[path] = _runs_sumw(fin)
+            if without_ids is not None and (lacking := [b for b in EVENT_ID_BRANCHES if b not in keys]):
+                without_ids[path] = lacking
             if n and "event" in t.keys():  # first and last basket: a truncated file fails here  # noqa: SIM118 - uproot: iterating yields branches, keys() the names
                 t["event"].array(entry_start=0, entry_stop=1, library="np")
                 t["event"].array(entry_start=n - 1, entry_stop=n, library="np")
@@ -302,7 +476,8 @@ def run_processor(
 ) -> dict[str, Any]:
     """Run ``proc`` over ``fileset`` with coffea's Runner (NanoAOD schema, ``Events`` trees).
 
-    Every local file is checked first (:func:`check_files`): an unreadable one stops the run with
+    The metadata and every file are checked first (:func:`check_files`, which also takes a simulated
+    dataset's ``sumw`` from its files' ``Runs`` trees where the metadata lacks it): an unreadable file stops the run with
     one line naming it, or, with ``skip_bad_files``, is left out and listed in each dataset's
     ``"skipped_files"`` of the output (coffea's ``skipbadfiles`` also skips files failing later).
     Remote files (``root://``, ``https://``) are read through uproot's fsspec sources; ``timeout``
@@ -320,6 +495,8 @@ def run_processor(
     good, skipped, entries = _check_files(
         fileset, skip_bad_files=skip_bad_files, allow_missing=allow_missing, timeout=timeout
     )
+    if getattr(proc, "lumi_pb", None) is not None:
+        require_sumw(good)
     features_dir = getattr(proc, "features_dir", None)
     if features_dir is not None:
         proc.tables_in_output = not workers_can_write(executor, features_dir)
@@ -450,6 +627,8 @@ def run_graph(fileset: Mapping[str, Any], proc: Any, *, step_size: int = 100_000
     # one clear line for an unreadable file, a missing branch or a bad lumimask before any graph is built
     dataquality.check_fileset(fileset, selection=getattr(getattr(proc, "selection", None), "name", None))
     good, _ = check_files(fileset, allow_missing=tuple(getattr(proc, "allow_missing", ())))
+    if getattr(proc, "lumi_pb", None) is not None:
+        require_sumw(good)
     spec = {
         name: {"files": entry["files"], "metadata": dict(entry.get("metadata") or {})} for name, entry in good.items()
     }

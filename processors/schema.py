@@ -27,6 +27,9 @@ Documented fallbacks (quantity -> what happens when the file lacks it):
 - ``fatjet.msoftdrop``: the plain large-R jet ``mass``.
 - ``fatjet.tau1..3`` (Run-1 AK7 jets): tau21 = tau32 = -1.
 - ``event.genweight`` (data, Run-1 ttbar): weight 1.
+- ``event.run`` / ``event.luminosityBlock`` / ``event.event`` (reduced derivations, e.g. the 2012 Open
+  Data ``Run2012BC_DoubleMuParked_Muons``): an event is identified by (file, entry): run 0,
+  luminosityBlock 0, event = its entry number in the file (the runner says so once per file).
 - ``muon.<wp>Id`` / ``electron.id`` (lepton identification without isolation): every lepton
   passes; the isolation cut still applies. The loose muon ID is taken from its CMS definition
   (a PF muon that is a global or tracker muon: ``isPFcand & (isGlobal | isTracker)``) where those
@@ -125,6 +128,9 @@ OPTIONAL: frozenset[str] = frozenset(
         "fatjet.tau2",
         "fatjet.tau3",
         "event.genweight",
+        "event.run",
+        "event.luminosityBlock",
+        "event.event",
     }
 )
 
@@ -266,7 +272,11 @@ def detect_variant(branches: Iterable[str], *, source: str = "") -> SchemaVarian
         if all(b in have for b in variant.present) and not any(b in have for b in variant.absent):
             return variant
     markers = {v.name: v.present for v in VARIANTS}
-    raise UnknownSchemaError(f"{source or 'input'}: no NanoAOD variant matches; looked for markers {markers}")
+    collections = sorted({b.split("_")[0] for b in have if "_" in b and not b.startswith("_")})
+    raise UnknownSchemaError(
+        f"{source or 'input'}: no NanoAOD variant matches (the file has the collections {collections}); "
+        f"looked for markers {markers}"
+    )
 
 
 def get(
@@ -404,13 +414,18 @@ class AnalysisNanoAODSchema(NanoAODSchema):
 
     Cross-references to collections the analysis does not read (``FsrPhoton``, ``SubJet``,
     ``LowPtElectron``, absent from many real files) and the ``Photon_mass``/``charge`` fill-in.
-    Set on the class and in ``__init__`` (not as a client-side filter) so that it holds in every
-    Dask worker process that builds the events.
+    A file without the event-ID branches (``run``, ``luminosityBlock``, ``event``: a reduced derivation
+    such as the 2012 Open Data ``Run2012BC_DoubleMuParked_Muons``) is read rather than refused
+    (``error_missing_event_ids``); the runner says so once per file and the processor identifies its
+    events by (file, entry). Set on the class and in ``__init__`` (not as a client-side filter) so that
+    it holds in every Dask worker process that builds the events.
     """
 
     warn_missing_crossrefs = False
+    error_missing_event_ids = False
 
     def __init__(self, base_form: Any, *args: Any, **kwargs: Any) -> None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Branch Photon_", category=RuntimeWarning)
+            warnings.filterwarnings("ignore", message="Missing event_ids", category=RuntimeWarning)
             super().__init__(base_form, *args, **kwargs)

@@ -196,4 +196,4 @@ def test_config_and_lumi_checks_name_the_value(files, tmp_path, capsys):
     assert "jet_eta_max must be a finite number > 0, got -1.0" in capsys.readouterr().err
     # simulation without a cross section cannot be normalised to a luminosity
     assert main(["run", str(fs), "--out", str(tmp_path / "o"), "--executor", "iterative", "--lumi", "1000"]) == 2
-    assert "have no xsec_pb and sumw" in capsys.readouterr().err
+    assert "have no xsec_pb in their metadata" in capsys.readouterr().err
