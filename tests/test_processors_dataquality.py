@@ -247,7 +247,7 @@ def test_fileset_resolves_a_relative_lumimask_against_its_directory(tmp_path):
     (tmp_path / "masks").mkdir()
     fileset = {
         "a": {"files": ["x.root"], "metadata": {"is_data": True, "lumimask": "masks/Cert.txt"}},
-        "b": {"files": ["x.root"], "metadata": {"is_data": True, "lumimask": "https://example.org/Cert.txt"}},
+        "b": {"files": ["y.root"], "metadata": {"is_data": True, "lumimask": "https://example.org/Cert.txt"}},
     }
     (tmp_path / "fs.json").write_text(json.dumps(fileset))
     loaded = runner.load_fileset(tmp_path / "fs.json")
