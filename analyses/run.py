@@ -256,7 +256,8 @@ def _bench_rmm(fileset: Mapping[str, Any], *, repeat: int = 3) -> tuple[int, flo
             events = NanoEventsFactory.from_root(
                 {path: tree}, schemaclass=schema.AnalysisNanoAODSchema, mode="eager"
             ).events()
-            objs = build_objects(events, config=config.objects, source=path)
+            era = (entry.get("metadata") or {}).get("era")
+            objs = build_objects(events, config=config.objects, era=era, source=path)
             colls = rmm_collections(objs, config=config)
             first = np.arange(len(objs)) < 1
             rmm.build_rmm([c.events(first) for c in colls], objs.met_pt[:1], objs.met_phi[:1])  # compile / warm up

@@ -143,8 +143,6 @@ class SchemaVariant:
     present: tuple[str, ...]
     absent: tuple[str, ...] = ()
     branches: Mapping[str, tuple[str, str] | None] = field(default_factory=dict)
-    #: which b-tag working point of :class:`~cms_anomaly.processors.config.ObjectConfig` applies
-    btag_wp_key: str = "btag_wp"
     #: jet ID level -> bits of ``Jet_jetId`` that must all be set (NanoAOD v6-v14: "bit1 is loose
     #: (always false in 2017), bit2 is tight, bit3 is tightLepVeto", i.e. values 2 and 4)
     jet_id_bits: Mapping[str, int] = field(default_factory=lambda: MappingProxyType(JET_ID_BITS_RUN2))
@@ -165,7 +163,6 @@ def _variant(
     present: tuple[str, ...],
     absent: tuple[str, ...] = (),
     overrides: Mapping[str, tuple[str, str] | None] | None = None,
-    btag_wp_key: str = "btag_wp",
 ) -> SchemaVariant:
     table = dict(_RUN2)
     table.update(overrides or {})
@@ -175,7 +172,6 @@ def _variant(
         present=present,
         absent=absent,
         branches=MappingProxyType(table),
-        btag_wp_key=btag_wp_key,
     )
 
 
@@ -195,7 +191,6 @@ VARIANTS: tuple[SchemaVariant, ...] = (
             "fatjet.tau3": None,
             "fatjet.msoftdrop": None,
         },
-        btag_wp_key="btag_wp_run1",
     ),
     _variant(
         "generated",
@@ -227,7 +222,6 @@ VARIANTS: tuple[SchemaVariant, ...] = (
         "older Run-2 NanoAOD with only CSVv2 b-tag",
         present=("Jet_btagCSVV2",),
         overrides={"jet.btag": ("Jet", "btagCSVV2")},
-        btag_wp_key="btag_wp_csvv2",
     ),
 )
 VARIANTS_BY_NAME: Mapping[str, SchemaVariant] = MappingProxyType({v.name: v for v in VARIANTS})
