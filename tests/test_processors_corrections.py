@@ -187,3 +187,17 @@ def test_btag_working_point_follows_the_era(real_nanoaod_files):
         btag.choose("run2", era="2012", level="medium", algorithm="DeepJet")
     with pytest.raises(btag.BTagError, match="variant 'run3' has no default era"):
         btag.choose("run3", era=None, level="medium")
+
+
+def test_cli_names_a_missing_correction_in_one_line(tmp_path, real_nanoaod_files, capsys):
+    from cms_anomaly.analyses.cli import main
+
+    path = _write_json(tmp_path / "sf.json")
+    (tmp_path / "fs.json").write_text(json.dumps({"dy": {"files": [str(real_nanoaod_files["dy"])]}}))
+    argv = ["run", str(tmp_path / "fs.json"), "--out", str(tmp_path / "o"), "--executor", "iterative"]
+    assert main([*argv, "--corrections", str(path), "--muon-iso-sf", "NUM_LooseRelIso_DEN_LooseID"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"cms-anomaly run: error: {path}: no correction 'NUM_LooseRelIso_DEN_LooseID' (for muon_iso); "
+        "the file has ['muon_id_test']"
+    ]
