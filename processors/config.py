@@ -238,20 +238,27 @@ class CorrectionConfig:
     muon_id_sf: str = ""
     #: muon isolation scale factor (e.g. ``NUM_LooseRelIso_DEN_LooseID``, muon POG UL)
     muon_iso_sf: str = ""
+    #: b-tag scale factor of the discriminator shape ("iterativefit", e.g. ``deepJet_shape``, BTV UL),
+    #: applied to every analysis jet
+    btag_sf: str = ""
+    #: its uncertainties applied, comma-separated: the BTV shape calibration's ``up_<name>`` /
+    #: ``down_<name>`` (twiki CMS/BTagShapeCalibration; ``jes`` left out: it moves with the jet energy
+    #: scale, which this analysis does not vary)
+    btag_sf_variations: str = "hf,lf,hfstats1,hfstats2,lfstats1,lfstats2,cferr1,cferr2"
     #: muons with pT above this get the muon scale factors: the muon POG's UL ID and isolation
     #: tag-and-probe binning starts at 15 GeV (twiki CMS/MuonUL2018: "pT > 15 GeV")
     muon_pt_min: float = 15.0
 
     def __post_init__(self) -> None:
         _check_numbers(self, section="corrections")
-        names = [n for n in (self.muon_id_sf, self.muon_iso_sf) if n]
+        names = [n for n in (self.muon_id_sf, self.muon_iso_sf, self.btag_sf) if n]
         if names and not self.file:
             raise ConfigError(f"[corrections] correction(s) {names} named without a file")
 
     @property
     def active(self) -> bool:
         """Whether any correction is applied."""
-        return bool(self.file) and any((self.muon_id_sf, self.muon_iso_sf))
+        return bool(self.file) and any((self.muon_id_sf, self.muon_iso_sf, self.btag_sf))
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,8 @@ class _Plan:
     name: str
     inputs: tuple[str, ...]
     variations: tuple[str, str, str]
+    #: the b-tag shape uncertainties (``hf``, ``lf``, ...), each its own weight ``btag_<name>``
+    sources: tuple[str, ...] = ()
 
 
 def _plan(cset: Any, weight: str, name: str, *, path: str) -> _Plan:
@@ -104,6 +106,29 @@ def _plan(cset: Any, weight: str, name: str, *, path: str) -> _Plan:
     return _Plan(weight, name, inputs, VARIATION_INPUTS[picks[0]])
 
 
+#: the inputs of a b-tag shape scale factor (BTV ``deepJet_shape``, ``deepCSV_shape``), in any order
+BTAG_INPUTS: frozenset[str] = frozenset({"systematic", "flavor", "abseta", "pt", "discriminant"})
+
+
+def _btag_plan(cset: Any, name: str, variations: Sequence[str], *, path: str) -> _Plan:
+    if name not in list(cset):
+        raise CorrectionError(f"{path}: no correction {name!r} (for btag); the file has {sorted(cset)}")
+    inputs = tuple(v.name for v in cset[name].inputs)
+    if set(inputs) != BTAG_INPUTS:
+        raise CorrectionError(
+            f"{path}: correction {name!r} (for btag) has inputs {list(inputs)}; a b-tag shape scale factor has "
+            f"{sorted(BTAG_INPUTS)}"
+        )
+    return _Plan("btag", name, inputs, ("central", "up", "down"), tuple(variations))
+
+
+def _applies(variation: str, flavour: np.ndarray) -> np.ndarray:
+    """The jets a b-tag shape uncertainty varies (``cferr*``: c jets only; the others: b and light jets
+    only, BTV's shape prescription); the others keep their ``central`` factor."""
+    charm = flavour == 4
+    return charm if variation.startswith("cferr") else ~charm
+
+
 @dataclass(frozen=True)
 class Corrections:
     """The scale factors of a :class:`CorrectionConfig`; checked against the file on construction."""
@@ -117,16 +142,32 @@ class Corrections:
         if not self.config.active:
             return []
         cset = load(self.config.file)
-        return [
+        plans = [
             _plan(cset, weight, getattr(self.config, field), path=self.config.file)
             for weight, field in MUON_CORRECTIONS.items()
             if getattr(self.config, field)
         ]
+        if self.config.btag_sf:
+            plans.append(_btag_plan(cset, self.config.btag_sf, self.btag_variations, path=self.config.file))
+        return plans
+
+    @property
+    def btag_variations(self) -> tuple[str, ...]:
+        """The b-tag shape uncertainties of ``btag_sf_variations``."""
+        return tuple(v.strip() for v in self.config.btag_sf_variations.split(",") if v.strip())
+
+    @property
+    def needs_jet_flavour(self) -> bool:
+        """Whether the jets' simulated flavour is read (for the b-tag scale factor)."""
+        return bool(self.config.active and self.config.btag_sf)
 
     @property
     def names(self) -> list[str]:
-        """The weight names applied (``muon_id``, ``muon_iso``)."""
-        return [p.weight for p in self._plans()]
+        """The weight names with a variation (``muon_id``, ``muon_iso``, ``btag_hf``, ``btag_lf``, ...)."""
+        out = []
+        for p in self._plans():
+            out.extend([f"btag_{v}" for v in p.sources] if p.weight == "btag" else [p.weight])
+        return out
 
     @property
     def systematics(self) -> list[str]:
@@ -137,6 +178,7 @@ class Corrections:
         self,
         base: np.ndarray,
         muons: Any,
+        jets: Any = None,
         *,
         era: str,
         is_data: bool,
@@ -145,7 +187,8 @@ class Corrections:
         """``{systematic: per-event weight}`` for every category of :attr:`systematics`.
 
         ``base`` is the weight without scale factors; ``muons`` the chunk's selected muons (a
-        :class:`~cms_anomaly.processors.objects.FlatCollection` with ``pt`` and ``eta``).
+        :class:`~cms_anomaly.processors.objects.FlatCollection` with ``pt`` and ``eta``); ``jets`` its
+        analysis jets (with ``btag`` and ``flavour``), for the b-tag scale factor.
         """
         from coffea.analysis_tools import Weights
 
@@ -159,6 +202,9 @@ class Corrections:
             event = np.repeat(np.arange(len(base)), muons.counts)[use]
             cset = load(self.config.file)
             for plan in plans:
+                if plan.weight == "btag":
+                    self._add_btag(weights, cset, plan, jets, n=len(base), source=source)
+                    continue
                 factors = [
                     _per_event(
                         self._evaluate(cset, plan, value, pt=pt[use], eta=eta[use], era=era, source=source),
@@ -169,10 +215,50 @@ class Corrections:
                 ]
                 weights.add(plan.weight, *factors)
         out = {NOMINAL: weights.weight()}
-        for plan in plans:
+        for name in self.names:
             for d in ("Up", "Down"):
-                out[f"{plan.weight}{d}"] = weights.weight(f"{plan.weight}{d}") if not is_data else out[NOMINAL]
+                out[f"{name}{d}"] = weights.weight(f"{name}{d}") if not is_data else out[NOMINAL]
         return out
+
+    def _add_btag(self, weights: Any, cset: Any, plan: _Plan, jets: Any, *, n: int, source: str) -> None:
+        """The b-tag shape scale factor: per event the product over the analysis jets of
+        SF(flavour, |eta|, pT, discriminant), nominal ``central``; each uncertainty its own weight."""
+        flavour = np.asarray(jets.columns["flavour"], dtype=np.int64)
+        event = np.repeat(np.arange(n), jets.counts)
+        args: dict[str, np.ndarray] = {
+            "flavor": flavour,
+            "abseta": np.abs(np.asarray(jets.columns["eta"], dtype=np.float64)),
+            "pt": np.asarray(jets.columns["pt"], dtype=np.float64),
+            "discriminant": np.asarray(jets.columns["btag"], dtype=np.float64),
+        }
+
+        def per_jet(systematic: str, keep: np.ndarray) -> np.ndarray:
+            """The factors of the jets of ``keep`` (the correction is evaluated on them only: BTV's files
+            define a shape uncertainty only for the flavours it applies to)."""
+            if not keep.any():
+                return np.ones(0)
+            values: dict[str, Any] = {**{k: v[keep] for k, v in args.items()}, "systematic": systematic}
+            try:
+                sf = cset[plan.name].evaluate(*(values[i] for i in plan.inputs))
+            except (RuntimeError, ValueError, IndexError, TypeError) as err:
+                where = f" on {source}" if source else ""
+                raise CorrectionError(
+                    f"{self.config.file}: correction {plan.name!r} ({systematic!r}) failed{where}: "
+                    f"{str(err).splitlines()[0]}"
+                ) from None
+            return np.asarray(sf, dtype=np.float64)
+
+        central = per_jet("central", np.ones(len(flavour), bool))
+        nominal = _per_event(central, event, n)
+        weights.add("btag", nominal)
+        for variation in plan.sources:
+            keep = _applies(variation, flavour)
+            shifted = []
+            for direction in ("up", "down"):
+                factors = central.copy()
+                factors[keep] = per_jet(f"{direction}_{variation}", keep)
+                shifted.append(np.divide(_per_event(factors, event, n), nominal, out=np.ones(n), where=nominal != 0))
+            weights.add(f"btag_{variation}", np.ones(n), *shifted)
 
     def _evaluate(
         self, cset: Any, plan: _Plan, value: str, *, pt: np.ndarray, eta: np.ndarray, era: str, source: str

@@ -660,6 +660,7 @@ def build_objects(
     config: ObjectConfig,
     variant: schema.SchemaVariant | None = None,
     era: str | None = None,
+    jet_flavour: bool = False,
     source: str = "",
     allow_missing: tuple[str, ...] = (),
 ) -> EventObjects:
@@ -676,6 +677,9 @@ def build_objects(
     era
         Data-taking era of the b-tag working point (dataset metadata ``era``; ``None``: the variant's,
         see :mod:`cms_anomaly.processors.btag`).
+    jet_flavour
+        Give the jets their simulated ``hadronFlavour`` (column ``flavour``; 0 where the file has none,
+        as in real data), for the b-tag scale factors.
     source
         File name for error messages.
 
@@ -731,10 +735,13 @@ def build_objects(
     photons = photons.select(photons.keep_isolated_from(*leptons, dr=config.photon_lepton_dr))
     cleaners = (*leptons, photons)
 
-    nano_jets = FlatCollection.from_columns(
-        {**{k: get(f"jet.{k}", "jets") for k in _KINEMATICS}, "btag": get("jet.btag", "n_bjets")},
-        {**_KINEMATICS, "btag": _F8},
-    )
+    jet_columns = {**{k: get(f"jet.{k}", "jets") for k in _KINEMATICS}, "btag": get("jet.btag", "n_bjets")}
+    jet_types: dict[str, Any] = {**_KINEMATICS, "btag": _F8}
+    if jet_flavour:
+        flavour = get("jet.hadronFlavour", "b-tag scale factors")
+        jet_columns["flavour"] = ak.zeros_like(jet_columns["pt"], dtype=np.int32) if flavour is None else flavour
+        jet_types["flavour"] = np.int32
+    nano_jets = FlatCollection.from_columns(jet_columns, jet_types)
     if config.recluster_jets:
         if pfcands is None:
             raise schema.MissingBranchError(

@@ -35,7 +35,7 @@ from typing import Any, Protocol, cast
 import awkward as ak
 import numpy as np
 from cms_anomaly.processors import btag, feature_io, histograms, schema, selections
-from cms_anomaly.processors.config import AnalysisConfig
+from cms_anomaly.processors.config import AnalysisConfig, ConfigError
 from cms_anomaly.processors.corrections import Corrections, systematics_of
 from cms_anomaly.processors.eventlist import TopEvents
 from cms_anomaly.processors.feature_spec import FEATURES, HISTOGRAMMED, SCALAR_FEATURES
@@ -207,6 +207,10 @@ class AnomalyProcessor(processor.ProcessorABC):
         self.config = config or AnalysisConfig()
         # the scale factors' file and names are checked here, on the client, before any chunk is read
         self.corrections = Corrections(self.config.corrections) if self.config.corrections.active else None
+        if self.corrections is not None and self.corrections.needs_jet_flavour and self.config.objects.recluster_jets:
+            raise ConfigError(
+                "[corrections] btag_sf needs the NanoAOD jets' flavour and discriminator: not with recluster_jets"
+            )
         self.scorers = dict(scorers or {})
         self.features_dir = None if features_dir is None else str(features_dir)
         self.tables_in_output = bool(tables_in_output)
@@ -281,6 +285,7 @@ class AnomalyProcessor(processor.ProcessorABC):
             events,
             config=config.objects,
             era=meta.get("era"),
+            jet_flavour=self.corrections is not None and self.corrections.needs_jet_flavour,
             source=meta.get("filename", ""),
             allow_missing=self.allow_missing,
         )
@@ -291,6 +296,7 @@ class AnomalyProcessor(processor.ProcessorABC):
             variations = self.corrections.event_weights(
                 weights,
                 objects.flat["muons"],
+                objects.flat["jets"],
                 era=era,
                 is_data=bool(meta.get("is_data", False)),
                 source=str(meta.get("filename", dataset)),
@@ -476,7 +482,9 @@ class AnomalyProcessor(processor.ProcessorABC):
         )
         variant = btag.with_algorithm(variant, tagging)  # the era's b-tag branch is among those read
         columns = {}
-        for coll, fields in schema.fields_used(variant, available).items():
+        flavour = self.corrections is not None and self.corrections.needs_jet_flavour
+        requested = ("jet.hadronFlavour",) if flavour else ()
+        for coll, fields in schema.fields_used(variant, available, requested=requested).items():
             columns[coll] = events[coll] if not fields else dak.zip({f: events[coll][f] for f in fields})
         projected = dak.zip(columns, depth_limit=1)
         parts = [dask.delayed(self.process_chunk)(part, meta) for part in projected.to_delayed()]

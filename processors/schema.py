@@ -92,6 +92,7 @@ _RUN2: dict[str, tuple[str, str] | None] = {
     "jet.id": ("Jet", "jetId"),
     "fatjet.id": ("FatJet", "jetId"),
     "jet.btag": ("Jet", "btagDeepFlavB"),
+    "jet.hadronFlavour": ("Jet", "hadronFlavour"),
     **{f"fatjet.{k}": ("FatJet", k) for k in ("pt", "eta", "phi", "mass", "msoftdrop", "tau1", "tau2", "tau3")},
     "met.pt": ("MET", "pt"),
     "met.phi": ("MET", "phi"),
@@ -125,8 +126,13 @@ OPTIONAL: frozenset[str] = frozenset(
         "fatjet.tau2",
         "fatjet.tau3",
         "event.genweight",
+        "jet.hadronFlavour",
     }
 )
+
+#: quantities read only on request (the b-tag scale factors need the simulated jet flavour): left out of
+#: :func:`fields_used` and :func:`branches_used` unless asked for
+ON_REQUEST: frozenset[str] = frozenset({"jet.hadronFlavour"})
 
 
 #: ``Jet_jetId`` bits per ID level in Run-2 and Run-3 NanoAOD (branch title in every v6-v14 file)
@@ -304,7 +310,7 @@ def get(
     return events[coll][fld] if fld else events[coll]
 
 
-def branches_used(variant: SchemaVariant, available: Iterable[str]) -> list[str]:
+def branches_used(variant: SchemaVariant, available: Iterable[str], *, requested: Iterable[str] = ()) -> list[str]:
     """The flat branch names the features read for ``variant`` (plus the ``n<Collection>`` counters).
 
     A superset of what one processor configuration reads (the benchmark's floor reads exactly the
@@ -312,7 +318,7 @@ def branches_used(variant: SchemaVariant, available: Iterable[str]) -> list[str]
     """
     have = set(available)
     out: set[str] = set()
-    for quantity in variant.branches:
+    for quantity in _read(variant, requested):
         branch = variant.branch_name(quantity)
         if branch is None or branch not in have:
             continue
@@ -376,12 +382,21 @@ def with_empty_collections(
     return events, added
 
 
-def fields_used(variant: SchemaVariant, available: Iterable[str]) -> dict[str, list[str]]:
+def _read(variant: SchemaVariant, requested: Iterable[str]) -> list[str]:
+    """The quantities of ``variant`` read: all but those of :data:`ON_REQUEST` not ``requested``."""
+    asked = set(requested)
+    return [q for q in variant.branches if q not in ON_REQUEST or q in asked]
+
+
+def fields_used(
+    variant: SchemaVariant, available: Iterable[str], *, requested: Iterable[str] = ()
+) -> dict[str, list[str]]:
     """``{collection: [fields]}`` the features read for ``variant`` (``[]`` for a flat branch such
-    as ``genWeight``): the projection of the events that the dask-awkward path reads."""
+    as ``genWeight``): the projection of the events that the dask-awkward path reads (with the
+    :data:`ON_REQUEST` quantities of ``requested``)."""
     have = set(available)
     out: dict[str, set[str]] = {}
-    for quantity in variant.branches:
+    for quantity in _read(variant, requested):
         branch = variant.branch_name(quantity)
         if branch is None or branch not in have:
             continue

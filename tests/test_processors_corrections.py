@@ -201,3 +201,108 @@ def test_cli_names_a_missing_correction_in_one_line(tmp_path, real_nanoaod_files
         f"cms-anomaly run: error: {path}: no correction 'NUM_LooseRelIso_DEN_LooseID' (for muon_iso); "
         "the file has ['muon_id_test']"
     ]
+
+
+DISC = [0.0, 0.05, 0.3, 1.0]
+#: b-tag shape factors per (flavour, discriminant bin); up_hf / down_hf exist for b and light jets only,
+#: up_cferr1 / down_cferr1 for c jets only, as in BTV's files
+BTAG = {
+    "central": {0: [0.97, 1.05, 1.20], 4: [1.01, 0.96, 0.90], 5: [0.92, 1.03, 1.08]},
+    "up_hf": {0: [0.99, 1.08, 1.30], 5: [0.95, 1.06, 1.15]},
+    "down_hf": {0: [0.95, 1.02, 1.10], 5: [0.89, 1.00, 1.01]},
+    "up_cferr1": {4: [1.11, 1.06, 1.00]},
+    "down_cferr1": {4: [0.91, 0.86, 0.80]},
+}
+
+
+def _write_btag_json(path):
+    import correctionlib.schemav2 as cs
+
+    def by_flavour(table):
+        return cs.Category(
+            nodetype="category",
+            input="flavor",
+            content=[
+                cs.CategoryItem(
+                    key=f,
+                    value=cs.Binning(nodetype="binning", input="discriminant", edges=DISC, content=v, flow="clamp"),
+                )
+                for f, v in table.items()
+            ],
+        )
+
+    real = {"abseta": "real", "pt": "real", "discriminant": "real"}
+    inputs = [
+        cs.Variable(name="systematic", type="string"),
+        cs.Variable(name="flavor", type="int"),
+        *(cs.Variable(name=n, type=t) for n, t in real.items()),
+    ]
+    correction = cs.Correction(
+        name="deepJet_shape_test",
+        version=1,
+        inputs=inputs,
+        output=cs.Variable(name="weight", type="real"),
+        data=cs.Category(
+            nodetype="category",
+            input="systematic",
+            content=[cs.CategoryItem(key=k, value=by_flavour(v)) for k, v in BTAG.items()],
+        ),
+    )
+    cset = cs.CorrectionSet(schema_version=2, description="test b-tag shape SFs", corrections=[correction])
+    path.write_text(cset.model_dump_json(exclude_unset=True))
+    return path
+
+
+def test_btag_shape_scale_factors(real_nanoaod_files, tmp_path):
+    """Per event the product over the analysis jets of SF(flavour, discriminant); an uncertainty varies
+    only the flavours it belongs to (``hf``: b and light, ``cferr1``: c)."""
+    from cms_anomaly.processors import schema
+    from cms_anomaly.processors.objects import build_objects
+    from coffea.nanoevents import NanoEventsFactory
+
+    path = _write_btag_json(tmp_path / "btag.json")
+    corrections = CorrectionConfig(file=str(path), btag_sf="deepJet_shape_test", btag_sf_variations="hf,cferr1")
+    config = dataclasses.replace(AnalysisConfig(), corrections=corrections)
+    proc = AnomalyProcessor(selection="inclusive", config=config, features_dir=tmp_path / "features")
+    fileset = {"dy": {"files": {str(real_nanoaod_files["dy"]): "Events"}, "metadata": {}}}
+    with runner.make_executor("iterative") as ex:
+        out = runner.run_processor(fileset, proc, executor=ex)["dy"]
+
+    # the analysis jets (the object tests check their selection); their factors looked up here
+    events = NanoEventsFactory.from_root(
+        {str(real_nanoaod_files["dy"]): "Events"}, schemaclass=schema.AnalysisNanoAODSchema, mode="eager"
+    ).events()
+    jets = build_objects(events, config=config.objects, jet_flavour=True).jets
+    flavour, disc = ak.flatten(jets.flavour), ak.flatten(jets.btag)
+    with uproot.open(real_nanoaod_files["dy"]) as f:
+        file_flavours = set(np.unique(ak.flatten(f["Events"]["Jet_hadronFlavour"].array())).tolist())
+    # the DY file's jets are light and c jets: hf varies the light ones, cferr1 the c ones
+    assert set(np.unique(flavour).tolist()) == file_flavours == {0, 4}
+    k = np.clip(np.digitize(ak.to_numpy(disc), DISC) - 1, 0, len(DISC) - 2)
+    f = ak.to_numpy(flavour)
+
+    def product(systematic, applies):
+        table = {
+            fl: BTAG[systematic].get(fl, BTAG["central"][fl]) if applies(fl) else BTAG["central"][fl]
+            for fl in (0, 4, 5)
+        }
+        sf = np.array([table[fl][b] for fl, b in zip(f, k, strict=True)])
+        return ak.to_numpy(ak.prod(ak.unflatten(sf, ak.num(jets.flavour)), axis=1))
+
+    genw = ak.to_numpy(events.genWeight).astype(np.float64)
+    nominal_w = genw * product("central", lambda fl: False)
+    table = read_feature_tables(tmp_path / "features" / "dy", columns=["event", "weight"], as_numpy=True)
+    by_event = dict(zip(ak.to_numpy(events.event).tolist(), nominal_w, strict=True))
+    np.testing.assert_allclose(table["weight"], [by_event[e] for e in table["event"]], rtol=1e-12)
+    h = out["hists"]["ht"]
+    expected = {
+        "nominal": nominal_w.sum(),
+        "btag_hfUp": (genw * product("up_hf", lambda fl: fl != 4)).sum(),
+        "btag_hfDown": (genw * product("down_hf", lambda fl: fl != 4)).sum(),
+        "btag_cferr1Up": (genw * product("up_cferr1", lambda fl: fl == 4)).sum(),
+        "btag_cferr1Down": (genw * product("down_cferr1", lambda fl: fl == 4)).sum(),
+    }
+    assert list(h.axes["systematic"]) == list(expected)
+    for syst, total in expected.items():
+        assert variation(h, syst)[{"dataset": "dy"}].sum(flow=True).value == pytest.approx(total, rel=1e-12), syst
+    assert len({round(v, 3) for v in expected.values()}) == 5  # every variation moves the sum
