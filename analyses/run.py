@@ -196,12 +196,13 @@ def register(subparsers: Any) -> None:
         default=None,
         help="its muon isolation scale factor, e.g. NUM_LooseRelIso_DEN_LooseID",
     )
+    p.add_argument("--btag-sf", metavar="NAME", default=None, help="its b-tag shape scale factor, e.g. deepJet_shape")
     p.set_defaults(func=_cmd_run)
 
 
 def run_config(args: argparse.Namespace) -> Any:
-    """The ``AnalysisConfig`` of ``--config`` with the ``--corrections`` / ``--muon-*-sf`` options over its
-    ``[corrections]`` section."""
+    """The ``AnalysisConfig`` of ``--config`` with the ``--corrections`` / ``--muon-*-sf`` / ``--btag-sf``
+    options over its ``[corrections]`` section."""
     import dataclasses
 
     from cms_anomaly.processors.config import CorrectionConfig, load_config
@@ -213,6 +214,7 @@ def run_config(args: argparse.Namespace) -> Any:
             ("file", args.corrections),
             ("muon_id_sf", args.muon_id_sf),
             ("muon_iso_sf", args.muon_iso_sf),
+            ("btag_sf", args.btag_sf),
         )
         if value is not None
     }

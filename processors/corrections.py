@@ -1,4 +1,5 @@
-"""Scale factors of simulation from a CMS correctionlib JSON, with their up and down variations.
+"""Scale factors of simulation from a CMS correctionlib JSON (muon ID and isolation, b-tag), with their
+up and down variations.
 
 The user names a correctionlib JSON (``[corrections] file``, ``cms-anomaly run --corrections``) and
 which of its corrections are the muon identification and isolation scale factors
@@ -22,6 +23,14 @@ The inputs of a correction are matched by name, as the muon POG's JSONs spell th
 - the variation: ``scale_factors`` (``nominal`` / ``systup`` / ``systdown``, muon POG Run 3),
   ``ValType`` (``sf`` / ``systup`` / ``systdown``, muon POG UL) or ``systematic`` (``nominal`` /
   ``up`` / ``down``).
+
+b-tag (``btag_sf``): BTV's shape ("iterativefit") scale factor with inputs ``systematic``, ``flavor``
+(``Jet_hadronFlavour``), ``abseta``, ``pt`` and ``discriminant`` (the era's b-tag discriminator), the
+per-event product over the analysis jets: ``central`` as the nominal, and per uncertainty of
+``btag_sf_variations`` the weight ``btag_<name>`` whose up (down) product takes ``up_<name>``
+(``down_<name>``) on the jets it belongs to (``cferr*``: c jets; the others: b and light jets) and
+``central`` on the rest. The fixed-working-point method is not offered: it needs the simulation's
+b-tag efficiencies, which a correctionlib JSON does not give.
 
 A correction missing from the file or with another input -> :class:`CorrectionError`, one line naming
 the file, the correction and the input.
