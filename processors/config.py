@@ -245,8 +245,8 @@ class CorrectionConfig:
     #: ``down_<name>`` (twiki CMS/BTagShapeCalibration; ``jes`` left out: it moves with the jet energy
     #: scale, which this analysis does not vary)
     btag_sf_variations: str = "hf,lf,hfstats1,hfstats2,lfstats1,lfstats2,cferr1,cferr2"
-    #: muons with pT above this get the muon scale factors: the muon POG's UL ID and isolation
-    #: tag-and-probe binning starts at 15 GeV (twiki CMS/MuonUL2018: "pT > 15 GeV")
+    #: muons with pT above this get the muon scale factors: the lower edge of the pT binning of the
+    #: muon POG's UL ID and isolation scale factors (twiki CMS/MuonUL2018)
     muon_pt_min: float = 15.0
 
     def __post_init__(self) -> None:
