@@ -238,14 +238,16 @@ def _simulation_roles(output: dict) -> list[str]:
 # ------------------------------------------------------------------------------------- step 3
 def background_check(output: dict, config: HuntConfig) -> dict[str, Any]:
     """Data vs the summed simulation per feature before any anomaly selection, most discrepant first."""
+    from cms_anomaly.processors.histograms import nominal
     from cms_anomaly.stats import compare_counts
 
     roles = _simulation_roles(output)
     rows = []
     for name in CHECK_FEATURES:
-        hists = [output[d]["hists"].get(name) for d in ("data", *roles)]
-        if any(h is None for h in hists):
+        found = [output[d]["hists"].get(name) for d in ("data", *roles)]
+        if any(h is None for h in found):
             continue
+        hists = [nominal(h) for h in found]
         data = hists[0][{"dataset": "data"}]
         n = data.values(flow=True)
         mu = sum(h[{"dataset": r}].values(flow=True) for h, r in zip(hists[1:], roles, strict=True))
@@ -642,6 +644,7 @@ def make_plots(
     """The worst-described features before the selection, the rarity, the best mass window and feature after it."""
     from cms_anomaly.analyses import plotting
     from cms_anomaly.analyses.scorehists import ScoreHists, drawable
+    from cms_anomaly.processors.histograms import nominal
 
     roles = _simulation_roles(output)
     lumi_text = f"{lumi_pb:.3g} pb$^{{-1}}$"
@@ -650,8 +653,8 @@ def make_plots(
     pngs = []
     for row in check["features"][:2]:
         f = row["feature"]
-        data = drawable(output["data"]["hists"][f][{"dataset": "data"}])
-        mc = {label[r]: drawable(output[r]["hists"][f][{"dataset": r}]) for r in roles}
+        data = drawable(nominal(output["data"]["hists"][f])[{"dataset": "data"}])
+        mc = {label[r]: drawable(nominal(output[r]["hists"][f])[{"dataset": r}]) for r in roles}
         pngs.append(
             plotting.plot_data_mc(
                 data, mc, report_dir / f"check_{f}.png", **style, text=f"no anomaly selection, {lumi_text}"

@@ -32,7 +32,6 @@ from cms_anomaly.processors.runner import (
 
 # --------------------------------------------------------------------------- cms-anomaly run
 def _cmd_run(args: argparse.Namespace) -> int:
-    from cms_anomaly.processors.config import load_config
     from cms_anomaly.processors.processor import AnomalyProcessor
 
     fileset = load_fileset(args.fileset)
@@ -68,7 +67,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     with owned_directory(out, replace=RUN_OUTPUTS, last="manifest.json") as stage:
         proc = AnomalyProcessor(
             selection=args.selection,
-            config=load_config(args.config),
+            config=run_config(args),
             scorers=scorers,
             features_dir=stage / "features" if args.features else None,
             lumi_pb=args.lumi,
@@ -182,7 +181,47 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--model", action="append", help="model file (.pt / .json with .card.json) to score events; repeatable"
     )
+    p.add_argument(
+        "--corrections",
+        metavar="JSON",
+        default=None,
+        help="CMS correctionlib JSON of the scale factors of simulation (overrides [corrections] file)",
+    )
+    p.add_argument(
+        "--muon-id-sf", metavar="NAME", default=None, help="its muon ID scale factor, e.g. NUM_LooseID_DEN_TrackerMuons"
+    )
+    p.add_argument(
+        "--muon-iso-sf",
+        metavar="NAME",
+        default=None,
+        help="its muon isolation scale factor, e.g. NUM_LooseRelIso_DEN_LooseID",
+    )
+    p.add_argument("--btag-sf", metavar="NAME", default=None, help="its b-tag shape scale factor, e.g. deepJet_shape")
     p.set_defaults(func=_cmd_run)
+
+
+def run_config(args: argparse.Namespace) -> Any:
+    """The ``AnalysisConfig`` of ``--config`` with the ``--corrections`` / ``--muon-*-sf`` / ``--btag-sf``
+    options over its ``[corrections]`` section."""
+    import dataclasses
+
+    from cms_anomaly.processors.config import CorrectionConfig, load_config
+
+    config = load_config(args.config)
+    given = {
+        key: value
+        for key, value in (
+            ("file", args.corrections),
+            ("muon_id_sf", args.muon_id_sf),
+            ("muon_iso_sf", args.muon_iso_sf),
+            ("btag_sf", args.btag_sf),
+        )
+        if value is not None
+    }
+    if not given:
+        return config
+    corrections: CorrectionConfig = dataclasses.replace(config.corrections, **given)
+    return dataclasses.replace(config, corrections=corrections)
 
 
 # --------------------------------------------------------------------------- cms-anomaly bench processor
@@ -256,7 +295,8 @@ def _bench_rmm(fileset: Mapping[str, Any], *, repeat: int = 3) -> tuple[int, flo
             events = NanoEventsFactory.from_root(
                 {path: tree}, schemaclass=schema.AnalysisNanoAODSchema, mode="eager"
             ).events()
-            objs = build_objects(events, config=config.objects, source=path)
+            era = (entry.get("metadata") or {}).get("era")
+            objs = build_objects(events, config=config.objects, era=era, source=path)
             colls = rmm_collections(objs, config=config)
             first = np.arange(len(objs)) < 1
             rmm.build_rmm([c.events(first) for c in colls], objs.met_pt[:1], objs.met_phi[:1])  # compile / warm up

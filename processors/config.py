@@ -8,7 +8,11 @@ Example TOML (every key optional; the defaults are the papers' values, each fiel
     [objects]
     jet_pt_min = 30.0
     jet_eta_max = 2.4
-    btag_wp = 0.2783
+    btag_level = "medium"
+
+    [corrections]
+    file = "muon_Z.json.gz"
+    muon_id_sf = "NUM_TightID_DEN_TrackerMuons"
 
     [features]
     sqrt_s = 13000.0
@@ -39,14 +43,14 @@ MUON_IDS: tuple[str, ...] = ("loose", "medium", "tight")
 JET_IDS: tuple[str, ...] = ("none", "tight", "tight_lepveto")
 #: large-R jet mass: the plain mass or the soft-drop mass
 FATJET_MASSES: tuple[str, ...] = ("mass", "msoftdrop")
+#: b-tag working points (BTV: 10 %, 1 %, 0.1 % light-jet misidentification)
+BTAG_LEVELS: tuple[str, ...] = ("loose", "medium", "tight")
+#: b-tag algorithms with working points in :mod:`cms_anomaly.processors.btag` ("": the era's / variant's)
+BTAG_ALGORITHMS: tuple[str, ...] = ("DeepJet", "DeepCSV", "CSVv2", "CSV")
 
 #: closed ranges ``(low, high)`` of the numbers with bounds beyond "finite and >= 0" (:func:`_check_numbers`)
 RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(
     {
-        # b-tag discriminators (DeepJet, CSV, CSVv2) are probabilities
-        "btag_wp": (0.0, 1.0),
-        "btag_wp_run1": (0.0, 1.0),
-        "btag_wp_csvv2": (0.0, 1.0),
         # Photon_cutBased: 0 fail, 1 loose, 2 medium, 3 tight
         "photon_id_min": (0, 3),
         # anti-kt radius: CMS jets are AK4 / AK8 (CA15 at most); 0 makes no jet
@@ -59,7 +63,13 @@ RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(
 )
 #: string keys and their allowed values
 CHOICES: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"muon_id": MUON_IDS, "jet_id": JET_IDS, "fatjet_mass": FATJET_MASSES}
+    {
+        "muon_id": MUON_IDS,
+        "jet_id": JET_IDS,
+        "fatjet_mass": FATJET_MASSES,
+        "btag_level": BTAG_LEVELS,
+        "btag_algorithm": ("", *BTAG_ALGORITHMS),
+    }
 )
 
 
@@ -126,11 +136,12 @@ class ObjectConfig:
     #: "tight" (CMS JME recommendation for Run 2 and 3), "tight_lepveto" (the lepton-veto bit as
     #: well: for analyses with leptons where a lepton misreconstructed as a jet matters) or "none"
     jet_id: str = "tight"
-    #: b-tag working point on the schema's b-tag discriminator (DeepJet medium, 2018 UL). For the
-    #: Run-1 CSV discriminator use ``btag_wp_run1``.
-    btag_wp: float = 0.2783
-    btag_wp_run1: float = 0.679
-    btag_wp_csvv2: float = 0.8484
+    #: b-tag working point: "loose", "medium" or "tight" of the BTV table of the dataset's era and
+    #: algorithm (:mod:`cms_anomaly.processors.btag`; medium: 1 % light-jet misidentification)
+    btag_level: str = "medium"
+    #: b-tag algorithm: "" (the NanoAOD variant's, or the era's only one), "DeepJet", "DeepCSV",
+    #: "CSVv2" or "CSV" (Run 1)
+    btag_algorithm: str = ""
     fatjet_pt_min: float = 150.0
     fatjet_eta_max: float = 2.5
     #: "mass" or "msoftdrop" (falls back to "mass" when the file has no soft-drop mass)
@@ -214,12 +225,50 @@ class SelectionConfig:
 
 
 @dataclass(frozen=True)
+class CorrectionConfig:
+    """Scale factors of simulation from a CMS correctionlib JSON (:mod:`cms_anomaly.processors.corrections`).
+
+    Every name is a correction of ``file``; an empty name applies no such correction, an empty
+    ``file`` none at all.
+    """
+
+    #: the correctionlib JSON (``.json`` or ``.json.gz``; e.g. the muon POG's ``muon_Z.json.gz``)
+    file: str = ""
+    #: muon identification scale factor (e.g. ``NUM_LooseID_DEN_TrackerMuons``, muon POG UL)
+    muon_id_sf: str = ""
+    #: muon isolation scale factor (e.g. ``NUM_LooseRelIso_DEN_LooseID``, muon POG UL)
+    muon_iso_sf: str = ""
+    #: b-tag scale factor of the discriminator shape ("iterativefit", e.g. ``deepJet_shape``, BTV UL),
+    #: applied to every analysis jet
+    btag_sf: str = ""
+    #: its uncertainties applied, comma-separated: the BTV shape calibration's ``up_<name>`` /
+    #: ``down_<name>`` (twiki CMS/BTagShapeCalibration; ``jes`` left out: it moves with the jet energy
+    #: scale, which this analysis does not vary)
+    btag_sf_variations: str = "hf,lf,hfstats1,hfstats2,lfstats1,lfstats2,cferr1,cferr2"
+    #: muons with pT above this get the muon scale factors: the lower edge of the pT binning of the
+    #: muon POG's UL ID and isolation scale factors (twiki CMS/MuonUL2018)
+    muon_pt_min: float = 15.0
+
+    def __post_init__(self) -> None:
+        _check_numbers(self, section="corrections")
+        names = [n for n in (self.muon_id_sf, self.muon_iso_sf, self.btag_sf) if n]
+        if names and not self.file:
+            raise ConfigError(f"[corrections] correction(s) {names} named without a file")
+
+    @property
+    def active(self) -> bool:
+        """Whether any correction is applied."""
+        return bool(self.file) and any((self.muon_id_sf, self.muon_iso_sf, self.btag_sf))
+
+
+@dataclass(frozen=True)
 class AnalysisConfig:
     """The whole configuration."""
 
     objects: ObjectConfig = field(default_factory=ObjectConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     selections: SelectionConfig = field(default_factory=SelectionConfig)
+    corrections: CorrectionConfig = field(default_factory=CorrectionConfig)
 
     def with_sqrt_s(self, sqrt_s: float) -> AnalysisConfig:
         """A copy with another centre-of-mass energy (GeV)."""
@@ -239,6 +288,8 @@ def _build(cls: type, values: dict[str, Any], *, source: str, section: str) -> A
                 raise ConfigError(f"{source}: [{section}] {name} must be true/false, got {value!r}")
         elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: [{section}] {name} must be a number, got {value!r}")
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"{source}: [{section}] {name} must be a string, got {value!r}")
         # an int key given 2.7 stays 2.7, refused by the section's check, not truncated to 2
         whole = not isinstance(default, int) or float(value).is_integer()
         kwargs[name] = type(default)(value) if whole else value
@@ -263,7 +314,12 @@ def load_config(path: str | Path | None = None) -> AnalysisConfig:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ConfigError(f"{path}: cannot read configuration: {err}") from err
-    sections = {"objects": ObjectConfig, "features": FeatureConfig, "selections": SelectionConfig}
+    sections = {
+        "objects": ObjectConfig,
+        "features": FeatureConfig,
+        "selections": SelectionConfig,
+        "corrections": CorrectionConfig,
+    }
     unknown = sorted(set(data) - set(sections))
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {sorted(sections)}")

@@ -16,7 +16,9 @@
     standard CMS overlap removal between primary datasets). Where the era has paths but the file has
     none of their branches, the step keeps every event and a warning says so, once per dataset.
 
-The era is the dataset's metadata ``era`` (``"2012"``, ``"2016"``; ``opendata fileset`` sets it),
+The era is the dataset's metadata ``era`` (``"2012"``, ``"2016postVFP_UL"``, ...; ``opendata fileset`` sets
+it; the names of :mod:`~cms_anomaly.processors.btag`); the trigger table is that of its data-taking
+year (:func:`trigger_era`: ``2016postVFP_UL`` and ``2016`` read the ``2016`` paths),
 else the one the NanoAOD variant implies (:data:`VARIANT_ERAS`: the 2012 ``NanoAODRun1`` files are
 2012, this project's generated files are ``generated``, which has no trigger); without either
 (a Run-2 file without ``era``) the trigger step is not there and a warning says so, once per dataset.
@@ -110,10 +112,17 @@ def _warn_once(dataset: str, key: str, message: str, *args: Any) -> None:
         log.warning(message, *args)
 
 
+def trigger_era(era: str) -> str:
+    """The key of :data:`TRIGGERS` for an era: its data-taking year (``2016preVFP_UL`` -> ``2016``), the
+    HLT menus being those of the year; a name that does not start with a year stays itself."""
+    return era[:4] if era[:4].isdigit() else era
+
+
 def era_of(meta: Mapping[str, Any], variant: str) -> str | None:
-    """The dataset's era: metadata ``era``, else the one its NanoAOD variant implies, else ``None``."""
+    """The dataset's trigger era: metadata ``era`` (as :func:`trigger_era`), else the one its NanoAOD
+    variant implies, else ``None``."""
     if meta.get("era") is not None:
-        return str(meta["era"])
+        return trigger_era(str(meta["era"]))
     return VARIANT_ERAS.get(variant)
 
 
@@ -158,7 +167,7 @@ def check_fileset(fileset: Mapping[str, Any], *, selection: str | None) -> None:
             load_lumimask(str(meta["lumimask"]), dataset=dataset)
         if not table or meta.get("era") is None:
             continue
-        era = str(meta["era"])
+        era = trigger_era(str(meta["era"]))
         if era not in table:
             raise DataQualityError(
                 f"dataset {dataset!r}: era {era!r} has no trigger table for selection {selection!r}; known eras: "

@@ -4,12 +4,16 @@ Every histogram has a ``dataset`` StrCat axis first (AGC pattern; created holdin
 dataset, so that a histogram with no entries still has its dataset bin) and ``Weight`` storage. The
 processor creates fresh histograms per chunk with these factories and nests them under the
 dataset name; coffea's accumulator adds them.
+
+The feature histograms have a ``systematic`` StrCat axis second: ``nominal`` always, and
+``<correction>Up`` / ``<correction>Down`` for every scale factor applied
+(:mod:`cms_anomaly.processors.corrections`). Readers take the nominal through :func:`nominal`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import hist
 import numpy as np
@@ -32,9 +36,47 @@ def feature_axis(spec: FeatureSpec) -> hist.axis.Integer | hist.axis.Regular:
     return hist.axis.Regular(spec.bins, spec.lo, spec.hi, name=spec.name, label=spec.label)
 
 
-def feature_hist(spec: FeatureSpec, *, dataset: str | None = None) -> hist.Hist:
-    """Weighted 1-D histogram of a scalar feature with a dataset axis."""
-    return hist.Hist(_dataset_axis(dataset), feature_axis(spec), storage=hist.storage.Weight())
+#: the category of the ``systematic`` axis holding the nominal weights
+NOMINAL = "nominal"
+
+
+def _systematic_axis(systematics: Sequence[str] = (NOMINAL,)) -> hist.axis.StrCategory:
+    return hist.axis.StrCategory(
+        list(systematics), name="systematic", label="Systematic variation ('nominal', '<name>Up', ...)", growth=True
+    )
+
+
+def feature_hist(
+    spec: FeatureSpec, *, dataset: str | None = None, systematics: Sequence[str] = (NOMINAL,)
+) -> hist.Hist:
+    """Weighted histogram (dataset, systematic, feature) of a scalar feature."""
+    return hist.Hist(
+        _dataset_axis(dataset), _systematic_axis(systematics), feature_axis(spec), storage=hist.storage.Weight()
+    )
+
+
+def nominal(h: hist.Hist) -> hist.Hist:
+    """``h`` at its nominal weights: the ``nominal`` category of its ``systematic`` axis (``h`` itself
+    for a histogram without one)."""
+    if "systematic" not in h.axes.name:
+        return h
+    return cast(hist.Hist, h[{"systematic": NOMINAL}])  # a histogram: other axes remain
+
+
+def variation(h: hist.Hist, systematic: str) -> hist.Hist:
+    """``h`` at the weights of one ``systematic`` category (``nominal``, ``muon_idUp``, ...).
+
+    Raises
+    ------
+    KeyError
+        ``h`` has no such category (the message lists those it has).
+    """
+    have = list(h.axes["systematic"]) if "systematic" in h.axes.name else [NOMINAL]
+    if systematic not in have:
+        raise KeyError(f"histogram {h.axes[-1].name!r} has no systematic {systematic!r}; it has {have}")
+    if systematic == NOMINAL:
+        return nominal(h)
+    return cast(hist.Hist, h[{"systematic": systematic}])
 
 
 def rmm_occupancy_hist(size: int = 51, *, dataset: str | None = None) -> hist.Hist:

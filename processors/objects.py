@@ -44,7 +44,7 @@ from typing import Any
 import awkward as ak
 import numba
 import numpy as np
-from cms_anomaly.processors import schema
+from cms_anomaly.processors import btag, schema
 from cms_anomaly.processors.config import ObjectConfig
 
 log = logging.getLogger(__name__)
@@ -659,6 +659,8 @@ def build_objects(
     *,
     config: ObjectConfig,
     variant: schema.SchemaVariant | None = None,
+    era: str | None = None,
+    jet_flavour: bool = False,
     source: str = "",
     allow_missing: tuple[str, ...] = (),
 ) -> EventObjects:
@@ -672,6 +674,12 @@ def build_objects(
         Object cuts.
     variant
         NanoAOD variant; detected from the branches if not given.
+    era
+        Data-taking era of the b-tag working point (dataset metadata ``era``; ``None``: the variant's,
+        see :mod:`cms_anomaly.processors.btag`).
+    jet_flavour
+        Give the jets their simulated ``hadronFlavour`` (column ``flavour``; 0 where the file has none,
+        as in real data), for the b-tag scale factors.
     source
         File name for error messages.
 
@@ -679,10 +687,16 @@ def build_objects(
     ------
     cms_anomaly.processors.schema.MissingBranchError
         A required branch is missing (message names branch and feature).
+    cms_anomaly.processors.btag.BTagError
+        No b-tag working point for the era and algorithm.
     """
     available = schema.flat_branch_names(events)
     if variant is None:
         variant = schema.detect_variant(available, source=source)
+    tagging = btag.choose(
+        variant.name, era=era, level=config.btag_level, algorithm=config.btag_algorithm, source=source
+    )
+    variant = btag.with_algorithm(variant, tagging)
     missing: list[str] = []
     if allow_missing:
         events, missing = schema.with_empty_collections(
@@ -721,19 +735,22 @@ def build_objects(
     photons = photons.select(photons.keep_isolated_from(*leptons, dr=config.photon_lepton_dr))
     cleaners = (*leptons, photons)
 
-    nano_jets = FlatCollection.from_columns(
-        {**{k: get(f"jet.{k}", "jets") for k in _KINEMATICS}, "btag": get("jet.btag", "n_bjets")},
-        {**_KINEMATICS, "btag": _F8},
-    )
+    jet_columns = {**{k: get(f"jet.{k}", "jets") for k in _KINEMATICS}, "btag": get("jet.btag", "n_bjets")}
+    jet_types: dict[str, Any] = {**_KINEMATICS, "btag": _F8}
+    if jet_flavour:
+        flavour = get("jet.hadronFlavour", "b-tag scale factors")
+        jet_columns["flavour"] = ak.zeros_like(jet_columns["pt"], dtype=np.int32) if flavour is None else flavour
+        jet_types["flavour"] = np.int32
+    nano_jets = FlatCollection.from_columns(jet_columns, jet_types)
     if config.recluster_jets:
         if pfcands is None:
             raise schema.MissingBranchError(
                 "PFCands_pt", feature="re-clustered jets", variant=variant.name, source=source
             )
         clustered = recluster_jets(ak.zip(pf_fields), radius=config.recluster_radius, pt_min=15.0)
-        btag = _match_btag(clustered, nano_jets.to_awkward())
+        matched_tag = _match_btag(clustered, nano_jets.to_awkward())
         all_jets = FlatCollection.from_columns(
-            {**{k: clustered[k] for k in _KINEMATICS}, "btag": btag}, {**_KINEMATICS, "btag": _F8}
+            {**{k: clustered[k] for k in _KINEMATICS}, "btag": matched_tag}, {**_KINEMATICS, "btag": _F8}
         )
     else:
         ident = _jet_id(len(nano_jets.columns["pt"]), get("jet.id", "jet identification"), config.jet_id, variant)
@@ -741,7 +758,7 @@ def build_objects(
     all_jets = all_jets.select(all_jets.keep_isolated_from(*cleaners, dr=config.jet_overlap_dr))
     c = all_jets.columns
     jets = all_jets.select((c["pt"] > config.jet_pt_min) & (abs(c["eta"]) < config.jet_eta_max))
-    jets = jets.with_columns(is_b=jets.columns["btag"] > getattr(config, variant.btag_wp_key))
+    jets = jets.with_columns(is_b=jets.columns["btag"] > tagging.threshold)
     bjets = jets.select(jets.columns["is_b"])
 
     fatjets = FlatCollection.from_columns({k: get(f"fatjet.{k}", "large-R jets") for k in _KINEMATICS}, _KINEMATICS)

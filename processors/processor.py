@@ -19,13 +19,19 @@ dataset: ``lumimask`` (data with a certified-luminosity JSON in its metadata ``l
 
 Weights: real data (``is_data``) 1; MC ``genWeight`` (1 if absent) times
 ``xsec_pb * lumi_pb / sumw`` when the fileset metadata has ``xsec_pb`` and ``sumw`` and a
-luminosity is given, else the bare ``genWeight``. ``sumw`` is the metadata's, or the sum of
+luminosity is given, else the bare ``genWeight``; times the scale factors of ``config.corrections``
+(:mod:`~cms_anomaly.processors.corrections`, coffea's ``Weights``), whose up and down variations fill
+the ``systematic`` axis of the feature histograms. ``sumw`` is the metadata's, or the sum of
 ``genEventSumw`` over the dataset's ``Runs`` trees (the runner fills it in). Negative generator
 weights (NLO samples) stay negative in the histograms and the cut-flow's sums of weights.
 
 Event identity: ``run``, ``luminosityBlock``, ``event``; a file without them (a reduced derivation)
 identifies its events by (file, entry): run 0, luminosityBlock 0, event = the entry number in the
 file (the runner says so once per file).
+
+Era: the dataset metadata key ``era`` (``2018_UL``, ``2016preVFP_UL``, ``2012``, ...; see
+:mod:`~cms_anomaly.processors.btag`), else the NanoAOD variant's default; it chooses the b-tag
+working point and is the ``year`` input of the scale factors.
 """
 
 from __future__ import annotations
@@ -39,8 +45,9 @@ from typing import Any, Protocol, cast
 
 import awkward as ak
 import numpy as np
-from cms_anomaly.processors import dataquality, feature_io, histograms, schema, selections
-from cms_anomaly.processors.config import AnalysisConfig
+from cms_anomaly.processors import btag, dataquality, feature_io, histograms, schema, selections
+from cms_anomaly.processors.config import AnalysisConfig, ConfigError
+from cms_anomaly.processors.corrections import Corrections, systematics_of
 from cms_anomaly.processors.eventlist import TopEvents
 from cms_anomaly.processors.feature_spec import FEATURES, HISTOGRAMMED, SCALAR_FEATURES
 from cms_anomaly.processors.features import (
@@ -226,6 +233,12 @@ class AnomalyProcessor(processor.ProcessorABC):
         self.selection = selections.get_selection(selection)
         self.allow_missing = tuple(allow_missing)
         self.config = config or AnalysisConfig()
+        # the scale factors' file and names are checked here, on the client, before any chunk is read
+        self.corrections = Corrections(self.config.corrections) if self.config.corrections.active else None
+        if self.corrections is not None and self.corrections.needs_jet_flavour and self.config.objects.recluster_jets:
+            raise ConfigError(
+                "[corrections] btag_sf needs the NanoAOD jets' flavour and discriminator: not with recluster_jets"
+            )
         self.scorers = dict(scorers or {})
         self.features_dir = None if features_dir is None else str(features_dir)
         self.tables_in_output = bool(tables_in_output)
@@ -248,7 +261,8 @@ class AnomalyProcessor(processor.ProcessorABC):
 
     def _new_hists(self, dataset: str, cut_names: tuple[str, ...]) -> dict[str, Any]:
         hists: dict[str, Any] = {
-            name: histograms.feature_hist(FEATURES[name], dataset=dataset) for name in HISTOGRAMMED
+            name: histograms.feature_hist(FEATURES[name], dataset=dataset, systematics=systematics_of(self.corrections))
+            for name in HISTOGRAMMED
         }
         hists["rmm_occupancy"] = histograms.rmm_occupancy_hist(dataset=dataset)
         hists["cutflow"] = histograms.cutflow_hist(cut_names, dataset=dataset)
@@ -296,9 +310,26 @@ class AnomalyProcessor(processor.ProcessorABC):
         dataset = meta["dataset"]
         config = self.config.with_sqrt_s(meta["sqrt_s"]) if "sqrt_s" in meta else self.config
         objects = build_objects(
-            events, config=config.objects, source=meta.get("filename", ""), allow_missing=self.allow_missing
+            events,
+            config=config.objects,
+            era=meta.get("era"),
+            jet_flavour=self.corrections is not None and self.corrections.needs_jet_flavour,
+            source=meta.get("filename", ""),
+            allow_missing=self.allow_missing,
         )
         weights = event_weights(objects.genweight, meta, lumi_pb=self.lumi_pb)
+        variations: dict[str, np.ndarray] = {}
+        if self.corrections is not None:
+            era = meta.get("era") or btag.VARIANT_ERAS.get(objects.variant, "")
+            variations = self.corrections.event_weights(
+                weights,
+                objects.flat["muons"],
+                objects.flat["jets"],
+                era=era,
+                is_data=bool(meta.get("is_data", False)),
+                source=str(meta.get("filename", dataset)),
+            )
+            weights = variations.pop(histograms.NOMINAL)
 
         selection = self._chunk_selection(events, meta, objects.variant)
         cut_features = CutFeatures(objects, config=config)
@@ -316,7 +347,10 @@ class AnomalyProcessor(processor.ProcessorABC):
 
         hists = self._new_hists(dataset, selection.cut_names)
         for name in HISTOGRAMMED:
-            hists[name].fill(dataset=dataset, **{name: ak.to_numpy(selected[name])}, weight=sel_w)
+            column = ak.to_numpy(selected[name])
+            hists[name].fill(dataset=dataset, systematic=histograms.NOMINAL, **{name: column}, weight=sel_w)
+            for syst, w in variations.items():
+                hists[name].fill(dataset=dataset, systematic=syst, **{name: column}, weight=w[mask])
         histograms.add_rmm_occupancy(
             hists["rmm_occupancy"], arrays["rmm_occupancy_sumw"], arrays["rmm_occupancy_sumw2"], dataset=dataset
         )
@@ -473,8 +507,19 @@ class AnomalyProcessor(processor.ProcessorABC):
         meta = dict(events.metadata)
         available = schema.flat_branch_names(events)
         variant = schema.detect_variant(available, source=str(meta.get("dataset", "")))
+        objects = self.config.objects
+        tagging = btag.choose(
+            variant.name,
+            era=meta.get("era"),
+            level=objects.btag_level,
+            algorithm=objects.btag_algorithm,
+            source=str(meta.get("dataset", "")),
+        )
+        variant = btag.with_algorithm(variant, tagging)  # the era's b-tag branch is among those read
         columns = {}
-        for coll, fields in schema.fields_used(variant, available).items():
+        flavour = self.corrections is not None and self.corrections.needs_jet_flavour
+        requested = ("jet.hadronFlavour",) if flavour else ()
+        for coll, fields in schema.fields_used(variant, available, requested=requested).items():
             columns[coll] = events[coll] if not fields else dak.zip({f: events[coll][f] for f in fields})
         hlt = sorted(p for p in dataquality.hlt_paths(self.selection.name) if f"HLT_{p}" in available)
         if hlt:

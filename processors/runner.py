@@ -645,12 +645,10 @@ def save_outputs(output: Mapping[str, Any], out_dir: str | Path) -> dict[str, Pa
     """Save histograms with ``coffea.util.save`` (``histograms.coffea``) and to ROOT (``histograms.root``).
 
     In the ROOT file each histogram sits at ``<dataset>/<name>``, sliced on its dataset axis; the
-    cut-flow is a TH1 whose bins follow ``all`` and the cuts in order.
+    cut-flow is a TH1 whose bins follow ``all`` and the cuts in order. A histogram with a
+    ``systematic`` axis is written per category: the nominal at ``<dataset>/<name>``, a variation at
+    ``<dataset>/<name>_<systematic>`` (``mt_muon_idUp``, the naming of CMS's combine).
     """
-    import itertools
-
-    import hist
-    import numpy as np
     import uproot
     from coffea.util import save
 
@@ -663,27 +661,43 @@ def save_outputs(output: Mapping[str, Any], out_dir: str | Path) -> dict[str, Pa
     root_path = out_dir / "histograms.root"
     with atomic_output(root_path) as tmp, uproot.recreate(tmp) as fout:
         for dataset, result in output.items():
-            for name, h in result.get("hists", {}).items():
+            for hname, h in result.get("hists", {}).items():
                 if dataset not in h.axes["dataset"]:
                     continue
-                sliced = h[{"dataset": dataset}]
-                if name == "cutflow":
-                    values = sliced.values()
-                    fout[f"{dataset}/{name}"] = (
-                        np.asarray(values, dtype=np.float64),
-                        np.arange(len(values) + 1, dtype=np.float64),
-                    )
-                elif any(isinstance(ax, hist.axis.StrCategory) for ax in sliced.axes):
-                    # ROOT has no string axes: one histogram per combination of their categories
-                    cats = [ax for ax in sliced.axes if isinstance(ax, hist.axis.StrCategory)]
-                    for combo in itertools.product(*(list(ax) for ax in cats)):
-                        key = "/".join(f"{ax.name}_{c}" for ax, c in zip(cats, combo, strict=True))
-                        fout[f"{dataset}/{name}/{key}"] = sliced[
-                            {ax.name: c for ax, c in zip(cats, combo, strict=True)}
-                        ]
-                else:
-                    fout[f"{dataset}/{name}"] = sliced
+                for name, sliced in _per_systematic(hname, h[{"dataset": dataset}]):
+                    _write_root_hist(fout, dataset, name, sliced)
     return {"coffea": coffea_path, "root": root_path}
+
+
+def _per_systematic(name: str, h: Any) -> list[tuple[str, Any]]:
+    """``[(name, h)]``, or one entry per category of its ``systematic`` axis (``name`` for the nominal,
+    ``name_<systematic>`` for the variations)."""
+    if "systematic" not in h.axes.name:
+        return [(name, h)]
+    return [(name if s == "nominal" else f"{name}_{s}", h[{"systematic": s}]) for s in h.axes["systematic"]]
+
+
+def _write_root_hist(fout: Any, dataset: str, name: str, sliced: Any) -> None:
+    """One histogram of a dataset into the open ROOT file ``fout``."""
+    import itertools
+
+    import hist
+    import numpy as np
+
+    if name == "cutflow":
+        values = sliced.values()
+        fout[f"{dataset}/{name}"] = (
+            np.asarray(values, dtype=np.float64),
+            np.arange(len(values) + 1, dtype=np.float64),
+        )
+    elif any(isinstance(ax, hist.axis.StrCategory) for ax in sliced.axes):
+        # ROOT has no string axes: one histogram per combination of their categories
+        cats = [ax for ax in sliced.axes if isinstance(ax, hist.axis.StrCategory)]
+        for combo in itertools.product(*(list(ax) for ax in cats)):
+            key = "/".join(f"{ax.name}_{c}" for ax, c in zip(cats, combo, strict=True))
+            fout[f"{dataset}/{name}/{key}"] = sliced[{ax.name: c for ax, c in zip(cats, combo, strict=True)}]
+    else:
+        fout[f"{dataset}/{name}"] = sliced
 
 
 def format_summary(output: Mapping[str, Any], *, selection: str) -> str:

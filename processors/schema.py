@@ -95,6 +95,7 @@ _RUN2: dict[str, tuple[str, str] | None] = {
     "jet.id": ("Jet", "jetId"),
     "fatjet.id": ("FatJet", "jetId"),
     "jet.btag": ("Jet", "btagDeepFlavB"),
+    "jet.hadronFlavour": ("Jet", "hadronFlavour"),
     **{f"fatjet.{k}": ("FatJet", k) for k in ("pt", "eta", "phi", "mass", "msoftdrop", "tau1", "tau2", "tau3")},
     "met.pt": ("MET", "pt"),
     "met.phi": ("MET", "phi"),
@@ -131,8 +132,13 @@ OPTIONAL: frozenset[str] = frozenset(
         "event.run",
         "event.luminosityBlock",
         "event.event",
+        "jet.hadronFlavour",
     }
 )
+
+#: quantities read only on request (the b-tag scale factors need the simulated jet flavour): left out of
+#: :func:`fields_used` and :func:`branches_used` unless asked for
+ON_REQUEST: frozenset[str] = frozenset({"jet.hadronFlavour"})
 
 
 #: ``Jet_jetId`` bits per ID level in Run-2 and Run-3 NanoAOD (branch title in every v6-v14 file)
@@ -149,8 +155,6 @@ class SchemaVariant:
     present: tuple[str, ...]
     absent: tuple[str, ...] = ()
     branches: Mapping[str, tuple[str, str] | None] = field(default_factory=dict)
-    #: which b-tag working point of :class:`~cms_anomaly.processors.config.ObjectConfig` applies
-    btag_wp_key: str = "btag_wp"
     #: jet ID level -> bits of ``Jet_jetId`` that must all be set (NanoAOD v6-v14: "bit1 is loose
     #: (always false in 2017), bit2 is tight, bit3 is tightLepVeto", i.e. values 2 and 4)
     jet_id_bits: Mapping[str, int] = field(default_factory=lambda: MappingProxyType(JET_ID_BITS_RUN2))
@@ -171,7 +175,6 @@ def _variant(
     present: tuple[str, ...],
     absent: tuple[str, ...] = (),
     overrides: Mapping[str, tuple[str, str] | None] | None = None,
-    btag_wp_key: str = "btag_wp",
 ) -> SchemaVariant:
     table = dict(_RUN2)
     table.update(overrides or {})
@@ -181,7 +184,6 @@ def _variant(
         present=present,
         absent=absent,
         branches=MappingProxyType(table),
-        btag_wp_key=btag_wp_key,
     )
 
 
@@ -201,7 +203,6 @@ VARIANTS: tuple[SchemaVariant, ...] = (
             "fatjet.tau3": None,
             "fatjet.msoftdrop": None,
         },
-        btag_wp_key="btag_wp_run1",
     ),
     _variant(
         "generated",
@@ -233,7 +234,6 @@ VARIANTS: tuple[SchemaVariant, ...] = (
         "older Run-2 NanoAOD with only CSVv2 b-tag",
         present=("Jet_btagCSVV2",),
         overrides={"jet.btag": ("Jet", "btagCSVV2")},
-        btag_wp_key="btag_wp_csvv2",
     ),
 )
 VARIANTS_BY_NAME: Mapping[str, SchemaVariant] = MappingProxyType({v.name: v for v in VARIANTS})
@@ -320,7 +320,7 @@ def get(
     return events[coll][fld] if fld else events[coll]
 
 
-def branches_used(variant: SchemaVariant, available: Iterable[str]) -> list[str]:
+def branches_used(variant: SchemaVariant, available: Iterable[str], *, requested: Iterable[str] = ()) -> list[str]:
     """The flat branch names the features read for ``variant`` (plus the ``n<Collection>`` counters).
 
     A superset of what one processor configuration reads (the benchmark's floor reads exactly the
@@ -328,7 +328,7 @@ def branches_used(variant: SchemaVariant, available: Iterable[str]) -> list[str]
     """
     have = set(available)
     out: set[str] = set()
-    for quantity in variant.branches:
+    for quantity in _read(variant, requested):
         branch = variant.branch_name(quantity)
         if branch is None or branch not in have:
             continue
@@ -392,12 +392,21 @@ def with_empty_collections(
     return events, added
 
 
-def fields_used(variant: SchemaVariant, available: Iterable[str]) -> dict[str, list[str]]:
+def _read(variant: SchemaVariant, requested: Iterable[str]) -> list[str]:
+    """The quantities of ``variant`` read: all but those of :data:`ON_REQUEST` not ``requested``."""
+    asked = set(requested)
+    return [q for q in variant.branches if q not in ON_REQUEST or q in asked]
+
+
+def fields_used(
+    variant: SchemaVariant, available: Iterable[str], *, requested: Iterable[str] = ()
+) -> dict[str, list[str]]:
     """``{collection: [fields]}`` the features read for ``variant`` (``[]`` for a flat branch such
-    as ``genWeight``): the projection of the events that the dask-awkward path reads."""
+    as ``genWeight``): the projection of the events that the dask-awkward path reads (with the
+    :data:`ON_REQUEST` quantities of ``requested``)."""
     have = set(available)
     out: dict[str, set[str]] = {}
-    for quantity in variant.branches:
+    for quantity in _read(variant, requested):
         branch = variant.branch_name(quantity)
         if branch is None or branch not in have:
             continue

@@ -107,7 +107,7 @@ def test_2016_manifest_lists_the_nanoaod_records_with_their_sources():
     dataset) and the W, Z/gamma*, ttbar, single-top and diboson simulation, each with a cross section."""
     manifest = opendata.load_manifest("2016")
     assert manifest.sqrt_s == 13000.0
-    assert manifest.era == "2016"
+    assert manifest.era == "2016postVFP_UL"
     assert manifest.lumimask == "Cert_271036-284044_13TeV_Legacy2016_Collisions16_JSON.txt"
     by_recid = {r.recid: r for r in manifest.records}
     data = {r.dataset: r for r in manifest.records if r.is_data}
@@ -135,8 +135,8 @@ def test_2016_manifest_lists_the_nanoaod_records_with_their_sources():
     assert all(r.xsec_pb and r.xsec_pb > 0 for r in manifest.records if not r.is_data)
 
 
-@pytest.mark.parametrize("campaign", ["2012", "2016"])
-def test_fileset_sets_the_era_the_certified_json_and_the_primary_dataset(tmp_path, campaign):
+@pytest.mark.parametrize(("campaign", "era"), [("2012", "2012"), ("2016", "2016postVFP_UL")])
+def test_fileset_sets_the_era_the_certified_json_and_the_primary_dataset(tmp_path, campaign, era):
     """Data get ``lumimask`` (the packaged CMS JSON of their era, an existing file) and ``primary_dataset``;
     simulation gets neither; every dataset gets ``era``."""
     import json
@@ -148,7 +148,7 @@ def test_fileset_sets_the_era_the_certified_json_and_the_primary_dataset(tmp_pat
     assert fileset
     for name, entry in fileset.items():
         meta = entry["metadata"]
-        assert meta["era"] == campaign, name
+        assert meta["era"] == era, name
         if meta["is_data"]:
             runs = json.loads(Path(meta["lumimask"]).read_text())
             assert meta["lumimask"].endswith(manifest.lumimask)

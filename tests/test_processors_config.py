@@ -12,7 +12,16 @@ from cms_anomaly.processors.config import AnalysisConfig, ConfigError, Selection
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ("[objects]\nbtag_wp = 2.0", "[objects] btag_wp must be in [0, 1], got 2.0"),
+        (
+            "[objects]\nbtag_level = 'extreme'",
+            "[objects] btag_level must be one of ('loose', 'medium', 'tight'), got 'extreme'",
+        ),
+        ("[objects]\nbtag_level = 2", "[objects] btag_level must be a string, got 2"),
+        ("[corrections]\nmuon_pt_min = -1", "[corrections] muon_pt_min must be a finite number >= 0, got -1.0"),
+        (
+            "[corrections]\nmuon_id_sf = 'NUM_TightID_DEN_TrackerMuons'",
+            "[corrections] correction(s) ['NUM_TightID_DEN_TrackerMuons'] named without a file",
+        ),
         ("[selections]\ntop_min_jets = 2.7", "[selections] top_min_jets must be a whole number, got 2.7"),
         ("[objects]\nrecluster_radius = 0", "[objects] recluster_radius must be in [0.1, 1.5], got 0.0"),
         ("[features]\nsqrt_s = 1", "[features] sqrt_s must be in [900, 100000], got 1.0"),

@@ -142,7 +142,7 @@ def test_trigger_is_the_or_of_the_era_paths_that_exist(tmp_path, real_nanoaod_fi
     assert (a["HLT_IsoMu24"].sum(), a["HLT_Ele27_WPTight_Gsf"].sum(), fired.sum()) == (6, 7, 13)
     n = len(fired)
     path = _copy_with_ids(src, tmp_path / "t.root", run=np.full(n, 278820), lumi=np.ones(n))
-    out = _run(path, {"is_data": False, "era": "2016"}, selection="single_lepton")
+    out = _run(path, {"is_data": False, "era": "2016postVFP_UL"}, selection="single_lepton")
     assert list(out["cutflow"]["events"]) == ["all", "trigger", "lepton_pt", "lepton_iso"]
     assert out["cutflow"]["events"]["trigger"] == 13
 

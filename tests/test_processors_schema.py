@@ -33,7 +33,6 @@ def test_run1_and_run3_branch_maps():
     assert run1.name == "run1"
     assert run1.branch_name("jet.btag") == "Jet_btag"
     assert run1.branch_name("muon.iso_chg") is None
-    assert run1.btag_wp_key == "btag_wp_run1"
     v15 = schema.detect_variant(["Jet_btagPNetB", "Jet_btagDeepFlavB", "PFMET_pt"])
     assert v15.name == "run3"
     assert v15.branch_name("met.pt") == "PFMET_pt"

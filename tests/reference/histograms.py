@@ -51,12 +51,16 @@ def run(fs: dict[str, Any]) -> dict[str, Any]:
 
 
 def as_table(output: dict[str, Any]) -> dict[str, dict[str, dict[str, list]]]:
-    """``{dataset: {histogram: {"values": [...], "variances": [...]}}}`` (flow bins, flattened)."""
+    """``{dataset: {histogram: {"values": [...], "variances": [...]}}}`` (flow bins, flattened; the
+    nominal of a histogram with a ``systematic`` axis)."""
+    from cms_anomaly.processors.histograms import nominal
+
     table: dict[str, dict[str, dict[str, list]]] = {}
     for dataset in sorted(output):
         table[dataset] = {}
         for name, full in sorted(output[dataset]["hists"].items()):
-            h = full[{"dataset": dataset}] if "dataset" in full.axes.name else full
+            h = nominal(full)
+            h = h[{"dataset": dataset}] if "dataset" in h.axes.name else h
             values = np.asarray(h.values(flow=True), dtype=np.float64).ravel()
             variances = np.asarray(h.variances(flow=True), dtype=np.float64).ravel()
             table[dataset][name] = {
