@@ -17,7 +17,7 @@ from typing import Any
 
 from cms_anomaly.datasets.atomic import atomic_output
 from cms_anomaly.datasets.workers import interrupts_ignored, pool_worker_init
-from cms_anomaly.processors import dataquality
+from cms_anomaly.processors import btag, dataquality
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,10 @@ def validate_fileset(fileset: Mapping[str, Any], *, source: str = "fileset") -> 
         for key, (kind, what) in METADATA_KEYS.items():
             if key in metadata and _metadata_problem(kind, metadata[key]):
                 raise FilesetError(f"{source}: dataset {dataset!r}: key {key!r}: must be {what}, got {metadata[key]!r}")
+        if "era" in metadata and metadata["era"] not in btag.ERAS:  # the eras of the b-tag and trigger tables
+            raise FilesetError(
+                f"{source}: dataset {dataset!r}: key 'era': must be one of {list(btag.ERAS)}, got {metadata['era']!r}"
+            )
         if metadata.get("is_data"):
             files = list(entry["files"])
             shared = {f: owner[f] for f in files if f in owner}

@@ -35,6 +35,12 @@ def _write(tmp_path, fileset, name="fileset.json"):
         ("xsec_pb", True, "got True"),
         ("nevents", 1.5, "must be an integer >= 0, got 1.5"),
         ("sqrt_s", -13000, "got -13000"),
+        (
+            "era",
+            "2017",
+            "must be one of ['2012', '2015', '2016', '2016preVFP_UL', '2016postVFP_UL', '2017_UL', '2018_UL'], got '2017'",
+        ),
+        ("era", 2016, "got 2016"),
     ],
 )
 def test_bad_metadata_is_one_line_naming_dataset_and_key(tmp_path, real_nanoaod_files, key, value, what):

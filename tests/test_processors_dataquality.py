@@ -263,7 +263,7 @@ def test_bad_data_quality_metadata_stops_the_run_before_it_starts(tmp_path, real
     base = {"is_data": True, "era": "2016", "primary_dataset": "SingleMuon"}
     cases = [
         ({"lumimask": "missing_JSON.txt"}, "single_lepton", r"lumimask '.*missing_JSON.txt' is not a readable"),
-        ({"era": "2017"}, "single_lepton", r"era '2017' has no trigger table for selection 'single_lepton'"),
+        ({"era": "2017_UL"}, "single_lepton", r"era '2017' has no trigger table for selection 'single_lepton'"),
         ({"primary_dataset": "SingleElectron"}, "top_rediscovery", r"primary dataset 'SingleElectron' is not used"),
     ]
     for k, (extra, selection, message) in enumerate(cases):
