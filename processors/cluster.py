@@ -40,7 +40,7 @@ PROJECT, DISTRIBUTION = "cms_anomaly", "cms-anomaly"  # the project's import and
 #: the project's sub-packages, each its own folder in a source checkout (pyproject's ``package-dir``)
 SUBPACKAGES = ("datasets", "processors", "models", "stats", "analyses")
 #: package data uploaded with the sources (pyproject's ``[tool.setuptools.package-data]``)
-PACKAGE_DATA: dict[str, tuple[str, ...]] = {"datasets": ("cards/*.toml", "manifests/*.toml")}
+PACKAGE_DATA: dict[str, tuple[str, ...]] = {"datasets": ("cards/*.toml", "manifests/*.toml", "lumimasks/*.txt")}
 #: the uploaded copy's version, commit and source digest, next to its ``__init__.py``
 BUILD_FILE = "_build.json"
 #: Dask config key naming a cluster class (and its keyword arguments) to start when no scheduler is given
