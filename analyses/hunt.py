@@ -13,6 +13,9 @@ below; :func:`run_hunt` wires them):
 3. **Background-model check** before any anomaly selection: data vs simulation per feature
    (normalisation, chi^2/ndf and p-value with sparse bins merged, :func:`~cms_anomaly.stats.compare_counts`),
    ranked; a warning (and exit status 3 with ``--strict``) when the model does not describe the data.
+   A k-fold classifier of data against simulation on the detector's inputs
+   (:func:`~cms_anomaly.models.datasim.classify_data_vs_simulation`): its AUC and the features that
+   drive it; a warning above :attr:`HuntConfig.auc_threshold`.
 4. **k-fold detectors trained on the data**: model ``i`` is trained on the events outside fold ``i``
    (:class:`~cms_anomaly.processors.folds.KFold`, by event identity) and scores fold ``i`` only,
    so no event is scored by a model that saw it. Each model's score is calibrated to
@@ -28,7 +31,9 @@ below; :func:`run_hunt` wires them):
    ASTF against the simulation's, as a chi^2 of the selected data against the data before the
    selection times the simulation's ASTF); a window scan of every mass in every selection, with
    the global significance from pseudo-experiments drawn from the background model
-   (:func:`~cms_anomaly.stats.scan`).
+   (:func:`~cms_anomaly.stats.scan`). A selection is quoted (its Z given, its masses scanned) only
+   where the folds' validation events calibrate its alpha (:func:`~cms_anomaly.stats.calibratable`)
+   and the simulation passes it not far more often than alpha (:func:`~cms_anomaly.stats.acceptance_check`).
 7. **Report**: one paragraph saying what was found, the event list (CSV, parquet, HTML), tables and
    plots in ``OUT/report``.
 """
