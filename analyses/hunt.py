@@ -199,8 +199,8 @@ class HuntResult:
     summary: Path
     events: Path
     background_ok: bool
-    #: neither the data-vs-simulation classifier nor any selection's simulated acceptance says that the
-    #: simulation is told apart from the data
+    #: neither the data-vs-simulation classifier nor any calibrated selection's simulated acceptance says
+    #: that the simulation is told apart from the data (no :func:`simulation_warnings`)
     simulation_ok: bool
     #: the out-of-fold AUC of the data-vs-simulation classifier
     classifier_auc: float
@@ -705,6 +705,10 @@ def _verdict(z_global: float, *, lower_limit: bool = False) -> str:
     return "no significant excess"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def simulation_warnings(classifier: dict, analysed: dict) -> list[str]:
     """The report's opening warnings: the data-vs-simulation classifier above its AUC threshold, and
     every alpha at which the detector's simulated acceptance is far above alpha."""
@@ -765,7 +769,7 @@ def summary_paragraph(check: dict, analysed: dict, events: Any, config: HuntConf
             f"With {config.k_folds}-fold {config.model.upper()} detectors trained on the data, the most "
             f"significant local excess is {where} after the selection keeping alpha = {b['alpha']:g} of the data: "
             f"{b['observed']:.0f} events observed, {b['expected']:.3g} +- {b['expected_error']:.2g} expected "
-            f"(local Z = {b['z_local']:.2f}). Over {len(s['alphas'])} selections, {len(MASS_FEATURES)} masses "
+            f"(local Z = {b['z_local']:.2f}). Over {_count(len(s['alphas']), 'quoted selection')}, {len(MASS_FEATURES)} masses "
             f"and their windows ({s['tests']} tests), the global significance is {z_glob} sigma "
             f"(p = {s['p_global']:.3g}, {s['npe']} pseudo-experiments{none}): "
             f"**{_verdict(s['z_global'], lower_limit=s['z_global_is_lower_limit'])}**."
@@ -1069,9 +1073,7 @@ def run_hunt(
         summary=summary,
         events=event_paths["csv"],
         background_ok=check["ok"],
-        simulation_ok=not (
-            classifier["separates"] or any(s["acceptance"]["separates"] for s in analysed["selections"])
-        ),
+        simulation_ok=not simulation_warnings(classifier, analysed),
         classifier_auc=classifier["auc"],
         z_local=nan if sc["z_local"] is None else sc["z_local"],
         z_global=nan if sc["z_global"] is None else sc["z_global"],

@@ -220,7 +220,7 @@ def test_uncalibratable_alphas_are_named_not_shown_as_zero_vs_zero():
 
     assert simulation_warnings(CLASSIFIER_OK, analysed) == []
     paragraph = summary_paragraph(CHECK_OK, analysed, [], HuntConfig())
-    assert "Over 1 selections" in paragraph
+    assert "Over 1 quoted selection, 10 masses" in paragraph
     assert "Not quoted: alpha = 0.01 cannot be calibrated with 3 folds of ~121 validation events" in paragraph
     report = format_report(paragraph, CHECK_OK, analysed, META, [], CLASSIFIER_OK)
     assert "| 0.001 | - | - | - | - | not quoted: alpha = 0.001 cannot be calibrated" in report
