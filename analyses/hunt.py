@@ -13,6 +13,9 @@ below; :func:`run_hunt` wires them):
 3. **Background-model check** before any anomaly selection: data vs simulation per feature
    (normalisation, chi^2/ndf and p-value with sparse bins merged, :func:`~cms_anomaly.stats.compare_counts`),
    ranked; a warning (and exit status 3 with ``--strict``) when the model does not describe the data.
+   A k-fold classifier of data against simulation on the detector's inputs
+   (:func:`~cms_anomaly.models.datasim.classify_data_vs_simulation`): its AUC and the features that
+   drive it; a warning above :attr:`HuntConfig.auc_threshold`.
 4. **k-fold detectors trained on the data**: model ``i`` is trained on the events outside fold ``i``
    (:class:`~cms_anomaly.processors.folds.KFold`, by event identity) and scores fold ``i`` only,
    so no event is scored by a model that saw it. Each model's score is calibrated to
@@ -28,7 +31,9 @@ below; :func:`run_hunt` wires them):
    ASTF against the simulation's, as a chi^2 of the selected data against the data before the
    selection times the simulation's ASTF); a window scan of every mass in every selection, with
    the global significance from pseudo-experiments drawn from the background model
-   (:func:`~cms_anomaly.stats.scan`).
+   (:func:`~cms_anomaly.stats.scan`). A selection is quoted (its Z given, its masses scanned) only
+   where the folds' validation events calibrate its alpha (:func:`~cms_anomaly.stats.calibratable`)
+   and the simulation passes it not far more often than alpha (:func:`~cms_anomaly.stats.acceptance_check`).
 7. **Report**: one paragraph saying what was found, the event list (CSV, parquet, HTML), tables and
    plots in ``OUT/report``.
 """
@@ -146,6 +151,16 @@ class HuntConfig:
     #: p-value is below ``shape_p_value / features`` (Bonferroni)
     norm_tolerance: float = 0.25
     shape_p_value: float = 0.01
+    #: the data-vs-simulation classifier's AUC above which the report warns that the simulation does not
+    #: describe the data: a process hidden at a share f of the data raises the AUC by at most f / 2, so
+    #: 0.6 needs a fifth of the data to look unlike the simulation (a mismodelling, not a hidden process)
+    auc_threshold: float = 0.6
+    #: no significance is quoted at an alpha whose simulated acceptance is, at 3 sigma, above this many
+    #: times alpha (the detector separates simulation from data; ``stats.ACCEPTANCE_TOLERANCE``)
+    acceptance_tolerance: float = 2.0
+    #: validation events of each fold that must lie above a selection's threshold for the rarity to
+    #: calibrate it (``stats.MIN_CALIBRATION_COUNT``: their count's Poisson error, 45 % at 5)
+    min_calibration_count: int = 5
     strict: bool = False
     execution: Execution = field(default_factory=Execution)
 
@@ -165,6 +180,12 @@ class HuntConfig:
             )
         if not 0 <= self.signal_fraction < 1:
             raise HuntError(f"signal_fraction must be in [0, 1), got {self.signal_fraction}")
+        if not 0.5 < self.auc_threshold < 1:
+            raise HuntError(f"auc_threshold must be in (0.5, 1), got {self.auc_threshold}")
+        if not self.acceptance_tolerance > 1:
+            raise HuntError(f"acceptance_tolerance must be > 1, got {self.acceptance_tolerance}")
+        if self.min_calibration_count < 1:
+            raise HuntError(f"min_calibration_count must be >= 1, got {self.min_calibration_count}")
 
     def scaled(self, factor: float) -> HuntConfig:
         """The same hunt with ``factor`` times more generated events."""
@@ -178,6 +199,12 @@ class HuntResult:
     summary: Path
     events: Path
     background_ok: bool
+    #: neither the data-vs-simulation classifier nor any calibrated selection's simulated acceptance says
+    #: that the simulation is told apart from the data (no :func:`simulation_warnings`)
+    simulation_ok: bool
+    #: the out-of-fold AUC of the data-vs-simulation classifier
+    classifier_auc: float
+    #: NaN where no selection is quoted (:func:`analyse`)
     z_local: float
     z_global: float
     p_global: float
@@ -298,6 +325,49 @@ def background_check(output: dict, config: HuntConfig) -> dict[str, Any]:
     }
 
 
+def simulation_classifier(features_dir: Path, config: HuntConfig) -> dict[str, Any]:
+    """A k-fold classifier of the data against the simulation on the detector's inputs, before any
+    anomaly selection (:func:`~cms_anomaly.models.datasim.classify_data_vs_simulation`): its AUC, the
+    features that drive it, and whether it is above :attr:`HuntConfig.auc_threshold`."""
+    from cms_anomaly.models.data import list_datasets, read_samples
+    from cms_anomaly.models.datasim import classify_data_vs_simulation
+    from cms_anomaly.models.errors import TrainingError
+    from cms_anomaly.models.feature_sets import get_feature_set
+
+    fs = get_feature_set(inputs(config))
+    samples = read_samples(features_dir, feature_set=fs)  # the datasets with events
+    if "data" not in samples:
+        raise HuntError(f"{features_dir}: no data feature table for the data-vs-simulation classifier")
+    roles = [d for d in list_datasets(features_dir) if d != "data" and d in samples]
+    if not roles:
+        raise HuntError(f"{features_dir}: no simulated feature table for the data-vs-simulation classifier")
+    names = (
+        [f"{c}[{i}]" for c in fs.columns for i in range(fs.width // len(fs.columns))]
+        if fs.is_array
+        else list(fs.columns)
+    )
+    data = samples["data"]
+    try:
+        r = classify_data_vs_simulation(
+            data.x,
+            data.weight,
+            np.concatenate([samples[d].x for d in roles]),
+            np.concatenate([samples[d].weight for d in roles]),
+            feature_names=names,
+            k_folds=config.k_folds,
+            seed=config.seed,
+        )
+    except TrainingError as err:
+        raise HuntError(f"data-vs-simulation classifier on {features_dir}: {err}") from None
+    return {
+        **asdict(r),
+        "feature_set": fs.name,
+        "simulation": roles,
+        "threshold": config.auc_threshold,
+        "separates": bool(r.auc > config.auc_threshold),
+    }
+
+
 # ------------------------------------------------------------------------------------- step 4
 def train_folds(features_dir: Path, out: Path, config: HuntConfig) -> list[Path]:
     """k models, model i trained on the data outside fold i, each with its calibration file."""
@@ -359,10 +429,39 @@ def _bin_range(h: Any, name: str, k: int) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def analyse(output: dict[str, Any], *, config: HuntConfig) -> dict[str, Any]:
-    """Selections, feature ranking, mass scan and significance from the second pass's histograms."""
+def _not_quoted(alpha: float, calibrated: bool, acceptance: dict[str, Any], n_validation: list[int], need: int) -> str:
+    """Why no significance is quoted at ``alpha`` ('' when it is)."""
+    if not calibrated:
+        return (
+            f"alpha = {alpha:g} cannot be calibrated with {len(n_validation)} folds of ~{round(np.mean(n_validation))} "
+            f"validation events (needs >= {need} per fold)"
+        )
+    if acceptance["separates"]:
+        return (
+            f"the detector separates simulation from data (simulated acceptance {acceptance['acceptance']:.2f} "
+            f"at alpha {alpha:g})"
+        )
+    return ""
+
+
+def analyse(output: dict[str, Any], *, config: HuntConfig, n_validation: list[int]) -> dict[str, Any]:
+    """Selections, feature ranking, mass scan and significance from the second pass's histograms.
+
+    ``n_validation``: the validation (calibration) events of each fold's detector. A selection is
+    quoted (it enters the mass scan and its local Z is given) only where the folds can calibrate its
+    alpha and the simulation passes it not far more often than the data
+    (:func:`~cms_anomaly.stats.calibratable`, :func:`~cms_anomaly.stats.acceptance_check`).
+    """
     from cms_anomaly.analyses.scorehists import ScoreHists
-    from cms_anomaly.stats import astf_comparison, scan, threshold_bin_at_efficiency, z_bi
+    from cms_anomaly.stats import (
+        acceptance_check,
+        astf_comparison,
+        calibratable,
+        min_validation_events,
+        scan,
+        threshold_bin_at_efficiency,
+        z_bi,
+    )
 
     sh = ScoreHists(output, KFOLD_SCORER, KFOLD_OUTPUT)
     roles = _simulation_roles(output)
@@ -389,6 +488,14 @@ def analyse(output: dict[str, Any], *, config: HuntConfig) -> dict[str, Any]:
     selections = []
     for a, k in zip(alphas, bounds, strict=True):
         n, b, v = float(data_w[k:].sum()), float(mc_w[k:].sum()) * norm, float(mc_w2[k:].sum()) * norm**2
+        need = min_validation_events(a, min_count=config.min_calibration_count)
+        calibrated = calibratable(a, n_validation, min_count=config.min_calibration_count)
+        accepted = asdict(
+            acceptance_check(
+                float(mc_w[k:].sum()), float(mc_w.sum()), float(mc_w2.sum()), a, tolerance=config.acceptance_tolerance
+            )
+        )
+        reason = _not_quoted(a, calibrated, accepted, n_validation, need)
         row = {
             "alpha": a,
             "first_bin": k,
@@ -396,8 +503,13 @@ def analyse(output: dict[str, Any], *, config: HuntConfig) -> dict[str, Any]:
             "observed": n,
             "expected": b,
             "expected_error": float(np.sqrt(v)),
-            "z_local": float(z_bi(n, b, v, unit_weight=unit)),
+            "z_local": None if reason else float(z_bi(n, b, v, unit_weight=unit)),
             "data_fraction": n / n_data,
+            "calibratable": calibrated,
+            "min_validation_events": need,
+            "acceptance": accepted,
+            "quoted": not reason,
+            "not_quoted": reason,
         }
         if labelled:
             row["composition"] = {p: float(w[k:].sum() / n) if n else 0.0 for p, w in per_process.items()}
@@ -412,40 +524,64 @@ def analyse(output: dict[str, Any], *, config: HuntConfig) -> dict[str, Any]:
             cache[feature] = (sh.sums("data", feature)[0], sum(x[0] for x in sims), sum(x[1] for x in sims))
         return cache[feature]
 
-    # the mass scan: every mass x selection x window, global significance from pseudo-experiments
-    obs, exp, var = {}, {}, {}
-    for m in MASS_FEATURES:
-        d_val, b_val, b_var = summed(m)  # in-range mass bins below (no pair: underflow)
-        obs[m] = _interval_sums(d_val, bounds)[:, 1:-1]
-        exp[m] = _interval_sums(b_val, bounds)[:, 1:-1] * norm
-        var[m] = _interval_sums(b_var, bounds)[:, 1:-1] * norm**2
-    result = scan(obs, exp, var, unit_weight=unit, widths=config.mass_widths, npe=config.npe, seed=config.seed)
-    h_mass = sh.histogram("data", result.variable)
-    edges = h_mass.axes[result.variable].edges
-    best = {
-        "variable": result.variable,
-        "alpha": alphas[result.selection],
-        "window_gev": [float(edges[result.window[0]]), float(edges[result.window[1]])],
-        "whole_range": result.window == (0, len(edges) - 1),
-        "observed": result.observed,
-        "expected": result.expected,
-        "expected_error": result.expected_error,
-        "z_local": result.z_local,
+    # the mass scan: every mass x quoted selection x window, global significance from pseudo-experiments
+    quoted = [(a, k) for a, k, row in zip(alphas, bounds, selections, strict=True) if row["quoted"]]
+    scanned = [a for a, _ in quoted]
+    scan_result: dict[str, Any] = {
+        "alphas": scanned,
+        "best": None,
+        "z_local": None,
+        "p_global": None,
+        "z_global": None,
+        "z_global_is_lower_limit": False,
+        "npe": 0,
+        "tests": 0,
+        "per_variable": [],
     }
-    scans = [
-        {
-            "variable": var_name,
-            "alpha": alphas[j],
-            "z_local": r["z_local"],
-            "observed": r["observed"],
-            "expected": r["expected"],
-            "window_gev": [float(edges[r["window"][0]]), float(edges[min(r["window"][1], len(edges) - 1)])],
-        }
-        for (var_name, j), r in result.best_per_test.items()
-    ]
-    scans.sort(key=lambda r: -r["z_local"])
-    # the feature ranking at the leading selection
-    lead = config.alpha if config.alpha in alphas else alphas[result.selection]
+    if quoted:
+        q_bounds = [k for _, k in quoted]
+        obs, exp, var = {}, {}, {}
+        for m in MASS_FEATURES:
+            d_val, b_val, b_var = summed(m)  # in-range mass bins below (no pair: underflow)
+            obs[m] = _interval_sums(d_val, q_bounds)[:, 1:-1]
+            exp[m] = _interval_sums(b_val, q_bounds)[:, 1:-1] * norm
+            var[m] = _interval_sums(b_var, q_bounds)[:, 1:-1] * norm**2
+        result = scan(obs, exp, var, unit_weight=unit, widths=config.mass_widths, npe=config.npe, seed=config.seed)
+        h_mass = sh.histogram("data", result.variable)
+        edges = h_mass.axes[result.variable].edges
+        scans = [
+            {
+                "variable": var_name,
+                "alpha": scanned[j],
+                "z_local": r["z_local"],
+                "observed": r["observed"],
+                "expected": r["expected"],
+                "window_gev": [float(edges[r["window"][0]]), float(edges[min(r["window"][1], len(edges) - 1)])],
+            }
+            for (var_name, j), r in result.best_per_test.items()
+        ]
+        scans.sort(key=lambda r: -r["z_local"])
+        scan_result.update(
+            best={
+                "variable": result.variable,
+                "alpha": scanned[result.selection],
+                "window_gev": [float(edges[result.window[0]]), float(edges[result.window[1]])],
+                "whole_range": result.window == (0, len(edges) - 1),
+                "observed": result.observed,
+                "expected": result.expected,
+                "expected_error": result.expected_error,
+                "z_local": result.z_local,
+            },
+            z_local=result.z_local,
+            p_global=result.p_global,
+            z_global=result.z_global,
+            z_global_is_lower_limit=result.z_global_is_lower_limit,
+            npe=result.npe,
+            tests=result.tests,
+            per_variable=scans,
+        )
+    # the feature ranking at the leading selection (the most significant quoted one, else the loosest)
+    lead = config.alpha if config.alpha in alphas else (scan_result["best"] or {"alpha": alphas[0]})["alpha"]
     j = alphas.index(lead)
     ranking = []
     k = bounds[j]
@@ -476,16 +612,8 @@ def analyse(output: dict[str, Any], *, config: HuntConfig) -> dict[str, Any]:
         "selections": selections,
         "leading_alpha": lead,
         "ranking": ranking,
-        "scan": {
-            "best": best,
-            "z_local": result.z_local,
-            "p_global": result.p_global,
-            "z_global": result.z_global,
-            "z_global_is_lower_limit": result.z_global_is_lower_limit,
-            "npe": result.npe,
-            "tests": result.tests,
-            "per_variable": scans,
-        },
+        "n_validation": list(n_validation),
+        "scan": scan_result,
         "labelled": labelled,
         "composition_before_selection": composition_all,
     }
@@ -579,17 +707,37 @@ def _verdict(z_global: float, *, lower_limit: bool = False) -> str:
     return "no significant excess"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def simulation_warnings(classifier: dict, analysed: dict) -> list[str]:
+    """The report's opening warnings: the data-vs-simulation classifier above its AUC threshold, and
+    every alpha at which the detector's simulated acceptance is far above alpha."""
+    lines = []
+    if classifier["separates"]:
+        drivers = ", ".join(f"{f} (AUC {classifier['feature_auc'][f]:.2f})" for f in classifier["ranking"][:3])
+        lines.append(
+            f"**Warning: the simulation does not describe the data**: a classifier tells data from simulation "
+            f"with AUC {classifier['auc']:.3f} +- {classifier['auc_spread']:.3f} (> {classifier['threshold']:g}), "
+            f"driven by {drivers}; excesses over this simulation are not evidence of a process it lacks."
+        )
+    off = [s for s in analysed["selections"] if s["calibratable"] and s["acceptance"]["separates"]]
+    if off:
+        lines.append(
+            "**Warning: the detector separates simulation from data**: "
+            + "; ".join(
+                f"simulated acceptance {s['acceptance']['acceptance']:.2f} at alpha {s['alpha']:g}" for s in off
+            )
+            + f" (above {off[0]['acceptance']['tolerance']:g} x alpha at 3 sigma); no significance is quoted there."
+        )
+    return lines
+
+
 def summary_paragraph(check: dict, analysed: dict, events: Any, config: HuntConfig) -> str:
     """What was found, in words, with the numbers."""
     s = analysed["scan"]
     b = s["best"]
-    pair = b["variable"][2:].replace("_", "-")
-    where = (
-        f"in the number of selected events with a {pair} pair"
-        if b["whole_range"]
-        else f"in {b['variable']} between {b['window_gev'][0]:.0f} and {b['window_gev'][1]:.0f} GeV"
-    )
-    z_glob = f">= {s['z_global']:.2f}" if s["z_global_is_lower_limit"] else f"{s['z_global']:.2f}"
     parts = []
     if check["ok"]:
         parts.append(
@@ -604,15 +752,32 @@ def summary_paragraph(check: dict, analysed: dict, events: Any, config: HuntConf
             + ". Either the simulation mismodels these features or the data "
             "hold a process it lacks; the excesses below are relative to this model."
         )
-    parts.append(
-        f"With {config.k_folds}-fold {config.model.upper()} detectors trained on the data, the most "
-        f"significant local excess is {where} after the selection keeping alpha = {b['alpha']:g} of the data: "
-        f"{b['observed']:.0f} events observed, {b['expected']:.3g} +- {b['expected_error']:.2g} expected "
-        f"(local Z = {b['z_local']:.2f}). Over {len(analysed['alphas'])} selections, {len(MASS_FEATURES)} masses "
-        f"and their windows ({s['tests']} tests), the global significance is {z_glob} sigma "
-        f"(p = {s['p_global']:.3g}, {s['npe']} pseudo-experiments{'; none reached it' if s['z_global_is_lower_limit'] else ''}): "
-        f"**{_verdict(s['z_global'], lower_limit=s['z_global_is_lower_limit'])}**."
-    )
+    unquoted = [r for r in analysed["selections"] if not r["quoted"]]
+    if b is None:
+        parts.append(
+            f"With {config.k_folds}-fold {config.model.upper()} detectors trained on the data, **no significance "
+            "is quoted**: " + "; ".join(r["not_quoted"] for r in unquoted) + "."
+        )
+    else:
+        pair = b["variable"][2:].replace("_", "-")
+        where = (
+            f"in the number of selected events with a {pair} pair"
+            if b["whole_range"]
+            else f"in {b['variable']} between {b['window_gev'][0]:.0f} and {b['window_gev'][1]:.0f} GeV"
+        )
+        z_glob = f">= {s['z_global']:.2f}" if s["z_global_is_lower_limit"] else f"{s['z_global']:.2f}"
+        none = "; none reached it" if s["z_global_is_lower_limit"] else ""
+        parts.append(
+            f"With {config.k_folds}-fold {config.model.upper()} detectors trained on the data, the most "
+            f"significant local excess is {where} after the selection keeping alpha = {b['alpha']:g} of the data: "
+            f"{b['observed']:.0f} events observed, {b['expected']:.3g} +- {b['expected_error']:.2g} expected "
+            f"(local Z = {b['z_local']:.2f}). Over {_count(len(s['alphas']), 'quoted selection')}, {len(MASS_FEATURES)} masses "
+            f"and their windows ({s['tests']} tests), the global significance is {z_glob} sigma "
+            f"(p = {s['p_global']:.3g}, {s['npe']} pseudo-experiments{none}): "
+            f"**{_verdict(s['z_global'], lower_limit=s['z_global_is_lower_limit'])}**."
+        )
+        if unquoted:
+            parts.append("Not quoted: " + "; ".join(r["not_quoted"] for r in unquoted) + ".")
     top3 = list(analysed["ranking"][:3])
     if top3:
         parts.append(
@@ -677,11 +842,10 @@ def make_plots(
     )
     k = _selection(analysed, analysed["leading_alpha"])["first_bin"]
     best = analysed["scan"]["best"]
-    k_best = _selection(analysed, best["alpha"])["first_bin"]
-    for feature, first_bin, alpha, tag in (
-        (best["variable"], k_best, best["alpha"], "mass"),
-        (analysed["ranking"][0]["feature"], k, analysed["leading_alpha"], "feature"),
-    ):
+    shown = [(analysed["ranking"][0]["feature"], k, analysed["leading_alpha"], "feature")]
+    if best is not None:
+        shown.insert(0, (best["variable"], _selection(analysed, best["alpha"])["first_bin"], best["alpha"], "mass"))
+    for feature, first_bin, alpha, tag in shown:
         data = sh.feature("data", feature, first_bin=first_bin)
         mc = {label[r]: sh.feature(r, feature, first_bin=first_bin) * norm for r in roles}
         pngs.append(
@@ -697,10 +861,12 @@ def make_plots(
     return pngs
 
 
-def format_report(paragraph: str, check: dict, analysed: dict, meta: dict, pngs: list[Path]) -> str:
+def format_report(paragraph: str, check: dict, analysed: dict, meta: dict, pngs: list[Path], classifier: dict) -> str:
+    warnings = simulation_warnings(classifier, analysed)
     lines = [
         "# Anomaly hunt",
         "",
+        *(line for w in warnings for line in (w, "")),
         paragraph,
         "",
         f"Data: {meta['data_description']}; {analysed['n_data']:.0f} events pass the `{meta['selection']}` "
@@ -720,24 +886,50 @@ def format_report(paragraph: str, check: dict, analysed: dict, meta: dict, pngs:
             f"{r['norm_ratio_error']:.2g} | {fmt(r['chi2'])} / {r['ndf']} | {r['p_value']:.2g} | "
             f"{fmt(r['shape_chi2'])} / {r['shape_ndf']} | {r['shape_p_value']:.2g} |"
         )
+    c = classifier
+    negative = f"; {c['negative_weights']} negative weights taken as |w|" if c["negative_weights"] else ""
     lines += [
+        "",
+        "## Data against simulation: a classifier (before any anomaly selection)",
+        "",
+        f"A {c['k_folds']}-fold XGBoost classifier of the {c['n_data']} data events against the {c['n_simulation']} "
+        f"simulated ones on the detector's inputs (`{c['feature_set']}`; each class weighted to the same total"
+        f"{negative}): out-of-fold AUC **{c['auc']:.3f}** +- {c['auc_spread']:.3f} (spread over the folds: "
+        f"{', '.join(f'{a:.3f}' for a in c['auc_folds'])}); 0.5 where the simulation describes the data, "
+        f"above {c['threshold']:g} a warning. The features that tell them apart, by their own AUC:",
+        "",
+        "| feature | AUC (data vs simulation) |",
+        "| --- | --- |",
+        *(f"| {f} | {c['feature_auc'][f]:.3f} |" for f in c["ranking"][:8]),
         "",
         "## Anomaly selections",
         "",
-        "| alpha | rarity threshold | data | expected (normalised simulation) | local Z | "
+        f"Calibration: {len(analysed['n_validation'])} folds of {', '.join(map(str, analysed['n_validation']))} "
+        "validation events; a selection's simulated acceptance (the fraction of the simulation it keeps) is "
+        "compared with alpha (3-sigma interval).",
+        "",
+        "| alpha | rarity threshold | data | expected (normalised simulation) | simulated acceptance | local Z | "
         + ("hidden composition (validation) |" if analysed["labelled"] else "|"),
-        "| --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for s in analysed["selections"]:
         comp = ", ".join(f"{p} {f:.0%}" for p, f in sorted(s.get("composition", {}).items(), key=lambda x: -x[1]))
+        if not s["calibratable"]:  # nothing to show but why
+            lines.append(f"| {s['alpha']:g} | - | - | - | - | not quoted: {s['not_quoted']} | |")
+            continue
+        acc = s["acceptance"]
+        z = f"{s['z_local']:.2f}" if s["quoted"] else f"not quoted: {s['not_quoted']}"
         lines.append(
             f"| {s['alpha']:g} | {s['threshold']:.3g} | {s['observed']:.0f} | {s['expected']:.3g} +- "
-            f"{s['expected_error']:.2g} | {s['z_local']:.2f} | {comp} |"
+            f"{s['expected_error']:.2g} | {acc['acceptance']:.3g} ({acc['low']:.2g}-{acc['high']:.2g}) | {z} | {comp} |"
         )
     sc = analysed["scan"]
     lines += [
         "",
-        f"## Mass scan (global: {sc['tests']} tests, {sc['npe']} pseudo-experiments)",
+        f"## Mass scan (global: {sc['tests']} tests over alpha = {', '.join(f'{a:g}' for a in sc['alphas'])}, "
+        f"{sc['npe']} pseudo-experiments)"
+        if sc["best"] is not None
+        else "## Mass scan: not run (no selection quoted)",
         "",
         "| mass | alpha | window [GeV] | observed | expected | local Z |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -783,7 +975,7 @@ def run_hunt(
 
     ``samples_dir`` (default ``out/samples``): the productions, reused where finished.
     """
-    from cms_anomaly.models.scorers import KFoldScorer
+    from cms_anomaly.models.scorers import KFoldScorer, calibration_path
     from cms_anomaly.processors.folds import KFold
 
     out = Path(out)
@@ -809,6 +1001,9 @@ def run_hunt(
             f">= {MIN_DATA_EVENTS} to train {config.k_folds} detectors on the data"
         )
     check = background_check(first, config)
+    t = time.perf_counter()
+    classifier = simulation_classifier(out / "pass1" / "features", config)
+    times["classifier"] = time.perf_counter() - t
 
     t = time.perf_counter()
     paths = train_folds(out / "pass1" / "features", out / "models", config)
@@ -829,7 +1024,8 @@ def run_hunt(
     times["pass2"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    analysed = analyse(second, config=config)
+    n_validation = [len(np.load(calibration_path(p), allow_pickle=False)) for p in paths]
+    analysed = analyse(second, config=config, n_validation=n_validation)
     report_dir = analysis.fresh_report_dir(out)
     events, event_paths = event_list(second, analysed, report_dir)
     paragraph = summary_paragraph(check, analysed, events, config)
@@ -860,22 +1056,32 @@ def run_hunt(
         },
         "histograms": str(out / "pass2" / "histograms.coffea"),
     }
-    markdown = format_report(paragraph, check, analysed, meta, pngs)
+    markdown = format_report(paragraph, check, analysed, meta, pngs, classifier)
     summary = analysis.write_report(
         report_dir,
         markdown=markdown,
-        payload={**meta, "summary": paragraph, "background_check": check, "result": analysed},
+        payload={
+            **meta,
+            "summary": paragraph,
+            "warnings": simulation_warnings(classifier, analysed),
+            "background_check": check,
+            "classifier": classifier,
+            "result": analysed,
+        },
         title="Anomaly hunt",
     )
     sc = analysed["scan"]
+    nan = float("nan")
     return HuntResult(
         summary=summary,
         events=event_paths["csv"],
         background_ok=check["ok"],
-        z_local=sc["z_local"],
-        z_global=sc["z_global"],
-        p_global=sc["p_global"],
-        best=sc["best"],
+        simulation_ok=not simulation_warnings(classifier, analysed),
+        classifier_auc=classifier["auc"],
+        z_local=nan if sc["z_local"] is None else sc["z_local"],
+        z_global=nan if sc["z_global"] is None else sc["z_global"],
+        p_global=nan if sc["p_global"] is None else sc["p_global"],
+        best=sc["best"] or {},
         ranked_features=[r["feature"] for r in analysed["ranking"]],
         selected_composition={f"{s['alpha']:g}": s.get("composition", {}) for s in analysed["selections"]},
         composition=analysed["composition_before_selection"],

@@ -49,11 +49,9 @@ def fpr(args: argparse.Namespace) -> list[str]:
         r = run_hunt(
             Path(args.out) / f"seed{seed}", _config(args, seed=seed, simulation_seed=1000), samples_dir=_samples(args)
         )
-        b = r.best
         zs.append(r.z_global)
         lines.append(
-            f"| {seed} | {_n_data(r)} | {r.background_ok} | {b['variable']}, "
-            f"{b['alpha']:g}, {b['window_gev'][0]:.0f}-{b['window_gev'][1]:.0f} | {r.z_local:.2f} | "
+            f"| {seed} | {_n_data(r)} | {r.background_ok} | {_best(r)} | {r.z_local:.2f} | "
             f"{r.z_global:.2f} | {r.p_global:.3g} | {time.perf_counter() - t:.0f} |"
         )
         print(lines[-1], flush=True)
@@ -64,6 +62,14 @@ def fpr(args: argparse.Namespace) -> list[str]:
         f"{above / len(zs):.2f}; a calibrated test gives 0.023).",
     ]
     return lines
+
+
+def _best(result) -> str:
+    """The best window as 'mass, alpha, window', or why none is quoted (no selection passed the checks)."""
+    b = result.best
+    if not b:
+        return "not quoted"
+    return f"{b['variable']}, {b['alpha']:g}, {b['window_gev'][0]:.0f}-{b['window_gev'][1]:.0f}"
 
 
 def _samples(args: argparse.Namespace) -> Path:
@@ -94,10 +100,9 @@ def injection(args: argparse.Namespace) -> list[str]:
 
         top = pd.read_csv(r.events).head(10)
         in_top = float((top.get("true_process", pd.Series(dtype=str)) == args.card).mean()) if len(top) else 0.0
-        b = r.best
         lines.append(
             f"| {f:g} | {r.composition.get(args.card, 0.0):.3f} | {r.selected_composition.get('0.01', {}).get(args.card, 0.0):.2f} | "
-            f"{in_top:.1f} | {b['variable']}, {b['alpha']:g}, {b['window_gev'][0]:.0f}-{b['window_gev'][1]:.0f} | "
+            f"{in_top:.1f} | {_best(r)} | "
             f"{r.z_local:.2f} | {r.z_global:.2f}{'+' if r.z_global >= 3.0 and r.p_global < 2 / args.npe else ''} | "
             f"{', '.join(r.ranked_features[:3])} |"
         )

@@ -15,6 +15,7 @@ No files, no plots, no other package of this project. One topic per module:
 ``bumphunt``      BumpHunter scans through pyBumpHunter
 ``compare``       data vs simulation: chi^2 with the simulation's error, sparse bins merged
 ``scan``          window scans over selections and variables, global significance (look-elsewhere)
+``calibration``   the alphas a calibrated selection resolves; simulated acceptance vs alpha
 ================  ==================================================================
 
 Score convention: larger = more anomalous; an event is selected when ``score > threshold``.
@@ -48,6 +49,15 @@ from cms_anomaly.stats.astf import (
     AstfResult,
     astf,
     astf_comparison,
+)
+from cms_anomaly.stats.calibration import (
+    ACCEPTANCE_TOLERANCE,
+    MIN_CALIBRATION_COUNT,
+    THREE_SIGMA_CL,
+    AcceptanceCheck,
+    acceptance_check,
+    calibratable,
+    min_validation_events,
 )
 from cms_anomaly.stats.compare import (
     Comparison,
@@ -108,13 +118,17 @@ from cms_anomaly.stats.thresholds import (
 )
 
 __all__ = [
+    "ACCEPTANCE_TOLERANCE",
     "LUMI_PER_MONTH_FB",
+    "MIN_CALIBRATION_COUNT",
     "MIN_EVENTS_ABOVE",
     "ONE_SIGMA_CL",
     "SM_WORKING_POINTS",
+    "THREE_SIGMA_CL",
     "Z_MAX",
     "AbcdCounts",
     "AbcdPrediction",
+    "AcceptanceCheck",
     "AstfResult",
     "BinomialInterval",
     "Comparison",
@@ -129,10 +143,12 @@ __all__ = [
     "abcd_signal_strength",
     "abcd_significance",
     "abcd_trigger_prescales",
+    "acceptance_check",
     "agresti_coull_interval",
     "astf",
     "astf_comparison",
     "auc",
+    "calibratable",
     "compare_counts",
     "diagonal_threshold_bins",
     "diagonal_thresholds",
@@ -145,6 +161,7 @@ __all__ = [
     "events_per_month",
     "lr_plus",
     "merge_groups",
+    "min_validation_events",
     "on_off_p",
     "on_off_significance",
     "poisson_significance",

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from cms_anomaly.analyses.analysis import Execution
 from cms_anomaly.analyses.hunt import HuntConfig, run_hunt
+from cms_anomaly.models.scorers import calibration_path
 
 #: a fifth of the default productions: ~9 pb^-1, ~500 events after the top_rediscovery selection
 SMALL = {"wjets": 8000, "zjets": 1000, "ttbar": 750}
@@ -79,6 +80,21 @@ def test_without_a_signal_nothing_is_found(null):
     for s in payload["result"]["selections"]:  # each threshold keeps at most alpha of the data
         assert s["observed"] <= s["alpha"] * payload["result"]["n_data"] + 1e-9
     assert payload["result"]["selections"][0]["observed"] > 0.05 * payload["result"]["n_data"]
+    # the simulation describes the pseudo-data (another production of the same processes): the classifier
+    # of data against simulation is near 0.5, and no selection passes the simulation far more than alpha
+    assert null.simulation_ok
+    assert abs(null.classifier_auc - 0.5) < 0.05
+    assert "Warning" not in text
+    # ~460 events in 3 folds, half of the training events for validation: ~150 per fold (the calibration
+    # files), which calibrate alpha = 0.1 (15 above the threshold >= 5) but not 0.01 (1.5) nor 0.001
+    n_val = [len(np.load(calibration_path(m))) for m in payload["models"]]
+    assert 100 < min(n_val) <= max(n_val) < 250
+    selections = payload["result"]["selections"]
+    assert [s["calibratable"] for s in selections] == [True, False, False]
+    for s in selections[1:]:
+        assert s["z_local"] is None
+        assert f"alpha = {s['alpha']:g} cannot be calibrated with 3 folds of ~{round(np.mean(n_val))}" in text
+    assert payload["result"]["scan"]["alphas"] == [0.1]
 
 
 def _distinguishing_features(work: Path, top: int = 6) -> list[str]:
@@ -111,6 +127,10 @@ def test_a_hidden_signal_is_found_listed_and_characterised(injected, work):
     top = pd.read_csv(injected.events).head(10)
     assert (top["true_process"] == SIGNAL).mean() >= 0.5
     assert injected.z_global >= 3.0
+    # a hidden process of ~9 % of the selected events raises the classifier's AUC by at most ~0.045 and
+    # lowers the simulated acceptance below alpha: neither check may silence the excess
+    assert injected.simulation_ok
+    assert injected.classifier_auc < 0.6
     assert (
         "evidence for an excess" in injected.summary.read_text() or "significant excess" in injected.summary.read_text()
     )
