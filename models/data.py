@@ -8,6 +8,7 @@ column per scalar feature, the list columns ``objects`` (57 floats) and ``rmm``
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,17 @@ def read_dataset(
         run=np.concatenate(runs)[:max_events] if has_ids else None,
         event=np.concatenate(evs)[:max_events] if has_ids else None,
     )
+
+
+def dataset_needs(features_dir: str | Path, datasets: Iterable[str]) -> dict[str, frozenset[str]]:
+    """``{dataset: feature needs its input met}`` from the feature tables' footers
+    (:func:`cms_anomaly.processors.feature_io.needs_met`)."""
+    from cms_anomaly.processors import feature_io
+
+    try:
+        return {d: feature_io.needs_met(Path(features_dir) / d) for d in datasets}
+    except feature_io.FeatureTableError as err:
+        raise FeatureTableError(str(err)) from err
 
 
 def read_samples(
