@@ -201,6 +201,14 @@ def test_processor_records_the_needs_met_and_training_drops_pf_features(real_nan
     assert set(dropped) == set(PF_FEATURES)
     assert not set(fs.columns) & set(PF_FEATURES)
     assert all("missing in dy" in why for why in dropped.values())
+    # reading the full HLF-24 for a job over both is refused, naming the feature and the dataset
+    from cms_anomaly.models.data import read_samples
+    from cms_anomaly.models.errors import FeatureNeedsError
+    from cms_anomaly.models.feature_sets import get_feature_set
+
+    with pytest.raises(FeatureNeedsError, match=r"n_ch_had \(needs PF candidates .*missing in dy\)"):
+        read_samples(features, feature_set=get_feature_set("hlf24"))
+    assert set(read_samples(features, feature_set=fs)) == {"dy", "pfnano"}
     fs, dropped = feature_set_for_job("hlf24", features_dir=features, datasets=["pfnano"])
     assert fs.columns == HLF24
     assert not dropped
