@@ -92,7 +92,8 @@ class EventObjects:
     met_phi: np.ndarray
     genweight: np.ndarray
     has_pfcands: bool
-    #: the jets carry ``nConstituents`` and the four energy fractions (:data:`JET_CONTENT`)
+    #: the jets carry ``nConstituents`` and the four energy fractions
+    #: (:data:`~cms_anomaly.processors.feature_spec.JET_CONTENT`)
     has_jet_content: bool = False
     #: PF-candidate multiplicities (``None`` where the file has no PF candidates)
     pf_multiplicities: PFMultiplicities | None = None
@@ -721,9 +722,12 @@ def build_objects(
     cleaners = (*leptons, photons)
 
     content = {k: get(f"jet.{k}", "jet content") for k in schema.JET_CONTENT_FIELDS}
+    # re-clustered jets are no NanoAOD jets: the file's jet content does not describe them
     has_content = all(v is not None for v in content.values()) and not config.recluster_jets
     if not has_content:
-        _notice_once(source, "%s: no jet content (Jet_nConstituents, Jet_*EF): set to -1", source or variant.name)
+        _notice_once(
+            source, "%s: no jet content (Jet_nConstituents, Jet_*EF) for these jets: set to -1", source or variant.name
+        )
     content_columns = {k: v for k, v in content.items() if has_content}
     nano_jets = FlatCollection.from_columns(
         {

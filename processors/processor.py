@@ -10,7 +10,8 @@ Output per dataset::
                "hists": {name: hist.Hist}, "feature_files": [paths],
                "missing_collections": {collection: chunks}, "needs_unmet": {need: chunks}}}
 
-(``needs_unmet``: the chunks whose file lacks what a feature needs, :data:`~.feature_spec.NEEDS`;
+(``needs_unmet``: the chunks whose file lacks what a feature needs,
+:data:`~cms_anomaly.processors.feature_spec.NEEDS`;
 :func:`needs_met` reads it.)
 
 (the runner adds ``"skipped_files"`` with ``skip_bad_files``). The same processor runs through
