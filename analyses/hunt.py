@@ -75,7 +75,9 @@ MASS_FEATURES: tuple[str, ...] = (
     "m_mu_e",
     "m_e_e",
 )
-#: model inputs checked data vs simulation before any anomaly selection (with the masses)
+#: model inputs checked data vs simulation before any anomaly selection (with the masses): those of
+#: HLF_NANO, which standard NanoAOD (collision data) carries; a feature whose needs a dataset does not
+#: meet is left out of the check (:func:`background_check`)
 CHECK_FEATURES: tuple[str, ...] = (
     "ht",
     "m_jets",
@@ -88,9 +90,11 @@ CHECK_FEATURES: tuple[str, ...] = (
     "pt_tot_ele",
     "m_ele",
     "n_ele",
-    "n_neu_had",
-    "n_ch_had",
-    "n_photons",
+    "n_constituents",
+    "jet_chhef",
+    "jet_nehef",
+    "jet_chemef",
+    "jet_neemef",
     "pt_lep",
     "eta_lep",
     "charge_lep",
@@ -143,8 +147,9 @@ class HuntConfig:
     seed: int = 1
     device: str = "auto"
     selection: str = "top_rediscovery"
-    #: the detector's inputs: None for HLF-24 (Knapp et al.'s muon + jets features), or the ADC object
-    #: array (MET, 4 e, 4 mu, 10 jets x pT, eta, phi) for the double AE, which is built for it
+    #: the detector's inputs: None for HLF_NANO (Knapp et al.'s muon + jets features as standard
+    #: NanoAOD, i.e. collision data, has them), or the ADC object array (MET, 4 e, 4 mu, 10 jets x pT,
+    #: eta, phi) for the double AE, which is built for it
     feature_set: str | None = None
     #: the background model "does not describe the data" if the normalisation is off by more than this
     #: (a luminosity and cross-section uncertainty) and by > 3 sigma statistically, or if a shape
@@ -264,13 +269,20 @@ def _simulation_roles(output: dict) -> list[str]:
 
 # ------------------------------------------------------------------------------------- step 3
 def background_check(output: dict, config: HuntConfig) -> dict[str, Any]:
-    """Data vs the summed simulation per feature before any anomaly selection, most discrepant first."""
+    """Data vs the summed simulation per feature before any anomaly selection, most discrepant first.
+
+    A feature whose needs (:data:`~cms_anomaly.processors.feature_spec.NEEDS`) a dataset does not meet
+    is left out (``dropped``: the feature and why): its placeholder in that dataset is no measurement.
+    """
+    from cms_anomaly.processors.feature_spec import usable_features
     from cms_anomaly.processors.histograms import nominal
+    from cms_anomaly.processors.processor import needs_met
     from cms_anomaly.stats import compare_counts
 
     roles = _simulation_roles(output)
+    checked, dropped = usable_features(CHECK_FEATURES, needs_met(output))
     rows = []
-    for name in CHECK_FEATURES:
+    for name in checked:
         found = [output[d]["hists"].get(name) for d in ("data", *roles)]
         if any(h is None for h in found):
             continue
@@ -322,19 +334,20 @@ def background_check(output: dict, config: HuntConfig) -> dict[str, Any]:
         "shape_p_value_cut": cut,
         "ok": not problems,
         "problems": problems,
+        "dropped": dropped,
     }
 
 
-def simulation_classifier(features_dir: Path, config: HuntConfig) -> dict[str, Any]:
-    """A k-fold classifier of the data against the simulation on the detector's inputs, before any
-    anomaly selection (:func:`~cms_anomaly.models.datasim.classify_data_vs_simulation`): its AUC, the
-    features that drive it, and whether it is above :attr:`HuntConfig.auc_threshold`."""
+def simulation_classifier(features_dir: Path, config: HuntConfig, feature_set: Any = None) -> dict[str, Any]:
+    """A k-fold classifier of the data against the simulation on the detector's inputs (``feature_set``,
+    default :func:`detector_inputs`), before any anomaly selection
+    (:func:`~cms_anomaly.models.datasim.classify_data_vs_simulation`): its AUC, the features that drive
+    it, and whether it is above :attr:`HuntConfig.auc_threshold`."""
     from cms_anomaly.models.data import list_datasets, read_samples
     from cms_anomaly.models.datasim import classify_data_vs_simulation
     from cms_anomaly.models.errors import TrainingError
-    from cms_anomaly.models.feature_sets import get_feature_set
 
-    fs = get_feature_set(inputs(config))
+    fs = feature_set if feature_set is not None else detector_inputs(features_dir, config)[0]
     samples = read_samples(features_dir, feature_set=fs)  # the datasets with events
     if "data" not in samples:
         raise HuntError(f"{features_dir}: no data feature table for the data-vs-simulation classifier")
@@ -369,17 +382,32 @@ def simulation_classifier(features_dir: Path, config: HuntConfig) -> dict[str, A
 
 
 # ------------------------------------------------------------------------------------- step 4
-def train_folds(features_dir: Path, out: Path, config: HuntConfig) -> list[Path]:
-    """k models, model i trained on the data outside fold i, each with its calibration file."""
+def detector_inputs(features_dir: Path, config: HuntConfig) -> tuple[Any, dict[str, str]]:
+    """The detector's feature set (:func:`inputs`) without the features a dataset of the job (the data
+    or a simulated process) cannot compute, and the dropped ones with the reason."""
+    from cms_anomaly.models.errors import ModelError
+    from cms_anomaly.models.pipeline import feature_set_for_job
+
+    try:
+        return feature_set_for_job(inputs(config), features_dir=features_dir, datasets=None)
+    except ModelError as err:
+        raise HuntError(f"detector inputs: {err}") from None
+
+
+def train_folds(features_dir: Path, out: Path, config: HuntConfig, feature_set: Any = None) -> list[Path]:
+    """k models, model i trained on the data outside fold i, each with its calibration file.
+
+    ``feature_set``: the checked inputs (default :func:`detector_inputs`): no model trains on a feature
+    a dataset of the job lacks.
+    """
     from cms_anomaly.models.data import read_samples, validation_mask
-    from cms_anomaly.models.feature_sets import get_feature_set
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export
     from cms_anomaly.models.scorers import load_scorer, write_calibration
     from cms_anomaly.processors.folds import KFold
 
     if config.model not in MODELS:
         raise HuntError(f"unknown model {config.model!r}: choose one of {', '.join(MODELS)}")
-    fs = get_feature_set(inputs(config))
+    fs = feature_set if feature_set is not None else detector_inputs(features_dir, config)[0]
     data = read_samples(features_dir, feature_set=fs, datasets=["data"])["data"]
     if data.run is None or data.event is None:
         raise HuntError(f"{features_dir / 'data'}: the feature tables have no run/event columns for the folds")
@@ -392,7 +420,7 @@ def train_folds(features_dir: Path, out: Path, config: HuntConfig) -> list[Path]
             config.model,
             features_dir=features_dir,
             out_dir=out / f"fold{i}",
-            feature_set=fs.name,
+            feature_set=fs,
             options=options,
             samples={"data": train},
             name=f"{config.model.replace('-', '_')}_fold{i}",
@@ -411,7 +439,7 @@ def train_folds(features_dir: Path, out: Path, config: HuntConfig) -> list[Path]
 
 def inputs(config: HuntConfig) -> str:
     """The feature set the hunt's detector reads (see :attr:`HuntConfig.feature_set`)."""
-    return config.feature_set or ("objects" if config.model == "double-ae" else "hlf24")
+    return config.feature_set or ("objects" if config.model == "double-ae" else "hlf_nano")
 
 
 # ------------------------------------------------------------------------------------- step 6
@@ -874,6 +902,26 @@ def format_report(paragraph: str, check: dict, analysed: dict, meta: dict, pngs:
         f"Detector: {meta['k_folds']}-fold {meta['model']} on `{meta['feature_set']}`; every event is scored by "
         "the model that did not train on its fold. Events: [events.html](events.html), `events.csv`, "
         "`events.parquet`.",
+        *(
+            [
+                "",
+                "Features dropped from the detector's inputs (a dataset of the job cannot compute them): "
+                + "; ".join(f"`{k}` ({v})" for k, v in meta["dropped_features"].items())
+                + ".",
+            ]
+            if meta.get("dropped_features")
+            else []
+        ),
+        *(
+            [
+                "",
+                "Left out of the background-model check: "
+                + "; ".join(f"`{k}` ({v})" for k, v in check["dropped"].items())
+                + ".",
+            ]
+            if check.get("dropped")
+            else []
+        ),
         "",
         "## Background-model check (before any anomaly selection)",
         "",
@@ -1001,12 +1049,13 @@ def run_hunt(
             f">= {MIN_DATA_EVENTS} to train {config.k_folds} detectors on the data"
         )
     check = background_check(first, config)
+    detector_fs, dropped = detector_inputs(out / "pass1" / "features", config)
     t = time.perf_counter()
-    classifier = simulation_classifier(out / "pass1" / "features", config)
+    classifier = simulation_classifier(out / "pass1" / "features", config, detector_fs)
     times["classifier"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    paths = train_folds(out / "pass1" / "features", out / "models", config)
+    paths = train_folds(out / "pass1" / "features", out / "models", config, detector_fs)
     times["training"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -1049,6 +1098,8 @@ def run_hunt(
         "model": config.model,
         "k_folds": config.k_folds,
         "feature_set": inputs(config),
+        "features": list(detector_fs.columns),
+        "dropped_features": dropped,
         "models": [str(p) for p in paths],
         "seconds": times,
         "skipped_files": {

@@ -52,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="generate the processes whose card has a [bias] table (--list marks them) with Pythia's "
         "phase-space bias: hard events sampled more often, each with its compensating genWeight",
     )
+    p.add_argument(
+        "--data-like",
+        action="store_true",
+        help="write the files as collision-data NanoAOD has them: no PFCands_*, no generator branches "
+        "(GenPart_*, genWeight, generator matching of the objects), marked is_data with its lumi_pb in the fileset",
+    )
     p.set_defaults(func=_generate)
     register_opendata(subparsers)
 
@@ -170,6 +176,7 @@ def _generate(args: argparse.Namespace) -> int:
         workers=args.workers,
         sqrt_s=args.sqrt_s,
         tail_bias=args.tail_bias,
+        data_like=args.data_like,
     )
     print(production.summarise(result))
     return 0

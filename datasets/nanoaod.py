@@ -29,15 +29,22 @@ class NanoAODWriteError(RuntimeError):
 
 
 def event_branches(
-    *, run: np.ndarray, lumi: np.ndarray, event: np.ndarray, weight: np.ndarray, collections: Mapping[str, ak.Array]
+    *,
+    run: np.ndarray,
+    lumi: np.ndarray,
+    event: np.ndarray,
+    weight: np.ndarray | None,
+    collections: Mapping[str, ak.Array],
 ) -> dict:
-    """Assemble the ``Events`` branches of one batch: event ids, ``genWeight``, flat ``MET_*`` and jagged collections."""
+    """Assemble the ``Events`` branches of one batch: event ids, ``genWeight`` (none for ``weight=None``:
+    collision data), flat ``MET_*`` and jagged collections."""
     branches: dict[str, object] = {
         "run": np.asarray(run, dtype=np.uint32),
         "luminosityBlock": np.asarray(lumi, dtype=np.uint32),
         "event": np.asarray(event, dtype=np.uint64),
-        "genWeight": np.asarray(weight, dtype=np.float32),
     }
+    if weight is not None:
+        branches["genWeight"] = np.asarray(weight, dtype=np.float32)
     for name, arr in collections.items():
         if arr.ndim == 1:  # flat record, e.g. MET -> MET_pt, MET_phi
             for field in arr.fields:

@@ -73,6 +73,8 @@ class FileJob:
     sqrt_s: float = SQRT_S
     #: generate with the card's phase-space bias (weighted events; files named ``..._tail_<index>``)
     tail_bias: bool = False
+    #: write files like collision data (:func:`as_collision_data`; files named ``..._data_<index>``)
+    data_like: bool = False
 
     @property
     def bias(self) -> PhaseSpaceBias | None:
@@ -80,7 +82,7 @@ class FileJob:
 
     @property
     def path(self) -> Path:
-        tag = "_tail" if self.tail_bias else ""
+        tag = ("_tail" if self.tail_bias else "") + ("_data" if self.data_like else "")
         return Path(self.out_dir) / self.card.name / f"{self.card.name}_s{self.base_seed}{tag}_{self.index:04d}.root"
 
     @property
@@ -106,6 +108,7 @@ class FileJob:
             # only when not the default, so that finished 13 TeV files of earlier versions still resume
             **({"sqrt_s": self.sqrt_s} if self.sqrt_s != SQRT_S else {}),
             **({"tail_bias": asdict(self.bias)} if self.bias is not None else {}),
+            **({"data_like": True} if self.data_like else {}),
         }
 
 
@@ -118,6 +121,7 @@ def plan_jobs(
     out: str | os.PathLike,
     sqrt_s: float = SQRT_S,
     tail_bias: bool = False,
+    data_like: bool = False,
 ) -> list[FileJob]:
     """Split the events of each process (one number for all, or per process name) into file jobs.
 
@@ -146,6 +150,7 @@ def plan_jobs(
                     first_event=index * per_file + 1,
                     sqrt_s=float(sqrt_s),
                     tail_bias=tail_bias and card.bias is not None,
+                    data_like=data_like,
                 )
             )
     return jobs
@@ -199,6 +204,33 @@ def _write_json_atomic(path: Path, payload: object) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
+#: collections collision-data NanoAOD does not have: the PF candidates (PFNano only) and the generator record
+MC_ONLY_COLLECTIONS: tuple[str, ...] = ("PFCands", "JetPFCands", "GenPart")
+#: fields of reconstructed objects that only simulation has (generator matching and flavour)
+MC_ONLY_FIELDS: tuple[str, ...] = (
+    "genPartIdx",
+    "genPartFlav",
+    "genJetIdx",
+    "hadronFlavour",
+    "partonFlavour",
+    "nBHadrons",
+    "nCHadrons",
+)
+
+
+def as_collision_data(collections: Mapping[str, ak.Array]) -> dict[str, ak.Array]:
+    """The collections of one batch as collision-data NanoAOD has them: no PF candidates, no generator
+    collection (:data:`MC_ONLY_COLLECTIONS`, any ``Gen*``), no generator fields of reconstructed
+    objects (:data:`MC_ONLY_FIELDS`); ``genWeight`` is left out by the writer."""
+    out = {}
+    for name, arr in collections.items():
+        if name in MC_ONLY_COLLECTIONS or name.startswith("Gen"):
+            continue
+        keep = [f for f in arr.fields if f not in MC_ONLY_FIELDS]
+        out[name] = arr[keep] if len(keep) < len(arr.fields) else arr
+    return out
+
+
 def _event_batches(
     job: FileJob, generator: PythiaGenerator, config: DetectorConfig, timings: dict[str, float]
 ) -> Iterator[dict]:
@@ -215,12 +247,14 @@ def _event_batches(
         batch, weights = item
         charges = generator.charges(ak.to_numpy(ak.flatten(batch.prt.id)))  # flat, in event-record order
         collections = simulate(batch, charges, rng=rng, config=config)
+        if job.data_like:
+            collections = as_collision_data(collections)
         n = len(batch)
         branches = event_branches(
             run=np.ones(n),
             lumi=np.full(n, job.index + 1),
             event=np.arange(next_event, next_event + n),
-            weight=weights,
+            weight=None if job.data_like else weights,
             collections=collections,
         )
         next_event += n
@@ -242,6 +276,8 @@ def run_job(job: FileJob, config: DetectorConfig = DetectorConfig()) -> dict:
 
     def runs() -> dict:
         n = generator.n_accepted
+        if job.data_like:  # collision data: no generator bookkeeping
+            return {"run": np.array([1], dtype=np.uint32)}
         return {
             "run": np.array([1], dtype=np.uint32),
             "genEventCount": np.array([n], dtype=np.int64),
@@ -301,9 +337,16 @@ def build_fileset(results: Sequence[dict], *, seed: int) -> dict:
                 "n_eff": sumw**2 / sumw2 if sumw2 > 0 else 0.0,
                 "tail_bias": rows[0].get("tail_bias"),
                 "is_signal": bool(rows[0]["is_signal"]),
-                "is_data": False,
+                # data-like files (--data-like) are analysed as data: weight 1, no genWeight
+                "is_data": bool(rows[0].get("data_like", False)),
                 "seed": seed,
                 "sqrt_s": rows[0].get("sqrt_s", SQRT_S),
+                # a data-like production's integrated luminosity: its unweighted events over the cross section
+                **(
+                    {"lumi_pb": sum(r["events"] for r in rows) / (sigma_gen * efficiency)}
+                    if rows[0].get("data_like")
+                    else {}
+                ),
                 "generator": "pythia8mc 8.317.2, Monash tune",
             },
         }
@@ -421,6 +464,7 @@ def produce(
     workers: int | None = None,
     sqrt_s: float = SQRT_S,
     tail_bias: bool = False,
+    data_like: bool = False,
 ) -> dict:
     """Generate ``events`` events of every process (or ``events[name]``) into ``out``; write ``out/fileset.json``.
 
@@ -429,17 +473,28 @@ def produce(
     ``[bias]`` table with Pythia's phase-space bias: hard events are sampled more often and carry
     the compensating ``genWeight``; ``sumw``, ``sumw2`` and ``n_eff`` in the fileset account for it.
     ``executor`` is one of :data:`EXECUTORS`; ``workers`` sizes the local cluster or process pool.
+    ``data_like`` writes the files as collision-data NanoAOD has them (:func:`as_collision_data`: no
+    PF candidates, no generator branches, no ``genWeight``), marked ``is_data`` in the fileset.
 
     Returns
     -------
     dict
         ``{"fileset": path, "datasets": fileset, "results": per-file bookkeeping}``.
     """
+    if data_like and tail_bias:
+        raise ValueError("--data-like files carry no genWeight: they cannot be generated with --tail-bias")
     cards = [load_card(p) for p in processes]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(
-        cards, events=events, events_per_file=events_per_file, seed=seed, out=out, sqrt_s=sqrt_s, tail_bias=tail_bias
+        cards,
+        events=events,
+        events_per_file=events_per_file,
+        seed=seed,
+        out=out,
+        sqrt_s=sqrt_s,
+        tail_bias=tail_bias,
+        data_like=data_like,
     )
     if tail_bias:
         plain = [c.name for c in cards if c.bias is None]

@@ -8,12 +8,13 @@ column per scalar feature, the list columns ``objects`` (57 floats) and ``rmm``
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cms_anomaly.models.errors import FeatureTableError
+from cms_anomaly.models.errors import FeatureNeedsError, FeatureTableError
 from cms_anomaly.models.feature_sets import FeatureSet
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,17 @@ def read_dataset(
     )
 
 
+def dataset_needs(features_dir: str | Path, datasets: Iterable[str]) -> dict[str, frozenset[str]]:
+    """``{dataset: feature needs its input met}`` from the feature tables' footers
+    (:func:`cms_anomaly.processors.feature_io.needs_met`)."""
+    from cms_anomaly.processors import feature_io
+
+    try:
+        return {d: feature_io.needs_met(Path(features_dir) / d) for d in datasets}
+    except feature_io.FeatureTableError as err:
+        raise FeatureTableError(str(err)) from err
+
+
 def read_samples(
     features_dir: str | Path,
     *,
@@ -206,7 +218,24 @@ def read_samples(
             log.warning("no events in dataset(s) %s of %s: skipped", ", ".join(skipped), features_dir)
     else:
         names = list(datasets)
+    refuse_unmet_needs(features_dir, names, feature_set)
     return {n: read_dataset(features_dir, n, feature_set=feature_set, max_events=max_events) for n in names}
+
+
+def refuse_unmet_needs(features_dir: str | Path, datasets: Iterable[str], feature_set: FeatureSet) -> None:
+    """Raise :class:`FeatureNeedsError` if a column of ``feature_set`` needs what a dataset's input lacked
+    (its value there is a placeholder, no measurement): no model reads such a column.
+    :func:`cms_anomaly.models.pipeline.feature_set_for_job` gives the set without them."""
+    from cms_anomaly.processors.feature_spec import usable_features
+
+    if feature_set.is_array:
+        return
+    _, dropped = usable_features(feature_set.columns, dataset_needs(features_dir, datasets))
+    if dropped:
+        raise FeatureNeedsError(
+            f"{features_dir}: feature set {feature_set.name!r} has features a dataset lacks: "
+            + "; ".join(f"{k} ({v})" for k, v in dropped.items())
+        )
 
 
 def _n_rows(directory: Path) -> int:

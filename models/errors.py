@@ -56,3 +56,7 @@ class ModelCardError(ModelError, ValueError):
 
 class TrainingError(ModelError, RuntimeError):
     """Training cannot proceed (e.g. too few events, non-finite loss)."""
+
+
+class FeatureNeedsError(ModelError, ValueError):
+    """No feature of a set can be computed on every dataset of a job (the message names them)."""

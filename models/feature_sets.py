@@ -7,11 +7,16 @@ row-major to ``width`` floats.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
-# HLF-21 (Cerri sec. 3) and HLF-24 (Knapp appendix A; 25 names) in the papers' order: one source of
-# truth with the processor that writes the feature tables
-from cms_anomaly.processors.feature_spec import HLF21, HLF24
+# HLF-21 (Cerri sec. 3) and HLF-24 (Knapp appendix A; 25 names) in the papers' order, and HLF-24 on
+# standard NanoAOD: one source of truth with the processor that writes the feature tables
+from cms_anomaly.models.errors import FeatureNeedsError
+from cms_anomaly.processors.feature_spec import HLF21, HLF24, HLF_NANO, usable_features
+
+log = logging.getLogger(__name__)
 
 #: discrete features one-hot encoded for ALAD (Knapp sec. 3)
 ALAD_ONE_HOT: tuple[str, ...] = ("charge_lep", "is_ele", "n_mu", "n_ele")
@@ -36,6 +41,9 @@ VAE_PDF: dict[str, str] = {
     "iso": "lognormal",
     "eta_lep": "gaussian",
     "n_photons": "poisson",
+    # the jet content of HLF_NANO: a count, and fractions in [0, 1] (our choice)
+    "n_constituents": "poisson",
+    **dict.fromkeys(("jet_chhef", "jet_nehef", "jet_chemef", "jet_neemef"), "gaussian"),
 }
 
 
@@ -66,6 +74,7 @@ class FeatureSet:
 FEATURE_SETS: dict[str, FeatureSet] = {
     "hlf21": FeatureSet("hlf21", HLF21, len(HLF21)),
     "hlf24": FeatureSet("hlf24", HLF24, len(HLF24)),
+    "hlf_nano": FeatureSet("hlf_nano", HLF_NANO, len(HLF_NANO)),
     "rmm": FeatureSet("rmm", ("rmm",), 51 * 51),
     "objects": FeatureSet("objects", ("objects",), 19 * 3),
 }
@@ -83,3 +92,26 @@ def get_feature_set(name: str) -> FeatureSet:
         return FEATURE_SETS[name]
     except KeyError:
         raise KeyError(f"unknown feature set {name!r}; known: {sorted(FEATURE_SETS)}") from None
+
+
+def checked_feature_set(fs: FeatureSet, available: Mapping[str, Iterable[str]]) -> tuple[FeatureSet, dict[str, str]]:
+    """``fs`` without the features a dataset of the job cannot compute, and those dropped with the reason.
+
+    ``available``: ``{dataset: needs met}`` (:func:`cms_anomaly.models.data.dataset_needs`) of every
+    dataset the job reads. A model never trains on a feature a dataset lacks (an HLF-24 model on
+    collision-data NanoAOD, which has no PF candidates, trains without its PF multiplicities).
+
+    Raises
+    ------
+    FeatureNeedsError
+        Every feature of the set is dropped.
+    """
+    if fs.is_array:  # rmm, objects: built from the objects every NanoAOD has
+        return fs, {}
+    kept, dropped = usable_features(fs.columns, available)
+    if not kept:
+        reasons = "; ".join(f"{k}: {v}" for k, v in dropped.items())
+        raise FeatureNeedsError(f"feature set {fs.name!r}: no feature left ({reasons})")
+    for name, why in dropped.items():
+        log.warning("feature set %s: %s dropped (%s)", fs.name, name, why)
+    return (replace(fs, columns=kept, width=len(kept)) if dropped else fs), dropped

@@ -8,9 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cms_anomaly.models.data import Sample, cocktail_validation_mask, read_samples, sm_cocktail, validation_mask
+from cms_anomaly.models.data import (
+    Sample,
+    cocktail_validation_mask,
+    dataset_needs,
+    list_datasets,
+    read_samples,
+    sm_cocktail,
+    validation_mask,
+)
 from cms_anomaly.models.errors import TrainingError
-from cms_anomaly.models.feature_sets import FeatureSet, get_feature_set
+from cms_anomaly.models.feature_sets import FeatureSet, checked_feature_set, get_feature_set
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +78,17 @@ class TrainedModel:
     model: Any
     cards: list[Any] = field(default_factory=list)
     train_result: Any = None
+
+
+def feature_set_for_job(
+    feature_set: str | FeatureSet, *, features_dir: str | Path, datasets: list[str] | None
+) -> tuple[FeatureSet, dict[str, str]]:
+    """The feature set without the features a dataset of the job lacks (every dataset of
+    ``features_dir`` when ``datasets`` is None), and the dropped ones with the reason
+    (:func:`~cms_anomaly.models.feature_sets.checked_feature_set`, from the tables' record of the needs met)."""
+    fs = feature_set if isinstance(feature_set, FeatureSet) else get_feature_set(feature_set)
+    names = list(datasets) if datasets is not None else list_datasets(features_dir)
+    return checked_feature_set(fs, dataset_needs(features_dir, names))
 
 
 def split_cocktail(samples: dict[str, Sample], *, val_fraction: float, seed: int) -> tuple[Sample, Sample]:
@@ -145,7 +164,7 @@ def train_and_export(
     *,
     features_dir: str | Path,
     out_dir: str | Path,
-    feature_set: str | None = None,
+    feature_set: str | FeatureSet | None = None,
     datasets: list[str] | None = None,
     options: TrainOptions | None = None,
     samples: dict[str, Sample] | None = None,
@@ -161,8 +180,10 @@ def train_and_export(
         Parquet feature tables ``<dataset>/*.parquet``.
     out_dir : str or Path
         Output directory for ``<name>.pt``, ``<name>.card.json`` and the checkpoint.
-    feature_set : str, optional
-        Input set (default: the paper's, :data:`DEFAULT_FEATURE_SET`).
+    feature_set : str or FeatureSet, optional
+        Input set (default: the paper's, :data:`DEFAULT_FEATURE_SET`). Read from ``features_dir``, it
+        loses the features a dataset read lacks (:func:`feature_set_for_job`; the card's
+        ``training["dropped_features"]`` says which and why); a caller passing ``samples`` checks first.
     datasets : list of str, optional
         Datasets to read (default: all); only SM ones (is_signal False) are used.
     options : TrainOptions
@@ -183,8 +204,12 @@ def train_and_export(
 
     options = options if options is not None else TrainOptions()
 
-    fs = get_feature_set(feature_set or DEFAULT_FEATURE_SET[kind])
-    samples = samples if samples is not None else read_samples(features_dir, feature_set=fs, datasets=datasets)
+    requested = feature_set or DEFAULT_FEATURE_SET[kind]
+    fs = requested if isinstance(requested, FeatureSet) else get_feature_set(requested)
+    dropped: dict[str, str] = {}
+    if samples is None:
+        fs, dropped = feature_set_for_job(fs, features_dir=features_dir, datasets=datasets)
+        samples = read_samples(features_dir, feature_set=fs, datasets=datasets)
     train_s, val_s = split_cocktail(samples, val_fraction=options.val_fraction, seed=options.seed)
     if len(train_s) < 10:
         raise TrainingError(f"{kind}: only {len(train_s)} SM training events in {features_dir}")
@@ -243,6 +268,7 @@ def train_and_export(
         "train_events_per_second": round(result.events_per_second, 1),
         "history": result.history[-50:],
         "monitored_validation_loss": "mean L1 score" if model.kind == "alad" else "training loss",
+        "dropped_features": dropped,
     }
     val_scores = eager_scores(model, val_s.x)
     all_thresholds = thresholds_for(val_scores, val_s.weight, model.output_names)
@@ -292,7 +318,9 @@ def train_bdts(
     from cms_anomaly.models.export import ModelCard, score_ranges_for, thresholds_for, write_card
 
     fs = get_feature_set(feature_set)
-    samples = samples if samples is not None else read_samples(features_dir, feature_set=fs, datasets=datasets)
+    if samples is None:
+        fs, _ = feature_set_for_job(fs, features_dir=features_dir, datasets=datasets)
+        samples = read_samples(features_dir, feature_set=fs, datasets=datasets)
     sm_train, sm_val = split_cocktail(samples, val_fraction=val_fraction, seed=seed)
     sig_names = signals or sorted(n for n, s in samples.items() if s.is_signal)
     if not sig_names:

@@ -3,11 +3,15 @@
 Layout: ``OUT/features/<dataset>/<dataset>__<file-stem>-<uuid8>__<entrystart>-<entrystop>.parquet``
 with one column per scalar feature, ``m_lead_objects`` (14), ``objects`` (19*3 = 57, row-major)
 and ``rmm`` (51*51 = 2601, row-major) as fixed-size lists of float32, and ``weight``, ``run``,
-``luminosityBlock``, ``event``, ``dataset``, ``is_signal``.
+``luminosityBlock``, ``event``, ``dataset``, ``is_signal``. The schema metadata key
+:data:`NEEDS_KEY` lists the feature needs (:data:`~cms_anomaly.processors.feature_spec.NEEDS`) the
+input file met (JSON list; in the footer, so empty tables carry it too).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,11 +20,16 @@ from typing import Any
 import awkward as ak
 import numpy as np
 from cms_anomaly.datasets.atomic import atomic_output
-from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, SCALAR_FEATURES
+from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, NEEDS, SCALAR_FEATURES
+
+log = logging.getLogger(__name__)
 
 #: version of the table layout and naming; a cached pass (``analyses.cocktail.feature_tables``) is
-#: reused only with the same version. 2: tables named after the input file's stem, read in natural order.
-FEATURE_TABLE_VERSION = 2
+#: reused only with the same version. 2: tables named after the input file's stem, read in natural order;
+#: 3: the needs met in the schema metadata, the jet-content features, the isolation from pfRelIso03_*.
+FEATURE_TABLE_VERSION = 3
+#: parquet schema-metadata key of the needs the chunk's input file met
+NEEDS_KEY = b"cms_anomaly.needs_met"
 
 
 class FeatureTableError(OSError):
@@ -42,6 +51,7 @@ def feature_table(
     event: np.ndarray,
     dataset: str,
     is_signal: bool,
+    needs_met: Sequence[str] = tuple(NEEDS),
 ) -> Any:
     """One chunk's selected events as a pyarrow table (the layout of the module docstring).
 
@@ -53,6 +63,8 @@ def feature_table(
         Per-event arrays aligned with ``features``.
     dataset, is_signal
         Constant columns.
+    needs_met
+        The needs the input file met (schema metadata :data:`NEEDS_KEY`).
     """
     import pyarrow as pa
 
@@ -70,7 +82,25 @@ def feature_table(
     data["event"] = pa.array(np.asarray(event, dtype=np.int64))
     data["dataset"] = pa.array([dataset] * n, type=pa.string())
     data["is_signal"] = pa.array(np.full(n, bool(is_signal)))
-    return pa.table(data)
+    return pa.table(data, metadata={NEEDS_KEY: json.dumps(sorted(needs_met)).encode()})
+
+
+def needs_met(path: str | Path) -> frozenset[str]:
+    """The needs every feature table under ``path`` (see :func:`table_files`) met, from their footers.
+
+    The processor writes the record in every table; a table without it (written by hand or by
+    another program) is taken to meet every need, with a warning naming it.
+    """
+    import pyarrow.parquet as pq
+
+    met = set(NEEDS)
+    for file in table_files(path):
+        meta = pq.read_schema(file).metadata or {}
+        if NEEDS_KEY not in meta:
+            log.warning("%s: no record of the feature needs its input met: taken as meeting all", file)
+            continue
+        met &= set(json.loads(meta[NEEDS_KEY]))
+    return frozenset(met)
 
 
 def write_table(table: Any, path: str | Path) -> Path:

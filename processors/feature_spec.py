@@ -5,12 +5,19 @@ The feature *sets* used by the models are tuples of names into :data:`FEATURES`:
 - :data:`HLF21`: the 21 high-level features of Cerri et al. (sec. 3), in the paper's order.
 - :data:`HLF24`: Knapp et al. appendix A. The paper calls it "24 features" but its list has 25
   entries (H_T ... IsEle); we keep all 25 under the historical name.
+- :data:`HLF_NANO`: the features of :data:`HLF24` that standard NanoAOD carries (collision data
+  included), with the jet content from the ``Jet_*`` branches in place of the PF-candidate
+  multiplicities: the default input of the hunt, which runs on data.
 - :data:`LARGE_R`: the large-R jet substructure of the LHC Olympics dijet search.
+
+Each record declares what the input file must carry for it (:attr:`FeatureSpec.needs`, one of
+:data:`NEEDS`); the processor records per dataset which needs were met, and
+:func:`usable_features` keeps the features of a set that every dataset of a job can compute.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -33,6 +40,9 @@ class FeatureSpec:
         Counts / discrete values (histogrammed with an Integer axis).
     description
         One line: how it is computed.
+    needs
+        Keys of :data:`NEEDS` the input file must meet for the feature to be computed; without
+        them the feature holds its placeholder (-1, or 0 for ``iso_gamma``) and no model may use it.
     """
 
     name: str
@@ -42,13 +52,34 @@ class FeatureSpec:
     hi: float
     integer: bool = False
     description: str = ""
+    needs: tuple[str, ...] = ()
+
+
+#: PF candidates: the ``PFCands_*`` collection of PFNano and of this project's generated files;
+#: standard NanoAOD (collision data and simulation, every version) and NanoAODRun1 have none
+PFCANDS = "pfcands"
+#: jet content: ``Jet_nConstituents`` and the energy fractions ``Jet_chHEF``, ``Jet_neHEF``,
+#: ``Jet_chEmEF``, ``Jet_neEmEF`` (NanoAOD v5 and later, PFNano, the generated files)
+JET_CONTENT = "jet_content"
+#: what a file may lack that some features need -> what it is (the text of a dropped feature's reason)
+NEEDS: Mapping[str, str] = MappingProxyType(
+    {
+        PFCANDS: "PF candidates (PFCands_*)",
+        JET_CONTENT: "jet constituent counts and energy fractions (Jet_nConstituents, Jet_*EF)",
+    }
+)
 
 
 _SPECS: tuple[FeatureSpec, ...] = (
     FeatureSpec("pt_lep", r"$p_T^{\ell}$ [GeV]", 50, 0, 500, description="trigger-lepton pT"),
     FeatureSpec("eta_lep", r"$\eta^{\ell}$", 50, -2.5, 2.5, description="trigger-lepton pseudorapidity"),
     FeatureSpec(
-        "iso_ch", r"ChPFIso (relative)", 50, 0, 0.5, description="charged-particle isolation of the trigger lepton"
+        "iso_ch",
+        r"ChPFIso (relative)",
+        50,
+        0,
+        0.5,
+        description="charged-hadron isolation of the trigger lepton (pfRelIso03_chg)",
     ),
     FeatureSpec(
         "iso_neu",
@@ -56,10 +87,18 @@ _SPECS: tuple[FeatureSpec, ...] = (
         50,
         0,
         0.5,
-        description="neutral-hadron isolation (with photons if no PFCands)",
+        description="neutral isolation, neutral hadrons and photons (pfRelIso03_all - pfRelIso03_chg)",
     ),
-    FeatureSpec("iso_gamma", r"GammaPFIso (relative)", 50, 0, 0.5, description="photon isolation"),
-    FeatureSpec("iso", r"Iso (relative)", 50, 0, 0.5, description="total relative isolation"),
+    FeatureSpec(
+        "iso_gamma",
+        r"GammaPFIso (relative)",
+        50,
+        0,
+        0.5,
+        description="photon part of the isolation from the PF candidates (0 without them)",
+        needs=(PFCANDS,),
+    ),
+    FeatureSpec("iso", r"Iso (relative)", 50, 0, 0.5, description="total relative isolation (pfRelIso03_all)"),
     FeatureSpec("charge_lep", r"$q^{\ell}$ [e]", 3, -1, 2, integer=True, description="trigger-lepton charge (0: none)"),
     FeatureSpec("is_ele", r"IsEle", 2, 0, 2, integer=True, description="1 if the trigger lepton is an electron"),
     FeatureSpec(
@@ -104,10 +143,22 @@ _SPECS: tuple[FeatureSpec, ...] = (
     FeatureSpec("m_ele", r"$M_e$ [GeV]", 50, 0, 500, description="invariant mass of all electrons"),
     FeatureSpec("pt_tot_ele", r"$p_{T,TOT}^{e}$ [GeV]", 50, 0, 500, description="|vector pT sum| of all electrons"),
     FeatureSpec(
-        "n_ch_had", r"$N_{ch.\,had.}$", 60, 0, 600, description="charged-hadron PF candidates (-1: no PFCands)"
+        "n_ch_had",
+        r"$N_{ch.\,had.}$",
+        60,
+        0,
+        600,
+        description="charged-hadron PF candidates (-1: no PFCands)",
+        needs=(PFCANDS,),
     ),
     FeatureSpec(
-        "n_neu_had", r"$N_{neu.\,had.}$", 50, 0, 200, description="neutral-hadron PF candidates (-1: no PFCands)"
+        "n_neu_had",
+        r"$N_{neu.\,had.}$",
+        50,
+        0,
+        200,
+        description="neutral-hadron PF candidates (-1: no PFCands)",
+        needs=(PFCANDS,),
     ),
     FeatureSpec(
         "n_photons",
@@ -116,6 +167,33 @@ _SPECS: tuple[FeatureSpec, ...] = (
         0,
         300,
         description="photon PF candidates (Knapp app. A; -1 without PF candidates)",
+        needs=(PFCANDS,),
+    ),
+    FeatureSpec(
+        "n_constituents",
+        r"$N_{const.}^{J}$",
+        80,
+        0,
+        400,
+        description="summed Jet_nConstituents of the selected jets (-1: no jet content)",
+        needs=(JET_CONTENT,),
+    ),
+    *(
+        FeatureSpec(
+            f"jet_{key.lower()}",
+            rf"$\langle {label} \rangle_{{p_T}}$",
+            50,
+            0,
+            1,
+            description=f"pT-weighted mean Jet_{key} of the selected jets (0: no jet; -1: no jet content)",
+            needs=(JET_CONTENT,),
+        )
+        for key, label in (
+            ("chHEF", r"f_{ch.\,had.}"),
+            ("neHEF", r"f_{neu.\,had.}"),
+            ("chEmEF", r"f_{ch.\,EM}"),
+            ("neEmEF", r"f_{neu.\,EM}"),
+        )
     ),
     FeatureSpec("mjj", r"$m_{jj}$ [GeV]", 60, 0, 3000, description="invariant mass of the two leading jets"),
     FeatureSpec("n_fatjets", r"$N_{J,R=1.0}$", 6, 0, 6, integer=True, description="large-R jets"),
@@ -194,6 +272,19 @@ HLF24: tuple[str, ...] = (
     "met_perp",
     "is_ele",
 )
+#: HLF-24 on standard NanoAOD: the three PF-candidate multiplicities of Knapp app. A (N_neu.had.,
+#: N_ch.had., N_gamma) and the photon isolation need PF candidates, which collision-data NanoAOD lacks;
+#: the jets' constituent count and charged/neutral hadronic and EM energy fractions (Jet_* branches,
+#: the same particle-flow content summed per jet) take their place, so data and simulation get the
+#: same definition whatever PF candidates a file has
+HLF_NANO: tuple[str, ...] = (
+    *(name for name in HLF24 if name not in ("n_neu_had", "n_ch_had", "n_photons", "iso_gamma")),
+    "n_constituents",
+    "jet_chhef",
+    "jet_nehef",
+    "jet_chemef",
+    "jet_neemef",
+)
 LARGE_R: tuple[str, ...] = ("mJ1", "mJ2", "mJJ", "tau21_j1", "tau32_j1", "tau21_j2", "tau32_j2")
 #: the 14 leading-object masses are also stored together as the (N, 14) field ``m_lead_objects``
 M_LEAD: tuple[str, ...] = M_LEAD_NAMES
@@ -212,4 +303,46 @@ HISTOGRAMMED: tuple[str, ...] = SCALAR_FEATURES
 
 assert len(HLF21) == 21
 assert len(HLF24) == 25
-assert set(HLF21 + HLF24 + LARGE_R) <= set(FEATURES)
+assert len(HLF_NANO) == 26
+assert set(HLF21 + HLF24 + HLF_NANO + LARGE_R) <= set(FEATURES)
+assert all(need in NEEDS for spec in _SPECS for need in spec.needs)
+
+
+def needs_of(columns: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """``{column: needs}`` of the columns that have needs (array columns and unknown names have none)."""
+    return {c: FEATURES[c].needs for c in columns if c in FEATURES and FEATURES[c].needs}
+
+
+def usable_features(
+    columns: Iterable[str], available: Mapping[str, Iterable[str]]
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The columns every dataset can compute, and the dropped ones with the reason.
+
+    Parameters
+    ----------
+    columns
+        Feature names of a set, in its order.
+    available
+        ``{dataset: needs it met}`` for every dataset of the job (keys of :data:`NEEDS`).
+
+    Returns
+    -------
+    kept, dropped
+        ``kept`` in the order of ``columns``; ``dropped``: ``{feature: "needs <what>; missing in <datasets>"}``.
+    """
+    met = {d: set(v) for d, v in available.items()}
+    kept: list[str] = []
+    dropped: dict[str, str] = {}
+    for column in columns:
+        missing = {
+            need: sorted(d for d, have in met.items() if need not in have)
+            for need in needs_of([column]).get(column, ())
+        }
+        missing = {need: ds for need, ds in missing.items() if ds}
+        if missing:
+            dropped[column] = "; ".join(
+                f"needs {NEEDS[need]}, missing in {', '.join(ds)}" for need, ds in missing.items()
+            )
+        else:
+            kept.append(column)
+    return tuple(kept), dropped

@@ -197,8 +197,38 @@ def lepton_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[st
     }
 
 
+#: the pT-weighted jet energy fractions: feature name -> NanoAOD ``Jet_*`` field
+JET_FRACTIONS: dict[str, str] = {
+    "jet_chhef": "chHEF",
+    "jet_nehef": "neHEF",
+    "jet_chemef": "chEmEF",
+    "jet_neemef": "neEmEF",
+}
+
+
+def jet_content_features(objects: EventObjects) -> dict[str, np.ndarray]:
+    """``n_constituents`` (summed ``Jet_nConstituents``) and the pT-weighted mean energy fractions
+    :data:`JET_FRACTIONS` of the selected jets; 0 without jets, -1 where the file has no jet content.
+
+    pT-weighted: the fractions of a hard jet describe more of the event's hadronic energy than those
+    of a 30 GeV jet, and the sum over jets then stays the event's fraction of the jets' (transverse) energy.
+    """
+    jets = objects.flat["jets"]
+    n = len(jets.counts)
+    if not objects.has_jet_content:
+        return {name: np.full(n, -1.0) for name in ("n_constituents", *JET_FRACTIONS)}
+    event = np.repeat(np.arange(n), jets.counts)
+    pt = jets.columns["pt"]
+    pt_sum = np.bincount(event, weights=pt, minlength=n)
+    out = {"n_constituents": np.bincount(event, weights=jets.columns["nConstituents"], minlength=n)}
+    for name, fld in JET_FRACTIONS.items():
+        weighted = np.bincount(event, weights=pt * jets.columns[fld], minlength=n)
+        out[name] = np.divide(weighted, pt_sum, out=np.zeros(n), where=pt_sum > 0)
+    return out
+
+
 def event_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str, np.ndarray]:
-    """S_T, H_T, jet and b-jet counts, M_J, lepton sums, multiplicities, m_jj, large-R features."""
+    """S_T, H_T, jet and b-jet counts, M_J, lepton sums, multiplicities, jet content, m_jj, large-R features."""
     fc = config.features
     # S_T (Cerri sec. 3): jets, leptons and photons with pT > 30 GeV, |eta| < 2.6, all disjoint
     # after the overlap removal. Cerri's N_J and M_J are "the jets entering S_T" and Knapp's N_J,
@@ -232,6 +262,7 @@ def event_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str
         # Knapp app. A: "the number of all photon PF candidates" (-1 without PF candidates, like
         # the hadron multiplicities); identified photons enter S_T and the RMM
         "n_photons": objects.n_pf_photons,
+        **jet_content_features(objects),
         "mjj": jets.leading_pair_mass,
         "n_fatjets": fat.counts,
         "mJ1": fj.nth("mass", 0),

@@ -21,15 +21,17 @@ Objects are those of a CMS analysis, the same on generated and real NanoAOD (eve
   carries most of their pT (the jet is that object). Objects are thus
   disjoint, as in Delphes' UniqueObjectFinder that the papers' samples used.
 
-Isolation of a lepton ``l``: ``sum_{p != l, dR < 0.3} pT_p / pT_l`` over PF candidates, split into
-charged hadrons, neutral hadrons and photons: CMS's PF isolation (``pfIsolationR03``,
-``sumChargedHadronPt``, ``sumNeutralHadronEt``, ``sumPhotonEt``), in which other electrons and
-muons enter no sum. The papers (Cerri sec. 3, Knapp app. A) sum "charged particles"; we take the
-CMS definition because it is the one of the NanoAOD ``pfRelIso03_*`` branches, so files with and
-without PF candidates give the same isolation for the same lepton (the lepton's own PF candidate,
-an e or mu, is in no sum either). Without PF candidates the NanoAOD
-``pfRelIso03_chg`` and ``pfRelIso03_all - pfRelIso03_chg`` are used (the neutral part then holds
-neutral hadrons and photons together; ``iso_gamma`` = 0), see the schema docstring.
+Isolation of a lepton: CMS's relative PF isolation in a cone dR < 0.3 (``pfIsolationR03``), read
+from the NanoAOD branches on every file, with or without PF candidates, so that collision data
+(standard NanoAOD, no PF candidates) and simulation get the same definition: ``iso`` =
+``pfRelIso03_all``, ``iso_ch`` = ``pfRelIso03_chg`` (charged hadrons), ``iso_neu`` = their
+difference (neutral hadrons and photons: the branches do not split them). The papers (Cerri sec. 3,
+Knapp app. A) sum "charged particles"; the CMS definition is the one NanoAOD stores. Only the photon
+part ``iso_gamma`` is computed from PF candidates (:func:`pf_isolation`: ``sum_{p != l, dR < 0.3}
+pT_p / pT_l`` over PF photons), where the file has them, else 0: a feature that needs them.
+
+Jets carry the NanoAOD jet content (``nConstituents`` and the energy fractions ``chHEF``, ``neHEF``,
+``chEmEF``, ``neEmEF``) where the file has all five branches (:attr:`EventObjects.has_jet_content`).
 """
 
 from __future__ import annotations
@@ -90,6 +92,9 @@ class EventObjects:
     met_phi: np.ndarray
     genweight: np.ndarray
     has_pfcands: bool
+    #: the jets carry ``nConstituents`` and the four energy fractions
+    #: (:data:`~cms_anomaly.processors.feature_spec.JET_CONTENT`)
+    has_jet_content: bool = False
     #: PF-candidate multiplicities (``None`` where the file has no PF candidates)
     pf_multiplicities: PFMultiplicities | None = None
     #: collections absent from the file and treated as empty on request (``allow_missing``)
@@ -520,20 +525,17 @@ def _leptons(
         keep = keep & ident
     coll = coll.select(keep)
     c = coll.columns
-    if pfcands is not None:
-        iso = _iso_flat(coll.counts, c["pt"], c["eta"], c["phi"], pfcands, cone=config.iso_cone)
-    else:
-        iso_all = schema.get(events, f"{prefix}.iso_all", variant=variant, feature="iso", available=available)
-        iso_chg = schema.get(events, f"{prefix}.iso_chg", variant=variant, feature="iso_ch", available=available)
-        all_flat = jagged_parts(iso_all)[1].astype(_F8)[keep]
-        chg_flat = np.zeros_like(all_flat) if iso_chg is None else jagged_parts(iso_chg)[1].astype(_F8)[keep]
-        iso = {
-            "iso_ch": chg_flat,
-            "iso_neu": all_flat - chg_flat,
-            "iso_gamma": np.zeros_like(all_flat),
-            "iso": all_flat,
-        }
-    coll = coll.with_columns(**iso)
+    # the NanoAOD branches on every file (the module docstring): one definition for data and simulation
+    iso_all = schema.get(events, f"{prefix}.iso_all", variant=variant, feature="iso", available=available)
+    iso_chg = schema.get(events, f"{prefix}.iso_chg", variant=variant, feature="iso_ch", available=available)
+    all_flat = jagged_parts(iso_all)[1].astype(_F8)[keep]
+    chg_flat = np.zeros_like(all_flat) if iso_chg is None else jagged_parts(iso_chg)[1].astype(_F8)[keep]
+    gamma = (
+        _iso_flat(coll.counts, c["pt"], c["eta"], c["phi"], pfcands, cone=config.iso_cone)["iso_gamma"]
+        if pfcands is not None
+        else np.zeros_like(all_flat)
+    )
+    coll = coll.with_columns(iso_ch=chg_flat, iso_neu=all_flat - chg_flat, iso_gamma=gamma, iso=all_flat)
     coll = coll.select(coll.columns["iso"] < config.lepton_iso_max)
     coll = coll.with_columns(flavour=np.full(len(coll.columns["pt"]), pdgid, dtype=np.int32))
     return coll.sorted_by_pt()
@@ -721,9 +723,7 @@ def build_objects(
     has_pf = all(v is not None for v in pf_fields.values())
     pfcands = pf_flat(ak.zip(pf_fields)) if has_pf else None
     if not has_pf:
-        _notice_once(
-            source, "%s: no PFCands: isolation from pfRelIso03_*, PF multiplicities set to -1", source or variant.name
-        )
+        _notice_once(source, "%s: no PFCands: iso_gamma 0, PF multiplicities set to -1", source or variant.name)
 
     lepton_args = {"pfcands": pfcands, "variant": variant, "available": available, "config": config, "source": source}
     muons = _leptons(events, "muon", pdgid=MUON_PDGID, **lepton_args)
@@ -735,8 +735,20 @@ def build_objects(
     photons = photons.select(photons.keep_isolated_from(*leptons, dr=config.photon_lepton_dr))
     cleaners = (*leptons, photons)
 
-    jet_columns = {**{k: get(f"jet.{k}", "jets") for k in _KINEMATICS}, "btag": get("jet.btag", "n_bjets")}
-    jet_types: dict[str, Any] = {**_KINEMATICS, "btag": _F8}
+    content = {k: get(f"jet.{k}", "jet content") for k in schema.JET_CONTENT_FIELDS}
+    # re-clustered jets are no NanoAOD jets: the file's jet content does not describe them
+    has_content = all(v is not None for v in content.values()) and not config.recluster_jets
+    if not has_content:
+        _notice_once(
+            source, "%s: no jet content (Jet_nConstituents, Jet_*EF) for these jets: set to -1", source or variant.name
+        )
+    content_columns = {k: v for k, v in content.items() if has_content}
+    jet_columns = {
+        **{k: get(f"jet.{k}", "jets") for k in _KINEMATICS},
+        "btag": get("jet.btag", "n_bjets"),
+        **content_columns,
+    }
+    jet_types: dict[str, Any] = {**_KINEMATICS, "btag": _F8, **dict.fromkeys(content_columns, _F8)}
     if jet_flavour:
         flavour = get("jet.hadronFlavour", "b-tag scale factors")
         jet_columns["flavour"] = ak.zeros_like(jet_columns["pt"], dtype=np.int32) if flavour is None else flavour
@@ -805,5 +817,6 @@ def build_objects(
         pf_multiplicities=pf_mult,
         genweight=genweight,
         has_pfcands=has_pf,
+        has_jet_content=has_content,
         missing_collections=tuple(missing),
     )

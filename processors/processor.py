@@ -8,7 +8,11 @@ Output per dataset::
 
     {dataset: {"nevents": int, "events_per_file": {file: int}, "sumw_gen": float, "cutflow": {"events", "sumw", "first_failed"},
                "hists": {name: hist.Hist}, "feature_files": [paths],
-               "missing_collections": {collection: chunks}}}
+               "missing_collections": {collection: chunks}, "needs_unmet": {need: chunks}}}
+
+(``needs_unmet``: the chunks whose file lacks what a feature needs,
+:data:`~cms_anomaly.processors.feature_spec.NEEDS`;
+:func:`needs_met` reads it.)
 
 (the runner adds ``"skipped_files"`` with ``skip_bad_files``). The same processor runs through
 ``processor.Runner`` and, on dask-awkward NanoEvents, through ``dataset_tools.apply_to_fileset``.
@@ -49,7 +53,14 @@ from cms_anomaly.processors import btag, dataquality, feature_io, histograms, sc
 from cms_anomaly.processors.config import AnalysisConfig, ConfigError
 from cms_anomaly.processors.corrections import Corrections, systematics_of
 from cms_anomaly.processors.eventlist import TopEvents
-from cms_anomaly.processors.feature_spec import FEATURES, HISTOGRAMMED, SCALAR_FEATURES
+from cms_anomaly.processors.feature_spec import (
+    FEATURES,
+    HISTOGRAMMED,
+    JET_CONTENT,
+    NEEDS,
+    PFCANDS,
+    SCALAR_FEATURES,
+)
 from cms_anomaly.processors.features import (
     OBJECT_SLOTS,
     CutFeatures,
@@ -57,7 +68,7 @@ from cms_anomaly.processors.features import (
     feature_record,
 )
 from cms_anomaly.processors.folds import EventSplit
-from cms_anomaly.processors.objects import build_objects
+from cms_anomaly.processors.objects import EventObjects, build_objects
 from coffea import processor
 
 log = logging.getLogger(__name__)
@@ -71,6 +82,17 @@ class Scorer(Protocol):
     output_names: list[str]
 
     def __call__(self, features: ak.Array) -> np.ndarray: ...
+
+
+def chunk_needs(objects: EventObjects) -> tuple[str, ...]:
+    """The feature needs (:data:`~cms_anomaly.processors.feature_spec.NEEDS`) the chunk's file met."""
+    have = {PFCANDS: objects.has_pfcands, JET_CONTENT: objects.has_jet_content}
+    return tuple(need for need in NEEDS if have[need])
+
+
+def needs_met(output: Mapping[str, Any]) -> dict[str, frozenset[str]]:
+    """``{dataset: needs met by every chunk}`` of a processor output (``needs_unmet``)."""
+    return {d: frozenset(NEEDS) - set(r.get("needs_unmet", {})) for d, r in output.items() if "hists" in r}
 
 
 def event_weights(genweight: np.ndarray, metadata: Mapping[str, Any], *, lumi_pb: float | None) -> np.ndarray:
@@ -419,7 +441,10 @@ class AnomalyProcessor(processor.ProcessorABC):
                     dataset=dataset, split=sp, **{outs[0]: s[:, 0], outs[1]: s[:, 1]}, weight=w
                 )
 
-        files, tables = self._feature_tables(selected, weights=sel_w, ids=ids, meta=meta, n_events=len(events))
+        met = chunk_needs(objects)
+        files, tables = self._feature_tables(
+            selected, weights=sel_w, ids=ids, meta=meta, n_events=len(events), needs_met=met
+        )
         result = {
             "nevents": len(objects),
             "events_per_file": {str(meta.get("filename", "?")): len(objects)},
@@ -428,6 +453,7 @@ class AnomalyProcessor(processor.ProcessorABC):
             "hists": hists,
             "feature_files": files,
             "missing_collections": dict.fromkeys(objects.missing_collections, 1),
+            "needs_unmet": {need: 1 for need in NEEDS if need not in met},
         }
         if tables:
             result["feature_tables"] = tables
@@ -453,6 +479,7 @@ class AnomalyProcessor(processor.ProcessorABC):
         ids: Mapping[str, np.ndarray],
         meta: Mapping[str, Any],
         n_events: int,
+        needs_met: tuple[str, ...],
     ) -> tuple[list[str], dict[str, bytes]]:
         """The chunk's feature table: written under ``features_dir``, or returned as parquet bytes by its path
         relative to it (``tables_in_output``); (table paths, returned tables). Nothing without ``features_dir``."""
@@ -479,6 +506,7 @@ class AnomalyProcessor(processor.ProcessorABC):
             event=ids["event"],
             dataset=meta["dataset"],
             is_signal=bool(meta.get("is_signal", False)),
+            needs_met=needs_met,
         )
         if self.tables_in_output:  # workers that cannot reach features_dir: the client writes them
             return [str(path)], {path.relative_to(self.features_dir).as_posix(): feature_io.table_bytes(table)}

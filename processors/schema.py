@@ -19,9 +19,12 @@ name                what                                                        
 
 Documented fallbacks (quantity -> what happens when the file lacks it):
 
-- ``pfcands.*`` (no PF candidates): lepton isolation from ``pfRelIso03_chg`` (charged) and
-  ``pfRelIso03_all - pfRelIso03_chg`` (neutral hadrons and photons together, reported in
-  ``iso_neu``; ``iso_gamma`` = 0); hadron multiplicities ``n_ch_had`` / ``n_neu_had`` = -1.
+- ``pfcands.*`` (no PF candidates): the photon isolation ``iso_gamma`` = 0 and the PF
+  multiplicities ``n_ch_had`` / ``n_neu_had`` / ``n_photons`` = -1 (features that need
+  ``pfcands``, :data:`~cms_anomaly.processors.feature_spec.NEEDS`). The lepton isolation is read
+  from ``pfRelIso03_chg`` and ``pfRelIso03_all`` on every file, with or without PF candidates.
+- ``jet.nConstituents`` / ``jet.chHEF`` / ``jet.neHEF`` / ``jet.chEmEF`` / ``jet.neEmEF`` (NanoAOD
+  before v5, NanoAODRun1 files without them): the jet-content features are -1 (need ``jet_content``).
 - ``muon.iso_chg`` / ``electron.iso_chg`` (Run 1 muons): the whole ``pfRelIso03_all`` is
   reported as neutral (``iso_ch`` = 0).
 - ``fatjet.msoftdrop``: the plain large-R jet ``mass``.
@@ -76,6 +79,9 @@ class MissingBranchError(KeyError):
         return self.args[0]
 
 
+#: the jet-content fields of NanoAOD v5+ (PF constituents per jet and their energy fractions)
+JET_CONTENT_FIELDS: tuple[str, ...] = ("nConstituents", "chHEF", "neHEF", "chEmEF", "neEmEF")
+
 #: logical quantity -> (collection, field) for Run-2 NanoAOD; variants override entries
 _RUN2: dict[str, tuple[str, str] | None] = {
     **{f"muon.{k}": ("Muon", k) for k in ("pt", "eta", "phi", "mass", "charge")},
@@ -96,6 +102,7 @@ _RUN2: dict[str, tuple[str, str] | None] = {
     "fatjet.id": ("FatJet", "jetId"),
     "jet.btag": ("Jet", "btagDeepFlavB"),
     "jet.hadronFlavour": ("Jet", "hadronFlavour"),
+    **{f"jet.{k}": ("Jet", k) for k in JET_CONTENT_FIELDS},
     **{f"fatjet.{k}": ("FatJet", k) for k in ("pt", "eta", "phi", "mass", "msoftdrop", "tau1", "tau2", "tau3")},
     "met.pt": ("MET", "pt"),
     "met.phi": ("MET", "phi"),
@@ -133,6 +140,7 @@ OPTIONAL: frozenset[str] = frozenset(
         "event.luminosityBlock",
         "event.event",
         "jet.hadronFlavour",
+        *(f"jet.{k}" for k in JET_CONTENT_FIELDS),
     }
 )
 

@@ -225,7 +225,9 @@ def test_adc_objects_ordering_padding_and_truncation():
 
 
 def test_pf_isolation_and_multiplicities():
-    mu = {"pt": 50.0, "eta": 0.0, "phi": 0.0, "mass": 0.0, "charge": 1}
+    # the file's pfRelIso03_* differ from the PF-candidate sums below: iso, iso_ch, iso_neu come from the
+    # branches whatever PF candidates a file has; only iso_gamma (and the multiplicities) from the candidates
+    mu = {"pt": 50.0, "eta": 0.0, "phi": 0.0, "mass": 0.0, "charge": 1, "pfRelIso03_all": 0.11, "pfRelIso03_chg": 0.07}
     pf = [
         {"pt": 50.0, "eta": 0.0, "phi": 0.0, "charge": 1, "pdgId": -13},  # the muon itself
         {"pt": 2.0, "eta": 0.1, "phi": 0.0, "charge": 1, "pdgId": 211},  # dR 0.1: charged
@@ -238,10 +240,10 @@ def test_pf_isolation_and_multiplicities():
     ev = make_events(muons=[[mu]], met=[(10.0, 0.0)], pfcands=[pf])
     assert schema.detect_variant(schema.flat_branch_names(ev)).name == "generated"
     f = compute_features(ev, config=CFG)[0]
-    assert f["iso_ch"] == pytest.approx(2 / 50)
-    assert f["iso_neu"] == pytest.approx(1 / 50)
+    assert f["iso_ch"] == pytest.approx(0.07)
+    assert f["iso_neu"] == pytest.approx(0.11 - 0.07)
+    assert f["iso"] == pytest.approx(0.11)
     assert f["iso_gamma"] == pytest.approx(0.5 / 50)
-    assert f["iso"] == pytest.approx(3.5 / 50)
     # CMS PF isolation (as pfRelIso03_*): other electrons and muons enter neither sum
     assert f["n_ch_had"] == 2
     assert f["n_neu_had"] == 1
