@@ -806,8 +806,9 @@ def summary_paragraph(check: dict, analysed: dict, events: Any, config: HuntConf
         )
         if unquoted:
             parts.append("Not quoted: " + "; ".join(r["not_quoted"] for r in unquoted) + ".")
-    top3 = list(analysed["ranking"][:3])
-    if top3:
+    # a ranking at an alpha the folds cannot calibrate compares selections that do not exist
+    top3 = [r for r in analysed["ranking"] if np.isfinite(r["p_value"])][:3]
+    if top3 and _selection(analysed, analysed["leading_alpha"]).get("calibratable", True):
         parts.append(
             f"At alpha = {analysed['leading_alpha']:g} the features whose anomaly-selection transfer function "
             "differs most between data and simulation are "

@@ -230,6 +230,21 @@ def test_uncalibratable_alphas_are_named_not_shown_as_zero_vs_zero():
     assert "Warning" not in report
 
 
+def test_no_calibratable_alpha_quotes_nothing_and_ranks_nothing():
+    """Folds of ~20 validation events calibrate no alpha: the summary names each, and shows no feature
+    ranking of a selection that does not exist (no 'p = nan', no '0 vs 0')."""
+    from cms_anomaly.analyses.hunt import HuntConfig, summary_paragraph
+
+    analysed = _analyse(_calibrated(3000, np.random.default_rng(5)), [20, 21, 19])
+    assert not any(s["calibratable"] for s in analysed["selections"])
+    assert analysed["scan"]["best"] is None
+    paragraph = summary_paragraph(CHECK_OK, analysed, [], HuntConfig())
+    assert "**no significance is quoted**: alpha = 0.1 cannot be calibrated with 3 folds of ~20" in paragraph
+    assert "transfer function differs most" not in paragraph
+    assert "nan" not in paragraph
+    assert " vs 0" not in paragraph
+
+
 def test_a_detector_that_separates_simulation_from_data_quotes_no_significance():
     from cms_anomaly.analyses.hunt import HuntConfig, format_report, simulation_warnings, summary_paragraph
 
