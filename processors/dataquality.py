@@ -19,7 +19,7 @@
 The era is the dataset's metadata ``era`` (``"2012"``, ``"2016postVFP_UL"``, ...; ``opendata fileset`` sets
 it; the names of :mod:`~cms_anomaly.processors.btag`); the trigger table is that of its data-taking
 year (:func:`trigger_era`: ``2016postVFP_UL`` and ``2016`` read the ``2016`` paths),
-else the one the NanoAOD variant implies (:data:`VARIANT_ERAS`: the 2012 ``NanoAODRun1`` files are
+else the one the NanoAOD variant implies (:data:`VARIANT_TRIGGER_ERAS`: the 2012 ``NanoAODRun1`` files are
 2012, this project's generated files are ``generated``, which has no trigger); without either
 (a Run-2 file without ``era``) the trigger step is not there and a warning says so, once per dataset.
 """
@@ -100,8 +100,10 @@ TRIGGERS: Mapping[str, Mapping[str, tuple[TriggerGroup, ...]]] = MappingProxyTyp
     }
 )
 
-#: the era a NanoAOD variant implies when the dataset's metadata has no ``era``
-VARIANT_ERAS: Mapping[str, str] = MappingProxyType({"run1": "2012", "generated": "generated"})
+#: the trigger-table key a NanoAOD variant implies when the dataset's metadata has no ``era`` (the
+#: b-tag default of a variant, ``btag.VARIANT_ERAS``, is a calibration choice, not a trigger menu: a
+#: Run-2 file without ``era`` has no trigger step rather than 2018's)
+VARIANT_TRIGGER_ERAS: Mapping[str, str] = MappingProxyType({"run1": "2012", "generated": "generated"})
 
 _WARNED: set[tuple[str, str]] = set()
 
@@ -123,7 +125,7 @@ def era_of(meta: Mapping[str, Any], variant: str) -> str | None:
     variant implies, else ``None``."""
     if meta.get("era") is not None:
         return trigger_era(str(meta["era"]))
-    return VARIANT_ERAS.get(variant)
+    return VARIANT_TRIGGER_ERAS.get(variant)
 
 
 @functools.lru_cache(maxsize=16)
