@@ -890,6 +890,13 @@ def make_plots(
     return pngs
 
 
+def _dropped_lines(title: str, dropped: dict[str, str] | None) -> list[str]:
+    """A report paragraph naming each left-out feature with its reason (none when nothing was left out)."""
+    if not dropped:
+        return []
+    return ["", f"{title}: " + "; ".join(f"`{k}` ({v})" for k, v in dropped.items()) + "."]
+
+
 def format_report(paragraph: str, check: dict, analysed: dict, meta: dict, pngs: list[Path], classifier: dict) -> str:
     warnings = simulation_warnings(classifier, analysed)
     lines = [
@@ -903,26 +910,11 @@ def format_report(paragraph: str, check: dict, analysed: dict, meta: dict, pngs:
         f"Detector: {meta['k_folds']}-fold {meta['model']} on `{meta['feature_set']}`; every event is scored by "
         "the model that did not train on its fold. Events: [events.html](events.html), `events.csv`, "
         "`events.parquet`.",
-        *(
-            [
-                "",
-                "Features dropped from the detector's inputs (a dataset of the job cannot compute them): "
-                + "; ".join(f"`{k}` ({v})" for k, v in meta["dropped_features"].items())
-                + ".",
-            ]
-            if meta.get("dropped_features")
-            else []
+        *_dropped_lines(
+            "Features dropped from the detector's inputs (a dataset of the job cannot compute them)",
+            meta.get("dropped_features"),
         ),
-        *(
-            [
-                "",
-                "Left out of the background-model check: "
-                + "; ".join(f"`{k}` ({v})" for k, v in check["dropped"].items())
-                + ".",
-            ]
-            if check.get("dropped")
-            else []
-        ),
+        *_dropped_lines("Left out of the background-model check", check.get("dropped")),
         "",
         "## Background-model check (before any anomaly selection)",
         "",

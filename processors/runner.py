@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import numbers
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -90,9 +92,6 @@ METADATA_KEYS: dict[str, tuple[str, str]] = {
 
 def _metadata_problem(kind: str, value: Any) -> bool:
     """Whether ``value`` is not of ``kind`` (:data:`METADATA_KEYS`); numpy scalars count as their kind."""
-    import math
-    import numbers
-
     is_bool = isinstance(value, bool) or (
         type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
     )
