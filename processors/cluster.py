@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 REQUIRED_PACKAGES = ("coffea", "awkward", "uproot", "numba", "numpy", "hist")
 PROJECT, DISTRIBUTION = "cms_anomaly", "cms-anomaly"  # the project's import and distribution names
 #: the project's sub-packages, each its own folder in a source checkout (pyproject's ``package-dir``)
-SUBPACKAGES = ("datasets", "processors", "models", "stats", "analyses")
+SUBPACKAGES = ("core", "datasets", "processors", "models", "stats", "analyses", "benchmarks")
 #: package data uploaded with the sources (pyproject's ``[tool.setuptools.package-data]``)
 PACKAGE_DATA: dict[str, tuple[str, ...]] = {"datasets": ("cards/*.toml", "manifests/*.toml", "lumimasks/*.txt")}
 #: the uploaded copy's version, commit and source digest, next to its ``__init__.py``
