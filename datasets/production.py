@@ -23,7 +23,8 @@ import awkward as ak
 import numpy as np
 from cms_anomaly.datasets.atomic import write_text_atomic
 from cms_anomaly.datasets.cards import PhaseSpaceBias, ProcessCard, load_card
-from cms_anomaly.datasets.detector import DetectorConfig, simulate
+from cms_anomaly.datasets.detector import simulate
+from cms_anomaly.datasets.detector_config import DetectorConfig
 from cms_anomaly.datasets.generator import PythiaGenerator, derive_seed
 from cms_anomaly.datasets.nanoaod import event_branches, write_nanoaod
 from cms_anomaly.datasets.workers import interrupts_ignored, pool_worker_init
@@ -41,7 +42,18 @@ def _response_digest() -> str:
     from importlib import metadata
 
     digest = hashlib.sha256(json.dumps(asdict(DetectorConfig()), sort_keys=True).encode())
-    for module in ("generator", "detector", "fourvectors", "nanoaod"):
+    for module in (
+        "generator",
+        "detector",
+        "detector_config",
+        "detector_jets",
+        "detector_leptons",
+        "detector_truth",
+        "flatarrays",
+        "substructure",
+        "fourvectors",
+        "nanoaod",
+    ):
         digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
     digest.update(metadata.version("pythia8mc").encode())
     return digest.hexdigest()[:16]

@@ -9,14 +9,10 @@ import awkward as ak
 import fastjet
 import numpy as np
 import pytest
-from cms_anomaly.datasets.detector import (
-    DetectorConfig,
-    _hadronic_over_em,
-    btag_score,
-    jet_taus,
-    nsubjettiness,
-    softdrop_mass,
-)
+from cms_anomaly.datasets.detector_config import DetectorConfig
+from cms_anomaly.datasets.detector_jets import btag_score
+from cms_anomaly.datasets.detector_leptons import _hadronic_over_em
+from cms_anomaly.datasets.substructure import jet_taus, nsubjettiness, softdrop_mass
 
 CFG = DetectorConfig()
 
@@ -399,7 +395,7 @@ def test_truth_record_pruning_ancestry_and_flavour_by_hand():
     """A hand-written ttbar-like record (one event; local index 0 is Pythia's system line): the hard process,
     b -> B*0 -> B0 -> D- -> e- nu_e, W -> mu nu, W -> tau (a shower copy, then the last copy) -> mu, a beam-remnant diquark.
     Kept and their mothers, genPartFlav and the B/C-hadron and parton targets are worked out by hand."""
-    from cms_anomaly.datasets.detector import _truth_record
+    from cms_anomaly.datasets.detector_truth import _truth_record
 
     rows = [  # (pdgId, status, mother1, pT)
         (90, -11, 0, 0.0),  # 0 system
@@ -460,7 +456,7 @@ def test_truth_record_pruning_ancestry_and_flavour_by_hand():
 
 
 def test_truth_record_rejects_a_mother_outside_its_event():
-    from cms_anomaly.datasets.detector import _truth_record
+    from cms_anomaly.datasets.detector_truth import _truth_record
 
     n = 3
     args = {c: np.ones(n) for c in ("px", "py", "pz", "e")}
