@@ -40,7 +40,7 @@ import numpy as np
 from cms_anomaly.datasets.detector_config import DetectorConfig
 from cms_anomaly.datasets.detector_jets import _cluster_fatjets, _cluster_jets, _jet_lepton_refs
 from cms_anomaly.datasets.detector_leptons import _leptons_and_photons
-from cms_anomaly.datasets.detector_truth import _truth_record
+from cms_anomaly.datasets.detector_truth import _Truth, _truth_record
 from cms_anomaly.datasets.flatarrays import _descending_within, _group_sum, _unflatten, kinematics
 from cms_anomaly.datasets.fourvectors import to_cartesian
 
@@ -284,6 +284,22 @@ def _met(pf: dict[str, np.ndarray], pf_evt: np.ndarray, n_events: int) -> dict[s
     }
 
 
+def _truth_from_record(record: dict[str, np.ndarray], n_events: int) -> _Truth:
+    """The pruned truth record of the flat full event record of :func:`_final_state`."""
+    return _truth_record(
+        pid=record["pid"],
+        status=record["status"],
+        mother1=record["mother1"],
+        px=record["px"],
+        py=record["py"],
+        pz=record["pz"],
+        e=record["e"],
+        evt=record["evt"],
+        offsets=record["offsets"],
+        n_events=n_events,
+    )
+
+
 def simulate(
     batch: ak.Array,
     charges: ak.Array | np.ndarray,
@@ -324,18 +340,7 @@ def simulate(
     pf_arr = _unflatten(dict(pf), pf_counts)
 
     # 5. jets (before leptons: leptons need the jet index)
-    truth = _truth_record(
-        pid=record["pid"],
-        status=record["status"],
-        mother1=record["mother1"],
-        px=record["px"],
-        py=record["py"],
-        pz=record["pz"],
-        e=record["e"],
-        evt=record["evt"],
-        offsets=record["offsets"],
-        n_events=n_events,
-    )
+    truth = _truth_from_record(record, n_events)
     # fastjet's inputs, one set of Cartesian momenta for both radii
     cart = to_cartesian(*(pf[k].astype(np.float64) for k in ("pt", "eta", "phi", "mass")))
     jet_fields, jet_counts, jet_pf, pf_jet_idx = _cluster_jets(

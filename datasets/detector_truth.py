@@ -165,7 +165,22 @@ def _truth_record(*, pid, status, mother1, px, py, pz, e, evt, offsets, n_events
         "statusFlags": flags.astype(np.int32),
         "genPartIdxMother": np.where(parent >= 0, new_index[np.maximum(parent, 0)], -1).astype(np.int32),
     }
-    # NanoAOD genPartFlav: 1 prompt, 15 from a prompt tau, 5 from b, 4 from c, 3 light/unknown hadron
+    return _Truth(
+        genpart=_unflatten(genpart, kept_counts),
+        new_index=new_index,
+        flav=_gen_part_flav(kept, parent, prompt, from_tau, is_b, is_c),
+        bhad=_per_event(weak_b, {"eta": eta, "phi": phi}, evt, n_events),
+        chad=_per_event(weak_c, {"eta": eta, "phi": phi}, evt, n_events),
+        partons=_per_event(parton, {"eta": eta, "phi": phi, "pt": pt, "pdgId": pid}, evt, n_events),
+    )
+
+
+def _gen_part_flav(
+    kept: np.ndarray, parent: np.ndarray, prompt: np.ndarray, from_tau: np.ndarray, is_b: np.ndarray, is_c: np.ndarray
+) -> np.ndarray:
+    """NanoAOD genPartFlav per record entry (0 where not kept): 1 prompt, 15 from a prompt tau, 5 from b, 4 from c,
+    3 light/unknown hadron."""
+    n = len(is_b)
     parent_is_b = np.where(parent >= 0, is_b[np.maximum(parent, 0)], False)
     parent_is_c = np.where(parent >= 0, is_c[np.maximum(parent, 0)], False)
     parent_prompt = np.zeros(len(kept), dtype=bool)
@@ -180,16 +195,10 @@ def _truth_record(*, pid, status, mother1, px, py, pz, e, evt, offsets, n_events
     )
     flav = np.zeros(n, dtype=np.uint8)
     flav[kept] = flav_kept
+    return flav
 
-    def per_event(mask: np.ndarray, fields: dict[str, np.ndarray]) -> _Targets:
-        idx = np.flatnonzero(mask)
-        return _Targets({k: v[idx] for k, v in fields.items()}, _offsets(np.bincount(evt[idx], minlength=n_events)))
 
-    return _Truth(
-        genpart=_unflatten(genpart, kept_counts),
-        new_index=new_index,
-        flav=flav,
-        bhad=per_event(weak_b, {"eta": eta, "phi": phi}),
-        chad=per_event(weak_c, {"eta": eta, "phi": phi}),
-        partons=per_event(parton, {"eta": eta, "phi": phi, "pt": pt, "pdgId": pid}),
-    )
+def _per_event(mask: np.ndarray, fields: dict[str, np.ndarray], evt: np.ndarray, n_events: int) -> _Targets:
+    """The ``fields`` of the record entries in ``mask`` as jet-matching targets with per-event offsets."""
+    idx = np.flatnonzero(mask)
+    return _Targets({k: v[idx] for k, v in fields.items()}, _offsets(np.bincount(evt[idx], minlength=n_events)))

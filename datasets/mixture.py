@@ -94,6 +94,25 @@ def _to_collections(flat: ak.Array) -> dict[str, object]:
     return branches
 
 
+def _poisson_counts(fileset: dict, processes: Sequence[str], lumi: float, rng: np.random.Generator) -> dict[str, int]:
+    """Events of each process in the pseudo-data: a Poisson draw around cross section x ``lumi``, in process order."""
+    counts = {}
+    for p in processes:
+        meta = fileset[p]["metadata"]
+        if meta.get("tail_bias"):
+            raise MixtureError(
+                f"{p}: the sample is tail-weighted (generate --tail-bias, genWeight varies): pseudo-data takes "
+                "events as they come and needs an unweighted production of it"
+            )
+        counts[p] = int(rng.poisson(meta["xsec_pb"] * lumi))
+        if counts[p] > meta["nevents"]:
+            raise MixtureError(
+                f"{p}: {counts[p]} events needed at L = {lumi:.4g} pb^-1 but only {meta['nevents']} generated; "
+                f"generate more or ask for L <= {meta['nevents'] / meta['xsec_pb']:.4g} pb^-1"
+            )
+    return counts
+
+
 def build_pseudo_data(
     fileset: dict,
     *,
@@ -127,20 +146,7 @@ def build_pseudo_data(
     """
     rng = np.random.default_rng(seed)
     lumi = default_luminosity(fileset, processes) if lumi_pb is None else float(lumi_pb)
-    counts = {}
-    for p in processes:
-        meta = fileset[p]["metadata"]
-        if meta.get("tail_bias"):
-            raise MixtureError(
-                f"{p}: the sample is tail-weighted (generate --tail-bias, genWeight varies): pseudo-data takes "
-                "events as they come and needs an unweighted production of it"
-            )
-        counts[p] = int(rng.poisson(meta["xsec_pb"] * lumi))
-        if counts[p] > meta["nevents"]:
-            raise MixtureError(
-                f"{p}: {counts[p]} events needed at L = {lumi:.4g} pb^-1 but only {meta['nevents']} generated; "
-                f"generate more or ask for L <= {meta['nevents'] / meta['xsec_pb']:.4g} pb^-1"
-            )
+    counts = _poisson_counts(fileset, processes, lumi, rng)
     log.info("pseudo-data at L = %.4g pb^-1: %s", lumi, counts)
     parts = [_read_events(sorted(fileset[p]["files"]), counts[p]) for p in processes if counts[p] > 0]
     labels = np.concatenate([np.full(counts[p], p, dtype=object) for p in processes if counts[p] > 0])

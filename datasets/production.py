@@ -535,6 +535,13 @@ def produce(
             + "\n  ".join(errors)
         )
     fileset_path = out / "fileset.json"
+    fileset = _merged_fileset(fileset_path, results, seed=seed)
+    _write_json_atomic(fileset_path, fileset)
+    return {"fileset": str(fileset_path), "datasets": fileset, "results": results}
+
+
+def _merged_fileset(fileset_path: Path, results: Sequence[dict], *, seed: int) -> dict:
+    """The fileset at ``fileset_path`` (if readable) updated with the datasets of this production's ``results``."""
     fileset = {}
     if fileset_path.is_file():
         try:
@@ -544,8 +551,7 @@ def produce(
         if not isinstance(fileset, dict):
             fileset = {}
     fileset.update(build_fileset(results, seed=seed))
-    _write_json_atomic(fileset_path, fileset)
-    return {"fileset": str(fileset_path), "datasets": fileset, "results": results}
+    return fileset
 
 
 def summarise(result: dict) -> str:

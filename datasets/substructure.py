@@ -129,76 +129,96 @@ def softdrop_mass(px, py, pz, e, offsets, zcut, beta, r0):
         n = offsets[k + 1] - lo
         if n == 0:
             continue
-        size = 2 * n - 1
-        npx = np.empty(size)
-        npy = np.empty(size)
-        npz = np.empty(size)
-        ne = np.empty(size)
-        ny = np.empty(size)
-        nphi = np.empty(size)
-        left = np.full(size, -1)
-        right = np.full(size, -1)
-        for i in range(n):
-            npx[i], npy[i], npz[i], ne[i] = px[lo + i], py[lo + i], pz[lo + i], e[lo + i]
-            ny[i], nphi[i] = _rap_phi(npx[i], npy[i], npz[i], ne[i])
-        slot_node = np.arange(n)  # the tree node sitting in each slot
-        alive = np.ones(n, dtype=np.bool_)
-        nn = np.full(n, -1)
-        nnd = np.full(n, np.inf)
-        for a in range(n):
-            for b in range(a + 1, n):
-                d = _dr2(ny[a], nphi[a], ny[b], nphi[b])
-                if d < nnd[a]:
-                    nnd[a], nn[a] = d, b
-                if d < nnd[b]:
-                    nnd[b], nn[b] = d, a
-        next_node = n
-        for _ in range(n - 1):
-            i = -1
-            best = np.inf
-            for s in range(n):
-                if alive[s] and nnd[s] < best:
-                    best, i = nnd[s], s
-            j = nn[i]
-            a, b = slot_node[i], slot_node[j]
-            c = next_node
-            next_node += 1
-            npx[c], npy[c], npz[c], ne[c] = npx[a] + npx[b], npy[a] + npy[b], npz[a] + npz[b], ne[a] + ne[b]
-            ny[c], nphi[c] = _rap_phi(npx[c], npy[c], npz[c], ne[c])
-            left[c], right[c] = a, b
-            slot_node[i] = c
-            alive[j] = False
-            nnd[j] = np.inf
-            # the merged object's nearest neighbour, and everyone whose neighbour changed
-            nnd[i], nn[i] = np.inf, -1
-            for s in range(n):
-                if not alive[s] or s == i:
-                    continue
-                node = slot_node[s]
-                d = _dr2(ny[c], nphi[c], ny[node], nphi[node])
-                if d < nnd[i]:
-                    nnd[i], nn[i] = d, s
-                if nn[s] == i or nn[s] == j:
-                    nnd[s], nn[s] = np.inf, -1
-                    for t in range(n):
-                        if alive[t] and t != s:
-                            other = slot_node[t]
-                            d2 = _dr2(ny[node], nphi[node], ny[other], nphi[other])
-                            if d2 < nnd[s]:
-                                nnd[s], nn[s] = d2, t
-                elif d < nnd[s]:
-                    nnd[s], nn[s] = d, i
-        node = next_node - 1
-        while left[node] >= 0:
-            a, b = left[node], right[node]
-            pt_a = np.hypot(npx[a], npy[a])
-            pt_b = np.hypot(npx[b], npy[b])
-            cut = zcut
-            if beta != 0.0:
-                cut = zcut * (np.sqrt(_dr2(ny[a], nphi[a], ny[b], nphi[b])) / r0) ** beta
-            if min(pt_a, pt_b) / (pt_a + pt_b) > cut:
-                break
-            node = a if pt_a >= pt_b else b
-        m2 = ne[node] ** 2 - npx[node] ** 2 - npy[node] ** 2 - npz[node] ** 2
-        out[k] = np.sqrt(max(m2, 0.0))
+        hi = lo + n
+        npx, npy, npz, ne, ny, nphi, left, right = _ca_tree(px[lo:hi], py[lo:hi], pz[lo:hi], e[lo:hi])
+        out[k] = _groomed_mass(npx, npy, npz, ne, ny, nphi, left, right, zcut, beta, r0)
     return out
+
+
+@numba.njit(cache=True)
+def _ca_tree(px, py, pz, e):
+    """Cambridge/Aachen clustering of one jet's constituents into one binary tree (N2Plain bookkeeping).
+
+    Returns the momenta, rapidity and azimuth of the ``2 n - 1`` nodes (the ``n`` constituents first, the
+    root last) and each node's two children (-1 for a constituent).
+    """
+    n = len(px)
+    size = 2 * n - 1
+    npx = np.empty(size)
+    npy = np.empty(size)
+    npz = np.empty(size)
+    ne = np.empty(size)
+    ny = np.empty(size)
+    nphi = np.empty(size)
+    left = np.full(size, -1)
+    right = np.full(size, -1)
+    for i in range(n):
+        npx[i], npy[i], npz[i], ne[i] = px[i], py[i], pz[i], e[i]
+        ny[i], nphi[i] = _rap_phi(npx[i], npy[i], npz[i], ne[i])
+    slot_node = np.arange(n)  # the tree node sitting in each slot
+    alive = np.ones(n, dtype=np.bool_)
+    nn = np.full(n, -1)
+    nnd = np.full(n, np.inf)
+    for a in range(n):
+        for b in range(a + 1, n):
+            d = _dr2(ny[a], nphi[a], ny[b], nphi[b])
+            if d < nnd[a]:
+                nnd[a], nn[a] = d, b
+            if d < nnd[b]:
+                nnd[b], nn[b] = d, a
+    next_node = n
+    for _ in range(n - 1):
+        i = -1
+        best = np.inf
+        for s in range(n):
+            if alive[s] and nnd[s] < best:
+                best, i = nnd[s], s
+        j = nn[i]
+        a, b = slot_node[i], slot_node[j]
+        c = next_node
+        next_node += 1
+        npx[c], npy[c], npz[c], ne[c] = npx[a] + npx[b], npy[a] + npy[b], npz[a] + npz[b], ne[a] + ne[b]
+        ny[c], nphi[c] = _rap_phi(npx[c], npy[c], npz[c], ne[c])
+        left[c], right[c] = a, b
+        slot_node[i] = c
+        alive[j] = False
+        nnd[j] = np.inf
+        # the merged object's nearest neighbour, and everyone whose neighbour changed
+        nnd[i], nn[i] = np.inf, -1
+        for s in range(n):
+            if not alive[s] or s == i:
+                continue
+            node = slot_node[s]
+            d = _dr2(ny[c], nphi[c], ny[node], nphi[node])
+            if d < nnd[i]:
+                nnd[i], nn[i] = d, s
+            if nn[s] == i or nn[s] == j:
+                nnd[s], nn[s] = np.inf, -1
+                for t in range(n):
+                    if alive[t] and t != s:
+                        other = slot_node[t]
+                        d2 = _dr2(ny[node], nphi[node], ny[other], nphi[other])
+                        if d2 < nnd[s]:
+                            nnd[s], nn[s] = d2, t
+            elif d < nnd[s]:
+                nnd[s], nn[s] = d, i
+    return npx, npy, npz, ne, ny, nphi, left, right
+
+
+@numba.njit(cache=True)
+def _groomed_mass(npx, npy, npz, ne, ny, nphi, left, right, zcut, beta, r0):
+    """Soft-drop declustering of a :func:`_ca_tree` tree from its root along the harder-pT branch: the mass
+    of the first node that passes the condition, or of the constituent reached."""
+    node = len(ne) - 1  # the root: the last merge
+    while left[node] >= 0:
+        a, b = left[node], right[node]
+        pt_a = np.hypot(npx[a], npy[a])
+        pt_b = np.hypot(npx[b], npy[b])
+        cut = zcut
+        if beta != 0.0:
+            cut = zcut * (np.sqrt(_dr2(ny[a], nphi[a], ny[b], nphi[b])) / r0) ** beta
+        if min(pt_a, pt_b) / (pt_a + pt_b) > cut:
+            break
+        node = a if pt_a >= pt_b else b
+    m2 = ne[node] ** 2 - npx[node] ** 2 - npy[node] ** 2 - npz[node] ** 2
+    return np.sqrt(max(m2, 0.0))
