@@ -35,7 +35,7 @@ import awkward as ak
 import fastjet
 import numba
 import numpy as np
-from cms_anomaly.datasets.fourvectors import to_cartesian
+from cms_anomaly.core.fourvectors import to_cartesian
 
 PION_MASS = 0.13957
 ELECTRON_MASS = 0.000511

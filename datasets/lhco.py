@@ -18,8 +18,8 @@ import os
 import awkward as ak
 import fastjet
 import numpy as np
+from cms_anomaly.core.fourvectors import to_cartesian
 from cms_anomaly.datasets.detector import jet_taus
-from cms_anomaly.datasets.fourvectors import to_cartesian
 
 LHCO_MAX_PARTICLES = 700
 

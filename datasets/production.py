@@ -21,12 +21,12 @@ from pathlib import Path
 
 import awkward as ak
 import numpy as np
-from cms_anomaly.datasets.atomic import write_text_atomic
+from cms_anomaly.core.atomic import write_text_atomic
+from cms_anomaly.core.workers import interrupts_ignored, pool_worker_init
 from cms_anomaly.datasets.cards import PhaseSpaceBias, ProcessCard, load_card
 from cms_anomaly.datasets.detector import DetectorConfig, simulate
 from cms_anomaly.datasets.generator import PythiaGenerator, derive_seed
 from cms_anomaly.datasets.nanoaod import event_branches, write_nanoaod
-from cms_anomaly.datasets.workers import interrupts_ignored, pool_worker_init
 
 log = logging.getLogger(__name__)
 

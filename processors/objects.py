@@ -603,7 +603,7 @@ def recluster_jets(pfcands: ak.Array, *, radius: float = 0.4, pt_min: float = 15
     Returns jagged records ``pt, eta, phi, mass``, pT-ordered.
     """
     import fastjet
-    from cms_anomaly.datasets.fourvectors import to_cartesian
+    from cms_anomaly.core.fourvectors import to_cartesian
 
     pt, eta, phi, mass = (_as_float(pfcands[k]) for k in ("pt", "eta", "phi", "mass"))
     particles = ak.to_packed(ak.zip(to_cartesian(pt, eta, phi, mass)))

@@ -17,8 +17,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from cms_anomaly.datasets.atomic import atomic_output
-from cms_anomaly.datasets.workers import interrupts_ignored, pool_worker_init
+from cms_anomaly.core.atomic import atomic_output
+from cms_anomaly.core.workers import interrupts_ignored, pool_worker_init
 from cms_anomaly.processors import btag, dataquality
 
 log = logging.getLogger(__name__)
