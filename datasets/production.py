@@ -40,9 +40,12 @@ def _response_digest() -> str:
     Part of every file's identity, so a changed detector never resumes onto files of the old one."""
     from importlib import metadata
 
+    from cms_anomaly.core import fourvectors
+    from cms_anomaly.datasets import detector, generator, nanoaod
+
     digest = hashlib.sha256(json.dumps(asdict(DetectorConfig()), sort_keys=True).encode())
-    for module in ("generator", "detector", "fourvectors", "nanoaod"):
-        digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
+    for module in (generator, detector, fourvectors, nanoaod):
+        digest.update(Path(str(module.__file__)).read_bytes())
     digest.update(metadata.version("pythia8mc").encode())
     return digest.hexdigest()[:16]
 
