@@ -22,7 +22,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 from cms_anomaly.core.atomic import write_text_atomic
-from cms_anomaly.core.workers import interrupts_ignored, pool_worker_init
+from cms_anomaly.core.workers import local_cluster, pool_worker_init
 from cms_anomaly.datasets.cards import PhaseSpaceBias, ProcessCard, load_card
 from cms_anomaly.datasets.detector import DetectorConfig, simulate
 from cms_anomaly.datasets.generator import PythiaGenerator, derive_seed
@@ -425,20 +425,14 @@ def _job_cost(card: ProcessCard) -> float:
 def _run_on_dask(
     jobs: Sequence[FileJob], *, scheduler: str | None, workers: int | None
 ) -> tuple[list[dict], list[str]]:
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import Client, as_completed
     from tqdm import tqdm
 
     if scheduler:
         client = Client(scheduler)
         cluster = None
     else:
-        with interrupts_ignored():
-            cluster = LocalCluster(
-                n_workers=workers or os.cpu_count() or 1,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-            )
+        cluster = local_cluster(workers)
         client = Client(cluster)
     results, errors = [], []
     try:

@@ -143,6 +143,19 @@ def test_worker_side_imports_no_generation_package(package):
     assert not bad, "worker-side code imports datasets:\n" + "\n".join(bad)
 
 
+def test_one_local_cluster_set_up():
+    """``LocalCluster(...)`` is built in one place, ``core.workers.local_cluster``, with the worker settings."""
+    calls = []
+    for _, path in _sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+                if name == "LocalCluster":
+                    calls.append(str(path.relative_to(REPO)))
+    assert calls == ["core/workers.py"]
+
+
 def test_the_layer_test_catches_an_upward_import(tmp_path):
     """The checker itself: a processors module importing models is reported."""
     bad = tmp_path / "bad.py"
