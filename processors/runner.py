@@ -104,7 +104,13 @@ def _metadata_problem(kind: str, value: Any) -> bool:
     return not (math.isfinite(float(value)) and float(value) > 0)
 
 
-def validate_fileset(fileset: Mapping[str, Any], *, source: str = "fileset") -> dict[str, dict[str, Any]]:
+class CheckedFileset(dict[str, dict[str, Any]]):
+    """A fileset as :func:`validate_fileset` returns it (:func:`load_fileset` too): :func:`check_files` and
+    :func:`run_processor` do not check it again. A fileset built from it, or any other mapping, is a plain
+    ``dict``: checked when it is run."""
+
+
+def validate_fileset(fileset: Mapping[str, Any], *, source: str = "fileset") -> CheckedFileset:
     """The fileset with its metadata checked, and each data file counted once.
 
     Every key of :data:`METADATA_KEYS` a dataset's metadata has must have its type and sign
@@ -156,7 +162,7 @@ def validate_fileset(fileset: Mapping[str, Any], *, source: str = "fileset") -> 
             for f in files:
                 owner.setdefault(f, dataset)
         out[dataset] = dict(entry)
-    return out
+    return CheckedFileset(out)
 
 
 class InputFileError(OSError):
@@ -193,7 +199,7 @@ def check_files(
     value. ``files`` may be ``{path: tree}`` or a list of paths (``Events`` trees); the returned fileset
     has the mapping form.
 
-    The metadata is checked first (:func:`validate_fileset`). A simulated dataset (not ``is_data``) without
+    The metadata is checked first (:func:`validate_fileset`, unless ``fileset`` is its result). A simulated dataset (not ``is_data``) without
     ``sumw`` gets the sum of ``genEventSumw`` (or the older ``genEventSumw_``) over the ``Runs`` trees of its
     readable files, as CMS normalises NanoAOD simulation, where every such file has one; a file without
     the ``run``, ``luminosityBlock`` or ``event`` branches is said once (a log line): its events are
@@ -270,7 +276,8 @@ def _check_files(
 
     import uproot
 
-    fileset = validate_fileset(fileset)
+    if not isinstance(fileset, CheckedFileset):  # a loaded fileset was checked by load_fileset
+        fileset = validate_fileset(fileset)
     good: dict[str, Any] = {}
     skipped: dict[str, list[str]] = {}
     entries: dict[str, int] = {}
