@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cms_anomaly.datasets.argtypes import positive_float, positive_int
+from cms_anomaly.core.argtypes import positive_float, positive_int
 from cms_anomaly.processors.runner import EXECUTORS
 
 
@@ -102,7 +102,7 @@ def processor_pass(
     pass has finished; an interrupted pass leaves the previous ones as they were. ``options`` go to the
     processor (``score_features``, ``split``).
     """
-    from cms_anomaly.datasets.atomic import staged_outputs, usable_directory
+    from cms_anomaly.core.atomic import staged_outputs, usable_directory
     from cms_anomaly.processors.processor import AnomalyProcessor
     from cms_anomaly.processors.runner import make_executor, run_processor, save_outputs
 
@@ -213,7 +213,7 @@ def fresh_report_dir(out: Path) -> Path:
 
 def write_report(report_dir: Path, *, markdown: str, payload: dict[str, Any], title: str) -> Path:
     """Write ``summary.md``, ``summary.json`` and ``index.html`` atomically; returns ``summary.md``."""
-    from cms_anomaly.datasets.atomic import write_text_atomic
+    from cms_anomaly.core.atomic import write_text_atomic
 
     report_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(report_dir / "summary.md", markdown)

@@ -127,7 +127,7 @@ def feature_tables(
     (files with their sizes and modification times, event counts) and table layout: a second
     analysis command on the same samples reads the tables; regenerated files are processed again.
     """
-    from cms_anomaly.datasets.atomic import write_text_atomic
+    from cms_anomaly.core.atomic import write_text_atomic
 
     fileset = produce_samples(samples_dir, config)
     out = Path(samples_dir) / selection

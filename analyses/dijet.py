@@ -42,7 +42,7 @@ from cms_anomaly.analyses.analysis import (
     report_footer,
     write_report,
 )
-from cms_anomaly.datasets.argtypes import fraction, non_negative_float
+from cms_anomaly.core.argtypes import fraction, non_negative_float
 from cms_anomaly.processors.histograms import DIJET_MASS_EDGES
 
 log = logging.getLogger(__name__)
@@ -383,7 +383,7 @@ def run_dijet(
     from cms_anomaly.analyses.analysis import processor_pass
     from cms_anomaly.analyses.cocktail import CocktailConfig, feature_tables
     from cms_anomaly.analyses.scorehists import ScoreHists
-    from cms_anomaly.datasets.atomic import atomic_output
+    from cms_anomaly.core.atomic import atomic_output
     from cms_anomaly.models.scorers import KFoldScorer
     from cms_anomaly.processors.folds import KFold
 

@@ -52,7 +52,7 @@ import numpy as np
 from cms_anomaly.analyses import analysis
 from cms_anomaly.analyses.analysis import Execution, fmt
 from cms_anomaly.analyses.rediscovery import PROCESSES, ROLE_LABELS
-from cms_anomaly.datasets.argtypes import fraction, non_negative_float, positive_float, positive_int
+from cms_anomaly.core.argtypes import fraction, non_negative_float, positive_float, positive_int
 from cms_anomaly.processors.runner import EXECUTORS
 
 log = logging.getLogger(__name__)
@@ -651,7 +651,7 @@ def analyse(output: dict[str, Any], *, config: HuntConfig, n_validation: list[in
 def event_list(output: dict, analysed: dict, report_dir: Path) -> tuple[Any, dict[str, Path]]:
     """The data's highest-rarity events as CSV, parquet and an HTML table; the selection each passes."""
     import pandas as pd
-    from cms_anomaly.datasets.atomic import atomic_output, write_text_atomic
+    from cms_anomaly.core.atomic import atomic_output, write_text_atomic
 
     top = output["data"].get("top_events", {}).get(KFOLD_SCORER)
     df = top.to_pandas() if top is not None else pd.DataFrame()

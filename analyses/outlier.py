@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from cms_anomaly.analyses.analysis import fmt, fresh_report_dir, print_report, report_footer, write_report
 from cms_anomaly.analyses.cocktail import SM_PROCESSES, CocktailConfig, add_cocktail_arguments, cocktail_config
-from cms_anomaly.datasets.argtypes import fraction, positive_int
+from cms_anomaly.core.argtypes import fraction, positive_int
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from cms_anomaly.datasets.atomic import atomic_output
+from cms_anomaly.core.atomic import atomic_output
 
 if TYPE_CHECKING:  # pragma: no cover
     from cms_anomaly.stats import AstfResult, RocCurve

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from cms_anomaly.analyses import analysis
 from cms_anomaly.analyses.analysis import fmt
-from cms_anomaly.datasets.argtypes import fraction, positive_float, positive_int
+from cms_anomaly.core.argtypes import fraction, positive_float, positive_int
 from cms_anomaly.processors.runner import EXECUTORS
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from cms_anomaly.analyses.analysis import SCHEDULER_HELP
-from cms_anomaly.datasets.argtypes import non_negative_int, positive_float, positive_int
-from cms_anomaly.datasets.atomic import atomic_output, owned_directory, usable_directory, write_text_atomic
+from cms_anomaly.core.argtypes import non_negative_int, positive_float, positive_int
+from cms_anomaly.core.atomic import atomic_output, owned_directory, usable_directory, write_text_atomic
 from cms_anomaly.processors.runner import (
     EXECUTORS,
     REMOTE_TIMEOUT_S,

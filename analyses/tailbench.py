@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from cms_anomaly.datasets.argtypes import positive_float, positive_int
+from cms_anomaly.core.argtypes import positive_float, positive_int
 
 #: jets entering H_T: pT > 30 GeV, |eta| < 2.4 (the analysis's jets, processors.config.ObjectConfig),
 #: read from the raw ``Jet_*`` branches (no overlap removal: the benchmark's observable, not the analysis's)

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from cms_anomaly.analyses.analysis import fmt, fresh_report_dir, print_report, report_footer, write_report
 from cms_anomaly.analyses.cocktail import UNIT_LUMI_PB, CocktailConfig, add_cocktail_arguments, cocktail_config
-from cms_anomaly.datasets.argtypes import fraction, positive_int
+from cms_anomaly.core.argtypes import fraction, positive_int
 from cms_anomaly.processors.config import SelectionConfig
 
 log = logging.getLogger(__name__)

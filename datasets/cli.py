@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cms_anomaly.datasets.argtypes import positive_float, positive_int
+from cms_anomaly.core.argtypes import positive_float, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -111,8 +111,8 @@ def _opendata_fileset(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from cms_anomaly.core.atomic import write_text_atomic
     from cms_anomaly.datasets import opendata
-    from cms_anomaly.datasets.atomic import write_text_atomic
 
     out = Path(args.out or f"out/opendata{args.campaign}/fileset.json")
     fileset = opendata.build_fileset(

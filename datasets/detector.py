@@ -37,12 +37,12 @@ from dataclasses import dataclass
 import awkward as ak
 import numba
 import numpy as np
+from cms_anomaly.core.fourvectors import to_cartesian
 from cms_anomaly.datasets.detector_config import DetectorConfig
 from cms_anomaly.datasets.detector_jets import _cluster_fatjets, _cluster_jets, _jet_lepton_refs
 from cms_anomaly.datasets.detector_leptons import _leptons_and_photons
 from cms_anomaly.datasets.detector_truth import _Truth, _truth_record
 from cms_anomaly.datasets.flatarrays import _descending_within, _group_sum, _unflatten, kinematics
-from cms_anomaly.datasets.fourvectors import to_cartesian
 
 PION_MASS = 0.13957
 ELECTRON_MASS = 0.000511

@@ -18,7 +18,7 @@ import os
 import awkward as ak
 import fastjet
 import numpy as np
-from cms_anomaly.datasets.fourvectors import to_cartesian
+from cms_anomaly.core.fourvectors import to_cartesian
 from cms_anomaly.datasets.substructure import jet_taus
 
 LHCO_MAX_PARTICLES = 700

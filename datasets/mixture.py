@@ -21,7 +21,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import uproot
-from cms_anomaly.datasets.atomic import atomic_output
+from cms_anomaly.core.atomic import atomic_output
 from cms_anomaly.datasets.nanoaod import write_nanoaod
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import uproot
-from cms_anomaly.datasets.atomic import atomic_output
+from cms_anomaly.core.atomic import atomic_output
 
 #: ZSTD level 5: fast to write and ~2x faster to read than LZMA (uproot's default for ROOT files is ZLIB)
 COMPRESSION = uproot.ZSTD(5)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from cms_anomaly.datasets.atomic import write_text_atomic
+from cms_anomaly.core.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import awkward as ak
 import numpy as np
-from cms_anomaly.datasets.atomic import write_text_atomic
+from cms_anomaly.core.atomic import write_text_atomic
+from cms_anomaly.core.workers import local_cluster, pool_worker_init
 from cms_anomaly.datasets.cards import PhaseSpaceBias, ProcessCard, load_card
 from cms_anomaly.datasets.detector import simulate
 from cms_anomaly.datasets.detector_config import DetectorConfig
 from cms_anomaly.datasets.generator import PythiaGenerator, derive_seed
 from cms_anomaly.datasets.nanoaod import event_branches, write_nanoaod
-from cms_anomaly.datasets.workers import interrupts_ignored, pool_worker_init
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +41,23 @@ def _response_digest() -> str:
     Part of every file's identity, so a changed detector never resumes onto files of the old one."""
     from importlib import metadata
 
+    from cms_anomaly.core import fourvectors
+    from cms_anomaly.datasets import (
+        detector,
+        detector_config,
+        detector_jets,
+        detector_leptons,
+        detector_truth,
+        flatarrays,
+        generator,
+        nanoaod,
+        substructure,
+    )
+
     digest = hashlib.sha256(json.dumps(asdict(DetectorConfig()), sort_keys=True).encode())
-    for module in (
-        "generator",
-        "detector",
-        "detector_config",
-        "detector_jets",
-        "detector_leptons",
-        "detector_truth",
-        "flatarrays",
-        "substructure",
-        "fourvectors",
-        "nanoaod",
-    ):
-        digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
+    modules = (generator, detector, detector_config, detector_jets, detector_leptons, detector_truth, flatarrays)
+    for module in (*modules, substructure, fourvectors, nanoaod):
+        digest.update(Path(str(module.__file__)).read_bytes())
     digest.update(metadata.version("pythia8mc").encode())
     return digest.hexdigest()[:16]
 
@@ -434,20 +437,14 @@ def _job_cost(card: ProcessCard) -> float:
 def _run_on_dask(
     jobs: Sequence[FileJob], *, scheduler: str | None, workers: int | None
 ) -> tuple[list[dict], list[str]]:
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import Client, as_completed
     from tqdm import tqdm
 
     if scheduler:
         client = Client(scheduler)
         cluster = None
     else:
-        with interrupts_ignored():
-            cluster = LocalCluster(
-                n_workers=workers or os.cpu_count() or 1,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-            )
+        cluster = local_cluster(workers)
         client = Client(cluster)
     results, errors = [], []
     try:

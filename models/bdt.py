@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cms_anomaly.datasets.atomic import atomic_output
+from cms_anomaly.core.atomic import atomic_output
 from cms_anomaly.models.data import training_weights
 from cms_anomaly.models.errors import TrainingError
 

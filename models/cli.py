@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cms_anomaly.datasets.argtypes import non_negative_float, positive_float, positive_int
+from cms_anomaly.core.argtypes import non_negative_float, positive_float, positive_int
 
 _KINDS = ("ae", "vae", "alad", "double-ae", "bdt")
 _SETS = ("hlf21", "hlf24", "rmm", "objects")

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from cms_anomaly.datasets.atomic import atomic_output, write_text_atomic
+from cms_anomaly.core.atomic import atomic_output, write_text_atomic
 from cms_anomaly.models.errors import FeatureMismatchError, ModelCardError
 from cms_anomaly.stats import SM_WORKING_POINTS, threshold_at_fpr
 from torch import nn
@@ -114,7 +114,7 @@ def card_path(model_path: str | Path) -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (:func:`cms_anomaly.datasets.atomic.write_text_atomic`)."""
+    """Write ``text`` to ``path`` atomically (:func:`cms_anomaly.core.atomic.write_text_atomic`)."""
     write_text_atomic(path, text)
 
 

@@ -395,7 +395,7 @@ def calibration_path(model_path: str | Path) -> Path:
 
 def write_calibration(model_path: str | Path, training_scores: np.ndarray) -> Path:
     """Store the sorted training scores of a model (plain ``.npy``, loaded without pickle)."""
-    from cms_anomaly.datasets.atomic import atomic_output
+    from cms_anomaly.core.atomic import atomic_output
 
     scores = np.sort(np.asarray(training_scores, dtype=np.float64).ravel())
     scores = scores[np.isfinite(scores)]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from cms_anomaly.datasets.atomic import atomic_output
+from cms_anomaly.core.atomic import atomic_output
 from cms_anomaly.models.base import AnomalyModel, Hyper
 from cms_anomaly.models.errors import TrainingError
 

@@ -196,7 +196,7 @@ class Corrections:
         """``{systematic: per-event weight}`` for every category of :attr:`systematics`.
 
         ``base`` is the weight without scale factors; ``muons`` the chunk's selected muons (a
-        :class:`~cms_anomaly.processors.objects.FlatCollection` with ``pt`` and ``eta``); ``jets`` its
+        :class:`~cms_anomaly.processors.flat.FlatCollection` with ``pt`` and ``eta``); ``jets`` its
         analysis jets (with ``btag`` and ``flavour``), for the b-tag scale factor.
         """
         from coffea.analysis_tools import Weights

@@ -35,6 +35,7 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
+from cms_anomaly.processors.notices import notice_once
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +105,6 @@ TRIGGERS: Mapping[str, Mapping[str, tuple[TriggerGroup, ...]]] = MappingProxyTyp
 #: b-tag default of a variant, ``btag.VARIANT_ERAS``, is a calibration choice, not a trigger menu: a
 #: Run-2 file without ``era`` has no trigger step rather than 2018's)
 VARIANT_TRIGGER_ERAS: Mapping[str, str] = MappingProxyType({"run1": "2012", "generated": "generated"})
-
-_WARNED: set[tuple[str, str]] = set()
-
-
-def _warn_once(dataset: str, key: str, message: str, *args: Any) -> None:
-    if (dataset, key) not in _WARNED:
-        _WARNED.add((dataset, key))
-        log.warning(message, *args)
 
 
 def trigger_era(era: str) -> str:
@@ -239,15 +232,17 @@ def trigger_mask(
         own = _fired(events, groups[k].paths, available)
         earlier = [_fired(events, g.paths, available) for g in groups[:k]]
         if own is None:
-            _warn_once(
+            notice_once(
+                log,
                 dataset,
-                "trigger",
                 "dataset %s: none of the trigger branches %s (selection %s, era %s) is in its files: "
                 "no trigger requirement",
                 dataset,
                 [f"HLT_{p}" for p in groups[k].paths],
                 selection,
                 era,
+                key="trigger",
+                level=logging.WARNING,
             )
             own = np.ones(n, dtype=bool)
         for e in earlier:
@@ -256,14 +251,16 @@ def trigger_mask(
         return own
     fired = [f for f in (_fired(events, g.paths, available) for g in groups) if f is not None]
     if not fired:
-        _warn_once(
+        notice_once(
+            log,
             dataset,
-            "trigger",
             "dataset %s: none of the trigger branches %s (selection %s, era %s) is in its files: no trigger requirement",
             dataset,
             [f"HLT_{p}" for g in groups for p in g.paths],
             selection,
             era,
+            key="trigger",
+            level=logging.WARNING,
         )
         return np.ones(n, dtype=bool)
     return np.logical_or.reduce(fired)
@@ -290,14 +287,16 @@ def steps(
         return out
     era = era_of(meta, variant)
     if era is None:
-        _warn_once(
+        notice_once(
+            log,
             dataset,
-            "era",
             "dataset %s: no era (metadata 'era' or a variant that implies one; NanoAOD variant %s): "
             "no trigger requirement for selection %s",
             dataset,
             variant,
             selection,
+            key="era",
+            level=logging.WARNING,
         )
         return out
     if era not in table:

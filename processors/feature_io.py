@@ -19,7 +19,7 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
-from cms_anomaly.datasets.atomic import atomic_output
+from cms_anomaly.core.atomic import atomic_output
 from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, NEEDS, SCALAR_FEATURES
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def write_table_manifest(root: str | Path, tables: Sequence[str | Path]) -> Path
     """
     import json
 
-    from cms_anomaly.datasets.atomic import write_text_atomic
+    from cms_anomaly.core.atomic import write_text_atomic
 
     root = Path(root)
     rel = sorted(Path(t).resolve().relative_to(root.resolve()).as_posix() for t in tables)

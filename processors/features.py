@@ -1,7 +1,7 @@
 """Per-event features: HLF-21, HLF-24, m_jj, large-R substructure, ADC2021 (19, 3), RMM (51, 51).
 
 Entry point :func:`compute_features` (events -> one record per event). Everything is columnar on
-the objects' flat columns (:class:`~cms_anomaly.processors.objects.FlatCollection`): one numba pass
+the objects' flat columns (:class:`~cms_anomaly.processors.flat.FlatCollection`): one numba pass
 per collection for the sums over objects (:class:`CollectionSums`), numpy for event-level
 arithmetic, the numba RMM kernel of :mod:`cms_anomaly.processors.rmm` for the matrices. Feature
 definitions: the papers (Cerri et al. sec. 3, Knapp et al. appendix A, the ADC2021 object lists) and
@@ -24,13 +24,8 @@ import numpy as np
 from cms_anomaly.processors import rmm as rmm_mod
 from cms_anomaly.processors.config import AnalysisConfig, ObjectConfig
 from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, SCALAR_FEATURES
-from cms_anomaly.processors.objects import (
-    ELECTRON_PDGID,
-    MUON_PDGID,
-    EventObjects,
-    FlatCollection,
-    build_objects,
-)
+from cms_anomaly.processors.flat import FlatCollection
+from cms_anomaly.processors.objects import ELECTRON_PDGID, MUON_PDGID, EventObjects, build_objects
 
 log = logging.getLogger(__name__)
 

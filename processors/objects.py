@@ -2,8 +2,9 @@
 
 :func:`build_objects` reads every branch through the schema map
 (:mod:`cms_anomaly.processors.schema`), makes every cut, the isolation, the overlap removal and the
-pT ordering on flat numpy columns with numba passes (:class:`FlatCollection`; awkward's per-call
-overhead was half of a chunk's processing), and returns an :class:`EventObjects` bundle:
+pT ordering on flat numpy columns with numba passes
+(:class:`~cms_anomaly.processors.flat.FlatCollection`; awkward's per-call overhead was half of a
+chunk's processing), and returns an :class:`EventObjects` bundle:
 pT-ordered muons, electrons (with the three isolation components), photons, jets, b-jets,
 the looser ADC2021 objects, large-R jets with N-subjettiness ratios, MET, PF-candidate
 hadron multiplicities and the generator weight.
@@ -48,6 +49,8 @@ import numba
 import numpy as np
 from cms_anomaly.processors import btag, schema
 from cms_anomaly.processors.config import ObjectConfig
+from cms_anomaly.processors.flat import FlatCollection, jagged_parts, offsets_from_counts
+from cms_anomaly.processors.notices import notice_once
 
 log = logging.getLogger(__name__)
 
@@ -175,143 +178,6 @@ def _collection(
     return {
         f: schema.get(events, f"{prefix}.{f}", variant=variant, feature=feature, available=available) for f in fields
     }
-
-
-def jagged_parts(arr: ak.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(counts per event, flat values) of a jagged numeric array, as numpy.
-
-    A NanoAOD branch is a list-offset array of numbers: its offsets and values are read off the layout
-    (no awkward operation, the values not copied); any other layout goes through ``ak.num`` / ``ak.flatten``.
-    """
-    layout = ak.to_layout(arr)
-    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.NumpyArray):
-        offsets = np.asarray(layout.offsets.data, dtype=np.int64)
-        values = np.asarray(layout.content.data)
-        if values.ndim == 1:
-            return np.diff(offsets), values[offsets[0] : offsets[-1]]
-    counts = np.asarray(ak.to_numpy(ak.num(arr, axis=1)), dtype=np.int64)
-    values = np.asarray(ak.to_numpy(ak.flatten(arr, axis=1)))
-    return counts, values
-
-
-def offsets_from_counts(counts: np.ndarray) -> np.ndarray:
-    """Offsets (length N + 1, from 0) of the lists whose lengths are ``counts``."""
-    return np.concatenate(([0], np.cumsum(counts, dtype=np.int64)))
-
-
-@numba.njit(cache=True, nogil=True)
-def _pt_order_kernel(counts: Any, pt: Any) -> Any:  # pragma: no cover - compiled
-    """Permutation ordering each event's objects by descending pT, ties in their original order
-    (a stable insertion sort: events hold a handful of objects)."""
-    perm = np.arange(len(pt))
-    a0 = 0
-    for ev in range(len(counts)):
-        for i in range(a0 + 1, a0 + counts[ev]):
-            j = i
-            while j > a0 and pt[perm[j - 1]] < pt[perm[j]]:
-                perm[j - 1], perm[j] = perm[j], perm[j - 1]
-                j -= 1
-        a0 += counts[ev]
-    return perm
-
-
-@dataclass(frozen=True)
-class FlatCollection:
-    """One collection of a chunk as per-event counts and flat numpy columns (the objects of event
-    ``i`` are rows ``offsets[i]:offsets[i + 1]``): cuts, isolation, overlap removal and the pT ordering
-    run on these, and :meth:`to_awkward` builds the jagged record once, at the end."""
-
-    counts: np.ndarray
-    columns: dict[str, np.ndarray]
-
-    @classmethod
-    def from_columns(cls, columns: dict[str, Any], dtypes: dict[str, Any]) -> FlatCollection:
-        """From jagged columns of one collection (same counts), each cast to its ``dtypes`` entry."""
-        counts: np.ndarray | None = None
-        flat = {}
-        for name, col in columns.items():
-            c, values = jagged_parts(col)
-            counts = c if counts is None else counts
-            flat[name] = values.astype(dtypes[name], copy=False)
-        if counts is None:
-            raise ValueError("FlatCollection.from_columns: no columns")
-        return cls(counts, flat)
-
-    def __len__(self) -> int:
-        """Number of events."""
-        return len(self.counts)
-
-    def events(self, mask: np.ndarray) -> FlatCollection:
-        """The objects of the events where ``mask`` (one entry per event) is true."""
-        keep = np.repeat(np.asarray(mask, dtype=bool), self.counts)
-        return FlatCollection(self.counts[mask], {k: v[keep] for k, v in self.columns.items()})
-
-    @functools.cached_property
-    def offsets(self) -> np.ndarray:
-        """Where each event's objects start (and, last, where the objects end)."""
-        return offsets_from_counts(self.counts)
-
-    def count(self, mask: np.ndarray) -> np.ndarray:
-        """Per event, the number of its objects where the flat ``mask`` is true."""
-        passed = offsets_from_counts(mask)
-        return passed[self.offsets[1:]] - passed[self.offsets[:-1]]
-
-    def nth(self, name: str, n: int, default: float = 0.0) -> np.ndarray:
-        """Per event, column ``name`` of its ``n``-th object (0: the leading one once pT-ordered),
-        ``default`` without one."""
-        has = self.counts > n
-        out = np.full(len(self.counts), default, dtype=np.float64)
-        out[has] = self.columns[name][self.offsets[:-1][has] + n]
-        return out
-
-    def select(self, keep: np.ndarray) -> FlatCollection:
-        """The objects where the flat mask ``keep`` is true."""
-        if keep.all():
-            return self
-        return FlatCollection(self.count(keep), {k: v[keep] for k, v in self.columns.items()})
-
-    def with_columns(self, **columns: np.ndarray) -> FlatCollection:
-        """The same objects with ``columns`` added or replaced."""
-        return FlatCollection(self.counts, {**self.columns, **columns})
-
-    def sorted_by_pt(self) -> FlatCollection:
-        """Each event's objects in descending pT (stable)."""
-        perm = _pt_order_kernel(self.counts, self.columns["pt"])
-        return FlatCollection(self.counts, {k: v[perm] for k, v in self.columns.items()})
-
-    def keep_isolated_from(self, *others: FlatCollection, dr: float, min_pt_fraction: float = 0.0) -> np.ndarray:
-        """Flat mask of the objects with no object of any of ``others`` within ``dR < dr`` (same event).
-
-        With ``min_pt_fraction`` > 0 only an other object carrying more than that fraction of the object's
-        pT removes it. One pass of :func:`_overlap_kernel` per collection of ``others``.
-        """
-        keep = np.ones(len(self.columns["pt"]), dtype=bool)
-        a = self.columns
-        for other in others:
-            b = other.columns
-            keep &= _overlap_kernel(
-                self.counts,
-                a["eta"],
-                a["phi"],
-                a["pt"],
-                other.counts,
-                b["eta"],
-                b["phi"],
-                b["pt"],
-                float(dr),
-                float(min_pt_fraction),
-            )
-        return keep
-
-    def to_awkward(self) -> ak.Array:
-        """The jagged record array (fields in column order)."""
-        offsets = ak.index.Index64(self.offsets)
-        record = ak.contents.RecordArray(
-            [ak.contents.NumpyArray(v) for v in self.columns.values()],
-            list(self.columns),
-            length=int(offsets[-1]),
-        )
-        return ak.Array(ak.contents.ListOffsetArray(offsets, record))
 
 
 #: PF-candidate categories of the isolation sums and the multiplicities (CMS PF isolation:
@@ -576,34 +442,13 @@ def _jet_id(n_jets: int, ident: ak.Array | None, level: str, variant: schema.Sch
     return (jagged_parts(ident)[1] & bits) == bits
 
 
-@numba.njit(cache=True, nogil=True)
-def _overlap_kernel(
-    counts: Any, eta: Any, phi: Any, pt: Any, other_counts: Any, oeta: Any, ophi: Any, opt: Any, dr: float, frac: float
-) -> Any:  # pragma: no cover - compiled
-    """Keep-mask of the objects with no other object of their event within ``dR < dr`` (and, for
-    ``frac`` > 0, with pT above ``frac`` times theirs); dR as :func:`delta_r` computes it."""
-    keep = np.ones(len(eta), dtype=np.bool_)
-    a0 = 0
-    b0 = 0
-    for ev in range(len(counts)):
-        for a in range(a0, a0 + counts[ev]):
-            for b in range(b0, b0 + other_counts[ev]):
-                dphi = (phi[a] - ophi[b] + np.pi) % (2 * np.pi) - np.pi
-                if np.hypot(eta[a] - oeta[b], dphi) < dr and (frac <= 0.0 or opt[b] > frac * pt[a]):
-                    keep[a] = False
-                    break
-        a0 += counts[ev]
-        b0 += other_counts[ev]
-    return keep
-
-
 def recluster_jets(pfcands: ak.Array, *, radius: float = 0.4, pt_min: float = 15.0) -> ak.Array:
     """Anti-kT jets clustered with fastjet from PF candidates (multi-event interface).
 
     Returns jagged records ``pt, eta, phi, mass``, pT-ordered.
     """
     import fastjet
-    from cms_anomaly.datasets.fourvectors import to_cartesian
+    from cms_anomaly.core.fourvectors import to_cartesian
 
     pt, eta, phi, mass = (_as_float(pfcands[k]) for k in ("pt", "eta", "phi", "mass"))
     particles = ak.to_packed(ak.zip(to_cartesian(pt, eta, phi, mass)))
@@ -627,16 +472,6 @@ def _match_btag(jets: ak.Array, nano_jets: ak.Array, *, max_dr: float = 0.2) -> 
     return ak.where(best_dr < max_dr, best_tag, 0.0)
 
 
-#: (file, message) pairs already logged in this process: a notice once per file, not once per chunk
-_NOTICED: set[tuple[str, str]] = set()
-
-
-def _notice_once(source: str, message: str, *args: Any, level: int = logging.INFO) -> None:
-    if (source, message) not in _NOTICED:
-        _NOTICED.add((source, message))
-        log.log(level, message, *args)
-
-
 def _finite(coll: FlatCollection, prefix: str, *, variant: schema.SchemaVariant, source: str) -> np.ndarray:
     """Mask of the objects of ``coll`` whose pt, eta, phi and mass are all finite.
 
@@ -652,8 +487,171 @@ def _finite(coll: FlatCollection, prefix: str, *, variant: schema.SchemaVariant,
             keep &= ~bad
             branch = variant.branch_name(f"{prefix}.{k}") or f"{prefix}.{k}"
             message = f"%s: %d non-finite value(s) in {branch}: those objects dropped (further chunks not reported)"
-            _notice_once(source, message, source or variant.name, int(bad.sum()), level=logging.WARNING)
+            notice_once(log, source, message, source or variant.name, int(bad.sum()), level=logging.WARNING)
     return keep
+
+
+#: reads one quantity of the chunk through the schema map: ``get(quantity, feature)``
+_Getter = Callable[[str, str], Any]
+
+
+def _with_allowed_missing(
+    events: Any, *, variant: schema.SchemaVariant, available: set[str], allow_missing: tuple[str, ...], source: str
+) -> tuple[Any, set[str], list[str]]:
+    """``events`` with the absent collections of ``allow_missing`` empty, its branch names and those collections."""
+    if not allow_missing:
+        return events, available, []
+    events, missing = schema.with_empty_collections(
+        events, variant=variant, available=available, collections=allow_missing
+    )
+    if missing:
+        available = schema.flat_branch_names(events)
+        notice_once(
+            log,
+            source,
+            "%s: no %s collection: treated as empty (--allow-missing)",
+            source or variant.name,
+            ", ".join(missing),
+            level=logging.WARNING,
+        )
+    return events, available, missing
+
+
+def _pf_candidates(
+    get: _Getter, *, variant: schema.SchemaVariant, source: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
+    """The PF-candidate fields of the chunk and their flat columns (``None`` where the file has none)."""
+    pf_fields = {
+        k: get(f"pfcands.{k}", "isolation / hadron multiplicities")
+        for k in ("pt", "eta", "phi", "mass", "charge", "pdgId")
+    }
+    has_pf = all(v is not None for v in pf_fields.values())
+    pfcands = pf_flat(ak.zip(pf_fields)) if has_pf else None
+    if not has_pf:
+        notice_once(log, source, "%s: no PFCands: iso_gamma 0, PF multiplicities set to -1", source or variant.name)
+    return pf_fields, pfcands
+
+
+def _leptons_and_photons(
+    events: Any,
+    get: _Getter,
+    *,
+    pfcands: dict[str, np.ndarray] | None,
+    variant: schema.SchemaVariant,
+    available: set[str],
+    config: ObjectConfig,
+    source: str,
+) -> tuple[FlatCollection, FlatCollection, FlatCollection, tuple[FlatCollection, ...]]:
+    """Muons, electrons, photons without a lepton within ``photon_lepton_dr``, and the collections that
+    clean the jets (leptons above ``overlap_lepton_pt_min``, photons)."""
+    lepton_args = {"pfcands": pfcands, "variant": variant, "available": available, "config": config, "source": source}
+    muons = _leptons(events, "muon", pdgid=MUON_PDGID, **lepton_args)
+    electrons = _leptons(events, "electron", pdgid=ELECTRON_PDGID, **lepton_args)
+    # overlap removal: leptons > photons > jets (objects are disjoint); an object is removed when one of
+    # any cleaning collection is close, so each collection is one pass of the overlap kernel
+    leptons = [c.select(c.columns["pt"] > config.overlap_lepton_pt_min) for c in (muons, electrons)]
+    photons = _photons(get, config=config, variant=variant, source=source)
+    photons = photons.select(photons.keep_isolated_from(*leptons, dr=config.photon_lepton_dr))
+    return muons, electrons, photons, (*leptons, photons)
+
+
+def _nano_jets(
+    get: _Getter, *, config: ObjectConfig, variant: schema.SchemaVariant, jet_flavour: bool, source: str
+) -> tuple[FlatCollection, bool]:
+    """The file's jets with b-tag score, jet content (where the file has it) and flavour (if asked)."""
+    content = {k: get(f"jet.{k}", "jet content") for k in schema.JET_CONTENT_FIELDS}
+    # re-clustered jets are no NanoAOD jets: the file's jet content does not describe them
+    has_content = all(v is not None for v in content.values()) and not config.recluster_jets
+    if not has_content:
+        notice_once(
+            log,
+            source,
+            "%s: no jet content (Jet_nConstituents, Jet_*EF) for these jets: set to -1",
+            source or variant.name,
+        )
+    content_columns = {k: v for k, v in content.items() if has_content}
+    jet_columns = {
+        **{k: get(f"jet.{k}", "jets") for k in _KINEMATICS},
+        "btag": get("jet.btag", "n_bjets"),
+        **content_columns,
+    }
+    jet_types: dict[str, Any] = {**_KINEMATICS, "btag": _F8, **dict.fromkeys(content_columns, _F8)}
+    if jet_flavour:
+        flavour = get("jet.hadronFlavour", "b-tag scale factors")
+        jet_columns["flavour"] = ak.zeros_like(jet_columns["pt"], dtype=np.int32) if flavour is None else flavour
+        jet_types["flavour"] = np.int32
+    return FlatCollection.from_columns(jet_columns, jet_types), has_content
+
+
+def _jets(
+    get: _Getter,
+    *,
+    config: ObjectConfig,
+    variant: schema.SchemaVariant,
+    tagging: btag.BTagChoice,
+    pf_fields: dict[str, Any],
+    has_pf: bool,
+    jet_flavour: bool,
+    cleaners: tuple[FlatCollection, ...],
+    source: str,
+) -> tuple[FlatCollection, FlatCollection, FlatCollection, bool]:
+    """Jets, b-jets, all jets (identified or re-clustered, no lepton or photon within ``jet_overlap_dr``,
+    no kinematic cut) and whether they carry the jet content."""
+    nano_jets, has_content = _nano_jets(get, config=config, variant=variant, jet_flavour=jet_flavour, source=source)
+    if config.recluster_jets:
+        if not has_pf:
+            raise schema.MissingBranchError(
+                "PFCands_pt", feature="re-clustered jets", variant=variant.name, source=source
+            )
+        clustered = recluster_jets(ak.zip(pf_fields), radius=config.recluster_radius, pt_min=15.0)
+        matched_tag = _match_btag(clustered, nano_jets.to_awkward())
+        all_jets = FlatCollection.from_columns(
+            {**{k: clustered[k] for k in _KINEMATICS}, "btag": matched_tag}, {**_KINEMATICS, "btag": _F8}
+        )
+    else:
+        ident = _jet_id(len(nano_jets.columns["pt"]), get("jet.id", "jet identification"), config.jet_id, variant)
+        all_jets = nano_jets.select(ident & _finite(nano_jets, "jet", variant=variant, source=source)).sorted_by_pt()
+    all_jets = all_jets.select(all_jets.keep_isolated_from(*cleaners, dr=config.jet_overlap_dr))
+    c = all_jets.columns
+    jets = all_jets.select((c["pt"] > config.jet_pt_min) & (abs(c["eta"]) < config.jet_eta_max))
+    jets = jets.with_columns(is_b=jets.columns["btag"] > tagging.threshold)
+    return jets, jets.select(jets.columns["is_b"]), all_jets, has_content
+
+
+def _fatjets(
+    get: _Getter,
+    *,
+    config: ObjectConfig,
+    variant: schema.SchemaVariant,
+    cleaners: tuple[FlatCollection, ...],
+    source: str,
+) -> FlatCollection:
+    """Large-R jets: mass choice, N-subjettiness ratios (-1 without the branches), ID, cuts, overlap removal."""
+    fatjets = FlatCollection.from_columns({k: get(f"fatjet.{k}", "large-R jets") for k in _KINEMATICS}, _KINEMATICS)
+    soft = get("fatjet.msoftdrop", "mJ1") if config.fatjet_mass == "msoftdrop" else None
+    taus = [get(f"fatjet.tau{i}", f"tau{i}") for i in (1, 2, 3)]
+    if soft is not None:
+        fatjets = fatjets.with_columns(mass=jagged_parts(soft)[1].astype(_F8))
+    n_fat = len(fatjets.columns["pt"])
+    if all(t is not None for t in taus):
+        t1, t2, t3 = (jagged_parts(t)[1].astype(_F8) for t in taus)
+        fatjets = fatjets.with_columns(
+            tau21=np.where(t1 > 0, t2 / np.where(t1 > 0, t1, 1.0), 0.0),
+            tau32=np.where(t2 > 0, t3 / np.where(t2 > 0, t2, 1.0), 0.0),
+        )
+    else:
+        fatjets = fatjets.with_columns(tau21=np.full(n_fat, -1.0), tau32=np.full(n_fat, -1.0))
+    fatjet_id = _jet_id(
+        n_fat, get("fatjet.id", "large-R jet identification"), "tight" if config.jet_id != "none" else "none", variant
+    )
+    c = fatjets.columns
+    fatjet_id &= _finite(fatjets, "fatjet", variant=variant, source=source)
+    fatjets = fatjets.select(fatjet_id & (c["pt"] > config.fatjet_pt_min) & (abs(c["eta"]) < config.fatjet_eta_max))
+    return fatjets.select(
+        fatjets.keep_isolated_from(
+            *cleaners, dr=config.fatjet_overlap_dr, min_pt_fraction=config.fatjet_overlap_pt_fraction
+        )
+    ).sorted_by_pt()
 
 
 def build_objects(
@@ -699,109 +697,25 @@ def build_objects(
         variant.name, era=era, level=config.btag_level, algorithm=config.btag_algorithm, source=source
     )
     variant = btag.with_algorithm(variant, tagging)
-    missing: list[str] = []
-    if allow_missing:
-        events, missing = schema.with_empty_collections(
-            events, variant=variant, available=available, collections=allow_missing
-        )
-        if missing:
-            available = schema.flat_branch_names(events)
-            _notice_once(
-                source,
-                "%s: no %s collection: treated as empty (--allow-missing)",
-                source or variant.name,
-                ", ".join(missing),
-                level=logging.WARNING,
-            )
-    n = len(events)
-    get = lambda q, feature: schema.get(events, q, variant=variant, feature=feature, available=available, source=source)
-
-    pf_fields = {
-        k: get(f"pfcands.{k}", "isolation / hadron multiplicities")
-        for k in ("pt", "eta", "phi", "mass", "charge", "pdgId")
-    }
-    has_pf = all(v is not None for v in pf_fields.values())
-    pfcands = pf_flat(ak.zip(pf_fields)) if has_pf else None
-    if not has_pf:
-        _notice_once(source, "%s: no PFCands: iso_gamma 0, PF multiplicities set to -1", source or variant.name)
-
-    lepton_args = {"pfcands": pfcands, "variant": variant, "available": available, "config": config, "source": source}
-    muons = _leptons(events, "muon", pdgid=MUON_PDGID, **lepton_args)
-    electrons = _leptons(events, "electron", pdgid=ELECTRON_PDGID, **lepton_args)
-    # overlap removal: leptons > photons > jets (objects are disjoint); an object is removed when one of
-    # any cleaning collection is close, so each collection is one pass of the overlap kernel
-    leptons = [c.select(c.columns["pt"] > config.overlap_lepton_pt_min) for c in (muons, electrons)]
-    photons = _photons(get, config=config, variant=variant, source=source)
-    photons = photons.select(photons.keep_isolated_from(*leptons, dr=config.photon_lepton_dr))
-    cleaners = (*leptons, photons)
-
-    content = {k: get(f"jet.{k}", "jet content") for k in schema.JET_CONTENT_FIELDS}
-    # re-clustered jets are no NanoAOD jets: the file's jet content does not describe them
-    has_content = all(v is not None for v in content.values()) and not config.recluster_jets
-    if not has_content:
-        _notice_once(
-            source, "%s: no jet content (Jet_nConstituents, Jet_*EF) for these jets: set to -1", source or variant.name
-        )
-    content_columns = {k: v for k, v in content.items() if has_content}
-    jet_columns = {
-        **{k: get(f"jet.{k}", "jets") for k in _KINEMATICS},
-        "btag": get("jet.btag", "n_bjets"),
-        **content_columns,
-    }
-    jet_types: dict[str, Any] = {**_KINEMATICS, "btag": _F8, **dict.fromkeys(content_columns, _F8)}
-    if jet_flavour:
-        flavour = get("jet.hadronFlavour", "b-tag scale factors")
-        jet_columns["flavour"] = ak.zeros_like(jet_columns["pt"], dtype=np.int32) if flavour is None else flavour
-        jet_types["flavour"] = np.int32
-    nano_jets = FlatCollection.from_columns(jet_columns, jet_types)
-    if config.recluster_jets:
-        if pfcands is None:
-            raise schema.MissingBranchError(
-                "PFCands_pt", feature="re-clustered jets", variant=variant.name, source=source
-            )
-        clustered = recluster_jets(ak.zip(pf_fields), radius=config.recluster_radius, pt_min=15.0)
-        matched_tag = _match_btag(clustered, nano_jets.to_awkward())
-        all_jets = FlatCollection.from_columns(
-            {**{k: clustered[k] for k in _KINEMATICS}, "btag": matched_tag}, {**_KINEMATICS, "btag": _F8}
-        )
-    else:
-        ident = _jet_id(len(nano_jets.columns["pt"]), get("jet.id", "jet identification"), config.jet_id, variant)
-        all_jets = nano_jets.select(ident & _finite(nano_jets, "jet", variant=variant, source=source)).sorted_by_pt()
-    all_jets = all_jets.select(all_jets.keep_isolated_from(*cleaners, dr=config.jet_overlap_dr))
-    c = all_jets.columns
-    jets = all_jets.select((c["pt"] > config.jet_pt_min) & (abs(c["eta"]) < config.jet_eta_max))
-    jets = jets.with_columns(is_b=jets.columns["btag"] > tagging.threshold)
-    bjets = jets.select(jets.columns["is_b"])
-
-    fatjets = FlatCollection.from_columns({k: get(f"fatjet.{k}", "large-R jets") for k in _KINEMATICS}, _KINEMATICS)
-    soft = get("fatjet.msoftdrop", "mJ1") if config.fatjet_mass == "msoftdrop" else None
-    taus = [get(f"fatjet.tau{i}", f"tau{i}") for i in (1, 2, 3)]
-    if soft is not None:
-        fatjets = fatjets.with_columns(mass=jagged_parts(soft)[1].astype(_F8))
-    n_fat = len(fatjets.columns["pt"])
-    if all(t is not None for t in taus):
-        t1, t2, t3 = (jagged_parts(t)[1].astype(_F8) for t in taus)
-        fatjets = fatjets.with_columns(
-            tau21=np.where(t1 > 0, t2 / np.where(t1 > 0, t1, 1.0), 0.0),
-            tau32=np.where(t2 > 0, t3 / np.where(t2 > 0, t2, 1.0), 0.0),
-        )
-    else:
-        fatjets = fatjets.with_columns(tau21=np.full(n_fat, -1.0), tau32=np.full(n_fat, -1.0))
-    fatjet_id = _jet_id(
-        n_fat, get("fatjet.id", "large-R jet identification"), "tight" if config.jet_id != "none" else "none", variant
+    events, available, missing = _with_allowed_missing(
+        events, variant=variant, available=available, allow_missing=allow_missing, source=source
     )
-    c = fatjets.columns
-    fatjet_id &= _finite(fatjets, "fatjet", variant=variant, source=source)
-    fatjets = fatjets.select(fatjet_id & (c["pt"] > config.fatjet_pt_min) & (abs(c["eta"]) < config.fatjet_eta_max))
-    fatjets = fatjets.select(
-        fatjets.keep_isolated_from(
-            *cleaners, dr=config.fatjet_overlap_dr, min_pt_fraction=config.fatjet_overlap_pt_fraction
-        )
-    ).sorted_by_pt()
+    get = lambda q, feature: schema.get(events, q, variant=variant, feature=feature, available=available, source=source)
+    pf_fields, pfcands = _pf_candidates(get, variant=variant, source=source)
+
+    muons, electrons, photons, cleaners = _leptons_and_photons(
+        events, get, pfcands=pfcands, variant=variant, available=available, config=config, source=source
+    )
+    jet_args = {"config": config, "variant": variant, "cleaners": cleaners, "source": source}
+    jets, bjets, all_jets, has_content = _jets(
+        get, tagging=tagging, pf_fields=pf_fields, has_pf=pfcands is not None, jet_flavour=jet_flavour, **jet_args
+    )
+    fatjets = _fatjets(get, **jet_args)
 
     met_pt = ak.to_numpy(_as_float(get("met.pt", "met"))).astype(np.float64)
     met_phi = ak.to_numpy(_as_float(get("met.phi", "met_par / met_perp / mt"))).astype(np.float64)
     gw = get("event.genweight", "weight")
+    n = len(events)
     genweight = np.ones(n) if gw is None else ak.to_numpy(gw).astype(np.float64)
     pf_mult = (
         PFMultiplicities(pfcands["offsets"], pfcands["charge"], pfcands["pdgId"], np.arange(n))
@@ -816,7 +730,7 @@ def build_objects(
         met_phi=met_phi,
         pf_multiplicities=pf_mult,
         genweight=genweight,
-        has_pfcands=has_pf,
+        has_pfcands=pfcands is not None,
         has_jet_content=has_content,
         missing_collections=tuple(missing),
     )

@@ -28,7 +28,7 @@ from typing import Any
 import awkward as ak
 import numba
 import numpy as np
-from cms_anomaly.processors.objects import FlatCollection
+from cms_anomaly.processors.flat import FlatCollection
 
 #: the RMM object types in matrix order
 RMM_TYPES: tuple[str, ...] = ("jet", "bjet", "muon", "electron", "photon")

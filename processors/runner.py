@@ -17,8 +17,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from cms_anomaly.datasets.atomic import atomic_output
-from cms_anomaly.datasets.workers import interrupts_ignored, pool_worker_init
+from cms_anomaly.core.atomic import atomic_output
+from cms_anomaly.core.workers import local_cluster, pool_worker_init
 from cms_anomaly.processors import btag, dataquality
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,13 @@ def _metadata_problem(kind: str, value: Any) -> bool:
     return not (math.isfinite(float(value)) and float(value) > 0)
 
 
-def validate_fileset(fileset: Mapping[str, Any], *, source: str = "fileset") -> dict[str, dict[str, Any]]:
+class CheckedFileset(dict[str, dict[str, Any]]):
+    """A fileset as :func:`validate_fileset` returns it (:func:`load_fileset` too): :func:`check_files` and
+    :func:`run_processor` do not check it again. A fileset built from it, or any other mapping, is a plain
+    ``dict``: checked when it is run."""
+
+
+def validate_fileset(fileset: Mapping[str, Any], *, source: str = "fileset") -> CheckedFileset:
     """The fileset with its metadata checked, and each data file counted once.
 
     Every key of :data:`METADATA_KEYS` a dataset's metadata has must have its type and sign
@@ -156,7 +162,7 @@ def validate_fileset(fileset: Mapping[str, Any], *, source: str = "fileset") -> 
             for f in files:
                 owner.setdefault(f, dataset)
         out[dataset] = dict(entry)
-    return out
+    return CheckedFileset(out)
 
 
 class InputFileError(OSError):
@@ -193,7 +199,7 @@ def check_files(
     value. ``files`` may be ``{path: tree}`` or a list of paths (``Events`` trees); the returned fileset
     has the mapping form.
 
-    The metadata is checked first (:func:`validate_fileset`). A simulated dataset (not ``is_data``) without
+    The metadata is checked first (:func:`validate_fileset`, unless ``fileset`` is its result). A simulated dataset (not ``is_data``) without
     ``sumw`` gets the sum of ``genEventSumw`` (or the older ``genEventSumw_``) over the ``Runs`` trees of its
     readable files, as CMS normalises NanoAOD simulation, where every such file has one; a file without
     the ``run``, ``luminosityBlock`` or ``event`` branches is said once (a log line): its events are
@@ -270,7 +276,8 @@ def _check_files(
 
     import uproot
 
-    fileset = validate_fileset(fileset)
+    if not isinstance(fileset, CheckedFileset):  # a loaded fileset was checked by load_fileset
+        fileset = validate_fileset(fileset)
     good: dict[str, Any] = {}
     skipped: dict[str, list[str]] = {}
     entries: dict[str, int] = {}
@@ -383,36 +390,6 @@ def fileset_from_files(files: list[str], *, dataset: str = "files") -> dict[str,
     return {dataset: {"files": {str(Path(f).resolve()): "Events" for f in files}, "metadata": {}}}
 
 
-#: glibc malloc settings for the local cluster's worker processes. Dask's default
-#: ``MALLOC_TRIM_THRESHOLD_=65536`` (hand freed memory back to the OS at once) also fixes glibc's
-#: mmap threshold at 128 kB, so every array of a chunk (10-50 MB at the default chunk size) is a
-#: fresh mmap whose pages fault in again: one worker ran 25 % slower than the same code in-process,
-#: with 2.5 s of system time against 1.1 s per 180k events (``bench processor``). A 256 MB trim and
-#: a 32 MB mmap threshold (glibc's maximum) let the heap reuse them; peak RSS grew 1.35 -> 1.47 GB.
-#: Only where the user's Dask configuration still has Dask's default; a ``--scheduler`` cluster's
-#: workers keep their own.
-WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": 256 * 2**20, "MALLOC_MMAP_THRESHOLD_": 32 * 2**20}
-_DASK_DEFAULT_TRIM = 65536
-
-
-def _worker_malloc_config() -> dict[str, Any]:
-    """The ``distributed.nanny.pre-spawn-environ`` entries of :data:`WORKER_MALLOC_ENV` to set."""
-    import dask
-
-    current = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
-    out = {}
-    for key, value in WORKER_MALLOC_ENV.items():
-        if key not in current or (key == "MALLOC_TRIM_THRESHOLD_" and int(current[key]) == _DASK_DEFAULT_TRIM):
-            out[f"distributed.nanny.pre-spawn-environ.{key}"] = value
-    return out
-
-
-#: the embedded cluster's workers run without Dask's statistical profiler (the dashboard's "Profile" page),
-#: which samples the worker thread's stack every 10 ms (its cost, measured, is in the CHANGELOG). A
-#: ``--scheduler`` cluster's workers keep their own setting.
-WORKER_PROFILE_CONFIG = {"distributed.worker.profile.enabled": False}
-
-
 @contextmanager
 def make_executor(kind: str, *, scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
     """A coffea executor, its pool or cluster closed on exit.
@@ -449,17 +426,10 @@ def make_executor(kind: str, *, scheduler: str | None = None, workers: int | Non
 
 
 def _local_client(stack: ExitStack, *, workers: int | None) -> Any:
-    """A client of the embedded LocalCluster (one single-threaded process per worker), closed by ``stack``."""
-    import dask
-    from dask.distributed import Client, LocalCluster
+    """A client of the embedded LocalCluster (:func:`~cms_anomaly.core.workers.local_cluster`), closed by ``stack``."""
+    from dask.distributed import Client
 
-    with dask.config.set({**_worker_malloc_config(), **WORKER_PROFILE_CONFIG}), interrupts_ignored():
-        cluster = LocalCluster(
-            n_workers=workers or os.cpu_count() or 1,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-        )
+    cluster = local_cluster(workers)
     stack.callback(cluster.close)
     client = Client(cluster)
     stack.callback(client.close)

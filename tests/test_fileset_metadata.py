@@ -88,6 +88,23 @@ def test_good_metadata_passes_unchanged(tmp_path, real_nanoaod_files):
         runner.validate_fileset({"d": {**fileset["d"], "metadata": {"nevents": np.float64(1.5)}}})
 
 
+def test_a_loaded_fileset_is_checked_once_a_dict_each_time(tmp_path, real_nanoaod_files, monkeypatch):
+    """load_fileset checks the metadata and check_files (run_processor's check) does not check its result
+    again; a fileset dict, even one built from a loaded fileset, is checked."""
+    calls = []
+    check = runner.validate_fileset
+    monkeypatch.setattr(runner, "validate_fileset", lambda fs, **kw: calls.append(sorted(fs)) or check(fs, **kw))
+    path = _write(tmp_path, {"dy": {"files": [str(real_nanoaod_files["dy"])], "metadata": {"xsec_pb": 5.5}}})
+    fileset = runner.load_fileset(path)
+    good, _ = runner.check_files(fileset)
+    assert calls == [["dy"]]
+    assert good["dy"]["metadata"]["xsec_pb"] == 5.5
+    built = {**fileset, "dy2": {**fileset["dy"], "metadata": {"xsec_pb": -1}}}
+    with pytest.raises(runner.FilesetError, match="dataset 'dy2': key 'xsec_pb'"):
+        runner.check_files(built)
+    assert calls == [["dy"], ["dy", "dy2"]]
+
+
 def test_a_data_file_in_two_data_datasets_counts_once(tmp_path, real_nanoaod_files, caplog):
     """The later data dataset whose every file is in an earlier one is dropped with a warning: the file's
     40 events are read once and its luminosity (the earlier dataset's 10 pb^-1) is not added again."""

@@ -1,10 +1,11 @@
 """The package layout reads as the data flow: no upward and no circular import.
 
-``datasets -> processors -> models -> analyses``; ``stats`` imports no project package, so every
-layer after it may use it (the model cards of ``models`` hold thresholds at SM false-positive
-rates, which are statistics). ``processors`` (what runs on a worker) never imports ``models``:
-the processor takes any scorer satisfying its ``Scorer`` protocol. Every import counts, also the
-ones inside functions.
+``core -> datasets -> processors -> models -> analyses -> benchmarks``; ``core`` and ``stats`` import no
+project package, so every layer may use them (the model cards of ``models`` hold thresholds at SM
+false-positive rates, which are statistics). What runs on a worker (``processors`` and the scorers of
+``models``) imports no generation package (``datasets``): the helpers both sides use live in ``core``.
+``processors`` never imports ``models``: the processor takes any scorer satisfying its ``Scorer``
+protocol. Every import counts, also the ones inside functions.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "datasets": {"core"},
     "stats": set(),
-    "processors": {"core", "datasets"},
-    "models": {"core", "datasets", "processors", "stats"},
+    "processors": {"core"},  # worker-side: no generation package
+    "models": {"core", "processors", "stats"},  # worker-side (scorers): no generation package
     "analyses": {"core", "datasets", "processors", "models", "stats"},
     "benchmarks": {"core", "datasets", "processors", "models", "stats", "analyses"},
     "cms_anomaly": {"core", "datasets", "processors", "models", "stats", "analyses"},
@@ -126,6 +127,33 @@ def test_no_circular_import_between_modules():
         if node not in state:
             visit(node, [node])
     assert not cycles, "circular imports:\n" + "\n".join(cycles)
+
+
+@pytest.mark.parametrize("package", ["processors", "models"])
+def test_worker_side_imports_no_generation_package(package):
+    """``processors`` and ``models`` run on a worker, which needs no event generation: no ``datasets`` import."""
+    assert "datasets" not in ALLOWED[package]
+    bad = [
+        f"{path.relative_to(REPO)}:{line} imports {module}"
+        for pkg, path in _sources()
+        if pkg == package
+        for line, module in _imports(path)
+        if _package_of(module) == "datasets"
+    ]
+    assert not bad, "worker-side code imports datasets:\n" + "\n".join(bad)
+
+
+def test_one_local_cluster_set_up():
+    """``LocalCluster(...)`` is built in one place, ``core.workers.local_cluster``, with the worker settings."""
+    calls = []
+    for _, path in _sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+                if name == "LocalCluster":
+                    calls.append(str(path.relative_to(REPO)))
+    assert calls == ["core/workers.py"]
 
 
 def test_the_layer_test_catches_an_upward_import(tmp_path):

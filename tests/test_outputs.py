@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cms_anomaly.datasets import atomic
+from cms_anomaly.core import atomic
 from cms_anomaly.processors.feature_io import FeatureTableError, read_feature_tables, table_files
 from coffea.processor import ProcessorABC
 

@@ -11,7 +11,7 @@ import awkward as ak
 import numpy as np
 import pytest
 import uproot
-from cms_anomaly.processors import dataquality, runner
+from cms_anomaly.processors import dataquality, notices, runner
 from cms_anomaly.processors.processor import AnomalyProcessor
 
 #: the jagged collections the processor reads (the real file has them all)
@@ -170,7 +170,7 @@ def test_trigger_without_branches_is_said_once_and_keeps_every_event(tmp_path, r
     src = real_nanoaod_files["dimuon"]
     n = uproot.open(src)["Events"].num_entries
     path = _copy_with_ids(src, tmp_path / "nohlt.root", run=np.full(n, 1), lumi=np.ones(n), drop_hlt=True)
-    dataquality._WARNED.clear()
+    notices._SAID.clear()
     with caplog.at_level(logging.WARNING, logger="cms_anomaly.processors.dataquality"):
         out = _run(path, {"is_data": False, "era": "2016"}, selection="single_lepton")
     assert out["cutflow"]["events"]["trigger"] == n
@@ -181,7 +181,7 @@ def test_trigger_without_branches_is_said_once_and_keeps_every_event(tmp_path, r
 
 def test_no_era_means_no_trigger_step(real_nanoaod_files, caplog):
     """A Run-2 file without metadata era (the coffea samples): no trigger step, said once."""
-    dataquality._WARNED.clear()
+    notices._SAID.clear()
     with caplog.at_level(logging.WARNING, logger="cms_anomaly.processors.dataquality"):
         out = _run(real_nanoaod_files["dimuon"], {"is_data": True}, selection="single_lepton")
     assert list(out["cutflow"]["events"]) == ["all", "lepton_pt", "lepton_iso"]

@@ -14,13 +14,8 @@ import pytest
 from cms_anomaly.processors import features as features_mod
 from cms_anomaly.processors.config import AnalysisConfig
 from cms_anomaly.processors.features import CutFeatures, scalar_features, trigger_lepton
-from cms_anomaly.processors.objects import (
-    FlatCollection,
-    PFMultiplicities,
-    build_objects,
-    delta_r,
-    jagged_parts,
-)
+from cms_anomaly.processors.flat import FlatCollection, jagged_parts
+from cms_anomaly.processors.objects import PFMultiplicities, build_objects, delta_r
 from nanoaod_events import ele, event, jet, mu
 
 CFG = AnalysisConfig()

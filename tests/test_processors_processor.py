@@ -10,6 +10,7 @@ import awkward as ak
 import numpy as np
 import pytest
 import uproot
+from cms_anomaly.core import workers
 from cms_anomaly.processors import runner, selections
 from cms_anomaly.processors.config import AnalysisConfig
 from cms_anomaly.processors.feature_io import read_feature_tables
@@ -140,11 +141,11 @@ def test_iterative_and_dask_executors_agree(fileset, iterative_output):
     proc = AnomalyProcessor(selection="single_lepton", lumi_pb=1000.0)
     with runner.make_executor("dask", workers=2) as ex:
         dask_output = runner.run_processor(fileset, proc, executor=ex, chunksize=150)
-        malloc = ex.client.run(lambda: {k: os.environ.get(k) for k in runner.WORKER_MALLOC_ENV})
+        malloc = ex.client.run(lambda: {k: os.environ.get(k) for k in workers.WORKER_MALLOC_ENV})
         profiling = ex.client.run(_profiler_on)
-    # the local cluster's workers run with the heap-reusing malloc settings (see runner.WORKER_MALLOC_ENV)
-    # and without the statistical profiler (runner.WORKER_PROFILE_CONFIG)
-    assert list(malloc.values()) == [{k: str(v) for k, v in runner.WORKER_MALLOC_ENV.items()}] * 2
+    # the local cluster's workers run with the heap-reusing malloc settings (see workers.WORKER_MALLOC_ENV)
+    # and without the statistical profiler (workers.WORKER_PROFILE_CONFIG)
+    assert list(malloc.values()) == [{k: str(v) for k, v in workers.WORKER_MALLOC_ENV.items()}] * 2
     assert list(profiling.values()) == [False, False]
     assert set(dask_output) == set(iterative_output)
     for name, res in iterative_output.items():
@@ -156,21 +157,6 @@ def test_iterative_and_dask_executors_agree(fileset, iterative_output):
                 other["hists"][hname].values(flow=True), h.values(flow=True), rtol=1e-12, err_msg=f"{name}/{hname}"
             )
             np.testing.assert_allclose(other["hists"][hname].variances(flow=True), h.variances(flow=True), rtol=1e-12)
-
-
-def test_worker_malloc_settings_respect_the_users_dask_configuration():
-    """Dask's default trim threshold (64 kB) is replaced; a value the user configured is kept."""
-    import dask
-    import distributed  # noqa: F401 - registers the distributed.* configuration defaults
-
-    key = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
-    with dask.config.set({key: 65536}):
-        assert runner._worker_malloc_config() == {
-            key: 256 * 2**20,
-            "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 32 * 2**20,
-        }
-    with dask.config.set({key: 1_000_000, "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 4096}):
-        assert runner._worker_malloc_config() == {}
 
 
 def _assert_same_output(a: dict, b: dict) -> None:
