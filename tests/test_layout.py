@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "models": {"core", "datasets", "processors", "stats"},
     "analyses": {"core", "datasets", "processors", "models", "stats"},
     "benchmarks": {"core", "datasets", "processors", "models", "stats", "analyses"},
-    "cms_anomaly": {"core", "datasets", "processors", "models", "stats", "analyses"},
+    "cms_anomaly": {"core", "datasets", "processors", "models", "stats", "analyses", "benchmarks"},
 }
 
 
