@@ -41,9 +41,9 @@ def _bench_floor(fileset: Mapping[str, Any], branches: list[str], chunksize: int
     (events, seconds).
 
     Each file is read in the ranges coffea's Runner gives the processor (``round(entries / chunksize)``
-    equal ones). A whole-file read, the floor up to stop 25, allocates every column of the file at once:
-    its time moved between 1.9 and 4.4 s for the same 180k events (page faults of the 4.7 GB it holds),
-    the chunked read's between 1.70 and 1.79 s.
+    equal ones). A whole-file read allocates every column of the file at once: its time varies between
+    1.9 and 4.4 s for the same 180k events (page faults of the 4.7 GB it holds), the chunked read's
+    between 1.70 and 1.79 s.
     """
     import math
     import time
