@@ -10,6 +10,7 @@ ones inside functions.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,17 @@ def _imports(path: Path, *, top_level_only: bool = False) -> list[tuple[int, str
     return out
 
 
+def _named_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every string that is a whole ``cms_anomaly`` module name (``importlib`` imports)."""
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and re.fullmatch(r"cms_anomaly(\.\w+)+", node.value)
+    ]
+
+
 def _package_of(module: str) -> str:
     parts = module.split(".")
     return parts[1] if len(parts) > 1 and parts[1] in PACKAGES else "cms_anomaly"
@@ -81,6 +93,17 @@ def test_no_upward_import(package):
             if target != package and target not in ALLOWED[package]:
                 bad.append(f"{path.relative_to(REPO)}:{line} imports {module} ({package} -> {target})")
     assert not bad, "upward imports:\n" + "\n".join(bad)
+
+
+def test_no_upward_import_by_name():
+    """Modules imported by name (the CLI's command modules, the API's lazy names) obey the same table."""
+    bad = []
+    for package, path in _sources():
+        for line, module in _named_modules(path):
+            target = _package_of(module)
+            if target != package and target not in ALLOWED[package]:
+                bad.append(f"{path.relative_to(REPO)}:{line} names {module} ({package} -> {target})")
+    assert not bad, "upward imports by name:\n" + "\n".join(bad)
 
 
 def _module_name(package: str, path: Path) -> str:
