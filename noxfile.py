@@ -27,7 +27,7 @@ def _install(session: nox.Session, *groups: str) -> None:
 
 @nox.session(python=PYTHON, default=True)
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format check) and mypy on stats/, processors/, models/."""
+    """ruff (lint and format check) and mypy (the folders of pyproject's ``[tool.mypy] files``)."""
     _install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")

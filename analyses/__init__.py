@@ -1,9 +1,9 @@
-"""The analysis jobs, their plots and reports, and the ``cms-anomaly`` command line.
+"""The analysis jobs, their plots and reports, and their commands.
 
 Each job is a ``Config`` dataclass and a ``run_*`` function writing ``OUT/report/`` (summary.md,
 summary.json, index.html and PNGs): ``rediscovery`` (the main job, Knapp et al.), ``trigger``
 (Cerri et al.), ``disco`` (Mikuni et al.), ``outlier`` (Chekanov et al.), ``dijet`` (LHC Olympics),
 ``evaluate`` (every model against every benchmark). ``analysis`` holds the steps they share,
 ``cocktail`` the single-lepton production, ``plotting`` the mplhep figures, ``run`` the
-``cms-anomaly run`` command and the processor benchmark, ``cli`` the console entry point.
+``cms-anomaly run`` command. The console entry point is :mod:`cms_anomaly.cli`.
 """

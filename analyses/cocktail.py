@@ -45,7 +45,6 @@ from cms_anomaly.analyses.analysis import (
 log = logging.getLogger(__name__)
 
 SM_PROCESSES = ("wjets", "qcd", "zjets", "ttbar")
-SIGNALS = ("ato4l", "lq_btau", "h0_tautau", "hplus_taunu")
 #: share of each SM process after the single-lepton selection (Cerri et al. sec. 2)
 PAPER_FRACTIONS = {"wjets": 0.592, "qcd": 0.338, "zjets": 0.067, "ttbar": 0.003}
 #: the processor's luminosity for the feature tables: weights then sum to sigma x efficiency in pb

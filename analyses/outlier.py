@@ -32,7 +32,6 @@ from cms_anomaly.core.argtypes import fraction, positive_int
 
 log = logging.getLogger(__name__)
 
-SIGNALS = ("zprime_ssm", "wprime_ssm", "hplus_t")
 SIGNAL_LABELS = {"zprime_ssm": "Z' SSM (2 TeV)", "wprime_ssm": "W' SSM (2 TeV)", "hplus_t": r"H$^\pm$t (1 TeV)"}
 MASSES = {"m_j_j": r"$m_{jj}$ [GeV]", "m_b_b": r"$m_{bb}$ [GeV]"}
 

@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 
-def work(_):
+def work(_: int) -> float:
     rng = np.random.default_rng(1)
     a = rng.random(2_000_000)
     t = time.perf_counter()

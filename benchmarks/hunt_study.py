@@ -18,9 +18,10 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 
-def _config(args: argparse.Namespace, **changes):
+def _config(args: argparse.Namespace, **changes: Any) -> Any:
     from cms_anomaly.analyses.analysis import Execution
     from cms_anomaly.analyses.hunt import HuntConfig
 
@@ -64,7 +65,7 @@ def fpr(args: argparse.Namespace) -> list[str]:
     return lines
 
 
-def _best(result) -> str:
+def _best(result: Any) -> str:
     """The best window as 'mass, alpha, window', or why none is quoted (no selection passed the checks)."""
     b = result.best
     if not b:
@@ -76,7 +77,7 @@ def _samples(args: argparse.Namespace) -> Path:
     return Path(args.samples) if args.samples else Path(args.out) / "samples"
 
 
-def _n_data(result) -> str:
+def _n_data(result: Any) -> str:
     import json
 
     payload = json.loads(result.summary.with_name("summary.json").read_text())

@@ -9,13 +9,17 @@ The public Python API, for notebooks and scripts (the ``cms-anomaly`` command ru
         output = run_processor(fileset, AnomalyProcessor(selection="single_lepton"), executor=executor)
     output["ttbar"]["hists"]["ht"].plot1d()
 
-The packages, in the order of the data flow (each imports only those before it):
+The packages, in the order of the data flow (none imports one listed below it; the exact rule is the
+``ALLOWED`` table of ``tests/test_layout.py``):
 
+``cms_anomaly.core``        shared helpers of every layer
+``cms_anomaly.stats``       pure statistics on numpy arrays and hist objects (imports no project package)
 ``cms_anomaly.datasets``    event production (Pythia 8 + detector response -> NanoAOD), filesets
 ``cms_anomaly.processors``  objects, features, RMM, selections, the coffea processor, the runner
 ``cms_anomaly.models``      AE, VAE, ALAD, double AE, XGBoost; TorchScript export; ml_tools scorers
-``cms_anomaly.stats``       pure statistics on numpy arrays and hist objects
-``cms_anomaly.analyses``    the analysis jobs (``Config`` + ``run_*``), plots, reports, the CLI
+``cms_anomaly.analyses``    the analysis jobs (``Config`` + ``run_*``), plots, reports, their commands
+``cms_anomaly.benchmarks``  the speed and physics benchmarks (``cms-anomaly bench ...``)
+``cms_anomaly.cli``         the ``cms-anomaly`` console command, which registers the commands of them all
 
 Names are imported on first use, so ``import cms_anomaly`` stays light (no torch, no dask).
 """

@@ -1,4 +1,4 @@
-"""``cms-anomaly generate`` and ``cms-anomaly bench generate``."""
+"""``cms-anomaly generate`` and ``cms-anomaly opendata``."""
 
 from __future__ import annotations
 
@@ -123,37 +123,6 @@ def _opendata_fileset(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
-    p = bench_subparsers.add_parser(
-        "generate",
-        help="full generation chain rate / bare Pythia rate on the same process",
-        description=(
-            "Times bare Pythia 8 and the full chain (Pythia + particle extraction + detector response + "
-            "NanoAOD writing) on the same process, settings and seed, in one run, and prints the rates, "
-            "the ratio and the per-stage breakdown."
-        ),
-    )
-    p.add_argument(
-        "processes",
-        nargs="*",
-        default=["wjets", "zjets", "ttbar", "qcd"],
-        metavar="PROCESS",
-        help="processes (default: the SM cocktail wjets zjets ttbar qcd)",
-    )
-    p.add_argument("--events", type=positive_int, default=300, help="events per measurement (default: 300)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument(
-        "--cocktail-events", type=positive_float, default=1e6, help="cocktail size for the cost estimate (default: 1e6)"
-    )
-    p.add_argument(
-        "--repeat",
-        type=positive_int,
-        default=1,
-        help="time the chain and bare Pythia alternately N times each and keep the fastest of each (default: 1)",
-    )
-    p.set_defaults(func=_bench)
-
-
 def _generate(args: argparse.Namespace) -> int:
     from cms_anomaly.datasets import cards, production
 
@@ -179,19 +148,4 @@ def _generate(args: argparse.Namespace) -> int:
         data_like=args.data_like,
     )
     print(production.summarise(result))
-    return 0
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from cms_anomaly.datasets import bench
-
-    print(
-        bench.run(
-            args.processes,
-            events=args.events,
-            seed=args.seed,
-            cocktail_events=args.cocktail_events,
-            repeat=args.repeat,
-        )
-    )
     return 0

@@ -137,10 +137,6 @@ class PythiaGenerator:
         self._charge_table = np.full(2 * DENSE_ID_MAX + 1, np.nan, dtype=np.float32)  # id + DENSE_ID_MAX -> charge
 
     @property
-    def pythia(self):
-        return self._pythia
-
-    @property
     def sigma_gen_pb(self) -> float:
         """Pythia's estimate of the generated cross section (before the filter), in pb."""
         return float(self._pythia.infoPython().sigmaGen()) * MB_TO_PB

@@ -9,9 +9,11 @@ Modules
 ``training``       mini-batch loop: early stopping, LR on plateau, resumable checkpoints
 ``export``         TorchScript + JSON model card, thresholds at SM FPR 5.4e-6 / 1e-5 / 1e-3
 ``bdt``            supervised XGBoost per signal, CWoLa k-fold classifier
-``pipeline``       train-and-export drivers used by ``cms-anomaly train``
-``evaluate``       ``cms-anomaly evaluate``: AUC / TPR table for every model and signal
-``benchmark``      ``cms-anomaly bench scoring`` / ``bench training``
+``base``           the interface every model implements (training loop and export rely on it)
+``pipeline``       train-and-export drivers used by ``cms-anomaly train`` (``cli``)
+``scorers``        ``coffea.ml_tools`` scorers of the exported files, for the processor
+``datasim``        a classifier of data against simulation
+``errors``         the package's exception classes
 
 Every exported model takes RAW features (float32, (N, n_inputs)) because its fitted
 preprocessing is inside; :func:`cms_anomaly.models.scorers.load_scorer` wraps it

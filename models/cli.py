@@ -1,4 +1,4 @@
-"""``cms-anomaly train``, ``cms-anomaly bench scoring`` and ``bench training``."""
+"""``cms-anomaly train``."""
 
 from __future__ import annotations
 
@@ -43,46 +43,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from <out>/<name>.ckpt")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_train)
-
-
-def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
-    s = bench_subparsers.add_parser(
-        "scoring",
-        help="events/s per core of the model scorers inside the processor path",
-        description=(
-            "Builds VAE, ALAD, AE (RMM) and double-AE TorchScript files and an XGBoost BDT on random data "
-            "(architecture and preprocessing as trained), then times the coffea.ml_tools scorer on an awkward "
-            "feature record array of --events events (one whole chunk per call, threads pinned). Prints events/s "
-            "per thread and the ratio to the bare TorchScript call."
-        ),
-    )
-    s.add_argument("--events", type=int, default=1_000_000, help="events per chunk (default 1e6)")
-    s.add_argument("--threads", type=int, default=1, help="threads per worker (default 1)")
-    s.add_argument("--repeat", type=int, default=3, help="timed repetitions, best taken (default 3)")
-    s.set_defaults(func=_bench_scoring)
-    t = bench_subparsers.add_parser(
-        "training",
-        help="training throughput (events/s) of each model on CPU (and CUDA when present)",
-        description=(
-            "Times optimisation steps of each model at its paper batch size on random inputs of the right "
-            "shape: CPU with 1 thread and with all cores, and a CUDA GPU when present (skipped otherwise)."
-        ),
-    )
-    t.add_argument("--steps", type=int, default=100, help="timed steps per model (default 100)")
-    t.add_argument("--models", nargs="+", default=["vae", "alad", "ae", "double-ae"], choices=_KINDS[:-1])
-    t.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=None,
-        help="one batch size for every model (default: each model's paper batch size)",
-    )
-    t.add_argument(
-        "--agreement",
-        action="store_true",
-        help="also train ALAD and the double AE twice with the same seed per device pair (CPU/CPU, "
-        "CUDA/CUDA, CPU/CUDA) and compare their scores on held-out events",
-    )
-    t.set_defaults(func=_bench_training)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -132,22 +92,4 @@ def _train(args: argparse.Namespace) -> int:
 
     for p in paths:
         print(f"wrote {p}  (+ {card_path(p).name})")
-    return 0
-
-
-def _bench_scoring(args: argparse.Namespace) -> int:
-    from cms_anomaly.models.benchmark import bench_scoring
-
-    print(bench_scoring(events=args.events, threads=args.threads, repeat=args.repeat))
-    return 0
-
-
-def _bench_training(args: argparse.Namespace) -> int:
-    from cms_anomaly.models.benchmark import bench_training
-
-    print(bench_training(steps=args.steps, models=args.models, batch_size=args.batch_size), flush=True)
-    if args.agreement:
-        from cms_anomaly.models.benchmark import bench_agreement
-
-        print(bench_agreement())
     return 0

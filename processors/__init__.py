@@ -1,1 +1,2 @@
-"""Columnar objects, features, selections, the coffea processor, statistics and the CLI."""
+"""What runs on a worker: columnar objects, features, selections, histograms, the coffea processor, and the
+runner that executes it over a fileset."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,11 +121,6 @@ def table_bytes(table: Any) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return bytes(sink.getvalue().to_pybytes())
-
-
-def write_feature_table(features: ak.Array, *, path: str | Path, **columns: Any) -> Path:
-    """:func:`feature_table` written to ``path`` atomically (``columns``: its keyword arguments)."""
-    return write_table(feature_table(features, **columns), path)
 
 
 #: the file, in a feature-table directory, that lists its tables; written last, by the run that made them
@@ -273,9 +268,3 @@ def read_feature_tables(
         else:
             out[name] = col.to_numpy(zero_copy_only=False)
     return out
-
-
-def summarize(tables: Mapping[str, np.ndarray]) -> dict[str, int]:
-    """Events per dataset of an ``as_numpy`` read."""
-    names, counts = np.unique(np.asarray(tables["dataset"], dtype=object).astype(str), return_counts=True)
-    return dict(zip(names.tolist(), counts.tolist(), strict=True))

@@ -286,8 +286,6 @@ HLF_NANO: tuple[str, ...] = (
     "jet_neemef",
 )
 LARGE_R: tuple[str, ...] = ("mJ1", "mJ2", "mJJ", "tau21_j1", "tau32_j1", "tau21_j2", "tau32_j2")
-#: the 14 leading-object masses are also stored together as the (N, 14) field ``m_lead_objects``
-M_LEAD: tuple[str, ...] = M_LEAD_NAMES
 #: non-scalar fields of the feature record: name -> per-event shape
 ARRAY_FEATURES: Mapping[str, tuple[int, ...]] = MappingProxyType(
     {

@@ -42,10 +42,6 @@ OBJECT_SLOTS: tuple[str, ...] = (
 )
 
 
-def _np(arr: Any, dtype: Any = np.float64) -> np.ndarray:
-    return np.asarray(ak.to_numpy(arr), dtype=dtype)
-
-
 #: fields of the trigger lepton (:func:`trigger_lepton`)
 TRIGGER_LEPTON_FIELDS: tuple[str, ...] = ("pt", "eta", "phi", "mass", "charge", "iso_ch", "iso_neu", "iso_gamma", "iso")
 

@@ -56,8 +56,6 @@ log = logging.getLogger(__name__)
 
 MUON_PDGID = 13
 ELECTRON_PDGID = 11
-PHOTON_PDGID = 22
-CHARGED_HADRON_PDGIDS = (211, 321, 2212)
 
 
 class _Jagged:

@@ -1,6 +1,6 @@
 """The runner: filesets, executors (iterative, futures, local or remote Dask), running the
-processor and saving its histograms. The command ``cms-anomaly run`` and the processor benchmark
-live in :mod:`cms_anomaly.analyses.run`.
+processor and saving its histograms. The command ``cms-anomaly run`` lives in
+:mod:`cms_anomaly.analyses.run`, the processor benchmark in :mod:`cms_anomaly.benchmarks.processor`.
 
 Only the standard library is imported at module level; coffea and dask are imported where used.
 """

@@ -244,7 +244,6 @@ VARIANTS: tuple[SchemaVariant, ...] = (
         overrides={"jet.btag": ("Jet", "btagCSVV2")},
     ),
 )
-VARIANTS_BY_NAME: Mapping[str, SchemaVariant] = MappingProxyType({v.name: v for v in VARIANTS})
 
 
 class UnknownSchemaError(ValueError):

@@ -7,8 +7,9 @@ import re
 
 import pytest
 import torch
-from cms_anomaly.analyses.cli import main
-from cms_anomaly.models.benchmark import training_agreement
+from cms_anomaly.benchmarks.models import training_agreement
+
+from cms_anomaly.cli import main
 
 
 @pytest.mark.parametrize("kind", ["alad", "double-ae"])
@@ -56,16 +57,16 @@ def test_bench_processor_prints_rates_memory_and_overhead(real_nanoaod_files, ca
 
 def test_bench_processor_repeat_keeps_the_fastest_of_n_timed_runs(real_nanoaod_files, capsys, monkeypatch):
     """--repeat 3: the in-process processor runs once untimed (warm-up) and three times timed."""
-    from cms_anomaly.analyses import run as run_module
+    from cms_anomaly.benchmarks import processor as processor_module
 
     calls = []
-    real = run_module.run_processor
+    real = processor_module.run_processor
 
     def counting(*args, **kwargs):
         calls.append(kwargs.get("maxchunks"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "run_processor", counting)
+    monkeypatch.setattr(processor_module, "run_processor", counting)
     path = str(real_nanoaod_files["dy"])
     args = ["bench", "processor", path, "--workers", "0", "--chunksize", "500", "--selection", "inclusive"]
     assert main([*args, "--repeat", "3"]) == 0
@@ -77,7 +78,7 @@ def test_bench_floor_reads_exactly_what_the_processor_reads(real_nanoaod_files):
     """The floor's branch list comes from NanoEvents' access log: the processor's inputs, not the schema's
     superset (on this file the processor reads neither the run/event numbers nor the NanoAOD isolation
     of leptons it recomputes)."""
-    from cms_anomaly.analyses.run import _branches_read
+    from cms_anomaly.benchmarks.processor import _branches_read
     from cms_anomaly.processors.runner import fileset_from_files
 
     path = str(real_nanoaod_files["dy"])
@@ -90,7 +91,7 @@ def test_bench_floor_reads_the_runners_chunks(real_nanoaod_files, monkeypatch):
     """The floor reads each file in the entry ranges coffea's Runner hands the processor (a whole-file
     read times page faults, not reading), every event once."""
     import uproot
-    from cms_anomaly.analyses.run import _bench_floor
+    from cms_anomaly.benchmarks.processor import _bench_floor
     from cms_anomaly.processors.runner import fileset_from_files
     from coffea.processor.executor import FileMeta
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from cms_anomaly.analyses.cli import main
+
+from cms_anomaly.cli import main
 
 #: 5 % of the default cocktail (600 W, 300 Z, 150 ttbar and QCD, 150 of each signal, 1000 h+- -> tau nu)
 COMMON = ["--events", "0.05", "--executor", "iterative", "--workers", "2", "--seed", "2", "--device", "cpu"]

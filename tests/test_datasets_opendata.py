@@ -6,8 +6,9 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from cms_anomaly.analyses.cli import main
 from cms_anomaly.datasets import opendata
+
+from cms_anomaly.cli import main
 
 
 def test_manifest_has_the_top_rediscovery_records():

@@ -91,7 +91,7 @@ def test_killed_production_resumes(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "cms_anomaly.analyses.cli",
+        "cms_anomaly.cli",
         "generate",
         "wjets",
         "--events",
@@ -137,7 +137,7 @@ def test_ctrl_c_stops_the_process_pool_promptly_and_keeps_finished_files(tmp_pat
     out = tmp_path / "prod"
     # a test runner may start its children with SIGINT ignored: the command line restores Python's handler
     entry = "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    entry += "from cms_anomaly.analyses.cli import main; sys.exit(main(sys.argv[1:]))"
+    entry += "from cms_anomaly.cli import main; sys.exit(main(sys.argv[1:]))"
     cmd = [sys.executable, "-c", entry, "generate", "wjets", "--events", "600", "--events-per-file", "75"]
     cmd += ["--seed", "3", "--out", str(out), "--executor", "futures", "--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -178,7 +178,7 @@ def test_a_pool_worker_killed_mid_production_fails_the_run_and_keeps_the_finishe
     """A worker process of ``--executor futures`` killed (as by the out-of-memory killer): the command ends
     with status 2 naming every file it did not make, and the finished files stay complete."""
     out = tmp_path / "prod"
-    cmd = [sys.executable, "-m", "cms_anomaly.analyses.cli", "generate", "wjets", "--events", "1200"]
+    cmd = [sys.executable, "-m", "cms_anomaly.cli", "generate", "wjets", "--events", "1200"]
     cmd += ["--events-per-file", "150", "--seed", "3", "--out", str(out), "--executor", "futures", "--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     _wait_for_a_finished_file(out, proc)

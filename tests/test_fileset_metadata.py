@@ -47,7 +47,7 @@ def test_bad_metadata_is_one_line_naming_dataset_and_key(tmp_path, real_nanoaod_
     """The values the issue names (negative cross section, 'no' as a boolean, strings as numbers, a
     negative luminosity) are refused when the fileset is read, by load_fileset and by the Python API
     entries that take a fileset dict, and by the command line in one line."""
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     fileset = {"dy": {"files": [str(real_nanoaod_files["dy"])], "metadata": {key: value}}}
     path = _write(tmp_path, fileset)
@@ -65,7 +65,7 @@ def test_bad_metadata_is_one_line_naming_dataset_and_key(tmp_path, real_nanoaod_
 
 
 def test_cli_prints_the_metadata_error_in_one_line(tmp_path, real_nanoaod_files, capsys):
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     path = _write(tmp_path, {"dy": {"files": [str(real_nanoaod_files["dy"])], "metadata": {"xsec_pb": "abc"}}})
     assert main(["run", str(path), "--out", str(tmp_path / "o"), "--executor", "iterative"]) == 2
@@ -202,7 +202,7 @@ def test_sumw_sums_genEventSumw_over_runs_and_files(tmp_path, real_nanoaod_files
 
 def test_simulation_without_sumw_or_runs_is_one_line(tmp_path, real_nanoaod_files, capsys):
     """The 2015 Open Data ttbar conversion has no Runs tree: normalising it to a luminosity needs sumw."""
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     f = str(real_nanoaod_files["ttbar2015"])
     path = _write(tmp_path, {"tt": {"files": [f], "metadata": {"xsec_pb": 832.0}}})
@@ -232,7 +232,7 @@ def test_graph_mode_normalises_from_runs_as_the_runner_does(real_nanoaod_files):
 def test_cli_run_with_lumi_normalises_simulation_from_runs(tmp_path, real_nanoaod_files, capsys):
     """`cms-anomaly run --lumi` on simulation with xsec_pb but no sumw (it printed 'have no xsec_pb and
     sumw'): the cut-flow's weighted total is genWeight x xsec x lumi / genEventSumw_, summed."""
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     path = _write(tmp_path, {"dy": {"files": [str(real_nanoaod_files["dy"])], "metadata": {"xsec_pb": 2000.0}}})
     argv = ["run", str(path), "--out", str(tmp_path / "o"), "--executor", "iterative", "--selection", "inclusive"]

@@ -140,7 +140,7 @@ def test_a_hidden_signal_is_found_listed_and_characterised(injected, work):
 
 
 def test_unlabelled_data_fileset_and_strict_through_the_command_line(injected, work, capsys):
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     data_dir = next((work / "samples").glob(f"pseudodata_s7_{SIGNAL}_*"))
     files = sorted(str(p) for p in data_dir.glob("*.root"))
@@ -201,7 +201,7 @@ def test_unlabelled_data_fileset_and_strict_through_the_command_line(injected, w
 def test_real_cms_nanoaod_with_too_few_events_stops_with_one_line(null, work, real_nanoaod_files, capsys):
     """A real CMS NanoAOD data-like file (an older NanoAOD version) runs through the first pass; with its
     40 events nothing can be trained on, and the job says so in one line (no traceback)."""
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     fileset = work / "dimuon.json"
     fileset.write_text(

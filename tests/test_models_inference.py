@@ -268,7 +268,7 @@ def test_non_finite_weights_are_refused_with_file_and_column(model_feature_table
 
 
 def test_cli_train_and_evaluate(model_feature_tables, tmp_path, capsys):
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     assert (
         main(

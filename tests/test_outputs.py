@@ -98,7 +98,7 @@ def test_unusable_output_directory_is_one_line(tmp_path, kind):
 
 
 def test_cli_out_that_is_a_file_is_one_line(tmp_path, capsys, real_nanoaod_files):
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     (tmp_path / "fs.json").write_text(json.dumps({"dy": [str(real_nanoaod_files["dy"])]}))
     (tmp_path / "taken").write_text("a file, not a directory")
@@ -204,8 +204,9 @@ class _CrashingProcessor(ProcessorABC):
 @pytest.mark.slow
 def test_a_worker_killed_again_and_again_is_one_line(real_nanoaod_files, tmp_path, monkeypatch, capsys):
     from cms_anomaly.analyses import run as run_module
-    from cms_anomaly.analyses.cli import main
     from cms_anomaly.processors import runner
+
+    from cms_anomaly.cli import main
 
     fileset = {"dy": {"files": {str(real_nanoaod_files["dy"]): "Events"}, "metadata": {}}}
     with runner.make_executor("dask", workers=1) as ex, pytest.raises(RuntimeError, match="KilledWorker") as killed:

@@ -58,7 +58,7 @@ def test_in_range_values_and_whole_floats_are_kept(tmp_path):
 
 
 def test_cli_refuses_a_bad_config_in_one_line(tmp_path, real_nanoaod_files, capsys):
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     shutil.copy(real_nanoaod_files["dy"], tmp_path / "dy.root")
     (tmp_path / "fs.json").write_text(json.dumps({"dy": {"files": ["dy.root"]}}))

@@ -190,7 +190,7 @@ def test_btag_working_point_follows_the_era(real_nanoaod_files):
 
 
 def test_cli_names_a_missing_correction_in_one_line(tmp_path, real_nanoaod_files, capsys):
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     path = _write_json(tmp_path / "sf.json")
     (tmp_path / "fs.json").write_text(json.dumps({"dy": {"files": [str(real_nanoaod_files["dy"])]}}))

@@ -258,7 +258,7 @@ def test_fileset_resolves_a_relative_lumimask_against_its_directory(tmp_path):
 def test_bad_data_quality_metadata_stops_the_run_before_it_starts(tmp_path, real_nanoaod_files, capsys):
     """An unreadable lumimask, an era without a trigger table for the selection, or a primary dataset the
     selection does not use: one line from ``cms-anomaly run`` (exit status 2), before any chunk runs."""
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     base = {"is_data": True, "era": "2016", "primary_dataset": "SingleMuon"}
     cases = [

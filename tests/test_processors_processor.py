@@ -358,7 +358,7 @@ def test_single_lepton_cutflow_counts_the_leptons_of_the_raw_branches(
 
 
 def test_cli_run_writes_histograms_and_feature_tables(tmp_path, real_nanoaod_files, capsys):
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     fs_path = tmp_path / "fileset.json"
     fs_path.write_text(

@@ -86,7 +86,7 @@ def test_missing_branch_is_named_and_skipped(files, real_nanoaod_files):
 def test_missing_collection_on_dask_is_one_line_not_retried(files, real_nanoaod_files, capsys):
     """A file without Photon run on Dask: one line before submission (a deterministic error is not retried);
     with ``--allow-missing Photon`` the same file runs."""
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     rewrite_nanoaod(real_nanoaod_files["dy"], files / "nophoton.root", drop=("Photon",))
     fs = files / "fs.json"
@@ -120,7 +120,7 @@ def test_malformed_fileset_shapes_name_the_dataset(tmp_path, entry, message):
 
 
 def test_cli_exit_status_and_one_line(files, capsys):
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     fs = files / "fs.json"
     fs.write_text(json.dumps({"a": {"files": ["good.root", "trunc.root"]}}))
@@ -135,7 +135,8 @@ def test_cli_exit_status_and_one_line(files, capsys):
 def test_a_run_owns_its_output_directory(files, capsys):
     """A rerun replaces the earlier feature tables (no double counting); a concurrent run is refused."""
     import pyarrow.parquet as pq
-    from cms_anomaly.analyses.cli import main
+
+    from cms_anomaly.cli import main
 
     fs = files / "fs.json"
     fs.write_text(json.dumps({"dy": {"files": ["good.root"]}}))
@@ -177,7 +178,7 @@ def test_a_run_owns_its_output_directory(files, capsys):
     ],
 )
 def test_meaningless_numbers_are_refused_at_the_edge(argv, message, capsys):
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     with pytest.raises(SystemExit) as exit_:
         main(argv)
@@ -186,7 +187,7 @@ def test_meaningless_numbers_are_refused_at_the_edge(argv, message, capsys):
 
 
 def test_config_and_lumi_checks_name_the_value(files, tmp_path, capsys):
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     fs = files / "fs.json"
     fs.write_text(json.dumps({"dy": {"files": ["good.root"]}}))

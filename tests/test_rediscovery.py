@@ -17,7 +17,7 @@ TINY_ARGS = ["--events", "0.04", "--epochs", "3", "--alpha", "0.05", "--executor
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     """``cms-anomaly rediscover-top`` through the command line (the user's entry point)."""
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     out = tmp_path_factory.mktemp("rediscover")
     assert main(["rediscover-top", "--out", str(out), *TINY_ARGS]) == 0

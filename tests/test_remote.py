@@ -151,7 +151,7 @@ def test_cli_run_over_root_urls_and_a_stopped_server(private_server, tmp_path):
     _, xrd, paths = private_server
     fileset = tmp_path / "fileset.json"
     fileset.write_text(json.dumps({"dy": {"files": [xrd.url(paths[0])], "metadata": {"is_data": True}}}))
-    command = [sys.executable, "-m", "cms_anomaly.analyses.cli", "run", str(fileset), "--selection", "inclusive"]
+    command = [sys.executable, "-m", "cms_anomaly.cli", "run", str(fileset), "--selection", "inclusive"]
     command += ["--executor", "iterative", "--timeout", "5"]
     done = subprocess.run([*command, "--out", str(tmp_path / "out")], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
@@ -167,7 +167,7 @@ def test_cli_run_over_root_urls_and_a_stopped_server(private_server, tmp_path):
 def test_bench_processor_over_xrootd_prints_the_ratio_to_local(served, capsys):
     import re
 
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     root, xrd, _ = served
     path = str(root / "ttbar2015.root")

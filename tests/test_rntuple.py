@@ -63,7 +63,7 @@ def test_the_file_check_reads_it_and_says_once_per_file_that_events_are_file_and
 def test_the_cli_refuses_it_in_one_line(tmp_path, capsys):
     import json
 
-    from cms_anomaly.analyses.cli import main
+    from cms_anomaly.cli import main
 
     fs = tmp_path / "fs.json"
     fs.write_text(json.dumps({"mu2012": {"files": [str(RNTUPLE)], "metadata": {"is_data": True, "lumi_pb": 1.0}}}))

@@ -11,13 +11,11 @@ check.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from cms_anomaly.core.argtypes import positive_float, positive_int
 
 #: jets entering H_T: pT > 30 GeV, |eta| < 2.4 (the analysis's jets, processors.config.ObjectConfig),
 #: read from the raw ``Jet_*`` branches (no overlap removal: the benchmark's observable, not the analysis's)
@@ -40,7 +38,7 @@ def weighted_ht(path: str | Path, *, xsec_pb: float, sumw: float) -> tuple[np.nd
 def measure_tail(process: str, *, events: int, seed: int, workdir: str, fpr: float = 1e-4) -> dict:
     """Generate ``events`` events of ``process`` unbiased and tail-weighted and compare the effective
     events above the H_T threshold of tail fraction ``fpr`` per CPU second (see the module docstring)."""
-    from cms_anomaly.datasets.bench import chain_seconds, warm_up
+    from cms_anomaly.benchmarks.generation import chain_seconds, warm_up
     from cms_anomaly.datasets.cards import all_cards, load_card
     from cms_anomaly.datasets.production import FileJob, run_job
     from cms_anomaly.stats import effective_entries, threshold_at_efficiency
@@ -111,27 +109,3 @@ def run_tail(processes: Sequence[str], *, events: int, seed: int, fpr: float = 1
         "(unbiased events/s) x (weighted sample's CPU s) x fraction; gain = their ratio"
     )
     return "\n".join(lines)
-
-
-def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
-    p = bench_subparsers.add_parser(
-        "tail",
-        help="tail-weighted / unbiased generation: effective events above the 1e-4 H_T threshold per CPU s",
-        description=(
-            "Generates each process unbiased and with its card's [bias] (full chain, same seed and event "
-            "count), finds the H_T above which a fraction --fpr of the cross section lies, and prints the "
-            "effective events there per CPU second of both, their ratio, and the cross sections of both."
-        ),
-    )
-    p.add_argument(
-        "processes", nargs="*", default=["wjets_hard", "qcd"], metavar="PROCESS", help="default: wjets_hard qcd"
-    )
-    p.add_argument("--events", type=positive_int, default=1000, help="events per sample (default: 1000)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--fpr", type=positive_float, default=1e-4, help="tail fraction of the threshold (default: 1e-4)")
-    p.set_defaults(func=_bench_tail)
-
-
-def _bench_tail(args: argparse.Namespace) -> int:
-    print(run_tail(args.processes, events=args.events, seed=args.seed, fpr=args.fpr))
-    return 0

@@ -1,4 +1,5 @@
-"""Benchmarks: scorer throughput inside the processor path and training throughput per device."""
+"""``cms-anomaly bench scoring`` and ``bench training``: scorer throughput inside the processor path,
+training throughput per device and same-seed agreement between devices."""
 
 from __future__ import annotations
 
@@ -61,10 +62,6 @@ def bench_scoring(*, events: int = 1_000_000, threads: int = 1, repeat: int = 3,
     TorchScript / XGBoost call on a ready float32 matrix.
     """
     import torch
-    from cms_anomaly.models.bdt import BDTParams, save_booster, train_signal_bdt
-    from cms_anomaly.models.export import ModelCard, export_torchscript, write_card
-    from cms_anomaly.models.pipeline import build_model
-    from cms_anomaly.models.scorers import load_scorer
 
     torch.set_num_threads(threads)
     fit = synthetic_columns(20_000, seed=1, with_rmm=True)
@@ -72,72 +69,13 @@ def bench_scoring(*, events: int = 1_000_000, threads: int = 1, repeat: int = 3,
     rmm_data = synthetic_columns(min(events, 50_000) if rmm_events is None else rmm_events, seed=3, with_rmm=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        specs = [("vae", "hlf21"), ("alad", "hlf21"), ("ae", "hlf21"), ("ae", "rmm"), ("double-ae", "objects")]
-        paths = []
-        for kind, fs_name in specs:
-            fs = get_feature_set(fs_name)
-            model, _ = build_model(kind, _matrix(fit, fs_name), feature_set=fs, seed=1)
-            modules = model.export_modules()
-            suffix, module = ("l1", modules["l1"]) if kind == "alad" else next(iter(modules.items()))
-            path = Path(tmp) / f"{kind}_{fs_name}{'_' + suffix if suffix else ''}.pt"
-            card = ModelCard(
-                model_type=model.kind,
-                feature_set=fs_name,
-                feature_names=list(fs.columns),
-                n_inputs=fs.width,
-                output_names=list(getattr(module, "output_names", model.output_names)),
-                score=suffix or "score",
-            )
-            export_torchscript(module, path, card=card)
-            paths.append((kind, fs_name, path))
-        sm = {k: v[:10_000] for k, v in fit.items()}
-        sig = {k: v[10_000:] * 1.3 for k, v in fit.items()}
-        booster, _ = train_signal_bdt(
-            _matrix(sm, "hlf21"),
-            np.ones(10_000),
-            _matrix(sig, "hlf21"),
-            np.ones(10_000),
-            seed=1,
-            params=BDTParams(n_threads=threads),
-        )
-        bpath = save_booster(booster, Path(tmp) / "bdt_hlf21.json")
-        write_card(
-            ModelCard(
-                model_type="bdt",
-                feature_set="hlf21",
-                feature_names=list(HLF21),
-                n_inputs=21,
-                output_names=["p_signal"],
-                score="p_signal",
-            ),
-            bpath,
-        )
+        paths = _export_networks(fit, Path(tmp))
+        booster, bpath = _export_bdt(fit, Path(tmp), threads=threads)
         paths.append(("bdt", "hlf21", bpath))
         for kind, fs_name, path in paths:
             cols = rmm_data if fs_name == "rmm" else data
-            fs = get_feature_set(fs_name)
-            rec = _record_array({c: cols[c] for c in fs.columns})
-            n = len(rec)
-            scorer = load_scorer(path, threads=threads)
-            scorer(rec[:10])  # lazy load + warm-up
-            t_full = min(_timed(lambda scorer=scorer, rec=rec: scorer(rec)) for _ in range(repeat))
-            x = _matrix(cols, fs_name)
-            if path.suffix == ".pt":
-                jit = torch.jit.load(str(path))
-                xt = torch.from_numpy(np.ascontiguousarray(x))
-                step = scorer.batch_size
-                with torch.inference_mode():
-                    jit(xt[:10])
-                    t_bare = min(
-                        _timed(
-                            lambda jit=jit, xt=xt, step=step: [jit(xt[i : i + step]) for i in range(0, len(xt), step)]
-                        )
-                        for _ in range(repeat)
-                    )
-            else:
-                t_bare = min(_timed(lambda x=x: booster.inplace_predict(x)) for _ in range(repeat))
+            n, t_full, t_bare = _time_scorer(path, cols, fs_name, booster, threads=threads, repeat=repeat)
             rows.append((f"{kind} ({fs_name})", n, n / t_full / threads, n / t_bare / threads))
-            del rec
     lines = [
         f"scoring benchmark: {threads} thread(s), one whole chunk per call, best of {repeat}",
         f"{'model':22s} {'events':>9s} {'scorer ev/s/thread':>19s} {'bare call ev/s/thread':>22s} {'scorer/bare':>11s}",
@@ -150,6 +88,92 @@ def bench_scoring(*, events: int = 1_000_000, threads: int = 1, repeat: int = 3,
     )
     lines.append("target: >= 1,000,000 events/s per core for the VAE-size networks (processor path)")
     return "\n".join(lines)
+
+
+def _export_networks(fit: dict[str, np.ndarray], tmp: Path) -> list[tuple[str, str, Path]]:
+    """Build each network on ``fit`` and export it as TorchScript with its card: (kind, feature set, path)."""
+    from cms_anomaly.models.export import ModelCard, export_torchscript
+    from cms_anomaly.models.pipeline import build_model
+
+    specs = [("vae", "hlf21"), ("alad", "hlf21"), ("ae", "hlf21"), ("ae", "rmm"), ("double-ae", "objects")]
+    paths = []
+    for kind, fs_name in specs:
+        fs = get_feature_set(fs_name)
+        model, _ = build_model(kind, _matrix(fit, fs_name), feature_set=fs, seed=1)
+        modules = model.export_modules()
+        suffix, module = ("l1", modules["l1"]) if kind == "alad" else next(iter(modules.items()))
+        path = tmp / f"{kind}_{fs_name}{'_' + suffix if suffix else ''}.pt"
+        card = ModelCard(
+            model_type=model.kind,
+            feature_set=fs_name,
+            feature_names=list(fs.columns),
+            n_inputs=fs.width,
+            output_names=list(getattr(module, "output_names", model.output_names)),
+            score=suffix or "score",
+        )
+        export_torchscript(module, path, card=card)
+        paths.append((kind, fs_name, path))
+    return paths
+
+
+def _export_bdt(fit: dict[str, np.ndarray], tmp: Path, *, threads: int) -> tuple[Any, Path]:
+    """Train an XGBoost BDT on the two halves of ``fit`` and save it with its card: (booster, path)."""
+    from cms_anomaly.models.bdt import BDTParams, save_booster, train_signal_bdt
+    from cms_anomaly.models.export import ModelCard, write_card
+
+    sm = {k: v[:10_000] for k, v in fit.items()}
+    sig = {k: v[10_000:] * 1.3 for k, v in fit.items()}
+    booster, _ = train_signal_bdt(
+        _matrix(sm, "hlf21"),
+        np.ones(10_000),
+        _matrix(sig, "hlf21"),
+        np.ones(10_000),
+        seed=1,
+        params=BDTParams(n_threads=threads),
+    )
+    bpath = save_booster(booster, tmp / "bdt_hlf21.json")
+    write_card(
+        ModelCard(
+            model_type="bdt",
+            feature_set="hlf21",
+            feature_names=list(HLF21),
+            n_inputs=21,
+            output_names=["p_signal"],
+            score="p_signal",
+        ),
+        bpath,
+    )
+    return booster, bpath
+
+
+def _time_scorer(
+    path: Path, cols: dict[str, np.ndarray], fs_name: str, booster: Any, *, threads: int, repeat: int
+) -> tuple[int, float, float]:
+    """(events, seconds of the scorer call, seconds of the bare model call), each the fastest of ``repeat``."""
+    import torch
+    from cms_anomaly.models.scorers import load_scorer
+
+    fs = get_feature_set(fs_name)
+    rec = _record_array({c: cols[c] for c in fs.columns})
+    n = len(rec)
+    scorer = load_scorer(path, threads=threads)
+    scorer(rec[:10])  # lazy load + warm-up
+    t_full = min(_timed(lambda scorer=scorer, rec=rec: scorer(rec)) for _ in range(repeat))
+    x = _matrix(cols, fs_name)
+    if path.suffix == ".pt":
+        jit = torch.jit.load(str(path))
+        xt = torch.from_numpy(np.ascontiguousarray(x))
+        step = scorer.batch_size
+        with torch.inference_mode():
+            jit(xt[:10])
+            t_bare = min(
+                _timed(lambda jit=jit, xt=xt, step=step: [jit(xt[i : i + step]) for i in range(0, len(xt), step)])
+                for _ in range(repeat)
+            )
+    else:
+        t_bare = min(_timed(lambda x=x: booster.inplace_predict(x)) for _ in range(repeat))
+    del rec
+    return n, t_full, t_bare
 
 
 def _timed(fn: Any) -> float:

@@ -1,4 +1,5 @@
-"""The ``cms-anomaly`` console command.
+"""The ``cms-anomaly`` console command, above every layer (it registers the commands of
+``datasets``, ``models``, ``analyses`` and ``benchmarks``).
 
 Each subcommand lives in the module that owns it; that module exposes
 ``register(subparsers)`` which adds an ``argparse`` sub-parser and sets
@@ -26,14 +27,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "cms_anomaly.analyses.outlier",
     "cms_anomaly.analyses.dijet",
     "cms_anomaly.analyses.hunt",
-)
-
-#: modules providing ``register_bench(bench_subparsers)`` for ``cms-anomaly bench TARGET``
-BENCH_MODULES: tuple[str, ...] = (
-    "cms_anomaly.datasets.cli",
-    "cms_anomaly.models.cli",
-    "cms_anomaly.analyses.run",
-    "cms_anomaly.analyses.tailbench",
+    "cms_anomaly.benchmarks.cli",
 )
 
 
@@ -57,15 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
-    bench = subparsers.add_parser(
-        "bench",
-        help="benchmarks that print rates and ratios measured in one run",
-        description="Benchmarks: each prints events/s and ratios to a baseline measured in the same run.",
-    )
-    bench_targets = bench.add_subparsers(dest="target", metavar="TARGET")
-    bench_targets.required = True
-    for name in BENCH_MODULES:
-        importlib.import_module(name).register_bench(bench_targets)
     return parser
 
 
