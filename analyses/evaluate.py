@@ -37,9 +37,10 @@ class EvaluateOptions:
     seed : int
         Seed of splits, initialisation and batches.
     epochs : dict
-        Maximum epochs per model kind.
+        Maximum epochs per model kind (default: the registry's
+        :class:`~cms_anomaly.models.registry.Budget`).
     overrides : dict
-        Per-kind :class:`TrainOptions` field overrides (batch size, learning rate).
+        Per-kind :class:`TrainOptions` field overrides (batch size, learning rate; default: the budget's).
     dcor_events : int
         SM validation events used for the distance correlation (O(n^2)).
     device, threads, progress
@@ -47,20 +48,20 @@ class EvaluateOptions:
     """
 
     seed: int = 1
-    epochs: dict[str, int] = field(default_factory=lambda: {"ae": 100, "vae": 100, "alad": 40, "double-ae": 60})
-    overrides: dict[str, dict[str, Any]] = field(
-        default_factory=lambda: {
-            # ALAD: Knapp trains 3.4M events at lr 1e-5 (68k steps per epoch); with O(10^4) events we
-            # take 10x the rate to reach a comparable number of effective updates.
-            "alad": {"lr": 1e-4},
-            # double AE: DisCo is O(batch^2); batch 10k costs ~12 s per step on one CPU core
-            "double-ae": {"batch_size": 2000},
-        }
-    )
+    epochs: dict[str, int] = field(default_factory=lambda: _budgets()[0])
+    overrides: dict[str, dict[str, Any]] = field(default_factory=lambda: _budgets()[1])
     dcor_events: int = 5000
     device: str = "auto"
     threads: int | None = None
     progress: bool = True
+
+
+def _budgets() -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+    """Epochs and training-option overrides per model kind from the registry's budgets."""
+    from cms_anomaly.models.registry import specs
+
+    budgets = {k: s.budget for k, s in specs().items() if s.budget is not None}
+    return {k: b.epochs for k, b in budgets.items()}, {k: dict(b.overrides) for k, b in budgets.items() if b.overrides}
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -115,16 +116,12 @@ def evaluate(
     dict
         The JSON summary (also written to ``evaluation.json``).
     """
-    import torch
     from cms_anomaly.models.data import read_samples
-    from cms_anomaly.models.double_ae import distance_correlation_squared
-    from cms_anomaly.models.export import atomic_write_text, eager_scores
+    from cms_anomaly.models.export import atomic_write_text
     from cms_anomaly.models.feature_sets import get_feature_set
-    from cms_anomaly.models.pipeline import TrainOptions, split_cocktail, train_and_export, train_bdts
-    from cms_anomaly.stats import weighted_cdf
+    from cms_anomaly.models.pipeline import TrainOptions, split_cocktail
 
     out_dir = Path(out_dir)
-    model_dir = out_dir / "models"
     options = options if options is not None else EvaluateOptions()
     seed = options.seed
     base = TrainOptions(seed=seed, device=options.device, threads=options.threads, progress=options.progress)
@@ -136,50 +133,89 @@ def evaluate(
     if not signals:
         raise ValueError(f"no signal datasets (is_signal True) in {features_dir}")
     _, sm_val = split_cocktail(sets["hlf21"], val_fraction=base.val_fraction, seed=seed)
-    w_val = sm_val.weight
+    job = _Job(features_dir, out_dir / "models", sets, options, base)
+    scores, info = _network_scores(job, sm_val.weight)
+    bdt_sm, bdt_sig, sig_test = _bdt_scores(job, sm_val)
+    summary = _summary(job, scores, bdt_sm, bdt_sig, sm_val=sm_val, sig_test=sig_test, info=info)
+    md = format_markdown(summary)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "evaluation.json", json.dumps(summary, indent=1, default=float) + "\n")
+    atomic_write_text(out_dir / "evaluation.md", md)
+    try:
+        plot_roc(scores, bdt_sm, bdt_sig, sm_val.weight, signals, out_dir / "roc.png")
+    except Exception as err:  # noqa: BLE001 - the table is the product; a plotting failure is logged
+        log.warning("ROC plot failed: %s", err)
+    return summary
+
+
+@dataclass
+class _Job:
+    """What every model of one :func:`evaluate` run shares: inputs, output, samples per feature set, options."""
+
+    features_dir: str | Path
+    model_dir: Path
+    sets: dict[str, dict[str, Sample]]
+    options: EvaluateOptions
+    base: Any
+
+
+def _train_scored(job: _Job, info: dict[str, Any], kind: str, fs: str, **extra: Any) -> tuple[Any, Any, Any]:
+    """Train ``kind`` on ``fs`` and score the SM validation and signal test events; the run goes into ``info``."""
+    from cms_anomaly.models.export import eager_scores
+    from cms_anomaly.models.pipeline import split_cocktail, train_and_export
+
+    options, base = job.options, job.base
+    opts = replace(base, epochs=options.epochs.get(kind), **{**options.overrides.get(kind, {}), **extra})
+    name = f"{kind.replace('-', '_')}_{fs}" + (f"_lambda{extra['lam']:g}" if "lam" in extra else "")
+    trained = train_and_export(
+        kind,
+        features_dir=job.features_dir,
+        out_dir=job.model_dir,
+        feature_set=fs,
+        options=opts,
+        samples=job.sets[fs],
+        name=name,
+    )
+    info["training"][name] = {
+        k: trained.cards[0].training[k]
+        for k in ("n_train", "epochs_run", "best_epoch", "validation_loss", "seconds", "train_events_per_second")
+    }
+    info["training"][name]["settings"] = {
+        "batch_size": trained.cards[0].training["hyper"]["batch_size"],
+        "lr": trained.cards[0].training["hyper"]["lr"],
+    }
+    _, val = split_cocktail(job.sets[fs], val_fraction=base.val_fraction, seed=options.seed)
+    sig = _signal_test(job.sets[fs], options.seed)
+    return (
+        trained.model,
+        eager_scores(trained.model, val.x),
+        {n: eager_scores(trained.model, x) for n, x in sig.items()},
+    )
+
+
+def _network_scores(
+    job: _Job, w_val: np.ndarray
+) -> tuple[dict[str, tuple[np.ndarray, dict[str, np.ndarray]]], dict[str, Any]]:
+    """Scores of VAE, ALAD, AE and the double AE (λ 100 and 0) by column name, and the training record."""
+    import torch
+    from cms_anomaly.models.double_ae import distance_correlation_squared
+    from cms_anomaly.stats import weighted_cdf
+
+    seed = job.options.seed
     scores: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
     info: dict[str, Any] = {"training": {}}
-
-    def run(kind: str, fs: str, **extra) -> Any:
-        opts = replace(base, epochs=options.epochs.get(kind), **{**options.overrides.get(kind, {}), **extra})
-        name = f"{kind.replace('-', '_')}_{fs}" + (f"_lambda{extra['lam']:g}" if "lam" in extra else "")
-        trained = train_and_export(
-            kind,
-            features_dir=features_dir,
-            out_dir=model_dir,
-            feature_set=fs,
-            options=opts,
-            samples=sets[fs],
-            name=name,
-        )
-        info["training"][name] = {
-            k: trained.cards[0].training[k]
-            for k in ("n_train", "epochs_run", "best_epoch", "validation_loss", "seconds", "train_events_per_second")
-        }
-        info["training"][name]["settings"] = {
-            "batch_size": trained.cards[0].training["hyper"]["batch_size"],
-            "lr": trained.cards[0].training["hyper"]["lr"],
-        }
-        _, val = split_cocktail(sets[fs], val_fraction=base.val_fraction, seed=seed)
-        sig = _signal_test(sets[fs], seed)
-        return (
-            trained.model,
-            eager_scores(trained.model, val.x),
-            {n: eager_scores(trained.model, x) for n, x in sig.items()},
-        )
-
-    model, sv, ss = run("vae", "hlf21")
+    model, sv, ss = _train_scored(job, info, "vae", "hlf21")
     scores["VAE"] = (sv, ss)
-    model, sv, ss = run("alad", "hlf21")
+    model, sv, ss = _train_scored(job, info, "alad", "hlf21")
     for j, name in enumerate(model.output_names):
         scores[f"ALAD {name}"] = (sv[:, j], {n: v[:, j] for n, v in ss.items()})
-    model, sv, ss = run("ae", "rmm")
+    model, sv, ss = _train_scored(job, info, "ae", "rmm")
     scores["AE (RMM)"] = (sv, ss)
     dcor = {}
     for lam in (100.0, 0.0):
-        model, sv, ss = run("double-ae", "objects", lam=lam)
+        model, sv, ss = _train_scored(job, info, "double-ae", "objects", lam=lam)
         rng = np.random.default_rng(seed)
-        pick = rng.choice(len(sv), size=min(options.dcor_events, len(sv)), replace=False)
+        pick = rng.choice(len(sv), size=min(job.options.dcor_events, len(sv)), replace=False)
         r = torch.as_tensor(sv[pick], dtype=torch.float64)
         dcor[f"{lam:g}"] = float(torch.sqrt(distance_correlation_squared(r[:, 0], r[:, 1])))
         if lam == 100.0:
@@ -189,35 +225,61 @@ def evaluate(
 
             scores["double AE (λ=100)"] = (q(sv), {n: q(v) for n, v in ss.items()})
     info["double_ae_distance_correlation"] = {"lambda=" + k: v for k, v in dcor.items()}
-    info["double_ae_distance_correlation_events"] = int(min(options.dcor_events, len(w_val)))
-    bdt_paths = train_bdts(
-        features_dir=features_dir, out_dir=model_dir, samples=sets["hlf21"], seed=seed, val_fraction=base.val_fraction
-    )
+    info["double_ae_distance_correlation_events"] = int(min(job.options.dcor_events, len(w_val)))
+    return scores, info
+
+
+def _bdt_scores(job: _Job, sm_val: Sample) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
+    """One supervised BDT per signal: its SM validation and signal test scores, and the signal test events."""
     import xgboost
     from cms_anomaly.models.bdt import predict
+    from cms_anomaly.models.pipeline import train_bdts
 
-    sig_test = _signal_test(sets["hlf21"], seed)
+    seed = job.options.seed
+    bdt_paths = train_bdts(
+        features_dir=job.features_dir,
+        out_dir=job.model_dir,
+        samples=job.sets["hlf21"],
+        seed=seed,
+        val_fraction=job.base.val_fraction,
+    )
+    sig_test = _signal_test(job.sets["hlf21"], seed)
     bdt_sm, bdt_sig = {}, {}
     for sig, path in bdt_paths.items():
         booster = xgboost.Booster(model_file=str(path))
         bdt_sm[sig] = predict(booster, sm_val.x)
         bdt_sig[sig] = predict(booster, sig_test[sig])
+    return bdt_sm, bdt_sig, sig_test
 
+
+def _summary(
+    job: _Job,
+    scores: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]],
+    bdt_sm: dict[str, Any],
+    bdt_sig: dict[str, Any],
+    *,
+    sm_val: Sample,
+    sig_test: dict[str, np.ndarray],
+    info: dict[str, Any],
+) -> dict[str, Any]:
+    """The JSON summary: metrics per signal and model, event counts, training record and notes."""
+    w_val = sm_val.weight
+    hlf21 = job.sets["hlf21"]
     table: dict[str, dict[str, Any]] = {}
-    for sig in signals:
+    for sig in sorted(n for n, s in hlf21.items() if s.is_signal):
         table[sig] = {m: _metrics(sv, w_val, ss[sig]) for m, (sv, ss) in scores.items()}
         if sig in bdt_sig:  # no BDT for a signal without training events (train_bdts)
             table[sig]["BDT (supervised)"] = _metrics(bdt_sm[sig], w_val, bdt_sig[sig])
     n_eff = float(w_val.sum() ** 2 / np.sum(w_val**2))
-    summary = {
-        "features_dir": str(features_dir),
-        "seed": seed,
+    return {
+        "features_dir": str(job.features_dir),
+        "seed": job.options.seed,
         "events": {
-            "sm_train": sum(len(s) for s in sets["hlf21"].values() if not s.is_signal) - len(sm_val),
+            "sm_train": sum(len(s) for s in hlf21.values() if not s.is_signal) - len(sm_val),
             "sm_validation": len(sm_val),
             "sm_validation_n_eff": n_eff,
             "signal_test": {n: len(x) for n, x in sig_test.items()},
-            "per_dataset": {n: len(s) for n, s in sets["hlf21"].items()},
+            "per_dataset": {n: len(s) for n, s in hlf21.items()},
         },
         "metrics": table,
         **info,
@@ -228,15 +290,6 @@ def evaluate(
             "double AE (λ=100) score: min of the SM-validation quantiles of R1 and R2 (the 'diagonal' cut).",
         ],
     }
-    md = format_markdown(summary)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "evaluation.json", json.dumps(summary, indent=1, default=float) + "\n")
-    atomic_write_text(out_dir / "evaluation.md", md)
-    try:
-        plot_roc(scores, bdt_sm, bdt_sig, w_val, signals, out_dir / "roc.png")
-    except Exception as err:  # noqa: BLE001 - the table is the product; a plotting failure is logged
-        log.warning("ROC plot failed: %s", err)
-    return summary
 
 
 def format_markdown(summary: dict[str, Any]) -> str:

@@ -53,13 +53,13 @@ from cms_anomaly.analyses import analysis
 from cms_anomaly.analyses.analysis import Execution, fmt
 from cms_anomaly.analyses.rediscovery import PROCESSES, ROLE_LABELS
 from cms_anomaly.core.argtypes import fraction, non_negative_float, positive_float, positive_int
+from cms_anomaly.models.registry import get_spec, neural_kinds
 from cms_anomaly.processors.runner import EXECUTORS
 
 log = logging.getLogger(__name__)
 
-#: detectors the hunt can train, and the output each uses (ALAD: the L1 score of Knapp et al.; None: the
-#: first, e.g. the double AE's R1, the loss of the autoencoder that the DisCo term decorrelates from R2)
-MODELS: dict[str, str | None] = {"alad": "l1", "ae": None, "vae": None, "double-ae": None}
+#: detectors the hunt can train (the registry's networks), and the output each uses (None: the first)
+MODELS: dict[str, str | None] = {k: get_spec(k).score_output for k in neural_kinds()}
 #: event-level features histogrammed against the rarity (the ASTF variables first)
 EVENT_FEATURES: tuple[str, ...] = ("ht", "m_jets", "n_jets", "n_bjets", "met", "mt", "pt_lep", "n_mu", "n_ele", "st")
 #: invariant masses of the leading object pairs (jets, b-jets, muons, electrons) scanned for bumps

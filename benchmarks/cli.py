@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from cms_anomaly.core.argtypes import non_negative_int, positive_float, positive_int
-from cms_anomaly.models.cli import _KINDS
+from cms_anomaly.models.registry import neural_kinds
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -100,7 +100,7 @@ def _register_models(bench_subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     t.add_argument("--steps", type=int, default=100, help="timed steps per model (default 100)")
-    t.add_argument("--models", nargs="+", default=["vae", "alad", "ae", "double-ae"], choices=_KINDS[:-1])
+    t.add_argument("--models", nargs="+", default=list(neural_kinds()), choices=neural_kinds())
     t.add_argument(
         "--batch-size",
         type=positive_int,

@@ -190,7 +190,8 @@ def bench_training(
     ``batch_size`` None: each model's paper batch size; else that batch size for every model.
     """
     import torch
-    from cms_anomaly.models.pipeline import DEFAULT_FEATURE_SET, build_model
+    from cms_anomaly.models.pipeline import build_model
+    from cms_anomaly.models.registry import get_spec
 
     models = models or ["vae", "alad", "ae", "double-ae"]
     cols = synthetic_columns(20_000, seed=1, with_rmm=True)
@@ -208,7 +209,7 @@ def bench_training(
         header += f" {'cuda/1 core':>12s}"
     lines.append(header + "   (events/s)")
     for kind in models:
-        fs_name = DEFAULT_FEATURE_SET[kind]
+        fs_name = get_spec(kind).feature_set
         x = _matrix(cols, fs_name)
         rates = []
         batch = None
@@ -260,11 +261,12 @@ def training_agreement(
     the overlap of the 1 % highest-score sets, per output.
     """
     import torch
-    from cms_anomaly.models.pipeline import DEFAULT_FEATURE_SET, build_model
+    from cms_anomaly.models.pipeline import build_model
+    from cms_anomaly.models.registry import get_spec
     from cms_anomaly.models.training import TrainConfig, train
     from scipy.stats import spearmanr
 
-    fs_name = DEFAULT_FEATURE_SET[kind]
+    fs_name = get_spec(kind).feature_set
     cols = synthetic_columns(events + 10_000, seed=seed, with_rmm=fs_name == "rmm")
     x = _matrix(cols, fs_name)
     x_train, x_val, x_test = x[:events], x[events : events + 5000], x[events + 5000 :]

@@ -2,6 +2,7 @@
 
 Modules
 -------
+``registry``       one ``ModelSpec`` per model kind (builder, hyper-parameters, inputs, budget)
 ``feature_sets``   named inputs (HLF-21, HLF-24, RMM, ADC2021 objects) = feature-table columns
 ``data``           parquet feature tables -> float32 matrices, seeded train/validation split
 ``preprocessing``  fitted standardisation, one-hot coding, RMM zero-cell mask (torch buffers)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from cms_anomaly.core.argtypes import non_negative_float, positive_float, positive_int
+from cms_anomaly.models.registry import get_spec, kinds
 
-_KINDS = ("ae", "vae", "alad", "double-ae", "bdt")
 _SETS = ("hlf21", "hlf24", "rmm", "objects")
 
 
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(Cerri, Knapp), double AE on the (19,3) objects (Mikuni), BDT per signal on HLF-21 (Cerri)."
         ),
     )
-    p.add_argument("kind", choices=_KINDS, help="model to train")
+    p.add_argument("kind", choices=kinds(), help="model to train")
     p.add_argument("--features", required=True, help="directory with <dataset>/*.parquet feature tables")
     p.add_argument("--out", required=True, help="output model directory")
     p.add_argument("--feature-set", choices=_SETS, default=None, help="input features (default: the paper's)")
@@ -48,12 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export, train_bdts
 
-    if args.kind == "bdt":
+    spec = get_spec(args.kind)
+    if not spec.neural:
         paths = list(
             train_bdts(
                 features_dir=args.features,
                 out_dir=args.out,
-                feature_set=args.feature_set or "hlf21",
+                feature_set=args.feature_set or spec.feature_set,
                 signals=args.signal,
                 datasets=args.datasets,
                 seed=args.seed,

@@ -19,12 +19,9 @@ from cms_anomaly.models.data import (
 )
 from cms_anomaly.models.errors import TrainingError
 from cms_anomaly.models.feature_sets import FeatureSet, checked_feature_set, get_feature_set
+from cms_anomaly.models.registry import get_spec, kinds, spec_of_model
 
 log = logging.getLogger(__name__)
-
-MODEL_KINDS = ("ae", "vae", "alad", "double-ae", "bdt")
-#: the input each paper uses
-DEFAULT_FEATURE_SET = {"ae": "rmm", "vae": "hlf21", "alad": "hlf21", "double-ae": "objects", "bdt": "hlf21"}
 
 
 @dataclass
@@ -100,63 +97,18 @@ def split_cocktail(samples: dict[str, Sample], *, val_fraction: float, seed: int
 
 
 def build_model(kind: str, x_train: np.ndarray, *, feature_set: FeatureSet, seed: int, lam: float = 100.0) -> Any:
-    """Fit preprocessing and build the network of ``kind`` (not ``bdt``); returns ``(model, hyper)``."""
-    names = list(feature_set.columns)
-    if kind == "ae":
-        from cms_anomaly.models.ae import AE_HYPER, build_autoencoder
-
-        return build_autoencoder(x_train, feature_set=feature_set.name, seed=seed), AE_HYPER
-    if kind == "vae":
-        from cms_anomaly.models.vae import VAE_HYPER, build_vae
-
-        return build_vae(x_train, feature_names=names, seed=seed), VAE_HYPER
-    if kind == "alad":
-        from cms_anomaly.models.alad import ALAD_HYPER, build_alad
-
-        return build_alad(x_train, feature_names=names, seed=seed), ALAD_HYPER
-    if kind in ("double-ae", "double_ae"):
-        from cms_anomaly.models.double_ae import DOUBLE_AE_HYPER, build_double_ae
-
-        return build_double_ae(x_train, seed=seed, lam=lam), DOUBLE_AE_HYPER
-    raise ValueError(f"unknown model kind {kind!r}; choose from {MODEL_KINDS}")
+    """Fit preprocessing and build the network of ``kind`` (a registered network, not ``bdt``); returns
+    ``(model, hyper)`` (:mod:`~cms_anomaly.models.registry`)."""
+    spec = get_spec(kind)
+    if spec.build is None or spec.hyper is None:
+        raise ValueError(f"unknown model kind {kind!r}; choose from {kinds()}")
+    return spec.build(x_train, feature_set=feature_set, seed=seed, lam=lam), spec.hyper()
 
 
 def preprocessing_summary(model: Any) -> dict[str, Any]:
     """Human-readable description of the fitted preprocessing stored inside ``model``."""
-    kind = model.kind
-    if kind == "ae":
-        pre = model.preprocess
-        if hasattr(pre, "indices"):
-            return {
-                "type": "rmm_zero_cell_mask",
-                "n_inputs_raw": pre.n_inputs,
-                "n_kept": int(pre.indices.numel()),
-                "kept_indices": pre.indices.tolist(),
-            }
-        return {"type": "standardise_mean_std", **pre.summary()}
-    if kind == "vae":
-        return {
-            "encoder_input": {"type": "standardise_mean_std", **model.standardize.summary()},
-            "likelihood_scale": model.like_scale.tolist(),
-            "pdfs": model.pdfs,
-        }
-    if kind == "alad":
-        enc = model.encoding
-        return {
-            "type": "standardise_median_std + one_hot",
-            "continuous_columns": enc.continuous.tolist(),
-            **enc.standardize.summary(),
-            "one_hot": [{"column": o.column, "categories": o.categories.tolist()} for o in enc.onehots],
-            "out_dim": enc.out_dim,
-        }
-    if kind == "double_ae":
-        log_pt, standardize = model.preprocess
-        return {
-            "type": "log1p on the pT columns + standardise_mean_std",
-            "log1p_columns": np.flatnonzero(log_pt.mask.numpy()).tolist(),
-            **standardize.summary(),
-        }
-    return {}
+    spec = spec_of_model(model)
+    return spec.preprocessing(model) if spec is not None and spec.preprocessing is not None else {}
 
 
 def train_and_export(
@@ -175,13 +127,15 @@ def train_and_export(
     Parameters
     ----------
     kind : str
-        One of ``ae``, ``vae``, ``alad``, ``double-ae`` (``bdt``: see :func:`train_bdts`).
+        A network of the registry (:mod:`~cms_anomaly.models.registry`): ``ae``, ``vae``, ``alad``,
+        ``double-ae`` or a registered one (``bdt``: see :func:`train_bdts`).
     features_dir : str or Path
         Parquet feature tables ``<dataset>/*.parquet``.
     out_dir : str or Path
         Output directory for ``<name>.pt``, ``<name>.card.json`` and the checkpoint.
     feature_set : str or FeatureSet, optional
-        Input set (default: the paper's, :data:`DEFAULT_FEATURE_SET`). Read from ``features_dir``, it
+        Input set (default: the paper's, the registry's
+        :attr:`~cms_anomaly.models.registry.ModelSpec.feature_set`). Read from ``features_dir``, it
         loses the features a dataset read lacks (:func:`feature_set_for_job`; the card's
         ``training["dropped_features"]`` says which and why); a caller passing ``samples`` checks first.
     datasets : list of str, optional
@@ -197,14 +151,11 @@ def train_and_export(
     -------
     TrainedModel
     """
-    import torch
-    from cms_anomaly.models.export import ModelCard, eager_scores, export_torchscript, score_ranges_for, thresholds_for
-    from cms_anomaly.models.training import TrainConfig, train
-    from cms_anomaly.stats import effective_entries
+    from cms_anomaly.models.training import train
 
     options = options if options is not None else TrainOptions()
-
-    requested = feature_set or DEFAULT_FEATURE_SET[kind]
+    spec = get_spec(kind)
+    requested = feature_set or spec.feature_set
     fs = requested if isinstance(requested, FeatureSet) else get_feature_set(requested)
     dropped: dict[str, str] = {}
     if samples is None:
@@ -213,20 +164,48 @@ def train_and_export(
     train_s, val_s = split_cocktail(samples, val_fraction=options.val_fraction, seed=options.seed)
     if len(train_s) < 10:
         raise TrainingError(f"{kind}: only {len(train_s)} SM training events in {features_dir}")
+    model, hyper = _fitted_model(kind, train_s, feature_set=fs, options=options)
+    out_dir = Path(out_dir)
+    stem = name or f"{kind.replace('-', '_')}_{fs.name}"
+    result = train(
+        model,
+        train_s.x,
+        val_s.x,
+        config=_train_config(options, hyper),
+        checkpoint=out_dir / f"{stem}.ckpt",
+        resume=options.resume,
+        w_train=train_s.draw_weight,
+        w_val=val_s.draw_weight,
+    )
+    training = _training_record(
+        samples, train_s, val_s, options=options, hyper=hyper, result=result, monitored=spec.monitored_loss
+    )
+    training["dropped_features"] = dropped
+    paths, cards = _export(model, fs, val_s, training=training, out_dir=out_dir, stem=stem)
+    return TrainedModel(kind=kind, paths=paths, model=model, cards=cards, train_result=result)
+
+
+def _fitted_model(kind: str, train_s: Sample, *, feature_set: FeatureSet, options: TrainOptions) -> tuple[Any, Any]:
+    """The model of ``kind`` with preprocessing fitted on the training events, and its hyper-parameters
+    with the options' overrides."""
     x_fit = train_s.x
     if train_s.draw_weight is not None:  # preprocessing fitted on the physical (weighted) distribution too
         rng = np.random.default_rng(options.seed)
         x_fit = x_fit[rng.choice(len(x_fit), len(x_fit), p=train_s.draw_weight / train_s.draw_weight.sum())]
-    model, hyper = build_model(kind, x_fit, feature_set=fs, seed=options.seed, lam=options.lam)
+    model, hyper = build_model(kind, x_fit, feature_set=feature_set, seed=options.seed, lam=options.lam)
     overrides = {
         k: v
         for k, v in (("batch_size", options.batch_size), ("lr", options.lr), ("patience", options.patience))
         if v is not None
     }
-    hyper = replace(hyper, **overrides)
-    out_dir = Path(out_dir)
-    stem = name or f"{kind.replace('-', '_')}_{fs.name}"
-    config = TrainConfig(
+    return model, replace(hyper, **overrides)
+
+
+def _train_config(options: TrainOptions, hyper: Any) -> Any:
+    """The training loop's settings: ``hyper`` and the options' epochs, seed, device, threads."""
+    from cms_anomaly.models.training import TrainConfig
+
+    return TrainConfig(
         hyper=hyper,
         epochs=options.epochs or hyper.max_epochs,
         seed=options.seed,
@@ -235,17 +214,23 @@ def train_and_export(
         threads=options.threads,
         progress=options.progress,
     )
-    result = train(
-        model,
-        train_s.x,
-        val_s.x,
-        config=config,
-        checkpoint=out_dir / f"{stem}.ckpt",
-        resume=options.resume,
-        w_train=train_s.draw_weight,
-        w_val=val_s.draw_weight,
-    )
-    training = {
+
+
+def _training_record(
+    samples: dict[str, Sample],
+    train_s: Sample,
+    val_s: Sample,
+    *,
+    options: TrainOptions,
+    hyper: Any,
+    result: Any,
+    monitored: str,
+) -> dict[str, Any]:
+    """The model card's ``training`` entry: data, settings and the training run's outcome."""
+    import torch
+    from cms_anomaly.stats import effective_entries
+
+    return {
         "datasets": sorted(n for n, s in samples.items() if not s.is_signal),
         "n_train": len(train_s),
         "n_validation": len(val_s),
@@ -267,9 +252,16 @@ def train_and_export(
         "seconds": round(result.seconds, 2),
         "train_events_per_second": round(result.events_per_second, 1),
         "history": result.history[-50:],
-        "monitored_validation_loss": "mean L1 score" if model.kind == "alad" else "training loss",
-        "dropped_features": dropped,
+        "monitored_validation_loss": monitored,
     }
+
+
+def _export(
+    model: Any, fs: FeatureSet, val_s: Sample, *, training: dict[str, Any], out_dir: Path, stem: str
+) -> tuple[list[Path], list[Any]]:
+    """TorchScript files and model cards of the trained model's score modules (thresholds on ``val_s``)."""
+    from cms_anomaly.models.export import ModelCard, eager_scores, export_torchscript, score_ranges_for, thresholds_for
+
     val_scores = eager_scores(model, val_s.x)
     all_thresholds = thresholds_for(val_scores, val_s.weight, model.output_names)
     all_ranges = score_ranges_for(val_scores, model.output_names)
@@ -294,7 +286,7 @@ def train_and_export(
         export_torchscript(module, path, card=card, check_input=check)
         paths.append(path)
         cards.append(card)
-    return TrainedModel(kind=kind, paths=paths, model=model, cards=cards, train_result=result)
+    return paths, cards
 
 
 def train_bdts(

@@ -217,8 +217,6 @@ def train(
     -------
     TrainResult
     """
-    from tqdm.auto import tqdm
-
     if len(x_train) == 0 or len(x_val) == 0:
         raise TrainingError(f"need training and validation events, got {len(x_train)} and {len(x_val)}")
     hyper = config.hyper
@@ -226,6 +224,76 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     model.to(device)
+    xt, xv, draw = _device_inputs(x_train, x_val, w_train, w_val, seed=config.seed, device=device)
+    optimizers = model.configure_optimizers(lr=hyper.lr, betas=hyper.betas)
+    schedulers = _plateau_schedulers(optimizers, hyper)
+    result = TrainResult(device=str(device))
+    best_state = copy.deepcopy(model.state_dict())
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        gen = torch.Generator(device="cpu").manual_seed(config.seed)
+        state = _State(optimizers, schedulers, gen, best_state, 0, result)
+        if resume and ckpt_path is not None and ckpt_path.exists():
+            _resume_state(state, ckpt_path, model=model, device=device)
+        start_epoch = state.result.epochs_run
+        t0 = time.perf_counter()
+        n_seen = 0
+        for epoch in range(start_epoch, config.epochs):
+            if state.result.stopped_early:
+                break
+            model.train()
+            order = _epoch_order(draw, len(xt), gen, device)
+            running, n_steps, seen = _run_epoch(model, xt, order, optimizers, config=config, epoch=epoch)
+            n_seen += seen
+            val = _batched_validation(model, xv, _validation_batch_size(model, hyper))
+            _close_epoch(model, state, val, hyper=hyper, epoch=epoch, train_loss=running / max(n_steps, 1))
+            if ckpt_path is not None:
+                _save_checkpoint(ckpt_path, model, state)
+        elapsed = time.perf_counter() - t0
+    result = state.result
+    result.seconds += elapsed
+    result.events_per_second = n_seen / elapsed if elapsed > 0 else 0.0
+    model.load_state_dict(state.best_state)
+    model.cpu().eval()
+    return result
+
+
+def _resume_state(state: _State, ckpt_path: Path, *, model: AnomalyModel, device: torch.device) -> None:
+    """Restore ``state`` and the model from the checkpoint of an earlier :func:`train`."""
+    state.best_state, state.since_best, state.result = _resume(
+        ckpt_path, model=model, optimizers=state.optimizers, schedulers=state.schedulers, gen=state.gen, device=device
+    )
+    log.info(
+        "resumed from %s at epoch %d (best val %.5g)", ckpt_path, state.result.epochs_run, state.result.best_val_loss
+    )
+
+
+@dataclass
+class _State:
+    """What a checkpoint of :func:`train` holds besides the model: optimizers, schedulers, the batch RNG,
+    the best weights, the epochs since the best and the result so far."""
+
+    optimizers: list[Any]
+    schedulers: list[Any]
+    gen: torch.Generator
+    best_state: dict[str, Any]
+    since_best: int
+    result: TrainResult
+
+
+def _device_inputs(
+    x_train: np.ndarray,
+    x_val: np.ndarray,
+    w_train: np.ndarray | None,
+    w_val: np.ndarray | None,
+    *,
+    seed: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Training and validation tensors on ``device`` (the validation one weighted-drawn when ``w_val`` is given),
+    and the training events' drawing probabilities (None: unweighted)."""
     xt = torch.as_tensor(np.ascontiguousarray(x_train, np.float32), device=device)
     xv = torch.as_tensor(np.ascontiguousarray(x_val, np.float32), device=device)
     draw = None if w_train is None else _draw_probabilities(w_train, len(xt), "w_train")
@@ -235,118 +303,115 @@ def train(
             _draw_probabilities(w_val, len(xv), "w_val"),
             len(xv),
             replacement=True,
-            generator=torch.Generator().manual_seed(config.seed + 1),
+            generator=torch.Generator().manual_seed(seed + 1),
         )
         xv = xv[picks.to(device)]
-    optimizers = model.configure_optimizers(lr=hyper.lr, betas=hyper.betas)
-    schedulers = (
-        [
-            torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt,
-                mode="min",
-                factor=hyper.lr_factor,
-                patience=hyper.lr_patience,
-                threshold=hyper.lr_min_delta,
-                threshold_mode="abs",
-            )
-            for opt in optimizers
-        ]
-        if hyper.lr_patience is not None
-        else []
-    )
-    result = TrainResult(device=str(device))
-    best_state = copy.deepcopy(model.state_dict())
-    since_best = 0
-    start_epoch = 0
-    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    return xt, xv, draw
 
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(config.seed)
-        gen = torch.Generator(device="cpu").manual_seed(config.seed)
-        if resume and ckpt_path is not None and ckpt_path.exists():
-            best_state, since_best, result = _resume(
-                ckpt_path, model=model, optimizers=optimizers, schedulers=schedulers, gen=gen, device=device
-            )
-            start_epoch = result.epochs_run
-            log.info("resumed from %s at epoch %d (best val %.5g)", ckpt_path, start_epoch, result.best_val_loss)
-        t0 = time.perf_counter()
-        n_seen = 0
-        for epoch in range(start_epoch, config.epochs):
-            if result.stopped_early:
-                break
-            model.train()
-            if draw is None:
-                order = torch.randperm(len(xt), generator=gen).to(device)
-            else:
-                order = torch.multinomial(draw, len(xt), replacement=True, generator=gen).to(device)
-            n_steps = math.ceil(len(xt) / hyper.batch_size)
-            if config.max_steps_per_epoch is not None:
-                n_steps = min(n_steps, config.max_steps_per_epoch)
-            running = 0.0
-            bar = tqdm(
-                range(n_steps),
-                desc=f"{model.kind} epoch {epoch + 1}/{config.epochs}",
-                leave=False,
-                disable=not config.progress,
-                unit="batch",
-            )
-            for step in bar:
-                idx = order[step * hyper.batch_size : (step + 1) * hyper.batch_size]
-                if len(idx) < 2:  # BatchNorm / DisCo need >= 2 events
-                    continue
-                loss = model.train_step(xt[idx], optimizers)
-                if not math.isfinite(loss):
-                    raise TrainingError(f"{model.kind}: non-finite training loss at epoch {epoch + 1} step {step}")
-                running += loss
-                n_seen += len(idx)
-                if step % 20 == 0:
-                    bar.set_postfix(loss=f"{loss:.4g}")
-            val = _batched_validation(model, xv, _validation_batch_size(model, hyper))
-            if not math.isfinite(val):
-                raise TrainingError(f"{model.kind}: non-finite validation loss at epoch {epoch + 1}")
-            for sch in schedulers:
-                sch.step(val)
-            lr = optimizers[0].param_groups[0]["lr"]
-            result.history.append(
-                {"epoch": epoch + 1, "train_loss": running / max(n_steps, 1), "val_loss": val, "lr": lr}
-            )
-            if val < result.best_val_loss - hyper.min_delta:
-                result.best_val_loss, result.best_epoch = val, epoch + 1
-                best_state = copy.deepcopy(model.state_dict())
-                since_best = 0
-            else:
-                since_best += 1
-            result.epochs_run = epoch + 1
-            if since_best >= hyper.patience:
-                result.stopped_early = True
-                log.info("%s: early stop at epoch %d (best %d)", model.kind, epoch + 1, result.best_epoch)
-            log.info(
-                "%s epoch %d: train %.5g val %.5g lr %.2g",
-                model.kind,
-                epoch + 1,
-                result.history[-1]["train_loss"],
-                val,
-                lr,
-            )
-            if ckpt_path is not None:
-                atomic_torch_save(
-                    {
-                        "kind": model.kind,
-                        "model": model.state_dict(),
-                        "optimizers": [o.state_dict() for o in optimizers],
-                        "schedulers": [s.state_dict() for s in schedulers],
-                        "batch_rng": gen.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                        "best_state": best_state,
-                        "since_best": since_best,
-                        # plain Python numbers only, so that the checkpoint loads with weights_only=True
-                        "result": json.loads(json.dumps(asdict(result), default=float)),
-                    },
-                    ckpt_path,
-                )
-        elapsed = time.perf_counter() - t0
-    result.seconds += elapsed
-    result.events_per_second = n_seen / elapsed if elapsed > 0 else 0.0
-    model.load_state_dict(best_state)
-    model.cpu().eval()
-    return result
+
+def _plateau_schedulers(optimizers: list[Any], hyper: Hyper) -> list[Any]:
+    """One learning-rate-on-plateau scheduler per optimizer (none when ``hyper.lr_patience`` is None)."""
+    if hyper.lr_patience is None:
+        return []
+    return [
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt,
+            mode="min",
+            factor=hyper.lr_factor,
+            patience=hyper.lr_patience,
+            threshold=hyper.lr_min_delta,
+            threshold_mode="abs",
+        )
+        for opt in optimizers
+    ]
+
+
+def _epoch_order(draw: torch.Tensor | None, n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """The epoch's event order: a permutation, or ``n`` weighted draws with replacement."""
+    if draw is None:
+        return torch.randperm(n, generator=gen).to(device)
+    return torch.multinomial(draw, n, replacement=True, generator=gen).to(device)
+
+
+def _close_epoch(
+    model: AnomalyModel, state: _State, val: float, *, hyper: Hyper, epoch: int, train_loss: float
+) -> None:
+    """After an epoch with validation loss ``val``: LR schedule, history, best weights and early stopping."""
+    result = state.result
+    if not math.isfinite(val):
+        raise TrainingError(f"{model.kind}: non-finite validation loss at epoch {epoch + 1}")
+    for sch in state.schedulers:
+        sch.step(val)
+    lr = state.optimizers[0].param_groups[0]["lr"]
+    result.history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val, "lr": lr})
+    if val < result.best_val_loss - hyper.min_delta:
+        result.best_val_loss, result.best_epoch = val, epoch + 1
+        state.best_state = copy.deepcopy(model.state_dict())
+        state.since_best = 0
+    else:
+        state.since_best += 1
+    result.epochs_run = epoch + 1
+    if state.since_best >= hyper.patience:
+        result.stopped_early = True
+        log.info("%s: early stop at epoch %d (best %d)", model.kind, epoch + 1, result.best_epoch)
+    log.info(
+        "%s epoch %d: train %.5g val %.5g lr %.2g", model.kind, epoch + 1, result.history[-1]["train_loss"], val, lr
+    )
+
+
+def _run_epoch(
+    model: AnomalyModel,
+    xt: torch.Tensor,
+    order: torch.Tensor,
+    optimizers: list[Any],
+    *,
+    config: TrainConfig,
+    epoch: int,
+) -> tuple[float, int, int]:
+    """The optimisation steps of one epoch over ``order``; returns (summed loss, steps, events seen)."""
+    from tqdm.auto import tqdm
+
+    hyper = config.hyper
+    n_steps = math.ceil(len(xt) / hyper.batch_size)
+    if config.max_steps_per_epoch is not None:
+        n_steps = min(n_steps, config.max_steps_per_epoch)
+    running = 0.0
+    n_seen = 0
+    bar = tqdm(
+        range(n_steps),
+        desc=f"{model.kind} epoch {epoch + 1}/{config.epochs}",
+        leave=False,
+        disable=not config.progress,
+        unit="batch",
+    )
+    for step in bar:
+        idx = order[step * hyper.batch_size : (step + 1) * hyper.batch_size]
+        if len(idx) < 2:  # BatchNorm / DisCo need >= 2 events
+            continue
+        loss = model.train_step(xt[idx], optimizers)
+        if not math.isfinite(loss):
+            raise TrainingError(f"{model.kind}: non-finite training loss at epoch {epoch + 1} step {step}")
+        running += loss
+        n_seen += len(idx)
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{loss:.4g}")
+    return running, n_steps, n_seen
+
+
+def _save_checkpoint(path: Path, model: AnomalyModel, state: _State) -> None:
+    """Write the training state after an epoch (:data:`_CHECKPOINT_KEYS` and the model kind) atomically."""
+    atomic_torch_save(
+        {
+            "kind": model.kind,
+            "model": model.state_dict(),
+            "optimizers": [o.state_dict() for o in state.optimizers],
+            "schedulers": [s.state_dict() for s in state.schedulers],
+            "batch_rng": state.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "best_state": state.best_state,
+            "since_best": state.since_best,
+            # plain Python numbers only, so that the checkpoint loads with weights_only=True
+            "result": json.loads(json.dumps(asdict(state.result), default=float)),
+        },
+        path,
+    )
