@@ -191,9 +191,9 @@ def bench_training(
     """
     import torch
     from cms_anomaly.models.pipeline import build_model
-    from cms_anomaly.models.registry import get_spec
+    from cms_anomaly.models.registry import get_spec, neural_kinds
 
-    models = models or ["vae", "alad", "ae", "double-ae"]
+    models = models or list(neural_kinds())
     cols = synthetic_columns(20_000, seed=1, with_rmm=True)
     n_cores = os.cpu_count() or 1
     targets = [("cpu", 1), ("cpu", n_cores)]
