@@ -27,10 +27,11 @@ def _install(session: nox.Session, *groups: str) -> None:
 
 @nox.session(python=PYTHON, default=True)
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format check) and mypy on stats/, processors/, models/."""
+    """ruff (lint and format check) and mypy on core/, stats/, processors/, models/."""
     _install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("make", "mypy-tree", external=True)
     session.run("mypy")
 
 

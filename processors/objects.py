@@ -725,7 +725,13 @@ def build_objects(
     if not has_pf:
         _notice_once(source, "%s: no PFCands: iso_gamma 0, PF multiplicities set to -1", source or variant.name)
 
-    lepton_args = {"pfcands": pfcands, "variant": variant, "available": available, "config": config, "source": source}
+    lepton_args: dict[str, Any] = {
+        "pfcands": pfcands,
+        "variant": variant,
+        "available": available,
+        "config": config,
+        "source": source,
+    }
     muons = _leptons(events, "muon", pdgid=MUON_PDGID, **lepton_args)
     electrons = _leptons(events, "electron", pdgid=ELECTRON_PDGID, **lepton_args)
     # overlap removal: leptons > photons > jets (objects are disjoint); an object is removed when one of
