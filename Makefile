@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: install install-test system-deps run lint docs test test-quick bench analyses hunt-study clean
+.PHONY: install install-test system-deps run mypy-tree lint docs test test-quick bench analyses hunt-study clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,15 @@ system-deps:
 run: install
 	$(BIN)/cms-anomaly rediscover-top --out $(OUT)/rediscover-top
 
+# mypy's view of pyproject's package-dir: build/mypy/cms_anomaly/<name> links to the folder of cms_anomaly.<name>
+mypy-tree:
+	rm -rf build/mypy && mkdir -p build/mypy/cms_anomaly
+	for f in cms_anomaly/*.py; do ln -s ../../../$$f build/mypy/$$f; done
+	for pair in $$($(PYTHON) -c 'import tomllib; d = tomllib.load(open("pyproject.toml", "rb"))["tool"]["setuptools"]["package-dir"]; print(*(k.split(".")[1] + ":" + v for k, v in d.items() if "." in k))'); do \
+	  ln -s ../../../$${pair#*:} build/mypy/cms_anomaly/$${pair%%:*}; done
+
 # ruff (lint + format check) and mypy on the layers of pure functions (configured in pyproject.toml)
-lint: install-test
+lint: install-test mypy-tree
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -31,6 +31,7 @@ def lint(session: nox.Session) -> None:
     _install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("make", "mypy-tree", external=True)
     session.run("mypy")
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cms_anomaly.models.feature_sets import HLF21, get_feature_set
+from cms_anomaly.models.feature_sets import get_feature_set
+from cms_anomaly.processors.feature_spec import HLF21
 
 log = logging.getLogger(__name__)
 

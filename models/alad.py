@@ -19,12 +19,13 @@ the default.
 from __future__ import annotations
 
 import copy
+from typing import Any, cast
 
 import numpy as np
 import torch
 from cms_anomaly.models.base import AnomalyModel, Hyper, seeded_init, xavier_init
 from cms_anomaly.models.feature_sets import ALAD_ONE_HOT
-from cms_anomaly.models.preprocessing import MixedEncoding, fit_mixed_encoding
+from cms_anomaly.models.preprocessing import MixedEncoding, OneHot, fit_mixed_encoding
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits as bce_logits
 from torch.nn.utils import parametrize
@@ -95,14 +96,14 @@ class ALAD(AnomalyModel):
         self.d_xx = PairDiscriminator(x_dim, sn=sn)
         self.d_zz = PairDiscriminator(latent, sn=sn)
         xavier_init(self)
-        self._arch = {
+        self._arch: dict[str, Any] = {
             "x_dim": x_dim,
             "latent": latent,
             "hidden": hidden,
             "spectral_norm": sn,
             "encoding": {
                 "continuous": int(encoding.continuous.numel()),
-                "one_hot": [int(o.categories.shape[0]) for o in encoding.onehots],
+                "one_hot": [int(cast(OneHot, o).categories.shape[0]) for o in encoding.onehots],
             },
         }
 

@@ -21,6 +21,7 @@ Choices the paper leaves open (stated in the model card):
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -79,6 +80,20 @@ class VAE(AnomalyModel):
 
     kind = "vae"
     output_names = ("loss_reco",)
+    if TYPE_CHECKING:  # the buffers registered in __init__ (one index set per likelihood family); TorchScript
+        # reads class annotations of a module, and with postponed evaluation it cannot resolve them
+        like_scale: torch.Tensor
+        idx_lognormal: torch.Tensor
+        idx_gaussian: torch.Tensor
+        idx_truncated_gaussian: torch.Tensor
+        idx_discrete_truncated_gaussian: torch.Tensor
+        idx_binomial: torch.Tensor
+        idx_poisson: torch.Tensor
+        a2pos_lognormal: torch.Tensor
+        a2pos_gaussian: torch.Tensor
+        a2pos_truncated_gaussian: torch.Tensor
+        a2pos_discrete_truncated_gaussian: torch.Tensor
+        a3pos_lognormal: torch.Tensor
 
     def __init__(
         self,

@@ -153,6 +153,11 @@ def event_processes(metadata: Mapping[str, Any], event_numbers: np.ndarray) -> n
     return np.full(n, str(metadata.get("process", metadata.get("dataset", "unknown"))))
 
 
+def _constant_cut(mask: np.ndarray) -> selections.CutFunction:
+    """A cut whose mask was computed before the cuts (a data-quality step of the chunk)."""
+    return lambda _o, _f, _c: mask
+
+
 def _is_dask_collection(events: Any) -> bool:
     """True for dask-awkward NanoEvents (``apply_to_fileset``), false for eager/virtual arrays."""
     return type(events).__module__.startswith("dask_awkward")
@@ -468,7 +473,7 @@ class AnomalyProcessor(processor.ProcessorABC):
         pre = dataquality.steps(events, meta=meta, selection=self.selection.name, variant=variant, available=available)
         if not pre:
             return self.selection
-        cuts = tuple(selections.Cut(name, text, lambda _o, _f, _c, m=mask: m) for name, text, mask in pre)
+        cuts = tuple(selections.Cut(name, text, _constant_cut(mask)) for name, text, mask in pre)
         return dataclasses.replace(self.selection, cuts=cuts + self.selection.cuts)
 
     def _feature_tables(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -45,18 +47,38 @@ COCKTAIL_EVENTS = {
     "hplus_t": 40,
 }
 COCKTAIL_SEED = 11
+#: the folders whose files shape the generated cocktail: the production, the generator, the detector
+#: response, the NanoAOD writer, the cards and the helpers they import
+COCKTAIL_SOURCES = ("datasets", "core")
+
+
+def cocktail_cache_name(root: Path = REPO_ROOT) -> str:
+    """The cached cocktail's folder name: ``generated-cocktail-`` and a digest of every file (path and
+    bytes) under :data:`COCKTAIL_SOURCES`, so that any change to them makes a fresh production."""
+    digest = hashlib.sha256()
+    for folder in COCKTAIL_SOURCES:
+        for path in sorted((root / folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return f"generated-cocktail-{digest.hexdigest()[:16]}"
 
 
 @pytest.fixture(scope="session")
 def generated_cocktail(request: pytest.FixtureRequest) -> Path:
     """A small generated production of every process (``fileset.json`` inside), made once.
 
-    Files live in pytest's cache directory, so a second local run reuses them through the
-    production's own resume logic (a fresh clone, as in CI, generates them on two processes).
+    Files live in pytest's cache directory under :func:`cocktail_cache_name`, so a second local run
+    with the same production code reuses them through the production's own resume logic; cocktails
+    of other code are removed (a fresh clone, as in CI, generates them on two processes).
     """
     from cms_anomaly.datasets import production
 
-    out = Path(request.config.cache.mkdir("generated-cocktail"))
+    name = cocktail_cache_name()
+    out = Path(request.config.cache.mkdir(name))
+    for stale in out.parent.glob("generated-cocktail*"):
+        if stale.name != name:
+            shutil.rmtree(stale, ignore_errors=True)
     production.produce(
         list(COCKTAIL_EVENTS), out=out, events=COCKTAIL_EVENTS, seed=COCKTAIL_SEED, executor="futures", workers=2
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 
 import awkward as ak
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import uproot
 from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
-from conftest import COCKTAIL_EVENTS, COCKTAIL_SEED
+from conftest import COCKTAIL_EVENTS, COCKTAIL_SEED, COCKTAIL_SOURCES, REPO_ROOT, cocktail_cache_name
 
 MEDIUM_WP = 0.2783  # DeepJet medium working point
 
@@ -216,3 +217,17 @@ def test_met_balances_visible_momentum(generated_cocktail):
     px = ak.sum(pf.pt * np.cos(pf.phi), axis=1)
     py = ak.sum(pf.pt * np.sin(pf.phi), axis=1)
     np.testing.assert_allclose(ak.to_numpy(events.MET.pt), ak.to_numpy(np.hypot(px, py)), rtol=1e-3, atol=0.05)
+
+
+@pytest.mark.parametrize(
+    "changed", ["datasets/production.py", "datasets/cards.py", "datasets/cards/ttbar.toml", "core/__init__.py"]
+)
+def test_cocktail_cache_is_keyed_on_every_file_that_shapes_it(tmp_path, changed):
+    """The test suite's cached cocktail: a change to any file of the production code or cards is a new key."""
+    for folder in COCKTAIL_SOURCES:
+        shutil.copytree(REPO_ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    before = cocktail_cache_name(tmp_path)
+    assert before == cocktail_cache_name(REPO_ROOT)
+    with (tmp_path / changed).open("a") as f:
+        f.write("\n")
+    assert cocktail_cache_name(tmp_path) != before

@@ -14,7 +14,7 @@ from cms_anomaly.core import workers
 from cms_anomaly.processors import runner, selections
 from cms_anomaly.processors.config import AnalysisConfig
 from cms_anomaly.processors.feature_io import read_feature_tables
-from cms_anomaly.processors.feature_spec import HLF21, SCALAR_FEATURES
+from cms_anomaly.processors.feature_spec import HISTOGRAMMED, HLF21, SCALAR_FEATURES
 from cms_anomaly.processors.features import scalar_features
 from cms_anomaly.processors.histograms import nominal
 from cms_anomaly.processors.objects import build_objects
@@ -422,6 +422,35 @@ def test_cli_run_writes_histograms_and_feature_tables(tmp_path, real_nanoaod_fil
     df = read_feature_tables(out / "features" / "dy", columns=["pt_lep", "weight", "dataset"])
     assert (df["dataset"] == "dy").all()
     assert (df["pt_lep"] > 23).all()
+
+
+def test_mc_weights_are_signed_generator_weights_in_tables_cutflow_and_histograms(tmp_path, real_nanoaod_files):
+    """Simulation with signed generator weights (DY, ttbar 2015): each selected event's weight is its
+    ``genWeight`` x xsec x lumi / sumw, and every feature histogram holds the sum of those weights."""
+    lumi, xsec = 10.0, {"dy": 6000.0, "ttbar2015": 830.0}
+    gen = {d: uproot.open(real_nanoaod_files[d])["Events"].arrays(["event", "genWeight"], library="np") for d in xsec}
+    sumw = {d: float(np.abs(g["genWeight"]).sum()) for d, g in gen.items()}
+    fs = {
+        d: {"files": {str(real_nanoaod_files[d]): "Events"}, "metadata": {"xsec_pb": xsec[d], "sumw": sumw[d]}}
+        for d in xsec
+    }
+    proc = AnomalyProcessor(selection="single_lepton", lumi_pb=lumi, features_dir=tmp_path / "features")
+    with runner.make_executor("iterative") as ex:
+        out = runner.run_processor(fs, proc, executor=ex, chunksize=100)
+    for d, g in gen.items():
+        norm = xsec[d] * lumi / sumw[d]
+        flow = out[d]["cutflow"]
+        assert flow["sumw"]["all"] == pytest.approx(g["genWeight"].sum() * norm, rel=1e-9)
+        table = read_feature_tables(tmp_path / "features" / d, columns=["event", "weight"], as_numpy=True)
+        by_event = dict(zip(g["event"].tolist(), g["genWeight"].tolist(), strict=True))
+        expected = np.array([by_event[e] for e in table["event"].tolist()]) * norm
+        assert len(expected) == flow["events"]["lepton_iso"] > 0
+        assert np.unique(np.sign(expected)).tolist() == [-1.0, 1.0], d  # both signs selected: a count is not a sum
+        np.testing.assert_allclose(table["weight"], expected, rtol=1e-6)
+        assert flow["sumw"]["lepton_iso"] == pytest.approx(expected.sum(), rel=1e-6)
+        for name in HISTOGRAMMED:
+            filled = nominal(out[d]["hists"][name])[{"dataset": d}].values(flow=True).sum()
+            assert filled == pytest.approx(expected.sum(), rel=1e-6), (d, name)
 
 
 def test_empty_chunk_runs_through_the_same_path(real_nanoaod_files):

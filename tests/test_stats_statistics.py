@@ -229,7 +229,33 @@ def test_astf_rejects_mismatch():
         st.astf(_hist([0.5]), _hist([0.5, 0.5]))
 
 
+def test_astf_comparison_propagates_the_simulation_variances_by_hand():
+    """Weighted simulation (non-zero sum w^2): eps = S/A with var ((1 - 2 eps) var(S) + eps^2 var(A)) / A^2."""
+    b_all, b_all_var = np.array([1000.0, 500.0]), np.array([2000.0, 1000.0])
+    b_sel, b_sel_var = np.array([100.0, 100.0]), np.array([200.0, 200.0])
+    d_all, d_sel = np.array([100.0, 50.0]), np.array([10.0, 25.0])
+    r = st.astf_comparison(d_all, d_sel, b_all, b_all_var, b_sel, b_sel_var)
+    # eps = 0.1, 0.2; var(eps) = (0.8 * 200 + 0.01 * 2000) / 1000^2 = 1.8e-4, (0.6 * 200 + 0.04 * 1000) / 500^2
+    # = 6.4e-4; expected 10, 10 selected with variances 100^2 * 1.8e-4 = 1.8 and 50^2 * 6.4e-4 = 1.6
+    assert r["expected"] == pytest.approx(20.0)
+    assert r["largest_pull_bin"] == 1
+    assert r["largest_pull"] == pytest.approx(15 / math.sqrt(10 + 1.6))
+    assert r["largest_pull_expected"] == pytest.approx(10.0)
+    # the shape: scaled by 35 / 20 = 1.75 to 17.5, 17.5 with variances 1.8 and 1.6 times 1.75^2
+    assert r["chi2"] == pytest.approx(7.5**2 / (17.5 + 1.8 * 1.75**2) + 7.5**2 / (17.5 + 1.6 * 1.75**2))
+    assert r["ndf"] == 1
+
+
 # ----------------------------------------------------------------------------- ABCD
+def test_abcd_score_on_the_threshold_is_below():
+    """``score > threshold`` is "above": a score exactly on its threshold counts as below."""
+    s1, s2 = np.array([1.0, 2.0, 3.0, 2.0]), np.array([2.0, 3.0, 1.0, 1.0])
+    counts = st.abcd_counts(s1, s2, threshold1=2.0, threshold2=2.0, weights=np.array([1.0, 2.0, 4.0, 8.0]))
+    # above: score 1 only for event 2, score 2 only for event 1; events 0 and 3 (both on or under) in D
+    assert (counts.a, counts.b, counts.c, counts.d) == (0.0, 4.0, 2.0, 9.0)
+    assert (counts.a_w2, counts.b_w2, counts.c_w2, counts.d_w2) == (0.0, 16.0, 4.0, 65.0)
+
+
 def test_abcd_closes_on_independent_variables():
     rng = np.random.default_rng(7)
     x, y = rng.exponential(1.0, 400_000), rng.normal(0.0, 1.0, 400_000)

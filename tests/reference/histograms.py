@@ -74,9 +74,9 @@ def as_table(output: dict[str, Any]) -> dict[str, dict[str, dict[str, list]]]:
 def main() -> int:
     sys.path.insert(0, str(HERE.parent))
     from cms_anomaly.datasets import production
-    from conftest import COCKTAIL_EVENTS, COCKTAIL_SEED, REAL_NANOAOD_FILES  # the test suite's samples
+    from conftest import COCKTAIL_EVENTS, COCKTAIL_SEED, REAL_NANOAOD_FILES, cocktail_cache_name  # the suite's samples
 
-    cocktail = HERE.parents[1] / ".pytest_cache" / "d" / "generated-cocktail"
+    cocktail = HERE.parents[1] / ".pytest_cache" / "d" / cocktail_cache_name()
     for process in GENERATED:
         production.produce(
             [process], out=cocktail, events=COCKTAIL_EVENTS[process], seed=COCKTAIL_SEED, executor="local"
