@@ -542,7 +542,13 @@ def _leptons_and_photons(
 ) -> tuple[FlatCollection, FlatCollection, FlatCollection, tuple[FlatCollection, ...]]:
     """Muons, electrons, photons without a lepton within ``photon_lepton_dr``, and the collections that
     clean the jets (leptons above ``overlap_lepton_pt_min``, photons)."""
-    lepton_args = {"pfcands": pfcands, "variant": variant, "available": available, "config": config, "source": source}
+    lepton_args: dict[str, Any] = {
+        "pfcands": pfcands,
+        "variant": variant,
+        "available": available,
+        "config": config,
+        "source": source,
+    }
     muons = _leptons(events, "muon", pdgid=MUON_PDGID, **lepton_args)
     electrons = _leptons(events, "electron", pdgid=ELECTRON_PDGID, **lepton_args)
     # overlap removal: leptons > photons > jets (objects are disjoint); an object is removed when one of
@@ -704,7 +710,7 @@ def build_objects(
     muons, electrons, photons, cleaners = _leptons_and_photons(
         events, get, pfcands=pfcands, variant=variant, available=available, config=config, source=source
     )
-    jet_args = {"config": config, "variant": variant, "cleaners": cleaners, "source": source}
+    jet_args: dict[str, Any] = {"config": config, "variant": variant, "cleaners": cleaners, "source": source}
     jets, bjets, all_jets, has_content = _jets(
         get, tagging=tagging, pf_fields=pf_fields, has_pf=pfcands is not None, jet_flavour=jet_flavour, **jet_args
     )
