@@ -35,8 +35,7 @@ from typing import Any
 
 import numpy as np
 from cms_anomaly.analyses.analysis import fmt, fresh_report_dir, print_report, report_footer, write_report
-from cms_anomaly.analyses.cocktail import CocktailConfig, add_cocktail_arguments, cocktail_config
-from cms_anomaly.analyses.trigger import SIGNAL_LABELS
+from cms_anomaly.analyses.cocktail import SIGNAL_LABELS, CocktailConfig, add_cocktail_arguments, cocktail_config
 from cms_anomaly.datasets.argtypes import non_negative_float, positive_int
 
 log = logging.getLogger(__name__)

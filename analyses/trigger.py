@@ -35,7 +35,13 @@ from typing import Any
 
 import numpy as np
 from cms_anomaly.analyses.analysis import fmt, fresh_report_dir, print_report, report_footer, write_report
-from cms_anomaly.analyses.cocktail import UNIT_LUMI_PB, CocktailConfig, add_cocktail_arguments, cocktail_config
+from cms_anomaly.analyses.cocktail import (
+    SIGNAL_LABELS,
+    UNIT_LUMI_PB,
+    CocktailConfig,
+    add_cocktail_arguments,
+    cocktail_config,
+)
 from cms_anomaly.datasets.argtypes import fraction, positive_int
 from cms_anomaly.processors.config import SelectionConfig
 
@@ -45,12 +51,6 @@ EPSILON_SM = 5.4e-6
 #: SM efficiencies at which the report lists the VAE threshold, measured (>= MIN_EVENTS_ABOVE effective
 #: SM events above it) or extrapolated, with the effective SM events above it
 REPORTED_FPRS = (1e-3, 1e-4, 1e-5)
-SIGNAL_LABELS = {
-    "ato4l": r"A$\to$4$\ell$",
-    "lq_btau": r"LQ$\to$b$\tau$",
-    "h0_tautau": r"h$^0\to\tau\tau$",
-    "hplus_taunu": r"h$^\pm\to\tau\nu$",
-}
 SM_LABELS = {"wjets": "W", "qcd": "QCD", "zjets": "Z", "ttbar": r"$t\bar{t}$"}
 
 
