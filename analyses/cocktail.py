@@ -45,6 +45,13 @@ from cms_anomaly.analyses.analysis import (
 log = logging.getLogger(__name__)
 
 SM_PROCESSES = ("wjets", "qcd", "zjets", "ttbar")
+#: plot legend label of each BSM benchmark (matplotlib mathtext)
+SIGNAL_LABELS = {
+    "ato4l": r"A$\to$4$\ell$",
+    "lq_btau": r"LQ$\to$b$\tau$",
+    "h0_tautau": r"h$^0\to\tau\tau$",
+    "hplus_taunu": r"h$^\pm\to\tau\nu$",
+}
 #: share of each SM process after the single-lepton selection (Cerri et al. sec. 2)
 PAPER_FRACTIONS = {"wjets": 0.592, "qcd": 0.338, "zjets": 0.067, "ttbar": 0.003}
 #: the processor's luminosity for the feature tables: weights then sum to sigma x efficiency in pb

@@ -366,6 +366,58 @@ def make_plots(results: dict[str, dict], report_dir: Path) -> list[Path]:
     return pngs
 
 
+def _write_labels(event: np.ndarray, labels: np.ndarray, path: Path) -> Path:
+    """Write the signal events' injection labels (event number, process) as parquet, atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from cms_anomaly.core.atomic import atomic_output
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path, suffix=".parquet") as tmp:
+        table = {"event": event.astype(np.uint64), "process": labels.astype(str)}
+        pq.write_table(pa.table(table), tmp)
+    return path
+
+
+def _train_scorers(
+    events: dict, labels: np.ndarray, counts: list[int], *, config: DijetConfig, models_dir: Path
+) -> dict[str, Any]:
+    """Train every signal region's k-fold classifiers per injection; processor name -> k-fold scorer."""
+    from cms_anomaly.models.scorers import KFoldScorer
+    from cms_anomaly.processors.folds import KFold
+
+    folds = KFold(config.k_folds, config.seed)
+    scorers = {}
+    for k, n in enumerate(counts):
+        paths = train_regions(
+            events, labels, injected_processes(counts, n), config=config, out_dir=models_dir, tag=f"inj{k}"
+        )
+        for first, p in paths.items():
+            scorers[f"cwola_inj{k}_sr{first}"] = KFoldScorer.load(p, folds, name=f"cwola_inj{k}_sr{first}")
+    return scorers
+
+
+def _hunt_injections(output: dict, counts: list[int], *, config: DijetConfig) -> tuple[dict, dict, dict]:
+    """Per injected S/B, the hunt over the signal regions: full results, their public part, injected events."""
+    from cms_anomaly.analyses.scorehists import ScoreHists
+
+    edges = np.asarray(config.bin_edges)
+    results, public, injected = {}, {}, {}
+    for k, (sb, n) in enumerate(zip(config.injections, counts, strict=True)):
+        bkg, sig = {}, {}
+        processes = injected_processes(counts, n)
+        for first in signal_regions(config):
+            sh = ScoreHists(output, f"cwola_inj{k}_sr{first}", "rarity")
+            bkg[first] = _mjj_sums(sh, BACKGROUND, None, edges)
+            sig[first] = _mjj_sums(sh, SIGNAL, processes, edges) if processes else np.zeros_like(bkg[first])
+        key = f"{sb:g}"
+        injected[key] = n
+        results[key] = hunt(bkg, sig, config=config, seed=config.seed)
+        public[key] = _public(results[key])
+        log.info("S/B %s: best local significance %s", key, public[key].get("best_local_significance"))
+    return results, public, injected
+
+
 def run_dijet(
     out: str | os.PathLike, config: DijetConfig = DijetConfig(), *, samples_dir: str | os.PathLike | None = None
 ) -> Path:
@@ -378,14 +430,8 @@ def run_dijet(
     dataset and process, where the signal events carry their injection label (``OUT/labels``). The
     scans, fits and BumpHunter read those histograms only.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     from cms_anomaly.analyses.analysis import processor_pass
     from cms_anomaly.analyses.cocktail import CocktailConfig, feature_tables
-    from cms_anomaly.analyses.scorehists import ScoreHists
-    from cms_anomaly.core.atomic import atomic_output
-    from cms_anomaly.models.scorers import KFoldScorer
-    from cms_anomaly.processors.folds import KFold
 
     out = Path(out)
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"
@@ -403,19 +449,8 @@ def run_dijet(
     n_bkg, n_sig = len(events[BACKGROUND]["mJJ"]), len(events[SIGNAL]["mJJ"])
     counts = injected_counts(n_bkg, n_sig, config.injections)
     labels = injection_labels(n_sig, counts, seed=config.seed)
-    labels_path = out / "labels" / f"{SIGNAL}.parquet"
-    labels_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(labels_path, suffix=".parquet") as tmp:
-        table = {"event": events[SIGNAL]["event"].astype(np.uint64), "process": labels.astype(str)}
-        pq.write_table(pa.table(table), tmp)
-    folds = KFold(config.k_folds, config.seed)
-    scorers = {}
-    for k, n in enumerate(counts):
-        paths = train_regions(
-            events, labels, injected_processes(counts, n), config=config, out_dir=out / "models", tag=f"inj{k}"
-        )
-        for first, p in paths.items():
-            scorers[f"cwola_inj{k}_sr{first}"] = KFoldScorer.load(p, folds, name=f"cwola_inj{k}_sr{first}")
+    labels_path = _write_labels(events[SIGNAL]["event"], labels, out / "labels" / f"{SIGNAL}.parquet")
+    scorers = _train_scorers(events, labels, counts, config=config, models_dir=out / "models")
     times["training"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -433,20 +468,7 @@ def run_dijet(
     times["pass2"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    edges = np.asarray(config.bin_edges)
-    results, public, injected = {}, {}, {}
-    for k, (sb, n) in enumerate(zip(config.injections, counts, strict=True)):
-        bkg, sig = {}, {}
-        processes = injected_processes(counts, n)
-        for first in signal_regions(config):
-            sh = ScoreHists(output, f"cwola_inj{k}_sr{first}", "rarity")
-            bkg[first] = _mjj_sums(sh, BACKGROUND, None, edges)
-            sig[first] = _mjj_sums(sh, SIGNAL, processes, edges) if processes else np.zeros_like(bkg[first])
-        key = f"{sb:g}"
-        injected[key] = n
-        results[key] = hunt(bkg, sig, config=config, seed=config.seed)
-        public[key] = _public(results[key])
-        log.info("S/B %s: best local significance %s", key, public[key].get("best_local_significance"))
+    results, public, injected = _hunt_injections(output, counts, config=config)
     times["hunt"] = time.perf_counter() - t
     report_dir = fresh_report_dir(out)
     t = time.perf_counter()

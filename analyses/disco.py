@@ -35,8 +35,7 @@ from typing import Any
 
 import numpy as np
 from cms_anomaly.analyses.analysis import fmt, fresh_report_dir, print_report, report_footer, write_report
-from cms_anomaly.analyses.cocktail import CocktailConfig, add_cocktail_arguments, cocktail_config
-from cms_anomaly.analyses.trigger import SIGNAL_LABELS
+from cms_anomaly.analyses.cocktail import SIGNAL_LABELS, CocktailConfig, add_cocktail_arguments, cocktail_config
 from cms_anomaly.core.argtypes import non_negative_float, positive_int
 
 log = logging.getLogger(__name__)
@@ -281,6 +280,16 @@ def seed_spread(per_seed: dict[int, dict], signals: list[str]) -> dict[str, Any]
 # ------------------------------------------------------------------------------ plots
 def make_plots(first: dict, sics: dict, report_dir: Path, *, signals: list[str]) -> list[Path]:
     """Mikuni et al. Fig. 1 (SIC), Fig. 2 (closure) and Fig. 3 (significance), for the first seed."""
+    rows = first["abcd"]["rows"]
+    return [
+        *_plot_sics(sics, report_dir, signals=signals),
+        _plot_closure(rows, report_dir, signals=signals),
+        _plot_significance(rows, report_dir, signals=signals),
+    ]
+
+
+def _plot_sics(sics: dict, report_dir: Path, *, signals: list[str]) -> list[Path]:
+    """SIC of each AE score and of the diagonal cut against the single AE (Mikuni et al. Fig. 1)."""
     from cms_anomaly.analyses import plotting
 
     pngs = []
@@ -312,7 +321,13 @@ def make_plots(first: dict, sics: dict, report_dir: Path, *, signals: list[str])
             curves, report_dir / "sic_diagonal.png", styles=styles, text="Simulation", title="diagonal cut vs single AE"
         )
     )
-    rows = first["abcd"]["rows"]
+    return pngs
+
+
+def _plot_closure(rows: list[dict], report_dir: Path, *, signals: list[str]) -> Path:
+    """ABCD closure against the SM efficiency of region A, every threshold choice (Mikuni et al. Fig. 2)."""
+    from cms_anomaly.analyses import plotting
+
     series, styles = {}, {}
     samples = ["sm_only", *signals]
     for i, name in enumerate(samples):
@@ -329,18 +344,22 @@ def make_plots(first: dict, sics: dict, report_dir: Path, *, signals: list[str])
                 "ls": "-" if choice == "diagonal" else "none",
                 "marker": ("o", "^", "v")[min(j, 2)],
             }
-    pngs.append(
-        plotting.plot_lines(
-            series,
-            report_dir / "closure.png",
-            xlabel="SM efficiency of region A",
-            ylabel="ABCD predicted / observed background",
-            logx=True,
-            hline=1.0,
-            styles=styles,
-            text="Simulation",
-        )
+    return plotting.plot_lines(
+        series,
+        report_dir / "closure.png",
+        xlabel="SM efficiency of region A",
+        ylabel="ABCD predicted / observed background",
+        logx=True,
+        hline=1.0,
+        styles=styles,
+        text="Simulation",
     )
+
+
+def _plot_significance(rows: list[dict], report_dir: Path, *, signals: list[str]) -> Path:
+    """Significance with the ABCD, corrected and true background, diagonal thresholds (Mikuni et al. Fig. 3)."""
+    from cms_anomaly.analyses import plotting
+
     series, styles = {}, {}
     diag = [r for r in rows if r["choice"] == "diagonal"]
     x = np.array([r["efficiency"] for r in diag])
@@ -356,27 +375,37 @@ def make_plots(first: dict, sics: dict, report_dir: Path, *, signals: list[str])
             styles[f"{lab}, {text}"] = {"color": color, "ls": ls}
     series["SM only, ABCD"] = (x, [r["sm_only"]["significance"] for r in diag])
     styles["SM only, ABCD"] = {"color": "black", "ls": "-"}
-    pngs.append(
-        plotting.plot_lines(
-            series,
-            report_dir / "significance.png",
-            xlabel="SM efficiency of region A",
-            ylabel=r"$(N - B)/\sqrt{N}$",
-            logx=True,
-            styles=styles,
-            text="Simulation",
-            yscale="symlog",
-            ylim=(0.0, None),
-        )
+    return plotting.plot_lines(
+        series,
+        report_dir / "significance.png",
+        xlabel="SM efficiency of region A",
+        ylabel=r"$(N - B)/\sqrt{N}$",
+        logx=True,
+        styles=styles,
+        text="Simulation",
+        yscale="symlog",
+        ylim=(0.0, None),
     )
-    return pngs
 
 
 # ------------------------------------------------------------------------------ report
 def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
+    """summary.md: the set-up, SIC, ABCD closure and significance of the first seed, the spread over seeds."""
     first = result["per_seed"][str(meta["seeds"][0])]
     rows = first["abcd"]["rows"]
     signals = meta["signals"]
+    lines = [
+        *_intro_and_sic_lines(result, meta, first, signals),
+        *_closure_lines(result, meta, rows, signals),
+        *_significance_lines(meta, rows, signals),
+        *_stability_lines(result, signals),
+        *report_footer(pngs, meta["seconds"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _intro_and_sic_lines(result: dict, meta: dict, first: dict, signals: list[str]) -> list[str]:
+    """Title, set-up, distance correlations and the max-SIC table of the report."""
     lines = [
         "# DisCo double autoencoder and ABCD background estimate (Mikuni, Nachman, Shih; seed 001)",
         "",
@@ -404,9 +433,13 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
         lines.append(
             f"| {name} | {fmt(m['AE 1'])} | {fmt(m['AE 2'])} | {fmt(m['diagonal'])} | {fmt(m.get('single AE'))} |"
         )
-    lines += [
-        "",
-        "Max SIC over points with >= 10 effective SM events selected.",
+    lines += ["", "Max SIC over points with >= 10 effective SM events selected."]
+    return lines
+
+
+def _closure_lines(result: dict, meta: dict, rows: list[dict], signals: list[str]) -> list[str]:
+    """The ABCD closure table (diagonal thresholds) and the largest SM-only deviation of the report."""
+    lines = [
         "",
         f"## ABCD closure, predicted / observed in region A (seed {meta['seeds'][0]}, diagonal thresholds)",
         "",
@@ -430,6 +463,13 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
         f"(mean over seeds of the per-seed maximum {dev['mean']:.1%}); paper: 2.5 %, 'compatible with the "
         "statistical uncertainty of the sample'. Off-diagonal threshold choices (AE 1 cut at 0.5x and 2x the "
         "diagonal per-score efficiency) are in `summary.json` and drawn as triangles in closure.png.",
+    ]
+    return lines
+
+
+def _significance_lines(meta: dict, rows: list[dict], signals: list[str]) -> list[str]:
+    """The significance table (diagonal thresholds) of the report."""
+    lines = [
         "",
         f"## Significance (seed {meta['seeds'][0]}, diagonal thresholds)",
         "",
@@ -447,7 +487,12 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
             )
             + f" | {r['sm_only']['significance']:.2f} |"
         )
-    lines += [
+    return lines
+
+
+def _stability_lines(result: dict, signals: list[str]) -> list[str]:
+    """The significance averaged over SM efficiencies, its spread over seeds."""
+    lines = [
         "",
         "ABCD: (N - B)/sqrt(N + sigma_B^2), sigma_B the statistical error of the ABCD prediction from our "
         "simulation scaled to the reference sample (the paper's (N - B)/sqrt(N), in `significance_paper` of "
@@ -480,9 +525,8 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
         "Paper: standard deviation of the average significance below 6 % for all benchmarks (five trainings). "
         "Here each seed also draws its own training / validation split.",
         "",
-        *report_footer(pngs, meta["seconds"]),
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 # ------------------------------------------------------------------------------ the job
@@ -498,8 +542,8 @@ def run_disco(
     planes: the SM from each model's validation part, the signals from all their events.
     """
     from cms_anomaly.analyses.analysis import processor_pass
-    from cms_anomaly.analyses.cocktail import UNIT_LUMI_PB, cocktail_samples, composition_scales, validation_indices
-    from cms_anomaly.models.pipeline import TrainOptions, train_and_export
+    from cms_anomaly.analyses.cocktail import UNIT_LUMI_PB, cocktail_samples, validation_indices
+    from cms_anomaly.models.pipeline import TrainOptions
     from cms_anomaly.models.scorers import load_scorer
     from cms_anomaly.processors.folds import EventSplit
 
@@ -520,28 +564,7 @@ def run_disco(
 
     t = time.perf_counter()
     val_fraction = TrainOptions().val_fraction
-    trained: dict[str, tuple[Path, int]] = {}  # processor name -> (exported file, seed of its split)
-    for seed, lam in [*((s, config.lam) for s in config.seeds), (config.seeds[0], 0.0)]:
-        options = TrainOptions(
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            seed=seed,
-            lam=lam,
-            device=config.device,
-            progress=False,
-            val_fraction=val_fraction,
-        )
-        model = train_and_export(
-            "double-ae",
-            features_dir=features_dir,
-            out_dir=out / "models",
-            feature_set="objects",
-            options=options,
-            samples=samples,
-            name=f"double_ae_lambda{lam:g}_seed{seed}",
-        )
-        trained["dae_lambda0" if lam == 0.0 else f"dae_s{seed}"] = (model.paths[0], seed)
-        log.info("seed %d, lambda %g trained", seed, lam)
+    trained = _train_double_aes(config, features_dir, samples, out / "models", val_fraction=val_fraction)
     times["training"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -559,41 +582,9 @@ def run_disco(
     times["pass2"] = time.perf_counter() - t
 
     t = time.perf_counter()
-
-    def sm_plane(model: str) -> Plane:
-        """The model's SM validation events in the configured composition, normalised to the reference size."""
-        parts = {n: plane_of(output, model, n, split="validation") for n in sm_names}
-        if config.composition == "unweighted":
-            parts = {n: p.unit() for n, p in parts.items()}
-        else:
-            rates = {n: plane_of(output, model, n, split=None).total for n in sm_names}
-            scales = composition_scales(rates, config.composition)
-            parts = {n: p.scaled(scales[n]) for n, p in parts.items()}
-        total = sum(parts.values())
-        return total.scaled(config.reference_events / total.total)
-
-    def signal_planes(model: str) -> dict[str, Plane]:
-        return {n: plane_of(output, model, n, split=None).unit() for n in signals}
-
-    per_seed: dict[str, dict] = {}
-    for seed in config.seeds:
-        sm = sm_plane(f"dae_s{seed}")
-        study = abcd_study(
-            sm, signal_planes(f"dae_s{seed}"), efficiencies=config.efficiencies, signal_events=signal_events
-        )
-        per_seed[str(seed)] = {"abcd": study, "dcor": plane_dcor(sm)}
-    first_model = f"dae_s{config.seeds[0]}"
-    single = (sm_plane("dae_lambda0"), signal_planes("dae_lambda0"))
-    sics = sic_curves(sm_plane(first_model), signal_planes(first_model), single=single)
-    first = per_seed[str(config.seeds[0])]
-    first["max_sic"] = {name: {kind: _max_sic(c) for kind, c in sics[name].items()} for name in sics}
-    spread = seed_spread(per_seed, signals)
-    result = {
-        "per_seed": per_seed,
-        "spread": spread,
-        "dcor_lambda0": plane_dcor(single[0]),
-        "histograms": {"file": str(out / "pass2" / "histograms.coffea"), "first_model": first_model},
-    }
+    planes = _Planes(output, config, sm_names, signals)
+    result, sics = _analyse(planes, signal_events=signal_events, histograms_file=out / "pass2" / "histograms.coffea")
+    first = result["per_seed"][str(config.seeds[0])]
     report_dir = fresh_report_dir(out)
     pngs = make_plots(first, sics, report_dir, signals=[s for s in signals if s in sics])
     times["analysis"] = time.perf_counter() - t
@@ -617,6 +608,91 @@ def run_disco(
     }
     markdown = format_report(result, meta, pngs)
     return write_report(report_dir, markdown=markdown, payload={**meta, "result": result}, title="DisCo ABCD")
+
+
+def _train_double_aes(
+    config: DiscoConfig, features_dir: Path, samples: dict, models_dir: Path, *, val_fraction: float
+) -> dict[str, tuple[Path, int]]:
+    """Train and export a double AE per seed and one with lambda = 0; processor name -> (file, seed of its split)."""
+    from cms_anomaly.models.pipeline import TrainOptions, train_and_export
+
+    trained: dict[str, tuple[Path, int]] = {}
+    for seed, lam in [*((s, config.lam) for s in config.seeds), (config.seeds[0], 0.0)]:
+        options = TrainOptions(
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            seed=seed,
+            lam=lam,
+            device=config.device,
+            progress=False,
+            val_fraction=val_fraction,
+        )
+        model = train_and_export(
+            "double-ae",
+            features_dir=features_dir,
+            out_dir=models_dir,
+            feature_set="objects",
+            options=options,
+            samples=samples,
+            name=f"double_ae_lambda{lam:g}_seed{seed}",
+        )
+        trained["dae_lambda0" if lam == 0.0 else f"dae_s{seed}"] = (model.paths[0], seed)
+        log.info("seed %d, lambda %g trained", seed, lam)
+    return trained
+
+
+@dataclass(frozen=True)
+class _Planes:
+    """The ABCD planes of the second pass, per model: the SM in the configured composition, the signals."""
+
+    output: Any
+    config: DiscoConfig
+    sm_names: list[str]
+    signal_names: list[str]
+
+    def sm(self, model: str) -> Plane:
+        """The model's SM validation events in the configured composition, normalised to the reference size."""
+        from cms_anomaly.analyses.cocktail import composition_scales
+
+        output, config, sm_names = self.output, self.config, self.sm_names
+        parts = {n: plane_of(output, model, n, split="validation") for n in sm_names}
+        if config.composition == "unweighted":
+            parts = {n: p.unit() for n, p in parts.items()}
+        else:
+            rates = {n: plane_of(output, model, n, split=None).total for n in sm_names}
+            scales = composition_scales(rates, config.composition)
+            parts = {n: p.scaled(scales[n]) for n, p in parts.items()}
+        total = sum(parts.values())
+        return total.scaled(config.reference_events / total.total)
+
+    def signals(self, model: str) -> dict[str, Plane]:
+        """Every event of each signal in the model's plane, unit weights."""
+        return {n: plane_of(self.output, model, n, split=None).unit() for n in self.signal_names}
+
+
+def _analyse(planes: _Planes, *, signal_events: float, histograms_file: Path) -> tuple[dict, dict]:
+    """The ABCD study and distance correlation per seed, the first seed's SIC curves and the spread over seeds."""
+    config, signals = planes.config, planes.signal_names
+    per_seed: dict[str, dict] = {}
+    for seed in config.seeds:
+        sm = planes.sm(f"dae_s{seed}")
+        study = abcd_study(
+            sm, planes.signals(f"dae_s{seed}"), efficiencies=config.efficiencies, signal_events=signal_events
+        )
+        per_seed[str(seed)] = {"abcd": study, "dcor": plane_dcor(sm)}
+    first_model = f"dae_s{config.seeds[0]}"
+    single = (planes.sm("dae_lambda0"), planes.signals("dae_lambda0"))
+    sics = sic_curves(planes.sm(first_model), planes.signals(first_model), single=single)
+    first = per_seed[str(config.seeds[0])]
+    first["max_sic"] = {name: {kind: _max_sic(c) for kind, c in sics[name].items()} for name in sics}
+    spread = seed_spread(per_seed, signals)
+    result = {
+        "per_seed": per_seed,
+        "spread": spread,
+        "dcor_lambda0": plane_dcor(single[0]),
+        "histograms": {"file": str(histograms_file), "first_model": first_model},
+    }
+    return result, sics
 
 
 def _max_sic(curve: Any, min_bkg_events: float = 10.0) -> float:

@@ -213,6 +213,45 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class _LossHists:
+    """The second pass's histograms: SM from the validation part (scaled to the whole rate), signals from every event."""
+
+    sm_h: Any
+    all_h: Any
+    sm_names: list[str]
+    sig_names: list[str]
+    scale: float
+    mass_rebin: int
+
+    def of(self, name: str) -> Any:
+        """The :class:`~cms_anomaly.analyses.scorehists.ScoreHists` a dataset is read from."""
+        return self.sm_h if name in self.sm_names else self.all_h
+
+    def ln_loss(self, name: str, first: int, last: int) -> Any:
+        """The loss histogram of ``name`` in ln units (bins ``first`` to ``last``, merged 4 at a time)."""
+        import hist
+
+        h = self.of(name).score_hist(name, first=first, last=last, rebin=4)
+        out_h = hist.Hist(
+            hist.axis.Variable(np.log(h.axes[0].edges), name="lnloss", label="ln(Loss)"), storage=hist.storage.Weight()
+        )
+        out_h.view(flow=False)[...] = h.view(flow=False)
+        return out_h
+
+    def mass(self, name: str, key: str, first_bin: int = 0) -> Any:
+        """Mass ``key`` of ``name`` for loss bins from ``first_bin`` on (SM scaled to the whole rate)."""
+        import hist
+
+        h = self.of(name).feature(name, key, first_bin=first_bin)[:: hist.rebin(self.mass_rebin)]
+        return h * self.scale if name in self.sm_names else h
+
+    def sm_mass(self, key: str, first_bin: int = 0) -> Any:
+        """Mass ``key`` of the SM sum for loss bins from ``first_bin`` on."""
+        names = self.sm_names
+        return sum((self.mass(n, key, first_bin) for n in names[1:]), start=self.mass(names[0], key, first_bin))
+
+
 def run_outlier(
     out: str | os.PathLike, config: OutlierConfig = OutlierConfig(), *, samples_dir: str | os.PathLike | None = None
 ) -> Path:
@@ -224,161 +263,29 @@ def run_outlier(
     split. Every number and plot below is read off those histograms: SM from the validation part
     (weights / its fraction), signals from all their events (never trained on).
     """
-    import hist
-    from cms_anomaly.analyses import plotting
-    from cms_anomaly.analyses.analysis import processor_pass
-    from cms_anomaly.analyses.cocktail import UNIT_LUMI_PB, feature_tables
     from cms_anomaly.analyses.scorehists import ScoreHists
-    from cms_anomaly.models.data import read_samples
-    from cms_anomaly.models.feature_sets import get_feature_set
-    from cms_anomaly.models.pipeline import TrainOptions, train_and_export
-    from cms_anomaly.models.scorers import load_scorer
-    from cms_anomaly.processors.folds import EventSplit
-    from cms_anomaly.stats import effective_entries_from_sums, threshold_bin_at_efficiency
+    from cms_anomaly.stats import threshold_bin_at_efficiency
 
     out = Path(out)
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    features_dir, fileset = feature_tables(samples_dir, config.cocktail, selection="rmm_lepton")
-    times["samples"] = time.perf_counter() - t0
-    t = time.perf_counter()
-    samples = read_samples(features_dir, feature_set=get_feature_set("rmm"))
-    options = TrainOptions(epochs=config.epochs, seed=config.seed, device=config.device, progress=False)
-    ae = train_and_export(
-        "ae", features_dir=features_dir, out_dir=out / "models", feature_set="rmm", options=options, samples=samples
-    )
-    times["training"] = time.perf_counter() - t
-    t = time.perf_counter()
-    scorer = load_scorer(ae.paths[0])
-    output = processor_pass(
-        {n: fileset[n] for n in samples},
-        out=out / "pass2",
-        selection="rmm_lepton",
-        lumi_pb=UNIT_LUMI_PB,
-        execution=config.cocktail.execution,
-        scorers={"ae": scorer},
-        features=False,
-        score_features=tuple(MASSES),
-        split=EventSplit(options.val_fraction, config.seed),
-    )
-    times["pass2"] = time.perf_counter() - t
+    samples, ae, val_fraction, output, loss = _train_and_score(out, config, samples_dir, times)
     t = time.perf_counter()
     sm_names = [n for n, s in samples.items() if not s.is_signal]
     sig_names = [n for n, s in samples.items() if s.is_signal]
-    loss = scorer.output_names[0]
     sm_h = ScoreHists(output, "ae", loss, split="validation")  # SM: the events the AE did not see
     all_h = ScoreHists(output, "ae", loss)  # signals: every event
-    scale = 1.0 / options.val_fraction  # the validation part stands for the whole SM rate
-
-    def hists_of(name: str) -> ScoreHists:
-        return sm_h if name in sm_names else all_h
-
+    # the validation part stands for the whole SM rate
+    hs = _LossHists(sm_h, all_h, sm_names, sig_names, 1.0 / val_fraction, config.mass_rebin)
     sm_w = sum(sm_h.score_sums(n)[0] for n in sm_names)
     k = threshold_bin_at_efficiency(sm_w, efficiency=config.outlier_fraction)
     cut = float(np.log(all_h.threshold(k)))
-    eff = {}
-    for name in [*sm_names, *sig_names]:
-        w, w2 = hists_of(name).score_sums(name)
-        # entries: effective entries in the outlier region (the events there for unit weights)
-        eff[name] = {
-            "efficiency": float(w[k:].sum() / w.sum()) if w.sum() > 0 else float("nan"),
-            "entries": round(effective_entries_from_sums(w[k:].sum(), w2[k:].sum())),
-        }
+    eff = _efficiencies(hs, k)
     report_dir = fresh_report_dir(out)
-    pngs: list[Path] = []
-    # ln(Loss) distributions (Chekanov Fig. 2): the loss histograms in ln units
-    first, last = all_h.occupied_range([*sm_names, *sig_names])
-
-    def h_ln(name: str):
-        h = hists_of(name).score_hist(name, first=first, last=last, rebin=4)
-        out_h = hist.Hist(
-            hist.axis.Variable(np.log(h.axes[0].edges), name="lnloss", label="ln(Loss)"), storage=hist.storage.Weight()
-        )
-        out_h.view(flow=False)[...] = h.view(flow=False)
-        return out_h
-
-    shapes = {f"SM {n}": h_ln(n) for n in sm_names}
-    shapes.update({SIGNAL_LABELS.get(n, n): h_ln(n) for n in sig_names})
-    styles = {SIGNAL_LABELS.get(n, n): {"ls": "--"} for n in sig_names}
-    pngs.append(
-        plotting.plot_shapes(
-            shapes,
-            report_dir / "ln_loss.png",
-            styles=styles,
-            text="Simulation",
-            cuts={f"C = {cut:.2f} ({config.outlier_fraction:.0%} of SM)": cut},
-        )
-    )
-
-    def mass(name: str, key: str, first_bin: int = 0):
-        h = hists_of(name).feature(name, key, first_bin=first_bin)[:: hist.rebin(config.mass_rebin)]
-        return h * scale if name in sm_names else h
-
-    def sm_mass(key: str, first_bin: int = 0):
-        return sum((mass(n, key, first_bin) for n in sm_names[1:]), start=mass(sm_names[0], key, first_bin))
-
-    fits = {}
-    for key, label in MASSES.items():
-        h = sm_mass(key, k)
-        h.axes[0].label = label
-        fits[key] = fit_outlier_mass(h, name=key)
-        # the benchmarks' Pythia cross sections are 1e-5 to 1e-9 of the SM here: drawn as shapes with the
-        # SM outlier-region yield, so that where they would sit is visible
-        sm_yield = float(h.values().sum())
-        overlays = {}
-        for n in sig_names:
-            hs = mass(n, key, k)
-            if hs.values().sum() > 0:
-                overlays[f"{SIGNAL_LABELS.get(n, n)} (shape)"] = hs * (sm_yield / float(hs.values().sum()))
-        if fits[key]["status"] == "ok":
-            pngs.append(
-                plotting.plot_fit(
-                    fits[key]["_fit"],
-                    report_dir / f"{key}_outlier_fit.png",
-                    xlabel=label,
-                    data_label=f"SM MC, ln(Loss) > {cut:.2f}",
-                    text="Simulation",
-                    overlays=overlays,
-                )
-            )
-    gain = {}
-    if "hplus_t" in sig_names:
-        m_min = config.hplus_window_fraction * config.hplus_mass
-        sm_all, sm_pass = sm_mass("m_b_b"), sm_mass("m_b_b", k)
-        hp_all, hp_pass = mass("hplus_t", "m_b_b"), mass("hplus_t", "m_b_b", k)
-        gain = signal_to_background_gain(sm_all, sm_pass, hp_all, hp_pass, m_min=m_min)
-        # H+- t normalised to 1 % of the SM rate before the cut (its Pythia cross section is ~1e-9 of it);
-        # the gain eps_S / eps_B does not depend on this
-        norm = 0.01 * float(sm_all.sum(flow=True).value) / float(hp_all.sum(flow=True).value)
-        h_label = f"{SIGNAL_LABELS['hplus_t']} x {norm:.2g}"
-        before_after = {
-            "SM MC": sm_all,
-            f"SM MC, ln(Loss) > {cut:.2f}": sm_pass,
-            h_label: hp_all * norm,
-            f"{h_label}, ln(Loss) > {cut:.2f}": hp_pass * norm,
-        }
-        for h in before_after.values():
-            h.axes[0].label = MASSES["m_b_b"]
-        m_edge = next(r["m_min"] for label, r in gain.items() if label != "all")
-        styles = {
-            "SM MC": {"color": "black", "ls": ":"},
-            f"SM MC, ln(Loss) > {cut:.2f}": {"color": "black", "ls": "-"},
-            h_label: {"color": plotting.PROCESS_COLORS[2], "ls": ":"},
-            f"{h_label}, ln(Loss) > {cut:.2f}": {"color": plotting.PROCESS_COLORS[2], "ls": "-"},
-        }
-        pngs.append(
-            plotting.plot_shapes(
-                before_after,
-                report_dir / "m_b_b_hplus.png",
-                normalise=False,
-                logx=True,
-                styles=styles,
-                ylabel="Cross section / bin width [pb / GeV]",
-                cuts={f"m_bb > {m_edge:.0f} GeV": m_edge},
-                text="Simulation",
-            )
-        )
+    pngs = [_plot_ln_loss(hs, report_dir, cut=cut, outlier_fraction=config.outlier_fraction)]
+    fits = _mass_fits(hs, k, cut, report_dir, pngs)
+    gain = _hplus_gain(hs, k, cut, config, report_dir, pngs) if "hplus_t" in sig_names else {}
     times["analysis"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     n_validation = {n: float(sm_h.score_sums(n)[0].sum()) for n in sm_names}
@@ -411,6 +318,151 @@ def run_outlier(
     }
     markdown = format_report(result, meta, pngs)
     return write_report(report_dir, markdown=markdown, payload={**meta, "result": result}, title="RMM outlier region")
+
+
+def _train_and_score(
+    out: Path, config: OutlierConfig, samples_dir: Path, times: dict[str, float]
+) -> tuple[dict[str, Any], Any, float, Any, str]:
+    """Samples, the AE trained on them, its validation fraction, the second pass's output and the loss name."""
+    from cms_anomaly.analyses.analysis import processor_pass
+    from cms_anomaly.analyses.cocktail import UNIT_LUMI_PB, feature_tables
+    from cms_anomaly.models.data import read_samples
+    from cms_anomaly.models.feature_sets import get_feature_set
+    from cms_anomaly.models.pipeline import TrainOptions, train_and_export
+    from cms_anomaly.models.scorers import load_scorer
+    from cms_anomaly.processors.folds import EventSplit
+
+    t = time.perf_counter()
+    features_dir, fileset = feature_tables(samples_dir, config.cocktail, selection="rmm_lepton")
+    times["samples"] = time.perf_counter() - t
+    t = time.perf_counter()
+    samples = read_samples(features_dir, feature_set=get_feature_set("rmm"))
+    options = TrainOptions(epochs=config.epochs, seed=config.seed, device=config.device, progress=False)
+    ae = train_and_export(
+        "ae", features_dir=features_dir, out_dir=out / "models", feature_set="rmm", options=options, samples=samples
+    )
+    times["training"] = time.perf_counter() - t
+    t = time.perf_counter()
+    scorer = load_scorer(ae.paths[0])
+    output = processor_pass(
+        {n: fileset[n] for n in samples},
+        out=out / "pass2",
+        selection="rmm_lepton",
+        lumi_pb=UNIT_LUMI_PB,
+        execution=config.cocktail.execution,
+        scorers={"ae": scorer},
+        features=False,
+        score_features=tuple(MASSES),
+        split=EventSplit(options.val_fraction, config.seed),
+    )
+    times["pass2"] = time.perf_counter() - t
+    return samples, ae, options.val_fraction, output, scorer.output_names[0]
+
+
+def _efficiencies(hs: _LossHists, k: int) -> dict[str, dict[str, float]]:
+    """Per dataset, its weight fraction and effective entries in the outlier region (loss bins from ``k`` on)."""
+    from cms_anomaly.stats import effective_entries_from_sums
+
+    eff = {}
+    for name in [*hs.sm_names, *hs.sig_names]:
+        w, w2 = hs.of(name).score_sums(name)
+        eff[name] = {
+            "efficiency": float(w[k:].sum() / w.sum()) if w.sum() > 0 else float("nan"),
+            "entries": round(effective_entries_from_sums(w[k:].sum(), w2[k:].sum())),
+        }
+    return eff
+
+
+def _plot_ln_loss(hs: _LossHists, report_dir: Path, *, cut: float, outlier_fraction: float) -> Path:
+    """ln(Loss) distributions with the cut (Chekanov Fig. 2): the loss histograms in ln units."""
+    from cms_anomaly.analyses import plotting
+
+    first, last = hs.all_h.occupied_range([*hs.sm_names, *hs.sig_names])
+    shapes = {f"SM {n}": hs.ln_loss(n, first, last) for n in hs.sm_names}
+    shapes.update({SIGNAL_LABELS.get(n, n): hs.ln_loss(n, first, last) for n in hs.sig_names})
+    styles = {SIGNAL_LABELS.get(n, n): {"ls": "--"} for n in hs.sig_names}
+    return plotting.plot_shapes(
+        shapes,
+        report_dir / "ln_loss.png",
+        styles=styles,
+        text="Simulation",
+        cuts={f"C = {cut:.2f} ({outlier_fraction:.0%} of SM)": cut},
+    )
+
+
+def _mass_fits(hs: _LossHists, k: int, cut: float, report_dir: Path, pngs: list[Path]) -> dict[str, dict[str, Any]]:
+    """Fit each SM mass in the outlier region; plot the fits that converged (appended to ``pngs``)."""
+    from cms_anomaly.analyses import plotting
+
+    fits = {}
+    for key, label in MASSES.items():
+        h = hs.sm_mass(key, k)
+        h.axes[0].label = label
+        fits[key] = fit_outlier_mass(h, name=key)
+        # the benchmarks' Pythia cross sections are 1e-5 to 1e-9 of the SM here: drawn as shapes with the
+        # SM outlier-region yield, so that where they would sit is visible
+        sm_yield = float(h.values().sum())
+        overlays = {}
+        for n in hs.sig_names:
+            h_sig = hs.mass(n, key, k)
+            if h_sig.values().sum() > 0:
+                overlays[f"{SIGNAL_LABELS.get(n, n)} (shape)"] = h_sig * (sm_yield / float(h_sig.values().sum()))
+        if fits[key]["status"] == "ok":
+            pngs.append(
+                plotting.plot_fit(
+                    fits[key]["_fit"],
+                    report_dir / f"{key}_outlier_fit.png",
+                    xlabel=label,
+                    data_label=f"SM MC, ln(Loss) > {cut:.2f}",
+                    text="Simulation",
+                    overlays=overlays,
+                )
+            )
+    return fits
+
+
+def _hplus_gain(
+    hs: _LossHists, k: int, cut: float, config: OutlierConfig, report_dir: Path, pngs: list[Path]
+) -> dict[str, dict[str, float]]:
+    """The charged Higgs's S/B gain in its m_bb window, with the m_bb plot before and after the cut."""
+    from cms_anomaly.analyses import plotting
+
+    m_min = config.hplus_window_fraction * config.hplus_mass
+    sm_all, sm_pass = hs.sm_mass("m_b_b"), hs.sm_mass("m_b_b", k)
+    hp_all, hp_pass = hs.mass("hplus_t", "m_b_b"), hs.mass("hplus_t", "m_b_b", k)
+    gain = signal_to_background_gain(sm_all, sm_pass, hp_all, hp_pass, m_min=m_min)
+    # H+- t normalised to 1 % of the SM rate before the cut (its Pythia cross section is ~1e-9 of it);
+    # the gain eps_S / eps_B does not depend on this
+    norm = 0.01 * float(sm_all.sum(flow=True).value) / float(hp_all.sum(flow=True).value)
+    h_label = f"{SIGNAL_LABELS['hplus_t']} x {norm:.2g}"
+    before_after = {
+        "SM MC": sm_all,
+        f"SM MC, ln(Loss) > {cut:.2f}": sm_pass,
+        h_label: hp_all * norm,
+        f"{h_label}, ln(Loss) > {cut:.2f}": hp_pass * norm,
+    }
+    for h in before_after.values():
+        h.axes[0].label = MASSES["m_b_b"]
+    m_edge = next(r["m_min"] for label, r in gain.items() if label != "all")
+    styles = {
+        "SM MC": {"color": "black", "ls": ":"},
+        f"SM MC, ln(Loss) > {cut:.2f}": {"color": "black", "ls": "-"},
+        h_label: {"color": plotting.PROCESS_COLORS[2], "ls": ":"},
+        f"{h_label}, ln(Loss) > {cut:.2f}": {"color": plotting.PROCESS_COLORS[2], "ls": "-"},
+    }
+    pngs.append(
+        plotting.plot_shapes(
+            before_after,
+            report_dir / "m_b_b_hplus.png",
+            normalise=False,
+            logx=True,
+            styles=styles,
+            ylabel="Cross section / bin width [pb / GeV]",
+            cuts={f"m_bb > {m_edge:.0f} GeV": m_edge},
+            text="Simulation",
+        )
+    )
+    return gain
 
 
 # ------------------------------------------------------------------------------ CLI

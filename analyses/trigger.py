@@ -35,7 +35,13 @@ from typing import Any
 
 import numpy as np
 from cms_anomaly.analyses.analysis import fmt, fresh_report_dir, print_report, report_footer, write_report
-from cms_anomaly.analyses.cocktail import UNIT_LUMI_PB, CocktailConfig, add_cocktail_arguments, cocktail_config
+from cms_anomaly.analyses.cocktail import (
+    SIGNAL_LABELS,
+    UNIT_LUMI_PB,
+    CocktailConfig,
+    add_cocktail_arguments,
+    cocktail_config,
+)
 from cms_anomaly.core.argtypes import fraction, positive_int
 from cms_anomaly.processors.config import SelectionConfig
 
@@ -45,12 +51,6 @@ EPSILON_SM = 5.4e-6
 #: SM efficiencies at which the report lists the VAE threshold, measured (>= MIN_EVENTS_ABOVE effective
 #: SM events above it) or extrapolated, with the effective SM events above it
 REPORTED_FPRS = (1e-3, 1e-4, 1e-5)
-SIGNAL_LABELS = {
-    "ato4l": r"A$\to$4$\ell$",
-    "lq_btau": r"LQ$\to$b$\tau$",
-    "h0_tautau": r"h$^0\to\tau\tau$",
-    "hplus_taunu": r"h$^\pm\to\tau\nu$",
-}
 SM_LABELS = {"wjets": "W", "qcd": "QCD", "zjets": "Z", "ttbar": r"$t\bar{t}$"}
 
 
@@ -188,6 +188,43 @@ def analyse(
     k_thr = first_bin(lower_edges, threshold["threshold"])
     k_tail = first_bin(lower_edges, threshold["tail_range"][0]) if extrapolated else k_thr
     tail = _tail_composition(sm, k_tail) if extrapolated else None
+    table3 = _table3(sm, k_thr, tail, threshold, sm_rate=sm_rate, lumi=lumi)
+    total = sum(r["events_per_month"] for r in table3.values())
+    for r in table3.values():
+        r["selected_composition"] = r["events_per_month"] / total if total > 0 else float("nan")
+    sm_eff = total / statistics.events_per_month(sm_rate, 1.0, lumi_fb=lumi)
+    sm_slt = sum(b.total * slt[n] for n, b in sm.items()) / sm_rate
+    table4: dict[str, Any] = {}
+    table5: dict[str, Any] = {"SM": {"vae_efficiency": sm_eff, "slt_efficiency": sm_slt}}
+    # the cross-check working point needs >= MIN_EVENTS_ABOVE effective SM events above it
+    n_eff_sm = sm_rate**2 / float(sm_all.w2.sum())
+    check = float(min(1.0, max(config.check_epsilon, MIN_EVENTS_ABOVE / n_eff_sm)))
+    k_check = threshold_bin_at_efficiency(sm_all.w, efficiency=check)
+    for name, b in signals.items():
+        eff = _efficiency(b, k_thr) if tail is None else _tail_ratio_efficiency(b, sm_all, k_tail, threshold)
+        table4[name] = _signal_row(
+            b, eff, xsec[name], sm_all, k_check, check, sm_total_per_month=total, config=config, lumi=lumi
+        )
+        table5[name] = _table5_row(eff["efficiency"], slt[name], sm_eff=sm_eff, sm_slt=sm_slt)
+    table5["SM"]["slt_over_vae"] = sm_slt / sm_eff if sm_eff > 0 else float("inf")
+    return {
+        "threshold": threshold,
+        "threshold_bin": k_thr,
+        "sm_rate_after_selection_pb": sm_rate,
+        "sm_events_per_month": total,
+        "sm_efficiency": sm_eff,
+        "table3": table3,
+        "table4": table4,
+        "table5": table5,
+    }
+
+
+def _table3(
+    sm: dict[str, Binned], k_thr: int, tail: dict | None, threshold: dict, *, sm_rate: float, lumi: float
+) -> dict[str, Any]:
+    """Table 3: per SM process its rate after the selection, VAE efficiency and events per month above the threshold."""
+    from cms_anomaly import stats as statistics
+
     table3 = {}
     for name, b in sm.items():
         rate = b.total
@@ -212,73 +249,72 @@ def analyse(
             "events_per_month_low": statistics.events_per_month(rate, eff["low"], lumi_fb=lumi),
             "events_per_month_high": statistics.events_per_month(rate, eff["high"], lumi_fb=lumi),
         }
-    total = sum(r["events_per_month"] for r in table3.values())
-    for r in table3.values():
-        r["selected_composition"] = r["events_per_month"] / total if total > 0 else float("nan")
-    sm_eff = total / statistics.events_per_month(sm_rate, 1.0, lumi_fb=lumi)
-    sm_slt = sum(b.total * slt[n] for n, b in sm.items()) / sm_rate
-    table4: dict[str, Any] = {}
-    table5: dict[str, Any] = {"SM": {"vae_efficiency": sm_eff, "slt_efficiency": sm_slt}}
-    # the cross-check working point needs >= MIN_EVENTS_ABOVE effective SM events above it
-    n_eff_sm = sm_rate**2 / float(sm_all.w2.sum())
-    check = float(min(1.0, max(config.check_epsilon, MIN_EVENTS_ABOVE / n_eff_sm)))
-    k_check = threshold_bin_at_efficiency(sm_all.w, efficiency=check)
-    for name, b in signals.items():
-        eff = _efficiency(b, k_thr) if tail is None else _tail_ratio_efficiency(b, sm_all, k_tail, threshold)
-        acceptance = b.total / xsec[name]
-        row: dict[str, Any] = {
-            "vae_efficiency": eff,
-            "xsec_generated_pb": xsec[name],
-            "single_lepton_acceptance": acceptance,
+    return table3
+
+
+def _signal_row(
+    b: Binned,
+    eff: dict,
+    xsec: float,
+    sm_all: Binned,
+    k_check: int,
+    check: float,
+    *,
+    sm_total_per_month: float,
+    config: TriggerConfig,
+    lumi: float,
+) -> dict[str, Any]:
+    """Table 4 row of a benchmark: efficiency, acceptance, the cross-check working point, the cross sections."""
+    from cms_anomaly import stats as statistics
+
+    sm_rate = sm_all.total
+    total = sm_total_per_month
+    acceptance = b.total / xsec
+    row: dict[str, Any] = {
+        "vae_efficiency": eff,
+        "xsec_generated_pb": xsec,
+        "single_lepton_acceptance": acceptance,
+    }
+    if b.total > 0:  # a measured cross-check at a working point this sample resolves
+        wp = _efficiency(b, k_check)
+        row["vae_efficiency_check"] = {
+            "epsilon_sm": check,
+            "bin": k_check,
+            "efficiency": wp["efficiency"],
+            "low": wp["low"],
+            "high": wp["high"],
+            "sm_efficiency": float(sm_all.w[k_check:].sum() / sm_rate),
         }
-        if b.total > 0:  # a measured cross-check at a working point this sample resolves
-            wp = _efficiency(b, k_check)
-            row["vae_efficiency_check"] = {
-                "epsilon_sm": check,
-                "bin": k_check,
-                "efficiency": wp["efficiency"],
-                "low": wp["low"],
-                "high": wp["high"],
-                "sm_efficiency": float(sm_all.w[k_check:].sum() / sm_rate),
-            }
-        if eff["efficiency"] > 0:
-            s100 = statistics.xsec_for_events_per_month(config.events_per_month_target, eff["efficiency"], lumi_fb=lumi)
-            s_sb = statistics.xsec_for_signal_to_background(
-                config.signal_to_background, total, efficiency=eff["efficiency"], lumi_fb=lumi
-            )
-            row.update(
-                xsec_eff_100_per_month_pb=s100,
-                xsec_eff_sb_pb=s_sb,
-                xsec_100_per_month_pb=s100 / acceptance if acceptance > 0 else float("nan"),
-                events_per_month_at_generated_xsec=statistics.events_per_month(
-                    b.total, eff["efficiency"], lumi_fb=lumi
-                ),
-            )
-        table4[name] = row
-        s_eff = slt[name]
-        table5[name] = {
-            "vae_efficiency": eff["efficiency"],
-            "slt_efficiency": s_eff,
-            "slt_over_vae": s_eff / eff["efficiency"] if eff["efficiency"] > 0 else float("inf"),
-            "sbr_vae_over_sbr_slt": statistics.sbr_ratio(
-                sm_efficiency=sm_eff,
-                sm_reference_efficiency=sm_slt,
-                bsm_efficiency=eff["efficiency"],
-                bsm_reference_efficiency=s_eff,
-            )
-            if s_eff > 0
-            else float("nan"),
-        }
-    table5["SM"]["slt_over_vae"] = sm_slt / sm_eff if sm_eff > 0 else float("inf")
+    if eff["efficiency"] > 0:
+        s100 = statistics.xsec_for_events_per_month(config.events_per_month_target, eff["efficiency"], lumi_fb=lumi)
+        s_sb = statistics.xsec_for_signal_to_background(
+            config.signal_to_background, total, efficiency=eff["efficiency"], lumi_fb=lumi
+        )
+        row.update(
+            xsec_eff_100_per_month_pb=s100,
+            xsec_eff_sb_pb=s_sb,
+            xsec_100_per_month_pb=s100 / acceptance if acceptance > 0 else float("nan"),
+            events_per_month_at_generated_xsec=statistics.events_per_month(b.total, eff["efficiency"], lumi_fb=lumi),
+        )
+    return row
+
+
+def _table5_row(eff: float, s_eff: float, *, sm_eff: float, sm_slt: float) -> dict[str, float]:
+    """Table 5 row of a benchmark: VAE and single-lepton-trigger efficiencies and their S/B ratio."""
+    from cms_anomaly import stats as statistics
+
     return {
-        "threshold": threshold,
-        "threshold_bin": k_thr,
-        "sm_rate_after_selection_pb": sm_rate,
-        "sm_events_per_month": total,
-        "sm_efficiency": sm_eff,
-        "table3": table3,
-        "table4": table4,
-        "table5": table5,
+        "vae_efficiency": eff,
+        "slt_efficiency": s_eff,
+        "slt_over_vae": s_eff / eff if eff > 0 else float("inf"),
+        "sbr_vae_over_sbr_slt": statistics.sbr_ratio(
+            sm_efficiency=sm_eff,
+            sm_reference_efficiency=sm_slt,
+            bsm_efficiency=eff,
+            bsm_reference_efficiency=s_eff,
+        )
+        if s_eff > 0
+        else float("nan"),
     }
 
 
@@ -397,8 +433,23 @@ def threshold_table(meta: dict) -> list[str]:
 
 
 def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
-    th = result["threshold"]
+    """summary.md: the sample and threshold, Tables 3-5 of Cerri et al. and the ROC table."""
     lines = [
+        *_intro_lines(result, meta),
+        *_table3_lines(result),
+        *_table4_lines(result),
+        *_table5_lines(result, meta),
+        *_roc_lines(meta),
+        "",
+        *report_footer(pngs, meta["seconds"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _intro_lines(result: dict, meta: dict) -> list[str]:
+    """Title, the SM sample, the VAE threshold and the table of thresholds."""
+    th = result["threshold"]
+    return [
         "# VAE anomaly trigger on the single-lepton stream (Cerri et al., seed 004)",
         "",
         f"SM cocktail after the `single_lepton` selection: {meta['sm_validation_events']} validation events "
@@ -428,26 +479,33 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
         "at loss-bin edges, rounded up.",
         "",
         *threshold_table(meta),
+    ]
+
+
+def _eff_text(e: dict) -> str:
+    """An efficiency with its interval and how it was obtained, for the report's tables."""
+    if e["method"] == "no events":
+        return "no events"
+    if e["method"] == "tail_ratio":
+        return f"{e['efficiency']:.2g} [{e['low']:.2g}, {e['high']:.2g}] (LR+ {e['lr_plus']:.3g})"
+    if e["method"] == "tail_composition":
+        return f"{e['efficiency']:.2g} [{e['low']:.2g}, {e['high']:.2g}] (tail share {e['tail_share']:.0%})"
+    if e["method"] == "exponential_tail_fit":
+        return f"{e['efficiency']:.2g} (fit; measured < {e['upper_limit_empirical']:.2g})"
+    return f"{e['efficiency']:.2g} [{e['low']:.2g}, {e['high']:.2g}]"
+
+
+def _table3_lines(result: dict) -> list[str]:
+    """Table 3: the SM processes after the VAE selection."""
+    lines = [
         "## Table 3: SM processes after the VAE selection",
         "",
         "| process | share after single_lepton | VAE selection efficiency (95 % CL) | sample composition | events/month |",
         "| --- | --- | --- | --- | --- |",
     ]
-
-    def eff_text(e: dict) -> str:
-        if e["method"] == "no events":
-            return "no events"
-        if e["method"] == "tail_ratio":
-            return f"{e['efficiency']:.2g} [{e['low']:.2g}, {e['high']:.2g}] (LR+ {e['lr_plus']:.3g})"
-        if e["method"] == "tail_composition":
-            return f"{e['efficiency']:.2g} [{e['low']:.2g}, {e['high']:.2g}] (tail share {e['tail_share']:.0%})"
-        if e["method"] == "exponential_tail_fit":
-            return f"{e['efficiency']:.2g} (fit; measured < {e['upper_limit_empirical']:.2g})"
-        return f"{e['efficiency']:.2g} [{e['low']:.2g}, {e['high']:.2g}]"
-
     for name, r in result["table3"].items():
         lines.append(
-            f"| {name} | {r['fraction_after_selection']:.1%} | {eff_text(r['vae_efficiency'])} | "
+            f"| {name} | {r['fraction_after_selection']:.1%} | {_eff_text(r['vae_efficiency'])} | "
             f"{r['selected_composition']:.0%} | {r['events_per_month']:.3g} |"
         )
     lines += [
@@ -455,6 +513,13 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
         "",
         "Paper: W 3.6e-6, QCD 6.0e-6, Z 21e-6, ttbar 400e-6; composition 32/29/21/18 %; 1204 events/month.",
         "",
+    ]
+    return lines
+
+
+def _table4_lines(result: dict) -> list[str]:
+    """Table 4: the BSM benchmarks' efficiencies and cross sections."""
+    lines = [
         "## Table 4: BSM benchmarks",
         "",
         "| process | generated sigma [pb] | single_lepton acceptance | VAE efficiency | sigma_eff for 100 events/month [pb] | "
@@ -464,7 +529,7 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
     ]
     for name, r in result["table4"].items():
         lines.append(
-            f"| {name} | {r['xsec_generated_pb']:.3g} | {r['single_lepton_acceptance']:.3f} | {eff_text(r['vae_efficiency'])} | "
+            f"| {name} | {r['xsec_generated_pb']:.3g} | {r['single_lepton_acceptance']:.3f} | {_eff_text(r['vae_efficiency'])} | "
             f"{fmt(r.get('xsec_eff_100_per_month_pb'))} | {fmt(r.get('xsec_eff_sb_pb'))} | "
             f"{fmt(r.get('xsec_100_per_month_pb'))} | {fmt(r.get('events_per_month_at_generated_xsec'))} | "
             + (
@@ -480,6 +545,13 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
         "Paper (efficiency; sigma_eff for 100/month; for S/B = 1/3): A->4l 2.8e-3, 7.1 pb, 27 pb; LQ->b tau 6.7e-4, "
         "30, 110; h0->tau tau 3.6e-4, 55, 210; h+- ->tau nu 1.2e-3, 17, 65.",
         "",
+    ]
+    return lines
+
+
+def _table5_lines(result: dict, meta: dict) -> list[str]:
+    """Table 5: the single-lepton trigger against the VAE."""
+    lines = [
         f"## Table 5: single-lepton trigger (a lepton with pT > {meta['slt']['pt_min']:g} GeV, Iso < "
         f"{meta['slt']['iso_max']:g}) vs VAE",
         "",
@@ -499,6 +571,13 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
         "",
         "Paper: SBR_VAE / SBR_SLT = 625 (A->4l), 125 (LQ), 70 (h0), 191 (h+-).",
         "",
+    ]
+    return lines
+
+
+def _roc_lines(meta: dict) -> list[str]:
+    """The AUCs of the VAE and the BDT per benchmark."""
+    lines = [
         "## ROC: VAE vs BDT on the signal test halves",
         "",
         "| benchmark | AUC VAE | AUC BDT |",
@@ -506,8 +585,7 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
     ]
     for sig, r in meta["auc"].items():
         lines.append(f"| {sig} | {r['vae']:.3f} | {r['bdt']:.3f} |")
-    lines += ["", *report_footer(pngs, meta["seconds"])]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 # ------------------------------------------------------------------------------ the job
@@ -524,13 +602,9 @@ def run_trigger(
     signal efficiencies from all their events (the VAE never saw them), the BDT ROCs from the signal
     halves the BDTs were not trained on.
     """
-    from cms_anomaly.analyses.analysis import processor_pass
     from cms_anomaly.analyses.cocktail import cocktail_samples, composition_scales, validation_indices
     from cms_anomaly.analyses.scorehists import ScoreHists
-    from cms_anomaly.models.pipeline import TrainOptions, train_and_export, train_bdts
-    from cms_anomaly.models.scorers import load_scorer
-    from cms_anomaly.processors.folds import EventSplit
-    from cms_anomaly.stats import MIN_EVENTS_ABOVE, threshold_at_fpr_from_sums
+    from cms_anomaly.stats import MIN_EVENTS_ABOVE
 
     out = Path(out)
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"
@@ -541,37 +615,9 @@ def run_trigger(
     )  # fmt: skip
     times: dict[str, float] = {"samples": cs.seconds}
 
-    t = time.perf_counter()
-    options = TrainOptions(epochs=config.epochs, seed=config.seed, device=config.device, progress=False)
-    vae = train_and_export(
-        "vae", features_dir=features_dir, out_dir=out / "models", feature_set="hlf21", options=options, samples=samples
+    options, vae, bdt_paths, scorers, output, slt_output = _train_and_score(
+        config, features_dir, fileset, samples, out, times
     )
-    bdt_paths = train_bdts(
-        features_dir=features_dir,
-        out_dir=out / "models",
-        samples=samples,
-        seed=config.seed,
-        val_fraction=options.val_fraction,
-    )
-    times["training"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    scorers = {"vae": load_scorer(vae.paths[0])}
-    scorers.update({f"bdt_{sig}": load_scorer(path) for sig, path in sorted(bdt_paths.items())})
-    datasets = {n: fileset[n] for n in samples}
-    common = {"lumi_pb": UNIT_LUMI_PB, "execution": config.cocktail.execution, "features": False}
-    output = processor_pass(
-        datasets,
-        out=out / "pass2",
-        selection="single_lepton",
-        scorers=scorers,
-        score_features=(),
-        split=EventSplit(options.val_fraction, config.seed),
-        **common,
-    )
-    slt_output = processor_pass(datasets, out=out / "pass3_slt", selection="single_lepton_slt", **common)
-    times["passes"] = time.perf_counter() - t
-
     t = time.perf_counter()
     loss = scorers["vae"].output_names[0]
     sh_val = ScoreHists(output, "vae", loss, split="validation")
@@ -582,22 +628,12 @@ def run_trigger(
     sm = {n: Binned(*sh_val.score_sums(n)).scaled(scales[n] / options.val_fraction) for n in sm_names}
     signals = {n: Binned(*sh_all.score_sums(n)) for n in sig_names}
     sm_all = sum(sm.values())
-    thresholds = {
-        f"{fpr:g}": threshold_at_fpr_from_sums(lower_edges, sm_all.w, sm_all.w2, fpr=fpr)
-        for fpr in sorted({*REPORTED_FPRS, config.epsilon_sm}, reverse=True)
-    }
+    thresholds = _thresholds(lower_edges, sm_all, config.epsilon_sm)
     threshold = thresholds[f"{config.epsilon_sm:g}"]
-    slt = {}
-    for n in samples:
-        sumw = slt_output[n]["cutflow"]["sumw"]
-        slt[n] = sumw["slt"] / sumw["lepton_iso"] if sumw["lepton_iso"] > 0 else float("nan")
+    slt = _slt_efficiencies(slt_output, samples)
     xsec = {n: float(fileset[n]["metadata"]["xsec_pb"]) for n in sig_names}
     result = analyse(sm, signals, lower_edges=lower_edges, xsec=xsec, threshold=threshold, slt=slt, config=config)
-    bdt_sm, bdt_sig = {}, {}
-    for sig in bdt_paths:
-        bdt = ScoreHists(output, f"bdt_{sig}", "p_signal", split="validation")
-        bdt_sm[sig] = sum(Binned(*bdt.score_sums(n)).scaled(scales[n]) for n in sm_names)
-        bdt_sig[sig] = Binned(*bdt.score_sums(sig))
+    bdt_sm, bdt_sig = _bdt_sums(output, bdt_paths, scales, sm_names)
     # the SM validation sums of ``sm``: their uniform 1 / val_fraction changes neither the ROC nor n_eff
     rocs = roc_table(sm_all, {n: Binned(*sh_val.score_sums(n)) for n in sig_names}, bdt_sm, bdt_sig)
     report_dir = fresh_report_dir(out)
@@ -633,6 +669,81 @@ def run_trigger(
     }
     markdown = format_report(result, meta, pngs)
     return write_report(report_dir, markdown=markdown, payload={**meta, "result": result}, title="VAE anomaly trigger")
+
+
+def _train_and_score(
+    config: TriggerConfig, features_dir: Path, fileset: dict, samples: dict, out: Path, times: dict[str, float]
+) -> tuple[Any, Any, dict[str, Path], dict[str, Any], dict, dict]:
+    """Train the VAE and the BDTs, apply them in the second pass, run the SLT cut-flow pass; models and outputs."""
+    from cms_anomaly.analyses.analysis import processor_pass
+    from cms_anomaly.models.pipeline import TrainOptions, train_and_export, train_bdts
+    from cms_anomaly.models.scorers import load_scorer
+    from cms_anomaly.processors.folds import EventSplit
+
+    t = time.perf_counter()
+    options = TrainOptions(epochs=config.epochs, seed=config.seed, device=config.device, progress=False)
+    vae = train_and_export(
+        "vae", features_dir=features_dir, out_dir=out / "models", feature_set="hlf21", options=options, samples=samples
+    )
+    bdt_paths = train_bdts(
+        features_dir=features_dir,
+        out_dir=out / "models",
+        samples=samples,
+        seed=config.seed,
+        val_fraction=options.val_fraction,
+    )
+    times["training"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    scorers = {"vae": load_scorer(vae.paths[0])}
+    scorers.update({f"bdt_{sig}": load_scorer(path) for sig, path in sorted(bdt_paths.items())})
+    datasets = {n: fileset[n] for n in samples}
+    common = {"lumi_pb": UNIT_LUMI_PB, "execution": config.cocktail.execution, "features": False}
+    output = processor_pass(
+        datasets,
+        out=out / "pass2",
+        selection="single_lepton",
+        scorers=scorers,
+        score_features=(),
+        split=EventSplit(options.val_fraction, config.seed),
+        **common,
+    )
+    slt_output = processor_pass(datasets, out=out / "pass3_slt", selection="single_lepton_slt", **common)
+    times["passes"] = time.perf_counter() - t
+    return options, vae, bdt_paths, scorers, output, slt_output
+
+
+def _slt_efficiencies(slt_output: dict, samples: dict) -> dict[str, float]:
+    """Single-lepton trigger efficiency of every dataset after the selection, from its cut-flow."""
+    slt = {}
+    for n in samples:
+        sumw = slt_output[n]["cutflow"]["sumw"]
+        slt[n] = sumw["slt"] / sumw["lepton_iso"] if sumw["lepton_iso"] > 0 else float("nan")
+    return slt
+
+
+def _bdt_sums(
+    output: dict, bdt_paths: dict[str, Path], scales: dict[str, float], sm_names: list[str]
+) -> tuple[dict[str, Binned], dict[str, Binned]]:
+    """Per benchmark, its BDT's binned score of the SM validation events (composition scaled) and of the signal."""
+    from cms_anomaly.analyses.scorehists import ScoreHists
+
+    bdt_sm, bdt_sig = {}, {}
+    for sig in bdt_paths:
+        bdt = ScoreHists(output, f"bdt_{sig}", "p_signal", split="validation")
+        bdt_sm[sig] = sum(Binned(*bdt.score_sums(n)).scaled(scales[n]) for n in sm_names)
+        bdt_sig[sig] = Binned(*bdt.score_sums(sig))
+    return bdt_sm, bdt_sig
+
+
+def _thresholds(lower_edges: np.ndarray, sm_all: Binned, epsilon_sm: float) -> dict[str, dict]:
+    """The VAE threshold at each reported SM efficiency and at ``epsilon_sm``, the largest efficiency first."""
+    from cms_anomaly.stats import threshold_at_fpr_from_sums
+
+    return {
+        f"{fpr:g}": threshold_at_fpr_from_sums(lower_edges, sm_all.w, sm_all.w2, fpr=fpr)
+        for fpr in sorted({*REPORTED_FPRS, epsilon_sm}, reverse=True)
+    }
 
 
 # ------------------------------------------------------------------------------ CLI

@@ -69,6 +69,21 @@ def _class_weights(w_data: np.ndarray, w_sim: np.ndarray) -> tuple[np.ndarray, n
     return wd * half / wd.sum(), ws * half / ws.sum(), negative
 
 
+def _check_inputs(x_data: np.ndarray, x_sim: np.ndarray, feature_names: list[str], k_folds: int) -> None:
+    """Raise :class:`TrainingError` for inputs of the wrong shape, fewer than 2 folds or too few events per fold."""
+    if x_data.ndim != 2 or x_sim.ndim != 2 or not x_data.shape[1] == x_sim.shape[1] == len(feature_names):
+        raise TrainingError(
+            f"data vs simulation: inputs of shape {x_data.shape} and {x_sim.shape} for {len(feature_names)} features"
+        )
+    if k_folds < 2:
+        raise TrainingError(f"data vs simulation: k_folds must be >= 2, got {k_folds}")
+    if min(len(x_data), len(x_sim)) < 2 * k_folds:
+        raise TrainingError(
+            f"data vs simulation: {len(x_data)} data and {len(x_sim)} simulated events are too few for "
+            f"{k_folds} folds (>= {2 * k_folds} of each)"
+        )
+
+
 def classify_data_vs_simulation(
     x_data: np.ndarray,
     w_data: np.ndarray,
@@ -106,17 +121,7 @@ def classify_data_vs_simulation(
     params = params or BDTParams()
     x_data = np.asarray(x_data, np.float32)
     x_sim = np.asarray(x_sim, np.float32)
-    if x_data.ndim != 2 or x_sim.ndim != 2 or not x_data.shape[1] == x_sim.shape[1] == len(feature_names):
-        raise TrainingError(
-            f"data vs simulation: inputs of shape {x_data.shape} and {x_sim.shape} for {len(feature_names)} features"
-        )
-    if k_folds < 2:
-        raise TrainingError(f"data vs simulation: k_folds must be >= 2, got {k_folds}")
-    if min(len(x_data), len(x_sim)) < 2 * k_folds:
-        raise TrainingError(
-            f"data vs simulation: {len(x_data)} data and {len(x_sim)} simulated events are too few for "
-            f"{k_folds} folds (>= {2 * k_folds} of each)"
-        )
+    _check_inputs(x_data, x_sim, feature_names, k_folds)
     wd, ws, negative = _class_weights(np.asarray(w_data, np.float64), np.asarray(w_sim, np.float64))
     x = np.concatenate([x_data, x_sim])
     y = np.concatenate([np.ones(len(x_data)), np.zeros(len(x_sim))])

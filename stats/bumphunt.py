@@ -171,6 +171,30 @@ def bump_hunt(
     """
     from pyBumpHunter import BumpHunter1D
 
+    d, r, edges = _checked_inputs(data, reference, width_min=width_min, width_max=width_max, npe=npe)
+    if normalise_reference:
+        r = r * (d.sum() / r.sum())
+    bh = BumpHunter1D(
+        mode=mode,
+        width_min=width_min,
+        width_max=width_max,
+        width_step=width_step,
+        scan_step=scan_step,
+        npe=int(npe),
+        bins=edges,
+        nworker=int(nworker),
+        seed=int(seed),
+        use_sideband=use_sideband,
+        sideband_width=sideband_width,
+    )
+    _scan_quietly(bh, np.round(d).astype(np.int64), r)
+    return _result(bh, d, r, edges, npe=npe, seed=seed, mode=mode)
+
+
+def _checked_inputs(
+    data: Any, reference: Any, *, width_min: int, width_max: int, npe: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Data counts, reference and bin edges (bin indices without histograms); :class:`BumpHuntError` on bad input."""
     d, d_edges = _as_counts(data, "data")
     r, r_edges = _as_counts(reference, "reference")
     if d.shape != r.shape:
@@ -193,23 +217,11 @@ def bump_hunt(
         )
     if npe < 1:
         raise BumpHuntError(f"bump_hunt: npe must be positive, got {npe}")
-    if normalise_reference:
-        r = r * (d.sum() / r.sum())
-    d_int = np.round(d).astype(np.int64)
+    return d, r, edges
 
-    bh = BumpHunter1D(
-        mode=mode,
-        width_min=width_min,
-        width_max=width_max,
-        width_step=width_step,
-        scan_step=scan_step,
-        npe=int(npe),
-        bins=edges,
-        nworker=int(nworker),
-        seed=int(seed),
-        use_sideband=use_sideband,
-        sideband_width=sideband_width,
-    )
+
+def _scan_quietly(bh: Any, d_int: np.ndarray, r: np.ndarray) -> None:
+    """Run pyBumpHunter's scan with its printout sent to the debug log and numpy's global RNG state restored."""
     state = np.random.get_state()  # noqa: NPY002 - pyBumpHunter draws from numpy's global generator
     out = io.StringIO()
     try:
@@ -221,15 +233,24 @@ def bump_hunt(
         if line.strip():
             log.debug("pyBumpHunter: %s", line)
 
+
+def _global_significance(p_global: float, npe: int) -> float:
+    """One-sided Z of the global p-value (p > 0.5 counts as 0 sigma); at p = 0 the bound from ``1 / npe``."""
+    if p_global >= 1.0:
+        return 0.0
+    if p_global == 0.0:
+        return float(_sps.norm.isf(1.0 / npe))
+    return z_from_p(p_global)
+
+
+def _result(
+    bh: Any, d: np.ndarray, r: np.ndarray, edges: np.ndarray, *, npe: int, seed: int, mode: str
+) -> BumpHuntResult:
+    """The :class:`BumpHuntResult` of a finished pyBumpHunter scan."""
     p_local = float(bh.min_Pval_ar[0])
     p_global = float(bh.global_Pval)
     lower = p_global == 0.0
-    if p_global >= 1.0:
-        z_global = 0.0
-    elif lower:
-        z_global = float(_sps.norm.isf(1.0 / npe))
-    else:
-        z_global = z_from_p(p_global)  # one-sided: p > 0.5 counts as 0 sigma
+    z_global = _global_significance(p_global, npe)
     loc, width = int(bh.min_loc_ar[0]), int(bh.min_width_ar[0])
     t = np.asarray(bh.t_ar, dtype=np.float64)
     return BumpHuntResult(

@@ -336,94 +336,22 @@ def fit_dijet(
     FitError
         Unknown model, axis outside ``0 < m < sqrt_s``, too few populated bins, or a failed minimisation.
     """
-    from iminuit import Minuit
-    from iminuit.cost import ExtendedBinnedNLL, LeastSquares
-
-    if model not in DIJET_MODELS:
-        raise FitError(f"fit_dijet: unknown model {model!r}; choose one of {sorted(DIJET_MODELS)}")
-    if method not in ("poisson", "chi2"):
-        raise FitError(f"fit_dijet: method must be 'poisson' or 'chi2', got {method!r}")
-    dm = DIJET_MODELS[model]
+    dm = _dijet_model(model, method)
     n, edges, var = _hist_1d(h)
     x_edges = edges / float(sqrt_s)
     if x_edges[0] <= 0 or x_edges[-1] >= 1:
         raise FitError(f"fit_dijet({model}): axis [{edges[0]}, {edges[-1]}] must lie inside (0, sqrt_s={sqrt_s})")
-    mask = np.ones(n.size, dtype=bool)
-    if fit_range is not None:
-        mask &= (edges[:-1] >= fit_range[0] - 1e-9) & (edges[1:] <= fit_range[1] + 1e-9)
-    for lo, hi in exclude:
-        mask &= ~((edges[1:] > lo) & (edges[:-1] < hi))
+    mask = _fit_mask(edges, fit_range, exclude)
     theta0 = _start_values(dm, x_edges, n, var, mask) if start is None else _theta_from_params(dm, start)
-
-    # Fit in an orthonormalised basis: the log-linear basis functions (ln x, ln^2 x, ln^3 x, ...)
-    # are nearly collinear over a typical mass range, which makes MIGRAD/HESSE unreliable in the
-    # formula's own parameters. With ln f = G theta and the weighted design D = Q R of the fitted
-    # bins, phi = R theta has an approximately unit, diagonal Hessian; results are transformed back.
     integ = _Integrator(dm, x_edges)
-    use = mask & (n > 0) & (var > 0)
-    xc = 0.5 * (x_edges[1:] + x_edges[:-1])[use]
-    design = np.column_stack([np.ones(xc.size), dm.basis(xc)]) * np.sqrt(n[use] ** 2 / var[use])[:, None]
-    r_mat = np.linalg.qr(design, mode="r")
-    r_inv = np.linalg.inv(r_mat)
-    phi0 = r_mat @ theta0
-    names = tuple(f"phi{i}" for i in range(dm.n_params))
-    weighted = not np.allclose(var, n)
-
-    if method == "poisson":
-
-        def scaled_cdf(xe: np.ndarray, *phi: float) -> Any:
-            mu = integ.counts(r_inv @ np.asarray(phi), xe)
-            return np.concatenate([[0.0], np.cumsum(mu)])
-
-        counts = np.stack([n, var], axis=-1) if weighted else n
-        cost = ExtendedBinnedNLL(counts, x_edges, scaled_cdf, name=names)
-    else:
-        idx = np.arange(n.size, dtype=np.float64)
-
-        def bin_model(i: Any, *phi: float) -> Any:
-            return integ.counts(r_inv @ np.asarray(phi))[np.asarray(i, dtype=int)]
-
-        mask &= var > 0
-        cost = LeastSquares(idx, n, np.sqrt(np.where(var > 0, var, 1.0)), bin_model, name=names)
-    cost.mask = mask
+    r_mat, r_inv = _orthonormal_basis(dm, x_edges, n, var, mask)
+    cost, mask = _cost(method, integ, r_inv, x_edges, n, var, mask, n_params=dm.n_params)
     if mask.sum() <= dm.n_params:
         raise FitError(f"fit_dijet({model}): {int(mask.sum())} bins in the fit for {dm.n_params} parameters")
-
-    m = Minuit(cost, *phi0)
-    m.errors = np.ones(dm.n_params)
-    m.strategy = 1
-    m.migrad(ncall=20000)
-    if not m.valid:
-        log.info("fit_dijet(%s): first MIGRAD invalid (fval %.4g); retrying with SIMPLEX + strategy 2", model, m.fval)
-        m.simplex().migrad(ncall=40000)
-        m.strategy = 2
-        m.migrad(ncall=40000)
-    m.hesse()
-    if not np.isfinite(m.fval):
-        raise FitError(f"fit_dijet({model}): minimisation failed (fval {m.fval})")
-    if not m.valid:
-        log.warning(
-            "fit_dijet(%s, %s): Minuit reports an invalid minimum (edm %.3g); check the result", model, method, m.edm
-        )
-    theta = r_inv @ np.array(m.values)
-    cov_phi = np.array(m.covariance) if m.covariance is not None else np.full((theta.size,) * 2, np.nan)
-    cov_theta = r_inv @ cov_phi @ r_inv.T
-    jac = np.eye(theta.size)
-    jac[0, 0] = np.exp(theta[0])  # d norm / d log_norm
-    cov = jac @ cov_theta @ jac.T
-    values = np.concatenate([[np.exp(theta[0])], theta[1:]])
-    params = dict(zip(dm.param_names, map(float, values), strict=True))
-    errors = dict(zip(dm.param_names, map(float, np.sqrt(np.clip(np.diag(cov), 0, None))), strict=True))
-
+    m = _minimise(cost, r_mat @ theta0, model=model, method=method)
+    theta, cov, params, errors = _parameters(dm, m, r_inv)
     expected = integ.counts(theta)
-    if method == "poisson":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scale = np.where(n > 0, var / np.where(n > 0, n, 1.0), 1.0)  # mean weight per bin
-        sigma = np.sqrt(expected * scale)
-    else:
-        sigma = np.sqrt(var)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pulls = np.where(mask & (sigma > 0), (n - expected) / np.where(sigma > 0, sigma, 1.0), np.nan)
+    pulls = _pulls(method, n, var, expected, mask)
     used = np.isfinite(pulls)
     chi2 = float(np.sum(pulls[used] ** 2))
     return FitResult(
@@ -445,6 +373,133 @@ def fit_dijet(
         valid=bool(m.valid),
         _theta=theta,
     )
+
+
+def _fit_mask(
+    edges: np.ndarray, fit_range: tuple[float, float] | None, exclude: Sequence[tuple[float, float]]
+) -> np.ndarray:
+    """Bins fully inside ``fit_range`` that overlap none of the ``exclude`` windows."""
+    mask = np.ones(edges.size - 1, dtype=bool)
+    if fit_range is not None:
+        mask &= (edges[:-1] >= fit_range[0] - 1e-9) & (edges[1:] <= fit_range[1] + 1e-9)
+    for lo, hi in exclude:
+        mask &= ~((edges[1:] > lo) & (edges[:-1] < hi))
+    return mask
+
+
+def _orthonormal_basis(
+    dm: DijetModel, x_edges: np.ndarray, n: np.ndarray, var: np.ndarray, mask: np.ndarray
+) -> tuple[Any, np.ndarray]:
+    """``R`` and ``R^-1`` of the weighted log-linear design ``D = Q R`` of the fitted, populated bins.
+
+    The fit runs in an orthonormalised basis: the log-linear basis functions (ln x, ln^2 x, ln^3 x, ...)
+    are nearly collinear over a typical mass range, which makes MIGRAD/HESSE unreliable in the
+    formula's own parameters. With ln f = G theta, phi = R theta has an approximately unit, diagonal
+    Hessian; results are transformed back.
+    """
+    use = mask & (n > 0) & (var > 0)
+    xc = 0.5 * (x_edges[1:] + x_edges[:-1])[use]
+    design = np.column_stack([np.ones(xc.size), dm.basis(xc)]) * np.sqrt(n[use] ** 2 / var[use])[:, None]
+    r_mat = np.linalg.qr(design, mode="r")
+    return r_mat, np.linalg.inv(r_mat)
+
+
+def _cost(
+    method: str,
+    integ: _Integrator,
+    r_inv: np.ndarray,
+    x_edges: np.ndarray,
+    n: np.ndarray,
+    var: np.ndarray,
+    mask: np.ndarray,
+    *,
+    n_params: int,
+) -> tuple[Any, np.ndarray]:
+    """The iminuit cost in the parameters ``phi`` and its bin mask (the chi2 fit drops bins of zero variance)."""
+    from iminuit.cost import ExtendedBinnedNLL, LeastSquares
+
+    names = tuple(f"phi{i}" for i in range(n_params))
+    weighted = not np.allclose(var, n)
+    cost: Any
+    if method == "poisson":
+
+        def scaled_cdf(xe: np.ndarray, *phi: float) -> Any:
+            mu = integ.counts(r_inv @ np.asarray(phi), xe)
+            return np.concatenate([[0.0], np.cumsum(mu)])
+
+        counts = np.stack([n, var], axis=-1) if weighted else n
+        cost = ExtendedBinnedNLL(counts, x_edges, scaled_cdf, name=names)
+    else:
+        idx = np.arange(n.size, dtype=np.float64)
+
+        def bin_model(i: Any, *phi: float) -> Any:
+            return integ.counts(r_inv @ np.asarray(phi))[np.asarray(i, dtype=int)]
+
+        mask &= var > 0
+        cost = LeastSquares(idx, n, np.sqrt(np.where(var > 0, var, 1.0)), bin_model, name=names)
+    cost.mask = mask
+    return cost, mask
+
+
+def _minimise(cost: Any, phi0: np.ndarray, *, model: str, method: str) -> Any:
+    """MIGRAD (retried with SIMPLEX and strategy 2 when invalid), then HESSE; the Minuit object."""
+    from iminuit import Minuit
+
+    m = Minuit(cost, *phi0)
+    m.errors = np.ones(phi0.size)
+    m.strategy = 1
+    m.migrad(ncall=20000)
+    if not m.valid:
+        log.info("fit_dijet(%s): first MIGRAD invalid (fval %.4g); retrying with SIMPLEX + strategy 2", model, m.fval)
+        m.simplex().migrad(ncall=40000)
+        m.strategy = 2
+        m.migrad(ncall=40000)
+    m.hesse()
+    if not np.isfinite(m.fval):
+        raise FitError(f"fit_dijet({model}): minimisation failed (fval {m.fval})")
+    if not m.valid:
+        log.warning(
+            "fit_dijet(%s, %s): Minuit reports an invalid minimum (edm %.3g); check the result", model, method, m.edm
+        )
+    return m
+
+
+def _dijet_model(model: str, method: str) -> DijetModel:
+    """The model of ``DIJET_MODELS``; :class:`FitError` for an unknown model or method."""
+    if model not in DIJET_MODELS:
+        raise FitError(f"fit_dijet: unknown model {model!r}; choose one of {sorted(DIJET_MODELS)}")
+    if method not in ("poisson", "chi2"):
+        raise FitError(f"fit_dijet: method must be 'poisson' or 'chi2', got {method!r}")
+    return DIJET_MODELS[model]
+
+
+def _parameters(
+    dm: DijetModel, m: Any, r_inv: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict[str, float], dict[str, float]]:
+    """theta, the covariance of the formula's parameters (normalisation, not its logarithm, first),
+    the parameter values and their errors by name, from the minimum in ``phi``."""
+    theta = r_inv @ np.array(m.values)
+    cov_phi = np.array(m.covariance) if m.covariance is not None else np.full((theta.size,) * 2, np.nan)
+    cov_theta = r_inv @ cov_phi @ r_inv.T
+    jac = np.eye(theta.size)
+    jac[0, 0] = np.exp(theta[0])  # d norm / d log_norm
+    cov = jac @ cov_theta @ jac.T
+    values = np.concatenate([[np.exp(theta[0])], theta[1:]])
+    params = dict(zip(dm.param_names, map(float, values), strict=True))
+    errors = dict(zip(dm.param_names, map(float, np.sqrt(np.clip(np.diag(cov), 0, None))), strict=True))
+    return theta, cov, params, errors
+
+
+def _pulls(method: str, n: np.ndarray, var: np.ndarray, expected: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(observed - expected) / sigma in the fitted bins, NaN elsewhere; the Poisson sigma scales with the mean weight."""
+    if method == "poisson":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(n > 0, var / np.where(n > 0, n, 1.0), 1.0)  # mean weight per bin
+        sigma = np.sqrt(expected * scale)
+    else:
+        sigma = np.sqrt(var)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(mask & (sigma > 0), (n - expected) / np.where(sigma > 0, sigma, 1.0), np.nan)
 
 
 def fisher_f_test(nested: FitResult, extended: FitResult) -> tuple[float, float]:

@@ -141,16 +141,7 @@ def scan(
             }
             if z[j, k] > obs_max:
                 obs_max, obs_arg = float(z[j, k]), (var, j, k, wins, nb, bb, vb)
-        # pseudo-experiments: prediction ~ Gamma(mean b, variance v), counts ~ Poisson
-        has = (b > 0) & (v > 0)
-        shape = np.where(has, b**2 / np.where(has, v, 1.0), 1.0)
-        scale = np.where(has, v / np.where(has, b, 1.0), 0.0)
-        for start in range(0, npe, 200):  # blocks bound the memory of (npe, G, W)
-            m = min(200, npe - start)
-            mean = np.where(has, rng.gamma(shape, scale, size=(m, *b.shape)), b)
-            counts = rng.poisson(np.maximum(mean, 0.0)).astype(np.float64)
-            zp = z_bi(_window_sums(_nested(counts), wins), bb, vb, unit_weight=unit_weight)
-            pe_max[start : start + m] = np.maximum(pe_max[start : start + m], zp.reshape(m, -1).max(axis=1))
+        _update_pseudo_maxima(pe_max, rng, b, v, wins, bb, vb, unit_weight=unit_weight)
     assert obs_arg is not None  # the whole range is always a window: z >= 0 > -1
     var, j, k, wins, nb, bb, vb = obs_arg
     exceed = int(np.sum(pe_max >= obs_max - 1e-12))
@@ -171,3 +162,31 @@ def scan(
         tests=tests,
         best_per_test=best,
     )
+
+
+def _update_pseudo_maxima(
+    pe_max: np.ndarray,
+    rng: np.random.Generator,
+    b: np.ndarray,
+    v: np.ndarray,
+    wins: list[tuple[int, int]],
+    bb: np.ndarray,
+    vb: np.ndarray,
+    *,
+    unit_weight: float,
+) -> None:
+    """Raise ``pe_max`` to each pseudo-experiment's largest window Z of one variable.
+
+    Pseudo-experiments: prediction ~ Gamma(mean b, variance v), counts ~ Poisson; drawn in blocks of
+    200, which bound the memory of (npe, G, W).
+    """
+    npe = pe_max.size
+    has = (b > 0) & (v > 0)
+    shape = np.where(has, b**2 / np.where(has, v, 1.0), 1.0)
+    scale = np.where(has, v / np.where(has, b, 1.0), 0.0)
+    for start in range(0, npe, 200):
+        m = min(200, npe - start)
+        mean = np.where(has, rng.gamma(shape, scale, size=(m, *b.shape)), b)
+        counts = rng.poisson(np.maximum(mean, 0.0)).astype(np.float64)
+        zp = z_bi(_window_sums(_nested(counts), wins), bb, vb, unit_weight=unit_weight)
+        pe_max[start : start + m] = np.maximum(pe_max[start : start + m], zp.reshape(m, -1).max(axis=1))

@@ -66,8 +66,9 @@ def linear_ae():
 
 
 def test_a_registered_model_is_known_to_every_consumer(linear_ae):
-    from cms_anomaly.cli import build_parser
     from cms_anomaly.analyses.evaluate import EvaluateOptions
+
+    from cms_anomaly.cli import build_parser
 
     assert KIND in registry.kinds()
     assert KIND in registry.neural_kinds()

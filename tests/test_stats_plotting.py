@@ -100,7 +100,7 @@ def test_data_mc_axis_follows_the_populated_bins_and_drops_bars_on_empty_data():
 
     mpl.use("Agg")
     import matplotlib.pyplot as plt
-    from cms_anomaly.analyses.plotting import _drop_empty_data_bars, _populated_range
+    from cms_anomaly.analyses.plot_hists import _drop_empty_data_bars, _populated_range
 
     edges = np.linspace(0, 3000, 61)
     data = np.zeros(60)
