@@ -51,9 +51,9 @@ from typing import Any
 import numpy as np
 from cms_anomaly.analyses import analysis
 from cms_anomaly.analyses.analysis import Execution, fmt
-from cms_anomaly.analyses.rediscovery import PROCESSES, ROLE_LABELS
+from cms_anomaly.analyses.samples import PROCESSES, ROLE_LABELS, SamplesError
+from cms_anomaly.analyses.samples import make_samples as productions
 from cms_anomaly.datasets.argtypes import fraction, non_negative_float, positive_float, positive_int
-from cms_anomaly.processors.runner import EXECUTORS
 
 log = logging.getLogger(__name__)
 
@@ -230,30 +230,21 @@ def make_samples(config: HuntConfig, samples_dir: Path) -> tuple[dict, dict]:
     The productions are those of ``rediscover-top`` (the same cards, sizes and seeds: a
     ``--samples`` directory of that job is reused as it is), with the injected card added.
     """
-    from cms_anomaly.analyses.rediscovery import RediscoveryConfig, RediscoveryError
-    from cms_anomaly.analyses.rediscovery import make_samples as productions
-
     if config.data_fileset and config.inject:
         raise HuntError("--inject builds pseudo-data; it cannot be combined with --data-fileset")
-    ex = config.execution
-    base = RediscoveryConfig(
-        events=dict(config.events),
-        ttbar_scale=config.ttbar_scale,
-        seed=config.seed,
-        executor=ex.executor,
-        scheduler=ex.scheduler,
-        workers=ex.workers,
-        data_fileset=config.data_fileset,
-    )
     try:
         return productions(
             samples_dir,
-            base,
+            events=config.events,
+            seed=config.seed,
+            execution=config.execution,
+            ttbar_scale=config.ttbar_scale,
+            data_fileset=config.data_fileset,
             inject=config.inject,
             signal_fraction=config.signal_fraction,
             simulation_seed=config.simulation_seed,
         )
-    except RediscoveryError as err:
+    except SamplesError as err:
         raise HuntError(str(err)) from None
 
 
@@ -1153,11 +1144,12 @@ def register(subparsers: Any) -> None:
         metavar="FILESET",
         help="real data: a fileset JSON whose is_data datasets carry lumi_pb (e.g. 'cms-anomaly opendata fileset')",
     )
-    p.add_argument("--out", default="out/hunt", help="output directory (default: out/hunt)")
-    p.add_argument(
-        "--samples",
-        default=None,
-        help="productions directory (default: OUT/samples); a rediscover-top OUT/samples is reused as is",
+    analysis.add_production_arguments(
+        p,
+        default_out="out/hunt",
+        default_samples=None,
+        samples_help="productions directory (default: OUT/samples); a rediscover-top OUT/samples is reused as is",
+        events_help="scale factor on the generated sample sizes",
     )
     p.add_argument("--model", choices=tuple(MODELS), default=HuntConfig.model)
     p.add_argument("--k-folds", type=positive_int, default=HuntConfig.k_folds)
@@ -1170,7 +1162,6 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--inject", default=None, metavar="CARD", help="pseudo-data only: a BSM card hidden in the data")
     p.add_argument("--signal-fraction", type=fraction, default=0.0, help="its share of the pseudo-data events")
-    p.add_argument("--events", type=positive_float, default=1.0, help="scale factor on the generated sample sizes")
     p.add_argument(
         "--ttbar-scale",
         type=positive_float,
@@ -1191,11 +1182,6 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--strict", action="store_true", help="exit with status 3 if the background model does not describe the data"
     )
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--executor", choices=EXECUTORS, default="dask")
-    p.add_argument("--scheduler", default=None, help=analysis.SCHEDULER_HELP)
-    p.add_argument("--workers", type=positive_int, default=None, help=analysis.WORKERS_HELP)
-    p.add_argument("--device", default="auto", help="training device: auto, cpu or cuda")
     p.set_defaults(func=_cmd)
 
 
@@ -1215,9 +1201,7 @@ def _cmd(args: Any) -> int:
         strict=args.strict,
         seed=args.seed,
         device=args.device,
-        execution=Execution(
-            executor=args.executor, scheduler=args.scheduler, workers=args.workers, skip_bad_files=args.skip_bad_files
-        ),
+        execution=replace(analysis.execution_from(args), skip_bad_files=args.skip_bad_files),
     )
     config = config.scaled(args.events)
     result = run_hunt(args.out, config, samples_dir=args.samples)

@@ -31,22 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cms_anomaly.analyses import analysis
-from cms_anomaly.analyses.analysis import fmt
+from cms_anomaly.analyses import analysis, samples
+from cms_anomaly.analyses.analysis import Execution, fmt
+from cms_anomaly.analyses.samples import BACKGROUNDS, PROCESSES, ROLE_LABELS
 from cms_anomaly.datasets.argtypes import fraction, positive_float, positive_int
-from cms_anomaly.processors.runner import EXECUTORS
 
 log = logging.getLogger(__name__)
 
-#: role in the analysis -> process card
-PROCESSES: dict[str, str] = {"wjets": "wmunu_jets", "zjets": "zmumu_jets", "ttbar": "ttbar"}
-BACKGROUNDS = ("wjets", "zjets")
-#: legend labels of the roles
-ROLE_LABELS: dict[str, str] = {
-    "wjets": r"W($\mu\nu$)+jets",
-    "zjets": r"Z/$\gamma^*$($\mu\mu$)+jets",
-    "ttbar": r"$t\bar{t}$",
-}
 ASTF_FEATURES = ("ht", "m_jets", "n_jets", "n_bjets")
 REPORT_ALPHAS = (1e-3, 1e-2, 5e-2, 1e-1)
 
@@ -75,11 +66,9 @@ class RediscoveryConfig:
     alpha: float = 1e-2
     epochs: int = 60
     ae_epochs: int = 60
-    executor: str = "dask"
-    scheduler: str | None = None
-    workers: int | None = None
     device: str = "auto"
-    chunksize: int = 50_000
+    #: where the productions and the processor run
+    execution: Execution = field(default_factory=Execution)
     pps_min_jets: int = 6
     pps_min_bjets: int = 2
     #: a coffea fileset JSON whose ``is_data`` datasets (with ``lumi_pb``) replace the pseudo-data,
@@ -97,103 +86,17 @@ class RediscoveryConfig:
 
 
 # ------------------------------------------------------------------------------------- step 1
-def load_data_fileset(path: str | os.PathLike) -> tuple[dict, float, float]:
-    """The ``is_data`` datasets of a fileset JSON merged into one ``data`` entry; (entry, lumi_pb, sqrt_s)."""
-    from cms_anomaly.processors.runner import load_fileset
-
-    fileset = load_fileset(path)
-    data = {name: e for name, e in fileset.items() if e.get("metadata", {}).get("is_data")}
-    if not data:
-        raise RediscoveryError(f"{path}: no dataset with metadata is_data = true (datasets: {sorted(fileset)})")
-    lumi, energies = 0.0, set()
-    for name, entry in data.items():
-        meta = entry["metadata"]
-        if not meta.get("lumi_pb"):
-            raise RediscoveryError(f"{path}: data set {name!r} has no lumi_pb in its metadata")
-        lumi += float(meta["lumi_pb"])
-        energies.add(float(meta.get("sqrt_s", 13000.0)))
-    if len(energies) != 1:
-        raise RediscoveryError(f"{path}: data sets at different sqrt(s) {sorted(energies)}")
-    sqrt_s = energies.pop()
-    files = {f: tree for entry in data.values() for f, tree in entry["files"].items()}
-    entry = {
-        "files": files,
-        "metadata": {
-            "process": "data",
-            "is_data": True,
-            "is_signal": False,
-            "lumi_pb": lumi,
-            "sqrt_s": sqrt_s,
-            "datasets": sorted(data),
-        },
-    }
-    return {"data": entry}, lumi, sqrt_s
-
-
-def make_samples(
-    samples_dir: Path,
-    config: RediscoveryConfig,
-    *,
-    inject: str | None = None,
-    signal_fraction: float = 0.0,
-    simulation_seed: int | None = None,
-) -> tuple[dict, dict]:
-    """Generate (or reuse) the productions in ``samples_dir``; return (simulation fileset, data fileset entry).
-
-    Without ``config.data_fileset`` two productions: one mixed into pseudo-data, one the
-    simulation; with it, the simulation only, at the data's centre-of-mass energy. ``inject``: a
-    BSM card generated too and hidden in the pseudo-data as ``signal_fraction`` of its events
-    (before any selection; the SM yields keep their luminosity). ``simulation_seed`` (default
-    ``config.seed + 1000``): one simulation can serve pseudo-data of many seeds.
-    """
-    from cms_anomaly.datasets import mixture, production
-
-    roles = dict(PROCESSES)
-    events = dict(config.events)
-    if config.with_qcd:
-        roles["qcd"] = "qcd"
-        events["qcd"] = config.qcd_events
-    real = load_data_fileset(config.data_fileset) if config.data_fileset else None
-    sqrt_s = real[2] if real else production.SQRT_S
-    sim_seed = config.seed + 1000 if simulation_seed is None else int(simulation_seed)
-    run = {
-        "executor": analysis.production_executor(config.executor, config.workers),
-        "scheduler": config.scheduler,
-        "workers": config.workers,
-        "sqrt_s": sqrt_s,
-    }
-    productions = (("simulation", sim_seed),) if real else (("data", config.seed), ("simulation", sim_seed))
-    filesets = {}
-    for label, seed in productions:
-        result = production.produce(
-            list(roles.values()),
-            out=samples_dir / label,
-            events={card: events[role] for role, card in roles.items()},
-            seed=seed,
-            **run,
-        )
-        filesets[label] = {role: result["datasets"][card] for role, card in roles.items()}
-    for fs in filesets.values():  # the rare-process normalisation, the same in (pseudo-)data and simulation
-        meta = fs["ttbar"]["metadata"] = dict(fs["ttbar"]["metadata"])
-        meta["xsec_pb"] = float(meta["xsec_pb"]) * config.ttbar_scale
-    if real:
-        return filesets["simulation"], real[0]
-    pool = dict(filesets["data"])
-    lumi = mixture.default_luminosity(pool, list(pool))
-    name = f"pseudodata_s{config.seed}"
-    if inject and signal_fraction > 0:
-        n_sm = sum(float(e["metadata"]["xsec_pb"]) * lumi for e in pool.values())
-        n_sig = signal_fraction / (1.0 - signal_fraction) * n_sm
-        needed = int(np.ceil(n_sig + 3.0 * np.sqrt(n_sig) + 5))  # room for a 3 sigma upward fluctuation
-        signal = production.produce(
-            [inject], out=samples_dir / f"signal_{inject}", events={inject: needed}, seed=config.seed + 2000, **run
-        )
-        entry = dict(signal["datasets"][inject])
-        entry["metadata"] = {**entry["metadata"], "xsec_pb": n_sig / lumi}
-        pool[inject] = entry
-        name = f"pseudodata_s{config.seed}_{inject}_{signal_fraction:g}"
-    data = mixture.build_pseudo_data(pool, processes=list(pool), out=samples_dir / name, seed=config.seed, lumi_pb=lumi)
-    return filesets["simulation"], data
+def make_samples(samples_dir: Path, config: RediscoveryConfig) -> tuple[dict, dict]:
+    """(simulation fileset, data fileset entry) of ``config`` (:func:`~cms_anomaly.analyses.samples.make_samples`)."""
+    return samples.make_samples(
+        samples_dir,
+        events=config.events,
+        seed=config.seed,
+        execution=config.execution,
+        ttbar_scale=config.ttbar_scale,
+        data_fileset=config.data_fileset,
+        qcd_events=config.qcd_events if config.with_qcd else None,
+    )
 
 
 # ------------------------------------------------------------------------------------- steps 2, 4
@@ -201,17 +104,12 @@ def run_pass(
     fileset: dict, *, out: Path, config: RediscoveryConfig, lumi_pb: float, scorers: dict | None = None, features: bool
 ) -> dict:
     """One processor pass with the ``top_rediscovery`` selection; histograms saved under ``out``."""
-    from cms_anomaly.analyses.analysis import Execution, processor_pass
-
-    execution = Execution(
-        executor=config.executor, scheduler=config.scheduler, workers=config.workers, chunksize=config.chunksize
-    )
-    return processor_pass(
+    return analysis.processor_pass(
         fileset,
         out=out,
         selection="top_rediscovery",
         lumi_pb=lumi_pb,
-        execution=execution,
+        execution=config.execution,
         scorers=scorers,
         features=features,
     )
@@ -727,10 +625,7 @@ def register(subparsers: Any) -> None:
             "Writes OUT/report/{summary.md,summary.json,index.html} and PNG plots. Rerunning reuses finished samples."
         ),
     )
-    p.add_argument("--out", default="out/rediscover-top", help="output directory (default: out/rediscover-top)")
-    p.add_argument(
-        "--events", type=positive_float, default=1.0, help="scale factor on the default sample sizes (default: 1)"
-    )
+    analysis.add_production_arguments(p, default_out="out/rediscover-top", default_samples=None, samples_help=None)
     p.add_argument(
         "--alpha",
         type=fraction,
@@ -738,7 +633,6 @@ def register(subparsers: Any) -> None:
         help="fraction of data selected as anomalous (default: 0.01)",
     )
     p.add_argument("--epochs", type=positive_int, default=RediscoveryConfig.epochs, help="ALAD and AE training epochs")
-    p.add_argument("--seed", type=int, default=1)
     p.add_argument(
         "--with-qcd", action="store_true", help="add lepton-filtered heavy-flavour QCD to data and simulation"
     )
@@ -749,10 +643,6 @@ def register(subparsers: Any) -> None:
         help="ttbar cross section of pseudo-data and simulation in units of Pythia's (default: 0.1, a rare "
         "process as in Knapp et al.; 1 for Pythia's rate)",
     )
-    p.add_argument("--executor", choices=EXECUTORS, default="dask")
-    p.add_argument("--scheduler", default=None, help=analysis.SCHEDULER_HELP)
-    p.add_argument("--workers", type=positive_int, default=None, help=analysis.WORKERS_HELP)
-    p.add_argument("--device", default="auto", help="training device: auto, cpu or cuda")
     p.add_argument(
         "--data-fileset",
         default=None,
@@ -772,9 +662,7 @@ def _cmd(args: Any) -> int:
         seed=args.seed,
         with_qcd=args.with_qcd,
         ttbar_scale=args.ttbar_scale,
-        executor=args.executor,
-        scheduler=args.scheduler,
-        workers=args.workers,
+        execution=analysis.execution_from(args),
         device=args.device,
         data_fileset=args.data_fileset,
     ).scaled(args.events)
