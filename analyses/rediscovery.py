@@ -220,7 +220,7 @@ def analyse(
     (:func:`~cms_anomaly.stats.threshold_bin_at_efficiency`).
     """
     from cms_anomaly.analyses.scorehists import ScoreHists
-    from cms_anomaly.stats import astf, on_off_significance, roc_from_sums, threshold_bin_at_efficiency
+    from cms_anomaly.stats import roc_from_sums, threshold_bin_at_efficiency
 
     sh = ScoreHists(output, model, score)
     data_w, _ = sh.score_sums("data")
@@ -230,6 +230,48 @@ def analyse(
     labelled = "ttbar" in sh.processes("data")
     roles = [r for r in ("data", *PROCESSES) if r in output]
     bkg_mc = [r for r in BACKGROUNDS if r in output]
+    hists, astfs = _astf_hists(sh, roles, bkg_mc, k_alpha)
+
+    def yields(first_bin: int, min_jets: int = 0, min_bjets: int = 0) -> dict[str, dict[str, float]]:
+        return _yields(sh, roles, bkg_mc, first_bin=first_bin, min_jets=min_jets, min_bjets=min_bjets)
+
+    unit_weight = _unit_weights(yields(0), roles, bkg_mc)
+    pps_after = yields(k_alpha, config.pps_min_jets, config.pps_min_bjets)
+    pps_before = yields(0, config.pps_min_jets, config.pps_min_bjets)
+    selected_all = yields(k_alpha)
+    sig = sh.score_sums("ttbar")
+    bkg = tuple(np.sum([sh.score_sums(r)[i] for r in bkg_mc], axis=0) for i in (0, 1))
+    roc = roc_from_sums(bkg[0], sig[0], bkg_sumw2=bkg[1], sig_sumw2=sig[1])
+    purity, efficiency_ratio = _ratios(sh, sig, bkg, alpha=alpha, labelled=labelled, n_data=n_data)
+    return {
+        "alpha": alpha,
+        "threshold": sh.threshold(k_alpha),
+        "n_data": n_data,
+        "n_data_selected": round(data_w[k_alpha:].sum()),
+        "purity_ratio": purity,
+        "efficiency_ratio": efficiency_ratio,
+        "pps_after_anomaly_selection": {
+            "yields": pps_after,
+            "vs_background": _excess(pps_after, "background", unit_weight),
+            "vs_background_ttbar": _excess(pps_after, "background + ttbar", unit_weight),
+        },
+        "pps_without_anomaly_selection": {
+            "yields": pps_before,
+            "vs_background": _excess(pps_before, "background", unit_weight),
+            "vs_background_ttbar": _excess(pps_before, "background + ttbar", unit_weight),
+        },
+        "anomaly_selected_yields": selected_all,
+        "roc_auc_ttbar_vs_background": float(roc.auc()),
+        "_hists": hists,
+        "_astf": astfs,
+        "_roc": roc,
+    }
+
+
+def _astf_hists(sh: Any, roles: list[str], bkg_mc: list[str], k_alpha: int) -> tuple[dict, dict]:
+    """Per ASTF feature its histograms (each role and the summed simulations, before and after the
+    selection from score bin ``k_alpha``) and the ASTFs of data, background and background + ttbar."""
+    from cms_anomaly.stats import astf
 
     hists: dict[str, dict[str, Any]] = {}
     astfs: dict[str, dict[str, Any]] = {}
@@ -247,55 +289,65 @@ def analyse(
             "background MC": astf(h["background_all"], h["background_selected"]),
             "background + ttbar MC": astf(h["with_ttbar_all"], h["with_ttbar_selected"]),
         }
+    return hists, astfs
 
-    def yields(first_bin: int, min_jets: int = 0, min_bjets: int = 0) -> dict[str, dict[str, float]]:
-        out = {
-            role: sh.count_yield(role, first_bin=first_bin, min_jets=min_jets, min_bjets=min_bjets) for role in roles
-        }
-        bkg = [out[r] for r in bkg_mc]
-        out["background"] = {
-            "sumw": sum(b["sumw"] for b in bkg),
-            "error": float(np.sqrt(sum(b["error"] ** 2 for b in bkg))),
-            "entries": sum(b["entries"] for b in bkg),
-        }
-        out["background + ttbar"] = {
-            "sumw": out["background"]["sumw"] + out["ttbar"]["sumw"],
-            "error": float(np.hypot(out["background"]["error"], out["ttbar"]["error"])),
-            "entries": out["background"]["entries"] + out["ttbar"]["entries"],
-        }
-        return out
 
-    # the weight one simulated event carries, per reference: sets the exposure of an empty simulation
-    unselected = yields(0)
+def _yields(
+    sh: Any, roles: list[str], bkg_mc: list[str], *, first_bin: int, min_jets: int, min_bjets: int
+) -> dict[str, dict[str, float]]:
+    """Each role's yield from score bin ``first_bin`` with the jet counts, and the summed backgrounds."""
+    out = {role: sh.count_yield(role, first_bin=first_bin, min_jets=min_jets, min_bjets=min_bjets) for role in roles}
+    bkg = [out[r] for r in bkg_mc]
+    out["background"] = {
+        "sumw": sum(b["sumw"] for b in bkg),
+        "error": float(np.sqrt(sum(b["error"] ** 2 for b in bkg))),
+        "entries": sum(b["entries"] for b in bkg),
+    }
+    out["background + ttbar"] = {
+        "sumw": out["background"]["sumw"] + out["ttbar"]["sumw"],
+        "error": float(np.hypot(out["background"]["error"], out["ttbar"]["error"])),
+        "entries": out["background"]["entries"] + out["ttbar"]["entries"],
+    }
+    return out
+
+
+def _unit_weights(unselected: dict, roles: list[str], bkg_mc: list[str]) -> dict[str, float]:
+    """The weight one simulated event carries, per reference: sets the exposure of an empty simulation."""
     unit_weight = {
         role: unselected[role]["sumw"] / unselected[role]["entries"] if unselected[role]["entries"] else 1.0
         for role in roles[1:]
     }
     unit_weight["background"] = max((unit_weight[r] for r in bkg_mc), default=1.0)
     unit_weight["background + ttbar"] = max(unit_weight["background"], unit_weight.get("ttbar", 0.0))
+    return unit_weight
 
-    def excess(y: dict, reference: str) -> dict[str, float]:
-        # Z_Bi of the observed yield against the simulation's, whose own statistical error counts
-        # (the simulation is no larger than the pseudo-data); defined also when no MC event passes
-        n, b, eb = y["data"]["sumw"], y[reference]["sumw"], y[reference]["error"]
-        if b > 0 and eb > 0:
-            n_off, tau = b**2 / eb**2, b / eb**2
-        else:
-            n_off, tau = 0.0, 1.0 / unit_weight[reference]
-        return {
-            "observed": n,
-            "expected": b,
-            "expected_error": eb,
-            "difference": n - b,
-            "significance": on_off_significance(n, n_off, tau),
-        }
 
-    pps_after = yields(k_alpha, config.pps_min_jets, config.pps_min_bjets)
-    pps_before = yields(0, config.pps_min_jets, config.pps_min_bjets)
-    selected_all = yields(k_alpha)
-    sig = sh.score_sums("ttbar")
-    bkg = tuple(np.sum([sh.score_sums(r)[i] for r in bkg_mc], axis=0) for i in (0, 1))
-    roc = roc_from_sums(bkg[0], sig[0], bkg_sumw2=bkg[1], sig_sumw2=sig[1])
+def _excess(y: dict, reference: str, unit_weight: dict[str, float]) -> dict[str, float]:
+    """Z_Bi of the observed yield against the simulation's, whose own statistical error counts (the
+    simulation is no larger than the pseudo-data); defined also when no MC event passes."""
+    from cms_anomaly.stats import on_off_significance
+
+    n, b, eb = y["data"]["sumw"], y[reference]["sumw"], y[reference]["error"]
+    if b > 0 and eb > 0:
+        n_off, tau = b**2 / eb**2, b / eb**2
+    else:
+        n_off, tau = 0.0, 1.0 / unit_weight[reference]
+    return {
+        "observed": n,
+        "expected": b,
+        "expected_error": eb,
+        "difference": n - b,
+        "significance": on_off_significance(n, n_off, tau),
+    }
+
+
+def _ratios(
+    sh: Any, sig: tuple, bkg: tuple, *, alpha: float, labelled: bool, n_data: int
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """(purity ratio, efficiency ratio) at each report alpha and ``alpha``; the purity needs the labels."""
+    from cms_anomaly.stats import threshold_bin_at_efficiency
+
+    data_w, _ = sh.score_sums("data")
     purity, efficiency_ratio = {}, {}
     ttbar_w, _ = sh.score_sums("data", processes=["ttbar"]) if labelled else (None, None)
     for a in sorted({*REPORT_ALPHAS, alpha}):
@@ -312,29 +364,7 @@ def analyse(
             "data_fraction": float(data_w[k:].sum() / data_w.sum()),
             **_efficiency_ratio(sig, bkg, first_bin=k),
         }
-    return {
-        "alpha": alpha,
-        "threshold": sh.threshold(k_alpha),
-        "n_data": n_data,
-        "n_data_selected": round(data_w[k_alpha:].sum()),
-        "purity_ratio": purity,
-        "efficiency_ratio": efficiency_ratio,
-        "pps_after_anomaly_selection": {
-            "yields": pps_after,
-            "vs_background": excess(pps_after, "background"),
-            "vs_background_ttbar": excess(pps_after, "background + ttbar"),
-        },
-        "pps_without_anomaly_selection": {
-            "yields": pps_before,
-            "vs_background": excess(pps_before, "background"),
-            "vs_background_ttbar": excess(pps_before, "background + ttbar"),
-        },
-        "anomaly_selected_yields": selected_all,
-        "roc_auc_ttbar_vs_background": float(roc.auc()),
-        "_hists": hists,
-        "_astf": astfs,
-        "_roc": roc,
-    }
+    return purity, efficiency_ratio
 
 
 # ------------------------------------------------------------------------------------- step 6
@@ -424,24 +454,10 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
     """``summary.md``, ``summary.json`` and ``index.html`` (numbers, tables, plots)."""
     public = {k: v for k, v in result.items() if not k.startswith("_")}
     payload = {**meta, "result": public}
-    enr = public["purity_ratio"]
-    a = f"{public['alpha']:g}"
-    pps = public["pps_after_anomaly_selection"]
-    pps0 = public["pps_without_anomaly_selection"]
-    sqrt_s = meta.get("sqrt_s", 13000.0) / 1000.0
-    if meta["data_composition"]:
-        scale = meta["config"].get("ttbar_scale", 1.0)
-        data_text = (
-            f"Pseudo-data: {meta['lumi_pb']:.3g} pb^-1 of generated {sqrt_s:g} TeV W(mu nu)+jets, Z/gamma*(mu mu)+jets "
-            f"and ttbar at {scale:g} x its Pythia cross section, as a rare process "
-            f"({', '.join(f'{k} {v}' for k, v in meta['data_composition'].items())} events before selection)"
-        )
-    else:
-        data_text = f"Data: {meta['lumi_pb']:.4g} pb^-1 of {sqrt_s:g} TeV collisions from `{meta['data_fileset']}`"
     lines = [
         "# Top-quark rediscovery with ALAD (Knapp et al., sec. 4)",
         "",
-        f"{data_text}, {public['n_data']} after the `top_rediscovery` selection. ALAD (L1 score) trained on them "
+        f"{_data_text(meta)}, {public['n_data']} after the `top_rediscovery` selection. ALAD (L1 score) trained on them "
         f"without labels; background model: an independent simulation of W and Z, normalised to the same luminosity.",
         "",
         "## ttbar efficiency ratio on labelled simulation (the paper's figure of merit)",
@@ -452,6 +468,30 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
         "| alpha | threshold | eps_ttbar (68 % CL) | eps_(W+Z) (68 % CL) | eps_ttbar / eps_(W+Z) (68 % CL) |",
         "| --- | --- | --- | --- | --- |",
     ]
+    lines += _efficiency_lines(public)
+    lines += _purity_lines(public)
+    lines += _pps_lines(public, meta)
+    lines += analysis.report_footer(pngs, meta["seconds"])
+    return analysis.write_report(report_dir, markdown="\n".join(lines) + "\n", payload=payload, title="Top rediscovery")
+
+
+def _data_text(meta: dict[str, Any]) -> str:
+    """What the (pseudo-)data are, for the report's opening sentence."""
+    sqrt_s = meta.get("sqrt_s", 13000.0) / 1000.0
+    if meta["data_composition"]:
+        scale = meta["config"].get("ttbar_scale", 1.0)
+        return (
+            f"Pseudo-data: {meta['lumi_pb']:.3g} pb^-1 of generated {sqrt_s:g} TeV W(mu nu)+jets, Z/gamma*(mu mu)+jets "
+            f"and ttbar at {scale:g} x its Pythia cross section, as a rare process "
+            f"({', '.join(f'{k} {v}' for k, v in meta['data_composition'].items())} events before selection)"
+        )
+    return f"Data: {meta['lumi_pb']:.4g} pb^-1 of {sqrt_s:g} TeV collisions from `{meta['data_fileset']}`"
+
+
+def _efficiency_lines(public: dict) -> list[str]:
+    """The efficiency ratio's table rows and the sentence on alpha = 1e-3 and the working alpha."""
+    a = f"{public['alpha']:g}"
+    lines: list[str] = []
     for key, r in public["efficiency_ratio"].items():
         lines.append(
             f"| {key} | {fmt(r['threshold'], 4)} | {fmt(r['eps_ttbar'])} [{fmt(r['eps_ttbar_low'])}, "
@@ -469,34 +509,48 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
         "## ttbar purity ratio of the anomaly selection in the (pseudo-)data",
         "",
     ]
-    if enr:
-        lines += [
-            "The purity ratio f_ttbar(selected) / f_ttbar(all) of the pseudo-data, from its hidden labels: a "
-            "different quantity from the efficiency ratio above (it is capped at 1 / f_ttbar(all)).",
-            "",
-            "| alpha | threshold | selected | ttbar among selected | ttbar fraction all -> selected | purity ratio (68 % CL) |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        for key, e in enr.items():
-            lines.append(
-                f"| {key} | {fmt(e['threshold'], 4)} | {e['selected']} | {e['ttbar_selected']} | "
-                f"{fmt(e['fraction_all'])} -> {fmt(e['fraction_selected'])} | "
-                f"x{fmt(e['purity_ratio'])} [{fmt(e['purity_ratio_low'])}, {fmt(e['purity_ratio_high'])}] |"
-            )
-        e3 = enr.get("0.001", {})
-        lines += [
-            "",
-            f"At alpha = 1e-3 the purity ratio is x{fmt(e3.get('purity_ratio', float('nan')))} "
-            f"(68 % CL [{fmt(e3.get('purity_ratio_low', float('nan')))}, {fmt(e3.get('purity_ratio_high', float('nan')))}], "
-            f"{e3.get('selected', 0)} events selected). At the working alpha = {a}: "
-            f"x{fmt(enr[a]['purity_ratio'])} [{fmt(enr[a]['purity_ratio_low'])}, {fmt(enr[a]['purity_ratio_high'])}].",
-        ]
-    else:
-        lines.append(
+    return lines
+
+
+def _purity_lines(public: dict) -> list[str]:
+    """The purity ratio's table (pseudo-data, from the hidden labels) or why it is not measured."""
+    enr = public["purity_ratio"]
+    a = f"{public['alpha']:g}"
+    if not enr:
+        return [
             "Not measured: the process of a real-data event is unknown (the purity ratio needs the labels of "
             "pseudo-data). The efficiency ratio above and the PPS comparison below are the measurements."
+        ]
+    lines = [
+        "The purity ratio f_ttbar(selected) / f_ttbar(all) of the pseudo-data, from its hidden labels: a "
+        "different quantity from the efficiency ratio above (it is capped at 1 / f_ttbar(all)).",
+        "",
+        "| alpha | threshold | selected | ttbar among selected | ttbar fraction all -> selected | purity ratio (68 % CL) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, e in enr.items():
+        lines.append(
+            f"| {key} | {fmt(e['threshold'], 4)} | {e['selected']} | {e['ttbar_selected']} | "
+            f"{fmt(e['fraction_all'])} -> {fmt(e['fraction_selected'])} | "
+            f"x{fmt(e['purity_ratio'])} [{fmt(e['purity_ratio_low'])}, {fmt(e['purity_ratio_high'])}] |"
         )
+    e3 = enr.get("0.001", {})
     lines += [
+        "",
+        f"At alpha = 1e-3 the purity ratio is x{fmt(e3.get('purity_ratio', float('nan')))} "
+        f"(68 % CL [{fmt(e3.get('purity_ratio_low', float('nan')))}, {fmt(e3.get('purity_ratio_high', float('nan')))}], "
+        f"{e3.get('selected', 0)} events selected). At the working alpha = {a}: "
+        f"x{fmt(enr[a]['purity_ratio'])} [{fmt(enr[a]['purity_ratio_low'])}, {fmt(enr[a]['purity_ratio_high'])}].",
+    ]
+    return lines
+
+
+def _pps_lines(public: dict, meta: dict[str, Any]) -> list[str]:
+    """The ROC sentence and the post-processing selection's table with its reading."""
+    a = f"{public['alpha']:g}"
+    pps = public["pps_after_anomaly_selection"]
+    pps0 = public["pps_without_anomaly_selection"]
+    lines = [
         "",
         f"ROC of the detector on labelled simulation (ttbar vs W+Z): AUC = {public['roc_auc_ttbar_vs_background']:.3f}.",
         "",
@@ -527,9 +581,8 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
         "Z_Bi: significance of the observed yield over the simulated one, counting the simulation's own "
         "statistical error (on/off binomial test, Cousins, Linnemann, Tucker 2008); negative for a deficit.",
         "",
-        *analysis.report_footer(pngs, meta["seconds"]),
     ]
-    return analysis.write_report(report_dir, markdown="\n".join(lines) + "\n", payload=payload, title="Top rediscovery")
+    return lines
 
 
 # ------------------------------------------------------------------------------------- the job
