@@ -200,15 +200,20 @@ def summary_paragraph(check: dict, analysed: dict, events: Any, config: Any) -> 
 def make_plots(
     output: dict, check: dict, analysed: dict, report_dir: Path, *, lumi_pb: float, data_label: str
 ) -> list[Path]:
-    """The worst-described features before the selection, the rarity, the best mass window and feature after it."""
+    """The worst-described features before the selection, the rarity, the best mass window and feature after it.
+
+    Collision data (no hidden labels in ``analysed``) are labelled "CMS Open Data", pseudo-data "CMS Simulation".
+    """
     from cms_anomaly.analyses import plotting
     from cms_anomaly.analyses.scorehists import ScoreHists, drawable
     from cms_anomaly.processors.histograms import nominal
 
     roles = [d for d in output if d != "data"]
+    real = not analysed["labelled"]
     lumi_text = f"{lumi_pb:.3g} pb$^{{-1}}$"
+    prefix = "Open Data, " if real else ""
     label = {r: ROLE_LABELS.get(r, r) for r in roles}
-    style = {"data_label": data_label, "lumi": None, "com": None, "is_data": False}
+    style = {"data_label": data_label, "lumi": None, "com": None, "is_data": real}
     pngs = []
     for row in check["features"][:2]:
         f = row["feature"]
@@ -216,7 +221,7 @@ def make_plots(
         mc = {label[r]: drawable(nominal(output[r]["hists"][f])[{"dataset": r}]) for r in roles}
         pngs.append(
             plotting.plot_data_mc(
-                data, mc, report_dir / f"check_{f}.png", **style, text=f"no anomaly selection, {lumi_text}"
+                data, mc, report_dir / f"check_{f}.png", **style, text=f"{prefix}no anomaly selection, {lumi_text}"
             )
         )
     sh = ScoreHists(output, KFOLD_SCORER, KFOLD_OUTPUT)
@@ -231,7 +236,7 @@ def make_plots(
             report_dir / "rarity.png",
             **style,
             xlabel=r"rarity $-\log_{10} p$ (k-fold, calibrated)",
-            text=f"simulation x {norm:.3g}, {lumi_text}",
+            text=f"{prefix}simulation x {norm:.3g}, {lumi_text}",
         )
     )
     k = _selection(analysed, analysed["leading_alpha"])["first_bin"]
@@ -249,7 +254,7 @@ def make_plots(
                 report_dir / f"selected_{tag}_{feature}.png",
                 **style,
                 logx=feature in MASS_FEATURES,
-                text=rf"$\alpha$ = {alpha:g}, {lumi_text}",
+                text=rf"{prefix}$\alpha$ = {alpha:g}, {lumi_text}",
             )
         )
     return pngs

@@ -288,3 +288,25 @@ def test_a_detector_that_separates_simulation_from_data_quotes_no_significance()
     assert head[2] == warnings[1]
     assert "not quoted: the detector separates simulation from data (simulated acceptance 1.00 at alpha 0.1)" in report
     assert "## Mass scan: not run (no selection quoted)" in report
+
+
+def test_plots_of_collision_data_are_not_labelled_simulation(tmp_path, monkeypatch):
+    """Every hunt plot of collision data (no hidden labels) carries "CMS Open Data"; of pseudo-data "CMS Simulation"."""
+    from cms_anomaly.analyses import plotting
+    from cms_anomaly.analyses.hunt_report import make_plots
+
+    labels: list[tuple[bool, str]] = []
+    monkeypatch.setattr(plotting, "_cms_label", lambda ax, *, data, text, lumi, com: labels.append((data, text)))
+    rng = np.random.default_rng(4)
+    analysed = _analyse(_calibrated(3000, rng), [40000, 40000, 40000])
+    assert not analysed["labelled"]  # the data of _output carry no hidden process
+    output = _output(
+        {"data": (_calibrated(1000, rng), np.ones(1000)), "wjets": (_calibrated(3000, rng), np.ones(3000))}
+    )
+    pngs = make_plots(output, CHECK_OK, analysed, tmp_path, lumi_pb=10.0, data_label="Data")
+    assert len(labels) == len(pngs) >= 2
+    assert all(data and text.startswith("Open Data, ") for data, text in labels)
+    labels.clear()
+    make_plots(output, CHECK_OK, {**analysed, "labelled": ["wjets"]}, tmp_path, lumi_pb=10.0, data_label="Pseudo-data")
+    assert labels
+    assert not any(data or "Open Data" in text for data, text in labels)
