@@ -2,7 +2,8 @@
 
 ``rediscover-top`` asks whether the anomaly selection enriches one known process; the hunt asks
 what, if anything, in the data the background model does not describe. Steps (each a function
-below; :func:`run_hunt` wires them):
+below, step 6 in :mod:`~cms_anomaly.analyses.hunt_selections`, step 7 in
+:mod:`~cms_anomaly.analyses.hunt_report`; :func:`run_hunt` wires them):
 
 1. **Samples**: the background model (the SM processes of the selection, generated at the data's
    sqrt(s)) and the data: a fileset of real data (``is_data`` datasets with ``lumi_pb``), or

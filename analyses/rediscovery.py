@@ -1,6 +1,7 @@
 """The main job: re-discover the top quark with an anomaly detector (Knapp et al., seed 000, sec. 4).
 
-Steps (each a function below; ``run_rediscovery`` wires them):
+Steps (each a function below, the samples of step 1 from :mod:`~cms_anomaly.analyses.samples`;
+``run_rediscovery`` wires them):
 
 1. **Samples**: two independent productions of the muon + jets SM processes (W(mu nu)+jet,
    Z/gamma*(mu mu)+jet, ttbar; QCD optionally): one is mixed into **pseudo-data** at the
