@@ -57,20 +57,36 @@ SCHEDULER_HELP = (
 )
 
 
+#: ``--events`` of every job that generates its samples
+EVENTS_HELP = "scale factor on the default sample sizes (default: 1)"
+
+
 def add_production_arguments(
-    p: Any, *, default_out: str, default_samples: str, samples_help: str, device: bool = True
+    p: Any,
+    *,
+    default_out: str,
+    default_samples: str | None,
+    samples_help: str | None,
+    device: bool = True,
+    events_help: str = EVENTS_HELP,
 ) -> None:
-    """Command-line options of an analysis that generates (or reuses) its samples and runs the processor."""
+    """Command-line options of an analysis that generates (or reuses) its samples and runs the processor.
+
+    ``--samples`` defaults to ``default_samples``, its help naming it after ``samples_help``; with
+    ``default_samples`` None (the job's productions then go to ``OUT/samples``) ``samples_help`` is the
+    whole help, and with ``samples_help`` None too the job has no ``--samples``.
+    """
     p.add_argument("--out", default=default_out, help=f"output directory (default: {default_out})")
-    p.add_argument(
-        "--samples",
-        default=default_samples,
-        help=f"production + feature tables directory{samples_help} (default: {default_samples}); "
-        "finished files and passes are reused",
-    )
-    p.add_argument(
-        "--events", type=positive_float, default=1.0, help="scale factor on the default sample sizes (default: 1)"
-    )
+    if default_samples is not None:
+        p.add_argument(
+            "--samples",
+            default=default_samples,
+            help=f"production + feature tables directory{samples_help or ''} (default: {default_samples}); "
+            "finished files and passes are reused",
+        )
+    elif samples_help is not None:
+        p.add_argument("--samples", default=None, help=samples_help)
+    p.add_argument("--events", type=positive_float, default=1.0, help=events_help)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--executor", choices=EXECUTORS, default="dask")
     p.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)

@@ -1,6 +1,7 @@
 """The main job: re-discover the top quark with an anomaly detector (Knapp et al., seed 000, sec. 4).
 
-Steps (each a function below; ``run_rediscovery`` wires them):
+Steps (each a function below, the samples of step 1 from :mod:`~cms_anomaly.analyses.samples`;
+``run_rediscovery`` wires them):
 
 1. **Samples**: two independent productions of the muon + jets SM processes (W(mu nu)+jet,
    Z/gamma*(mu mu)+jet, ttbar; QCD optionally): one is mixed into **pseudo-data** at the
@@ -31,22 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cms_anomaly.analyses import analysis
-from cms_anomaly.analyses.analysis import fmt
+from cms_anomaly.analyses import analysis, samples
+from cms_anomaly.analyses.analysis import Execution, fmt
+from cms_anomaly.analyses.samples import BACKGROUNDS, PROCESSES, ROLE_LABELS
 from cms_anomaly.core.argtypes import fraction, positive_float, positive_int
-from cms_anomaly.processors.runner import EXECUTORS
 
 log = logging.getLogger(__name__)
 
-#: role in the analysis -> process card
-PROCESSES: dict[str, str] = {"wjets": "wmunu_jets", "zjets": "zmumu_jets", "ttbar": "ttbar"}
-BACKGROUNDS = ("wjets", "zjets")
-#: legend labels of the roles
-ROLE_LABELS: dict[str, str] = {
-    "wjets": r"W($\mu\nu$)+jets",
-    "zjets": r"Z/$\gamma^*$($\mu\mu$)+jets",
-    "ttbar": r"$t\bar{t}$",
-}
 ASTF_FEATURES = ("ht", "m_jets", "n_jets", "n_bjets")
 REPORT_ALPHAS = (1e-3, 1e-2, 5e-2, 1e-1)
 
@@ -75,11 +67,9 @@ class RediscoveryConfig:
     alpha: float = 1e-2
     epochs: int = 60
     ae_epochs: int = 60
-    executor: str = "dask"
-    scheduler: str | None = None
-    workers: int | None = None
     device: str = "auto"
-    chunksize: int = 50_000
+    #: where the productions and the processor run
+    execution: Execution = field(default_factory=Execution)
     pps_min_jets: int = 6
     pps_min_bjets: int = 2
     #: a coffea fileset JSON whose ``is_data`` datasets (with ``lumi_pb``) replace the pseudo-data,
@@ -97,103 +87,17 @@ class RediscoveryConfig:
 
 
 # ------------------------------------------------------------------------------------- step 1
-def load_data_fileset(path: str | os.PathLike) -> tuple[dict, float, float]:
-    """The ``is_data`` datasets of a fileset JSON merged into one ``data`` entry; (entry, lumi_pb, sqrt_s)."""
-    from cms_anomaly.processors.runner import load_fileset
-
-    fileset = load_fileset(path)
-    data = {name: e for name, e in fileset.items() if e.get("metadata", {}).get("is_data")}
-    if not data:
-        raise RediscoveryError(f"{path}: no dataset with metadata is_data = true (datasets: {sorted(fileset)})")
-    lumi, energies = 0.0, set()
-    for name, entry in data.items():
-        meta = entry["metadata"]
-        if not meta.get("lumi_pb"):
-            raise RediscoveryError(f"{path}: data set {name!r} has no lumi_pb in its metadata")
-        lumi += float(meta["lumi_pb"])
-        energies.add(float(meta.get("sqrt_s", 13000.0)))
-    if len(energies) != 1:
-        raise RediscoveryError(f"{path}: data sets at different sqrt(s) {sorted(energies)}")
-    sqrt_s = energies.pop()
-    files = {f: tree for entry in data.values() for f, tree in entry["files"].items()}
-    entry = {
-        "files": files,
-        "metadata": {
-            "process": "data",
-            "is_data": True,
-            "is_signal": False,
-            "lumi_pb": lumi,
-            "sqrt_s": sqrt_s,
-            "datasets": sorted(data),
-        },
-    }
-    return {"data": entry}, lumi, sqrt_s
-
-
-def make_samples(
-    samples_dir: Path,
-    config: RediscoveryConfig,
-    *,
-    inject: str | None = None,
-    signal_fraction: float = 0.0,
-    simulation_seed: int | None = None,
-) -> tuple[dict, dict]:
-    """Generate (or reuse) the productions in ``samples_dir``; return (simulation fileset, data fileset entry).
-
-    Without ``config.data_fileset`` two productions: one mixed into pseudo-data, one the
-    simulation; with it, the simulation only, at the data's centre-of-mass energy. ``inject``: a
-    BSM card generated too and hidden in the pseudo-data as ``signal_fraction`` of its events
-    (before any selection; the SM yields keep their luminosity). ``simulation_seed`` (default
-    ``config.seed + 1000``): one simulation can serve pseudo-data of many seeds.
-    """
-    from cms_anomaly.datasets import mixture, production
-
-    roles = dict(PROCESSES)
-    events = dict(config.events)
-    if config.with_qcd:
-        roles["qcd"] = "qcd"
-        events["qcd"] = config.qcd_events
-    real = load_data_fileset(config.data_fileset) if config.data_fileset else None
-    sqrt_s = real[2] if real else production.SQRT_S
-    sim_seed = config.seed + 1000 if simulation_seed is None else int(simulation_seed)
-    run = {
-        "executor": analysis.production_executor(config.executor, config.workers),
-        "scheduler": config.scheduler,
-        "workers": config.workers,
-        "sqrt_s": sqrt_s,
-    }
-    productions = (("simulation", sim_seed),) if real else (("data", config.seed), ("simulation", sim_seed))
-    filesets = {}
-    for label, seed in productions:
-        result = production.produce(
-            list(roles.values()),
-            out=samples_dir / label,
-            events={card: events[role] for role, card in roles.items()},
-            seed=seed,
-            **run,
-        )
-        filesets[label] = {role: result["datasets"][card] for role, card in roles.items()}
-    for fs in filesets.values():  # the rare-process normalisation, the same in (pseudo-)data and simulation
-        meta = fs["ttbar"]["metadata"] = dict(fs["ttbar"]["metadata"])
-        meta["xsec_pb"] = float(meta["xsec_pb"]) * config.ttbar_scale
-    if real:
-        return filesets["simulation"], real[0]
-    pool = dict(filesets["data"])
-    lumi = mixture.default_luminosity(pool, list(pool))
-    name = f"pseudodata_s{config.seed}"
-    if inject and signal_fraction > 0:
-        n_sm = sum(float(e["metadata"]["xsec_pb"]) * lumi for e in pool.values())
-        n_sig = signal_fraction / (1.0 - signal_fraction) * n_sm
-        needed = int(np.ceil(n_sig + 3.0 * np.sqrt(n_sig) + 5))  # room for a 3 sigma upward fluctuation
-        signal = production.produce(
-            [inject], out=samples_dir / f"signal_{inject}", events={inject: needed}, seed=config.seed + 2000, **run
-        )
-        entry = dict(signal["datasets"][inject])
-        entry["metadata"] = {**entry["metadata"], "xsec_pb": n_sig / lumi}
-        pool[inject] = entry
-        name = f"pseudodata_s{config.seed}_{inject}_{signal_fraction:g}"
-    data = mixture.build_pseudo_data(pool, processes=list(pool), out=samples_dir / name, seed=config.seed, lumi_pb=lumi)
-    return filesets["simulation"], data
+def make_samples(samples_dir: Path, config: RediscoveryConfig) -> tuple[dict, dict]:
+    """(simulation fileset, data fileset entry) of ``config`` (:func:`~cms_anomaly.analyses.samples.make_samples`)."""
+    return samples.make_samples(
+        samples_dir,
+        events=config.events,
+        seed=config.seed,
+        execution=config.execution,
+        ttbar_scale=config.ttbar_scale,
+        data_fileset=config.data_fileset,
+        qcd_events=config.qcd_events if config.with_qcd else None,
+    )
 
 
 # ------------------------------------------------------------------------------------- steps 2, 4
@@ -201,17 +105,12 @@ def run_pass(
     fileset: dict, *, out: Path, config: RediscoveryConfig, lumi_pb: float, scorers: dict | None = None, features: bool
 ) -> dict:
     """One processor pass with the ``top_rediscovery`` selection; histograms saved under ``out``."""
-    from cms_anomaly.analyses.analysis import Execution, processor_pass
-
-    execution = Execution(
-        executor=config.executor, scheduler=config.scheduler, workers=config.workers, chunksize=config.chunksize
-    )
-    return processor_pass(
+    return analysis.processor_pass(
         fileset,
         out=out,
         selection="top_rediscovery",
         lumi_pb=lumi_pb,
-        execution=execution,
+        execution=config.execution,
         scorers=scorers,
         features=features,
     )
@@ -322,7 +221,7 @@ def analyse(
     (:func:`~cms_anomaly.stats.threshold_bin_at_efficiency`).
     """
     from cms_anomaly.analyses.scorehists import ScoreHists
-    from cms_anomaly.stats import astf, on_off_significance, roc_from_sums, threshold_bin_at_efficiency
+    from cms_anomaly.stats import roc_from_sums, threshold_bin_at_efficiency
 
     sh = ScoreHists(output, model, score)
     data_w, _ = sh.score_sums("data")
@@ -332,6 +231,48 @@ def analyse(
     labelled = "ttbar" in sh.processes("data")
     roles = [r for r in ("data", *PROCESSES) if r in output]
     bkg_mc = [r for r in BACKGROUNDS if r in output]
+    hists, astfs = _astf_hists(sh, roles, bkg_mc, k_alpha)
+
+    def yields(first_bin: int, min_jets: int = 0, min_bjets: int = 0) -> dict[str, dict[str, float]]:
+        return _yields(sh, roles, bkg_mc, first_bin=first_bin, min_jets=min_jets, min_bjets=min_bjets)
+
+    unit_weight = _unit_weights(yields(0), roles, bkg_mc)
+    pps_after = yields(k_alpha, config.pps_min_jets, config.pps_min_bjets)
+    pps_before = yields(0, config.pps_min_jets, config.pps_min_bjets)
+    selected_all = yields(k_alpha)
+    sig = sh.score_sums("ttbar")
+    bkg = tuple(np.sum([sh.score_sums(r)[i] for r in bkg_mc], axis=0) for i in (0, 1))
+    roc = roc_from_sums(bkg[0], sig[0], bkg_sumw2=bkg[1], sig_sumw2=sig[1])
+    purity, efficiency_ratio = _ratios(sh, sig, bkg, alpha=alpha, labelled=labelled, n_data=n_data)
+    return {
+        "alpha": alpha,
+        "threshold": sh.threshold(k_alpha),
+        "n_data": n_data,
+        "n_data_selected": round(data_w[k_alpha:].sum()),
+        "purity_ratio": purity,
+        "efficiency_ratio": efficiency_ratio,
+        "pps_after_anomaly_selection": {
+            "yields": pps_after,
+            "vs_background": _excess(pps_after, "background", unit_weight),
+            "vs_background_ttbar": _excess(pps_after, "background + ttbar", unit_weight),
+        },
+        "pps_without_anomaly_selection": {
+            "yields": pps_before,
+            "vs_background": _excess(pps_before, "background", unit_weight),
+            "vs_background_ttbar": _excess(pps_before, "background + ttbar", unit_weight),
+        },
+        "anomaly_selected_yields": selected_all,
+        "roc_auc_ttbar_vs_background": float(roc.auc()),
+        "_hists": hists,
+        "_astf": astfs,
+        "_roc": roc,
+    }
+
+
+def _astf_hists(sh: Any, roles: list[str], bkg_mc: list[str], k_alpha: int) -> tuple[dict, dict]:
+    """Per ASTF feature its histograms (each role and the summed simulations, before and after the
+    selection from score bin ``k_alpha``) and the ASTFs of data, background and background + ttbar."""
+    from cms_anomaly.stats import astf
 
     hists: dict[str, dict[str, Any]] = {}
     astfs: dict[str, dict[str, Any]] = {}
@@ -349,55 +290,65 @@ def analyse(
             "background MC": astf(h["background_all"], h["background_selected"]),
             "background + ttbar MC": astf(h["with_ttbar_all"], h["with_ttbar_selected"]),
         }
+    return hists, astfs
 
-    def yields(first_bin: int, min_jets: int = 0, min_bjets: int = 0) -> dict[str, dict[str, float]]:
-        out = {
-            role: sh.count_yield(role, first_bin=first_bin, min_jets=min_jets, min_bjets=min_bjets) for role in roles
-        }
-        bkg = [out[r] for r in bkg_mc]
-        out["background"] = {
-            "sumw": sum(b["sumw"] for b in bkg),
-            "error": float(np.sqrt(sum(b["error"] ** 2 for b in bkg))),
-            "entries": sum(b["entries"] for b in bkg),
-        }
-        out["background + ttbar"] = {
-            "sumw": out["background"]["sumw"] + out["ttbar"]["sumw"],
-            "error": float(np.hypot(out["background"]["error"], out["ttbar"]["error"])),
-            "entries": out["background"]["entries"] + out["ttbar"]["entries"],
-        }
-        return out
 
-    # the weight one simulated event carries, per reference: sets the exposure of an empty simulation
-    unselected = yields(0)
+def _yields(
+    sh: Any, roles: list[str], bkg_mc: list[str], *, first_bin: int, min_jets: int, min_bjets: int
+) -> dict[str, dict[str, float]]:
+    """Each role's yield from score bin ``first_bin`` with the jet counts, and the summed backgrounds."""
+    out = {role: sh.count_yield(role, first_bin=first_bin, min_jets=min_jets, min_bjets=min_bjets) for role in roles}
+    bkg = [out[r] for r in bkg_mc]
+    out["background"] = {
+        "sumw": sum(b["sumw"] for b in bkg),
+        "error": float(np.sqrt(sum(b["error"] ** 2 for b in bkg))),
+        "entries": sum(b["entries"] for b in bkg),
+    }
+    out["background + ttbar"] = {
+        "sumw": out["background"]["sumw"] + out["ttbar"]["sumw"],
+        "error": float(np.hypot(out["background"]["error"], out["ttbar"]["error"])),
+        "entries": out["background"]["entries"] + out["ttbar"]["entries"],
+    }
+    return out
+
+
+def _unit_weights(unselected: dict, roles: list[str], bkg_mc: list[str]) -> dict[str, float]:
+    """The weight one simulated event carries, per reference: sets the exposure of an empty simulation."""
     unit_weight = {
         role: unselected[role]["sumw"] / unselected[role]["entries"] if unselected[role]["entries"] else 1.0
         for role in roles[1:]
     }
     unit_weight["background"] = max((unit_weight[r] for r in bkg_mc), default=1.0)
     unit_weight["background + ttbar"] = max(unit_weight["background"], unit_weight.get("ttbar", 0.0))
+    return unit_weight
 
-    def excess(y: dict, reference: str) -> dict[str, float]:
-        # Z_Bi of the observed yield against the simulation's, whose own statistical error counts
-        # (the simulation is no larger than the pseudo-data); defined also when no MC event passes
-        n, b, eb = y["data"]["sumw"], y[reference]["sumw"], y[reference]["error"]
-        if b > 0 and eb > 0:
-            n_off, tau = b**2 / eb**2, b / eb**2
-        else:
-            n_off, tau = 0.0, 1.0 / unit_weight[reference]
-        return {
-            "observed": n,
-            "expected": b,
-            "expected_error": eb,
-            "difference": n - b,
-            "significance": on_off_significance(n, n_off, tau),
-        }
 
-    pps_after = yields(k_alpha, config.pps_min_jets, config.pps_min_bjets)
-    pps_before = yields(0, config.pps_min_jets, config.pps_min_bjets)
-    selected_all = yields(k_alpha)
-    sig = sh.score_sums("ttbar")
-    bkg = tuple(np.sum([sh.score_sums(r)[i] for r in bkg_mc], axis=0) for i in (0, 1))
-    roc = roc_from_sums(bkg[0], sig[0], bkg_sumw2=bkg[1], sig_sumw2=sig[1])
+def _excess(y: dict, reference: str, unit_weight: dict[str, float]) -> dict[str, float]:
+    """Z_Bi of the observed yield against the simulation's, whose own statistical error counts (the
+    simulation is no larger than the pseudo-data); defined also when no MC event passes."""
+    from cms_anomaly.stats import on_off_significance
+
+    n, b, eb = y["data"]["sumw"], y[reference]["sumw"], y[reference]["error"]
+    if b > 0 and eb > 0:
+        n_off, tau = b**2 / eb**2, b / eb**2
+    else:
+        n_off, tau = 0.0, 1.0 / unit_weight[reference]
+    return {
+        "observed": n,
+        "expected": b,
+        "expected_error": eb,
+        "difference": n - b,
+        "significance": on_off_significance(n, n_off, tau),
+    }
+
+
+def _ratios(
+    sh: Any, sig: tuple, bkg: tuple, *, alpha: float, labelled: bool, n_data: int
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """(purity ratio, efficiency ratio) at each report alpha and ``alpha``; the purity needs the labels."""
+    from cms_anomaly.stats import threshold_bin_at_efficiency
+
+    data_w, _ = sh.score_sums("data")
     purity, efficiency_ratio = {}, {}
     ttbar_w, _ = sh.score_sums("data", processes=["ttbar"]) if labelled else (None, None)
     for a in sorted({*REPORT_ALPHAS, alpha}):
@@ -414,29 +365,7 @@ def analyse(
             "data_fraction": float(data_w[k:].sum() / data_w.sum()),
             **_efficiency_ratio(sig, bkg, first_bin=k),
         }
-    return {
-        "alpha": alpha,
-        "threshold": sh.threshold(k_alpha),
-        "n_data": n_data,
-        "n_data_selected": round(data_w[k_alpha:].sum()),
-        "purity_ratio": purity,
-        "efficiency_ratio": efficiency_ratio,
-        "pps_after_anomaly_selection": {
-            "yields": pps_after,
-            "vs_background": excess(pps_after, "background"),
-            "vs_background_ttbar": excess(pps_after, "background + ttbar"),
-        },
-        "pps_without_anomaly_selection": {
-            "yields": pps_before,
-            "vs_background": excess(pps_before, "background"),
-            "vs_background_ttbar": excess(pps_before, "background + ttbar"),
-        },
-        "anomaly_selected_yields": selected_all,
-        "roc_auc_ttbar_vs_background": float(roc.auc()),
-        "_hists": hists,
-        "_astf": astfs,
-        "_roc": roc,
-    }
+    return purity, efficiency_ratio
 
 
 # ------------------------------------------------------------------------------------- step 6
@@ -526,24 +455,10 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
     """``summary.md``, ``summary.json`` and ``index.html`` (numbers, tables, plots)."""
     public = {k: v for k, v in result.items() if not k.startswith("_")}
     payload = {**meta, "result": public}
-    enr = public["purity_ratio"]
-    a = f"{public['alpha']:g}"
-    pps = public["pps_after_anomaly_selection"]
-    pps0 = public["pps_without_anomaly_selection"]
-    sqrt_s = meta.get("sqrt_s", 13000.0) / 1000.0
-    if meta["data_composition"]:
-        scale = meta["config"].get("ttbar_scale", 1.0)
-        data_text = (
-            f"Pseudo-data: {meta['lumi_pb']:.3g} pb^-1 of generated {sqrt_s:g} TeV W(mu nu)+jets, Z/gamma*(mu mu)+jets "
-            f"and ttbar at {scale:g} x its Pythia cross section, as a rare process "
-            f"({', '.join(f'{k} {v}' for k, v in meta['data_composition'].items())} events before selection)"
-        )
-    else:
-        data_text = f"Data: {meta['lumi_pb']:.4g} pb^-1 of {sqrt_s:g} TeV collisions from `{meta['data_fileset']}`"
     lines = [
         "# Top-quark rediscovery with ALAD (Knapp et al., sec. 4)",
         "",
-        f"{data_text}, {public['n_data']} after the `top_rediscovery` selection. ALAD (L1 score) trained on them "
+        f"{_data_text(meta)}, {public['n_data']} after the `top_rediscovery` selection. ALAD (L1 score) trained on them "
         f"without labels; background model: an independent simulation of W and Z, normalised to the same luminosity.",
         "",
         "## ttbar efficiency ratio on labelled simulation (the paper's figure of merit)",
@@ -554,6 +469,30 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
         "| alpha | threshold | eps_ttbar (68 % CL) | eps_(W+Z) (68 % CL) | eps_ttbar / eps_(W+Z) (68 % CL) |",
         "| --- | --- | --- | --- | --- |",
     ]
+    lines += _efficiency_lines(public)
+    lines += _purity_lines(public)
+    lines += _pps_lines(public, meta)
+    lines += analysis.report_footer(pngs, meta["seconds"])
+    return analysis.write_report(report_dir, markdown="\n".join(lines) + "\n", payload=payload, title="Top rediscovery")
+
+
+def _data_text(meta: dict[str, Any]) -> str:
+    """What the (pseudo-)data are, for the report's opening sentence."""
+    sqrt_s = meta.get("sqrt_s", 13000.0) / 1000.0
+    if meta["data_composition"]:
+        scale = meta["config"].get("ttbar_scale", 1.0)
+        return (
+            f"Pseudo-data: {meta['lumi_pb']:.3g} pb^-1 of generated {sqrt_s:g} TeV W(mu nu)+jets, Z/gamma*(mu mu)+jets "
+            f"and ttbar at {scale:g} x its Pythia cross section, as a rare process "
+            f"({', '.join(f'{k} {v}' for k, v in meta['data_composition'].items())} events before selection)"
+        )
+    return f"Data: {meta['lumi_pb']:.4g} pb^-1 of {sqrt_s:g} TeV collisions from `{meta['data_fileset']}`"
+
+
+def _efficiency_lines(public: dict) -> list[str]:
+    """The efficiency ratio's table rows and the sentence on alpha = 1e-3 and the working alpha."""
+    a = f"{public['alpha']:g}"
+    lines: list[str] = []
     for key, r in public["efficiency_ratio"].items():
         lines.append(
             f"| {key} | {fmt(r['threshold'], 4)} | {fmt(r['eps_ttbar'])} [{fmt(r['eps_ttbar_low'])}, "
@@ -571,34 +510,48 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
         "## ttbar purity ratio of the anomaly selection in the (pseudo-)data",
         "",
     ]
-    if enr:
-        lines += [
-            "The purity ratio f_ttbar(selected) / f_ttbar(all) of the pseudo-data, from its hidden labels: a "
-            "different quantity from the efficiency ratio above (it is capped at 1 / f_ttbar(all)).",
-            "",
-            "| alpha | threshold | selected | ttbar among selected | ttbar fraction all -> selected | purity ratio (68 % CL) |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        for key, e in enr.items():
-            lines.append(
-                f"| {key} | {fmt(e['threshold'], 4)} | {e['selected']} | {e['ttbar_selected']} | "
-                f"{fmt(e['fraction_all'])} -> {fmt(e['fraction_selected'])} | "
-                f"x{fmt(e['purity_ratio'])} [{fmt(e['purity_ratio_low'])}, {fmt(e['purity_ratio_high'])}] |"
-            )
-        e3 = enr.get("0.001", {})
-        lines += [
-            "",
-            f"At alpha = 1e-3 the purity ratio is x{fmt(e3.get('purity_ratio', float('nan')))} "
-            f"(68 % CL [{fmt(e3.get('purity_ratio_low', float('nan')))}, {fmt(e3.get('purity_ratio_high', float('nan')))}], "
-            f"{e3.get('selected', 0)} events selected). At the working alpha = {a}: "
-            f"x{fmt(enr[a]['purity_ratio'])} [{fmt(enr[a]['purity_ratio_low'])}, {fmt(enr[a]['purity_ratio_high'])}].",
-        ]
-    else:
-        lines.append(
+    return lines
+
+
+def _purity_lines(public: dict) -> list[str]:
+    """The purity ratio's table (pseudo-data, from the hidden labels) or why it is not measured."""
+    enr = public["purity_ratio"]
+    a = f"{public['alpha']:g}"
+    if not enr:
+        return [
             "Not measured: the process of a real-data event is unknown (the purity ratio needs the labels of "
             "pseudo-data). The efficiency ratio above and the PPS comparison below are the measurements."
+        ]
+    lines = [
+        "The purity ratio f_ttbar(selected) / f_ttbar(all) of the pseudo-data, from its hidden labels: a "
+        "different quantity from the efficiency ratio above (it is capped at 1 / f_ttbar(all)).",
+        "",
+        "| alpha | threshold | selected | ttbar among selected | ttbar fraction all -> selected | purity ratio (68 % CL) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, e in enr.items():
+        lines.append(
+            f"| {key} | {fmt(e['threshold'], 4)} | {e['selected']} | {e['ttbar_selected']} | "
+            f"{fmt(e['fraction_all'])} -> {fmt(e['fraction_selected'])} | "
+            f"x{fmt(e['purity_ratio'])} [{fmt(e['purity_ratio_low'])}, {fmt(e['purity_ratio_high'])}] |"
         )
+    e3 = enr.get("0.001", {})
     lines += [
+        "",
+        f"At alpha = 1e-3 the purity ratio is x{fmt(e3.get('purity_ratio', float('nan')))} "
+        f"(68 % CL [{fmt(e3.get('purity_ratio_low', float('nan')))}, {fmt(e3.get('purity_ratio_high', float('nan')))}], "
+        f"{e3.get('selected', 0)} events selected). At the working alpha = {a}: "
+        f"x{fmt(enr[a]['purity_ratio'])} [{fmt(enr[a]['purity_ratio_low'])}, {fmt(enr[a]['purity_ratio_high'])}].",
+    ]
+    return lines
+
+
+def _pps_lines(public: dict, meta: dict[str, Any]) -> list[str]:
+    """The ROC sentence and the post-processing selection's table with its reading."""
+    a = f"{public['alpha']:g}"
+    pps = public["pps_after_anomaly_selection"]
+    pps0 = public["pps_without_anomaly_selection"]
+    lines = [
         "",
         f"ROC of the detector on labelled simulation (ttbar vs W+Z): AUC = {public['roc_auc_ttbar_vs_background']:.3f}.",
         "",
@@ -629,9 +582,8 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
         "Z_Bi: significance of the observed yield over the simulated one, counting the simulation's own "
         "statistical error (on/off binomial test, Cousins, Linnemann, Tucker 2008); negative for a deficit.",
         "",
-        *analysis.report_footer(pngs, meta["seconds"]),
     ]
-    return analysis.write_report(report_dir, markdown="\n".join(lines) + "\n", payload=payload, title="Top rediscovery")
+    return lines
 
 
 # ------------------------------------------------------------------------------------- the job
@@ -727,10 +679,7 @@ def register(subparsers: Any) -> None:
             "Writes OUT/report/{summary.md,summary.json,index.html} and PNG plots. Rerunning reuses finished samples."
         ),
     )
-    p.add_argument("--out", default="out/rediscover-top", help="output directory (default: out/rediscover-top)")
-    p.add_argument(
-        "--events", type=positive_float, default=1.0, help="scale factor on the default sample sizes (default: 1)"
-    )
+    analysis.add_production_arguments(p, default_out="out/rediscover-top", default_samples=None, samples_help=None)
     p.add_argument(
         "--alpha",
         type=fraction,
@@ -738,7 +687,6 @@ def register(subparsers: Any) -> None:
         help="fraction of data selected as anomalous (default: 0.01)",
     )
     p.add_argument("--epochs", type=positive_int, default=RediscoveryConfig.epochs, help="ALAD and AE training epochs")
-    p.add_argument("--seed", type=int, default=1)
     p.add_argument(
         "--with-qcd", action="store_true", help="add lepton-filtered heavy-flavour QCD to data and simulation"
     )
@@ -749,10 +697,6 @@ def register(subparsers: Any) -> None:
         help="ttbar cross section of pseudo-data and simulation in units of Pythia's (default: 0.1, a rare "
         "process as in Knapp et al.; 1 for Pythia's rate)",
     )
-    p.add_argument("--executor", choices=EXECUTORS, default="dask")
-    p.add_argument("--scheduler", default=None, help=analysis.SCHEDULER_HELP)
-    p.add_argument("--workers", type=positive_int, default=None, help=analysis.WORKERS_HELP)
-    p.add_argument("--device", default="auto", help="training device: auto, cpu or cuda")
     p.add_argument(
         "--data-fileset",
         default=None,
@@ -772,9 +716,7 @@ def _cmd(args: Any) -> int:
         seed=args.seed,
         with_qcd=args.with_qcd,
         ttbar_scale=args.ttbar_scale,
-        executor=args.executor,
-        scheduler=args.scheduler,
-        workers=args.workers,
+        execution=analysis.execution_from(args),
         device=args.device,
         data_fileset=args.data_fileset,
     ).scaled(args.events)

@@ -108,7 +108,7 @@ def test_a_loaded_fileset_is_checked_once_a_dict_each_time(tmp_path, real_nanoao
 def test_a_data_file_in_two_data_datasets_counts_once(tmp_path, real_nanoaod_files, caplog):
     """The later data dataset whose every file is in an earlier one is dropped with a warning: the file's
     40 events are read once and its luminosity (the earlier dataset's 10 pb^-1) is not added again."""
-    from cms_anomaly.analyses.rediscovery import load_data_fileset
+    from cms_anomaly.analyses.samples import load_data_fileset
 
     f = str(real_nanoaod_files["dimuon"])
     data = {"is_data": True, "lumi_pb": 10.0}

@@ -100,7 +100,7 @@ def test_without_a_signal_nothing_is_found(null):
 def _distinguishing_features(work: Path, top: int = 6) -> list[str]:
     """The features whose distributions differ most (Kolmogorov-Smirnov) between the hidden signal and the
     SM events of the pseudo-data after the event selection, from the pass-1 tables and the labels."""
-    from cms_anomaly.analyses.hunt import EVENT_FEATURES, MASS_FEATURES
+    from cms_anomaly.analyses.hunt_selections import EVENT_FEATURES, MASS_FEATURES
     from cms_anomaly.processors.feature_io import read_feature_tables
     from scipy.stats import ks_2samp
 

@@ -132,7 +132,7 @@ def _output(datasets: dict[str, tuple[np.ndarray, np.ndarray]], seed: int = 5) -
     """A second-pass-like output: the k-fold rarity histograms the processor fills (against every event
     feature and mass, and the counts), filled with the given (rarity, weight) per dataset."""
     import hist
-    from cms_anomaly.analyses.hunt import EVENT_FEATURES, KFOLD_OUTPUT, KFOLD_SCORER, MASS_FEATURES
+    from cms_anomaly.analyses.hunt_selections import EVENT_FEATURES, KFOLD_OUTPUT, KFOLD_SCORER, MASS_FEATURES
     from cms_anomaly.models.scorers import RARITY_BINNING
     from cms_anomaly.processors import histograms as H
 
@@ -198,7 +198,8 @@ def _analyse(sim_rarity: np.ndarray, n_validation: list[int]) -> dict:
 
 
 def test_uncalibratable_alphas_are_named_not_shown_as_zero_vs_zero():
-    from cms_anomaly.analyses.hunt import HuntConfig, format_report, simulation_warnings, summary_paragraph
+    from cms_anomaly.analyses.hunt import HuntConfig
+    from cms_anomaly.analyses.hunt_report import format_report, simulation_warnings, summary_paragraph
 
     analysed = _analyse(_calibrated(3000, np.random.default_rng(3)), [121, 122, 120])
     by_alpha = {s["alpha"]: s for s in analysed["selections"]}
@@ -233,7 +234,8 @@ def test_uncalibratable_alphas_are_named_not_shown_as_zero_vs_zero():
 def test_no_calibratable_alpha_quotes_nothing_and_ranks_nothing():
     """Folds of ~20 validation events calibrate no alpha: the summary names each, and shows no feature
     ranking of a selection that does not exist (no 'p = nan', no '0 vs 0')."""
-    from cms_anomaly.analyses.hunt import HuntConfig, summary_paragraph
+    from cms_anomaly.analyses.hunt import HuntConfig
+    from cms_anomaly.analyses.hunt_report import summary_paragraph
 
     analysed = _analyse(_calibrated(3000, np.random.default_rng(5)), [20, 21, 19])
     assert not any(s["calibratable"] for s in analysed["selections"])
@@ -246,7 +248,8 @@ def test_no_calibratable_alpha_quotes_nothing_and_ranks_nothing():
 
 
 def test_a_detector_that_separates_simulation_from_data_quotes_no_significance():
-    from cms_anomaly.analyses.hunt import HuntConfig, format_report, simulation_warnings, summary_paragraph
+    from cms_anomaly.analyses.hunt import HuntConfig
+    from cms_anomaly.analyses.hunt_report import format_report, simulation_warnings, summary_paragraph
 
     # every simulated event looks rarer than 90 % of the data (rarity >= 2.1): acceptance 1 at alpha 0.1
     sim = 2.1 + _calibrated(3000, np.random.default_rng(4))
@@ -285,3 +288,25 @@ def test_a_detector_that_separates_simulation_from_data_quotes_no_significance()
     assert head[2] == warnings[1]
     assert "not quoted: the detector separates simulation from data (simulated acceptance 1.00 at alpha 0.1)" in report
     assert "## Mass scan: not run (no selection quoted)" in report
+
+
+def test_plots_of_collision_data_are_not_labelled_simulation(tmp_path, monkeypatch):
+    """Every hunt plot of collision data (no hidden labels) carries "CMS Open Data"; of pseudo-data "CMS Simulation"."""
+    from cms_anomaly.analyses import plotting
+    from cms_anomaly.analyses.hunt_report import make_plots
+
+    labels: list[tuple[bool, str]] = []
+    monkeypatch.setattr(plotting, "_cms_label", lambda ax, *, data, text, lumi, com: labels.append((data, text)))
+    rng = np.random.default_rng(4)
+    analysed = _analyse(_calibrated(3000, rng), [40000, 40000, 40000])
+    assert not analysed["labelled"]  # the data of _output carry no hidden process
+    output = _output(
+        {"data": (_calibrated(1000, rng), np.ones(1000)), "wjets": (_calibrated(3000, rng), np.ones(3000))}
+    )
+    pngs = make_plots(output, CHECK_OK, analysed, tmp_path, lumi_pb=10.0, data_label="Data")
+    assert len(labels) == len(pngs) >= 2
+    assert all(data and text.startswith("Open Data, ") for data, text in labels)
+    labels.clear()
+    make_plots(output, CHECK_OK, {**analysed, "labelled": ["wjets"]}, tmp_path, lumi_pb=10.0, data_label="Pseudo-data")
+    assert labels
+    assert not any(data or "Open Data" in text for data, text in labels)

@@ -185,3 +185,38 @@ def test_the_layer_test_catches_an_upward_import(tmp_path):
     bad.write_text("def f():\n    from cms_anomaly.models.scorers import load_scorer\n    return load_scorer\n")
     assert _imports(bad) == [(2, "cms_anomaly.models.scorers")]
     assert _package_of("cms_anomaly.models.scorers") not in ALLOWED["processors"]
+
+
+#: the analysis jobs (one command each); the other ``analyses`` modules are shared by them
+JOB_MODULES = ("hunt", "rediscovery", "trigger", "disco", "outlier", "dijet", "evaluate")
+
+
+def _job_imports(path: Path) -> set[str]:
+    """The job modules that the file ``path`` imports (deferred imports too)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "cms_anomaly.analyses":
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cms_anomaly.analyses."):
+            names.add(node.module.split(".")[2])
+        elif isinstance(node, ast.Import):
+            names.update(a.name.split(".")[2] for a in node.names if a.name.startswith("cms_anomaly.analyses."))
+    return names & set(JOB_MODULES)
+
+
+@pytest.mark.parametrize("job", JOB_MODULES)
+def test_an_analysis_job_imports_no_other_job(job):
+    """A job reads the shared modules (samples, options, execution, plots), never another job."""
+    others = _job_imports(REPO / "analyses" / f"{job}.py") - {job}
+    assert not others, f"analyses/{job}.py imports the job module(s) {sorted(others)}"
+
+
+def test_the_job_test_sees_a_job_import(tmp_path):
+    """The checker itself: every import form of a job module is found."""
+    bad = tmp_path / "job.py"
+    bad.write_text(
+        "from cms_anomaly.analyses import analysis, trigger\n"
+        "def f():\n    from cms_anomaly.analyses.rediscovery import PROCESSES\n    import cms_anomaly.analyses.dijet\n"
+    )
+    assert _job_imports(bad) == {"trigger", "rediscovery", "dijet"}
+    assert _job_imports(REPO / "analyses" / "disco.py") <= {"trigger"}

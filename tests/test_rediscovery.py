@@ -7,10 +7,13 @@ import math
 
 import numpy as np
 import pytest
+from cms_anomaly.analyses.analysis import Execution
 from cms_anomaly.analyses.rediscovery import ASTF_FEATURES, RediscoveryConfig, run_rediscovery
 
 #: the command line below: 4 % of the default productions, 3 epochs, alpha = 0.05
-TINY = RediscoveryConfig(epochs=3, ae_epochs=3, alpha=0.05, executor="iterative", workers=2, seed=3).scaled(0.04)
+TINY = RediscoveryConfig(
+    epochs=3, ae_epochs=3, alpha=0.05, execution=Execution(executor="iterative", workers=2), seed=3
+).scaled(0.04)
 TINY_ARGS = ["--events", "0.04", "--epochs", "3", "--alpha", "0.05", "--executor", "iterative", "--seed", "3"]
 
 
@@ -121,14 +124,14 @@ def test_external_data_fileset(report, tmp_path):
 
 
 def test_data_fileset_errors(tmp_path):
-    from cms_anomaly.analyses.rediscovery import RediscoveryError, load_data_fileset
+    from cms_anomaly.analyses.samples import SamplesError, load_data_fileset
 
     path = tmp_path / "mc.json"
     path.write_text(json.dumps({"ttbar": {"files": {"a.root": "Events"}, "metadata": {"is_data": False}}}))
-    with pytest.raises(RediscoveryError, match="is_data"):
+    with pytest.raises(SamplesError, match="is_data"):
         load_data_fileset(path)
     path.write_text(json.dumps({"SingleMu": {"files": {"a.root": "Events"}, "metadata": {"is_data": True}}}))
-    with pytest.raises(RediscoveryError, match="lumi_pb"):
+    with pytest.raises(SamplesError, match="lumi_pb"):
         load_data_fileset(path)
 
 
