@@ -179,8 +179,18 @@ def model_feature_tables(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 #: fixtures whose tests take long (a Pythia production, a whole job): marked ``slow`` automatically
 _SLOW_FIXTURES = {"generated_cocktail"}
-#: modules that run whole jobs or notebooks
-_SLOW_MODULES = {"test_notebooks", "test_rediscovery", "test_hunt", "test_cli_jobs"}
+#: modules that run whole jobs or notebooks, or start real servers, clusters and process pools (XRootD, HTTP,
+#: dask scheduler/workers, dask-gateway, killed productions)
+_SLOW_MODULES = {
+    "test_notebooks",
+    "test_rediscovery",
+    "test_hunt",
+    "test_cli_jobs",
+    "test_remote",
+    "test_processors_cluster",
+    "test_cluster_outputs",
+    "test_datasets_reproducibility",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

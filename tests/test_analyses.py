@@ -318,6 +318,7 @@ def _binned_rarity(scorer, cols: dict[str, np.ndarray], edges) -> np.ndarray:
     return counts
 
 
+@pytest.mark.slow  # a CWoLa scan over 8 signal regions (> 2 min on 2 cores)
 def test_cwola_hunt_finds_an_injected_resonance_and_nothing_without_it(tmp_path):
     """The exported k-fold classifiers, applied as the processor applies them, find a 1 % resonance at
     3.5 TeV and nothing in the signal-free sample."""

@@ -34,6 +34,7 @@ def test_cpu_and_cuda_training_agree():
     assert r["out0_spearman"] > 0.99
 
 
+@pytest.mark.slow  # a whole processor benchmark on replicated files (> 20 s)
 def test_bench_processor_prints_rates_memory_and_overhead(real_nanoaod_files, capsys):
     """In-process and one Dask worker on a real NanoAOD file: positive rates, a peak memory, the overhead line."""
     path = str(real_nanoaod_files["dy"])
@@ -55,6 +56,7 @@ def test_bench_processor_prints_rates_memory_and_overhead(real_nanoaod_files, ca
     assert re.search(r"^target processor \(1 Dask worker\) >= 0.7 x floor .*: (PASS|MISS)$", out, re.MULTILINE), out
 
 
+@pytest.mark.slow  # a whole processor benchmark on replicated files (> 20 s)
 def test_bench_processor_repeat_keeps_the_fastest_of_n_timed_runs(real_nanoaod_files, capsys, monkeypatch):
     """--repeat 3: the in-process processor runs once untimed (warm-up) and three times timed."""
     from cms_anomaly.benchmarks import processor as processor_module
