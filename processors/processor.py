@@ -54,12 +54,11 @@ from cms_anomaly.processors.config import AnalysisConfig, ConfigError
 from cms_anomaly.processors.corrections import Corrections, systematics_of
 from cms_anomaly.processors.eventlist import TopEvents
 from cms_anomaly.processors.feature_spec import (
+    ADC_VARIABLES,
     FEATURES,
-    HISTOGRAMMED,
     JET_CONTENT,
     NEEDS,
     PFCANDS,
-    SCALAR_FEATURES,
 )
 from cms_anomaly.processors.features import (
     OBJECT_SLOTS,
@@ -218,11 +217,11 @@ def _top_events(
         "weight": weights[keep],
     }
     sub = selected[keep]
-    for f in SCALAR_FEATURES:
+    for f in FEATURES:
         cols[f] = np.asarray(ak.to_numpy(sub[f]), dtype=np.float64)
-    objects = np.asarray(ak.to_numpy(sub["objects"]), dtype=np.float64).reshape(len(keep), -1, 3)
+    objects = np.asarray(ak.to_numpy(sub["objects"]), dtype=np.float64).reshape(len(keep), -1, len(ADC_VARIABLES))
     for i, label in enumerate(OBJECT_SLOTS):
-        for j, var in enumerate(("pt", "eta", "phi")):
+        for j, var in enumerate(ADC_VARIABLES):
             cols[f"{label}_{var}"] = objects[:, i, j]
     return TopEvents(n, cols)
 
@@ -237,7 +236,7 @@ def _fill_features(
     mask: np.ndarray,
 ) -> None:
     """Fill each histogrammed feature's nominal and (scale-factor) variation histograms of the selected events."""
-    for name in HISTOGRAMMED:
+    for name in FEATURES:
         column = ak.to_numpy(selected[name])
         hists[name].fill(dataset=dataset, systematic=histograms.NOMINAL, **{name: column}, weight=weights)
         for syst, w in variations.items():
@@ -346,7 +345,7 @@ class AnomalyProcessor(processor.ProcessorABC):
     def _new_hists(self, dataset: str, cut_names: tuple[str, ...]) -> dict[str, Any]:
         hists: dict[str, Any] = {
             name: histograms.feature_hist(FEATURES[name], dataset=dataset, systematics=systematics_of(self.corrections))
-            for name in HISTOGRAMMED
+            for name in FEATURES
         }
         hists["rmm_occupancy"] = histograms.rmm_occupancy_hist(dataset=dataset)
         hists["cutflow"] = histograms.cutflow_hist(cut_names, dataset=dataset)
