@@ -85,8 +85,7 @@ CHECK_FEATURES: tuple[str, ...] = (
     "st",
     "mjj",
 )
-#: data events after the selection below which k-fold training on the data is not attempted
-MIN_DATA_EVENTS = 30
+MIN_DATA_EVENTS = analysis.MIN_HUNT_DATA_EVENTS
 KFOLD_SCORER = "kfold"
 KFOLD_OUTPUT = "rarity"
 

@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 from cms_anomaly.analyses import analysis
 from cms_anomaly.analyses.analysis import fmt
+from cms_anomaly.core.constants import SQRT_S
 from cms_anomaly.datasets.argtypes import fraction, positive_float, positive_int
-from cms_anomaly.processors.runner import EXECUTORS
+from cms_anomaly.processors.runner import ANALYSIS_CHUNKSIZE, EXECUTORS
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class RediscoveryConfig:
     scheduler: str | None = None
     workers: int | None = None
     device: str = "auto"
-    chunksize: int = 50_000
+    chunksize: int = ANALYSIS_CHUNKSIZE
     pps_min_jets: int = 6
     pps_min_bjets: int = 2
     #: a coffea fileset JSON whose ``is_data`` datasets (with ``lumi_pb``) replace the pseudo-data,
@@ -111,7 +112,7 @@ def load_data_fileset(path: str | os.PathLike) -> tuple[dict, float, float]:
         if not meta.get("lumi_pb"):
             raise RediscoveryError(f"{path}: data set {name!r} has no lumi_pb in its metadata")
         lumi += float(meta["lumi_pb"])
-        energies.add(float(meta.get("sqrt_s", 13000.0)))
+        energies.add(float(meta.get("sqrt_s", SQRT_S)))
     if len(energies) != 1:
         raise RediscoveryError(f"{path}: data sets at different sqrt(s) {sorted(energies)}")
     sqrt_s = energies.pop()
@@ -154,7 +155,7 @@ def make_samples(
         roles["qcd"] = "qcd"
         events["qcd"] = config.qcd_events
     real = load_data_fileset(config.data_fileset) if config.data_fileset else None
-    sqrt_s = real[2] if real else production.SQRT_S
+    sqrt_s = real[2] if real else SQRT_S
     sim_seed = config.seed + 1000 if simulation_seed is None else int(simulation_seed)
     run = {
         "executor": analysis.production_executor(config.executor, config.workers),
@@ -530,7 +531,7 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
     a = f"{public['alpha']:g}"
     pps = public["pps_after_anomaly_selection"]
     pps0 = public["pps_without_anomaly_selection"]
-    sqrt_s = meta.get("sqrt_s", 13000.0) / 1000.0
+    sqrt_s = meta.get("sqrt_s", SQRT_S) / 1000.0
     if meta["data_composition"]:
         scale = meta["config"].get("ttbar_scale", 1.0)
         data_text = (
@@ -655,10 +656,12 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
     times["pass1"] = time.perf_counter() - t
     if (
         "data" not in first
-        or first["data"]["cutflow"]["events"].get(list(first["data"]["cutflow"]["events"])[-1], 0) < 20
+        or first["data"]["cutflow"]["events"].get(list(first["data"]["cutflow"]["events"])[-1], 0)
+        < analysis.MIN_PSEUDO_DATA_EVENTS
     ):
         raise RediscoveryError(
-            "fewer than 20 pseudo-data events pass the top_rediscovery selection: generate more (--events)"
+            f"fewer than {analysis.MIN_PSEUDO_DATA_EVENTS} pseudo-data events pass the top_rediscovery selection: "
+            "generate more (--events)"
         )
 
     t = time.perf_counter()
@@ -702,7 +705,7 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
     composition = {} if labels_df is None else dict(labels_df["process"].value_counts().sort_index().items())
     meta = {
         "lumi_pb": lumi,
-        "sqrt_s": float(data_meta.get("sqrt_s", 13000.0)),
+        "sqrt_s": float(data_meta.get("sqrt_s", SQRT_S)),
         "data_fileset": config.data_fileset,
         "config": asdict(config),
         "models": {k: str(v) for k, v in models.items()},

@@ -18,6 +18,7 @@ from cms_anomaly.analyses.analysis import SCHEDULER_HELP
 from cms_anomaly.datasets.argtypes import non_negative_int, positive_float, positive_int
 from cms_anomaly.datasets.atomic import atomic_output, owned_directory, usable_directory, write_text_atomic
 from cms_anomaly.processors.runner import (
+    CHUNKSIZE,
     EXECUTORS,
     REMOTE_TIMEOUT_S,
     fileset_from_files,
@@ -152,7 +153,7 @@ def register(subparsers: Any) -> None:
         help="local workers (default: number of cores); on a dask-gateway or configured cluster the workers to "
         "scale it to (default: 2)",
     )
-    p.add_argument("--chunksize", type=positive_int, default=100_000, help="events per chunk (default: 100000)")
+    p.add_argument("--chunksize", type=positive_int, default=CHUNKSIZE, help=f"events per chunk (default: {CHUNKSIZE})")
     p.add_argument("--maxchunks", type=positive_int, default=None, help="process at most this many chunks per file")
     p.add_argument("--features", action="store_true", help="also write per-event parquet tables to DIR/features/")
     p.add_argument(

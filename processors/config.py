@@ -32,6 +32,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from cms_anomaly.core.constants import SQRT_S
+
 
 class ConfigError(ValueError):
     """A configuration file or value is invalid (message names the file and key)."""
@@ -187,7 +189,7 @@ def _check_numbers(config: Any, *, section: str) -> None:
 class FeatureConfig:
     """Feature settings."""
 
-    sqrt_s: float = 13000.0
+    sqrt_s: float = SQRT_S
     #: S_T object cuts (Cerri: pT > 30, |eta| < 2.6)
     st_pt_min: float = 30.0
     st_eta_max: float = 2.6

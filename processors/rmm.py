@@ -28,6 +28,7 @@ from typing import Any
 import awkward as ak
 import numba
 import numpy as np
+from cms_anomaly.core.constants import SQRT_S
 from cms_anomaly.processors.config import RMM_N_PER_TYPE
 from cms_anomaly.processors.objects import FlatCollection
 
@@ -258,7 +259,7 @@ def rmm_from_padded(
     met_phi: np.ndarray,
     *,
     n_per_type: int = RMM_N_PER_TYPE,
-    sqrt_s: float = 13000.0,
+    sqrt_s: float = SQRT_S,
 ) -> np.ndarray:
     """RMM (N, 1+T*n, 1+T*n) float32 from padded object arrays (see :func:`pad_objects`).
 
@@ -284,7 +285,7 @@ def build_rmm(
     met_phi: np.ndarray,
     *,
     n_per_type: int = RMM_N_PER_TYPE,
-    sqrt_s: float = 13000.0,
+    sqrt_s: float = SQRT_S,
 ) -> np.ndarray:
     """RMM from the ``T`` pT-ordered jagged collections in :data:`RMM_TYPES` order (N, 51, 51 for T5N10)."""
     padded = pad_objects(collections, n_per_type=n_per_type)
@@ -299,7 +300,7 @@ def rmm_summary(
     *,
     keep_matrices: bool = False,
     n_per_type: int = RMM_N_PER_TYPE,
-    sqrt_s: float = 13000.0,
+    sqrt_s: float = SQRT_S,
 ) -> RMMSummary:
     """Leading masses and weighted cell occupancy (``weights`` None: 1 per event) of the RMMs of the ``T``
     pT-ordered collections in :data:`RMM_TYPES` order, in one pass; the matrices only with ``keep_matrices``.
@@ -320,7 +321,7 @@ def _leading_cells(n_per_type: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
 
 
-def leading_masses(rmm: np.ndarray, *, n_per_type: int = RMM_N_PER_TYPE, sqrt_s: float = 13000.0) -> np.ndarray:
+def leading_masses(rmm: np.ndarray, *, n_per_type: int = RMM_N_PER_TYPE, sqrt_s: float = SQRT_S) -> np.ndarray:
     """The 14 leading-object invariant masses (GeV), shape (N, 14), in :data:`M_LEAD_NAMES` order.
 
     Read from the upper triangle: for types a != b the leading objects, for a == b the two
