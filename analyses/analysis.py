@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from cms_anomaly.core.argtypes import positive_float, positive_int
-from cms_anomaly.processors.runner import EXECUTORS
+from cms_anomaly.processors.runner import ANALYSIS_CHUNKSIZE, EXECUTORS
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Execution:
     executor: str = "dask"
     scheduler: str | None = None
     workers: int | None = None
-    chunksize: int = 50_000
+    chunksize: int = ANALYSIS_CHUNKSIZE
     #: leave unreadable input files out (listed in the output's ``skipped_files``) instead of stopping
     skip_bad_files: bool = False
 
@@ -44,6 +44,12 @@ def production_executor(executor: str, workers: int | None = None) -> str:
 
 
 #: ``--workers`` of every job that generates its samples (see :func:`production_executor`)
+#: selected pseudo-data events below which rediscover-top stops (its detectors train on simulation; the
+#: pseudo-data are scored and fitted)
+MIN_PSEUDO_DATA_EVENTS = 20
+#: selected data events below which the hunt stops: it trains its k-fold detectors on the data themselves
+MIN_HUNT_DATA_EVENTS = 30
+
 WORKERS_HELP = (
     "local Dask workers or futures processes (default: cores); with --executor iterative, "
     "the processes that generate the samples (default: 1); on a dask-gateway or configured cluster the "

@@ -56,43 +56,23 @@ from cms_anomaly.analyses.samples import PROCESSES, SamplesError
 from cms_anomaly.analyses.samples import make_samples as productions
 from cms_anomaly.core.argtypes import fraction, non_negative_float, positive_float, positive_int
 from cms_anomaly.models.registry import get_spec, neural_kinds
+from cms_anomaly.processors.feature_spec import HLF_NANO
 
 log = logging.getLogger(__name__)
 
 #: detectors the hunt can train (the registry's networks), and the output each uses (None: the first)
 MODELS: dict[str, str | None] = {k: get_spec(k).score_output for k in neural_kinds()}
 #: model inputs checked data vs simulation before any anomaly selection (with the masses): those of
-#: HLF_NANO, which standard NanoAOD (collision data) carries; a feature whose needs a dataset does not
-#: meet is left out of the check (:func:`background_check`)
+#: HLF_NANO, which standard NanoAOD (collision data) carries, less the charged and neutral isolation and
+#: IsEle, plus S_T and m_jj; a feature whose needs a dataset does not meet is left out of the check
+#: (:func:`background_check`)
 CHECK_FEATURES: tuple[str, ...] = (
-    "ht",
-    "m_jets",
-    "n_jets",
-    "n_bjets",
-    "met",
-    "pt_tot_mu",
-    "m_mu",
-    "n_mu",
-    "pt_tot_ele",
-    "m_ele",
-    "n_ele",
-    "n_constituents",
-    "jet_chhef",
-    "jet_nehef",
-    "jet_chemef",
-    "jet_neemef",
-    "pt_lep",
-    "eta_lep",
-    "charge_lep",
-    "iso",
-    "mt",
-    "met_par",
-    "met_perp",
+    *(name for name in HLF_NANO if name not in ("iso_ch", "iso_neu", "is_ele")),
     "st",
     "mjj",
 )
 #: data events after the selection below which k-fold training on the data is not attempted
-MIN_DATA_EVENTS = 30
+MIN_DATA_EVENTS = analysis.MIN_HUNT_DATA_EVENTS
 
 
 class HuntError(RuntimeError):

@@ -36,6 +36,7 @@ from cms_anomaly.analyses import analysis, samples
 from cms_anomaly.analyses.analysis import Execution, fmt
 from cms_anomaly.analyses.samples import BACKGROUNDS, PROCESSES, ROLE_LABELS
 from cms_anomaly.core.argtypes import fraction, positive_float, positive_int
+from cms_anomaly.core.constants import SQRT_S
 
 log = logging.getLogger(__name__)
 
@@ -478,7 +479,7 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
 
 def _data_text(meta: dict[str, Any]) -> str:
     """What the (pseudo-)data are, for the report's opening sentence."""
-    sqrt_s = meta.get("sqrt_s", 13000.0) / 1000.0
+    sqrt_s = meta.get("sqrt_s", SQRT_S) / 1000.0
     if meta["data_composition"]:
         scale = meta["config"].get("ttbar_scale", 1.0)
         return (
@@ -607,10 +608,12 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
     times["pass1"] = time.perf_counter() - t
     if (
         "data" not in first
-        or first["data"]["cutflow"]["events"].get(list(first["data"]["cutflow"]["events"])[-1], 0) < 20
+        or first["data"]["cutflow"]["events"].get(list(first["data"]["cutflow"]["events"])[-1], 0)
+        < analysis.MIN_PSEUDO_DATA_EVENTS
     ):
         raise RediscoveryError(
-            "fewer than 20 pseudo-data events pass the top_rediscovery selection: generate more (--events)"
+            f"fewer than {analysis.MIN_PSEUDO_DATA_EVENTS} pseudo-data events pass the top_rediscovery selection: "
+            "generate more (--events)"
         )
 
     t = time.perf_counter()
@@ -654,7 +657,7 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
     composition = {} if labels_df is None else dict(labels_df["process"].value_counts().sort_index().items())
     meta = {
         "lumi_pb": lumi,
-        "sqrt_s": float(data_meta.get("sqrt_s", 13000.0)),
+        "sqrt_s": float(data_meta.get("sqrt_s", SQRT_S)),
         "data_fileset": config.data_fileset,
         "config": asdict(config),
         "models": {k: str(v) for k, v in models.items()},

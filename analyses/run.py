@@ -16,6 +16,7 @@ from cms_anomaly.analyses.analysis import SCHEDULER_HELP
 from cms_anomaly.core.argtypes import positive_float, positive_int
 from cms_anomaly.core.atomic import owned_directory, usable_directory, write_text_atomic
 from cms_anomaly.processors.runner import (
+    CHUNKSIZE,
     EXECUTORS,
     REMOTE_TIMEOUT_S,
     format_summary,
@@ -182,7 +183,7 @@ def _add_execution_arguments(p: argparse.ArgumentParser) -> None:
         help="local workers (default: number of cores); on a dask-gateway or configured cluster the workers to "
         "scale it to (default: 2)",
     )
-    p.add_argument("--chunksize", type=positive_int, default=100_000, help="events per chunk (default: 100000)")
+    p.add_argument("--chunksize", type=positive_int, default=CHUNKSIZE, help=f"events per chunk (default: {CHUNKSIZE})")
     p.add_argument("--maxchunks", type=positive_int, default=None, help="process at most this many chunks per file")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from cms_anomaly.analyses.analysis import Execution
+from cms_anomaly.core.constants import SQRT_S
 
 #: role in the analysis -> process card
 PROCESSES: dict[str, str] = {"wjets": "wmunu_jets", "zjets": "zmumu_jets", "ttbar": "ttbar"}
@@ -44,7 +45,7 @@ def load_data_fileset(path: str | os.PathLike) -> tuple[dict, float, float]:
         if not meta.get("lumi_pb"):
             raise SamplesError(f"{path}: data set {name!r} has no lumi_pb in its metadata")
         lumi += float(meta["lumi_pb"])
-        energies.add(float(meta.get("sqrt_s", 13000.0)))
+        energies.add(float(meta.get("sqrt_s", SQRT_S)))
     if len(energies) != 1:
         raise SamplesError(f"{path}: data sets at different sqrt(s) {sorted(energies)}")
     sqrt_s = energies.pop()

@@ -10,6 +10,7 @@ import argparse
 
 from cms_anomaly.core.argtypes import non_negative_int, positive_float, positive_int
 from cms_anomaly.models.registry import neural_kinds
+from cms_anomaly.processors.runner import ANALYSIS_CHUNKSIZE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -155,7 +156,12 @@ def _register_processor(bench_subparsers: argparse._SubParsersAction) -> None:
         default=[0, 1, 2],
         help="Dask worker counts; 0 = in this process without Dask (default: 0 1 2)",
     )
-    p.add_argument("--chunksize", type=positive_int, default=50_000, help="events per chunk (default: 50000)")
+    p.add_argument(
+        "--chunksize",
+        type=positive_int,
+        default=ANALYSIS_CHUNKSIZE,
+        help=f"events per chunk (default: {ANALYSIS_CHUNKSIZE})",
+    )
     p.add_argument(
         "--selection", default="single_lepton", help="selection of the processor run (default: single_lepton)"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cms_anomaly.core.argtypes import positive_float, positive_int
+from cms_anomaly.core.constants import SQRT_S
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sqrt-s",
         type=positive_float,
-        default=13000.0,
-        help="pp centre-of-mass energy in GeV (default: 13000; 8000 for 2012)",
+        default=SQRT_S,
+        help=f"pp centre-of-mass energy in GeV (default: {SQRT_S:g}; 8000 for 2012)",
     )
     p.add_argument(
         "--tail-bias",

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import awkward as ak
 import numpy as np
+from cms_anomaly.core.constants import SQRT_S
 from cms_anomaly.datasets.cards import LeptonFilter, PhaseSpaceBias, ProcessCard
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class PythiaGenerator:
     """
 
     def __init__(
-        self, card: ProcessCard, *, seed: int, sqrt_s: float = 13000.0, bias: PhaseSpaceBias | None = None
+        self, card: ProcessCard, *, seed: int, sqrt_s: float = SQRT_S, bias: PhaseSpaceBias | None = None
     ) -> None:
         import pythia8mc
 

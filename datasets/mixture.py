@@ -22,6 +22,7 @@ import awkward as ak
 import numpy as np
 import uproot
 from cms_anomaly.core.atomic import atomic_output
+from cms_anomaly.core.constants import SQRT_S
 from cms_anomaly.datasets.nanoaod import write_nanoaod
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ def build_pseudo_data(
                 "lumi_pb": lumi,
                 "nevents": n,
                 "seed": seed,
-                "sqrt_s": fileset[processes[0]]["metadata"].get("sqrt_s", 13000.0),
+                "sqrt_s": fileset[processes[0]]["metadata"].get("sqrt_s", SQRT_S),
                 "mixed_from": list(processes),
                 "labels": str(label_path.resolve()),
             },

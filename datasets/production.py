@@ -22,6 +22,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 from cms_anomaly.core.atomic import write_text_atomic
+from cms_anomaly.core.constants import SQRT_S
 from cms_anomaly.core.workers import local_cluster, pool_worker_init
 from cms_anomaly.datasets.cards import PhaseSpaceBias, ProcessCard, load_card
 from cms_anomaly.datasets.detector import simulate
@@ -65,7 +66,6 @@ def _response_digest() -> str:
 RESPONSE_DIGEST = _response_digest()
 DEFAULT_EVENTS_PER_FILE = 5000
 BATCH_SIZE = 250
-SQRT_S = 13000.0
 #: ``local``: in the calling process, one job at a time; ``futures``: a process pool on this machine;
 #: ``dask``: a local Dask cluster, or an existing one with ``scheduler``
 EXECUTORS = ("dask", "futures", "local")

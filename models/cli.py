@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 
 from cms_anomaly.core.argtypes import non_negative_float, positive_float, positive_int
+from cms_anomaly.models.feature_sets import FEATURE_SETS
 from cms_anomaly.models.registry import get_spec, kinds
 
-_SETS = ("hlf21", "hlf24", "rmm", "objects")
+_SETS = tuple(FEATURE_SETS)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

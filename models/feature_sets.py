@@ -8,43 +8,29 @@ row-major to ``width`` floats.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 # HLF-21 (Cerri sec. 3) and HLF-24 (Knapp appendix A; 25 names) in the papers' order, and HLF-24 on
 # standard NanoAOD: one source of truth with the processor that writes the feature tables
 from cms_anomaly.models.errors import FeatureNeedsError
-from cms_anomaly.processors.feature_spec import HLF21, HLF24, HLF_NANO, usable_features
+from cms_anomaly.processors.feature_spec import (
+    ARRAY_FEATURES,
+    FEATURES,
+    HLF21,
+    HLF24,
+    HLF_NANO,
+    usable_features,
+)
 
 log = logging.getLogger(__name__)
 
 #: discrete features one-hot encoded for ALAD (Knapp sec. 3)
 ALAD_ONE_HOT: tuple[str, ...] = ("charge_lep", "is_ele", "n_mu", "n_ele")
 
-#: per-feature likelihood of the VAE (Cerri sec. 4.1)
-VAE_PDF: dict[str, str] = {
-    **dict.fromkeys(
-        ("st", "m_jets", "pt_tot_mu", "m_mu", "pt_tot_ele", "m_ele", "pt_lep", "iso_ch", "iso_neu", "iso_gamma"),
-        "lognormal",
-    ),
-    "met_par": "gaussian",
-    "met_perp": "gaussian",
-    "mt": "truncated_gaussian",
-    **dict.fromkeys(("n_mu", "n_ele", "n_bjets", "n_jets"), "discrete_truncated_gaussian"),
-    "is_ele": "binomial",
-    "charge_lep": "binomial",
-    "n_ch_had": "poisson",
-    "n_neu_had": "poisson",
-    # extra HLF-24 features (our choice, same families as their HLF-21 siblings)
-    "ht": "lognormal",
-    "met": "lognormal",
-    "iso": "lognormal",
-    "eta_lep": "gaussian",
-    "n_photons": "poisson",
-    # the jet content of HLF_NANO: a count, and fractions in [0, 1] (our choice)
-    "n_constituents": "poisson",
-    **dict.fromkeys(("jet_chhef", "jet_nehef", "jet_chemef", "jet_neemef"), "gaussian"),
-}
+#: per-feature likelihood of the VAE (Cerri sec. 4.1; each feature's ``vae_pdf`` in its FeatureSpec)
+VAE_PDF: dict[str, str] = {name: spec.vae_pdf for name, spec in FEATURES.items() if spec.vae_pdf}
 
 
 @dataclass(frozen=True)
@@ -75,8 +61,10 @@ FEATURE_SETS: dict[str, FeatureSet] = {
     "hlf21": FeatureSet("hlf21", HLF21, len(HLF21)),
     "hlf24": FeatureSet("hlf24", HLF24, len(HLF24)),
     "hlf_nano": FeatureSet("hlf_nano", HLF_NANO, len(HLF_NANO)),
-    "rmm": FeatureSet("rmm", ("rmm",), 51 * 51),
-    "objects": FeatureSet("objects", ("objects",), 19 * 3),
+    **{
+        name: FeatureSet(name, (name,), math.prod(ARRAY_FEATURES[name]))
+        for name in ("rmm", "objects")  # the list-valued sets: one column, flattened row-major
+    },
 }
 
 

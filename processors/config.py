@@ -32,6 +32,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from cms_anomaly.core.constants import SQRT_S
+
 
 class ConfigError(ValueError):
     """A configuration file or value is invalid (message names the file and key)."""
@@ -48,6 +50,9 @@ BTAG_LEVELS: tuple[str, ...] = ("loose", "medium", "tight")
 #: b-tag algorithms with working points in :mod:`cms_anomaly.processors.btag` ("": the era's / variant's)
 BTAG_ALGORITHMS: tuple[str, ...] = ("DeepJet", "DeepCSV", "CSVv2", "CSV")
 
+#: RMM objects per type: T5N10 (Chekanov et al.), a (51, 51) matrix (:func:`~cms_anomaly.processors.rmm.rmm_size`)
+RMM_N_PER_TYPE = 10
+
 #: closed ranges ``(low, high)`` of the numbers with bounds beyond "finite and >= 0" (:func:`_check_numbers`)
 RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(
     {
@@ -57,8 +62,8 @@ RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(
         "recluster_radius": (0.1, 1.5),
         # GeV: the LHC's 900 GeV pilot run to a 100 TeV collider (13 TeV is 13000, not 13)
         "sqrt_s": (900.0, 100_000.0),
-        # the RMM is T5N10: its (51, 51) shape is fixed in the histograms, feature tables and models
-        "rmm_n_per_type": (10, 10),
+        # the RMM is T5N10: its shape (rmm.RMM_SIZE) is fixed in the histograms, feature tables and models
+        "rmm_n_per_type": (RMM_N_PER_TYPE, RMM_N_PER_TYPE),
     }
 )
 #: string keys and their allowed values
@@ -184,12 +189,12 @@ def _check_numbers(config: Any, *, section: str) -> None:
 class FeatureConfig:
     """Feature settings."""
 
-    sqrt_s: float = 13000.0
+    sqrt_s: float = SQRT_S
     #: S_T object cuts (Cerri: pT > 30, |eta| < 2.6)
     st_pt_min: float = 30.0
     st_eta_max: float = 2.6
     #: RMM T5N10: objects per type, minimum pT for leptons and photons (jets use the jet cuts)
-    rmm_n_per_type: int = 10
+    rmm_n_per_type: int = RMM_N_PER_TYPE
     rmm_lepton_pt_min: float = 30.0
     rmm_photon_pt_min: float = 30.0
     #: ADC2021 (19, 3) array: object cuts of the L1-like objects

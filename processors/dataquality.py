@@ -90,16 +90,16 @@ _SINGLE_LEPTON = MappingProxyType({"2012": (_MU_2012, _ELE_2012), "2016": (_MU_2
 #: trigger requirement: ``generated`` files have no HLT branches (``single_lepton_slt`` emulates its
 #: trigger offline), the ``dijet`` selection is the LHC Olympics one on simulation and ``inclusive``
 #: keeps every event.
-TRIGGERS: Mapping[str, Mapping[str, tuple[TriggerGroup, ...]]] = MappingProxyType(
-    {
-        "inclusive": MappingProxyType({}),
-        "single_lepton": _SINGLE_LEPTON,
-        "single_lepton_slt": _SINGLE_LEPTON,
-        "rmm_lepton": _SINGLE_LEPTON,
-        "top_rediscovery": MappingProxyType({"2012": (_MU_2012,), "2016": (_MU_2016,), "generated": ()}),
-        "dijet": MappingProxyType({}),
-    }
-)
+_TRIGGERS: dict[str, Mapping[str, tuple[TriggerGroup, ...]]] = {
+    "inclusive": MappingProxyType({}),
+    "single_lepton": _SINGLE_LEPTON,
+    "single_lepton_slt": _SINGLE_LEPTON,
+    "rmm_lepton": _SINGLE_LEPTON,
+    "top_rediscovery": MappingProxyType({"2012": (_MU_2012,), "2016": (_MU_2016,), "generated": ()}),
+    "dijet": MappingProxyType({}),
+}
+#: a live view: :func:`cms_anomaly.processors.selections.register_selection` adds a new selection's table
+TRIGGERS: Mapping[str, Mapping[str, tuple[TriggerGroup, ...]]] = MappingProxyType(_TRIGGERS)
 
 #: the trigger-table key a NanoAOD variant implies when the dataset's metadata has no ``era`` (the
 #: b-tag default of a variant, ``btag.VARIANT_ERAS``, is a calibration choice, not a trigger menu: a

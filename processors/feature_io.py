@@ -20,7 +20,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 from cms_anomaly.core.atomic import atomic_output
-from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, NEEDS, SCALAR_FEATURES
+from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, FEATURES, NEEDS
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def feature_table(
 
     n = len(features)
     data: dict[str, Any] = {}
-    for name in SCALAR_FEATURES:
+    for name in FEATURES:
         data[name] = pa.array(np.asarray(ak.to_numpy(features[name])))
     for name, shape in ARRAY_FEATURES.items():
         width = int(np.prod(shape))

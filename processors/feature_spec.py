@@ -5,23 +5,29 @@ The feature *sets* used by the models are tuples of names into :data:`FEATURES`:
 - :data:`HLF21`: the 21 high-level features of Cerri et al. (sec. 3), in the paper's order.
 - :data:`HLF24`: Knapp et al. appendix A. The paper calls it "24 features" but its list has 25
   entries (H_T ... IsEle); we keep all 25 under the historical name.
-- :data:`HLF_NANO`: the features of :data:`HLF24` that standard NanoAOD carries (collision data
-  included), with the jet content from the ``Jet_*`` branches in place of the PF-candidate
-  multiplicities: the default input of the hunt, which runs on data.
+- :data:`HLF_NANO`: the features of :data:`HLF24` that need no PF candidates, then those that need the
+  jet content (the ``Jet_*`` branches, in place of the PF-candidate multiplicities): what standard
+  NanoAOD carries (collision data included), the default input of the hunt, which runs on data.
 - :data:`LARGE_R`: the large-R jet substructure of the LHC Olympics dijet search.
 
 Each record declares what the input file must carry for it (:attr:`FeatureSpec.needs`, one of
 :data:`NEEDS`); the processor records per dataset which needs were met, and
 :func:`usable_features` keeps the features of a set that every dataset of a job can compute.
+Each record also carries the VAE's likelihood family of the feature (:attr:`FeatureSpec.vae_pdf`).
+
+:func:`register_feature` adds a feature with its own ``compute`` function at run time (see
+``docs/howto/add-a-feature.md``): :data:`FEATURES` is a live view of the registry, and the processor
+computes, histograms and writes every feature it holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
-from cms_anomaly.processors.rmm import M_LEAD_NAMES
+from cms_anomaly.processors.rmm import M_LEAD_NAMES, RMM_SIZE
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,13 @@ class FeatureSpec:
     needs
         Keys of :data:`NEEDS` the input file must meet for the feature to be computed; without
         them the feature holds its placeholder (-1, or 0 for ``iso_gamma``) and no model may use it.
+    vae_pdf
+        The VAE's per-feature likelihood family (Cerri sec. 4.1; one of :data:`cms_anomaly.models.vae.FAMILIES`), "" if
+        the VAE cannot read the feature.
+    compute
+        ``compute(objects, config) -> ndarray`` of one value per event, for a feature added with
+        :func:`register_feature`; ``None`` for the built-in features (computed in
+        :mod:`~cms_anomaly.processors.features`).
     """
 
     name: str
@@ -53,6 +66,8 @@ class FeatureSpec:
     integer: bool = False
     description: str = ""
     needs: tuple[str, ...] = ()
+    vae_pdf: str = ""
+    compute: Callable[[Any, Any], Any] | None = None
 
 
 #: PF candidates: the ``PFCands_*`` collection of PFNano and of this project's generated files;
@@ -71,8 +86,10 @@ NEEDS: Mapping[str, str] = MappingProxyType(
 
 
 _SPECS: tuple[FeatureSpec, ...] = (
-    FeatureSpec("pt_lep", r"$p_T^{\ell}$ [GeV]", 50, 0, 500, description="trigger-lepton pT"),
-    FeatureSpec("eta_lep", r"$\eta^{\ell}$", 50, -2.5, 2.5, description="trigger-lepton pseudorapidity"),
+    FeatureSpec("pt_lep", r"$p_T^{\ell}$ [GeV]", 50, 0, 500, description="trigger-lepton pT", vae_pdf="lognormal"),
+    FeatureSpec(
+        "eta_lep", r"$\eta^{\ell}$", 50, -2.5, 2.5, description="trigger-lepton pseudorapidity", vae_pdf="gaussian"
+    ),
     FeatureSpec(
         "iso_ch",
         r"ChPFIso (relative)",
@@ -80,6 +97,7 @@ _SPECS: tuple[FeatureSpec, ...] = (
         0,
         0.5,
         description="charged-hadron isolation of the trigger lepton (pfRelIso03_chg)",
+        vae_pdf="lognormal",
     ),
     FeatureSpec(
         "iso_neu",
@@ -88,6 +106,7 @@ _SPECS: tuple[FeatureSpec, ...] = (
         0,
         0.5,
         description="neutral isolation, neutral hadrons and photons (pfRelIso03_all - pfRelIso03_chg)",
+        vae_pdf="lognormal",
     ),
     FeatureSpec(
         "iso_gamma",
@@ -97,10 +116,37 @@ _SPECS: tuple[FeatureSpec, ...] = (
         0.5,
         description="photon part of the isolation from the PF candidates (0 without them)",
         needs=(PFCANDS,),
+        vae_pdf="lognormal",
     ),
-    FeatureSpec("iso", r"Iso (relative)", 50, 0, 0.5, description="total relative isolation (pfRelIso03_all)"),
-    FeatureSpec("charge_lep", r"$q^{\ell}$ [e]", 3, -1, 2, integer=True, description="trigger-lepton charge (0: none)"),
-    FeatureSpec("is_ele", r"IsEle", 2, 0, 2, integer=True, description="1 if the trigger lepton is an electron"),
+    FeatureSpec(
+        "iso",
+        r"Iso (relative)",
+        50,
+        0,
+        0.5,
+        description="total relative isolation (pfRelIso03_all)",
+        vae_pdf="lognormal",
+    ),
+    FeatureSpec(
+        "charge_lep",
+        r"$q^{\ell}$ [e]",
+        3,
+        -1,
+        2,
+        integer=True,
+        description="trigger-lepton charge (0: none)",
+        vae_pdf="binomial",
+    ),
+    FeatureSpec(
+        "is_ele",
+        r"IsEle",
+        2,
+        0,
+        2,
+        integer=True,
+        description="1 if the trigger lepton is an electron",
+        vae_pdf="binomial",
+    ),
     FeatureSpec(
         "st",
         r"$S_T$ [GeV]",
@@ -108,8 +154,11 @@ _SPECS: tuple[FeatureSpec, ...] = (
         0,
         3000,
         description="scalar pT sum of clean jets, leptons, photons (pT>30; jets |eta|<2.4, others 2.6)",
+        vae_pdf="lognormal",
     ),
-    FeatureSpec("ht", r"$H_T$ [GeV]", 60, 0, 3000, description="scalar pT sum of the selected jets"),
+    FeatureSpec(
+        "ht", r"$H_T$ [GeV]", 60, 0, 3000, description="scalar pT sum of the selected jets", vae_pdf="lognormal"
+    ),
     FeatureSpec(
         "n_jets",
         r"$N_J$",
@@ -118,12 +167,32 @@ _SPECS: tuple[FeatureSpec, ...] = (
         16,
         integer=True,
         description="clean jets (ID, no lepton/photon within dR 0.4; pT>30, |eta|<2.4)",
+        vae_pdf="discrete_truncated_gaussian",
     ),
-    FeatureSpec("m_jets", r"$M_J$ [GeV]", 60, 0, 3000, description="invariant mass of all selected jets"),
-    FeatureSpec("n_bjets", r"$N_b$", 8, 0, 8, integer=True, description="b-tagged selected jets"),
-    FeatureSpec("met", r"$p_T^{miss}$ [GeV]", 50, 0, 500, description="missing transverse momentum"),
     FeatureSpec(
-        "met_par", r"$p_{T,\parallel}^{miss}$ [GeV]", 50, -250, 250, description="MET component along the lepton"
+        "m_jets", r"$M_J$ [GeV]", 60, 0, 3000, description="invariant mass of all selected jets", vae_pdf="lognormal"
+    ),
+    FeatureSpec(
+        "n_bjets",
+        r"$N_b$",
+        8,
+        0,
+        8,
+        integer=True,
+        description="b-tagged selected jets",
+        vae_pdf="discrete_truncated_gaussian",
+    ),
+    FeatureSpec(
+        "met", r"$p_T^{miss}$ [GeV]", 50, 0, 500, description="missing transverse momentum", vae_pdf="lognormal"
+    ),
+    FeatureSpec(
+        "met_par",
+        r"$p_{T,\parallel}^{miss}$ [GeV]",
+        50,
+        -250,
+        250,
+        description="MET component along the lepton",
+        vae_pdf="gaussian",
     ),
     FeatureSpec(
         "met_perp",
@@ -132,16 +201,53 @@ _SPECS: tuple[FeatureSpec, ...] = (
         -250,
         250,
         description="MET component perpendicular to the lepton (signed)",
+        vae_pdf="gaussian",
     ),
-    FeatureSpec("mt", r"$M_T$ [GeV]", 50, 0, 500, description="transverse mass of lepton and MET"),
-    FeatureSpec("n_mu", r"$N_\mu$", 8, 0, 8, integer=True, description="selected muons (ID, Iso < 0.45, pT > 0.5 GeV)"),
-    FeatureSpec("m_mu", r"$M_\mu$ [GeV]", 50, 0, 500, description="invariant mass of all muons"),
-    FeatureSpec("pt_tot_mu", r"$p_{T,TOT}^{\mu}$ [GeV]", 50, 0, 500, description="|vector pT sum| of all muons"),
     FeatureSpec(
-        "n_ele", r"$N_e$", 8, 0, 8, integer=True, description="selected electrons (ID, Iso < 0.45, pT > 0.5 GeV)"
+        "mt", r"$M_T$ [GeV]", 50, 0, 500, description="transverse mass of lepton and MET", vae_pdf="truncated_gaussian"
     ),
-    FeatureSpec("m_ele", r"$M_e$ [GeV]", 50, 0, 500, description="invariant mass of all electrons"),
-    FeatureSpec("pt_tot_ele", r"$p_{T,TOT}^{e}$ [GeV]", 50, 0, 500, description="|vector pT sum| of all electrons"),
+    FeatureSpec(
+        "n_mu",
+        r"$N_\mu$",
+        8,
+        0,
+        8,
+        integer=True,
+        description="selected muons (ID, Iso < 0.45, pT > 0.5 GeV)",
+        vae_pdf="discrete_truncated_gaussian",
+    ),
+    FeatureSpec("m_mu", r"$M_\mu$ [GeV]", 50, 0, 500, description="invariant mass of all muons", vae_pdf="lognormal"),
+    FeatureSpec(
+        "pt_tot_mu",
+        r"$p_{T,TOT}^{\mu}$ [GeV]",
+        50,
+        0,
+        500,
+        description="|vector pT sum| of all muons",
+        vae_pdf="lognormal",
+    ),
+    FeatureSpec(
+        "n_ele",
+        r"$N_e$",
+        8,
+        0,
+        8,
+        integer=True,
+        description="selected electrons (ID, Iso < 0.45, pT > 0.5 GeV)",
+        vae_pdf="discrete_truncated_gaussian",
+    ),
+    FeatureSpec(
+        "m_ele", r"$M_e$ [GeV]", 50, 0, 500, description="invariant mass of all electrons", vae_pdf="lognormal"
+    ),
+    FeatureSpec(
+        "pt_tot_ele",
+        r"$p_{T,TOT}^{e}$ [GeV]",
+        50,
+        0,
+        500,
+        description="|vector pT sum| of all electrons",
+        vae_pdf="lognormal",
+    ),
     FeatureSpec(
         "n_ch_had",
         r"$N_{ch.\,had.}$",
@@ -150,6 +256,7 @@ _SPECS: tuple[FeatureSpec, ...] = (
         600,
         description="charged-hadron PF candidates (-1: no PFCands)",
         needs=(PFCANDS,),
+        vae_pdf="poisson",
     ),
     FeatureSpec(
         "n_neu_had",
@@ -159,6 +266,7 @@ _SPECS: tuple[FeatureSpec, ...] = (
         200,
         description="neutral-hadron PF candidates (-1: no PFCands)",
         needs=(PFCANDS,),
+        vae_pdf="poisson",
     ),
     FeatureSpec(
         "n_photons",
@@ -168,6 +276,7 @@ _SPECS: tuple[FeatureSpec, ...] = (
         300,
         description="photon PF candidates (Knapp app. A; -1 without PF candidates)",
         needs=(PFCANDS,),
+        vae_pdf="poisson",
     ),
     FeatureSpec(
         "n_constituents",
@@ -177,6 +286,7 @@ _SPECS: tuple[FeatureSpec, ...] = (
         400,
         description="summed Jet_nConstituents of the selected jets (-1: no jet content)",
         needs=(JET_CONTENT,),
+        vae_pdf="poisson",
     ),
     *(
         FeatureSpec(
@@ -187,6 +297,7 @@ _SPECS: tuple[FeatureSpec, ...] = (
             1,
             description=f"pT-weighted mean Jet_{key} of the selected jets (0: no jet; -1: no jet content)",
             needs=(JET_CONTENT,),
+            vae_pdf="gaussian",
         )
         for key, label in (
             ("chHEF", r"f_{ch.\,had.}"),
@@ -219,8 +330,9 @@ _SPECS: tuple[FeatureSpec, ...] = (
     ),
 )
 
-#: every scalar feature, by name
-FEATURES: Mapping[str, FeatureSpec] = MappingProxyType({s.name: s for s in _SPECS})
+_REGISTRY: dict[str, FeatureSpec] = {s.name: s for s in _SPECS}
+#: every scalar feature, by name: the built-in ones, then those of :func:`register_feature` (a live view)
+FEATURES: Mapping[str, FeatureSpec] = MappingProxyType(_REGISTRY)
 
 HLF21: tuple[str, ...] = (
     "pt_lep",
@@ -274,29 +386,30 @@ HLF24: tuple[str, ...] = (
 )
 #: HLF-24 on standard NanoAOD: the three PF-candidate multiplicities of Knapp app. A (N_neu.had.,
 #: N_ch.had., N_gamma) and the photon isolation need PF candidates, which collision-data NanoAOD lacks;
-#: the jets' constituent count and charged/neutral hadronic and EM energy fractions (Jet_* branches,
-#: the same particle-flow content summed per jet) take their place, so data and simulation get the
-#: same definition whatever PF candidates a file has
+#: the features that need the jet content (the jets' constituent count and charged/neutral hadronic and
+#: EM energy fractions, Jet_* branches, the same particle-flow content summed per jet) take their place,
+#: so data and simulation get the same definition whatever PF candidates a file has
 HLF_NANO: tuple[str, ...] = (
-    *(name for name in HLF24 if name not in ("n_neu_had", "n_ch_had", "n_photons", "iso_gamma")),
-    "n_constituents",
-    "jet_chhef",
-    "jet_nehef",
-    "jet_chemef",
-    "jet_neemef",
+    *(name for name in HLF24 if PFCANDS not in FEATURES[name].needs),
+    *(name for name, spec in FEATURES.items() if JET_CONTENT in spec.needs),
 )
 LARGE_R: tuple[str, ...] = ("mJ1", "mJ2", "mJJ", "tau21_j1", "tau32_j1", "tau21_j2", "tau32_j2")
+#: ADC2021 object array: (row offset, number of rows) per object type after the MET row (row 0)
+ADC_LAYOUT: Mapping[str, tuple[int, int]] = MappingProxyType({"electron": (1, 4), "muon": (5, 4), "jet": (9, 10)})
+#: its rows (MET, 4 electrons, 4 muons, 10 jets: 19) and the variables of each row
+ADC_ROWS: int = 1 + sum(rows for _, rows in ADC_LAYOUT.values())
+ADC_VARIABLES: tuple[str, ...] = ("pt", "eta", "phi")
 #: non-scalar fields of the feature record: name -> per-event shape
 ARRAY_FEATURES: Mapping[str, tuple[int, ...]] = MappingProxyType(
     {
         "m_lead_objects": (len(M_LEAD_NAMES),),
-        "objects": (19, 3),
-        "rmm": (51, 51),
+        "objects": (ADC_ROWS, len(ADC_VARIABLES)),
+        "rmm": (RMM_SIZE, RMM_SIZE),
     }
 )
-#: all scalar features in record order
+#: the built-in scalar features in record order (with the registered ones: ``tuple(FEATURES)``)
 SCALAR_FEATURES: tuple[str, ...] = tuple(FEATURES)
-#: features histogrammed by the processor (everything scalar)
+#: the built-in features the processor histograms (everything scalar; it also histograms the registered ones)
 HISTOGRAMMED: tuple[str, ...] = SCALAR_FEATURES
 
 assert len(HLF21) == 21
@@ -304,6 +417,44 @@ assert len(HLF24) == 25
 assert len(HLF_NANO) == 26
 assert set(HLF21 + HLF24 + HLF_NANO + LARGE_R) <= set(FEATURES)
 assert all(need in NEEDS for spec in _SPECS for need in spec.needs)
+assert ADC_ROWS == 19
+
+
+class FeatureRegistryError(ValueError):
+    """A feature cannot be registered (its name is taken, it has no ``compute``, or a need is unknown)."""
+
+
+def register_feature(spec: FeatureSpec) -> None:
+    """Add ``spec`` (with its ``compute`` function) to :data:`FEATURES`.
+
+    The processor computes it on the selected events (and on every event for a cut that reads it),
+    histograms it and writes it to the feature tables, after the built-in features.
+
+    Raises
+    ------
+    FeatureRegistryError
+        The name is taken, ``spec.compute`` is ``None``, or a need is not a key of :data:`NEEDS`.
+    """
+    if spec.name in _REGISTRY:
+        raise FeatureRegistryError(f"feature {spec.name!r} is already registered")
+    if spec.compute is None:
+        raise FeatureRegistryError(f"feature {spec.name!r}: register_feature needs its compute function")
+    unknown = [need for need in spec.needs if need not in NEEDS]
+    if unknown:
+        raise FeatureRegistryError(f"feature {spec.name!r}: unknown needs {unknown}; known: {sorted(NEEDS)}")
+    _REGISTRY[spec.name] = spec
+
+
+def unregister_feature(name: str) -> None:
+    """Remove a feature added with :func:`register_feature` (the built-in ones stay)."""
+    if name in SCALAR_FEATURES or name not in _REGISTRY:
+        raise FeatureRegistryError(f"feature {name!r} is not a registered one")
+    del _REGISTRY[name]
+
+
+def registered_features() -> tuple[FeatureSpec, ...]:
+    """The features added with :func:`register_feature`, in registration order."""
+    return tuple(spec for spec in _REGISTRY.values() if spec.compute is not None)
 
 
 def needs_of(columns: Iterable[str]) -> dict[str, tuple[str, ...]]:

@@ -23,14 +23,24 @@ import numba
 import numpy as np
 from cms_anomaly.processors import rmm as rmm_mod
 from cms_anomaly.processors.config import AnalysisConfig, ObjectConfig
-from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, SCALAR_FEATURES
+from cms_anomaly.processors.feature_spec import (
+    ADC_LAYOUT,
+    ADC_ROWS,
+    ADC_VARIABLES,
+    ARRAY_FEATURES,
+    FEATURES,
+    registered_features,
+)
 from cms_anomaly.processors.flat import FlatCollection
-from cms_anomaly.processors.objects import ELECTRON_PDGID, MUON_PDGID, EventObjects, build_objects
+from cms_anomaly.processors.objects import (
+    ELECTRON_PDGID,
+    MUON_PDGID,
+    EventObjects,
+    build_objects,
+)
 
 log = logging.getLogger(__name__)
 
-#: ADC2021 (19, 3) layout: (row offset, number of rows) per object type after the MET row
-ADC_LAYOUT: dict[str, tuple[int, int]] = {"electron": (1, 4), "muon": (5, 4), "jet": (9, 10)}
 #: the names of the 19 rows: ``met``, ``ele1`` .. ``ele4``, ``mu1`` .. ``mu4``, ``jet1`` .. ``jet10``
 OBJECT_SLOTS: tuple[str, ...] = (
     "met",
@@ -275,7 +285,7 @@ def adc_objects(objects: EventObjects, *, config: AnalysisConfig) -> np.ndarray:
     """
     fc = config.features
     n = len(objects)
-    out = np.zeros((n, 19, 3), dtype=np.float32)
+    out = np.zeros((n, ADC_ROWS, len(ADC_VARIABLES)), dtype=np.float32)
     out[:, 0, 0] = objects.met_pt
     out[:, 0, 2] = objects.met_phi
     lep_min = fc.adc_lepton_pt_min
@@ -291,7 +301,7 @@ def adc_objects(objects: EventObjects, *, config: AnalysisConfig) -> np.ndarray:
         slot = np.arange(len(flat["pt"])) - np.repeat(colls[name].offsets[:-1], counts)
         keep = slot < nrows
         ev, slot = np.repeat(np.arange(n), counts)[keep], slot[keep] + row
-        for k, fld in enumerate(("pt", "eta", "phi")):
+        for k, fld in enumerate(ADC_VARIABLES):
             out[ev, slot, k] = flat[fld][keep]
     return out
 
@@ -314,10 +324,14 @@ RMM_DERIVED: tuple[str, ...] = tuple(rmm_mod.M_LEAD_NAMES)
 
 
 def scalar_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str, np.ndarray]:
-    """Every scalar feature except the RMM-derived leading-object masses, plus ``has_lepton``."""
+    """Every scalar feature except the RMM-derived leading-object masses, plus ``has_lepton``; the features
+    of :func:`~cms_anomaly.processors.feature_spec.register_feature` by their ``compute`` function."""
     columns: dict[str, np.ndarray] = {}
     columns.update(lepton_features(objects, config=config))
     columns.update(event_features(objects, config=config))
+    for spec in registered_features():
+        if spec.compute is not None:  # always, register_feature refuses a feature without one
+            columns[spec.name] = np.asarray(spec.compute(objects, config), dtype=np.float64)
     return columns
 
 
@@ -396,9 +410,9 @@ def array_features(
 
 
 def feature_record(scalars: dict[str, np.ndarray], arrays: dict[str, np.ndarray]) -> ak.Array:
-    """Zip scalar and array columns into the feature record (fields in :data:`SCALAR_FEATURES` order)."""
+    """Zip scalar and array columns into the feature record (fields in :data:`FEATURES` order)."""
     columns = {**scalars, **arrays}
-    record: dict[str, Any] = {name: columns[name] for name in SCALAR_FEATURES}
+    record: dict[str, Any] = {name: columns[name] for name in FEATURES}
     record["has_lepton"] = columns["has_lepton"]
     for name in ARRAY_FEATURES:
         if name in columns:  # ``rmm`` is absent unless kept (see array_features)

@@ -18,7 +18,7 @@ from typing import Any, cast
 import hist
 import numpy as np
 from cms_anomaly.processors.feature_spec import FEATURES, FeatureSpec
-from cms_anomaly.processors.rmm import M_LEAD_NAMES
+from cms_anomaly.processors.rmm import M_LEAD_NAMES, RMM_SIZE
 
 #: log-spaced axis range of model scores (losses, distances, probabilities are all positive)
 SCORE_RANGE = (1e-6, 1e6)
@@ -79,7 +79,7 @@ def variation(h: hist.Hist, systematic: str) -> hist.Hist:
     return cast(hist.Hist, h[{"systematic": systematic}])
 
 
-def rmm_occupancy_hist(size: int = 51, *, dataset: str | None = None) -> hist.Hist:
+def rmm_occupancy_hist(size: int = RMM_SIZE, *, dataset: str | None = None) -> hist.Hist:
     """Sum of event weights for which each RMM cell (row, column) is non-zero."""
     return hist.Hist(
         _dataset_axis(dataset),

@@ -43,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -54,12 +54,11 @@ from cms_anomaly.processors.config import AnalysisConfig, ConfigError
 from cms_anomaly.processors.corrections import Corrections, systematics_of
 from cms_anomaly.processors.eventlist import TopEvents
 from cms_anomaly.processors.feature_spec import (
+    ADC_VARIABLES,
     FEATURES,
-    HISTOGRAMMED,
     JET_CONTENT,
     NEEDS,
     PFCANDS,
-    SCALAR_FEATURES,
 )
 from cms_anomaly.processors.features import (
     OBJECT_SLOTS,
@@ -75,13 +74,43 @@ log = logging.getLogger(__name__)
 
 
 class Scorer(Protocol):
-    """What the processor needs from a model (see :mod:`cms_anomaly.models.scorers`)."""
+    """What the processor needs from a model (see :mod:`cms_anomaly.models.scorers`).
+
+    A scorer may also have the attributes of :class:`ScorerOptions` (``score_binning``,
+    ``score2d_binning``, ``fold_of``); :func:`scorer_options` reads them, ``None`` where absent.
+    """
 
     name: str
     feature_names: list[str]
     output_names: list[str]
 
     def __call__(self, features: ak.Array) -> np.ndarray: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ScorerOptions:
+    """The optional attributes of a :class:`Scorer`.
+
+    Attributes
+    ----------
+    score_binning
+        ``(bins, lo, hi)`` of its score axis (:func:`~cms_anomaly.models.scorers.score_binning_for`).
+    score2d_binning
+        The ABCD plane of a two-output model (:func:`~cms_anomaly.models.scorers.score2d_binning_for`).
+    fold_of
+        ``fold_of(run, event) -> folds`` of a k-fold ensemble: it is then called ``scorer(features, folds=...)``.
+    """
+
+    score_binning: tuple[int, float, float] | None = None
+    score2d_binning: tuple[int, float, float, str] | None = None
+    fold_of: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+
+
+def scorer_options(scorer: Scorer) -> ScorerOptions:
+    """The :class:`ScorerOptions` of ``scorer`` (``None`` for each attribute it does not have)."""
+    return ScorerOptions(
+        **{f.name: getattr(scorer, f.name, None) for f in dataclasses.fields(ScorerOptions)},
+    )
 
 
 def chunk_needs(objects: EventObjects) -> tuple[str, ...]:
@@ -193,13 +222,47 @@ def _top_events(
         "weight": weights[keep],
     }
     sub = selected[keep]
-    for f in SCALAR_FEATURES:
+    for f in FEATURES:
         cols[f] = np.asarray(ak.to_numpy(sub[f]), dtype=np.float64)
-    objects = np.asarray(ak.to_numpy(sub["objects"]), dtype=np.float64).reshape(len(keep), -1, 3)
+    objects = np.asarray(ak.to_numpy(sub["objects"]), dtype=np.float64).reshape(len(keep), -1, len(ADC_VARIABLES))
     for i, label in enumerate(OBJECT_SLOTS):
-        for j, var in enumerate(("pt", "eta", "phi")):
+        for j, var in enumerate(ADC_VARIABLES):
             cols[f"{label}_{var}"] = objects[:, i, j]
     return TopEvents(n, cols)
+
+
+def _fill_features(
+    hists: dict[str, Any],
+    selected: ak.Array,
+    *,
+    dataset: str,
+    weights: np.ndarray,
+    variations: Mapping[str, np.ndarray],
+    mask: np.ndarray,
+) -> None:
+    """Fill each histogrammed feature's nominal and (scale-factor) variation histograms of the selected events."""
+    for name in FEATURES:
+        column = ak.to_numpy(selected[name])
+        hists[name].fill(dataset=dataset, systematic=histograms.NOMINAL, **{name: column}, weight=weights)
+        for syst, w in variations.items():
+            hists[name].fill(dataset=dataset, systematic=syst, **{name: column}, weight=w[mask])
+
+
+def _finite_scores(scores: np.ndarray, *, name: str, meta: Mapping[str, Any]) -> np.ndarray:
+    """Events whose every score of scorer ``name`` is finite; a warning line counts the others."""
+    # a NaN score would land in the overflow bin, i.e. count as the most anomalous event: left out
+    ok = np.isfinite(scores).all(axis=1)
+    if not ok.all():
+        log.warning(
+            "%s (dataset %s): %d of %d selected events have a non-finite %s score; left out of its "
+            "histograms (and last in its event list)",
+            meta.get("filename", "?"),
+            meta["dataset"],
+            int((~ok).sum()),
+            len(ok),
+            name,
+        )
+    return np.asarray(ok)
 
 
 class AnomalyProcessor(processor.ProcessorABC):
@@ -282,24 +345,23 @@ class AnomalyProcessor(processor.ProcessorABC):
     @property
     def _keep_rmm(self) -> bool:
         """Whether a chunk's (N, 51, 51) RMMs are kept: for a scorer that reads them and for the feature tables."""
-        return self.features_dir is not None or any(
-            "rmm" in getattr(scorer, "feature_names", ["rmm"]) for scorer in self.scorers.values()
-        )
+        return self.features_dir is not None or any("rmm" in scorer.feature_names for scorer in self.scorers.values())
 
     def _new_hists(self, dataset: str, cut_names: tuple[str, ...]) -> dict[str, Any]:
         hists: dict[str, Any] = {
             name: histograms.feature_hist(FEATURES[name], dataset=dataset, systematics=systematics_of(self.corrections))
-            for name in HISTOGRAMMED
+            for name in FEATURES
         }
         hists["rmm_occupancy"] = histograms.rmm_occupancy_hist(dataset=dataset)
         hists["cutflow"] = histograms.cutflow_hist(cut_names, dataset=dataset)
         for name, scorer in self.scorers.items():
-            binning = getattr(scorer, "score_binning", None)
+            options = scorer_options(scorer)
+            binning = options.score_binning
             for out in scorer.output_names:
                 hists[f"score_{name}_{out}"] = histograms.score_hist(name, out, dataset=dataset, binning=binning)
             if len(scorer.output_names) == 2:
                 hists[f"score2d_{name}"] = histograms.score2d_hist(
-                    name, scorer.output_names, dataset=dataset, binning=getattr(scorer, "score2d_binning", None)
+                    name, scorer.output_names, dataset=dataset, binning=options.score2d_binning
                 )
             for out in scorer.output_names:
                 for feat in self.score_features:
@@ -344,19 +406,7 @@ class AnomalyProcessor(processor.ProcessorABC):
             source=meta.get("filename", ""),
             allow_missing=self.allow_missing,
         )
-        weights = event_weights(objects.genweight, meta, lumi_pb=self.lumi_pb)
-        variations: dict[str, np.ndarray] = {}
-        if self.corrections is not None:
-            era = meta.get("era") or btag.VARIANT_ERAS.get(objects.variant, "")
-            variations = self.corrections.event_weights(
-                weights,
-                objects.flat["muons"],
-                objects.flat["jets"],
-                era=era,
-                is_data=bool(meta.get("is_data", False)),
-                source=str(meta.get("filename", dataset)),
-            )
-            weights = variations.pop(histograms.NOMINAL)
+        weights, variations = self._weights(objects, meta)
 
         selection = self._chunk_selection(events, meta, objects.variant)
         cut_features = CutFeatures(objects, config=config)
@@ -373,11 +423,7 @@ class AnomalyProcessor(processor.ProcessorABC):
         selected = feature_record(cut_features.of_selected(mask, sel_objects), arrays)
 
         hists = self._new_hists(dataset, selection.cut_names)
-        for name in HISTOGRAMMED:
-            column = ak.to_numpy(selected[name])
-            hists[name].fill(dataset=dataset, systematic=histograms.NOMINAL, **{name: column}, weight=sel_w)
-            for syst, w in variations.items():
-                hists[name].fill(dataset=dataset, systematic=syst, **{name: column}, weight=w[mask])
+        _fill_features(hists, selected, dataset=dataset, weights=sel_w, variations=variations, mask=mask)
         histograms.add_rmm_occupancy(
             hists["rmm_occupancy"], arrays["rmm_occupancy_sumw"], arrays["rmm_occupancy_sumw2"], dataset=dataset
         )
@@ -391,60 +437,7 @@ class AnomalyProcessor(processor.ProcessorABC):
             if self.scorers or self.features_dir is not None
             else {}
         )
-        if self.scorers:
-            process = event_processes(meta, ids["event"])
-            splits = self._split_labels(ids, len(selected))
-            values = {f: ak.to_numpy(selected[f]) for f in {*self.score_features, "n_jets", "n_bjets"}}
-        top: dict[str, TopEvents] = {}
-        for name, scorer in self.scorers.items():
-            outs = scorer.output_names
-            fold_of = getattr(scorer, "fold_of", None)
-            folds = fold_of(ids["run"], ids["event"]) if fold_of is not None else None
-            raw = cast(Any, scorer)(selected, folds=folds) if folds is not None else scorer(selected)
-            scores = _scores_2d(raw, len(selected), name, len(outs))
-            # a NaN score would land in the overflow bin, i.e. count as the most anomalous event: left out
-            ok = np.isfinite(scores).all(axis=1)
-            if not ok.all():
-                log.warning(
-                    "%s (dataset %s): %d of %d selected events have a non-finite %s score; left out of its "
-                    "histograms (and last in its event list)",
-                    meta.get("filename", "?"),
-                    dataset,
-                    int((~ok).sum()),
-                    len(ok),
-                    name,
-                )
-            if self.top_events:
-                top[name] = _top_events(
-                    self.top_events,
-                    np.where(ok, scores[:, 0], np.nan),
-                    ids=ids,
-                    folds=folds,
-                    process=process,
-                    weights=sel_w,
-                    selected=selected,
-                )
-            s, w, sp, pr = scores[ok], sel_w[ok], splits[name][ok], process[ok]
-            v = {f: x[ok] for f, x in values.items()}
-            for k, out in enumerate(outs):
-                hists[f"score_{name}_{out}"].fill(dataset=dataset, **{out: s[:, k]}, weight=w)
-                for feat in self.score_features:
-                    hists[f"score_{name}_{out}_vs_{feat}"].fill(
-                        dataset=dataset, split=sp, process=pr, score=s[:, k], **{feat: v[feat]}, weight=w
-                    )
-                hists[f"score_{name}_{out}_vs_counts"].fill(
-                    dataset=dataset,
-                    split=sp,
-                    process=pr,
-                    score=s[:, k],
-                    n_jets=v["n_jets"],
-                    n_bjets=v["n_bjets"],
-                    weight=w,
-                )
-            if len(outs) == 2:
-                hists[f"score2d_{name}"].fill(
-                    dataset=dataset, split=sp, **{outs[0]: s[:, 0], outs[1]: s[:, 1]}, weight=w
-                )
+        top = self._fill_scores(hists, selected, ids=ids, meta=meta, weights=sel_w)
 
         met = chunk_needs(objects)
         files, tables = self._feature_tables(
@@ -465,6 +458,101 @@ class AnomalyProcessor(processor.ProcessorABC):
         if self.top_events and self.scorers:
             result["top_events"] = top
         return {dataset: result}
+
+    def _weights(self, objects: EventObjects, meta: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The chunk's nominal event weights and the scale factors' variations (none without corrections)."""
+        weights = event_weights(objects.genweight, meta, lumi_pb=self.lumi_pb)
+        if self.corrections is None:
+            return weights, {}
+        era = meta.get("era") or btag.VARIANT_ERAS.get(objects.variant, "")
+        variations = self.corrections.event_weights(
+            weights,
+            objects.flat["muons"],
+            objects.flat["jets"],
+            era=era,
+            is_data=bool(meta.get("is_data", False)),
+            source=str(meta.get("filename", meta["dataset"])),
+        )
+        return variations.pop(histograms.NOMINAL), variations
+
+    def _fill_scores(
+        self,
+        hists: dict[str, Any],
+        selected: ak.Array,
+        *,
+        ids: Mapping[str, np.ndarray],
+        meta: Mapping[str, Any],
+        weights: np.ndarray,
+    ) -> dict[str, TopEvents]:
+        """Score every scorer on the selected events, fill its histograms; its top events (``top_events``)."""
+        if not self.scorers:
+            return {}
+        dataset = meta["dataset"]
+        process = event_processes(meta, ids["event"])
+        splits = self._split_labels(ids, len(selected))
+        values = {f: ak.to_numpy(selected[f]) for f in {*self.score_features, "n_jets", "n_bjets"}}
+        top: dict[str, TopEvents] = {}
+        for name, scorer in self.scorers.items():
+            fold_of = scorer_options(scorer).fold_of
+            folds = fold_of(ids["run"], ids["event"]) if fold_of is not None else None
+            raw = cast(Any, scorer)(selected, folds=folds) if folds is not None else scorer(selected)
+            scores = _scores_2d(raw, len(selected), name, len(scorer.output_names))
+            ok = _finite_scores(scores, name=name, meta=meta)
+            if self.top_events:
+                top[name] = _top_events(
+                    self.top_events,
+                    np.where(ok, scores[:, 0], np.nan),
+                    ids=ids,
+                    folds=folds,
+                    process=process,
+                    weights=weights,
+                    selected=selected,
+                )
+            self._fill_scorer(
+                hists,
+                name,
+                scorer.output_names,
+                scores[ok],
+                weights=weights[ok],
+                split=splits[name][ok],
+                process=process[ok],
+                values={f: x[ok] for f, x in values.items()},
+                dataset=dataset,
+            )
+        return top
+
+    def _fill_scorer(
+        self,
+        hists: dict[str, Any],
+        name: str,
+        outs: list[str],
+        s: np.ndarray,
+        *,
+        weights: np.ndarray,
+        split: np.ndarray,
+        process: np.ndarray,
+        values: Mapping[str, np.ndarray],
+        dataset: str,
+    ) -> None:
+        """Fill one scorer's score, score-vs-feature, score-vs-counts and (two outputs) 2-D histograms."""
+        w, sp, pr, v = weights, split, process, values
+        for k, out in enumerate(outs):
+            hists[f"score_{name}_{out}"].fill(dataset=dataset, **{out: s[:, k]}, weight=w)
+            for feat in self.score_features:
+                hists[f"score_{name}_{out}_vs_{feat}"].fill(
+                    dataset=dataset, split=sp, process=pr, score=s[:, k], **{feat: v[feat]}, weight=w
+                )
+            hists[f"score_{name}_{out}_vs_counts"].fill(
+                dataset=dataset,
+                split=sp,
+                process=pr,
+                score=s[:, k],
+                n_jets=v["n_jets"],
+                n_bjets=v["n_bjets"],
+                weight=w,
+            )
+        if len(outs) == 2:
+            hists[f"score2d_{name}"].fill(dataset=dataset, split=sp, **{outs[0]: s[:, 0], outs[1]: s[:, 1]}, weight=w)
 
     def _chunk_selection(self, events: Any, meta: Mapping[str, Any], variant: str) -> selections.Selection:
         """The selection with the dataset's data-quality steps (:mod:`dataquality`: certified luminosity,

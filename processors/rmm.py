@@ -28,6 +28,8 @@ from typing import Any
 import awkward as ak
 import numba
 import numpy as np
+from cms_anomaly.core.constants import SQRT_S
+from cms_anomaly.processors.config import RMM_N_PER_TYPE
 from cms_anomaly.processors.flat import FlatCollection
 
 #: the RMM object types in matrix order
@@ -43,9 +45,13 @@ _SHORT = {"jet": "j", "bjet": "b", "muon": "mu", "electron": "e", "photon": "gam
 M_LEAD_NAMES: tuple[str, ...] = tuple(f"m_{_SHORT[a]}_{_SHORT[b]}" for a, b in M_LEAD_PAIRS)
 
 
-def rmm_size(n_types: int = len(RMM_TYPES), n_per_type: int = 10) -> int:
+def rmm_size(n_types: int = len(RMM_TYPES), n_per_type: int = RMM_N_PER_TYPE) -> int:
     """Matrix dimension 1 + T*N."""
     return 1 + n_types * n_per_type
+
+
+#: the matrix dimension of T5N10, the shape of the feature tables' ``rmm`` column and of the models' input
+RMM_SIZE: int = rmm_size()
 
 
 @numba.njit(cache=True, nogil=True)
@@ -59,7 +65,9 @@ def _pad_kernel(counts: Any, values: Any, n: Any, out: Any, col0: Any) -> Any:  
         k += c
 
 
-def pad_objects(collections: Sequence[ak.Array | FlatCollection], *, n_per_type: int = 10) -> dict[str, np.ndarray]:
+def pad_objects(
+    collections: Sequence[ak.Array | FlatCollection], *, n_per_type: int = RMM_N_PER_TYPE
+) -> dict[str, np.ndarray]:
     """Pad ``T`` collections (fields pt, eta, phi, mass; flat or jagged) into (N, T*n) float64 arrays.
 
     Objects beyond ``n_per_type`` are dropped; empty slots have pt = 0. Collections must
@@ -250,8 +258,8 @@ def rmm_from_padded(
     met: np.ndarray,
     met_phi: np.ndarray,
     *,
-    n_per_type: int = 10,
-    sqrt_s: float = 13000.0,
+    n_per_type: int = RMM_N_PER_TYPE,
+    sqrt_s: float = SQRT_S,
 ) -> np.ndarray:
     """RMM (N, 1+T*n, 1+T*n) float32 from padded object arrays (see :func:`pad_objects`).
 
@@ -276,8 +284,8 @@ def build_rmm(
     met: np.ndarray,
     met_phi: np.ndarray,
     *,
-    n_per_type: int = 10,
-    sqrt_s: float = 13000.0,
+    n_per_type: int = RMM_N_PER_TYPE,
+    sqrt_s: float = SQRT_S,
 ) -> np.ndarray:
     """RMM from the ``T`` pT-ordered jagged collections in :data:`RMM_TYPES` order (N, 51, 51 for T5N10)."""
     padded = pad_objects(collections, n_per_type=n_per_type)
@@ -291,8 +299,8 @@ def rmm_summary(
     weights: np.ndarray | None = None,
     *,
     keep_matrices: bool = False,
-    n_per_type: int = 10,
-    sqrt_s: float = 13000.0,
+    n_per_type: int = RMM_N_PER_TYPE,
+    sqrt_s: float = SQRT_S,
 ) -> RMMSummary:
     """Leading masses and weighted cell occupancy (``weights`` None: 1 per event) of the RMMs of the ``T``
     pT-ordered collections in :data:`RMM_TYPES` order, in one pass; the matrices only with ``keep_matrices``.
@@ -313,7 +321,7 @@ def _leading_cells(n_per_type: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
 
 
-def leading_masses(rmm: np.ndarray, *, n_per_type: int = 10, sqrt_s: float = 13000.0) -> np.ndarray:
+def leading_masses(rmm: np.ndarray, *, n_per_type: int = RMM_N_PER_TYPE, sqrt_s: float = SQRT_S) -> np.ndarray:
     """The 14 leading-object invariant masses (GeV), shape (N, 14), in :data:`M_LEAD_NAMES` order.
 
     Read from the upper triangle: for types a != b the leading objects, for a == b the two

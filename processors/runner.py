@@ -436,12 +436,18 @@ def _local_client(stack: ExitStack, *, workers: int | None) -> Any:
     return client
 
 
+#: events per chunk of :func:`run_processor` and ``cms-anomaly run``
+CHUNKSIZE = 100_000
+#: events per chunk of the analyses' jobs (:class:`cms_anomaly.analyses.analysis.Execution`, rediscover-top)
+ANALYSIS_CHUNKSIZE = 50_000
+
+
 def run_processor(
     fileset: Mapping[str, Any],
     proc: Any,
     *,
     executor: Any,
-    chunksize: int = 100_000,
+    chunksize: int = CHUNKSIZE,
     maxchunks: int | None = None,
     skip_bad_files: bool = False,
     timeout: int = REMOTE_TIMEOUT_S,

@@ -1,7 +1,10 @@
 """Named event selections as ordered cuts, evaluated with coffea's ``PackedSelection``.
 
 Each selection is a record of cuts; each cut is a pure function
-``(objects, features, config) -> bool ndarray``. Object-level requirements are cumulative
+``(objects, features, config) -> bool ndarray`` with a label built from the
+:class:`~cms_anomaly.processors.config.SelectionConfig` values it reads (:meth:`Cut.label`), so that
+a moved cut changes its label. :data:`SELECTIONS` lists every selection; :func:`register_selection`
+adds one with its trigger table (see ``docs/howto/add-a-selection.md``). Object-level requirements are cumulative
 inside one cut sequence (e.g. ``muon_iso`` asks for one muon passing *both* the pT and the
 isolation cut), so the cut-flow reads like the papers' tables.
 
@@ -19,6 +22,7 @@ era) are in :mod:`cms_anomaly.processors.dataquality`; the processor puts them f
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -26,6 +30,7 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
+from cms_anomaly.processors import dataquality
 from cms_anomaly.processors.config import SelectionConfig
 from cms_anomaly.processors.objects import EventObjects
 from coffea.analysis_tools import PackedSelection
@@ -40,13 +45,30 @@ class UnknownSelectionError(KeyError):
         return self.args[0]
 
 
+class SelectionRegistryError(ValueError):
+    """A selection cannot be registered (its name is taken or a cut label names no config field)."""
+
+
+def _label(template: str, config: SelectionConfig) -> str:
+    """``template`` with each ``{field}`` of :class:`SelectionConfig` replaced by its value (``{field:g}`` style)."""
+    return template.format_map(dataclasses.asdict(config))
+
+
 @dataclass(frozen=True)
 class Cut:
-    """One named event-level requirement."""
+    """One named event-level requirement.
+
+    ``description`` is the label's template: ``{field}`` (or ``{field:g}``) stands for the value of a
+    :class:`~cms_anomaly.processors.config.SelectionConfig` field the cut reads.
+    """
 
     name: str
     description: str
     function: CutFunction
+
+    def label(self, config: SelectionConfig) -> str:
+        """The cut's label with the values of ``config``."""
+        return _label(self.description, config)
 
 
 @dataclass(frozen=True)
@@ -60,6 +82,14 @@ class Selection:
     @property
     def cut_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.cuts)
+
+    def label(self, config: SelectionConfig) -> str:
+        """The selection's description with the values of ``config``."""
+        return _label(self.description, config)
+
+    def cut_labels(self, config: SelectionConfig) -> dict[str, str]:
+        """``{cut name: label}`` of the cut-flow, ``all`` first, with the values of ``config``."""
+        return {"all": "all events"} | {c.name: c.label(config) for c in self.cuts}
 
 
 def _has_lepton(
@@ -90,108 +120,145 @@ def _leading_fatjet_pt(objects: EventObjects) -> np.ndarray:
 
 #: Cerri et al.'s event selection: one isolated lepton (pT > 23 GeV, Iso < 0.45)
 _SINGLE_LEPTON = (
-    Cut("lepton_pt", "a lepton with pT > 23 GeV", lambda o, f, c: _has_lepton(o, c.single_lepton_pt_min)),
+    Cut(
+        "lepton_pt",
+        "a lepton with pT > {single_lepton_pt_min:g} GeV",
+        lambda o, f, c: _has_lepton(o, c.single_lepton_pt_min),
+    ),
     Cut(
         "lepton_iso",
-        "... that has Iso < 0.45",
+        "... that has Iso < {single_lepton_iso_max:g}",
         lambda o, f, c: _has_lepton(o, c.single_lepton_pt_min, c.single_lepton_iso_max),
     ),
 )
 
-SELECTIONS: Mapping[str, Selection] = MappingProxyType(
-    {
-        s.name: s
-        for s in (
-            Selection("inclusive", "all events", ()),
-            Selection(
-                "single_lepton",
-                "Cerri et al.: one isolated lepton (pT > 23 GeV, Iso < 0.45)",
-                _SINGLE_LEPTON,
-            ),
-            Selection(
-                "single_lepton_slt",
-                "single_lepton events that fire the reference single-lepton trigger (Cerri et al. Table 5)",
-                (
-                    *_SINGLE_LEPTON,
-                    Cut(
-                        "slt",
-                        "a lepton with pT > 27 GeV and Iso < 0.25 (the single-lepton trigger)",
-                        lambda o, f, c: _has_lepton(o, c.slt_pt_min, c.slt_iso_max),
-                    ),
+_SELECTIONS: dict[str, Selection] = {
+    s.name: s
+    for s in (
+        Selection("inclusive", "all events", ()),
+        Selection(
+            "single_lepton",
+            "Cerri et al.: one isolated lepton (pT > {single_lepton_pt_min:g} GeV, Iso < {single_lepton_iso_max:g})",
+            _SINGLE_LEPTON,
+        ),
+        Selection(
+            "single_lepton_slt",
+            "single_lepton events that fire the reference single-lepton trigger (Cerri et al. Table 5)",
+            (
+                *_SINGLE_LEPTON,
+                Cut(
+                    "slt",
+                    "a lepton with pT > {slt_pt_min:g} GeV and Iso < {slt_iso_max:g} (the single-lepton trigger)",
+                    lambda o, f, c: _has_lepton(o, c.slt_pt_min, c.slt_iso_max),
                 ),
             ),
-            Selection(
-                "top_rediscovery",
-                "Knapp et al. sec. 4: isolated central muon and >= 2 jets",
-                (
-                    Cut(
-                        "muon_pt",
-                        "a muon with pT > 23 GeV",
-                        lambda o, f, c: _has_lepton(o, c.top_muon_pt_min, collections=("muons",)),
-                    ),
-                    Cut(
-                        "muon_iso",
-                        "... with Iso < 0.1",
-                        lambda o, f, c: _has_lepton(o, c.top_muon_pt_min, c.top_muon_iso_max, collections=("muons",)),
-                    ),
-                    Cut(
-                        "muon_eta",
-                        "... and |eta| < 1.4",
-                        lambda o, f, c: _has_lepton(
-                            o,
-                            c.top_muon_pt_min,
-                            c.top_muon_iso_max,
-                            abs_eta_max=c.top_muon_eta_max,
-                            collections=("muons",),
-                        ),
-                    ),
-                    Cut(
-                        "two_jets",
-                        ">= 2 jets with pT > 30 GeV, |eta| < 2.4",
-                        lambda o, f, c: np.asarray(f["n_jets"]) >= c.top_min_jets,
+        ),
+        Selection(
+            "top_rediscovery",
+            "Knapp et al. sec. 4: isolated central muon and >= {top_min_jets} jets",
+            (
+                Cut(
+                    "muon_pt",
+                    "a muon with pT > {top_muon_pt_min:g} GeV",
+                    lambda o, f, c: _has_lepton(o, c.top_muon_pt_min, collections=("muons",)),
+                ),
+                Cut(
+                    "muon_iso",
+                    "... with Iso < {top_muon_iso_max:g}",
+                    lambda o, f, c: _has_lepton(o, c.top_muon_pt_min, c.top_muon_iso_max, collections=("muons",)),
+                ),
+                Cut(
+                    "muon_eta",
+                    "... and |eta| < {top_muon_eta_max:g}",
+                    lambda o, f, c: _has_lepton(
+                        o,
+                        c.top_muon_pt_min,
+                        c.top_muon_iso_max,
+                        abs_eta_max=c.top_muon_eta_max,
+                        collections=("muons",),
                     ),
                 ),
-            ),
-            Selection(
-                "rmm_lepton",
-                "Chekanov et al.: >= 1 isolated lepton pT > 30 GeV and >= 2 jets",
-                (
-                    Cut(
-                        "lepton_pt",
-                        "a lepton with pT > 30 GeV",
-                        lambda o, f, c: _has_lepton(o, c.rmm_lepton_pt_min),
-                    ),
-                    Cut(
-                        "lepton_iso",
-                        "... with Iso < 0.15",
-                        lambda o, f, c: _has_lepton(o, c.rmm_lepton_pt_min, c.rmm_lepton_iso_max),
-                    ),
-                    Cut(
-                        "two_jets",
-                        ">= 2 jets with pT > 30 GeV",
-                        lambda o, f, c: np.asarray(f["n_jets"]) >= c.rmm_min_jets,
-                    ),
+                Cut(
+                    "two_jets",
+                    ">= {top_min_jets} jets (the analysis jets)",
+                    lambda o, f, c: np.asarray(f["n_jets"]) >= c.top_min_jets,
                 ),
             ),
-            Selection(
-                "dijet",
-                "LHC Olympics: leading large-R jet pT > 1.2 TeV, two large-R jets",
-                (
-                    Cut(
-                        "fatjet_pt",
-                        "leading R=1.0 jet pT > 1.2 TeV",
-                        lambda o, f, c: _leading_fatjet_pt(o) > c.dijet_leading_pt_min,
-                    ),
-                    Cut(
-                        "two_fatjets",
-                        ">= 2 large-R jets (m_JJ defined)",
-                        lambda o, f, c: np.asarray(f["n_fatjets"]) >= 2,
-                    ),
+        ),
+        Selection(
+            "rmm_lepton",
+            "Chekanov et al.: >= 1 isolated lepton pT > {rmm_lepton_pt_min:g} GeV and >= {rmm_min_jets} jets",
+            (
+                Cut(
+                    "lepton_pt",
+                    "a lepton with pT > {rmm_lepton_pt_min:g} GeV",
+                    lambda o, f, c: _has_lepton(o, c.rmm_lepton_pt_min),
+                ),
+                Cut(
+                    "lepton_iso",
+                    "... with Iso < {rmm_lepton_iso_max:g}",
+                    lambda o, f, c: _has_lepton(o, c.rmm_lepton_pt_min, c.rmm_lepton_iso_max),
+                ),
+                Cut(
+                    "two_jets",
+                    ">= {rmm_min_jets} jets (the analysis jets)",
+                    lambda o, f, c: np.asarray(f["n_jets"]) >= c.rmm_min_jets,
                 ),
             ),
-        )
-    }
-)
+        ),
+        Selection(
+            "dijet",
+            "LHC Olympics: leading large-R jet pT > {dijet_leading_pt_min:g} GeV, two large-R jets",
+            (
+                Cut(
+                    "fatjet_pt",
+                    "leading R=1.0 jet pT > {dijet_leading_pt_min:g} GeV",
+                    lambda o, f, c: _leading_fatjet_pt(o) > c.dijet_leading_pt_min,
+                ),
+                Cut(
+                    "two_fatjets",
+                    ">= 2 large-R jets (m_JJ defined)",
+                    lambda o, f, c: np.asarray(f["n_fatjets"]) >= 2,
+                ),
+            ),
+        ),
+    )
+}
+#: every selection by name (a live view: :func:`register_selection` adds one)
+SELECTIONS: Mapping[str, Selection] = MappingProxyType(_SELECTIONS)
+
+
+def register_selection(
+    selection: Selection, *, triggers: Mapping[str, tuple[dataquality.TriggerGroup, ...]] | None = None
+) -> None:
+    """Add ``selection`` to :data:`SELECTIONS`, with its trigger groups per era (none by default) in
+    :data:`~cms_anomaly.processors.dataquality.TRIGGERS`.
+
+    Raises
+    ------
+    SelectionRegistryError
+        The name is taken, or a label names a field :class:`SelectionConfig` does not have.
+    """
+    if selection.name in _SELECTIONS:
+        raise SelectionRegistryError(f"selection {selection.name!r} is already registered")
+    try:
+        selection.label(SelectionConfig())
+        selection.cut_labels(SelectionConfig())
+    except (KeyError, ValueError, IndexError) as err:
+        raise SelectionRegistryError(f"selection {selection.name!r}: a label names no config field ({err})") from None
+    _SELECTIONS[selection.name] = selection
+    dataquality._TRIGGERS[selection.name] = MappingProxyType(dict(triggers or {}))
+
+
+def unregister_selection(name: str) -> None:
+    """Remove a selection added with :func:`register_selection` and its trigger table."""
+    if name not in _SELECTIONS or name in _BUILT_IN:
+        raise SelectionRegistryError(f"selection {name!r} is not a registered one")
+    del _SELECTIONS[name]
+    dataquality._TRIGGERS.pop(name, None)
+
+
+_BUILT_IN = frozenset(_SELECTIONS)
 
 
 def get_selection(name: str) -> Selection:
