@@ -53,7 +53,7 @@ def interrupts_ignored() -> Iterator[None]:
 #: mmap threshold at 128 kB, so every array of a chunk (10-50 MB at the default chunk size) is a
 #: fresh mmap whose pages fault in again: one worker ran 25 % slower than the same code in-process,
 #: with 2.5 s of system time against 1.1 s per 180k events (``bench processor``). A 256 MB trim and
-#: a 32 MB mmap threshold (glibc's maximum) let the heap reuse them; peak RSS grew 1.35 -> 1.47 GB.
+#: a 32 MB mmap threshold (glibc's maximum) let the heap reuse them, for ~0.1 GB more peak RSS per worker.
 #: Only where the user's Dask configuration still has Dask's default; a ``--scheduler`` cluster's
 #: workers keep their own.
 WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": 256 * 2**20, "MALLOC_MMAP_THRESHOLD_": 32 * 2**20}

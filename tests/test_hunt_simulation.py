@@ -292,11 +292,12 @@ def test_a_detector_that_separates_simulation_from_data_quotes_no_significance()
 
 def test_plots_of_collision_data_are_not_labelled_simulation(tmp_path, monkeypatch):
     """Every hunt plot of collision data (no hidden labels) carries "CMS Open Data"; of pseudo-data "CMS Simulation"."""
-    from cms_anomaly.analyses import plotting
+    from cms_anomaly.analyses import plot_curves, plot_fits, plot_hists
     from cms_anomaly.analyses.hunt_report import make_plots
 
     labels: list[tuple[bool, str]] = []
-    monkeypatch.setattr(plotting, "_cms_label", lambda ax, *, data, text, lumi, com: labels.append((data, text)))
+    for module in (plot_curves, plot_fits, plot_hists):  # each figure module labels through plot_style.cms_label
+        monkeypatch.setattr(module, "cms_label", lambda ax, *, data, text, lumi, com: labels.append((data, text)))
     rng = np.random.default_rng(4)
     analysed = _analyse(_calibrated(3000, rng), [40000, 40000, 40000])
     assert not analysed["labelled"]  # the data of _output carry no hidden process
