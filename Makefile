@@ -48,9 +48,10 @@ docs: install-test
 test: system-deps lint docs
 	$(BIN)/python -m pytest
 
-# the suite without the productions, whole jobs and notebooks (marker `slow`)
-test-quick: install-test system-deps
-	$(BIN)/python -m pytest -m "not slow"
+# the suite without the productions, whole jobs, notebooks, servers and clusters (marker `slow`), on two
+# processes (pytest-xdist)
+test-quick: install-test
+	$(BIN)/python -m pytest -m "not slow" -n 2
 
 bench: install
 	$(BIN)/cms-anomaly bench generate --events 300
