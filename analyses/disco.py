@@ -36,7 +36,10 @@ from typing import Any
 import numpy as np
 from cms_anomaly.analyses.analysis import fmt, fresh_report_dir, print_report, report_footer, write_report
 from cms_anomaly.analyses.cocktail import SIGNAL_LABELS, CocktailConfig, add_cocktail_arguments, cocktail_config
+from cms_anomaly.analyses.headline import with_note
+from cms_anomaly.analyses.plot_training import plot_model_training
 from cms_anomaly.core.argtypes import non_negative_float, positive_int
+from cms_anomaly.stats.headline import few_events_mark
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +158,14 @@ def abcd_study(
     counts), ``significance_paper`` = (N - B)/sqrt(N), ``significance_corrected`` with the signal
     subtracted from the control regions, ``significance_true`` with the true SM yield in region A.
     """
-    from cms_anomaly.stats import StatisticsError, abcd_counts_from_sums, abcd_prediction, abcd_significance
+    from cms_anomaly.stats import (
+        StatisticsError,
+        abcd_counts_from_sums,
+        abcd_prediction,
+        abcd_significance,
+        effective_entries_from_sums,
+    )
+    from cms_anomaly.stats.headline import few_events
 
     injected = {n: p.scaled(signal_events / p.total) for n, p in signals.items() if p.total > 0}
     rows = []
@@ -174,6 +184,8 @@ def abcd_study(
                 "threshold2": float(sm.lower[k2]) if k2 < len(sm.lower) else float("inf"),
                 "sm_a": counts.a,
                 "sm_a_entries_w2": counts.a_w2,
+                # effective simulated SM events in region A, (sum w)^2 / sum w^2
+                "few_events": few_events(effective_entries_from_sums(counts.a, counts.a_w2)),
                 "sm_only": {
                     "closure": pred.closure,
                     "closure_error": pred.closure_error,
@@ -446,16 +458,18 @@ def _closure_lines(result: dict, meta: dict, rows: list[dict], signals: list[str
         "| SM efficiency | SM events in A | SM only | " + " | ".join(f"SM + {s}" for s in signals) + " |",
         "|---|---|---|" + "---|" * len(signals),
     ]
+    table = []
     for r in rows:
         if r["choice"] != "diagonal":
             continue
         n_a = r["sm_a"] ** 2 / r["sm_a_entries_w2"] if r["sm_a_entries_w2"] > 0 else 0.0
-        lines.append(
-            f"| {r['efficiency']:g} | {r['sm_a']:.0f} ({n_a:.0f} simulated) | "
+        table.append(
+            f"| {r['efficiency']:g}{few_events_mark(n_a)} | {r['sm_a']:.0f} ({n_a:.0f} simulated) | "
             f"{r['sm_only']['closure']:.3f} +- {r['sm_only']['closure_error']:.3f} | "
             + " | ".join(f"{r[s]['closure']:.3f}" for s in signals)
             + " |"
         )
+    lines += with_note(table)
     dev = result["spread"]["sm_only_max_closure_deviation"]
     lines += [
         "",
@@ -476,18 +490,19 @@ def _significance_lines(meta: dict, rows: list[dict], signals: list[str]) -> lis
         "| SM efficiency | " + " | ".join(f"{s}: ABCD / corrected / true" for s in signals) + " | SM only |",
         "|---|" + "---|" * (len(signals) + 1),
     ]
+    table = []
     for r in rows:
         if r["choice"] != "diagonal":
             continue
-        lines.append(
-            f"| {r['efficiency']:g} | "
+        table.append(
+            f"| {r['efficiency']:g}{few_events_mark(r['sm_a'] ** 2 / r['sm_a_entries_w2'] if r['sm_a_entries_w2'] > 0 else 0)} | "
             + " | ".join(
                 f"{r[s]['significance']:.2f} / {r[s]['significance_corrected']:.2f} / {r[s]['significance_true']:.2f}"
                 for s in signals
             )
             + f" | {r['sm_only']['significance']:.2f} |"
         )
-    return lines
+    return [*lines, *with_note(table)]
 
 
 def _stability_lines(result: dict, signals: list[str]) -> list[str]:
@@ -587,6 +602,7 @@ def run_disco(
     first = result["per_seed"][str(config.seeds[0])]
     report_dir = fresh_report_dir(out)
     pngs = make_plots(first, sics, report_dir, signals=[s for s in signals if s in sics])
+    pngs += plot_model_training({name: path for name, (path, _) in trained.items()}, report_dir)
     times["analysis"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     n_val = sum(len(i) for i in validation_indices(samples, seed=config.seeds[0], val_fraction=val_fraction).values())

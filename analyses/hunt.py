@@ -504,12 +504,19 @@ def run_hunt(
     t = time.perf_counter()
     n_validation = [len(np.load(calibration_path(p), allow_pickle=False)) for p in paths]
     analysed = analyse(second, config=config, n_validation=n_validation)
+    hunt_report.mark_few_events(analysed)
     report_dir = analysis.fresh_report_dir(out)
     events, event_paths = hunt_report.event_list(second, analysed, report_dir)
     paragraph = hunt_report.summary_paragraph(check, analysed, events, config)
     labelled = bool(analysed["labelled"])
     pngs = hunt_report.make_plots(
-        second, check, analysed, report_dir, lumi_pb=lumi, data_label="Pseudo-data" if labelled else "Data"
+        second,
+        check,
+        analysed,
+        report_dir,
+        lumi_pb=lumi,
+        data_label="Pseudo-data" if labelled else "Data",
+        models=paths,
     )
     times["analysis"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0

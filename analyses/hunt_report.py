@@ -9,8 +9,11 @@ from typing import Any
 import numpy as np
 from cms_anomaly.analyses import analysis
 from cms_anomaly.analyses.analysis import fmt
+from cms_anomaly.analyses.headline import with_note
 from cms_anomaly.analyses.hunt_selections import KFOLD_OUTPUT, KFOLD_SCORER, MASS_FEATURES
+from cms_anomaly.analyses.plot_training import plot_model_training
 from cms_anomaly.analyses.samples import ROLE_LABELS
+from cms_anomaly.stats.headline import few_events, few_events_mark
 
 
 def event_list(output: dict, analysed: dict, report_dir: Path) -> tuple[Any, dict[str, Path]]:
@@ -198,9 +201,17 @@ def summary_paragraph(check: dict, analysed: dict, events: Any, config: Any) -> 
 
 
 def make_plots(
-    output: dict, check: dict, analysed: dict, report_dir: Path, *, lumi_pb: float, data_label: str
+    output: dict,
+    check: dict,
+    analysed: dict,
+    report_dir: Path,
+    *,
+    lumi_pb: float,
+    data_label: str,
+    models: list[Path] | None = None,
 ) -> list[Path]:
-    """The worst-described features before the selection, the rarity, the best mass window and feature after it.
+    """The worst-described features before the selection, the rarity, the best mass window and feature after
+    it, and the training curves of the fold ``models``.
 
     Collision data (no hidden labels in ``analysed``) are labelled "CMS Open Data", pseudo-data "CMS Simulation".
     """
@@ -257,7 +268,16 @@ def make_plots(
                 text=rf"{prefix}$\alpha$ = {alpha:g}, {lumi_text}",
             )
         )
-    return pngs
+    return pngs + plot_model_training({p.stem: p for p in models or []}, report_dir)
+
+
+def mark_few_events(analysed: dict) -> None:
+    """Set ``few_events`` on every selection, scan window and ranking row of ``analysed`` (its selected
+    data events, unit weights: raw counts, :func:`~cms_anomaly.stats.headline.few_events`)."""
+    for s in analysed["selections"]:
+        s["few_events"] = few_events(s.get("observed"))
+    for r in [*analysed["scan"]["per_variable"], *analysed["ranking"]]:
+        r["few_events"] = few_events(r["observed"])
 
 
 def _dropped_lines(title: str, dropped: dict[str, str] | None) -> list[str]:
@@ -349,18 +369,19 @@ def _selection_lines(analysed: dict) -> list[str]:
         + ("hidden composition (validation) |" if analysed["labelled"] else "|"),
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    rows = []
     for s in analysed["selections"]:
         comp = ", ".join(f"{p} {f:.0%}" for p, f in sorted(s.get("composition", {}).items(), key=lambda x: -x[1]))
         if not s["calibratable"]:  # nothing to show but why
-            lines.append(f"| {s['alpha']:g} | - | - | - | - | not quoted: {s['not_quoted']} | |")
+            rows.append(f"| {s['alpha']:g} | - | - | - | - | not quoted: {s['not_quoted']} | |")
             continue
         acc = s["acceptance"]
         z = f"{s['z_local']:.2f}" if s["quoted"] else f"not quoted: {s['not_quoted']}"
-        lines.append(
-            f"| {s['alpha']:g} | {s['threshold']:.3g} | {s['observed']:.0f} | {s['expected']:.3g} +- "
+        rows.append(
+            f"| {s['alpha']:g}{few_events_mark(s['observed'])} | {s['threshold']:.3g} | {s['observed']:.0f} | {s['expected']:.3g} +- "
             f"{s['expected_error']:.2g} | {acc['acceptance']:.3g} ({acc['low']:.2g}-{acc['high']:.2g}) | {z} | {comp} |"
         )
-    return lines
+    return [*lines, *with_note(rows)]
 
 
 def _scan_lines(analysed: dict) -> list[str]:
@@ -376,12 +397,13 @@ def _scan_lines(analysed: dict) -> list[str]:
         "| mass | alpha | window [GeV] | observed | expected | local Z |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
+    rows = []
     for r in sc["per_variable"][:12]:
-        lines.append(
-            f"| {r['variable']} | {r['alpha']:g} | {r['window_gev'][0]:.0f}-{r['window_gev'][1]:.0f} | "
+        rows.append(
+            f"| {r['variable']}{few_events_mark(r['observed'])} | {r['alpha']:g} | {r['window_gev'][0]:.0f}-{r['window_gev'][1]:.0f} | "
             f"{r['observed']:.0f} | {r['expected']:.3g} | {r['z_local']:.2f} |"
         )
-    return lines
+    return [*lines, *with_note(rows)]
 
 
 def _ranking_lines(analysed: dict) -> list[str]:
@@ -395,13 +417,14 @@ def _ranking_lines(analysed: dict) -> list[str]:
         "| feature | selected data | expected | chi2 / ndf | p | largest pull (range: observed vs expected) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
+    rows = []
     for r in analysed["ranking"]:
-        lines.append(
-            f"| {r['feature']} | {r['observed']:.0f} | {r['expected']:.3g} | {fmt(r['chi2'])} / {r['ndf']} | "
+        rows.append(
+            f"| {r['feature']}{few_events_mark(r['observed'])} | {r['observed']:.0f} | {r['expected']:.3g} | {fmt(r['chi2'])} / {r['ndf']} | "
             f"{r['p_value']:.2g} | {r['largest_pull_range'][0]:.4g}-{r['largest_pull_range'][1]:.4g}: "
             f"{r['largest_pull_observed']:.0f} vs {r['largest_pull_expected']:.2g} |"
         )
-    return lines
+    return [*lines, *with_note(rows)]
 
 
 def _skipped_lines(meta: dict) -> list[str]:

@@ -28,7 +28,10 @@ from typing import Any
 import numpy as np
 from cms_anomaly.analyses.analysis import fmt, fresh_report_dir, print_report, report_footer, write_report
 from cms_anomaly.analyses.cocktail import SM_PROCESSES, CocktailConfig, add_cocktail_arguments, cocktail_config
+from cms_anomaly.analyses.headline import with_note
+from cms_anomaly.analyses.plot_training import plot_model_training
 from cms_anomaly.core.argtypes import fraction, positive_int
+from cms_anomaly.stats.headline import few_events_mark
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,7 @@ def signal_to_background_gain(sm_all, sm_pass, sig_all, sig_pass, *, m_min: floa
     without the object pair, filled below the axis).
     """
     from cms_anomaly.stats import effective_entries_from_sums, efficiency_from_sums
+    from cms_anomaly.stats.headline import few_events
 
     edges = sm_all.axes[0].edges
     first = int(np.searchsorted(edges, m_min * (1 - 1e-9)))  # first bin whose lower edge >= m_min
@@ -130,6 +134,7 @@ def signal_to_background_gain(sm_all, sm_pass, sig_all, sig_pass, *, m_min: floa
             "background_efficiency_high": float(eb.high) if eb is not None else float("nan"),
             "background_entries_after": round(effective_entries_from_sums(b1, tot(sm_pass, "variance"))),
         }
+        r["few_events"] = few_events(r["background_entries_after"])
         r["gain"] = (
             r["signal_efficiency"] / r["background_efficiency"] if r["background_efficiency"] > 0 else float("inf")
         )
@@ -163,8 +168,10 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
         "| sample | efficiency | events in the outlier region |",
         "| --- | --- | --- |",
     ]
-    for name, r in result["efficiencies"].items():
-        lines.append(f"| {name} | {r['efficiency']:.3g} | {r['entries']} |")
+    lines += with_note(
+        f"| {name}{few_events_mark(r['entries'])} | {r['efficiency']:.3g} | {r['entries']} |"
+        for name, r in result["efficiencies"].items()
+    )
     lines += [
         "",
         "## Invariant masses of SM events in the outlier region: 5-parameter fit",
@@ -197,12 +204,14 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
         "| region | S/B before | S/B after | eps_S | eps_B | gain eps_S / eps_B (95 % CL lower limit) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
+    rows = []
     for label, r in result["hplus_gain"].items():
-        lines.append(
-            f"| m_bb {label} | {r['s_over_b_before']:.3g} | {fmt(r['s_over_b_after'])} | {r['signal_efficiency']:.3g} | "
+        rows.append(
+            f"| m_bb {label}{few_events_mark(r['background_entries_after'])} | {r['s_over_b_before']:.3g} | {fmt(r['s_over_b_after'])} | {r['signal_efficiency']:.3g} | "
             f"{r['background_efficiency']:.3g} ({r['background_entries_after']} effective SM events) | "
             f"{fmt(r['gain'])} (> {fmt(r['gain_lower_limit'])}) |"
         )
+    lines += with_note(rows)
     lines += [
         "",
         "Paper (H+- at 0.5 TeV, ln(Loss) > -6): 'the selection cut can significantly increase the "
@@ -286,6 +295,7 @@ def run_outlier(
     pngs = [_plot_ln_loss(hs, report_dir, cut=cut, outlier_fraction=config.outlier_fraction)]
     fits = _mass_fits(hs, k, cut, report_dir, pngs)
     gain = _hplus_gain(hs, k, cut, config, report_dir, pngs) if "hplus_t" in sig_names else {}
+    pngs += plot_model_training({"ae": ae.paths[0]}, report_dir)
     times["analysis"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     n_validation = {n: float(sm_h.score_sums(n)[0].sum()) for n in sm_names}
@@ -362,6 +372,7 @@ def _train_and_score(
 def _efficiencies(hs: _LossHists, k: int) -> dict[str, dict[str, float]]:
     """Per dataset, its weight fraction and effective entries in the outlier region (loss bins from ``k`` on)."""
     from cms_anomaly.stats import effective_entries_from_sums
+    from cms_anomaly.stats.headline import few_events
 
     eff = {}
     for name in [*hs.sm_names, *hs.sig_names]:
@@ -370,6 +381,7 @@ def _efficiencies(hs: _LossHists, k: int) -> dict[str, dict[str, float]]:
             "efficiency": float(w[k:].sum() / w.sum()) if w.sum() > 0 else float("nan"),
             "entries": round(effective_entries_from_sums(w[k:].sum(), w2[k:].sum())),
         }
+        eff[name]["few_events"] = few_events(eff[name]["entries"])
     return eff
 
 

@@ -16,6 +16,7 @@ figure, label, :func:`save_png`), :mod:`~cms_anomaly.analyses.plot_curves`,
 * :func:`plot_astf` — ASTF of data (points) vs MC (band) with binomial errors (Knapp Fig. 8).
 * :func:`plot_fit` — spectrum with a dijet-function fit and a pulls panel (Chekanov Fig. 3).
 * :func:`plot_bumphunt` — data vs reference with the BumpHunter window and local significance.
+* :func:`plot_training` — training and validation loss per step or epoch (:func:`plot_model_training` from model cards).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cms_anomaly.analyses.plot_curves import plot_lines, plot_roc, plot_sic
 from cms_anomaly.analyses.plot_fits import plot_bumphunt, plot_fit
 from cms_anomaly.analyses.plot_hists import plot_astf, plot_data_mc, plot_shapes
 from cms_anomaly.analyses.plot_style import PROCESS_COLORS, PlotError, save_png
+from cms_anomaly.analyses.plot_training import plot_model_training, plot_training
 
 __all__ = [
     "PROCESS_COLORS",
@@ -33,8 +35,10 @@ __all__ = [
     "plot_data_mc",
     "plot_fit",
     "plot_lines",
+    "plot_model_training",
     "plot_roc",
     "plot_shapes",
     "plot_sic",
+    "plot_training",
     "save_png",
 ]

@@ -34,9 +34,13 @@ from typing import Any
 import numpy as np
 from cms_anomaly.analyses import analysis, samples
 from cms_anomaly.analyses.analysis import Execution, fmt
+from cms_anomaly.analyses.headline import cpu_seconds as analysis_cpu_seconds
+from cms_anomaly.analyses.headline import paper_alpha, paper_alpha_sentence, with_note
+from cms_anomaly.analyses.plot_training import plot_model_training
 from cms_anomaly.analyses.samples import BACKGROUNDS, PROCESSES, ROLE_LABELS
 from cms_anomaly.core.argtypes import fraction, positive_float, positive_int
 from cms_anomaly.core.constants import SQRT_S
+from cms_anomaly.stats.headline import few_events_mark
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +154,7 @@ def _purity_ratio(k: int, n: int, k0: int, n0: int) -> dict[str, float]:
     """Fraction of ttbar among the ``n`` selected data events (``k`` of them ttbar) over its fraction
     ``k0 / n0`` among all, with the Agresti-Coull interval of the selected fraction (68 % CL)."""
     from cms_anomaly.stats import agresti_coull_interval
+    from cms_anomaly.stats.headline import few_events
 
     f_all = k0 / n0 if n0 else float("nan")
     ci = agresti_coull_interval(k, n) if n else None
@@ -162,6 +167,7 @@ def _purity_ratio(k: int, n: int, k0: int, n0: int) -> dict[str, float]:
             "purity_ratio": float("nan"),
             "purity_ratio_low": float("nan"),
             "purity_ratio_high": float("nan"),
+            "few_events": True,
         }
     return {
         "selected": n,
@@ -171,6 +177,7 @@ def _purity_ratio(k: int, n: int, k0: int, n0: int) -> dict[str, float]:
         "purity_ratio": (k / n) / f_all,
         "purity_ratio_low": float(ci.low) / f_all,
         "purity_ratio_high": float(ci.high) / f_all,
+        "few_events": few_events(n),
     }
 
 
@@ -185,6 +192,7 @@ def _efficiency_ratio(
     the weighted sample); the ratio's bounds combine them conservatively (low / high).
     """
     from cms_anomaly.stats import effective_entries_from_sums, efficiency_from_sums
+    from cms_anomaly.stats.headline import few_events
 
     (ws, w2s), (wb, w2b) = signal, background
     e_s = efficiency_from_sums(ws[first_bin:].sum(), ws.sum(), w2s.sum())
@@ -196,6 +204,8 @@ def _efficiency_ratio(
     def entries(w: np.ndarray, w2: np.ndarray) -> float:  # effective entries above the threshold
         return effective_entries_from_sums(w[first_bin:].sum(), w2[first_bin:].sum())
 
+    # effective entries (sum w)^2 / sum w^2 of the weighted simulation: the raw counts for unit weights
+    passed = round(entries(ws, w2s)), round(entries(wb, w2b))
     return {
         "eps_ttbar": float(e_s.estimate),
         "eps_ttbar_low": float(e_s.low),
@@ -206,8 +216,9 @@ def _efficiency_ratio(
         "lr_plus": ratio,
         "lr_plus_low": float(e_s.low / e_b.high) if e_b.high > 0 else float("nan"),
         "lr_plus_high": high,
-        "ttbar_passed": round(entries(ws, w2s)),
-        "background_passed": round(entries(wb, w2b)),
+        "ttbar_passed": passed[0],
+        "background_passed": passed[1],
+        "few_events": few_events(*passed),
     }
 
 
@@ -328,6 +339,7 @@ def _excess(y: dict, reference: str, unit_weight: dict[str, float]) -> dict[str,
     """Z_Bi of the observed yield against the simulation's, whose own statistical error counts (the
     simulation is no larger than the pseudo-data); defined also when no MC event passes."""
     from cms_anomaly.stats import on_off_significance
+    from cms_anomaly.stats.headline import few_events
 
     n, b, eb = y["data"]["sumw"], y[reference]["sumw"], y[reference]["error"]
     if b > 0 and eb > 0:
@@ -340,6 +352,7 @@ def _excess(y: dict, reference: str, unit_weight: dict[str, float]) -> dict[str,
         "expected_error": eb,
         "difference": n - b,
         "significance": on_off_significance(n, n_off, tau),
+        "few_events": few_events(n),
     }
 
 
@@ -493,20 +506,22 @@ def _data_text(meta: dict[str, Any]) -> str:
 def _efficiency_lines(public: dict) -> list[str]:
     """The efficiency ratio's table rows and the sentence on alpha = 1e-3 and the working alpha."""
     a = f"{public['alpha']:g}"
-    lines: list[str] = []
+    rows: list[str] = []
     for key, r in public["efficiency_ratio"].items():
-        lines.append(
-            f"| {key} | {fmt(r['threshold'], 4)} | {fmt(r['eps_ttbar'])} [{fmt(r['eps_ttbar_low'])}, "
+        rows.append(
+            f"| {key}{few_events_mark(r['ttbar_passed'], r['background_passed'])} | {fmt(r['threshold'], 4)} | {fmt(r['eps_ttbar'])} [{fmt(r['eps_ttbar_low'])}, "
             f"{fmt(r['eps_ttbar_high'])}] ({r['ttbar_passed']} ev.) | {fmt(r['eps_background'])} "
             f"[{fmt(r['eps_background_low'])}, {fmt(r['eps_background_high'])}] ({r['background_passed']} ev.) | "
             f"x{fmt(r['lr_plus'])} [{fmt(r['lr_plus_low'])}, {fmt(r['lr_plus_high'])}] |"
         )
     r3, ra = public["efficiency_ratio"].get("0.001", {}), public["efficiency_ratio"][a]
+    lines = with_note(rows)
     lines += [
         "",
         f"At alpha = 1e-3: eps_ttbar / eps_(W+Z) = x{fmt(r3.get('lr_plus', float('nan')))} "
         f"[{fmt(r3.get('lr_plus_low', float('nan')))}, {fmt(r3.get('lr_plus_high', float('nan')))}] (paper: about x20); "
         f"at the working alpha = {a}: x{fmt(ra['lr_plus'])} [{fmt(ra['lr_plus_low'])}, {fmt(ra['lr_plus_high'])}].",
+        *([] if "paper_alpha" not in public else ["", paper_alpha_sentence(public["paper_alpha"])]),
         "",
         "## ttbar purity ratio of the anomaly selection in the (pseudo-)data",
         "",
@@ -530,13 +545,15 @@ def _purity_lines(public: dict) -> list[str]:
         "| alpha | threshold | selected | ttbar among selected | ttbar fraction all -> selected | purity ratio (68 % CL) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
+    rows = []
     for key, e in enr.items():
-        lines.append(
-            f"| {key} | {fmt(e['threshold'], 4)} | {e['selected']} | {e['ttbar_selected']} | "
+        rows.append(
+            f"| {key}{few_events_mark(e['selected'])} | {fmt(e['threshold'], 4)} | {e['selected']} | {e['ttbar_selected']} | "
             f"{fmt(e['fraction_all'])} -> {fmt(e['fraction_selected'])} | "
             f"x{fmt(e['purity_ratio'])} [{fmt(e['purity_ratio_low'])}, {fmt(e['purity_ratio_high'])}] |"
         )
     e3 = enr.get("0.001", {})
+    lines += with_note(rows)
     lines += [
         "",
         f"At alpha = 1e-3 the purity ratio is x{fmt(e3.get('purity_ratio', float('nan')))} "
@@ -561,12 +578,14 @@ def _pps_lines(public: dict, meta: dict[str, Any]) -> list[str]:
         "| | observed | background MC (W+Z) | Z_Bi | background + ttbar MC | Z_Bi |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
+    rows = []
     for label, block in ((f"after the anomaly selection (alpha = {a})", pps), ("without the anomaly selection", pps0)):
         b, bt = block["vs_background"], block["vs_background_ttbar"]
-        lines.append(
-            f"| {label} | {b['observed']:.0f} | {b['expected']:.2f} +- {b['expected_error']:.2f} | "
+        rows.append(
+            f"| {label}{few_events_mark(b['observed'])} | {b['observed']:.0f} | {b['expected']:.2f} +- {b['expected_error']:.2f} | "
             f"{fmt(b['significance'])} sigma | {bt['expected']:.2f} +- {bt['expected_error']:.2f} | {fmt(bt['significance'])} sigma |"
         )
+    lines += with_note(rows)
     excess_only_without_ttbar = (pps["vs_background"]["significance"] > 2) and abs(
         pps["vs_background_ttbar"]["significance"]
     ) < 2
@@ -595,7 +614,7 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
 
     out = Path(out)
     times: dict[str, float] = {}
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), analysis_cpu_seconds()
     simulation, data = make_samples(out / "samples", config)
     times["generation"] = time.perf_counter() - t0
     data_meta = data["data"]["metadata"]
@@ -651,9 +670,9 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
         model="alad",
         score=alad_score,
         data_label="Pseudo-data" if labels_df is not None else "Data",
-    )
-    times["analysis"] = time.perf_counter() - t
-    times["total"] = time.perf_counter() - t0
+    ) + plot_model_training(models, report_dir)
+    times["analysis"], times["total"] = time.perf_counter() - t, time.perf_counter() - t0
+    result["paper_alpha"] = _paper_alpha(result, config, wall_seconds=times["total"], cpu_start=cpu0)
     composition = {} if labels_df is None else dict(labels_df["process"].value_counts().sort_index().items())
     meta = {
         "lumi_pb": lumi,
@@ -668,6 +687,18 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
         "cutflow": {ds: res["cutflow"] for ds, res in first.items()},
     }
     return write_report(result, report_dir, meta=meta, pngs=pngs)
+
+
+def _paper_alpha(result: dict, config: RediscoveryConfig, *, wall_seconds: float, cpu_start: float) -> dict:
+    """The ``paper_alpha`` block of ``result`` (:func:`~cms_anomaly.analyses.headline.paper_alpha`): this run's
+    ``--events`` from its W+jets size, its CPU time since ``cpu_start``."""
+    return paper_alpha(
+        n_data=result["n_data"],
+        data_fraction=result["efficiency_ratio"]["0.001"]["data_fraction"],
+        events_scale=config.events["wjets"] / RediscoveryConfig().events["wjets"],
+        wall_seconds=wall_seconds,
+        cpu_seconds=analysis_cpu_seconds() - cpu_start,
+    )
 
 
 # ------------------------------------------------------------------------------------- CLI

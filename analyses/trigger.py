@@ -42,8 +42,11 @@ from cms_anomaly.analyses.cocktail import (
     add_cocktail_arguments,
     cocktail_config,
 )
+from cms_anomaly.analyses.headline import note_for
+from cms_anomaly.analyses.plot_training import plot_model_training
 from cms_anomaly.core.argtypes import fraction, positive_int
 from cms_anomaly.processors.config import SelectionConfig
+from cms_anomaly.stats.headline import few_events, few_events_mark
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +107,8 @@ def first_bin(lower_edges: np.ndarray, value: float) -> int:
 
 # ------------------------------------------------------------------------------ analysis
 #: the efficiency record of a process with no event to measure it on
-_NO_EVENTS = {"efficiency": 0.0, "low": float("nan"), "high": float("nan"), "method": "no events", "n_events": 0}
+_NO_EVENTS = {"efficiency": 0.0, "low": float("nan"), "high": float("nan"), "method": "no events", "n_events": 0,
+              "n_selected": 0, "few_events": True}  # fmt: skip
 
 
 def _efficiency(b: Binned, k: int) -> dict[str, Any]:
@@ -120,20 +124,24 @@ def _efficiency(b: Binned, k: int) -> dict[str, Any]:
         "high": float(ci.high),
         "method": "measured",
         "n_events": round(effective_entries_from_sums(b.total, float(b.w2.sum()))),
+        "n_selected": (n := round(effective_entries_from_sums(b.w[k:].sum(), b.w2[k:].sum()))),
+        "few_events": few_events(n),
     }
 
 
 def _tail_composition(sm: dict[str, Binned], k_tail: int) -> dict[str, dict[str, float]]:
     """Share of each SM process among the SM events in the tail the threshold was extrapolated from
     (score bins ``k_tail, ...``; weighted, 95 % CL Agresti-Coull on effective counts)."""
-    from cms_anomaly.stats import efficiency_from_sums
+    from cms_anomaly.stats import effective_entries_from_sums, efficiency_from_sums
 
     tail_w = sum(float(b.w[k_tail:].sum()) for b in sm.values())
     tail_w2 = sum(float(b.w2[k_tail:].sum()) for b in sm.values())
     out = {}
     for name, b in sm.items():
         ci = efficiency_from_sums(float(b.w[k_tail:].sum()), tail_w, tail_w2, cl=0.95)
-        out[name] = {"estimate": float(ci.estimate), "low": float(ci.low), "high": float(ci.high)}
+        n = round(effective_entries_from_sums(float(b.w[k_tail:].sum()), float(b.w2[k_tail:].sum())))
+        out[name] = {"estimate": float(ci.estimate), "low": float(ci.low), "high": float(ci.high), "n_selected": n}
+        out[name]["few_events"] = few_events(n)
     return out
 
 
@@ -156,6 +164,7 @@ def _tail_ratio_efficiency(b: Binned, sm_all: Binned, k_tail: int, threshold: di
         "sm_efficiency_at_tail_edge": sm_at_lo,
         "lr_plus": at_lo["efficiency"] / sm_at_lo,
         "n_events": at_lo["n_events"],
+        **{x: at_lo[x] for x in ("n_selected", "few_events")},  # at the tail edge
     }
 
 
@@ -240,6 +249,7 @@ def _table3(
                 "method": "tail_composition",
                 "tail_share": share["estimate"],
                 "n_events": _efficiency(b, k_thr)["n_events"],
+                **{x: share[x] for x in ("n_selected", "few_events")},  # in the tail
             }
         table3[name] = {
             "rate_after_selection_pb": rate,
@@ -505,11 +515,12 @@ def _table3_lines(result: dict) -> list[str]:
     ]
     for name, r in result["table3"].items():
         lines.append(
-            f"| {name} | {r['fraction_after_selection']:.1%} | {_eff_text(r['vae_efficiency'])} | "
+            f"| {name}{few_events_mark(r['vae_efficiency']['n_selected'])} | {r['fraction_after_selection']:.1%} | {_eff_text(r['vae_efficiency'])} | "
             f"{r['selected_composition']:.0%} | {r['events_per_month']:.3g} |"
         )
     lines += [
         f"| total | | {result['sm_efficiency']:.2g} | | {result['sm_events_per_month']:.3g} |",
+        *note_for(lines),
         "",
         "Paper: W 3.6e-6, QCD 6.0e-6, Z 21e-6, ttbar 400e-6; composition 32/29/21/18 %; 1204 events/month.",
         "",
@@ -529,7 +540,7 @@ def _table4_lines(result: dict) -> list[str]:
     ]
     for name, r in result["table4"].items():
         lines.append(
-            f"| {name} | {r['xsec_generated_pb']:.3g} | {r['single_lepton_acceptance']:.3f} | {_eff_text(r['vae_efficiency'])} | "
+            f"| {name}{few_events_mark(r['vae_efficiency']['n_selected'])} | {r['xsec_generated_pb']:.3g} | {r['single_lepton_acceptance']:.3f} | {_eff_text(r['vae_efficiency'])} | "
             f"{fmt(r.get('xsec_eff_100_per_month_pb'))} | {fmt(r.get('xsec_eff_sb_pb'))} | "
             f"{fmt(r.get('xsec_100_per_month_pb'))} | {fmt(r.get('events_per_month_at_generated_xsec'))} | "
             + (
@@ -541,6 +552,7 @@ def _table4_lines(result: dict) -> list[str]:
             )
         )
     lines += [
+        *note_for(lines),
         "",
         "Paper (efficiency; sigma_eff for 100/month; for S/B = 1/3): A->4l 2.8e-3, 7.1 pb, 27 pb; LQ->b tau 6.7e-4, "
         "30, 110; h0->tau tau 3.6e-4, 55, 210; h+- ->tau nu 1.2e-3, 17, 65.",
@@ -638,8 +650,8 @@ def run_trigger(
     rocs = roc_table(sm_all, {n: Binned(*sh_val.score_sums(n)) for n in sig_names}, bdt_sm, bdt_sig)
     report_dir = fresh_report_dir(out)
     pngs = make_plots(sh_val, sh_all, sm, signals, rocs, result, report_dir)
-    times["analysis"] = time.perf_counter() - t
-    times["total"] = time.perf_counter() - t0
+    pngs += plot_model_training({"vae": vae.paths[0]}, report_dir)
+    times["analysis"], times["total"] = time.perf_counter() - t, time.perf_counter() - t0
     n_validation = sum(
         len(i) for i in validation_indices(samples, seed=config.seed, val_fraction=options.val_fraction).values()
     )
