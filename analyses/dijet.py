@@ -42,8 +42,11 @@ from cms_anomaly.analyses.analysis import (
     report_footer,
     write_report,
 )
+from cms_anomaly.analyses.headline import note_for
+from cms_anomaly.analyses.plot_training import plot_model_training
 from cms_anomaly.core.argtypes import fraction, non_negative_float
 from cms_anomaly.processors.histograms import DIJET_MASS_EDGES
+from cms_anomaly.stats.headline import few_events, few_events_mark
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +260,7 @@ def _public(result: dict) -> dict:
     if result.get("best") is not None:
         out["best_signal_region"] = result["best"]["signal_region"]
         out["best_local_significance"] = result["best"]["significance"]
+        out["few_events"] = few_events(result["best"]["observed"])  # selected events in the best region
     if "bumphunt" in result:
         bh = result["bumphunt"]
         out["bumphunt"] = {
@@ -300,12 +304,13 @@ def format_report(results: dict[str, dict], meta: dict, pngs: list[Path]) -> str
             + f" (p = {bh['global_p_value']:.3g})"
         )
         lines.append(
-            f"| {key} | {meta['injected'][key]} | {best['signal_in_sr_before']} / {best['signal_in_sr_after']} | "
+            f"| {key}{few_events_mark(best['observed'])} | {meta['injected'][key]} | {best['signal_in_sr_before']} / {best['signal_in_sr_after']} | "
             f"{best['signal_region'][0]:.0f}-{best['signal_region'][1]:.0f} | {best['observed']:.0f} / "
             f"{best['expected']:.1f} | {fmt(best['significance'])} | "
             f"{window} | {glob} |"
         )
     lines += [
+        *note_for(lines),
         "",
         "The signal-free row is the false-discovery check: its best signal region is the largest upward "
         "fluctuation of the scan (look-elsewhere over signal regions not corrected in the local column).",
@@ -364,6 +369,17 @@ def make_plots(results: dict[str, dict], report_dir: Path) -> list[Path]:
                 )
             )
     return pngs
+
+
+def _training_plots(results: dict[str, dict], models_dir: Path, report_dir: Path) -> list[Path]:
+    """The training logloss per boosting round of the best signal region's fold-0 classifier, per injection
+    (``results`` in the order of the injections, whose models are ``cwola_inj<k>_sr<first bin>_fold<i>``)."""
+    models = {}
+    for k, (key, r) in enumerate(results.items()):
+        if r.get("best") is not None:
+            name = f"cwola_inj{k}_sr{r['best']['first_bin']}_fold0.json"
+            models[f"cwola_sb{float(key):g}".replace(".", "p")] = models_dir / name
+    return plot_model_training(models, report_dir)
 
 
 def _write_labels(event: np.ndarray, labels: np.ndarray, path: Path) -> Path:
@@ -472,7 +488,7 @@ def run_dijet(
     times["hunt"] = time.perf_counter() - t
     report_dir = fresh_report_dir(out)
     t = time.perf_counter()
-    pngs = make_plots(results, report_dir)
+    pngs = make_plots(results, report_dir) + _training_plots(results, out / "models", report_dir)
     times["plots"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     meta = {

@@ -31,6 +31,7 @@ def plot_training(
     best: float | None = None,
     title: str | None = None,
     loss_label: str = "Loss",
+    xlabel: str | None = None,
     criterion_label: str = "Stopping criterion",
     text: str | None = None,
 ) -> Path:
@@ -48,6 +49,8 @@ def plot_training(
         Extra text in the plot (e.g. the model name).
     loss_label, criterion_label : str
         Axis labels.
+    xlabel : str, optional
+        The x axis label (default "Step" or "Epoch").
     text : str, optional
         CMS label text (default "Private Work").
 
@@ -82,7 +85,7 @@ def plot_training(
             ax.set_yscale("log")
         if best is not None and math.isfinite(best):
             ax.axvline(best, color="grey", ls="--", lw=1.5, label=f"selected {xkey} {best:g}")
-        ax.set_xlabel(xkey.capitalize())
+        ax.set_xlabel(xlabel or xkey.capitalize())
         ax.set_ylabel(loss_label)
         handles, labels = ax.get_legend_handles_labels()
         top = ax
@@ -142,7 +145,7 @@ def plot_model_training(
         history, best = card_history(card.training or {})
         if history:
             title = f"{card.model_type} ({card.score})"
-            pngs.append(
-                plot_training(history, Path(report_dir) / f"training_{name}.png", best=best, title=title, text=text)
-            )
+            boosted = {"loss_label": "Log loss", "xlabel": "Boosting round"} if "evals_result" in card.training else {}
+            path = Path(report_dir) / f"training_{name}.png"
+            pngs.append(plot_training(history, path, best=best, title=title, text=text, **boosted))
     return pngs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,7 +227,8 @@ def train_cwola(
     Returns
     -------
     (numpy.ndarray, list)
-        Out-of-fold scores (N,) and the k boosters (booster ``i`` scores fold ``i``).
+        Out-of-fold scores (N,) and the k boosters (booster ``i`` scores fold ``i``), each with its
+        training logloss per round as the JSON attribute ``evals_result``.
     """
     labels = np.asarray(labels)
     n = len(labels)
@@ -243,7 +245,8 @@ def train_cwola(
             )
         wt = w[train].copy()
         wt[y == 1] *= wt[y == 0].sum() / wt[y == 1].sum()
-        booster, _ = train_classifier(x[train], y, wt, params=params, seed=seed + k)
+        booster, history = train_classifier(x[train], y, wt, params=params, seed=seed + k)
+        booster.set_attr(evals_result=json.dumps(history))  # the logloss per round, saved with the model
         scores[fold == k] = predict(booster, x[fold == k])
         boosters.append(booster)
     return scores, boosters

@@ -389,6 +389,8 @@ def train_cwola_region(
     its held-out signal-region and sideband events (:func:`~cms_anomaly.models.scorers.write_calibration`):
     :meth:`KFoldScorer.load <cms_anomaly.models.scorers.KFoldScorer.load>` applies them in the processor.
     """
+    import json
+
     import xgboost
     from cms_anomaly.models.bdt import CWOLA_COLUMNS, BDTParams, cwola_inputs, predict, save_booster, train_cwola
     from cms_anomaly.models.export import ModelCard, score_ranges_for, write_card
@@ -420,6 +422,7 @@ def train_cwola_region(
                     "seed": seed,
                     "n_signal_region": int(np.sum((labels == 1) & (folds != i))),
                     "n_sidebands": int(np.sum((labels == 0) & (folds != i))),
+                    "evals_result": json.loads(booster.attr("evals_result") or "{}"),
                 },
                 score_ranges=score_ranges_for(scores, ["p_sr"]),
                 framework={"xgboost": xgboost.__version__},

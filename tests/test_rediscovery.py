@@ -42,8 +42,22 @@ def test_report_files(report):
     for name in ASTF_FEATURES:
         assert {f"{name}_all.png", f"{name}_selected.png", f"astf_{name}.png"} <= set(pngs)
     assert {"roc_alad.png", "score_alad.png"} <= set(pngs)
+    assert {"training_alad.png", "training_ae.png"} <= set(pngs)
     assert all((report_dir / p).stat().st_size > 10_000 for p in pngs)
     assert not list(report_dir.glob("*.tmp-*"))
+
+
+def test_paper_alpha_block_and_sentence(report):
+    report_dir, summary = report
+    block = summary["result"]["paper_alpha"]
+    assert block["alpha"] == 1e-3
+    assert block["enough"] == (block["selected"] >= 10)
+    assert block["events_needed"] >= block["events_scale"] == pytest.approx(0.04)
+    text = (report_dir / "summary.md").read_text()
+    assert f"At the paper's alpha = 0.001 this run selects {block['selected']} of its" in text
+    if not block["enough"]:
+        assert f"`--events {block['events_needed']:g}`" in text
+        assert "extrapolation" in text
 
 
 def test_numbers_are_finite_and_consistent(report):

@@ -173,3 +173,25 @@ def test_paper_alpha_sentence():
     # none selected: the nominal alpha sets the scale
     assert scale_for_events(0, n_total=2000, fraction=1e-3) == pytest.approx(5.0)
     assert scale_for_events(12, n_total=2000, fraction=1e-3) == 1.0
+
+
+@pytest.mark.slow  # trains two small XGBoost classifiers (imports torch and xgboost): ~35 s on a loaded 2-core machine
+def test_cwola_card_keeps_the_logloss_per_round_and_plots_it(tmp_path):
+    from cms_anomaly.models.bdt import CWOLA_COLUMNS, BDTParams
+    from cms_anomaly.models.pipeline import train_cwola_region
+
+    rng = np.random.default_rng(4)
+    n = 400
+    cols = {c: rng.uniform(0.1, 1.0, n) for c in CWOLA_COLUMNS}
+    cols["mJJ"] = rng.uniform(2000.0, 5000.0, n)
+    labels = rng.integers(0, 2, n)
+    folds = np.arange(n) % 2
+    params = BDTParams(n_estimators=12, n_threads=1)
+    paths = train_cwola_region(cols, labels, folds, k_folds=2, out_dir=tmp_path, name="cwola", seed=1, params=params)
+    pngs = plot_model_training({"cwola": paths[0]}, tmp_path)
+    from cms_anomaly.models.export import load_card
+
+    history, _ = card_history(load_card(paths[0]).training)
+    assert [r["step"] for r in history] == list(range(1, 13))
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    _assert_png(pngs[0])
