@@ -52,7 +52,7 @@ def plot_training(
     xlabel : str, optional
         The x axis label (default "Step" or "Epoch").
     text : str, optional
-        CMS label text (default "Private Work").
+        CMS label text (default "Private Work", without "Simulation").
 
     Returns
     -------
@@ -97,7 +97,8 @@ def plot_training(
             h2, l2 = top.get_legend_handles_labels()
             handles, labels = handles + h2, labels + l2
         top.legend(handles, labels, loc="upper right", title=title, frameon=True, framealpha=0.9)
-        cms_label(ax, data=False, text=text, lumi=None, com=None)
+        # a detector may have trained on collision data: no "Simulation" in the label
+        cms_label(ax, data=True, text=text or "Private Work", lumi=None, com=None)
         return save_png(fig, path)
 
 
