@@ -105,7 +105,8 @@ def evaluate(
         Parquet feature tables ``<dataset>/*.parquet``.
     out_dir : str or Path
         Receives ``models/`` (exported models + cards), ``evaluation.md``,
-        ``evaluation.json`` and ``roc_<signal>.png``.
+        ``evaluation.json``, ``roc_<signal>.png`` and ``training_<model>.png`` (the loss curves of the
+        model cards that hold a training history).
     options : EvaluateOptions
         Training settings.
     datasets : list of str, optional
@@ -116,8 +117,9 @@ def evaluate(
     dict
         The JSON summary (also written to ``evaluation.json``).
     """
+    from cms_anomaly.analyses.plot_training import plot_model_training
     from cms_anomaly.models.data import read_samples
-    from cms_anomaly.models.export import atomic_write_text
+    from cms_anomaly.models.export import CARD_SUFFIX, atomic_write_text
     from cms_anomaly.models.feature_sets import get_feature_set
     from cms_anomaly.models.pipeline import TrainOptions, split_cocktail
 
@@ -145,6 +147,8 @@ def evaluate(
         plot_roc(scores, bdt_sm, bdt_sig, sm_val.weight, signals, out_dir / "roc.png")
     except Exception as err:  # noqa: BLE001 - the table is the product; a plotting failure is logged
         log.warning("ROC plot failed: %s", err)
+    cards = sorted(job.model_dir.glob(f"*{CARD_SUFFIX}"))
+    plot_model_training({c.name.removesuffix(CARD_SUFFIX): c for c in cards}, out_dir)
     return summary
 
 

@@ -311,6 +311,7 @@ def test_cli_train_and_evaluate(model_feature_tables, tmp_path, capsys):
     assert "| ato4l |" in printed
     assert "lambda=100" in printed
     summary = json.loads((tmp_path / "e" / "evaluation.json").read_text())
+    assert (tmp_path / "e" / "training_vae_hlf21.png").stat().st_size > 10_000  # the loss curves of its card
     for sig in ("ato4l", "lq_btau"):
         row = summary["metrics"][sig]
         assert set(row) >= {
