@@ -195,3 +195,23 @@ def test_cwola_card_keeps_the_logloss_per_round_and_plots_it(tmp_path):
     assert [r["step"] for r in history] == list(range(1, 13))
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     _assert_png(pngs[0])
+
+
+def test_trigger_table3_marks_a_process_with_few_selected_events():
+    from cms_anomaly.analyses import trigger
+
+    # unit weights: 9 W and 30 Z events in the score bins from 2 on
+    w, z = _unit_sums([500, 40, 9]), _unit_sums([200, 10, 30])
+    eff = {n: trigger._efficiency(trigger.Binned(*s), 2) for n, s in (("wjets", w), ("zjets", z))}
+    assert (eff["wjets"]["n_selected"], eff["wjets"]["few_events"]) == (9, True)
+    assert (eff["zjets"]["n_selected"], eff["zjets"]["few_events"]) == (30, False)
+    row = {"fraction_after_selection": 0.5, "selected_composition": 0.5, "events_per_month": 1.0}
+    result = {
+        "table3": {n: {**row, "vae_efficiency": e} for n, e in eff.items()},
+        "sm_efficiency": 0.05,
+        "sm_events_per_month": 2.0,
+    }
+    lines = trigger._table3_lines(result)
+    assert any(r.startswith(f"| wjets {FEW_EVENTS_MARK} |") for r in lines)
+    assert any(r.startswith("| zjets |") for r in lines)
+    assert FEW_EVENTS_NOTE in lines
