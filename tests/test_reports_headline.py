@@ -215,3 +215,31 @@ def test_trigger_table3_marks_a_process_with_few_selected_events():
     assert any(r.startswith(f"| wjets {FEW_EVENTS_MARK} |") for r in lines)
     assert any(r.startswith("| zjets |") for r in lines)
     assert FEW_EVENTS_NOTE in lines
+
+
+def test_disco_closure_and_significance_rows_marked_by_the_simulated_events_in_region_a():
+    from cms_anomaly.analyses import disco
+
+    closure = {"closure": 1.0, "closure_error": 0.1, "significance": 0.5}
+    sig = {**closure, "significance_corrected": 1.0, "significance_true": 1.0}
+
+    def row(eff: float, sm_a: float, sm_a_w2: float) -> dict:
+        return {
+            "efficiency": eff,
+            "choice": "diagonal",
+            "sm_a": sm_a,
+            "sm_a_entries_w2": sm_a_w2,
+            "sm_only": closure,
+            "s": sig,
+        }
+
+    # weights 10 per simulated event: 90 = 9 simulated events, 100 = 10
+    rows = [row(0.001, 90.0, 900.0), row(0.01, 100.0, 1000.0)]
+    result = {"spread": {"sm_only_max_closure_deviation": {"max": 0.1, "mean": 0.05}}}
+    for lines in (
+        disco._closure_lines(result, {"seeds": [1]}, rows, ["s"]),
+        disco._significance_lines({"seeds": [1]}, rows, ["s"]),
+    ):
+        assert any(r.startswith(f"| 0.001 {FEW_EVENTS_MARK} |") for r in lines)
+        assert any(r.startswith("| 0.01 |") for r in lines)
+        assert FEW_EVENTS_NOTE in lines
