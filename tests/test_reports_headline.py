@@ -243,3 +243,41 @@ def test_disco_closure_and_significance_rows_marked_by_the_simulated_events_in_r
         assert any(r.startswith(f"| 0.001 {FEW_EVENTS_MARK} |") for r in lines)
         assert any(r.startswith("| 0.01 |") for r in lines)
         assert FEW_EVENTS_NOTE in lines
+
+
+def test_outlier_report_marks_efficiency_and_gain_rows_from_few_events():
+    from cms_anomaly.analyses import outlier
+
+    gain = {
+        "s_over_b_before": 0.01,
+        "s_over_b_after": 0.1,
+        "signal_efficiency": 0.5,
+        "background_efficiency": 0.05,
+        "gain": 10.0,
+        "gain_lower_limit": 4.0,
+    }
+    result = {
+        "ln_loss_cut": -6.0,
+        "ln_bins_per_unit": 10.0,
+        "sm_efficiency": 0.01,
+        "efficiencies": {"wjets": {"efficiency": 0.01, "entries": 9}, "ttbar": {"efficiency": 0.02, "entries": 10}},
+        "fits": {},
+        "hplus_gain": {
+            "all": {**gain, "background_entries_after": 40},
+            "m > 500": {**gain, "background_entries_after": 3},
+        },
+    }
+    meta = {
+        "sm_events": {"wjets": 100},
+        "signal_events": {"hplus_t": 10},
+        "n_train": 50,
+        "kept_cells": 100,
+        "outlier_fraction": 0.01,
+        "seconds": {"total": 1.0},
+    }
+    lines = outlier.format_report(result, meta, []).splitlines()
+    assert f"| wjets {FEW_EVENTS_MARK} | 0.01 | 9 |" in lines
+    assert "| ttbar | 0.02 | 10 |" in lines
+    assert any(r.startswith(f"| m_bb m > 500 {FEW_EVENTS_MARK} |") for r in lines)
+    assert any(r.startswith("| m_bb all |") for r in lines)
+    assert lines.count(FEW_EVENTS_NOTE) == 2
