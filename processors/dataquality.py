@@ -246,8 +246,8 @@ def load_lumimask(path: str, *, dataset: str) -> Any:
 
 def check_fileset(fileset: Mapping[str, Any], *, selection: str | None) -> None:
     """Before a run, on the client: every data dataset's ``lumimask`` is readable, every metadata ``era``
-    has a trigger table for ``selection`` and every data ``primary_dataset`` is one the selection uses in
-    that era.
+    has a trigger table for ``selection`` (the class trigger table for ``event_classes``) and every data
+    ``primary_dataset`` is one the selection uses in that era.
 
     Raises
     ------
@@ -259,6 +259,14 @@ def check_fileset(fileset: Mapping[str, Any], *, selection: str | None) -> None:
         meta = dict(entry.get("metadata") or {}) if isinstance(entry, Mapping) else {}
         if meta.get("is_data", False) and meta.get("lumimask"):
             load_lumimask(str(meta["lumimask"]), dataset=dataset)
+        if (
+            selection == CLASS_SELECTION
+            and meta.get("era") is not None
+            and trigger_era(str(meta["era"])) not in CLASS_TRIGGERS
+        ):
+            raise DataQualityError(
+                f"dataset {dataset!r}: era {meta['era']!r} has no class trigger table; known: {sorted(CLASS_TRIGGERS)}"
+            )
         if not table or meta.get("era") is None:
             continue
         era = trigger_era(str(meta["era"]))

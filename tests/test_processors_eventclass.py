@@ -236,3 +236,26 @@ def test_generated_sm_events_fill_their_classes(generated_cocktail):
     w_exclusive = {c: n for c, n in w.items() if "+" not in c}
     assert max(w_exclusive, key=w_exclusive.get) in {"1e", "1mu"}
     assert any("bjet" in c for c in out["ttbar"]["class_counts"])
+
+
+def test_an_empty_chunk_and_an_era_without_class_triggers(real_nanoaod_files):
+    from cms_anomaly.processors.processor import AnomalyProcessor
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        events = NanoEventsFactory.from_root(
+            {str(real_nanoaod_files["dy"]): "Events"},
+            schemaclass=NanoAODSchema,
+            mode="virtual",
+            entry_start=0,
+            entry_stop=0,
+            metadata={"dataset": "empty", "era": "2016"},
+        ).events()
+    out = AnomalyProcessor(selection="event_classes").process(events)["empty"]
+    assert out["class_counts"] == {}
+    assert out["cutflow"]["events"] == {"all": 0, "trigger_object": 0}
+    assert out["hists"]["class_st"].sum(flow=True).value == 0
+    fileset = {"dy": {"files": {str(real_nanoaod_files["dy"]): "Events"}, "metadata": {"era": "2015"}}}
+    with pytest.raises(dataquality.DataQualityError, match="no class trigger table"):
+        dataquality.check_fileset(fileset, selection="event_classes")
