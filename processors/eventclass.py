@@ -240,12 +240,18 @@ def _prefix(coll: FlatCollection) -> dict[str, np.ndarray]:
     return {k: np.concatenate(([0.0], np.cumsum(v))) for k, v in cols.items()}
 
 
-def _variables(coll: Mapping[str, FlatCollection], objects: EventObjects, members: Members) -> dict[str, np.ndarray]:
-    """``st``, ``mass`` and ``met`` of each membership, from the leading ``sum_counts`` objects of each type."""
+def _variables(
+    coll: Mapping[str, FlatCollection],
+    prefix: Mapping[str, Mapping[str, np.ndarray]],
+    objects: EventObjects,
+    members: Members,
+) -> dict[str, np.ndarray]:
+    """``st``, ``mass`` and ``met`` of each membership, from the leading ``sum_counts`` objects of each type
+    (``prefix``: :func:`_prefix` of each type's collection)."""
     ev = members.event
     tot = dict.fromkeys(("pt", "px", "py", "pz", "e", "et"), np.zeros(len(ev)))
     for k, t in enumerate(TYPES):
-        pre, start = _prefix(coll[t]), coll[t].offsets[:-1][ev]
+        pre, start = prefix[t], coll[t].offsets[:-1][ev]
         stop = start + members.sum_counts[:, k]
         tot = {q: tot[q] + pre[q][stop] - pre[q][start] for q in tot}
     met = np.where(members.met, objects.met_pt[ev], 0.0)
@@ -281,7 +287,8 @@ def memberships(objects: EventObjects, config: SelectionConfig) -> EventClasses:
     exclusive = np.full(len(objects), "", dtype=object)
     first = parts[0]
     exclusive[first.event] = names_of(encode(first.code_counts, first.met))
-    values = [_variables(coll, objects, m) for m in parts]
+    prefix = {t: _prefix(coll[t]) for t in TYPES}
+    values = [_variables(coll, prefix, objects, m) for m in parts]
     return EventClasses(
         exclusive=exclusive.astype(str),
         event=np.concatenate([m.event for m in parts]),
