@@ -224,6 +224,44 @@ class SelectionConfig:
     rmm_lepton_iso_max: float = 0.15
     rmm_min_jets: int = 2
     dijet_leading_pt_min: float = 1200.0
+    # --- event classes (``event_classes``, :mod:`~cms_anomaly.processors.eventclass`) -----------
+    #: class objects: the analysis objects above MUSiC's thresholds (CMS MUSiC, EPJC 81 (2021) 629,
+    #: sec. 3: muons and electrons pT > 25 GeV, photons pT > 25 GeV in the barrel, jets and b-jets
+    #: pT > 50 GeV, |eta| < 2.4, MET > 100 GeV)
+    class_muon_pt_min: float = 25.0
+    class_muon_eta_max: float = 2.4
+    class_electron_pt_min: float = 25.0
+    class_electron_eta_max: float = 2.5
+    #: relative PF isolation of class leptons: the CMS muon POG's tight PF isolation (dR < 0.3 here),
+    #: the same for electrons (the objects' loose 0.45 lets jet leptons in)
+    class_lepton_iso_max: float = 0.15
+    class_photon_pt_min: float = 25.0
+    #: ECAL barrel, |eta| < 1.4442 (MUSiC uses barrel photons)
+    class_photon_eta_max: float = 1.4442
+    class_jet_pt_min: float = 50.0
+    class_jet_eta_max: float = 2.4
+    class_met_min: float = 100.0
+    #: counting caps: an event with more objects of a type has no exclusive class; light jets above
+    #: ``class_max_jets`` go to the jet-inclusive (``+NJets``) and inclusive (``+X``) classes only, the
+    #: other types to the inclusive ones only (MUSiC counts jets up to a fixed multiplicity)
+    class_max_electrons: int = 4
+    class_max_muons: int = 4
+    class_max_photons: int = 4
+    class_max_jets: int = 6
+    class_max_bjets: int = 3
+    #: offline thresholds of the trigger kinds (the trigger object's plateau above the HLT threshold of
+    #: the paths in ``dataquality.CLASS_TRIGGERS``; on generated files, which have no HLT, the trigger
+    #: emulation): single muon (HLT IsoMu24) 25 GeV, single electron (Ele27_WPTight) 30 GeV,
+    #: dimuon (Mu17_Mu8) 20 and 10 GeV, dielectron (Ele23_Ele12) 25 and 15 GeV, photon (Photon175)
+    #: 180 GeV, jets (PFHT900: 99 % efficient from H_T ~ 1 TeV, CMS-EXO-16-056) H_T of the class jets 1050 GeV
+    trigger_single_muon_pt_min: float = 25.0
+    trigger_single_electron_pt_min: float = 30.0
+    trigger_double_muon_pt1_min: float = 20.0
+    trigger_double_muon_pt2_min: float = 10.0
+    trigger_double_electron_pt1_min: float = 25.0
+    trigger_double_electron_pt2_min: float = 15.0
+    trigger_photon_pt_min: float = 180.0
+    trigger_ht_min: float = 1050.0
 
     def __post_init__(self) -> None:
         _check_numbers(self, section="selections")

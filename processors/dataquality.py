@@ -97,9 +97,108 @@ _TRIGGERS: dict[str, Mapping[str, tuple[TriggerGroup, ...]]] = {
     "rmm_lepton": _SINGLE_LEPTON,
     "top_rediscovery": MappingProxyType({"2012": (_MU_2012,), "2016": (_MU_2016,), "generated": ()}),
     "dijet": MappingProxyType({}),
+    # the class trigger is per kind (CLASS_TRIGGERS, class_trigger_fired): no OR of every path before the cuts
+    "event_classes": MappingProxyType({}),
 }
 #: a live view: :func:`cms_anomaly.processors.selections.register_selection` adds a new selection's table
 TRIGGERS: Mapping[str, Mapping[str, tuple[TriggerGroup, ...]]] = MappingProxyType(_TRIGGERS)
+
+#: the trigger kinds of the event classes, in order of priority of their primary datasets (data of a later
+#: one lose the events a path of an earlier one fired)
+CLASS_KINDS: tuple[str, ...] = ("single_muon", "double_muon", "single_electron", "double_electron", "photon", "jets")
+_HZZ_2016 = "CMS H -> ZZ -> 4l at 13 TeV in 2016, CMS-HIG-16-041 (JHEP 11 (2017) 047), trigger table"
+_HZZ_2012 = "CMS H -> ZZ -> 4l at 8 TeV, CMS-HIG-13-002 (PRD 89 (2014) 092007), trigger table"
+#: era -> class trigger kind -> its primary dataset and paths (``event_classes``); ``generated`` files have no
+#: HLT: the offline thresholds of :class:`~cms_anomaly.processors.config.SelectionConfig` emulate each kind
+CLASS_TRIGGERS: Mapping[str, Mapping[str, TriggerGroup]] = MappingProxyType(
+    {
+        "2016": MappingProxyType(
+            {
+                "single_muon": _MU_2016,
+                "double_muon": TriggerGroup(
+                    "DoubleMuon",
+                    (
+                        "Mu17_TrkIsoVVL_Mu8_TrkIsoVVL",
+                        "Mu17_TrkIsoVVL_TkMu8_TrkIsoVVL",
+                        "Mu17_TrkIsoVVL_Mu8_TrkIsoVVL_DZ",
+                        "Mu17_TrkIsoVVL_TkMu8_TrkIsoVVL_DZ",
+                    ),
+                    _HZZ_2016,
+                ),
+                "single_electron": _ELE_2016,
+                "double_electron": TriggerGroup("DoubleEG", ("Ele23_Ele12_CaloIdL_TrackIdL_IsoVL_DZ",), _HZZ_2016),
+                # the lowest unprescaled single photon of 2016 (CMS monophoton, EXO-16-053, JHEP 10 (2017) 073)
+                "photon": TriggerGroup("SinglePhoton", ("Photon175",), "CMS-EXO-16-053: HLT_Photon175"),
+                # CMS dijet search 2016, CMS-EXO-16-056 (JHEP 08 (2018) 130): PFHT900 OR PFJet450
+                "jets": TriggerGroup("JetHT", ("PFHT900", "PFJet450"), "CMS-EXO-16-056: HLT_PFHT900 OR HLT_PFJet450"),
+            }
+        ),
+        "2012": MappingProxyType(
+            {
+                "single_muon": _MU_2012,
+                "double_muon": TriggerGroup("DoubleMu", ("Mu17_Mu8", "Mu17_TkMu8"), _HZZ_2012),
+                "single_electron": _ELE_2012,
+                "double_electron": TriggerGroup(
+                    "DoubleElectron",
+                    ("Ele17_CaloIdT_CaloIsoVL_TrkIdVL_TrkIsoVL_Ele8_CaloIdT_CaloIsoVL_TrkIdVL_TrkIsoVL",),
+                    _HZZ_2012,
+                ),
+                # the lowest unprescaled single photon of the 2012 menu (CMS monophoton at 8 TeV, EXO-12-047)
+                "photon": TriggerGroup("SinglePhoton", ("Photon150",), "CMS-EXO-12-047: HLT_Photon150"),
+                # CMS dijet search at 8 TeV, CMS-EXO-12-059 (PRD 91 (2015) 052009): HT750 OR PFNoPUHT650
+                "jets": TriggerGroup("JetHT", ("HT750", "PFNoPUHT650"), "CMS-EXO-12-059: HLT_HT750 OR HLT_PFNoPUHT650"),
+            }
+        ),
+        "generated": MappingProxyType({}),
+    }
+)
+#: the selection whose trigger is the class trigger (per kind, :func:`class_trigger_fired`)
+CLASS_SELECTION = "event_classes"
+
+
+def class_trigger_fired(
+    events: Any, *, meta: Mapping[str, Any], variant: str, available: set[str]
+) -> dict[str, np.ndarray | None]:
+    """Per class trigger kind (:data:`CLASS_KINDS`), the events whose paths fired; ``None`` for a kind without
+    HLT information (a generated file, a Run-2 file without ``era``, a file without the kind's branches):
+    there its offline threshold alone stands for the trigger. In data of a primary dataset (metadata
+    ``primary_dataset``) only the kinds of that dataset fire, and not on events that a path of an earlier
+    primary dataset fired (the overlap removal of :func:`trigger_mask`).
+
+    Raises
+    ------
+    DataQualityError
+        An era without a class trigger table, or data of a primary dataset no kind records.
+    """
+    era = era_of(meta, variant)
+    if era is None:
+        return dict.fromkeys(CLASS_KINDS)
+    if era not in CLASS_TRIGGERS:
+        raise DataQualityError(
+            f"dataset {meta.get('dataset', '?')!r}: era {era!r} has no class trigger table; known: {sorted(CLASS_TRIGGERS)}"
+        )
+    table = CLASS_TRIGGERS[era]
+    fired = {kind: (_fired(events, table[kind].paths, available) if kind in table else None) for kind in CLASS_KINDS}
+    pd = meta.get("primary_dataset") if meta.get("is_data", False) else None
+    if pd is None or not table:
+        return fired
+    pds = list(dict.fromkeys(table[k].primary_dataset for k in CLASS_KINDS if k in table))
+    if pd not in pds:
+        raise DataQualityError(
+            f"dataset {meta.get('dataset', '?')!r}: primary dataset {pd!r} records no class trigger in era {era} "
+            f"(the class triggers come from {pds})"
+        )
+    earlier = set(pds[: pds.index(pd)])
+    veto = np.zeros(len(events), dtype=bool)
+    for kind in CLASS_KINDS:
+        if kind in table and table[kind].primary_dataset in earlier and fired[kind] is not None:
+            veto |= fired[kind]
+    none = np.zeros(len(events), dtype=bool)
+    return {
+        kind: (none if table[kind].primary_dataset != pd else (None if f is None else f & ~veto))
+        for kind, f in fired.items()
+    }
+
 
 #: the trigger-table key a NanoAOD variant implies when the dataset's metadata has no ``era`` (the
 #: b-tag default of a variant, ``btag.VARIANT_ERAS``, is a calibration choice, not a trigger menu: a
@@ -147,8 +246,8 @@ def load_lumimask(path: str, *, dataset: str) -> Any:
 
 def check_fileset(fileset: Mapping[str, Any], *, selection: str | None) -> None:
     """Before a run, on the client: every data dataset's ``lumimask`` is readable, every metadata ``era``
-    has a trigger table for ``selection`` and every data ``primary_dataset`` is one the selection uses in
-    that era.
+    has a trigger table for ``selection`` (the class trigger table for ``event_classes``) and every data
+    ``primary_dataset`` is one the selection uses in that era.
 
     Raises
     ------
@@ -160,6 +259,14 @@ def check_fileset(fileset: Mapping[str, Any], *, selection: str | None) -> None:
         meta = dict(entry.get("metadata") or {}) if isinstance(entry, Mapping) else {}
         if meta.get("is_data", False) and meta.get("lumimask"):
             load_lumimask(str(meta["lumimask"]), dataset=dataset)
+        if (
+            selection == CLASS_SELECTION
+            and meta.get("era") is not None
+            and trigger_era(str(meta["era"])) not in CLASS_TRIGGERS
+        ):
+            raise DataQualityError(
+                f"dataset {dataset!r}: era {meta['era']!r} has no class trigger table; known: {sorted(CLASS_TRIGGERS)}"
+            )
         if not table or meta.get("era") is None:
             continue
         era = trigger_era(str(meta["era"]))
@@ -269,7 +376,10 @@ def trigger_mask(
 def hlt_paths(selection: str) -> set[str]:
     """Every HLT path (without ``HLT_``) that ``selection`` names in any era: the branches the
     dask-awkward path reads."""
-    return {p for groups in TRIGGERS.get(selection, {}).values() for g in groups for p in g.paths}
+    paths = {p for groups in TRIGGERS.get(selection, {}).values() for g in groups for p in g.paths}
+    if selection == CLASS_SELECTION:
+        paths |= {p for table in CLASS_TRIGGERS.values() for g in table.values() for p in g.paths}
+    return paths
 
 
 def steps(

@@ -243,3 +243,40 @@ def fill_cutflow(h: hist.Hist, masks: dict[str, np.ndarray], *, dataset: str, we
         w = weights[mask]
         view.value[i, j] += float(w.sum())
         view.variance[i, j] += float((w * w).sum())
+
+
+#: the event-class distributions and their binning (bins, low, high) in GeV: 10 GeV bins (MUSiC's
+#: smallest bin width, EPJC 81 (2021) 629 sec. 5) to 6 TeV for S_T and the mass, 3 TeV for MET
+CLASS_BINNING: dict[str, tuple[int, float, float]] = {
+    "st": (600, 0.0, 6000.0),
+    "mass": (600, 0.0, 6000.0),
+    "met": (300, 0.0, 3000.0),
+}
+CLASS_LABELS: dict[str, str] = {
+    "st": "S_T of the class objects (+ MET) [GeV]",
+    "mass": "M of the class objects, M_T with MET [GeV]",
+    "met": "MET [GeV]",
+}
+
+
+def _class_axis() -> hist.axis.StrCategory:
+    return hist.axis.StrCategory([], growth=True, name="event_class", label="Event class")
+
+
+def class_hist(variable: str, *, dataset: str | None = None) -> hist.Hist:
+    """(dataset, event_class, ``variable``) of the event classes (:data:`CLASS_BINNING`)."""
+    bins, lo, hi = CLASS_BINNING[variable]
+    return hist.Hist(
+        _dataset_axis(dataset),
+        _class_axis(),
+        hist.axis.Regular(bins, lo, hi, name=variable, label=CLASS_LABELS[variable]),
+        storage=hist.storage.Weight(),
+    )
+
+
+def class_score_hist(
+    name: str, output: str, *, dataset: str | None = None, binning: ScoreBinning | None = None
+) -> hist.Hist:
+    """(dataset, event_class, score) of one model output per event class (the axis of :func:`score_hist`)."""
+    score_axis = score_hist(name, output, binning=binning).axes[output]
+    return hist.Hist(_dataset_axis(dataset), _class_axis(), score_axis, storage=hist.storage.Weight())

@@ -14,7 +14,10 @@ Output per dataset::
 :data:`~cms_anomaly.processors.feature_spec.NEEDS`;
 :func:`needs_met` reads it.)
 
-(the runner adds ``"skipped_files"`` with ``skip_bad_files``). The same processor runs through
+(the runner adds ``"skipped_files"`` with ``skip_bad_files``). The ``event_classes`` selection adds the
+class histograms ``class_st``, ``class_mass``, ``class_met`` (and ``class_score_<model>_<output>``), whose
+growing ``event_class`` axis holds every exclusive, inclusive and jet-inclusive class
+(:mod:`~cms_anomaly.processors.eventclass`), and ``"class_counts"``: {class: raw events}. The same processor runs through
 ``processor.Runner`` and, on dask-awkward NanoEvents, through ``dataset_tools.apply_to_fileset``.
 
 Before the selection's cuts come the data-quality steps of :mod:`dataquality` that apply to the
@@ -49,7 +52,7 @@ from typing import Any, Protocol, cast
 
 import awkward as ak
 import numpy as np
-from cms_anomaly.processors import btag, dataquality, feature_io, histograms, schema, selections
+from cms_anomaly.processors import btag, dataquality, eventclass, feature_io, histograms, schema, selections
 from cms_anomaly.processors.config import AnalysisConfig, ConfigError
 from cms_anomaly.processors.corrections import Corrections, systematics_of
 from cms_anomaly.processors.eventlist import TopEvents
@@ -321,6 +324,8 @@ class AnomalyProcessor(processor.ProcessorABC):
         top_events: int = 0,
     ) -> None:
         self.selection = selections.get_selection(selection)
+        #: the ``event_classes`` selection fills the class histograms and counts (:mod:`eventclass`)
+        self.event_classes = self.selection.name == eventclass.SELECTION
         self.allow_missing = tuple(allow_missing)
         self.config = config or AnalysisConfig()
         # the scale factors' file and names are checked here, on the client, before any chunk is read
@@ -371,6 +376,9 @@ class AnomalyProcessor(processor.ProcessorABC):
                 hists[f"score_{name}_{out}_vs_counts"] = histograms.score_counts_hist(
                     name, out, dataset=dataset, binning=binning
                 )
+        if self.event_classes:
+            outputs = {n: (s.output_names, scorer_options(s).score_binning) for n, s in self.scorers.items()}
+            hists.update(eventclass.new_class_hists(dataset, outputs))
         return hists
 
     def _split_labels(self, ids: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
@@ -437,7 +445,10 @@ class AnomalyProcessor(processor.ProcessorABC):
             if self.scorers or self.features_dir is not None
             else {}
         )
-        top = self._fill_scores(hists, selected, ids=ids, meta=meta, weights=sel_w)
+        classes = eventclass.memberships(sel_objects, config.selections) if self.event_classes else None
+        if classes is not None:
+            eventclass.fill_class_hists(hists, classes, dataset=dataset, weights=sel_w)
+        top = self._fill_scores(hists, selected, ids=ids, meta=meta, weights=sel_w, classes=classes)
 
         met = chunk_needs(objects)
         files, tables = self._feature_tables(
@@ -455,6 +466,8 @@ class AnomalyProcessor(processor.ProcessorABC):
         }
         if tables:
             result["feature_tables"] = tables
+        if classes is not None:
+            result["class_counts"] = classes.counts()
         if self.top_events and self.scorers:
             result["top_events"] = top
         return {dataset: result}
@@ -483,8 +496,10 @@ class AnomalyProcessor(processor.ProcessorABC):
         ids: Mapping[str, np.ndarray],
         meta: Mapping[str, Any],
         weights: np.ndarray,
+        classes: eventclass.EventClasses | None = None,
     ) -> dict[str, TopEvents]:
-        """Score every scorer on the selected events, fill its histograms; its top events (``top_events``)."""
+        """Score every scorer on the selected events, fill its histograms (and per event class, with
+        ``classes``); its top events (``top_events``)."""
         if not self.scorers:
             return {}
         dataset = meta["dataset"]
@@ -519,6 +534,10 @@ class AnomalyProcessor(processor.ProcessorABC):
                 values={f: x[ok] for f, x in values.items()},
                 dataset=dataset,
             )
+            if classes is not None:
+                eventclass.fill_class_scores(
+                    hists, classes, name, scorer.output_names, scores, ok=ok, dataset=dataset, weights=weights
+                )
         return top
 
     def _fill_scorer(
@@ -559,10 +578,14 @@ class AnomalyProcessor(processor.ProcessorABC):
         trigger) before its cuts; the masks of this chunk are computed here, once."""
         available = schema.flat_branch_names(events)
         pre = dataquality.steps(events, meta=meta, selection=self.selection.name, variant=variant, available=available)
+        selection = self.selection
+        if self.event_classes:  # the class trigger: per kind, its paths and its offline threshold
+            fired = dataquality.class_trigger_fired(events, meta=meta, variant=variant, available=available)
+            selection = selections.with_class_triggers(selection, fired)
         if not pre:
-            return self.selection
+            return selection
         cuts = tuple(selections.Cut(name, text, _constant_cut(mask)) for name, text, mask in pre)
-        return dataclasses.replace(self.selection, cuts=cuts + self.selection.cuts)
+        return dataclasses.replace(selection, cuts=cuts + selection.cuts)
 
     def _feature_tables(
         self,

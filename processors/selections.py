@@ -14,6 +14,8 @@ isolation cut), so the cut-flow reads like the papers' tables.
 ``top_rediscovery`` Knapp sec. 4: muon pT > 23, Iso < 0.1, |eta| < 1.4; >= 2 jets (pT > 30, |eta| < 2.4)
 ``rmm_lepton``     Chekanov: >= 1 isolated lepton (Iso < 0.15) with pT > 30; >= 2 jets pT > 30
 ``dijet``          LHC Olympics: leading R = 1.0 jet pT > 1.2 TeV; two large-R jets for m_JJ
+``event_classes``  MUSiC: a trigger object of a class trigger kind; fills the event-class histograms
+                   (:mod:`~cms_anomaly.processors.eventclass`)
 =================  ==========================================================================
 
 The data-quality steps before these cuts (certified luminosity, the selection's trigger paths per
@@ -30,7 +32,7 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
-from cms_anomaly.processors import dataquality
+from cms_anomaly.processors import dataquality, eventclass
 from cms_anomaly.processors.config import SelectionConfig
 from cms_anomaly.processors.objects import EventObjects
 from coffea.analysis_tools import PackedSelection
@@ -222,6 +224,20 @@ _SELECTIONS: dict[str, Selection] = {
                 ),
             ),
         ),
+        Selection(
+            eventclass.SELECTION,
+            "MUSiC event classes: a class trigger kind fired and its leading object(s) pass its offline threshold",
+            (
+                Cut(
+                    "trigger_object",
+                    "a trigger object: mu > {trigger_single_muon_pt_min:g}, e > {trigger_single_electron_pt_min:g}, "
+                    "2 mu > {trigger_double_muon_pt1_min:g}/{trigger_double_muon_pt2_min:g}, 2 e > "
+                    "{trigger_double_electron_pt1_min:g}/{trigger_double_electron_pt2_min:g}, gamma > "
+                    "{trigger_photon_pt_min:g} or jet H_T > {trigger_ht_min:g} GeV (class objects)",
+                    lambda o, f, c: eventclass.trigger_object(o, c),
+                ),
+            ),
+        ),
     )
 }
 #: every selection by name (a live view: :func:`register_selection` adds one)
@@ -321,3 +337,15 @@ def cutflow(packed: PackedSelection, selection: Selection, *, weights: np.ndarra
     else:
         first_failed["passed"] = int(n)
     return {"events": events, "sumw": sumw, "first_failed": first_failed}
+
+
+def with_class_triggers(selection: Selection, fired: Mapping[str, np.ndarray | None]) -> Selection:
+    """``selection`` with its ``trigger_object`` cut (``event_classes``) reading the chunk's fired class
+    triggers (:func:`~cms_anomaly.processors.dataquality.class_trigger_fired`)."""
+    cuts = tuple(
+        dataclasses.replace(c, function=lambda o, f, cfg: eventclass.trigger_object(o, cfg, fired=fired))
+        if c.name == "trigger_object"
+        else c
+        for c in selection.cuts
+    )
+    return dataclasses.replace(selection, cuts=cuts)

@@ -222,6 +222,38 @@ def test_runner_and_dask_awkward_graph_mode_agree(fileset, iterative_output, tmp
             np.testing.assert_array_equal(graph_output[name]["hists"][hname].values(flow=True), h.values(flow=True))
 
 
+@pytest.mark.slow
+def test_runner_and_dask_awkward_graph_mode_agree_on_event_classes(tmp_path, real_nanoaod_files):
+    """The ``event_classes`` selection (class trigger per kind, HLT of 2016 on the DY file; class histograms with
+    a growing event_class axis, per-class scores, raw counts) through processor.Runner and through
+    apply_to_fileset: identical histograms and counts."""
+    scorer, _ = _scorer(tmp_path, 1)
+    fs = {
+        name: {
+            "files": {str(path): "Events"},
+            "metadata": {"is_data": False} | ({"era": "2016"} if name == "dy" else {}),
+        }
+        for name, path in real_nanoaod_files.items()
+    }
+    proc = AnomalyProcessor(selection="event_classes", lumi_pb=1000.0, scorers={scorer.name: scorer})
+    with runner.make_executor("iterative") as ex:
+        runner_output = runner.run_processor(fs, proc, executor=ex, chunksize=100)
+    graph_output = runner.run_graph(fs, proc, step_size=100)
+    _assert_same_output(runner_output, graph_output)
+    for name, res in runner_output.items():
+        assert graph_output[name]["class_counts"] == res["class_counts"], name
+        h = res["hists"]["class_st"]
+        assert set(h.axes["event_class"]) == set(res["class_counts"])
+        for c, n in res["class_counts"].items():  # one entry per member event, inside the axis range
+            assert h[{"dataset": name, "event_class": c}].sum(flow=True).value == pytest.approx(
+                res["hists"]["class_met"][{"dataset": name, "event_class": c}].sum(flow=True).value
+            )
+            assert n > 0
+    dy = runner_output["dy"]
+    assert dy["cutflow"]["events"]["trigger_object"] == sum(n for c, n in dy["class_counts"].items() if "+" not in c)
+    assert dy["hists"]["class_score_linear1_score"].sum(flow=True).value > 0
+
+
 def _scorer(tmp_path, n_out: int, module=None):
     """A real TorchScript model (linear, or ``module``) wrapped with coffea.ml_tools.torch_wrapper."""
     import torch
