@@ -15,6 +15,7 @@ No files, no plots, no other package of this project. One topic per module:
 ``bumphunt``      BumpHunter scans through pyBumpHunter
 ``compare``       data vs simulation: chi^2 with the simulation's error, sparse bins merged
 ``scan``          window scans over selections and variables, global significance (look-elsewhere)
+``classes``       regions of interest over event classes, MUSiC's p-tilde and global significance
 ``calibration``   the alphas a calibrated selection resolves; simulated acceptance vs alpha
 ================  ==================================================================
 
@@ -58,6 +59,11 @@ from cms_anomaly.stats.calibration import (
     acceptance_check,
     calibratable,
     min_validation_events,
+)
+from cms_anomaly.stats.classes import (
+    ClassResult,
+    ClassScanResult,
+    class_scan,
 )
 from cms_anomaly.stats.compare import (
     Comparison,
@@ -131,6 +137,8 @@ __all__ = [
     "AcceptanceCheck",
     "AstfResult",
     "BinomialInterval",
+    "ClassResult",
+    "ClassScanResult",
     "Comparison",
     "RocCurve",
     "ScanResult",
@@ -149,6 +157,7 @@ __all__ = [
     "astf_comparison",
     "auc",
     "calibratable",
+    "class_scan",
     "compare_counts",
     "diagonal_threshold_bins",
     "diagonal_thresholds",

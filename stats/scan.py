@@ -4,13 +4,22 @@ A scan of contiguous windows of mass bins (BumpHunter's windows, Choudalakis arX
 several nested anomaly selections and several mass variables. The local significance of a window
 is Z_Bi (:func:`~cms_anomaly.stats.significance.on_off_significance`): the background prediction
 is simulation with its own statistical error. The global significance is the fraction of
-pseudo-experiments drawn from the background model whose largest local significance, over every
-selection, variable and window, reaches the observed one; each pseudo-experiment first draws the
-prediction from a Gamma distribution with the simulation's mean and ``sum w^2`` variance, then the
-counts from a Poisson. The selections are nested, so the pseudo-experiments draw disjoint score
-intervals and add them up. The mass variables of one event are correlated; the pseudo-experiments
-draw them independently, which widens the null distribution of the maximum: the global p-value
-is conservative (too large) by that.
+pseudo-experiments whose largest local significance, over every selection, variable and window,
+reaches the observed one, counted as ``(n_ge + 1)/(N + 1)`` (the observation is one draw of the null).
+
+Each pseudo-experiment repeats the whole comparison under the background-only hypothesis, a
+parametric bootstrap: both the data and the simulation are drawn anew, and every window's Z_Bi is
+computed against the drawn simulation. Their common truth in each bin is the background-only
+maximum-likelihood estimate from the data ``n`` and the simulated entries ``k`` together,
+``mu = w (n + k)/(1 + w)`` with ``w`` the bin's weight per simulated entry (``sum w^2 / sum w``,
+one simulated event's weight where the simulation is empty); the data are Poisson(mu), the
+simulation ``w`` times Poisson(mu / w). Drawing the data alone around the simulation's point
+estimate puts no event where the simulation is empty and keeps the prediction the data are
+compared with fixed: it undercounts the maxima of the null and gives too small global p-values.
+The selections are nested, so the pseudo-experiments draw disjoint score intervals and add them
+up. The mass variables of one event are correlated; the pseudo-experiments draw them
+independently, which widens the null distribution of the maximum: with correlated variables the
+global p-value is conservative (too large) by that.
 
 Why not pyBumpHunter (:mod:`~cms_anomaly.stats.bumphunt`) here: it takes the reference as an exact
 Poisson mean, while a simulation no larger than the data is empty in the tails where an anomaly
@@ -141,11 +150,11 @@ def scan(
             }
             if z[j, k] > obs_max:
                 obs_max, obs_arg = float(z[j, k]), (var, j, k, wins, nb, bb, vb)
-        _update_pseudo_maxima(pe_max, rng, b, v, wins, bb, vb, unit_weight=unit_weight)
+        _update_pseudo_maxima(pe_max, rng, n, b, v, wins, unit_weight=unit_weight)
     assert obs_arg is not None  # the whole range is always a window: z >= 0 > -1
     var, j, k, wins, nb, bb, vb = obs_arg
     exceed = int(np.sum(pe_max >= obs_max - 1e-12))
-    p_global = (exceed + 1.0) / (npe + 1.0) if exceed == 0 else exceed / npe
+    p_global = (exceed + 1.0) / (npe + 1.0)
     z_global = float(min(sps.norm.isf(p_global), Z_MAX)) if p_global < 1 else 0.0
     return ScanResult(
         variable=var,
@@ -167,26 +176,28 @@ def scan(
 def _update_pseudo_maxima(
     pe_max: np.ndarray,
     rng: np.random.Generator,
+    n: np.ndarray,
     b: np.ndarray,
     v: np.ndarray,
     wins: list[tuple[int, int]],
-    bb: np.ndarray,
-    vb: np.ndarray,
     *,
     unit_weight: float,
 ) -> None:
     """Raise ``pe_max`` to each pseudo-experiment's largest window Z of one variable.
 
-    Pseudo-experiments: prediction ~ Gamma(mean b, variance v), counts ~ Poisson; drawn in blocks of
+    Pseudo-experiments: data ~ Poisson(mu) and simulated entries ~ Poisson(mu / w) around the
+    background-only estimate ``mu = w (n + k)/(1 + w)`` (module docstring); drawn in blocks of
     200, which bound the memory of (npe, G, W).
     """
     npe = pe_max.size
     has = (b > 0) & (v > 0)
-    shape = np.where(has, b**2 / np.where(has, v, 1.0), 1.0)
-    scale = np.where(has, v / np.where(has, b, 1.0), 0.0)
+    w = np.where(has, v / np.where(has, b, 1.0), unit_weight)  # weight per simulated entry
+    k = np.where(has, b**2 / np.where(has, v, 1.0), 0.0)  # effective simulated entries
+    mu = w * (n + k) / (1.0 + w)
     for start in range(0, npe, 200):
         m = min(200, npe - start)
-        mean = np.where(has, rng.gamma(shape, scale, size=(m, *b.shape)), b)
-        counts = rng.poisson(np.maximum(mean, 0.0)).astype(np.float64)
-        zp = z_bi(_window_sums(_nested(counts), wins), bb, vb, unit_weight=unit_weight)
+        counts = rng.poisson(mu, size=(m, *b.shape)).astype(np.float64)
+        sim = rng.poisson(mu / w, size=(m, *b.shape)).astype(np.float64)
+        nb, bb, vb = (_window_sums(_nested(a), wins) for a in (counts, sim * w, sim * w**2))
+        zp = z_bi(nb, bb, vb, unit_weight=unit_weight)
         pe_max[start : start + m] = np.maximum(pe_max[start : start + m], zp.reshape(m, -1).max(axis=1))
