@@ -14,6 +14,7 @@ Card format::
     min_leptons = 1                     # final-state e/mu ...
     lepton_pt_min = 15.0                # ... with pT > this (GeV) ...
     lepton_abs_eta_max = 2.5            # ... and |eta| < this
+    taus = false                        # optional: tau leptons count too
     [bias]                              # optional: the tail-weighted (biased) production of it
     power = 4.0                         # events sampled ~ (pTHat / reference)^power ...
     reference = 30.0                    # ... (GeV); each carries the weight that undoes it
@@ -36,7 +37,7 @@ from pathlib import Path
 
 CARD_DIR = resources.files("cms_anomaly.datasets") / "cards"
 _NAME_RE = re.compile(r"^[a-z0-9_]+$")
-_SETTING_RE = re.compile(r"^\s*[\w:+\-]+\s*=\s*\S.*$")
+_SETTING_RE = re.compile(r"^\s*[\w:+\-()]+\s*=\s*\S.*$")
 # Settings the generator owns: a card setting them would break seeding or reproducibility.
 _RESERVED = ("beams:ecm", "random:", "next:", "print:", "init:show", "phasespace:bias2selection")
 
@@ -47,12 +48,14 @@ class CardError(ValueError):
 
 @dataclass(frozen=True)
 class LeptonFilter:
-    """Keep an event if it has ``min_leptons`` final-state e/mu with pT > ``lepton_pt_min`` and
-    |eta| < ``lepton_abs_eta_max`` at generator level."""
+    """Keep an event if it has ``min_leptons`` final-state e/mu (and, with ``taus``, tau leptons) with
+    pT > ``lepton_pt_min`` and |eta| < ``lepton_abs_eta_max`` at generator level."""
 
     min_leptons: int = 1
     lepton_pt_min: float = 15.0
     lepton_abs_eta_max: float = 2.5
+    #: count tau leptons (the last copy before their decay) as well as final-state e and mu
+    taus: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,7 @@ def parse_card(text: str, *, path: str = "<string>") -> ProcessCard:
         raw = data["filter"]
         if not isinstance(raw, dict):
             raise CardError(f"{path}: [filter] must be a table")
-        allowed = {"min_leptons", "lepton_pt_min", "lepton_abs_eta_max"}
+        allowed = {"min_leptons", "lepton_pt_min", "lepton_abs_eta_max", "taus"}
         bad = sorted(set(raw) - allowed)
         if bad:
             raise CardError(f"{path}: unknown [filter] key(s) {bad}; allowed: {sorted(allowed)}")
@@ -145,9 +148,12 @@ def parse_card(text: str, *, path: str = "<string>") -> ProcessCard:
                 min_leptons=int(raw.get("min_leptons", 1)),
                 lepton_pt_min=float(raw.get("lepton_pt_min", 15.0)),
                 lepton_abs_eta_max=float(raw.get("lepton_abs_eta_max", 2.5)),
+                taus=raw.get("taus", False),
             )
         except (TypeError, ValueError) as err:
             raise CardError(f"{path}: bad [filter] value ({err})") from err
+        if not isinstance(filt.taus, bool):
+            raise CardError(f"{path}: [filter] taus must be true or false, got {filt.taus!r}")
         if filt.min_leptons < 1 or filt.lepton_pt_min < 0 or filt.lepton_abs_eta_max <= 0:
             raise CardError(f"{path}: [filter] values out of range: {filt}")
     return ProcessCard(

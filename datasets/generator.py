@@ -73,7 +73,8 @@ def hash_str(text: str) -> int:
 
 
 def lepton_filter_mask(prt: ak.Array, filt: LeptonFilter) -> np.ndarray:
-    """Events with at least ``filt.min_leptons`` final-state e/mu above the filter thresholds.
+    """Events with at least ``filt.min_leptons`` final-state e/mu (and, with ``filt.taus``, taus: the
+    last copy of each tau in the record, the one that decays) above the filter thresholds.
 
     Parameters
     ----------
@@ -86,6 +87,10 @@ def lepton_filter_mask(prt: ak.Array, filt: LeptonFilter) -> np.ndarray:
     eta = np.arcsinh(pz / np.maximum(pt, 1e-9))
     abs_id = abs(prt.id)
     lep = (prt.status > 0) & ((abs_id == 11) | (abs_id == 13))
+    if filt.taus:
+        # a tau's last copy is the one whose first daughter is not a tau (its decay products)
+        first_daughter = prt.id[np.maximum(prt.daughter1, 0)]
+        lep = lep | ((abs_id == 15) & (prt.daughter1 > 0) & (abs(first_daughter) != 15))
     passing = lep & (pt > filt.lepton_pt_min) & (abs(eta) < filt.lepton_abs_eta_max)
     return ak.to_numpy(ak.sum(passing, axis=1) >= filt.min_leptons)
 
