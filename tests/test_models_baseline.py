@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import awkward as ak
 import numpy as np
 import pytest
@@ -94,3 +96,24 @@ def test_the_main_job_says_when_the_detector_does_not_beat_the_baseline():
     assert baseline_sentence(0.85, 0.80) == "The detector beats the trivial baseline by 0.050 in AUC (0.850 vs 0.800)."
     assert "does not beat" in baseline_sentence(0.70, 0.74)
     assert "cannot be compared" in baseline_sentence(float("nan"), 0.7)
+
+
+def test_the_hunt_trains_calibrated_baseline_folds(model_feature_tables, tmp_path):
+    """``hunt --model baseline``: k baselines, each fitted outside its fold and calibrated on its own
+    validation events, as the networks are."""
+    from cms_anomaly.analyses.hunt import MODELS, HuntConfig, train_folds
+    from cms_anomaly.models.scorers import KFoldScorer, calibration_path
+    from cms_anomaly.processors.folds import KFold
+
+    assert MODELS["baseline"] == "l1"
+    fs = get_feature_set("hlf21")
+    wjets = read_samples(model_feature_tables, feature_set=fs, datasets=["wjets"])["wjets"]
+    data = replace(wjets, name="data", run=np.ones(len(wjets), np.int64), event=np.arange(len(wjets)))
+    paths = train_folds(tmp_path, tmp_path / "models", HuntConfig(model="baseline", k_folds=3), fs, data=data)
+    assert [p.name for p in paths] == [f"baseline_fold{i}.pt" for i in range(3)]
+    assert all(calibration_path(p).exists() for p in paths)
+    kfold = KFoldScorer.load(paths, KFold(3, HuntConfig().seed))
+    rec = ak.zip({n: data.x[:, i] for i, n in enumerate(fs.columns)})
+    rarity = kfold(rec, folds=kfold.fold_of(data.run, data.event))
+    assert np.all(np.isfinite(rarity))
+    assert rarity.max() > 1  # the least typical events are rarer than one in ten
