@@ -75,3 +75,16 @@ def baseline_aucs(
     w = sum(sums[n][0] * f for n, f in sm_scales.items())
     w2 = sum(sums[n][1] * f**2 for n, f in sm_scales.items())
     return {s: binned_auc((np.asarray(w), np.asarray(w2)), sh.score_sums(s)) for s in signals}
+
+
+def with_baseline_aucs(
+    rocs: dict[str, dict[str, Any]], output: dict, sm_scales: dict[str, float], *, split: str | None = None
+) -> dict[str, dict[str, float]]:
+    """The AUCs of ``rocs`` ({signal: {detector: ROC curve or None}}; None: NaN) with the baseline's beside
+    them (:func:`baseline_aucs` on the same SM datasets, scales and split)."""
+    b_auc = baseline_aucs(output, sm_scales, list(rocs), split=split)
+    nan = float("nan")
+    return {
+        s: {**{k: (c.auc() if c is not None else nan) for k, c in r.items()}, "baseline": b_auc[s]}
+        for s, r in rocs.items()
+    }
