@@ -14,7 +14,10 @@
    ``N(>,<) N(<,>) / N(<,<)`` of region A for several threshold pairs per SM efficiency (closure =
    predicted / observed, Fig. 2); the significance ``(N - B)/sqrt(N)`` with B from ABCD, without and
    with the signal-contamination correction of the control regions, and with the true background
-   (Fig. 3); its spread over the seeds.
+   (Fig. 3); its spread over the seeds;
+4. beside the double AE, the trivial baseline it must beat (:mod:`~cms_anomaly.models.baseline`: the L1
+   distance of the standardised object array from its median, fitted on the first seed's training
+   events), applied in the same pass: its max SIC beside the double AE's.
 
 Every number is read off the processor's ABCD planes: the exported double-AE files are applied in a
 second processor pass that fills R1 x R2 (100 log bins per decade) per dataset and training split of
@@ -29,7 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +113,15 @@ class Plane:
 
 def plane_of(output: dict, model: str, dataset: str, *, split: str | None) -> Plane:
     """The ABCD plane of ``dataset`` in a processor output (``split``: ``validation``, ``training`` or
-    None for all events)."""
+    None for all events); for the one-score baseline a one-column plane of its ``score_baseline_l1`` histogram."""
+    from cms_anomaly.analyses.baselines import BASELINE
+
+    if model == BASELINE:
+        from cms_anomaly.analyses.scorehists import ScoreHists
+
+        sh = ScoreHists(output, BASELINE, "l1", split=split)
+        w, w2 = sh.score_sums(dataset)
+        return Plane(np.asarray(w)[:, None], np.asarray(w2)[:, None], sh.lower_edges())
     h = output[dataset]["hists"][f"score2d_{model}"]
     h = h[{"dataset": dataset}]
     view = h.view(flow=True)
@@ -301,7 +312,7 @@ def make_plots(first: dict, sics: dict, report_dir: Path, *, signals: list[str])
 
 
 def _plot_sics(sics: dict, report_dir: Path, *, signals: list[str]) -> list[Path]:
-    """SIC of each AE score and of the diagonal cut against the single AE (Mikuni et al. Fig. 1)."""
+    """SIC of each AE score and of the diagonal cut against the single AE (Mikuni et al. Fig. 1) and the baseline."""
     from cms_anomaly.analyses import plotting
 
     pngs = []
@@ -324,7 +335,7 @@ def _plot_sics(sics: dict, report_dir: Path, *, signals: list[str]) -> list[Path
     curves, styles = {}, {}
     for i, name in enumerate(signals):
         color = plotting.PROCESS_COLORS[i % len(plotting.PROCESS_COLORS)]
-        for kind, ls in (("diagonal", "-"), ("single AE", "--")):
+        for kind, ls in (("diagonal", "-"), ("single AE", "--"), ("baseline", ":")):
             if kind in sics[name]:
                 label = f"{kind}, {SIGNAL_LABELS.get(name, name)}"
                 curves[label], styles[label] = sics[name][kind], {"color": color, "ls": ls}
@@ -437,15 +448,20 @@ def _intro_and_sic_lines(result: dict, meta: dict, first: dict, signals: list[st
         "",
         f"## SIC (seed {meta['seeds'][0]})",
         "",
-        "| benchmark | max SIC AE 1 | AE 2 | diagonal | single AE (lambda = 0) |",
-        "| --- | --- | --- | --- | --- |",
+        "| benchmark | max SIC AE 1 | AE 2 | diagonal | single AE (lambda = 0) | baseline |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for name in signals:
         m = first["max_sic"][name]
         lines.append(
-            f"| {name} | {fmt(m['AE 1'])} | {fmt(m['AE 2'])} | {fmt(m['diagonal'])} | {fmt(m.get('single AE'))} |"
+            f"| {name} | {fmt(m['AE 1'])} | {fmt(m['AE 2'])} | {fmt(m['diagonal'])} | {fmt(m.get('single AE'))} | "
+            f"{fmt(m.get('baseline'))} |"
         )
-    lines += ["", "Max SIC over points with >= 10 effective SM events selected."]
+    lines += [
+        "",
+        "Max SIC over points with >= 10 effective SM events selected. Baseline: the trivial one the double AE "
+        "must beat, the L1 distance of the standardised objects from their median (first seed's training events).",
+    ]
     return lines
 
 
@@ -629,7 +645,9 @@ def run_disco(
 def _train_double_aes(
     config: DiscoConfig, features_dir: Path, samples: dict, models_dir: Path, *, val_fraction: float
 ) -> dict[str, tuple[Path, int]]:
-    """Train and export a double AE per seed and one with lambda = 0; processor name -> (file, seed of its split)."""
+    """Train and export a double AE per seed and one with lambda = 0, and fit the trivial baseline on the
+    first seed's training events; processor name -> (file, seed of its split)."""
+    from cms_anomaly.analyses.baselines import BASELINE, fit_baseline
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export
 
     trained: dict[str, tuple[Path, int]] = {}
@@ -654,6 +672,11 @@ def _train_double_aes(
         )
         trained["dae_lambda0" if lam == 0.0 else f"dae_s{seed}"] = (model.paths[0], seed)
         log.info("seed %d, lambda %g trained", seed, lam)
+    first = replace(options, seed=config.seeds[0], lam=config.lam)  # the first seed's split
+    trained[BASELINE] = (
+        fit_baseline(features_dir, models_dir, feature_set="objects", options=first, samples=samples),
+        first.seed,
+    )
     return trained
 
 
@@ -699,6 +722,7 @@ def _analyse(planes: _Planes, *, signal_events: float, histograms_file: Path) ->
     first_model = f"dae_s{config.seeds[0]}"
     single = (planes.sm("dae_lambda0"), planes.signals("dae_lambda0"))
     sics = sic_curves(planes.sm(first_model), planes.signals(first_model), single=single)
+    _add_baseline_curves(sics, planes)
     first = per_seed[str(config.seeds[0])]
     first["max_sic"] = {name: {kind: _max_sic(c) for kind, c in sics[name].items()} for name in sics}
     spread = seed_spread(per_seed, signals)
@@ -709,6 +733,18 @@ def _analyse(planes: _Planes, *, signal_events: float, histograms_file: Path) ->
         "histograms": {"file": str(histograms_file), "first_model": first_model},
     }
     return result, sics
+
+
+def _add_baseline_curves(sics: dict, planes: _Planes) -> None:
+    """The trivial baseline's ROC (for SIC) beside each signal's curves, on the same SM validation events."""
+    from cms_anomaly.analyses.baselines import BASELINE
+    from cms_anomaly.stats import roc_from_sums
+
+    sm, sig = planes.sm(BASELINE).marginal(0), planes.signals(BASELINE)
+    for name, curves in sics.items():
+        if sig[name].total > 0:
+            s = sig[name].marginal(0)
+            curves["baseline"] = roc_from_sums(sm[0], s[0], bkg_sumw2=sm[1], sig_sumw2=s[1])
 
 
 def _max_sic(curve: Any, min_bkg_events: float = 10.0) -> float:

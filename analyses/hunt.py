@@ -60,8 +60,9 @@ from cms_anomaly.processors.feature_spec import HLF_NANO
 
 log = logging.getLogger(__name__)
 
-#: detectors the hunt can train (the registry's networks), and the output each uses (None: the first)
-MODELS: dict[str, str | None] = {k: get_spec(k).score_output for k in neural_kinds()}
+#: detectors the hunt can train (the registry's networks, and the trivial ``baseline`` they must beat: the
+#: same hunt with ``--model baseline`` gives its selections and p-values), and the output each uses (None: the first)
+MODELS: dict[str, str | None] = {k: get_spec(k).score_output for k in (*neural_kinds(), "baseline")}
 #: model inputs checked data vs simulation before any anomaly selection (with the masses): those of
 #: HLF_NANO, which standard NanoAOD (collision data) carries, less the charged and neutral isolation and
 #: IsEle, plus S_T and m_jj; a feature whose needs a dataset does not meet is left out of the check

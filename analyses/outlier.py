@@ -13,7 +13,10 @@
 4. the two-jet and two-b-jet invariant masses of the SM validation events in the outlier region,
    fitted with the 5-parameter dijet function (chi2 with the simulation's errors: chi2/ndf and pulls
    show whether the cut sculpts a bump), and the signal-over-background gain of the cut for the charged
-   Higgs at large m_bb (Chekanov Fig. 6).
+   Higgs at large m_bb (Chekanov Fig. 6);
+5. beside the AE, the trivial baseline it must beat (:mod:`~cms_anomaly.models.baseline`: the L1
+   distance of the RMM cells, standardised, from their median, fitted on the AE's training events),
+   applied in the same pass: its efficiencies at the cut that keeps the same SM fraction.
 """
 
 from __future__ import annotations
@@ -172,6 +175,7 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
         f"| {name}{few_events_mark(r['entries'])} | {r['efficiency']:.3g} | {r['entries']} |"
         for name, r in result["efficiencies"].items()
     )
+    lines += _baseline_lines(result)
     lines += [
         "",
         "## Invariant masses of SM events in the outlier region: 5-parameter fit",
@@ -220,6 +224,20 @@ def format_report(result: dict, meta: dict, pngs: list[Path]) -> str:
         *report_footer(pngs, meta["seconds"]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _baseline_lines(result: dict) -> list[str]:
+    """The trivial baseline's efficiencies beside the AE's, at its cut keeping the same SM fraction."""
+    base = result.get("baseline_efficiencies", {})
+    if not base:
+        return []
+    return [
+        "",
+        "The trivial baseline the AE must beat (the L1 distance of the standardised RMM cells from their "
+        "median, fitted on the AE's training events), cut to keep the same SM fraction: efficiency "
+        + ", ".join(f"{n} {r['efficiency']:.3g} ({r['entries']} events)" for n, r in base.items())
+        + ".",
+    ]
 
 
 @dataclass(frozen=True)
@@ -279,7 +297,7 @@ def run_outlier(
     samples_dir = Path(samples_dir) if samples_dir is not None else out / "samples"
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    samples, ae, val_fraction, output, loss = _train_and_score(out, config, samples_dir, times)
+    samples, ae, val_fraction, output, loss, base_score = _train_and_score(out, config, samples_dir, times)
     t = time.perf_counter()
     sm_names = [n for n, s in samples.items() if not s.is_signal]
     sig_names = [n for n, s in samples.items() if s.is_signal]
@@ -291,6 +309,10 @@ def run_outlier(
     k = threshold_bin_at_efficiency(sm_w, efficiency=config.outlier_fraction)
     cut = float(np.log(all_h.threshold(k)))
     eff = _efficiencies(hs, k)
+    # the baseline at its own cut that keeps the same SM fraction, from the same pass
+    b_sm = ScoreHists(output, "baseline", base_score, split="validation")
+    b_hs = replace(hs, sm_h=b_sm, all_h=ScoreHists(output, "baseline", base_score))
+    b_k = threshold_bin_at_efficiency(sum(b_sm.score_sums(n)[0] for n in sm_names), efficiency=config.outlier_fraction)
     report_dir = fresh_report_dir(out)
     pngs = [_plot_ln_loss(hs, report_dir, cut=cut, outlier_fraction=config.outlier_fraction)]
     fits = _mass_fits(hs, k, cut, report_dir, pngs)
@@ -307,6 +329,7 @@ def run_outlier(
         "fits": {k: {a: b for a, b in f.items() if a != "_fit"} for k, f in fits.items()},
         "sm_efficiency": float(sm_w[k:].sum() / sm_w.sum()),
         "hplus_gain": gain,
+        "baseline_efficiencies": _efficiencies(b_hs, b_k),
         "histograms": {
             "file": str(out / "pass2" / "histograms.coffea"),
             "model": "ae",
@@ -332,8 +355,9 @@ def run_outlier(
 
 def _train_and_score(
     out: Path, config: OutlierConfig, samples_dir: Path, times: dict[str, float]
-) -> tuple[dict[str, Any], Any, float, Any, str]:
-    """Samples, the AE trained on them, its validation fraction, the second pass's output and the loss name."""
+) -> tuple[dict[str, Any], Any, float, Any, str, str]:
+    """Samples, the AE trained on them, its validation fraction, the second pass's output, the loss name and
+    the baseline's score name (the baseline fitted on the AE's training events, applied in the same pass)."""
     from cms_anomaly.analyses.analysis import processor_pass
     from cms_anomaly.analyses.cocktail import UNIT_LUMI_PB, feature_tables
     from cms_anomaly.models.data import read_samples
@@ -351,22 +375,30 @@ def _train_and_score(
     ae = train_and_export(
         "ae", features_dir=features_dir, out_dir=out / "models", feature_set="rmm", options=options, samples=samples
     )
+    base = train_and_export(
+        "baseline",
+        features_dir=features_dir,
+        out_dir=out / "models",
+        feature_set="rmm",
+        options=options,
+        samples=samples,
+    )
     times["training"] = time.perf_counter() - t
     t = time.perf_counter()
-    scorer = load_scorer(ae.paths[0])
+    scorer, base_scorer = load_scorer(ae.paths[0]), load_scorer(base.paths[0])
     output = processor_pass(
         {n: fileset[n] for n in samples},
         out=out / "pass2",
         selection="rmm_lepton",
         lumi_pb=UNIT_LUMI_PB,
         execution=config.cocktail.execution,
-        scorers={"ae": scorer},
+        scorers={"ae": scorer, "baseline": base_scorer},
         features=False,
         score_features=tuple(MASSES),
         split=EventSplit(options.val_fraction, config.seed),
     )
     times["pass2"] = time.perf_counter() - t
-    return samples, ae, options.val_fraction, output, scorer.output_names[0]
+    return samples, ae, options.val_fraction, output, scorer.output_names[0], base_scorer.output_names[0]
 
 
 def _efficiencies(hs: _LossHists, k: int) -> dict[str, dict[str, float]]:

@@ -10,8 +10,10 @@ Steps (each a function below, the samples of step 1 from :mod:`~cms_anomaly.anal
 2. **First processor pass** (``top_rediscovery`` selection) on a local Dask cluster: cut-flows,
    histograms and the per-event feature tables.
 3. **Training**: ALAD (Knapp Table 2; L1 score) on the unlabelled pseudo-data features (HLF-24);
-   an autoencoder on the same inputs as a cross-check.
-4. **Second processor pass** with the exported TorchScript files (ALAD and the AE) applied through
+   an autoencoder on the same inputs as a cross-check; the trivial baseline ALAD must beat (the L1
+   distance of the standardised inputs from their median, :mod:`~cms_anomaly.models.baseline`)
+   fitted on the same training events.
+4. **Second processor pass** with the exported TorchScript files (ALAD, the AE and the baseline) applied through
    ``coffea.ml_tools``: per dataset and true process (pseudo-data labels; never used in training)
    each score against H_T, M_J, N_J, N_b and N_J x N_b, 50 log bins per score decade.
 5. **Anomaly selection**, read off those histograms only: the score-bin edge that keeps at most
@@ -37,6 +39,7 @@ from cms_anomaly.analyses.analysis import Execution, fmt
 from cms_anomaly.analyses.headline import cpu_seconds as analysis_cpu_seconds
 from cms_anomaly.analyses.headline import paper_alpha, paper_alpha_sentence, with_note
 from cms_anomaly.analyses.plot_training import plot_model_training
+from cms_anomaly.analyses.baselines import BASELINE_AUC_MARGIN, baseline_sentence, beats_baseline, fit_baseline
 from cms_anomaly.analyses.samples import BACKGROUNDS, PROCESSES, ROLE_LABELS
 from cms_anomaly.core.argtypes import fraction, positive_float, positive_int
 from cms_anomaly.core.constants import SQRT_S
@@ -123,7 +126,8 @@ def run_pass(
 
 # ------------------------------------------------------------------------------------- step 3
 def train_detectors(features_dir: Path, out: Path, config: RediscoveryConfig) -> dict[str, Path]:
-    """ALAD (L1 score) and an AE cross-check, trained on the pseudo-data only (no labels)."""
+    """ALAD (L1 score) and an AE cross-check, trained on the pseudo-data only (no labels), and the
+    trivial baseline fitted on ALAD's training events (same inputs, split and seed)."""
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export
 
     paths = {}
@@ -146,6 +150,8 @@ def train_detectors(features_dir: Path, out: Path, config: RediscoveryConfig) ->
         options=TrainOptions(epochs=config.ae_epochs, seed=config.seed, device=config.device, progress=False),
     )
     paths["ae"] = ae.paths[0]
+    options = TrainOptions(seed=config.seed, progress=False)
+    paths["baseline"] = fit_baseline(features_dir, out, feature_set="hlf24", options=options, datasets=["data"])
     return paths
 
 
@@ -432,13 +438,11 @@ def make_plots(
             )
         )
     auc = result["roc_auc_ttbar_vs_background"]
-    pngs.append(
-        plotting.plot_roc(
-            {rf"ALAD L1: $t\bar{{t}}$ vs W+Z (AUC {auc:.3f})": result["_roc"]},
-            report_dir / "roc_alad.png",
-            text="labelled simulation",
-        )
-    )
+    curves = {rf"ALAD L1: $t\bar{{t}}$ vs W+Z (AUC {auc:.3f})": result["_roc"]}
+    if "_baseline_roc" in result:
+        b_auc = result["baseline_roc_auc_ttbar_vs_background"]
+        curves[f"baseline: L1 distance from the median (AUC {b_auc:.3f})"] = result["_baseline_roc"]
+    pngs.append(plotting.plot_roc(curves, report_dir / "roc_alad.png", text="labelled simulation"))
     # the score distributions from the processor's histograms, over the decades the samples fill
     # (L1 scores span decades: outliers reach 1e4-1e5 x the median), 10 bins per decade
     sh = ScoreHists(output, model, score)
@@ -564,6 +568,24 @@ def _purity_lines(public: dict) -> list[str]:
     return lines
 
 
+def _baseline_lines(public: dict) -> list[str]:
+    """The baseline's AUC and efficiency ratio beside the detector's, and whether the detector beats it."""
+    if "baseline_roc_auc_ttbar_vs_background" not in public:
+        return []
+    b_auc = public["baseline_roc_auc_ttbar_vs_background"]
+    a = f"{public['alpha']:g}"
+    rb = public["baseline"]["efficiency_ratio"][a]
+    return [
+        "",
+        f"The trivial baseline (the L1 distance of the standardised inputs from their median, fitted on ALAD's "
+        f"training events): AUC = {b_auc:.3f}; at alpha = {a} eps_ttbar / eps_(W+Z) = x{fmt(rb['lr_plus'])} "
+        f"[{fmt(rb['lr_plus_low'])}, {fmt(rb['lr_plus_high'])}] (ALAD: "
+        f"x{fmt(public['efficiency_ratio'][a]['lr_plus'])}).",
+        "",
+        baseline_sentence(public["roc_auc_ttbar_vs_background"], b_auc),
+    ]
+
+
 def _pps_lines(public: dict, meta: dict[str, Any]) -> list[str]:
     """The ROC sentence and the post-processing selection's table with its reading."""
     a = f"{public['alpha']:g}"
@@ -572,6 +594,7 @@ def _pps_lines(public: dict, meta: dict[str, Any]) -> list[str]:
     lines = [
         "",
         f"ROC of the detector on labelled simulation (ttbar vs W+Z): AUC = {public['roc_auc_ttbar_vs_background']:.3f}.",
+        *_baseline_lines(public),
         "",
         f"## Post-processing selection (N_J >= {meta['pps_min_jets']}, N_b >= {meta['pps_min_bjets']})",
         "",
@@ -607,6 +630,30 @@ def _pps_lines(public: dict, meta: dict[str, Any]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------- the job
+def _detector_results(second: dict, scorers: dict, config: RediscoveryConfig) -> dict[str, Any]:
+    """:func:`analyse` of ALAD's score, with the AE cross-check and the trivial baseline beside it
+    (their AUCs and ratios, read off the same pass's histograms)."""
+
+    def of(model: str) -> dict[str, Any]:
+        return analyse(second, model=model, score=scorers[model].output_names[0], alpha=config.alpha, config=config)
+
+    result, ae_result, base = of("alad"), of("ae"), of("baseline")
+    result["ae_crosscheck"] = {
+        "roc_auc_ttbar_vs_background": ae_result["roc_auc_ttbar_vs_background"],
+        "purity_ratio": ae_result["purity_ratio"],
+    }
+    result["baseline_roc_auc_ttbar_vs_background"] = base["roc_auc_ttbar_vs_background"]
+    result["baseline"] = {
+        "definition": "sum_i |x_i - median_i| / std_i of the HLF-24 inputs, median and std of ALAD's training events",
+        "efficiency_ratio": base["efficiency_ratio"],
+        "purity_ratio": base["purity_ratio"],
+        "beats_baseline": beats_baseline(result["roc_auc_ttbar_vs_background"], base["roc_auc_ttbar_vs_background"]),
+        "auc_margin": BASELINE_AUC_MARGIN,
+    }
+    result["_baseline_roc"] = base["_roc"]
+    return result
+
+
 def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = RediscoveryConfig()) -> Path:
     """Run the whole analysis into ``out``; returns the path of ``report/summary.md``."""
     import pandas as pd
@@ -642,24 +689,21 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
     t = time.perf_counter()
     # the exported TorchScript files, applied inside the processor through coffea.ml_tools: every
     # number and plot of the report is read off this pass's histograms (saved in pass2/)
-    scorers = {"alad": load_scorer(models["alad"]), "ae": load_scorer(models["ae"])}
+    scorers = {name: load_scorer(path) for name, path in models.items()}
     second = run_pass(fileset, out=out / "pass2", config=config, lumi_pb=lumi, scorers=scorers, features=False)
     times["pass2"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    alad_score, ae_score = scorers["alad"].output_names[0], scorers["ae"].output_names[0]
-    result = analyse(second, model="alad", score=alad_score, alpha=config.alpha, config=config)
-    ae_result = analyse(second, model="ae", score=ae_score, alpha=config.alpha, config=config)
-    result["ae_crosscheck"] = {
-        "roc_auc_ttbar_vs_background": ae_result["roc_auc_ttbar_vs_background"],
-        "purity_ratio": ae_result["purity_ratio"],
-    }
+    alad_score = scorers["alad"].output_names[0]
+    result = _detector_results(second, scorers, config)
     result["histograms"] = {
         "file": str(out / "pass2" / "histograms.coffea"),
         "model": "alad",
         "score": alad_score,
         "crosscheck_model": "ae",
-        "crosscheck_score": ae_score,
+        "crosscheck_score": scorers["ae"].output_names[0],
+        "baseline_model": "baseline",
+        "baseline_score": scorers["baseline"].output_names[0],
     }
     report_dir = analysis.fresh_report_dir(out)
     pngs = make_plots(

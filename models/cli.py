@@ -50,7 +50,7 @@ def _train(args: argparse.Namespace) -> int:
     from cms_anomaly.models.pipeline import TrainOptions, train_and_export, train_bdts
 
     spec = get_spec(args.kind)
-    if not spec.neural:
+    if not spec.exported:
         paths = list(
             train_bdts(
                 features_dir=args.features,
@@ -87,7 +87,9 @@ def _train(args: argparse.Namespace) -> int:
         paths = trained.paths
         r = trained.train_result
         print(
-            f"{args.kind}: {r.epochs_run} epochs (best {r.best_epoch}), validation loss {r.best_val_loss:.5g}, "
+            f"{args.kind}: fitted on {trained.cards[0].training['n_train']} events (no training loop)"
+            if r is None
+            else f"{args.kind}: {r.epochs_run} epochs (best {r.best_epoch}), validation loss {r.best_val_loss:.5g}, "
             f"{r.events_per_second:.0f} training events/s on {r.device}"
         )
     from cms_anomaly.models.export import card_path

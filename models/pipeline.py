@@ -97,12 +97,14 @@ def split_cocktail(samples: dict[str, Sample], *, val_fraction: float, seed: int
 
 
 def build_model(kind: str, x_train: np.ndarray, *, feature_set: FeatureSet, seed: int, lam: float = 100.0) -> Any:
-    """Fit preprocessing and build the network of ``kind`` (a registered network, not ``bdt``); returns
-    ``(model, hyper)`` (:mod:`~cms_anomaly.models.registry`)."""
+    """Fit preprocessing and build the model of ``kind`` (a registered network or the fitted ``baseline``,
+    not ``bdt``); returns ``(model, hyper)``, hyper None for a kind without training
+    (:mod:`~cms_anomaly.models.registry`)."""
     spec = get_spec(kind)
-    if spec.build is None or spec.hyper is None:
+    if spec.build is None:
         raise ValueError(f"unknown model kind {kind!r}; choose from {kinds()}")
-    return spec.build(x_train, feature_set=feature_set, seed=seed, lam=lam), spec.hyper()
+    hyper = spec.hyper() if spec.hyper is not None else None
+    return spec.build(x_train, feature_set=feature_set, seed=seed, lam=lam), hyper
 
 
 def preprocessing_summary(model: Any) -> dict[str, Any]:
@@ -128,7 +130,9 @@ def train_and_export(
     ----------
     kind : str
         A network of the registry (:mod:`~cms_anomaly.models.registry`): ``ae``, ``vae``, ``alad``,
-        ``double-ae`` or a registered one (``bdt``: see :func:`train_bdts`).
+        ``double-ae`` or a registered one (``bdt``: see :func:`train_bdts`); or ``baseline``, fitted
+        (median and scale of the training events) and exported without a training loop
+        (``train_result`` None).
     features_dir : str or Path
         Parquet feature tables ``<dataset>/*.parquet``.
     out_dir : str or Path
@@ -167,19 +171,23 @@ def train_and_export(
     model, hyper = _fitted_model(kind, train_s, feature_set=fs, options=options)
     out_dir = Path(out_dir)
     stem = name or f"{kind.replace('-', '_')}_{fs.name}"
-    result = train(
-        model,
-        train_s.x,
-        val_s.x,
-        config=_train_config(options, hyper),
-        checkpoint=out_dir / f"{stem}.ckpt",
-        resume=options.resume,
-        w_train=train_s.draw_weight,
-        w_val=val_s.draw_weight,
-    )
-    training = _training_record(
-        samples, train_s, val_s, options=options, hyper=hyper, result=result, monitored=spec.monitored_loss
-    )
+    if not spec.trainable:  # the fit of the preprocessing is the whole training (the baseline)
+        result = None
+        training = {**_data_record(samples, train_s, val_s, options=options), "fit_only": True}
+    else:
+        result = train(
+            model,
+            train_s.x,
+            val_s.x,
+            config=_train_config(options, hyper),
+            checkpoint=out_dir / f"{stem}.ckpt",
+            resume=options.resume,
+            w_train=train_s.draw_weight,
+            w_val=val_s.draw_weight,
+        )
+        training = _training_record(
+            samples, train_s, val_s, options=options, hyper=hyper, result=result, monitored=spec.monitored_loss
+        )
     training["dropped_features"] = dropped
     paths, cards = _export(model, fs, val_s, training=training, out_dir=out_dir, stem=stem)
     return TrainedModel(kind=kind, paths=paths, model=model, cards=cards, train_result=result)
@@ -193,6 +201,8 @@ def _fitted_model(kind: str, train_s: Sample, *, feature_set: FeatureSet, option
         rng = np.random.default_rng(options.seed)
         x_fit = x_fit[rng.choice(len(x_fit), len(x_fit), p=train_s.draw_weight / train_s.draw_weight.sum())]
     model, hyper = build_model(kind, x_fit, feature_set=feature_set, seed=options.seed, lam=options.lam)
+    if hyper is None:
+        return model, None
     overrides = {
         k: v
         for k, v in (("batch_size", options.batch_size), ("lr", options.lr), ("patience", options.patience))
@@ -228,6 +238,28 @@ def _training_record(
 ) -> dict[str, Any]:
     """The model card's ``training`` entry: data, settings and the training run's outcome."""
     import torch
+
+    return {
+        **_data_record(samples, train_s, val_s, options=options),
+        "hyper": dict(vars(hyper).items()),
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "validation_loss": result.best_val_loss,
+        "device": result.device,
+        # float sums depend on the intra-op thread count: the same seed reproduces bit for bit only with it
+        "torch_threads": torch.get_num_threads(),
+        "seconds": round(result.seconds, 2),
+        "train_events_per_second": round(result.events_per_second, 1),
+        "history": result.history[-50:],
+        "monitored_validation_loss": monitored,
+    }
+
+
+def _data_record(
+    samples: dict[str, Sample], train_s: Sample, val_s: Sample, *, options: TrainOptions
+) -> dict[str, Any]:
+    """The training data of the model card's ``training`` entry: datasets, event counts, seed, split."""
     from cms_anomaly.stats import effective_entries
 
     return {
@@ -241,18 +273,6 @@ def _training_record(
         else float(len(train_s)),
         "seed": options.seed,
         "val_fraction": options.val_fraction,
-        "hyper": dict(vars(hyper).items()),
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early,
-        "validation_loss": result.best_val_loss,
-        "device": result.device,
-        # float sums depend on the intra-op thread count: the same seed reproduces bit for bit only with it
-        "torch_threads": torch.get_num_threads(),
-        "seconds": round(result.seconds, 2),
-        "train_events_per_second": round(result.events_per_second, 1),
-        "history": result.history[-50:],
-        "monitored_validation_loss": monitored,
     }
 
 

@@ -67,6 +67,9 @@ class ModelSpec:
         The output a consumer of one score per event uses (the hunt); None: the first output.
     budget : Budget or None
         Training budget of ``cms-anomaly evaluate``.
+    trainable : bool
+        False: a model without parameters to optimise (the ``baseline``): ``build`` fits it, ``hyper`` is
+        None, and :func:`~cms_anomaly.models.pipeline.train_and_export` exports it without a training loop.
     """
 
     kind: str
@@ -78,16 +81,25 @@ class ModelSpec:
     monitored_loss: str = "training loss"
     score_output: str | None = None
     budget: Budget | None = None
+    trainable: bool = True
 
     def __post_init__(self) -> None:
         if not self.model_kind:
             object.__setattr__(self, "model_kind", self.kind.replace("-", "_"))
-        if (self.build is None) != (self.hyper is None):
+        if not self.trainable:
+            if self.build is None or self.hyper is not None:
+                raise ValueError(f"model {self.kind!r}: a model without training needs build and no hyper")
+        elif (self.build is None) != (self.hyper is None):
             raise ValueError(f"model {self.kind!r}: give both build and hyper, or neither")
 
     @property
     def neural(self) -> bool:
-        """A network trained by :func:`~cms_anomaly.models.pipeline.train_and_export`."""
+        """A network trained by an optimiser in :func:`~cms_anomaly.models.pipeline.train_and_export`."""
+        return self.build is not None and self.trainable
+
+    @property
+    def exported(self) -> bool:
+        """Fitted or trained and exported as TorchScript by :func:`~cms_anomaly.models.pipeline.train_and_export`."""
         return self.build is not None
 
 
@@ -118,7 +130,7 @@ def kinds() -> tuple[str, ...]:
 
 
 def neural_kinds() -> tuple[str, ...]:
-    """The kinds trained by :func:`~cms_anomaly.models.pipeline.train_and_export`."""
+    """The kinds trained by an optimiser in :func:`~cms_anomaly.models.pipeline.train_and_export` (not ``baseline``)."""
     return tuple(k for k, s in _SPECS.items() if s.neural)
 
 
@@ -162,6 +174,13 @@ def _build_double_ae(x_train: np.ndarray, *, feature_set: FeatureSet, seed: int,
     from cms_anomaly.models.double_ae import build_double_ae
 
     return build_double_ae(x_train, seed=seed, lam=lam)
+
+
+def _build_baseline(x_train: np.ndarray, *, feature_set: FeatureSet, seed: int, lam: float) -> AnomalyModel:
+    """The trivial baseline: median and standard deviation of each input (no seed, no training)."""
+    from cms_anomaly.models.baseline import build_baseline
+
+    return build_baseline(x_train)
 
 
 def _ae_hyper() -> Hyper:
@@ -226,6 +245,11 @@ def _alad_preprocessing(model: Any) -> dict[str, Any]:
     }
 
 
+def _baseline_preprocessing(model: Any) -> dict[str, Any]:
+    """The baseline's median and standard deviation."""
+    return {"type": "standardise_median_std", **model.standardize.summary()}
+
+
 def _double_ae_preprocessing(model: Any) -> dict[str, Any]:
     """The double AE's log1p of the pT columns and standardisation."""
     log_pt, standardize = model.preprocess
@@ -285,3 +309,15 @@ register(
     )
 )
 register(ModelSpec("bdt", "hlf21"))
+register(
+    ModelSpec(
+        "baseline",
+        # the inputs of the detector it sits beside: callers give that detector's feature set
+        "hlf21",
+        build=_build_baseline,
+        preprocessing=_baseline_preprocessing,
+        monitored_loss="none (fitted: median and standard deviation of the training events)",
+        score_output="l1",
+        trainable=False,
+    )
+)

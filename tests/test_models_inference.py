@@ -323,6 +323,9 @@ def test_cli_train_and_evaluate(model_feature_tables, tmp_path, capsys):
             "AE (RMM)",
             "double AE (λ=100)",
             "BDT (supervised)",
+            "baseline (HLF-21)",
+            "baseline (RMM)",
+            "baseline (objects)",
         }
         assert all(0.0 <= v["auc"] <= 1.0 for v in row.values())
         # the supervised BDT separates the shifted synthetic signals
@@ -336,6 +339,22 @@ def test_cli_train_and_evaluate(model_feature_tables, tmp_path, capsys):
         assert metrics["lq_btau"][model]["auc"] > 0.7, model
         assert metrics["ato4l"][model]["auc"] > metrics["lq_btau"][model]["auc"] - 0.02, model  # larger shift
     assert set(summary["double_ae_distance_correlation"]) == {"lambda=100", "lambda=0"}
+    # the baseline beside them on the same events: its AUC by hand (numpy median and std of the SM training
+    # half; P(signal above SM) + P(tie) / 2 with the SM validation half's weights and the signal test half)
+    from cms_anomaly.models.data import validation_mask
+    from cms_anomaly.models.pipeline import split_cocktail
+
+    samples = read_samples(model_feature_tables, feature_set=get_feature_set("hlf21"))
+    train_s, val_s = split_cocktail(samples, val_fraction=0.5, seed=1)
+    med, std = np.median(train_s.x, axis=0), train_s.x.std(axis=0)
+    std[std == 0] = 1.0
+    sig = samples["ato4l"].x[validation_mask(samples["ato4l"], val_fraction=0.5, seed=1)]
+    s_bkg, s_sig = (np.abs(val_s.x - med) / std).sum(axis=1), (np.abs(sig - med) / std).sum(axis=1)
+    order = np.argsort(s_bkg)
+    cum = np.concatenate([[0.0], np.cumsum(val_s.weight[order])])
+    lo, hi = np.searchsorted(s_bkg[order], s_sig, "left"), np.searchsorted(s_bkg[order], s_sig, "right")
+    by_hand = np.mean(cum[lo] + 0.5 * (cum[hi] - cum[lo])) / cum[-1]
+    assert metrics["ato4l"]["baseline (HLF-21)"]["auc"] == pytest.approx(by_hand, abs=1e-4)
     assert (tmp_path / "e" / "roc_ato4l.png").stat().st_size > 10_000
 
 

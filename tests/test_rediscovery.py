@@ -35,6 +35,10 @@ def test_report_files(report):
     assert "eps_ttbar / eps_(W+Z)" in text
     assert "Post-processing selection" in text
     assert "alpha = 1e-3" in text
+    assert "trivial baseline" in text
+    assert ("The detector does not beat the trivial baseline (AUC" in text) != (
+        "The detector beats the trivial" in text
+    )
     html = (report_dir / "index.html").read_text()
     assert "<table>" in html
     assert "<img" in html
@@ -97,6 +101,13 @@ def test_numbers_are_finite_and_consistent(report):
     assert r["anomaly_selected_yields"]["data"]["entries"] == r["n_data_selected"]
     assert "ae_crosscheck" in r
     assert 0 <= r["ae_crosscheck"]["roc_auc_ttbar_vs_background"] <= 1
+    # the trivial baseline beside ALAD: on 3 epochs ALAD need not beat it, but the baseline finds the top too
+    assert 0.55 < r["baseline_roc_auc_ttbar_vs_background"] <= 1
+    assert r["baseline"]["beats_baseline"] == (
+        r["roc_auc_ttbar_vs_background"] > r["baseline_roc_auc_ttbar_vs_background"] + 0.02
+    )
+    assert set(r["baseline"]["efficiency_ratio"]) == set(r["efficiency_ratio"])
+    assert payload["models"]["baseline"].endswith("baseline_hlf24.pt")
     assert payload["lumi_pb"] > 0
     assert np.isfinite(list(payload["seconds"].values())).all()
 
@@ -208,3 +219,10 @@ def test_report_numbers_equal_the_saved_histograms(report):
     below = np.concatenate([[0.0], np.cumsum(bkg)[:-1]])
     auc = float(np.sum(sig * (below + 0.5 * bkg)) / (sig.sum() * bkg.sum()))
     assert r["roc_auc_ttbar_vs_background"] == pytest.approx(auc, abs=1e-9)
+    # the baseline's AUC from its own histograms, filled by the same processor pass
+    name = f"score_baseline_{r['histograms']['baseline_score']}_vs_counts"
+    sig = view("ttbar")[0].sum(axis=(0, 2, 3))
+    bkg = view("wjets")[0].sum(axis=(0, 2, 3)) + view("zjets")[0].sum(axis=(0, 2, 3))
+    below = np.concatenate([[0.0], np.cumsum(bkg)[:-1]])
+    auc = float(np.sum(sig * (below + 0.5 * bkg)) / (sig.sum() * bkg.sum()))
+    assert r["baseline_roc_auc_ttbar_vs_background"] == pytest.approx(auc, abs=1e-9)
