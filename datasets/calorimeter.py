@@ -135,7 +135,7 @@ def cells(
     """
     key, inside = tower_keys(dep.evt, dep.eta, dep.phi, grid)
     take = np.flatnonzero(inside & (dep.energy > 0))
-    order = take[np.argsort(key[take])]
+    order = take[np.argsort(key[take], kind="stable")]  # the same sums on every machine
     e_true, eta, phi, linked, linked_var, first = _cell_sums(
         order, key, dep.energy, dep.eta, dep.phi, dep.linked, dep.linked_var
     )
