@@ -8,11 +8,14 @@ Chain, all on flat numpy arrays of the final-state particles of the whole batch:
 
 1. **Tracking** of charged particles (|eta| < 2.5) with pT- and eta-dependent efficiency and
    relative pT resolution; untracked charged hadrons are seen by the calorimeters.
-2. **Calorimetry**: photons and untracked electrons in the ECAL (|eta| < 3.0; HF up to 5.0),
-   neutral and untracked charged hadrons in the HCAL (|eta| < 5.0), stochastic/noise/constant
-   energy resolution, energy thresholds.
-3. **Particle flow candidates** (``PFCands``): charged hadrons (pdgId +-211), electrons (+-11),
-   muons (+-13), photons (22), neutral hadrons (130), pT-ordered per event.
+2. **Calorimetry** (:mod:`~cms_anomaly.datasets.calorimeter`): photons and electrons deposit in
+   ECAL cells (0.0174 x 0.0174 up to |eta| 3, HF up to 5), all hadrons in HCAL towers (0.087 x
+   0.087, coarser beyond |eta| 1.74); each cell's summed energy is smeared with a stochastic/noise/
+   constant resolution.
+3. **Particle flow candidates** (``PFCands``): tracked charged hadrons (pdgId +-211), electrons
+   (+-11) and muons (+-13); photons (22) and neutral hadrons (130) from the cells: a cell without a
+   track above its threshold, or the significant excess of a block's calorimeter energy over its
+   tracks' momenta (CMS PF); pT-ordered per event.
 4. **Leptons and photons**: identification efficiency on the PF leptons/photons; isolation sums
    of PF candidates in dR < 0.3 (and 0.4) split into charged-hadron, neutral-hadron and photon parts.
 5. **Jets**: anti-kT R = 0.4 (``Jet``, pT > 15 GeV) and R = 1.0 (``FatJet``, pT > 150 GeV) with
@@ -38,6 +41,7 @@ import awkward as ak
 import numba
 import numpy as np
 from cms_anomaly.core.fourvectors import to_cartesian
+from cms_anomaly.datasets.calorimeter import Deposits, cells, neutral_candidates
 from cms_anomaly.datasets.detector_config import DetectorConfig
 from cms_anomaly.datasets.detector_jets import _cluster_fatjets, _cluster_jets, _jet_lepton_refs
 from cms_anomaly.datasets.detector_leptons import _leptons_and_photons
@@ -201,53 +205,67 @@ def _tracking(p: _Particles, rng: np.random.Generator, config: DetectorConfig) -
 
 def _particle_flow(
     p: _Particles, tracked: np.ndarray, pt_track: np.ndarray, rng: np.random.Generator, config: DetectorConfig
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Steps 2-3: calorimetry and PF candidates (pT-ordered per event); returns (fields, selected particles)."""
-    abs_eta, abs_id = np.abs(p.eta), p.abs_id
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Steps 2-3: calorimeter towers and PF candidates, pT-ordered per event.
+
+    Returns the NanoAOD fields, the event of each candidate and the event-record index of the particle
+    behind it (for a tower: its largest untracked deposit).
+    """
+    abs_id = p.abs_id
     is_mu, is_ele, is_pho = abs_id == 13, abs_id == 11, abs_id == 22
     is_charged = (p.charge != 0) & ~is_mu & ~is_ele
-    is_neutral = (p.charge == 0) & ~is_pho
-    em_like = is_pho | (is_ele & ~tracked)
-    had_like = is_neutral | (is_charged & ~tracked)
-    ecal = abs_eta < config.ecal_abs_eta
-    in_hf = (abs_eta >= config.ecal_abs_eta) & (abs_eta < config.hf_abs_eta)
-    sigma_em = np.where(ecal, _calo_sigma(p.e, config.ecal_res), _calo_sigma(p.e, config.hf_em_res))
-    sigma_had = np.where(ecal, _calo_sigma(p.e, config.hcal_res), _calo_sigma(p.e, config.hf_had_res))
-    e_calo = _smear_positive(p.e, np.where(em_like, sigma_em, sigma_had), rng)
-    em_seen = em_like & (ecal | in_hf) & (e_calo > config.photon_e_min)
-    had_seen = had_like & (abs_eta < config.hf_abs_eta) & (e_calo > config.neutral_hadron_e_min)
-    # electrons: direction from the track, energy from the ECAL (|eta| < 2.5 always inside the ECAL)
     ele_pf, mu_pf, ch_pf = is_ele & tracked, is_mu & tracked, is_charged & tracked
-    pf_mask = ele_pf | mu_pf | ch_pf | em_seen | had_seen
-    pf_pt = np.select(
-        [ele_pf, mu_pf | ch_pf, em_seen | had_seen],
-        [
-            _smear_positive(p.pt, _calo_sigma(p.e, config.ecal_res) / np.cosh(p.eta), rng),
-            pt_track,
-            e_calo / np.cosh(p.eta),
-        ],
-        0.0,
+    # electrons: direction from the track, energy from the ECAL (|eta| < 2.5 always inside the ECAL)
+    sigma_ele = _calo_sigma(p.e, config.ecal_res)
+    e_ele = _smear_positive(p.e, sigma_ele, rng)
+    cosh = np.cosh(p.eta)
+    p_track = pt_track * cosh
+    trk_var = (_track_resolution(p.pt, np.abs(p.eta), config.res_track_hadron) * p_track) ** 2
+    em = np.flatnonzero(is_pho | is_ele)
+    had = np.flatnonzero(((p.charge == 0) & ~is_pho) | is_charged)
+    layers = (
+        (em, ele_pf, e_ele, sigma_ele**2, config.ecal_towers, config.ecal_res, config.hf_em_res),
+        (had, ch_pf, p_track, trk_var, config.hcal_towers, config.hcal_res, config.hf_had_res),
     )
-    pf_pdg = np.select(
-        [ele_pf | mu_pf, ch_pf, em_seen, had_seen],
-        [p.pid, np.sign(p.charge).astype(np.int64) * 211, np.full_like(p.pid, 22), np.full_like(p.pid, 130)],
-        0,
+    ecal, hcal = (
+        cells(
+            Deposits(
+                evt=p.evt[idx],
+                energy=p.e[idx],
+                eta=p.eta[idx],
+                phi=p.phi[idx],
+                linked=np.where(linked_to[idx], e_linked[idx], 0.0),
+                linked_var=np.where(linked_to[idx], var_linked[idx], 0.0),
+                truth=p.gidx[idx],
+            ),
+            grid,
+            res_central=res,
+            res_forward=res_hf,
+            forward_abs_eta=config.ecal_abs_eta,
+            rng=rng,
+        )
+        for idx, linked_to, e_linked, var_linked, grid, res, res_hf in layers
     )
-    pf_charge = np.where(ele_pf | mu_pf | ch_pf, np.sign(p.charge), 0).astype(np.int32)
-    pf_mass = np.select([ele_pf, mu_pf, ch_pf], [ELECTRON_MASS, MUON_MASS, PION_MASS], 0.0)
-    sel = np.flatnonzero(pf_mask)
-    # decreasing pT inside each event (the particles are in event order already)
-    sel_offsets = np.concatenate([[0], np.cumsum(np.bincount(p.evt[sel], minlength=p.n_events))])
-    sel = sel[_descending_within(pf_pt[sel], sel_offsets)]
+    pho, nh = neutral_candidates(ecal, hcal, config)
+    trk = np.flatnonzero(ele_pf | mu_pf | ch_pf)
+    n_neu = len(pho.pt) + len(nh.pt)
+    evt = np.concatenate([p.evt[trk], pho.evt, nh.evt])
+    pt = np.concatenate([np.where(ele_pf, e_ele / cosh, pt_track)[trk], pho.pt, nh.pt])
+    pdg = np.where(ch_pf, np.sign(p.charge).astype(np.int64) * 211, p.pid)[trk]
+    mass = np.select([ele_pf, mu_pf], [ELECTRON_MASS, MUON_MASS], PION_MASS)[trk]
+    # decreasing pT inside each event
+    by_event = np.argsort(evt, kind="stable")
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(evt, minlength=p.n_events))])
+    order = by_event[_descending_within(pt[by_event], offsets)]
     pf = {
-        "pt": pf_pt[sel].astype(np.float32),
-        "eta": p.eta[sel].astype(np.float32),
-        "phi": p.phi[sel].astype(np.float32),
-        "mass": pf_mass[sel].astype(np.float32),
-        "charge": pf_charge[sel],
-        "pdgId": pf_pdg[sel].astype(np.int32),
+        "pt": pt[order].astype(np.float32),
+        "eta": np.concatenate([p.eta[trk], pho.eta, nh.eta])[order].astype(np.float32),
+        "phi": np.concatenate([p.phi[trk], pho.phi, nh.phi])[order].astype(np.float32),
+        "mass": np.concatenate([mass, np.zeros(n_neu)])[order].astype(np.float32),
+        "charge": np.concatenate([np.sign(p.charge[trk]), np.zeros(n_neu)])[order].astype(np.int32),
+        "pdgId": np.concatenate([pdg, np.full(len(pho.pt), 22), np.full(len(nh.pt), 130)])[order].astype(np.int32),
     }
-    return pf, sel
+    return pf, evt[order], np.concatenate([p.gidx[trk], pho.truth, nh.truth])[order]
 
 
 def _impact_parameters(
@@ -330,11 +348,9 @@ def simulate(
     particles, record = _final_state(batch, charges)
     n_events = particles.n_events
     tracked, pt_track = _tracking(particles, rng, config)
-    pf, sel = _particle_flow(particles, tracked, pt_track, rng, config)
-    pf_evt = particles.evt[sel]
+    pf, pf_evt, pf_truth = _particle_flow(particles, tracked, pt_track, rng, config)
     pf_counts = np.bincount(pf_evt, minlength=n_events)
     pf_offsets = np.concatenate([[0], np.cumsum(pf_counts)])
-    pf_truth = particles.gidx[sel]  # event-record index of the particle behind each PF candidate
     _impact_parameters(pf, pf_truth, record, rng, config)
     met = _met(pf, pf_evt, n_events)
     pf_arr = _unflatten(dict(pf), pf_counts)

@@ -33,8 +33,24 @@ class DetectorConfig:
     hf_em_res: tuple[float, float, float] = (0.107, 2.08, 0.0)  # Delphes CMS HF, EM part
     hcal_res: tuple[float, float, float] = (0.050, 1.50, 0.0)  # Delphes CMS HCAL, |eta| < 3
     hf_had_res: tuple[float, float, float] = (0.130, 2.70, 0.0)  # Delphes CMS HF, |eta| 3-5
-    photon_e_min: float = 0.5  # Delphes CMS ECAL EFlow threshold (GeV)
-    neutral_hadron_e_min: float = 1.0  # Delphes CMS HCAL EFlow threshold (GeV)
+    #: calorimeter cells, rows (|eta| low, |eta| high, eta width, phi divisions), after the Delphes CMS
+    #: card's ECal/HCal: ECAL crystals 0.0174 x 2pi/360 up to |eta| 3 (the CMS barrel crystal, JINST 3
+    #: (2008) S08004), HF 0.175 x 2pi/36; HCAL 0.087 x 2pi/72 (5 x 5 crystals) up to |eta| 1.74, 0.174 x
+    #: 2pi/36 up to 3 (the endcap's 10-degree towers), HF 0.175 x 2pi/36
+    ecal_towers: tuple[tuple[float, float, float, int], ...] = ((0.0, 3.0, 0.0174, 360), (3.0, 5.0, 0.175, 36))
+    hcal_towers: tuple[tuple[float, float, float, int], ...] = (
+        (0.0, 1.74, 0.087, 72),
+        (1.74, 3.0, 0.174, 36),
+        (3.0, 5.0, 0.175, 36),
+    )
+    #: a cell becomes a photon (ECAL) / neutral hadron (HCAL) above the energy threshold (GeV; the
+    #: Delphes CMS card's ECal / HCal EnergyMin); a block with linked tracks only with its excess over the
+    #: tracks' energy above the threshold and above this many sigma of the calorimeter and track
+    #: resolutions (CMS PF, JINST 12 (2017) P10003: an excess beyond the calorimeter resolution is neutral)
+    photon_e_min: float = 0.5
+    photon_significance_min: float = 1.0
+    neutral_hadron_e_min: float = 1.0
+    neutral_hadron_significance_min: float = 1.0
     #: barrel / endcap boundary of the identification efficiencies (|eta|)
     barrel_abs_eta: float = 1.5
     # --- identification (Delphes CMS Muon/Electron/PhotonEfficiency, with a low-pT turn-on) ---
