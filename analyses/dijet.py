@@ -258,7 +258,7 @@ def scan(bkg: dict[int, np.ndarray], sig: dict[int, np.ndarray], *, config: Dije
 
 def hunt(bkg: dict[int, np.ndarray], sig: dict[int, np.ndarray], *, config: DijetConfig, seed: int) -> dict[str, Any]:
     """The scan and the global hunt over every signal region's selection (windows of 2-7 bins,
-    ``config.npe`` pseudo-experiments through every region)."""
+    ``config.npe`` pseudo-experiments through every region whose sideband fit converged)."""
     from cms_anomaly.stats.bumphunt import global_hunt
 
     result = scan(bkg, sig, config=config)

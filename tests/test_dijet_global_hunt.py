@@ -114,7 +114,7 @@ def test_global_p_value_of_null_toys_is_uniform_and_counts_every_region():
     p_all, p_one = np.array(p_all), np.array(p_one)
     assert stats.kstest(p_all, "uniform").pvalue > 0.01
     assert stats.kstest(p_one, "uniform").pvalue < 1e-4
-    assert np.mean(p_one < 0.05) > 2 * np.mean(p_all < 0.05)
+    assert np.mean(p_one < 0.05) > 1.5 * np.mean(p_all < 0.05)  # 16.5 % against 7.5 %
     assert np.all(p_one <= p_all)
 
 
