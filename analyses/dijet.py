@@ -240,6 +240,10 @@ def scan(bkg: dict[int, np.ndarray], sig: dict[int, np.ndarray], *, config: Dije
             continue
         n_obs, n_exp = float(selected[sr].sum()), float(fit.expected[sr].sum())
         n_err = float(np.sqrt(max(fit.expected_covariance()[np.ix_(sr, sr)].sum(), 0.0)))
+        if not np.isfinite(n_err):
+            row.update(status="fit failed: no covariance (Minuit's HESSE)", significance=float("nan"))
+            regions.append(row)
+            continue
         row.update(
             status="ok",
             observed=n_obs,
