@@ -8,17 +8,22 @@
 2. signal injected into the QCD sample at a few S/B values (signal over background events in the
    selected sample, the first events of one seeded permutation of the generated signal, so that a
    larger S/B contains a smaller one), and a signal-free sample;
-3. CWoLa hunting (LHCO sec. 4.1, Collins, Howe, Nachman): for each signal region of 3 log-spaced m_JJ
-   bins, an XGBoost classifier (k folds by event identity: every event scored by a model that never
-   saw it) separates the signal region from the 2 + 2 sideband bins on (m_J1/m_JJ, m_J2/m_JJ, tau21,
+3. CWoLa hunting (LHCO sec. 4.1, Collins, Howe, Nachman): for each signal region of 9 of the 40
+   log-spaced m_JJ bins (about 20 % wide, shifted by 3 bins), an XGBoost classifier (k folds by event
+   identity: every event scored by a model that never saw it) separates the signal region from the
+   5 + 5 sideband bins on (m_J1/m_JJ, m_J2/m_JJ, tau21,
    tau32 of both jets, the heavier jet first). The exported classifiers are applied in a second
    processor pass, which fills their calibrated output (rarity) against m_JJ per dataset and
    injection label; from those histograms, the events above the rarity bin that keeps ``efficiency``
-   of the signal region and sidebands are kept in every bin, the selected spectrum is fitted with the 4-parameter dijet function with the
-   signal region excluded, and the local significance of the signal-region count over the fit is the
-   Poisson tail probability (fit uncertainty not included);
-4. BumpHunter (pyBumpHunter, LHCO Table 4 settings) on the selected spectrum of the most significant
-   signal region against the fit: the global p-value of the scan over windows of 2-7 bins.
+   of the signal region and sidebands are kept in every bin, the selected spectrum is fitted with the
+   4-parameter dijet function with the signal region excluded, and the local significance of the
+   signal-region count over the fit folds in the fit's uncertainty (Minuit's covariance through the
+   Jacobian of the function; Poisson mixed with a Gamma of that width,
+   :func:`~cms_anomaly.stats.significance.poisson_gamma_p`);
+4. BumpHunter over every signal region's selected spectrum against its fit (windows of 2-7 bins,
+   LHCO Table 4) with the global p-value of the whole procedure: pseudo-experiments draw every
+   region's spectrum from its fit, refit it and take the smallest local p-value over regions x
+   windows (:func:`~cms_anomaly.stats.bumphunt.global_hunt`).
 """
 
 from __future__ import annotations
@@ -55,7 +60,12 @@ BACKGROUND, SIGNAL = "qcd_dijet", "zprime_xy"
 
 @dataclass(frozen=True)
 class DijetConfig:
-    """Settings of :func:`run_dijet` (defaults: ~20 min on 2 cores, generation included)."""
+    """Settings of :func:`run_dijet` (defaults: ~20 min on 2 cores, generation included).
+
+    Signal regions: ``sr_bins`` of the m_JJ bins (9 of 40: 607-962 GeV wide from 2.8 to 5.4 TeV), each
+    between ``sideband_bins`` sideband bins (5: 289-457 GeV) on either side, the first bin shifted by
+    ``region_step`` bins (3: about 6.6 % in m_JJ); 8 regions with the defaults.
+    """
 
     events: dict[str, int] = field(default_factory=lambda: {BACKGROUND: 30000, SIGNAL: 3000})
     seed: int = 1
@@ -63,13 +73,15 @@ class DijetConfig:
     injections: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02)
     #: m_JJ bins of the scan: the processor's (DIJET_MASS_EDGES) or a subset of its edges (merged bins)
     bin_edges: tuple[float, ...] = DIJET_MASS_EDGES
-    sr_bins: int = 3
-    sideband_bins: int = 2
+    sr_bins: int = 9
+    sideband_bins: int = 5
+    region_step: int = 3
     #: fraction of SR + sideband events the classifier keeps (10 % found S/B = 1 % at 3.2 sigma local,
     #: 3 % at 5.5 sigma with the default samples; the signal-free scan stayed below 2 sigma global at both)
     efficiency: float = 0.03
     k_folds: int = 5
-    npe: int = 2000
+    #: pseudo-experiments of the global p-value (LHCO Table 4: 10000)
+    npe: int = 10000
 
     def scaled(self, factor: float) -> DijetConfig:
         """The same study with ``factor`` times the generated events."""
@@ -132,9 +144,9 @@ def region_bins(edges: np.ndarray, first: int, config: DijetConfig) -> tuple[tup
 
 
 def signal_regions(config: DijetConfig) -> list[int]:
-    """First bin of every signal region that has both sidebands inside the binning."""
+    """First bin of every signal region that has both sidebands inside the binning (every ``region_step``-th)."""
     n_bins = len(config.bin_edges) - 1
-    return list(range(config.sideband_bins, n_bins - config.sr_bins - config.sideband_bins + 1))
+    return list(range(config.sideband_bins, n_bins - config.sr_bins - config.sideband_bins + 1, config.region_step))
 
 
 # ------------------------------------------------------------------------------ the hunt
@@ -196,11 +208,14 @@ def scan(bkg: dict[int, np.ndarray], sig: dict[int, np.ndarray], *, config: Dije
     k-fold ensemble). The events above the classifier threshold that keeps ``config.efficiency`` of
     the signal region and sidebands are kept in every bin; the selected spectrum is fitted with the
     4-parameter dijet function with the signal region excluded; the local significance of the
-    signal-region count over the fit is the Poisson tail probability (fit uncertainty not included).
+    signal-region count over the fit is :func:`~cms_anomaly.stats.significance.poisson_gamma_p` with
+    the fit's uncertainty of the signal-region expectation (``significance``; without it:
+    ``significance_without_fit_error``).
     """
     import hist
     from cms_anomaly.stats import poisson_significance, threshold_bin_at_efficiency
     from cms_anomaly.stats.fits import FitError, fit_dijet
+    from cms_anomaly.stats.significance import poisson_gamma_p, z_from_p
 
     edges = np.asarray(config.bin_edges)
     regions = []
@@ -227,12 +242,19 @@ def scan(bkg: dict[int, np.ndarray], sig: dict[int, np.ndarray], *, config: Dije
             regions.append(row)
             continue
         n_obs, n_exp = float(selected[sr].sum()), float(fit.expected[sr].sum())
+        n_err = float(np.sqrt(max(fit.expected_covariance()[np.ix_(sr, sr)].sum(), 0.0)))
+        if not np.isfinite(n_err):
+            row.update(status="fit failed: no covariance (Minuit's HESSE)", significance=float("nan"))
+            regions.append(row)
+            continue
         row.update(
             status="ok",
             observed=n_obs,
             expected=n_exp,
+            expected_error=n_err,
             chi2_ndf_sidebands=fit.chi2_ndf,
-            significance=poisson_significance(n_obs, n_exp),
+            significance=z_from_p(float(poisson_gamma_p(n_obs, n_exp, n_err))),
+            significance_without_fit_error=poisson_significance(n_obs, n_exp),
             _hist=h,
             _fit=fit,
         )
@@ -242,14 +264,17 @@ def scan(bkg: dict[int, np.ndarray], sig: dict[int, np.ndarray], *, config: Dije
 
 
 def hunt(bkg: dict[int, np.ndarray], sig: dict[int, np.ndarray], *, config: DijetConfig, seed: int) -> dict[str, Any]:
-    """The scan and BumpHunter's global p-value for the most significant signal region's selection."""
-    from cms_anomaly.stats.bumphunt import bump_hunt
+    """The scan and the global hunt over every signal region's selection (windows of 2-7 bins,
+    ``config.npe`` pseudo-experiments through every region whose sideband fit converged)."""
+    from cms_anomaly.stats.bumphunt import global_hunt
 
     result = scan(bkg, sig, config=config)
-    best = result["best"]
-    if best is not None:
-        bh = bump_hunt(best["_hist"], best["_fit"].expected, seed=seed, npe=config.npe, width_min=2, width_max=7)
-        result["bumphunt"] = bh
+    fitted = [r for r in result["regions"] if r["status"] == "ok"]
+    if fitted:
+        gh = global_hunt([r["_fit"] for r in fitted], seed=seed, npe=config.npe, width_min=2, width_max=7)
+        log.info("%s", gh.summary())
+        result["bumphunt"] = gh
+        result["bumphunt_region"] = fitted[gh.region]
     return result
 
 
@@ -262,14 +287,18 @@ def _public(result: dict) -> dict:
         out["best_local_significance"] = result["best"]["significance"]
         out["few_events"] = few_events(result["best"]["observed"])  # selected events in the best region
     if "bumphunt" in result:
-        bh = result["bumphunt"]
+        gh = result["bumphunt"]
         out["bumphunt"] = {
-            "window": list(bh.window),
-            "local_significance": bh.local_significance,
-            "global_p_value": bh.global_p_value,
-            "global_significance": bh.global_significance,
-            "global_is_lower_limit": bh.global_significance_is_lower_limit,
-            "npe": bh.npe,
+            "signal_region": result["bumphunt_region"]["signal_region"],
+            "window": list(gh.window),
+            "local_p_value": gh.local_p_value,
+            "local_significance": gh.local_significance,
+            "global_p_value": gh.global_p_value,
+            "global_significance": gh.global_significance,
+            "global_is_lower_limit": gh.global_significance_is_lower_limit,
+            "global_p_value_this_region_only": gh.global_p_value_one_region,
+            "npe": gh.npe,
+            "npe_dropped": gh.n_failed,
         }
     return out
 
@@ -283,10 +312,14 @@ def format_report(results: dict[str, dict], meta: dict, pngs: list[Path]) -> str
         f"{len(meta['bin_edges']) - 1} log-spaced from {meta['bin_edges'][0]:.0f} to {meta['bin_edges'][-1]:.0f} GeV; "
         f"signal regions of {meta['sr_bins']} bins with {meta['sideband_bins']} + {meta['sideband_bins']} sideband bins; "
         f"XGBoost {meta['k_folds']}-fold; selection efficiency {meta['efficiency']:.0%} of SR + sidebands; "
-        f"4-parameter fit with the signal region excluded; BumpHunter with {meta['npe']} pseudo-experiments.",
+        f"4-parameter fit with the signal region excluded. Local significances fold in the fit's uncertainty "
+        f"(Minuit's covariance through the function's Jacobian; Poisson mixed with a Gamma of that width). "
+        f"BumpHunter scans windows of 2-7 bins in every signal region's selected spectrum; its global "
+        f"significance counts every region and window: {meta['npe']} pseudo-experiments draw every region's "
+        f"spectrum from its fit and refit it (in brackets: the global p-value of that region's scan alone).",
         "",
         "| injected S/B | signal events | signal in the best SR (before / after selection) | best SR [GeV] | "
-        "observed / fit in SR | local significance | BumpHunter window | BumpHunter global significance |",
+        "observed / fit in SR | local significance | BumpHunter window (region) | BumpHunter global significance |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, r in results.items():
@@ -295,25 +328,26 @@ def format_report(results: dict[str, dict], meta: dict, pngs: list[Path]) -> str
         if best is None:
             lines.append(f"| {key} | {meta['injected'][key]} | | no fit converged | | | | |")
             continue
-        window = "n/a" if bh is None else "{:.0f}-{:.0f}".format(*bh["window"])
+        window = "n/a" if bh is None else "{:.0f}-{:.0f} ({:.0f}-{:.0f})".format(*bh["window"], *bh["signal_region"])
         glob = (
             "n/a"
             if bh is None
             else (">" if bh["global_is_lower_limit"] else "")
             + f"{bh['global_significance']:.2f}"
-            + f" (p = {bh['global_p_value']:.3g})"
+            + f" (p = {bh['global_p_value']:.3g}; this region alone {bh['global_p_value_this_region_only']:.3g})"
         )
         lines.append(
             f"| {key}{few_events_mark(best['observed'])} | {meta['injected'][key]} | {best['signal_in_sr_before']} / {best['signal_in_sr_after']} | "
             f"{best['signal_region'][0]:.0f}-{best['signal_region'][1]:.0f} | {best['observed']:.0f} / "
-            f"{best['expected']:.1f} | {fmt(best['significance'])} | "
+            f"{best['expected']:.1f} +- {best['expected_error']:.1f} | {fmt(best['significance'])} | "
             f"{window} | {glob} |"
         )
     lines += [
         *note_for(lines),
         "",
         "The signal-free row is the false-discovery check: its best signal region is the largest upward "
-        "fluctuation of the scan (look-elsewhere over signal regions not corrected in the local column).",
+        "fluctuation of the scan (the local column is not corrected for the look-elsewhere effect; the "
+        "global column is, over signal regions and windows).",
         "",
         "Paper (LHCO R&D, 1M QCD events, 1000 signal): CWoLa hunting found the 3.5 TeV resonance; at our "
         "sample size the injected S/B values are correspondingly larger.",
@@ -324,7 +358,8 @@ def format_report(results: dict[str, dict], meta: dict, pngs: list[Path]) -> str
 
 
 def make_plots(results: dict[str, dict], report_dir: Path) -> list[Path]:
-    """Local significance per signal region for every injection; the fit and BumpHunter of the largest one."""
+    """Local significance per signal region for every injection; the fit and BumpHunter of the largest and
+    smallest injection (BumpHunter on the region that holds its smallest local p-value)."""
     from cms_anomaly.analyses import plotting
 
     pngs = []
@@ -360,7 +395,7 @@ def make_plots(results: dict[str, dict], report_dir: Path) -> list[Path]:
         if "bumphunt" in r:
             pngs.append(
                 plotting.plot_bumphunt(
-                    r["bumphunt"],
+                    r["bumphunt"].bumphunt_result(r["bumphunt_region"]["_fit"]),
                     report_dir / f"bumphunt_{tag}.png",
                     xlabel=r"$m_{JJ}$ [GeV]",
                     data_label=f"selected (S/B = {key})",
@@ -500,6 +535,7 @@ def run_dijet(
         "bin_edges": list(config.bin_edges),
         "sr_bins": config.sr_bins,
         "sideband_bins": config.sideband_bins,
+        "region_step": config.region_step,
         "k_folds": config.k_folds,
         "efficiency": config.efficiency,
         "npe": config.npe,

@@ -153,11 +153,13 @@ SCORE_VS_FEATURES: tuple[str, ...] = ("ht", "m_jets", "n_jets", "n_bjets")
 LEAD_MASS_AXIS = (60, 60.0, 4000.0)
 
 
-#: m_JJ bins of the dijet resonance hunt against a score: 14 log-spaced bins from 2.5 to 6 TeV, rounded
-#: to GeV (LHC Olympics 2020 sec. 4.1 scans 2.5-6 TeV); a coarser scan merges whole bins
+#: m_JJ bins of the dijet resonance hunt against a score: 40 log-spaced bins from 2.5 to 6 TeV, rounded
+#: to GeV (LHC Olympics 2020: CWoLa hunting scans 2.6-6 TeV, BumpHunter uses 40 bins, Table 4); a coarser
+#: scan merges whole bins
 DIJET_MASS_EDGES: tuple[float, ...] = (
-    2500.0, 2661.0, 2833.0, 3016.0, 3210.0, 3418.0, 3638.0, 3873.0, 4123.0, 4389.0, 4672.0, 4974.0, 5295.0, 5636.0,
-    6000.0,
+    2500.0, 2555.0, 2612.0, 2670.0, 2729.0, 2789.0, 2851.0, 2914.0, 2978.0, 3044.0, 3112.0, 3181.0, 3251.0, 3323.0,
+    3396.0, 3472.0, 3548.0, 3627.0, 3707.0, 3789.0, 3873.0, 3959.0, 4046.0, 4136.0, 4227.0, 4321.0, 4416.0, 4514.0,
+    4614.0, 4716.0, 4821.0, 4927.0, 5036.0, 5148.0, 5262.0, 5378.0, 5497.0, 5619.0, 5743.0, 5870.0, 6000.0,
 )  # fmt: skip
 
 

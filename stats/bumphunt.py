@@ -1,4 +1,11 @@
-"""BumpHunter scans through pyBumpHunter (the reference implementation), as a thin typed wrapper.
+"""BumpHunter scans: through pyBumpHunter (the reference implementation), and over many regions at once.
+
+:func:`bump_hunt` is a thin typed wrapper of pyBumpHunter for one histogram against a fixed
+reference. :func:`global_hunt` scans the selected spectra of several regions, each against its own
+background fit, with the fit's uncertainty in every local p-value, and calibrates the smallest
+local p-value over regions x windows with pseudo-experiments that refit every region (vectorised
+over the pseudo-experiments); pyBumpHunter has neither a background uncertainty in its local
+p-value nor a refit or several histograms in its pseudo-experiments.
 
 BumpHunter (Choudalakis, arXiv:1101.0390) slides windows of ``width_min..width_max`` bins over a
 data histogram, computes the local Poisson p-value of the data count in each window given the
@@ -28,7 +35,16 @@ from scipy import stats as _sps
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BumpHuntError", "BumpHuntResult", "bump_hunt", "bump_hunt_arrays"]
+__all__ = [
+    "BumpHuntError",
+    "BumpHuntResult",
+    "GlobalHuntResult",
+    "bump_hunt",
+    "bump_hunt_arrays",
+    "global_hunt",
+    "scan_windows",
+    "window_bins",
+]
 
 
 class BumpHuntError(ValueError):
@@ -322,3 +338,234 @@ def bump_hunt_arrays(
     hd = hist.Hist(hist.axis.Variable(edges, name="x"), storage=hist.storage.Double())
     hd[...] = d.astype(np.float64)
     return bump_hunt(hd, r.astype(np.float64), seed=seed, **scan_options)
+
+
+# ------------------------------------------------------------------------------ many regions, fitted backgrounds
+def window_bins(n_bins: int, *, width_min: int = 2, width_max: int = 7) -> np.ndarray:
+    """``(first bin, width)`` of every window of ``width_min..width_max`` bins, shifted by one bin."""
+    if not 1 <= width_min <= width_max <= n_bins:
+        raise BumpHuntError(f"window_bins: need 1 <= width_min ({width_min}) <= width_max ({width_max}) <= {n_bins}")
+    return np.array([(a, w) for w in range(width_min, width_max + 1) for a in range(n_bins - w + 1)], dtype=np.int64)
+
+
+def scan_windows(
+    counts: npt.ArrayLike, expected: npt.ArrayLike, jacobian: npt.ArrayLike, covariance: npt.ArrayLike, windows: Any
+) -> np.ndarray:
+    r"""Local p-value of the count in every window over a fitted background with its uncertainty.
+
+    The expectation of window ``w`` is :math:`B_w = \sum_{i \in w} \mu_i`; its variance propagates the
+    fit's covariance ``C`` through the Jacobian of the fitted function,
+    :math:`\sigma_w^2 = J_w C J_w^T` with :math:`J_w = \sum_{i \in w} \partial\mu_i/\partial\theta`; the
+    p-value is :func:`~cms_anomaly.stats.significance.poisson_gamma_p` (Poisson folded with a Gamma
+    distribution of mean :math:`B_w` and width :math:`\sigma_w`). A window with no excess (count
+    <= :math:`B_w`) has p = 1, BumpHunter's convention for an excess search.
+
+    Parameters
+    ----------
+    counts, expected : array_like
+        Observed and fitted counts, shape ``(..., bins)``.
+    jacobian : array_like
+        ``d expected / d theta``, shape ``(..., bins, params)``.
+    covariance : array_like
+        Covariance of ``theta``, shape ``(..., params, params)``.
+    windows : array_like
+        ``(first bin, width)`` rows (:func:`window_bins`).
+
+    Returns
+    -------
+    numpy.ndarray
+        p-values, shape ``(..., windows)``.
+    """
+    from cms_anomaly.stats.significance import poisson_gamma_p
+
+    win = np.asarray(windows, dtype=np.int64)
+    first, last = win[:, 0], win[:, 0] + win[:, 1]
+
+    def window_sums(x: np.ndarray, axis: int) -> np.ndarray:
+        cs = np.cumsum(x, axis=axis)
+        cs = np.concatenate([np.zeros_like(np.take(cs, [0], axis=axis)), cs], axis=axis)
+        return np.take(cs, last, axis=axis) - np.take(cs, first, axis=axis)
+
+    n_w = window_sums(np.asarray(counts, dtype=np.float64), -1)
+    b_w = window_sums(np.asarray(expected, dtype=np.float64), -1)
+    j_w = window_sums(np.asarray(jacobian, dtype=np.float64), -2)
+    var_w = np.sum(np.matmul(j_w, np.asarray(covariance, dtype=np.float64)) * j_w, axis=-1)
+    p = np.ones(np.broadcast_shapes(n_w.shape, b_w.shape))
+    excess = np.broadcast_to(n_w, p.shape) > b_w
+    p[excess] = poisson_gamma_p(
+        np.broadcast_to(n_w, p.shape)[excess], b_w[excess], np.sqrt(np.clip(var_w[excess], 0.0, None))
+    )
+    return p
+
+
+@dataclass(frozen=True)
+class GlobalHuntResult:
+    """Outcome of :func:`global_hunt`.
+
+    Attributes
+    ----------
+    windows : numpy.ndarray
+        ``(first bin, width)`` of every scanned window.
+    local_p : numpy.ndarray
+        Observed local p-value of every (region, window), shape ``(regions, windows)``.
+    region : int
+        Index of the region that holds the smallest local p-value.
+    window_bins : tuple of int
+        First bin and width of that window; ``window`` its ``(low, high)`` edges.
+    local_p_value, local_significance : float
+        The smallest local p-value over regions x windows and its one-sided significance.
+    global_p_value, global_significance : float
+        Fraction of pseudo-experiments whose smallest local p-value over all regions and windows is
+        at most the observed one, and its one-sided significance (the bound ``Phi^-1(1 - 1/npe)``
+        when none is, ``global_significance_is_lower_limit``).
+    global_p_value_one_region : float
+        The same fraction with the pseudo-experiments of ``region`` alone (the choice of region not
+        counted): what a scan of the best region only would report.
+    pseudo_min_p : numpy.ndarray
+        Smallest local p-value per pseudo-experiment and region, shape ``(npe_used, regions)``.
+    npe, n_failed, seed : int
+        Pseudo-experiments drawn, those dropped because a refit did not converge, the seed.
+    """
+
+    windows: np.ndarray
+    local_p: np.ndarray
+    region: int
+    window_bins: tuple[int, int]
+    window: tuple[float, float]
+    local_p_value: float
+    local_significance: float
+    global_p_value: float
+    global_significance: float
+    global_significance_is_lower_limit: bool
+    global_p_value_one_region: float
+    pseudo_min_p: np.ndarray
+    npe: int
+    n_failed: int
+    seed: int
+
+    def summary(self) -> str:
+        """One line: region, window, local and global significance."""
+        z = f"{'>' if self.global_significance_is_lower_limit else ''}{self.global_significance:.2f}"
+        return (
+            f"global hunt: region {self.region}, window [{self.window[0]:.4g}, {self.window[1]:.4g}], "
+            f"local p = {self.local_p_value:.3g} ({self.local_significance:.2f} sigma), global p = "
+            f"{self.global_p_value:.3g} ({z} sigma; {self.global_p_value_one_region:.3g} for this region alone, "
+            f"{self.npe - self.n_failed} pseudo-experiments)"
+        )
+
+    def bumphunt_result(self, fit: Any) -> BumpHuntResult:
+        """The best region as a :class:`BumpHuntResult` (for :func:`~cms_anomaly.analyses.plotting.plot_bumphunt`);
+        ``fit`` is that region's :class:`~cms_anomaly.stats.fits.FitResult`."""
+        first, width = self.window_bins
+        t_pe = -np.log(np.clip(self.pseudo_min_p.min(axis=1), 1e-300, None))
+        return BumpHuntResult(
+            edges=fit.edges,
+            data=fit.observed,
+            reference=fit.expected,
+            window=self.window,
+            window_bins=self.window_bins,
+            local_p_value=self.local_p_value,
+            local_significance=self.local_significance,
+            global_p_value=self.global_p_value,
+            global_significance=self.global_significance,
+            global_significance_is_lower_limit=self.global_significance_is_lower_limit,
+            signal_estimate=float(np.sum(fit.observed[first : first + width] - fit.expected[first : first + width])),
+            test_statistic=float(-np.log(max(self.local_p_value, 1e-300))),
+            pseudo_test_statistics=t_pe,
+            npe=self.npe - self.n_failed,
+            seed=self.seed,
+            mode="excess",
+        )
+
+
+def _pseudo_min_p(fit: Any, windows: np.ndarray, npe: int, rng: np.random.Generator, chunk: int) -> np.ndarray:
+    """Smallest local p-value over ``windows`` of ``npe`` background-only spectra drawn from ``fit`` and
+    refitted as ``fit`` was (NaN where a refit did not converge)."""
+    from cms_anomaly.stats.fits import refit_poisson
+
+    out = np.empty(npe)
+    for start in range(0, npe, chunk):
+        size = min(chunk, npe - start)
+        counts = rng.poisson(fit.expected, size=(size, fit.expected.size)).astype(np.float64)
+        refit = refit_poisson(fit, counts)
+        p = scan_windows(counts, refit.expected, refit.jacobian, refit.theta_covariance, windows)
+        out[start : start + size] = np.where(refit.converged, p.min(axis=1), np.nan)
+    return out
+
+
+def global_hunt(
+    fits: Any, *, seed: int, npe: int = 10000, width_min: int = 2, width_max: int = 7, chunk: int = 1000
+) -> GlobalHuntResult:
+    """BumpHunter over every region's selected spectrum, each against its own background fit, with
+    the global p-value of the whole procedure.
+
+    The observed statistic is the smallest local p-value (:func:`scan_windows`, Minuit's covariance
+    of each fit) over regions x windows of ``width_min..width_max`` bins. Each pseudo-experiment draws
+    every region's spectrum from that region's fitted background (Poisson in every bin, regions
+    independent), refits it with the same likelihood, bins and excluded bins
+    (:func:`~cms_anomaly.stats.fits.refit_poisson`, its covariance from the Fisher information) and
+    takes the same minimum; the global p-value is the fraction of pseudo-experiments at least as extreme.
+
+    Parameters
+    ----------
+    fits : sequence of FitResult
+        One unweighted Poisson fit (:func:`~cms_anomaly.stats.fits.fit_dijet`) per region, same binning.
+    seed : int
+        Seed of the pseudo-experiments.
+    npe : int
+        Number of pseudo-experiments (LHCO: 10000).
+    width_min, width_max : int
+        Window widths in bins (LHCO: 2-7).
+    chunk : int
+        Pseudo-experiments refitted at once (memory only; the result does not depend on it).
+
+    Returns
+    -------
+    GlobalHuntResult
+        Best region and window, local and global p-values, the single-region global p-value.
+
+    Raises
+    ------
+    BumpHuntError
+        No fit, fits of different binnings, or ``npe < 1``.
+    """
+    from threadpoolctl import threadpool_limits
+
+    fits = list(fits)
+    if not fits or npe < 1:
+        raise BumpHuntError(f"global_hunt: need at least one fit and npe >= 1, got {len(fits)} fits, npe = {npe}")
+    edges = fits[0].edges
+    if any(f.edges.shape != edges.shape or not np.allclose(f.edges, edges) for f in fits):
+        raise BumpHuntError("global_hunt: the fits have different bin edges")
+    windows = window_bins(edges.size - 1, width_min=width_min, width_max=width_max)
+    local = np.stack(
+        [scan_windows(f.observed, f.expected, f.expected_jacobian(), f.theta_covariance, windows) for f in fits]
+    )
+    region, w = np.unravel_index(int(np.argmin(local)), local.shape)
+    p_obs = float(local[region, w])
+    rng = np.random.default_rng(seed)
+    with threadpool_limits(1):  # 4-parameter matrices: BLAS threads only add overhead
+        pe = np.stack([_pseudo_min_p(f, windows, npe, rng, chunk) for f in fits], axis=1)
+    ok = np.isfinite(pe).all(axis=1)
+    if not ok.all():
+        log.warning("global_hunt: %d of %d pseudo-experiments dropped (a refit did not converge)", (~ok).sum(), npe)
+    pe = pe[ok]
+    p_global = float(np.mean(pe.min(axis=1) <= p_obs)) if pe.size else float("nan")
+    first, width = (int(x) for x in windows[w])
+    return GlobalHuntResult(
+        windows=windows,
+        local_p=local,
+        region=int(region),
+        window_bins=(first, width),
+        window=(float(edges[first]), float(edges[first + width])),
+        local_p_value=p_obs,
+        local_significance=z_from_p(p_obs),
+        global_p_value=p_global,
+        global_significance=_global_significance(p_global, max(len(pe), 1)),
+        global_significance_is_lower_limit=p_global == 0.0,
+        global_p_value_one_region=float(np.mean(pe[:, region] <= p_obs)) if pe.size else float("nan"),
+        pseudo_min_p=pe,
+        npe=int(npe),
+        n_failed=int((~ok).sum()),
+        seed=int(seed),
+    )
