@@ -190,3 +190,82 @@ def test_lepton_filter_counts_taus():
     without = lepton_filter_mask(batch.prt, cards.LeptonFilter(1, 22.0, 2.5)).mean()
     assert 0.3 < with_taus < 0.7
     assert without < with_taus / 3
+
+
+#: issue 32's injection samples and the final state of their hard process (|PDG id| of the status 23
+#: particles, sorted): one set of allowed final states per card
+INJECTION_CARDS = {
+    "lq_eb": {(5, 5, 11, 11)},
+    "zprime_ll": {(11, 11), (13, 13)},
+    "zprime_qq": {(q, q) for q in (1, 2, 3, 4, 5)},
+    "qstar_gamma": {(1, 22), (2, 22)},
+    "ato4l": {(11, 11, 11, 11), (11, 11, 13, 13), (13, 13, 13, 13)},
+    "h2_zz4l": {(11, 11, 11, 11), (11, 11, 13, 13), (13, 13, 13, 13)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(INJECTION_CARDS))
+def test_injection_cards_make_their_final_state(name):
+    import awkward as ak
+    import numpy as np
+
+    card = cards.load_card(name)
+    assert card.is_signal
+    assert name in {c.name for c in cards.all_cards() if c.is_signal}
+    prt = PythiaGenerator(card, seed=11)._pythia.nextBatch(20, "skip").prt
+    hard = ak.to_list(abs(prt.id[abs(prt.status) == 23]))
+    assert len(hard) == 20
+    found = {tuple(np.sort(ids)) for ids in hard}
+    assert found <= INJECTION_CARDS[name], found
+
+
+def _injection_signature(name, events):
+    """Per event: whether the reconstructed objects of the card's final state are there (PHYSICS.md objects;
+    b-tag: DeepJet medium of 2018 UL, processors/btag.py's era of generated files)."""
+    import awkward as ak
+
+    ele = events.Electron[(events.Electron.pt > 25) & (abs(events.Electron.eta) < 2.5)]
+    mu = events.Muon[(events.Muon.pt > 25) & (abs(events.Muon.eta) < 2.4)]
+    jet = events.Jet[(events.Jet.pt > 30) & (abs(events.Jet.eta) < 2.4)]
+    if name == "lq_eb":
+        return (ak.num(ele) >= 1) & (ak.sum(jet.btagDeepFlavB > 0.2783, axis=1) >= 1)
+    if name == "zprime_ll":
+        return (ak.num(ele) >= 2) | (ak.num(mu) >= 2)
+    if name == "qstar_gamma":
+        return ak.any(events.Photon.pt > 200, axis=1) & (ak.num(jet) >= 1)
+    if name == "zprime_qq":
+        pair = ak.pad_none(jet, 2)
+        return ak.fill_none((pair[:, 0] + pair[:, 1]).mass > 1000, False)
+    # ato4l: four reconstructed e/mu of any pT
+    return ak.num(events.Electron) + ak.num(events.Muon) >= 4
+
+
+#: the least share of events with the objects of :func:`_injection_signature`: about half of the share in 200
+#: events of each (seed 1: lq_eb 0.87, zprime_ll 0.77, qstar_gamma 0.88, zprime_qq 0.875, ato4l 0.175, h2_zz4l 0.475)
+INJECTION_MIN_FRACTION = {
+    "lq_eb": 0.4,
+    "zprime_ll": 0.4,
+    "qstar_gamma": 0.4,
+    "zprime_qq": 0.4,
+    "ato4l": 0.05,
+    "h2_zz4l": 0.2,
+}
+
+
+@pytest.mark.slow
+def test_injection_cards_generate_their_objects(tmp_path):
+    import numpy as np
+    from cms_anomaly.datasets import production
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    names = sorted(INJECTION_CARDS)
+    result = production.produce(names, out=tmp_path, events=20, seed=5, executor="local")
+    for name in names:
+        meta = result["datasets"][name]["metadata"]
+        assert meta["nevents"] == 20
+        assert meta["is_signal"]
+        assert meta["xsec_pb"] > 0
+        files = dict.fromkeys(result["datasets"][name]["files"], "Events")
+        events = NanoEventsFactory.from_root(files, schemaclass=NanoAODSchema, mode="eager").events()
+        share = float(np.mean(np.asarray(_injection_signature(name, events))))
+        assert share >= INJECTION_MIN_FRACTION[name], (name, share)
