@@ -14,6 +14,7 @@ Modules
 ``pipeline``       train-and-export drivers used by ``cms-anomaly train`` (``cli``)
 ``scorers``        ``coffea.ml_tools`` scorers of the exported files, for the processor
 ``datasim``        a classifier of data against simulation
+``nplm``           the New Physics Learning Machine goodness-of-fit test (D'Agnolo and Wulzer)
 ``errors``         the package's exception classes
 
 Every exported model takes RAW features (float32, (N, n_inputs)) because its fitted
