@@ -106,12 +106,21 @@ def measure(args: argparse.Namespace) -> list[str]:
     run_dir = Path(args.run_dir)
     features = run_dir / "pass1" / "features"
     fs, _ = feature_set_for_job("hlf24", features_dir=features, datasets=["data"])
-    samples = read_samples(features, feature_set=fs, datasets=["data", SIGNAL, *BACKGROUND])
-    views = {"pseudo-data": _labelled_data(run_dir, samples), "simulation": _simulation(samples)}
+    simulated = [n for n in (SIGNAL, *BACKGROUND) if (features / n).is_dir()]
+    samples = read_samples(features, feature_set=fs, datasets=["data", *simulated])
+    views = {"pseudo-data": _labelled_data(run_dir, samples)}
+    if SIGNAL in simulated and len(simulated) > 1:
+        views["simulation"] = _simulation(samples)
     train_s, _ = split_cocktail({"data": samples["data"]}, val_fraction=0.5, seed=args.seed)
     untrained, _ = build_model("alad", train_s.x, feature_set=fs, seed=args.seed)
     alad_opts = TrainOptions(
-        max_steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, threads=1, progress=False
+        max_steps=args.steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        patience=args.patience,
+        seed=args.seed,
+        threads=1,
+        progress=False,
     )
     ae_opts = TrainOptions(epochs=args.ae_epochs, seed=args.seed, threads=1, progress=False)
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,13 +146,14 @@ def measure(args: argparse.Namespace) -> list[str]:
         f"{alad.cards[0].training['hyper']['batch_size']}, lr {alad.cards[0].training['hyper']['lr']:g}, "
         f"weights {alad.cards[0].training['weights']}, selected step {r.best_step} (mean L1 {r.best_val_loss:.4g}); "
         f"training {alad_cpu:.0f} s CPU ({r.seconds:.0f} s wall), one thread",
-        f"events: pseudo-data {len(views['pseudo-data'][0])} (ttbar {int(views['pseudo-data'][2].sum())}), "
-        f"simulation {len(views['simulation'][0])} (ttbar {int(views['simulation'][2].sum())})",
+        "ALAD selection criterion (validation mean L1 of the averaged weights) by step: "
+        + ", ".join(f"{h['step']}: {h['criterion']:.3g}" for h in r.history[:: max(1, len(r.history) // 12)]),
+        "events: " + ", ".join(f"{v} {len(views[v][0])} (ttbar {int(views[v][2].sum())})" for v in views),
         "",
-        "| score | AUC pseudo-data | AUC simulation |",
-        "| --- | --- | --- |",
+        "| score | " + " | ".join(f"AUC {v}" for v in views) + " |",
+        "| --- |" + " --- |" * len(views),
     ]
-    lines += [f"| {n} | {v['pseudo-data']:.3f} | {v['simulation']:.3f} |" for n, v in rows.items()]
+    lines += [f"| {n} | " + " | ".join(f"{v[view]:.3f}" for view in views) + " |" for n, v in rows.items()]
     lines += [
         "",
         f"Spearman (pseudo-data): ALAD L1 vs baseline {spearmanr(l1['trained'], l1['base']).statistic:.3f}, "
@@ -158,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=None, help="ALAD step budget (default: the model's)")
     p.add_argument("--lr", type=float, default=None, help="ALAD learning rate (default: the model's)")
     p.add_argument("--batch-size", type=int, default=None, help="ALAD batch size (default: the model's)")
+    p.add_argument("--patience", type=int, default=None, help="ALAD early-stopping patience in evaluations")
     p.add_argument("--ae-epochs", type=int, default=60, help="AE epochs (default 60, the main job's)")
     p.add_argument("--seed", type=int, default=1, help="the main job's seed (default 1)")
     print("\n".join(measure(p.parse_args(argv))), flush=True)
