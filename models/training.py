@@ -323,7 +323,7 @@ def train(
         draws its N training events with replacement in proportion to ``w_train`` (weight-aware
         sampling: every model's loss stays an unweighted mean), and the validation loss is computed
         on one seeded weighted draw of the validation events. Without them, the epoch is a
-        permutation of the events (the unweighted case, unchanged).
+        permutation of the events.
     config : TrainConfig
         Settings.
     checkpoint : str or Path, optional
@@ -347,44 +347,42 @@ def train(
     xt, xv, draw = _device_inputs(x_train, x_val, w_train, w_val, seed=config.seed, device=device)
     optimizers = model.configure_optimizers(lr=hyper.lr, betas=hyper.betas)
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
-
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
-        state = _State(
-            optimizers=optimizers,
-            schedulers=_plateau_schedulers(optimizers, hyper),
-            gen=torch.Generator(device="cpu").manual_seed(config.seed),
-            best_state=copy.deepcopy(model.state_dict()),
-            result=TrainResult(device=str(device)),
-            average=WeightAverage(model, hyper.ema_decay) if hyper.ema_decay is not None else None,
-        )
+        state = _initial_state(model, optimizers, config=config, device=device)
         if resume and ckpt_path is not None and ckpt_path.exists():
             _resume(ckpt_path, model=model, state=state, device=device)
-            log.info(
-                "resumed from %s at step %d (best %.5g)",
-                ckpt_path,
-                state.result.steps_run,
-                state.result.best_val_loss,
-            )
+            log.info("resumed from %s at step %d", ckpt_path, state.result.steps_run)
         state.result.steps_per_epoch, state.result.eval_every = plan.steps_per_epoch, plan.eval_every
         t0 = time.perf_counter()
         n_seen = _run_steps(model, xt, xv, draw, state, config=config, plan=plan, ckpt_path=ckpt_path)
         elapsed = time.perf_counter() - t0
-    result = state.result
-    result.seconds += elapsed
-    result.events_per_second = n_seen / elapsed if elapsed > 0 else 0.0
+    r = state.result
+    r.seconds, r.events_per_second = r.seconds + elapsed, (n_seen / elapsed if elapsed > 0 else 0.0)
     log.info(
-        "%s: %d steps (%.4g epochs) in %.1f s, selected step %d (%.5g)",
+        "%s: %d steps in %.1f s, selected step %d (%.5g)",
         model.kind,
-        result.steps_run,
-        result.epochs_run,
-        result.seconds,
-        result.best_step,
-        result.best_val_loss,
+        r.steps_run,
+        r.seconds,
+        r.best_step,
+        r.best_val_loss,
     )
     model.load_state_dict(state.best_state)
     model.cpu().eval()
-    return result
+    return r
+
+
+def _initial_state(model: AnomalyModel, optimizers: list[Any], *, config: TrainConfig, device: torch.device) -> _State:
+    """The state of a run before its first step (schedulers, seeded batch RNG, weight average)."""
+    hyper = config.hyper
+    return _State(
+        optimizers=optimizers,
+        schedulers=_plateau_schedulers(optimizers, hyper),
+        gen=torch.Generator(device="cpu").manual_seed(config.seed),
+        best_state=copy.deepcopy(model.state_dict()),
+        result=TrainResult(device=str(device)),
+        average=WeightAverage(model, hyper.ema_decay) if hyper.ema_decay is not None else None,
+    )
 
 
 @dataclass
