@@ -21,12 +21,18 @@ class Hyper:
     betas : tuple of float
         Adam betas.
     patience, min_delta : int, float
-        Early stopping on the validation loss (absolute improvement ``min_delta``).
+        Early stopping: ``patience`` evaluations (one per epoch under an epoch budget) without an
+        absolute improvement ``min_delta`` of the selection criterion.
     lr_patience, lr_min_delta, lr_factor : int or None, float, float
-        Learning rate reduced by ``lr_factor`` on a plateau of ``lr_patience`` epochs
+        Learning rate reduced by ``lr_factor`` on a plateau of ``lr_patience`` evaluations
         (None: no schedule).
     max_epochs : int
-        Default epoch limit.
+        Default budget in epochs (when ``max_steps`` is None).
+    max_steps : int or None
+        Default budget in optimiser steps (None: ``max_epochs``).
+    ema_decay : float or None
+        Decay of the exponential moving average of the weights that is evaluated, selected and
+        exported (:class:`~cms_anomaly.models.training.WeightAverage`); None: the weights themselves.
     """
 
     batch_size: int
@@ -38,6 +44,8 @@ class Hyper:
     lr_min_delta: float = 0.0
     lr_factor: float = 0.1
     max_epochs: int = 200
+    max_steps: int | None = None
+    ema_decay: float | None = None
 
 
 class AnomalyModel(nn.Module):
@@ -60,8 +68,13 @@ class AnomalyModel(nn.Module):
         raise NotImplementedError
 
     def validation_loss(self, x: torch.Tensor) -> torch.Tensor:
-        """Scalar monitored for early stopping (default: the training loss in eval mode)."""
+        """The training loss's counterpart on validation events (default: the training loss in eval mode)."""
         return self.loss(x)
+
+    def selection_criterion(self, x: torch.Tensor) -> torch.Tensor | None:  # noqa: ARG002 - overridden
+        """Scalar on validation events whose minimum selects the weights and whose plateau stops the
+        training; None (default): the validation loss."""
+        return None
 
     def configure_optimizers(self, *, lr: float, betas: tuple[float, float]) -> list[torch.optim.Optimizer]:
         """One Adam optimizer over all parameters."""

@@ -30,7 +30,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--feature-set", choices=_SETS, default=None, help="input features (default: the paper's)")
     p.add_argument("--datasets", nargs="+", default=None, help="datasets to read (default: all sub-directories)")
     p.add_argument("--signal", nargs="+", default=None, help="bdt: signal datasets (default: every is_signal dataset)")
-    p.add_argument("--epochs", type=positive_int, default=None, help="maximum epochs (default: the model's)")
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="budget in optimiser steps (default: the model's step budget, else its epochs)",
+    )
+    p.add_argument("--epochs", type=positive_int, default=None, help="budget in epochs, when --steps is not given")
+    p.add_argument(
+        "--eval-every",
+        type=positive_int,
+        default=None,
+        help="optimiser steps between evaluations (default: 1 epoch"
+        " under an epoch budget, the budget / 250 under a step budget)",
+    )
     p.add_argument("--batch-size", type=positive_int, default=None, help="override the paper's batch size")
     p.add_argument("--lr", type=positive_float, default=None, help="override the paper's learning rate")
     p.add_argument("--patience", type=positive_int, default=None, help="override the early-stopping patience")
@@ -65,6 +78,8 @@ def _train(args: argparse.Namespace) -> int:
     else:
         opts = TrainOptions(
             epochs=args.epochs,
+            max_steps=args.steps,
+            eval_every=args.eval_every,
             batch_size=args.batch_size,
             lr=args.lr,
             patience=args.patience,
@@ -89,7 +104,8 @@ def _train(args: argparse.Namespace) -> int:
         print(
             f"{args.kind}: fitted on {trained.cards[0].training['n_train']} events (no training loop)"
             if r is None
-            else f"{args.kind}: {r.epochs_run} epochs (best {r.best_epoch}), validation loss {r.best_val_loss:.5g}, "
+            else f"{args.kind}: {r.steps_run} steps ({r.epochs_run:g} epochs), selected step {r.best_step} "
+            f"(epoch {r.best_epoch:g}), validation {r.best_val_loss:.5g}, "
             f"{r.events_per_second:.0f} training events/s on {r.device}"
         )
     from cms_anomaly.models.export import card_path

@@ -31,7 +31,13 @@ class TrainOptions:
     Attributes
     ----------
     epochs, batch_size, lr : int, int, float or None
-        Override the model's :class:`~cms_anomaly.models.base.Hyper`.
+        Override the model's :class:`~cms_anomaly.models.base.Hyper`; ``epochs`` sets a budget in
+        epochs (when ``max_steps`` is None).
+    max_steps : int or None
+        Budget in optimiser steps (default: the model's ``Hyper.max_steps`` unless ``epochs`` is given,
+        then ``Hyper.max_epochs``).
+    eval_every : int or None
+        Optimiser steps between evaluations (default: :class:`~cms_anomaly.models.training.TrainConfig`'s).
     patience : int or None
         Early-stopping patience override.
     seed : int
@@ -56,6 +62,8 @@ class TrainOptions:
     batch_size: int | None = None
     lr: float | None = None
     patience: int | None = None
+    max_steps: int | None = None
+    eval_every: int | None = None
     seed: int = 1
     val_fraction: float = 0.5
     device: str = "auto"
@@ -212,12 +220,16 @@ def _fitted_model(kind: str, train_s: Sample, *, feature_set: FeatureSet, option
 
 
 def _train_config(options: TrainOptions, hyper: Any) -> Any:
-    """The training loop's settings: ``hyper`` and the options' epochs, seed, device, threads."""
+    """The training loop's settings: ``hyper`` and the options' budget (steps, else epochs, else the
+    model's default), evaluation interval, seed, device, threads."""
     from cms_anomaly.models.training import TrainConfig
 
+    max_steps = options.max_steps if options.max_steps is not None or options.epochs is not None else hyper.max_steps
     return TrainConfig(
         hyper=hyper,
         epochs=options.epochs or hyper.max_epochs,
+        max_steps=max_steps,
+        eval_every=options.eval_every,
         seed=options.seed,
         device=options.device,
         max_steps_per_epoch=options.max_steps_per_epoch,
@@ -242,8 +254,13 @@ def _training_record(
     return {
         **_data_record(samples, train_s, val_s, options=options),
         "hyper": dict(vars(hyper).items()),
+        "steps_run": result.steps_run,
         "epochs_run": result.epochs_run,
+        "steps_per_epoch": result.steps_per_epoch,
+        "eval_every": result.eval_every,
+        "best_step": result.best_step,
         "best_epoch": result.best_epoch,
+        "weights": "exponential moving average" if hyper.ema_decay is not None else "trained",
         "stopped_early": result.stopped_early,
         "validation_loss": result.best_val_loss,
         "device": result.device,
@@ -251,7 +268,8 @@ def _training_record(
         "torch_threads": torch.get_num_threads(),
         "seconds": round(result.seconds, 2),
         "train_events_per_second": round(result.events_per_second, 1),
-        "history": result.history[-50:],
+        # one point per evaluation (at most a few hundred: TrainConfig.eval_every)
+        "history": result.history,
         "monitored_validation_loss": monitored,
     }
 

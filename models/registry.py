@@ -287,7 +287,7 @@ register(
         build=_build_alad,
         hyper=_alad_hyper,
         preprocessing=_alad_preprocessing,
-        monitored_loss="mean L1 score",
+        monitored_loss="mean L1 score of the averaged weights (selection criterion)",
         # the L1 score of Knapp et al.
         score_output="l1",
         # Knapp trains 3.4M events at lr 1e-5 (68k steps per epoch); with O(10^4) events we take 10x the

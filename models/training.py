@@ -20,6 +20,10 @@ from cms_anomaly.models.errors import TrainingError
 log = logging.getLogger(__name__)
 
 
+#: the most evaluation points of a default training run (the model card keeps every one)
+MAX_EVALUATIONS = 250
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training run settings (defaults come from the model's :class:`Hyper`).
@@ -27,9 +31,17 @@ class TrainConfig:
     Attributes
     ----------
     hyper : Hyper
-        Batch size, learning rate, early stopping and plateau settings.
+        Batch size, learning rate, weight averaging, early stopping and plateau settings.
     epochs : int
-        Maximum number of epochs.
+        Budget in epochs (passes over the training events), used when ``max_steps`` is None.
+    max_steps : int, optional
+        Budget in optimiser steps: exactly this many steps are run (fewer only on an early stop),
+        the epochs continuing as long as it takes.
+    eval_every : int, optional
+        Optimiser steps between two evaluations (validation loss, selection criterion, history point,
+        checkpoint). Default: one epoch under an epoch budget (every k-th epoch beyond
+        :data:`MAX_EVALUATIONS` epochs), ``max_steps / MAX_EVALUATIONS`` under a step budget. The
+        last step is always evaluated.
     seed : int
         Seed of the batch order, dropout and latent sampling.
     device : str
@@ -39,11 +51,13 @@ class TrainConfig:
     threads : int, optional
         torch intra-op threads (None: leave torch's default).
     progress : bool
-        Show a tqdm progress bar per epoch.
+        A tqdm progress bar over the steps (the evaluation lines are then logged at DEBUG only).
     """
 
     hyper: Hyper
     epochs: int = 100
+    max_steps: int | None = None
+    eval_every: int | None = None
     seed: int = 1
     device: str = "auto"
     max_steps_per_epoch: int | None = None
@@ -53,12 +67,24 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns: per-epoch history and the best validation loss."""
+    """What :func:`train` returns: the history per evaluation point and the selected (best) one.
+
+    ``history`` entries are ``{"step", "epoch", "train_loss", "val_loss", "criterion", "lr"}``: the
+    optimiser steps so far, the epochs they make (a float), the mean training loss of the steps since
+    the previous point, the validation loss and the selection criterion of the evaluated weights
+    (the averaged ones when the model averages its weights; ``criterion`` None when the validation
+    loss is the criterion) and the learning rate. ``best_val_loss`` is the selection value (the
+    criterion, else the validation loss) at the selected point ``best_step``.
+    """
 
     history: list[dict] = field(default_factory=list)
     best_val_loss: float = math.inf
-    best_epoch: int = -1
-    epochs_run: int = 0
+    best_epoch: float = -1.0
+    best_step: int = -1
+    epochs_run: float = 0.0
+    steps_run: int = 0
+    steps_per_epoch: int = 0
+    eval_every: int = 0
     stopped_early: bool = False
     seconds: float = 0.0
     events_per_second: float = 0.0
@@ -93,17 +119,22 @@ def _draw_probabilities(weights: np.ndarray, n: int, name: str) -> torch.Tensor:
     return torch.as_tensor(w / w.sum())
 
 
-def _batched_validation(model: AnomalyModel, x: torch.Tensor, batch_size: int) -> float:
+def _batched_validation(model: AnomalyModel, x: torch.Tensor, batch_size: int) -> tuple[float, float | None]:
+    """The validation loss and the selection criterion (None: the model has none) of ``model`` on ``x``."""
     model.eval()
-    total, n = 0.0, 0
+    total, total_crit, n = 0.0, 0.0, 0
+    has_crit = True
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
             xb = x[start : start + batch_size]
             if len(xb) < 2:  # a batch-level term (DisCo) is undefined on one event
                 continue
             total += float(model.validation_loss(xb)) * len(xb)
+            crit = model.selection_criterion(xb)
+            has_crit = has_crit and crit is not None
+            total_crit += float(crit) * len(xb) if crit is not None else 0.0
             n += len(xb)
-    return total / max(n, 1)
+    return total / max(n, 1), (total_crit / max(n, 1) if has_crit else None)
 
 
 def _validation_batch_size(model: AnomalyModel, hyper: Hyper) -> int:
@@ -113,15 +144,63 @@ def _validation_batch_size(model: AnomalyModel, hyper: Hyper) -> int:
     return hyper.batch_size if model.batch_level_loss else max(hyper.batch_size, 4096)
 
 
+class WeightAverage:
+    """Exponential moving average of a model's parameters, updated after every optimiser step.
+
+    ALAD's reference implementation (Knapp et al., github oliverkn/alad-for-lhc, after Zenati et al.)
+    scores events with TensorFlow's ``ExponentialMovingAverage`` of the weights (decay 0.999). The
+    decay of update ``t`` is ``min(decay, (1 + t) / (10 + t))`` (that class's ``num_updates`` form),
+    so that an average taken early in a run is not dominated by the random initial weights. Buffers
+    (batch-norm statistics, spectral-norm singular vectors) are those of the trained model, copied
+    when the average is read (:meth:`synced`).
+    """
+
+    def __init__(self, model: AnomalyModel, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise TrainingError(f"{model.kind}: weight-average decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.updates = 0
+        self.model = copy.deepcopy(model).eval()
+        self.model.requires_grad_(False)
+        self._averaged: list[torch.Tensor] = list(self.model.parameters())
+
+    def update(self, model: AnomalyModel) -> None:
+        """Fold the current parameters of ``model`` into the average."""
+        self.updates += 1
+        decay = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        with torch.no_grad():
+            torch._foreach_lerp_(self._averaged, [p.detach() for p in model.parameters()], 1.0 - decay)
+
+    def synced(self, model: AnomalyModel) -> AnomalyModel:
+        """The averaged model, with the buffers of ``model``."""
+        with torch.no_grad():
+            for mine, theirs in zip(self.model.buffers(), model.buffers(), strict=True):
+                mine.copy_(theirs)
+        return self.model
+
+
 #: what a checkpoint of :func:`train` holds (``kind`` since the model kind is recorded)
-_CHECKPOINT_KEYS = ("model", "optimizers", "schedulers", "batch_rng", "torch_rng", "best_state", "since_best", "result")
+_CHECKPOINT_KEYS = (
+    "model",
+    "optimizers",
+    "schedulers",
+    "batch_rng",
+    "torch_rng",
+    "best_state",
+    "since_best",
+    "result",
+    "order",
+    "position",
+    "average",
+    "average_updates",
+)
 
 
 def _checkpoint_mismatch(state: Any, model: AnomalyModel, n_optimizers: int) -> str | None:
     """What makes ``state`` a checkpoint of another model than ``model``, ``None`` if it fits."""
     if not isinstance(state, dict) or any(k not in state for k in _CHECKPOINT_KEYS):
         have = sorted(state) if isinstance(state, dict) else type(state).__name__
-        return f"not a training checkpoint (has {have})"
+        return f"not a training checkpoint of this version (has {have})"
     if state.get("kind", model.kind) != model.kind:
         return f"it is a checkpoint of a {state['kind']!r} model, this is a {model.kind!r} model"
     saved, want = state["model"], model.state_dict()
@@ -141,15 +220,9 @@ def _checkpoint_mismatch(state: Any, model: AnomalyModel, n_optimizers: int) -> 
     return None
 
 
-def _resume(
-    ckpt_path: Path, *, model: AnomalyModel, optimizers: list[Any], schedulers: list[Any], gen: Any, device: Any
-) -> tuple[dict[str, Any], int, TrainResult]:
-    """Restore model, optimizers, schedulers and random state from a checkpoint of :func:`train`.
-
-    Returns
-    -------
-    tuple
-        (best state dict, epochs since the best, the result so far)
+def _resume(ckpt_path: Path, *, model: AnomalyModel, state: _State, device: Any) -> None:
+    """Restore the model and ``state`` (optimizers, schedulers, random state, batch order, weight
+    average, best weights, result so far) from a checkpoint of :func:`train`.
 
     Raises
     ------
@@ -158,26 +231,64 @@ def _resume(
     """
     # weights_only: a checkpoint is user-given input and must not run code when loaded
     try:
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        saved = torch.load(ckpt_path, map_location=device, weights_only=True)
     except Exception as err:
         raise TrainingError(
             f"{ckpt_path}: cannot resume from this checkpoint "
             f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})"
         ) from err
-    problem = _checkpoint_mismatch(state, model, len(optimizers))
+    problem = _checkpoint_mismatch(saved, model, len(state.optimizers))
+    if problem is None and (saved["average"] is None) != (state.average is None):
+        problem = "it was trained with" + ("out" if saved["average"] is None else "") + " weight averaging"
     if problem is None:
         try:
-            model.load_state_dict(state["model"])
-            for opt, s in zip(optimizers, state["optimizers"], strict=True):
+            model.load_state_dict(saved["model"])
+            for opt, s in zip(state.optimizers, saved["optimizers"], strict=True):
                 opt.load_state_dict(s)
-            for sch, s in zip(schedulers, state["schedulers"], strict=True):
+            for sch, s in zip(state.schedulers, saved["schedulers"], strict=True):
                 sch.load_state_dict(s)
-            gen.set_state(state["batch_rng"])
-            torch.set_rng_state(state["torch_rng"])
-            return state["best_state"], state["since_best"], TrainResult(**state["result"])
+            state.gen.set_state(saved["batch_rng"])
+            torch.set_rng_state(saved["torch_rng"])
+            if state.average is not None:
+                state.average.model.load_state_dict(saved["average"])
+                state.average.updates = int(saved["average_updates"])
+            state.best_state, state.since_best = saved["best_state"], int(saved["since_best"])
+            state.order, state.position = saved["order"], int(saved["position"])
+            state.result = TrainResult(**saved["result"])
+            return
         except (RuntimeError, ValueError, TypeError, KeyError) as err:
             problem = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}"
     raise TrainingError(f"{ckpt_path}: cannot resume: {problem}; delete it or train without --resume")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A run's optimiser steps per epoch, its step budget and its evaluation interval."""
+
+    steps_per_epoch: int
+    total: int
+    eval_every: int
+
+
+def _plan(config: TrainConfig, n_train: int) -> _Plan:
+    """The steps of one epoch (the last batch dropped when it would hold one event: BatchNorm and DisCo
+    need two), the budget (``max_steps``, else ``epochs`` epochs) and the evaluation interval."""
+    bs = config.hyper.batch_size
+    per_epoch = n_train // bs + (1 if n_train % bs >= 2 else 0)
+    if per_epoch == 0:
+        raise TrainingError(f"need at least 2 training events, got {n_train}")
+    if config.max_steps_per_epoch is not None:
+        per_epoch = min(per_epoch, config.max_steps_per_epoch)
+    for name in ("max_steps", "eval_every", "max_steps_per_epoch"):
+        if getattr(config, name) is not None and getattr(config, name) < 1:
+            raise TrainingError(f"{name} must be >= 1, got {getattr(config, name)}")
+    if config.max_steps is not None:
+        total = config.max_steps
+        every = config.eval_every or math.ceil(total / MAX_EVALUATIONS)
+    else:
+        total = config.epochs * per_epoch
+        every = config.eval_every or per_epoch * math.ceil(config.epochs / MAX_EVALUATIONS)
+    return _Plan(steps_per_epoch=per_epoch, total=total, eval_every=every)
 
 
 def train(
@@ -191,7 +302,15 @@ def train(
     w_train: np.ndarray | None = None,
     w_val: np.ndarray | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place on raw features; the best-validation weights are restored at the end.
+    """Train ``model`` in place on raw features; the selected weights are loaded into it at the end.
+
+    The run makes the budget's optimiser steps (``config.max_steps``, else ``config.epochs`` epochs)
+    and evaluates every ``eval_every`` steps: the validation loss and the model's selection criterion
+    (:meth:`~cms_anomaly.models.base.AnomalyModel.selection_criterion`; the validation loss when it
+    has none) of the evaluated weights, which are the exponential moving average of the weights
+    (:class:`WeightAverage`) for a model whose :class:`Hyper` has ``ema_decay``, else the weights
+    themselves. The weights of the evaluation with the lowest criterion are selected; ``patience``
+    evaluations without improvement stop the run early.
 
     Parameters
     ----------
@@ -204,12 +323,12 @@ def train(
         draws its N training events with replacement in proportion to ``w_train`` (weight-aware
         sampling: every model's loss stays an unweighted mean), and the validation loss is computed
         on one seeded weighted draw of the validation events. Without them, the epoch is a
-        permutation of the events (the unweighted case, unchanged).
+        permutation of the events.
     config : TrainConfig
         Settings.
     checkpoint : str or Path, optional
-        File written atomically after every epoch (model, optimizers, scheduler,
-        RNG state, history, best weights).
+        File written atomically after every evaluation (model, optimizers, schedulers, RNG state,
+        the epoch's batch order, weight average, history, selected weights).
     resume : bool
         Continue from ``checkpoint`` if it exists.
 
@@ -220,67 +339,112 @@ def train(
     if len(x_train) == 0 or len(x_val) == 0:
         raise TrainingError(f"need training and validation events, got {len(x_train)} and {len(x_val)}")
     hyper = config.hyper
+    plan = _plan(config, len(x_train))
     device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
     model.to(device)
     xt, xv, draw = _device_inputs(x_train, x_val, w_train, w_val, seed=config.seed, device=device)
     optimizers = model.configure_optimizers(lr=hyper.lr, betas=hyper.betas)
-    schedulers = _plateau_schedulers(optimizers, hyper)
-    result = TrainResult(device=str(device))
-    best_state = copy.deepcopy(model.state_dict())
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
-
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
-        gen = torch.Generator(device="cpu").manual_seed(config.seed)
-        state = _State(optimizers, schedulers, gen, best_state, 0, result)
+        state = _initial_state(model, optimizers, config=config, device=device)
         if resume and ckpt_path is not None and ckpt_path.exists():
-            _resume_state(state, ckpt_path, model=model, device=device)
-        start_epoch = state.result.epochs_run
+            _resume(ckpt_path, model=model, state=state, device=device)
+            log.info("resumed from %s at step %d", ckpt_path, state.result.steps_run)
+        state.result.steps_per_epoch, state.result.eval_every = plan.steps_per_epoch, plan.eval_every
         t0 = time.perf_counter()
-        n_seen = 0
-        for epoch in range(start_epoch, config.epochs):
-            if state.result.stopped_early:
-                break
-            model.train()
-            order = _epoch_order(draw, len(xt), gen, device)
-            running, n_steps, seen = _run_epoch(model, xt, order, optimizers, config=config, epoch=epoch)
-            n_seen += seen
-            val = _batched_validation(model, xv, _validation_batch_size(model, hyper))
-            _close_epoch(model, state, val, hyper=hyper, epoch=epoch, train_loss=running / max(n_steps, 1))
-            if ckpt_path is not None:
-                _save_checkpoint(ckpt_path, model, state)
+        n_seen = _run_steps(model, xt, xv, draw, state, config=config, plan=plan, ckpt_path=ckpt_path)
         elapsed = time.perf_counter() - t0
-    result = state.result
-    result.seconds += elapsed
-    result.events_per_second = n_seen / elapsed if elapsed > 0 else 0.0
+    r = state.result
+    r.seconds, r.events_per_second = r.seconds + elapsed, (n_seen / elapsed if elapsed > 0 else 0.0)
+    log.info(
+        "%s: %d steps in %.1f s, selected step %d (%.5g)",
+        model.kind,
+        r.steps_run,
+        r.seconds,
+        r.best_step,
+        r.best_val_loss,
+    )
     model.load_state_dict(state.best_state)
     model.cpu().eval()
-    return result
+    return r
 
 
-def _resume_state(state: _State, ckpt_path: Path, *, model: AnomalyModel, device: torch.device) -> None:
-    """Restore ``state`` and the model from the checkpoint of an earlier :func:`train`."""
-    state.best_state, state.since_best, state.result = _resume(
-        ckpt_path, model=model, optimizers=state.optimizers, schedulers=state.schedulers, gen=state.gen, device=device
-    )
-    log.info(
-        "resumed from %s at epoch %d (best val %.5g)", ckpt_path, state.result.epochs_run, state.result.best_val_loss
+def _initial_state(model: AnomalyModel, optimizers: list[Any], *, config: TrainConfig, device: torch.device) -> _State:
+    """The state of a run before its first step (schedulers, seeded batch RNG, weight average)."""
+    hyper = config.hyper
+    return _State(
+        optimizers=optimizers,
+        schedulers=_plateau_schedulers(optimizers, hyper),
+        gen=torch.Generator(device="cpu").manual_seed(config.seed),
+        best_state=copy.deepcopy(model.state_dict()),
+        result=TrainResult(device=str(device)),
+        average=WeightAverage(model, hyper.ema_decay) if hyper.ema_decay is not None else None,
     )
 
 
 @dataclass
 class _State:
     """What a checkpoint of :func:`train` holds besides the model: optimizers, schedulers, the batch RNG,
-    the best weights, the epochs since the best and the result so far."""
+    the current epoch's batch order and the next batch in it, the weight average, the selected weights,
+    the evaluations since the selected one and the result so far."""
 
     optimizers: list[Any]
     schedulers: list[Any]
     gen: torch.Generator
     best_state: dict[str, Any]
-    since_best: int
     result: TrainResult
+    average: WeightAverage | None = None
+    since_best: int = 0
+    order: torch.Tensor | None = None
+    position: int = 0
+
+
+def _run_steps(
+    model: AnomalyModel,
+    xt: torch.Tensor,
+    xv: torch.Tensor,
+    draw: torch.Tensor | None,
+    state: _State,
+    *,
+    config: TrainConfig,
+    plan: _Plan,
+    ckpt_path: Path | None,
+) -> int:
+    """The optimiser steps of the budget left, evaluating every ``plan.eval_every``; returns the events seen."""
+    from tqdm.auto import tqdm
+
+    bs = config.hyper.batch_size
+    result = state.result
+    val_batch = _validation_batch_size(model, config.hyper)
+    running, n_run, n_seen = 0.0, 0, 0
+    model.train()
+    with tqdm(
+        total=plan.total, initial=result.steps_run, desc=model.kind, disable=not config.progress, unit="step"
+    ) as bar:
+        while result.steps_run < plan.total and not result.stopped_early:
+            if state.order is None or state.position >= plan.steps_per_epoch:
+                state.order, state.position = _epoch_order(draw, len(xt), state.gen, xt.device), 0
+            idx = state.order[state.position * bs : (state.position + 1) * bs]
+            state.position += 1
+            loss = model.train_step(xt[idx], state.optimizers)
+            result.steps_run += 1
+            if not math.isfinite(loss):
+                raise TrainingError(f"{model.kind}: non-finite training loss at step {result.steps_run}")
+            if state.average is not None:
+                state.average.update(model)
+            running, n_run, n_seen = running + loss, n_run + 1, n_seen + len(idx)
+            bar.update(1)
+            if result.steps_run % plan.eval_every == 0 or result.steps_run == plan.total:
+                _evaluate(model, xv, state, config=config, plan=plan, train_loss=running / n_run, val_batch=val_batch)
+                running, n_run = 0.0, 0
+                bar.set_postfix(best=f"{result.best_val_loss:.4g}", at=result.best_step)
+                if ckpt_path is not None:
+                    _save_checkpoint(ckpt_path, model, state)
+                model.train()
+    return n_seen
 
 
 def _device_inputs(
@@ -333,73 +497,56 @@ def _epoch_order(draw: torch.Tensor | None, n: int, gen: torch.Generator, device
     return torch.multinomial(draw, n, replacement=True, generator=gen).to(device)
 
 
-def _close_epoch(
-    model: AnomalyModel, state: _State, val: float, *, hyper: Hyper, epoch: int, train_loss: float
+def _evaluate(
+    model: AnomalyModel,
+    xv: torch.Tensor,
+    state: _State,
+    *,
+    config: TrainConfig,
+    plan: _Plan,
+    train_loss: float,
+    val_batch: int,
 ) -> None:
-    """After an epoch with validation loss ``val``: LR schedule, history, best weights and early stopping."""
-    result = state.result
-    if not math.isfinite(val):
-        raise TrainingError(f"{model.kind}: non-finite validation loss at epoch {epoch + 1}")
+    """One evaluation point: validation loss and criterion of the evaluated weights, LR schedule,
+    history, selection and early stopping."""
+    result, hyper = state.result, config.hyper
+    evaluated = state.average.synced(model) if state.average is not None else model
+    val, crit = _batched_validation(evaluated, xv, val_batch)
+    step = result.steps_run
+    epoch = round(step / plan.steps_per_epoch, 4)
+    select = crit if crit is not None else val
+    if not (math.isfinite(val) and math.isfinite(select)):
+        raise TrainingError(f"{model.kind}: non-finite validation loss at step {step} (epoch {epoch:g})")
     for sch in state.schedulers:
-        sch.step(val)
+        sch.step(select)
     lr = state.optimizers[0].param_groups[0]["lr"]
-    result.history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val, "lr": lr})
-    if val < result.best_val_loss - hyper.min_delta:
-        result.best_val_loss, result.best_epoch = val, epoch + 1
-        state.best_state = copy.deepcopy(model.state_dict())
+    result.history.append(
+        {"step": step, "epoch": epoch, "train_loss": train_loss, "val_loss": val, "criterion": crit, "lr": lr}
+    )
+    result.epochs_run = epoch
+    if select < result.best_val_loss - hyper.min_delta:
+        result.best_val_loss, result.best_step, result.best_epoch = select, step, epoch
+        state.best_state = copy.deepcopy(evaluated.state_dict())
         state.since_best = 0
     else:
         state.since_best += 1
-    result.epochs_run = epoch + 1
     if state.since_best >= hyper.patience:
         result.stopped_early = True
-        log.info("%s: early stop at epoch %d (best %d)", model.kind, epoch + 1, result.best_epoch)
-    log.info(
-        "%s epoch %d: train %.5g val %.5g lr %.2g", model.kind, epoch + 1, result.history[-1]["train_loss"], val, lr
+        log.info("%s: early stop at step %d (selected step %d)", model.kind, step, result.best_step)
+    log.debug(
+        "%s step %d (epoch %g): train %.5g val %.5g criterion %s lr %.2g",
+        model.kind,
+        step,
+        epoch,
+        train_loss,
+        val,
+        "-" if crit is None else f"{crit:.5g}",
+        lr,
     )
-
-
-def _run_epoch(
-    model: AnomalyModel,
-    xt: torch.Tensor,
-    order: torch.Tensor,
-    optimizers: list[Any],
-    *,
-    config: TrainConfig,
-    epoch: int,
-) -> tuple[float, int, int]:
-    """The optimisation steps of one epoch over ``order``; returns (summed loss, steps, events seen)."""
-    from tqdm.auto import tqdm
-
-    hyper = config.hyper
-    n_steps = math.ceil(len(xt) / hyper.batch_size)
-    if config.max_steps_per_epoch is not None:
-        n_steps = min(n_steps, config.max_steps_per_epoch)
-    running = 0.0
-    n_seen = 0
-    bar = tqdm(
-        range(n_steps),
-        desc=f"{model.kind} epoch {epoch + 1}/{config.epochs}",
-        leave=False,
-        disable=not config.progress,
-        unit="batch",
-    )
-    for step in bar:
-        idx = order[step * hyper.batch_size : (step + 1) * hyper.batch_size]
-        if len(idx) < 2:  # BatchNorm / DisCo need >= 2 events
-            continue
-        loss = model.train_step(xt[idx], optimizers)
-        if not math.isfinite(loss):
-            raise TrainingError(f"{model.kind}: non-finite training loss at epoch {epoch + 1} step {step}")
-        running += loss
-        n_seen += len(idx)
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{loss:.4g}")
-    return running, n_steps, n_seen
 
 
 def _save_checkpoint(path: Path, model: AnomalyModel, state: _State) -> None:
-    """Write the training state after an epoch (:data:`_CHECKPOINT_KEYS` and the model kind) atomically."""
+    """Write the training state after an evaluation (:data:`_CHECKPOINT_KEYS` and the model kind) atomically."""
     atomic_torch_save(
         {
             "kind": model.kind,
@@ -410,6 +557,10 @@ def _save_checkpoint(path: Path, model: AnomalyModel, state: _State) -> None:
             "torch_rng": torch.get_rng_state(),
             "best_state": state.best_state,
             "since_best": state.since_best,
+            "order": state.order,
+            "position": state.position,
+            "average": state.average.model.state_dict() if state.average is not None else None,
+            "average_updates": state.average.updates if state.average is not None else 0,
             # plain Python numbers only, so that the checkpoint loads with weights_only=True
             "result": json.loads(json.dumps(asdict(state.result), default=float)),
         },

@@ -138,8 +138,9 @@ def test_model_trains_and_exports(kind, fs, batch, lr, steps, epochs, model_feat
     train_s, val_s = split_cocktail(samples, val_fraction=0.3, seed=2)
     model, hyper = build_model(kind, train_s.x, feature_set=fset, seed=2, lam=10.0)
     model.eval()
-    with torch.no_grad():
-        before = float(model.validation_loss(torch.as_tensor(val_s.x)))
+    with torch.no_grad():  # the selection criterion (ALAD's mean L1 score), else the validation loss
+        crit = model.selection_criterion(torch.as_tensor(val_s.x))
+        before = float(crit if crit is not None else model.validation_loss(torch.as_tensor(val_s.x)))
     cfg = TrainConfig(
         hyper=replace(hyper, batch_size=batch, lr=lr, patience=100),
         epochs=epochs,
