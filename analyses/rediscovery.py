@@ -36,10 +36,10 @@ from typing import Any
 import numpy as np
 from cms_anomaly.analyses import analysis, samples
 from cms_anomaly.analyses.analysis import Execution, fmt
+from cms_anomaly.analyses.baselines import BASELINE_AUC_MARGIN, baseline_sentence, beats_baseline, fit_baseline
 from cms_anomaly.analyses.headline import cpu_seconds as analysis_cpu_seconds
 from cms_anomaly.analyses.headline import paper_alpha, paper_alpha_sentence, with_note
 from cms_anomaly.analyses.plot_training import plot_model_training
-from cms_anomaly.analyses.baselines import BASELINE_AUC_MARGIN, baseline_sentence, beats_baseline, fit_baseline
 from cms_anomaly.analyses.samples import BACKGROUNDS, PROCESSES, ROLE_LABELS
 from cms_anomaly.core.argtypes import fraction, positive_float, positive_int
 from cms_anomaly.core.constants import SQRT_S
@@ -73,7 +73,9 @@ class RediscoveryConfig:
     qcd_events: int = 300
     seed: int = 1
     alpha: float = 1e-2
-    epochs: int = 60
+    #: ALAD's training: None trains by its step budget (models/registry.py, the reference's optimiser
+    #: steps with weight averaging); a number trains that many epochs instead
+    epochs: int | None = None
     ae_epochs: int = 60
     device: str = "auto"
     #: where the productions and the processor run
@@ -764,7 +766,12 @@ def register(subparsers: Any) -> None:
         default=RediscoveryConfig.alpha,
         help="fraction of data selected as anomalous (default: 0.01)",
     )
-    p.add_argument("--epochs", type=positive_int, default=RediscoveryConfig.epochs, help="ALAD and AE training epochs")
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help=f"ALAD and AE training epochs (default: ALAD its step budget, the AE {RediscoveryConfig.ae_epochs} epochs)",
+    )
     p.add_argument(
         "--with-qcd", action="store_true", help="add lepton-filtered heavy-flavour QCD to data and simulation"
     )
@@ -790,7 +797,7 @@ def _cmd(args: Any) -> int:
         RediscoveryConfig(),
         alpha=args.alpha,
         epochs=args.epochs,
-        ae_epochs=args.epochs,
+        ae_epochs=args.epochs or RediscoveryConfig.ae_epochs,
         seed=args.seed,
         with_qcd=args.with_qcd,
         ttbar_scale=args.ttbar_scale,
