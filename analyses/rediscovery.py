@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cms_anomaly.analyses import analysis, samples
+from cms_anomaly.analyses import analysis, rediscovery_plots, samples
 from cms_anomaly.analyses.analysis import Execution, fmt
 from cms_anomaly.analyses.baselines import BASELINE_AUC_MARGIN, baseline_sentence, beats_baseline, fit_baseline
 from cms_anomaly.analyses.headline import cpu_seconds as analysis_cpu_seconds
 from cms_anomaly.analyses.headline import paper_alpha, paper_alpha_sentence, with_note
 from cms_anomaly.analyses.plot_training import plot_model_training
-from cms_anomaly.analyses.samples import BACKGROUNDS, PROCESSES, ROLE_LABELS
+from cms_anomaly.analyses.samples import BACKGROUNDS, PROCESSES
 from cms_anomaly.core.argtypes import fraction, positive_float, positive_int
 from cms_anomaly.core.constants import SQRT_S
 from cms_anomaly.stats.headline import few_events_mark
@@ -391,86 +391,6 @@ def _ratios(
 
 
 # ------------------------------------------------------------------------------------- step 6
-def make_plots(
-    result: dict,
-    report_dir: Path,
-    *,
-    lumi_pb: float,
-    output: dict,
-    model: str = "alad",
-    score: str = "l1",
-    data_label: str = "Pseudo-data",
-) -> list[Path]:
-    """The analogues of Knapp et al. Figs 5-9 as PNGs, from the processor's histograms."""
-    from cms_anomaly.analyses import plotting
-    from cms_anomaly.analyses.scorehists import ScoreHists
-    from cms_anomaly.processors.feature_spec import FEATURES
-
-    lumi_text = f"{lumi_pb:.3g} pb$^{{-1}}$"
-    pngs = []
-    for name, h in result["_hists"].items():
-        label = FEATURES[name].label
-        for stage, text in (("all", "muon + jets"), ("selected", rf"ALAD L1 $\alpha$ = {result['alpha']:g}")):
-            mc = {ROLE_LABELS[r]: h[f"{r}_{stage}"] for r in BACKGROUNDS}
-            pngs.append(
-                plotting.plot_data_mc(
-                    h[f"data_{stage}"],
-                    mc,
-                    report_dir / f"{name}_{stage}.png",
-                    xlabel=label,
-                    signals={r"$t\bar{t}$ (not in the background)": h[f"ttbar_{stage}"]},
-                    data_label=data_label,
-                    text=f"{text}, {lumi_text}",
-                    lumi=None,
-                    com=None,
-                    is_data=False,
-                )
-            )
-        pngs.append(
-            plotting.plot_astf(
-                result["_astf"][name],
-                report_dir / f"astf_{name}.png",
-                reference="background MC",
-                xlabel=label,
-                alpha=result["alpha"],
-                text=f"ASTF, {lumi_text}",
-                lumi=None,
-                com=None,
-                is_data=False,
-            )
-        )
-    auc = result["roc_auc_ttbar_vs_background"]
-    curves = {rf"ALAD L1: $t\bar{{t}}$ vs W+Z (AUC {auc:.3f})": result["_roc"]}
-    if "_baseline_roc" in result:
-        b_auc = result["baseline_roc_auc_ttbar_vs_background"]
-        curves[f"baseline: L1 distance from the median (AUC {b_auc:.3f})"] = result["_baseline_roc"]
-    pngs.append(plotting.plot_roc(curves, report_dir / "roc_alad.png", text="labelled simulation"))
-    # the score distributions from the processor's histograms, over the decades the samples fill
-    # (L1 scores span decades: outliers reach 1e4-1e5 x the median), 10 bins per decade
-    sh = ScoreHists(output, model, score)
-    first, last = sh.occupied_range([r for r in ("data", *PROCESSES) if r in output])
-
-    def score_hist(role: str):
-        return sh.score_hist(role, first=first, last=last, rebin=5)
-
-    pngs.append(
-        plotting.plot_data_mc(
-            score_hist("data"),
-            {ROLE_LABELS[r]: score_hist(r) for r in BACKGROUNDS},
-            report_dir / "score_alad.png",
-            xlabel="ALAD L1 score",
-            signals={r"$t\bar{t}$": score_hist("ttbar")},
-            data_label=data_label,
-            text=rf"all selected events, {lumi_text}",
-            lumi=None,
-            com=None,
-            is_data=False,
-            logx=True,
-        )
-    )
-    return pngs
-
-
 def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: list[Path]) -> Path:
     """``summary.md``, ``summary.json`` and ``index.html`` (numbers, tables, plots)."""
     public = {k: v for k, v in result.items() if not k.startswith("_")}
@@ -708,7 +628,7 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
         "baseline_score": scorers["baseline"].output_names[0],
     }
     report_dir = analysis.fresh_report_dir(out)
-    pngs = make_plots(
+    pngs = rediscovery_plots.make_plots(
         result,
         report_dir,
         lumi_pb=lumi,
