@@ -82,21 +82,22 @@ class ClassHuntConfig:
     """Settings of :func:`run_class_hunt`.
 
     ``events``: generated events per cocktail role in each production (the simulation and the pseudo-data
-    pool), roughly in proportion to the roles' cross sections at the trigger thresholds so that the
-    pseudo-data's luminosity (set by the role with the fewest events per pb) keeps every role.
+    pool). The pseudo-data's luminosity is set by the role with the fewest generated events per pb:
+    gamma + jets (159 nb at pTHat > 20 GeV), 3000 events for 0.019 pb^-1, which W (46 nb) fills with 1200;
+    the rarer roles get 200 each, more than the pseudo-data need, for a small simulation error.
     """
 
     data_fileset: str | None = None
     events: dict[str, int] = field(
         default_factory=lambda: {
-            "wjets": 4000,
-            "zjets": 1500,
-            "ttbar": 400,
-            "single_top": 300,
+            "wjets": 1200,
+            "zjets": 200,
+            "ttbar": 200,
+            "single_top": 200,
             "ww": 200,
             "wz": 200,
             "zz": 200,
-            "gjets": 1500,
+            "gjets": 3000,
             "qcd": 300,
         }
     )
