@@ -108,3 +108,19 @@ def test_class_hunt_finds_a_hidden_zprime(class_samples, tmp_path):
     assert result.p_global < 0.01
     assert top["window_gev"] is not None
     assert top["window_gev"][1] > 1000.0, top
+
+
+def test_cli_selection_event_classes_builds_the_class_hunt():
+    from cms_anomaly.analyses.hunt_classes import config_from_args
+
+    from cms_anomaly.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["hunt", "--selection", "event_classes", "--classes", "*mu*", "2e*", "--events", "0.5", "--npe", "100"]
+    )
+    assert args.selection == "event_classes"
+    config = config_from_args(args)
+    assert config.classes == ("*mu*", "2e*")
+    assert config.npe == 100
+    assert config.events["gjets"] == ClassHuntConfig().events["gjets"] // 2
+    assert build_parser().parse_args(["hunt"]).selection == "top_rediscovery"
