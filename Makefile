@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: install install-test system-deps run mypy-tree lint docs test test-quick bench analyses hunt-study clean
+.PHONY: install install-test system-deps run mypy-tree lint docs test test-quick bench analyses hunt-study hunt-classes-study clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,12 @@ hunt-study: install
 	$(BIN)/python benchmarks/hunt_study.py injection --fractions 0 0.005 0.01 0.02 0.05 --npe 5000 \
 		--out $(OUT)/hunt-injection --samples $(OUT)/rediscover-top/samples
 	$(BIN)/python benchmarks/hunt_study.py fpr --seeds 20 --events 0.2 --out $(OUT)/hunt-fpr
+
+hunt-classes-study: install
+	$(BIN)/python benchmarks/hunt_classes_study.py fpr --seeds 20 --events 0.05 --executor iterative \
+		--out $(OUT)/hunt-classes-fpr
+	$(BIN)/python benchmarks/hunt_classes_study.py injection --cards zprime_ssm wprime_ssm --fractions 0.02 0.05 0.1 \
+		--events 0.05 --executor iterative --out $(OUT)/hunt-classes-injection --samples $(OUT)/hunt-classes-fpr/samples
 
 clean:
 	rm -rf $(OUT)

@@ -667,6 +667,20 @@ def register(subparsers: Any) -> None:
         samples_help="productions directory (default: OUT/samples); a rediscover-top OUT/samples is reused as is",
         events_help="scale factor on the generated sample sizes",
     )
+    p.add_argument(
+        "--selection",
+        choices=("top_rediscovery", "event_classes"),
+        default=HuntConfig.selection,
+        help="top_rediscovery (muon + jets, k-fold detectors) or event_classes (every final state, MUSiC's scan "
+        "against the SM cocktail: cms_anomaly.analyses.hunt_classes)",
+    )
+    p.add_argument(
+        "--classes",
+        nargs="+",
+        default=None,
+        metavar="PATTERN",
+        help="event_classes: fnmatch patterns of the classes scanned",
+    )
     p.add_argument("--model", choices=tuple(MODELS), default=HuntConfig.model)
     p.add_argument("--k-folds", type=positive_int, default=HuntConfig.k_folds)
     p.add_argument(
@@ -702,6 +716,10 @@ def register(subparsers: Any) -> None:
 
 
 def _cmd(args: Any) -> int:
+    if args.selection == "event_classes":
+        from cms_anomaly.analyses.hunt_classes import run_from_args
+
+        return run_from_args(args)
     config = HuntConfig(
         data_fileset=args.data_fileset,
         model=args.model,

@@ -76,6 +76,8 @@ def make_samples(
     inject: str | None = None,
     signal_fraction: float = 0.0,
     simulation_seed: int | None = None,
+    roles: dict[str, str] | None = None,
+    tail_bias: bool = False,
 ) -> tuple[dict, dict]:
     """Generate (or reuse) the productions in ``samples_dir``; return (simulation fileset, data fileset entry).
 
@@ -85,11 +87,14 @@ def make_samples(
     ``ttbar_scale``: the ttbar cross section in units of Pythia's, in (pseudo-)data and simulation alike.
     ``inject``: a BSM card generated too and hidden in the pseudo-data as ``signal_fraction`` of its
     events (before any selection; the SM yields keep their luminosity). ``simulation_seed`` (default
-    ``seed + 1000``): one simulation can serve pseudo-data of many seeds.
+    ``seed + 1000``): one simulation can serve pseudo-data of many seeds. ``roles`` (default
+    :data:`PROCESSES`): role -> card of another background model (the SM cocktail of the class hunt);
+    ``tail_bias``: the simulation generated with the cards' phase-space bias (the pseudo-data
+    production stays unweighted: :mod:`~cms_anomaly.datasets.mixture` needs it).
     """
     from cms_anomaly.datasets import production
 
-    roles = dict(PROCESSES)
+    roles = dict(PROCESSES if roles is None else roles)
     events = dict(events)
     if qcd_events is not None:
         roles["qcd"] = "qcd"
@@ -111,12 +116,14 @@ def make_samples(
             out=samples_dir / label,
             events={card: events[role] for role, card in roles.items()},
             seed=production_seed,
+            tail_bias=tail_bias and label == "simulation",
             **run,
         )
         filesets[label] = {role: result["datasets"][card] for role, card in roles.items()}
     for fs in filesets.values():  # the rare-process normalisation, the same in (pseudo-)data and simulation
-        meta = fs["ttbar"]["metadata"] = dict(fs["ttbar"]["metadata"])
-        meta["xsec_pb"] = float(meta["xsec_pb"]) * ttbar_scale
+        if "ttbar" in fs and ttbar_scale != 1.0:
+            meta = fs["ttbar"]["metadata"] = dict(fs["ttbar"]["metadata"])
+            meta["xsec_pb"] = float(meta["xsec_pb"]) * ttbar_scale
     if real:
         return filesets["simulation"], real[0]
     return filesets["simulation"], _pseudo_data(

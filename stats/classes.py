@@ -18,8 +18,10 @@ with the background prediction in several distributions per class (CMS MUSiC, Eu
    of every pseudo-experiment. A pseudo-experiment's p-tilde comes from the same pseudo-experiments'
    smallest-p distribution of that class, as MUSiC does, so one set of pseudo-experiments does both.
    The observation and the N pseudo-experiments are exchangeable under the background-only
-   hypothesis, so both ranks count all N + 1. A p-tilde resolves 1/(N + 1); the global p-value, over K
-   class x distribution pairs, resolves about K/(N + 1).
+   hypothesis, so both ranks count all N + 1. A p-tilde resolves 1/(N + 1); rows with the same smallest
+   p-tilde are ordered by their smallest local p (the same statistic on every row, so the p-value stays
+   valid): without it the global p-value, over K class x distribution pairs, could not go below about
+   K/(N + 1) however large the excess.
 
 Bins are drawn independently: correlations of the background's uncertainty between bins, classes or
 distributions are not modelled.
@@ -220,7 +222,8 @@ def class_scan(
             mins[1:, k] = _pseudo_min_p(rng, b, v, *win, n_pe)
     p_tilde = _rank_p_tilde(mins)
     smallest = p_tilde.min(axis=1)
-    p_global = float(np.mean(smallest <= smallest[0]))
+    local = mins.min(axis=1)  # ties at the p-tilde's resolution broken by the smallest local p
+    p_global = float(np.mean((smallest < smallest[0]) | ((smallest == smallest[0]) & (local <= local[0]))))
     per_class: dict[str, dict[str, ClassRegion]] = {}
     for k, (c, d) in enumerate(pairs):
         per_class.setdefault(c, {})[d] = ClassRegion(p=float(mins[0, k]), p_tilde=float(p_tilde[0, k]), **found[k])
