@@ -77,8 +77,9 @@ def test_disco_command_decorrelates_the_two_losses(samples, tmp_path):
 
 def test_dijet_command_finds_the_injected_resonance(tmp_path):
     """7 % of the default production (~1000 QCD dijets after the selection), S/B = 10 % and a 20 % cut:
-    the best signal region holds the 3.5 TeV resonance (local 7.6 sigma, 43 of its 62 signal events
-    kept, where a random score keeps 20 %); the signal-free scan finds no 3 sigma excess (2.3 global)."""
+    the best signal region holds the 3.5 TeV resonance (local 3.2 sigma on 40 bins with the fit's
+    uncertainty in the local p, where a random score keeps 20 % of the signal); the signal-free scan finds
+    no 3 sigma global excess."""
     out = tmp_path / "dijet"
     args = ["dijet", "--out", str(out), "--samples", str(tmp_path / "samples"), "--events", "0.067"]
     args += [
@@ -99,7 +100,7 @@ def test_dijet_command_finds_the_injected_resonance(tmp_path):
     found = r["0.1"]
     low, high = found["best_signal_region"]
     assert low < 3500.0 < high
-    assert found["best_local_significance"] > 4.0
+    assert found["best_local_significance"] > 3.0
     region = next(x for x in found["regions"] if x["signal_region"] == found["best_signal_region"])
     assert region["signal_in_sr_after"] > 0.4 * region["signal_in_sr_before"]
     assert r["0"]["bumphunt"]["global_significance"] < 3.0

@@ -218,8 +218,9 @@ def test_class_trigger_needs_the_kind_that_fired(real_nanoaod_files):
 
 
 def test_generated_sm_events_fill_their_classes(generated_cocktail):
-    """The SM of the generated production through the processor: every triggered event in exactly one
-    exclusive class (no event above the caps here), Z -> ll in the dilepton classes, W -> l nu in 1e / 1mu."""
+    """The SM of the generated production through the processor: every triggered event in at most one
+    exclusive class and all but those above the caps (a ttbar event with more than 6 jets: 1 of 47 here)
+    in one, Z -> ll in the dilepton classes, W -> l nu in 1e / 1mu."""
     from cms_anomaly.processors import runner
     from cms_anomaly.processors.processor import AnomalyProcessor
 
@@ -229,7 +230,9 @@ def test_generated_sm_events_fill_their_classes(generated_cocktail):
         out = runner.run_processor(sm, AnomalyProcessor(selection="event_classes"), executor=ex, chunksize=1000)
     for name, res in out.items():
         exclusive = {c: n for c, n in res["class_counts"].items() if "+" not in c}
-        assert sum(exclusive.values()) == res["cutflow"]["events"]["trigger_object"] > 0, name
+        triggered = res["cutflow"]["events"]["trigger_object"]
+        assert triggered > 0, name
+        assert 0 <= triggered - sum(exclusive.values()) <= max(1, 0.03 * triggered), name
         assert set(res["hists"]["class_st"].axes["event_class"]) == set(res["class_counts"])
     z, w = out["zjets"]["class_counts"], out["wjets"]["class_counts"]
     assert z.get("2mu", 0) + z.get("2e", 0) > 0.2 * out["zjets"]["cutflow"]["events"]["trigger_object"]
