@@ -130,9 +130,8 @@ def trigger_object(
 
 def encode(counts: np.ndarray, met: np.ndarray) -> np.ndarray:
     """The integer code of (counts of :data:`TYPES`, MET flag) rows: base-10 digits, then MET."""
-    code = np.zeros(len(counts), dtype=np.int64)
-    for k in range(len(TYPES)):
-        code = code * _BASE + counts[:, k]
+    place = _BASE ** np.arange(len(TYPES) - 1, -1, -1, dtype=np.int64)
+    code = np.asarray(counts, dtype=np.int64) @ place
     return code * 2 + np.asarray(met, dtype=np.int64)
 
 
