@@ -491,7 +491,10 @@ def run_processor(
         xrootdtimeout=timeout,
     )
     options = dict(uproot_options or {})
-    output = runner(good, processor_instance=proc, treename="Events", uproot_options=options) if good else {}
+    try:
+        output = runner(good, processor_instance=proc, treename="Events", uproot_options=options) if good else {}
+    finally:
+        close_remote_handles()
     if skip_bad_files:
         for dataset, bad in skipped.items():
             read = output.get(dataset, {}).get("events_per_file", {})
@@ -579,6 +582,30 @@ def _finish_feature_tables(output: dict[str, Any], features_dir: str | Path) -> 
     feature_io.write_table_manifest(root, files)
 
 
+def close_remote_handles() -> None:
+    """Close the XRootD file handles that fsspec-xrootd keeps open between reads in this process.
+
+    Its own exit-time finalizer closes them through the server and, where the server has gone (a run
+    that skipped a file whose server died), prints a traceback as the interpreter exits; here each
+    close is sent without waiting for an answer, as the finalizer does without an event loop, and the
+    cache is emptied, so nothing is left for it.
+    """
+    import contextlib
+    import sys
+
+    module = sys.modules.get("fsspec_xrootd.xrootd")
+    if module is None:  # never imported: no remote file was read
+        return
+    for fs in list(module.XRootDFileSystem._cache.values()):
+        cache = getattr(getattr(fs, "_readonly_filehandle_cache", None), "_cache", None)
+        if not cache:
+            continue
+        for item in list(cache.values()):
+            with contextlib.suppress(Exception):
+                item.handle.close(callback=lambda *_: None)
+        cache.clear()
+
+
 class _ReadFailureType(type):
     def __instancecheck__(cls, err: object) -> bool:
         return isinstance(err, OSError) or (isinstance(err, ValueError) and "closed file" in str(err))
@@ -613,10 +640,13 @@ def run_graph(fileset: Mapping[str, Any], proc: Any, *, step_size: int = 100_000
     }
     available, _ = preprocess(DataGroupSpec.model_validate(spec), step_size=step_size, skip_bad_files=False)
     graphs = apply_to_fileset(proc, available, schemaclass=AnalysisNanoAODSchema)
-    if client is not None:
-        computed = client.compute(graphs, sync=True)
-    else:
-        (computed,) = dask.compute(graphs)
+    try:
+        if client is not None:
+            computed = client.compute(graphs, sync=True)
+        else:
+            (computed,) = dask.compute(graphs)
+    finally:
+        close_remote_handles()
     return accumulate(computed.values()) if computed else {}
 
 

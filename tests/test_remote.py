@@ -147,6 +147,40 @@ def test_server_stopped_mid_run_is_skipped_or_named(private_server):
     assert out["a"]["skipped_files"] == [f"{urls[1]}: 40 of 40 events not read (read failed during the run)"]
 
 
+#: a process that reads two files over XRootD, its server stopping after the first chunk, then exits
+_DIES_MID_RUN = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_remote import _StopServerAfterFirstChunk
+from servers import xrootd_server
+from cms_anomaly.processors import runner
+
+root = Path({root!r})
+with xrootd_server(root) as xrd:
+    urls = [xrd.url(root / name) for name in ("dy.root", "dimuon.root")]
+    fileset = {{"a": {{"files": dict.fromkeys(urls, "Events"), "metadata": {{}}}}}}
+    proc = _StopServerAfterFirstChunk(xrd, selection="inclusive")
+    with runner.make_executor("iterative") as ex:
+        out = runner.run_processor(fileset, proc, executor=ex, chunksize=1000, timeout=5, skip_bad_files=True)
+print(out["a"]["nevents"])
+"""
+
+
+def test_a_server_gone_mid_run_prints_no_traceback_at_exit(private_server):
+    """fsspec-xrootd closes its cached file handles as the interpreter exits and, the server gone, prints
+    a traceback; the runner closes them itself after the run."""
+    from pathlib import Path
+
+    root, xrd, _ = private_server
+    xrd.stop()  # the script starts its own server on the same directory
+    script = _DIES_MID_RUN.format(tests=str(Path(__file__).parent), root=str(root))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "40"
+    assert "Traceback" not in done.stderr, done.stderr
+
+
 def test_cli_run_over_root_urls_and_a_stopped_server(private_server, tmp_path):
     _, xrd, paths = private_server
     fileset = tmp_path / "fileset.json"
