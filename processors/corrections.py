@@ -46,6 +46,7 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+from cms_anomaly.processors import attached
 from cms_anomaly.processors.config import CorrectionConfig
 from cms_anomaly.processors.histograms import NOMINAL
 
@@ -150,7 +151,7 @@ class Corrections:
     def _plans(self) -> list[_Plan]:
         if not self.config.active:
             return []
-        cset = load(self.config.file)
+        cset = load(attached.local_path(self.config.file))
         plans = [
             _plan(cset, weight, getattr(self.config, field), path=self.config.file)
             for weight, field in MUON_CORRECTIONS.items()
@@ -209,7 +210,7 @@ class Corrections:
             eta = np.asarray(muons.columns["eta"], dtype=np.float64)
             use = pt > self.config.muon_pt_min
             event = np.repeat(np.arange(len(base)), muons.counts)[use]
-            cset = load(self.config.file)
+            cset = load(attached.local_path(self.config.file))
             for plan in plans:
                 if plan.weight == "btag":
                     self._add_btag(weights, cset, plan, jets, n=len(base), source=source)

@@ -35,6 +35,7 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
+from cms_anomaly.processors import attached
 from cms_anomaly.processors.notices import notice_once
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ def load_lumimask(path: str, *, dataset: str) -> Any:
         The JSON cannot be read or parsed (the message names the dataset and the path).
     """
     try:
-        return _lumi_mask(path)
+        return _lumi_mask(attached.local_path(path))
     except (OSError, ValueError, TypeError, AttributeError) as err:
         raise DataQualityError(
             f"dataset {dataset!r}: lumimask {path!r} is not a readable CMS certified-luminosity "

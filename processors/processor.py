@@ -52,7 +52,7 @@ from typing import Any, Protocol, cast
 
 import awkward as ak
 import numpy as np
-from cms_anomaly.processors import btag, dataquality, eventclass, feature_io, histograms, schema, selections
+from cms_anomaly.processors import attached, btag, dataquality, eventclass, feature_io, histograms, schema, selections
 from cms_anomaly.processors.config import AnalysisConfig, ConfigError
 from cms_anomaly.processors.corrections import Corrections, systematics_of
 from cms_anomaly.processors.eventlist import TopEvents
@@ -337,6 +337,9 @@ class AnomalyProcessor(processor.ProcessorABC):
         self.scorers = dict(scorers or {})
         self.features_dir = None if features_dir is None else str(features_dir)
         self.tables_in_output = bool(tables_in_output)
+        #: the client's files the workers read (certification and correctionlib JSONs), path -> bytes:
+        #: set by :func:`~cms_anomaly.processors.runner.run_processor` before the run (:mod:`attached`)
+        self.carried_files: dict[str, bytes] = {}
         self.lumi_pb = lumi_pb
         unknown = [f for f in score_features if f not in FEATURES]
         if unknown:
@@ -404,6 +407,7 @@ class AnomalyProcessor(processor.ProcessorABC):
 
     def process_chunk(self, events: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
         """The output of one eager chunk of events (any record array with the NanoAOD layout)."""
+        attached.carry(self.carried_files)
         dataset = meta["dataset"]
         config = self.config.with_sqrt_s(meta["sqrt_s"]) if "sqrt_s" in meta else self.config
         objects = build_objects(

@@ -19,7 +19,7 @@ from typing import Any
 
 from cms_anomaly.core.atomic import atomic_output
 from cms_anomaly.core.workers import local_cluster, pool_worker_init
-from cms_anomaly.processors import btag, dataquality
+from cms_anomaly.processors import attached, btag, dataquality
 
 log = logging.getLogger(__name__)
 
@@ -476,6 +476,7 @@ def run_processor(
     )
     if getattr(proc, "lumi_pb", None) is not None:
         require_sumw(good)
+    _carry_client_files(fileset, proc)
     features_dir = getattr(proc, "features_dir", None)
     if features_dir is not None:
         proc.tables_in_output = not workers_can_write(executor, features_dir)
@@ -509,6 +510,22 @@ def run_processor(
     if features_dir is not None:
         _finish_feature_tables(output, features_dir)
     return output
+
+
+def _carry_client_files(fileset: Mapping[str, Any], proc: Any) -> None:
+    """Give ``proc`` the client's files its workers read (:mod:`~cms_anomaly.processors.attached`): each data
+    dataset's ``lumimask`` and the active ``[corrections] file``."""
+    if not hasattr(proc, "carried_files"):
+        return
+    paths = [
+        str(entry["metadata"]["lumimask"])
+        for entry in fileset.values()
+        if (entry.get("metadata") or {}).get("is_data") and (entry.get("metadata") or {}).get("lumimask")
+    ]
+    corrections = proc.config.corrections
+    if corrections.active:
+        paths.append(str(corrections.file))
+    proc.carried_files = attached.collect(paths)
 
 
 def _probe_shared(directory: str, token: str) -> str | None:
@@ -635,6 +652,7 @@ def run_graph(fileset: Mapping[str, Any], proc: Any, *, step_size: int = 100_000
     good, _ = check_files(fileset, allow_missing=tuple(getattr(proc, "allow_missing", ())))
     if getattr(proc, "lumi_pb", None) is not None:
         require_sumw(good)
+    _carry_client_files(fileset, proc)
     spec = {
         name: {"files": entry["files"], "metadata": dict(entry.get("metadata") or {})} for name, entry in good.items()
     }

@@ -128,3 +128,51 @@ def test_relative_out_on_an_external_cluster_reaches_the_client(tmp_path, real_n
     tables = read_feature_tables(client_dir / "relout" / "features", columns=["event"], as_numpy=True)
     assert len(tables["event"]) == 40  # every event of the file (inclusive selection), in the client's relout/
     assert not list((tmp_path / "cluster").rglob("*.parquet"))  # nothing in the workers' directory
+
+
+#: the run's options after the scheduler: outputs relative to the client's directory, four chunks
+RUN_OPTIONS = ("--out", "relout", "--chunksize", "50")
+
+
+def test_a_certification_json_on_the_client_disk_reaches_workers_that_do_not_see_it(tmp_path, real_nanoaod_files):
+    """The data's certified-luminosity JSON lies in the client's directory, which the worker does not see
+    (its own empty tmpfs there): the processor carries it. The 2015 ttbar file has luminosity sections
+    2272915-2272920 with 34, 45, 22, 43, 45 and 11 events (uproot); 2272915-16 and 2272919 are certified."""
+    client_dir = tmp_path / "client"
+    client_dir.mkdir()
+    (tmp_path / "data").mkdir()
+    sample = tmp_path / "data" / "ttbar.root"
+    shutil.copy(real_nanoaod_files["ttbar2015"], sample)
+    cert = client_dir / "Cert_test_JSON.txt"
+    cert.write_text(json.dumps({"1": [[2272915, 2272916], [2272919, 2272919]]}))
+    meta = {"is_data": True, "lumimask": str(cert)}
+    (client_dir / "fileset.json").write_text(json.dumps({"data": {"files": [str(sample)], "metadata": meta}}))
+    address, procs = _external_cluster(tmp_path, private_disk=client_dir)
+    try:
+        done = subprocess.run(
+            [
+                str(BIN / "cms-anomaly"),
+                "run",
+                "fileset.json",
+                "--selection",
+                "inclusive",
+                "--scheduler",
+                address,
+                *RUN_OPTIONS,
+            ],
+            cwd=client_dir,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+    finally:
+        _stop(procs)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    rows = {
+        line.split()[0]: line.split()[1]
+        for line in done.stdout.splitlines()
+        if line.split()[:1] in (["all"], ["lumimask"])
+    }
+    assert rows == {"all": "200", "lumimask": str(34 + 45 + 45)}, done.stdout
