@@ -14,10 +14,12 @@ not part of the test suite (``make hunt-classes-study``).
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
 from typing import Any
+
+from cms_anomaly.benchmarks import study
+from cms_anomaly.benchmarks.study import null_seeds, samples_dir
 
 
 def _config(args: argparse.Namespace, **changes: Any) -> Any:
@@ -49,15 +51,15 @@ def fpr(args: argparse.Namespace) -> list[str]:
         "| seed | classes | top class | region (GeV) | obs / exp | p-tilde | global p | s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    ps = []
-    for seed in range(1, args.seeds + 1):
-        t = time.perf_counter()
-        r = run_class_hunt(
-            Path(args.out) / f"seed{seed}", _config(args, seed=seed, simulation_seed=1000), samples_dir=_samples(args)
-        )
-        ps.append(r.p_global)
-        lines.append(f"| {seed} | {len(r.rows)} | {_top(r)} | {r.p_global:.3g} | {time.perf_counter() - t:.0f} |")
-        print(lines[-1], flush=True)
+
+    def run(seed: int) -> Any:
+        config = _config(args, seed=seed, simulation_seed=1000)
+        return run_class_hunt(Path(args.out) / f"seed{seed}", config, samples_dir=samples_dir(args))
+
+    def row(seed: int, r: Any, seconds: float) -> str:
+        return f"| {seed} | {len(r.rows)} | {_top(r)} | {r.p_global:.3g} | {seconds:.0f} |"
+
+    ps = [r.p_global for r in null_seeds(args, run, row, lines)]
     lines += [
         "",
         f"global p < 0.01 in {sum(p < 0.01 for p in ps)} of {len(ps)} productions, < 0.05 in "
@@ -79,14 +81,10 @@ def injection(args: argparse.Namespace) -> list[str]:
         for f in args.fractions:
             t = time.perf_counter()
             config = _config(args, seed=args.seed, simulation_seed=1000, inject=card, signal_fraction=f)
-            r = run_class_hunt(Path(args.out) / f"{card}_f{f:g}", config, samples_dir=_samples(args))
+            r = run_class_hunt(Path(args.out) / f"{card}_f{f:g}", config, samples_dir=samples_dir(args))
             lines.append(f"| {card} | {f:g} | {_top(r)} | {r.p_global:.3g} | {time.perf_counter() - t:.0f} |")
             print(lines[-1], flush=True)
     return lines
-
-
-def _samples(args: argparse.Namespace) -> Path:
-    return Path(args.samples) if args.samples else Path(args.out) / "samples"
 
 
 def main() -> None:
@@ -103,14 +101,7 @@ def main() -> None:
     p.add_argument("--npe", type=int, default=2000)
     p.add_argument("--executor", default="futures")
     p.add_argument("--workers", type=int, default=2)
-    args = p.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    t = time.perf_counter()
-    lines = fpr(args) if args.mode == "fpr" else injection(args)
-    lines.append(f"\nWall time {time.perf_counter() - t:.0f} s.")
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "study.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    study.main(p, {"fpr": fpr, "injection": injection})
 
 
 if __name__ == "__main__":

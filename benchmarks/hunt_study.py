@@ -14,11 +14,12 @@ part of the test suite (``make hunt-study``).
 from __future__ import annotations
 
 import argparse
-import logging
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from cms_anomaly.benchmarks import study
+from cms_anomaly.benchmarks.study import null_seeds, samples_dir
 
 
 def _config(args: argparse.Namespace, **changes: Any) -> Any:
@@ -44,18 +45,21 @@ def fpr(args: argparse.Namespace) -> list[str]:
         "| seed | data events | background model ok | best (mass, alpha, window) | local Z | global Z | p global | s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    zs = []
-    for seed in range(1, args.seeds + 1):
-        t = time.perf_counter()
-        r = run_hunt(
-            Path(args.out) / f"seed{seed}", _config(args, seed=seed, simulation_seed=1000), samples_dir=_samples(args)
+
+    def run(seed: int) -> Any:
+        return run_hunt(
+            Path(args.out) / f"seed{seed}",
+            _config(args, seed=seed, simulation_seed=1000),
+            samples_dir=samples_dir(args),
         )
-        zs.append(r.z_global)
-        lines.append(
+
+    def row(seed: int, r: Any, seconds: float) -> str:
+        return (
             f"| {seed} | {_n_data(r)} | {r.background_ok} | {_best(r)} | {r.z_local:.2f} | "
-            f"{r.z_global:.2f} | {r.p_global:.3g} | {time.perf_counter() - t:.0f} |"
+            f"{r.z_global:.2f} | {r.p_global:.3g} | {seconds:.0f} |"
         )
-        print(lines[-1], flush=True)
+
+    zs = [r.z_global for r in null_seeds(args, run, row, lines)]
     above = sum(z > 2 for z in zs)
     lines += [
         "",
@@ -71,10 +75,6 @@ def _best(result: Any) -> str:
     if not b:
         return "not quoted"
     return f"{b['variable']}, {b['alpha']:g}, {b['window_gev'][0]:.0f}-{b['window_gev'][1]:.0f}"
-
-
-def _samples(args: argparse.Namespace) -> Path:
-    return Path(args.samples) if args.samples else Path(args.out) / "samples"
 
 
 def _n_data(result: Any) -> str:
@@ -96,7 +96,7 @@ def injection(args: argparse.Namespace) -> list[str]:
     ]
     for f in args.fractions:
         changes = {"seed": args.seed, "inject": args.card if f > 0 else None, "signal_fraction": f}
-        r = run_hunt(Path(args.out) / f"f{f:g}", _config(args, **changes), samples_dir=_samples(args))
+        r = run_hunt(Path(args.out) / f"f{f:g}", _config(args, **changes), samples_dir=samples_dir(args))
         import pandas as pd
 
         top = pd.read_csv(r.events).head(10)
@@ -128,14 +128,7 @@ def main() -> None:
     p.add_argument("--npe", type=int, default=1000)
     p.add_argument("--executor", default="futures")
     p.add_argument("--workers", type=int, default=2)
-    args = p.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    t = time.perf_counter()
-    lines = fpr(args) if args.mode == "fpr" else injection(args)
-    lines.append(f"\nWall time {time.perf_counter() - t:.0f} s.")
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "study.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    study.main(p, {"fpr": fpr, "injection": injection})
 
 
 if __name__ == "__main__":
