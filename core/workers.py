@@ -78,16 +78,34 @@ def _worker_malloc_config() -> dict[str, Any]:
 WORKER_PROFILE_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
+class _QuietNannyKill:
+    """Drops the nanny's "Worker process still alive after N seconds, killing" of a local cluster being
+    closed: Dask gives a closing worker 4 s, a loaded machine's worker (torch and numba in memory) takes
+    longer to exit and is killed, which loses nothing after the run; other nanny messages pass."""
+
+    def filter(self, record: Any) -> bool:
+        return not str(record.msg).startswith("Worker process still alive after")
+
+
+#: the filter on this process's ``distributed.nanny`` logger: the nannies of a local cluster run here,
+#: a ``--scheduler`` cluster's elsewhere
+QUIET_NANNY_KILL = _QuietNannyKill()
+
+
 def local_cluster(workers: int | None = None) -> Any:
     """A started ``dask.distributed.LocalCluster`` of ``workers`` single-threaded processes (default: one
     per CPU), without a dashboard; the caller closes it.
 
-    Its workers ignore Ctrl-C (:func:`interrupts_ignored`), get :data:`WORKER_MALLOC_ENV` where the Dask
+    Its workers ignore Ctrl-C (:func:`interrupts_ignored`), a worker killed as the cluster closes is not
+    logged (:data:`QUIET_NANNY_KILL`), its workers get :data:`WORKER_MALLOC_ENV` where the Dask
     configuration has Dask's default, and run without the statistical profiler (:data:`WORKER_PROFILE_CONFIG`).
     """
+    import logging
+
     import dask
     from dask.distributed import LocalCluster
 
+    logging.getLogger("distributed.nanny").addFilter(QUIET_NANNY_KILL)
     with dask.config.set({**_worker_malloc_config(), **WORKER_PROFILE_CONFIG}), interrupts_ignored():
         return LocalCluster(
             n_workers=workers or os.cpu_count() or 1,

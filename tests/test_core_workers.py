@@ -48,3 +48,30 @@ def test_worker_malloc_settings_respect_the_users_dask_configuration():
         }
     with dask.config.set({key: 1_000_000, "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 4096}):
         assert workers._worker_malloc_config() == {}
+
+
+def _exit_slowly() -> None:
+    """Run on a worker: its process takes 6 s to exit (a finalizer of multiprocessing, which runs as a
+    worker process ends), longer than the 4 s its nanny waits before killing it."""
+    import multiprocessing.util
+    import time
+
+    multiprocessing.util.Finalize(None, time.sleep, args=(6,), exitpriority=10)
+
+
+@pytest.mark.dask_client
+def test_a_worker_killed_as_the_local_cluster_closes_is_not_logged(caplog):
+    import logging
+
+    from dask.distributed import Client
+
+    cluster = workers.local_cluster(1)
+    try:
+        with Client(cluster) as client:
+            client.run(_exit_slowly)
+    finally:
+        with caplog.at_level(logging.INFO, logger="distributed.nanny"):
+            cluster.close()
+    messages = [r.getMessage() for r in caplog.records if r.name == "distributed.nanny"]
+    assert messages, "the nanny logs its closing"
+    assert not [m for m in messages if "still alive" in m], messages
