@@ -52,7 +52,16 @@ from typing import Any, Protocol, cast
 
 import awkward as ak
 import numpy as np
-from cms_anomaly.processors import btag, dataquality, eventclass, feature_io, histograms, schema, selections
+from cms_anomaly.processors import (
+    btag,
+    dataquality,
+    eventclass,
+    feature_io,
+    histograms,
+    schema,
+    selections,
+    storage,
+)
 from cms_anomaly.processors.config import AnalysisConfig, ConfigError
 from cms_anomaly.processors.corrections import Corrections, systematics_of
 from cms_anomaly.processors.eventlist import TopEvents
@@ -625,7 +634,7 @@ class AnomalyProcessor(processor.ProcessorABC):
             needs_met=needs_met,
         )
         if self.tables_in_output:  # workers that cannot reach features_dir: the client writes them
-            return [str(path)], {path.relative_to(self.features_dir).as_posix(): feature_io.table_bytes(table)}
+            return [str(path)], {storage.relative(path, self.features_dir): feature_io.table_bytes(table)}
         feature_io.write_table(table, path)
         return [str(path)], {}
 
