@@ -1,6 +1,7 @@
 """Feature tables at an fsspec URL (``cms-anomaly run --features-to URL``): written by external Dask workers
 started in another directory (``file://``) or through the tests' XRootD server (``root://``), read by
-``train``'s loader; a URL a worker cannot write is refused in one line before the first chunk."""
+``train``'s loader; a URL a worker cannot write is refused in one line before the first chunk; the tables at
+a URL are read only once the manifest is written, and a run starting there removes the previous one."""
 
 from __future__ import annotations
 
@@ -17,8 +18,6 @@ from cms_anomaly.models.feature_sets import get_feature_set
 from cms_anomaly.processors.feature_io import FeatureTableError, read_feature_tables, table_files
 from servers import world_readable_dir, xrootd_server
 from test_cluster_outputs import _external_cluster, _stop
-
-pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 COLUMNS = ["event", "run", "ht", "n_jets", "weight"]
@@ -70,6 +69,7 @@ def _assert_same_tables(url: str, local: dict[str, np.ndarray], local_dir: Path)
     np.testing.assert_array_equal(from_url.event, from_disk.event)
 
 
+@pytest.mark.slow
 @pytest.mark.dask_client
 def test_file_url_written_by_external_workers_equals_a_local_run(tmp_path, real_nanoaod_files):
     fileset = _fileset(tmp_path, real_nanoaod_files["dy"])
@@ -91,6 +91,7 @@ def test_file_url_written_by_external_workers_equals_a_local_run(tmp_path, real_
     assert not list((tmp_path / "shared").rglob(".probe-*"))
 
 
+@pytest.mark.slow
 @pytest.mark.dask_client
 def test_file_url_a_worker_cannot_see_is_one_line_naming_it(tmp_path, real_nanoaod_files):
     fileset = _fileset(tmp_path, real_nanoaod_files["dy"])
@@ -110,6 +111,7 @@ def test_file_url_a_worker_cannot_see_is_one_line_naming_it(tmp_path, real_nanoa
     assert not (client_dir / "relout" / "histograms.coffea").exists()  # refused before the first chunk
 
 
+@pytest.mark.slow
 def test_root_url_on_a_writable_xrootd_export_equals_a_local_run(tmp_path, real_nanoaod_files):
     fileset = _fileset(tmp_path, real_nanoaod_files["dy"])
     local = _local_tables(tmp_path, fileset)
@@ -130,6 +132,7 @@ def test_root_url_on_a_writable_xrootd_export_equals_a_local_run(tmp_path, real_
         shutil.rmtree(export, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_root_url_on_a_read_only_export_is_one_line_naming_it(tmp_path, real_nanoaod_files):
     fileset = _fileset(tmp_path, real_nanoaod_files["dy"])
     export = world_readable_dir("cms-anomaly-xrootd-ro-")
@@ -145,9 +148,55 @@ def test_root_url_on_a_read_only_export_is_one_line_naming_it(tmp_path, real_nan
     assert not (tmp_path / "out" / "histograms.coffea").exists()
 
 
+@pytest.mark.slow
 def test_file_url_under_a_file_is_one_line(tmp_path, real_nanoaod_files):
     fileset = _fileset(tmp_path, real_nanoaod_files["dy"])
     (tmp_path / "afile").write_text("")
     url = f"file://{tmp_path}/afile/feat"
     done = _run(fileset, "--executor", "iterative", "--out", "out", "--features-to", url, cwd=tmp_path)
     assert url in _error_line(done)
+
+
+def _chunk_table(events: list[int]):
+    import pyarrow as pa
+
+    return pa.table({"event": pa.array(events, type=pa.int64())}, metadata={b"cms_anomaly.needs_met": b"[]"})
+
+
+def test_tables_at_a_file_url_are_read_only_with_the_manifest_written_last(tmp_path):
+    from cms_anomaly.processors import feature_io, runner
+
+    url = f"file://{tmp_path}/feat"
+    paths = [
+        feature_io.table_path(url, dataset="dy", file_id="f", entrystart=a, entrystop=b) for a, b in ((20, 40), (0, 20))
+    ]
+    assert all(isinstance(p, str) and p.startswith(f"{url}/dy/dy__f__") for p in paths)
+    for k, path in enumerate(paths):
+        feature_io.write_table(_chunk_table([2 * k, 2 * k + 1]), path)
+    assert not list((tmp_path / "feat").rglob("*.tmp-*"))  # each moved onto its name
+    with pytest.raises(FeatureTableError, match="no finished-run manifest"):
+        table_files(url)
+    runner._finish_feature_tables({"dy": {"feature_files": paths}}, url)
+    assert table_files(url) == [paths[1], paths[0]]  # chunks in entry order
+    assert table_files(f"{url}/dy") == table_files(url)
+    assert list(read_feature_tables(url, columns=["event"], as_numpy=True)["event"]) == [2, 3, 0, 1]
+    assert feature_io.needs_met(url) == frozenset()
+    assert list_datasets(url) == ["dy"]
+    # a run starting at the URL removes the previous manifest: readers refuse until it finishes
+    runner._prepare_feature_tables(None, url)
+    with pytest.raises(FeatureTableError, match="no finished-run manifest"):
+        read_feature_tables(url)
+
+
+def test_features_to_is_resolved_on_the_client(tmp_path, monkeypatch):
+    from cms_anomaly.analyses.run import _features_location
+    from cms_anomaly.processors import storage
+
+    monkeypatch.chdir(tmp_path)
+    assert _features_location("rel/feat") == f"file://{tmp_path}/rel/feat"
+    assert _features_location("file://rel/feat") == f"file://{tmp_path}/rel/feat"
+    assert _features_location("root://host:1094//eos/feat/") == "root://host:1094//eos/feat"
+    assert storage.join("root://host:1094//eos/feat", "dy", "a.parquet") == "root://host:1094//eos/feat/dy/a.parquet"
+    assert storage.relative("root://h:1//eos/feat/dy/a.parquet", "root://h:1//eos/feat") == "dy/a.parquet"
+    assert not storage.is_url("C://x")
+    assert not storage.is_url(tmp_path)
