@@ -289,7 +289,8 @@ class AnomalyProcessor(processor.ProcessorABC):
     scorers
         Optional ``{name: Scorer}``; each adds a score histogram (and a 2-D one for two outputs).
     features_dir
-        If given, write the selected events' feature table per chunk under this directory.
+        If given, write the selected events' feature table per chunk under this directory or fsspec URL
+        (:mod:`~cms_anomaly.processors.storage`).
     tables_in_output
         With ``features_dir``: return each chunk's table (parquet bytes) in the output's ``feature_tables``
         instead of writing it, for workers that cannot reach ``features_dir``; :func:`~cms_anomaly.
