@@ -52,7 +52,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         scorer = load_scorer(model)
         scorers[scorer.name] = scorer
     out = usable_directory(args.out)  # resolved on the client before anything is submitted
-    if args.mode == "graph" and (args.skip_bad_files or args.features):
+    features_to = _features_location(args.features_to)
+    if args.mode == "graph" and (args.skip_bad_files or args.features or features_to):
         print(
             "cms-anomaly run: error: --skip-bad-files and --features need --mode runner (feature tables are "
             "named by chunk)",
@@ -66,7 +67,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             selection=args.selection,
             config=run_config(args),
             scorers=scorers,
-            features_dir=stage / "features" if args.features else None,
+            features_dir=features_to or (stage / "features" if args.features else None),
             lumi_pb=args.lumi,
             allow_missing=tuple(c for c in (args.allow_missing or "").split(",") if c),
         )
@@ -92,6 +93,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "selection": args.selection,
             "mode": args.mode,
             "files": [str(p.relative_to(stage)) for p in written],
+            **({"feature_tables": features_to} if features_to else {}),
             "skipped_files": sorted({s for res in output.values() for s in res.get("skipped_files", [])}),
         }
         write_text_atomic(stage / "manifest.json", json.dumps(manifest, indent=1) + "\n")
@@ -99,9 +101,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(
         f"\nhistograms: {out / paths['coffea'].name}  {out / paths['root'].name}  (manifest: {out / 'manifest.json'})"
     )
-    if args.features:
-        print(f"feature tables: {out / 'features'}")
+    if features_to or args.features:
+        print(f"feature tables: {features_to or out / 'features'}")
     return 0
+
+
+def _features_location(given: str | None) -> str | None:
+    """``--features-to`` as the workers will use it: an fsspec URL, a local path as its ``file://`` URL;
+    resolved on the client (a relative path against its working directory)."""
+    from cms_anomaly.processors import storage
+
+    if given is None:
+        return None
+    resolved = storage.resolve(given)
+    return resolved if storage.is_url(resolved) else f"file://{resolved}"
 
 
 #: what ``cms-anomaly run`` writes into its output directory (a rerun replaces all of them together)
@@ -130,6 +143,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="output directory")
     _add_execution_arguments(p)
     p.add_argument("--features", action="store_true", help="also write per-event parquet tables to DIR/features/")
+    p.add_argument(
+        "--features-to",
+        metavar="URL",
+        default=None,
+        help="write the per-event parquet tables to this fsspec URL instead of DIR/features/ (file:///abs/dir, "
+        "root://host:port//abs/dir, s3://... with its fsspec package installed; a path is taken as file://); "
+        "every worker must write there (checked before the first chunk)",
+    )
     p.add_argument(
         "--allow-missing",
         default=None,

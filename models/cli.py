@@ -25,7 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("kind", choices=kinds(), help="model to train")
-    p.add_argument("--features", required=True, help="directory with <dataset>/*.parquet feature tables")
+    p.add_argument(
+        "--features",
+        required=True,
+        help="directory or fsspec URL (root://, file://, s3://...) with <dataset>/*.parquet feature tables",
+    )
     p.add_argument("--out", required=True, help="output model directory")
     p.add_argument("--feature-set", choices=_SETS, default=None, help="input features (default: the paper's)")
     p.add_argument("--datasets", nargs="+", default=None, help="datasets to read (default: all sub-directories)")

@@ -69,7 +69,16 @@ class Sample:
 
 
 def list_datasets(features_dir: str | Path) -> list[str]:
-    """Names of the dataset sub-directories holding parquet files, sorted."""
+    """Names of the dataset sub-directories holding parquet files, sorted (at an fsspec URL: those its
+    finished-run manifest lists)."""
+    from cms_anomaly.processors import feature_io, storage
+
+    if storage.is_url(features_dir):
+        try:
+            files = feature_io.table_files(features_dir)
+        except feature_io.FeatureTableError as err:
+            raise FeatureTableError(str(err)) from err
+        return sorted({storage.relative(f, features_dir).split("/")[0] for f in files})
     root = Path(features_dir)
     if not root.is_dir():
         raise FeatureTableError(f"feature directory {root} does not exist")
@@ -143,7 +152,7 @@ def read_dataset(
     xs, ws, sig, runs, evs = [], [], [], [], []
     n_read = 0
     try:  # the one reader of feature tables (processors/feature_io.py), with the models' error class
-        files = feature_io.table_files(Path(features_dir) / dataset)
+        files = feature_io.table_files(_dataset_dir(features_dir, dataset))
     except feature_io.FeatureTableError as err:
         raise FeatureTableError(str(err)) from err
     for path in files:
@@ -197,7 +206,7 @@ def dataset_needs(features_dir: str | Path, datasets: Iterable[str]) -> dict[str
     from cms_anomaly.processors import feature_io
 
     try:
-        return {d: feature_io.needs_met(Path(features_dir) / d) for d in datasets}
+        return {d: feature_io.needs_met(_dataset_dir(features_dir, d)) for d in datasets}
     except feature_io.FeatureTableError as err:
         raise FeatureTableError(str(err)) from err
 
@@ -212,7 +221,7 @@ def read_samples(
     """Read several datasets (all sub-directories when ``datasets`` is None)."""
     if datasets is None:
         # a dataset of which no event passed the selection has only empty tables: nothing to read
-        names = [n for n in list_datasets(features_dir) if _n_rows(Path(features_dir) / n) > 0]
+        names = [n for n in list_datasets(features_dir) if _n_rows(_dataset_dir(features_dir, n)) > 0]
         skipped = sorted(set(list_datasets(features_dir)) - set(names))
         if skipped:
             log.warning("no events in dataset(s) %s of %s: skipped", ", ".join(skipped), features_dir)
@@ -238,11 +247,25 @@ def refuse_unmet_needs(features_dir: str | Path, datasets: Iterable[str], featur
         )
 
 
-def _n_rows(directory: Path) -> int:
+def _dataset_dir(features_dir: str | Path, dataset: str) -> str | Path:
+    """The directory (or fsspec URL) of one dataset's tables."""
+    from cms_anomaly.processors import storage
+
+    return storage.join(features_dir, dataset) if storage.is_url(features_dir) else Path(features_dir) / dataset
+
+
+def _n_rows(directory: str | Path) -> int:
     """Events in a dataset directory's parquet files (from the footers, no data read)."""
     import pyarrow.parquet as pq
+    from cms_anomaly.processors import feature_io, storage
 
-    return sum(pq.read_metadata(f).num_rows for f in directory.glob("*.parquet"))
+    if storage.is_url(directory):
+        total = 0
+        for url in feature_io.table_files(directory):
+            with storage.open_input(url) as f:
+                total += pq.ParquetFile(f).metadata.num_rows
+        return total
+    return sum(pq.read_metadata(f).num_rows for f in Path(directory).glob("*.parquet"))
 
 
 def train_val_split(n: int, *, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 from cms_anomaly.core.atomic import atomic_output
+from cms_anomaly.processors import storage
 from cms_anomaly.processors.feature_spec import ARRAY_FEATURES, FEATURES, NEEDS
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,13 @@ class FeatureTableError(OSError):
     """A feature table is missing, unreadable or lacks a requested column."""
 
 
-def table_path(out_dir: str | Path, *, dataset: str, file_id: str, entrystart: int, entrystop: int) -> Path:
-    """Where the table of one chunk goes."""
+def table_path(out_dir: str | Path, *, dataset: str, file_id: str, entrystart: int, entrystop: int) -> Path | str:
+    """Where the table of one chunk goes: a path, or a URL (a string) when ``out_dir`` is an fsspec URL."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", file_id)
-    return Path(out_dir) / dataset / f"{dataset}__{safe}__{entrystart}-{entrystop}.parquet"
+    name = f"{dataset}__{safe}__{entrystart}-{entrystop}.parquet"
+    if storage.is_url(out_dir):
+        return storage.join(out_dir, dataset, name)
+    return Path(out_dir) / dataset / name
 
 
 def feature_table(
@@ -95,7 +99,8 @@ def needs_met(path: str | Path) -> frozenset[str]:
 
     met = set(NEEDS)
     for file in table_files(path):
-        meta = pq.read_schema(file).metadata or {}
+        with storage.open_input(file) as f:
+            meta = pq.read_schema(f).metadata or {}
         if NEEDS_KEY not in meta:
             log.warning("%s: no record of the feature needs its input met: taken as meeting all", file)
             continue
@@ -103,10 +108,13 @@ def needs_met(path: str | Path) -> frozenset[str]:
     return frozenset(met)
 
 
-def write_table(table: Any, path: str | Path) -> Path:
-    """Write a feature table to ``path`` (``path.tmp-<pid>`` then ``os.replace``), zstd-compressed."""
+def write_table(table: Any, path: str | Path) -> Path | str:
+    """Write a feature table to ``path`` (``path.tmp-<pid>`` then ``os.replace``), zstd-compressed; to a URL
+    through fsspec (a temporary name moved onto ``path``, :func:`~cms_anomaly.processors.storage.write_bytes`)."""
     import pyarrow.parquet as pq
 
+    if storage.is_url(path):
+        return storage.write_bytes(str(path), table_bytes(table))
     path = Path(path)
     with atomic_output(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
@@ -128,21 +136,24 @@ FEATURE_MANIFEST = "manifest.json"
 _MANIFEST_KIND = "cms-anomaly feature tables"
 
 
-def write_table_manifest(root: str | Path, tables: Sequence[str | Path]) -> Path:
+def write_table_manifest(root: str | Path, tables: Sequence[str | Path]) -> Path | str:
     """Declare the tables under ``root`` finished: ``root/manifest.json`` lists them (paths relative to ``root``).
 
     Readers (:func:`table_files`) read only tables of a directory with a manifest, so the tables of an
-    interrupted run (no manifest) are never taken for a finished set.
+    interrupted run (no manifest) are never taken for a finished set. ``root`` may be an fsspec URL.
     """
     import json
 
     from cms_anomaly.core.atomic import write_text_atomic
 
-    root = Path(root)
-    rel = sorted(Path(t).resolve().relative_to(root.resolve()).as_posix() for t in tables)
+    rel = sorted(storage.relative(t, root) for t in tables)
     payload = {"kind": _MANIFEST_KIND, "version": FEATURE_TABLE_VERSION, "tables": rel}
+    text = json.dumps(payload, indent=1) + "\n"
+    if storage.is_url(root):
+        return storage.write_bytes(storage.join(root, FEATURE_MANIFEST), text.encode())
+    root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    return write_text_atomic(root / FEATURE_MANIFEST, json.dumps(payload, indent=1) + "\n")
+    return write_text_atomic(root / FEATURE_MANIFEST, text)
 
 
 def _manifest_root(path: Path) -> tuple[Path, list[str]] | None:
@@ -168,15 +179,18 @@ def _natural_key(file: Path, root: Path) -> list[Any]:
     return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", text)]
 
 
-def table_files(path: str | Path) -> list[Path]:
+def table_files(path: str | Path) -> list[Any]:
     """The feature tables under ``path`` (a file, or a directory searched recursively), in a
     reproducible order: by dataset, input file name and first entry (numbers as numbers), the order
     in which the models read events (``max_events`` takes the first ones).
 
     Only tables of a finished run are read: those its ``manifest.json`` lists (in ``path`` or up to two
     levels above it, see :func:`write_table_manifest`). Raises :class:`FeatureTableError` (one line naming
-    the path) when there is no table, no manifest, or a listed table is missing.
+    the path) when there is no table, no manifest, or a listed table is missing. ``path`` may be an fsspec
+    URL (``root://``, ``file://``, an object store): the tables are then URLs (strings), else paths.
     """
+    if storage.is_url(path):
+        return _url_table_files(str(path))
     path = Path(path)
     if not path.exists():
         raise FeatureTableError(f"feature tables not found: {path}")
@@ -197,7 +211,39 @@ def table_files(path: str | Path) -> list[Path]:
     return sorted(inside, key=lambda p: _natural_key(p, root))
 
 
-def read_table(path: Path, *, columns: Sequence[str] | None = None, optional: Sequence[str] = ()) -> Any:
+def _url_table_files(url: str) -> list[str]:
+    """:func:`table_files` of an fsspec URL: the manifest at ``url`` or up to two levels above it."""
+    import posixpath
+
+    if not storage.exists(url):
+        raise FeatureTableError(f"feature tables not found: {url}")
+    found = None
+    for root in (url, posixpath.dirname(url), posixpath.dirname(posixpath.dirname(url))):
+        manifest = storage.join(root, FEATURE_MANIFEST)
+        if "://" in root and storage.is_file(manifest):
+            try:
+                payload = json.loads(storage.read_bytes(manifest))
+            except (OSError, json.JSONDecodeError) as err:
+                raise FeatureTableError(f"{manifest}: unreadable feature-table manifest ({err})") from err
+            if isinstance(payload, dict) and payload.get("kind") == _MANIFEST_KIND:
+                found = root, [str(t) for t in payload.get("tables", [])]
+                break
+    if found is None:
+        raise FeatureTableError(
+            f"{url}: no finished-run manifest ({FEATURE_MANIFEST}) beside the feature tables: they come from an "
+            "interrupted or unfinished run; rerun the command that writes them"
+        )
+    root, listed = found
+    inside = [storage.join(root, t) for t in listed if root == url or storage.join(root, t).startswith(url + "/")]
+    missing = [f for f in inside if not storage.is_file(f)]
+    if missing:
+        raise FeatureTableError(f"{missing[0]}: listed in {storage.join(root, FEATURE_MANIFEST)} but missing")
+    if not inside:
+        raise FeatureTableError(f"no *.parquet feature tables under {url}")
+    return sorted(inside, key=lambda f: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", f)])
+
+
+def read_table(path: str | Path, *, columns: Sequence[str] | None = None, optional: Sequence[str] = ()) -> Any:
     """One feature table as a pyarrow table, only ``columns`` (all by default) and those of
     ``optional`` the file has (e.g. the event identity, which older tables lack).
 
@@ -208,6 +254,9 @@ def read_table(path: Path, *, columns: Sequence[str] | None = None, optional: Se
     """
     import pyarrow.parquet as pq
 
+    if storage.is_url(path):  # through fsspec: one file object for the footer and the columns
+        with storage.open_input(path) as f:
+            return _read_table(pq.ParquetFile(f), path, columns=columns, optional=optional)
     if columns is None:
         return pq.read_table(path)
     names = pq.read_schema(path).names
@@ -215,6 +264,17 @@ def read_table(path: Path, *, columns: Sequence[str] | None = None, optional: Se
     if missing:
         raise FeatureTableError(f"{path}: missing column(s) {missing}")
     return pq.read_table(path, columns=list(dict.fromkeys([*columns, *(c for c in optional if c in names)])))
+
+
+def _read_table(file: Any, path: str | Path, *, columns: Sequence[str] | None, optional: Sequence[str]) -> Any:
+    """:func:`read_table` of an open ``pyarrow.parquet.ParquetFile``."""
+    if columns is None:
+        return file.read()
+    names = file.schema_arrow.names
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise FeatureTableError(f"{path}: missing column(s) {missing}")
+    return file.read(columns=list(dict.fromkeys([*columns, *(c for c in optional if c in names)])))
 
 
 def read_feature_tables(

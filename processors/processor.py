@@ -52,7 +52,17 @@ from typing import Any, Protocol, cast
 
 import awkward as ak
 import numpy as np
-from cms_anomaly.processors import attached, btag, dataquality, eventclass, feature_io, histograms, schema, selections
+from cms_anomaly.processors import (
+    attached,
+    btag,
+    dataquality,
+    eventclass,
+    feature_io,
+    histograms,
+    schema,
+    selections,
+    storage,
+)
 from cms_anomaly.processors.config import AnalysisConfig, ConfigError
 from cms_anomaly.processors.corrections import Corrections, systematics_of
 from cms_anomaly.processors.eventlist import TopEvents
@@ -280,7 +290,8 @@ class AnomalyProcessor(processor.ProcessorABC):
     scorers
         Optional ``{name: Scorer}``; each adds a score histogram (and a 2-D one for two outputs).
     features_dir
-        If given, write the selected events' feature table per chunk under this directory.
+        If given, write the selected events' feature table per chunk under this directory or fsspec URL
+        (:mod:`~cms_anomaly.processors.storage`).
     tables_in_output
         With ``features_dir``: return each chunk's table (parquet bytes) in the output's ``feature_tables``
         instead of writing it, for workers that cannot reach ``features_dir``; :func:`~cms_anomaly.
@@ -629,7 +640,7 @@ class AnomalyProcessor(processor.ProcessorABC):
             needs_met=needs_met,
         )
         if self.tables_in_output:  # workers that cannot reach features_dir: the client writes them
-            return [str(path)], {path.relative_to(self.features_dir).as_posix(): feature_io.table_bytes(table)}
+            return [str(path)], {storage.relative(path, self.features_dir): feature_io.table_bytes(table)}
         feature_io.write_table(table, path)
         return [str(path)], {}
 

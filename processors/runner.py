@@ -479,7 +479,7 @@ def run_processor(
     _carry_client_files(fileset, proc)
     features_dir = getattr(proc, "features_dir", None)
     if features_dir is not None:
-        proc.tables_in_output = not workers_can_write(executor, features_dir)
+        proc.tables_in_output = not _prepare_feature_tables(executor, features_dir)
     # a fresh metadata cache: coffea's default process-wide cache keys on (dataset, file, tree) and
     # would hand a later run the user metadata (is_data, xsec) of an earlier one
     runner = processor.Runner(
@@ -585,10 +585,29 @@ def workers_can_write(executor: Any, directory: str | Path) -> bool:
     return not refused
 
 
-def _finish_feature_tables(output: dict[str, Any], features_dir: str | Path) -> None:
-    """Write the tables that came back through the output, then the manifest that declares them finished."""
-    from cms_anomaly.processors import feature_io
+def _prepare_feature_tables(executor: Any, features_dir: str) -> bool:
+    """Whether the workers write the feature tables themselves (:func:`workers_can_write`). At an fsspec URL
+    they must (:func:`~cms_anomaly.processors.storage.check_workers_write` refuses otherwise), and a previous
+    run's manifest there is removed first: tables it lists may be overwritten, so until this run writes
+    its own manifest readers refuse the URL rather than read a mixture."""
+    from cms_anomaly.processors import feature_io, storage
 
+    if not storage.is_url(features_dir):
+        return workers_can_write(executor, features_dir)
+    storage.check_workers_write(executor, features_dir)
+    storage.remove(storage.join(features_dir, feature_io.FEATURE_MANIFEST))
+    return True
+
+
+def _finish_feature_tables(output: dict[str, Any], features_dir: str | Path) -> None:
+    """Write the tables that came back through the output, then the manifest that declares them finished
+    (at an fsspec URL the workers wrote every table: the client writes the manifest only)."""
+    from cms_anomaly.processors import feature_io, storage
+
+    if storage.is_url(features_dir):
+        urls = [f for result in output.values() for f in result.get("feature_files", [])]
+        feature_io.write_table_manifest(str(features_dir), urls)
+        return
     root = Path(features_dir)
     files = []
     for result in output.values():

@@ -2,7 +2,9 @@
 
 The XRootD server is Debian's ``xrootd`` (package ``xrootd-server``, installed by ``make test``).
 It refuses to run as root, so it is started as the unprivileged user ``nobody`` (``runuser``) when
-the tests run as root; the directory it exports is made world-readable.
+the tests run as root; the directory it exports is made world-readable. With ``writable=True`` the
+export is declared ``r/w`` and the directory is handed to the server's user (``nobody``), so clients
+(fsspec-xrootd) write files there; otherwise it is exported ``r/o``.
 
 The HTTP server is the standard library's, with ``Range: bytes=a-b`` answered by ``206 Partial
 Content`` (what uproot's and fsspec's HTTP sources send); it serves a directory read-only.
@@ -77,12 +79,13 @@ class XRootDServer:
                 self.proc.wait(timeout=10)
 
 
-def _start_xrootd(binary: str, root: Path) -> XRootDServer:
+def _start_xrootd(binary: str, root: Path, *, writable: bool = False) -> XRootDServer:
     """One start of ``xrootd`` on a fresh port and admin directory; raises if it dies before listening."""
     workdir = world_readable_dir("cms-anomaly-xrootd-")
     port = free_port()
     config = workdir / "xrootd.cfg"
-    config.write_text(f"all.export {root}\nxrd.port {port}\nall.adminpath {workdir / 'admin'}\n")
+    mode = "r/w" if writable else "r/o"
+    config.write_text(f"all.export {root} {mode}\nxrd.port {port}\nall.adminpath {workdir / 'admin'}\n")
     (workdir / "admin").mkdir()
     command = [binary, "-c", str(config), "-l", str(workdir / "admin" / "xrootd.log"), "-n", "test"]
     command += ["-a", str(workdir / "admin"), "-w", str(workdir / "admin")]
@@ -108,15 +111,18 @@ XROOTD_START_ATTEMPTS = 4
 
 
 @contextlib.contextmanager
-def xrootd_server(root: Path) -> Iterator[XRootDServer]:
-    """Start Debian's ``xrootd`` on a free loopback port exporting ``root`` (read-only)."""
+def xrootd_server(root: Path, *, writable: bool = False) -> Iterator[XRootDServer]:
+    """Start Debian's ``xrootd`` on a free loopback port exporting ``root``: read-only, or with
+    ``writable`` read-write (``root`` then belongs to the server's user)."""
     binary = shutil.which("xrootd")
     if binary is None:
         raise RuntimeError(f"no xrootd on PATH: {XROOTD_INSTALL_HINT}")
     root = Path(root).resolve()
+    if writable and os.geteuid() == 0:  # the server runs as nobody: it must own what it writes into
+        shutil.chown(root, user="nobody")
     for attempt in range(XROOTD_START_ATTEMPTS):
         try:
-            server = _start_xrootd(binary, root)
+            server = _start_xrootd(binary, root, writable=writable)
             break
         except RuntimeError:
             if attempt == XROOTD_START_ATTEMPTS - 1:
