@@ -636,6 +636,7 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
         model="alad",
         score=alad_score,
         data_label="Pseudo-data" if labels_df is not None else "Data",
+        real_data=labels_df is None,
     ) + plot_model_training(models, report_dir)
     times["analysis"], times["total"] = time.perf_counter() - t, time.perf_counter() - t0
     result["paper_alpha"] = _paper_alpha(result, config, wall_seconds=times["total"], cpu_start=cpu0)

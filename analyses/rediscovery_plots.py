@@ -17,13 +17,17 @@ def make_plots(
     model: str = "alad",
     score: str = "l1",
     data_label: str = "Pseudo-data",
+    real_data: bool = False,
 ) -> list[Path]:
-    """The analogues of Knapp et al. Figs 5-9 as PNGs, from the processor's histograms."""
+    """The analogues of Knapp et al. Figs 5-9 as PNGs, from the processor's histograms; with ``real_data``
+    (collision data, not pseudo-data) the figures that show the data carry "CMS Open Data", else
+    "CMS Simulation"."""
     from cms_anomaly.analyses import plotting
     from cms_anomaly.analyses.scorehists import ScoreHists
     from cms_anomaly.processors.feature_spec import FEATURES
 
     lumi_text = f"{lumi_pb:.3g} pb$^{{-1}}$"
+    opendata = "Open Data, " if real_data else ""
     pngs = []
     for name, h in result["_hists"].items():
         label = FEATURES[name].label
@@ -37,10 +41,10 @@ def make_plots(
                     xlabel=label,
                     signals={r"$t\bar{t}$ (not in the background)": h[f"ttbar_{stage}"]},
                     data_label=data_label,
-                    text=f"{text}, {lumi_text}",
+                    text=f"{opendata}{text}, {lumi_text}",
                     lumi=None,
                     com=None,
-                    is_data=False,
+                    is_data=real_data,
                 )
             )
         pngs.append(
@@ -50,10 +54,10 @@ def make_plots(
                 reference="background MC",
                 xlabel=label,
                 alpha=result["alpha"],
-                text=f"ASTF, {lumi_text}",
+                text=f"{opendata}ASTF, {lumi_text}",
                 lumi=None,
                 com=None,
-                is_data=False,
+                is_data=real_data,
             )
         )
     auc = result["roc_auc_ttbar_vs_background"]
@@ -78,10 +82,10 @@ def make_plots(
             xlabel="ALAD L1 score",
             signals={r"$t\bar{t}$": score_hist("ttbar")},
             data_label=data_label,
-            text=rf"all selected events, {lumi_text}",
+            text=rf"{opendata}all selected events, {lumi_text}",
             lumi=None,
             com=None,
-            is_data=False,
+            is_data=real_data,
             logx=True,
         )
     )
