@@ -257,14 +257,17 @@ def scan_classes(inputs: dict[str, Any], config: ClassHuntConfig) -> Any:
 
 
 def class_rows(scan: Any, inputs: dict[str, Any]) -> list[dict[str, Any]]:
-    """The class table, sorted by p-tilde: totals, p, p-tilde and the most significant region in GeV."""
+    """The class table, sorted by p-tilde: totals, p, p-tilde, the most significant region in GeV and the
+    region of each distribution (``windows_gev``)."""
+
+    def gev(d: str, region: tuple[int, int] | None) -> list[float] | None:
+        e = inputs["edges"][d]
+        return None if region is None else [float(e[region[0]]), float(e[region[1]])]
+
     rows = []
     for r in scan.classes:
         region = r.per_distribution[r.distribution]
-        window = None
-        if r.region is not None:
-            e = inputs["edges"][r.distribution]
-            window = [float(e[r.region[0]]), float(e[r.region[1]])]
+        window = gev(r.distribution, r.region)
         rows.append(
             {
                 "class": r.name,
@@ -276,6 +279,7 @@ def class_rows(scan: Any, inputs: dict[str, Any]) -> list[dict[str, Any]]:
                 "region_observed": region.observed,
                 "region_expected": region.expected,
                 "region_expected_error": region.expected_error,
+                "windows_gev": {d: gev(d, x.region) for d, x in r.per_distribution.items()},
             }
         )
     return rows

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from cms_anomaly.analyses import analysis
+from cms_anomaly.processors.eventclass import EVENTS_PER_CLASS
 
 #: the figure's name in ``OUT/report``
 P_TILDE_PNG = "p_tilde_classes.png"
@@ -75,21 +76,60 @@ def table_lines(rows: list[dict], *, limit: int = 40) -> list[str]:
     return lines
 
 
+#: the event-list column of each scanned distribution
+_EVENT_COLUMN = {"st": "st", "mass": "mass", "met": "met"}
+
+
 def region_events(output: dict, rows: list[dict], top: int) -> list[dict[str, Any]]:
-    """The events in the most significant region of each of the ``top`` classes: observed and, where the
-    pseudo-data carry hidden labels, their processes. The processor's event list is ranked by a detector's
-    score, not per class, so the region's events are given as counts per class (raw events: ``class_counts``)."""
-    counts = output.get("data", {}).get("class_counts", {})
-    return [
-        {
-            "class": r["class"],
-            "region": _fmt_window(r),
-            "observed_in_region": r["region_observed"],
-            "expected_in_region": r["region_expected"],
-            "events_in_class": int(counts.get(r["class"], 0)),
-        }
-        for r in rows[:top]
-    ]
+    """The events in the most significant region of each of the ``top`` classes: of the data's class
+    event list (the class's highest-S_T events, :func:`~cms_anomaly.processors.eventclass.class_event_lists`),
+    those whose value of the region's distribution is inside its window, highest S_T first; with their
+    hidden process where the pseudo-data carry labels (``process`` ``data`` for collision data)."""
+    lists = output.get("data", {}).get("class_events", {})
+    out = []
+    for r in rows[:top]:
+        listed = lists.get(r["class"])
+        cols = listed.columns if listed is not None else {}
+        inside = np.zeros(len(cols.get("st", ())), dtype=bool)
+        if r["window_gev"] is not None and cols:
+            x = np.asarray(cols[_EVENT_COLUMN[r["distribution"]]])
+            inside = (x >= r["window_gev"][0]) & (x < r["window_gev"][1])
+        events = [
+            {
+                "run": int(cols["run"][i]),
+                "luminosityBlock": int(cols["luminosityBlock"][i]),
+                "event": int(cols["event"][i]),
+                "st": float(cols["st"][i]),
+                "mass": float(cols["mass"][i]),
+                "met": float(cols["met"][i]),
+                "process": str(cols["process"][i]),
+            }
+            for i in np.flatnonzero(inside)
+        ]
+        out.append(
+            {
+                "class": r["class"],
+                "region": _fmt_window(r),
+                "observed_in_region": r["region_observed"],
+                "expected_in_region": r["region_expected"],
+                "listed_of_class": len(inside),
+                "events": events,
+            }
+        )
+    return out
+
+
+def event_lines(regions: list[dict[str, Any]], *, labelled: bool) -> list[str]:
+    """The markdown table of the region events of each listed class (hidden process with ``labelled``)."""
+    head = "| class | region (GeV) | run | lumi | event | S_T | M / M_T | MET |" + (" process |" if labelled else "")
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|" + ("---|" if labelled else "")]
+    for e in regions:
+        for v in e["events"]:
+            lines.append(
+                f"| {e['class']} | {e['region']} | {v['run']} | {v['luminosityBlock']} | {v['event']} | "
+                f"{v['st']:.0f} | {v['mass']:.0f} | {v['met']:.0f} |" + (f" {v['process']} |" if labelled else "")
+            )
+    return lines
 
 
 def summary_paragraph(scan: Any, rows: list[dict], meta: dict) -> str:
@@ -111,6 +151,7 @@ def write(out: Path, output: dict, inputs: dict, scan: Any, rows: list[dict], me
     png = plot_p_tilde(scan, report_dir / P_TILDE_PNG, lumi_pb=meta["lumi_pb"], data_label=data_label)
     paragraph = summary_paragraph(scan, rows, meta)
     regions = region_events(output, rows, config.top_classes)
+    labelled = not config.data_fileset
     md = [
         "# Anomaly hunt over every final state",
         "",
@@ -125,15 +166,11 @@ def write(out: Path, output: dict, inputs: dict, scan: Any, rows: list[dict], me
         "",
         "## Events of the most significant regions",
         "",
-        "The processor's event list ranks a detector's score, not a class: counts per class are given.",
+        f"Per class, its {EVENTS_PER_CLASS} data events of highest S_T (the processor's class event list) that lie "
+        "in the class's most significant region"
+        + (" (process: the pseudo-data's hidden label, validation only)." if labelled else "."),
         "",
-        "| class | region (GeV) | observed | expected | events in class |",
-        "|---|---|---:|---:|---:|",
-        *(
-            f"| {e['class']} | {e['region']} | {e['observed_in_region']:.0f} | {e['expected_in_region']:.3g} | "
-            f"{e['events_in_class']} |"
-            for e in regions
-        ),
+        *event_lines(regions, labelled=labelled),
         "",
         f"![p-tilde over classes]({png.name})",
         "",

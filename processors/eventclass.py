@@ -26,6 +26,10 @@ Per class (and membership) MUSiC's distributions: ``st`` = the scalar sum of the
 objects (+ MET where the class has MET), ``mass`` = their invariant mass, or, where the class has MET,
 the transverse mass of the objects and MET, ``met``.
 
+**Event lists** (:func:`class_event_lists`): per class, the data's :data:`EVENTS_PER_CLASS` events of
+highest S_T of that class (run, luminosityBlock, event, ``st``, ``mass``, ``met``, hidden process of
+pseudo-data); the report lists those inside the class's most significant region.
+
 Classes are integer codes built arithmetically from the counts (base 10 per type, then MET), named
 once per distinct code: no loop over events.
 """
@@ -40,6 +44,7 @@ import numpy as np
 from cms_anomaly.processors import histograms
 from cms_anomaly.processors.config import SelectionConfig
 from cms_anomaly.processors.dataquality import CLASS_KINDS, CLASS_SELECTION
+from cms_anomaly.processors.eventlist import TopEvents
 from cms_anomaly.processors.flat import FlatCollection, offsets_from_counts
 from cms_anomaly.processors.objects import EventObjects
 
@@ -340,3 +345,35 @@ def fill_class_scores(
         hists[f"class_score_{name}_{o}"].fill(
             dataset=dataset, event_class=classes.name[rows], **{o: scores[ev, k]}, weight=weights[ev]
         )
+
+
+#: events of highest S_T kept per class in the data's class event lists
+EVENTS_PER_CLASS = 20
+
+
+def class_event_lists(
+    classes: EventClasses, ids: Mapping[str, np.ndarray], process: np.ndarray, n: int = EVENTS_PER_CLASS
+) -> dict[str, TopEvents]:
+    """Per class name, its ``n`` memberships of highest S_T as a :class:`TopEvents` (key ``st``): the
+    event's ``run``, ``luminosityBlock``, ``event``, ``process`` (``ids``, ``process``: per event) and the
+    class's ``st``, ``mass``, ``met``. Columnar: one sort by (class, -S_T), a rank within each class."""
+    if n <= 0 or not len(classes.event):
+        return {}
+    order = np.lexsort((-classes.st, classes.name))
+    names = classes.name[order]
+    first = np.concatenate(([True], names[1:] != names[:-1]))
+    start = np.maximum.accumulate(np.where(first, np.arange(len(names)), 0))
+    kept = (np.arange(len(names)) - start) < n
+    rows, bounds = order[kept], np.flatnonzero(first[kept])
+    ev = classes.event[rows]
+    cols = {
+        "run": np.asarray(ids["run"])[ev].astype(np.int64),
+        "luminosityBlock": np.asarray(ids["luminosityBlock"])[ev].astype(np.int64),
+        "event": np.asarray(ids["event"])[ev].astype(np.int64),
+        "st": classes.st[rows],
+        "mass": classes.mass[rows],
+        "met": classes.met[rows],
+        "process": np.asarray(process)[ev].astype(str),
+    }
+    parts = {k: np.split(v, bounds[1:]) for k, v in cols.items()}
+    return {str(names[kept][b]): TopEvents(n, {k: parts[k][i] for k in cols}, key="st") for i, b in enumerate(bounds)}

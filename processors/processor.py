@@ -17,7 +17,8 @@ Output per dataset::
 (the runner adds ``"skipped_files"`` with ``skip_bad_files``). The ``event_classes`` selection adds the
 class histograms ``class_st``, ``class_mass``, ``class_met`` (and ``class_score_<model>_<output>``), whose
 growing ``event_class`` axis holds every exclusive, inclusive and jet-inclusive class
-(:mod:`~cms_anomaly.processors.eventclass`), and ``"class_counts"``: {class: raw events}. The same processor runs through
+(:mod:`~cms_anomaly.processors.eventclass`), ``"class_counts"``: {class: raw events}, and for data
+``"class_events"``: {class: its highest-S_T events} (:func:`~cms_anomaly.processors.eventclass.class_event_lists`). The same processor runs through
 ``processor.Runner`` and, on dask-awkward NanoEvents, through ``dataset_tools.apply_to_fileset``.
 
 Before the selection's cuts come the data-quality steps of :mod:`dataquality` that apply to the
@@ -457,7 +458,7 @@ class AnomalyProcessor(processor.ProcessorABC):
         histograms.fill_cutflow(hists["cutflow"], cum, dataset=dataset, weights=weights)
         ids = (
             event_ids(events, mask, entrystart=int(meta.get("entrystart", 0)))
-            if self.scorers or self.features_dir is not None
+            if self.scorers or self.features_dir is not None or self.event_classes
             else {}
         )
         classes = eventclass.memberships(sel_objects, config.selections) if self.event_classes else None
@@ -483,6 +484,8 @@ class AnomalyProcessor(processor.ProcessorABC):
             result["feature_tables"] = tables
         if classes is not None:
             result["class_counts"] = classes.counts()
+            if meta.get("is_data", False):
+                result["class_events"] = eventclass.class_event_lists(classes, ids, event_processes(meta, ids["event"]))
         if self.top_events and self.scorers:
             result["top_events"] = top
         return {dataset: result}

@@ -9,7 +9,9 @@ with the background prediction in several distributions per class (CMS MUSiC, Eu
    the probability of at least the observed count under a Poisson whose mean is convolved with the
    background's uncertainty. The convolution uses a Gamma of the window's expected mean and variance, so
    the count is negative binomial (a Poisson where the variance is 0). The region is the window of
-   smallest p. Only excesses are scanned.
+   smallest p. Only excesses are scanned. A class whose whole expectation is below ``min_yield`` (but
+   above 0) is one region, all its bins: a class the background model barely populates is tested by its
+   count instead of not at all.
 2. **p-tilde.** Pseudo-experiments draw each bin's mean from that Gamma, then a Poisson count, in every
    class at once. Each one is scanned like the data. The p-tilde of a class and distribution is the
    fraction of pseudo-experiments whose smallest p is at most the observed one, counted as
@@ -92,11 +94,14 @@ class ClassScanResult:
 
 
 def _windows(b: np.ndarray, *, min_width: int, min_yield: float) -> tuple[np.ndarray, np.ndarray]:
-    """Starts and stops of every window of >= ``min_width`` bins with expected yield >= ``min_yield``."""
+    """Starts and stops of every window of >= ``min_width`` bins with expected yield >= ``min_yield``; where
+    none reaches it but the class expects events, the whole class as one window."""
     m = b.size
     start, stop = np.triu_indices(m + 1, k=max(int(min_width), 1))
     cs = np.concatenate([[0.0], np.cumsum(b)])
     keep = cs[stop] - cs[start] >= min_yield
+    if not keep.any() and cs[-1] > 0:
+        return np.array([0]), np.array([m])
     return start[keep], stop[keep]
 
 

@@ -124,3 +124,73 @@ def test_cli_selection_event_classes_builds_the_class_hunt():
     assert config.npe == 100
     assert config.events["gjets"] == ClassHuntConfig().events["gjets"] // 2
     assert build_parser().parse_args(["hunt"]).selection == "top_rediscovery"
+
+
+def test_class_event_lists_keep_each_class_highest_st_events_across_chunks():
+    """Per class the n memberships of highest S_T, as a sort per class would give, and the same list from
+    two chunks added up (the accumulator's exactness)."""
+    from cms_anomaly.processors.eventclass import EventClasses, class_event_lists
+
+    rng = np.random.default_rng(5)
+    m = 400
+    event = rng.integers(0, 150, m)
+    classes = EventClasses(
+        exclusive=np.full(150, ""),
+        event=event,
+        name=rng.choice(["1e", "2mu", "1e+X", "1gamma_1jet"], m),
+        kind=np.full(m, "exclusive"),
+        st=rng.exponential(200.0, m),
+        mass=rng.exponential(300.0, m),
+        met=rng.exponential(30.0, m),
+    )
+    ids = {"run": np.full(150, 1), "luminosityBlock": np.arange(150) // 10, "event": np.arange(150) + 1000}
+    process = np.where(np.arange(150) % 3 == 0, "signal", "wjets")
+    lists = class_event_lists(classes, ids, process, n=7)
+    assert set(lists) == set(classes.name)
+    for c, top in lists.items():
+        rows = np.flatnonzero(classes.name == c)
+        best = rows[np.argsort(-classes.st[rows])[:7]]
+        np.testing.assert_array_equal(top.columns["st"], classes.st[best])
+        np.testing.assert_array_equal(top.columns["mass"], classes.mass[best])
+        np.testing.assert_array_equal(top.columns["event"], event[best] + 1000)
+        np.testing.assert_array_equal(top.columns["process"], process[event[best]])
+    half = m // 2
+    parts = [
+        class_event_lists(
+            EventClasses(
+                **{f: getattr(classes, f)[sl] for f in ("event", "name", "kind", "st", "mass", "met")},
+                exclusive=classes.exclusive,
+            ),
+            ids,
+            process,
+            n=7,
+        )
+        for sl in (slice(0, half), slice(half, m))
+    ]
+    for c, top in lists.items():
+        added = (
+            parts[0].get(c, parts[1].get(c)) if c not in parts[0] or c not in parts[1] else parts[0][c] + parts[1][c]
+        )
+        np.testing.assert_array_equal(added.columns["st"], top.columns["st"])
+
+
+def test_a_class_below_the_minimum_region_yield_is_one_region():
+    """A class the simulation barely fills (0.02 expected in all, below min_yield) with 8 observed events is
+    scanned as one region, the whole class, and is the most significant; an unfilled class stays p = 1."""
+    from cms_anomaly.stats.classes import class_scan
+
+    b = {f"c{i}": {"st": np.full(6, 2.0)} for i in range(10)}
+    b["rare"] = {"st": np.array([0.0, 0.01, 0.01, 0.0, 0.0, 0.0])}
+    b["empty"] = {"st": np.zeros(6)}
+    v = {c: {"st": 0.1 * d["st"]} for c, d in b.items()}
+    n = {c: {"st": np.round(d["st"])} for c, d in b.items()}
+    n["rare"]["st"] = np.array([0.0, 0.0, 3.0, 5.0, 0.0, 0.0])
+    n["empty"]["st"] = np.array([0.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    r = class_scan(n, b, v, n_pe=200, seed=2, min_yield=0.1)
+    best = r.classes[0]
+    assert best.name == "rare"
+    assert best.region == (0, 6)
+    assert best.per_distribution["st"].observed == 8.0
+    assert best.p < 1e-8
+    assert r.p_global < 0.01
+    assert next(c for c in r.classes if c.name == "empty").p == 1.0
