@@ -34,6 +34,8 @@ import numpy as np
 #: the processes of the pseudo-data's hidden labels and the simulation datasets compared
 SIGNAL = "ttbar"
 BACKGROUND = ("wjets", "zjets")
+#: ALAD's scores in the order of its output
+ALAD_SCORE_NAMES = ("l1", "l2", "logits", "features")
 
 
 def baseline_score(x: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -162,6 +164,69 @@ def measure(args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def _train_variant(samples: dict[str, Any], fs: Any, args: argparse.Namespace, seed: int) -> tuple[Any, Any, float]:
+    """ALAD of the options (latent size, spectral norm, cycle weight, learning rate, steps, averaging) trained
+    on the main job's split of the pseudo-data for ``seed``; returns the model, its result and CPU seconds."""
+    from dataclasses import replace
+
+    from cms_anomaly.models.alad import ALAD_HYPER, build_alad
+    from cms_anomaly.models.pipeline import split_cocktail
+    from cms_anomaly.models.training import TrainConfig, train
+
+    train_s, val_s = split_cocktail({"data": samples["data"]}, val_fraction=0.5, seed=seed)
+    model = build_alad(
+        train_s.x, feature_names=list(fs.columns), seed=seed, latent=args.latent, sn=not args.no_sn, cycle=args.cycle
+    )
+    hyper = replace(
+        ALAD_HYPER,
+        **{k: v for k, v in (("lr", args.lr), ("batch_size", args.batch_size), ("patience", args.patience)) if v},
+        ema_decay=None if args.ema == 0 else (args.ema or ALAD_HYPER.ema_decay),
+    )
+    config = TrainConfig(hyper=hyper, max_steps=args.steps or hyper.max_steps, seed=seed, threads=1, progress=False)
+    cpu = time.process_time()
+    result = train(model, train_s.x, val_s.x, config=config)
+    return model, result, time.process_time() - cpu
+
+
+def sweep(args: argparse.Namespace) -> list[str]:
+    """Per seed of ``args.seeds``: ALAD of the options trained on the pseudo-data, each score's AUC on both
+    views; then every score's mean and standard deviation over the seeds beside the baseline."""
+    import torch
+    from cms_anomaly.models.data import read_samples
+    from cms_anomaly.models.pipeline import feature_set_for_job
+    from cms_anomaly.stats import roc_from_labels
+
+    torch.set_num_threads(1)
+    run_dir = Path(args.run_dir)
+    features = run_dir / "pass1" / "features"
+    fs, _ = feature_set_for_job("hlf24", features_dir=features, datasets=["data"])
+    simulated = [n for n in (SIGNAL, *BACKGROUND) if (features / n).is_dir()]
+    samples = read_samples(features, feature_set=fs, datasets=["data", *simulated])
+    views = {"pseudo-data": _labelled_data(run_dir, samples), "simulation": _simulation(samples)}
+    base = {
+        v: roc_from_labels(baseline_score(x, samples["data"].x), y, weights=w).auc() for v, (x, w, y) in views.items()
+    }
+    aucs: dict[tuple[str, str], list[float]] = {}
+    lines = [f"options: {vars(args)}", f"baseline: {base}"]
+    for seed in args.seeds:
+        model, r, cpu = _train_variant(samples, fs, args, seed)
+        for v, (x, w, y) in views.items():
+            for n, s in zip(ALAD_SCORE_NAMES, _scores(model, x).T, strict=True):
+                aucs.setdefault((v, n), []).append(roc_from_labels(s, y, weights=w).auc())
+        lines.append(
+            f"seed {seed}: {r.steps_run} steps, selected {r.best_step}, {cpu:.0f} s CPU; "
+            + ", ".join(f"{v}/{n} {a[-1]:.3f}" for (v, n), a in aucs.items())
+        )
+        print(lines[-1], flush=True)
+    lines += [
+        f"| {v} | {n} | {np.mean(a):.3f} +- {np.std(a, ddof=1) if len(a) > 1 else 0:.3f} | "
+        + " / ".join(f"{x:.3f}" for x in a)
+        + f" | {np.mean(a) - base[v]:+.3f} |"
+        for (v, n), a in aucs.items()
+    ]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", help="output directory of cms-anomaly rediscover")
@@ -171,7 +236,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--patience", type=int, default=None, help="ALAD early-stopping patience in evaluations")
     p.add_argument("--ae-epochs", type=int, default=60, help="AE epochs (default 60, the main job's)")
     p.add_argument("--seed", type=int, default=1, help="the main job's seed (default 1)")
-    print("\n".join(measure(p.parse_args(argv))), flush=True)
+    p.add_argument("--seeds", type=int, nargs="+", help="sweep mode: ALAD alone, trained once per seed")
+    p.add_argument("--latent", type=int, default=16, help="sweep: latent size (default 16, Knapp's)")
+    p.add_argument("--no-sn", action="store_true", help="sweep: no spectral norm in the discriminators")
+    p.add_argument("--cycle", type=float, default=0.0, help="sweep: ALICE cycle-consistency weight (default 0)")
+    p.add_argument("--ema", type=float, default=None, help="sweep: weight-average decay (0: none)")
+    args = p.parse_args(argv)
+    print("\n".join(sweep(args) if args.seeds else measure(args)), flush=True)
 
 
 if __name__ == "__main__":

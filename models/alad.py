@@ -83,11 +83,14 @@ class ALAD(AnomalyModel):
     kind = "alad"
     output_names = ALAD_SCORES
 
-    def __init__(self, encoding: MixedEncoding, *, latent: int = 16, hidden: int = 64, sn: bool = True) -> None:
+    def __init__(
+        self, encoding: MixedEncoding, *, latent: int = 16, hidden: int = 64, sn: bool = True, cycle: float = 0.0
+    ) -> None:
         super().__init__()
         x_dim = encoding.out_dim
         self.encoding = encoding
         self.latent = latent
+        self.cycle = float(cycle)
         self.encoder = nn.Sequential(
             nn.Linear(x_dim, hidden),
             nn.LeakyReLU(0.2),
@@ -107,6 +110,7 @@ class ALAD(AnomalyModel):
             "latent": latent,
             "hidden": hidden,
             "spectral_norm": sn,
+            "cycle": self.cycle,
             "encoding": {
                 "continuous": int(encoding.continuous.numel()),
                 "one_hot": [int(cast(OneHot, o).categories.shape[0]) for o in encoding.onehots],
@@ -203,6 +207,8 @@ class ALAD(AnomalyModel):
             terms = self._adversarial_terms(x, z, detach=False)
         loss_d = self._gan_loss(terms, flip=False)
         loss_ge = self._gan_loss(terms, flip=True)
+        if self.cycle > 0:  # ALICE's explicit cycle consistency on x (Li et al. 2017)
+            loss_ge = loss_ge + self.cycle * (x - self.generator(self.encoder(x))).abs().sum(1).mean()
         d_params = [p for g in opt_d.param_groups for p in g["params"]]
         ge_params = [p for g in opt_ge.param_groups for p in g["params"]]
         grads_d = torch.autograd.grad(loss_d, d_params, retain_graph=True, allow_unused=True)
@@ -258,8 +264,16 @@ class ALADScore(nn.Module):
         return (a.d_xx.features(h, h) - a.d_xx.features(h, rec)).abs().sum(1)
 
 
-def build_alad(x_train: np.ndarray, *, feature_names: list[str], seed: int) -> ALAD:
+def build_alad(
+    x_train: np.ndarray,
+    *,
+    feature_names: list[str],
+    seed: int,
+    latent: int = 16,
+    sn: bool = True,
+    cycle: float = 0.0,
+) -> ALAD:
     """Fit the one-hot + standardisation encoding (Knapp: zero median, unit variance) and build ALAD."""
     enc = fit_mixed_encoding(x_train, feature_names=feature_names, one_hot=ALAD_ONE_HOT, method="median_std")
     with seeded_init(seed):
-        return ALAD(enc)
+        return ALAD(enc, latent=latent, sn=sn, cycle=cycle)
