@@ -1,6 +1,7 @@
 """Has ALAD learnt? Its AUCs against the trivial baseline on the main job's own events.
 
     python benchmarks/alad_learning.py RUN_DIR [--steps N] [--lr X] [--batch-size B] [--ae-epochs E]
+    python benchmarks/alad_learning.py RUN_DIR --seeds 1 2 3 [--latent K] [--cycle W] [--no-sn] [--ema D] [--lr X]
 
 ``RUN_DIR`` is the output of ``cms-anomaly rediscover`` (the main job): its pass-1 feature tables
 ``pass1/features/<dataset>/*.parquet`` and the hidden labels of its pseudo-data
@@ -19,6 +20,11 @@ scores; the AE; the baseline ``sum_i |x_i - median_i| / std_i`` over the inputs 
 pseudo-data (median and standard deviation of every HLF-24 column with a non-zero spread). Then the
 Spearman rank correlation of ALAD's L1 score with the baseline and with the untrained L1 score on the
 pseudo-data, and ALAD's training time (CPU seconds of this process, one thread).
+
+With ``--seeds`` (the sweep): ALAD alone, built with the given latent size, cycle-consistency weight and
+spectral norm (:func:`~cms_anomaly.models.alad.build_alad`) and trained with the given learning rate,
+steps and weight averaging once per seed on that seed's split; each score's AUC on both views per seed,
+then its mean, standard deviation and margin over the baseline.
 """
 
 from __future__ import annotations
@@ -228,6 +234,8 @@ def sweep(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from cms_anomaly.models.alad import ALAD_CYCLE, ALAD_LATENT
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", help="output directory of cms-anomaly rediscover")
     p.add_argument("--steps", type=int, default=None, help="ALAD step budget (default: the model's)")
@@ -237,9 +245,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ae-epochs", type=int, default=60, help="AE epochs (default 60, the main job's)")
     p.add_argument("--seed", type=int, default=1, help="the main job's seed (default 1)")
     p.add_argument("--seeds", type=int, nargs="+", help="sweep mode: ALAD alone, trained once per seed")
-    p.add_argument("--latent", type=int, default=16, help="sweep: latent size (default 16, Knapp's)")
+    p.add_argument("--latent", type=int, default=ALAD_LATENT, help=f"sweep: latent size (default {ALAD_LATENT})")
     p.add_argument("--no-sn", action="store_true", help="sweep: no spectral norm in the discriminators")
-    p.add_argument("--cycle", type=float, default=0.0, help="sweep: ALICE cycle-consistency weight (default 0)")
+    p.add_argument(
+        "--cycle", type=float, default=ALAD_CYCLE, help=f"sweep: ALICE cycle weight (default {ALAD_CYCLE:g})"
+    )
     p.add_argument("--ema", type=float, default=None, help="sweep: weight-average decay (0: none)")
     args = p.parse_args(argv)
     print("\n".join(sweep(args) if args.seeds else measure(args)), flush=True)
