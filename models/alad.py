@@ -128,6 +128,11 @@ class ALAD(AnomalyModel):
             "hidden": hidden,
             "spectral_norm": sn,
             "cycle": self.cycle,
+            "objective": (
+                f"ALAD + explicit cycle loss {self.cycle:g} * |x - G(E(x))| (ALICE, Li et al. 2017)"
+                if self.cycle > 0
+                else "ALAD (Zenati et al. 2018)"
+            ),
             "encoding": {
                 "continuous": int(encoding.continuous.numel()),
                 "one_hot": [int(cast(OneHot, o).categories.shape[0]) for o in encoding.onehots],
