@@ -195,12 +195,20 @@ class ALAD(AnomalyModel):
         return self._gan_loss(self._adversarial_terms(x, z, detach=True), flip=False)
 
     def validation_loss(self, x_raw: torch.Tensor) -> torch.Tensor:
-        """The adversarial losses of a raw batch, discriminators' plus encoder's and generator's (the
-        training loss :meth:`train_step` reports), with latent samples z ~ N(0, 1)."""
+        """The adversarial losses of a raw batch, discriminators' plus encoder's and generator's, and the
+        cycle term when ``cycle`` > 0 (the training loss :meth:`train_step` reports), with latent samples
+        z ~ N(0, 1)."""
         x = self.encoding(x_raw)
         z = torch.randn(x.shape[0], self.latent, device=x.device)
         terms = self._adversarial_terms(x, z, detach=True)
-        return self._gan_loss(terms, flip=False) + self._gan_loss(terms, flip=True)
+        return self._gan_loss(terms, flip=False) + self._gan_loss(terms, flip=True) + self._cycle_loss(x)
+
+    def _cycle_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """``cycle`` times the mean L1 distance of encoded ``x`` from G(E(x)) (ALICE's explicit cycle
+        consistency on x, Li et al. 2017); zero when ``cycle`` is 0."""
+        if self.cycle <= 0:
+            return torch.zeros((), device=x.device)
+        return self.cycle * (x - self.generator(self.encoder(x))).abs().sum(1).mean()
 
     def selection_criterion(self, x: torch.Tensor) -> torch.Tensor:
         """Mean L1 score of a raw batch: the reconstruction distance in the encoded space that the L1
@@ -228,9 +236,7 @@ class ALAD(AnomalyModel):
         with parametrize.cached():  # one spectral-norm power iteration per layer and step
             terms = self._adversarial_terms(x, z, detach=False)
         loss_d = self._gan_loss(terms, flip=False)
-        loss_ge = self._gan_loss(terms, flip=True)
-        if self.cycle > 0:  # ALICE's explicit cycle consistency on x (Li et al. 2017)
-            loss_ge = loss_ge + self.cycle * (x - self.generator(self.encoder(x))).abs().sum(1).mean()
+        loss_ge = self._gan_loss(terms, flip=True) + self._cycle_loss(x)
         d_params = [p for g in opt_d.param_groups for p in g["params"]]
         ge_params = [p for g in opt_ge.param_groups for p in g["params"]]
         grads_d = torch.autograd.grad(loss_d, d_params, retain_graph=True, allow_unused=True)
