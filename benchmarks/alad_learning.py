@@ -1,6 +1,7 @@
 """Has ALAD learnt? Its AUCs against the trivial baseline on the main job's own events.
 
     python benchmarks/alad_learning.py RUN_DIR [--steps N] [--lr X] [--batch-size B] [--ae-epochs E]
+    python benchmarks/alad_learning.py RUN_DIR --seeds 1 2 3 [--latent K] [--cycle W] [--no-sn] [--ema D] [--lr X]
 
 ``RUN_DIR`` is the output of ``cms-anomaly rediscover`` (the main job): its pass-1 feature tables
 ``pass1/features/<dataset>/*.parquet`` and the hidden labels of its pseudo-data
@@ -19,6 +20,11 @@ scores; the AE; the baseline ``sum_i |x_i - median_i| / std_i`` over the inputs 
 pseudo-data (median and standard deviation of every HLF-24 column with a non-zero spread). Then the
 Spearman rank correlation of ALAD's L1 score with the baseline and with the untrained L1 score on the
 pseudo-data, and ALAD's training time (CPU seconds of this process, one thread).
+
+With ``--seeds`` (the sweep): ALAD alone, built with the given latent size, cycle-consistency weight and
+spectral norm (:func:`~cms_anomaly.models.alad.build_alad`) and trained with the given learning rate,
+steps and weight averaging once per seed on that seed's split; each score's AUC on both views per seed,
+then its mean, standard deviation and margin over the baseline.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ import numpy as np
 #: the processes of the pseudo-data's hidden labels and the simulation datasets compared
 SIGNAL = "ttbar"
 BACKGROUND = ("wjets", "zjets")
+#: ALAD's scores in the order of its output
+ALAD_SCORE_NAMES = ("l1", "l2", "logits", "features")
 
 
 def baseline_score(x: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -162,7 +170,72 @@ def measure(args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def _train_variant(samples: dict[str, Any], fs: Any, args: argparse.Namespace, seed: int) -> tuple[Any, Any, float]:
+    """ALAD of the options (latent size, spectral norm, cycle weight, learning rate, steps, averaging) trained
+    on the main job's split of the pseudo-data for ``seed``; returns the model, its result and CPU seconds."""
+    from dataclasses import replace
+
+    from cms_anomaly.models.alad import ALAD_HYPER, build_alad
+    from cms_anomaly.models.pipeline import split_cocktail
+    from cms_anomaly.models.training import TrainConfig, train
+
+    train_s, val_s = split_cocktail({"data": samples["data"]}, val_fraction=0.5, seed=seed)
+    model = build_alad(
+        train_s.x, feature_names=list(fs.columns), seed=seed, latent=args.latent, sn=not args.no_sn, cycle=args.cycle
+    )
+    hyper = replace(
+        ALAD_HYPER,
+        **{k: v for k, v in (("lr", args.lr), ("batch_size", args.batch_size), ("patience", args.patience)) if v},
+        ema_decay=None if args.ema == 0 else (args.ema or ALAD_HYPER.ema_decay),
+    )
+    config = TrainConfig(hyper=hyper, max_steps=args.steps or hyper.max_steps, seed=seed, threads=1, progress=False)
+    cpu = time.process_time()
+    result = train(model, train_s.x, val_s.x, config=config)
+    return model, result, time.process_time() - cpu
+
+
+def sweep(args: argparse.Namespace) -> list[str]:
+    """Per seed of ``args.seeds``: ALAD of the options trained on the pseudo-data, each score's AUC on both
+    views; then every score's mean and standard deviation over the seeds beside the baseline."""
+    import torch
+    from cms_anomaly.models.data import read_samples
+    from cms_anomaly.models.pipeline import feature_set_for_job
+    from cms_anomaly.stats import roc_from_labels
+
+    torch.set_num_threads(1)
+    run_dir = Path(args.run_dir)
+    features = run_dir / "pass1" / "features"
+    fs, _ = feature_set_for_job("hlf24", features_dir=features, datasets=["data"])
+    simulated = [n for n in (SIGNAL, *BACKGROUND) if (features / n).is_dir()]
+    samples = read_samples(features, feature_set=fs, datasets=["data", *simulated])
+    views = {"pseudo-data": _labelled_data(run_dir, samples), "simulation": _simulation(samples)}
+    base = {
+        v: roc_from_labels(baseline_score(x, samples["data"].x), y, weights=w).auc() for v, (x, w, y) in views.items()
+    }
+    aucs: dict[tuple[str, str], list[float]] = {}
+    lines = [f"options: {vars(args)}", f"baseline: {base}"]
+    for seed in args.seeds:
+        model, r, cpu = _train_variant(samples, fs, args, seed)
+        for v, (x, w, y) in views.items():
+            for n, s in zip(ALAD_SCORE_NAMES, _scores(model, x).T, strict=True):
+                aucs.setdefault((v, n), []).append(roc_from_labels(s, y, weights=w).auc())
+        lines.append(
+            f"seed {seed}: {r.steps_run} steps, selected {r.best_step}, {cpu:.0f} s CPU; "
+            + ", ".join(f"{v}/{n} {a[-1]:.3f}" for (v, n), a in aucs.items())
+        )
+        print(lines[-1], flush=True)
+    lines += [
+        f"| {v} | {n} | {np.mean(a):.3f} +- {np.std(a, ddof=1) if len(a) > 1 else 0:.3f} | "
+        + " / ".join(f"{x:.3f}" for x in a)
+        + f" | {np.mean(a) - base[v]:+.3f} |"
+        for (v, n), a in aucs.items()
+    ]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
+    from cms_anomaly.models.alad import ALAD_CYCLE, ALAD_LATENT
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", help="output directory of cms-anomaly rediscover")
     p.add_argument("--steps", type=int, default=None, help="ALAD step budget (default: the model's)")
@@ -171,7 +244,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--patience", type=int, default=None, help="ALAD early-stopping patience in evaluations")
     p.add_argument("--ae-epochs", type=int, default=60, help="AE epochs (default 60, the main job's)")
     p.add_argument("--seed", type=int, default=1, help="the main job's seed (default 1)")
-    print("\n".join(measure(p.parse_args(argv))), flush=True)
+    p.add_argument("--seeds", type=int, nargs="+", help="sweep mode: ALAD alone, trained once per seed")
+    p.add_argument("--latent", type=int, default=ALAD_LATENT, help=f"sweep: latent size (default {ALAD_LATENT})")
+    p.add_argument("--no-sn", action="store_true", help="sweep: no spectral norm in the discriminators")
+    p.add_argument(
+        "--cycle", type=float, default=ALAD_CYCLE, help=f"sweep: ALICE cycle weight (default {ALAD_CYCLE:g})"
+    )
+    p.add_argument("--ema", type=float, default=None, help="sweep: weight-average decay (0: none)")
+    args = p.parse_args(argv)
+    print("\n".join(sweep(args) if args.seeds else measure(args)), flush=True)
 
 
 if __name__ == "__main__":

@@ -106,7 +106,11 @@ def test_vae_likelihoods_hand_values():
 
 def test_alad_encoding_is_39_dims_for_hlf21(hlf21_samples):
     train_s, _ = split_cocktail(hlf21_samples, val_fraction=0.5, seed=1)
-    model, _ = build_model("alad", train_s.x, feature_set=get_feature_set("hlf21"), seed=1)
+    model, hyper = build_model("alad", train_s.x, feature_set=get_feature_set("hlf21"), seed=1)
+    # the default: ALAD + ALICE's cycle loss, 4-dim latent, lr 1e-4 over 5,000 steps (benchmarks/alad_learning.py)
+    assert (model.cycle, model.latent, model.architecture()["cycle"]) == (1.0, 4, 1.0)
+    assert model.architecture()["objective"].startswith("ALAD + explicit cycle loss 1 ")  # the card says so
+    assert (hyper.lr, hyper.max_steps, hyper.ema_decay) == (1e-4, 5000, 0.999)
     enc = model.encoding
     n_cat = {int(o.column): int(o.categories.shape[0]) for o in enc.onehots}
     assert set(n_cat) == {HLF21.index(n) for n in ("charge_lep", "is_ele", "n_mu", "n_ele")}
