@@ -43,7 +43,8 @@ CLASS_COCKTAIL: tuple[tuple[str, str, str], ...] = (
     ("single_top", "single_top", "single top, t- and s-channel (no tW in Pythia 8.3)"),
     ("ww", "ww", "W+ W-, all decays"),
     ("wz", "wz", "W Z, all decays"),
-    ("zz", "zz", "Z/gamma* Z/gamma*, all decays"),
+    ("zz", "zz", "Z/gamma* Z/gamma*, all decays but 4 charged leptons"),
+    ("zz4l", "zz4l", "Z/gamma* Z/gamma* -> 4 charged leptons (e, mu, tau)"),
     ("gjets", "gjets", "gamma + jet, pTHat > 20 GeV"),
     ("qcd", "qcd_inclusive", "QCD multijet with an e/mu/tau filter, tail-weighted: with real data only"),
 )
@@ -64,6 +65,7 @@ SECONDS_PER_EVENT: dict[str, float] = {
     "ww": 0.054,
     "wz": 0.048,
     "zz": 0.049,
+    "zz4l": 0.035,
     "gjets": 0.047,
     "qcd_inclusive": 0.6,
 }
@@ -97,6 +99,7 @@ class ClassHuntConfig:
             "ww": 200,
             "wz": 200,
             "zz": 200,
+            "zz4l": 200,
             "gjets": 3000,
             "qcd": 300,
         }

@@ -15,6 +15,8 @@ Card format::
     lepton_pt_min = 15.0                # ... with pT > this (GeV) ...
     lepton_abs_eta_max = 2.5            # ... and |eta| < this
     taus = false                        # optional: tau leptons count too
+    [veto]                              # optional: events dropped at generator level
+    two_z_to_leptons = true             # both Z/gamma* of the hard process -> charged leptons
     [bias]                              # optional: the tail-weighted (biased) production of it
     power = 4.0                         # events sampled ~ (pTHat / reference)^power ...
     reference = 30.0                    # ... (GeV); each carries the weight that undoes it
@@ -59,6 +61,14 @@ class LeptonFilter:
 
 
 @dataclass(frozen=True)
+class EventVeto:
+    """Drop an event at generator level if ``two_z_to_leptons`` and both Z/gamma* of its hard process decay
+    to charged leptons (e, mu, tau): the events another card makes on its own (``zz4l``)."""
+
+    two_z_to_leptons: bool = False
+
+
+@dataclass(frozen=True)
 class PhaseSpaceBias:
     """Pythia's ``PhaseSpace:bias2Selection``: 2 -> 2 events are sampled with a probability enhanced by
     ``(pTHat / reference)^power`` and carry the inverse as their weight."""
@@ -84,6 +94,8 @@ class ProcessCard:
     is_signal: bool
     settings: tuple[str, ...]
     filter: LeptonFilter | None = None
+    #: events dropped at generator level; like the filter, it enters the cross section as an efficiency
+    veto: EventVeto | None = None
     #: the tail weighting a production may switch on (``tail_bias``); not part of :attr:`digest`:
     #: the production records whether it used it
     bias: PhaseSpaceBias | None = None
@@ -92,7 +104,8 @@ class ProcessCard:
     @property
     def digest(self) -> str:
         """Hash of everything that changes the generated events (used to validate resumed files)."""
-        text = repr((self.name, self.settings, self.filter))
+        parts = (self.name, self.settings, self.filter) + ((self.veto,) if self.veto is not None else ())
+        text = repr(parts)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -117,7 +130,7 @@ def parse_card(text: str, *, path: str = "<string>") -> ProcessCard:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise CardError(f"{path}: not valid TOML ({err})") from err
-    known = {"name", "description", "is_signal", "settings", "filter", "bias"}
+    known = {"name", "description", "is_signal", "settings", "filter", "veto", "bias"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise CardError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(known)}")
@@ -162,9 +175,22 @@ def parse_card(text: str, *, path: str = "<string>") -> ProcessCard:
         is_signal=is_signal,
         settings=tuple(s.strip() for s in settings),
         filter=filt,
+        veto=_parse_veto(data["veto"], path) if "veto" in data else None,
         bias=_parse_bias(data.get("bias"), path) if "bias" in data else None,
         path=path,
     )
+
+
+def _parse_veto(raw: object, path: str) -> EventVeto:
+    if not isinstance(raw, dict):
+        raise CardError(f"{path}: [veto] must be a table")
+    bad = sorted(set(raw) - {"two_z_to_leptons"})
+    if bad:
+        raise CardError(f"{path}: unknown [veto] key(s) {bad}; allowed: ['two_z_to_leptons']")
+    value = raw.get("two_z_to_leptons", False)
+    if not isinstance(value, bool):
+        raise CardError(f"{path}: [veto] two_z_to_leptons must be true or false, got {value!r}")
+    return EventVeto(two_z_to_leptons=value)
 
 
 def _parse_bias(raw: object, path: str) -> PhaseSpaceBias:

@@ -4,8 +4,9 @@
 plus the settings every process shares (beam energy, seed, quiet printing, CMS-like stable-particle
 definition) and yields batches of *accepted* events from ``Pythia.nextBatch`` (an awkward array with
 the full event record: ``prt.{id, status, mother1, daughter1, p, m, vProd, ...}``). The card's
-lepton filter is applied columnarly; the generator sums the weights of tried and accepted events
-so that the cross section after the filter is ``sigma_gen * sumw_accepted / sumw_tried``.
+lepton filter and veto are applied columnarly; the generator sums the weights of tried and accepted
+events so that the cross section after them is ``sigma_gen * sumw_accepted / sumw_tried`` (a batch's
+events after the last one kept are not counted as tried).
 
 Event weights are Pythia's (``info.weights``, the nominal one): 1 for an unbiased card, and with a
 phase-space bias (:class:`~cms_anomaly.datasets.cards.PhaseSpaceBias`) the inverse of the sampling
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 import awkward as ak
 import numpy as np
 from cms_anomaly.core.constants import SQRT_S
-from cms_anomaly.datasets.cards import LeptonFilter, PhaseSpaceBias, ProcessCard
+from cms_anomaly.datasets.cards import EventVeto, LeptonFilter, PhaseSpaceBias, ProcessCard
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,33 @@ def lepton_filter_mask(prt: ak.Array, filt: LeptonFilter) -> np.ndarray:
         lep = lep | ((abs_id == 15) & (prt.daughter1 > 0) & (abs(first_daughter) != 15))
     passing = lep & (pt > filt.lepton_pt_min) & (abs(eta) < filt.lepton_abs_eta_max)
     return ak.to_numpy(ak.sum(passing, axis=1) >= filt.min_leptons)
+
+
+#: |PDG id| of the charged leptons
+CHARGED_LEPTONS = (11, 13, 15)
+
+
+def veto_mask(prt: ak.Array, veto: EventVeto) -> np.ndarray:
+    """Events the veto keeps: with ``veto.two_z_to_leptons``, those with fewer than four charged leptons
+    (e, mu, tau) among the decay products of Z/gamma* (|status| 23, mother id 23), i.e. not both Z/gamma*
+    of a Z Z hard process decaying to charged leptons."""
+    if not veto.two_z_to_leptons:
+        return np.ones(len(prt), dtype=bool)
+    abs_id = abs(prt.id)
+    mother_id = prt.id[np.maximum(prt.mother1, 0)]
+    is_lepton = (abs_id == 11) | (abs_id == 13) | (abs_id == 15)
+    from_z = is_lepton & (abs(prt.status) == 23) & (prt.mother1 > 0) & (mother_id == 23)
+    return ak.to_numpy(ak.sum(from_z, axis=1) < 4)
+
+
+def _selection_mask(prt: ak.Array, card: ProcessCard) -> np.ndarray:
+    """The card's filter and veto together."""
+    keep = np.ones(len(prt), dtype=bool)
+    if card.filter is not None:
+        keep &= lepton_filter_mask(prt, card.filter)
+    if card.veto is not None:
+        keep &= veto_mask(prt, card.veto)
+    return keep
 
 
 class PythiaGenerator:
@@ -185,21 +213,23 @@ class PythiaGenerator:
         """Yield ``(batch, weights)`` of accepted events until ``n_events`` have been produced."""
         remaining = n_events
         max_tries = 1000 * n_events + 10_000
+        selects = self.card.filter is not None or self.card.veto is not None
         while remaining > 0:
-            request = batch_size if self.card.filter is None else max(batch_size, 4 * remaining)
-            request = min(request, 4 * batch_size) if self.card.filter is not None else min(request, remaining)
+            request = batch_size if not selects else max(batch_size, 4 * remaining)
+            request = min(request, 4 * batch_size) if selects else min(request, remaining)
             batch = self._pythia.nextBatch(request, "skip")
             if len(batch) == 0:
                 raise GeneratorError(
                     f"{self.card.name}: Pythia produced no event in a batch of {request} (seed {self.seed})"
                 )
             weights = event_weights(batch)
-            self.n_tried += len(batch)
-            self.sumw_tried += float(weights.sum())
-            if self.card.filter is not None:
-                keep = lepton_filter_mask(batch.prt, self.card.filter)
-                batch, weights = batch[keep], weights[keep]
-            batch, weights = batch[:remaining], weights[:remaining]
+            keep = _selection_mask(batch.prt, self.card) if selects else np.ones(len(batch), dtype=bool)
+            kept = np.flatnonzero(keep)
+            # tried: up to the last event kept (the rest of the batch would bias the efficiency low)
+            tried = len(batch) if len(kept) <= remaining else int(kept[remaining - 1]) + 1
+            self.n_tried += tried
+            self.sumw_tried += float(weights[:tried].sum())
+            batch, weights = batch[kept[:remaining]], weights[kept[:remaining]]
             self.n_accepted += len(batch)
             self.sumw_accepted += float(weights.sum())
             self.sumw2_accepted += float(np.square(weights).sum())

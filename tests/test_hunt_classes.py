@@ -20,12 +20,22 @@ from conftest import cocktail_cache_name
 
 #: a few hundred events per SM card: the pseudo-data's luminosity is set by gamma + jets (the largest
 #: cross section), so W and Z are oversampled and the rare processes are present at their share
-SMALL_EVENTS = {"wjets": 150, "zjets": 60, "ttbar": 40, "single_top": 20, "ww": 20, "wz": 20, "zz": 20, "gjets": 150}
+SMALL_EVENTS = {
+    "wjets": 150,
+    "zjets": 60,
+    "ttbar": 40,
+    "single_top": 20,
+    "ww": 20,
+    "wz": 20,
+    "zz": 20,
+    "zz4l": 200,
+    "gjets": 150,
+}
 
 
 def test_cocktail_lists_every_sm_card():
     cards = {c for _, c, _ in CLASS_COCKTAIL}
-    for card in ("wjets", "zjets", "ttbar", "single_top", "ww", "wz", "zz", "gjets", "qcd_inclusive"):
+    for card in ("wjets", "zjets", "ttbar", "single_top", "ww", "wz", "zz", "zz4l", "gjets", "qcd_inclusive"):
         assert card in cards
         assert (Path(__file__).parents[1] / "datasets" / "cards" / f"{card}.toml").exists()
     # pseudo-data is an unweighted mixture: the tail-weighted-only QCD is in the model with real data only

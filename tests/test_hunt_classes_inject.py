@@ -71,20 +71,8 @@ def class_samples(request: pytest.FixtureRequest) -> Path:
     return Path(request.config.cache.mkdir(f"class-hunt-{cocktail_cache_name()}"))
 
 
-#: the SM model of the tests' size has no event with three or more leptons (``zz``: 20 events, of which
-#: Z Z -> 4 e/mu is 0.45 %): the 4-lepton classes expect 0 events and have no region; the hunt finds the
-#: H only in its dilepton classes until the cocktail models 4 leptons (a Z Z -> 4 l sample)
-NO_SM_MODEL = {"h2_zz4l": "no simulated SM event with 4 leptons at the tests' size: the class has no region"}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "card",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(reason=NO_SM_MODEL[c], strict=True)) if c in NO_SM_MODEL else c
-        for c in CARDS
-    ],
-)
+@pytest.mark.parametrize("card", list(CARDS))
 def test_a_hidden_process_is_found_in_its_class_and_listed(card, class_samples, tmp_path):
     share, final_state, scale = CARDS[card]
     result = run_class_hunt(tmp_path / card, _config(inject=card, signal_fraction=share), samples_dir=class_samples)
