@@ -19,9 +19,7 @@ def make_plots(
     data_label: str = "Pseudo-data",
     real_data: bool = False,
 ) -> list[Path]:
-    """The analogues of Knapp et al. Figs 5-9 as PNGs, from the processor's histograms; with ``real_data``
-    (collision data, not pseudo-data) the figures that show the data carry "CMS Open Data", else
-    "CMS Simulation"."""
+    """Knapp et al. Figs 5-9 as PNGs from the processor's histograms ("CMS Open Data" with ``real_data``)."""
     from cms_anomaly.analyses import plotting
     from cms_anomaly.analyses.scorehists import ScoreHists
     from cms_anomaly.processors.feature_spec import FEATURES
