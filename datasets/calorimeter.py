@@ -115,9 +115,15 @@ def _cell_sums(order, key, energy, eta, phi, linked, linked_var):  # pragma: no 
     return e_sum, eta_sum / e_sum, phi_sum / e_sum, l_sum, v_sum, best
 
 
-def _resolution(energy: np.ndarray, params: tuple[float, float, float]) -> np.ndarray:
+def calo_resolution(energy: np.ndarray, params: tuple[float, float, float]) -> np.ndarray:
+    """Calorimeter energy resolution sqrt((c E)^2 + s^2 E + n^2) for ``params`` = (c, s, n)."""
     c, s, n = params
     return np.sqrt((c * energy) ** 2 + s**2 * energy + n**2)
+
+
+def smear_positive(value: np.ndarray, sigma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian smearing, redrawn (by reflection) to stay positive."""
+    return np.abs(value + sigma * rng.standard_normal(value.shape))
 
 
 def cells(
@@ -142,9 +148,9 @@ def cells(
     forward = np.abs(eta) >= forward_abs_eta
 
     def sigma(energy: np.ndarray) -> np.ndarray:
-        return np.where(forward, _resolution(energy, res_forward), _resolution(energy, res_central))
+        return np.where(forward, calo_resolution(energy, res_forward), calo_resolution(energy, res_central))
 
-    e_meas = np.abs(e_true + sigma(e_true) * rng.standard_normal(len(e_true)))
+    e_meas = smear_positive(e_true, sigma(e_true), rng)
     return Cells(
         key=key[first],
         evt=dep.evt[first],

@@ -41,7 +41,7 @@ import awkward as ak
 import numba
 import numpy as np
 from cms_anomaly.core.fourvectors import to_cartesian
-from cms_anomaly.datasets.calorimeter import Deposits, cells, neutral_candidates
+from cms_anomaly.datasets.calorimeter import Deposits, calo_resolution, cells, neutral_candidates, smear_positive
 from cms_anomaly.datasets.detector_config import DetectorConfig
 from cms_anomaly.datasets.detector_jets import _cluster_fatjets, _cluster_jets, _jet_lepton_refs
 from cms_anomaly.datasets.detector_leptons import _leptons_and_photons
@@ -70,17 +70,6 @@ def _track_resolution(pt: np.ndarray, abs_eta: np.ndarray, table) -> np.ndarray:
     a = np.asarray([t[0] for t in table])[idx]
     b = np.asarray([t[1] for t in table])[idx]
     return np.sqrt(a**2 + (b * pt) ** 2)
-
-
-def _calo_sigma(energy: np.ndarray, params: tuple[float, float, float]) -> np.ndarray:
-    c, s, n = params
-    return np.sqrt((c * energy) ** 2 + s**2 * energy + n**2)
-
-
-def _smear_positive(value: np.ndarray, sigma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian smearing, redrawn (by reflection) to stay positive."""
-    out = value + sigma * rng.standard_normal(value.shape)
-    return np.abs(out)
 
 
 @dataclass
@@ -200,7 +189,7 @@ def _tracking(p: _Particles, rng: np.random.Generator, config: DetectorConfig) -
         _track_resolution(p.pt, abs_eta, config.res_track_muon),
         _track_resolution(p.pt, abs_eta, config.res_track_hadron),
     )
-    return tracked, _smear_positive(p.pt, rel_res * p.pt, rng)
+    return tracked, smear_positive(p.pt, rel_res * p.pt, rng)
 
 
 def _particle_flow(
@@ -216,8 +205,8 @@ def _particle_flow(
     is_charged = (p.charge != 0) & ~is_mu & ~is_ele
     ele_pf, mu_pf, ch_pf = is_ele & tracked, is_mu & tracked, is_charged & tracked
     # electrons: direction from the track, energy from the ECAL (|eta| < 2.5 always inside the ECAL)
-    sigma_ele = _calo_sigma(p.e, config.ecal_res)
-    e_ele = _smear_positive(p.e, sigma_ele, rng)
+    sigma_ele = calo_resolution(p.e, config.ecal_res)
+    e_ele = smear_positive(p.e, sigma_ele, rng)
     cosh = np.cosh(p.eta)
     p_track = pt_track * cosh
     trk_var = (_track_resolution(p.pt, np.abs(p.eta), config.res_track_hadron) * p_track) ** 2
