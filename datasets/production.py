@@ -38,12 +38,14 @@ FORMAT_VERSION = 3
 
 def _response_digest() -> str:
     """Digest of what turns a Pythia seed into a file besides the card: the detector configuration,
-    the code of the generator, the detector response and the NanoAOD writer, and Pythia's version.
+    the code of the generator, the detector response (its calorimeter too) and the NanoAOD writer, and
+    Pythia's version.
     Part of every file's identity, so a changed detector never resumes onto files of the old one."""
     from importlib import metadata
 
     from cms_anomaly.core import fourvectors
     from cms_anomaly.datasets import (
+        calorimeter,
         detector,
         detector_config,
         detector_jets,
@@ -56,8 +58,8 @@ def _response_digest() -> str:
     )
 
     digest = hashlib.sha256(json.dumps(asdict(DetectorConfig()), sort_keys=True).encode())
-    modules = (generator, detector, detector_config, detector_jets, detector_leptons, detector_truth, flatarrays)
-    for module in (*modules, substructure, fourvectors, nanoaod):
+    modules = (generator, calorimeter, detector, detector_config, detector_jets, detector_leptons, detector_truth)
+    for module in (*modules, flatarrays, substructure, fourvectors, nanoaod):
         digest.update(Path(str(module.__file__)).read_bytes())
     digest.update(metadata.version("pythia8mc").encode())
     return digest.hexdigest()[:16]
