@@ -398,8 +398,8 @@ def write_report(result: dict, report_dir: Path, *, meta: dict[str, Any], pngs: 
     lines = [
         "# Top-quark rediscovery with ALAD (Knapp et al., sec. 4)",
         "",
-        f"{_data_text(meta)}, {public['n_data']} after the `top_rediscovery` selection. ALAD (L1 score) trained on them "
-        f"without labels; background model: an independent simulation of W and Z, normalised to the same luminosity.",
+        f"{_data_text(meta)}, {public['n_data']} after the `top_rediscovery` selection. ALAD (L1 score; "
+        f"{meta.get('alad_objective', 'ALAD')}) trained on them without labels; background model: an independent simulation of W and Z, normalised to the same luminosity.",
         "",
         "## ttbar efficiency ratio on labelled simulation (the paper's figure of merit)",
         "",
@@ -579,6 +579,7 @@ def _detector_results(second: dict, scorers: dict, config: RediscoveryConfig) ->
 def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = RediscoveryConfig()) -> Path:
     """Run the whole analysis into ``out``; returns the path of ``report/summary.md``."""
     import pandas as pd
+    from cms_anomaly.models import export
     from cms_anomaly.models.scorers import load_scorer
 
     out = Path(out)
@@ -647,6 +648,7 @@ def run_rediscovery(out: str | os.PathLike, config: RediscoveryConfig = Rediscov
         "data_fileset": config.data_fileset,
         "config": asdict(config),
         "models": {k: str(v) for k, v in models.items()},
+        "alad_objective": export.load_card(models["alad"]).architecture.get("objective", "ALAD"),
         "data_composition": {str(k): int(v) for k, v in composition.items()},
         "seconds": times,
         "pps_min_jets": config.pps_min_jets,

@@ -36,6 +36,8 @@ def test_report_files(report):
     assert "Post-processing selection" in text
     assert "alpha = 1e-3" in text
     assert "trivial baseline" in text
+    # the report names ALAD's objective from its model card (the default adds ALICE's cycle term)
+    assert "ALAD (L1 score; ALAD + explicit cycle loss 1 * |x - G(E(x))| (ALICE, Li et al. 2017))" in text
     assert ("The detector does not beat the trivial baseline (AUC" in text) != (
         "The detector beats the trivial" in text
     )
