@@ -68,6 +68,15 @@ def usable_directory(path: str | os.PathLike) -> Path:
     return path
 
 
+def writer_alive(temporary: str | os.PathLike) -> bool:
+    """Whether the process that writes the temporary file ``temporary`` (``<name>.tmp-<pid>[suffix]``, as
+    :func:`atomic_output` names it) still runs on this host; ``False`` for a name without a PID."""
+    import re
+
+    match = re.search(r"\.tmp-(\d+)", Path(temporary).name)
+    return match is not None and _pid_alive(int(match.group(1)))
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

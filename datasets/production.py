@@ -21,7 +21,7 @@ from pathlib import Path
 
 import awkward as ak
 import numpy as np
-from cms_anomaly.core.atomic import write_text_atomic
+from cms_anomaly.core.atomic import write_text_atomic, writer_alive
 from cms_anomaly.core.constants import SQRT_S
 from cms_anomaly.core.workers import local_cluster, pool_worker_init
 from cms_anomaly.datasets.cards import PhaseSpaceBias, ProcessCard, load_card
@@ -208,8 +208,9 @@ def _sha256(path: Path) -> str:
 
 
 def remove_stale_temporaries(out: Path, processes: Sequence[str]) -> list[Path]:
-    """Delete the ``*.tmp-<pid>`` files a killed production left in ``out/<process>/``; returns them."""
-    stale = [p for name in processes for p in sorted((out / name).glob("*.tmp-*"))]
+    """Delete the ``*.tmp-<pid>`` files a killed production left in ``out/<process>/``; returns them. A file
+    whose process still runs (another production of the same directory writing it) is left alone."""
+    stale = [p for name in processes for p in sorted((out / name).glob("*.tmp-*")) if not writer_alive(p)]
     for p in stale:
         p.unlink(missing_ok=True)
     if stale:

@@ -227,6 +227,15 @@ def test_centre_of_mass_energy_is_part_of_the_configuration(tmp_path):
     assert meta13["sigma_gen_pb"] > 1.2 * meta8["sigma_gen_pb"]
 
 
+def _dead_pid() -> int:
+    """The PID of a process that has ended."""
+    import subprocess
+
+    done = subprocess.Popen(["true"])
+    done.wait()
+    return done.pid
+
+
 def test_resume_checks_the_cached_files_and_cleans_up(tmp_path):
     """A finished file cut short on disk is regenerated, not reused; stale temporaries and a broken
     fileset.json do not survive a rerun."""
@@ -237,8 +246,11 @@ def test_resume_checks_the_cached_files_and_cleans_up(tmp_path):
         muon_pt = f["Events"]["Muon_pt"].array()
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # the sidecar still says "finished"
-    stale = out / "zjets" / "zjets_s8_0001.root.tmp-4242"
+    stale = out / "zjets" / f"zjets_s8_0001.root.tmp-{_dead_pid()}"
     stale.write_bytes(b"partial")
+    # a temporary file of a production that still runs (another one writing the same directory) stays
+    running = out / "zjets" / f"zjets_s8_0002.root.tmp-{os.getpid()}"
+    running.write_bytes(b"being written")
     (out / "fileset.json").write_text("{ not json")
     again = production.produce(["zjets"], out=out, events=20, seed=8, executor="local")
     assert [r["skipped"] for r in again["results"]] == [False]
@@ -246,6 +258,7 @@ def test_resume_checks_the_cached_files_and_cleans_up(tmp_path):
         assert f["Events"].num_entries == 20
         assert ak.all(f["Events"]["Muon_pt"].array() == muon_pt)
     assert not stale.exists()
+    assert running.read_bytes() == b"being written"
     fileset = json.loads((out / "fileset.json").read_text())
     assert fileset["zjets"]["metadata"]["nevents"] == 20
     # an intact file is reused
