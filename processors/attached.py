@@ -17,13 +17,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from cms_anomaly.core.atomic import atomic_output
+from cms_anomaly.processors.storage import is_url
 
 #: the contents carried to this process: the client's path -> its bytes
 _CARRIED: dict[str, bytes] = {}
-
-
-def _is_url(path: str) -> bool:
-    return "://" in path
 
 
 def collect(paths: Iterable[str]) -> dict[str, bytes]:
@@ -31,7 +28,7 @@ def collect(paths: Iterable[str]) -> dict[str, bytes]:
     whose errors name them)."""
     out = {}
     for path in paths:
-        if not _is_url(path) and Path(path).is_file():
+        if not is_url(path) and Path(path).is_file():
             out[path] = Path(path).read_bytes()
     return out
 

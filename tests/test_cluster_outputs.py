@@ -88,6 +88,18 @@ def _external_cluster(tmp_path, *, private_disk: Path | None):
     return address, procs
 
 
+def _run_and_stop(client_dir: Path, address: str, procs, *options: str) -> subprocess.CompletedProcess:
+    """``cms-anomaly run fileset.json --selection inclusive --scheduler ADDRESS OPTIONS`` from the client's
+    directory; the cluster's processes are stopped after it."""
+    command = [str(BIN / "cms-anomaly"), "run", "fileset.json", "--selection", "inclusive", "--scheduler", address]
+    try:
+        return subprocess.run(
+            [*command, *options], cwd=client_dir, capture_output=True, text=True, check=False, timeout=300
+        )
+    finally:
+        _stop(procs)
+
+
 @pytest.mark.parametrize("shared_disk", [True, False], ids=["shared-disk", "private-disk"])
 def test_relative_out_on_an_external_cluster_reaches_the_client(tmp_path, real_nanoaod_files, shared_disk):
     client_dir = tmp_path / "client"
@@ -98,40 +110,13 @@ def test_relative_out_on_an_external_cluster_reaches_the_client(tmp_path, real_n
     fileset = client_dir / "fileset.json"
     fileset.write_text(json.dumps({"dy": {"files": [str(sample)], "metadata": {"is_data": True}}}))
     address, procs = _external_cluster(tmp_path, private_disk=None if shared_disk else client_dir)
-    try:
-        done = subprocess.run(
-            [
-                str(BIN / "cms-anomaly"),
-                "run",
-                "fileset.json",
-                "--selection",
-                "inclusive",
-                "--scheduler",
-                address,
-                "--out",
-                "relout",
-                "--features",
-                "--chunksize",
-                "20",
-            ],
-            cwd=client_dir,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
-    finally:
-        _stop(procs)
+    done = _run_and_stop(client_dir, address, procs, "--out", "relout", "--features", "--chunksize", "20")
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert ("come back through the output" in done.stderr) is (not shared_disk)
     tables = read_feature_tables(client_dir / "relout" / "features", columns=["event"], as_numpy=True)
     assert len(tables["event"]) == 40  # every event of the file (inclusive selection), in the client's relout/
     assert not list((tmp_path / "cluster").rglob("*.parquet"))  # nothing in the workers' directory
-
-
-#: the run's options after the scheduler: outputs relative to the client's directory, four chunks
-RUN_OPTIONS = ("--out", "relout", "--chunksize", "50")
 
 
 def test_a_certification_json_on_the_client_disk_reaches_workers_that_do_not_see_it(tmp_path, real_nanoaod_files):
@@ -148,26 +133,7 @@ def test_a_certification_json_on_the_client_disk_reaches_workers_that_do_not_see
     meta = {"is_data": True, "lumimask": str(cert)}
     (client_dir / "fileset.json").write_text(json.dumps({"data": {"files": [str(sample)], "metadata": meta}}))
     address, procs = _external_cluster(tmp_path, private_disk=client_dir)
-    try:
-        done = subprocess.run(
-            [
-                str(BIN / "cms-anomaly"),
-                "run",
-                "fileset.json",
-                "--selection",
-                "inclusive",
-                "--scheduler",
-                address,
-                *RUN_OPTIONS,
-            ],
-            cwd=client_dir,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
-    finally:
-        _stop(procs)
+    done = _run_and_stop(client_dir, address, procs, "--out", "relout", "--chunksize", "50")
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     rows = {
