@@ -102,20 +102,29 @@ def _train(kind: str, features: Path, out: Path, samples: dict[str, Any], fs: An
     return trained, time.process_time() - cpu
 
 
-def measure(args: argparse.Namespace) -> list[str]:
-    """The table of AUCs, the rank correlations and the training time."""
+def _load(run_dir_arg: str) -> tuple[Path, Path, Any, list[str], dict[str, Any]]:
+    """One torch thread; the run's pass-1 tables: (run dir, features dir, HLF-24 feature set, the simulated
+    datasets present, the samples of the data and of them)."""
     import torch
     from cms_anomaly.models.data import read_samples
-    from cms_anomaly.models.pipeline import TrainOptions, build_model, feature_set_for_job, split_cocktail
-    from cms_anomaly.stats import roc_from_labels
-    from scipy.stats import spearmanr
+    from cms_anomaly.models.pipeline import feature_set_for_job
 
     torch.set_num_threads(1)
-    run_dir = Path(args.run_dir)
+    run_dir = Path(run_dir_arg)
     features = run_dir / "pass1" / "features"
     fs, _ = feature_set_for_job("hlf24", features_dir=features, datasets=["data"])
     simulated = [n for n in (SIGNAL, *BACKGROUND) if (features / n).is_dir()]
     samples = read_samples(features, feature_set=fs, datasets=["data", *simulated])
+    return run_dir, features, fs, simulated, samples
+
+
+def measure(args: argparse.Namespace) -> list[str]:
+    """The table of AUCs, the rank correlations and the training time."""
+    from cms_anomaly.models.pipeline import TrainOptions, build_model, split_cocktail
+    from cms_anomaly.stats import roc_from_labels
+    from scipy.stats import spearmanr
+
+    run_dir, features, fs, simulated, samples = _load(args.run_dir)
     views = {"pseudo-data": _labelled_data(run_dir, samples)}
     if SIGNAL in simulated and len(simulated) > 1:
         views["simulation"] = _simulation(samples)
@@ -197,17 +206,9 @@ def _train_variant(samples: dict[str, Any], fs: Any, args: argparse.Namespace, s
 def sweep(args: argparse.Namespace) -> list[str]:
     """Per seed of ``args.seeds``: ALAD of the options trained on the pseudo-data, each score's AUC on both
     views; then every score's mean and standard deviation over the seeds beside the baseline."""
-    import torch
-    from cms_anomaly.models.data import read_samples
-    from cms_anomaly.models.pipeline import feature_set_for_job
     from cms_anomaly.stats import roc_from_labels
 
-    torch.set_num_threads(1)
-    run_dir = Path(args.run_dir)
-    features = run_dir / "pass1" / "features"
-    fs, _ = feature_set_for_job("hlf24", features_dir=features, datasets=["data"])
-    simulated = [n for n in (SIGNAL, *BACKGROUND) if (features / n).is_dir()]
-    samples = read_samples(features, feature_set=fs, datasets=["data", *simulated])
+    run_dir, _, fs, _, samples = _load(args.run_dir)
     views = {"pseudo-data": _labelled_data(run_dir, samples), "simulation": _simulation(samples)}
     base = {
         v: roc_from_labels(baseline_score(x, samples["data"].x), y, weights=w).auc() for v, (x, w, y) in views.items()
