@@ -210,22 +210,38 @@ def _sums(output: dict, datasets: list[str], hname: str, rebin: int) -> dict[str
     return out
 
 
+def process_weights(output: dict, roles: list[str]) -> np.ndarray:
+    """Each background process's effective event weight, sum w^2 / sum w over its events in the exclusive
+    classes (one membership per event); 0 for a process without any such event."""
+    out = []
+    for r in roles:
+        sums = _sums(output, [r], "class_met", 1)
+        w = sum(float(s[0].sum()) for c, s in sums.items() if _kind_of(c) == "exclusive")
+        w2 = sum(float(s[1].sum()) for c, s in sums.items() if _kind_of(c) == "exclusive")
+        out.append(w2 / w if w > 0 else 0.0)
+    return np.array(out)
+
+
 def class_inputs(output: dict, config: ClassHuntConfig) -> dict[str, Any]:
-    """Observed counts, expected yields and their variances per scanned class and distribution, the
-    bin edges (GeV) of each distribution, and every class's totals (observed, expected, error)."""
+    """Observed counts, expected yields and their variances per scanned class and distribution, each
+    background process's expected yields (``process_expected``: per class and distribution, processes x
+    bins) and effective event weight (``process_weight``), the bin edges (GeV) of each distribution, and
+    every class's totals (observed, expected, error)."""
     roles = [d for d in output if d != "data" and "hists" in output[d]]
     if "hists" not in output.get("data", {}):
         raise ClassHuntError("no data event was read")
-    obs, exp, var, edges = {}, {}, {}, {}
+    obs, exp, var, per, edges = {}, {}, {}, {}, {}
     for dist, hname in DISTRIBUTIONS.items():
         data, sim = _sums(output, ["data"], hname, config.rebin), _sums(output, roles, hname, config.rebin)
+        each = [_sums(output, [r], hname, config.rebin) for r in roles]
         axis = output["data"]["hists"][hname].axes[-1]
         edges[dist] = np.append(axis.edges[: -1 : config.rebin], axis.edges[-1])
+        zero = np.zeros(len(edges[dist]) - 1)
         for c in selected_classes(sorted(set(data) | set(sim)), config):
-            zero = np.zeros(len(edges[dist]) - 1)
             obs.setdefault(c, {})[dist] = data.get(c, (zero, zero))[0]
             exp.setdefault(c, {})[dist] = sim.get(c, (zero, zero))[0]
             var.setdefault(c, {})[dist] = sim.get(c, (zero, zero))[1]
+            per.setdefault(c, {})[dist] = np.array([e.get(c, (zero, zero))[0] for e in each]).reshape(len(roles), -1)
     totals = {
         c: {
             "observed": float(obs[c]["met"].sum()),
@@ -234,7 +250,16 @@ def class_inputs(output: dict, config: ClassHuntConfig) -> dict[str, Any]:
         }
         for c in obs
     }
-    return {"observed": obs, "expected": exp, "variance": var, "edges": edges, "totals": totals}
+    return {
+        "observed": obs,
+        "expected": exp,
+        "variance": var,
+        "process_expected": per,
+        "process_weight": process_weights(output, roles),
+        "processes": roles,
+        "edges": edges,
+        "totals": totals,
+    }
 
 
 def scan_classes(inputs: dict[str, Any], config: ClassHuntConfig) -> Any:
@@ -254,6 +279,8 @@ def scan_classes(inputs: dict[str, Any], config: ClassHuntConfig) -> Any:
             n_pe=config.npe,
             seed=config.seed,
             min_yield=config.min_yield,
+            process_expected={c: inputs["process_expected"][c] for c in scanned},
+            process_weight=inputs["process_weight"],
         )
     except StatisticsError as err:
         raise ClassHuntError(f"class scan: {err}") from None
@@ -282,6 +309,7 @@ def class_rows(scan: Any, inputs: dict[str, Any]) -> list[dict[str, Any]]:
                 "region_observed": region.observed,
                 "region_expected": region.expected,
                 "region_expected_error": region.expected_error,
+                "region_unsimulated": region.unsimulated,
                 "windows_gev": {d: gev(d, x.region) for d, x in r.per_distribution.items()},
             }
         )

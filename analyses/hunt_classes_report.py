@@ -68,12 +68,21 @@ def table_lines(rows: list[dict], *, limit: int = 40) -> list[str]:
         lines.append(
             f"| {r['class']}{few} | {r['observed']:.0f} | {r['expected']:.3g} +- {r['expected_error']:.2g} | "
             f"{r['p']:.3g} | {r['p_tilde']:.3g} | {_fmt_window(r)} | "
-            f"{r['region_observed']:.0f} / {r['region_expected']:.3g} |"
+            f"{r['region_observed']:.0f} / {r['region_expected']:.3g}{_unsimulated(r)} |"
         )
     if len(rows) > limit:
         lines.append(f"\n{len(rows) - limit} more classes in summary.json.")
     lines.append("\n`*`: fewer than 10 observed and expected events in the class.")
+    lines.append(
+        "(u: the part of the region's expectation from background processes without a simulated event in it, one "
+        "event of each one's weight.)"
+    )
     return lines
+
+
+def _unsimulated(row: dict) -> str:
+    u = row.get("region_unsimulated", 0.0)
+    return f" (u {u:.2g})" if u > 0 else ""
 
 
 #: the event-list column of each scanned distribution

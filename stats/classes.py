@@ -12,6 +12,17 @@ with the background prediction in several distributions per class (CMS MUSiC, Eu
    smallest p. Only excesses are scanned. A class whose whole expectation is below ``min_yield`` (but
    above 0) is one region, all its bins: a class the background model barely populates is tested by its
    count instead of not at all.
+   **Background processes without a simulated event in such a class.** That the simulation puts no event
+   of a process in the class says only that the process's yield there is small compared with one event of
+   its weight. Given ``process_expected`` (each process's expected yield per bin) and ``process_weight``
+   (its effective event weight, sum w^2 / sum w), each process without a simulated event in the class adds
+   the yield that a Poisson count of 0 simulated events leaves for it with a flat prior: a Gamma of shape
+   1 and scale w (the conditional on/off test of Cousins, Linnemann and Tucker, NIM A 595 (2008) 480, for
+   no "off" event), in the local p-value and in the pseudo-experiments alike. Without it, a class that the
+   simulation fills with one event of a rare process (weight 1e-5) while the process that makes it was not
+   simulated there tests one observed event against 1e-5 expected. Windows need no such term: each
+   holds at least ``min_yield`` expected events, the minimum region yield that MUSiC requires of a region
+   for the same reason.
 2. **p-tilde.** Pseudo-experiments draw each bin's mean from that Gamma, then a Poisson count, in every
    class at once. Each one is scanned like the data. The p-tilde of a class and distribution is the
    fraction of pseudo-experiments whose smallest p is at most the observed one, counted as
@@ -53,6 +64,9 @@ class ClassRegion:
     observed: float
     expected: float
     expected_error: float
+    #: the part of ``expected`` from background processes without a simulated event in a class scanned as one
+    #: region (module docstring)
+    unsimulated: float
     #: local p-value of the region (1 without a region)
     p: float
     p_tilde: float
@@ -127,20 +141,41 @@ def _window_sums(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarr
     return cs[..., stop] - cs[..., start]
 
 
+def unsimulated_weights(process_expected: np.ndarray, process_weight: np.ndarray) -> np.ndarray:
+    """The effective event weights of the background processes without a simulated event in a class
+    (``process_expected``: processes x bins); each adds a Gamma of shape 1 and scale its weight to the
+    class's expectation (module docstring). Processes of weight 0 (no event anywhere) add nothing."""
+    w = np.asarray(process_weight, dtype=np.float64)
+    empty = np.asarray(process_expected, dtype=np.float64).sum(axis=-1) <= 0
+    return w[empty & (w > 0)]
+
+
 def _pseudo_min_p(
-    rng: np.random.Generator, b: np.ndarray, v: np.ndarray, start: np.ndarray, stop: np.ndarray, n_pe: int
+    rng: np.random.Generator,
+    b: np.ndarray,
+    v: np.ndarray,
+    win: tuple[np.ndarray, np.ndarray],
+    unsimulated: np.ndarray,
+    n_pe: int,
 ) -> np.ndarray:
-    """Smallest window p of ``n_pe`` background-only pseudo-experiments (mean ~ Gamma, count ~ Poisson)."""
+    """Smallest window p of ``n_pe`` background-only pseudo-experiments (mean ~ Gamma, count ~ Poisson).
+    ``unsimulated``: weights of the processes without a simulated event in a class scanned as one window,
+    each a Gamma(1, w) mean of its own in every pseudo-experiment."""
+    start, stop = win
     has = (b > 0) & (v > 0)
     shape = np.where(has, b**2 / np.where(has, v, 1.0), 1.0)
     scale = np.where(has, v / np.where(has, b, 1.0), 0.0)
-    bw, vw = _window_sums(b, start, stop), _window_sums(v, start, stop)
+    bw = _window_sums(b, start, stop) + unsimulated.sum()
+    vw = _window_sums(v, start, stop) + (unsimulated**2).sum()
     out = np.empty(n_pe)
     for first in range(0, n_pe, _BLOCK):
         m = min(_BLOCK, n_pe - first)
         mean = np.where(has, rng.gamma(shape, scale, size=(m, b.size)), b)
         counts = rng.poisson(np.maximum(mean, 0.0)).astype(np.float64)
-        out[first : first + m] = local_p(_window_sums(counts, start, stop), bw, vw).min(axis=1)
+        nw = _window_sums(counts, start, stop)
+        if unsimulated.size:  # one window, the whole class
+            nw = nw + rng.poisson(rng.gamma(1.0, unsimulated, size=(m, unsimulated.size)).sum(axis=1))[:, None]
+        out[first : first + m] = local_p(nw, bw, vw).min(axis=1)
     return out
 
 
@@ -173,12 +208,16 @@ def _rank_p_tilde(mins: np.ndarray) -> np.ndarray:
     return np.stack(ranks, axis=1) / mins.shape[0]
 
 
-def _region(d: str, n: np.ndarray, b: np.ndarray, v: np.ndarray, win: tuple) -> tuple[float, dict]:
+def _region(
+    d: str, n: np.ndarray, b: np.ndarray, v: np.ndarray, win: tuple, unsimulated: np.ndarray
+) -> tuple[float, dict]:
     """The observed smallest window p of one class and distribution and its region's numbers."""
     start, stop = win
     if start.size == 0:
-        return 1.0, {"distribution": d, "region": None, "observed": 0.0, "expected": 0.0, "expected_error": 0.0}
+        zero = dict.fromkeys(("observed", "expected", "expected_error", "unsimulated"), 0.0)
+        return 1.0, {"distribution": d, "region": None, **zero}
     nw, bw, vw = (_window_sums(a, start, stop) for a in (n, b, v))
+    bw, vw = bw + unsimulated.sum(), vw + (unsimulated**2).sum()
     p = local_p(nw, bw, vw)
     i = int(np.argmin(p))
     return float(p[i]), {
@@ -187,6 +226,7 @@ def _region(d: str, n: np.ndarray, b: np.ndarray, v: np.ndarray, win: tuple) -> 
         "observed": float(nw[i]),
         "expected": float(bw[i]),
         "expected_error": float(np.sqrt(vw[i])),
+        "unsimulated": float(unsimulated.sum()),
     }
 
 
@@ -199,6 +239,8 @@ def class_scan(
     seed: int,
     min_width: int = 1,
     min_yield: float = 0.1,
+    process_expected: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    process_weight: np.ndarray | None = None,
 ) -> ClassScanResult:
     """Regions of interest, p-tilde per class and distribution, and the global p-value (module docstring).
 
@@ -211,6 +253,11 @@ def class_scan(
         Background-only pseudo-experiments (of every class together) and their seed.
     min_width, min_yield
         The smallest window in bins and the smallest expected yield of a window.
+    process_expected, process_weight
+        Per class, per distribution: (processes, bins) expected yields of each background process, and
+        each process's effective event weight: in a class scanned as one region, a process without a
+        simulated event in it adds a Gamma(1, its weight) to the expectation (module docstring). Without
+        them, nothing is added.
     """
     pairs = _inputs(observed, expected, expected_var)
     if n_pe < 1 or min_yield <= 0:
@@ -221,10 +268,12 @@ def class_scan(
     for k, (c, d) in enumerate(pairs):
         n, b, v = (np.asarray(x[c][d], dtype=np.float64) for x in (observed, expected, expected_var))
         win = _windows(b, min_width=min_width, min_yield=min_yield)
-        mins[0, k], info = _region(d, n, b, v, win)
+        whole = win[0].size == 1 and win[0][0] == 0 and win[1][0] == b.size and b.sum() < min_yield
+        extra = _unsimulated(process_expected, process_weight, c, d) if whole else np.zeros(0)
+        mins[0, k], info = _region(d, n, b, v, win, extra)
         found.append(info)
         if win[0].size:
-            mins[1:, k] = _pseudo_min_p(rng, b, v, *win, n_pe)
+            mins[1:, k] = _pseudo_min_p(rng, b, v, win, extra, n_pe)
     p_tilde = _rank_p_tilde(mins)
     smallest = p_tilde.min(axis=1)
     local = mins.min(axis=1)  # ties at the p-tilde's resolution broken by the smallest local p
@@ -242,6 +291,24 @@ def class_scan(
         n_pe=n_pe,
         expected=_expected_bands(pairs, p_tilde),
     )
+
+
+def _unsimulated(
+    process_expected: Mapping[str, Mapping[str, np.ndarray]] | None,
+    process_weight: np.ndarray | None,
+    c: str,
+    d: str,
+) -> np.ndarray:
+    """The weights of the processes without a simulated event in class ``c`` (:func:`unsimulated_weights`)."""
+    if process_expected is None or process_weight is None:
+        return np.zeros(0)
+    found = process_expected.get(c, {}).get(d)
+    if found is None:
+        raise StatisticsError(f"class_scan: {c}/{d} has no per-process expected yields")
+    pe = np.asarray(found, dtype=np.float64)
+    if pe.ndim != 2 or pe.shape[0] != np.size(process_weight):
+        raise StatisticsError(f"class_scan: {c}/{d}: process yields {pe.shape} for {np.size(process_weight)} weights")
+    return unsimulated_weights(pe, np.asarray(process_weight))
 
 
 def _class_result(name: str, regions: dict[str, ClassRegion]) -> ClassResult:
