@@ -2,8 +2,9 @@
 
 ``rediscover-top`` asks whether the anomaly selection enriches one known process; the hunt asks
 what, if anything, in the data the background model does not describe. Steps (each a function
-below, step 6 in :mod:`~cms_anomaly.analyses.hunt_selections`, step 7 in
-:mod:`~cms_anomaly.analyses.hunt_report`; :func:`run_hunt` wires them):
+below, step 4 in :mod:`~cms_anomaly.analyses.hunt_detectors`, step 6 in
+:mod:`~cms_anomaly.analyses.hunt_selections`, step 7 in :mod:`~cms_anomaly.analyses.hunt_report`;
+:func:`run_hunt` wires them):
 
 1. **Samples**: the background model (the SM processes of the selection, generated at the data's
    sqrt(s)) and the data: a fileset of real data (``is_data`` datasets with ``lumi_pb``), or
