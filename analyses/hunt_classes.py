@@ -10,14 +10,16 @@
    (:func:`detector_passes`): one k-fold detector trained on the data events of every class, with the
    class among its inputs (the ``hlf_nano_classes`` feature set: HLF_NANO and the class-object counts
    ``class_n_e``, ``class_n_mu``, ``class_n_gamma``, ``class_n_jet``, ``class_n_bjet``; the MET flag is
-   ``met`` > ``class_met_min``), by the top hunt's machinery (:func:`~cms_anomaly.analyses.hunt_detectors.train_folds`):
-   a first pass writes the feature tables, k models train on the data, and the pass whose histograms are
-   scanned scores every event through :class:`~cms_anomaly.models.scorers.KFoldScorer`, filling each
-   class's calibrated rarity (``class_score_kfold_rarity``).
+   ``met`` > ``class_met_min``), by the top hunt's machinery
+   (:func:`~cms_anomaly.analyses.hunt_detectors.train_folds`): a first pass writes the feature tables,
+   k models train on the data, and the pass whose histograms are scanned scores every event through
+   :class:`~cms_anomaly.models.scorers.KFoldScorer`, filling each class's calibrated rarity
+   (``class_score_kfold_rarity``).
 3. **Per class**: observed and expected events (+- the simulation's statistical error, sqrt(sum w^2)) and
    MUSiC's scan of each distribution (:func:`~cms_anomaly.stats.class_scan`; the rarity in upper tails
-   only, :data:`UPPER_TAILS`): the region of interest, its local p, the class's p-tilde and one global p-value of the whole procedure from one set of
-   pseudo-experiments. ``classes`` (fnmatch patterns) chooses the classes scanned.
+   only, :data:`UPPER_TAILS`): the region of interest, its local p, the class's p-tilde and one global
+   p-value of the whole procedure from one set of pseudo-experiments. ``classes`` (fnmatch patterns)
+   chooses the classes scanned.
 4. **Report** (:mod:`~cms_anomaly.analyses.hunt_classes_report`): the class table sorted by p-tilde, the
    global p, the p-tilde over classes against its expectation (PNG), the events of each top class's region.
 """
@@ -145,8 +147,8 @@ class ClassHuntConfig:
     min_yield: float = 0.1
     #: classes whose regions' events are listed
     top_classes: int = 5
-    #: the detector whose rarity is scanned per class (a model of ``hunt_detectors.MODELS``; ``"none"`` or None:
-    #: no detector, S_T, M and MET only); k-fold on the data of every class (:func:`detector_passes`)
+    #: the detector whose rarity is scanned per class (a model of ``hunt_detectors.MODELS``; ``"none"`` or
+    #: None: no detector, S_T, M and MET only); k-fold on the data of every class (:func:`detector_passes`)
     model: str = "none"
     k_folds: int = 3
     epochs: int = 60
@@ -319,7 +321,8 @@ def scan_classes(inputs: dict[str, Any], config: ClassHuntConfig) -> Any:
 
 def class_rows(scan: Any, inputs: dict[str, Any]) -> list[dict[str, Any]]:
     """The class table, sorted by p-tilde: totals, p, p-tilde, the most significant region (``window_gev``:
-    its window in GeV, in -log10 p for the rarity) and the region of each distribution (``windows_gev``)."""
+    its window in GeV, in -log10 p for the rarity), the region and p-tilde of each distribution (``windows_gev``,
+    ``p_tildes``)."""
 
     def gev(d: str, region: tuple[int, int] | None) -> list[float] | None:
         e = inputs["edges"][d]

@@ -29,8 +29,8 @@ class HuntError(RuntimeError):
 
 
 class DetectorSettings(Protocol):
-    """What the k-fold detectors read of a hunt's settings (:class:`~cms_anomaly.analyses.hunt.HuntConfig`, the class hunt's
-    :class:`~cms_anomaly.analyses.hunt_classes.ClassHuntConfig`)."""
+    """What the k-fold detectors read of a hunt's settings (:class:`~cms_anomaly.analyses.hunt.HuntConfig`,
+    the class hunt's :class:`~cms_anomaly.analyses.hunt_classes.ClassHuntConfig`)."""
 
     @property
     def model(self) -> str: ...

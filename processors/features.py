@@ -278,7 +278,8 @@ def event_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str
 
 
 def class_count_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str, np.ndarray]:
-    """``class_n_<type>``: the event-class objects of each type (:func:`~cms_anomaly.processors.eventclass.class_counts`)."""
+    """``class_n_<type>``: the event-class objects of each type
+    (:func:`~cms_anomaly.processors.eventclass.class_counts`)."""
     from cms_anomaly.processors.eventclass import TYPES, class_counts
 
     counts, _ = class_counts(objects, config.selections)
