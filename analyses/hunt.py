@@ -2,8 +2,9 @@
 
 ``rediscover-top`` asks whether the anomaly selection enriches one known process; the hunt asks
 what, if anything, in the data the background model does not describe. Steps (each a function
-below, step 6 in :mod:`~cms_anomaly.analyses.hunt_selections`, step 7 in
-:mod:`~cms_anomaly.analyses.hunt_report`; :func:`run_hunt` wires them):
+below, step 4 in :mod:`~cms_anomaly.analyses.hunt_detectors`, step 6 in
+:mod:`~cms_anomaly.analyses.hunt_selections`, step 7 in :mod:`~cms_anomaly.analyses.hunt_report`;
+:func:`run_hunt` wires them):
 
 1. **Samples**: the background model (the SM processes of the selection, generated at the data's
    sqrt(s)) and the data: a fileset of real data (``is_data`` datasets with ``lumi_pb``), or
@@ -51,18 +52,22 @@ from typing import Any
 import numpy as np
 from cms_anomaly.analyses import analysis, hunt_report, hunt_selections
 from cms_anomaly.analyses.analysis import Execution
+from cms_anomaly.analyses.hunt_detectors import (
+    MODELS,
+    HuntError,
+    detector_inputs,
+    inputs,
+    kfold_scorer,
+    train_folds,
+)
 from cms_anomaly.analyses.hunt_selections import EVENT_FEATURES, KFOLD_OUTPUT, KFOLD_SCORER, MASS_FEATURES
 from cms_anomaly.analyses.samples import PROCESSES, SamplesError
 from cms_anomaly.analyses.samples import make_samples as productions
 from cms_anomaly.core.argtypes import fraction, non_negative_float, positive_float, positive_int
-from cms_anomaly.models.registry import get_spec, neural_kinds
 from cms_anomaly.processors.feature_spec import HLF_NANO
 
 log = logging.getLogger(__name__)
 
-#: detectors the hunt can train (the registry's networks, and the trivial ``baseline`` they must beat: the
-#: same hunt with ``--model baseline`` gives its selections and p-values), and the output each uses (None: the first)
-MODELS: dict[str, str | None] = {k: get_spec(k).score_output for k in (*neural_kinds(), "baseline")}
 #: model inputs checked data vs simulation before any anomaly selection (with the masses): those of
 #: HLF_NANO, which standard NanoAOD (collision data) carries, less the charged and neutral isolation and
 #: IsEle, plus S_T and m_jj; a feature whose needs a dataset does not meet is left out of the check
@@ -74,10 +79,6 @@ CHECK_FEATURES: tuple[str, ...] = (
 )
 #: data events after the selection below which k-fold training on the data is not attempted
 MIN_DATA_EVENTS = analysis.MIN_HUNT_DATA_EVENTS
-
-
-class HuntError(RuntimeError):
-    """The hunt cannot go on; the message says which step and why."""
 
 
 @dataclass(frozen=True)
@@ -343,71 +344,6 @@ def simulation_classifier(
     }
 
 
-# ------------------------------------------------------------------------------------- step 4
-def detector_inputs(features_dir: Path, config: HuntConfig) -> tuple[Any, dict[str, str]]:
-    """The detector's feature set (:func:`inputs`) without the features a dataset of the job (the data
-    or a simulated process) cannot compute, and the dropped ones with the reason."""
-    from cms_anomaly.models.errors import ModelError
-    from cms_anomaly.models.pipeline import feature_set_for_job
-
-    try:
-        return feature_set_for_job(inputs(config), features_dir=features_dir, datasets=None)
-    except ModelError as err:
-        raise HuntError(f"detector inputs: {err}") from None
-
-
-def train_folds(
-    features_dir: Path, out: Path, config: HuntConfig, feature_set: Any = None, *, data: Any = None
-) -> list[Path]:
-    """k models, model i trained on the data outside fold i, each with its calibration file.
-
-    ``feature_set``: the checked inputs (default :func:`detector_inputs`): no model trains on a feature
-    a dataset of the job lacks. ``data``: the data's tables of ``features_dir`` already read with
-    ``feature_set`` (default: read here).
-    """
-    from cms_anomaly.models.data import read_samples, validation_mask
-    from cms_anomaly.models.pipeline import TrainOptions, train_and_export
-    from cms_anomaly.models.scorers import load_scorer, write_calibration
-    from cms_anomaly.processors.folds import KFold
-
-    if config.model not in MODELS:
-        raise HuntError(f"unknown model {config.model!r}: choose one of {', '.join(MODELS)}")
-    fs = feature_set if feature_set is not None else detector_inputs(features_dir, config)[0]
-    if data is None:
-        data = read_samples(features_dir, feature_set=fs, datasets=["data"])["data"]
-    if data.run is None or data.event is None:
-        raise HuntError(f"{features_dir / 'data'}: the feature tables have no run/event columns for the folds")
-    folds = KFold(config.k_folds, config.seed).fold(data.run, data.event)
-    paths = []
-    for i in range(config.k_folds):
-        train = data.subset(folds != i)
-        options = TrainOptions(epochs=config.epochs, seed=config.seed + i, device=config.device, progress=False)
-        trained = train_and_export(
-            config.model,
-            features_dir=features_dir,
-            out_dir=out / f"fold{i}",
-            feature_set=fs,
-            options=options,
-            samples={"data": train},
-            name=f"{config.model.replace('-', '_')}_fold{i}",
-        )
-        wanted = MODELS[config.model]
-        by_score = {p.stem.rsplit("_", 1)[-1]: p for p in trained.paths}
-        path = by_score.get(wanted, trained.paths[0]) if wanted else trained.paths[0]
-        # calibration on the model's own validation events (early stopping only, no gradient step)
-        val = train.subset(validation_mask(train, val_fraction=options.val_fraction, seed=options.seed))
-        scores = np.asarray(load_scorer(path).numpy_call(val.x), dtype=np.float64).reshape(len(val), -1)[:, 0]
-        write_calibration(path, scores)
-        paths.append(path)
-        log.info("fold %d: %s trained on %d events, calibrated on %d", i, path.name, len(train), len(val))
-    return paths
-
-
-def inputs(config: HuntConfig) -> str:
-    """The feature set the hunt's detector reads (see :attr:`HuntConfig.feature_set`)."""
-    return config.feature_set or ("objects" if config.model == "double-ae" else "hlf_nano")
-
-
 # ------------------------------------------------------------------------------------- step 6
 def analyse(output: dict[str, Any], *, config: HuntConfig, n_validation: list[int]) -> dict[str, Any]:
     """Selections, feature ranking, mass scan and significance from the second pass's histograms.
@@ -589,17 +525,13 @@ def _detectors(out: Path, config: HuntConfig, feature_set: Any, times: dict[str,
 
 def _second_pass(fileset: dict, out: Path, config: HuntConfig, lumi: float, paths: list[Path]) -> dict:
     """The second pass (``out/pass2``) with the k-fold ensemble of ``paths`` scoring every event."""
-    from cms_anomaly.models.scorers import KFoldScorer
-    from cms_anomaly.processors.folds import KFold
-
-    scorer = KFoldScorer.load(paths, KFold(config.k_folds, config.seed), name=KFOLD_SCORER)
     return run_pass(
         fileset,
         out=out / "pass2",
         config=config,
         lumi_pb=lumi,
         features=False,
-        scorers={KFOLD_SCORER: scorer},
+        scorers={KFOLD_SCORER: kfold_scorer(paths, config)},
         score_features=(*EVENT_FEATURES, *MASS_FEATURES),
         top_events=config.top_events,
     )
@@ -683,7 +615,13 @@ def register(subparsers: Any) -> None:
         metavar="PATTERN",
         help="event_classes: fnmatch patterns of the classes scanned",
     )
-    p.add_argument("--model", choices=tuple(MODELS), default=HuntConfig.model)
+    p.add_argument(
+        "--model",
+        choices=(*MODELS, "none"),
+        default=None,
+        help=f"the detector (default: {HuntConfig.model}; event_classes: none, S_T, M and MET only, or a model "
+        "whose rarity each class also scans)",
+    )
     p.add_argument("--k-folds", type=positive_int, default=HuntConfig.k_folds)
     p.add_argument(
         "--alphas",
@@ -724,7 +662,7 @@ def _cmd(args: Any) -> int:
         return run_from_args(args)
     config = HuntConfig(
         data_fileset=args.data_fileset,
-        model=args.model,
+        model=args.model or HuntConfig.model,
         k_folds=args.k_folds,
         alphas=tuple(args.alphas),
         inject=args.inject,

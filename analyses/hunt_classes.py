@@ -6,11 +6,20 @@
    hidden in it (:func:`~cms_anomaly.analyses.samples.make_samples`). The generation cost is printed before
    it starts (:func:`generation_cost`).
 2. **One processor pass** with the ``event_classes`` selection fills every class's S_T, M (M_T with MET)
-   and MET histograms (:mod:`~cms_anomaly.processors.eventclass`).
+   and MET histograms (:mod:`~cms_anomaly.processors.eventclass`). With a ``model``
+   (:func:`detector_passes`): one k-fold detector trained on the data events of every class, with the
+   class among its inputs (the ``hlf_nano_classes`` feature set: HLF_NANO and the class-object counts
+   ``class_n_e``, ``class_n_mu``, ``class_n_gamma``, ``class_n_jet``, ``class_n_bjet``; the MET flag is
+   ``met`` > ``class_met_min``), by the top hunt's machinery
+   (:func:`~cms_anomaly.analyses.hunt_detectors.train_folds`): a first pass writes the feature tables,
+   k models train on the data, and the pass whose histograms are scanned scores every event through
+   :class:`~cms_anomaly.models.scorers.KFoldScorer`, filling each class's calibrated rarity
+   (``class_score_kfold_rarity``).
 3. **Per class**: observed and expected events (+- the simulation's statistical error, sqrt(sum w^2)) and
-   MUSiC's scan of each distribution (:func:`~cms_anomaly.stats.class_scan`): the region of interest, its
-   local p, the class's p-tilde and one global p-value of the whole procedure from one set of
-   pseudo-experiments. ``classes`` (fnmatch patterns) chooses the classes scanned.
+   MUSiC's scan of each distribution (:func:`~cms_anomaly.stats.class_scan`; the rarity in upper tails
+   only, :data:`UPPER_TAILS`): the region of interest, its local p, the class's p-tilde and one global
+   p-value of the whole procedure from one set of pseudo-experiments. ``classes`` (fnmatch patterns)
+   chooses the classes scanned.
 4. **Report** (:mod:`~cms_anomaly.analyses.hunt_classes_report`): the class table sorted by p-tilde, the
    global p, the p-tilde over classes against its expectation (PNG), the events of each top class's region.
 """
@@ -28,6 +37,7 @@ from typing import Any
 import numpy as np
 from cms_anomaly.analyses import analysis
 from cms_anomaly.analyses.analysis import Execution
+from cms_anomaly.analyses.hunt_selections import KFOLD_OUTPUT, KFOLD_SCORER
 from cms_anomaly.analyses.samples import SamplesError
 from cms_anomaly.analyses.samples import make_samples as productions
 
@@ -69,8 +79,24 @@ SECONDS_PER_EVENT: dict[str, float] = {
     "gjets": 0.047,
     "qcd_inclusive": 0.6,
 }
-#: the distributions scanned: (name in the class scan, the processor's class histogram)
-DISTRIBUTIONS: dict[str, str] = {"st": "class_st", "mass": "class_mass", "met": "class_met"}
+#: the distributions scanned: (name in the class scan, the processor's class histogram); ``rarity`` where
+#: the pass has a detector (:attr:`ClassHuntConfig.model`)
+DISTRIBUTIONS: dict[str, str] = {
+    "st": "class_st",
+    "mass": "class_mass",
+    "met": "class_met",
+    "rarity": f"class_score_{KFOLD_SCORER}_{KFOLD_OUTPUT}",
+}
+#: distributions scanned in upper tails only (every window from a bin to the end): the detector's rarity,
+#: -log10 of the fraction of the data scoring as high, where an anomaly is the events the detector finds
+#: rare; a window inside the bulk tests the shape of common events, which S_T, M and MET already scan,
+#: and would add trials (m(m+1)/2 windows instead of m) to the global p-value
+UPPER_TAILS: tuple[str, ...] = ("rarity",)
+#: rarity bins (0.05 each: :data:`~cms_anomaly.models.scorers.RARITY_BINNING`) merged into one scan bin
+RARITY_REBIN = 1
+#: the detector's inputs: HLF_NANO and the object counts that define the event class
+#: (:data:`~cms_anomaly.processors.feature_spec.CLASS_COUNTS`)
+CLASS_FEATURE_SET = "hlf_nano_classes"
 #: the class-name suffix of each membership kind
 KIND_SUFFIX: dict[str, str] = {"exclusive": "", "inclusive": "+X", "jet_inclusive": "+NJets"}
 
@@ -121,6 +147,14 @@ class ClassHuntConfig:
     min_yield: float = 0.1
     #: classes whose regions' events are listed
     top_classes: int = 5
+    #: the detector whose rarity is scanned per class (a model of ``hunt_detectors.MODELS``; ``"none"`` or
+    #: None: no detector, S_T, M and MET only); k-fold on the data of every class (:func:`detector_passes`)
+    model: str = "none"
+    k_folds: int = 3
+    epochs: int = 60
+    device: str = "auto"
+    #: the detector's inputs (:data:`CLASS_FEATURE_SET`)
+    feature_set: str | None = CLASS_FEATURE_SET
     execution: Execution = field(default_factory=Execution)
 
     def __post_init__(self) -> None:
@@ -138,6 +172,22 @@ class ClassHuntConfig:
         missing = set(self.roles()) - set(self.events)
         if missing:
             raise ClassHuntError(f"no event count for the cocktail roles {sorted(missing)}")
+        self._check_detector()
+
+    def _check_detector(self) -> None:
+        from cms_anomaly.analyses.hunt_detectors import MODELS
+
+        if self.model is None:
+            object.__setattr__(self, "model", "none")
+        if self.model != "none" and self.model not in MODELS:
+            raise ClassHuntError(f"unknown model {self.model!r}: choose none or one of {', '.join(MODELS)}")
+        if self.k_folds < 2 or self.epochs < 1:
+            raise ClassHuntError(f"k_folds must be >= 2 and epochs >= 1, got {self.k_folds}, {self.epochs}")
+
+    @property
+    def detector(self) -> bool:
+        """Whether the hunt trains a detector and scans its rarity."""
+        return self.model != "none"
 
     def roles(self) -> dict[str, str]:
         """role -> card of the background model of this data (the weighted-only roles with real data only)."""
@@ -222,20 +272,28 @@ def process_weights(output: dict, roles: list[str]) -> np.ndarray:
     return np.array(out)
 
 
+def distributions(output: dict) -> dict[str, str]:
+    """The distributions of :data:`DISTRIBUTIONS` whose histogram the data's output has (the rarity
+    with a detector only): name -> histogram."""
+    hists = output.get("data", {}).get("hists", {})
+    return {d: h for d, h in DISTRIBUTIONS.items() if h in hists}
+
+
 def class_inputs(output: dict, config: ClassHuntConfig) -> dict[str, Any]:
     """Observed counts, expected yields and their variances per scanned class and distribution, each
     background process's expected yields (``process_expected``: per class and distribution, processes x
-    bins) and effective event weight (``process_weight``), the bin edges (GeV) of each distribution, and
-    every class's totals (observed, expected, error)."""
+    bins) and effective event weight (``process_weight``), the bin edges (GeV; -log10 p for the rarity) of
+    each distribution, and every class's totals (observed, expected, error)."""
     roles = [d for d in output if d != "data" and "hists" in output[d]]
     if "hists" not in output.get("data", {}):
         raise ClassHuntError("no data event was read")
     obs, exp, var, per, edges = {}, {}, {}, {}, {}
-    for dist, hname in DISTRIBUTIONS.items():
-        data, sim = _sums(output, ["data"], hname, config.rebin), _sums(output, roles, hname, config.rebin)
-        each = [_sums(output, [r], hname, config.rebin) for r in roles]
+    for dist, hname in distributions(output).items():
+        rebin = RARITY_REBIN if dist == "rarity" else config.rebin
+        data, sim = _sums(output, ["data"], hname, rebin), _sums(output, roles, hname, rebin)
+        each = [_sums(output, [r], hname, rebin) for r in roles]
         axis = output["data"]["hists"][hname].axes[-1]
-        edges[dist] = np.append(axis.edges[: -1 : config.rebin], axis.edges[-1])
+        edges[dist] = np.append(axis.edges[:-1:rebin], axis.edges[-1])
         zero = np.zeros(len(edges[dist]) - 1)
         for c in selected_classes(sorted(set(data) | set(sim)), config):
             obs.setdefault(c, {})[dist] = data.get(c, (zero, zero))[0]
@@ -281,14 +339,16 @@ def scan_classes(inputs: dict[str, Any], config: ClassHuntConfig) -> Any:
             min_yield=config.min_yield,
             process_expected={c: inputs["process_expected"][c] for c in scanned},
             process_weight=inputs["process_weight"],
+            upper_tails=UPPER_TAILS,
         )
     except StatisticsError as err:
         raise ClassHuntError(f"class scan: {err}") from None
 
 
 def class_rows(scan: Any, inputs: dict[str, Any]) -> list[dict[str, Any]]:
-    """The class table, sorted by p-tilde: totals, p, p-tilde, the most significant region in GeV and the
-    region of each distribution (``windows_gev``)."""
+    """The class table, sorted by p-tilde: totals, p, p-tilde, the most significant region (``window_gev``:
+    its window in GeV, in -log10 p for the rarity), the region and p-tilde of each distribution (``windows_gev``,
+    ``p_tildes``)."""
 
     def gev(d: str, region: tuple[int, int] | None) -> list[float] | None:
         e = inputs["edges"][d]
@@ -311,6 +371,7 @@ def class_rows(scan: Any, inputs: dict[str, Any]) -> list[dict[str, Any]]:
                 "region_expected_error": region.expected_error,
                 "region_unsimulated": region.unsimulated,
                 "windows_gev": {d: gev(d, x.region) for d, x in r.per_distribution.items()},
+                "p_tildes": {d: x.p_tilde for d, x in r.per_distribution.items()},
             }
         )
     return rows
@@ -342,14 +403,11 @@ def run_class_hunt(
     times["samples"] = time.perf_counter() - t0
     lumi = float(data["data"]["metadata"]["lumi_pb"])
     t = time.perf_counter()
-    output = analysis.processor_pass(
-        {**data, **simulation},
-        out=out / "pass",
-        selection="event_classes",
-        lumi_pb=lumi,
-        execution=config.execution,
-        features=False,
-    )
+    detector: dict[str, Any] = {}
+    if config.detector:
+        output, detector = detector_passes({**data, **simulation}, out, config, lumi, times)
+    else:
+        output = class_pass({**data, **simulation}, out / "pass", config, lumi)
     times["pass"] = time.perf_counter() - t
     t = time.perf_counter()
     inputs = class_inputs(output, config)
@@ -363,9 +421,69 @@ def run_class_hunt(
         "generation_cost_s": total,
         "seconds": times,
         "histograms": str(out / "pass" / "histograms.coffea"),
+        "detector": detector,
     }
     summary = report.write(out, output, inputs, scan, rows, meta, config)
     return ClassHuntResult(summary=summary, p_global=scan.p_global, z_global=scan.z_global, rows=rows)
+
+
+def class_pass(
+    fileset: dict, out: Path, config: ClassHuntConfig, lumi: float, *, features: bool = False, **options: Any
+) -> dict:
+    """One processor pass of the ``event_classes`` selection into ``out`` (``features``: with the feature
+    tables; ``options``: the processor's)."""
+    return analysis.processor_pass(
+        fileset,
+        out=out,
+        selection="event_classes",
+        lumi_pb=lumi,
+        execution=config.execution,
+        features=features,
+        **options,
+    )
+
+
+def detector_passes(
+    fileset: dict, out: Path, config: ClassHuntConfig, lumi: float, times: dict[str, float]
+) -> tuple[dict, dict[str, Any]]:
+    """The rarity per class (module docstring, step 2): the first pass's feature tables (``out/pass1``),
+    ``k_folds`` models trained on the data of every class (``out/models``), and the output of the pass
+    that scores every event with them (``out/pass``); with the detector's provenance."""
+    from cms_anomaly.analyses import hunt_detectors as kfold
+    from cms_anomaly.models.data import read_samples
+    from cms_anomaly.models.errors import ModelError
+
+    t = time.perf_counter()
+    features = out / "pass1" / "features"
+    first = class_pass(fileset, out / "pass1", config, lumi, features=True)
+    n_data = list(first.get("data", {}).get("cutflow", {}).get("events", {0: 0}).values())[-1]
+    if n_data < analysis.MIN_HUNT_DATA_EVENTS:
+        raise ClassHuntError(
+            f"only {n_data} data events are in an event class; the detector needs >= {analysis.MIN_HUNT_DATA_EVENTS} "
+            f"to train {config.k_folds} models on the data (or run without a model)"
+        )
+    times["pass1"] = time.perf_counter() - t
+    t = time.perf_counter()
+    try:
+        fs, dropped = kfold.detector_inputs(features, config)
+        data = read_samples(features, feature_set=fs, datasets=["data"])["data"]
+        paths = kfold.train_folds(features, out / "models", config, fs, data=data)
+    except (kfold.HuntError, ModelError) as err:
+        raise ClassHuntError(f"detector: {err}") from None
+    times["training"] = time.perf_counter() - t
+    t = time.perf_counter()
+    output = class_pass(fileset, out / "pass", config, lumi, scorers={KFOLD_SCORER: kfold.kfold_scorer(paths, config)})
+    times["pass2"] = time.perf_counter() - t
+    info = {
+        "model": config.model,
+        "k_folds": config.k_folds,
+        "trained_on": n_data,
+        "feature_set": fs.name,
+        "features": list(fs.columns),
+        "dropped_features": dropped,
+        "models": [str(p) for p in paths],
+    }
+    return output, info
 
 
 #: where :data:`SECONDS_PER_EVENT` comes from, as printed
@@ -383,6 +501,10 @@ def config_from_args(args: Any) -> ClassHuntConfig:
         signal_fraction=args.signal_fraction if args.inject else 0.0,
         classes=tuple(args.classes or ()),
         npe=args.npe,
+        model=args.model or "none",
+        k_folds=args.k_folds,
+        epochs=args.epochs,
+        device=args.device,
         execution=replace(analysis.execution_from(args), skip_bad_files=args.skip_bad_files),
     )
     return config.scaled(args.events)

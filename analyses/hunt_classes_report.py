@@ -7,12 +7,13 @@ from typing import Any
 
 import numpy as np
 from cms_anomaly.analyses import analysis
+from cms_anomaly.analyses.hunt_selections import KFOLD_OUTPUT, KFOLD_SCORER
 from cms_anomaly.processors.eventclass import EVENTS_PER_CLASS
 
 #: the figure's name in ``OUT/report``
 P_TILDE_PNG = "p_tilde_classes.png"
 #: labels of the distributions
-DIST_LABELS = {"st": "$S_T$", "mass": "$M$ ($M_T$ with MET)", "met": "MET"}
+DIST_LABELS = {"st": "$S_T$", "mass": "$M$ ($M_T$ with MET)", "met": "MET", "rarity": "rarity"}
 
 
 def plot_p_tilde(scan: Any, path: Path, *, lumi_pb: float, data_label: str) -> Path:
@@ -54,13 +55,21 @@ def plot_p_tilde(scan: Any, path: Path, *, lumi_pb: float, data_label: str) -> P
 
 def _fmt_window(row: dict) -> str:
     w = row["window_gev"]
+    if w is not None and row["distribution"] == "rarity":
+        return _fmt_rarity(w)
     return "-" if w is None else f"{row['distribution']} {w[0]:.0f}-{w[1]:.0f}"
+
+
+def _fmt_rarity(window: list[float]) -> str:
+    """A rarity region (an upper tail, :data:`~cms_anomaly.analyses.hunt_classes.UPPER_TAILS`): its threshold
+    on -log10 p, p the fraction of the data the detector scores as high."""
+    return f"rarity > {window[0]:.2f}"
 
 
 def table_lines(rows: list[dict], *, limit: int = 40) -> list[str]:
     """The class table (markdown), sorted by p-tilde; ``limit`` rows, the count of the rest."""
     lines = [
-        "| class | observed | expected | p (region) | p-tilde | region (GeV) | region obs / exp |",
+        "| class | observed | expected | p (region) | p-tilde | region (GeV; rarity: -log10 p) | region obs / exp |",
         "|---|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows[:limit]:
@@ -86,7 +95,7 @@ def _unsimulated(row: dict) -> str:
 
 
 #: the event-list column of each scanned distribution
-_EVENT_COLUMN = {"st": "st", "mass": "mass", "met": "met"}
+_EVENT_COLUMN = {"st": "st", "mass": "mass", "met": "met", "rarity": f"{KFOLD_SCORER}_{KFOLD_OUTPUT}"}
 
 
 def region_events(output: dict, rows: list[dict], top: int) -> list[dict[str, Any]]:
@@ -100,7 +109,7 @@ def region_events(output: dict, rows: list[dict], top: int) -> list[dict[str, An
         listed = lists.get(r["class"])
         cols = listed.columns if listed is not None else {}
         inside = np.zeros(len(cols.get("st", ())), dtype=bool)
-        if r["window_gev"] is not None and cols:
+        if r["window_gev"] is not None and _EVENT_COLUMN.get(r["distribution"], "") in cols:
             x = np.asarray(cols[_EVENT_COLUMN[r["distribution"]]])
             inside = (x >= r["window_gev"][0]) & (x < r["window_gev"][1])
         events = [
@@ -112,6 +121,7 @@ def region_events(output: dict, rows: list[dict], top: int) -> list[dict[str, An
                 "mass": float(cols["mass"][i]),
                 "met": float(cols["met"][i]),
                 "process": str(cols["process"][i]),
+                **({"rarity": float(cols[_EVENT_COLUMN["rarity"]][i])} if _EVENT_COLUMN["rarity"] in cols else {}),
             }
             for i in np.flatnonzero(inside)
         ]
@@ -143,10 +153,17 @@ def event_lines(regions: list[dict[str, Any]], *, labelled: bool) -> list[str]:
 
 def summary_paragraph(scan: Any, rows: list[dict], meta: dict) -> str:
     best = rows[0]
+    rarity = meta.get("detector") or {}
+    scanned = (
+        f"S_T, M (M_T with MET), MET and the rarity of a {rarity['k_folds']}-fold {rarity['model']} detector"
+        if rarity
+        else "S_T, M (M_T with MET) and MET"
+    )
     return (
-        f"{len(rows)} event classes scanned in S_T, M (M_T with MET) and MET against the SM cocktail "
+        f"{len(rows)} event classes scanned in {scanned} against the SM cocktail "
         f"({', '.join(c['card'] for c in meta['cocktail'])}) at {meta['lumi_pb']:.4g} pb^-1. "
-        f"The most significant class is {best['class']} ({_fmt_window(best)} GeV: {best['region_observed']:.0f} "
+        f"The most significant class is {best['class']} ({_fmt_window(best)}"
+        f"{'' if best['distribution'] == 'rarity' else ' GeV'}: {best['region_observed']:.0f} "
         f"observed, {best['region_expected']:.3g} expected; p = {best['p']:.3g}, p-tilde = {best['p_tilde']:.3g}). "
         f"Global p-value of the whole procedure ({scan.n_pe} pseudo-experiments): {scan.p_global:.3g} "
         f"(Z = {scan.z_global:.2f})."

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from cms_anomaly.models.errors import FeatureNeedsError
 from cms_anomaly.processors.feature_spec import (
     ARRAY_FEATURES,
+    CLASS_COUNTS,
     FEATURES,
     HLF21,
     HLF24,
@@ -61,6 +62,8 @@ FEATURE_SETS: dict[str, FeatureSet] = {
     "hlf21": FeatureSet("hlf21", HLF21, len(HLF21)),
     "hlf24": FeatureSet("hlf24", HLF24, len(HLF24)),
     "hlf_nano": FeatureSet("hlf_nano", HLF_NANO, len(HLF_NANO)),
+    # the class hunt's detector: HLF_NANO and the object counts that define the event class
+    "hlf_nano_classes": FeatureSet("hlf_nano_classes", HLF_NANO + CLASS_COUNTS, len(HLF_NANO + CLASS_COUNTS)),
     **{
         name: FeatureSet(name, (name,), math.prod(ARRAY_FEATURES[name]))
         for name in ("rmm", "objects")  # the list-valued sets: one column, flattened row-major

@@ -352,11 +352,17 @@ EVENTS_PER_CLASS = 20
 
 
 def class_event_lists(
-    classes: EventClasses, ids: Mapping[str, np.ndarray], process: np.ndarray, n: int = EVENTS_PER_CLASS
+    classes: EventClasses,
+    ids: Mapping[str, np.ndarray],
+    process: np.ndarray,
+    n: int = EVENTS_PER_CLASS,
+    *,
+    scores: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, TopEvents]:
     """Per class name, its ``n`` memberships of highest S_T as a :class:`TopEvents` (key ``st``): the
-    event's ``run``, ``luminosityBlock``, ``event``, ``process`` (``ids``, ``process``: per event) and the
-    class's ``st``, ``mass``, ``met``. Columnar: one sort by (class, -S_T), a rank within each class."""
+    event's ``run``, ``luminosityBlock``, ``event``, ``process`` (``ids``, ``process``: per event), the
+    class's ``st``, ``mass``, ``met``, and the event's ``scores`` (per event, by column name: the
+    scorers' outputs). Columnar: one sort by (class, -S_T), a rank within each class."""
     if n <= 0 or not len(classes.event):
         return {}
     order = np.lexsort((-classes.st, classes.name))
@@ -374,6 +380,7 @@ def class_event_lists(
         "mass": classes.mass[rows],
         "met": classes.met[rows],
         "process": np.asarray(process)[ev].astype(str),
+        **{k: np.asarray(v, dtype=np.float64)[ev] for k, v in (scores or {}).items()},
     }
     parts = {k: np.split(v, bounds[1:]) for k, v in cols.items()}
     return {str(names[kept][b]): TopEvents(n, {k: parts[k][i] for k in cols}, key="st") for i, b in enumerate(bounds)}

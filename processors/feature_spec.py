@@ -85,6 +85,16 @@ NEEDS: Mapping[str, str] = MappingProxyType(
 )
 
 
+#: the object types of the event classes (:data:`~cms_anomaly.processors.eventclass.TYPES`, in that order):
+#: (type, axis label, what is counted); the features ``class_n_<type>`` count them (uncapped)
+CLASS_COUNT_TYPES: tuple[tuple[str, str, str], ...] = (
+    ("e", "e", "electrons"),
+    ("mu", r"\mu", "muons"),
+    ("gamma", r"\gamma", "photons"),
+    ("jet", "j", "light (not b-tagged) jets"),
+    ("bjet", "b", "b-tagged jets"),
+)
+
 _SPECS: tuple[FeatureSpec, ...] = (
     FeatureSpec("pt_lep", r"$p_T^{\ell}$ [GeV]", 50, 0, 500, description="trigger-lepton pT", vae_pdf="lognormal"),
     FeatureSpec(
@@ -319,6 +329,18 @@ _SPECS: tuple[FeatureSpec, ...] = (
     FeatureSpec("tau32_j2", r"$\tau_{32}^{J_2}$", 50, 0, 1, description="tau3/tau2 of the sub-leading large-R jet"),
     *(
         FeatureSpec(
+            f"class_n_{kind}",
+            rf"$N_{{{label}}}$ (event class)",
+            10,
+            0,
+            10,
+            integer=True,
+            description=f"{what} of the event classes (processors/eventclass.py; SelectionConfig.class_*)",
+        )
+        for kind, label, what in CLASS_COUNT_TYPES
+    ),
+    *(
+        FeatureSpec(
             name,
             rf"$m_{{{name[2:].replace('_', '')}}}$ [GeV]",
             60,
@@ -393,6 +415,9 @@ HLF_NANO: tuple[str, ...] = (
     *(name for name in HLF24 if PFCANDS not in FEATURES[name].needs),
     *(name for name, spec in FEATURES.items() if JET_CONTENT in spec.needs),
 )
+#: the object counts that define an event's exclusive class (with MET > ``class_met_min``, which ``met``
+#: gives): :data:`HLF_NANO` with them is the input of the class hunt's detector
+CLASS_COUNTS: tuple[str, ...] = tuple(f"class_n_{kind}" for kind, _, _ in CLASS_COUNT_TYPES)
 LARGE_R: tuple[str, ...] = ("mJ1", "mJ2", "mJJ", "tau21_j1", "tau32_j1", "tau21_j2", "tau32_j2")
 #: ADC2021 object array: (row offset, number of rows) per object type after the MET row (row 0)
 ADC_LAYOUT: Mapping[str, tuple[int, int]] = MappingProxyType({"electron": (1, 4), "muon": (5, 4), "jet": (9, 10)})

@@ -273,7 +273,17 @@ def event_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str
         "tau32_j1": fj.nth("tau32", 0),
         "tau21_j2": fj.nth("tau21", 1),
         "tau32_j2": fj.nth("tau32", 1),
+        **class_count_features(objects, config=config),
     }
+
+
+def class_count_features(objects: EventObjects, *, config: AnalysisConfig) -> dict[str, np.ndarray]:
+    """``class_n_<type>``: the event-class objects of each type
+    (:func:`~cms_anomaly.processors.eventclass.class_counts`)."""
+    from cms_anomaly.processors.eventclass import TYPES, class_counts
+
+    counts, _ = class_counts(objects, config.selections)
+    return {f"class_n_{t}": counts[:, k] for k, t in enumerate(TYPES)}
 
 
 def adc_objects(objects: EventObjects, *, config: AnalysisConfig) -> np.ndarray:

@@ -464,7 +464,10 @@ class AnomalyProcessor(processor.ProcessorABC):
         classes = eventclass.memberships(sel_objects, config.selections) if self.event_classes else None
         if classes is not None:
             eventclass.fill_class_hists(hists, classes, dataset=dataset, weights=sel_w)
-        top = self._fill_scores(hists, selected, ids=ids, meta=meta, weights=sel_w, classes=classes)
+        event_scores: dict[str, np.ndarray] = {}  # per selected event, ``<scorer>_<output>`` (NaN: not finite)
+        top = self._fill_scores(
+            hists, selected, ids=ids, meta=meta, weights=sel_w, classes=classes, event_scores=event_scores
+        )
 
         met = chunk_needs(objects)
         files, tables = self._feature_tables(
@@ -485,7 +488,9 @@ class AnomalyProcessor(processor.ProcessorABC):
         if classes is not None:
             result["class_counts"] = classes.counts()
             if meta.get("is_data", False):
-                result["class_events"] = eventclass.class_event_lists(classes, ids, event_processes(meta, ids["event"]))
+                result["class_events"] = eventclass.class_event_lists(
+                    classes, ids, event_processes(meta, ids["event"]), scores=event_scores
+                )
         if self.top_events and self.scorers:
             result["top_events"] = top
         return {dataset: result}
@@ -515,9 +520,10 @@ class AnomalyProcessor(processor.ProcessorABC):
         meta: Mapping[str, Any],
         weights: np.ndarray,
         classes: eventclass.EventClasses | None = None,
+        event_scores: dict[str, np.ndarray] | None = None,
     ) -> dict[str, TopEvents]:
         """Score every scorer on the selected events, fill its histograms (and per event class, with
-        ``classes``); its top events (``top_events``)."""
+        ``classes``); its top events (``top_events``); each output's scores into ``event_scores``."""
         if not self.scorers:
             return {}
         dataset = meta["dataset"]
@@ -531,6 +537,9 @@ class AnomalyProcessor(processor.ProcessorABC):
             raw = cast(Any, scorer)(selected, folds=folds) if folds is not None else scorer(selected)
             scores = _scores_2d(raw, len(selected), name, len(scorer.output_names))
             ok = _finite_scores(scores, name=name, meta=meta)
+            if event_scores is not None:
+                for k, out in enumerate(scorer.output_names):
+                    event_scores[f"{name}_{out}"] = np.where(ok, scores[:, k], np.nan)
             if self.top_events:
                 top[name] = _top_events(
                     self.top_events,

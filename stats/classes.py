@@ -7,7 +7,8 @@ with the background prediction in several distributions per class (CMS MUSiC, Eu
 1. **Region of interest.** In each class and distribution every window of contiguous bins at least
    ``min_width`` wide whose expected yield reaches ``min_yield`` is a candidate; its local p-value is
    the probability of at least the observed count under a Poisson whose mean is convolved with the
-   background's uncertainty. The convolution uses a Gamma of the window's expected mean and variance, so
+   background's uncertainty (a distribution named in ``upper_tails``: only the windows that reach its
+   last bin). The convolution uses a Gamma of the window's expected mean and variance, so
    the count is negative binomial (a Poisson where the variance is 0). The region is the window of
    smallest p. Only excesses are scanned. A class whose whole expectation is below ``min_yield`` (but
    above 0) is one region, all its bins: a class the background model barely populates is tested by its
@@ -42,7 +43,7 @@ distributions are not modelled.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,11 +108,18 @@ class ClassScanResult:
     expected: dict[str, ExpectedPTilde]
 
 
-def _windows(b: np.ndarray, *, min_width: int, min_yield: float) -> tuple[np.ndarray, np.ndarray]:
-    """Starts and stops of every window of >= ``min_width`` bins with expected yield >= ``min_yield``; where
-    none reaches it but the class expects events, the whole class as one window."""
+def _windows(
+    b: np.ndarray, *, min_width: int, min_yield: float, upper_tail: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and stops of every window (``upper_tail``: every window that ends at the last bin) of
+    >= ``min_width`` bins with expected yield >= ``min_yield``; where none reaches it but the class
+    expects events, the whole class as one window."""
     m = b.size
-    start, stop = np.triu_indices(m + 1, k=max(int(min_width), 1))
+    if upper_tail:
+        start = np.arange(max(m - max(int(min_width), 1) + 1, 0))
+        stop = np.full(start.size, m)
+    else:
+        start, stop = np.triu_indices(m + 1, k=max(int(min_width), 1))
     cs = np.concatenate([[0.0], np.cumsum(b)])
     keep = cs[stop] - cs[start] >= min_yield
     if not keep.any() and cs[-1] > 0:
@@ -241,6 +249,7 @@ def class_scan(
     min_yield: float = 0.1,
     process_expected: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     process_weight: np.ndarray | None = None,
+    upper_tails: Collection[str] = (),
 ) -> ClassScanResult:
     """Regions of interest, p-tilde per class and distribution, and the global p-value (module docstring).
 
@@ -258,6 +267,9 @@ def class_scan(
         each process's effective event weight: in a class scanned as one region, a process without a
         simulated event in it adds a Gamma(1, its weight) to the expectation (module docstring). Without
         them, nothing is added.
+    upper_tails
+        Distributions whose windows are upper tails only (from a bin to the last one): a score whose
+        excess is expected at its high end (an anomaly detector's rarity).
     """
     pairs = _inputs(observed, expected, expected_var)
     if n_pe < 1 or min_yield <= 0:
@@ -267,7 +279,7 @@ def class_scan(
     found = []
     for k, (c, d) in enumerate(pairs):
         n, b, v = (np.asarray(x[c][d], dtype=np.float64) for x in (observed, expected, expected_var))
-        win = _windows(b, min_width=min_width, min_yield=min_yield)
+        win = _windows(b, min_width=min_width, min_yield=min_yield, upper_tail=d in upper_tails)
         whole = win[0].size == 1 and win[0][0] == 0 and win[1][0] == b.size and b.sum() < min_yield
         extra = _unsimulated(process_expected, process_weight, c, d) if whole else np.zeros(0)
         mins[0, k], info = _region(d, n, b, v, win, extra)
