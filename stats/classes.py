@@ -127,20 +127,26 @@ def _window_sums(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarr
     return cs[..., stop] - cs[..., start]
 
 
-def _pseudo_min_p(
-    rng: np.random.Generator, b: np.ndarray, v: np.ndarray, start: np.ndarray, stop: np.ndarray, n_pe: int
-) -> np.ndarray:
-    """Smallest window p of ``n_pe`` background-only pseudo-experiments (mean ~ Gamma, count ~ Poisson)."""
+def pseudo_counts(rng: np.random.Generator, b: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
+    """``(n, bins)`` background-only pseudo-experiment counts of 1-d expected yields ``b`` with variances
+    ``v``: each bin's mean drawn from a Gamma of that mean and variance (the yield itself where the
+    variance or the yield is 0), then a Poisson count."""
     has = (b > 0) & (v > 0)
     shape = np.where(has, b**2 / np.where(has, v, 1.0), 1.0)
     scale = np.where(has, v / np.where(has, b, 1.0), 0.0)
+    mean = np.where(has, rng.gamma(shape, scale, size=(n, b.size)), b)
+    return rng.poisson(np.maximum(mean, 0.0)).astype(np.float64)
+
+
+def _pseudo_min_p(
+    rng: np.random.Generator, b: np.ndarray, v: np.ndarray, start: np.ndarray, stop: np.ndarray, n_pe: int
+) -> np.ndarray:
+    """Smallest window p of ``n_pe`` background-only pseudo-experiments (:func:`pseudo_counts`)."""
     bw, vw = _window_sums(b, start, stop), _window_sums(v, start, stop)
     out = np.empty(n_pe)
     for first in range(0, n_pe, _BLOCK):
-        m = min(_BLOCK, n_pe - first)
-        mean = np.where(has, rng.gamma(shape, scale, size=(m, b.size)), b)
-        counts = rng.poisson(np.maximum(mean, 0.0)).astype(np.float64)
-        out[first : first + m] = local_p(_window_sums(counts, start, stop), bw, vw).min(axis=1)
+        counts = pseudo_counts(rng, b, v, min(_BLOCK, n_pe - first))
+        out[first : first + counts.shape[0]] = local_p(_window_sums(counts, start, stop), bw, vw).min(axis=1)
     return out
 
 
