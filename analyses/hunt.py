@@ -683,6 +683,9 @@ def register(subparsers: Any) -> None:
         metavar="PATTERN",
         help="event_classes: fnmatch patterns of the classes scanned",
     )
+    from cms_anomaly.analyses.hunt_classes import add_nplm_arguments
+
+    add_nplm_arguments(p)
     p.add_argument("--model", choices=tuple(MODELS), default=HuntConfig.model)
     p.add_argument("--k-folds", type=positive_int, default=HuntConfig.k_folds)
     p.add_argument(

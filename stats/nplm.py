@@ -6,10 +6,15 @@ the maximum is the test statistic. Here ``f`` is a kernel model as in its nonpar
 al., Eur. Phys. J. C 82 (2022) 879, "Learning new physics efficiently with nonparametric methods"), on
 binned inputs (a histogram of data counts and one of expected yields):
 
-- **Points**: the centres of the bins where data or reference is non-zero, each axis mapped to
+- **Points**: the centres of the bins where the reference is non-zero, each axis mapped to
   ``log(1 + x / unit)`` (``log_unit``; ``None``: linear) at the bin edges and centred between them, then
-  divided by its reference-weighted standard deviation (axes with none are left as they are).
-  Reference weight of a point: its expected yield ``b``; data weight: its observed count ``n``.
+  centred and divided by its reference-weighted standard deviation (axes with none are left as they are).
+  Reference weight of a point: its expected yield ``b``; data weight: its observed count ``n``. The
+  observed events of a bin without reference are counted at the nearest point (standardised distance): at
+  a point with data and no reference the loss below has no ``exp f`` term and is unbounded in ``f`` but for
+  the penalty, so a thin simulation (a data event where the simulation has none, common in a 600-bin
+  histogram) would make ``t`` as large as the penalty allows. Moved this way, an excess beyond the
+  reference's reach is an excess at its edge.
 - **Model**: ``f(x) = sum_j a_j K(x, c_j)``, ``K`` a Gaussian of width ``sigma``. The ``M`` centres are
   the points themselves when there are at most ``max_centres``, else ``max_centres`` of them drawn
   without replacement with ``seed`` (Nystrom centres, as Falkon's). ``sigma`` is the ``width_quantile``
@@ -27,9 +32,8 @@ binned inputs (a histogram of data counts and one of expected yields):
   :func:`~cms_anomaly.stats.classes.pseudo_counts`), fitted with the same points, centres and width;
   ``p = (1 + #{t_toy >= t_obs}) / (1 + n_toys)``.
 
-The points, centres and width are fixed by the observed sample (its non-empty bins) and shared by its
-pseudo-datasets. A bin with data but no reference is a point where no pseudo-dataset has events: such
-data make ``t`` large and ``p`` small, as they should when the reference is right there.
+The points, centres and width are fixed by the reference (its non-empty bins) and shared by the data and
+the pseudo-datasets.
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ class NplmResult:
     #: the penalty used, ``lam * sum b``
     lam: float
     n_points: int
+    #: observed events in bins without reference, counted at their nearest point
+    moved: float
     observed: float
     expected: float
 
@@ -81,16 +87,31 @@ def _coordinates(edges: Sequence[np.ndarray], log_unit: float | None) -> list[np
     return out
 
 
-def _points(b: np.ndarray, n: np.ndarray, edges: Sequence[np.ndarray], log_unit: float | None) -> tuple:
-    """(index of the kept bins, (N, dims) standardised points) of the bins with data or reference."""
-    keep = np.flatnonzero(((b > 0) | (n > 0)).ravel())
+def _points(
+    b: np.ndarray, n: np.ndarray, edges: Sequence[np.ndarray], log_unit: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(index of the bins with reference, (N, dims) their standardised points, the observed counts at the
+    points with each reference-less bin's added to its nearest point, the count so moved)."""
+    from scipy.spatial.distance import cdist
+
+    flat_b, flat_n = b.ravel(), n.ravel()
     centres = _coordinates(edges, log_unit)
-    idx = np.unravel_index(keep, b.shape)
-    x = np.stack([c[i] for c, i in zip(centres, idx, strict=True)], axis=1)
-    w = b.ravel()[keep]
+
+    def coords(bins: np.ndarray) -> np.ndarray:
+        idx = np.unravel_index(bins, b.shape)
+        return np.stack([c[i] for c, i in zip(centres, idx, strict=True)], axis=1)
+
+    keep, lone = np.flatnonzero(flat_b > 0), np.flatnonzero((flat_b <= 0) & (flat_n > 0))
+    x, w = coords(keep), flat_b[keep]
     mean = (w[:, None] * x).sum(axis=0) / w.sum()
-    std = np.sqrt((w[:, None] * (x - mean) ** 2).sum(axis=0) / w.sum())
-    return keep, (x - mean) / np.where(std > 0, std, 1.0)
+    scale = np.sqrt((w[:, None] * (x - mean) ** 2).sum(axis=0) / w.sum())
+    scale = np.where(scale > 0, scale, 1.0)
+    x = (x - mean) / scale
+    counts = flat_n[keep].copy()
+    if lone.size:
+        nearest = np.argmin(cdist((coords(lone) - mean) / scale, x), axis=1)
+        counts += np.bincount(nearest, weights=flat_n[lone], minlength=len(keep))
+    return keep, x, counts, float(flat_n[lone].sum())
 
 
 def kernel_features(points: np.ndarray, centres: np.ndarray, width: float) -> np.ndarray:
@@ -194,7 +215,7 @@ def nplm_test(
         )
     from scipy.spatial.distance import pdist
 
-    keep, x = _points(b, n, axes, log_unit)
+    keep, x, nk, moved = _points(b, n, axes, log_unit)
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(x), max_centres, replace=False)) if len(x) > max_centres else np.arange(len(x))
     centres = x[chosen]
@@ -202,7 +223,7 @@ def nplm_test(
         dist = pdist(x)
         width = float(np.quantile(dist, width_quantile)) if dist.size and dist.max() > 0 else 1.0
     phi = kernel_features(x, centres, width)
-    bk, nk, vk = b.ravel()[keep], n.ravel()[keep], v.ravel()[keep]
+    bk, vk = b.ravel()[keep], v.ravel()[keep]
     penalty = lam * float(bk.sum())
     t_obs = float(fit_t(nk[None, :], bk, phi, penalty)[0])
     toys = np.concatenate(
@@ -220,6 +241,7 @@ def nplm_test(
         width=width,
         lam=penalty,
         n_points=len(x),
+        moved=moved,
         observed=float(n.sum()),
         expected=float(b.sum()),
     )

@@ -87,3 +87,20 @@ def test_results_are_seeded_and_bad_input_is_one_clear_error():
         nplm_test(n, 0 * b, b, edges, n_toys=5, seed=1)
     with pytest.raises(StatisticsError, match="n_toys"):
         nplm_test(n, b, b, edges, n_toys=0, seed=1)
+
+
+def test_events_without_reference_count_at_the_nearest_point():
+    """Data in a bin the reference leaves empty are counted at the nearest bin with reference: the same t as
+    the data with those events moved there by hand (an unbounded loss otherwise)."""
+    b = _falling(500.0, EDGES_1D)
+    b[17:] = 0.0
+    n = np.random.default_rng(6).poisson(_falling(500.0, EDGES_1D)).astype(float)
+    n[19] = 4.0
+    by_hand = n.copy()
+    by_hand[16] += n[17:].sum()
+    by_hand[17:] = 0.0
+    r = nplm_test(n, b, 0.01 * b, EDGES_1D, n_toys=20, seed=1, log_unit=None)
+    assert r.moved == n[17:].sum()
+    assert r.n_points == 17
+    assert r.t == pytest.approx(nplm_test(by_hand, b, 0.01 * b, EDGES_1D, n_toys=20, seed=1, log_unit=None).t)
+    assert r.t < 100.0
