@@ -278,9 +278,10 @@ def class_hist(variable: str, *, dataset: str | None = None) -> hist.Hist:
 
 #: the joint (S_T, M, MET) binning of the exclusive classes (``class_joint``), in GeV: few, roughly
 #: log-spaced bins (each about 1.5-2.5 times the last), up to the :data:`CLASS_BINNING` ranges, because the
-#: joint histogram has bins^3 cells per class and dataset: 10 x 10 x 6 (plus overflow) keep ~100 classes x
-#: ~12 datasets within a few MB, while a TeV-scale excess still lands in bins of its own. S_T starts at
-#: 50 GeV (every class object has pT > 25 GeV); MET has an edge at the class MET threshold (100 GeV).
+#: joint histogram has bins^3 cells per class and dataset: 10 x 10 x 6 (11 x 11 x 7 with the overflow) are
+#: 13.6 kB per class and dataset (sum w and sum w^2), 16 MB for ~100 classes x 12 datasets (the exclusive
+#: classes only), while a TeV-scale excess still lands in bins of its own. The first S_T bin ends at 50 GeV
+#: (every class object has pT > 25 GeV); MET has an edge at the class MET threshold (100 GeV).
 CLASS_JOINT_EDGES: dict[str, tuple[float, ...]] = {
     "st": (0.0, 50.0, 100.0, 150.0, 250.0, 400.0, 600.0, 1000.0, 1600.0, 2500.0, 6000.0),
     "mass": (0.0, 25.0, 50.0, 100.0, 150.0, 250.0, 400.0, 600.0, 1000.0, 2000.0, 6000.0),
