@@ -104,3 +104,30 @@ def test_events_without_reference_count_at_the_nearest_point():
     assert r.n_points == 17
     assert r.t == pytest.approx(nplm_test(by_hand, b, 0.01 * b, EDGES_1D, n_toys=20, seed=1, log_unit=None).t)
     assert r.t < 100.0
+
+
+@pytest.mark.slow
+def test_null_p_values_are_uniform_with_a_thin_simulation_in_the_hunt_binning():
+    """The hunt's regime: the joint class binning (10 x 10 x 6, log coordinates), 300 data events of falling
+    S_T-like spectra and a simulation of the same size (weight 1), so that data often fall in bins the
+    simulation leaves empty (counted at the nearest point); 100 datasets with 100 pseudo-datasets each."""
+    from cms_anomaly.processors.histograms import CLASS_JOINT_EDGES
+
+    edges = [np.asarray(e) for e in CLASS_JOINT_EDGES.values()]
+    rng = np.random.default_rng(7)
+
+    def sample(n: int) -> np.ndarray:
+        st = rng.exponential(150.0, n) + 60.0
+        x = np.stack([st, 0.5 * st * rng.uniform(0.5, 1.0, n), rng.exponential(30.0, n)], axis=1)
+        return np.histogramdd(np.minimum(x, [5999.0, 5999.0, 2999.0]), bins=edges)[0]
+
+    ps, moved = [], []
+    for i in range(100):
+        k = sample(300)
+        r = nplm_test(sample(rng.poisson(300)), k, k, edges, n_toys=100, seed=i)
+        ps.append(r.p)
+        moved.append(r.moved)
+    assert np.mean(moved) > 5  # the regime this test is for
+    ks, below = sps.kstest(ps, "uniform").pvalue, np.mean(np.array(ps) < 0.05)
+    assert ks > 0.01, (ks, below)
+    assert below <= 0.12, (ks, below)
