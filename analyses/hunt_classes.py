@@ -27,6 +27,7 @@ import fnmatch
 import logging
 import os
 import time
+import zlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -331,9 +332,10 @@ def _joint(output: dict, datasets: list[str]) -> dict[str, tuple[np.ndarray, np.
 def nplm_classes(output: dict, config: ClassHuntConfig) -> dict[str, Any]:
     """The NPLM test (:func:`~cms_anomaly.stats.nplm.nplm_test`, joint S_T x M x MET in GeV, log coordinates)
     of every selected exclusive class with >= ``nplm_min_events`` observed and expected events, each with its
-    own seed; the smallest p and its Sidak correction over the ``k`` tested (disjoint, independent) classes.
-    ``{"n_toys", "min_events", "tested", "classes": {class: {t, p, ...}}, "p_min", "p_global"}``; no class
-    (``tested`` 0, ``p_global`` None) with ``nplm_toys`` 0 or none qualifying."""
+    own seed (from ``seed`` and the class name); the smallest p and its Sidak correction over the ``k``
+    tested (disjoint, independent) classes: ``{"n_toys", "min_events", "tested", "classes": {class: {t, p,
+    ...}}, "p_min", "p_global"}``; no class (``tested`` 0, ``p_global`` None) with ``nplm_toys`` 0 or none
+    qualifying."""
     from cms_anomaly.stats import StatisticsError
     from cms_anomaly.stats.nplm import nplm_test
 
@@ -344,8 +346,8 @@ def nplm_classes(output: dict, config: ClassHuntConfig) -> dict[str, Any]:
         h = output["data"]["hists"]["class_joint"]
         edges = [ax.edges for ax in h.axes[2:]]
         names = [c for c in selected_classes(sorted(set(data) & set(sim)), config) if _kind_of(c) == "exclusive"]
-        for k, c in enumerate(n for n in names if min(data[n][0].sum(), sim[n][0].sum()) >= config.nplm_min_events):
-            seed = int(np.random.SeedSequence([config.seed, k]).generate_state(1)[0])
+        for c in (n for n in names if min(data[n][0].sum(), sim[n][0].sum()) >= config.nplm_min_events):
+            seed = int(np.random.SeedSequence([config.seed, zlib.crc32(c.encode())]).generate_state(1)[0])
             try:
                 r = nplm_test(data[c][0], sim[c][0], sim[c][1], edges, n_toys=config.nplm_toys, seed=seed)
             except StatisticsError as err:

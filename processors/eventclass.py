@@ -303,7 +303,7 @@ def memberships(objects: EventObjects, config: SelectionConfig) -> EventClasses:
 
 
 #: the class histograms' names: ``class_<variable>`` for each of :data:`~cms_anomaly.processors.histograms.CLASS_BINNING`
-#: and ``class_joint`` (S_T x M x MET of the exclusive classes, :func:`~cms_anomaly.processors.histograms.class_joint_hist`)
+#: and ``class_joint`` (S_T x M x MET of the exclusive classes, ``histograms.class_joint_hist``)
 CLASS_HISTS: tuple[str, ...] = (*(f"class_{v}" for v in histograms.CLASS_BINNING), "class_joint")
 
 

@@ -18,9 +18,9 @@ binned inputs (a histogram of data counts and one of expected yields):
 - **Model**: ``f(x) = sum_j a_j K(x, c_j)``, ``K`` a Gaussian of width ``sigma``. The ``M`` centres are
   the points themselves when there are at most ``max_centres``, else ``max_centres`` of them drawn
   without replacement with ``seed`` (Nystrom centres, as Falkon's). ``sigma`` is the ``width_quantile``
-  quantile of the points' pairwise distances (the 90th percentile rule of Letizia et al. sec. 3).
+  quantile of the points' pairwise distances (the 90th-percentile rule of Letizia et al.).
 - **Loss**: ``L(a) = sum_R b (exp f - 1) - sum_D n f + (lambda/2) a^T K_MM a`` with
-  ``lambda = lam * sum b`` (the Falkon loss is an average over events; ``lam`` is per expected event).
+  ``lambda = lam * sum b`` (Falkon's objective averages the loss over events; ``lam`` is per expected event).
   ``L`` is convex; it is minimised by damped Newton steps (Armijo backtracking) in the whitened
   coordinates ``beta = K_MM^(1/2) a`` (eigen-directions of ``K_MM`` below ``1e-10`` of its largest
   eigenvalue dropped, so a wide kernel stays well conditioned), many pseudo-datasets at once.
@@ -157,9 +157,9 @@ def fit_t(counts: np.ndarray, b: np.ndarray, phi: np.ndarray, lam: float) -> np.
                 break
             s = np.where(bad, 0.5 * s, s)
             new = np.where(bad, _loss(beta + s[:, None] * step, phi, b, counts, lam), new)
-        moved = new <= value
-        beta = np.where(moved[:, None], beta + s[:, None] * step, beta)
-        value = np.where(moved, new, value)
+        better = new <= value
+        beta = np.where(better[:, None], beta + s[:, None] * step, beta)
+        value = np.where(better, new, value)
     return -2.0 * value
 
 
