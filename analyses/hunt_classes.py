@@ -343,7 +343,9 @@ def nplm_classes(output: dict, config: ClassHuntConfig) -> dict[str, Any]:
     if config.nplm_toys and "exclusive" in config.kinds and "hists" in output.get("data", {}):
         data = _joint(output, ["data"])
         sim = _joint(output, [d for d in output if d != "data" and "hists" in output[d]])
-        h = output["data"]["hists"]["class_joint"]
+        h = output["data"]["hists"].get("class_joint")
+        if h is None:
+            raise ClassHuntError("NPLM: the processor output has no class_joint histogram")
         edges = [ax.edges for ax in h.axes[2:]]
         names = [c for c in selected_classes(sorted(set(data) & set(sim)), config) if _kind_of(c) == "exclusive"]
         for c in (n for n in names if min(data[n][0].sum(), sim[n][0].sum()) >= config.nplm_min_events):

@@ -62,6 +62,8 @@ def test_nplm_runs_on_the_qualifying_exclusive_classes_with_a_sidak_global_p():
     assert "no exclusive class" in nplm_line(nplm_classes(output, ClassHuntConfig(nplm_min_events=1e4)))
     with pytest.raises(ClassHuntError, match="nplm"):
         ClassHuntConfig(nplm_toys=-1)
+    with pytest.raises(ClassHuntError, match="class_joint"):
+        nplm_classes({"data": {"hists": {}}, **{k: v for k, v in output.items() if k != "data"}}, config)
 
 
 def test_the_class_table_has_an_nplm_column_blank_where_not_tested():
