@@ -608,13 +608,9 @@ def register(subparsers: Any) -> None:
         help="top_rediscovery (muon + jets, k-fold detectors) or event_classes (every final state, MUSiC's scan "
         "against the SM cocktail: cms_anomaly.analyses.hunt_classes)",
     )
-    p.add_argument(
-        "--classes",
-        nargs="+",
-        default=None,
-        metavar="PATTERN",
-        help="event_classes: fnmatch patterns of the classes scanned",
-    )
+    from cms_anomaly.analyses.hunt_classes import add_class_arguments
+
+    add_class_arguments(p)
     p.add_argument(
         "--model",
         choices=(*MODELS, "none"),

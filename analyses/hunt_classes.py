@@ -20,8 +20,14 @@
    only, :data:`UPPER_TAILS`): the region of interest, its local p, the class's p-tilde and one global
    p-value of the whole procedure from one set of pseudo-experiments. ``classes`` (fnmatch patterns)
    chooses the classes scanned.
-4. **Report** (:mod:`~cms_anomaly.analyses.hunt_classes_report`): the class table sorted by p-tilde, the
-   global p, the p-tilde over classes against its expectation (PNG), the events of each top class's region.
+   Beside the scans, each exclusive class with at least ``nplm_min_events`` observed and expected events
+   gets the New Physics Learning Machine's goodness-of-fit test of its joint (S_T, M, MET) histogram
+   (:func:`~cms_anomaly.stats.nplm.nplm_test`, calibrated by ``nplm_toys`` pseudo-datasets); the
+   exclusive classes hold disjoint events, so their smallest p is corrected for their number by Sidak's
+   ``1 - (1 - p_min)^k`` (:func:`nplm_classes`).
+4. **Report** (:mod:`~cms_anomaly.analyses.hunt_classes_report`): the class table sorted by p-tilde (with
+   the NPLM p), the global p, the NPLM global p, the p-tilde over classes against its expectation (PNG),
+   the events of each top class's region.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import fnmatch
 import logging
 import os
 import time
+import zlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -155,6 +162,11 @@ class ClassHuntConfig:
     device: str = "auto"
     #: the detector's inputs (:data:`CLASS_FEATURE_SET`)
     feature_set: str | None = CLASS_FEATURE_SET
+    #: pseudo-datasets of each class's NPLM test (0: no NPLM test)
+    nplm_toys: int = 200
+    #: the fewest observed and the fewest expected events of a class the NPLM test runs on: below ~20 a
+    #: class fills a few of the joint histogram's 600 bins, and its window scan (a count) says as much
+    nplm_min_events: float = 20.0
     execution: Execution = field(default_factory=Execution)
 
     def __post_init__(self) -> None:
@@ -164,6 +176,10 @@ class ClassHuntConfig:
         if self.npe < 1 or self.rebin < 1 or self.min_yield <= 0:
             raise ClassHuntError(
                 f"npe and rebin must be >= 1, min_yield > 0; got {self.npe}, {self.rebin}, {self.min_yield}"
+            )
+        if self.nplm_toys < 0 or self.nplm_min_events < 0:
+            raise ClassHuntError(
+                f"nplm_toys and nplm_min_events must be >= 0; got {self.nplm_toys}, {self.nplm_min_events}"
             )
         if not 0 <= self.signal_fraction < 1:
             raise ClassHuntError(f"signal_fraction must be in [0, 1), got {self.signal_fraction}")
@@ -377,6 +393,76 @@ def class_rows(scan: Any, inputs: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _joint(output: dict, datasets: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per class of ``class_joint``: (sum of weights, sum of squared weights) over ``datasets``, (S_T, M, MET)
+    arrays with each axis's overflow added to its last bin."""
+
+    def fold(a: np.ndarray) -> np.ndarray:
+        for axis in range(a.ndim):
+            a = np.concatenate(
+                [a.take(range(a.shape[axis] - 2), axis), a.take([-2, -1], axis).sum(axis, keepdims=True)], axis
+            )
+        return a
+
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for d in datasets:
+        h = output[d]["hists"].get("class_joint")
+        if h is None:
+            continue
+        h = h[{"dataset": sum}]
+        for c in h.axes["event_class"]:
+            v = h[{"event_class": c}]
+            w, w2 = fold(v.values(flow=True)), fold(v.variances(flow=True))
+            old = out.get(c)
+            out[c] = (w, w2) if old is None else (old[0] + w, old[1] + w2)
+    return out
+
+
+def nplm_classes(output: dict, config: ClassHuntConfig) -> dict[str, Any]:
+    """The NPLM test (:func:`~cms_anomaly.stats.nplm.nplm_test`, joint S_T x M x MET in GeV, log coordinates)
+    of every selected exclusive class with >= ``nplm_min_events`` observed and expected events, each with its
+    own seed (from ``seed`` and the class name); the smallest p and its Sidak correction over the ``k``
+    tested (disjoint, independent) classes: ``{"n_toys", "min_events", "tested", "classes": {class: {t, p,
+    ...}}, "p_min", "p_global"}``; no class (``tested`` 0, ``p_global`` None) with ``nplm_toys`` 0 or none
+    qualifying."""
+    from cms_anomaly.stats import StatisticsError
+    from cms_anomaly.stats.nplm import nplm_test
+
+    result: dict[str, Any] = {"n_toys": config.nplm_toys, "min_events": config.nplm_min_events, "classes": {}}
+    if config.nplm_toys and "exclusive" in config.kinds and "hists" in output.get("data", {}):
+        data = _joint(output, ["data"])
+        sim = _joint(output, [d for d in output if d != "data" and "hists" in output[d]])
+        h = output["data"]["hists"].get("class_joint")
+        if h is None:
+            raise ClassHuntError("NPLM: the processor output has no class_joint histogram")
+        edges = [ax.edges for ax in h.axes[2:]]
+        names = [c for c in selected_classes(sorted(set(data) & set(sim)), config) if _kind_of(c) == "exclusive"]
+        for c in (n for n in names if min(data[n][0].sum(), sim[n][0].sum()) >= config.nplm_min_events):
+            seed = int(np.random.SeedSequence([config.seed, zlib.crc32(c.encode())]).generate_state(1)[0])
+            try:
+                r = nplm_test(data[c][0], sim[c][0], sim[c][1], edges, n_toys=config.nplm_toys, seed=seed)
+            except StatisticsError as err:
+                raise ClassHuntError(f"NPLM test of {c}: {err}") from None
+            result["classes"][c] = {
+                "t": r.t,
+                "p": r.p,
+                "n_toys": r.n_toys,
+                "toy_t_quantiles": {str(q): v for q, v in r.toy_quantiles.items()},
+                "observed": r.observed,
+                "expected": r.expected,
+                "points": r.n_points,
+                "moved": r.moved,
+                "centres": len(r.centres),
+                "width": r.width,
+            }
+    tested = result["classes"]
+    result["tested"] = len(tested)
+    p_min = min((v["p"] for v in tested.values()), default=None)
+    result["p_min"] = p_min
+    result["p_global"] = None if p_min is None else float(1.0 - (1.0 - p_min) ** len(tested))
+    return result
+
+
 # ------------------------------------------------------------------------------------- the job
 @dataclass(frozen=True)
 class ClassHuntResult:
@@ -385,6 +471,8 @@ class ClassHuntResult:
     z_global: float
     #: the class table (:func:`class_rows`), most significant first
     rows: list[dict[str, Any]]
+    #: the NPLM tests (:func:`nplm_classes`)
+    nplm: dict[str, Any] = field(default_factory=dict)
 
 
 def run_class_hunt(
@@ -414,6 +502,11 @@ def run_class_hunt(
     scan = scan_classes(inputs, config)
     rows = class_rows(scan, inputs)
     times["scan"] = time.perf_counter() - t
+    t = time.perf_counter()
+    nplm = nplm_classes(output, config)
+    for r in rows:
+        r["nplm_p"] = nplm["classes"].get(r["class"], {}).get("p")
+    times["nplm"] = time.perf_counter() - t
     meta = {
         "config": asdict(config),
         "lumi_pb": lumi,
@@ -423,8 +516,8 @@ def run_class_hunt(
         "histograms": str(out / "pass" / "histograms.coffea"),
         "detector": detector,
     }
-    summary = report.write(out, output, inputs, scan, rows, meta, config)
-    return ClassHuntResult(summary=summary, p_global=scan.p_global, z_global=scan.z_global, rows=rows)
+    summary = report.write(out, output, inputs, scan, rows, meta, config, nplm=nplm)
+    return ClassHuntResult(summary=summary, p_global=scan.p_global, z_global=scan.z_global, rows=rows, nplm=nplm)
 
 
 def class_pass(
@@ -492,6 +585,31 @@ SECONDS_PER_EVENT_SOURCE = (
 )
 
 
+def add_class_arguments(parser: Any) -> None:
+    """``--classes``, ``--nplm-toys`` and ``--nplm-min-events`` of ``cms-anomaly hunt --selection event_classes``."""
+    from cms_anomaly.core.argtypes import non_negative_float, non_negative_int
+
+    parser.add_argument(
+        "--classes",
+        nargs="+",
+        default=None,
+        metavar="PATTERN",
+        help="event_classes: fnmatch patterns of the classes scanned",
+    )
+    parser.add_argument(
+        "--nplm-toys",
+        type=non_negative_int,
+        default=ClassHuntConfig.nplm_toys,
+        help="event_classes: pseudo-datasets of each exclusive class's NPLM test (0: none)",
+    )
+    parser.add_argument(
+        "--nplm-min-events",
+        type=non_negative_float,
+        default=ClassHuntConfig.nplm_min_events,
+        help="event_classes: the fewest observed and expected events of a class the NPLM test runs on",
+    )
+
+
 def config_from_args(args: Any) -> ClassHuntConfig:
     """The :class:`ClassHuntConfig` of ``cms-anomaly hunt --selection event_classes`` options."""
     config = ClassHuntConfig(
@@ -505,6 +623,8 @@ def config_from_args(args: Any) -> ClassHuntConfig:
         k_folds=args.k_folds,
         epochs=args.epochs,
         device=args.device,
+        nplm_toys=args.nplm_toys,
+        nplm_min_events=args.nplm_min_events,
         execution=replace(analysis.execution_from(args), skip_bad_files=args.skip_bad_files),
     )
     return config.scaled(args.events)

@@ -69,15 +69,16 @@ def _fmt_rarity(window: list[float]) -> str:
 def table_lines(rows: list[dict], *, limit: int = 40) -> list[str]:
     """The class table (markdown), sorted by p-tilde; ``limit`` rows, the count of the rest."""
     lines = [
-        "| class | observed | expected | p (region) | p-tilde | region (GeV; rarity: -log10 p) | region obs / exp |",
-        "|---|---:|---:|---:|---:|---|---:|",
+        "| class | observed | expected | p (region) | p-tilde | region (GeV; rarity: -log10 p) | region obs / exp | NPLM p |",
+        "|---|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows[:limit]:
         few = " *" if r["expected"] < 10 and r["observed"] < 10 else ""
+        nplm = "" if r.get("nplm_p") is None else f"{r['nplm_p']:.3g}"
         lines.append(
             f"| {r['class']}{few} | {r['observed']:.0f} | {r['expected']:.3g} +- {r['expected_error']:.2g} | "
             f"{r['p']:.3g} | {r['p_tilde']:.3g} | {_fmt_window(r)} | "
-            f"{r['region_observed']:.0f} / {r['region_expected']:.3g}{_unsimulated(r)} |"
+            f"{r['region_observed']:.0f} / {r['region_expected']:.3g}{_unsimulated(r)} | {nplm} |"
         )
     if len(rows) > limit:
         lines.append(f"\n{len(rows) - limit} more classes in summary.json.")
@@ -92,6 +93,20 @@ def table_lines(rows: list[dict], *, limit: int = 40) -> list[str]:
 def _unsimulated(row: dict) -> str:
     u = row.get("region_unsimulated", 0.0)
     return f" (u {u:.2g})" if u > 0 else ""
+
+
+def nplm_line(nplm: dict[str, Any]) -> str:
+    """The NPLM global p-value line (:func:`~cms_anomaly.analyses.hunt_classes.nplm_classes`)."""
+    if not nplm.get("n_toys"):
+        return "NPLM: not run (`nplm_toys` 0)."
+    if not nplm["tested"]:
+        return f"NPLM: no exclusive class with >= {nplm['min_events']:g} observed and expected events."
+    best = min(nplm["classes"], key=lambda c: nplm["classes"][c]["p"])
+    return (
+        f"**NPLM global p = {nplm['p_global']:.4g}** (smallest p {nplm['p_min']:.4g}, {best}, of "
+        f"{nplm['tested']} exclusive classes with >= {nplm['min_events']:g} observed and expected events, "
+        f"Sidak 1 - (1 - p_min)^k; {nplm['n_toys']} pseudo-datasets per class)"
+    )
 
 
 #: the event-list column of each scanned distribution
@@ -170,7 +185,17 @@ def summary_paragraph(scan: Any, rows: list[dict], meta: dict) -> str:
     )
 
 
-def write(out: Path, output: dict, inputs: dict, scan: Any, rows: list[dict], meta: dict, config: Any) -> Path:
+def write(
+    out: Path,
+    output: dict,
+    inputs: dict,
+    scan: Any,
+    rows: list[dict],
+    meta: dict,
+    config: Any,
+    *,
+    nplm: dict[str, Any],
+) -> Path:
     """``OUT/report``: summary.md, index.html, summary.json and the p-tilde figure; returns summary.md."""
     report_dir = analysis.fresh_report_dir(out)
     data_label = "Data" if config.data_fileset else "Pseudo-data"
@@ -185,6 +210,8 @@ def write(out: Path, output: dict, inputs: dict, scan: Any, rows: list[dict], me
         "",
         f"**global p = {scan.p_global:.4g}** (Z = {scan.z_global:.2f}; smallest p-tilde {scan.p_tilde_min:.4g}; "
         f"{scan.n_pe} pseudo-experiments of every class)",
+        "",
+        nplm_line(nplm),
         "",
         "## Classes by p-tilde",
         "",
@@ -212,6 +239,7 @@ def write(out: Path, output: dict, inputs: dict, scan: Any, rows: list[dict], me
             "classes": rows,
             "region_events": regions,
             "class_totals": inputs["totals"],
+            "nplm": nplm,
             "expected_p_tilde": {
                 d: {"classes": e.classes, "observed_sorted": e.observed_sorted, "quantiles": e.quantiles}
                 for d, e in scan.expected.items()

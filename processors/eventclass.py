@@ -303,15 +303,17 @@ def memberships(objects: EventObjects, config: SelectionConfig) -> EventClasses:
 
 
 #: the class histograms' names: ``class_<variable>`` for each of :data:`~cms_anomaly.processors.histograms.CLASS_BINNING`
-CLASS_HISTS: tuple[str, ...] = tuple(f"class_{v}" for v in histograms.CLASS_BINNING)
+#: and ``class_joint`` (S_T x M x MET of the exclusive classes, ``histograms.class_joint_hist``)
+CLASS_HISTS: tuple[str, ...] = (*(f"class_{v}" for v in histograms.CLASS_BINNING), "class_joint")
 
 
 def new_class_hists(
     dataset: str, scorers: Mapping[str, tuple[list[str], histograms.ScoreBinning | None]]
 ) -> dict[str, hist.Hist]:
-    """Empty class histograms of a chunk: ``class_st``, ``class_mass``, ``class_met`` and, per scorer
-    ``{name: (outputs, score binning)}``, ``class_score_<name>_<output>``."""
+    """Empty class histograms of a chunk: ``class_st``, ``class_mass``, ``class_met``, ``class_joint`` and, per
+    scorer ``{name: (outputs, score binning)}``, ``class_score_<name>_<output>``."""
     out = {f"class_{v}": histograms.class_hist(v, dataset=dataset) for v in histograms.CLASS_BINNING}
+    out["class_joint"] = histograms.class_joint_hist(dataset=dataset)
     for name, (outputs, binning) in scorers.items():
         for o in outputs:
             out[f"class_score_{name}_{o}"] = histograms.class_score_hist(name, o, dataset=dataset, binning=binning)
@@ -321,10 +323,21 @@ def new_class_hists(
 def fill_class_hists(
     hists: Mapping[str, hist.Hist], classes: EventClasses, *, dataset: str, weights: np.ndarray
 ) -> None:
-    """Fill ``class_st``, ``class_mass``, ``class_met``: one entry per membership, at its event's weight."""
+    """Fill ``class_st``, ``class_mass``, ``class_met``: one entry per membership, at its event's weight; and
+    ``class_joint`` (S_T, M, MET together): one entry per exclusive membership (the classes whose event sets
+    are disjoint, which the joint test uses; the inclusive memberships would multiply its size)."""
     w = np.asarray(weights, dtype=np.float64)[classes.event]
     for v in histograms.CLASS_BINNING:
         hists[f"class_{v}"].fill(dataset=dataset, event_class=classes.name, **{v: getattr(classes, v)}, weight=w)
+    ex = classes.of_kind("exclusive")
+    hists["class_joint"].fill(
+        dataset=dataset,
+        event_class=classes.name[ex],
+        st=classes.st[ex],
+        mass=classes.mass[ex],
+        met=classes.met[ex],
+        weight=w[ex],
+    )
 
 
 def fill_class_scores(

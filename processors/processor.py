@@ -15,7 +15,8 @@ Output per dataset::
 :func:`needs_met` reads it.)
 
 (the runner adds ``"skipped_files"`` with ``skip_bad_files``). The ``event_classes`` selection adds the
-class histograms ``class_st``, ``class_mass``, ``class_met`` (and ``class_score_<model>_<output>``), whose
+class histograms ``class_st``, ``class_mass``, ``class_met``, ``class_joint`` (S_T x M x MET; exclusive
+classes only) and ``class_score_<model>_<output>``, whose
 growing ``event_class`` axis holds every exclusive, inclusive and jet-inclusive class
 (:mod:`~cms_anomaly.processors.eventclass`), ``"class_counts"``: {class: raw events}, and for data
 ``"class_events"``: {class: its highest-S_T events} (:func:`~cms_anomaly.processors.eventclass.class_event_lists`). The same processor runs through

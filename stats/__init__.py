@@ -16,6 +16,7 @@ No files, no plots, no other package of this project. One topic per module:
 ``compare``       data vs simulation: chi^2 with the simulation's error, sparse bins merged
 ``scan``          window scans over selections and variables, global significance (look-elsewhere)
 ``classes``       regions of interest over event classes, MUSiC's p-tilde and global significance
+``nplm``          the New Physics Learning Machine (kernel form) on binned samples, calibrated by toys
 ``calibration``   the alphas a calibrated selection resolves; simulated acceptance vs alpha
 ================  ==================================================================
 

@@ -158,6 +158,17 @@ def unsimulated_weights(process_expected: np.ndarray, process_weight: np.ndarray
     return w[empty & (w > 0)]
 
 
+def pseudo_counts(rng: np.random.Generator, b: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
+    """``(n, bins)`` background-only pseudo-experiment counts of 1-d expected yields ``b`` with variances
+    ``v``: each bin's mean drawn from a Gamma of that mean and variance (the yield itself where the
+    variance or the yield is 0), then a Poisson count."""
+    has = (b > 0) & (v > 0)
+    shape = np.where(has, b**2 / np.where(has, v, 1.0), 1.0)
+    scale = np.where(has, v / np.where(has, b, 1.0), 0.0)
+    mean = np.where(has, rng.gamma(shape, scale, size=(n, b.size)), b)
+    return rng.poisson(np.maximum(mean, 0.0)).astype(np.float64)
+
+
 def _pseudo_min_p(
     rng: np.random.Generator,
     b: np.ndarray,
@@ -166,21 +177,16 @@ def _pseudo_min_p(
     unsimulated: np.ndarray,
     n_pe: int,
 ) -> np.ndarray:
-    """Smallest window p of ``n_pe`` background-only pseudo-experiments (mean ~ Gamma, count ~ Poisson).
+    """Smallest window p of ``n_pe`` background-only pseudo-experiments (:func:`pseudo_counts`).
     ``unsimulated``: weights of the processes without a simulated event in a class scanned as one window,
     each a Gamma(1, w) mean of its own in every pseudo-experiment."""
     start, stop = win
-    has = (b > 0) & (v > 0)
-    shape = np.where(has, b**2 / np.where(has, v, 1.0), 1.0)
-    scale = np.where(has, v / np.where(has, b, 1.0), 0.0)
     bw = _window_sums(b, start, stop) + unsimulated.sum()
     vw = _window_sums(v, start, stop) + (unsimulated**2).sum()
     out = np.empty(n_pe)
     for first in range(0, n_pe, _BLOCK):
         m = min(_BLOCK, n_pe - first)
-        mean = np.where(has, rng.gamma(shape, scale, size=(m, b.size)), b)
-        counts = rng.poisson(np.maximum(mean, 0.0)).astype(np.float64)
-        nw = _window_sums(counts, start, stop)
+        nw = _window_sums(pseudo_counts(rng, b, v, m), start, stop)
         if unsimulated.size:  # one window, the whole class
             nw = nw + rng.poisson(rng.gamma(1.0, unsimulated, size=(m, unsimulated.size)).sum(axis=1))[:, None]
         out[first : first + m] = local_p(nw, bw, vw).min(axis=1)
