@@ -114,11 +114,16 @@ class ScorerOptions:
         The ABCD plane of a two-output model (:func:`~cms_anomaly.models.scorers.score2d_binning_for`).
     fold_of
         ``fold_of(run, event) -> folds`` of a k-fold ensemble: it is then called ``scorer(features, folds=...)``.
+    by_exclusive_class
+        True for models per exclusive event class: with the ``event_classes`` selection it is also given each
+        event's exclusive class (``event_class=``, ``""``: none) and fills the class histograms of the
+        exclusive memberships only.
     """
 
     score_binning: tuple[int, float, float] | None = None
     score2d_binning: tuple[int, float, float, str] | None = None
     fold_of: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    by_exclusive_class: bool | None = None
 
 
 def scorer_options(scorer: Scorer) -> ScorerOptions:
@@ -533,9 +538,13 @@ class AnomalyProcessor(processor.ProcessorABC):
         values = {f: ak.to_numpy(selected[f]) for f in {*self.score_features, "n_jets", "n_bjets"}}
         top: dict[str, TopEvents] = {}
         for name, scorer in self.scorers.items():
-            fold_of = scorer_options(scorer).fold_of
-            folds = fold_of(ids["run"], ids["event"]) if fold_of is not None else None
-            raw = cast(Any, scorer)(selected, folds=folds) if folds is not None else scorer(selected)
+            options = scorer_options(scorer)
+            folds = options.fold_of(ids["run"], ids["event"]) if options.fold_of is not None else None
+            by_class = bool(options.by_exclusive_class) and classes is not None
+            extra: dict[str, Any] = {"folds": folds} if folds is not None else {}
+            if by_class:
+                extra["event_class"] = cast(eventclass.EventClasses, classes).exclusive
+            raw = cast(Any, scorer)(selected, **extra) if extra else scorer(selected)
             scores = _scores_2d(raw, len(selected), name, len(scorer.output_names))
             ok = _finite_scores(scores, name=name, meta=meta)
             if event_scores is not None:
@@ -564,7 +573,15 @@ class AnomalyProcessor(processor.ProcessorABC):
             )
             if classes is not None:
                 eventclass.fill_class_scores(
-                    hists, classes, name, scorer.output_names, scores, ok=ok, dataset=dataset, weights=weights
+                    hists,
+                    classes,
+                    name,
+                    scorer.output_names,
+                    scores,
+                    ok=ok,
+                    dataset=dataset,
+                    weights=weights,
+                    kinds=("exclusive",) if by_class else None,
                 )
         return top
 
