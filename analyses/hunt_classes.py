@@ -7,14 +7,17 @@
    it starts (:func:`generation_cost`).
 2. **One processor pass** with the ``event_classes`` selection fills every class's S_T, M (M_T with MET)
    and MET histograms (:mod:`~cms_anomaly.processors.eventclass`). With a ``model``
-   (:func:`detector_passes`): one k-fold detector trained on the data events of every class, with the
-   class among its inputs (the ``hlf_nano_classes`` feature set: HLF_NANO and the class-object counts
+   (:func:`detector_passes`; ``detector_per="all"``): one k-fold detector trained on the data events of every
+   class, with the class among its inputs (the ``hlf_nano_classes`` feature set: HLF_NANO and the class-object counts
    ``class_n_e``, ``class_n_mu``, ``class_n_gamma``, ``class_n_jet``, ``class_n_bjet``; the MET flag is
    ``met`` > ``class_met_min``), by the top hunt's machinery
    (:func:`~cms_anomaly.analyses.hunt_detectors.train_folds`): a first pass writes the feature tables,
    k models train on the data, and the pass whose histograms are scanned scores every event through
    :class:`~cms_anomaly.models.scorers.KFoldScorer`, filling each class's calibrated rarity
-   (``class_score_kfold_rarity``).
+   (``class_score_kfold_rarity``). With ``detector_per="class"`` each exclusive class with at least
+   ``class_min_events`` data events gets its own k-fold detectors, trained on its data events only
+   (:func:`~cms_anomaly.analyses.hunt_detectors.train_class_folds`), which score its events and fill the
+   rarity of its exclusive memberships only; the other classes have no rarity.
 3. **Per class**: observed and expected events (+- the simulation's statistical error, sqrt(sum w^2)) and
    MUSiC's scan of each distribution (:func:`~cms_anomaly.stats.class_scan`; the rarity in upper tails
    only, :data:`UPPER_TAILS`): the region of interest, its local p, the class's p-tilde and one global
@@ -160,7 +163,7 @@ class ClassHuntConfig:
     #: classes whose regions' events are listed
     top_classes: int = 5
     #: the detector whose rarity is scanned per class (a model of ``hunt_detectors.MODELS``; ``"none"`` or
-    #: None: no detector, S_T, M and MET only); k-fold on the data of every class (:func:`detector_passes`)
+    #: None: no detector, S_T, M and MET only); k-fold on the data (:func:`detector_passes`, ``detector_per``)
     model: str = "none"
     #: which data each k-fold detector trains on (:data:`DETECTOR_PER`): ``"all"`` one detector on the data
     #: of every class, ``"class"`` one per exclusive class with >= ``class_min_events`` data events
