@@ -122,10 +122,9 @@ class ClassKFoldScorer:
     """k-fold detectors per exclusive event class: the event of class ``c`` is scored by ``c``'s
     :class:`~cms_anomaly.models.scorers.KFoldScorer` (the model of its fold), an event of a class without
     detectors gets NaN (unscored). The processor gives it each event's exclusive class and fills the class
-    histograms of the exclusive memberships only (``by_exclusive_class``)."""
+    histograms of the exclusive memberships only (``exclusive_classes``)."""
 
     output_names: ClassVar[list[str]] = ["rarity"]
-    by_exclusive_class = True
 
     def __init__(self, per_class: dict[str, Any]) -> None:
         if not per_class:
@@ -136,6 +135,8 @@ class ClassKFoldScorer:
         if any(s.feature_names != self.feature_names for s in per_class.values()):
             raise HuntError("the classes' detectors read different features")
         self.name = KFOLD_SCORER
+        #: the classes it scores (the processor's ``ScorerOptions.exclusive_classes``)
+        self.exclusive_classes: tuple[str, ...] = tuple(per_class)
 
     def fold_of(self, run: np.ndarray, event: np.ndarray) -> np.ndarray:
         return np.asarray(self.folds.fold(run, event))
