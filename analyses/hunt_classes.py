@@ -7,14 +7,17 @@
    it starts (:func:`generation_cost`).
 2. **One processor pass** with the ``event_classes`` selection fills every class's S_T, M (M_T with MET)
    and MET histograms (:mod:`~cms_anomaly.processors.eventclass`). With a ``model``
-   (:func:`detector_passes`): one k-fold detector trained on the data events of every class, with the
-   class among its inputs (the ``hlf_nano_classes`` feature set: HLF_NANO and the class-object counts
+   (:func:`detector_passes`; ``detector_per="all"``): one k-fold detector trained on the data events of every
+   class, with the class among its inputs (the ``hlf_nano_classes`` feature set: HLF_NANO and the class-object counts
    ``class_n_e``, ``class_n_mu``, ``class_n_gamma``, ``class_n_jet``, ``class_n_bjet``; the MET flag is
    ``met`` > ``class_met_min``), by the top hunt's machinery
    (:func:`~cms_anomaly.analyses.hunt_detectors.train_folds`): a first pass writes the feature tables,
    k models train on the data, and the pass whose histograms are scanned scores every event through
    :class:`~cms_anomaly.models.scorers.KFoldScorer`, filling each class's calibrated rarity
-   (``class_score_kfold_rarity``).
+   (``class_score_kfold_rarity``). With ``detector_per="class"`` each exclusive class with at least
+   ``class_min_events`` data events gets its own k-fold detectors, trained on its data events only
+   (:func:`~cms_anomaly.analyses.hunt_detectors.train_class_folds`), which score its events and fill the
+   rarity of its exclusive memberships only; the other classes have no rarity.
 3. **Per class**: observed and expected events (+- the simulation's statistical error, sqrt(sum w^2)) and
    MUSiC's scan of each distribution (:func:`~cms_anomaly.stats.class_scan`; the rarity in upper tails
    only, :data:`UPPER_TAILS`): the region of interest, its local p, the class's p-tilde and one global
@@ -104,6 +107,11 @@ RARITY_REBIN = 1
 #: the detector's inputs: HLF_NANO and the object counts that define the event class
 #: (:data:`~cms_anomaly.processors.feature_spec.CLASS_COUNTS`)
 CLASS_FEATURE_SET = "hlf_nano_classes"
+#: what :attr:`ClassHuntConfig.detector_per` selects: the data each k-fold detector trains on
+DETECTOR_PER: dict[str, str] = {
+    "all": "one detector on the data of every class, the class-object counts among its inputs",
+    "class": "one detector per exclusive class, on that class's data only; it scores that class only",
+}
 #: the class-name suffix of each membership kind
 KIND_SUFFIX: dict[str, str] = {"exclusive": "", "inclusive": "+X", "jet_inclusive": "+NJets"}
 
@@ -155,8 +163,13 @@ class ClassHuntConfig:
     #: classes whose regions' events are listed
     top_classes: int = 5
     #: the detector whose rarity is scanned per class (a model of ``hunt_detectors.MODELS``; ``"none"`` or
-    #: None: no detector, S_T, M and MET only); k-fold on the data of every class (:func:`detector_passes`)
+    #: None: no detector, S_T, M and MET only); k-fold on the data (:func:`detector_passes`, ``detector_per``)
     model: str = "none"
+    #: which data each k-fold detector trains on (:data:`DETECTOR_PER`): ``"all"`` one detector on the data
+    #: of every class, ``"class"`` one per exclusive class with >= ``class_min_events`` data events
+    detector_per: str = "all"
+    #: the fewest data events of an exclusive class that gets its own detectors (``detector_per="class"``)
+    class_min_events: int = analysis.MIN_HUNT_DATA_EVENTS
     k_folds: int = 3
     epochs: int = 60
     device: str = "auto"
@@ -199,6 +212,11 @@ class ClassHuntConfig:
             raise ClassHuntError(f"unknown model {self.model!r}: choose none or one of {', '.join(MODELS)}")
         if self.k_folds < 2 or self.epochs < 1:
             raise ClassHuntError(f"k_folds must be >= 2 and epochs >= 1, got {self.k_folds}, {self.epochs}")
+        if self.detector_per not in DETECTOR_PER or self.class_min_events < 1:
+            raise ClassHuntError(
+                f"detector_per must be one of {', '.join(DETECTOR_PER)} and class_min_events >= 1; got "
+                f"{self.detector_per!r}, {self.class_min_events}"
+            )
 
     @property
     def detector(self) -> bool:
@@ -560,23 +578,52 @@ def detector_passes(
     try:
         fs, dropped = kfold.detector_inputs(features, config)
         data = read_samples(features, feature_set=fs, datasets=["data"])["data"]
-        paths = kfold.train_folds(features, out / "models", config, fs, data=data)
+        if config.detector_per == "class":
+            classes = data_classes(features)
+            per_class, untrained = kfold.train_class_folds(
+                features, out / "models", config, fs, data, classes, min_events=config.class_min_events
+            )
+            scorer: Any = kfold.class_kfold_scorer(per_class, config)
+            models: Any = {c: [str(p) for p in paths] for c, paths in per_class.items()}
+            trained: Any = {c: int((classes == c).sum()) for c in per_class}
+        else:
+            paths = kfold.train_folds(features, out / "models", config, fs, data=data)
+            scorer, models, trained = kfold.kfold_scorer(paths, config), [str(p) for p in paths], n_data
+            untrained = {}
     except (kfold.HuntError, ModelError) as err:
         raise ClassHuntError(f"detector: {err}") from None
     times["training"] = time.perf_counter() - t
     t = time.perf_counter()
-    output = class_pass(fileset, out / "pass", config, lumi, scorers={KFOLD_SCORER: kfold.kfold_scorer(paths, config)})
+    output = class_pass(fileset, out / "pass", config, lumi, scorers={KFOLD_SCORER: scorer})
     times["pass2"] = time.perf_counter() - t
     info = {
         "model": config.model,
+        "detector_per": config.detector_per,
         "k_folds": config.k_folds,
-        "trained_on": n_data,
+        "trained_on": trained,
         "feature_set": fs.name,
         "features": list(fs.columns),
         "dropped_features": dropped,
-        "models": [str(p) for p in paths],
+        "models": models,
+        "untrained_classes": untrained,
     }
     return output, info
+
+
+def data_classes(features_dir: Path, dataset: str = "data") -> np.ndarray:
+    """Each event's exclusive class (``""``: none) of ``dataset``'s feature tables in ``features_dir``, from its
+    class-object counts and MET (the processor's default selection settings), in the tables' row order."""
+    from cms_anomaly.models.data import read_samples
+    from cms_anomaly.models.feature_sets import FeatureSet
+    from cms_anomaly.processors.config import AnalysisConfig
+    from cms_anomaly.processors.eventclass import exclusive_names
+    from cms_anomaly.processors.feature_spec import CLASS_COUNTS
+
+    columns = (*CLASS_COUNTS, "met")
+    x = read_samples(features_dir, feature_set=FeatureSet("class_of", columns, len(columns)), datasets=[dataset])
+    ids = x[dataset].x
+    selections = AnalysisConfig().selections
+    return exclusive_names(ids[:, :-1].astype(np.int64), ids[:, -1] > selections.class_met_min, selections)
 
 
 #: where :data:`SECONDS_PER_EVENT` comes from, as printed
@@ -595,6 +642,12 @@ def add_class_arguments(parser: Any) -> None:
         default=None,
         metavar="PATTERN",
         help="event_classes: fnmatch patterns of the classes scanned",
+    )
+    parser.add_argument(
+        "--detector-per",
+        choices=tuple(DETECTOR_PER),
+        default=ClassHuntConfig.detector_per,
+        help="event_classes with --model: " + "; ".join(f"{k}: {v}" for k, v in DETECTOR_PER.items()),
     )
     parser.add_argument(
         "--nplm-toys",
@@ -620,6 +673,7 @@ def config_from_args(args: Any) -> ClassHuntConfig:
         classes=tuple(args.classes or ()),
         npe=args.npe,
         model=args.model or "none",
+        detector_per=args.detector_per,
         k_folds=args.k_folds,
         epochs=args.epochs,
         device=args.device,

@@ -171,6 +171,7 @@ def summary_paragraph(scan: Any, rows: list[dict], meta: dict) -> str:
     rarity = meta.get("detector") or {}
     scanned = (
         f"S_T, M (M_T with MET), MET and the rarity of a {rarity['k_folds']}-fold {rarity['model']} detector"
+        + (f" per exclusive class ({len(rarity['models'])} classes)" if rarity.get("detector_per") == "class" else "")
         if rarity
         else "S_T, M (M_T with MET) and MET"
     )

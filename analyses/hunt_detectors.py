@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from cms_anomaly.analyses.hunt_selections import KFOLD_SCORER
@@ -116,3 +116,70 @@ def kfold_scorer(paths: list[Path], config: DetectorSettings) -> Any:
     from cms_anomaly.processors.folds import KFold
 
     return KFoldScorer.load(paths, KFold(config.k_folds, config.seed), name=KFOLD_SCORER)
+
+
+class ClassKFoldScorer:
+    """k-fold detectors per exclusive event class: the event of class ``c`` is scored by ``c``'s
+    :class:`~cms_anomaly.models.scorers.KFoldScorer` (the model of its fold), an event of a class without
+    detectors gets NaN (unscored). The processor gives it each event's exclusive class and fills the class
+    histograms of the exclusive memberships only (``exclusive_classes``)."""
+
+    output_names: ClassVar[list[str]] = ["rarity"]
+
+    def __init__(self, per_class: dict[str, Any]) -> None:
+        if not per_class:
+            raise HuntError("no event class has a detector")
+        first = next(iter(per_class.values()))
+        self.per_class, self.folds, self.score_binning = dict(per_class), first.folds, first.score_binning
+        self.feature_names: list[str] = first.feature_names
+        if any(s.feature_names != self.feature_names for s in per_class.values()):
+            raise HuntError("the classes' detectors read different features")
+        self.name = KFOLD_SCORER
+        #: the classes it scores (the processor's ``ScorerOptions.exclusive_classes``)
+        self.exclusive_classes: tuple[str, ...] = tuple(per_class)
+
+    def fold_of(self, run: np.ndarray, event: np.ndarray) -> np.ndarray:
+        return np.asarray(self.folds.fold(run, event))
+
+    def __call__(self, features: Any, *, folds: np.ndarray, event_class: np.ndarray) -> np.ndarray:
+        event_class, folds = np.asarray(event_class), np.asarray(folds)
+        out = np.full(len(features), np.nan)
+        for c, scorer in self.per_class.items():
+            rows = np.flatnonzero(event_class == c)
+            if rows.size:
+                out[rows] = scorer(features[rows], folds=folds[rows])
+        return out
+
+
+def train_class_folds(
+    features_dir: Path,
+    out: Path,
+    config: DetectorSettings,
+    feature_set: Any,
+    data: Any,
+    classes: np.ndarray,
+    *,
+    min_events: int,
+) -> tuple[dict[str, list[Path]], dict[str, str]]:
+    """:func:`train_folds` per exclusive class with at least ``min_events`` data events (``classes``: each
+    data event's exclusive class, ``""``: none), on that class's data events only, into ``out/<class>``:
+    the model paths per class, and the classes left unscored because a fold's model had too few training
+    events after the validation split (the pipeline's :class:`~cms_anomaly.models.errors.TrainingError`)."""
+    from cms_anomaly.models.errors import TrainingError
+
+    names, n = np.unique(np.asarray(classes, dtype=str), return_counts=True)
+    paths, untrained = {}, {}
+    for c in (str(c) for c, k in zip(names, n, strict=True) if c and k >= min_events):
+        try:
+            paths[c] = train_folds(features_dir, out / c, config, feature_set, data=data.subset(classes == c))
+        except TrainingError as err:
+            untrained[c] = str(err)
+            log.info("class %s: no detector (%s)", c, err)
+    if not paths:
+        raise HuntError(f"no exclusive class has enough data events ({min_events}) to train its detectors on")
+    return paths, untrained
+
+
+def class_kfold_scorer(paths: dict[str, list[Path]], config: DetectorSettings) -> ClassKFoldScorer:
+    """The per-class ensemble of :func:`train_class_folds`'s ``paths``."""
+    return ClassKFoldScorer({c: kfold_scorer(p, config) for c, p in paths.items()})

@@ -276,6 +276,16 @@ def class_counts(objects: EventObjects, config: SelectionConfig) -> tuple[np.nda
     return counts, objects.met_pt > config.class_met_min
 
 
+def exclusive_names(counts: np.ndarray, met: np.ndarray, config: SelectionConfig) -> np.ndarray:
+    """Each event's exclusive class name from its (events, len(TYPES)) uncapped class-object counts and MET
+    flag (the feature tables' ``class_n_<type>`` and ``met > class_met_min``); ``""`` where it has none."""
+    counts = np.asarray(counts, dtype=np.int64)
+    members = _exclusive(counts, np.asarray(met, dtype=bool), caps(config))
+    out = np.full(len(counts), "", dtype=object)
+    out[members.event] = names_of(encode(members.code_counts, members.met))
+    return out.astype(str)
+
+
 def classify(objects: EventObjects, config: SelectionConfig) -> np.ndarray:
     """Each event's exclusive class name (``""`` where it has none: no class object, or above a cap)."""
     return memberships(objects, config).exclusive
@@ -350,9 +360,14 @@ def fill_class_scores(
     ok: np.ndarray,
     dataset: str,
     weights: np.ndarray,
+    kinds: tuple[str, ...] | None = None,
 ) -> None:
-    """Fill ``class_score_<name>_<output>``: each membership of an event whose scores are finite (``ok``)."""
-    rows = np.flatnonzero(np.asarray(ok, dtype=bool)[classes.event])
+    """Fill ``class_score_<name>_<output>``: each membership (of ``kinds``; None: every kind) of an event whose
+    scores are finite (``ok``)."""
+    take = np.asarray(ok, dtype=bool)[classes.event]
+    if kinds is not None:
+        take &= np.isin(classes.kind, kinds)
+    rows = np.flatnonzero(take)
     ev = classes.event[rows]
     for k, o in enumerate(outputs):
         hists[f"class_score_{name}_{o}"].fill(

@@ -114,11 +114,17 @@ class ScorerOptions:
         The ABCD plane of a two-output model (:func:`~cms_anomaly.models.scorers.score2d_binning_for`).
     fold_of
         ``fold_of(run, event) -> folds`` of a k-fold ensemble: it is then called ``scorer(features, folds=...)``.
+    exclusive_classes
+        The exclusive event classes that models per class score: with the ``event_classes`` selection it is
+        also given each event's exclusive class (``event_class=``, ``""``: none), fills the class histograms
+        of the exclusive memberships only, and the events of other classes (no score) are not counted as
+        non-finite.
     """
 
     score_binning: tuple[int, float, float] | None = None
     score2d_binning: tuple[int, float, float, str] | None = None
     fold_of: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    exclusive_classes: tuple[str, ...] | None = None
 
 
 def scorer_options(scorer: Scorer) -> ScorerOptions:
@@ -263,18 +269,22 @@ def _fill_features(
             hists[name].fill(dataset=dataset, systematic=syst, **{name: column}, weight=w[mask])
 
 
-def _finite_scores(scores: np.ndarray, *, name: str, meta: Mapping[str, Any]) -> np.ndarray:
-    """Events whose every score of scorer ``name`` is finite; a warning line counts the others."""
+def _finite_scores(
+    scores: np.ndarray, *, name: str, meta: Mapping[str, Any], scored: np.ndarray | None = None
+) -> np.ndarray:
+    """Events whose every score of scorer ``name`` is finite; a warning line counts the others among the
+    events it ``scored`` (default: all)."""
     # a NaN score would land in the overflow bin, i.e. count as the most anomalous event: left out
     ok = np.isfinite(scores).all(axis=1)
-    if not ok.all():
+    checked = ok if scored is None else ok[np.asarray(scored, dtype=bool)]
+    if not checked.all():
         log.warning(
             "%s (dataset %s): %d of %d selected events have a non-finite %s score; left out of its "
             "histograms (and last in its event list)",
             meta.get("filename", "?"),
             meta["dataset"],
-            int((~ok).sum()),
-            len(ok),
+            int((~checked).sum()),
+            len(checked),
             name,
         )
     return np.asarray(ok)
@@ -533,11 +543,17 @@ class AnomalyProcessor(processor.ProcessorABC):
         values = {f: ak.to_numpy(selected[f]) for f in {*self.score_features, "n_jets", "n_bjets"}}
         top: dict[str, TopEvents] = {}
         for name, scorer in self.scorers.items():
-            fold_of = scorer_options(scorer).fold_of
-            folds = fold_of(ids["run"], ids["event"]) if fold_of is not None else None
-            raw = cast(Any, scorer)(selected, folds=folds) if folds is not None else scorer(selected)
+            options = scorer_options(scorer)
+            folds = options.fold_of(ids["run"], ids["event"]) if options.fold_of is not None else None
+            by_class = options.exclusive_classes is not None and classes is not None
+            extra: dict[str, Any] = {"folds": folds} if folds is not None else {}
+            scored = None
+            if options.exclusive_classes is not None and classes is not None:
+                extra["event_class"] = classes.exclusive
+                scored = np.isin(classes.exclusive, list(options.exclusive_classes))
+            raw = cast(Any, scorer)(selected, **extra) if extra else scorer(selected)
             scores = _scores_2d(raw, len(selected), name, len(scorer.output_names))
-            ok = _finite_scores(scores, name=name, meta=meta)
+            ok = _finite_scores(scores, name=name, meta=meta, scored=scored)
             if event_scores is not None:
                 for k, out in enumerate(scorer.output_names):
                     event_scores[f"{name}_{out}"] = np.where(ok, scores[:, k], np.nan)
@@ -564,7 +580,15 @@ class AnomalyProcessor(processor.ProcessorABC):
             )
             if classes is not None:
                 eventclass.fill_class_scores(
-                    hists, classes, name, scorer.output_names, scores, ok=ok, dataset=dataset, weights=weights
+                    hists,
+                    classes,
+                    name,
+                    scorer.output_names,
+                    scores,
+                    ok=ok,
+                    dataset=dataset,
+                    weights=weights,
+                    kinds=("exclusive",) if by_class else None,
                 )
         return top
 
