@@ -136,23 +136,29 @@ def test_cli_selection_event_classes_builds_the_class_hunt():
     assert build_parser().parse_args(["hunt"]).selection == "top_rediscovery"
 
 
-def test_class_event_lists_keep_each_class_highest_st_events_across_chunks():
-    """Per class the n memberships of highest S_T, as a sort per class would give, and the same list from
-    two chunks added up (the accumulator's exactness)."""
-    from cms_anomaly.processors.eventclass import EventClasses, class_event_lists
+def random_memberships(rng: np.random.Generator, n_events: int, m: int, names: list[str]):
+    """``m`` class memberships of ``n_events`` events: random events and class names, exponential S_T, M, MET."""
+    from cms_anomaly.processors.eventclass import EventClasses
 
-    rng = np.random.default_rng(5)
-    m = 400
-    event = rng.integers(0, 150, m)
-    classes = EventClasses(
-        exclusive=np.full(150, ""),
-        event=event,
-        name=rng.choice(["1e", "2mu", "1e+X", "1gamma_1jet"], m),
+    return EventClasses(
+        exclusive=np.full(n_events, ""),
+        event=rng.integers(0, n_events, m),
+        name=rng.choice(names, m),
         kind=np.full(m, "exclusive"),
         st=rng.exponential(200.0, m),
         mass=rng.exponential(300.0, m),
         met=rng.exponential(30.0, m),
     )
+
+
+def test_class_event_lists_keep_each_class_highest_st_events_across_chunks():
+    """Per class the n memberships of highest S_T, as a sort per class would give, and the same list from
+    two chunks added up (the accumulator's exactness)."""
+    from cms_anomaly.processors.eventclass import EventClasses, class_event_lists
+
+    m = 400
+    classes = random_memberships(np.random.default_rng(5), 150, m, ["1e", "2mu", "1e+X", "1gamma_1jet"])
+    event = classes.event
     ids = {"run": np.full(150, 1), "luminosityBlock": np.arange(150) // 10, "event": np.arange(150) + 1000}
     process = np.where(np.arange(150) % 3 == 0, "signal", "wjets")
     lists = class_event_lists(classes, ids, process, n=7)

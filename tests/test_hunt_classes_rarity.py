@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cms_anomaly.analyses.hunt_classes import DISTRIBUTIONS, ClassHuntConfig, ClassHuntError, run_class_hunt
+from test_hunt_classes import random_memberships
 from test_hunt_classes_inject import CARDS, _config, _counts
 
 
@@ -31,20 +32,11 @@ def test_rarity_histogram_is_filled_for_every_membership_with_finite_scores():
     the event's weight and score; an event with a NaN score fills nothing; the class event lists carry
     the event's score."""
     from cms_anomaly.models.scorers import RARITY_BINNING
-    from cms_anomaly.processors.eventclass import EventClasses, class_event_lists, fill_class_scores, new_class_hists
+    from cms_anomaly.processors.eventclass import class_event_lists, fill_class_scores, new_class_hists
 
     rng = np.random.default_rng(7)
-    n_events, m = 60, 240
-    event = rng.integers(0, n_events, m)
-    classes = EventClasses(
-        exclusive=np.full(n_events, ""),
-        event=event,
-        name=rng.choice(["1e", "2mu", "1e+X", "1gamma_1jet+NJets"], m),
-        kind=np.full(m, "exclusive"),
-        st=rng.exponential(200.0, m),
-        mass=rng.exponential(300.0, m),
-        met=rng.exponential(30.0, m),
-    )
+    n_events = 60
+    classes = random_memberships(rng, n_events, 240, ["1e", "2mu", "1e+X", "1gamma_1jet+NJets"])
     scores = rng.uniform(0.0, 3.0, (n_events, 1))
     scores[::7] = np.nan
     ok = np.isfinite(scores[:, 0])
