@@ -280,15 +280,25 @@ def selected_classes(names: list[str], config: ClassHuntConfig) -> list[str]:
 
 def _sums(output: dict, datasets: list[str], hname: str, rebin: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per class: (sum of weights, sum of squared weights) of ``hname`` over ``datasets``, ``rebin`` bins merged."""
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    parts = []
     for d in datasets:
         h = output[d]["hists"].get(hname)
         if h is None:
             continue
         h = h[{"dataset": sum}]
+        part = {}
         for c in h.axes["event_class"]:
             v = h[{"event_class": c}]
-            w, w2 = (np.add.reduceat(a, np.arange(0, a.size, rebin)) for a in (v.values(), v.variances()))
+            part[c] = tuple(np.add.reduceat(a, np.arange(0, a.size, rebin)) for a in (v.values(), v.variances()))
+        parts.append(part)
+    return _merged(parts)
+
+
+def _merged(parts: list[dict[str, tuple[np.ndarray, np.ndarray]]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The per-class (sum w, sum w^2) of several :func:`_sums`, added up."""
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for part in parts:
+        for c, (w, w2) in part.items():
             old = out.get(c)
             out[c] = (w, w2) if old is None else (old[0] + w, old[1] + w2)
     return out
@@ -324,8 +334,8 @@ def class_inputs(output: dict, config: ClassHuntConfig) -> dict[str, Any]:
     obs, exp, var, per, edges = {}, {}, {}, {}, {}
     for dist, hname in distributions(output).items():
         rebin = RARITY_REBIN if dist == "rarity" else config.rebin
-        data, sim = _sums(output, ["data"], hname, rebin), _sums(output, roles, hname, rebin)
         each = [_sums(output, [r], hname, rebin) for r in roles]
+        data, sim = _sums(output, ["data"], hname, rebin), _merged(each)
         axis = output["data"]["hists"][hname].axes[-1]
         edges[dist] = np.append(axis.edges[:-1:rebin], axis.edges[-1])
         zero = np.zeros(len(edges[dist]) - 1)

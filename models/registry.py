@@ -11,7 +11,7 @@ The module imports no torch: the built-in builders import their model module whe
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -294,7 +294,7 @@ register(
         budget=Budget(epochs=100),
     )
 )
-register(
+_ALAD = register(
     ModelSpec(
         "alad",
         "hlf21",
@@ -309,18 +309,8 @@ register(
         budget=Budget(epochs=40, overrides={"lr": 1e-4}),
     )
 )
-register(
-    ModelSpec(
-        "alad_knapp",
-        "hlf21",
-        build=_build_alad_knapp,
-        hyper=_alad_knapp_hyper,
-        preprocessing=_alad_preprocessing,
-        monitored_loss="mean L1 score of the averaged weights (selection criterion)",
-        score_output="l1",
-        budget=Budget(epochs=40, overrides={"lr": 1e-4}),
-    )
-)
+# Knapp et al.'s ALAD: the same specification with its own network and hyper-parameters
+register(replace(_ALAD, kind="alad_knapp", model_kind="", build=_build_alad_knapp, hyper=_alad_knapp_hyper))
 register(
     ModelSpec(
         "double-ae",
